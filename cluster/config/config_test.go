@@ -1,0 +1,322 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const baseHA = `cluster = "lvs"
+keepalive = "100ms"
+deadtime = "500ms"
+
+[[nodes]]
+name = "lvs1"
+address = "10.0.0.1"
+
+[[nodes]]
+name = "lvs2"
+address = "10.0.0.2"
+
+[[ucast]]
+
+[[serial]]
+device = "/dev/ttyS0"
+baud = 115200
+`
+
+// TestHAErrors checks that every class of error names the right file, line
+// and key.
+func TestHAErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		src  string
+		want []string // "line: key: substring"
+	}{
+		{"syntax", "cluster = \"lvs\nkeepalive = 1", []string{"1: cluster: "}},
+		{"unknown top key", "frobnicate = 1\n" + baseHA, []string{"1: frobnicate: unknown key"}},
+		{"unknown key in a table", baseHA + "frobnicate = 1\n", []string{"18: serial[0].frobnicate: unknown key"}},
+		{"unknown key in second node", strings.Replace(baseHA, "address = \"10.0.0.2\"", "adress = \"10.0.0.2\"", 1),
+			[]string{"11: nodes[1].adress: unknown key", "9: nodes[1].address: is required"}},
+		{"wrong type", strings.Replace(baseHA, `cluster = "lvs"`, `cluster = 5`, 1), []string{"1: cluster: incompatible types"}},
+		{"duration without unit", strings.Replace(baseHA, `keepalive = "100ms"`, `keepalive = 100`, 1), []string{"2: keepalive: duration 100 has no unit"}},
+		{"bad duration", strings.Replace(baseHA, `keepalive = "100ms"`, `keepalive = "fast"`, 1), []string{"2: keepalive: invalid duration \"fast\""}},
+		{"duplicate node name", strings.Replace(baseHA, `name = "lvs2"`, `name = "lvs1"`, 1), []string{"10: nodes[1].name: duplicate node name \"lvs1\" (also nodes[0], line 6)"}},
+		{"duplicate address", strings.Replace(baseHA, `"10.0.0.2"`, `"10.0.0.1"`, 1), []string{"11: nodes[1].address: duplicate address 10.0.0.1"}},
+		{"bad address", strings.Replace(baseHA, `"10.0.0.2"`, `"10.0.0.256"`, 1), []string{"11: nodes[1].address: \"10.0.0.256\" is not an IP address"}},
+		{"deadtime too close", strings.Replace(baseHA, `deadtime = "500ms"`, `deadtime = "250ms"`, 1), []string{"3: deadtime: 250ms is not comfortably above keepalive 100ms"}},
+		{"initdead below deadtime", baseHA[:len(`cluster = "lvs"`)+1] + "initdead = \"200ms\"\n" + baseHA[len(`cluster = "lvs"`)+1:], []string{"2: initdead: initdead 200ms is smaller than deadtime 500ms"}},
+		{"warntime outside", strings.Replace(baseHA, `deadtime = "500ms"`, "deadtime = \"500ms\"\nwarntime = \"600ms\"", 1), []string{"4: warntime: warntime 600ms must lie between"}},
+		{"no media", strings.Split(baseHA, "[[ucast]]")[0], []string{"0: : no heartbeat medium"}},
+		{"bad baud", strings.Replace(baseHA, "baud = 115200", "baud = 12345", 1), []string{"17: serial[0].baud: 12345 is not a supported rate"}},
+		{"bad mcast group", baseHA + "[[mcast]]\ngroup = \"10.1.1.1\"\ninterface = \"eth1\"\n", []string{"19: mcast[0].group: \"10.1.1.1\" is not an IPv4 multicast group"}},
+		{"bcast without interface", baseHA + "[[bcast]]\nport = 695\n", []string{"18: bcast[0].interface: is required"}},
+		{"bad port", strings.Replace(baseHA, "[[ucast]]", "[[ucast]]\nport = 70000", 1), []string{"14: ucast[0].port: 70000 is not a port"}},
+		{"bad ucast peer", strings.Replace(baseHA, "[[ucast]]", "[[ucast]]\npeers = [\"10.0.0.2\", \"nope\"]", 1), []string{"14: ucast[0].peers[1]: \"nope\" is not an IP address"}},
+		{"bad role", strings.Replace(baseHA, `address = "10.0.0.2"`, "address = \"10.0.0.2\"\nrole = \"arbiter\"", 1), []string{"12: nodes[1].role: \"arbiter\" is not a role"}},
+		{"missing cluster", strings.Replace(baseHA, `cluster = "lvs"`, ``, 1), []string{"0: cluster: is required"}},
+		{"node not listed", "node = \"lvs9\"\n" + baseHA, []string{"1: node: \"lvs9\" is not one of the [[nodes]]"}},
+		{"bad ping node", "ping_nodes = [\"10.0.0.254\", \"router\"]\n" + baseHA, []string{"1: ping_nodes[1]: \"router\" is not an IP address"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := ParseHA("ha.toml", []byte(tc.src))
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			got := flatten(err)
+			for _, w := range tc.want {
+				want := "ha.toml:" + w
+				if strings.HasPrefix(w, "0: ") {
+					want = "ha.toml: " + strings.TrimPrefix(w, "0: ")
+					want = strings.Replace(want, ": : ", ": ", 1)
+				}
+				if !containsPrefix(got, want) {
+					t.Errorf("missing error %q\n got: %q", want, got)
+				}
+			}
+		})
+	}
+}
+
+func flatten(err error) []string {
+	var es Errors
+	if errors.As(err, &es) {
+		out := make([]string, len(es))
+		for i, e := range es {
+			out[i] = e.Error()
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
+func containsPrefix(list []string, p string) bool {
+	for _, s := range list {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestHADefaults(t *testing.T) {
+	ha, warns, err := ParseHA("ha.toml", []byte(baseHA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 0 {
+		t.Errorf("unexpected warnings %q", warns)
+	}
+	if ha.Warntime.D() != 250*time.Millisecond || ha.Initdead.D() != time.Second {
+		t.Errorf("warntime %s initdead %s, want deadtime/2 and 2×deadtime", ha.Warntime, ha.Initdead)
+	}
+	if ha.UCast[0].Port != DefaultPort || ha.Nodes[0].Role != "member" || ha.Raft.Port != DefaultRaftPort {
+		t.Errorf("defaults not applied: %+v", ha)
+	}
+}
+
+func TestHAWarnings(t *testing.T) {
+	src := strings.Replace(baseHA, `keepalive = "100ms"`, `keepalive = "10ms"`, 1)
+	src = strings.Replace(src, `deadtime = "500ms"`, `deadtime = "50ms"`, 1)
+	src = strings.Replace(src, "baud = 115200", "baud = 9600", 1)
+	_, warns, err := ParseHA("ha.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0], "serial /dev/ttyS0 at 9600 baud") {
+		t.Errorf("want one serial capacity warning, got %q", warns)
+	}
+}
+
+const baseRes = `[[group]]
+name = "lvs"
+node = "lvs1"
+resources = [
+  "IPaddr::10.0.0.3/24/eth0/10.0.0.255",
+  "ldirectord::www",
+  "mon",
+  "lvs",
+  "10.0.0.4",
+  { type = "script", id = "web", params = { script = "httpd" }, args = ["a", "b"] },
+]
+`
+
+func testHA(t *testing.T) *HA {
+	ha, _, err := ParseHA("ha.toml", []byte(baseHA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ha
+}
+
+func TestResourcesNormalise(t *testing.T) {
+	r, err := ParseResources("resources.toml", []byte(baseRes), testHA(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.Groups[0].Resources
+	want := []Resource{
+		{ID: "IPaddr_10.0.0.3", Type: "IPaddr", Params: map[string]string{"ip": "10.0.0.3", "cidr_netmask": "24", "nic": "eth0", "broadcast": "10.0.0.255"}},
+		{ID: "ldirectord_www", Type: "ldirectord", Params: map[string]string{"config": "www"}},
+		{ID: "mon", Type: "mon", Params: map[string]string{}},
+		{ID: "lvs", Type: "script", Params: map[string]string{"script": "lvs"}},
+		{ID: "IPaddr_10.0.0.4", Type: "IPaddr", Params: map[string]string{"ip": "10.0.0.4"}},
+		{ID: "web", Type: "script", Params: map[string]string{"script": "httpd"}, Args: []string{"a", "b"}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d resources, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i].ID != want[i].ID || got[i].Type != want[i].Type || !equalMap(got[i].Params, want[i].Params) || strings.Join(got[i].Args, ",") != strings.Join(want[i].Args, ",") {
+			t.Errorf("resource %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func equalMap(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestResourcesErrors(t *testing.T) {
+	cases := []struct {
+		name, src string
+		want      []string
+	}{
+		{"duplicate group", baseRes + "[[group]]\nname = \"lvs\"\nnode = \"lvs2\"\nresources = [\"x\"]\n", []string{"13: group[1].name: duplicate group name \"lvs\" (also group[0], line 2)"}},
+		{"duplicate resource id", baseRes + "[[group]]\nname = \"g2\"\nnode = \"lvs2\"\nresources = [\n  \"ldirectord::www\"\n]\n", []string{"16: group[1].resources[0]: duplicate resource id \"ldirectord_www\""}},
+		{"unknown node", strings.Replace(baseRes, `node = "lvs1"`, `node = "lvs7"`, 1), []string{"3: group[0].node: \"lvs7\" is not one of the [[nodes]]"}},
+		{"bad ip shorthand", strings.Replace(baseRes, "IPaddr::10.0.0.3/24", "IPaddr::10.0.0.300/24", 1), []string{"5: group[0].resources[0]: IPaddr: \"10.0.0.300\" is not an IP address"}},
+		{"bad netmask", strings.Replace(baseRes, "10.0.0.3/24", "10.0.0.3/33", 1), []string{"5: group[0].resources[0]: IPaddr: netmask \"33\""}},
+		{"empty field", strings.Replace(baseRes, `"ldirectord::www"`, `"ldirectord::"`, 1), []string{"6: group[0].resources[1]: \"ldirectord::\" has an empty field"}},
+		{"unknown table key", strings.Replace(baseRes, `id = "web"`, `id = "web", prio = 5`, 1), []string{"10: group[0].resources[5].prio: unknown key"}},
+		{"table without type", strings.Replace(baseRes, `type = "script", `, ``, 1), []string{"10: group[0].resources[5].type: is required"}},
+		{"number entry", strings.Replace(baseRes, `"mon",`, `42,`, 1), []string{"7: group[0].resources[2]: must be a string"}},
+		{"unknown group key", strings.Replace(baseRes, `node = "lvs1"`, "node = \"lvs1\"\nstickiness = 1", 1), []string{"4: group[0].stickiness: unknown key"}},
+		{"no resources", "[[group]]\nname = \"g\"\nnode = \"lvs1\"\n", []string{"1: group[0].resources: a group needs at least one resource"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseResources("resources.toml", []byte(tc.src), testHA(t))
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			got := flatten(err)
+			for _, w := range tc.want {
+				if !containsPrefix(got, "resources.toml:"+w) {
+					t.Errorf("missing %q\n got: %q", "resources.toml:"+w, got)
+				}
+			}
+		})
+	}
+}
+
+func TestAuthkeys(t *testing.T) {
+	cases := []struct {
+		name, src, want string
+	}{
+		{"ok", "# c\nauth 2\n1 sha256 one-secret-that-is-long\n2 sha256 two secret with spaces # cut\n", ""},
+		{"crc", "auth 1\n1 crc\n", "authkeys:2: 1: crc authenticates nothing"},
+		{"auth after key", "1 sha256 abcdefabcdefabcdef\nauth 1\n", "authkeys:1: 1: key line before \"auth N\""},
+		{"no auth", "", "authkeys: auth: no \"auth N\" line"},
+		{"undefined key", "auth 3\n1 sha256 abcdefabcdefabcdef\n", "authkeys:1: auth: auth 3 selects a key that is not defined"},
+		{"missing secret", "auth 1\n1 sha1\n", "authkeys:2: 1: method sha1 needs a secret"},
+		{"bad number", "auth 16\n", "authkeys:1: auth: \"16\" is not a key number 0..15"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ak, _, err := parseAuthkeys("authkeys", []byte(tc.src))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ak.KeyID != 2 || string(ak.Secret.Bytes()) != "two secret with spaces" {
+					t.Errorf("got key %d %q", ak.KeyID, ak.Secret.Bytes())
+				}
+				return
+			}
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("got %v, want prefix %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestAuthkeysPermissions(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "authkeys")
+	if err := os.WriteFile(p, []byte("auth 1\n1 sha256 0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ReadAuthkeys(p); err != nil {
+		t.Fatalf("0600 refused: %v", err)
+	}
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o620} {
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := ReadAuthkeys(p)
+		if err == nil || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("mode %04o: got %v, want refusal", mode, err)
+		}
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	s := NewSecret([]byte("hunter2-hunter2"))
+	for _, out := range []string{s.String(), s.GoString(), s.LogValue().String()} {
+		if strings.Contains(out, "hunter2") {
+			t.Errorf("secret leaked: %q", out)
+		}
+	}
+}
+
+// TestExamplesLoad keeps the shipped example configurations valid.
+func TestExamplesLoad(t *testing.T) {
+	for _, tc := range []struct{ dir, node string }{
+		{"../../etc/vigil", "lvs1"},
+		{"../../etc/examples/three-node", "node3"},
+		{"../../etc/examples/pair-witness", "witness"},
+	} {
+		c, err := Load(tc.dir, Options{Node: tc.node})
+		if err != nil {
+			t.Errorf("%s: %v", tc.dir, err)
+			continue
+		}
+		if c.Self.Name != tc.node || len(c.Resources.Groups) == 0 {
+			t.Errorf("%s: self %q, %d groups", tc.dir, c.Self.Name, len(c.Resources.Groups))
+		}
+	}
+}
+
+func TestLoadReportsAllFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string, mode os.FileMode) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(HAFile, baseHA, 0o644)
+	write("authkeys", "auth 1\n1 sha256 0123456789abcdef0123\n", 0o644)
+	write(ResourcesFile, strings.Replace(baseRes, "lvs1", "nobody", 1), 0o644)
+	_, err := Load(dir, Options{Node: "lvs2"})
+	got := flatten(err)
+	if len(got) != 2 || !strings.Contains(got[0], "authkeys: mode 0644") || !strings.Contains(got[1], "resources.toml:3: group[0].node") {
+		t.Errorf("got %q", got)
+	}
+	_, err = Load(dir, Options{Node: "lvs9"})
+	if err == nil || !strings.Contains(err.Error(), "ha.toml: node: this node \"lvs9\" (from --node)") {
+		t.Errorf("got %v", err)
+	}
+}

@@ -1,0 +1,72 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Error is one problem in a configuration file. Every error names the file,
+// the line (0 when the problem is not tied to one line) and the key, so that
+// an operator can go straight to it.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	fmt.Fprintf(&b, ": %s", e.Msg)
+	return b.String()
+}
+
+// Errors collects every problem found, so that one `vigil config check`
+// shows them all instead of one per run.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// errSink accumulates errors for one file, resolving key paths to lines.
+type errSink struct {
+	file string
+	pos  *positions
+	errs Errors
+}
+
+func (s *errSink) add(key, format string, args ...any) {
+	s.errs = append(s.errs, &Error{File: s.file, Line: s.pos.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+var lastKeyRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
+
+// decodeError turns a BurntSushi/toml error into an *Error with the file,
+// line and key it concerns.
+func decodeError(file string, err error) *Error {
+	if pe, ok := err.(toml.ParseError); ok {
+		return &Error{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
+	}
+	msg := err.Error()
+	if m := lastKeyRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{File: file, Line: line, Key: m[2], Msg: m[3]}
+	}
+	return &Error{File: file, Msg: strings.TrimPrefix(msg, "toml: ")}
+}

@@ -1,0 +1,332 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"time"
+)
+
+// HA is ha.toml: the cluster, its nodes, heartbeat timing and media — the
+// ha.cf of Vigil.
+type HA struct {
+	Cluster       string   `toml:"cluster"`
+	Node          string   `toml:"node"` // this node; default: the hostname
+	Keepalive     Duration `toml:"keepalive"`
+	Warntime      Duration `toml:"warntime"`
+	Deadtime      Duration `toml:"deadtime"`
+	Initdead      Duration `toml:"initdead"`
+	AutoFailback  bool     `toml:"auto_failback"`
+	PingNodes     []string `toml:"ping_nodes"`
+	Authkeys      string   `toml:"authkeys"`       // path, relative to the config dir
+	ControlSocket string   `toml:"control_socket"` // root-only unix socket of the control API
+	StateDir      string   `toml:"state_dir"`      // boot incarnation and other small local state
+
+	Nodes  []Node   `toml:"nodes"`
+	UCast  []UCast  `toml:"ucast"`
+	BCast  []BCast  `toml:"bcast"`
+	MCast  []MCast  `toml:"mcast"`
+	Serial []Serial `toml:"serial"`
+	Raft   Raft     `toml:"raft"`
+}
+
+// Node is one cluster member.
+type Node struct {
+	Name    string `toml:"name"`
+	Address string `toml:"address"` // heartbeat and Raft address
+	Role    string `toml:"role"`    // "member" (default) or "witness": votes, runs no resources
+}
+
+// UCast sends heartbeats by UDP unicast to each peer. Like heartbeat's ucast,
+// a peer address that is this node's own is skipped, so one file can be
+// shared by every node.
+type UCast struct {
+	Interface string   `toml:"interface"` // optional: bind the socket to this device
+	Bind      string   `toml:"bind"`      // local address; default: this node's address
+	Port      int      `toml:"port"`
+	Peers     []string `toml:"peers"` // default: every other node's address
+}
+
+// BCast sends heartbeats to the IPv4 broadcast address of an interface.
+type BCast struct {
+	Interface string `toml:"interface"`
+	Port      int    `toml:"port"`
+}
+
+// MCast sends heartbeats to an IPv4 multicast group.
+type MCast struct {
+	Group     string `toml:"group"`
+	Interface string `toml:"interface"`
+	Port      int    `toml:"port"`
+	TTL       int    `toml:"ttl"`
+	Loop      bool   `toml:"loop"`
+}
+
+// Serial sends heartbeats over a serial line (a null-modem cable).
+type Serial struct {
+	Device string `toml:"device"`
+	Baud   int    `toml:"baud"`
+}
+
+// Raft holds the consensus layer's settings.
+type Raft struct {
+	Port    int    `toml:"port"`
+	DataDir string `toml:"data_dir"`
+}
+
+// Defaults, chosen for a LAN director pair: beat 5 times per deadtime,
+// warn at half of it.
+const (
+	DefaultKeepalive     = time.Second
+	DefaultDeadtime      = 5 * time.Second
+	DefaultPort          = 694 // heartbeat's registered ha-cluster port
+	DefaultBaud          = 19200
+	DefaultRaftPort      = 7946
+	DefaultControlSocket = "/run/vigil/vigil.sock"
+	DefaultStateDir      = "/var/lib/vigil"
+	// MinDeadBeats is how many keepalives must fit in deadtime: a peer must
+	// miss at least this many beats in a row before it is declared dead.
+	MinDeadBeats = 3
+)
+
+// ValidBauds are the rates a serial medium accepts (those heartbeat accepts).
+var ValidBauds = []int{9600, 19200, 38400, 57600, 115200, 230400, 460800}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+func (h *HA) applyDefaults() {
+	if h.Keepalive == 0 {
+		h.Keepalive = Duration(DefaultKeepalive)
+	}
+	if h.Deadtime == 0 {
+		h.Deadtime = Duration(max(DefaultDeadtime, MinDeadBeats*h.Keepalive.D()))
+	}
+	if h.Warntime == 0 {
+		h.Warntime = h.Deadtime / 2
+	}
+	if h.Initdead == 0 {
+		// heartbeat uses 12 s below 6 s deadtime: a guard for slow switch
+		// ports at boot. Raft already waits for a quorum, so twice the
+		// deadtime is enough here and keeps fast clusters fast to start.
+		h.Initdead = 2 * h.Deadtime
+	}
+	if h.Authkeys == "" {
+		h.Authkeys = "authkeys"
+	}
+	if h.ControlSocket == "" {
+		h.ControlSocket = DefaultControlSocket
+	}
+	if h.StateDir == "" {
+		h.StateDir = DefaultStateDir
+	}
+	if h.Raft.Port == 0 {
+		h.Raft.Port = DefaultRaftPort
+	}
+	if h.Raft.DataDir == "" {
+		h.Raft.DataDir = h.StateDir + "/raft"
+	}
+	for i := range h.Nodes {
+		if h.Nodes[i].Role == "" {
+			h.Nodes[i].Role = "member"
+		}
+	}
+	for i := range h.UCast {
+		if h.UCast[i].Port == 0 {
+			h.UCast[i].Port = DefaultPort
+		}
+	}
+	for i := range h.BCast {
+		if h.BCast[i].Port == 0 {
+			h.BCast[i].Port = DefaultPort
+		}
+	}
+	for i := range h.MCast {
+		if h.MCast[i].Port == 0 {
+			h.MCast[i].Port = DefaultPort
+		}
+		if h.MCast[i].TTL == 0 {
+			h.MCast[i].TTL = 1
+		}
+	}
+	for i := range h.Serial {
+		if h.Serial[i].Baud == 0 {
+			h.Serial[i].Baud = DefaultBaud
+		}
+	}
+}
+
+// validate checks everything that does not depend on the local machine.
+// md tells which keys the file set explicitly, so that a derived value
+// (warntime = deadtime/2) is not blamed on a key the user never wrote.
+func (h *HA) validate(s *errSink, defined func(key string) bool, warn func(string, ...any)) {
+	if h.Cluster == "" {
+		s.add("cluster", "is required: the cluster's name, carried in every heartbeat")
+	} else if !nameRE.MatchString(h.Cluster) {
+		s.add("cluster", "%q is not a valid name (letters, digits, '.', '_', '-'; at most 63)", h.Cluster)
+	}
+	if h.Node != "" && !nameRE.MatchString(h.Node) {
+		s.add("node", "%q is not a valid node name", h.Node)
+	}
+
+	if len(h.Nodes) == 0 {
+		s.add("nodes", "at least one [[nodes]] entry is required")
+	}
+	names := map[string]int{}
+	addrs := map[netip.Addr]int{}
+	members := 0
+	for i, n := range h.Nodes {
+		k := fmt.Sprintf("nodes[%d]", i)
+		switch {
+		case n.Name == "":
+			s.add(k+".name", "is required")
+		case !nameRE.MatchString(n.Name):
+			s.add(k+".name", "%q is not a valid node name (letters, digits, '.', '_', '-'; at most 63)", n.Name)
+		default:
+			if j, dup := names[n.Name]; dup {
+				s.add(k+".name", "duplicate node name %q (also nodes[%d], line %d)", n.Name, j, s.pos.line(fmt.Sprintf("nodes[%d].name", j)))
+			} else {
+				names[n.Name] = i
+			}
+		}
+		if n.Address == "" {
+			s.add(k+".address", "is required")
+		} else if a, err := netip.ParseAddr(n.Address); err != nil {
+			s.add(k+".address", "%q is not an IP address", n.Address)
+		} else if j, dup := addrs[a]; dup {
+			s.add(k+".address", "duplicate address %s (also nodes[%d], line %d)", a, j, s.pos.line(fmt.Sprintf("nodes[%d].address", j)))
+		} else {
+			addrs[a] = i
+		}
+		switch n.Role {
+		case "member":
+			members++
+		case "witness":
+		default:
+			s.add(k+".role", "%q is not a role: use \"member\" or \"witness\"", n.Role)
+		}
+	}
+	if len(h.Nodes) > 0 && members == 0 {
+		s.add("nodes", "every node is a witness: at least one must be a member that can run resources")
+	}
+	if h.Node != "" && len(h.Nodes) > 0 {
+		if _, ok := names[h.Node]; !ok {
+			s.add("node", "%q is not one of the [[nodes]]", h.Node)
+		}
+	}
+
+	h.validateTiming(s, defined)
+
+	media := len(h.UCast) + len(h.BCast) + len(h.MCast) + len(h.Serial)
+	if media == 0 {
+		s.add("", "no heartbeat medium: configure at least one [[ucast]], [[bcast]], [[mcast]] or [[serial]]")
+	} else if media == 1 && len(h.Nodes) > 1 {
+		warn("only one heartbeat medium: a single cut cable or switch port makes a live peer look dead; add a second (e.g. [[serial]])")
+	}
+	for i, u := range h.UCast {
+		k := fmt.Sprintf("ucast[%d]", i)
+		checkPort(s, k+".port", u.Port)
+		if u.Bind != "" {
+			if _, err := netip.ParseAddr(u.Bind); err != nil {
+				s.add(k+".bind", "%q is not an IP address", u.Bind)
+			}
+		}
+		for j, p := range u.Peers {
+			if _, err := netip.ParseAddr(p); err != nil {
+				s.add(fmt.Sprintf("%s.peers[%d]", k, j), "%q is not an IP address", p)
+			}
+		}
+	}
+	for i, b := range h.BCast {
+		k := fmt.Sprintf("bcast[%d]", i)
+		if b.Interface == "" {
+			s.add(k+".interface", "is required: broadcasts go out of one interface")
+		}
+		checkPort(s, k+".port", b.Port)
+	}
+	for i, m := range h.MCast {
+		k := fmt.Sprintf("mcast[%d]", i)
+		if a, err := netip.ParseAddr(m.Group); err != nil || !a.Is4() || !a.IsMulticast() {
+			s.add(k+".group", "%q is not an IPv4 multicast group (224.0.0.0/4)", m.Group)
+		}
+		if m.Interface == "" {
+			s.add(k+".interface", "is required")
+		}
+		checkPort(s, k+".port", m.Port)
+		if m.TTL < 1 || m.TTL > 255 {
+			s.add(k+".ttl", "%d is out of range 1..255", m.TTL)
+		}
+	}
+	for i, sr := range h.Serial {
+		k := fmt.Sprintf("serial[%d]", i)
+		if sr.Device == "" {
+			s.add(k+".device", "is required (e.g. \"/dev/ttyS0\")")
+		}
+		if !slices.Contains(ValidBauds, sr.Baud) {
+			s.add(k+".baud", "%d is not a supported rate %v", sr.Baud, ValidBauds)
+		} else if need := serialBytesPerSecond(len(h.Nodes), h.Keepalive.D()); need > sr.Baud/10 {
+			// 10 bits per byte on the wire (8N1). A link slower than the
+			// beat rate would queue stale heartbeats, so say so up front.
+			warn("serial %s at %d baud carries about %d bytes/s but heartbeats every %s need about %d: lower the beat rate or raise baud",
+				sr.Device, sr.Baud, sr.Baud/10, h.Keepalive, need)
+		}
+	}
+	for i, p := range h.PingNodes {
+		if _, err := netip.ParseAddr(p); err != nil {
+			s.add(fmt.Sprintf("ping_nodes[%d]", i), "%q is not an IP address", p)
+		}
+	}
+	checkPort(s, "raft.port", h.Raft.Port)
+}
+
+// serialBytesPerSecond estimates the serial load of one node's heartbeats:
+// a fixed header, the view (one entry per node) and the framing.
+func serialBytesPerSecond(nodes int, keepalive time.Duration) int {
+	if keepalive <= 0 {
+		return 0
+	}
+	perBeat := 96 + nodes*24
+	return int(float64(perBeat) * float64(time.Second) / float64(keepalive))
+}
+
+func (h *HA) validateTiming(s *errSink, defined func(string) bool) {
+	// Blame the key the user wrote: when warntime/initdead are derived,
+	// the fault lies with deadtime.
+	blame := func(k string) string {
+		if defined(k) {
+			return k
+		}
+		return "deadtime"
+	}
+	ka, dt, wt, id := h.Keepalive.D(), h.Deadtime.D(), h.Warntime.D(), h.Initdead.D()
+	if ka <= 0 {
+		s.add("keepalive", "must be greater than zero")
+		return
+	}
+	if dt < MinDeadBeats*ka {
+		s.add("deadtime", "%s is not comfortably above keepalive %s: it must be at least %d × keepalive (%s), so that a peer is declared dead only after %d missed heartbeats",
+			dt, ka, MinDeadBeats, MinDeadBeats*ka, MinDeadBeats)
+	}
+	if wt <= ka || wt >= dt {
+		s.add(blame("warntime"), "warntime %s must lie between keepalive %s and deadtime %s", wt, ka, dt)
+	}
+	if id < dt {
+		s.add(blame("initdead"), "initdead %s is smaller than deadtime %s: at boot, peers get at least deadtime to show up", id, dt)
+	}
+}
+
+func checkPort(s *errSink, key string, p int) {
+	if p < 1 || p > 65535 {
+		s.add(key, "%d is not a port (1..65535)", p)
+	}
+}
+
+// NodeByName returns the named node.
+func (h *HA) NodeByName(name string) (Node, bool) {
+	for _, n := range h.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Node{}, false
+}

@@ -1,0 +1,191 @@
+// Package config loads and validates Vigil's configuration: ha.toml (the
+// cluster, nodes, heartbeat timing and media), authkeys (the cluster secret)
+// and resources.toml (groups of resources, haresources-style). Every error
+// names the file, line and key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// File names inside a configuration directory.
+const (
+	HAFile        = "ha.toml"
+	ResourcesFile = "resources.toml"
+	DefaultDir    = "/etc/vigil"
+)
+
+// Config is a loaded, validated configuration.
+type Config struct {
+	Dir       string
+	HA        HA
+	Resources Resources
+	Auth      *Authkeys
+	Self      Node // this node
+	Warnings  []string
+}
+
+// Options adjust loading.
+type Options struct {
+	// Node names this node, overriding ha.toml's node and the hostname
+	// (one ha.toml can then serve every node).
+	Node string
+}
+
+// Load reads and validates DIR/ha.toml, the authkeys file and
+// DIR/resources.toml (optional). On error it returns Errors listing every
+// problem found.
+func Load(dir string, opts Options) (*Config, error) {
+	c := &Config{Dir: dir}
+	var errs Errors
+	collect := func(err error) {
+		var es Errors
+		var e *Error
+		switch {
+		case errors.As(err, &es):
+			errs = append(errs, es...)
+		case errors.As(err, &e):
+			errs = append(errs, e)
+		case err != nil:
+			errs = append(errs, &Error{File: dir, Msg: err.Error()})
+		}
+	}
+
+	haPath := filepath.Join(dir, HAFile)
+	data, err := os.ReadFile(haPath)
+	if err != nil {
+		return nil, Errors{{File: haPath, Msg: fmt.Sprintf("cannot read: %v", err)}}
+	}
+	ha, warns, err := ParseHA(haPath, data)
+	c.Warnings = append(c.Warnings, warns...)
+	if err != nil {
+		collect(err)
+		return nil, errs // later checks would only repeat the damage
+	}
+	c.HA = *ha
+
+	collect(c.resolveSelf(haPath, opts))
+
+	akPath := c.HA.Authkeys
+	if !filepath.IsAbs(akPath) {
+		akPath = filepath.Join(dir, akPath)
+	}
+	ak, akWarns, err := ReadAuthkeys(akPath)
+	c.Warnings = append(c.Warnings, akWarns...)
+	collect(err)
+	c.Auth = ak
+
+	resPath := filepath.Join(dir, ResourcesFile)
+	if data, err := os.ReadFile(resPath); err == nil {
+		res, err := ParseResources(resPath, data, &c.HA)
+		collect(err)
+		if res != nil {
+			c.Resources = *res
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		collect(&Error{File: resPath, Msg: fmt.Sprintf("cannot read: %v", err)})
+	}
+
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return c, nil
+}
+
+func (c *Config) resolveSelf(haPath string, opts Options) error {
+	name, from := opts.Node, "--node"
+	if name == "" {
+		name, from = c.HA.Node, "node"
+	}
+	if name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return &Error{File: haPath, Key: "node", Msg: fmt.Sprintf("not set and the hostname is unknown: %v", err)}
+		}
+		// heartbeat lowercases node names and matches `uname -n`.
+		name, from = strings.ToLower(strings.SplitN(h, ".", 2)[0]), "hostname"
+	}
+	n, ok := c.HA.NodeByName(name)
+	if !ok {
+		return &Error{File: haPath, Key: "node", Msg: fmt.Sprintf("this node %q (from %s) is not one of the [[nodes]]; set node = \"NAME\" or pass --node", name, from)}
+	}
+	c.Self = n
+	c.HA.Node = name
+	return nil
+}
+
+// ParseHA decodes and validates ha.toml. It never panics, whatever data holds.
+func ParseHA(path string, data []byte) (*HA, []string, error) {
+	var ha HA
+	md, err := toml.Decode(string(data), &ha)
+	if err != nil {
+		return nil, nil, decodeError(path, err)
+	}
+	s := &errSink{file: path, pos: scanPositions(data)}
+	unknownKeys(s, md, "")
+	var warns []string
+	warn := func(f string, a ...any) { warns = append(warns, path+": "+fmt.Sprintf(f, a...)) }
+	ha.applyDefaults()
+	ha.validate(s, func(k string) bool { return md.IsDefined(k) }, warn)
+	if len(s.errs) > 0 {
+		return nil, warns, s.errs
+	}
+	return &ha, warns, nil
+}
+
+// ParseResources decodes and validates resources.toml against ha.
+func ParseResources(path string, data []byte, ha *HA) (*Resources, error) {
+	var r Resources
+	md, err := toml.Decode(string(data), &r)
+	if err != nil {
+		return nil, decodeError(path, err)
+	}
+	s := &errSink{file: path, pos: scanPositions(data)}
+	// Resource entries are checked by hand (they may be strings or tables).
+	unknownKeys(s, md, "group.resources.")
+	r.validate(s, ha)
+	if len(s.errs) > 0 {
+		return nil, s.errs
+	}
+	return &r, nil
+}
+
+// unknownKeys reports every key the decoder did not use, on each line it
+// appears.
+func unknownKeys(s *errSink, md toml.MetaData, skipPrefix string) {
+	for _, k := range md.Undecoded() {
+		loose := k.String()
+		if skipPrefix != "" && strings.HasPrefix(loose+".", skipPrefix) {
+			continue
+		}
+		exact := s.pos.exactKeys(loose)
+		if len(exact) == 0 {
+			s.add(loose, "unknown key")
+			continue
+		}
+		for _, e := range exact {
+			s.add(e, "unknown key")
+		}
+	}
+}
+
+// exactKeys returns the indexed paths whose index-free form is loose, in
+// file order.
+func (p *positions) exactKeys(loose string) []string {
+	var out []string
+	for k := range p.exact {
+		if stripIndices(k) == loose {
+			out = append(out, k)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return p.exact[out[i]] < p.exact[out[j]] })
+	return out
+}

@@ -1,0 +1,284 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Resources is resources.toml: the haresources of Vigil.
+type Resources struct {
+	Groups []Group `toml:"group"`
+}
+
+// Group is an ordered list of resources that run together on one node:
+// started left to right, stopped right to left.
+type Group struct {
+	Name string `toml:"name"`
+	Node string `toml:"node"` // preferred node
+	// Raw holds the entries as written: shorthand strings or tables.
+	Raw []any `toml:"resources"`
+	// Resources is Raw normalised to the table form.
+	Resources []Resource `toml:"-"`
+}
+
+// Resource is one resource in its normalised (table) form.
+type Resource struct {
+	ID     string            `json:"id" toml:"id"`
+	Type   string            `json:"type" toml:"type"`
+	Params map[string]string `json:"params,omitempty" toml:"params"`
+	Args   []string          `json:"args,omitempty" toml:"args"`
+}
+
+// Built-in resource types. Any other name in shorthand is a heartbeat-style
+// script looked up in the script path (resource.d, then init.d).
+const (
+	TypeIPaddr     = "IPaddr"
+	TypeLdirectord = "ldirectord"
+	TypeMon        = "mon"
+	TypeScript     = "script"
+)
+
+var resourceKeys = map[string]bool{"id": true, "type": true, "params": true, "args": true}
+
+// ParseShorthand turns one haresources-style entry into its table form:
+//
+//	"10.0.0.3"                          → IPaddr ip=10.0.0.3
+//	"IPaddr::10.0.0.3/24/eth0/10.0.0.255" → IPaddr ip, cidr_netmask, nic, broadcast
+//	"ldirectord::www"                   → ldirectord config=www
+//	"mon::lvs", "mon"                   → mon config=lvs / mon
+//	"lvs", "httpd::a::b"                → script lvs / script httpd with args a b
+func ParseShorthand(s string) (Resource, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return Resource{}, fmt.Errorf("empty resource")
+	}
+	parts := strings.Split(s, "::")
+	for _, p := range parts {
+		if p == "" {
+			return Resource{}, fmt.Errorf("%q has an empty field between \"::\"", s)
+		}
+	}
+	name, args := parts[0], parts[1:]
+	// heartbeat: a bare IP address (optionally with /mask/nic/bcast) is IPaddr.
+	if len(args) == 0 && looksLikeIP(name) {
+		name, args = TypeIPaddr, []string{name}
+	}
+	switch name {
+	case TypeIPaddr, "IPaddr2":
+		if len(args) != 1 {
+			return Resource{}, fmt.Errorf("%q: IPaddr takes one argument, ip[/netmask[/interface[/broadcast]]]", s)
+		}
+		f := strings.Split(args[0], "/")
+		if len(f) > 4 {
+			return Resource{}, fmt.Errorf("%q: too many '/' fields (ip/netmask/interface/broadcast)", s)
+		}
+		r := Resource{Type: TypeIPaddr, Params: map[string]string{"ip": f[0]}}
+		for i, k := range []string{"cidr_netmask", "nic", "broadcast"} {
+			if i+1 < len(f) && f[i+1] != "" {
+				r.Params[k] = f[i+1]
+			}
+		}
+		r.ID = "IPaddr_" + f[0]
+		return r, nil
+	case TypeLdirectord, TypeMon:
+		if len(args) > 1 {
+			return Resource{}, fmt.Errorf("%q: %s takes at most one argument, the instance name", s, name)
+		}
+		r := Resource{Type: name, ID: name, Params: map[string]string{}}
+		if len(args) == 1 {
+			r.Params["config"] = args[0]
+			r.ID = name + "_" + args[0]
+		}
+		return r, nil
+	}
+	r := Resource{Type: TypeScript, ID: strings.Join(parts, "_"), Params: map[string]string{"script": name}, Args: args}
+	return r, nil
+}
+
+func looksLikeIP(s string) bool {
+	ip, _, _ := strings.Cut(s, "/")
+	_, err := netip.ParseAddr(ip)
+	return err == nil
+}
+
+// normalise fills g.Resources from g.Raw and checks each entry.
+func (g *Group) normalise(s *errSink, gk string) {
+	for i, raw := range g.Raw {
+		k := fmt.Sprintf("%s.resources[%d]", gk, i)
+		var r Resource
+		switch v := raw.(type) {
+		case string:
+			var err error
+			if r, err = ParseShorthand(v); err != nil {
+				s.add(k, "%v", err)
+				continue
+			}
+		case map[string]any:
+			var ok bool
+			if r, ok = tableResource(s, k, v); !ok {
+				continue
+			}
+		default:
+			s.add(k, "must be a string like \"IPaddr::10.0.0.3/24/eth0\" or a table {type = ..., params = {...}}, not %T", raw)
+			continue
+		}
+		validateResource(s, k, r)
+		g.Resources = append(g.Resources, r)
+	}
+}
+
+func tableResource(s *errSink, k string, m map[string]any) (Resource, bool) {
+	ok := true
+	unknown := []string{}
+	for key := range m {
+		if !resourceKeys[key] {
+			unknown = append(unknown, key)
+		}
+	}
+	sort.Strings(unknown)
+	for _, key := range unknown {
+		s.add(k+"."+key, "unknown key (a resource table has type, id, params, args)")
+		ok = false
+	}
+	var r Resource
+	typ, isStr := m["type"].(string)
+	if !isStr || typ == "" {
+		s.add(k+".type", "is required and must be a string")
+		return r, false
+	}
+	r.Type = typ
+	if typ == "IPaddr2" {
+		r.Type = TypeIPaddr
+	}
+	if id, present := m["id"]; present {
+		if r.ID, isStr = id.(string); !isStr || !nameRE.MatchString(r.ID) {
+			s.add(k+".id", "must be a name (letters, digits, '.', '_', '-')")
+			ok = false
+		}
+	}
+	r.Params = map[string]string{}
+	if p, present := m["params"]; present {
+		pm, isMap := p.(map[string]any)
+		if !isMap {
+			s.add(k+".params", "must be a table of parameter = value")
+			ok = false
+		}
+		for pk, pv := range pm {
+			switch v := pv.(type) {
+			case string:
+				r.Params[pk] = v
+			case int64:
+				r.Params[pk] = strconv.FormatInt(v, 10)
+			case bool:
+				r.Params[pk] = strconv.FormatBool(v)
+			case float64:
+				r.Params[pk] = strconv.FormatFloat(v, 'g', -1, 64)
+			default:
+				s.add(k+".params."+pk, "must be a string, number or boolean, not %T", pv)
+				ok = false
+			}
+		}
+	}
+	if a, present := m["args"]; present {
+		list, isList := a.([]any)
+		if !isList {
+			s.add(k+".args", "must be a list of strings")
+			ok = false
+		}
+		for j, v := range list {
+			str, isStr := v.(string)
+			if !isStr {
+				s.add(fmt.Sprintf("%s.args[%d]", k, j), "must be a string")
+				ok = false
+			}
+			r.Args = append(r.Args, str)
+		}
+	}
+	if r.ID == "" {
+		r.ID = defaultID(r)
+	}
+	return r, ok
+}
+
+func defaultID(r Resource) string {
+	switch r.Type {
+	case TypeIPaddr:
+		return "IPaddr_" + r.Params["ip"]
+	case TypeScript:
+		return strings.Join(append([]string{r.Params["script"]}, r.Args...), "_")
+	}
+	if c := r.Params["config"]; c != "" {
+		return r.Type + "_" + c
+	}
+	return r.Type
+}
+
+// validateResource checks what can be checked without the plugin: the
+// plugin system validates the rest against the agent's own schema.
+func validateResource(s *errSink, k string, r Resource) {
+	switch r.Type {
+	case TypeIPaddr:
+		ip, err := netip.ParseAddr(r.Params["ip"])
+		if err != nil {
+			s.add(k, "IPaddr: %q is not an IP address", r.Params["ip"])
+			return
+		}
+		if m, ok := r.Params["cidr_netmask"]; ok {
+			bits, err := strconv.Atoi(m)
+			if err != nil || bits < 1 || bits > ip.BitLen() {
+				s.add(k, "IPaddr: netmask %q is not a prefix length 1..%d", m, ip.BitLen())
+			}
+		}
+		if b, ok := r.Params["broadcast"]; ok {
+			if _, err := netip.ParseAddr(b); err != nil {
+				s.add(k, "IPaddr: broadcast %q is not an IP address", b)
+			}
+		}
+	case TypeScript:
+		sc := r.Params["script"]
+		if sc == "" || strings.ContainsAny(sc, "/ ") {
+			s.add(k, "script name %q must be a plain file name found in the script path", sc)
+		}
+	}
+}
+
+func (r *Resources) validate(s *errSink, ha *HA) {
+	groups := map[string]int{}
+	ids := map[string]string{}
+	for i := range r.Groups {
+		g := &r.Groups[i]
+		gk := fmt.Sprintf("group[%d]", i)
+		switch {
+		case g.Name == "":
+			s.add(gk+".name", "is required")
+		case !nameRE.MatchString(g.Name):
+			s.add(gk+".name", "%q is not a valid group name", g.Name)
+		default:
+			if j, dup := groups[g.Name]; dup {
+				s.add(gk+".name", "duplicate group name %q (also group[%d], line %d)", g.Name, j, s.pos.line(fmt.Sprintf("group[%d].name", j)))
+			}
+			groups[g.Name] = i
+		}
+		if g.Node == "" {
+			s.add(gk+".node", "is required: the preferred node, as the first word of a haresources line")
+		} else if n, ok := ha.NodeByName(g.Node); !ok {
+			s.add(gk+".node", "%q is not one of the [[nodes]] in ha.toml", g.Node)
+		} else if n.Role == "witness" {
+			s.add(gk+".node", "%q is a witness and runs no resources", g.Node)
+		}
+		if len(g.Raw) == 0 {
+			s.add(gk+".resources", "a group needs at least one resource")
+		}
+		g.normalise(s, gk)
+		for j, res := range g.Resources {
+			if other, dup := ids[res.ID]; dup {
+				s.add(fmt.Sprintf("%s.resources[%d]", gk, j), "duplicate resource id %q (also in group %q); give one an explicit id", res.ID, other)
+			} else {
+				ids[res.ID] = g.Name
+			}
+		}
+	}
+}
