@@ -1,0 +1,128 @@
+package control
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Render writes status the way crm_mon lays it out: a summary, the node
+// lists, then details per peer and per link. Times are relative to s.Now,
+// so output is a pure function of s (golden-tested).
+func Render(w io.Writer, s *Status) {
+	fmt.Fprintf(w, "Cluster: %s    Node: %s    Vigil %s\n", s.Cluster, s.Node, s.Version)
+	fmt.Fprintf(w, "Last updated: %s    Daemon up %s (incarnation %d)\n",
+		s.Now.UTC().Format("2006-01-02 15:04:05 MST"), ago(s.Now, s.Started), s.Incarnation)
+	fmt.Fprintf(w, "Heartbeat: keepalive %s, warntime %s, deadtime %s, initdead %s\n",
+		s.Timing.Keepalive, s.Timing.Warntime, s.Timing.Deadtime, s.Timing.Initdead)
+	fmt.Fprintf(w, "%d nodes configured, %d heartbeat links\n\n", len(s.Nodes), len(s.Links))
+
+	var online, offline, pending []string
+	for _, n := range s.Nodes {
+		name := n.Name
+		if n.Role == "witness" {
+			name += "(witness)"
+		}
+		switch n.State {
+		case "up":
+			online = append(online, name)
+		case "dead":
+			offline = append(offline, name)
+		default:
+			pending = append(pending, name)
+		}
+	}
+	list := func(label string, names []string) {
+		if len(names) > 0 {
+			fmt.Fprintf(w, "%s [ %s ]\n", label, strings.Join(names, " "))
+		}
+	}
+	list("Online:", online)
+	list("OFFLINE:", offline)
+	list("Pending:", pending)
+
+	fmt.Fprintln(w, "\nNodes:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, n := range s.Nodes {
+		switch {
+		case n.Self:
+			fmt.Fprintf(tw, "  * %s\t%s\t%s\tthis node\n", n.Name, n.Address, n.Role)
+		default:
+			fmt.Fprintf(tw, "  * %s\t%s\t%s\t%s since %s\n", n.Name, n.Address, n.Role, nodeWord(n.State), ago(s.Now, n.Since)+" ago")
+		}
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w, "\nHeartbeat links per peer:")
+	for _, n := range s.Nodes {
+		if n.Self {
+			continue
+		}
+		fmt.Fprintf(w, "  %s:\n", n.Name)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, l := range n.Links {
+			heard := "never heard"
+			if !l.LastHeard.IsZero() {
+				heard = "last heard " + ago(s.Now, l.LastHeard) + " ago"
+			}
+			fmt.Fprintf(tw, "    %s\t%s\t%s\tlate %d\treceived %d\n", l.Link, l.State, heard, l.Late, l.Received)
+		}
+		tw.Flush()
+	}
+
+	fmt.Fprintln(w, "\nLink counters:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  LINK\tSENT\tRECEIVED\tSEND-ERRORS\tDROPPED")
+	for _, l := range s.Links {
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%s\n", l.Link, l.Sent, l.Received, l.SendErrors, drops(l.Dropped))
+	}
+	tw.Flush()
+}
+
+func nodeWord(state string) string {
+	switch state {
+	case "up":
+		return "online"
+	case "dead":
+		return "OFFLINE"
+	}
+	return "pending"
+}
+
+func drops(m map[string]uint64) string {
+	if len(m) == 0 {
+		return "0"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+// ago renders now-t compactly: 340ms, 4.2s, 3m12s, 5h3m, 2d4h.
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	case d < 48*time.Hour:
+		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+	}
+	days := int(d / (24 * time.Hour))
+	return fmt.Sprintf("%dd%dh", days, int((d-time.Duration(days)*24*time.Hour)/time.Hour))
+}

@@ -1,0 +1,148 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vigil-ha/vigil/cluster/membership"
+)
+
+// Backend is what the server needs from the daemon.
+type Backend interface {
+	Status() Status
+	Subscribe(buf int) (<-chan membership.Event, func())
+}
+
+// Serve runs the control API on a unix socket at path until ctx ends.
+// The socket is mode 0600 and every connection's peer credentials are
+// checked, so only root (or the daemon's own user) can use it.
+func Serve(ctx context.Context, path string, b Backend, log *slog.Logger) error {
+	l, err := listen(path)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(path)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(b.Status())
+	})
+	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) { streamEvents(w, r, b) })
+	srv := &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx }, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(&credListener{Listener: l, uid: uint32(os.Geteuid()), log: log}) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("control socket %s: %w", path, err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return nil
+	}
+}
+
+// streamEvents writes membership events as JSON lines. The first line
+// ({"kind":"subscribed"}) tells the client it will see every later event.
+func streamEvents(w http.ResponseWriter, r *http.Request, b Backend) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	ch, cancel := b.Subscribe(1024)
+	defer cancel()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(map[string]string{"kind": "subscribed"})
+	fl.Flush()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case ev, ok := <-ch:
+			if !ok {
+				return
+			}
+			if enc.Encode(ev) != nil {
+				return
+			}
+			fl.Flush()
+		}
+	}
+}
+
+func listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: another daemon is already listening", path)
+		}
+		_ = os.Remove(path) // stale, left by a daemon that was killed
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return l, nil
+}
+
+// credListener refuses connections from anyone but root and the daemon's
+// own user, whatever the socket file's mode.
+type credListener struct {
+	net.Listener
+	uid uint32
+	log *slog.Logger
+}
+
+func (l *credListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		uid, err := peerUID(c)
+		if err == nil && (uid == 0 || uid == l.uid) {
+			return c, nil
+		}
+		l.log.Warn("control connection refused", "uid", uid, "err", err)
+		c.Close()
+	}
+}
+
+func peerUID(c net.Conn) (uint32, error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return 0, errors.New("not a unix connection")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }); err != nil {
+		return 0, err
+	}
+	if cerr != nil {
+		return 0, cerr
+	}
+	return cred.Uid, nil
+}

@@ -1,0 +1,42 @@
+// Package control is the daemon's control API: JSON over HTTP on a
+// root-only unix socket, the client the CLI uses, and the crm_mon-like
+// rendering of status.
+package control
+
+import (
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/heartbeat"
+	"github.com/vigil-ha/vigil/cluster/membership"
+)
+
+// Status is everything `vigil status` shows.
+type Status struct {
+	Cluster     string                   `json:"cluster"`
+	Node        string                   `json:"node"`
+	Version     string                   `json:"version"`
+	Incarnation uint64                   `json:"incarnation"`
+	Started     time.Time                `json:"started"`
+	Now         time.Time                `json:"now"`
+	Timing      Timing                   `json:"timing"`
+	Nodes       []NodeStatus             `json:"nodes"`
+	Links       []heartbeat.LinkCounters `json:"links"`
+}
+
+// Timing is the heartbeat timing in force.
+type Timing struct {
+	Keepalive string `json:"keepalive"`
+	Warntime  string `json:"warntime"`
+	Deadtime  string `json:"deadtime"`
+	Initdead  string `json:"initdead"`
+}
+
+// NodeStatus is one configured node. For this node, State is "up" and
+// Links is empty.
+type NodeStatus struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	Role    string `json:"role"`
+	Self    bool   `json:"self,omitempty"`
+	membership.PeerStatus
+}

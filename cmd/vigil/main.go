@@ -1,0 +1,204 @@
+// Command vigil is the Vigil cluster resource manager: the daemon and every
+// operator command, in one binary.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/cluster/daemon"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitError       = 1 // bad usage, invalid configuration, daemon failure
+	exitUnreachable = 2 // no daemon answered (status)
+)
+
+const usage = `Usage: vigil COMMAND [options]
+
+Commands:
+  daemon          run the cluster daemon on this node
+  status          show the cluster, its nodes and heartbeat links (crm_mon-like)
+  config check    validate the configuration in a directory
+  version         print the version
+
+Run 'vigil COMMAND -h' for a command's options.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitError
+	}
+	switch args[0] {
+	case "daemon":
+		return cmdDaemon(args[1:], stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
+	case "config":
+		if len(args) < 2 || args[1] != "check" {
+			fmt.Fprintln(stderr, "usage: vigil config check [-c DIR] [--node NAME] [-v]")
+			return exitError
+		}
+		return cmdConfigCheck(args[2:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "vigil %s\n", version)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "vigil: unknown command %q\n\n%s", args[0], usage)
+	return exitError
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("vigil "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("config check", stderr)
+	dir := fs.String("c", config.DefaultDir, "configuration directory")
+	node := fs.String("node", "", "check as this node (default: ha.toml's node, else the hostname)")
+	verbose := fs.Bool("v", false, "print the normalised groups")
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	cfg, err := config.Load(*dir, config.Options{Node: *node})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitError
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, "warning: "+w)
+	}
+	ha := &cfg.HA
+	fmt.Fprintf(stdout, "%s: OK — cluster %q, %d nodes (this node %s), %d heartbeat media, %d groups\n",
+		*dir, ha.Cluster, len(ha.Nodes), cfg.Self.Name, len(ha.UCast)+len(ha.BCast)+len(ha.MCast)+len(ha.Serial), len(cfg.Resources.Groups))
+	if *verbose {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		for _, g := range cfg.Resources.Groups {
+			_ = enc.Encode(map[string]any{"group": g.Name, "node": g.Node, "resources": g.Resources})
+		}
+	}
+	return exitOK
+}
+
+func cmdDaemon(args []string, stderr io.Writer) int {
+	fs := newFlags("daemon", stderr)
+	dir := fs.String("c", config.DefaultDir, "configuration directory")
+	node := fs.String("node", "", "this node's name (default: ha.toml's node, else the hostname)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "vigil daemon:", err)
+		return exitError
+	}
+	cfg, err := config.Load(*dir, config.Options{Node: *node})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stderr, "vigil daemon: configuration error, not started")
+		return exitError
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	d, err := daemon.New(cfg, version, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitError
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := d.Run(ctx); err != nil {
+		log.Error("daemon failed", "err", err)
+		return exitError
+	}
+	return exitOK
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("bad --log-level %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("bad --log-format %q (text or json)", format)
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("status", stderr)
+	dir := fs.String("c", config.DefaultDir, "configuration directory (to find the control socket)")
+	socket := fs.String("s", "", "control socket (default: ha.toml's control_socket, else "+config.DefaultControlSocket+")")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	path := *socket
+	if path == "" {
+		path = socketFromConfig(*dir)
+	}
+	st, err := control.NewClient(path).Status(context.Background())
+	if err != nil {
+		fmt.Fprintln(stderr, "vigil status:", err)
+		if errors.Is(err, control.ErrUnreachable) {
+			return exitUnreachable
+		}
+		return exitError
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+		return exitOK
+	}
+	control.Render(stdout, st)
+	return exitOK
+}
+
+// socketFromConfig reads only control_socket from ha.toml: status must
+// work even while the rest of the file is being edited.
+func socketFromConfig(dir string) string {
+	var partial struct {
+		ControlSocket string `toml:"control_socket"`
+	}
+	if _, err := toml.DecodeFile(filepath.Join(dir, config.HAFile), &partial); err == nil && partial.ControlSocket != "" {
+		return partial.ControlSocket
+	}
+	return config.DefaultControlSocket
+}

@@ -1,0 +1,301 @@
+// Package lab builds throwaway network labs for Vigil's end-to-end tests,
+// benchmarks and demo: network namespaces joined by veth pairs and bridges,
+// serial cables made of socat pty pairs, and vigil daemons running inside.
+//
+// Every namespace carries a per-run prefix, so labs of packages tested in
+// parallel never collide, and everything a lab makes is removed by Close,
+// also when a test fails. Addresses live only inside the lab's namespaces.
+package lab
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TB is the part of testing.TB a lab needs (the demo passes its own).
+type TB interface {
+	Helper()
+	Logf(string, ...any)
+	Fatalf(string, ...any)
+	Failed() bool
+	Cleanup(func())
+	TempDir() string
+}
+
+// Available says why a lab cannot run here, or "" if it can.
+func Available() string {
+	if os.Geteuid() != 0 {
+		return "network-namespace lab needs root"
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return "network-namespace lab needs iproute2's ip"
+	}
+	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
+		return "kernel has no network namespaces"
+	}
+	return ""
+}
+
+// Lab is one set of namespaces and processes.
+type Lab struct {
+	t      TB
+	Prefix string
+	Dir    string
+
+	mu    sync.Mutex
+	ns    []string
+	procs []*Proc
+}
+
+// New creates an empty lab that removes itself when the test ends.
+func New(t TB) *Lab {
+	t.Helper()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	l := &Lab{t: t, Prefix: "vg" + hex.EncodeToString(b), Dir: t.TempDir()}
+	t.Cleanup(l.Close)
+	return l
+}
+
+// Close ends every process the lab started (by PID) and deletes its
+// namespaces. On a failed test it prints the daemons' logs first.
+func (l *Lab) Close() {
+	l.mu.Lock()
+	procs, nss := l.procs, l.ns
+	l.procs, l.ns = nil, nil
+	l.mu.Unlock()
+	for _, p := range procs {
+		p.Kill()
+	}
+	if l.t.Failed() {
+		for _, p := range procs {
+			if b, err := os.ReadFile(p.LogPath); err == nil {
+				l.t.Logf("==== log of %s ====\n%s", p.Name, tail(string(b), 60))
+			}
+		}
+	}
+	for _, ns := range nss {
+		if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {
+			l.t.Logf("lab: delete netns %s: %v %s", ns, err, out)
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// NS returns the full name of the lab's namespace short.
+func (l *Lab) NS(short string) string { return l.Prefix + "-" + short }
+
+// AddNS creates namespace short with lo up.
+func (l *Lab) AddNS(short string) string {
+	l.t.Helper()
+	ns := l.NS(short)
+	l.must("ip", "netns", "add", ns)
+	l.mu.Lock()
+	l.ns = append(l.ns, ns)
+	l.mu.Unlock()
+	l.must("ip", "-n", ns, "link", "set", "lo", "up")
+	return ns
+}
+
+// Bridge creates bridge br in namespace ns (short name) and brings it up.
+func (l *Lab) Bridge(ns, br string) {
+	l.t.Helper()
+	l.must("ip", "-n", l.NS(ns), "link", "add", br, "type", "bridge")
+	l.must("ip", "-n", l.NS(ns), "link", "set", br, "up")
+}
+
+// Wire connects namespace node to bridge br in namespace sw with a veth
+// pair: ifname inside node, with address cidr (may be empty).
+func (l *Lab) Wire(node, ifname, sw, br, cidr string) {
+	l.t.Helper()
+	peer := "v" + node + "-" + ifname
+	if len(peer) > 15 {
+		peer = peer[:15]
+	}
+	l.must("ip", "link", "add", ifname, "netns", l.NS(node), "type", "veth", "peer", "name", peer, "netns", l.NS(sw))
+	l.must("ip", "-n", l.NS(sw), "link", "set", peer, "master", br)
+	l.must("ip", "-n", l.NS(sw), "link", "set", peer, "up")
+	if cidr != "" {
+		l.must("ip", "-n", l.NS(node), "addr", "add", cidr, "dev", ifname)
+	}
+	l.must("ip", "-n", l.NS(node), "link", "set", ifname, "up")
+}
+
+// LinkSet sets ifname in namespace node "up" or "down".
+func (l *Lab) LinkSet(node, ifname, state string) {
+	l.t.Helper()
+	l.must("ip", "-n", l.NS(node), "link", "set", ifname, state)
+}
+
+// Exec runs a command inside namespace node and returns its output.
+func (l *Lab) Exec(node string, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", l.NS(node)}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func (l *Lab) must(args ...string) {
+	l.t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		l.t.Fatalf("lab: %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// InNS runs f on an OS thread switched into namespace node: sockets f
+// opens live in that namespace.
+func (l *Lab) InNS(node string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is never unlocked: it ends with the goroutine instead
+		// of going back to the pool in the wrong namespace.
+		runtime.LockOSThread()
+		fd, err := unix.Open("/run/netns/"+l.NS(node), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// Proc is a process the lab started.
+type Proc struct {
+	Name    string
+	LogPath string
+	Cmd     *exec.Cmd
+	done    chan struct{}
+	once    sync.Once
+}
+
+// Start runs args inside namespace node (or the host's, if node is ""),
+// logging to a file in the lab's directory.
+func (l *Lab) Start(node, name string, args ...string) *Proc {
+	l.t.Helper()
+	if node != "" {
+		args = append([]string{"ip", "netns", "exec", l.NS(node)}, args...)
+	}
+	p := &Proc{Name: name, LogPath: filepath.Join(l.Dir, name+".log"), done: make(chan struct{})}
+	logf, err := os.Create(p.LogPath)
+	if err != nil {
+		l.t.Fatalf("lab: %v", err)
+	}
+	// ip netns exec execs the command in place, so the PID is the daemon's.
+	p.Cmd = exec.Command(args[0], args[1:]...)
+	p.Cmd.Stdout, p.Cmd.Stderr = logf, logf
+	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.Cmd.Start(); err != nil {
+		logf.Close()
+		l.t.Fatalf("lab: start %s: %v", name, err)
+	}
+	go func() { _ = p.Cmd.Wait(); logf.Close(); close(p.done) }()
+	l.mu.Lock()
+	l.procs = append(l.procs, p)
+	l.mu.Unlock()
+	return p
+}
+
+// Kill sends SIGKILL to the process and waits for it to exit.
+func (p *Proc) Kill() { p.Signal(syscall.SIGKILL); <-p.done }
+
+// Signal sends sig to the process if it is still running.
+func (p *Proc) Signal(sig syscall.Signal) {
+	select {
+	case <-p.done:
+	default:
+		_ = p.Cmd.Process.Signal(sig)
+	}
+}
+
+// Wait waits for the process to exit or ctx to end.
+func (p *Proc) Wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// SerialCable makes a null-modem cable from a socat pty pair and returns
+// the two ends' device paths.
+func (l *Lab) SerialCable(name string) (string, string) {
+	l.t.Helper()
+	if _, err := exec.LookPath("socat"); err != nil {
+		l.t.Fatalf("lab: serial cable needs socat (apt-get install socat): %v", err)
+	}
+	a, b := filepath.Join(l.Dir, name+"-a"), filepath.Join(l.Dir, name+"-b")
+	p := l.Start("", "socat-"+name, "socat", "-d", "-d",
+		"pty,raw,echo=0,link="+a, "pty,raw,echo=0,link="+b)
+	// socat logs "starting data transfer loop" once both ends exist.
+	if err := waitLog(p, "starting data transfer loop", 10*time.Second); err != nil {
+		l.t.Fatalf("lab: socat: %v", err)
+	}
+	return a, b
+}
+
+// waitLog waits until the process's log contains s. It follows the file
+// as the process writes it, so it needs no polling interval of its own.
+func waitLog(p *Proc, s string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	f, err := os.Open(p.LogPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	var line strings.Builder
+	for time.Now().Before(deadline) {
+		chunk, err := r.ReadString('\n')
+		line.WriteString(chunk)
+		if err == nil {
+			if strings.Contains(line.String(), s) {
+				return nil
+			}
+			line.Reset()
+			continue
+		}
+		if p.Exited() {
+			return errors.New("process exited before logging " + s)
+		}
+		// At end of file: wait for the writer. inotify would avoid the
+		// tick, but this only runs while a lab starts.
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("timed out waiting for %q in %s", s, p.LogPath)
+}
