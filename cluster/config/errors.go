@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -53,6 +54,13 @@ type errSink struct {
 
 func (s *errSink) add(key, format string, args ...any) {
 	s.errs = append(s.errs, &Error{File: s.file, Line: s.pos.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// sorted returns the errors in line order, the order an operator reads
+// the file in.
+func (s *errSink) sorted() Errors {
+	sort.SliceStable(s.errs, func(i, j int) bool { return s.errs[i].Line < s.errs[j].Line })
+	return s.errs
 }
 
 var lastKeyRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)

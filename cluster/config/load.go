@@ -136,7 +136,7 @@ func ParseHA(path string, data []byte) (*HA, []string, error) {
 	ha.applyDefaults()
 	ha.validate(s, func(k string) bool { return md.IsDefined(k) }, warn)
 	if len(s.errs) > 0 {
-		return nil, warns, s.errs
+		return nil, warns, s.sorted()
 	}
 	return &ha, warns, nil
 }
@@ -153,7 +153,7 @@ func ParseResources(path string, data []byte, ha *HA) (*Resources, error) {
 	unknownKeys(s, md, "group.resources.")
 	r.validate(s, ha)
 	if len(s.errs) > 0 {
-		return nil, s.errs
+		return nil, s.sorted()
 	}
 	return &r, nil
 }

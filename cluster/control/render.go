@@ -23,9 +23,6 @@ func Render(w io.Writer, s *Status) {
 	var online, offline, pending []string
 	for _, n := range s.Nodes {
 		name := n.Name
-		if n.Role == "witness" {
-			name += "(witness)"
-		}
 		switch n.State {
 		case "up":
 			online = append(online, name)

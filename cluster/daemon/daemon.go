@@ -89,7 +89,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	run("heartbeat", d.engine.Run)
 	run("membership", func(ctx context.Context) error { d.tracker.Run(ctx); return nil })
-	run("control", func(ctx context.Context) error { return control.Serve(ctx, d.socket, d, d.log.With("component", "control")) })
+	run("control", func(ctx context.Context) error {
+		return control.Serve(ctx, d.socket, d, d.log.With("component", "control"))
+	})
 	d.log.Info("vigil daemon started", "cluster", d.cfg.HA.Cluster, "node", d.cfg.Self.Name, "incarnation", d.incarnation,
 		"keepalive", d.cfg.HA.Keepalive.String(), "deadtime", d.cfg.HA.Deadtime.String(), "socket", d.socket)
 	<-ctx.Done()
@@ -128,7 +130,9 @@ func (d *Daemon) Status() control.Status {
 }
 
 // Subscribe implements control.Backend.
-func (d *Daemon) Subscribe(buf int) (<-chan membership.Event, func()) { return d.tracker.Subscribe(buf) }
+func (d *Daemon) Subscribe(buf int) (<-chan membership.Event, func()) {
+	return d.tracker.Subscribe(buf)
+}
 
 // Tracker exposes membership to the layers built on it.
 func (d *Daemon) Tracker() *membership.Tracker { return d.tracker }

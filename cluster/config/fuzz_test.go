@@ -1,0 +1,83 @@
+package config
+
+import (
+	"os"
+	"testing"
+)
+
+func addFile(f *testing.F, path string) {
+	if b, err := os.ReadFile(path); err == nil {
+		f.Add(b)
+	}
+}
+
+// FuzzParseHA: no input may panic the loader, and every error it returns
+// must name the file.
+func FuzzParseHA(f *testing.F) {
+	f.Add([]byte(baseHA))
+	addFile(f, "../../etc/vigil/ha.toml")
+	addFile(f, "../../etc/examples/three-node/ha.toml")
+	addFile(f, "../../etc/examples/pair-witness/ha.toml")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ha, _, err := ParseHA("ha.toml", data)
+		if err != nil {
+			for _, e := range flatten(err) {
+				if len(e) < 7 || e[:7] != "ha.toml" {
+					t.Fatalf("error does not name the file: %q", e)
+				}
+			}
+			return
+		}
+		if ha.Keepalive <= 0 || ha.Deadtime < MinDeadBeats*ha.Keepalive {
+			t.Fatalf("accepted impossible timing %s/%s", ha.Keepalive, ha.Deadtime)
+		}
+	})
+}
+
+func FuzzParseResources(f *testing.F) {
+	f.Add([]byte(baseRes))
+	addFile(f, "../../etc/vigil/resources.toml")
+	addFile(f, "../../etc/examples/three-node/resources.toml")
+	ha, _, err := ParseHA("ha.toml", []byte(baseHA))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := ParseResources("resources.toml", data, ha)
+		if err != nil {
+			return
+		}
+		for _, g := range r.Groups {
+			if len(g.Resources) == 0 || len(g.Resources) != len(g.Raw) {
+				t.Fatalf("group %q: %d raw entries normalised to %d", g.Name, len(g.Raw), len(g.Resources))
+			}
+		}
+	})
+}
+
+// FuzzPositions runs the key-position scanner on arbitrary bytes (it only
+// sees decoded files in practice, but must never hang or panic).
+func FuzzPositions(f *testing.F) {
+	f.Add([]byte(baseHA))
+	f.Add([]byte(baseRes))
+	f.Add([]byte("a = \"\"\"x\n\"\"\"\"\n[[b.c]]\nd = [ {e = 1}, ]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := scanPositions(data)
+		for k, l := range p.exact {
+			if l < 1 || l > len(data)+1 {
+				t.Fatalf("key %q at impossible line %d", k, l)
+			}
+		}
+	})
+}
+
+func FuzzAuthkeys(f *testing.F) {
+	f.Add([]byte("auth 1\n1 sha256 secret-secret-secret\n"))
+	f.Add([]byte("auth 2\n1 md5 a\n2 crc\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ak, _, err := parseAuthkeys("authkeys", data)
+		if err == nil && ak.Secret.Empty() {
+			t.Fatal("accepted an empty secret")
+		}
+	})
+}

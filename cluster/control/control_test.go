@@ -1,0 +1,130 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/heartbeat"
+	"github.com/vigil-ha/vigil/cluster/membership"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+var now = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+func fixture() *Status {
+	at := func(d time.Duration) time.Time { return now.Add(-d) }
+	return &Status{
+		Cluster: "lvs", Node: "lvs1", Version: "0.1.0", Incarnation: 42, Started: at(3*time.Hour + 12*time.Minute), Now: now,
+		Timing: Timing{Keepalive: "200ms", Warntime: "600ms", Deadtime: "1s", Initdead: "10s"},
+		Nodes: []NodeStatus{
+			{Name: "lvs1", Address: "10.0.0.1", Role: "member", Self: true, PeerStatus: membership.PeerStatus{Node: "lvs1", State: "up", Since: at(3 * time.Hour)}},
+			{Name: "lvs2", Address: "10.0.0.2", Role: "member", PeerStatus: membership.PeerStatus{Node: "lvs2", State: "up", Since: at(2 * time.Hour), Links: []membership.LinkStatus{
+				{Link: "ucast:10.0.0.1", State: "up", LastHeard: at(120 * time.Millisecond), Received: 54000},
+				{Link: "serial:/dev/ttyS0", State: "dead", LastHeard: at(95 * time.Second), Late: 3, Received: 51000},
+			}}},
+			{Name: "witness", Address: "10.0.0.9", Role: "witness", PeerStatus: membership.PeerStatus{Node: "witness", State: "dead", Since: at(5 * time.Minute), Links: []membership.LinkStatus{
+				{Link: "ucast:10.0.0.1", State: "dead", LastHeard: at(5*time.Minute + time.Second), Received: 10},
+				{Link: "serial:/dev/ttyS0", State: "dead"},
+			}}},
+		},
+		Links: []heartbeat.LinkCounters{
+			{Link: "ucast:10.0.0.1", Sent: 57600, Received: 54010, Dropped: map[string]uint64{"bad_mac": 12, "replay": 1}},
+			{Link: "serial:/dev/ttyS0", Sent: 57600, SendErrors: 475, Received: 51000},
+		},
+	}
+}
+
+func TestRenderGolden(t *testing.T) {
+	var buf bytes.Buffer
+	Render(&buf, fixture())
+	golden := filepath.Join("testdata", "status.golden")
+	if *update {
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Errorf("status output differs from %s (go test -update to accept):\n%s", golden, buf.String())
+	}
+}
+
+func TestAgo(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-time.Second: "0s", 340 * time.Millisecond: "340ms", 4210 * time.Millisecond: "4.2s",
+		192 * time.Second: "3m12s", 5*time.Hour + 3*time.Minute: "5h3m", 52 * time.Hour: "2d4h",
+	} {
+		if got := ago(now, now.Add(-d)); got != want {
+			t.Errorf("ago(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+type fakeBackend struct {
+	st Status
+	ch chan membership.Event
+}
+
+func (f *fakeBackend) Status() Status { return f.st }
+func (f *fakeBackend) Subscribe(int) (<-chan membership.Event, func()) {
+	return f.ch, func() {}
+}
+
+// TestServeRoundTrip runs the real server on a unix socket: status and the
+// event stream reach the client, and the socket is owner-only.
+func TestServeRoundTrip(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "run", "vigil.sock")
+	b := &fakeBackend{st: *fixture(), ch: make(chan membership.Event, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, sock, b, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	c := NewClient(sock)
+	var st *Status
+	var err error
+	for i := 0; i < 200; i++ { // until the server listens
+		if st, err = c.Status(ctx); err == nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Cluster != "lvs" || len(st.Nodes) != 3 || st.Links[0].Dropped["bad_mac"] != 12 {
+		t.Errorf("status did not survive the round trip: %+v", st)
+	}
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+	evs, err := c.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.ch <- membership.Event{Kind: membership.NodeDead, Node: "lvs2", Reason: "test"}
+	if ev := <-evs; ev.Kind != membership.NodeDead || ev.Node != "lvs2" {
+		t.Errorf("event %+v", ev)
+	}
+	// A second daemon on the same socket is refused.
+	if err := Serve(ctx, sock, b, slog.Default()); err == nil {
+		t.Error("second server on a live socket was allowed")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Error("socket left behind after shutdown")
+	}
+}
