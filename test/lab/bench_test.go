@@ -1,0 +1,170 @@
+package lab_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/test/lab"
+)
+
+// benchLab builds nodes n1..nN on one bridge, heartbeating by unicast and
+// broadcast, and returns a function that starts node i.
+func benchLab(b *testing.B, nodes int, ka, dt time.Duration) func(i int) *lab.Node {
+	if why := lab.Available(); why != "" {
+		b.Skip(why)
+	}
+	l := lab.New(b)
+	l.AddNS("sw")
+	l.Bridge("sw", "br0")
+	c := &lab.Cluster{Name: "bench", Keepalive: ka, Deadtime: dt, Initdead: 10 * time.Second, Secret: "bench-secret-0123456789abcdef"}
+	for i := 1; i <= nodes; i++ {
+		name := fmt.Sprintf("n%d", i)
+		c.Nodes = append(c.Nodes, lab.NodeSpec{Name: name, Address: fmt.Sprintf("10.78.0.%d", i)})
+		l.AddNS(name)
+		l.Wire(name, "eth0", "sw", "br0", fmt.Sprintf("10.78.0.%d/24", i))
+	}
+	media := "[[ucast]]\nport = 6940\n\n[[bcast]]\ninterface = \"eth0\"\nport = 6941\n"
+	return func(i int) *lab.Node {
+		name := fmt.Sprintf("n%d", i)
+		return l.StartDaemon(vigilBin, name, name, l.WriteConfig(c, name, media, ""))
+	}
+}
+
+func benchEvents(b *testing.B, n *lab.Node) <-chan membership.Event {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	ch, err := n.Client.Events(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ch
+}
+
+func waitFor(b *testing.B, ch <-chan membership.Event, kind membership.EventKind, node string) membership.Event {
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case ev := <-ch:
+			if ev.Kind == kind && ev.Node == node {
+				return ev
+			}
+		case <-timeout:
+			b.Fatalf("no %s %s", kind, node)
+		}
+	}
+}
+
+// BenchmarkDetection measures how long after a kill -9 a peer is declared
+// dead: from the kill to the timestamp of the observer's node-dead event.
+// One op is one kill: run with -benchtime=Nx.
+func BenchmarkDetection(b *testing.B) {
+	for _, tc := range []struct{ ka, dt time.Duration }{
+		{10 * time.Millisecond, 50 * time.Millisecond},
+		{100 * time.Millisecond, 500 * time.Millisecond},
+	} {
+		b.Run(fmt.Sprintf("keepalive=%s/deadtime=%s", tc.ka, tc.dt), func(b *testing.B) {
+			start := benchLab(b, 2, tc.ka, tc.dt)
+			evs := benchEvents(b, start(1))
+			lat := make([]time.Duration, 0, b.N)
+			for i := 0; i < b.N; i++ {
+				victim := start(2)
+				waitFor(b, evs, membership.NodeUp, "n2")
+				// Kill at a random phase of the heartbeat cycle, as a
+				// real crash would.
+				time.Sleep(3*tc.ka + rand.N(tc.ka))
+				killed := time.Now()
+				victim.Proc.Kill()
+				lat = append(lat, waitFor(b, evs, membership.NodeDead, "n2").Time.Sub(killed))
+			}
+			slices.Sort(lat)
+			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+			b.ReportMetric(ms(lat[len(lat)/2]), "median-ms")
+			b.ReportMetric(ms(lat[min(len(lat)-1, len(lat)*99/100)]), "p99-ms")
+			b.ReportMetric(ms(lat[0]), "min-ms")
+			b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+		})
+	}
+}
+
+// BenchmarkIdle measures one daemon's CPU time and memory while it
+// heartbeats with three peers at keepalive 10 ms over two media, for a
+// window of VIGIL_BENCH_WINDOW (default 30s). Run with -benchtime=1x.
+func BenchmarkIdle(b *testing.B) {
+	window := 30 * time.Second
+	if v := os.Getenv("VIGIL_BENCH_WINDOW"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			window = d
+		}
+	}
+	start := benchLab(b, 4, 10*time.Millisecond, 50*time.Millisecond)
+	nodes := []*lab.Node{start(1), start(2), start(3), start(4)}
+	if _, err := nodes[0].WaitStatus(10*time.Second, func(st *control.Status) bool {
+		for _, p := range []string{"n2", "n3", "n4"} {
+			if n := lab.Peer(st, p); n == nil || n.State != "up" {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		b.Fatal(err)
+	}
+	pid := nodes[0].Proc.Cmd.Process.Pid
+	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) != "vigil" {
+		b.Fatalf("pid %d is %q, not the daemon", pid, comm)
+	}
+	var cpu float64
+	for i := 0; i < b.N; i++ {
+		before := cpuSeconds(b, pid)
+		time.Sleep(window) // the measurement window itself
+		cpu += cpuSeconds(b, pid) - before
+	}
+	st, err := nodes[0].Client.Status(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, p := range []string{"n2", "n3", "n4"} {
+		if lab.Peer(st, p).State != "up" {
+			b.Fatalf("%s went down during the window", p)
+		}
+	}
+	b.ReportMetric(cpu/float64(b.N)*float64(30*time.Second)/float64(window), "cpu-s/30s")
+	b.ReportMetric(statusKB(b, pid, "VmRSS")/1024, "rss-MB")
+	b.ReportMetric(statusKB(b, pid, "VmHWM")/1024, "peak-rss-MB")
+}
+
+// cpuSeconds reads utime+stime of pid from /proc.
+func cpuSeconds(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	stt, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + stt) / 100
+}
+
+func statusKB(b *testing.B, pid int, key string) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, key+":") {
+			v, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return v
+		}
+	}
+	return 0
+}
