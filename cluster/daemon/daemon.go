@@ -88,7 +88,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	run("heartbeat", d.engine.Run)
-	run("membership", func(ctx context.Context) error { d.tracker.Run(ctx); return nil })
 	run("control", func(ctx context.Context) error {
 		return control.Serve(ctx, d.socket, d, d.log.With("component", "control"))
 	})
@@ -183,7 +182,6 @@ func openMedia(cfg *config.Config) (media []heartbeat.Medium, err error) {
 		}
 		return n
 	}
-	keepalive := ha.Keepalive.D()
 	for _, u := range ha.UCast {
 		bind := self
 		if u.Bind != "" {
@@ -226,7 +224,7 @@ func openMedia(cfg *config.Config) (media []heartbeat.Medium, err error) {
 		media = append(media, m)
 	}
 	for _, s := range ha.Serial {
-		m, err := heartbeat.NewSerial(unique("serial:"+s.Device), s.Device, s.Baud, 2*keepalive)
+		m, err := heartbeat.NewSerial(unique("serial:"+s.Device), s.Device, s.Baud)
 		if err != nil {
 			return media, err
 		}

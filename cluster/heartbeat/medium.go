@@ -1,12 +1,11 @@
 package heartbeat
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,14 +13,20 @@ import (
 // Medium is one heartbeat path: a socket or a serial line. Each medium is
 // shown as its own link in status, so that an operator sees which cable or
 // network failed.
+//
+// Media are non-blocking descriptors that the engine drains when it wakes
+// (see Engine): nothing blocks on them, so no thread wakes per packet.
 type Medium interface {
 	// Name identifies the link, e.g. "ucast:eth0" or "serial:/dev/ttyS0".
 	Name() string
-	// Send transmits one packet to every peer the medium reaches.
+	// Send transmits one packet to every peer the medium reaches, without
+	// blocking: a packet that does not fit now is dropped with an error.
 	Send(pkt []byte) error
-	// Receive blocks for the next packet and returns its length in buf.
-	// It returns net.ErrClosed once the medium is closed.
-	Receive(buf []byte) (int, error)
+	// Drain reads everything ready without blocking, handing each complete
+	// packet to deliver (valid only during the call) with its arrival time
+	// in Unix nanoseconds as the kernel stamped it, or 0 if unknown. It
+	// returns how many malformed frames it discarded.
+	Drain(deliver func(pkt []byte, arrived int64)) (bad int, err error)
 	Close() error
 }
 
@@ -29,67 +34,129 @@ type Medium interface {
 // the socket is bound and where packets go.
 type udpMedium struct {
 	name  string
-	conn  *net.UDPConn
-	dests []netip.AddrPort
+	fd    int
+	dests []unix.Sockaddr
+	buf   []byte
+	oob   []byte
+	iov   unix.Iovec
+	hdr   unix.Msghdr
 }
+
+const rcvBuf = 4 << 20
 
 func (m *udpMedium) Name() string { return m.name }
 
 func (m *udpMedium) Send(pkt []byte) error {
 	var errs []error
 	for _, d := range m.dests {
-		if _, err := m.conn.WriteToUDPAddrPort(pkt, d); err != nil {
-			errs = append(errs, fmt.Errorf("%s: send to %s: %w", m.name, d, err))
+		if err := unix.Sendto(m.fd, pkt, 0, d); err != nil {
+			errs = append(errs, fmt.Errorf("%s: send to %s: %w", m.name, sockaddrString(d), err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (m *udpMedium) Receive(buf []byte) (int, error) {
-	n, _, err := m.conn.ReadFromUDPAddrPort(buf)
-	return n, err
+// Drain reads datagrams until none is left. It uses recvmsg with a header
+// prepared once, so a read allocates nothing, and takes the kernel's
+// receive timestamp (SO_TIMESTAMPNS) from the control message.
+func (m *udpMedium) Drain(deliver func([]byte, int64)) (int, error) {
+	for {
+		m.hdr.Controllen = uint64(len(m.oob))
+		n, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(m.fd), uintptr(unsafe.Pointer(&m.hdr)), unix.MSG_DONTWAIT)
+		switch {
+		case errno == unix.EAGAIN || errno == unix.EINTR:
+			return 0, nil
+		case errno != 0:
+			return 0, fmt.Errorf("%s: %w", m.name, errno)
+		}
+		deliver(m.buf[:min(int(n), len(m.buf))], rxTimestamp(m.oob[:m.hdr.Controllen]))
+	}
 }
 
-func (m *udpMedium) Close() error { return m.conn.Close() }
-
-// listenUDP binds with SO_REUSEADDR so that several media (unicast on the
-// node's address, broadcast on the broadcast address, a multicast group)
-// can share one port, each receiving only what is addressed to it.
-func listenUDP(bind netip.AddrPort, device string, setup func(fd int) error) (*net.UDPConn, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
-				return
-			}
-			if device != "" {
-				if serr = unix.BindToDevice(int(fd), device); serr != nil {
-					serr = fmt.Errorf("bind to device %s: %w", device, serr)
-					return
-				}
-			}
-			if setup != nil {
-				serr = setup(int(fd))
-			}
-		})
-		return errors.Join(err, serr)
-	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", bind.String())
-	if err != nil {
-		return nil, err
+// rxTimestamp finds SCM_TIMESTAMPNS in a control message buffer.
+func rxTimestamp(oob []byte) int64 {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			return 0
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && l >= unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))) {
+			ts := (*unix.Timespec)(unsafe.Pointer(&oob[unix.CmsgLen(0)]))
+			return ts.Nano()
+		}
+		oob = oob[min(len(oob), unix.CmsgSpace(l-unix.CmsgLen(0))):]
 	}
-	return pc.(*net.UDPConn), nil
+	return 0
+}
+
+func (m *udpMedium) Close() error { return unix.Close(m.fd) }
+
+func sockaddrString(sa unix.Sockaddr) string {
+	if s, ok := sa.(*unix.SockaddrInet4); ok {
+		return netip.AddrPortFrom(netip.AddrFrom4(s.Addr), uint16(s.Port)).String()
+	}
+	return fmt.Sprint(sa)
+}
+
+func inet4(ap netip.AddrPort) *unix.SockaddrInet4 {
+	return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+}
+
+// udpSocket opens a non-blocking UDP socket bound to bind. SO_REUSEADDR
+// lets several media (unicast on the node's address, broadcast on the
+// broadcast address, a multicast group) share one port, each receiving only
+// what is addressed to it.
+func udpSocket(name string, bind netip.AddrPort, device string, setup func(fd int) error) (*udpMedium, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: socket: %w", name, err)
+	}
+	fail := func(what string, err error) (*udpMedium, error) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: %s: %w", name, what, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fail("SO_REUSEADDR", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		return fail("SO_TIMESTAMPNS", err)
+	}
+	// Sockets are drained once per wake, not per packet: leave room for a
+	// burst (or a flood) between two wakes. FORCE passes rmem_max as root.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
+	}
+	if device != "" {
+		if err := unix.BindToDevice(fd, device); err != nil {
+			return fail("bind to device "+device, err)
+		}
+	}
+	if setup != nil {
+		if err := setup(fd); err != nil {
+			return fail("socket options", err)
+		}
+	}
+	if err := unix.Bind(fd, inet4(bind)); err != nil {
+		return fail("bind "+bind.String(), err)
+	}
+	m := &udpMedium{name: name, fd: fd, buf: make([]byte, 2*MaxPacket), oob: make([]byte, 128)}
+	m.iov.Base = &m.buf[0]
+	m.iov.SetLen(len(m.buf))
+	m.hdr.Iov = &m.iov
+	m.hdr.SetIovlen(1)
+	m.hdr.Control = &m.oob[0]
+	return m, nil
 }
 
 // NewUCast returns a unicast medium bound to bind that sends to each peer.
 func NewUCast(name string, bind netip.Addr, port int, device string, peers []netip.Addr) (Medium, error) {
-	conn, err := listenUDP(netip.AddrPortFrom(bind, uint16(port)), device, nil)
+	m, err := udpSocket(name, netip.AddrPortFrom(bind, uint16(port)), device, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
-	m := &udpMedium{name: name, conn: conn}
 	for _, p := range peers {
-		m.dests = append(m.dests, netip.AddrPortFrom(p, uint16(port)))
+		m.dests = append(m.dests, inet4(netip.AddrPortFrom(p, uint16(port))))
 	}
 	return m, nil
 }
@@ -104,13 +171,14 @@ func NewBCast(name, device string, port int) (Medium, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	ap := netip.AddrPortFrom(bcast, uint16(port))
-	conn, err := listenUDP(ap, device, func(fd int) error {
+	m, err := udpSocket(name, ap, device, func(fd int) error {
 		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
-	return &udpMedium{name: name, conn: conn, dests: []netip.AddrPort{ap}}, nil
+	m.dests = []unix.Sockaddr{inet4(ap)}
+	return m, nil
 }
 
 func broadcastAddr(device string) (netip.Addr, error) {
@@ -147,7 +215,7 @@ func NewMCast(name string, group netip.Addr, device string, port, ttl int, loop 
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	ap := netip.AddrPortFrom(group, uint16(port))
-	conn, err := listenUDP(ap, device, func(fd int) error {
+	m, err := udpSocket(name, ap, device, func(fd int) error {
 		mreq := &unix.IPMreqn{Multiaddr: group.As4(), Ifindex: int32(ifi.Index)}
 		return errors.Join(
 			unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, mreq),
@@ -157,9 +225,10 @@ func NewMCast(name string, group netip.Addr, device string, port, ttl int, loop 
 		)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
-	return &udpMedium{name: name, conn: conn, dests: []netip.AddrPort{ap}}, nil
+	m.dests = []unix.Sockaddr{inet4(ap)}
+	return m, nil
 }
 
 func boolInt(b bool) int {

@@ -2,17 +2,10 @@ package heartbeat
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"os"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-// ErrBadFrame is returned by Receive for a frame that cannot be decoded;
-// the caller counts it as malformed and keeps reading.
-var ErrBadFrame = errors.New("malformed frame")
 
 var bauds = map[int]uint32{
 	9600: unix.B9600, 19200: unix.B19200, 38400: unix.B38400, 57600: unix.B57600,
@@ -24,40 +17,30 @@ var bauds = map[int]uint32{
 // framed by zero bytes: after line noise or a half-sent frame the receiver
 // resynchronises at the next zero.
 type serialMedium struct {
-	name         string
-	f            *os.File
-	writeTimeout time.Duration
-	rbuf         []byte // bytes read, not yet framed
-	chunk        []byte
-	frame        []byte
-	skipping     bool // discarding an oversized frame until the next zero
-	wbuf         []byte
+	name     string
+	fd       int
+	rbuf     []byte // bytes read, not yet framed
+	chunk    []byte
+	frame    []byte
+	skipping bool // discarding an oversized frame until the next zero
+	wbuf     []byte
 }
 
-// NewSerial opens device in raw mode at baud. writeTimeout bounds one write,
-// so a line with no reader cannot stall the sender.
-func NewSerial(name, device string, baud int, writeTimeout time.Duration) (Medium, error) {
+// NewSerial opens device in raw mode at baud, non-blocking.
+func NewSerial(name, device string, baud int) (Medium, error) {
 	speed, ok := bauds[baud]
 	if !ok {
 		return nil, fmt.Errorf("%s: unsupported baud %d", name, baud)
 	}
-	// O_NONBLOCK puts the tty in Go's poller: reads can be interrupted by
-	// Close and writes can have deadlines.
-	f, err := os.OpenFile(device, os.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	fd, err := unix.Open(device, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("%s: open %s: %w", name, device, err)
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", name, err)
+	if err := makeRaw(fd, speed); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: set raw mode: %w", name, err)
 	}
-	var terr error
-	if err := rc.Control(func(fd uintptr) { terr = makeRaw(int(fd), speed) }); err != nil || terr != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: set raw mode: %w", name, errors.Join(err, terr))
-	}
-	return &serialMedium{name: name, f: f, writeTimeout: writeTimeout, chunk: make([]byte, 4096)}, nil
+	return &serialMedium{name: name, fd: fd, chunk: make([]byte, 4096)}, nil
 }
 
 // makeRaw is cfmakeraw(3) plus the speed, 8N1, no flow control.
@@ -78,49 +61,73 @@ func makeRaw(fd int, speed uint32) error {
 
 func (m *serialMedium) Name() string { return m.name }
 
+// Send writes one frame without blocking. When the line cannot take the
+// whole frame (a slow or unread cable), the rest is dropped: the leading
+// zero of the next frame resynchronises the receiver, and a fresh beat is
+// worth more than a stale one.
 func (m *serialMedium) Send(pkt []byte) error {
 	m.wbuf = append(cobsEncode(append(m.wbuf[:0], 0), pkt), 0)
-	if m.writeTimeout > 0 {
-		_ = m.f.SetWriteDeadline(time.Now().Add(m.writeTimeout))
-	}
-	if _, err := m.f.Write(m.wbuf); err != nil {
+	n, err := unix.Write(m.fd, m.wbuf)
+	if err != nil {
 		return fmt.Errorf("%s: %w", m.name, err)
+	}
+	if n < len(m.wbuf) {
+		return fmt.Errorf("%s: line busy, %d of %d bytes sent", m.name, n, len(m.wbuf))
 	}
 	return nil
 }
 
-func (m *serialMedium) Receive(buf []byte) (int, error) {
+// Drain reads until the line is empty. A tty gives no arrival time: frames
+// are stamped when read, which can only make a death later, never early.
+func (m *serialMedium) Drain(deliver func([]byte, int64)) (bad int, err error) {
 	for {
-		if i := bytes.IndexByte(m.rbuf, 0); i >= 0 {
-			raw := m.rbuf[:i]
-			m.rbuf = m.rbuf[i+1:]
-			if m.skipping {
-				m.skipping = false
-				return 0, ErrBadFrame
-			}
-			if len(raw) == 0 {
-				continue // frame separator
-			}
-			var ok bool
-			if m.frame, ok = cobsDecode(m.frame[:0], raw); !ok || len(m.frame) > len(buf) {
-				return 0, ErrBadFrame
-			}
-			return copy(buf, m.frame), nil
+		n, err := unix.Read(m.fd, m.chunk)
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+			return bad, nil
+		case err != nil:
+			return bad, fmt.Errorf("%s: %w", m.name, err)
+		case n == 0:
+			return bad, fmt.Errorf("%s: end of file", m.name)
 		}
-		if len(m.rbuf) > 2*MaxPacket { // no delimiter in sight: drop it
-			m.rbuf, m.skipping = m.rbuf[:0], true
-		}
-		// Compact before reading so rbuf does not grow without bound.
-		m.rbuf = append(m.rbuf[:0:0], m.rbuf...)
-		n, err := m.f.Read(m.chunk)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", m.name, err)
-		}
-		m.rbuf = append(m.rbuf, m.chunk[:n]...)
+		bad += m.frames(m.chunk[:n], deliver)
 	}
 }
 
-func (m *serialMedium) Close() error { return m.f.Close() }
+// frames appends input to the frame buffer and delivers every complete
+// frame, returning how many were malformed.
+func (m *serialMedium) frames(input []byte, deliver func([]byte, int64)) (bad int) {
+	m.rbuf = append(m.rbuf, input...)
+	for {
+		i := bytes.IndexByte(m.rbuf, 0)
+		if i < 0 {
+			break
+		}
+		raw := m.rbuf[:i]
+		m.rbuf = m.rbuf[i+1:]
+		switch {
+		case m.skipping:
+			m.skipping = false
+			bad++
+		case len(raw) == 0: // frame separator
+		default:
+			var ok bool
+			if m.frame, ok = cobsDecode(m.frame[:0], raw); !ok || len(m.frame) > MaxPacket {
+				bad++
+				continue
+			}
+			deliver(m.frame, 0)
+		}
+	}
+	if len(m.rbuf) > 2*MaxPacket { // no delimiter in sight: drop it
+		m.rbuf, m.skipping = m.rbuf[:0], true
+	}
+	// Keep the partial frame at the front so rbuf does not creep.
+	m.rbuf = append(m.chunk[:0:0], m.rbuf...)
+	return bad
+}
+
+func (m *serialMedium) Close() error { return unix.Close(m.fd) }
 
 // cobsEncode appends the Consistent Overhead Byte Stuffing of src to dst.
 func cobsEncode(dst, src []byte) []byte {

@@ -8,7 +8,6 @@
 package membership
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -100,7 +99,6 @@ type Tracker struct {
 	subs      map[int]chan Event
 	nextSub   int
 	lostEvent uint64
-	wake      chan struct{} // a new deadline may be earlier than the armed one
 }
 
 // New returns a tracker whose clock starts at start.
@@ -108,7 +106,7 @@ func New(opt Options, start time.Time) *Tracker {
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
-	t := &Tracker{opt: opt, log: opt.Log, started: start, peers: map[string]*peer{}, subs: map[int]chan Event{}, wake: make(chan struct{}, 1)}
+	t := &Tracker{opt: opt, log: opt.Log, started: start, peers: map[string]*peer{}, subs: map[int]chan Event{}}
 	for _, name := range opt.Peers {
 		p := &peer{name: name, since: start}
 		for _, l := range opt.Links {
@@ -164,28 +162,21 @@ func (t *Tracker) Heard(linkName string, m *heartbeat.Message, at time.Time) hea
 	l.received++
 	p.lastHeard = at
 	p.view = m.View
-	rearm := false
 	if l.state != heartbeat.StateUp {
 		l.state = heartbeat.StateUp
 		t.emit(Event{Time: at, Kind: LinkUp, Node: p.name, Link: l.name, Reason: "heartbeat received"})
-		rearm = true
 	}
 	if p.state != heartbeat.StateUp {
 		p.state, p.since = heartbeat.StateUp, at
 		t.emit(Event{Time: at, Kind: NodeUp, Node: p.name, Reason: "heartbeat received on " + l.name})
-		rearm = true
-	}
-	if rearm {
-		select {
-		case t.wake <- struct{}{}:
-		default:
-		}
 	}
 	return heartbeat.Accepted
 }
 
 // Check applies the timeouts as of now and returns the next instant at
-// which something can expire (zero if nothing can).
+// which something can expire (zero if nothing can). The heartbeat engine
+// calls it on every wake of its loop: it is a scan of peers × links, far
+// cheaper than a timer of its own.
 func (t *Tracker) Check(now time.Time) time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -233,28 +224,6 @@ func (t *Tracker) Check(now time.Time) time.Time {
 		}
 	}
 	return next
-}
-
-// Run applies timeouts until ctx ends. It sleeps until the next deadline
-// rather than polling: heartbeats only push deadlines later, and a peer
-// coming up (the one case that can bring one earlier) wakes it.
-func (t *Tracker) Run(ctx context.Context) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		next := t.Check(time.Now())
-		d := time.Hour
-		if !next.IsZero() {
-			d = max(time.Until(next), 0)
-		}
-		timer.Reset(d)
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		case <-t.wake:
-		}
-	}
 }
 
 // View returns this node's view of its peers, to be carried in heartbeats.
