@@ -88,16 +88,13 @@ func TestServeRoundTrip(t *testing.T) {
 	b := &fakeBackend{st: *fixture(), ch: make(chan membership.Event, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, sock, b, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-	c := NewClient(sock)
-	var st *Status
-	var err error
-	for i := 0; i < 200; i++ { // until the server listens
-		if st, err = c.Status(ctx); err == nil {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
 	}
+	go func() { done <- Serve(ctx, l, b, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	c := NewClient(sock)
+	st, err := c.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +114,8 @@ func TestServeRoundTrip(t *testing.T) {
 		t.Errorf("event %+v", ev)
 	}
 	// A second daemon on the same socket is refused.
-	if err := Serve(ctx, sock, b, slog.Default()); err == nil {
-		t.Error("second server on a live socket was allowed")
+	if _, err := Listen(sock); err == nil {
+		t.Error("second listener on a live socket was allowed")
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -23,14 +23,11 @@ type Backend interface {
 	Subscribe(buf int) (<-chan membership.Event, func())
 }
 
-// Serve runs the control API on a unix socket at path until ctx ends.
-// The socket is mode 0600 and every connection's peer credentials are
-// checked, so only root (or the daemon's own user) can use it.
-func Serve(ctx context.Context, path string, b Backend, log *slog.Logger) error {
-	l, err := listen(path)
-	if err != nil {
-		return err
-	}
+// Serve runs the control API on l (from Listen) until ctx ends, then
+// removes the socket. Every connection's peer credentials are checked, so
+// only root (or the daemon's own user) can use it.
+func Serve(ctx context.Context, l net.Listener, b Backend, log *slog.Logger) error {
+	path := l.Addr().String()
 	defer os.Remove(path)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
@@ -82,7 +79,9 @@ func streamEvents(w http.ResponseWriter, r *http.Request, b Backend) {
 	}
 }
 
-func listen(path string) (net.Listener, error) {
+// Listen opens the control socket at path, mode 0600, replacing a stale
+// socket left by a killed daemon but refusing to take over a live one.
+func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}

@@ -75,6 +75,12 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 // Run runs the node until ctx ends. If any part fails, the others are
 // stopped and the error returned.
 func (d *Daemon) Run(ctx context.Context) error {
+	// Listen before announcing the start, so that whoever waits for
+	// "started" can talk to the daemon at once.
+	l, err := control.Listen(d.socket)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -89,7 +95,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	run("heartbeat", d.engine.Run)
 	run("control", func(ctx context.Context) error {
-		return control.Serve(ctx, d.socket, d, d.log.With("component", "control"))
+		return control.Serve(ctx, l, d, d.log.With("component", "control"))
 	})
 	d.log.Info("vigil daemon started", "cluster", d.cfg.HA.Cluster, "node", d.cfg.Self.Name, "incarnation", d.incarnation,
 		"keepalive", d.cfg.HA.Keepalive.String(), "deadtime", d.cfg.HA.Deadtime.String(), "socket", d.socket)
