@@ -44,7 +44,7 @@ func TestHAErrors(t *testing.T) {
 		{"wrong type", strings.Replace(baseHA, `cluster = "lvs"`, `cluster = 5`, 1), []string{"1: cluster: incompatible types"}},
 		{"duration without unit", strings.Replace(baseHA, `keepalive = "100ms"`, `keepalive = 100`, 1), []string{"2: keepalive: duration 100 has no unit"}},
 		{"bad duration", strings.Replace(baseHA, `keepalive = "100ms"`, `keepalive = "fast"`, 1), []string{"2: keepalive: invalid duration \"fast\""}},
-		{"duplicate node name", strings.Replace(baseHA, `name = "lvs2"`, `name = "lvs1"`, 1), []string{"10: nodes[1].name: duplicate node name \"lvs1\" (also nodes[0], line 6)"}},
+		{"duplicate node name", strings.Replace(baseHA, `name = "lvs2"`, `name = "lvs1"`, 1), []string{"10: nodes[1].name: duplicate node name \"lvs1\" (also nodes[0].name, line 6)"}},
 		{"duplicate address", strings.Replace(baseHA, `"10.0.0.2"`, `"10.0.0.1"`, 1), []string{"11: nodes[1].address: duplicate address 10.0.0.1"}},
 		{"bad address", strings.Replace(baseHA, `"10.0.0.2"`, `"10.0.0.256"`, 1), []string{"11: nodes[1].address: \"10.0.0.256\" is not an IP address"}},
 		{"deadtime too close", strings.Replace(baseHA, `deadtime = "500ms"`, `deadtime = "250ms"`, 1), []string{"3: deadtime: 250ms is not comfortably above keepalive 100ms"}},
@@ -194,7 +194,7 @@ func TestResourcesErrors(t *testing.T) {
 		name, src string
 		want      []string
 	}{
-		{"duplicate group", baseRes + "[[group]]\nname = \"lvs\"\nnode = \"lvs2\"\nresources = [\"x\"]\n", []string{"13: group[1].name: duplicate group name \"lvs\" (also group[0], line 2)"}},
+		{"duplicate group", baseRes + "[[group]]\nname = \"lvs\"\nnode = \"lvs2\"\nresources = [\"x\"]\n", []string{"13: group[1].name: duplicate group name \"lvs\" (also group[0].name, line 2)"}},
 		{"duplicate resource id", baseRes + "[[group]]\nname = \"g2\"\nnode = \"lvs2\"\nresources = [\n  \"ldirectord::www\"\n]\n", []string{"16: group[1].resources[0]: duplicate resource id \"ldirectord_www\""}},
 		{"unknown node", strings.Replace(baseRes, `node = "lvs1"`, `node = "lvs7"`, 1), []string{"3: group[0].node: \"lvs7\" is not one of the [[nodes]]"}},
 		{"bad ip shorthand", strings.Replace(baseRes, "IPaddr::10.0.0.3/24", "IPaddr::10.0.0.300/24", 1), []string{"5: group[0].resources[0]: IPaddr: \"10.0.0.300\" is not an IP address"}},

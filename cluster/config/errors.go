@@ -56,6 +56,23 @@ func (s *errSink) add(key, format string, args ...any) {
 	s.errs = append(s.errs, &Error{File: s.file, Line: s.pos.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
+// uniqueName checks that a name at key is present, well formed and not
+// used before; seen maps each name to the key of its first use.
+func (s *errSink) uniqueName(key, what, name string, seen map[string]string) {
+	switch {
+	case name == "":
+		s.add(key, "is required")
+	case !nameRE.MatchString(name):
+		s.add(key, "%q is not a valid %s (letters, digits, '.', '_', '-'; at most 63)", name, what)
+	default:
+		if first, dup := seen[name]; dup {
+			s.add(key, "duplicate %s %q (also %s, line %d)", what, name, first, s.pos.line(first))
+		} else {
+			seen[name] = key
+		}
+	}
+}
+
 // sorted returns the errors in line order, the order an operator reads
 // the file in.
 func (s *errSink) sorted() Errors {

@@ -172,23 +172,12 @@ func (h *HA) validate(s *errSink, defined func(key string) bool, warn func(strin
 	if len(h.Nodes) == 0 {
 		s.add("nodes", "at least one [[nodes]] entry is required")
 	}
-	names := map[string]int{}
+	names := map[string]string{}
 	addrs := map[netip.Addr]int{}
 	members := 0
 	for i, n := range h.Nodes {
 		k := fmt.Sprintf("nodes[%d]", i)
-		switch {
-		case n.Name == "":
-			s.add(k+".name", "is required")
-		case !nameRE.MatchString(n.Name):
-			s.add(k+".name", "%q is not a valid node name (letters, digits, '.', '_', '-'; at most 63)", n.Name)
-		default:
-			if j, dup := names[n.Name]; dup {
-				s.add(k+".name", "duplicate node name %q (also nodes[%d], line %d)", n.Name, j, s.pos.line(fmt.Sprintf("nodes[%d].name", j)))
-			} else {
-				names[n.Name] = i
-			}
-		}
+		s.uniqueName(k+".name", "node name", n.Name, names)
 		if n.Address == "" {
 			s.add(k+".address", "is required")
 		} else if a, err := netip.ParseAddr(n.Address); err != nil {

@@ -246,22 +246,12 @@ func validateResource(s *errSink, k string, r Resource) {
 }
 
 func (r *Resources) validate(s *errSink, ha *HA) {
-	groups := map[string]int{}
+	groups := map[string]string{}
 	ids := map[string]string{}
 	for i := range r.Groups {
 		g := &r.Groups[i]
 		gk := fmt.Sprintf("group[%d]", i)
-		switch {
-		case g.Name == "":
-			s.add(gk+".name", "is required")
-		case !nameRE.MatchString(g.Name):
-			s.add(gk+".name", "%q is not a valid group name", g.Name)
-		default:
-			if j, dup := groups[g.Name]; dup {
-				s.add(gk+".name", "duplicate group name %q (also group[%d], line %d)", g.Name, j, s.pos.line(fmt.Sprintf("group[%d].name", j)))
-			}
-			groups[g.Name] = i
-		}
+		s.uniqueName(gk+".name", "group name", g.Name, groups)
 		if g.Node == "" {
 			s.add(gk+".node", "is required: the preferred node, as the first word of a haresources line")
 		} else if n, ok := ha.NodeByName(g.Node); !ok {

@@ -86,29 +86,9 @@ func status(bin string, n *lab.Node) {
 func demo(r *run, bin string) {
 	start := time.Now()
 	l := lab.New(r)
-	step("building a lab: switch namespace with two bridges, nodes n1 n2 n3 (prefix %s)", l.Prefix)
-	l.AddNS("sw")
-	l.Bridge("sw", "br0")
-	l.Bridge("sw", "br1")
-	ttyA, ttyB := l.SerialCable("cable")
+	step("building a lab: switch namespace with two bridges, nodes n1 n2 n3, a serial cable n1–n2 (prefix %s)", l.Prefix)
 	c := &lab.Cluster{Name: "demo", Keepalive: 100 * time.Millisecond, Deadtime: 500 * time.Millisecond, Initdead: 3 * time.Second, Secret: "demo-secret-0123456789abcdef"}
-	for i := 1; i <= 3; i++ {
-		c.Nodes = append(c.Nodes, lab.NodeSpec{Name: fmt.Sprintf("n%d", i), Address: fmt.Sprintf("10.79.1.%d", i)})
-	}
-	nodes := map[string]*lab.Node{}
-	for i := 1; i <= 3; i++ {
-		name := fmt.Sprintf("n%d", i)
-		l.AddNS(name)
-		l.Wire(name, "eth0", "sw", "br0", fmt.Sprintf("10.79.1.%d/24", i))
-		l.Wire(name, "eth1", "sw", "br1", fmt.Sprintf("10.79.2.%d/24", i))
-		media := "[[ucast]]\ninterface = \"eth0\"\n\n[[bcast]]\ninterface = \"eth1\"\n\n"
-		if name == "n1" {
-			media += fmt.Sprintf("[[serial]]\ndevice = %q\nbaud = 115200\n", ttyA)
-		} else if name == "n2" {
-			media += fmt.Sprintf("[[serial]]\ndevice = %q\nbaud = 115200\n", ttyB)
-		}
-		nodes[name] = l.StartDaemon(bin, name, name, l.WriteConfig(c, name, media, ""))
-	}
+	nodes := l.Trio(bin, c, true, nil)
 	n1 := nodes["n1"]
 	step("waiting for every node to see every other (keepalive 100ms, deadtime 500ms)")
 	up := func(st *control.Status) bool {

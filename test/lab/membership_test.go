@@ -51,38 +51,10 @@ const (
 	deadtime  = 400 * time.Millisecond
 )
 
-// threeNodes builds n1..n3 on two networks — eth0 (10.77.1.0/24, unicast)
-// and eth1 (10.77.2.0/24, broadcast) — and, if serial, a null-modem cable
-// between n1 and n2. secrets overrides a node's secret.
 func threeNodes(t *testing.T, l *lab.Lab, serial bool, secrets map[string]string) map[string]*lab.Node {
-	l.AddNS("sw")
-	l.Bridge("sw", "br0")
-	l.Bridge("sw", "br1")
+	t.Helper()
 	c := &lab.Cluster{Name: "labtest", Keepalive: keepalive, Deadtime: deadtime, Initdead: 3 * time.Second, Secret: "lab-secret-0123456789abcdef"}
-	for i := 1; i <= 3; i++ {
-		c.Nodes = append(c.Nodes, lab.NodeSpec{Name: fmt.Sprintf("n%d", i), Address: fmt.Sprintf("10.77.1.%d", i)})
-	}
-	var ttyA, ttyB string
-	if serial {
-		ttyA, ttyB = l.SerialCable("cable")
-	}
-	nodes := map[string]*lab.Node{}
-	for i := 1; i <= 3; i++ {
-		name := fmt.Sprintf("n%d", i)
-		l.AddNS(name)
-		l.Wire(name, "eth0", "sw", "br0", fmt.Sprintf("10.77.1.%d/24", i))
-		l.Wire(name, "eth1", "sw", "br1", fmt.Sprintf("10.77.2.%d/24", i))
-		media := "[[ucast]]\ninterface = \"eth0\"\nport = 6940\n\n[[bcast]]\ninterface = \"eth1\"\nport = 6940\n\n"
-		switch {
-		case serial && name == "n1":
-			media += fmt.Sprintf("[[serial]]\ndevice = %q\nbaud = 115200\n", ttyA)
-		case serial && name == "n2":
-			media += fmt.Sprintf("[[serial]]\ndevice = %q\nbaud = 115200\n", ttyB)
-		}
-		dir := l.WriteConfig(c, name, media, secrets[name])
-		nodes[name] = l.StartDaemon(vigilBin, name, name, dir)
-	}
-	return nodes
+	return l.Trio(vigilBin, c, serial, secrets)
 }
 
 func events(t *testing.T, n *lab.Node) <-chan membership.Event {

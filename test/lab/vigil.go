@@ -167,3 +167,36 @@ func Dropped(st *control.Status, reason string) uint64 {
 	}
 	return n
 }
+
+// Trio builds the standard three-node lab and starts a daemon on each node:
+// n1..n3 on two networks — eth0 (10.77.1.0/24, UDP unicast) and eth1
+// (10.77.2.0/24, UDP broadcast) — and, if serial, a null-modem cable
+// between n1 and n2. c's Nodes are filled in; secrets overrides a node's
+// secret.
+func (l *Lab) Trio(bin string, c *Cluster, serial bool, secrets map[string]string) map[string]*Node {
+	l.t.Helper()
+	l.AddNS("sw")
+	l.Bridge("sw", "br0")
+	l.Bridge("sw", "br1")
+	c.Nodes = nil
+	for i := 1; i <= 3; i++ {
+		c.Nodes = append(c.Nodes, NodeSpec{Name: fmt.Sprintf("n%d", i), Address: fmt.Sprintf("10.77.1.%d", i)})
+	}
+	tty := map[string]string{}
+	if serial {
+		tty["n1"], tty["n2"] = l.SerialCable("cable")
+	}
+	nodes := map[string]*Node{}
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("n%d", i)
+		l.AddNS(name)
+		l.Wire(name, "eth0", "sw", "br0", fmt.Sprintf("10.77.1.%d/24", i))
+		l.Wire(name, "eth1", "sw", "br1", fmt.Sprintf("10.77.2.%d/24", i))
+		media := "[[ucast]]\ninterface = \"eth0\"\nport = 6940\n\n[[bcast]]\ninterface = \"eth1\"\nport = 6940\n\n"
+		if dev := tty[name]; dev != "" {
+			media += fmt.Sprintf("[[serial]]\ndevice = %q\nbaud = 115200\n", dev)
+		}
+		nodes[name] = l.StartDaemon(bin, name, name, l.WriteConfig(c, name, media, secrets[name]))
+	}
+	return nodes
+}
