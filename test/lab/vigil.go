@@ -41,8 +41,7 @@ type Cluster struct {
 	Secret    string
 }
 
-// NodeSpec is one node: its name, heartbeat address and the media lines
-// (TOML [[ucast]]/[[bcast]]/[[serial]] tables) it uses.
+// NodeSpec is one [[nodes]] entry of the lab cluster's ha.toml.
 type NodeSpec struct {
 	Name    string
 	Address string
