@@ -39,14 +39,6 @@ func (p *positions) line(key string) int {
 	return 0
 }
 
-// lines returns every line a key (written without indices) appears on.
-func (p *positions) lines(key string) []int {
-	if p == nil {
-		return nil
-	}
-	return p.loose[key]
-}
-
 func parentPath(k string) string {
 	if strings.HasSuffix(k, "]") {
 		if i := strings.LastIndexByte(k, '['); i > 0 {

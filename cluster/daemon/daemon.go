@@ -61,8 +61,8 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	}
 	ha := &cfg.HA
 	d.tracker = membership.New(membership.Options{
-		Self: cfg.Self.Name, Peers: peers, Links: links,
-		Keepalive: ha.Keepalive.D(), Warntime: ha.Warntime.D(), Deadtime: ha.Deadtime.D(), Initdead: ha.Initdead.D(),
+		Peers: peers, Links: links,
+		Warntime: ha.Warntime.D(), Deadtime: ha.Deadtime.D(), Initdead: ha.Initdead.D(),
 		Log: log.With("component", "membership"),
 	}, d.started)
 	d.engine = heartbeat.NewEngine(heartbeat.EngineConfig{
@@ -139,9 +139,6 @@ func (d *Daemon) Subscribe(buf int) (<-chan membership.Event, func()) {
 	return d.tracker.Subscribe(buf)
 }
 
-// Tracker exposes membership to the layers built on it.
-func (d *Daemon) Tracker() *membership.Tracker { return d.tracker }
-
 // nextIncarnation returns a number larger than any this node used before:
 // peers use it to tell a restart from a replay. It is kept in the state
 // directory (like heartbeat's hb_generation) and never below the wall clock,
@@ -188,6 +185,12 @@ func openMedia(cfg *config.Config) (media []heartbeat.Medium, err error) {
 		}
 		return n
 	}
+	add := func(m heartbeat.Medium, err error) error {
+		if err == nil {
+			media = append(media, m)
+		}
+		return err
+	}
 	for _, u := range ha.UCast {
 		bind := self
 		if u.Bind != "" {
@@ -209,32 +212,24 @@ func openMedia(cfg *config.Config) (media []heartbeat.Medium, err error) {
 		if u.Interface != "" {
 			name = "ucast:" + u.Interface
 		}
-		m, err := heartbeat.NewUCast(unique(name), bind, u.Port, u.Interface, peers)
-		if err != nil {
+		if err := add(heartbeat.NewUCast(unique(name), bind, u.Port, u.Interface, peers)); err != nil {
 			return media, err
 		}
-		media = append(media, m)
 	}
 	for _, b := range ha.BCast {
-		m, err := heartbeat.NewBCast(unique("bcast:"+b.Interface), b.Interface, b.Port)
-		if err != nil {
+		if err := add(heartbeat.NewBCast(unique("bcast:"+b.Interface), b.Interface, b.Port)); err != nil {
 			return media, err
 		}
-		media = append(media, m)
 	}
 	for _, mc := range ha.MCast {
-		m, err := heartbeat.NewMCast(unique("mcast:"+mc.Interface+":"+mc.Group), netip.MustParseAddr(mc.Group), mc.Interface, mc.Port, mc.TTL, mc.Loop)
-		if err != nil {
+		if err := add(heartbeat.NewMCast(unique("mcast:"+mc.Interface+":"+mc.Group), netip.MustParseAddr(mc.Group), mc.Interface, mc.Port, mc.TTL, mc.Loop)); err != nil {
 			return media, err
 		}
-		media = append(media, m)
 	}
 	for _, s := range ha.Serial {
-		m, err := heartbeat.NewSerial(unique("serial:"+s.Device), s.Device, s.Baud)
-		if err != nil {
+		if err := add(heartbeat.NewSerial(unique("serial:"+s.Device), s.Device, s.Baud)); err != nil {
 			return media, err
 		}
-		media = append(media, m)
 	}
 	return media, nil
 }

@@ -66,7 +66,6 @@ type Engine struct {
 	cfg   EngineConfig
 	stats []*linkStats
 	seq   uint64
-	msg   Message
 	pkt   []byte
 	logRL rateLimiter
 }
@@ -138,11 +137,11 @@ func (e *Engine) Run(ctx context.Context) error {
 
 func (e *Engine) beat() {
 	e.seq++
-	e.msg = Message{Node: e.cfg.Node, Incarnation: e.cfg.Incarnation, Seq: e.seq}
+	msg := Message{Node: e.cfg.Node, Incarnation: e.cfg.Incarnation, Seq: e.seq}
 	if e.cfg.View != nil {
-		e.msg.View = e.cfg.View()
+		msg.View = e.cfg.View()
 	}
-	pkt, err := e.cfg.Codec.Append(e.pkt[:0], &e.msg)
+	pkt, err := e.cfg.Codec.Append(e.pkt[:0], &msg)
 	if err != nil {
 		e.cfg.Log.Error("cannot encode heartbeat", "err", err)
 		return

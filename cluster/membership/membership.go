@@ -18,14 +18,12 @@ import (
 
 // Options configures a Tracker.
 type Options struct {
-	Self      string
-	Peers     []string
-	Links     []string // medium names, as the heartbeat engine reports them
-	Keepalive time.Duration
-	Warntime  time.Duration
-	Deadtime  time.Duration
-	Initdead  time.Duration
-	Log       *slog.Logger
+	Peers    []string
+	Links    []string // medium names, as the heartbeat engine reports them
+	Warntime time.Duration
+	Deadtime time.Duration
+	Initdead time.Duration
+	Log      *slog.Logger
 }
 
 // EventKind names a membership change.
@@ -243,24 +241,14 @@ func (t *Tracker) Peers() []PeerStatus {
 	defer t.mu.Unlock()
 	out := make([]PeerStatus, len(t.order))
 	for i, p := range t.order {
-		ps := PeerStatus{Node: p.name, State: stateName(p.state), Since: p.since, Incarnation: p.incarnation, LastHeard: p.lastHeard,
+		ps := PeerStatus{Node: p.name, State: p.state.String(), Since: p.since, Incarnation: p.incarnation, LastHeard: p.lastHeard,
 			View: append([]heartbeat.ViewEntry(nil), p.view...)}
 		for _, l := range p.links {
-			ps.Links = append(ps.Links, LinkStatus{Link: l.name, State: stateName(l.state), LastHeard: l.lastHeard, Late: l.late, Received: l.received})
+			ps.Links = append(ps.Links, LinkStatus{Link: l.name, State: l.state.String(), LastHeard: l.lastHeard, Late: l.late, Received: l.received})
 		}
 		out[i] = ps
 	}
 	return out
-}
-
-func stateName(s heartbeat.PeerState) string {
-	switch s {
-	case heartbeat.StateUp:
-		return "up"
-	case heartbeat.StateDead:
-		return "dead"
-	}
-	return "init"
 }
 
 // Subscribe returns a channel of events and a function that ends the

@@ -14,8 +14,8 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 func ms(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
 
 func newTracker() (*Tracker, <-chan Event) {
-	tr := New(Options{Self: "a", Peers: []string{"b", "c"}, Links: []string{"udp", "serial"},
-		Keepalive: 10 * time.Millisecond, Warntime: 25 * time.Millisecond, Deadtime: 50 * time.Millisecond, Initdead: 100 * time.Millisecond,
+	tr := New(Options{Peers: []string{"b", "c"}, Links: []string{"udp", "serial"},
+		Warntime: 25 * time.Millisecond, Deadtime: 50 * time.Millisecond, Initdead: 100 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, t0)
 	ch, _ := tr.Subscribe(100)
 	return tr, ch

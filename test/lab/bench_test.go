@@ -39,30 +39,6 @@ func benchLab(b *testing.B, nodes int, ka, dt time.Duration) func(i int) *lab.No
 	}
 }
 
-func benchEvents(b *testing.B, n *lab.Node) <-chan membership.Event {
-	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(cancel)
-	ch, err := n.Client.Events(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return ch
-}
-
-func waitFor(b *testing.B, ch <-chan membership.Event, kind membership.EventKind, node string) membership.Event {
-	timeout := time.After(30 * time.Second)
-	for {
-		select {
-		case ev := <-ch:
-			if ev.Kind == kind && ev.Node == node {
-				return ev
-			}
-		case <-timeout:
-			b.Fatalf("no %s %s", kind, node)
-		}
-	}
-}
-
 // BenchmarkDetection measures how long after a kill -9 a peer is declared
 // dead: from the kill to the timestamp of the observer's node-dead event.
 // One op is one kill: run with -benchtime=Nx.
@@ -73,17 +49,18 @@ func BenchmarkDetection(b *testing.B) {
 	} {
 		b.Run(fmt.Sprintf("keepalive=%s/deadtime=%s", tc.ka, tc.dt), func(b *testing.B) {
 			start := benchLab(b, 2, tc.ka, tc.dt)
-			evs := benchEvents(b, start(1))
+			evs := events(b, start(1))
 			lat := make([]time.Duration, 0, b.N)
 			for i := 0; i < b.N; i++ {
 				victim := start(2)
-				waitFor(b, evs, membership.NodeUp, "n2")
+				waitEvent(b, evs, membership.NodeUp, "n2", "", 30*time.Second)
 				// Kill at a random phase of the heartbeat cycle, as a
 				// real crash would.
 				time.Sleep(3*tc.ka + rand.N(tc.ka))
 				killed := time.Now()
 				victim.Proc.Kill()
-				lat = append(lat, waitFor(b, evs, membership.NodeDead, "n2").Time.Sub(killed))
+				dead, _ := waitEvent(b, evs, membership.NodeDead, "n2", "", 30*time.Second)
+				lat = append(lat, dead.Time.Sub(killed))
 			}
 			slices.Sort(lat)
 			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -9,7 +9,6 @@ package lab
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -148,12 +147,6 @@ func (l *Lab) LinkSet(node, ifname, state string) {
 	l.must("ip", "-n", l.NS(node), "link", "set", ifname, state)
 }
 
-// Exec runs a command inside namespace node and returns its output.
-func (l *Lab) Exec(node string, args ...string) (string, error) {
-	out, err := exec.Command("ip", append([]string{"netns", "exec", l.NS(node)}, args...)...).CombinedOutput()
-	return string(out), err
-}
-
 func (l *Lab) must(args ...string) {
 	l.t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
@@ -229,16 +222,6 @@ func (p *Proc) Signal(sig syscall.Signal) {
 	case <-p.done:
 	default:
 		_ = p.Cmd.Process.Signal(sig)
-	}
-}
-
-// Wait waits for the process to exit or ctx to end.
-func (p *Proc) Wait(ctx context.Context) error {
-	select {
-	case <-p.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

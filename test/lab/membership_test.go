@@ -57,7 +57,7 @@ func threeNodes(t *testing.T, l *lab.Lab, serial bool, secrets map[string]string
 	return l.Trio(vigilBin, c, serial, secrets)
 }
 
-func events(t *testing.T, n *lab.Node) <-chan membership.Event {
+func events(t testing.TB, n *lab.Node) <-chan membership.Event {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -71,7 +71,7 @@ func events(t *testing.T, n *lab.Node) <-chan membership.Event {
 // waitEvent returns the first event matching kind and node, failing the
 // test after timeout. Events it passes over are returned too, so callers
 // can assert what did not happen.
-func waitEvent(t *testing.T, ch <-chan membership.Event, kind membership.EventKind, node, link string, timeout time.Duration) (membership.Event, []membership.Event) {
+func waitEvent(t testing.TB, ch <-chan membership.Event, kind membership.EventKind, node, link string, timeout time.Duration) (membership.Event, []membership.Event) {
 	t.Helper()
 	var seen []membership.Event
 	deadline := time.After(timeout)
