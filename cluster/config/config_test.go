@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 const baseHA = `cluster = "lvs"
@@ -289,7 +291,7 @@ func TestExamplesLoad(t *testing.T) {
 		{"../../etc/examples/three-node", "node3"},
 		{"../../etc/examples/pair-witness", "witness"},
 	} {
-		c, err := Load(tc.dir, Options{Node: tc.node})
+		c, err := Load(testutil.ConfigCopy(t, tc.dir), Options{Node: tc.node})
 		if err != nil {
 			t.Errorf("%s: %v", tc.dir, err)
 			continue

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 func vigil(args ...string) (int, string, string) {
@@ -15,7 +17,7 @@ func vigil(args ...string) (int, string, string) {
 }
 
 func TestConfigCheck(t *testing.T) {
-	code, out, errs := vigil("config", "check", "-c", "../../etc/vigil", "--node", "lvs1")
+	code, out, errs := vigil("config", "check", "-c", testutil.ConfigCopy(t, "../../etc/vigil"), "--node", "lvs1")
 	if code != exitOK || !strings.Contains(out, `OK — cluster "lvs", 2 nodes (this node lvs1), 2 heartbeat media, 1 groups`) {
 		t.Errorf("example config: code %d\n%s%s", code, out, errs)
 	}
