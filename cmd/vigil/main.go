@@ -20,6 +20,8 @@ import (
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/cluster/daemon"
+	"github.com/vigil-ha/vigil/plugins"
+	"github.com/vigil-ha/vigil/plugins/builtin"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -63,6 +65,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitError
 		}
 		return cmdConfigCheck(args[2:], stdout, stderr)
+	case "plugin":
+		// Hidden: how the daemon runs its built-in plugins.
+		if len(args) != 4 || args[1] != "serve" {
+			fmt.Fprintln(stderr, "usage: vigil plugin serve KIND NAME (run by the daemon)")
+			return exitError
+		}
+		if err := builtin.Serve(plugins.Kind(args[2]), args[3]); err != nil {
+			fmt.Fprintf(stderr, "vigil plugin: %v\n", err)
+			return exitError
+		}
+		return exitOK
 	case "version", "--version":
 		fmt.Fprintf(stdout, "vigil %s\n", version)
 		return exitOK

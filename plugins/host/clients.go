@@ -1,0 +1,146 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/vigil-ha/vigil/plugins"
+	"github.com/vigil-ha/vigil/plugins/pb"
+)
+
+func ms(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+
+// Resource is a handle on a resource plugin; its process starts on first use.
+type Resource struct {
+	h    *Host
+	name string
+}
+
+// Resource returns the handle for resource plugin name.
+func (h *Host) Resource(name string) Resource { return Resource{h, name} }
+
+// MetaData describes agent typ of the plugin.
+func (r Resource) MetaData(ctx context.Context, typ string) (*pb.Meta, error) {
+	return invoke(ctx, r.h, plugins.KindResource, r.name, "meta-data", 0,
+		func(ctx context.Context, c pb.ResourceClient) (*pb.Meta, error) {
+			return c.MetaData(ctx, &pb.MetaDataRequest{Type: typ})
+		})
+}
+
+func (r Resource) op(ctx context.Context, op string, in *pb.Instance,
+	call func(pb.ResourceClient, context.Context, *pb.Instance, ...grpc.CallOption) (*pb.Result, error)) (*pb.Result, error) {
+	res, err := invoke(ctx, r.h, plugins.KindResource, r.name, op, ms(in.GetTimeoutMs()),
+		func(ctx context.Context, c pb.ResourceClient) (*pb.Result, error) {
+			res, err := call(c, ctx, in)
+			if err == nil && (res.GetCode() < pb.Code_SUCCESS || res.GetCode() > pb.Code_FAILED_PROMOTED) {
+				return nil, fmt.Errorf("%w: result code %d is not an OCF code", ErrBadOutput, res.GetCode())
+			}
+			return res, err
+		})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", in.GetId(), err)
+	}
+	return res, nil
+}
+
+// Validate checks an instance's parameters.
+func (r Resource) Validate(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return r.op(ctx, "validate", in, pb.ResourceClient.Validate)
+}
+
+// Start starts an instance.
+func (r Resource) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return r.op(ctx, "start", in, pb.ResourceClient.Start)
+}
+
+// Stop stops an instance; stopping a stopped instance succeeds.
+func (r Resource) Stop(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return r.op(ctx, "stop", in, pb.ResourceClient.Stop)
+}
+
+// Monitor reports SUCCESS (running), NOT_RUNNING or a failure.
+func (r Resource) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return r.op(ctx, "monitor", in, pb.ResourceClient.Monitor)
+}
+
+// Reload applies changed parameters without a restart.
+func (r Resource) Reload(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return r.op(ctx, "reload", in, pb.ResourceClient.Reload)
+}
+
+// Monitor is a handle on a monitor plugin.
+type Monitor struct {
+	h    *Host
+	name string
+}
+
+// Monitor returns the handle for monitor plugin name.
+func (h *Host) Monitor(name string) Monitor { return Monitor{h, name} }
+
+// Check runs one check.
+func (m Monitor) Check(ctx context.Context, in *pb.CheckRequest) (*pb.CheckResult, error) {
+	return invoke(ctx, m.h, plugins.KindMonitor, m.name, "check", ms(in.GetTimeoutMs()),
+		func(ctx context.Context, c pb.MonitorClient) (*pb.CheckResult, error) {
+			res, err := c.Check(ctx, in)
+			if err == nil && res.GetLatencyUs() < 0 {
+				return nil, fmt.Errorf("%w: negative latency", ErrBadOutput)
+			}
+			return res, err
+		})
+}
+
+// Alert is a handle on an alert plugin.
+type Alert struct {
+	h    *Host
+	name string
+}
+
+// Alert returns the handle for alert plugin name.
+func (h *Host) Alert(name string) Alert { return Alert{h, name} }
+
+// Deliver sends one event.
+func (a Alert) Deliver(ctx context.Context, in *pb.AlertRequest) (*pb.AlertResult, error) {
+	return invoke(ctx, a.h, plugins.KindAlert, a.name, "alert", ms(in.GetTimeoutMs()),
+		func(ctx context.Context, c pb.AlertClient) (*pb.AlertResult, error) {
+			return c.Deliver(ctx, in)
+		})
+}
+
+// Fence is a handle on a fence plugin.
+type Fence struct {
+	h    *Host
+	name string
+}
+
+// Fence returns the handle for fence plugin name.
+func (h *Host) Fence(name string) Fence { return Fence{h, name} }
+
+func (f Fence) op(ctx context.Context, op string, in *pb.FenceRequest,
+	call func(pb.FenceClient, context.Context, *pb.FenceRequest, ...grpc.CallOption) (*pb.FenceResult, error)) (*pb.FenceResult, error) {
+	return invoke(ctx, f.h, plugins.KindFence, f.name, op, ms(in.GetTimeoutMs()),
+		func(ctx context.Context, c pb.FenceClient) (*pb.FenceResult, error) {
+			res, err := call(c, ctx, in)
+			if err == nil && (res.GetPower() < pb.Power_UNKNOWN || res.GetPower() > pb.Power_OFF) {
+				return nil, fmt.Errorf("%w: power state %d", ErrBadOutput, res.GetPower())
+			}
+			return res, err
+		})
+}
+
+// Off powers a node off; only a result of OFF confirms it.
+func (f Fence) Off(ctx context.Context, in *pb.FenceRequest) (*pb.FenceResult, error) {
+	return f.op(ctx, "fence off", in, pb.FenceClient.Off)
+}
+
+// On powers a node on.
+func (f Fence) On(ctx context.Context, in *pb.FenceRequest) (*pb.FenceResult, error) {
+	return f.op(ctx, "fence on", in, pb.FenceClient.On)
+}
+
+// Status asks for a node's power state.
+func (f Fence) Status(ctx context.Context, in *pb.FenceRequest) (*pb.FenceResult, error) {
+	return f.op(ctx, "fence status", in, pb.FenceClient.Status)
+}

@@ -1,0 +1,410 @@
+package host_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/vigil-ha/vigil/plugins"
+	"github.com/vigil-ha/vigil/plugins/host"
+	"github.com/vigil-ha/vigil/plugins/pb"
+	"github.com/vigil-ha/vigil/plugins/sdk"
+)
+
+// The test binary doubles as the plugin executable: the host runs it as
+// `TESTBINARY plugin serve KIND NAME`, exactly as it runs vigil.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 5 && os.Args[1] == "plugin" && os.Args[2] == "serve" {
+		serveTestPlugin(plugins.Kind(os.Args[3]), os.Args[4])
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func serveTestPlugin(kind plugins.Kind, name string) {
+	switch {
+	case kind == plugins.KindResource && name == "testres":
+		sdk.Serve(sdk.Plugin{Resource: testResource{}})
+	case kind == plugins.KindMonitor && name == "testmon":
+		sdk.Serve(sdk.Plugin{Monitor: sdk.MonitorFunc(func(_ context.Context, in *pb.CheckRequest) (*pb.CheckResult, error) {
+			if in.GetParams()["latency"] == "negative" {
+				return &pb.CheckResult{Ok: true, LatencyUs: -1}, nil
+			}
+			return &pb.CheckResult{Ok: len(in.GetHosts()) > 0, Summary: strings.Join(in.GetHosts(), " "), LatencyUs: 42}, nil
+		})})
+	case kind == plugins.KindAlert && name == "testalert":
+		sdk.Serve(sdk.Plugin{Alert: sdk.AlertFunc(func(_ context.Context, in *pb.AlertRequest) (*pb.AlertResult, error) {
+			return &pb.AlertResult{Detail: "delivered " + in.GetEvent().GetSubject()}, nil
+		})})
+	case kind == plugins.KindFence && name == "testfence":
+		sdk.Serve(sdk.Plugin{Fence: testFence{}})
+	}
+	os.Exit(3)
+}
+
+// testResource misbehaves on request, through its parameters.
+type testResource struct{ sdk.BaseResource }
+
+func (testResource) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	p := in.GetParams()
+	sdk.Log().Info("start entered", "id", in.GetId(), "answer", 42)
+	switch {
+	case p["wait"] == "ctx":
+		<-ctx.Done()
+		return nil, ctx.Err()
+	case p["wait"] == "forever":
+		select {} // ignores its deadline
+	case p["panic"] != "":
+		panic(p["panic"])
+	case p["code"] != "":
+		var c int32
+		fmt.Sscan(p["code"], &c)
+		return &pb.Result{Code: pb.Code(c)}, nil
+	case p["error"] != "":
+		return nil, errors.New(p["error"])
+	case p["stderr"] != "":
+		fmt.Fprintln(os.Stderr, p["stderr"])
+	}
+	return sdk.OK(), nil
+}
+func (testResource) Stop(context.Context, *pb.Instance) (*pb.Result, error) { return sdk.OK(), nil }
+func (testResource) Monitor(context.Context, *pb.Instance) (*pb.Result, error) {
+	return sdk.NotRunning("never runs"), nil
+}
+
+type testFence struct{ pb.UnimplementedFenceServer }
+
+func (testFence) Off(_ context.Context, in *pb.FenceRequest) (*pb.FenceResult, error) {
+	return &pb.FenceResult{Power: pb.Power_OFF, Detail: in.GetNode() + " off"}, nil
+}
+func (testFence) Status(_ context.Context, in *pb.FenceRequest) (*pb.FenceResult, error) {
+	if in.GetNode() == "bogus" {
+		return &pb.FenceResult{Power: pb.Power(7)}, nil
+	}
+	return &pb.FenceResult{Power: pb.Power_ON}, nil
+}
+
+// logSink collects the host's log records so tests can wait for what a
+// plugin logged, instead of sleeping.
+type logSink struct {
+	mu      sync.Mutex
+	records []slog.Record
+	notify  chan struct{}
+}
+
+func newLogSink() *logSink { return &logSink{notify: make(chan struct{}, 1)} }
+
+func (s *logSink) Enabled(context.Context, slog.Level) bool { return true }
+func (s *logSink) Handle(_ context.Context, r slog.Record) error {
+	s.mu.Lock()
+	s.records = append(s.records, r.Clone())
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+func (s *logSink) WithAttrs(as []slog.Attr) slog.Handler { return &attrHandler{s, as} }
+func (s *logSink) WithGroup(string) slog.Handler        { return s }
+
+type attrHandler struct {
+	*logSink
+	attrs []slog.Attr
+}
+
+func (h *attrHandler) Handle(ctx context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(h.attrs...)
+	return h.logSink.Handle(ctx, r)
+}
+
+func attrs(r slog.Record) map[string]string {
+	m := map[string]string{}
+	r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.String(); return true })
+	return m
+}
+
+// wait returns the first record whose message contains msg.
+func (s *logSink) wait(t *testing.T, msg string) slog.Record {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		for _, r := range s.records {
+			if strings.Contains(r.Message, msg) {
+				s.mu.Unlock()
+				return r
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.notify:
+		case <-deadline:
+			t.Fatalf("no log record %q", msg)
+		}
+	}
+}
+
+type env struct {
+	h        *host.Host
+	logs     *logSink
+	restarts chan string
+}
+
+func newHost(t *testing.T, mod func(*host.Options)) *env {
+	t.Helper()
+	e := &env{logs: newLogSink(), restarts: make(chan string, 16)}
+	opts := host.Options{
+		Executable: os.Args[0],
+		Builtin: func(k plugins.Kind, n string) bool {
+			return strings.HasPrefix(n, "test")
+		},
+		Log:        slog.New(e.logs),
+		Grace:      300 * time.Millisecond,
+		MinBackoff: 10 * time.Millisecond,
+		OnRestart:  func(k plugins.Kind, n string) { e.restarts <- string(k) + "/" + n },
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	h, err := host.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h = h
+	t.Cleanup(h.Close)
+	return e
+}
+
+func inst(params map[string]string) *pb.Instance {
+	return &pb.Instance{Id: "r1", Type: "t", Params: params, TimeoutMs: 5000}
+}
+
+func pluginStatus(t *testing.T, h *host.Host, kind plugins.Kind, name string) host.Status {
+	t.Helper()
+	for _, s := range h.Status() {
+		if s.Kind == kind && s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no plugin %s/%s in status", kind, name)
+	return host.Status{}
+}
+
+func TestRoundTripEveryKind(t *testing.T) {
+	e := newHost(t, nil)
+	ctx := context.Background()
+
+	res, err := e.h.Resource("testres").Start(ctx, inst(nil))
+	if err != nil || res.Code != pb.Code_SUCCESS {
+		t.Fatalf("start: %v %v", res, err)
+	}
+	res, err = e.h.Resource("testres").Monitor(ctx, inst(nil))
+	if err != nil || res.Code != pb.Code_NOT_RUNNING || res.Reason != "never runs" {
+		t.Fatalf("monitor: %v %v", res, err)
+	}
+	meta, err := e.h.Resource("testres").MetaData(ctx, "x")
+	if err != nil || meta.Name != "x" {
+		t.Fatalf("meta-data: %v %v", meta, err)
+	}
+	chk, err := e.h.Monitor("testmon").Check(ctx, &pb.CheckRequest{Hosts: []string{"a", "b"}})
+	if err != nil || !chk.Ok || chk.Summary != "a b" || chk.LatencyUs != 42 {
+		t.Fatalf("check: %v %v", chk, err)
+	}
+	al, err := e.h.Alert("testalert").Deliver(ctx, &pb.AlertRequest{Event: &pb.Event{Subject: "www/http"}})
+	if err != nil || al.Detail != "delivered www/http" {
+		t.Fatalf("alert: %v %v", al, err)
+	}
+	f, err := e.h.Fence("testfence").Off(ctx, &pb.FenceRequest{Node: "lvs2"})
+	if err != nil || f.Power != pb.Power_OFF || f.Detail != "lvs2 off" {
+		t.Fatalf("fence off: %v %v", f, err)
+	}
+	if _, err := e.h.Fence("testfence").On(ctx, &pb.FenceRequest{Node: "lvs2"}); !errors.Is(err, host.ErrUnimplemented) {
+		t.Fatalf("fence on of a plugin without it: %v, want ErrUnimplemented", err)
+	}
+	// One process per plugin, reused across calls.
+	st := pluginStatus(t, e.h, plugins.KindResource, "testres")
+	if st.State != "running" || st.PID == 0 || st.Crashes != 0 || !st.Builtin {
+		t.Fatalf("status: %+v", st)
+	}
+	if got := len(e.h.Status()); got != 4 {
+		t.Fatalf("%d plugin processes, want 4", got)
+	}
+}
+
+func TestKilledMidOperation(t *testing.T) {
+	e := newHost(t, nil)
+	r := e.h.Resource("testres")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Start(context.Background(), inst(map[string]string{"wait": "ctx"}))
+		errc <- err
+	}()
+	entered := e.logs.wait(t, "start entered")
+	pid := pluginStatus(t, e.h, plugins.KindResource, "testres").PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := <-errc
+	if !errors.Is(err, host.ErrCrashed) || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("start during a kill: %v, want ErrCrashed naming the signal", err)
+	}
+	if got := <-e.restarts; got != "resource/testres" {
+		t.Fatalf("restart notice for %s", got)
+	}
+	st := pluginStatus(t, e.h, plugins.KindResource, "testres")
+	if st.Crashes != 1 || st.Restarts != 1 || st.PID == pid || st.PID == 0 || !strings.Contains(st.LastExit, "killed") {
+		t.Fatalf("after restart: %+v", st)
+	}
+	if res, err := r.Start(context.Background(), inst(nil)); err != nil || res.Code != pb.Code_SUCCESS {
+		t.Fatalf("start after restart: %v %v", res, err)
+	}
+	// The plugin's log line reached the daemon's log with its name.
+	a := attrs(entered)
+	if a["plugin"] != "resource/testres" || a["id"] != "r1" || a["answer"] != "42" || entered.Level != slog.LevelInfo {
+		t.Fatalf("captured log record: %v %v", entered.Level, a)
+	}
+}
+
+func TestPanicIsACrash(t *testing.T) {
+	e := newHost(t, nil)
+	_, err := e.h.Resource("testres").Start(context.Background(), inst(map[string]string{"panic": "boom"}))
+	if !errors.Is(err, host.ErrCrashed) {
+		t.Fatalf("panicking plugin: %v", err)
+	}
+	e.logs.wait(t, "panic: boom")
+	<-e.restarts
+	if st := pluginStatus(t, e.h, plugins.KindResource, "testres"); st.Crashes != 1 {
+		t.Fatalf("crash not counted: %+v", st)
+	}
+}
+
+func TestDeadlines(t *testing.T) {
+	e := newHost(t, nil)
+	r := e.h.Resource("testres")
+	in := inst(map[string]string{"wait": "forever"})
+	in.TimeoutMs = 200
+	start := time.Now()
+	_, err := r.Start(context.Background(), in)
+	took := time.Since(start)
+	if !errors.Is(err, host.ErrTimeout) {
+		t.Fatalf("handler ignoring its deadline: %v, want ErrTimeout", err)
+	}
+	if took < 200*time.Millisecond || took > 3*time.Second {
+		t.Fatalf("deadline hit after %s, want timeout+grace (500ms)", took)
+	}
+	// The process still answers, so it is kept.
+	if st := pluginStatus(t, e.h, plugins.KindResource, "testres"); st.Crashes != 0 || st.State != "running" {
+		t.Fatalf("responsive plugin was killed: %+v", st)
+	}
+
+	// A plugin process that hangs entirely is killed and restarted.
+	in = inst(nil)
+	in.TimeoutMs = 200
+	pid := pluginStatus(t, e.h, plugins.KindResource, "testres").PID
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Start(context.Background(), in); !errors.Is(err, host.ErrTimeout) {
+		t.Fatalf("stopped plugin: %v, want ErrTimeout", err)
+	}
+	<-e.restarts
+	st := pluginStatus(t, e.h, plugins.KindResource, "testres")
+	if st.Crashes != 1 || st.PID == pid || !strings.Contains(st.LastError, "unresponsive") {
+		t.Fatalf("hung plugin not replaced: %+v", st)
+	}
+}
+
+func TestBadOutput(t *testing.T) {
+	e := newHost(t, nil)
+	ctx := context.Background()
+	r := e.h.Resource("testres")
+	if _, err := r.Start(ctx, inst(map[string]string{"code": "42"})); !errors.Is(err, host.ErrBadOutput) ||
+		!strings.Contains(err.Error(), "42") {
+		t.Fatalf("code 42: %v", err)
+	}
+	if _, err := r.Start(ctx, inst(map[string]string{"error": "disk on fire"})); err == nil ||
+		!strings.Contains(err.Error(), "disk on fire") || !strings.Contains(err.Error(), "r1") {
+		t.Fatalf("plugin error: %v", err)
+	}
+	if _, err := e.h.Monitor("testmon").Check(ctx, &pb.CheckRequest{Params: map[string]string{"latency": "negative"}}); !errors.Is(err, host.ErrBadOutput) {
+		t.Fatalf("negative latency: %v", err)
+	}
+	if _, err := e.h.Fence("testfence").Status(ctx, &pb.FenceRequest{Node: "bogus"}); !errors.Is(err, host.ErrBadOutput) {
+		t.Fatalf("power 7: %v", err)
+	}
+	// Hostile stderr: not JSON, JSON of the wrong shape, a huge line.
+	for _, s := range []string{`{"@message": 1, "@level": []}`, "plain words", strings.Repeat("x", 100000)} {
+		if _, err := r.Start(ctx, inst(map[string]string{"stderr": s})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.logs.wait(t, "plain words")
+	e.logs.wait(t, `{"@message": 1`)
+	if st := pluginStatus(t, e.h, plugins.KindResource, "testres"); st.Crashes != 0 {
+		t.Fatalf("%+v", st)
+	}
+}
+
+func TestLookup(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, mode os.FileMode) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("noexec", 0o644)
+	write("open", 0o777)
+	write("exits", 0o755)
+	e := newHost(t, func(o *host.Options) { o.Dir = dir; o.StartTimeout = 2 * time.Second })
+	for _, c := range []struct{ name, want string }{
+		{"nothere", "none in " + dir},
+		{"noexec", "not an executable"},
+		{"open", "world-writable"},
+		{"../etc", "invalid plugin name"},
+	} {
+		_, err := e.h.Resource(c.name).Start(context.Background(), inst(nil))
+		if !errors.Is(err, host.ErrUnknownPlugin) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+	// A plugin that never completes the handshake fails fast, not at the
+	// call's deadline.
+	start := time.Now()
+	_, err := e.h.Resource("exits").Start(context.Background(), inst(nil))
+	if err == nil || !strings.Contains(err.Error(), "does not start") || time.Since(start) > 4*time.Second {
+		t.Fatalf("non-plugin executable: %v after %s", err, time.Since(start))
+	}
+	if st := pluginStatus(t, e.h, plugins.KindResource, "exits"); st.State != "failed" || st.LastError == "" {
+		t.Fatalf("%+v", st)
+	}
+}
+
+func TestCloseStopsPlugins(t *testing.T) {
+	e := newHost(t, nil)
+	if _, err := e.h.Resource("testres").Start(context.Background(), inst(nil)); err != nil {
+		t.Fatal(err)
+	}
+	pid := pluginStatus(t, e.h, plugins.KindResource, "testres").PID
+	e.h.Close()
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("plugin %d still there after Close: %v", pid, err)
+	}
+	if _, err := e.h.Resource("testres").Start(context.Background(), inst(nil)); !errors.Is(err, host.ErrClosed) {
+		t.Fatalf("call after Close: %v", err)
+	}
+}

@@ -1,0 +1,153 @@
+// Package sdk is what a plugin author imports. A plugin is a Go main that
+// implements one or more of the generated service interfaces (usually by
+// embedding the Base types here) and calls Serve:
+//
+//	type hello struct{ sdk.BaseResource }
+//
+//	func (hello) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+//		sdk.Log().Info("starting", "id", in.Id)
+//		return sdk.OK(), nil
+//	}
+//
+//	func main() { sdk.Serve(sdk.Plugin{Resource: hello{}}) }
+//
+// Drop the binary into the daemon's plugin_dir and name it in
+// resources.toml (type = "plugin:hello"). Examples of every kind live in
+// plugins/sdk/examples.
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/vigil-ha/vigil/plugins"
+	"github.com/vigil-ha/vigil/plugins/pb"
+)
+
+// Plugin is what one plugin process serves; leave unused kinds nil.
+type Plugin struct {
+	Resource pb.ResourceServer
+	Monitor  pb.MonitorServer
+	Alert    pb.AlertServer
+	Fence    pb.FenceServer
+}
+
+// stderr is the process's real standard error, saved before go-plugin
+// redirects os.Stderr: the host reads structured log lines from it.
+var stderr io.Writer = os.Stderr
+
+var logger = slog.New(NewLogHandler(stderr, slog.LevelDebug))
+
+// Log is the plugin's logger. Its records arrive in the daemon's log with
+// the plugin's name and level; do not print to stdout.
+func Log() *slog.Logger { return logger }
+
+// NewLogHandler writes records in the JSON shape the host parses
+// (go-plugin's "@level"/"@message"/"@timestamp" keys).
+func NewLogHandler(w io.Writer, level slog.Leveler) slog.Handler {
+	return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) > 0 {
+			return a
+		}
+		switch a.Key {
+		case slog.LevelKey:
+			return slog.String("@level", strings.ToLower(a.Value.String()))
+		case slog.MessageKey:
+			return slog.String("@message", a.Value.String())
+		case slog.TimeKey:
+			return slog.String("@timestamp", a.Value.Time().Format("2006-01-02T15:04:05.000000Z07:00"))
+		}
+		return a
+	}})
+}
+
+// Serve runs the plugin until the host closes it. It never returns when
+// started by the host; run by hand it prints a hint and exits 1.
+func Serve(p Plugin) {
+	if os.Getenv(plugins.Handshake.MagicCookieKey) != plugins.Handshake.MagicCookieValue {
+		fmt.Fprintln(os.Stderr, "this is a Vigil plugin: the vigil daemon starts it, it is not meant to be run by hand")
+		os.Exit(1)
+	}
+	go exitWithParent(os.Getppid())
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: plugins.Handshake,
+		Plugins:         plugins.Set(p.Resource, p.Monitor, p.Alert, p.Fence),
+		GRPCServer:      plugin.DefaultGRPCServer,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name: "go-plugin", Level: hclog.Warn, Output: stderr, JSONFormat: true,
+		}),
+	})
+	os.Exit(0)
+}
+
+// exitWithParent ends the plugin when the daemon that started it is gone
+// (killed with -9, say), so no orphan keeps acting on resources the
+// cluster may already have moved.
+func exitWithParent(ppid int) {
+	for range time.Tick(500 * time.Millisecond) {
+		if os.Getppid() != ppid {
+			logger.Warn("daemon gone, plugin exiting", "parent", ppid)
+			os.Exit(2)
+		}
+	}
+}
+
+// OK is a successful resource result.
+func OK() *pb.Result { return &pb.Result{Code: pb.Code_SUCCESS} }
+
+// NotRunning is a monitor result for a cleanly stopped resource.
+func NotRunning(reason string) *pb.Result {
+	return &pb.Result{Code: pb.Code_NOT_RUNNING, Reason: reason}
+}
+
+// Fail is a failed resource result with the given OCF class.
+func Fail(code pb.Code, format string, args ...any) *pb.Result {
+	return &pb.Result{Code: code, Reason: fmt.Sprintf(format, args...)}
+}
+
+// BaseResource gives a resource plugin defaults for the optional
+// operations: meta-data with no parameters, validate and reload succeed.
+// Start, Stop and Monitor must be implemented.
+type BaseResource struct{ pb.UnimplementedResourceServer }
+
+func (BaseResource) MetaData(_ context.Context, in *pb.MetaDataRequest) (*pb.Meta, error) {
+	return &pb.Meta{Name: in.GetType(), Version: "1.0"}, nil
+}
+func (BaseResource) Validate(context.Context, *pb.Instance) (*pb.Result, error) { return OK(), nil }
+func (BaseResource) Reload(context.Context, *pb.Instance) (*pb.Result, error)   { return OK(), nil }
+
+// MonitorFunc turns a function into a monitor plugin.
+func MonitorFunc(f func(context.Context, *pb.CheckRequest) (*pb.CheckResult, error)) pb.MonitorServer {
+	return monitorFunc{f: f}
+}
+
+type monitorFunc struct {
+	pb.UnimplementedMonitorServer
+	f func(context.Context, *pb.CheckRequest) (*pb.CheckResult, error)
+}
+
+func (m monitorFunc) Check(ctx context.Context, in *pb.CheckRequest) (*pb.CheckResult, error) {
+	return m.f(ctx, in)
+}
+
+// AlertFunc turns a function into an alert plugin.
+func AlertFunc(f func(context.Context, *pb.AlertRequest) (*pb.AlertResult, error)) pb.AlertServer {
+	return alertFunc{f: f}
+}
+
+type alertFunc struct {
+	pb.UnimplementedAlertServer
+	f func(context.Context, *pb.AlertRequest) (*pb.AlertResult, error)
+}
+
+func (a alertFunc) Deliver(ctx context.Context, in *pb.AlertRequest) (*pb.AlertResult, error) {
+	return a.f(ctx, in)
+}

@@ -1,0 +1,147 @@
+package script
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/vigil-ha/vigil/plugins/pb"
+)
+
+// Heartbeat runs scripts the way heartbeat's ResourceManager does
+// (LEGACY.md §2): found in resource.d first, then init.d (the first that is
+// a regular executable file), called with the haresources "::" arguments
+// followed by start|stop|status, and judged running or not by the text
+// status prints, never by its exit code. The instance type is the script's
+// name and Args are its arguments.
+type Heartbeat struct {
+	pb.UnimplementedResourceServer
+	// HADir is heartbeat's HA_DIR (default $VIGIL_HA_DIR or /etc/ha.d);
+	// scripts are looked up in HADir/resource.d, then InitDir.
+	HADir string
+	// InitDir defaults to $VIGIL_LSB_DIR or /etc/init.d.
+	InitDir string
+}
+
+// NewHeartbeat returns the adapter with its directories from the environment.
+func NewHeartbeat() *Heartbeat {
+	return &Heartbeat{HADir: envOr("VIGIL_HA_DIR", "/etc/ha.d"), InitDir: envOr("VIGIL_LSB_DIR", "/etc/init.d")}
+}
+
+// Lookup returns the script heartbeat would run for name.
+func (h *Heartbeat) Lookup(name string) (string, error) {
+	if !validName(name) {
+		return "", fmt.Errorf("invalid resource script name %q", name)
+	}
+	for _, dir := range []string{filepath.Join(h.HADir, "resource.d"), h.InitDir} {
+		if p := filepath.Join(dir, name); executable(p) {
+			return p, nil
+		}
+	}
+	// heartbeat's own words, so operators recognise it.
+	return "", fmt.Errorf("Cannot locate resource script %s", name)
+}
+
+func (h *Heartbeat) env() []string {
+	host, _ := os.Hostname()
+	return []string{basePath,
+		"HA_CURHOST=" + strings.ToLower(host),
+		"HA_DIR=" + h.HADir,
+		"HA_RESOURCEDIR=" + filepath.Join(h.HADir, "resource.d"),
+		"OCF_ROOT=" + envOr("VIGIL_OCF_ROOT", "/usr/lib/ocf"),
+		// Vigil always decides failback itself, like auto_failback on|off.
+		"HA_NICEFAILBACK=yes",
+	}
+}
+
+func (h *Heartbeat) call(ctx context.Context, in *pb.Instance, action string) (run, error) {
+	path, err := h.Lookup(in.GetType())
+	if err != nil {
+		return run{}, err
+	}
+	ctx, cancel := opTimeout(ctx, in)
+	defer cancel()
+	return execScript(ctx, path, append(append([]string{}, in.GetArgs()...), action), h.env())
+}
+
+var (
+	hbNotRunning = regexp.MustCompile(`[Nn][Oo][Tt] .*[Rr]unning`)
+	hbRunning    = regexp.MustCompile(`[Rr]unning|OK`)
+)
+
+// StatusRunning is ResourceManager's we_own_resource on status's stdout:
+// "not<space>…running" is not held, then "running" or "OK" anywhere is
+// held, anything else (including nothing) is not held.
+func StatusRunning(stdout string) bool {
+	if hbNotRunning.MatchString(stdout) {
+		return false
+	}
+	return hbRunning.MatchString(stdout)
+}
+
+func (h *Heartbeat) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	r, err := h.call(ctx, in, "status")
+	switch {
+	case isTimeout(err):
+		return nil, err
+	case err != nil:
+		// heartbeat: a script it cannot locate reads as not running.
+		return &pb.Result{Code: pb.Code_NOT_RUNNING, Reason: err.Error()}, nil
+	case StatusRunning(r.stdout):
+		return result(pb.Code_SUCCESS, "", r), nil
+	}
+	return result(pb.Code_NOT_RUNNING, lastLine(r.stdout), r), nil
+}
+
+// Start runs status first and skips start when the script says the
+// resource already runs, as ResourceManager does.
+func (h *Heartbeat) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	st, err := h.Monitor(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	if st.Code == pb.Code_SUCCESS {
+		return st, nil
+	}
+	return h.change(ctx, in, "start")
+}
+
+// Stop runs stop unconditionally; heartbeat does no status check first.
+func (h *Heartbeat) Stop(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return h.change(ctx, in, "stop")
+}
+
+func (h *Heartbeat) change(ctx context.Context, in *pb.Instance, action string) (*pb.Result, error) {
+	r, err := h.call(ctx, in, action)
+	switch {
+	case isTimeout(err):
+		return nil, err
+	case err != nil:
+		return &pb.Result{Code: pb.Code_ERR_INSTALLED, Reason: err.Error()}, nil
+	case r.code != 0:
+		reason := fmt.Sprintf("%s exited %d", action, r.code)
+		if l := lastLine(r.stderr + "\n" + r.stdout); l != "" {
+			reason += ": " + l
+		}
+		return result(pb.Code_ERR_GENERIC, reason, r), nil
+	}
+	return result(pb.Code_SUCCESS, "", r), nil
+}
+
+func (h *Heartbeat) Validate(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+	if _, err := h.Lookup(in.GetType()); err != nil {
+		return &pb.Result{Code: pb.Code_ERR_INSTALLED, Reason: err.Error()}, nil
+	}
+	return &pb.Result{Code: pb.Code_SUCCESS}, nil
+}
+
+func (h *Heartbeat) MetaData(_ context.Context, in *pb.MetaDataRequest) (*pb.Meta, error) {
+	p, err := h.Lookup(in.GetType())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Meta{Name: in.GetType(), Version: "1.0", Description: "heartbeat resource script " + p, Actions: scriptActions}, nil
+}

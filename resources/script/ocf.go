@@ -1,0 +1,204 @@
+package script
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-ha/vigil/plugins/pb"
+)
+
+// OCF runs OCF resource agents: $OCF_ROOT/resource.d/PROVIDER/AGENT with
+// the action as argv[1] and every parameter as OCF_RESKEY_<name>. The
+// instance type is "PROVIDER:AGENT" ("heartbeat:Dummy"); a bare AGENT means
+// provider heartbeat. Exit codes are the result codes, unchanged.
+type OCF struct {
+	pb.UnimplementedResourceServer
+	// Root is OCF_ROOT (default $VIGIL_OCF_ROOT or /usr/lib/ocf).
+	Root string
+}
+
+// NewOCF returns the adapter with its root from the environment.
+func NewOCF() *OCF { return &OCF{Root: envOr("VIGIL_OCF_ROOT", "/usr/lib/ocf")} }
+
+func (o *OCF) agent(typ string) (provider, agent, path string, err error) {
+	provider, agent, ok := strings.Cut(typ, ":")
+	if !ok {
+		provider, agent = "heartbeat", typ
+	}
+	if !validName(provider) || !validName(agent) {
+		return "", "", "", fmt.Errorf("invalid OCF agent %q (want PROVIDER:AGENT)", typ)
+	}
+	return provider, agent, filepath.Join(o.Root, "resource.d", provider, agent), nil
+}
+
+func (o *OCF) env(in *pb.Instance, provider, agent string, interval int64) []string {
+	env := []string{basePath,
+		"OCF_ROOT=" + o.Root,
+		"OCF_RA_VERSION_MAJOR=1",
+		"OCF_RA_VERSION_MINOR=0",
+		"OCF_RESOURCE_INSTANCE=" + in.GetId(),
+		"OCF_RESOURCE_TYPE=" + agent,
+		"OCF_RESOURCE_PROVIDER=" + provider,
+	}
+	keys := make([]string, 0, len(in.GetParams()))
+	for k := range in.GetParams() {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, "OCF_RESKEY_"+k+"="+in.GetParams()[k])
+	}
+	if in.GetTimeoutMs() > 0 {
+		// Milliseconds, as Pacemaker passes it (LEGACY.md §3.2).
+		env = append(env, "OCF_RESKEY_CRM_meta_timeout="+strconv.FormatInt(in.GetTimeoutMs(), 10))
+	}
+	return append(env, "OCF_RESKEY_CRM_meta_interval="+strconv.FormatInt(interval, 10))
+}
+
+func (o *OCF) action(ctx context.Context, in *pb.Instance, action string) (*pb.Result, error) {
+	provider, agent, path, err := o.agent(in.GetType())
+	if err != nil {
+		return &pb.Result{Code: pb.Code_ERR_CONFIGURED, Reason: err.Error()}, nil
+	}
+	if !executable(path) {
+		return &pb.Result{Code: pb.Code_ERR_INSTALLED, Reason: fmt.Sprintf("OCF agent %s is not installed (no executable %s)", in.GetType(), path)}, nil
+	}
+	var interval int64
+	if action == "monitor" {
+		interval = in.GetIntervalMs()
+	}
+	ctx, cancel := opTimeout(ctx, in)
+	defer cancel()
+	r, err := execScript(ctx, path, []string{action}, o.env(in, provider, agent, interval))
+	if err != nil {
+		return nil, err
+	}
+	code := pb.Code(r.code)
+	if r.code < 0 || r.code > int(pb.Code_FAILED_PROMOTED) {
+		// 0–9 are the only OCF codes; anything else (a shell's 127, a
+		// signal) is a generic failure with the status kept in the reason.
+		code = pb.Code_ERR_GENERIC
+	}
+	return result(code, ocfReason(r, code), r), nil
+}
+
+// ocfReason is the agent's own explanation (its last "ocf-exit-reason:"
+// line on stderr), else a description of the code.
+func ocfReason(r run, code pb.Code) string {
+	reason := ""
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if _, after, ok := strings.Cut(l, "ocf-exit-reason:"); ok {
+			reason = strings.TrimSpace(after)
+		}
+	}
+	switch {
+	case reason != "":
+		return reason
+	case code == pb.Code_SUCCESS:
+		return ""
+	case code == pb.Code_ERR_GENERIC && r.code != 1:
+		return fmt.Sprintf("exit status %d", r.code)
+	}
+	return strings.ToLower(strings.ReplaceAll(code.String(), "_", " "))
+}
+
+func (o *OCF) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return o.action(ctx, in, "start")
+}
+func (o *OCF) Stop(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return o.action(ctx, in, "stop")
+}
+func (o *OCF) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return o.action(ctx, in, "monitor")
+}
+func (o *OCF) Validate(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return o.action(ctx, in, "validate-all")
+}
+func (o *OCF) Reload(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return o.action(ctx, in, "reload")
+}
+
+// MetaData runs the agent's meta-data action and parses its XML
+// (ra-api-1.dtd).
+func (o *OCF) MetaData(ctx context.Context, in *pb.MetaDataRequest) (*pb.Meta, error) {
+	res, err := o.action(ctx, &pb.Instance{Id: "meta-data", Type: in.GetType(), TimeoutMs: 10000}, "meta-data")
+	if err != nil {
+		return nil, err
+	}
+	if res.Code != pb.Code_SUCCESS {
+		return nil, fmt.Errorf("meta-data of %s: %s (%s)", in.GetType(), res.Code, res.Reason)
+	}
+	return ParseOCFMetaData(strings.TrimSpace(res.Output))
+}
+
+type raXML struct {
+	Name      string `xml:"name,attr"`
+	Version   string `xml:"version"`
+	ShortDesc string `xml:"shortdesc"`
+	LongDesc  string `xml:"longdesc"`
+	Params    []struct {
+		Name      string `xml:"name,attr"`
+		Required  string `xml:"required,attr"`
+		Unique    string `xml:"unique,attr"`
+		ShortDesc string `xml:"shortdesc"`
+		Content   struct {
+			Type    string `xml:"type,attr"`
+			Default string `xml:"default,attr"`
+		} `xml:"content"`
+	} `xml:"parameters>parameter"`
+	Actions []struct {
+		Name     string `xml:"name,attr"`
+		Timeout  string `xml:"timeout,attr"`
+		Interval string `xml:"interval,attr"`
+	} `xml:"actions>action"`
+}
+
+// ParseOCFMetaData reads an agent's meta-data XML.
+func ParseOCFMetaData(doc string) (*pb.Meta, error) {
+	var ra raXML
+	dec := xml.NewDecoder(strings.NewReader(doc))
+	dec.Strict = false
+	if err := dec.Decode(&ra); err != nil {
+		return nil, fmt.Errorf("meta-data XML: %w", err)
+	}
+	if ra.Name == "" {
+		return nil, fmt.Errorf("meta-data XML: no resource-agent name")
+	}
+	m := &pb.Meta{Name: ra.Name, Version: ra.Version, Description: strings.TrimSpace(ra.ShortDesc), Raw: doc}
+	if m.Description == "" {
+		m.Description = strings.TrimSpace(ra.LongDesc)
+	}
+	for _, p := range ra.Params {
+		m.Parameters = append(m.Parameters, &pb.Parameter{
+			Name: p.Name, Description: strings.TrimSpace(p.ShortDesc), Type: p.Content.Type,
+			Required: p.Required == "1" || p.Required == "true", Unique: p.Unique == "1" || p.Unique == "true",
+			Default: p.Content.Default,
+		})
+	}
+	for _, a := range ra.Actions {
+		m.Actions = append(m.Actions, &pb.Action{Name: a.Name, TimeoutMs: raTime(a.Timeout), IntervalMs: raTime(a.Interval)})
+	}
+	return m, nil
+}
+
+// raTime reads an action time: "20s", "5m", "100ms" or a bare number of
+// seconds — both forms occur in resource-agents (LEGACY.md §3.4).
+func raTime(s string) int64 {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n * 1000
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return d.Milliseconds()
+	}
+	return 0
+}
