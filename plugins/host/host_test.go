@@ -116,7 +116,7 @@ func (s *logSink) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 func (s *logSink) WithAttrs(as []slog.Attr) slog.Handler { return &attrHandler{s, as} }
-func (s *logSink) WithGroup(string) slog.Handler        { return s }
+func (s *logSink) WithGroup(string) slog.Handler         { return s }
 
 type attrHandler struct {
 	*logSink

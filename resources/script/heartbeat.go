@@ -3,9 +3,11 @@ package script
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/vigil-ha/vigil/plugins/pb"
@@ -45,9 +47,15 @@ func (h *Heartbeat) Lookup(name string) (string, error) {
 	return "", fmt.Errorf("Cannot locate resource script %s", name)
 }
 
-func (h *Heartbeat) env() []string {
+// envName is what a parameter name must look like to be exported.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// env is heartbeat's environment for scripts, plus the instance's params
+// exported as variables (a Vigil extension: heartbeat had no parameters
+// besides the "::" arguments, but wrappers like Delay read OCF_RESKEY_*).
+func (h *Heartbeat) env(in *pb.Instance) ([]string, error) {
 	host, _ := os.Hostname()
-	return []string{basePath,
+	env := []string{basePath,
 		"HA_CURHOST=" + strings.ToLower(host),
 		"HA_DIR=" + h.HADir,
 		"HA_RESOURCEDIR=" + filepath.Join(h.HADir, "resource.d"),
@@ -55,6 +63,14 @@ func (h *Heartbeat) env() []string {
 		// Vigil always decides failback itself, like auto_failback on|off.
 		"HA_NICEFAILBACK=yes",
 	}
+	keys := slices.Sorted(maps.Keys(in.GetParams()))
+	for _, k := range keys {
+		if !envName.MatchString(k) {
+			return nil, fmt.Errorf("parameter %q cannot be an environment variable name", k)
+		}
+		env = append(env, k+"="+in.GetParams()[k])
+	}
+	return env, nil
 }
 
 func (h *Heartbeat) call(ctx context.Context, in *pb.Instance, action string) (run, error) {
@@ -62,9 +78,13 @@ func (h *Heartbeat) call(ctx context.Context, in *pb.Instance, action string) (r
 	if err != nil {
 		return run{}, err
 	}
+	env, err := h.env(in)
+	if err != nil {
+		return run{}, err
+	}
 	ctx, cancel := opTimeout(ctx, in)
 	defer cancel()
-	return execScript(ctx, path, append(append([]string{}, in.GetArgs()...), action), h.env())
+	return execScript(ctx, path, append(append([]string{}, in.GetArgs()...), action), env)
 }
 
 var (
@@ -134,6 +154,9 @@ func (h *Heartbeat) change(ctx context.Context, in *pb.Instance, action string) 
 func (h *Heartbeat) Validate(_ context.Context, in *pb.Instance) (*pb.Result, error) {
 	if _, err := h.Lookup(in.GetType()); err != nil {
 		return &pb.Result{Code: pb.Code_ERR_INSTALLED, Reason: err.Error()}, nil
+	}
+	if _, err := h.env(in); err != nil {
+		return &pb.Result{Code: pb.Code_ERR_CONFIGURED, Reason: err.Error()}, nil
 	}
 	return &pb.Result{Code: pb.Code_SUCCESS}, nil
 }

@@ -138,6 +138,7 @@ func (o *OCF) MetaData(ctx context.Context, in *pb.MetaDataRequest) (*pb.Meta, e
 }
 
 type raXML struct {
+	XMLName   xml.Name
 	Name      string `xml:"name,attr"`
 	Version   string `xml:"version"`
 	ShortDesc string `xml:"shortdesc"`
@@ -166,6 +167,9 @@ func ParseOCFMetaData(doc string) (*pb.Meta, error) {
 	dec.Strict = false
 	if err := dec.Decode(&ra); err != nil {
 		return nil, fmt.Errorf("meta-data XML: %w", err)
+	}
+	if ra.XMLName.Local != "resource-agent" {
+		return nil, fmt.Errorf("meta-data XML: root element %q, want resource-agent", ra.XMLName.Local)
 	}
 	if ra.Name == "" {
 		return nil, fmt.Errorf("meta-data XML: no resource-agent name")
