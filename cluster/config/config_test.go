@@ -206,6 +206,9 @@ func TestResourcesErrors(t *testing.T) {
 		{"table without type", strings.Replace(baseRes, `type = "script", `, ``, 1), []string{"10: group[0].resources[5].type: is required"}},
 		{"number entry", strings.Replace(baseRes, `"mon",`, `42,`, 1), []string{"7: group[0].resources[2]: must be a string"}},
 		{"unknown group key", strings.Replace(baseRes, `node = "lvs1"`, "node = \"lvs1\"\nstickiness = 1", 1), []string{"4: group[0].stickiness: unknown key"}},
+		{"unknown type", strings.Replace(baseRes, `type = "script", `, `type = "apache", `, 1), []string{`10: group[0].resources[5].type: unknown resource type "apache"`}},
+		{"ocf without provider", strings.Replace(baseRes, `type = "script", `, `type = "ocf:Dummy", `, 1), []string{`10: group[0].resources[5].type: unknown resource type "ocf:Dummy"`}},
+		{"OCF shorthand without instance", strings.Replace(baseRes, `"mon",`, `"OCF::Dummy",`, 1), []string{`7: group[0].resources[2]: "OCF::Dummy": want OCF::TYPE::INSTANCE`}},
 		{"no resources", "[[group]]\nname = \"g\"\nnode = \"lvs1\"\n", []string{"1: group[0].resources: a group needs at least one resource"}},
 	}
 	for _, tc := range cases {
@@ -320,5 +323,50 @@ func TestLoadReportsAllFiles(t *testing.T) {
 	_, err = Load(dir, Options{Node: "lvs9"})
 	if err == nil || !strings.Contains(err.Error(), "ha.toml: node: this node \"lvs9\" (from --node)") {
 		t.Errorf("got %v", err)
+	}
+}
+
+func TestBind(t *testing.T) {
+	cases := []struct {
+		entry              string
+		plugin, agent, env string
+	}{
+		{"10.0.0.3/24/eth0", "ipaddr", "IPaddr", "ip=10.0.0.3 cidr_netmask=24 nic=eth0"},
+		{"ldirectord::www", "ldirectord", "ldirectord", "config=www"},
+		{"lvs", "heartbeat", "lvs", ""},
+		{"Delay::5::0", "heartbeat", "Delay", "args=5,0"},
+		{"OCF::Dummy::d1::state=/tmp/d1", "ocf", "heartbeat:Dummy", "state=/tmp/d1"},
+	}
+	for _, c := range cases {
+		r, err := ParseShorthand(c.entry)
+		if err != nil {
+			t.Fatalf("%s: %v", c.entry, err)
+		}
+		b, err := r.Bind()
+		if err != nil {
+			t.Fatalf("%s: %v", c.entry, err)
+		}
+		var env []string
+		for _, k := range []string{"ip", "cidr_netmask", "nic", "config", "state"} {
+			if v, ok := b.Params[k]; ok {
+				env = append(env, k+"="+v)
+			}
+		}
+		if len(b.Args) > 0 {
+			env = append(env, "args="+strings.Join(b.Args, ","))
+		}
+		if b.Plugin != c.plugin || b.Agent != c.agent || strings.Join(env, " ") != c.env || b.Params["script"] != "" {
+			t.Errorf("%s: bound to %s/%s %v, want %s/%s %s", c.entry, b.Plugin, b.Agent, b.Params, c.plugin, c.agent, c.env)
+		}
+	}
+	for typ, plugin := range map[string]string{"ocf:pacemaker:Stateful": "ocf", "lsb:apache2": "lsb", "plugin:counter": "counter", "Dummy": "dummy"} {
+		if b, err := (Resource{Type: typ}).Bind(); err != nil || b.Plugin != plugin {
+			t.Errorf("%s: %v %v", typ, b, err)
+		}
+	}
+	for _, typ := range []string{"ocf:a:b:c", "lsb:", "plugin:../x", "ocf::x", "nonsense"} {
+		if _, err := (Resource{Type: typ}).Bind(); err == nil {
+			t.Errorf("%s bound", typ)
+		}
 	}
 }

@@ -22,6 +22,7 @@ type HA struct {
 	Authkeys      string   `toml:"authkeys"`       // path, relative to the config dir
 	ControlSocket string   `toml:"control_socket"` // root-only unix socket of the control API
 	StateDir      string   `toml:"state_dir"`      // boot incarnation and other small local state
+	PluginDir     string   `toml:"plugin_dir"`     // operators' plugins, executables named after the plugin
 
 	Nodes  []Node   `toml:"nodes"`
 	UCast  []UCast  `toml:"ucast"`
@@ -85,6 +86,7 @@ const (
 	DefaultRaftPort      = 7946
 	DefaultControlSocket = "/run/vigil/vigil.sock"
 	DefaultStateDir      = "/var/lib/vigil"
+	DefaultPluginDir     = "/usr/lib/vigil/plugins"
 	// MinDeadBeats is how many keepalives must fit in deadtime: a peer must
 	// miss at least this many beats in a row before it is declared dead.
 	MinDeadBeats = 3
@@ -119,6 +121,9 @@ func (h *HA) applyDefaults() {
 	}
 	if h.StateDir == "" {
 		h.StateDir = DefaultStateDir
+	}
+	if h.PluginDir == "" {
+		h.PluginDir = DefaultPluginDir
 	}
 	if h.Raft.Port == 0 {
 		h.Raft.Port = DefaultRaftPort

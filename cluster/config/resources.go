@@ -94,8 +94,73 @@ func ParseShorthand(s string) (Resource, error) {
 		}
 		return r, nil
 	}
+	if name == "OCF" {
+		return ocfShorthand(s, args)
+	}
 	r := Resource{Type: TypeScript, ID: strings.Join(parts, "_"), Params: map[string]string{"script": name}, Args: args}
 	return r, nil
+}
+
+// ocfShorthand reads heartbeat's "OCF::TYPE::INSTANCE" (which ran the OCF
+// wrapper in resource.d) as the OCF agent heartbeat:TYPE with that
+// instance id. heartbeat read the parameters from
+// /etc/ha.d/conf/OCF/TYPE/INSTANCE; Vigil takes them inline as further
+// "::name=value" fields, or from the table form.
+func ocfShorthand(s string, args []string) (Resource, error) {
+	if len(args) < 2 {
+		return Resource{}, fmt.Errorf("%q: want OCF::TYPE::INSTANCE[::param=value...]", s)
+	}
+	r := Resource{Type: "ocf:heartbeat:" + args[0], ID: args[1], Params: map[string]string{}}
+	for _, kv := range args[2:] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return Resource{}, fmt.Errorf("%q: OCF parameter %q is not name=value", s, kv)
+		}
+		r.Params[k] = v
+	}
+	return r, nil
+}
+
+// Binding is how a resource is carried out: which resource plugin runs it
+// and what the plugin is told.
+type Binding struct {
+	Plugin string            // resource plugin name (built-in or in plugin_dir)
+	Agent  string            // pb.Instance.Type: the agent within the plugin
+	Params map[string]string // pb.Instance.Params
+	Args   []string          // pb.Instance.Args
+}
+
+// Bind resolves r's type to its plugin:
+//
+//	IPaddr, ldirectord, mon, Dummy  → the built-in plugins of those names
+//	script (bare haresources names) → heartbeat (resource.d, then init.d)
+//	ocf:PROVIDER:AGENT              → ocf
+//	lsb:NAME                        → lsb
+//	plugin:NAME                     → NAME, a plugin of the operator's
+func (r Resource) Bind() (Binding, error) {
+	b := Binding{Params: r.Params, Args: r.Args}
+	class, rest, _ := strings.Cut(r.Type, ":")
+	switch {
+	case r.Type == TypeIPaddr || r.Type == TypeLdirectord || r.Type == TypeMon || r.Type == "Dummy":
+		b.Plugin, b.Agent = strings.ToLower(r.Type), r.Type
+	case r.Type == TypeScript:
+		b.Plugin, b.Agent = "heartbeat", r.Params["script"]
+		b.Params = map[string]string{}
+		for k, v := range r.Params {
+			if k != "script" {
+				b.Params[k] = v
+			}
+		}
+	case class == "ocf" && strings.Count(rest, ":") == 1 && !strings.HasPrefix(rest, ":") && !strings.HasSuffix(rest, ":"):
+		b.Plugin, b.Agent = "ocf", rest
+	case class == "lsb" && rest != "" && !strings.Contains(rest, ":"):
+		b.Plugin, b.Agent = "lsb", rest
+	case class == "plugin" && nameRE.MatchString(rest):
+		b.Plugin, b.Agent = rest, rest
+	default:
+		return b, fmt.Errorf("unknown resource type %q (IPaddr, ldirectord, mon, Dummy, script, ocf:PROVIDER:AGENT, lsb:NAME or plugin:NAME)", r.Type)
+	}
+	return b, nil
 }
 
 func looksLikeIP(s string) bool {
@@ -219,6 +284,10 @@ func defaultID(r Resource) string {
 // validateResource checks what can be checked without the plugin: the
 // plugin system validates the rest against the agent's own schema.
 func validateResource(s *errSink, k string, r Resource) {
+	if _, err := r.Bind(); err != nil {
+		s.add(k+".type", "%v", err)
+		return
+	}
 	switch r.Type {
 	case TypeIPaddr:
 		ip, err := netip.ParseAddr(r.Params["ip"])
