@@ -8,13 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/host"
 	"github.com/vigil-ha/vigil/plugins/pb"
@@ -94,77 +94,15 @@ func (testFence) Status(_ context.Context, in *pb.FenceRequest) (*pb.FenceResult
 	return &pb.FenceResult{Power: pb.Power_ON}, nil
 }
 
-// logSink collects the host's log records so tests can wait for what a
-// plugin logged, instead of sleeping.
-type logSink struct {
-	mu      sync.Mutex
-	records []slog.Record
-	notify  chan struct{}
-}
-
-func newLogSink() *logSink { return &logSink{notify: make(chan struct{}, 1)} }
-
-func (s *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (s *logSink) Handle(_ context.Context, r slog.Record) error {
-	s.mu.Lock()
-	s.records = append(s.records, r.Clone())
-	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
-	return nil
-}
-func (s *logSink) WithAttrs(as []slog.Attr) slog.Handler { return &attrHandler{s, as} }
-func (s *logSink) WithGroup(string) slog.Handler         { return s }
-
-type attrHandler struct {
-	*logSink
-	attrs []slog.Attr
-}
-
-func (h *attrHandler) Handle(ctx context.Context, r slog.Record) error {
-	r = r.Clone()
-	r.AddAttrs(h.attrs...)
-	return h.logSink.Handle(ctx, r)
-}
-
-func attrs(r slog.Record) map[string]string {
-	m := map[string]string{}
-	r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.String(); return true })
-	return m
-}
-
-// wait returns the first record whose message contains msg.
-func (s *logSink) wait(t *testing.T, msg string) slog.Record {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		s.mu.Lock()
-		for _, r := range s.records {
-			if strings.Contains(r.Message, msg) {
-				s.mu.Unlock()
-				return r
-			}
-		}
-		s.mu.Unlock()
-		select {
-		case <-s.notify:
-		case <-deadline:
-			t.Fatalf("no log record %q", msg)
-		}
-	}
-}
-
 type env struct {
 	h        *host.Host
-	logs     *logSink
+	logs     *testutil.LogSink
 	restarts chan string
 }
 
 func newHost(t *testing.T, mod func(*host.Options)) *env {
 	t.Helper()
-	e := &env{logs: newLogSink(), restarts: make(chan string, 16)}
+	e := &env{logs: testutil.NewLogSink(), restarts: make(chan string, 16)}
 	opts := host.Options{
 		Executable: os.Args[0],
 		Builtin: func(k plugins.Kind, n string) bool {
@@ -251,7 +189,7 @@ func TestKilledMidOperation(t *testing.T) {
 		_, err := r.Start(context.Background(), inst(map[string]string{"wait": "ctx"}))
 		errc <- err
 	}()
-	entered := e.logs.wait(t, "start entered")
+	entered := e.logs.Wait(t, "start entered")
 	pid := pluginStatus(t, e.h, plugins.KindResource, "testres").PID
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -271,7 +209,7 @@ func TestKilledMidOperation(t *testing.T) {
 		t.Fatalf("start after restart: %v %v", res, err)
 	}
 	// The plugin's log line reached the daemon's log with its name.
-	a := attrs(entered)
+	a := testutil.Attrs(entered)
 	if a["plugin"] != "resource/testres" || a["id"] != "r1" || a["answer"] != "42" || entered.Level != slog.LevelInfo {
 		t.Fatalf("captured log record: %v %v", entered.Level, a)
 	}
@@ -283,7 +221,7 @@ func TestPanicIsACrash(t *testing.T) {
 	if !errors.Is(err, host.ErrCrashed) {
 		t.Fatalf("panicking plugin: %v", err)
 	}
-	e.logs.wait(t, "panic: boom")
+	e.logs.Wait(t, "panic: boom")
 	<-e.restarts
 	if st := pluginStatus(t, e.h, plugins.KindResource, "testres"); st.Crashes != 1 {
 		t.Fatalf("crash not counted: %+v", st)
@@ -350,8 +288,8 @@ func TestBadOutput(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.logs.wait(t, "plain words")
-	e.logs.wait(t, `{"@message": 1`)
+	e.logs.Wait(t, "plain words")
+	e.logs.Wait(t, `{"@message": 1`)
 	if st := pluginStatus(t, e.h, plugins.KindResource, "testres"); st.Crashes != 0 {
 		t.Fatalf("%+v", st)
 	}

@@ -1,0 +1,276 @@
+// Package lrm is the local resource manager: it carries out groups of
+// resources on this node through their plugins — start left to right, stop
+// right to left, every operation with a deadline — and re-converges a group
+// whenever a plugin it depends on came back from a crash. Which groups run
+// here is decided by the cluster core; the LRM only executes.
+package lrm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/plugins/host"
+	"github.com/vigil-ha/vigil/plugins/pb"
+)
+
+// Resource states.
+const (
+	Running    = "running"
+	Stopped    = "stopped"
+	Failed     = "failed"
+	Unknown    = "unknown"
+	GroupBlock = "blocked" // a stop failed: the group may still run here
+)
+
+// ResourceStatus is one resource as this node last saw it.
+type ResourceStatus struct {
+	ID     string    `json:"id"`
+	Type   string    `json:"type"`
+	Plugin string    `json:"plugin"`
+	State  string    `json:"state"`
+	LastOp string    `json:"last_op,omitempty"`
+	Result string    `json:"result,omitempty"` // OCF code name, or the error
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at,omitzero"`
+}
+
+// GroupStatus is one group on this node.
+type GroupStatus struct {
+	Name      string           `json:"name"`
+	Wanted    bool             `json:"wanted"` // this node is to run it
+	State     string           `json:"state"`
+	Resources []ResourceStatus `json:"resources"`
+}
+
+// Manager runs groups on this node.
+type Manager struct {
+	host    *host.Host
+	log     *slog.Logger
+	timeout time.Duration
+
+	mu     sync.Mutex
+	groups map[string]*group
+}
+
+type group struct {
+	ops      sync.Mutex // one operation sequence at a time per group
+	cfg      config.Group
+	bindings []config.Binding
+
+	mu     sync.Mutex // guards the fields below
+	wanted bool
+	state  string
+	res    []ResourceStatus
+}
+
+// New returns a manager whose operations take at most timeout each.
+func New(h *host.Host, log *slog.Logger, timeout time.Duration) *Manager {
+	return &Manager{host: h, log: log, timeout: timeout, groups: map[string]*group{}}
+}
+
+// group returns the state of g, creating it on first sight.
+func (m *Manager) group(g config.Group) (*group, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if st, ok := m.groups[g.Name]; ok {
+		return st, nil
+	}
+	st := &group{cfg: g, state: Unknown}
+	for _, r := range g.Resources {
+		b, err := r.Bind()
+		if err != nil {
+			return nil, fmt.Errorf("group %s: %s: %w", g.Name, r.ID, err)
+		}
+		st.bindings = append(st.bindings, b)
+		st.res = append(st.res, ResourceStatus{ID: r.ID, Type: r.Type, Plugin: b.Plugin, State: Unknown})
+	}
+	m.groups[g.Name] = st
+	return st, nil
+}
+
+func (m *Manager) instance(g *group, i int, interval time.Duration) *pb.Instance {
+	b := g.bindings[i]
+	return &pb.Instance{Id: g.cfg.Resources[i].ID, Type: b.Agent, Params: b.Params, Args: b.Args,
+		TimeoutMs: m.timeout.Milliseconds(), IntervalMs: interval.Milliseconds()}
+}
+
+// op runs one operation on resource i of g and records it.
+func (m *Manager) op(ctx context.Context, g *group, i int, name string) (pb.Code, error) {
+	r := m.host.Resource(g.bindings[i].Plugin)
+	call := map[string]func(context.Context, *pb.Instance) (*pb.Result, error){
+		"start": r.Start, "stop": r.Stop, "monitor": r.Monitor}[name]
+	res, err := call(ctx, m.instance(g, i, 0))
+	st := ResourceStatus{LastOp: name, At: time.Now()}
+	code := pb.Code_ERR_GENERIC
+	switch {
+	case err != nil:
+		st.Result, st.Reason = "error", err.Error()
+	default:
+		code = res.Code
+		st.Result, st.Reason = res.Code.String(), res.Reason
+	}
+	switch {
+	case code == pb.Code_SUCCESS && name == "stop":
+		st.State = Stopped
+	case code == pb.Code_SUCCESS:
+		st.State = Running
+	case code == pb.Code_NOT_RUNNING && name == "monitor":
+		st.State = Stopped
+	default:
+		st.State = Failed
+	}
+	g.mu.Lock()
+	old := g.res[i]
+	st.ID, st.Type, st.Plugin = old.ID, old.Type, old.Plugin
+	g.res[i] = st
+	g.mu.Unlock()
+	level := slog.LevelInfo
+	if st.State == Failed {
+		level = slog.LevelError
+	}
+	m.log.Log(ctx, level, "resource "+name, "group", g.cfg.Name, "resource", st.ID, "result", st.Result, "reason", st.Reason)
+	if err == nil && code != pb.Code_SUCCESS && !(name == "monitor" && code == pb.Code_NOT_RUNNING) {
+		err = fmt.Errorf("%s %s: %s: %s", name, st.ID, code, res.Reason)
+	}
+	return code, err
+}
+
+func (g *group) set(wanted bool, state string) {
+	g.mu.Lock()
+	g.wanted, g.state = wanted, state
+	g.mu.Unlock()
+}
+
+// Start runs g's resources left to right, skipping any a monitor finds
+// already running. When one fails, the whole group is stopped right to
+// left (as heartbeat does) and the error returned.
+func (m *Manager) Start(ctx context.Context, cfg config.Group) error {
+	g, err := m.group(cfg)
+	if err != nil {
+		return err
+	}
+	g.ops.Lock()
+	defer g.ops.Unlock()
+	g.set(true, "starting")
+	for i := range g.bindings {
+		if code, _ := m.op(ctx, g, i, "monitor"); code == pb.Code_SUCCESS {
+			continue
+		}
+		if _, err := m.op(ctx, g, i, "start"); err != nil {
+			serr := m.stopAll(ctx, g)
+			g.set(true, Failed)
+			if serr != nil {
+				g.set(true, GroupBlock)
+			}
+			return errors.Join(fmt.Errorf("group %s: %w", cfg.Name, err), serr)
+		}
+	}
+	g.set(true, Running)
+	m.log.Info("group started", "group", cfg.Name)
+	return nil
+}
+
+// Stop runs g's resources' stop right to left. A failed stop leaves the
+// group blocked: it may still run here.
+func (m *Manager) Stop(ctx context.Context, cfg config.Group) error {
+	g, err := m.group(cfg)
+	if err != nil {
+		return err
+	}
+	g.ops.Lock()
+	defer g.ops.Unlock()
+	g.set(false, "stopping")
+	if err := m.stopAll(ctx, g); err != nil {
+		g.set(false, GroupBlock)
+		return err
+	}
+	g.set(false, Stopped)
+	return nil
+}
+
+func (m *Manager) stopAll(ctx context.Context, g *group) error {
+	var errs []error
+	for i := len(g.bindings) - 1; i >= 0; i-- {
+		if _, err := m.op(ctx, g, i, "stop"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("group %s: stop failed, group blocked: %w", g.cfg.Name, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Probe monitors every resource of cfg once, without changing anything,
+// so that status shows what already runs here.
+func (m *Manager) Probe(ctx context.Context, cfg config.Group) {
+	g, err := m.group(cfg)
+	if err != nil {
+		m.log.Error("probe", "err", err)
+		return
+	}
+	g.ops.Lock()
+	defer g.ops.Unlock()
+	running := 0
+	for i := range g.bindings {
+		if code, _ := m.op(ctx, g, i, "monitor"); code == pb.Code_SUCCESS {
+			running++
+		}
+	}
+	g.mu.Lock()
+	switch {
+	case g.wanted:
+	case running == 0:
+		g.state = Stopped
+	default:
+		g.state = "partial"
+	}
+	g.mu.Unlock()
+}
+
+// PluginRestarted re-converges every wanted group that uses plugin: what
+// the plugin was doing when it died is unknown, so each resource is
+// monitored and whatever is not running is started again, in order.
+func (m *Manager) PluginRestarted(ctx context.Context, plugin string) {
+	m.mu.Lock()
+	var todo []*group
+	for _, g := range m.groups {
+		if slices.ContainsFunc(g.bindings, func(b config.Binding) bool { return b.Plugin == plugin }) {
+			todo = append(todo, g)
+		}
+	}
+	m.mu.Unlock()
+	for _, g := range todo {
+		g.mu.Lock()
+		wanted, cfg := g.wanted, g.cfg
+		g.mu.Unlock()
+		if !wanted {
+			continue
+		}
+		m.log.Info("plugin restarted; reconciling group", "plugin", plugin, "group", cfg.Name)
+		if err := m.Start(ctx, cfg); err != nil {
+			m.log.Error("reconcile after plugin restart failed", "group", cfg.Name, "err", err)
+		}
+	}
+}
+
+// Status lists the groups this node has seen, by name.
+func (m *Manager) Status() []GroupStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]GroupStatus, 0, len(m.groups))
+	for _, g := range m.groups {
+		g.mu.Lock()
+		out = append(out, GroupStatus{Name: g.cfg.Name, Wanted: g.wanted, State: g.state, Resources: slices.Clone(g.res)})
+		g.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
