@@ -7,23 +7,37 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 PKGS     := ./...
 FUZZTIME ?= 30s
-DEB_DEPS := socat iproute2
+# socat makes the lab's serial cables; resource-agents and heartbeat
+# provide the real OCF agents and resource.d scripts the adapter tests run.
+DEB_DEPS := socat iproute2 resource-agents heartbeat
 
-.PHONY: all build test lint bench fuzz demo deps clean
+.PHONY: all build test lint bench fuzz demo deps debs proto clean
 
 all: build
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vigil
 
-# Debian packages the tests and the demo use (socat makes the serial
-# cables of the lab). Installed only when missing.
+# Debian packages the tests and the demo use. Installed only when missing.
 deps:
-	@missing=""; for p in $(DEB_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) --no-print-directory debs PKGS_NEEDED="$(DEB_DEPS)"
+
+debs:
+	@missing=""; for p in $(PKGS_NEEDED); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+# Regenerate the plugin protocol's Go code (committed) from plugins/pb/*.proto
+# with Debian's protoc and the generators pinned as tools in go.mod.
+proto:
+	@$(MAKE) --no-print-directory debs PKGS_NEEDED=protobuf-compiler
+	$(GO) build -o bin/protoc-gen/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	PATH="$(CURDIR)/bin/protoc-gen:$$PATH" protoc -I plugins/pb \
+		--go_out=plugins/pb --go_opt=paths=source_relative \
+		--go-grpc_out=plugins/pb --go-grpc_opt=paths=source_relative \
+		plugins/pb/plugin.proto
 
 # Unit, fuzz-seed, race and network-namespace lab tests. The lab tests need
 # root; CI runs as root so they always run there.
@@ -49,6 +63,7 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./cluster/config/ || exit 1; done
 	@for t in FuzzDecode FuzzCOBSDecode; do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./cluster/heartbeat/ || exit 1; done
+	$(GO) test -run '^$$' -fuzz '^FuzzParseOCFMetaData$$' -fuzztime $(FUZZTIME) ./resources/script/
 
 # A three-node cluster in network namespaces: status, a UDP cut survived
 # over a serial cable, a crash detected; then everything is removed.

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
+	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/plugins/host"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -38,6 +40,15 @@ func fixture() *Status {
 		Links: []heartbeat.LinkCounters{
 			{Link: "ucast:10.0.0.1", Sent: 57600, Received: 54010, Dropped: map[string]uint64{"bad_mac": 12, "replay": 1}},
 			{Link: "serial:/dev/ttyS0", Sent: 57600, SendErrors: 475, Received: 51000},
+		},
+		Groups: []lrm.GroupStatus{{Name: "lvs", Wanted: true, State: "running", Resources: []lrm.ResourceStatus{
+			{ID: "IPaddr_10.0.0.3", Type: "IPaddr", Plugin: "ipaddr", State: "running", LastOp: "start", Result: "SUCCESS", At: at(2 * time.Hour)},
+			{ID: "web", Type: "ocf:heartbeat:apache", Plugin: "ocf", State: "failed", LastOp: "monitor", Result: "ERR_INSTALLED", Reason: "apache not installed", At: at(4 * time.Second)},
+		}}},
+		Plugins: []host.Status{
+			{Kind: "resource", Name: "ipaddr", State: "running", PID: 4242, Builtin: true},
+			{Kind: "resource", Name: "ocf", State: "running", PID: 4343, Crashes: 1, Restarts: 1, LastExit: "signal: killed", LastExitAt: at(90 * time.Second)},
+			{Kind: "resource", Name: "counter", State: "failed", LastError: "fork/exec /usr/lib/vigil/plugins/counter: permission denied"},
 		},
 	}
 }

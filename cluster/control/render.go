@@ -77,6 +77,58 @@ func Render(w io.Writer, s *Status) {
 		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%s\n", l.Link, l.Sent, l.Received, l.SendErrors, drops(l.Dropped))
 	}
 	tw.Flush()
+	renderGroups(w, s)
+	renderPlugins(w, s)
+}
+
+func renderGroups(w io.Writer, s *Status) {
+	if len(s.Groups) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nResource groups on this node:")
+	for _, g := range s.Groups {
+		wanted := ""
+		if g.Wanted {
+			wanted = ", to run here"
+		}
+		fmt.Fprintf(w, "  %s: %s%s\n", g.Name, g.State, wanted)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, r := range g.Resources {
+			last := ""
+			if r.LastOp != "" {
+				last = fmt.Sprintf("%s %s %s ago", r.LastOp, r.Result, ago(s.Now, r.At))
+				if r.Reason != "" {
+					last += ": " + r.Reason
+				}
+			}
+			fmt.Fprintf(tw, "    %s\t(%s via %s)\t%s\t%s\n", r.ID, r.Type, r.Plugin, r.State, last)
+		}
+		tw.Flush()
+	}
+}
+
+func renderPlugins(w io.Writer, s *Status) {
+	if len(s.Plugins) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nPlugins:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PLUGIN\tSTATE\tPID\tCRASHES\tRESTARTS\tLAST EXIT")
+	for _, p := range s.Plugins {
+		exit := "-"
+		if p.LastExit != "" {
+			exit = p.LastExit + " " + ago(s.Now, p.LastExitAt) + " ago"
+		}
+		if p.State == "failed" && p.LastError != "" {
+			exit = p.LastError
+		}
+		pid := "-"
+		if p.PID != 0 {
+			pid = fmt.Sprint(p.PID)
+		}
+		fmt.Fprintf(tw, "  %s/%s\t%s\t%s\t%d\t%d\t%s\n", p.Kind, p.Name, p.State, pid, p.Crashes, p.Restarts, exit)
+	}
+	tw.Flush()
 }
 
 func nodeWord(state string) string {

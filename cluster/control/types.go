@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
+	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/plugins/host"
 )
 
 // Status is everything `vigil status` shows.
@@ -21,6 +23,10 @@ type Status struct {
 	Timing      Timing                   `json:"timing"`
 	Nodes       []NodeStatus             `json:"nodes"`
 	Links       []heartbeat.LinkCounters `json:"links"`
+	// Groups as this node's resource manager last saw them.
+	Groups []lrm.GroupStatus `json:"groups"`
+	// Plugins are the plugin processes this daemon runs.
+	Plugins []host.Status `json:"plugins"`
 }
 
 // Timing is the heartbeat timing in force.

@@ -18,7 +18,11 @@ import (
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
+	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/plugins"
+	"github.com/vigil-ha/vigil/plugins/builtin"
+	"github.com/vigil-ha/vigil/plugins/host"
 )
 
 // Daemon is one running node.
@@ -31,7 +35,13 @@ type Daemon struct {
 	engine      *heartbeat.Engine
 	tracker     *membership.Tracker
 	socket      string
+	plugins     *host.Host
+	lrm         *lrm.Manager
 }
+
+// opTimeout bounds each resource operation until per-resource timeouts
+// arrive with the Raft core.
+const opTimeout = 20 * time.Second
 
 // New prepares a daemon: it opens every medium, so a missing device or a
 // port in use is reported before anything runs.
@@ -69,6 +79,14 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		Codec: codec, Node: cfg.Self.Name, Incarnation: inc, Keepalive: ha.Keepalive.D(),
 		Media: media, Observer: d.tracker, View: d.tracker.View, Log: log.With("component", "heartbeat"),
 	})
+	d.plugins, err = host.New(host.Options{
+		Builtin: builtin.Has, Dir: ha.PluginDir, Log: log.With("component", "plugin"),
+		OnRestart: func(_ plugins.Kind, name string) { d.lrm.PluginRestarted(context.Background(), name) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.lrm = lrm.New(d.plugins, log.With("component", "lrm"), opTimeout)
 	return d, nil
 }
 
@@ -97,10 +115,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 	run("control", func(ctx context.Context) error {
 		return control.Serve(ctx, l, d, d.log.With("component", "control"))
 	})
+	// Probe what already runs here (read-only) so status shows it; which
+	// groups this node runs is the cluster core's decision.
+	run("probe", func(ctx context.Context) error {
+		for _, g := range d.cfg.Resources.Groups {
+			d.lrm.Probe(ctx, g)
+		}
+		return nil
+	})
 	d.log.Info("vigil daemon started", "cluster", d.cfg.HA.Cluster, "node", d.cfg.Self.Name, "incarnation", d.incarnation,
 		"keepalive", d.cfg.HA.Keepalive.String(), "deadtime", d.cfg.HA.Deadtime.String(), "socket", d.socket)
 	<-ctx.Done()
 	wg.Wait()
+	d.plugins.Close()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -116,6 +143,7 @@ func (d *Daemon) Status() control.Status {
 		Started: d.started, Now: time.Now(),
 		Timing: control.Timing{Keepalive: ha.Keepalive.String(), Warntime: ha.Warntime.String(), Deadtime: ha.Deadtime.String(), Initdead: ha.Initdead.String()},
 		Links:  d.engine.Counters(),
+		Groups: d.lrm.Status(), Plugins: d.plugins.Status(),
 	}
 	peers := map[string]membership.PeerStatus{}
 	for _, p := range d.tracker.Peers() {

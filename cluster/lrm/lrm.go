@@ -117,6 +117,8 @@ func (m *Manager) op(ctx context.Context, g *group, i int, name string) (pb.Code
 		st.Result, st.Reason = res.Code.String(), res.Reason
 	}
 	switch {
+	case errors.Is(err, host.ErrUnknownPlugin):
+		st.State = Unknown // nothing here can run it, so nothing here runs it
 	case code == pb.Code_SUCCESS && name == "stop":
 		st.State = Stopped
 	case code == pb.Code_SUCCESS:
@@ -132,7 +134,7 @@ func (m *Manager) op(ctx context.Context, g *group, i int, name string) (pb.Code
 	g.res[i] = st
 	g.mu.Unlock()
 	level := slog.LevelInfo
-	if st.State == Failed {
+	if st.State == Failed || st.State == Unknown {
 		level = slog.LevelError
 	}
 	m.log.Log(ctx, level, "resource "+name, "group", g.cfg.Name, "resource", st.ID, "result", st.Result, "reason", st.Reason)
