@@ -352,12 +352,22 @@ func (p *proc) get(ctx context.Context) (any, *procRunner, *plugin.Client, error
 		p.mu.Lock()
 		state, raw, r, client, startErr, changed := p.state, p.raw, p.runner, p.client, p.startErr, p.changed
 		p.mu.Unlock()
-		switch state {
-		case "running":
+		exited := false
+		if r != nil {
+			select {
+			case <-r.done:
+				// Dead, and the supervisor has not caught up yet: wait
+				// for the restart rather than call a dead process.
+				exited = true
+			default:
+			}
+		}
+		switch {
+		case state == "running" && !exited:
 			return raw, r, client, nil
-		case "stopped":
+		case state == "stopped":
 			return nil, nil, nil, ErrClosed
-		case "failed":
+		case state == "failed":
 			// Do not make every caller wait out its deadline for a plugin
 			// that cannot start; the supervisor keeps retrying.
 			return nil, nil, nil, fmt.Errorf("plugin does not start: %w", startErr)
