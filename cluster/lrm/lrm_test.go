@@ -2,7 +2,6 @@ package lrm_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -22,13 +21,7 @@ import (
 // The test binary serves the built-in plugins, so the Dummy resources
 // below run in a real plugin process that the tests can kill.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 5 && os.Args[1] == "plugin" && os.Args[2] == "serve" {
-		if err := builtin.Serve(plugins.Kind(os.Args[3]), os.Args[4]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		return
-	}
+	testutil.ServeBuiltin()
 	os.Exit(m.Run())
 }
 

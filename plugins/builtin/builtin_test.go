@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/plugins"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/plugins/builtin"
 	"github.com/vigil-ha/vigil/plugins/host"
 	"github.com/vigil-ha/vigil/plugins/pb"
@@ -23,13 +23,7 @@ import (
 // The test binary serves the built-in plugins the way `vigil plugin serve`
 // does, so every test below crosses a real process boundary.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 5 && os.Args[1] == "plugin" && os.Args[2] == "serve" {
-		if err := builtin.Serve(plugins.Kind(os.Args[3]), os.Args[4]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		return
-	}
+	testutil.ServeBuiltin()
 	os.Exit(m.Run())
 }
 
