@@ -53,7 +53,7 @@ lint:
 # (median/p99 over 20 kills) and one daemon's idle CPU/RSS with 3 peers at
 # keepalive 10ms over a 30 s window.
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem ./cluster/...
+	$(GO) test -run '^$$' -bench . -benchmem ./cluster/... ./plugins/...
 	$(GO) test -run '^$$' -bench Detection -benchtime 20x ./test/lab/
 	$(GO) test -run '^$$' -bench Idle -benchtime 1x ./test/lab/
 

@@ -346,3 +346,23 @@ func TestCloseStopsPlugins(t *testing.T) {
 		t.Fatalf("call after Close: %v", err)
 	}
 }
+
+// BenchmarkMonitorCall is one resource operation's round trip to a
+// running plugin process (gRPC over AutoMTLS on a unix socket).
+func BenchmarkMonitorCall(b *testing.B) {
+	h, err := host.New(host.Options{Executable: os.Args[0], Builtin: func(plugins.Kind, string) bool { return true }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	r := h.Resource("testres")
+	in := inst(nil)
+	if _, err := r.Monitor(context.Background(), in); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := r.Monitor(context.Background(), in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
