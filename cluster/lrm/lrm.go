@@ -22,11 +22,11 @@ import (
 
 // Resource states.
 const (
-	Running    = "running"
-	Stopped    = "stopped"
-	Failed     = "failed"
-	Unknown    = "unknown"
-	GroupBlock = "blocked" // a stop failed: the group may still run here
+	Running = "running"
+	Stopped = "stopped"
+	Failed  = "failed"
+	Unknown = "unknown"
+	Blocked = "blocked" // a stop failed: the group may still run here
 )
 
 // ResourceStatus is one resource as this node last saw it.
@@ -167,10 +167,11 @@ func (m *Manager) Start(ctx context.Context, cfg config.Group) error {
 		}
 		if _, err := m.op(ctx, g, i, "start"); err != nil {
 			serr := m.stopAll(ctx, g)
-			g.set(true, Failed)
+			state := Failed
 			if serr != nil {
-				g.set(true, GroupBlock)
+				state = Blocked
 			}
+			g.set(true, state)
 			return errors.Join(fmt.Errorf("group %s: %w", cfg.Name, err), serr)
 		}
 	}
@@ -190,7 +191,7 @@ func (m *Manager) Stop(ctx context.Context, cfg config.Group) error {
 	defer g.ops.Unlock()
 	g.set(false, "stopping")
 	if err := m.stopAll(ctx, g); err != nil {
-		g.set(false, GroupBlock)
+		g.set(false, Blocked)
 		return err
 	}
 	g.set(false, Stopped)

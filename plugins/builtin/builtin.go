@@ -6,7 +6,6 @@ package builtin
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/sdk"
@@ -27,16 +26,6 @@ var registry = map[plugins.Kind]map[string]func() sdk.Plugin{
 func Has(kind plugins.Kind, name string) bool {
 	_, ok := registry[kind][name]
 	return ok
-}
-
-// Names lists the built-in plugins of a kind.
-func Names(kind plugins.Kind) []string {
-	var out []string
-	for n := range registry[kind] {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Serve runs built-in kind/name as a plugin process; it returns only on

@@ -155,8 +155,8 @@ func (h *Host) Status() []Status {
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 
-// Lookup resolves kind/name to the command that serves it.
-func (h *Host) Lookup(kind plugins.Kind, name string) (path string, args []string, builtin bool, err error) {
+// lookup resolves kind/name to the command that serves it.
+func (h *Host) lookup(kind plugins.Kind, name string) (path string, args []string, builtin bool, err error) {
 	if !plugins.ValidKind(kind) {
 		return "", nil, false, fmt.Errorf("%w: unknown plugin kind %q", ErrUnknownPlugin, kind)
 	}
@@ -193,7 +193,7 @@ func (h *Host) proc(kind plugins.Kind, name string) (*proc, error) {
 	if p, ok := h.procs[k]; ok {
 		return p, nil
 	}
-	path, args, builtin, err := h.Lookup(kind, name)
+	path, args, builtin, err := h.lookup(kind, name)
 	if err != nil {
 		return nil, err
 	}
@@ -352,18 +352,10 @@ func (p *proc) get(ctx context.Context) (any, *procRunner, *plugin.Client, error
 		p.mu.Lock()
 		state, raw, r, client, startErr, changed := p.state, p.raw, p.runner, p.client, p.startErr, p.changed
 		p.mu.Unlock()
-		exited := false
-		if r != nil {
-			select {
-			case <-r.done:
-				// Dead, and the supervisor has not caught up yet: wait
-				// for the restart rather than call a dead process.
-				exited = true
-			default:
-			}
-		}
 		switch {
-		case state == "running" && !exited:
+		// A process that already exited is waited out, not called: the
+		// supervisor may not have caught up with its death yet.
+		case state == "running" && !r.exitedWithin(0):
 			return raw, r, client, nil
 		case state == "stopped":
 			return nil, nil, nil, ErrClosed
@@ -375,7 +367,7 @@ func (p *proc) get(ctx context.Context) (any, *procRunner, *plugin.Client, error
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return nil, nil, nil, fmt.Errorf("waiting for the plugin to %s: %w", state, ErrTimeout)
+			return nil, nil, nil, fmt.Errorf("waiting for the plugin (%s): %w", state, ErrTimeout)
 		}
 	}
 }
@@ -396,18 +388,10 @@ func (p *proc) status() Status {
 // supervisor then restarts it.
 func (p *proc) classify(ctx context.Context, r *procRunner, client *plugin.Client, err error) error {
 	st, _ := status.FromError(err)
-	exited := func(wait time.Duration) bool {
-		select {
-		case <-r.done:
-			return true
-		case <-time.After(wait):
-			return false
-		}
-	}
 	switch {
 	case st.Code() == codes.Unimplemented:
 		return fmt.Errorf("%w: %s", ErrUnimplemented, st.Message())
-	case st.Code() == codes.Unavailable && exited(time.Second), exited(0):
+	case st.Code() == codes.Unavailable && r.exitedWithin(time.Second), r.exitedWithin(0):
 		return fmt.Errorf("%w during the call (%s)", ErrCrashed, r.exitReason())
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || st.Code() == codes.DeadlineExceeded:
 		if !p.answers(client) {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-plugin/runner"
 )
@@ -79,6 +80,24 @@ func (r *procRunner) pid() int {
 		return 0
 	}
 	return r.cmd.Process.Pid
+}
+
+// exitedWithin reports whether the process has exited, waiting up to d.
+func (r *procRunner) exitedWithin(d time.Duration) bool {
+	if d <= 0 {
+		select {
+		case <-r.done:
+			return true
+		default:
+			return false
+		}
+	}
+	select {
+	case <-r.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // exitReason describes how the process ended, once done is closed.

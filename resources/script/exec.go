@@ -97,6 +97,16 @@ func readAll(f *os.File) string {
 	return string(bytes.ToValidUTF8(b, []byte("?")))
 }
 
+// exitReason explains a failed action: its status and the script's last
+// words.
+func exitReason(action string, r run) string {
+	reason := fmt.Sprintf("%s exited %d", action, r.code)
+	if l := lastLine(r.stderr + "\n" + r.stdout); l != "" {
+		reason += ": " + l
+	}
+	return reason
+}
+
 // lastLine is the last non-empty line of s.
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")

@@ -142,11 +142,7 @@ func (h *Heartbeat) change(ctx context.Context, in *pb.Instance, action string) 
 	case err != nil:
 		return &pb.Result{Code: pb.Code_ERR_INSTALLED, Reason: err.Error()}, nil
 	case r.code != 0:
-		reason := fmt.Sprintf("%s exited %d", action, r.code)
-		if l := lastLine(r.stderr + "\n" + r.stdout); l != "" {
-			reason += ": " + l
-		}
-		return result(pb.Code_ERR_GENERIC, reason, r), nil
+		return result(pb.Code_ERR_GENERIC, exitReason(action, r), r), nil
 	}
 	return result(pb.Code_SUCCESS, "", r), nil
 }

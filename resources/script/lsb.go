@@ -59,10 +59,7 @@ func (l *LSB) lsbAction(ctx context.Context, in *pb.Instance, action string) (*p
 	}
 	reason := ""
 	if code != pb.Code_SUCCESS {
-		reason = fmt.Sprintf("%s exited %d", action, r.code)
-		if l := lastLine(r.stderr + "\n" + r.stdout); l != "" {
-			reason += ": " + l
-		}
+		reason = exitReason(action, r)
 	}
 	return result(code, reason, r), nil
 }

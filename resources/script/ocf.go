@@ -4,8 +4,9 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,12 +47,7 @@ func (o *OCF) env(in *pb.Instance, provider, agent string, interval int64) []str
 		"OCF_RESOURCE_TYPE=" + agent,
 		"OCF_RESOURCE_PROVIDER=" + provider,
 	}
-	keys := make([]string, 0, len(in.GetParams()))
-	for k := range in.GetParams() {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(in.GetParams())) {
 		env = append(env, "OCF_RESKEY_"+k+"="+in.GetParams()[k])
 	}
 	if in.GetTimeoutMs() > 0 {
