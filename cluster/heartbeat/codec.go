@@ -30,6 +30,8 @@ const (
 	maxName    = 63
 	headerLen  = 6
 	tagView    = 1
+	tagApplied = 2 // u64: the sender's last applied Raft index
+	tagEcho    = 3 // count u8, then per node: name, incarnation u64, seq u64, age_us u32
 	viewMaxLen = 255
 )
 
@@ -62,6 +64,20 @@ type ViewEntry struct {
 	State PeerState `json:"state"`
 }
 
+// Echo tells a node which of its heartbeats the sender heard last: the
+// node's lease is renewed from the time it sent that beat (see package
+// lease). Seq 0 means "not renewing"; Age is how long ago the sender
+// received the last beat it did renew from.
+type Echo struct {
+	Node        string
+	Incarnation uint64
+	Seq         uint64
+	AgeUS       uint32 // saturates: MaxAge means never
+}
+
+// MaxAge is an Echo age meaning "never heard".
+const MaxAge = ^uint32(0)
+
 // Message is one heartbeat.
 type Message struct {
 	Cluster     string
@@ -69,6 +85,8 @@ type Message struct {
 	Incarnation uint64 // changes on every daemon start
 	Seq         uint64 // increases with every heartbeat of one incarnation
 	View        []ViewEntry
+	Applied     uint64 // last Raft index the sender applied
+	Echo        []Echo
 }
 
 // DropReason says why a packet was refused.
@@ -171,6 +189,29 @@ func (c *Codec) Append(buf []byte, m *Message) ([]byte, error) {
 		}
 		binary.BigEndian.PutUint16(buf[lenAt:], uint16(len(buf)-lenAt-2))
 	}
+	if m.Applied != 0 {
+		buf = append(buf, tagApplied, 0, 8)
+		buf = binary.BigEndian.AppendUint64(buf, m.Applied)
+	}
+	if len(m.Echo) > 0 {
+		if len(m.Echo) > viewMaxLen {
+			return nil, fmt.Errorf("heartbeat: %d echoes is too many", len(m.Echo))
+		}
+		buf = append(buf, tagEcho, 0, 0)
+		lenAt := len(buf) - 2
+		buf = append(buf, byte(len(m.Echo)))
+		for _, e := range m.Echo {
+			if len(e.Node) == 0 || len(e.Node) > maxName {
+				return nil, fmt.Errorf("heartbeat: echo node name must be 1..%d bytes", maxName)
+			}
+			buf = append(buf, byte(len(e.Node)))
+			buf = append(buf, e.Node...)
+			buf = binary.BigEndian.AppendUint64(buf, e.Incarnation)
+			buf = binary.BigEndian.AppendUint64(buf, e.Seq)
+			buf = binary.BigEndian.AppendUint32(buf, e.AgeUS)
+		}
+		binary.BigEndian.PutUint16(buf[lenAt:], uint16(len(buf)-lenAt-2))
+	}
 	mac := c.mac()
 	mac.Write(buf[start:])
 	buf = mac.Sum(buf)
@@ -207,6 +248,13 @@ func (r *reader) u8() byte {
 func (r *reader) u16() uint16 {
 	if v := r.n(2); v != nil {
 		return binary.BigEndian.Uint16(v)
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if v := r.n(4); v != nil {
+		return binary.BigEndian.Uint32(v)
 	}
 	return 0
 }
@@ -267,7 +315,8 @@ func (c *Codec) Decode(pkt []byte) (*Message, error) {
 		if r.bad {
 			break
 		}
-		if tag == tagView {
+		switch tag {
+		case tagView:
 			cnt := int(val.u8())
 			m.View = make([]ViewEntry, 0, cnt)
 			for i := 0; i < cnt && !val.bad; i++ {
@@ -275,6 +324,20 @@ func (c *Codec) Decode(pkt []byte) (*Message, error) {
 			}
 			if val.bad || len(val.b) != 0 {
 				return nil, drop(DropMalformed, "bad view")
+			}
+		case tagApplied:
+			m.Applied = val.u64()
+			if val.bad || len(val.b) != 0 {
+				return nil, drop(DropMalformed, "bad applied index")
+			}
+		case tagEcho:
+			cnt := int(val.u8())
+			m.Echo = make([]Echo, 0, cnt)
+			for i := 0; i < cnt && !val.bad; i++ {
+				m.Echo = append(m.Echo, Echo{Node: val.name(), Incarnation: val.u64(), Seq: val.u64(), AgeUS: val.u32()})
+			}
+			if val.bad || len(val.b) != 0 {
+				return nil, drop(DropMalformed, "bad echo")
 			}
 		}
 	}

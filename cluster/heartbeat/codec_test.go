@@ -28,6 +28,8 @@ func TestRoundTrip(t *testing.T) {
 	for _, m := range []*Message{
 		{Node: "lvs1", Incarnation: 1, Seq: 1},
 		{Node: "lvs2", Incarnation: 1<<63 + 5, Seq: 1<<64 - 1, View: []ViewEntry{{"lvs1", StateUp}, {"witness", StateDead}, {"n3", StateInit}}},
+		{Node: "lvs3", Incarnation: 3, Seq: 4, Applied: 1 << 40,
+			Echo: []Echo{{Node: "lvs1", Incarnation: 9, Seq: 12, AgeUS: 1500}, {Node: "w", Seq: 0, AgeUS: MaxAge}}},
 	} {
 		pkt, err := c.Append(nil, m)
 		if err != nil {
@@ -93,9 +95,11 @@ func TestAuthenticatedGarbage(t *testing.T) {
 		{},            // no node
 		{0},           // zero-length node
 		{4, 'n', '1'}, // node runs past end
-		append([]byte{2, 'n', '1'}, make([]byte, 15)...),                              // seq truncated
-		append(append([]byte{2, 'n', '1'}, make([]byte, 16)...), tagView, 0, 9, 1),    // TLV past end
-		append(append([]byte{2, 'n', '1'}, make([]byte, 16)...), tagView, 0, 2, 3, 0), // view count > entries
+		append([]byte{2, 'n', '1'}, make([]byte, 15)...),                                       // seq truncated
+		append(append([]byte{2, 'n', '1'}, make([]byte, 16)...), tagView, 0, 9, 1),             // TLV past end
+		append(append([]byte{2, 'n', '1'}, make([]byte, 16)...), tagView, 0, 2, 3, 0),          // view count > entries
+		append(append([]byte{2, 'n', '1'}, make([]byte, 16)...), tagApplied, 0, 4, 0, 0, 0, 1), // applied index not 8 bytes
+		append(append([]byte{2, 'n', '1'}, make([]byte, 16)...), tagEcho, 0, 4, 1, 1, 'a', 0),  // echo entry truncated
 	} {
 		pkt := append(bytes.Clone(head), body...)
 		pkt = signed(c, pkt)

@@ -45,7 +45,10 @@ type EngineConfig struct {
 	Media       []Medium
 	Observer    Observer
 	View        func() []ViewEntry // the sender's view, carried in each beat
-	Log         *slog.Logger
+	// Decorate, when set, adds to each beat just before it is sent (the
+	// lease echoes and applied index) and learns its sequence and time.
+	Decorate func(m *Message, now time.Time)
+	Log      *slog.Logger
 }
 
 // Engine beats on every medium every keepalive, feeds what it hears to the
@@ -119,7 +122,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			wake = next
 		}
 		if !now.Before(nextBeat) {
-			e.beat()
+			e.beat(now)
 			if nextBeat = nextBeat.Add(e.cfg.Keepalive); nextBeat.Before(now) {
 				nextBeat = now.Add(e.cfg.Keepalive) // we were stalled: do not burst
 			}
@@ -135,11 +138,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	return nil
 }
 
-func (e *Engine) beat() {
+func (e *Engine) beat(now time.Time) {
 	e.seq++
 	msg := Message{Node: e.cfg.Node, Incarnation: e.cfg.Incarnation, Seq: e.seq}
 	if e.cfg.View != nil {
 		msg.View = e.cfg.View()
+	}
+	if e.cfg.Decorate != nil {
+		e.cfg.Decorate(&msg, now)
 	}
 	pkt, err := e.cfg.Codec.Append(e.pkt[:0], &msg)
 	if err != nil {

@@ -1,0 +1,182 @@
+package consensus
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/internal/testutil"
+)
+
+func freePorts(t *testing.T, n int) []string {
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, l.Addr().String())
+		l.Close()
+	}
+	return out
+}
+
+type member struct {
+	node *Node
+	fsm  *fsm.FSM
+}
+
+func startCluster(t *testing.T, n int) []*member {
+	t.Helper()
+	addrs := freePorts(t, n)
+	var peers []Peer
+	for i, a := range addrs {
+		peers = append(peers, Peer{Name: fmt.Sprintf("n%d", i+1), Address: a})
+	}
+	var ms []*member
+	for i, p := range peers {
+		f := fsm.New(testutil.Logger(t))
+		node, err := Start(Options{Cluster: "test", Self: p.Name, Bind: p.Address, Secret: []byte("a secret of the cluster"),
+			DataDir: t.TempDir(), Peers: peers, Timing: TimingFor(10*time.Millisecond, 50*time.Millisecond), FSM: f,
+			Log: testutil.Logger(t).With("node", p.Name)})
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		ms = append(ms, &member{node, f})
+	}
+	t.Cleanup(func() {
+		for _, m := range ms {
+			m.node.Close()
+		}
+	})
+	return ms
+}
+
+func waitLeader(t *testing.T, ms []*member) *member {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range ms {
+			if m.node.IsLeader() {
+				return m
+			}
+		}
+		<-time.After(5 * time.Millisecond)
+	}
+	t.Fatal("no leader within 10s")
+	return nil
+}
+
+func TestApplyForwardedToLeader(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // after the cluster's own cleanup
+	ms := startCluster(t, 3)
+	leader := waitLeader(t, ms)
+	var follower *member
+	for _, m := range ms {
+		if m != leader {
+			follower = m
+		}
+	}
+	cmd, _ := fsm.Encode(fsm.TypeSetGroups, fsm.SetGroups{Version: "v1", Nodes: []fsm.NodeSpec{{Name: "n1", Role: "member"}}, Groups: []fsm.GroupSpec{{Name: "web", Preferred: "n1"}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := follower.node.Apply(ctx, cmd); err != nil {
+		t.Fatalf("apply through follower: %v", err)
+	}
+	// The FSM's refusal comes back through forwarding as ErrRefused.
+	bad, _ := fsm.Encode(fsm.TypeMove, fsm.Move{Group: "nope", Node: "n1"})
+	if err := follower.node.Apply(ctx, bad); !errors.Is(err, ErrRefused) {
+		t.Fatalf("refused command: got %v, want ErrRefused", err)
+	}
+	if err := leader.node.Barrier(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		for m.fsm.View().GroupsVersion != "v1" {
+			select {
+			case <-m.fsm.Changed():
+			case <-ctx.Done():
+				t.Fatalf("%s never applied the command", m.node.opt.Self)
+			}
+		}
+	}
+}
+
+// A machine without the cluster secret can neither join nor talk to Raft:
+// its TLS handshake fails on both sides and the connection is counted.
+func TestTransportRefusesWrongSecret(t *testing.T) {
+	ms := startCluster(t, 1)
+	waitLeader(t, ms)
+	addr := ms[0].node.opt.Bind
+	for _, secret := range []string{"another secret", ""} {
+		before := ms[0].node.Rejected()
+		var cfg *tls.Config
+		if secret != "" {
+			creds, err := NewCredentials("test", "intruder", []byte(secret))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg = creds.Client
+		} else {
+			cfg = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13} // no client certificate at all
+		}
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err == nil {
+			// TLS 1.3 finishes the client side before the server checked
+			// the client certificate: the refusal shows on first read.
+			c.Write([]byte{connRaft})
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = c.Read(make([]byte, 1))
+			c.Close()
+		}
+		if err == nil {
+			t.Fatalf("secret %q: connection accepted", secret)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for ms[0].node.Rejected() == before && time.Now().Before(deadline) {
+			<-time.After(5 * time.Millisecond)
+		}
+		if ms[0].node.Rejected() == before {
+			t.Errorf("secret %q: rejection not counted", secret)
+		}
+	}
+}
+
+// State survives a restart: the log and snapshots are on disk.
+func TestStateSurvivesRestart(t *testing.T) {
+	addr := freePorts(t, 1)[0]
+	dir := t.TempDir()
+	open := func() *member {
+		f := fsm.New(testutil.Logger(t))
+		n, err := Start(Options{Cluster: "test", Self: "n1", Bind: addr, Secret: []byte("s"), DataDir: dir,
+			Peers: []Peer{{"n1", addr}}, Timing: TimingFor(10*time.Millisecond, 50*time.Millisecond), FSM: f, Log: testutil.Logger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &member{n, f}
+	}
+	m := open()
+	waitLeader(t, []*member{m})
+	cmd, _ := fsm.Encode(fsm.TypeSetGroups, fsm.SetGroups{Version: "v7"})
+	if err := m.node.Apply(context.Background(), cmd); err != nil {
+		t.Fatal(err)
+	}
+	m.node.Close()
+	m = open()
+	defer m.node.Close()
+	waitLeader(t, []*member{m})
+	if err := m.node.Barrier(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if v := m.fsm.View().GroupsVersion; v != "v7" {
+		t.Fatalf("after restart: groups version %q, want v7", v)
+	}
+}

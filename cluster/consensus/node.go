@@ -1,0 +1,271 @@
+// Package consensus runs hashicorp/raft for Vigil: a bbolt log and stable
+// store and file snapshots under the data dir, a mutually authenticated TLS
+// transport keyed from the cluster secret, bootstrap from ha.toml's node
+// list, and forwarding of commands from any node to the leader.
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/vigil-ha/vigil/cluster/fsm"
+)
+
+// ErrRefused is the FSM's refusal, also when it comes from a forwarded
+// command.
+var ErrRefused = fsm.ErrRefused
+
+// ErrNoLeader means no leader is known to forward to.
+var ErrNoLeader = errors.New("no raft leader")
+
+// Peer is one voter at bootstrap.
+type Peer struct {
+	Name    string
+	Address string // host:port of its raft listener
+}
+
+// Timing is Raft's timing, derived from the heartbeat settings.
+type Timing struct {
+	Heartbeat   time.Duration // a follower without leader contact this long starts an election
+	Election    time.Duration
+	LeaderLease time.Duration // a leader without quorum contact this long steps down
+	Commit      time.Duration
+}
+
+// TimingFor derives Raft's timing from the heartbeat deadtime: an election
+// starts after one deadtime without the leader (hashicorp/raft randomises
+// between 1 and 2 times the timeout), the leader steps down when a quorum
+// has been silent for half of it.
+func TimingFor(keepalive, deadtime time.Duration) Timing {
+	return Timing{
+		Heartbeat:   deadtime,
+		Election:    deadtime,
+		LeaderLease: max(5*time.Millisecond, deadtime/2),
+		Commit:      max(time.Millisecond, min(keepalive, 50*time.Millisecond)),
+	}
+}
+
+// Options configures a Node.
+type Options struct {
+	Cluster string
+	Self    string
+	Bind    string // host:port to listen on; it is also advertised
+	Secret  []byte
+	DataDir string
+	Peers   []Peer // every voter, this node included, for bootstrap
+	Timing  Timing
+	FSM     raft.FSM
+	Log     *slog.Logger
+}
+
+// Node is this node's Raft member.
+type Node struct {
+	opt   Options
+	raft  *raft.Raft
+	layer *layer
+	trans *raft.NetworkTransport
+	store *raftboltdb.BoltStore
+	log   *slog.Logger
+}
+
+// Start opens the stores, bootstraps a new cluster from opt.Peers when the
+// data dir is empty, and starts Raft.
+func Start(opt Options) (_ *Node, err error) {
+	creds, err := NewCredentials(opt.Cluster, opt.Self, opt.Secret)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opt.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("raft data dir: %w", err)
+	}
+	hl := hclogFor(opt.Log)
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(opt.DataDir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("raft store %s: %w", opt.DataDir, err)
+	}
+	defer func() {
+		if err != nil {
+			store.Close()
+		}
+	}()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(opt.DataDir, 2, hl)
+	if err != nil {
+		return nil, fmt.Errorf("raft snapshots: %w", err)
+	}
+	ln, err := net.Listen("tcp", opt.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("raft listen %s: %w", opt.Bind, err)
+	}
+	n := &Node{opt: opt, store: store, log: opt.Log}
+	n.layer = newLayer(ln, creds, opt.Log)
+	n.layer.forward = n.applyLocal
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: n.layer, MaxPool: 3, Timeout: 2 * time.Second, Logger: hl,
+	})
+	cfg := raft.DefaultConfig()
+	cfg.LocalID = raft.ServerID(opt.Self)
+	cfg.HeartbeatTimeout = opt.Timing.Heartbeat
+	cfg.ElectionTimeout = opt.Timing.Election
+	cfg.LeaderLeaseTimeout = opt.Timing.LeaderLease
+	cfg.CommitTimeout = opt.Timing.Commit
+	cfg.Logger = hl
+	cfg.SnapshotThreshold = 1024
+	cfg.TrailingLogs = 1024
+	if err := raft.ValidateConfig(cfg); err != nil {
+		n.layer.Close()
+		return nil, fmt.Errorf("raft config: %w", err)
+	}
+	exists, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		n.layer.Close()
+		return nil, fmt.Errorf("raft state: %w", err)
+	}
+	if !exists {
+		var conf raft.Configuration
+		for _, p := range opt.Peers {
+			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.Name), Address: raft.ServerAddress(p.Address)})
+		}
+		if err := raft.BootstrapCluster(cfg, store, store, snaps, n.trans, conf); err != nil {
+			n.layer.Close()
+			return nil, fmt.Errorf("raft bootstrap: %w", err)
+		}
+		opt.Log.Info("raft cluster bootstrapped", "voters", len(conf.Servers))
+	}
+	n.raft, err = raft.NewRaft(cfg, opt.FSM, store, store, snaps, n.trans)
+	if err != nil {
+		n.layer.Close()
+		return nil, fmt.Errorf("raft: %w", err)
+	}
+	return n, nil
+}
+
+// Close stops Raft and closes the stores.
+func (n *Node) Close() error {
+	err := n.raft.Shutdown().Error()
+	n.trans.Close()
+	n.layer.Close()
+	n.layer.wg.Wait()
+	return errors.Join(err, n.store.Close())
+}
+
+// Apply commits cmd: directly on the leader, forwarded to it elsewhere.
+// The error is the FSM's when the command was refused.
+func (n *Node) Apply(ctx context.Context, cmd []byte) error {
+	if n.raft.State() == raft.Leader {
+		return n.applyLocal(ctx, cmd)
+	}
+	addr, _ := n.raft.LeaderWithID()
+	if addr == "" {
+		return ErrNoLeader
+	}
+	return n.layer.sendForward(ctx, string(addr), cmd)
+}
+
+func (n *Node) applyLocal(ctx context.Context, cmd []byte) error {
+	timeout := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := n.raft.Apply(cmd, timeout)
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("raft apply: %w", err)
+	}
+	if err, ok := f.Response().(error); ok && err != nil {
+		return err
+	}
+	return nil
+}
+
+// IsLeader reports whether this node leads.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the leader's name, or "".
+func (n *Node) Leader() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
+// LeaderCh delivers true when this node becomes leader, false when it
+// stops being leader.
+func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
+
+// State returns the Raft state name.
+func (n *Node) State() string { return n.raft.State().String() }
+
+// Stats returns raft's statistics (term, indexes, last contact...).
+func (n *Node) Stats() map[string]string { return n.raft.Stats() }
+
+// Rejected counts connections refused at the TLS handshake.
+func (n *Node) Rejected() uint64 { return n.layer.rejected.Load() }
+
+// Barrier waits until everything committed before it is applied here
+// (used by a new leader before it decides anything).
+func (n *Node) Barrier(timeout time.Duration) error { return n.raft.Barrier(timeout).Error() }
+
+// Voters lists the current voters.
+func (n *Node) Voters() ([]Peer, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	var out []Peer
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			out = append(out, Peer{Name: string(s.ID), Address: string(s.Address)})
+		}
+	}
+	return out, nil
+}
+
+// AddVoter adds a node to the voters (leader only).
+func (n *Node) AddVoter(p Peer, timeout time.Duration) error {
+	return n.raft.AddVoter(raft.ServerID(p.Name), raft.ServerAddress(p.Address), 0, timeout).Error()
+}
+
+// RemoveServer removes a node from the voters (leader only).
+func (n *Node) RemoveServer(name string, timeout time.Duration) error {
+	return n.raft.RemoveServer(raft.ServerID(name), 0, timeout).Error()
+}
+
+// TransferLeadership hands leadership to the named voter.
+func (n *Node) TransferLeadership(name, addr string) error {
+	return n.raft.LeadershipTransferToServer(raft.ServerID(name), raft.ServerAddress(addr)).Error()
+}
+
+// hclogFor sends hashicorp/raft's hclog output to slog, keeping levels.
+func hclogFor(log *slog.Logger) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "raft", Output: slogWriter{log}, Level: hclog.Info, DisableTime: true})
+}
+
+// slogWriter takes hclog's lines, one per Write.
+type slogWriter struct{ log *slog.Logger }
+
+var hclogLevels = []struct {
+	tag   string
+	level slog.Level
+}{{"[ERROR]", slog.LevelError}, {"[WARN]", slog.LevelWarn}, {"[INFO]", slog.LevelInfo}, {"[DEBUG]", slog.LevelDebug}, {"[TRACE]", slog.LevelDebug}}
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		level, msg := slog.LevelInfo, line
+		for _, l := range hclogLevels {
+			if i := strings.Index(line, l.tag); i >= 0 {
+				level, msg = l.level, strings.TrimSpace(line[i+len(l.tag):])
+				break
+			}
+		}
+		w.log.Log(context.Background(), level, msg)
+	}
+	return len(p), nil
+}

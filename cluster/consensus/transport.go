@@ -1,0 +1,232 @@
+package consensus
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Every connection starts, after the TLS handshake, with one byte saying
+// what it carries, so Raft and command forwarding share one port (as
+// Consul multiplexes its RPC port).
+const (
+	connRaft    byte = 'R'
+	connForward byte = 'F'
+)
+
+// maxForward bounds a forwarded command.
+const maxForward = 1 << 20
+
+// layer is raft's StreamLayer over mutually authenticated TLS, and the
+// server side of command forwarding.
+type layer struct {
+	ln      net.Listener
+	creds   *Credentials
+	log     *slog.Logger
+	raftCh  chan net.Conn
+	forward func(ctx context.Context, cmd []byte) error
+	closed  chan struct{}
+	once    sync.Once
+	// rejected counts connections that failed the handshake (no or the
+	// wrong secret) or sent garbage.
+	rejected atomic.Uint64
+	wg       sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[*tracked]bool // accepted raft connections: raft's transport never closes them
+}
+
+func newLayer(ln net.Listener, creds *Credentials, log *slog.Logger) *layer {
+	l := &layer{ln: ln, creds: creds, log: log, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[*tracked]bool{}}
+	l.wg.Add(1)
+	go l.serve()
+	return l
+}
+
+func (l *layer) serve() {
+	defer l.wg.Done()
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			select {
+			case <-l.closed:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			l.log.Error("raft listener failed", "err", err)
+			return
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			l.handle(c)
+		}()
+	}
+}
+
+func (l *layer) handle(c net.Conn) {
+	tc := tls.Server(c, l.creds.Server)
+	_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
+	var kind [1]byte
+	if err := tc.Handshake(); err != nil {
+		l.reject(c, "tls handshake", err)
+		return
+	}
+	if _, err := io.ReadFull(tc, kind[:]); err != nil {
+		l.reject(c, "read connection kind", err)
+		return
+	}
+	_ = tc.SetDeadline(time.Time{})
+	switch kind[0] {
+	case connRaft:
+		tr := &tracked{Conn: tc, l: l}
+		l.mu.Lock()
+		l.conns[tr] = true
+		l.mu.Unlock()
+		select {
+		case l.raftCh <- tr:
+		case <-l.closed:
+			tr.Close()
+		}
+	case connForward:
+		l.serveForward(tc)
+	default:
+		l.reject(c, "unknown connection kind", fmt.Errorf("%q", kind[0]))
+	}
+}
+
+// tracked forgets itself when raft closes it.
+type tracked struct {
+	net.Conn
+	l *layer
+}
+
+func (c *tracked) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
+}
+
+func (l *layer) reject(c net.Conn, what string, err error) {
+	n := l.rejected.Add(1)
+	l.log.Warn("raft connection rejected", "remote", c.RemoteAddr().String(), "stage", what, "err", err, "rejected_total", n)
+	c.Close()
+}
+
+// Accept implements net.Listener for raft.
+func (l *layer) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.raftCh:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close implements net.Listener.
+func (l *layer) Close() error {
+	l.once.Do(func() {
+		close(l.closed)
+		l.ln.Close()
+		l.mu.Lock()
+		for c := range l.conns {
+			c.Conn.Close()
+		}
+		l.mu.Unlock()
+	})
+	return nil
+}
+
+// Addr implements net.Listener.
+func (l *layer) Addr() net.Addr { return l.ln.Addr() }
+
+// Dial implements raft.StreamLayer.
+func (l *layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return l.dial(string(addr), timeout, connRaft)
+}
+
+func (l *layer) dial(addr string, timeout time.Duration, kind byte) (*tls.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	c, err := tls.DialWithDialer(d, "tcp", addr, l.creds.Client)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Write([]byte{kind}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+type forwardReply struct {
+	Error   string `json:"error,omitempty"`
+	Refused bool   `json:"refused,omitempty"`
+}
+
+func (l *layer) serveForward(c *tls.Conn) {
+	defer c.Close()
+	for {
+		var req struct {
+			Cmd []byte `json:"cmd"`
+		}
+		dec := json.NewDecoder(io.LimitReader(c, maxForward))
+		if err := dec.Decode(&req); err != nil {
+			return
+		}
+		var rep forwardReply
+		if err := l.forward(context.Background(), req.Cmd); err != nil {
+			rep.Error, rep.Refused = err.Error(), errors.Is(err, ErrRefused)
+		}
+		if err := json.NewEncoder(c).Encode(rep); err != nil {
+			return
+		}
+		// One request per connection keeps the protocol trivially
+		// resynchronisable; forwarding is rare next to heartbeats.
+		return
+	}
+}
+
+// sendForward sends cmd to the leader at addr and returns its verdict.
+func (l *layer) sendForward(ctx context.Context, addr string, cmd []byte) error {
+	timeout := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	c, err := l.dial(addr, timeout, connForward)
+	if err != nil {
+		return fmt.Errorf("forward to leader %s: %w", addr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if err := json.NewEncoder(c).Encode(struct {
+		Cmd []byte `json:"cmd"`
+	}{cmd}); err != nil {
+		return fmt.Errorf("forward to leader %s: %w", addr, err)
+	}
+	var rep forwardReply
+	if err := json.NewDecoder(io.LimitReader(c, maxForward)).Decode(&rep); err != nil {
+		return fmt.Errorf("forward to leader %s: %w", addr, err)
+	}
+	switch {
+	case rep.Refused:
+		return fmt.Errorf("%w (leader %s): %s", ErrRefused, addr, rep.Error)
+	case rep.Error != "":
+		return fmt.Errorf("leader %s: %s", addr, rep.Error)
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+// Package fsm is the replicated cluster state that Raft keeps: nodes,
+// groups, which node each group is assigned to, what every node reports
+// about each group, failcounts and recent failures and decisions.
+//
+// Every change is an explicit, versioned command. A command of a type or
+// version this build does not know (sent by a newer node during a rolling
+// upgrade) is skipped and logged, never a panic, so a mixed cluster keeps
+// its log applyable.
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/vigil-ha/vigil/cluster/config"
+)
+
+// Command types.
+const (
+	TypeNodeState  = "node-state"
+	TypeSetGroups  = "set-groups"
+	TypeAssign     = "assign"
+	TypeReport     = "report"
+	TypeClaim      = "claim"
+	TypeMove       = "move"
+	TypeCleanup    = "cleanup"
+	TypeNodeRemove = "node-remove"
+)
+
+// versions lists the newest version of each command type this build
+// applies.
+var versions = map[string]int{
+	TypeNodeState: 1, TypeSetGroups: 1, TypeAssign: 1, TypeReport: 1,
+	TypeClaim: 1, TypeMove: 1, TypeCleanup: 1, TypeNodeRemove: 1,
+}
+
+// Envelope is one log entry.
+type Envelope struct {
+	Type    string          `json:"type"`
+	Version int             `json:"v"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// Encode wraps a command in its envelope.
+func Encode(typ string, cmd any) ([]byte, error) {
+	data, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: encode %s: %w", typ, err)
+	}
+	return json.Marshal(Envelope{Type: typ, Version: versions[typ], Data: data})
+}
+
+// NodeState changes a node's flags. Nil fields are left alone.
+type NodeState struct {
+	Node        string `json:"node"`
+	Online      *bool  `json:"online,omitempty"`
+	Standby     *bool  `json:"standby,omitempty"`
+	Maintenance *bool  `json:"maintenance,omitempty"`
+	Incarnation uint64 `json:"incarnation,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// SetGroups replaces the group definitions (resources.toml) when its
+// version differs from the one in force.
+type SetGroups struct {
+	Version string      `json:"version"` // a digest of the definitions
+	Groups  []GroupSpec `json:"groups"`
+	Nodes   []NodeSpec  `json:"nodes"`
+}
+
+// GroupSpec is a group as configured.
+type GroupSpec struct {
+	Name      string            `json:"name"`
+	Preferred string            `json:"preferred,omitempty"`
+	Resources []config.Resource `json:"resources"`
+}
+
+// NodeSpec is a node as configured.
+type NodeSpec struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// Assign records placement decisions.
+type Assign struct {
+	Changes []Change `json:"changes"`
+}
+
+// Change moves one group; To == "" stops it everywhere.
+type Change struct {
+	Group  string `json:"group"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Reason string `json:"reason"`
+}
+
+// Report is what a node's resource manager did with a group.
+type Report struct {
+	Node     string `json:"node"`
+	Group    string `json:"group"`
+	State    string `json:"state"` // one of the lrm states
+	Op       string `json:"op,omitempty"`
+	Resource string `json:"resource,omitempty"`
+	Result   string `json:"result,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	// Fail counts a failure of Resource on Node: Fatal makes it reach the
+	// migration threshold at once (a failed start, as in Pacemaker).
+	Fail  bool `json:"fail,omitempty"`
+	Fatal bool `json:"fatal,omitempty"`
+	At    int64 `json:"at"` // unix nanoseconds, the reporter's clock
+}
+
+// Claim asks to start a group: it is accepted only if the group is still
+// assigned to Node by the assignment at AssignIndex and no other node may
+// still run it. The log orders claims against reassignments, so a node that
+// decided to start from a stale view is refused.
+type Claim struct {
+	Node        string `json:"node"`
+	Group       string `json:"group"`
+	AssignIndex uint64 `json:"assign_index"`
+}
+
+// Move pins a group to a node (the operator's `vigil move`); Node == ""
+// removes the pin.
+type Move struct {
+	Group string `json:"group"`
+	Node  string `json:"node"`
+}
+
+// Cleanup forgets failcounts and failures of a group (on Node, or on every
+// node when empty), so placement may use those nodes again.
+type Cleanup struct {
+	Group string `json:"group"`
+	Node  string `json:"node,omitempty"`
+}
+
+// NodeRemove forgets a node (after `vigil node remove`).
+type NodeRemove struct {
+	Node string `json:"node"`
+}

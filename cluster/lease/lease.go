@@ -1,0 +1,258 @@
+// Package lease decides, from heartbeats alone, whether this node may hold
+// resources, and when a node that went offline surely holds none.
+//
+// The safety argument (also in docs/SAFETY.md):
+//
+//  1. Every heartbeat carries echoes: for each peer, the sequence number of
+//     the latest beat heard from it. A node keeps the send time of its own
+//     recent beats; an echo of beat s from voter R renews its lease from R
+//     until send(s) + lease. Send times are on the node's own monotonic
+//     clock and precede R's receipt, so no clock is compared across nodes.
+//  2. A node holds resources only while the lease from enough voters that,
+//     counting itself, they form a quorum is valid, minus a stop budget: it
+//     stops its groups before the lease runs out.
+//  3. A voter echoes a node only while the replicated state says that node
+//     is online. Once it applied the entry that took the node offline
+//     (index DownIndex), it never renews it again until it is brought back
+//     online; its heartbeats report its applied index and, per node, how
+//     long ago it last received a beat it renewed from ("age").
+//  4. A node may start a group that an offline node may still run only after
+//     voters that deny that node a quorum — all but quorum-2 of the others —
+//     each reported applied ≥ DownIndex, and lease + margin has passed since
+//     the last beat each of them renewed. Any quorum the old owner could
+//     use intersects them, so its lease has surely run out.
+//
+// With deadtime > lease + margin, a crashed node's lease has expired by the
+// time it is declared dead, so the wait in 4 costs nothing in the common
+// case; it only matters for asymmetric links and flapping.
+package lease
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/heartbeat"
+)
+
+// ring is how many of our own beats we remember: echoes of older beats
+// renew nothing (at 10 ms beats that is 10 s).
+const ring = 1024
+
+// Options configures a Tracker.
+type Options struct {
+	Self        string
+	Incarnation uint64
+	Lease       time.Duration
+	// StopBudget is the part of the lease kept for stopping: a node stops
+	// its groups when less than this is left.
+	StopBudget time.Duration
+	// Margin is added to every expiry computed for another node, for clock
+	// rate differences and scheduling delays.
+	Margin time.Duration
+	// Voters returns the current voters (this node included, if it votes).
+	Voters func() []string
+	// Online says whether the replicated state has node online now.
+	Online func(node string) bool
+	// Applied returns this node's last applied index.
+	Applied func() uint64
+}
+
+type sent struct {
+	seq uint64
+	at  time.Time
+}
+
+type peer struct {
+	// What we hear from it.
+	incarnation uint64
+	lastSeq     uint64
+	renewSeq    uint64    // the latest beat we may echo (it was online then)
+	renewAt     time.Time // when we received it
+	// What it tells us.
+	heardAt  time.Time
+	renewsUs time.Time // the send time of our beat it last echoed
+	applied  uint64
+	// When it last received a beat it renewed from, per node, on our
+	// clock (estimated late, which errs on the safe side).
+	lastRenew map[string]time.Time
+}
+
+// Tracker is safe for concurrent use.
+type Tracker struct {
+	opt   Options
+	mu    sync.Mutex
+	sent  [ring]sent
+	peers map[string]*peer
+}
+
+// New returns a tracker.
+func New(opt Options) *Tracker {
+	return &Tracker{opt: opt, peers: map[string]*peer{}}
+}
+
+func (t *Tracker) peer(name string) *peer {
+	p := t.peers[name]
+	if p == nil {
+		p = &peer{lastRenew: map[string]time.Time{}}
+		t.peers[name] = p
+	}
+	return p
+}
+
+// Decorate is the heartbeat engine's hook: it remembers when beat m.Seq
+// left and adds the echoes and applied index.
+func (t *Tracker) Decorate(m *heartbeat.Message, now time.Time) {
+	applied := t.opt.Applied()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sent[m.Seq%ring] = sent{seq: m.Seq, at: now}
+	m.Applied = applied
+	for _, name := range t.opt.Voters() {
+		if name == t.opt.Self {
+			continue
+		}
+		p := t.peer(name)
+		e := heartbeat.Echo{Node: name, Incarnation: p.incarnation, AgeUS: heartbeat.MaxAge}
+		if !p.renewAt.IsZero() {
+			e.AgeUS = uint32(min(int64(heartbeat.MaxAge-1), now.Sub(p.renewAt).Microseconds()))
+		}
+		if t.opt.Online(name) {
+			e.Seq = p.renewSeq
+		}
+		m.Echo = append(m.Echo, e)
+	}
+}
+
+// Heard takes an accepted heartbeat received at at.
+func (t *Tracker) Heard(m *heartbeat.Message, at time.Time) {
+	online := t.opt.Online(m.Node)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.peer(m.Node)
+	switch {
+	case m.Incarnation < p.incarnation:
+		return
+	case m.Incarnation > p.incarnation:
+		p.incarnation, p.lastSeq, p.renewSeq = m.Incarnation, 0, 0
+	}
+	if m.Seq <= p.lastSeq {
+		return // the same beat over another medium
+	}
+	p.lastSeq = m.Seq
+	if online {
+		p.renewSeq, p.renewAt = m.Seq, at
+	}
+	p.heardAt, p.applied = at, m.Applied
+	for _, e := range m.Echo {
+		if e.Node == t.opt.Self {
+			if e.Incarnation == t.opt.Incarnation && e.Seq != 0 {
+				if s := t.sent[e.Seq%ring]; s.seq == e.Seq && s.at.After(p.renewsUs) {
+					p.renewsUs = s.at
+				}
+			}
+			continue
+		}
+		if e.AgeUS == heartbeat.MaxAge {
+			p.lastRenew[e.Node] = time.Time{}
+		} else {
+			p.lastRenew[e.Node] = at.Add(-time.Duration(e.AgeUS) * time.Microsecond)
+		}
+	}
+}
+
+// quorum returns the voters and how many votes a majority needs.
+func (t *Tracker) quorum() ([]string, int) {
+	v := t.opt.Voters()
+	return v, len(v)/2 + 1
+}
+
+// Expiry returns when this node's lease runs out: the latest time by which
+// a quorum (itself included) still renews it. The zero time means no lease.
+func (t *Tracker) Expiry(now time.Time) time.Time {
+	voters, q := t.quorum()
+	if !slices.Contains(voters, t.opt.Self) {
+		return time.Time{}
+	}
+	if q == 1 {
+		return now.Add(t.opt.Lease) // a cluster of one
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var exp []time.Time
+	for _, name := range voters {
+		if name == t.opt.Self {
+			continue
+		}
+		if p := t.peers[name]; p != nil && !p.renewsUs.IsZero() {
+			exp = append(exp, p.renewsUs.Add(t.opt.Lease))
+		}
+	}
+	if len(exp) < q-1 {
+		return time.Time{}
+	}
+	slices.SortFunc(exp, func(a, b time.Time) int { return b.Compare(a) })
+	return exp[q-2]
+}
+
+// HoldUntil is when this node must have begun stopping its groups: the
+// lease expiry less the stop budget. Zero means now.
+func (t *Tracker) HoldUntil(now time.Time) time.Time {
+	exp := t.Expiry(now)
+	if exp.IsZero() {
+		return exp
+	}
+	return exp.Add(-t.opt.StopBudget)
+}
+
+// Holds reports whether this node may hold resources at now.
+func (t *Tracker) Holds(now time.Time) bool {
+	return now.Before(t.HoldUntil(now))
+}
+
+// ReleasedAt returns the time after which node, taken offline by entry
+// downIndex, surely holds no lease, and false when not enough voters have
+// reported yet. A node that was never renewed is released at once.
+func (t *Tracker) ReleasedAt(node string, downIndex uint64) (time.Time, bool) {
+	voters, q := t.quorum()
+	applied := t.opt.Applied()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var others []time.Time
+	for _, r := range voters {
+		if r == node {
+			continue
+		}
+		var last time.Time
+		if r == t.opt.Self {
+			if applied < downIndex {
+				continue
+			}
+			if p := t.peers[node]; p != nil {
+				last = p.renewAt
+			}
+		} else {
+			p := t.peers[r]
+			if p == nil || p.heardAt.IsZero() || p.applied < downIndex {
+				continue
+			}
+			last = p.lastRenew[node]
+		}
+		if last.IsZero() {
+			others = append(others, time.Time{})
+		} else {
+			others = append(others, last.Add(t.opt.Lease+t.opt.Margin))
+		}
+	}
+	// The node itself plus q-1 others form its quorum: deny it by having
+	// all but q-2 of the others on our side.
+	need := len(voters) - 1 - (q - 2)
+	if !slices.Contains(voters, node) {
+		return time.Time{}, true // a non-voter never holds a lease
+	}
+	if len(others) < need {
+		return time.Time{}, false
+	}
+	slices.SortFunc(others, func(a, b time.Time) int { return a.Compare(b) })
+	return others[need-1], true
+}
