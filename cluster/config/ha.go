@@ -11,18 +11,24 @@ import (
 // HA is ha.toml: the cluster, its nodes, heartbeat timing and media — the
 // ha.cf of Vigil.
 type HA struct {
-	Cluster       string   `toml:"cluster"`
-	Node          string   `toml:"node"` // this node; default: the hostname
-	Keepalive     Duration `toml:"keepalive"`
-	Warntime      Duration `toml:"warntime"`
-	Deadtime      Duration `toml:"deadtime"`
-	Initdead      Duration `toml:"initdead"`
-	AutoFailback  bool     `toml:"auto_failback"`
-	PingNodes     []string `toml:"ping_nodes"`
-	Authkeys      string   `toml:"authkeys"`       // path, relative to the config dir
-	ControlSocket string   `toml:"control_socket"` // root-only unix socket of the control API
-	StateDir      string   `toml:"state_dir"`      // boot incarnation and other small local state
-	PluginDir     string   `toml:"plugin_dir"`     // operators' plugins, executables named after the plugin
+	Cluster      string   `toml:"cluster"`
+	Node         string   `toml:"node"` // this node; default: the hostname
+	Keepalive    Duration `toml:"keepalive"`
+	Warntime     Duration `toml:"warntime"`
+	Deadtime     Duration `toml:"deadtime"`
+	Initdead     Duration `toml:"initdead"`
+	AutoFailback bool     `toml:"auto_failback"`
+	// Lease is how long a quorum's confirmation lets a node hold its
+	// groups (see package lease); default deadtime - keepalive.
+	Lease Duration `toml:"lease"`
+	// MigrationThreshold failures of a group on a node move it elsewhere
+	// (0: never); default 3.
+	MigrationThreshold *int     `toml:"migration_threshold"`
+	PingNodes          []string `toml:"ping_nodes"`
+	Authkeys           string   `toml:"authkeys"`       // path, relative to the config dir
+	ControlSocket      string   `toml:"control_socket"` // root-only unix socket of the control API
+	StateDir           string   `toml:"state_dir"`      // boot incarnation and other small local state
+	PluginDir          string   `toml:"plugin_dir"`     // operators' plugins, executables named after the plugin
 
 	Nodes  []Node   `toml:"nodes"`
 	UCast  []UCast  `toml:"ucast"`
@@ -112,6 +118,13 @@ func (h *HA) applyDefaults() {
 		// ports at boot. Raft already waits for a quorum, so twice the
 		// deadtime is enough here and keeps fast clusters fast to start.
 		h.Initdead = 2 * h.Deadtime
+	}
+	if h.Lease == 0 {
+		h.Lease = h.Deadtime - h.Keepalive
+	}
+	if h.MigrationThreshold == nil {
+		three := 3
+		h.MigrationThreshold = &three
 	}
 	if h.Authkeys == "" {
 		h.Authkeys = "authkeys"
@@ -306,6 +319,14 @@ func (h *HA) validateTiming(s *errSink, defined func(string) bool) {
 	}
 	if id < dt {
 		s.add(blame("initdead"), "initdead %s is smaller than deadtime %s: at boot, peers get at least deadtime to show up", id, dt)
+	}
+	if ls := h.Lease.D(); ls < 2*ka {
+		s.add(blame("lease"), "lease %s must be at least 2 × keepalive (%s): a node renews it with every heartbeat its peers echo", ls, 2*ka)
+	} else if ls+ka > dt {
+		s.add(blame("lease"), "lease %s plus a margin of one keepalive (%s) must not exceed deadtime %s: a dead node's lease must have run out when it is declared dead, or failover waits for it", ls, ka, dt)
+	}
+	if h.MigrationThreshold != nil && *h.MigrationThreshold < 0 {
+		s.add("migration_threshold", "%d must be 0 (never migrate on failures) or more", *h.MigrationThreshold)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Resources is resources.toml: the haresources of Vigil.
@@ -30,6 +31,10 @@ type Resource struct {
 	Type   string            `json:"type" toml:"type"`
 	Params map[string]string `json:"params,omitempty" toml:"params"`
 	Args   []string          `json:"args,omitempty" toml:"args"`
+	// Timeout bounds each operation (default: the plugin's own or 20s);
+	// Interval is the recurring monitor's period (default 10s).
+	Timeout  Duration `json:"timeout,omitempty" toml:"timeout"`
+	Interval Duration `json:"interval,omitempty" toml:"interval"`
 }
 
 // Built-in resource types. Any other name in shorthand is a heartbeat-style
@@ -41,7 +46,7 @@ const (
 	TypeScript     = "script"
 )
 
-var resourceKeys = map[string]bool{"id": true, "type": true, "params": true, "args": true}
+var resourceKeys = map[string]bool{"id": true, "type": true, "params": true, "args": true, "timeout": true, "interval": true}
 
 // ParseShorthand turns one haresources-style entry into its table form:
 //
@@ -205,7 +210,7 @@ func tableResource(s *errSink, k string, m map[string]any) (Resource, bool) {
 	}
 	sort.Strings(unknown)
 	for _, key := range unknown {
-		s.add(k+"."+key, "unknown key (a resource table has type, id, params, args)")
+		s.add(k+"."+key, "unknown key (a resource table has type, id, params, args, timeout, interval)")
 		ok = false
 	}
 	var r Resource
@@ -261,6 +266,20 @@ func tableResource(s *errSink, k string, m map[string]any) (Resource, bool) {
 			}
 			r.Args = append(r.Args, str)
 		}
+	}
+	for key, dst := range map[string]*Duration{"timeout": &r.Timeout, "interval": &r.Interval} {
+		v, present := m[key]
+		if !present {
+			continue
+		}
+		str, isStr := v.(string)
+		d, err := time.ParseDuration(str)
+		if !isStr || err != nil || d <= 0 {
+			s.add(k+"."+key, "must be a positive duration such as \"20s\" or \"500ms\"")
+			ok = false
+			continue
+		}
+		*dst = Duration(d)
 	}
 	if r.ID == "" {
 		r.ID = defaultID(r)

@@ -2,12 +2,15 @@ package control
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/membership"
@@ -45,6 +48,35 @@ func (c *Client) get(ctx context.Context, p string) (*http.Response, error) {
 		return nil, fmt.Errorf("control %s: %s", p, resp.Status)
 	}
 	return resp, nil
+}
+
+// Command sends an operator's command; the daemon returns once the cluster
+// committed it.
+func (c *Client) Command(ctx context.Context, cmd Command) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	body, err := json.Marshal(cmd)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://vigil/v1/command", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	text := strings.TrimSpace(string(msg))
+	if resp.StatusCode == http.StatusConflict {
+		return fmt.Errorf("%w: %s", ErrRefused, strings.TrimPrefix(text, ErrRefused.Error()+": "))
+	}
+	return errors.New(text)
 }
 
 // Status fetches the daemon's status.

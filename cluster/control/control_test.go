@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -88,6 +89,12 @@ type fakeBackend struct {
 }
 
 func (f *fakeBackend) Status() Status { return f.st }
+func (f *fakeBackend) Command(_ context.Context, c Command) error {
+	if c.Op != "move" {
+		return fmt.Errorf("%w: unknown command %q", ErrRefused, c.Op)
+	}
+	return nil
+}
 func (f *fakeBackend) Subscribe(int) (<-chan membership.Event, func()) {
 	return f.ch, func() {}
 }

@@ -21,6 +21,8 @@ import (
 type Backend interface {
 	Status() Status
 	Subscribe(buf int) (<-chan membership.Event, func())
+	// Command carries out an operator's command through the cluster.
+	Command(ctx context.Context, c Command) error
 }
 
 // Serve runs the control API on l (from Listen) until ctx ends, then
@@ -35,6 +37,22 @@ func Serve(ctx context.Context, l net.Listener, b Backend, log *slog.Logger) err
 		_ = json.NewEncoder(w).Encode(b.Status())
 	})
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) { streamEvents(w, r, b) })
+	mux.HandleFunc("POST /v1/command", func(w http.ResponseWriter, r *http.Request) {
+		var c Command
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&c); err != nil {
+			http.Error(w, "bad command: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := b.Command(r.Context(), c); err != nil {
+			code := http.StatusServiceUnavailable
+			if errors.Is(err, ErrRefused) {
+				code = http.StatusConflict
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	srv := &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx }, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(&credListener{Listener: l, uid: uint32(os.Geteuid()), log: log}) }()

@@ -6,6 +6,7 @@ package control
 import (
 	"time"
 
+	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
@@ -27,6 +28,32 @@ type Status struct {
 	Groups []lrm.GroupStatus `json:"groups"`
 	// Plugins are the plugin processes this daemon runs.
 	Plugins []host.Status `json:"plugins"`
+	// Core is the replicated cluster state as this node applied it.
+	Core *ClusterStatus `json:"core,omitempty"`
+}
+
+// Command is an operator's command.
+type Command struct {
+	Op      string `json:"op"` // move, unmove, standby, online, maintenance, ready, cleanup, node-add, node-remove
+	Group   string `json:"group,omitempty"`
+	Node    string `json:"node,omitempty"`
+	Address string `json:"address,omitempty"` // node-add: host:port of its raft listener
+}
+
+// ErrRefused is a command the cluster refused (unknown group or node, a
+// stale or forbidden change). Backends wrap it.
+var ErrRefused = fsm.ErrRefused
+
+// ClusterStatus is the Raft core as this node sees it.
+type ClusterStatus struct {
+	Leader     string     `json:"leader"`
+	RaftState  string     `json:"raft_state"`
+	Term       string     `json:"term"`
+	Applied    uint64     `json:"applied"`
+	Quorum     int        `json:"quorum"`
+	HoldsLease bool       `json:"holds_lease"`
+	Lease      string     `json:"lease,omitempty"` // time left
+	State      *fsm.State `json:"state"`
 }
 
 // Timing is the heartbeat timing in force.

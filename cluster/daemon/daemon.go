@@ -8,18 +8,25 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/cluster/consensus"
 	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/cluster/coord"
+	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
+	"github.com/vigil-ha/vigil/cluster/lease"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/cluster/placement"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/builtin"
 	"github.com/vigil-ha/vigil/plugins/host"
@@ -35,12 +42,15 @@ type Daemon struct {
 	engine      *heartbeat.Engine
 	tracker     *membership.Tracker
 	socket      string
-	plugins     *host.Host
+	plugins     *host.Host // nil on a witness
 	lrm         *lrm.Manager
+	fsm         *fsm.FSM
+	lease       *lease.Tracker
+	raft        *consensus.Node
+	coord       *coord.Coordinator
 }
 
-// opTimeout bounds each resource operation until per-resource timeouts
-// arrive with the Raft core.
+// opTimeout bounds each resource operation that sets no timeout of its own.
 const opTimeout = 20 * time.Second
 
 // New prepares a daemon: it opens every medium, so a missing device or a
@@ -75,20 +85,96 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		Warntime: ha.Warntime.D(), Deadtime: ha.Deadtime.D(), Initdead: ha.Initdead.D(),
 		Log: log.With("component", "membership"),
 	}, d.started)
+	d.fsm = fsm.New(log.With("component", "fsm"))
+	var configured []string
+	for _, n := range ha.Nodes {
+		configured = append(configured, n.Name)
+	}
+	d.lease = lease.New(lease.Options{
+		Self: cfg.Self.Name, Incarnation: inc, Lease: ha.Lease.D(), StopBudget: ha.Lease.D() / 4, Margin: ha.Keepalive.D(),
+		Voters: func() (v []string) {
+			d.fsm.Read(func(s *fsm.State) { v = s.NodeOrder })
+			if len(v) == 0 {
+				return configured
+			}
+			return v
+		},
+		Online: func(node string) (on bool) {
+			d.fsm.Read(func(s *fsm.State) { on = s.Nodes[node] != nil && s.Nodes[node].Online })
+			return on
+		},
+		Applied: d.fsm.Applied,
+	})
 	d.engine = heartbeat.NewEngine(heartbeat.EngineConfig{
 		Codec: codec, Node: cfg.Self.Name, Incarnation: inc, Keepalive: ha.Keepalive.D(),
-		Media: media, Observer: d.tracker, View: d.tracker.View, Log: log.With("component", "heartbeat"),
+		Media: media, Observer: observers{d.tracker, d.lease}, View: d.tracker.View, Decorate: d.lease.Decorate,
+		Log: log.With("component", "heartbeat"),
 	})
-	d.plugins, err = host.New(host.Options{
-		Builtin: builtin.Has, Dir: ha.PluginDir, Log: log.With("component", "plugin"),
-		OnRestart: func(_ plugins.Kind, name string) { d.lrm.PluginRestarted(context.Background(), name) },
+	if cfg.Self.Role != "witness" {
+		// Plugins inherit it: resources learn which node runs them.
+		os.Setenv("VIGIL_NODE", cfg.Self.Name)
+		d.plugins, err = host.New(host.Options{
+			Builtin: builtin.Has, Dir: ha.PluginDir, Log: log.With("component", "plugin"),
+			OnRestart: func(_ plugins.Kind, name string) { d.lrm.PluginRestarted(context.Background(), name) },
+		})
+		if err != nil {
+			closeMedia(media)
+			return nil, err
+		}
+		d.lrm = lrm.New(d.plugins, log.With("component", "lrm"), opTimeout)
+	}
+	var voters []consensus.Peer
+	for _, n := range ha.Nodes {
+		voters = append(voters, consensus.Peer{Name: n.Name, Address: raftAddr(n.Address, ha.Raft.Port)})
+	}
+	d.raft, err = consensus.Start(consensus.Options{
+		Cluster: ha.Cluster, Self: cfg.Self.Name, Bind: raftAddr(cfg.Self.Address, ha.Raft.Port),
+		Secret: cfg.Auth.Secret.Bytes(), DataDir: ha.Raft.DataDir, Peers: voters,
+		Timing: consensus.TimingFor(ha.Keepalive.D(), ha.Deadtime.D()), FSM: d.fsm,
+		Log: log.With("component", "raft"),
 	})
 	if err != nil {
+		closeMedia(media)
+		if d.plugins != nil {
+			d.plugins.Close()
+		}
 		return nil, err
 	}
-	d.lrm = lrm.New(d.plugins, log.With("component", "lrm"), opTimeout)
+	groups, nodes := coord.Specs(cfg)
+	d.coord = coord.New(coord.Options{
+		Self: cfg.Self.Name, Role: cfg.Self.Role, Keepalive: ha.Keepalive.D(), Deadtime: ha.Deadtime.D(),
+		Placement: placement.Options{AutoFailback: ha.AutoFailback, MigrationThreshold: *ha.MigrationThreshold},
+		Groups:    groups, Nodes: nodes, FSM: d.fsm, Raft: d.raft, Lease: d.lease, Members: d.tracker, LRM: d.lrm,
+		Log: log.With("component", "core"),
+	})
 	return d, nil
 }
+
+func raftAddr(ip string, port int) string {
+	return net.JoinHostPort(ip, strconv.Itoa(port))
+}
+
+func closeMedia(media []heartbeat.Medium) {
+	for _, m := range media {
+		m.Close()
+	}
+}
+
+// observers feeds accepted heartbeats to membership, then to the lease.
+type observers struct {
+	members *membership.Tracker
+	lease   *lease.Tracker
+}
+
+func (o observers) Heard(link string, m *heartbeat.Message, at time.Time) heartbeat.DropReason {
+	r := o.members.Heard(link, m, at)
+	if r == heartbeat.Accepted {
+		o.lease.Heard(m, at)
+	}
+	return r
+}
+
+func (o observers) Check(now time.Time) time.Time { return o.members.Check(now) }
 
 // Run runs the node until ctx ends. If any part fails, the others are
 // stopped and the error returned.
@@ -115,19 +201,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	run("control", func(ctx context.Context) error {
 		return control.Serve(ctx, l, d, d.log.With("component", "control"))
 	})
-	// Probe what already runs here (read-only) so status shows it; which
-	// groups this node runs is the cluster core's decision.
-	run("probe", func(ctx context.Context) error {
-		for _, g := range d.cfg.Resources.Groups {
-			d.lrm.Probe(ctx, g)
-		}
-		return nil
-	})
+	run("core", d.coord.Run)
 	d.log.Info("vigil daemon started", "cluster", d.cfg.HA.Cluster, "node", d.cfg.Self.Name, "incarnation", d.incarnation,
 		"keepalive", d.cfg.HA.Keepalive.String(), "deadtime", d.cfg.HA.Deadtime.String(), "socket", d.socket)
 	<-ctx.Done()
 	wg.Wait()
-	d.plugins.Close()
+	if err := d.raft.Close(); err != nil {
+		d.log.Warn("raft shutdown", "err", err)
+	}
+	if d.plugins != nil {
+		d.plugins.Close()
+	}
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -143,7 +227,10 @@ func (d *Daemon) Status() control.Status {
 		Started: d.started, Now: time.Now(),
 		Timing: control.Timing{Keepalive: ha.Keepalive.String(), Warntime: ha.Warntime.String(), Deadtime: ha.Deadtime.String(), Initdead: ha.Initdead.String()},
 		Links:  d.engine.Counters(),
-		Groups: d.lrm.Status(), Plugins: d.plugins.Status(),
+		Core:   d.clusterStatus(),
+	}
+	if d.lrm != nil {
+		s.Groups, s.Plugins = d.lrm.Status(), d.plugins.Status()
 	}
 	peers := map[string]membership.PeerStatus{}
 	for _, p := range d.tracker.Peers() {
@@ -260,4 +347,53 @@ func openMedia(cfg *config.Config) (media []heartbeat.Medium, err error) {
 		}
 	}
 	return media, nil
+}
+
+// clusterStatus is the replicated state and this node's part in it.
+func (d *Daemon) clusterStatus() *control.ClusterStatus {
+	now := time.Now()
+	st := d.fsm.View()
+	stats := d.raft.Stats()
+	cs := &control.ClusterStatus{
+		Leader: d.raft.Leader(), RaftState: d.raft.State(), Term: stats["term"], Applied: d.fsm.Applied(),
+		Quorum: st.Quorum(), State: st,
+	}
+	if exp := d.lease.Expiry(now); !exp.IsZero() {
+		cs.Lease = exp.Sub(now).Round(time.Millisecond).String()
+	}
+	cs.HoldsLease = d.lease.Holds(now)
+	return cs
+}
+
+// Command implements control.Backend.
+func (d *Daemon) Command(ctx context.Context, c control.Command) error {
+	yes, no := true, false
+	apply := func(typ string, cmd any) error {
+		b, err := fsm.Encode(typ, cmd)
+		if err != nil {
+			return err
+		}
+		return d.raft.Apply(ctx, b)
+	}
+	switch c.Op {
+	case "move":
+		return apply(fsm.TypeMove, fsm.Move{Group: c.Group, Node: c.Node})
+	case "unmove":
+		return apply(fsm.TypeMove, fsm.Move{Group: c.Group})
+	case "standby":
+		return apply(fsm.TypeNodeState, fsm.NodeState{Node: c.Node, Standby: &yes})
+	case "online":
+		return apply(fsm.TypeNodeState, fsm.NodeState{Node: c.Node, Standby: &no})
+	case "maintenance":
+		return apply(fsm.TypeNodeState, fsm.NodeState{Node: c.Node, Maintenance: &yes})
+	case "ready":
+		return apply(fsm.TypeNodeState, fsm.NodeState{Node: c.Node, Maintenance: &no})
+	case "cleanup":
+		return apply(fsm.TypeCleanup, fsm.Cleanup{Group: c.Group, Node: c.Node})
+	case "node-add":
+		return d.coord.AddNode(ctx, c.Node, c.Address)
+	case "node-remove":
+		return d.coord.RemoveNode(ctx, c.Node)
+	}
+	return fmt.Errorf("%w: unknown command %q", control.ErrRefused, c.Op)
 }

@@ -47,6 +47,8 @@ func (s *State) Apply(index uint64, at time.Time, data []byte) error {
 		err = decodeAnd(env.Data, func(c *Cleanup) error { return s.cleanup(index, c) })
 	case TypeNodeRemove:
 		err = decodeAnd(env.Data, func(c *NodeRemove) error { return s.nodeRemove(c) })
+	case TypeNodeAdd:
+		err = decodeAnd(env.Data, func(c *NodeAdd) error { return s.nodeAdd(c) })
 	}
 	return err
 }
@@ -266,6 +268,22 @@ func (s *State) cleanup(index uint64, c *Cleanup) error {
 		return f.Group == c.Group && (c.Node == "" || f.Node == c.Node)
 	})
 	g.CleanupIndex = index
+	return nil
+}
+
+func (s *State) nodeAdd(c *NodeAdd) error {
+	if c.Node == "" {
+		return refused("node name required")
+	}
+	if c.Role != "member" && c.Role != "witness" {
+		return refused("role %q is not member or witness", c.Role)
+	}
+	if n := s.Nodes[c.Node]; n != nil {
+		n.Role = c.Role
+		return nil
+	}
+	s.Nodes[c.Node] = &Node{Name: c.Node, Role: c.Role}
+	s.NodeOrder = append(s.NodeOrder, c.Node)
 	return nil
 }
 

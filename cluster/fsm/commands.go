@@ -25,13 +25,14 @@ const (
 	TypeMove       = "move"
 	TypeCleanup    = "cleanup"
 	TypeNodeRemove = "node-remove"
+	TypeNodeAdd    = "node-add"
 )
 
 // versions lists the newest version of each command type this build
 // applies.
 var versions = map[string]int{
 	TypeNodeState: 1, TypeSetGroups: 1, TypeAssign: 1, TypeReport: 1,
-	TypeClaim: 1, TypeMove: 1, TypeCleanup: 1, TypeNodeRemove: 1,
+	TypeClaim: 1, TypeMove: 1, TypeCleanup: 1, TypeNodeRemove: 1, TypeNodeAdd: 1,
 }
 
 // Envelope is one log entry.
@@ -105,8 +106,8 @@ type Report struct {
 	Reason   string `json:"reason,omitempty"`
 	// Fail counts a failure of Resource on Node: Fatal makes it reach the
 	// migration threshold at once (a failed start, as in Pacemaker).
-	Fail  bool `json:"fail,omitempty"`
-	Fatal bool `json:"fatal,omitempty"`
+	Fail  bool  `json:"fail,omitempty"`
+	Fatal bool  `json:"fatal,omitempty"`
 	At    int64 `json:"at"` // unix nanoseconds, the reporter's clock
 }
 
@@ -132,6 +133,12 @@ type Move struct {
 type Cleanup struct {
 	Group string `json:"group"`
 	Node  string `json:"node,omitempty"`
+}
+
+// NodeAdd adds a node (after `vigil node add`), offline until heard.
+type NodeAdd struct {
+	Node string `json:"node"`
+	Role string `json:"role"`
 }
 
 // NodeRemove forgets a node (after `vigil node remove`).

@@ -27,6 +27,7 @@ const (
 	Failed  = "failed"
 	Unknown = "unknown"
 	Blocked = "blocked" // a stop failed: the group may still run here
+	Partial = "partial" // a probe found some of its resources running
 )
 
 // ResourceStatus is one resource as this node last saw it.
@@ -96,9 +97,32 @@ func (m *Manager) group(g config.Group) (*group, error) {
 }
 
 func (m *Manager) instance(g *group, i int, interval time.Duration) *pb.Instance {
-	b := g.bindings[i]
-	return &pb.Instance{Id: g.cfg.Resources[i].ID, Type: b.Agent, Params: b.Params, Args: b.Args,
-		TimeoutMs: m.timeout.Milliseconds(), IntervalMs: interval.Milliseconds()}
+	b, r := g.bindings[i], g.cfg.Resources[i]
+	timeout := m.timeout
+	if r.Timeout > 0 {
+		timeout = r.Timeout.D()
+	}
+	return &pb.Instance{Id: r.ID, Type: b.Agent, Params: b.Params, Args: b.Args,
+		TimeoutMs: timeout.Milliseconds(), IntervalMs: interval.Milliseconds()}
+}
+
+// OpError is a failed operation on one resource of a group.
+type OpError struct {
+	Group, Resource, Op string
+	Result, Reason      string
+}
+
+func (e *OpError) Error() string {
+	return fmt.Sprintf("group %s: %s %s: %s: %s", e.Group, e.Op, e.Resource, e.Result, e.Reason)
+}
+
+// FailedOp returns the first failed operation in err, if any.
+func FailedOp(err error) *OpError {
+	var oe *OpError
+	if errors.As(err, &oe) {
+		return oe
+	}
+	return nil
 }
 
 // op runs one operation on resource i of g and records it.
@@ -138,10 +162,10 @@ func (m *Manager) op(ctx context.Context, g *group, i int, name string) (pb.Code
 		level = slog.LevelError
 	}
 	m.log.Log(ctx, level, "resource "+name, "group", g.cfg.Name, "resource", st.ID, "result", st.Result, "reason", st.Reason)
-	if err == nil && code != pb.Code_SUCCESS && !(name == "monitor" && code == pb.Code_NOT_RUNNING) {
-		err = fmt.Errorf("%s %s: %s: %s", name, st.ID, code, res.Reason)
+	if err != nil || (code != pb.Code_SUCCESS && !(name == "monitor" && code == pb.Code_NOT_RUNNING)) {
+		return code, &OpError{Group: g.cfg.Name, Resource: st.ID, Op: name, Result: st.Result, Reason: st.Reason}
 	}
-	return code, err
+	return code, nil
 }
 
 func (g *group) set(wanted bool, state string) {
@@ -172,7 +196,7 @@ func (m *Manager) Start(ctx context.Context, cfg config.Group) error {
 				state = Blocked
 			}
 			g.set(true, state)
-			return errors.Join(fmt.Errorf("group %s: %w", cfg.Name, err), serr)
+			return errors.Join(err, serr)
 		}
 	}
 	g.set(true, Running)
@@ -211,6 +235,56 @@ func (m *Manager) stopAll(ctx context.Context, g *group) error {
 	return nil
 }
 
+// Monitor checks every resource of a running group, left to right, and
+// returns the first failure (a resource found stopped counts: it should
+// run). The caller decides the recovery.
+func (m *Manager) Monitor(ctx context.Context, cfg config.Group) error {
+	g, err := m.group(cfg)
+	if err != nil {
+		return err
+	}
+	g.ops.Lock()
+	defer g.ops.Unlock()
+	for i := range g.bindings {
+		code, err := m.op(ctx, g, i, "monitor")
+		if err == nil && code == pb.Code_NOT_RUNNING {
+			r := g.res[i]
+			err = &OpError{Group: cfg.Name, Resource: r.ID, Op: "monitor", Result: code.String(), Reason: "not running"}
+			g.mu.Lock()
+			g.res[i].State = Failed
+			g.mu.Unlock()
+		}
+		if err != nil {
+			return err // the group stays "running" until the caller stops it
+		}
+	}
+	return nil
+}
+
+// Active reports whether a group in local state s may have resources
+// running.
+func Active(s string) bool {
+	switch s {
+	case Running, Partial, Blocked, "starting", "stopping":
+		return true
+	}
+	return false
+}
+
+// State returns the group's state on this node (Unknown before any
+// operation).
+func (m *Manager) State(name string) string {
+	m.mu.Lock()
+	g := m.groups[name]
+	m.mu.Unlock()
+	if g == nil {
+		return Unknown
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.state
+}
+
 // Probe monitors every resource of cfg once, without changing anything,
 // so that status shows what already runs here.
 func (m *Manager) Probe(ctx context.Context, cfg config.Group) {
@@ -229,11 +303,12 @@ func (m *Manager) Probe(ctx context.Context, cfg config.Group) {
 	}
 	g.mu.Lock()
 	switch {
-	case g.wanted:
+	case running == len(g.bindings) && g.wanted:
+		g.state = Running
 	case running == 0:
 		g.state = Stopped
 	default:
-		g.state = "partial"
+		g.state = Partial
 	}
 	g.mu.Unlock()
 }

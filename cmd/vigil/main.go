@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/BurntSushi/toml"
@@ -37,10 +38,17 @@ const (
 const usage = `Usage: vigil COMMAND [options]
 
 Commands:
-  daemon          run the cluster daemon on this node
-  status          show the cluster, its nodes and heartbeat links (crm_mon-like)
-  config check    validate the configuration in a directory
-  version         print the version
+  daemon                run the cluster daemon on this node
+  witness               run the daemon of a witness node (votes, runs no resources)
+  status                show the cluster, its nodes and heartbeat links (crm_mon-like)
+  move GROUP NODE       move a group to a node and keep it there (unmove GROUP: let placement decide again)
+  standby NODE          move every group off a node and keep them off (online NODE: undo)
+  maintenance NODE      stop managing a node's resources (ready NODE: undo)
+  cleanup GROUP [NODE]  forget a group's failures (on NODE, or everywhere) so it may run there again
+  node add NAME HOST:PORT / node remove NAME
+                        change the Raft voters (run on the leader)
+  config check          validate the configuration in a directory
+  version               print the version
 
 Run 'vigil COMMAND -h' for a command's options.
 `
@@ -56,7 +64,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "daemon":
-		return cmdDaemon(args[1:], stderr)
+		return cmdDaemon(args[1:], stderr, false)
+	case "witness":
+		return cmdDaemon(args[1:], stderr, true)
+	case "move", "unmove", "standby", "online", "maintenance", "ready", "cleanup", "node":
+		return cmdCommand(args[0], args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
 	case "config":
@@ -122,8 +134,12 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func cmdDaemon(args []string, stderr io.Writer) int {
-	fs := newFlags("daemon", stderr)
+func cmdDaemon(args []string, stderr io.Writer, witness bool) int {
+	name := "daemon"
+	if witness {
+		name = "witness"
+	}
+	fs := newFlags(name, stderr)
 	dir := fs.String("c", config.DefaultDir, "configuration directory")
 	node := fs.String("node", "", "this node's name (default: ha.toml's node, else the hostname)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -140,6 +156,10 @@ func cmdDaemon(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		fmt.Fprintln(stderr, "vigil daemon: configuration error, not started")
+		return exitError
+	}
+	if witness && cfg.Self.Role != "witness" {
+		fmt.Fprintf(stderr, "vigil witness: node %q has role %q in ha.toml; give it role = \"witness\" or run 'vigil daemon'\n", cfg.Self.Name, cfg.Self.Role)
 		return exitError
 	}
 	for _, w := range cfg.Warnings {
@@ -201,6 +221,70 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	control.Render(stdout, st)
+	return exitOK
+}
+
+// cmdCommand sends an operator command to the local daemon, which commits
+// it through the cluster.
+func cmdCommand(op string, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags(op, stderr)
+	dir := fs.String("c", config.DefaultDir, "configuration directory (to find the control socket)")
+	socket := fs.String("s", "", "control socket")
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	a := fs.Args()
+	var cmd control.Command
+	bad := func(u string) int {
+		fmt.Fprintf(stderr, "usage: vigil %s\n", u)
+		return exitError
+	}
+	switch op {
+	case "move":
+		if len(a) != 2 {
+			return bad("move GROUP NODE")
+		}
+		cmd = control.Command{Op: op, Group: a[0], Node: a[1]}
+	case "unmove":
+		if len(a) != 1 {
+			return bad("unmove GROUP")
+		}
+		cmd = control.Command{Op: op, Group: a[0]}
+	case "standby", "online", "maintenance", "ready":
+		if len(a) != 1 {
+			return bad(op + " NODE")
+		}
+		cmd = control.Command{Op: op, Node: a[0]}
+	case "cleanup":
+		if len(a) < 1 || len(a) > 2 {
+			return bad("cleanup GROUP [NODE]")
+		}
+		cmd = control.Command{Op: op, Group: a[0]}
+		if len(a) == 2 {
+			cmd.Node = a[1]
+		}
+	case "node":
+		switch {
+		case len(a) == 3 && a[0] == "add":
+			cmd = control.Command{Op: "node-add", Node: a[1], Address: a[2]}
+		case len(a) == 2 && a[0] == "remove":
+			cmd = control.Command{Op: "node-remove", Node: a[1]}
+		default:
+			return bad("node add NAME HOST:PORT | node remove NAME")
+		}
+	}
+	path := *socket
+	if path == "" {
+		path = socketFromConfig(*dir)
+	}
+	if err := control.NewClient(path).Command(context.Background(), cmd); err != nil {
+		fmt.Fprintf(stderr, "vigil %s: %v\n", op, err)
+		if errors.Is(err, control.ErrUnreachable) {
+			return exitUnreachable
+		}
+		return exitError
+	}
+	fmt.Fprintf(stdout, "vigil %s: done\n", strings.Join(append([]string{op}, a...), " "))
 	return exitOK
 }
 

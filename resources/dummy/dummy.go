@@ -10,6 +10,10 @@
 //	       (default: the state file + ".log")
 //	delay  how long start and stop take ("2s"); honours the deadline
 //	fail   operations that fail with a generic error ("start,monitor")
+//
+// "{node}" in state and log becomes the name of the node running the
+// plugin ($VIGIL_NODE), so that one group definition, shared by every node,
+// gives each node its own files (the lab's nodes share one file system).
 package dummy
 
 import (
@@ -35,7 +39,8 @@ type params struct {
 }
 
 func parse(in *pb.Instance) (params, error) {
-	p := params{state: in.GetParams()["state"], log: in.GetParams()["log"], fail: map[string]bool{}}
+	node := strings.NewReplacer("{node}", os.Getenv("VIGIL_NODE"))
+	p := params{state: node.Replace(in.GetParams()["state"]), log: node.Replace(in.GetParams()["log"]), fail: map[string]bool{}}
 	for k := range in.GetParams() {
 		switch k {
 		case "state", "log", "delay", "fail":

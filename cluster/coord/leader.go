@@ -1,0 +1,258 @@
+// Package coord ties the cluster core together on one node: as Raft
+// leader it turns membership into node states and runs placement; on
+// every member it drives the local resource manager towards what the
+// replicated state assigns, under the node's lease.
+package coord
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/cluster/consensus"
+	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/lease"
+	"github.com/vigil-ha/vigil/cluster/lrm"
+	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/cluster/placement"
+)
+
+// Options configures a Coordinator.
+type Options struct {
+	Self      string
+	Role      string
+	Keepalive time.Duration
+	Deadtime  time.Duration
+	Placement placement.Options
+	Groups    []fsm.GroupSpec
+	Nodes     []fsm.NodeSpec
+	FSM       *fsm.FSM
+	Raft      *consensus.Node
+	Lease     *lease.Tracker
+	Members   *membership.Tracker
+	LRM       *lrm.Manager // nil on a witness
+	Log       *slog.Logger
+}
+
+// Coordinator is the cluster core of one node.
+type Coordinator struct {
+	opt     Options
+	log     *slog.Logger
+	version string
+}
+
+// New returns a coordinator.
+func New(opt Options) *Coordinator {
+	return &Coordinator{opt: opt, log: opt.Log, version: GroupsVersion(opt.Groups, opt.Nodes)}
+}
+
+// GroupsVersion is a digest of the configured groups and nodes: the leader
+// replaces the replicated definitions when its own differ.
+func GroupsVersion(groups []fsm.GroupSpec, nodes []fsm.NodeSpec) string {
+	b, _ := json.Marshal(struct {
+		G []fsm.GroupSpec
+		N []fsm.NodeSpec
+	}{groups, nodes})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// Specs converts the configuration into replicated definitions.
+func Specs(cfg *config.Config) ([]fsm.GroupSpec, []fsm.NodeSpec) {
+	var gs []fsm.GroupSpec
+	for _, g := range cfg.Resources.Groups {
+		gs = append(gs, fsm.GroupSpec{Name: g.Name, Preferred: g.Node, Resources: g.Resources})
+	}
+	var ns []fsm.NodeSpec
+	for _, n := range cfg.HA.Nodes {
+		ns = append(ns, fsm.NodeSpec{Name: n.Name, Role: n.Role})
+	}
+	return gs, ns
+}
+
+// Run runs the node's part until ctx ends.
+func (c *Coordinator) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	if c.opt.LRM != nil {
+		go func() {
+			defer close(done)
+			c.runLocal(ctx)
+		}()
+	} else {
+		close(done)
+	}
+	c.runLeader(ctx)
+	<-done
+	return nil
+}
+
+// apply commits one command with a bounded wait.
+func (c *Coordinator) apply(ctx context.Context, typ string, cmd any) error {
+	b, err := fsm.Encode(typ, cmd)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, max(time.Second, 4*c.opt.Deadtime))
+	defer cancel()
+	return c.opt.Raft.Apply(ctx, b)
+}
+
+// runLeader does the leader's work whenever this node leads: on every
+// membership event, replicated change, and at least every deadtime.
+func (c *Coordinator) runLeader(ctx context.Context) {
+	events, unsub := c.opt.Members.Subscribe(64)
+	defer unsub()
+	tick := time.NewTicker(max(c.opt.Deadtime, 50*time.Millisecond))
+	defer tick.Stop()
+	leading := false
+	var lastTransfer time.Time
+	for {
+		changed := c.opt.FSM.Changed()
+		if c.opt.Raft.IsLeader() {
+			if !leading {
+				// Decide only on everything committed before us.
+				if err := c.opt.Raft.Barrier(max(time.Second, 4*c.opt.Deadtime)); err != nil {
+					c.log.Warn("new leader: barrier failed", "err", err)
+				} else {
+					leading = true
+					c.log.Info("leading the cluster")
+				}
+			}
+			if leading {
+				c.lead(ctx)
+				if time.Since(lastTransfer) > 5*c.opt.Deadtime+time.Second && c.handOver() {
+					lastTransfer = time.Now()
+				}
+			}
+		} else if leading {
+			leading = false
+			c.log.Info("no longer leading")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-events:
+		case <-changed:
+		case <-c.opt.Raft.LeaderCh():
+		case <-tick.C:
+		}
+	}
+}
+
+// lead brings the replicated state in line with what the leader sees.
+func (c *Coordinator) lead(ctx context.Context) {
+	st := c.opt.FSM.View()
+	if st.GroupsVersion != c.version {
+		if err := c.apply(ctx, fsm.TypeSetGroups, fsm.SetGroups{Version: c.version, Groups: c.opt.Groups, Nodes: c.opt.Nodes}); err != nil {
+			c.log.Error("cannot replicate group definitions", "err", err)
+			return
+		}
+		st = c.opt.FSM.View()
+	}
+	peers := map[string]membership.PeerStatus{}
+	for _, p := range c.opt.Members.Peers() {
+		peers[p.Node] = p
+	}
+	for _, name := range st.NodeOrder {
+		n := st.Nodes[name]
+		online, reason := n.Online, ""
+		switch p, known := peers[name]; {
+		case name == c.opt.Self:
+			online, reason = true, "leader"
+		case !known:
+			continue // added with `vigil node add`, not heard of yet
+		case p.State == "up":
+			online, reason = true, "heartbeats resumed"
+		case p.State == "dead":
+			online, reason = false, "silent on every link for deadtime"
+		}
+		if online != n.Online {
+			if err := c.apply(ctx, fsm.TypeNodeState, fsm.NodeState{Node: name, Online: &online, Reason: reason}); err != nil {
+				c.log.Error("cannot record node state", "node", name, "err", err)
+				return
+			}
+			c.log.Info("node state", "node", name, "online", online, "reason", reason)
+		}
+	}
+	st = c.opt.FSM.View()
+	changes := placement.Decide(st, c.opt.Placement)
+	if len(changes) == 0 {
+		return
+	}
+	if err := c.apply(ctx, fsm.TypeAssign, fsm.Assign{Changes: changes}); err != nil {
+		c.log.Error("cannot commit placement", "err", err)
+		return
+	}
+	for _, ch := range changes {
+		c.log.Info("placement", "group", ch.Group, "from", ch.From, "to", ch.To, "reason", ch.Reason)
+	}
+}
+
+// handOver passes leadership to an online witness when this node may run
+// resources: when a director dies, the survivor then needs no election
+// before it takes over. It reports whether it tried.
+func (c *Coordinator) handOver() bool {
+	if c.opt.Role == "witness" {
+		return false
+	}
+	st := c.opt.FSM.View()
+	voters, err := c.opt.Raft.Voters()
+	if err != nil {
+		return false
+	}
+	for _, v := range voters {
+		n := st.Nodes[v.Name]
+		if n == nil || n.Role != "witness" || !n.Online {
+			continue
+		}
+		c.log.Info("handing raft leadership to the witness", "witness", v.Name)
+		if err := c.opt.Raft.TransferLeadership(v.Name, v.Address); err != nil && !errors.Is(err, context.Canceled) {
+			c.log.Warn("leadership transfer failed", "witness", v.Name, "err", err)
+		}
+		return true
+	}
+	return false
+}
+
+// AddNode adds a voter (a member) to Raft and the replicated state. Raft
+// changes its membership only on the leader.
+func (c *Coordinator) AddNode(ctx context.Context, name, addr string) error {
+	if !c.opt.Raft.IsLeader() {
+		return fmt.Errorf("%w: membership changes run on the leader: run this on %q", fsm.ErrRefused, c.opt.Raft.Leader())
+	}
+	if name == "" || addr == "" {
+		return fmt.Errorf("%w: node add needs a name and the raft address host:port", fsm.ErrRefused)
+	}
+	if err := c.apply(ctx, fsm.TypeNodeAdd, fsm.NodeAdd{Node: name, Role: "member"}); err != nil {
+		return err
+	}
+	if err := c.opt.Raft.AddVoter(consensus.Peer{Name: name, Address: addr}, 10*time.Second); err != nil {
+		return fmt.Errorf("raft add voter %s: %w", name, err)
+	}
+	c.log.Info("node added", "node", name, "raft", addr)
+	return nil
+}
+
+// RemoveNode removes a node that owns no group from Raft and the state.
+func (c *Coordinator) RemoveNode(ctx context.Context, name string) error {
+	if !c.opt.Raft.IsLeader() {
+		return fmt.Errorf("%w: membership changes run on the leader: run this on %q", fsm.ErrRefused, c.opt.Raft.Leader())
+	}
+	if name == c.opt.Self {
+		return fmt.Errorf("%w: the leader cannot remove itself; run this on another node after moving leadership", fsm.ErrRefused)
+	}
+	if err := c.apply(ctx, fsm.TypeNodeRemove, fsm.NodeRemove{Node: name}); err != nil {
+		return err
+	}
+	if err := c.opt.Raft.RemoveServer(name, 10*time.Second); err != nil {
+		return fmt.Errorf("raft remove %s: %w", name, err)
+	}
+	c.log.Info("node removed", "node", name)
+	return nil
+}

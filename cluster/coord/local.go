@@ -1,0 +1,348 @@
+package coord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/lrm"
+)
+
+// defaultInterval is the recurring monitor period of a resource that sets
+// none.
+const defaultInterval = 10 * time.Second
+
+// runLocal keeps one worker per replicated group.
+func (c *Coordinator) runLocal(ctx context.Context) {
+	workers := map[string]*worker{}
+	done := make(chan string)
+	defer func() {
+		for range workers {
+			<-done
+		}
+	}()
+	// Probe first, so that the first reports say what already runs here.
+	for _, g := range c.opt.Groups {
+		c.opt.LRM.Probe(ctx, toConfig(g))
+	}
+	tick := time.NewTicker(c.opt.Keepalive)
+	defer tick.Stop()
+	for {
+		changed := c.opt.FSM.Changed()
+		var names []string
+		c.opt.FSM.Read(func(s *fsm.State) { names = slices.Clone(s.GroupOrder) })
+		for _, g := range c.opt.Groups {
+			if !slices.Contains(names, g.Name) {
+				names = append(names, g.Name) // configured here, not yet replicated
+			}
+		}
+		for _, name := range names {
+			w := workers[name]
+			if w == nil {
+				w = &worker{c: c, name: name, kick: make(chan struct{}, 1), reports: make(chan fsm.Report, 64)}
+				workers[name] = w
+				go func() {
+					w.run(ctx)
+					done <- name
+				}()
+			}
+			w.poke()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+			// The lease is renewed by heartbeats, not by the log: look
+			// again every keepalive so that a regained lease is used.
+		}
+	}
+}
+
+func toConfig(g fsm.GroupSpec) config.Group {
+	return config.Group{Name: g.Name, Node: g.Preferred, Resources: g.Resources}
+}
+
+// worker drives one group on this node.
+type worker struct {
+	c       *Coordinator
+	name    string
+	kick    chan struct{}
+	reports chan fsm.Report
+
+	spec        fsm.GroupSpec
+	haveSpec    bool
+	nextMonitor time.Time
+	cleanup     uint64
+	reported    string // last state reported
+}
+
+func (w *worker) poke() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) run(ctx context.Context) {
+	rctx, cancel := context.WithCancel(ctx)
+	repDone := make(chan struct{})
+	go func() {
+		defer close(repDone)
+		w.reporter(rctx)
+	}()
+	defer func() {
+		cancel()
+		<-repDone
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := w.step(ctx)
+		timer.Reset(max(time.Millisecond, time.Until(next)))
+		select {
+		case <-ctx.Done():
+			// The daemon is stopping: a graceful stop releases what runs
+			// here, as heartbeat's shutdown does, so the peer takes over.
+			if w.haveSpec && lrm.Active(w.c.opt.LRM.State(w.name)) {
+				sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+				err := w.c.opt.LRM.Stop(sctx, toConfig(w.spec))
+				scancel()
+				w.c.log.Info("stopped group on shutdown", "group", w.name, "err", err)
+			}
+			return
+		case <-w.kick:
+		case <-timer.C:
+		}
+	}
+}
+
+// view is what one step needs from the replicated state.
+type view struct {
+	exists       bool
+	spec         fsm.GroupSpec
+	owner        string
+	assignIndex  uint64
+	cleanupIndex uint64
+	maintenance  bool
+	failcount    int
+	busyOnline   string            // an online node that may run the group
+	offline      map[string]uint64 // offline nodes that may run it → DownIndex
+}
+
+func (w *worker) view() view {
+	var v view
+	self := w.c.opt.Self
+	w.c.opt.FSM.Read(func(s *fsm.State) {
+		g := s.Groups[w.name]
+		if g == nil {
+			return
+		}
+		v.exists, v.spec, v.owner, v.assignIndex, v.cleanupIndex = true, g.GroupSpec, g.Owner, g.AssignIndex, g.CleanupIndex
+		if n := s.Nodes[self]; n != nil {
+			v.maintenance = n.Maintenance
+		}
+		v.failcount = s.Failcount(w.name, self)
+		v.busyOnline = s.RunningElsewhere(w.name, self)
+		for name, r := range g.Reports {
+			if n := s.Nodes[name]; name != self && fsm.Active(r.State) && n != nil && !n.Online {
+				if v.offline == nil {
+					v.offline = map[string]uint64{}
+				}
+				v.offline[name] = n.DownIndex
+			}
+		}
+	})
+	return v
+}
+
+// step does at most one transition and returns when to look again.
+func (w *worker) step(ctx context.Context) time.Time {
+	now := time.Now()
+	later := now.Add(time.Hour)
+	v := w.view()
+	if !v.exists {
+		if !w.haveSpec {
+			for _, g := range w.c.opt.Groups {
+				if g.Name == w.name {
+					w.spec, w.haveSpec = g, true
+				}
+			}
+		}
+	} else {
+		w.spec, w.haveSpec = v.spec, true
+	}
+	if !w.haveSpec || v.maintenance {
+		return later
+	}
+	cfg := toConfig(w.spec)
+	lr := w.c.opt.LRM
+	local := lr.State(w.name)
+	if v.cleanupIndex > w.cleanup {
+		// `vigil cleanup`: forget what we knew and look again.
+		w.cleanup = v.cleanupIndex
+		lr.Probe(ctx, cfg)
+		w.reported = ""
+		local = lr.State(w.name)
+	}
+	holdUntil := w.c.opt.Lease.HoldUntil(now)
+	holds := now.Before(holdUntil)
+	want := v.exists && v.owner == w.c.opt.Self
+	switch {
+	case local == lrm.Blocked:
+		w.report(fsm.Report{State: lrm.Blocked, Op: "stop", Reason: "a stop failed: the group may still run here"})
+		return later
+
+	case lrm.Active(local) && (!want || !holds):
+		reason := fmt.Sprintf("assigned to %q", v.owner)
+		if want {
+			reason = "lease lost: no quorum confirms this node"
+		}
+		w.c.log.Info("stopping group", "group", w.name, "reason", reason)
+		w.report(fsm.Report{State: "stopping", Op: "stop", Reason: reason})
+		if err := lr.Stop(ctx, cfg); err != nil {
+			w.reportOp(lrm.Blocked, err, false)
+			return later
+		}
+		w.report(fsm.Report{State: lrm.Stopped, Op: "stop", Result: "OK", Reason: reason})
+		return now
+
+	case want && !holds:
+		if local != lrm.Stopped && local != lrm.Failed {
+			w.report(fsm.Report{State: lrm.Stopped, Reason: "waiting for a lease"})
+		}
+		return now.Add(w.c.opt.Keepalive)
+
+	case want && !lrm.Active(local):
+		if th := w.c.opt.Placement.MigrationThreshold; th > 0 && v.failcount >= th {
+			return later // placement moves it
+		}
+		if v.busyOnline != "" {
+			return later // wait for its stop report
+		}
+		for node, down := range v.offline {
+			at, ok := w.c.opt.Lease.ReleasedAt(node, down)
+			if !ok {
+				return now.Add(w.c.opt.Keepalive)
+			}
+			if at.After(now) {
+				w.c.log.Info("waiting for the old owner's lease to run out", "group", w.name, "node", node, "wait", at.Sub(now).Round(time.Millisecond))
+				return at
+			}
+		}
+		if err := w.c.apply(ctx, fsm.TypeClaim, fsm.Claim{Node: w.c.opt.Self, Group: w.name, AssignIndex: v.assignIndex}); err != nil {
+			if !errors.Is(err, fsm.ErrRefused) {
+				w.c.log.Warn("claim failed", "group", w.name, "err", err)
+			}
+			return now.Add(w.c.opt.Keepalive)
+		}
+		w.reported = "starting"
+		if err := lr.Start(ctx, cfg); err != nil {
+			state := lrm.Failed
+			if lr.State(w.name) == lrm.Blocked {
+				state = lrm.Blocked
+			}
+			w.reportOp(state, err, true)
+			return now
+		}
+		w.report(fsm.Report{State: lrm.Running, Op: "start", Result: "OK"})
+		w.nextMonitor = time.Now().Add(w.interval())
+		return w.nextMonitor
+
+	case want && local == lrm.Running:
+		if w.reported != lrm.Running {
+			w.report(fsm.Report{State: lrm.Running, Op: "probe", Result: "OK"})
+			w.nextMonitor = now.Add(w.interval())
+		}
+		if !now.Before(w.nextMonitor) {
+			if err := lr.Monitor(ctx, cfg); err != nil {
+				// Recover in place: count the failure, stop the group;
+				// the next step starts it again here, or placement moves
+				// it once the threshold is reached.
+				w.reportOp(lrm.Failed, err, false)
+				if serr := lr.Stop(ctx, cfg); serr != nil {
+					w.reportOp(lrm.Blocked, serr, false)
+					return later
+				}
+				w.report(fsm.Report{State: lrm.Stopped, Op: "stop", Result: "OK", Reason: "recovering from a monitor failure"})
+				return now
+			}
+			w.nextMonitor = now.Add(w.interval())
+		}
+		return earliest(w.nextMonitor, holdUntil)
+
+	case !want && local == lrm.Unknown:
+		return later
+
+	case !want && w.reported == "":
+		w.report(fsm.Report{State: local, Op: "probe"})
+	}
+	return later
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// interval is the shortest recurring monitor period of the group.
+func (w *worker) interval() time.Duration {
+	d := defaultInterval
+	for _, r := range w.spec.Resources {
+		if r.Interval > 0 {
+			d = min(d, r.Interval.D())
+		}
+	}
+	return d
+}
+
+// reportOp reports a failed operation; fatal failures (a start) make this
+// node ineligible for the group until cleanup.
+func (w *worker) reportOp(state string, err error, fatal bool) {
+	r := fsm.Report{State: state, Reason: err.Error(), Fail: true, Fatal: fatal}
+	if oe := lrm.FailedOp(err); oe != nil {
+		r.Op, r.Resource, r.Result, r.Reason = oe.Op, oe.Resource, oe.Result, oe.Reason
+	}
+	w.c.log.Error("group operation failed", "group", w.name, "state", state, "err", err)
+	w.report(r)
+}
+
+// report queues a report; the reporter commits them in order, retrying
+// while there is no quorum.
+func (w *worker) report(r fsm.Report) {
+	r.Node, r.Group, r.At = w.c.opt.Self, w.name, time.Now().UnixNano()
+	w.reported = r.State
+	select {
+	case w.reports <- r:
+	default:
+		w.c.log.Error("report queue full; report dropped", "group", w.name, "state", r.State)
+	}
+}
+
+func (w *worker) reporter(ctx context.Context) {
+	for {
+		var r fsm.Report
+		select {
+		case <-ctx.Done():
+			return
+		case r = <-w.reports:
+		}
+		for backoff := w.c.opt.Keepalive; ; backoff = min(2*backoff, time.Second) {
+			err := w.c.apply(ctx, fsm.TypeReport, r)
+			if err == nil || errors.Is(err, fsm.ErrRefused) || ctx.Err() != nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		}
+	}
+}
