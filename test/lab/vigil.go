@@ -39,6 +39,8 @@ type Cluster struct {
 	Initdead  time.Duration // 0: default
 	Nodes     []NodeSpec
 	Secret    string
+	Extra     string // more top-level ha.toml settings (auto_failback, lease...)
+	Resources string // resources.toml, the same on every node
 }
 
 // NodeSpec is one [[nodes]] entry of the lab cluster's ha.toml.
@@ -75,7 +77,7 @@ func (l *Lab) WriteConfig(c *Cluster, self, media, secret string) string {
 	if c.Initdead > 0 {
 		fmt.Fprintf(&b, "initdead = %q\n", c.Initdead.String())
 	}
-	fmt.Fprintf(&b, "control_socket = %q\nstate_dir = %q\n\n", filepath.Join(dir, "vigil.sock"), filepath.Join(dir, "state"))
+	fmt.Fprintf(&b, "control_socket = %q\nstate_dir = %q\n%s\n", filepath.Join(dir, "vigil.sock"), filepath.Join(dir, "state"), c.Extra)
 	for _, n := range c.Nodes {
 		fmt.Fprintf(&b, "[[nodes]]\nname = %q\naddress = %q\n", n.Name, n.Address)
 		if n.Role != "" {
@@ -86,6 +88,11 @@ func (l *Lab) WriteConfig(c *Cluster, self, media, secret string) string {
 	b.WriteString(media)
 	if err := os.WriteFile(filepath.Join(dir, "ha.toml"), []byte(b.String()), 0o644); err != nil {
 		l.t.Fatalf("lab: %v", err)
+	}
+	if c.Resources != "" {
+		if err := os.WriteFile(filepath.Join(dir, "resources.toml"), []byte(c.Resources), 0o644); err != nil {
+			l.t.Fatalf("lab: %v", err)
+		}
 	}
 	if secret == "" {
 		secret = c.Secret
@@ -177,9 +184,14 @@ func (l *Lab) Trio(bin string, c *Cluster, serial bool, secrets map[string]strin
 	l.AddNS("sw")
 	l.Bridge("sw", "br0")
 	l.Bridge("sw", "br1")
+	roles := map[string]string{}
+	for _, n := range c.Nodes {
+		roles[n.Name] = n.Role
+	}
 	c.Nodes = nil
 	for i := 1; i <= 3; i++ {
-		c.Nodes = append(c.Nodes, NodeSpec{Name: fmt.Sprintf("n%d", i), Address: fmt.Sprintf("10.77.1.%d", i)})
+		name := fmt.Sprintf("n%d", i)
+		c.Nodes = append(c.Nodes, NodeSpec{Name: name, Address: fmt.Sprintf("10.77.1.%d", i), Role: roles[name]})
 	}
 	tty := map[string]string{}
 	if serial {
@@ -198,4 +210,20 @@ func (l *Lab) Trio(bin string, c *Cluster, serial bool, secrets map[string]strin
 		nodes[name] = l.StartDaemon(bin, name, name, l.WriteConfig(c, name, media, secrets[name]))
 	}
 	return nodes
+}
+
+// Restart starts a node's daemon again with the configuration it had.
+func (l *Lab) Restart(bin string, n *Node) {
+	l.t.Helper()
+	*n = *l.StartDaemon(bin, n.NS, n.Name, n.Dir)
+}
+
+// Isolate sets every link of a Trio node down (up: false) or up again.
+func (l *Lab) Isolate(node string, isolated bool) {
+	state := "up"
+	if isolated {
+		state = "down"
+	}
+	l.LinkSet(node, "eth0", state)
+	l.LinkSet(node, "eth1", state)
 }

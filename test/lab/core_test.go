@@ -1,0 +1,210 @@
+package lab_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/test/lab"
+)
+
+// The core tests run faster beats than the membership tests, still with
+// room for a loaded CI machine.
+const (
+	coreKeepalive = 20 * time.Millisecond
+	coreDeadtime  = 200 * time.Millisecond
+)
+
+type coreLab struct {
+	*lab.Lab
+	t     *testing.T
+	nodes map[string]*lab.Node
+	work  string // journals: work/NODE/ID.log
+}
+
+// startCore starts the three-node lab (n1..n3, roles as given) with one
+// Dummy group "g" preferring n1.
+func startCore(t *testing.T, roles map[string]string, extra string) *coreLab {
+	l := needLab(t)
+	work := t.TempDir()
+	c := &lab.Cluster{Name: "coretest", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
+		Extra: extra, Resources: lab.DummyResources(work, "g", "n1", `, interval = "100ms"`, "d1", "d2")}
+	for name, role := range roles {
+		c.Nodes = append(c.Nodes, lab.NodeSpec{Name: name, Role: role})
+	}
+	return &coreLab{Lab: l, t: t, nodes: l.Trio(vigilBin, c, false, nil), work: work}
+}
+
+func group(st *control.Status, name string) *fsm.Group {
+	if st.Core == nil || st.Core.State == nil {
+		return nil
+	}
+	return st.Core.State.Groups[name]
+}
+
+// runningOn is the node whose report says g runs there and which owns it.
+func runningOn(st *control.Status) string {
+	g := group(st, "g")
+	if g == nil || g.Owner == "" || g.Reports[g.Owner].State != "running" {
+		return ""
+	}
+	return g.Owner
+}
+
+// waitRunning waits, asking node via, until g runs on a node in want (any
+// node when want is empty) and returns it.
+func (c *coreLab) waitRunning(via string, timeout time.Duration, want ...string) string {
+	c.t.Helper()
+	st, err := c.nodes[via].WaitStatus(timeout, func(s *control.Status) bool {
+		on := runningOn(s)
+		if on == "" {
+			return false
+		}
+		if len(want) == 0 {
+			return true
+		}
+		for _, w := range want {
+			if on == w {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		g := group(st, "g")
+		c.t.Fatalf("g not running on %v: %v\ngroup: %+v", want, err, g)
+	}
+	return runningOn(st)
+}
+
+// checkJournal asserts that no two nodes ever ran a resource at the same
+// time and returns the intervals of d1.
+func (c *coreLab) checkJournal(crashed map[string]time.Time) []lab.Interval {
+	c.t.Helper()
+	var d1 []lab.Interval
+	for _, id := range []string{"d1", "d2"} {
+		ops, err := lab.ReadJournal(c.work, id)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		iv := lab.Intervals(ops, crashed)
+		if o := lab.Overlap(iv); o != nil {
+			c.t.Errorf("%s ran on two nodes at once: %s [%s, %s] and %s [%s, %s]", id,
+				o[0].Node, o[0].Start.Format(time.StampMicro), o[0].End.Format(time.StampMicro),
+				o[1].Node, o[1].Start.Format(time.StampMicro), o[1].End.Format(time.StampMicro))
+		}
+		if id == "d1" {
+			d1 = iv
+		}
+	}
+	return d1
+}
+
+func startsAfter(iv []lab.Interval, t time.Time) []lab.Interval {
+	var out []lab.Interval
+	for _, i := range iv {
+		if i.Start.After(t) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Three nodes: the owner is killed (kill -9 and its links cut at once);
+// the group starts on another node exactly once, and never while the old
+// owner's lease could still be valid.
+func TestCoreCrashOwner(t *testing.T) {
+	c := startCore(t, nil, "")
+	if on := c.waitRunning("n2", 30*time.Second); on != "n1" {
+		t.Fatalf("g runs on %s, want its preferred node n1", on)
+	}
+	crash := time.Now()
+	c.nodes["n1"].Proc.Kill()
+	c.Isolate("n1", true)
+	on := c.waitRunning("n2", 10*time.Second, "n2", "n3")
+	took := time.Since(crash)
+	iv := c.checkJournal(map[string]time.Time{"n1": crash})
+	after := startsAfter(iv, crash)
+	if len(after) != 1 || after[0].Node != on {
+		t.Fatalf("after the crash d1 started %d times (%+v), want once on %s", len(after), after, on)
+	}
+	t.Logf("failover to %s: d1 started %s after the crash (observed by status after %s; deadtime %s)",
+		on, after[0].Start.Sub(crash).Round(time.Millisecond), took.Round(time.Millisecond), coreDeadtime)
+}
+
+// The owner is cut off alive: it loses its lease and stops the group
+// before any other node starts it. Repeated with random timing, each time
+// partitioning whichever node owns the group, then healing.
+func TestCorePartitionOwnerNoOverlap(t *testing.T) {
+	c := startCore(t, nil, "")
+	rounds := 4
+	if testing.Short() {
+		rounds = 2
+	}
+	owner := c.waitRunning("n2", 30*time.Second)
+	for round := range rounds {
+		// Random phase against the heartbeat and monitor cycles.
+		wait := time.Duration(rand.IntN(int(5 * coreKeepalive)))
+		<-time.After(wait)
+		cut := time.Now()
+		c.Isolate(owner, true)
+		var via string
+		for _, n := range []string{"n1", "n2", "n3"} {
+			if n != owner {
+				via = n
+				break
+			}
+		}
+		others := []string{}
+		for _, n := range []string{"n1", "n2", "n3"} {
+			if n != owner {
+				others = append(others, n)
+			}
+		}
+		next := c.waitRunning(via, 10*time.Second, others...)
+		// The isolated node stopped by itself: its status says so.
+		if _, err := c.nodes[owner].WaitStatus(5*time.Second, func(s *control.Status) bool {
+			for _, g := range s.Groups {
+				if g.Name == "g" {
+					return g.State == "stopped"
+				}
+			}
+			return false
+		}); err != nil {
+			t.Fatalf("round %d: isolated %s did not stop g: %v", round, owner, err)
+		}
+		c.Isolate(owner, false)
+		iv := c.checkJournal(nil)
+		var stopped, started time.Time
+		for _, i := range iv {
+			if i.Node == owner && !i.End.IsZero() && i.End.After(cut) && stopped.IsZero() {
+				stopped = i.End
+			}
+			if i.Node == next && i.Start.After(cut) {
+				started = i.Start
+			}
+		}
+		t.Logf("round %d: cut %s; it stopped d1 after %s, %s started it after %s", round, owner,
+			stopped.Sub(cut).Round(time.Millisecond), next, started.Sub(cut).Round(time.Millisecond))
+		// The healed node rejoins; wait until the cluster sees it online
+		// so the next round starts from a full cluster.
+		if _, err := c.nodes[next].WaitStatus(10*time.Second, func(s *control.Status) bool {
+			n := s.Core.State.Nodes[owner]
+			return n != nil && n.Online
+		}); err != nil {
+			t.Fatalf("round %d: %s did not rejoin: %v", round, owner, err)
+		}
+		owner = next
+	}
+	if t.Failed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, _ := c.nodes[owner].Client.Status(ctx)
+	t.Logf("decisions: %s", fmt.Sprint(st.Core.State.Decisions))
+}
