@@ -160,16 +160,22 @@ func (n *Node) Close() error {
 }
 
 // Apply commits cmd: directly on the leader, forwarded to it elsewhere.
-// The error is the FSM's when the command was refused.
+// While no leader is known (an election), it waits for one until ctx
+// ends. The error is the FSM's when the command was refused.
 func (n *Node) Apply(ctx context.Context, cmd []byte) error {
-	if n.raft.State() == raft.Leader {
-		return n.applyLocal(ctx, cmd)
+	for {
+		if n.raft.State() == raft.Leader {
+			return n.applyLocal(ctx, cmd)
+		}
+		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			return n.layer.sendForward(ctx, string(addr), cmd)
+		}
+		select {
+		case <-ctx.Done():
+			return ErrNoLeader
+		case <-time.After(n.opt.Timing.Commit):
+		}
 	}
-	addr, _ := n.raft.LeaderWithID()
-	if addr == "" {
-		return ErrNoLeader
-	}
-	return n.layer.sendForward(ctx, string(addr), cmd)
 }
 
 func (n *Node) applyLocal(ctx context.Context, cmd []byte) error {

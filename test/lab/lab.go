@@ -225,6 +225,17 @@ func (p *Proc) Signal(sig syscall.Signal) {
 	}
 }
 
+// Stop asks the process to end (SIGTERM) and waits for it, killing it
+// after timeout.
+func (p *Proc) Stop(timeout time.Duration) {
+	p.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.Kill()
+	}
+}
+
 // Exited reports whether the process has ended.
 func (p *Proc) Exited() bool {
 	select {
