@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
@@ -51,6 +52,26 @@ func fixture() *Status {
 			{Kind: "resource", Name: "ocf", State: "running", PID: 4343, Crashes: 1, Restarts: 1, LastExit: "signal: killed", LastExitAt: at(90 * time.Second)},
 			{Kind: "resource", Name: "counter", State: "failed", LastError: "fork/exec /usr/lib/vigil/plugins/counter: permission denied"},
 		},
+		Core: &ClusterStatus{Leader: "witness", RaftState: "Follower", Term: "7", Applied: 812, Quorum: 2, HoldsLease: true, Lease: "740ms",
+			State: &fsm.State{
+				NodeOrder: []string{"lvs1", "lvs2", "witness"},
+				Nodes: map[string]*fsm.Node{
+					"lvs1":    {Name: "lvs1", Role: "member", Online: true},
+					"lvs2":    {Name: "lvs2", Role: "member", Online: true, Standby: true},
+					"witness": {Name: "witness", Role: "witness", Online: false, Reason: "silent on every link for deadtime"},
+				},
+				GroupOrder: []string{"lvs"},
+				Groups: map[string]*fsm.Group{"lvs": {
+					GroupSpec: fsm.GroupSpec{Name: "lvs", Preferred: "lvs1"}, Owner: "lvs1", Reason: "preferred node lvs1",
+					Reports: map[string]fsm.NodeReport{
+						"lvs1": {State: "running", Op: "start", Result: "OK"},
+						"lvs2": {State: "stopped", Op: "stop", Result: "OK", Reason: "assigned to \"lvs1\""},
+					},
+					Failcounts: map[string]map[string]int{"lvs2": {"web": fsm.Infinity}},
+				}},
+				Failures:  []fsm.Failure{{Time: at(20 * time.Minute), Node: "lvs2", Group: "lvs", Resource: "web", Op: "start", Result: "ERR_INSTALLED", Reason: "apache not installed"}},
+				Decisions: []fsm.Decision{{Time: at(20 * time.Minute), Group: "lvs", From: "lvs2", To: "lvs1", Reason: "lvs2 reached the migration threshold (1000000 failures, threshold 3)"}},
+			}},
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/vigil-ha/vigil/cluster/fsm"
 )
 
 // Render writes status the way crm_mon lays it out: a summary, the node
@@ -18,7 +20,9 @@ func Render(w io.Writer, s *Status) {
 		s.Now.UTC().Format("2006-01-02 15:04:05 MST"), ago(s.Now, s.Started), s.Incarnation)
 	fmt.Fprintf(w, "Heartbeat: keepalive %s, warntime %s, deadtime %s, initdead %s\n",
 		s.Timing.Keepalive, s.Timing.Warntime, s.Timing.Deadtime, s.Timing.Initdead)
-	fmt.Fprintf(w, "%d nodes configured, %d heartbeat links\n\n", len(s.Nodes), len(s.Links))
+	fmt.Fprintf(w, "%d nodes configured, %d heartbeat links\n", len(s.Nodes), len(s.Links))
+	renderCoreSummary(w, s)
+	fmt.Fprintln(w)
 
 	var online, offline, pending []string
 	for _, n := range s.Nodes {
@@ -77,8 +81,121 @@ func Render(w io.Writer, s *Status) {
 		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%s\n", l.Link, l.Sent, l.Received, l.SendErrors, drops(l.Dropped))
 	}
 	tw.Flush()
+	renderAssignments(w, s)
 	renderGroups(w, s)
 	renderPlugins(w, s)
+}
+
+func renderCoreSummary(w io.Writer, s *Status) {
+	c := s.Core
+	if c == nil || c.State == nil {
+		return
+	}
+	leader := c.Leader
+	if leader == "" {
+		leader = "NONE (no quorum?)"
+	}
+	fmt.Fprintf(w, "Raft: leader %s, this node %s, term %s, applied %d, quorum %d of %d voters\n",
+		leader, strings.ToLower(c.RaftState), c.Term, c.Applied, c.Quorum, len(c.State.NodeOrder))
+	if c.HoldsLease {
+		fmt.Fprintf(w, "Lease: held (%s left)\n", c.Lease)
+	} else {
+		fmt.Fprintln(w, "Lease: NOT HELD: this node runs no resources until a quorum confirms it")
+	}
+}
+
+// renderAssignments shows the replicated view: node flags, every group's
+// owner and reason, what each node reported, failcounts, failures and the
+// last placement decisions.
+func renderAssignments(w io.Writer, s *Status) {
+	c := s.Core
+	if c == nil || c.State == nil {
+		return
+	}
+	st := c.State
+	fmt.Fprintln(w, "\nCluster nodes (replicated):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, name := range st.NodeOrder {
+		n := st.Nodes[name]
+		if n == nil {
+			continue
+		}
+		state := "online"
+		if !n.Online {
+			state = "OFFLINE"
+		}
+		var flags []string
+		if n.Standby {
+			flags = append(flags, "standby")
+		}
+		if n.Maintenance {
+			flags = append(flags, "maintenance")
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", name, n.Role, state, strings.Join(flags, ","), n.Reason)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nGroups:")
+	for _, name := range st.GroupOrder {
+		g := st.Groups[name]
+		if g == nil {
+			continue
+		}
+		owner := g.Owner
+		if owner == "" {
+			owner = "(stopped)"
+		}
+		state := "-"
+		if r, ok := g.Reports[g.Owner]; ok {
+			state = r.State
+		}
+		pin := ""
+		if g.Pinned != "" {
+			pin = ", moved to " + g.Pinned + " by operator"
+		}
+		fmt.Fprintf(w, "  %s: %s on %s (preferred %s%s): %s\n", name, state, owner, g.Preferred, pin, g.Reason)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, node := range st.NodeOrder {
+			r, ok := g.Reports[node]
+			if !ok {
+				continue
+			}
+			last := r.Op
+			if r.Result != "" {
+				last += " " + r.Result
+			}
+			if r.Reason != "" {
+				last += ": " + r.Reason
+			}
+			fc := ""
+			if n := st.Failcount(name, node); n >= fsm.Infinity {
+				fc = "failcount INFINITY"
+			} else if n > 0 {
+				fc = fmt.Sprintf("failcount %d", n)
+			}
+			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", node, r.State, fc, last)
+		}
+		tw.Flush()
+	}
+	if len(st.Failures) > 0 {
+		fmt.Fprintln(w, "\nFailed operations:")
+		for _, f := range st.Failures {
+			fmt.Fprintf(w, "  %s ago  %s on %s: %s %s %s: %s\n", ago(s.Now, f.Time), f.Group, f.Node, f.Resource, f.Op, f.Result, f.Reason)
+		}
+	}
+	if n := len(st.Decisions); n > 0 {
+		fmt.Fprintln(w, "\nPlacement decisions (latest last):")
+		for _, d := range st.Decisions[max(0, n-5):] {
+			from := d.From
+			if from == "" {
+				from = "-"
+			}
+			to := d.To
+			if to == "" {
+				to = "(stopped)"
+			}
+			fmt.Fprintf(w, "  %s ago  %s: %s → %s: %s\n", ago(s.Now, d.Time), d.Group, from, to, d.Reason)
+		}
+	}
 }
 
 func renderGroups(w io.Writer, s *Status) {

@@ -68,6 +68,9 @@ func decide(s *fsm.State, o Options, g *fsm.Group) (string, string) {
 	case g.Owner != "" && ok(g.Owner):
 		return g.Owner, g.Reason
 	case g.Preferred != "" && ok(g.Preferred):
+		if g.Owner != "" {
+			return g.Preferred, fmt.Sprintf("%s %s; back to preferred node %s", g.Owner, why(g.Owner), g.Preferred)
+		}
 		return g.Preferred, fmt.Sprintf("preferred node %s", g.Preferred)
 	}
 	var because string
@@ -109,7 +112,9 @@ func eligible(s *fsm.State, o Options, g *fsm.Group, n string) string {
 		return "is in maintenance"
 	}
 	if o.MigrationThreshold > 0 {
-		if fc := s.Failcount(g.Name, n); fc >= o.MigrationThreshold {
+		if fc := s.Failcount(g.Name, n); fc >= fsm.Infinity {
+			return "had a fatal failure (a start failed); `vigil cleanup` makes it eligible again"
+		} else if fc >= o.MigrationThreshold {
 			return fmt.Sprintf("reached the migration threshold (%d failures, threshold %d)", fc, o.MigrationThreshold)
 		}
 	}

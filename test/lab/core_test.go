@@ -3,6 +3,8 @@ package lab_test
 import (
 	"context"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -281,5 +283,86 @@ func TestCorePairWithWitness(t *testing.T) {
 		if i.Node == "n3" {
 			t.Errorf("the witness ran d1: %+v", i)
 		}
+	}
+}
+
+func (c *coreLab) command(via string, cmd control.Command) {
+	c.t.Helper()
+	if err := c.nodes[via].Client.Command(context.Background(), cmd); err != nil {
+		c.t.Fatalf("%s %s %s: %v", cmd.Op, cmd.Group, cmd.Node, err)
+	}
+}
+
+// Operator commands and failure handling with auto_failback on:
+// standby/online, move/unmove, migration after repeated monitor failures,
+// cleanup — and never two nodes running the group at once.
+func TestCoreOperations(t *testing.T) {
+	c := startCore(t, nil, "auto_failback = true\nmigration_threshold = 2\n")
+	c.waitRunning("n3", 30*time.Second, "n1")
+
+	c.command("n3", control.Command{Op: "standby", Node: "n1"})
+	c.waitRunning("n3", 10*time.Second, "n2")
+	c.command("n3", control.Command{Op: "online", Node: "n1"})
+	c.waitRunning("n3", 10*time.Second, "n1") // auto_failback
+
+	c.command("n2", control.Command{Op: "move", Group: "g", Node: "n3"})
+	c.waitRunning("n2", 10*time.Second, "n3")
+	c.command("n2", control.Command{Op: "unmove", Group: "g"})
+	c.waitRunning("n2", 10*time.Second, "n1")
+
+	// d2 fails under n1 (its state file vanishes): the monitor notices,
+	// the group is recovered in place, and at the second failure
+	// (migration_threshold = 2) it moves.
+	state := filepath.Join(c.work, "n1", "d2.state")
+	for fails := 1; fails <= 2; fails++ {
+		if err := os.Remove(state); err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.nodes["n3"].WaitStatus(10*time.Second, func(s *control.Status) bool {
+			return s.Core.State.Failcount("g", "n1") == fails
+		})
+		if err != nil {
+			t.Fatalf("failure %d not counted: %v", fails, err)
+		}
+		if fails == 1 {
+			// Restarted in place: running on n1 again, state file back.
+			c.waitRunning("n3", 10*time.Second, "n1")
+			if _, err := os.Stat(state); err != nil {
+				t.Fatalf("d2 not restarted on n1: %v", err)
+			}
+		} else {
+			on := c.waitRunning("n3", 10*time.Second, "n2", "n3")
+			t.Logf("after %d failures on n1 g moved to %s: %s", fails, on, st.Core.State.Groups["g"].Reason)
+		}
+	}
+	st, _ := c.nodes["n3"].Client.Status(context.Background())
+	if f := st.Core.State.Failures; len(f) != 2 || f[0].Resource != "d2" || f[0].Op != "monitor" {
+		t.Errorf("recent failures: %+v", f)
+	}
+	c.command("n3", control.Command{Op: "cleanup", Group: "g"})
+	c.waitRunning("n3", 10*time.Second, "n1") // eligible again, auto_failback
+	c.checkJournal(nil)
+}
+
+// Without auto_failback the group stays where it went when its preferred
+// node comes back.
+func TestCoreNoFailback(t *testing.T) {
+	c := startCore(t, nil, "")
+	c.waitRunning("n2", 30*time.Second, "n1")
+	c.nodes["n1"].Proc.Kill()
+	c.Isolate("n1", true)
+	on := c.waitRunning("n2", 10*time.Second, "n2", "n3")
+	c.Isolate("n1", false)
+	c.Restart(vigilBin, c.nodes["n1"])
+	// n1 is back, holds a lease and reported what it runs (nothing).
+	if _, err := c.nodes["n1"].WaitStatus(20*time.Second, func(s *control.Status) bool {
+		g := group(s, "g")
+		return s.Core.HoldsLease && g != nil && g.Reports["n1"].State == "stopped" && s.Core.State.Nodes["n1"].Online
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := c.nodes["n2"].Client.Status(context.Background())
+	if g := group(st, "g"); g.Owner != on {
+		t.Fatalf("g moved back to %s without auto_failback (decisions %+v)", g.Owner, st.Core.State.Decisions)
 	}
 }
