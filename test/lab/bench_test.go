@@ -145,3 +145,95 @@ func statusKB(b *testing.B, pid int, key string) float64 {
 	}
 	return 0
 }
+
+// BenchmarkFailover measures, in the three-node lab, the time from a
+// crash of the group's owner (kill -9 and both links cut at once) to the
+// successful start of the group's first resource on another node, as the
+// Dummy journal records it. One op is one crash: run with -benchtime=20x.
+// "witness" runs a director pair plus a witness (n3), where the Raft
+// leader sits on the witness; "three" runs three members.
+func BenchmarkFailover(b *testing.B) {
+	for _, tc := range []struct{ ka, dt time.Duration }{
+		{10 * time.Millisecond, 50 * time.Millisecond},
+		{100 * time.Millisecond, 500 * time.Millisecond},
+	} {
+		for _, topo := range []string{"witness", "three"} {
+			b.Run(fmt.Sprintf("keepalive=%s/deadtime=%s/%s", tc.ka, tc.dt, topo), func(b *testing.B) {
+				benchFailover(b, tc.ka, tc.dt, topo == "witness")
+			})
+		}
+	}
+}
+
+func benchFailover(b *testing.B, ka, dt time.Duration, witness bool) {
+	if why := lab.Available(); why != "" {
+		b.Skip(why)
+	}
+	l := lab.New(b)
+	work := b.TempDir()
+	c := &lab.Cluster{Name: "failover", Keepalive: ka, Deadtime: dt, Secret: "bench-secret-0123456789abcdef",
+		Resources: lab.DummyResources(work, "g", "n1", `, interval = "1s"`, "d1")}
+	members := []string{"n1", "n2", "n3"}
+	if witness {
+		c.Nodes = []lab.NodeSpec{{Name: "n3", Role: "witness"}}
+		members = []string{"n1", "n2"}
+	}
+	nodes := l.Trio(vigilBin, c, false, nil)
+	observer := "n3"
+	owner := "n1"
+	var lat []time.Duration
+	for i := 0; i < b.N; i++ {
+		if _, err := nodes[observer].WaitStatus(30*time.Second, func(s *control.Status) bool {
+			if runningOn(s) != owner || !s.Core.HoldsLease || witness && s.Core.Leader != "n3" {
+				return false // with a witness, the steady state has the leader there
+			}
+			for _, n := range s.Core.State.Nodes {
+				if !n.Online {
+					return false
+				}
+			}
+			return true
+		}); err != nil {
+			b.Fatalf("run %d: %v", i, err)
+		}
+		before, _ := lab.ReadJournal(work, "d1")
+		time.Sleep(rand.N(ka)) // a random phase of the heartbeat cycle
+		crash := time.Now()
+		nodes[owner].Proc.Kill()
+		l.Isolate(owner, true)
+		var started lab.Op
+		deadline := time.Now().Add(30 * time.Second)
+		for started.Node == "" {
+			ops, _ := lab.ReadJournal(work, "d1")
+			for _, o := range ops[min(len(before), len(ops)):] {
+				if o.Op == "start" && o.Result == "success" && o.Node != owner {
+					started = o
+				}
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("run %d: no start after the crash of %s", i, owner)
+			}
+			time.Sleep(time.Millisecond) // polling the journal file
+		}
+		lat = append(lat, started.Time.Sub(crash))
+		l.Isolate(owner, false)
+		l.Restart(vigilBin, nodes[owner])
+		if witness {
+			owner = started.Node
+		} else {
+			// The observer must not be the next victim.
+			owner = started.Node
+			for _, m := range members {
+				if m != owner {
+					observer = m
+				}
+			}
+		}
+	}
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(lat[len(lat)/2]), "median-ms")
+	b.ReportMetric(ms(lat[min(len(lat)-1, len(lat)*95/100)]), "p95-ms")
+	b.ReportMetric(ms(lat[0]), "min-ms")
+	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+}

@@ -1,0 +1,92 @@
+package lease
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/heartbeat"
+)
+
+const L = 100 * time.Millisecond
+
+var base = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+func at(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+
+// world is three trackers (a, b, c) sharing an "FSM": who is online and
+// what each has applied.
+type world struct {
+	online  map[string]bool
+	applied map[string]uint64
+	tr      map[string]*Tracker
+	seq     map[string]uint64
+}
+
+func newWorld() *world {
+	w := &world{online: map[string]bool{"a": true, "b": true, "c": true}, applied: map[string]uint64{}, tr: map[string]*Tracker{}, seq: map[string]uint64{}}
+	for _, n := range []string{"a", "b", "c"} {
+		w.tr[n] = New(Options{Self: n, Incarnation: 1, Lease: L, StopBudget: L / 4, Margin: 10 * time.Millisecond,
+			Voters:  func() []string { return []string{"a", "b", "c"} },
+			Online:  func(node string) bool { return w.online[node] },
+			Applied: func() uint64 { return w.applied[n] }})
+	}
+	return w
+}
+
+// beat sends one heartbeat from → to, leaving at sent and arriving at recv.
+func (w *world) beat(from, to string, sent, recv time.Time) {
+	w.seq[from]++
+	m := &heartbeat.Message{Node: from, Incarnation: 1, Seq: w.seq[from]}
+	w.tr[from].Decorate(m, sent)
+	if to != "" {
+		w.tr[to].Heard(m, recv)
+	}
+}
+
+func TestLeaseNeedsAQuorumOfEchoes(t *testing.T) {
+	w := newWorld()
+	a := w.tr["a"]
+	if !a.Expiry(at(0)).IsZero() || a.Holds(at(0)) {
+		t.Fatal("a lease before any echo")
+	}
+	w.beat("a", "b", at(0), at(1))  // b hears a's beat 1
+	w.beat("b", "a", at(5), at(6))  // b echoes it back
+	if got := a.Expiry(at(6)); !got.Equal(at(0).Add(L)) {
+		t.Fatalf("expiry %v, want send time + lease %v", got, at(0).Add(L))
+	}
+	if !a.Holds(at(74)) || a.Holds(at(76)) {
+		t.Error("a must stop a stop budget (25ms) before expiry")
+	}
+	// b learns from the replicated state that a is offline: its next
+	// beats renew nothing.
+	w.online["a"] = false
+	w.beat("a", "b", at(20), at(21))
+	w.beat("b", "a", at(25), at(26))
+	if got := a.Expiry(at(26)); !got.Equal(at(0).Add(L)) {
+		t.Errorf("an offline node's lease was renewed: %v", got)
+	}
+}
+
+func TestReleasedAt(t *testing.T) {
+	w := newWorld()
+	// a is heard by b and c until t=10.
+	w.beat("a", "b", at(10), at(10))
+	w.beat("a", "c", at(10), at(10))
+	// The state takes a offline at index 7; c has applied it, b not yet.
+	w.online["a"] = false
+	w.applied["c"] = 7
+	w.beat("c", "b", at(50), at(50)) // c: applied 7, last renewed a 40ms before
+	if _, ok := w.tr["b"].ReleasedAt("a", 7); ok {
+		t.Fatal("released before b itself applied the entry")
+	}
+	w.applied["b"] = 7
+	got, ok := w.tr["b"].ReleasedAt("a", 7)
+	// Both b and c last renewed a at t=10: released at 10 + L + margin.
+	if want := at(10).Add(L + 10*time.Millisecond); !ok || !got.Equal(want) {
+		t.Fatalf("released at %v (%v), want %v", got, ok, want)
+	}
+	// A node nobody ever renewed is released at once.
+	if got, ok := w.tr["b"].ReleasedAt("zz", 1); !ok || !got.IsZero() {
+		t.Errorf("non-voter: %v %v", got, ok)
+	}
+}
