@@ -56,6 +56,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./cluster/... ./plugins/...
 	$(GO) test -run '^$$' -bench Detection -benchtime 20x ./test/lab/
 	$(GO) test -run '^$$' -bench Idle -benchtime 1x ./test/lab/
+	$(GO) test -run '^$$' -bench Failover -benchtime 20x ./test/lab/
 
 # Each fuzz target for FUZZTIME; new crashers land in testdata/fuzz.
 fuzz:

@@ -49,8 +49,8 @@ func TestLeaseNeedsAQuorumOfEchoes(t *testing.T) {
 	if !a.Expiry(at(0)).IsZero() || a.Holds(at(0)) {
 		t.Fatal("a lease before any echo")
 	}
-	w.beat("a", "b", at(0), at(1))  // b hears a's beat 1
-	w.beat("b", "a", at(5), at(6))  // b echoes it back
+	w.beat("a", "b", at(0), at(1)) // b hears a's beat 1
+	w.beat("b", "a", at(5), at(6)) // b echoes it back
 	if got := a.Expiry(at(6)); !got.Equal(at(0).Add(L)) {
 		t.Fatalf("expiry %v, want send time + lease %v", got, at(0).Add(L))
 	}

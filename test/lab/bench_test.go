@@ -216,6 +216,7 @@ func benchFailover(b *testing.B, ka, dt time.Duration, witness bool) {
 			time.Sleep(time.Millisecond) // polling the journal file
 		}
 		lat = append(lat, started.Time.Sub(crash))
+		b.Logf("run %d: crashed %s, %s started d1 after %s", i, owner, started.Node, started.Time.Sub(crash).Round(time.Millisecond))
 		l.Isolate(owner, false)
 		l.Restart(vigilBin, nodes[owner])
 		if witness {
