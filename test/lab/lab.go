@@ -201,12 +201,27 @@ func (l *Lab) Start(node, name string, args ...string) *Proc {
 	// ip netns exec execs the command in place, so the PID is the daemon's.
 	p.Cmd = exec.Command(args[0], args[1:]...)
 	p.Cmd.Stdout, p.Cmd.Stderr = logf, logf
+	// Pdeathsig fires when the *thread* that forked the child exits, and
+	// the Go runtime ends threads that a goroutine left locked (InNS does):
+	// fork from a thread locked for the child's whole life, so only the
+	// test process's death kills it.
 	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.Cmd.Start(); err != nil {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := p.Cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = p.Cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	if err := <-started; err != nil {
 		logf.Close()
 		l.t.Fatalf("lab: start %s: %v", name, err)
 	}
-	go func() { _ = p.Cmd.Wait(); logf.Close(); close(p.done) }()
 	l.mu.Lock()
 	l.procs = append(l.procs, p)
 	l.mu.Unlock()

@@ -314,6 +314,9 @@ func TestHostilePackets(t *testing.T) {
 		return true
 	})
 	if err != nil {
+		if st == nil {
+			t.Fatal(err)
+		}
 		t.Fatalf("%v\ncounters: %+v", err, st.Links)
 	}
 	if p := lab.Peer(st, "n2"); p.State != "up" || p.Incarnation != inc {
