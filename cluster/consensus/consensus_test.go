@@ -17,7 +17,7 @@ import (
 	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
-func freePorts(t *testing.T, n int) []string {
+func freePorts(t testing.TB, n int) []string {
 	var out []string
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -35,7 +35,7 @@ type member struct {
 	fsm  *fsm.FSM
 }
 
-func startCluster(t *testing.T, n int) []*member {
+func startCluster(t testing.TB, n int, timing Timing, log func(node string) *slog.Logger) []*member {
 	t.Helper()
 	addrs := freePorts(t, n)
 	var peers []Peer
@@ -44,10 +44,9 @@ func startCluster(t *testing.T, n int) []*member {
 	}
 	var ms []*member
 	for i, p := range peers {
-		f := fsm.New(testutil.Logger(t))
+		f := fsm.New(log(p.Name))
 		node, err := Start(Options{Cluster: "test", Self: p.Name, Bind: p.Address, Secret: []byte("a secret of the cluster"),
-			DataDir: t.TempDir(), Peers: peers, Timing: TimingFor(10*time.Millisecond, 50*time.Millisecond), FSM: f,
-			Log: testutil.Logger(t).With("node", p.Name)})
+			DataDir: t.TempDir(), Peers: peers, Timing: timing, FSM: f, Log: log(p.Name)})
 		if err != nil {
 			t.Fatalf("node %d: %v", i, err)
 		}
@@ -61,7 +60,13 @@ func startCluster(t *testing.T, n int) []*member {
 	return ms
 }
 
-func waitLeader(t *testing.T, ms []*member) *member {
+var fast = TimingFor(10*time.Millisecond, 50*time.Millisecond)
+
+func testLog(t testing.TB) func(string) *slog.Logger {
+	return func(node string) *slog.Logger { return testutil.Logger(t).With("node", node) }
+}
+
+func waitLeader(t testing.TB, ms []*member) *member {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -79,7 +84,7 @@ func waitLeader(t *testing.T, ms []*member) *member {
 func TestApplyForwardedToLeader(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // after the cluster's own cleanup
-	ms := startCluster(t, 3)
+	ms := startCluster(t, 3, fast, testLog(t))
 	leader := waitLeader(t, ms)
 	var follower *member
 	for _, m := range ms {
@@ -115,7 +120,7 @@ func TestApplyForwardedToLeader(t *testing.T) {
 // A machine without the cluster secret can neither join nor talk to Raft:
 // its TLS handshake fails on both sides and the connection is counted.
 func TestTransportRefusesWrongSecret(t *testing.T) {
-	ms := startCluster(t, 1)
+	ms := startCluster(t, 1, fast, testLog(t))
 	waitLeader(t, ms)
 	addr := ms[0].node.opt.Bind
 	for _, secret := range []string{"another secret", ""} {
@@ -193,39 +198,8 @@ func BenchmarkApply(b *testing.B) {
 		{100 * time.Millisecond, 500 * time.Millisecond},
 	} {
 		b.Run(fmt.Sprintf("keepalive=%s/deadtime=%s", tc.ka, tc.dt), func(b *testing.B) {
-			addrs := make([]string, 3)
-			for i := range addrs {
-				l, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					b.Fatal(err)
-				}
-				addrs[i] = l.Addr().String()
-				l.Close()
-			}
-			var peers []Peer
-			for i, a := range addrs {
-				peers = append(peers, Peer{Name: fmt.Sprintf("n%d", i+1), Address: a})
-			}
-			var ms []*member
-			for _, p := range peers {
-				f := fsm.New(slog.New(slog.DiscardHandler))
-				n, err := Start(Options{Cluster: "bench", Self: p.Name, Bind: p.Address, Secret: []byte("s"), DataDir: b.TempDir(),
-					Peers: peers, Timing: TimingFor(tc.ka, tc.dt), FSM: f, Log: slog.New(slog.DiscardHandler)})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer n.Close()
-				ms = append(ms, &member{n, f})
-			}
-			var leader *member
-			for leader == nil {
-				for _, m := range ms {
-					if m.node.IsLeader() {
-						leader = m
-					}
-				}
-				time.Sleep(time.Millisecond) // polling for the election's outcome
-			}
+			quiet := func(string) *slog.Logger { return slog.New(slog.DiscardHandler) }
+			leader := waitLeader(b, startCluster(b, 3, TimingFor(tc.ka, tc.dt), quiet))
 			cmd, _ := fsm.Encode(fsm.TypeNodeState, fsm.NodeState{Node: "n1"})
 			lat := make([]time.Duration, 0, b.N)
 			b.ResetTimer()

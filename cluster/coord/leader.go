@@ -92,8 +92,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	return nil
 }
 
-// apply commits one command with a bounded wait.
-func (c *Coordinator) apply(ctx context.Context, typ string, cmd any) error {
+// Apply commits one command with a bounded wait.
+func (c *Coordinator) Apply(ctx context.Context, typ string, cmd any) error {
 	b, err := fsm.Encode(typ, cmd)
 	if err != nil {
 		return err
@@ -149,12 +149,13 @@ func (c *Coordinator) runLeader(ctx context.Context) {
 func (c *Coordinator) lead(ctx context.Context) {
 	st := c.opt.FSM.View()
 	if st.GroupsVersion != c.version {
-		if err := c.apply(ctx, fsm.TypeSetGroups, fsm.SetGroups{Version: c.version, Groups: c.opt.Groups, Nodes: c.opt.Nodes}); err != nil {
+		if err := c.Apply(ctx, fsm.TypeSetGroups, fsm.SetGroups{Version: c.version, Groups: c.opt.Groups, Nodes: c.opt.Nodes}); err != nil {
 			c.log.Error("cannot replicate group definitions", "err", err)
 			return
 		}
 		st = c.opt.FSM.View()
 	}
+	changed := false
 	peers := map[string]membership.PeerStatus{}
 	for _, p := range c.opt.Members.Peers() {
 		peers[p.Node] = p
@@ -173,19 +174,22 @@ func (c *Coordinator) lead(ctx context.Context) {
 			online, reason = false, "silent on every link for deadtime"
 		}
 		if online != n.Online {
-			if err := c.apply(ctx, fsm.TypeNodeState, fsm.NodeState{Node: name, Online: &online, Reason: reason}); err != nil {
+			if err := c.Apply(ctx, fsm.TypeNodeState, fsm.NodeState{Node: name, Online: &online, Reason: reason}); err != nil {
 				c.log.Error("cannot record node state", "node", name, "err", err)
 				return
 			}
 			c.log.Info("node state", "node", name, "online", online, "reason", reason)
+			changed = true
 		}
 	}
-	st = c.opt.FSM.View()
+	if changed {
+		st = c.opt.FSM.View()
+	}
 	changes := placement.Decide(st, c.opt.Placement)
 	if len(changes) == 0 {
 		return
 	}
-	if err := c.apply(ctx, fsm.TypeAssign, fsm.Assign{Changes: changes}); err != nil {
+	if err := c.Apply(ctx, fsm.TypeAssign, fsm.Assign{Changes: changes}); err != nil {
 		c.log.Error("cannot commit placement", "err", err)
 		return
 	}
@@ -229,7 +233,7 @@ func (c *Coordinator) AddNode(ctx context.Context, name, addr string) error {
 	if name == "" || addr == "" {
 		return fmt.Errorf("%w: node add needs a name and the raft address host:port", fsm.ErrRefused)
 	}
-	if err := c.apply(ctx, fsm.TypeNodeAdd, fsm.NodeAdd{Node: name, Role: "member"}); err != nil {
+	if err := c.Apply(ctx, fsm.TypeNodeAdd, fsm.NodeAdd{Node: name, Role: "member"}); err != nil {
 		return err
 	}
 	if err := c.opt.Raft.AddVoter(consensus.Peer{Name: name, Address: addr}, 10*time.Second); err != nil {
@@ -247,7 +251,7 @@ func (c *Coordinator) RemoveNode(ctx context.Context, name string) error {
 	if name == c.opt.Self {
 		return fmt.Errorf("%w: the leader cannot remove itself; run this on another node after moving leadership", fsm.ErrRefused)
 	}
-	if err := c.apply(ctx, fsm.TypeNodeRemove, fsm.NodeRemove{Node: name}); err != nil {
+	if err := c.Apply(ctx, fsm.TypeNodeRemove, fsm.NodeRemove{Node: name}); err != nil {
 		return err
 	}
 	if err := c.opt.Raft.RemoveServer(name, 10*time.Second); err != nil {

@@ -234,7 +234,7 @@ func (w *worker) step(ctx context.Context) time.Time {
 				return at
 			}
 		}
-		if err := w.c.apply(ctx, fsm.TypeClaim, fsm.Claim{Node: w.c.opt.Self, Group: w.name, AssignIndex: v.assignIndex}); err != nil {
+		if err := w.c.Apply(ctx, fsm.TypeClaim, fsm.Claim{Node: w.c.opt.Self, Group: w.name, AssignIndex: v.assignIndex}); err != nil {
 			if !errors.Is(err, fsm.ErrRefused) {
 				w.c.log.Warn("claim failed", "group", w.name, "err", err)
 			}
@@ -334,7 +334,7 @@ func (w *worker) reporter(ctx context.Context) {
 		case r = <-w.reports:
 		}
 		for backoff := w.c.opt.Keepalive; ; backoff = min(2*backoff, time.Second) {
-			err := w.c.apply(ctx, fsm.TypeReport, r)
+			err := w.c.Apply(ctx, fsm.TypeReport, r)
 			if err == nil || errors.Is(err, fsm.ErrRefused) || ctx.Err() != nil {
 				break
 			}

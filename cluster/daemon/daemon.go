@@ -368,13 +368,7 @@ func (d *Daemon) clusterStatus() *control.ClusterStatus {
 // Command implements control.Backend.
 func (d *Daemon) Command(ctx context.Context, c control.Command) error {
 	yes, no := true, false
-	apply := func(typ string, cmd any) error {
-		b, err := fsm.Encode(typ, cmd)
-		if err != nil {
-			return err
-		}
-		return d.raft.Apply(ctx, b)
-	}
+	apply := func(typ string, cmd any) error { return d.coord.Apply(ctx, typ, cmd) }
 	switch c.Op {
 	case "move":
 		return apply(fsm.TypeMove, fsm.Move{Group: c.Group, Node: c.Node})

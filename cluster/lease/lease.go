@@ -215,6 +215,9 @@ func (t *Tracker) Holds(now time.Time) bool {
 // reported yet. A node that was never renewed is released at once.
 func (t *Tracker) ReleasedAt(node string, downIndex uint64) (time.Time, bool) {
 	voters, q := t.quorum()
+	if !slices.Contains(voters, node) {
+		return time.Time{}, true // a non-voter never holds a lease
+	}
 	applied := t.opt.Applied()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -247,9 +250,6 @@ func (t *Tracker) ReleasedAt(node string, downIndex uint64) (time.Time, bool) {
 	// The node itself plus q-1 others form its quorum: deny it by having
 	// all but q-2 of the others on our side.
 	need := len(voters) - 1 - (q - 2)
-	if !slices.Contains(voters, node) {
-		return time.Time{}, true // a non-voter never holds a lease
-	}
 	if len(others) < need {
 		return time.Time{}, false
 	}
