@@ -179,6 +179,26 @@ func TestResourcesNormalise(t *testing.T) {
 	}
 }
 
+// The IPaddr forms heartbeat's wrapper accepts (LEGACY.md 2.1).
+func TestIPaddrShorthand(t *testing.T) {
+	for in, want := range map[string]map[string]string{
+		"10.0.0.3":                            {"ip": "10.0.0.3"},
+		"10.0.0.3/24":                         {"ip": "10.0.0.3", "cidr_netmask": "24"},
+		"IPaddr::10.0.0.3/24/eth0":            {"ip": "10.0.0.3", "cidr_netmask": "24", "nic": "eth0"},
+		"IPaddr2::10.0.0.3/24/eth0:0":         {"ip": "10.0.0.3", "cidr_netmask": "24", "nic": "eth0:0"},
+		"135.9.8.7/24/135.9.8.210":            {"ip": "135.9.8.7", "cidr_netmask": "24", "broadcast": "135.9.8.210"},
+		"IPaddr::10.0.0.3/24/eth0/10.0.0.255": {"ip": "10.0.0.3", "cidr_netmask": "24", "nic": "eth0", "broadcast": "10.0.0.255"},
+		"fd00::3/64/eth1":                     {"ip": "fd00::3", "cidr_netmask": "64", "nic": "eth1"},
+		"IPaddr::fd00::3":                     {"ip": "fd00::3"},
+		"IPaddr2::2001:db8::1/64":             {"ip": "2001:db8::1", "cidr_netmask": "64"},
+	} {
+		r, err := ParseShorthand(in)
+		if err != nil || r.Type != TypeIPaddr || !equalMap(r.Params, want) {
+			t.Errorf("%s: got %+v, %v; want IPaddr %v", in, r, err, want)
+		}
+	}
+}
+
 func equalMap(a, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false

@@ -62,14 +62,18 @@ func ParseShorthand(s string) (Resource, error) {
 	}
 	parts := strings.Split(s, "::")
 	for _, p := range parts {
-		if p == "" {
+		if p == "" && !looksLikeIP(s) {
 			return Resource{}, fmt.Errorf("%q has an empty field between \"::\"", s)
 		}
 	}
 	name, args := parts[0], parts[1:]
-	// heartbeat: a bare IP address (optionally with /mask/nic/bcast) is IPaddr.
-	if len(args) == 0 && looksLikeIP(name) {
-		name, args = TypeIPaddr, []string{name}
+	// heartbeat: a bare IP address (optionally with /mask/nic/bcast) is
+	// IPaddr. An IPv6 address holds "::" itself, so it is taken whole.
+	for _, prefix := range []string{"", TypeIPaddr + "::", "IPaddr2::"} {
+		if ip, ok := strings.CutPrefix(s, prefix); ok && looksLikeIP(ip) {
+			name, args = TypeIPaddr, []string{ip}
+			break
+		}
 	}
 	switch name {
 	case TypeIPaddr, "IPaddr2":
@@ -81,7 +85,13 @@ func ParseShorthand(s string) (Resource, error) {
 			return Resource{}, fmt.Errorf("%q: too many '/' fields (ip/netmask/interface/broadcast)", s)
 		}
 		r := Resource{Type: TypeIPaddr, Params: map[string]string{"ip": f[0]}}
-		for i, k := range []string{"cidr_netmask", "nic", "broadcast"} {
+		keys := []string{"cidr_netmask", "nic", "broadcast"}
+		// heartbeat's IPaddr: a third field starting with a digit is the
+		// broadcast (ip/24/10.0.0.255), otherwise the interface.
+		if len(f) == 3 && f[2] != "" && f[2][0] >= '0' && f[2][0] <= '9' {
+			keys = []string{"cidr_netmask", "broadcast"}
+		}
+		for i, k := range keys {
 			if i+1 < len(f) && f[i+1] != "" {
 				r.Params[k] = f[i+1]
 			}

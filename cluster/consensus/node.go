@@ -67,6 +67,10 @@ type Options struct {
 	Timing  Timing
 	FSM     raft.FSM
 	Log     *slog.Logger
+	// PeerWait, if set, returns for a peer's Raft address a channel to
+	// wait on (closed when the peer is heard again) before dialling it,
+	// or nil to dial at once. A dial waits at most the transport timeout.
+	PeerWait func(addr string) <-chan struct{}
 }
 
 // Node is this node's Raft member.
@@ -110,6 +114,7 @@ func Start(opt Options) (_ *Node, err error) {
 	n := &Node{opt: opt, store: store, log: opt.Log}
 	n.layer = newLayer(ln, creds, opt.Log)
 	n.layer.forward = n.applyLocal
+	n.layer.wait = opt.PeerWait
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.layer, MaxPool: 3, Timeout: 2 * time.Second, Logger: hl,
 	})

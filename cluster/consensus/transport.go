@@ -35,6 +35,7 @@ type layer struct {
 	log     *slog.Logger
 	raftCh  chan net.Conn
 	forward func(ctx context.Context, cmd []byte) error
+	wait    func(addr string) <-chan struct{} // Options.PeerWait
 	closed  chan struct{}
 	once    sync.Once
 	// rejected counts connections that failed the handshake (no or the
@@ -157,6 +158,17 @@ func (l *layer) Addr() net.Addr { return l.ln.Addr() }
 
 // Dial implements raft.StreamLayer.
 func (l *layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	if l.wait != nil {
+		if ch := l.wait(string(addr)); ch != nil {
+			t := time.NewTimer(timeout)
+			select {
+			case <-ch:
+			case <-t.C:
+			case <-l.closed:
+			}
+			t.Stop()
+		}
+	}
 	return l.dial(string(addr), timeout, connRaft)
 }
 

@@ -168,6 +168,12 @@ func (c *Coordinator) lead(ctx context.Context) {
 			online, reason = true, "leader"
 		case !known:
 			continue // added with `vigil node add`, not heard of yet
+		case p.State == "up" && !n.Online && c.opt.Lease.Applied(name) < n.DownIndex:
+			// Heard again, but Raft has not reached it yet (hashicorp/raft
+			// backs off from a peer that failed): assigning it a group now
+			// would stop the group where it runs and leave it stopped until
+			// the node can claim it.
+			continue
 		case p.State == "up":
 			online, reason = true, "heartbeats resumed"
 		case p.State == "dead":

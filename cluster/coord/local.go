@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/lrm"
+	"github.com/vigil-ha/vigil/cluster/membership"
 )
 
 // defaultInterval is the recurring monitor period of a resource that sets
@@ -31,6 +32,12 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 	}
 	tick := time.NewTicker(c.opt.Keepalive)
 	defer tick.Stop()
+	var events <-chan membership.Event
+	if c.opt.Members != nil {
+		ch, cancel := c.opt.Members.Subscribe(16)
+		defer cancel()
+		events = ch
+	}
 	for {
 		changed := c.opt.FSM.Changed()
 		var names []string
@@ -43,7 +50,7 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		for _, name := range names {
 			w := workers[name]
 			if w == nil {
-				w = &worker{c: c, name: name, kick: make(chan struct{}, 1), reports: make(chan fsm.Report, 64)}
+				w = &worker{c: c, name: name, kick: make(chan struct{}, 1), announce: make(chan struct{}, 1), reports: make(chan fsm.Report, 64)}
 				workers[name] = w
 				go func() {
 					w.run(ctx)
@@ -55,6 +62,15 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case ev := <-events:
+			// A node that was dead or restarted may have held, or still
+			// have caches pointing at, addresses this node now holds:
+			// ownership just resolved, so announce them again.
+			if ev.Kind == membership.NodeUp || ev.Kind == membership.NodeRestarted {
+				for _, w := range workers {
+					w.signal(w.announce)
+				}
+			}
 		case <-changed:
 		case <-tick.C:
 			// The lease is renewed by heartbeats, not by the log: look
@@ -69,10 +85,11 @@ func toConfig(g fsm.GroupSpec) config.Group {
 
 // worker drives one group on this node.
 type worker struct {
-	c       *Coordinator
-	name    string
-	kick    chan struct{}
-	reports chan fsm.Report
+	c        *Coordinator
+	name     string
+	kick     chan struct{}
+	announce chan struct{} // re-announce held addresses
+	reports  chan fsm.Report
 
 	spec        fsm.GroupSpec
 	haveSpec    bool
@@ -81,12 +98,16 @@ type worker struct {
 	reported    string // last state reported
 }
 
-func (w *worker) poke() {
+func (w *worker) poke() { w.signal(w.kick) }
+
+func (w *worker) signal(ch chan struct{}) {
 	select {
-	case w.kick <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
+
+func isIPaddr(b config.Binding) bool { return b.Agent == config.TypeIPaddr }
 
 func (w *worker) run(ctx context.Context) {
 	rctx, cancel := context.WithCancel(ctx)
@@ -116,6 +137,12 @@ func (w *worker) run(ctx context.Context) {
 			}
 			return
 		case <-w.kick:
+		case <-w.announce:
+			if w.haveSpec && w.c.opt.LRM.State(w.name) == lrm.Running {
+				if err := w.c.opt.LRM.Reload(ctx, toConfig(w.spec), isIPaddr); err != nil {
+					w.c.log.Warn("re-announce failed", "group", w.name, "err", err)
+				}
+			}
 		case <-timer.C:
 		}
 	}

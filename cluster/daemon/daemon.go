@@ -48,6 +48,7 @@ type Daemon struct {
 	lease       *lease.Tracker
 	raft        *consensus.Node
 	coord       *coord.Coordinator
+	gate        *raftGate
 }
 
 // opTimeout bounds each resource operation that sets no timeout of its own.
@@ -127,9 +128,10 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	for _, n := range ha.Nodes {
 		voters = append(voters, consensus.Peer{Name: n.Name, Address: raftAddr(n.Address, ha.Raft.Port)})
 	}
+	d.gate = newRaftGate(d.tracker, voters)
 	d.raft, err = consensus.Start(consensus.Options{
 		Cluster: ha.Cluster, Self: cfg.Self.Name, Bind: raftAddr(cfg.Self.Address, ha.Raft.Port),
-		Secret: cfg.Auth.Secret.Bytes(), DataDir: ha.Raft.DataDir, Peers: voters,
+		Secret: cfg.Auth.Secret.Bytes(), DataDir: ha.Raft.DataDir, Peers: voters, PeerWait: d.gate.wait,
 		Timing: consensus.TimingFor(ha.Keepalive.D(), ha.Deadtime.D()), FSM: d.fsm,
 		Log: log.With("component", "raft"),
 	})
@@ -201,6 +203,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	run("control", func(ctx context.Context) error {
 		return control.Serve(ctx, l, d, d.log.With("component", "control"))
 	})
+	run("raft-gate", d.gate.run)
 	run("core", d.coord.Run)
 	d.log.Info("vigil daemon started", "cluster", d.cfg.HA.Cluster, "node", d.cfg.Self.Name, "incarnation", d.incarnation,
 		"keepalive", d.cfg.HA.Keepalive.String(), "deadtime", d.cfg.HA.Deadtime.String(), "socket", d.socket)

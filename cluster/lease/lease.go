@@ -210,6 +210,17 @@ func (t *Tracker) Holds(now time.Time) bool {
 	return now.Before(t.HoldUntil(now))
 }
 
+// Applied returns the Raft index node last said (in a heartbeat) it had
+// applied, 0 if it has said nothing.
+func (t *Tracker) Applied(node string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.peers[node]; p != nil {
+		return p.applied
+	}
+	return 0
+}
+
 // ReleasedAt returns the time after which node, taken offline by entry
 // downIndex, surely holds no lease, and false when not enough voters have
 // reported yet. A node that was never renewed is released at once.

@@ -129,7 +129,7 @@ func FailedOp(err error) *OpError {
 func (m *Manager) op(ctx context.Context, g *group, i int, name string) (pb.Code, error) {
 	r := m.host.Resource(g.bindings[i].Plugin)
 	call := map[string]func(context.Context, *pb.Instance) (*pb.Result, error){
-		"start": r.Start, "stop": r.Stop, "monitor": r.Monitor}[name]
+		"start": r.Start, "stop": r.Stop, "monitor": r.Monitor, "reload": r.Reload}[name]
 	res, err := call(ctx, m.instance(g, i, 0))
 	st := ResourceStatus{LastOp: name, At: time.Now()}
 	code := pb.Code_ERR_GENERIC
@@ -259,6 +259,26 @@ func (m *Manager) Monitor(ctx context.Context, cfg config.Group) error {
 		}
 	}
 	return nil
+}
+
+// Reload runs the reload operation on the resources of a running group
+// that match, left to right (IPaddr re-announces its address), and
+// returns the first failure.
+func (m *Manager) Reload(ctx context.Context, cfg config.Group, match func(config.Binding) bool) error {
+	g, err := m.group(cfg)
+	if err != nil {
+		return err
+	}
+	g.ops.Lock()
+	defer g.ops.Unlock()
+	var errs []error
+	for i, b := range g.bindings {
+		if match(b) {
+			_, err := m.op(ctx, g, i, "reload")
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Active reports whether a group in local state s may have resources

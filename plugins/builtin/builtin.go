@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/sdk"
 	"github.com/vigil-ha/vigil/resources/dummy"
+	"github.com/vigil-ha/vigil/resources/ipaddr"
 	"github.com/vigil-ha/vigil/resources/script"
 )
 
@@ -19,6 +20,7 @@ var registry = map[plugins.Kind]map[string]func() sdk.Plugin{
 		"ocf":       func() sdk.Plugin { return sdk.Plugin{Resource: script.NewOCF()} },
 		"lsb":       func() sdk.Plugin { return sdk.Plugin{Resource: script.NewLSB()} },
 		"heartbeat": func() sdk.Plugin { return sdk.Plugin{Resource: script.NewHeartbeat()} },
+		"ipaddr":    func() sdk.Plugin { return sdk.Plugin{Resource: ipaddr.New(sdk.Log())} },
 	},
 }
 

@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 // TB is the part of testing.TB a lab needs (the demo passes its own).
@@ -36,18 +36,7 @@ type TB interface {
 }
 
 // Available says why a lab cannot run here, or "" if it can.
-func Available() string {
-	if os.Geteuid() != 0 {
-		return "network-namespace lab needs root"
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		return "network-namespace lab needs iproute2's ip"
-	}
-	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
-		return "kernel has no network namespaces"
-	}
-	return ""
-}
+func Available() string { return testutil.NetnsMissing() }
 
 // Lab is one set of namespaces and processes.
 type Lab struct {
@@ -156,26 +145,7 @@ func (l *Lab) must(args ...string) {
 
 // InNS runs f on an OS thread switched into namespace node: sockets f
 // opens live in that namespace.
-func (l *Lab) InNS(node string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked: it ends with the goroutine instead
-		// of going back to the pool in the wrong namespace.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+l.NS(node), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
+func (l *Lab) InNS(node string, f func() error) error { return testutil.InNS(l.NS(node), f) }
 
 // Proc is a process the lab started.
 type Proc struct {

@@ -1,0 +1,158 @@
+package lab_test
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/arp"
+
+	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/test/lab"
+)
+
+// arpFrame is one ARP frame the client saw.
+type arpFrame struct {
+	at       time.Time
+	op       arp.Operation
+	sha      string
+	spa, tpa netip.Addr
+}
+
+// arpCapture records every ARP frame on node's eth0 until the test ends.
+type arpCapture struct {
+	mu     sync.Mutex
+	frames []arpFrame
+}
+
+func captureARP(t *testing.T, l *lab.Lab, node string) *arpCapture {
+	t.Helper()
+	var c *arp.Client
+	if err := l.InNS(node, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		c, err = arp.Dial(ifi)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ac := &arpCapture{}
+	done := make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			p, _, err := c.Read()
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err == nil {
+				ac.mu.Lock()
+				ac.frames = append(ac.frames, arpFrame{at: time.Now(), op: p.Operation, sha: p.SenderHardwareAddr.String(), spa: p.SenderIP, tpa: p.TargetIP})
+				ac.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); c.Close(); <-done })
+	return ac
+}
+
+// announced returns the gratuitous frames (sender = target = VIP) from
+// mac since t0, by operation.
+func (ac *arpCapture) announced(mac string, t0 time.Time) map[arp.Operation][]time.Time {
+	ac.mu.Lock()
+	defer ac.mu.Unlock()
+	vip := netip.MustParseAddr(lab.VIP)
+	out := map[arp.Operation][]time.Time{}
+	for _, f := range ac.frames {
+		if f.at.After(t0) && f.sha == mac && f.spa == vip && f.tpa == vip {
+			out[f.op] = append(out[f.op], f.at)
+		}
+	}
+	return out
+}
+
+// A director pair with a witness serves a TCP service on the VIP to a
+// client on the same bridge. The VIP follows a crash of the active
+// director, a planned move and a graceful stop; after each, the client's
+// neighbour entry points at the new owner, the client saw its gratuitous
+// ARP, the service answers from there, and at no sampled instant did two
+// reachable directors have the VIP configured.
+func TestVIPFailover(t *testing.T) {
+	l := needLab(t)
+	c := &lab.Cluster{Name: "viptest", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
+		Resources: lab.VIPResources(""), Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
+	nodes := l.Trio(vigilBin, c, false, nil)
+	client := l.AddClient()
+	mac := map[string]string{"n1": l.MAC("n1", "eth0"), "n2": l.MAC("n2", "eth0")}
+	l.Serve("n1")
+	l.Serve("n2")
+	capt := captureARP(t, l, client)
+	sampler := l.StartVIPSampler(time.Millisecond, "n1", "n2")
+	probe := l.StartProber(client, 10*time.Millisecond, 50*time.Millisecond)
+
+	// takeover checks that node answers on the VIP after t0 and that the
+	// client followed it there because of its announcements.
+	takeover := func(what string, t0 time.Time, node string) {
+		t.Helper()
+		r, err := probe.WaitAnswer(t0, node, 30*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got := l.NeighMAC(client, lab.VIP); got != mac[node] {
+			t.Errorf("%s: client's neighbour entry for the VIP is %q, want %s's %s", what, got, node, mac[node])
+		}
+		ann := capt.announced(mac[node], t0)
+		if len(ann[arp.OperationRequest]) == 0 || len(ann[arp.OperationReply]) == 0 {
+			t.Errorf("%s: client saw %d gratuitous requests and %d replies from %s, want both kinds",
+				what, len(ann[arp.OperationRequest]), len(ann[arp.OperationReply]), node)
+		}
+		outage, failed := lab.Outage(probe.Results(), t0)
+		t.Logf("%s: %s answers %s after; outage %s, %d failed probes; %d gratuitous requests seen",
+			what, node, r.At.Sub(t0).Round(time.Millisecond), outage.Round(time.Millisecond), failed, len(ann[arp.OperationRequest]))
+	}
+
+	takeover("start", time.Now(), "n1")
+
+	crash := time.Now()
+	sampler.SetDown("n1", true)
+	l.Crash(nodes["n1"])
+	takeover("crash of n1", crash, "n2")
+
+	l.Reboot(vigilBin, nodes["n1"])
+	sampler.SetDown("n1", false)
+	if _, err := nodes["n3"].WaitStatus(30*time.Second, func(s *control.Status) bool {
+		n := s.Core.State.Nodes["n1"]
+		return n != nil && n.Online
+	}); err != nil {
+		t.Fatalf("n1 did not rejoin: %v", err)
+	}
+	moved := time.Now()
+	if err := nodes["n3"].Client.Command(context.Background(), control.Command{Op: "move", Group: "web", Node: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	takeover("move to n1", moved, "n1")
+
+	stopped := time.Now()
+	nodes["n1"].Proc.Stop(10 * time.Second)
+	takeover("graceful stop of n1", stopped, "n2")
+
+	samples, dual, err := sampler.Report()
+	if err != nil {
+		t.Errorf("sampling: %v", err)
+	}
+	if len(dual) > 0 {
+		t.Errorf("two reachable directors held the VIP at %d sampled instants: %v", len(dual), dual)
+	}
+	if samples < 100 {
+		t.Errorf("only %d samples of who holds the VIP", samples)
+	}
+	t.Logf("%d samples of who holds the VIP, none with two holders", samples)
+}
