@@ -25,19 +25,20 @@ import (
 
 // Options configures a Coordinator.
 type Options struct {
-	Self      string
-	Role      string
-	Keepalive time.Duration
-	Deadtime  time.Duration
-	Placement placement.Options
-	Groups    []fsm.GroupSpec
-	Nodes     []fsm.NodeSpec
-	FSM       *fsm.FSM
-	Raft      *consensus.Node
-	Lease     *lease.Tracker
-	Members   *membership.Tracker
-	LRM       *lrm.Manager // nil on a witness
-	Log       *slog.Logger
+	Self        string
+	Incarnation uint64 // this daemon's boot incarnation
+	Role        string
+	Keepalive   time.Duration
+	Deadtime    time.Duration
+	Placement   placement.Options
+	Groups      []fsm.GroupSpec
+	Nodes       []fsm.NodeSpec
+	FSM         *fsm.FSM
+	Raft        *consensus.Node
+	Lease       *lease.Tracker
+	Members     *membership.Tracker
+	LRM         *lrm.Manager // nil on a witness
+	Log         *slog.Logger
 }
 
 // Coordinator is the cluster core of one node.
@@ -168,6 +169,15 @@ func (c *Coordinator) lead(ctx context.Context) {
 			online, reason = true, "leader"
 		case !known:
 			continue // added with `vigil node add`, not heard of yet
+		case p.State == "up" && n.Leaving && p.Incarnation > n.Incarnation:
+			// It shut down gracefully and is back: eligible again.
+			no := false
+			if err := c.Apply(ctx, fsm.TypeNodeState, fsm.NodeState{Node: name, Leaving: &no, Reason: "restarted"}); err != nil {
+				c.log.Error("cannot record node state", "node", name, "err", err)
+				return
+			}
+			changed = true
+			continue
 		case p.State == "up" && !n.Online && c.opt.Lease.Applied(name) < n.DownIndex:
 			// Heard again, but Raft has not reached it yet (hashicorp/raft
 			// backs off from a peer that failed): assigning it a group now

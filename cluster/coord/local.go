@@ -17,6 +17,41 @@ import (
 // none.
 const defaultInterval = 10 * time.Second
 
+// Leave hands this node's groups over before a graceful shutdown, as a
+// planned move: the node is marked as leaving, the leader moves its groups
+// (stopped here, then started elsewhere), and Leave returns once none runs
+// here, or when ctx ends (the caller then stops what is left itself).
+func (c *Coordinator) Leave(ctx context.Context) error {
+	if c.opt.LRM == nil {
+		return nil
+	}
+	active := func() bool {
+		for _, g := range c.opt.Groups {
+			if lrm.Active(c.opt.LRM.State(g.Name)) {
+				return true
+			}
+		}
+		return false
+	}
+	if !active() {
+		return nil
+	}
+	yes := true
+	if err := c.Apply(ctx, fsm.TypeNodeState, fsm.NodeState{Node: c.opt.Self, Leaving: &yes, Incarnation: c.opt.Incarnation, Reason: "shutting down"}); err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	for active() {
+		changed := c.opt.FSM.Changed()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("leave: groups still running here: %w", ctx.Err())
+		case <-changed:
+		case <-time.After(c.opt.Keepalive):
+		}
+	}
+	return nil
+}
+
 // runLocal keeps one worker per replicated group.
 func (c *Coordinator) runLocal(ctx context.Context) {
 	workers := map[string]*worker{}

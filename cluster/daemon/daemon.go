@@ -144,7 +144,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	}
 	groups, nodes := coord.Specs(cfg)
 	d.coord = coord.New(coord.Options{
-		Self: cfg.Self.Name, Role: cfg.Self.Role, Keepalive: ha.Keepalive.D(), Deadtime: ha.Deadtime.D(),
+		Self: cfg.Self.Name, Incarnation: d.incarnation, Role: cfg.Self.Role, Keepalive: ha.Keepalive.D(), Deadtime: ha.Deadtime.D(),
 		Placement: placement.Options{AutoFailback: ha.AutoFailback, MigrationThreshold: *ha.MigrationThreshold},
 		Groups:    groups, Nodes: nodes, FSM: d.fsm, Raft: d.raft, Lease: d.lease, Members: d.tracker, LRM: d.lrm,
 		Log: log.With("component", "core"),
@@ -187,7 +187,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
+	// The parts run until the daemon's own context ends: when ctx ends (a
+	// graceful stop), the groups are first handed over while heartbeats,
+	// Raft and the LRM keep running.
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	run := func(name string, f func(context.Context) error) {
@@ -207,7 +211,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	run("core", d.coord.Run)
 	d.log.Info("vigil daemon started", "cluster", d.cfg.HA.Cluster, "node", d.cfg.Self.Name, "incarnation", d.incarnation,
 		"keepalive", d.cfg.HA.Keepalive.String(), "deadtime", d.cfg.HA.Deadtime.String(), "socket", d.socket)
-	<-ctx.Done()
+	select {
+	case <-ctx.Done(): // a part failed
+	case <-parent.Done():
+		lctx, lcancel := context.WithTimeout(ctx, d.leaveTimeout())
+		if err := d.coord.Leave(lctx); err != nil {
+			d.log.Warn("graceful hand-over incomplete; stopping what runs here", "err", err)
+		} else {
+			d.log.Info("groups handed over")
+		}
+		lcancel()
+		cancel(context.Canceled)
+	}
 	wg.Wait()
 	if err := d.raft.Close(); err != nil {
 		d.log.Warn("raft shutdown", "err", err)
@@ -393,4 +408,11 @@ func (d *Daemon) Command(ctx context.Context, c control.Command) error {
 		return d.coord.RemoveNode(ctx, c.Node)
 	}
 	return fmt.Errorf("%w: unknown command %q", control.ErrRefused, c.Op)
+}
+
+// leaveTimeout bounds the hand-over on a graceful stop: the leader's
+// decision, the local stop and the peer's claim take a few deadtimes; the
+// stop itself may take up to an operation timeout.
+func (d *Daemon) leaveTimeout() time.Duration {
+	return 20*d.cfg.HA.Deadtime.D() + opTimeout
 }

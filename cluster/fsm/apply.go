@@ -103,6 +103,9 @@ func (s *State) nodeState(index uint64, at time.Time, c *NodeState) error {
 	if c.Maintenance != nil {
 		n.Maintenance = *c.Maintenance
 	}
+	if c.Leaving != nil {
+		n.Leaving = *c.Leaving
+	}
 	return nil
 }
 

@@ -57,6 +57,7 @@ type NodeState struct {
 	Online      *bool  `json:"online,omitempty"`
 	Standby     *bool  `json:"standby,omitempty"`
 	Maintenance *bool  `json:"maintenance,omitempty"`
+	Leaving     *bool  `json:"leaving,omitempty"` // a graceful shutdown hands its groups over
 	Incarnation uint64 `json:"incarnation,omitempty"`
 	Reason      string `json:"reason,omitempty"`
 }

@@ -45,6 +45,7 @@ type Node struct {
 	Online      bool      `json:"online"`
 	Standby     bool      `json:"standby"`
 	Maintenance bool      `json:"maintenance"`
+	Leaving     bool      `json:"leaving,omitempty"`
 	Incarnation uint64    `json:"incarnation,omitempty"`
 	DownIndex   uint64    `json:"down_index,omitempty"` // the entry that last took it offline
 	Since       time.Time `json:"since"`

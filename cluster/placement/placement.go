@@ -110,6 +110,8 @@ func eligible(s *fsm.State, o Options, g *fsm.Group, n string) string {
 		return "is in standby"
 	case node.Maintenance:
 		return "is in maintenance"
+	case node.Leaving:
+		return "is shutting down"
 	}
 	if o.MigrationThreshold > 0 {
 		if fc := s.Failcount(g.Name, n); fc >= fsm.Infinity {

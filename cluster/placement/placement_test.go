@@ -43,6 +43,7 @@ func TestDecide(t *testing.T) {
 		{"no failback without auto_failback", state("n2", nil), sticky, "=", ""},
 		{"failback with auto_failback", state("n2", nil), failback, "n1", "auto_failback"},
 		{"preferred node in standby", state("n1", func(s *fsm.State) { s.Nodes["n1"].Standby = true }), failback, "n2", "n1 is in standby"},
+		{"owner shutting down", state("n1", func(s *fsm.State) { s.Nodes["n1"].Leaving = true }), failback, "n2", "n1 is shutting down"},
 		{"witness never holds", state("n1", func(s *fsm.State) {
 			s.Nodes["n1"].Online, s.Nodes["n2"].Online, s.Nodes["n3"].Online = false, false, false
 		}), sticky, "", "no other node is eligible"},

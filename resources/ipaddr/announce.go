@@ -56,6 +56,8 @@ type announcer struct {
 	claims chan net.HardwareAddr
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	sendMu sync.Mutex
+	halted bool
 	last   time.Time // last announcement, for rate-limiting replies to claims
 }
 
@@ -92,9 +94,19 @@ func startAnnouncer(vip netip.Addr, ifi *net.Interface, cfg Announce, log *slog.
 	return a, nil
 }
 
-// stop ends the announcer and waits for its goroutines.
-func (a *announcer) stop() {
+// halt stops sending at once: when it returns no announcement is being
+// or will be sent, so the address can go.
+func (a *announcer) halt() {
 	a.cancel()
+	a.sendMu.Lock()
+	a.halted = true
+	a.sendMu.Unlock()
+}
+
+// stop halts the announcer, closes its socket and waits for its
+// goroutines (closing a packet socket takes milliseconds).
+func (a *announcer) stop() {
+	a.halt()
 	_ = a.w.close() // unblocks watch
 	a.wg.Wait()
 }
@@ -108,6 +120,11 @@ func (a *announcer) reannounce(reason string) {
 }
 
 func (a *announcer) send(why string) {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	if a.halted {
+		return
+	}
 	a.last = time.Now()
 	if err := a.w.announce(); err != nil {
 		// Never fatal: the address is configured, and the next frame of the

@@ -35,8 +35,9 @@ type IPaddr struct {
 	sdk.BaseResource
 	log *slog.Logger
 
-	mu   sync.Mutex
-	held map[string]*announcer // by instance id
+	mu      sync.Mutex
+	held    map[string]*announcer // by instance id
+	closing sync.WaitGroup        // announcers closing after a stop
 }
 
 // New returns the resource, logging to log (sdk.Log() in the plugin).
@@ -111,11 +112,22 @@ func (r *IPaddr) Stop(_ context.Context, in *pb.Instance) (*pb.Result, error) {
 		return res, nil
 	}
 	r.mu.Lock()
-	if a := r.held[in.GetId()]; a != nil {
-		a.stop()
-		delete(r.held, in.GetId())
-	}
+	a := r.held[in.GetId()]
+	delete(r.held, in.GetId())
 	r.mu.Unlock()
+	if a != nil {
+		// Silence the announcements, release the address, and only then
+		// close the socket, off the path: the next owner waits for this
+		// stop to finish.
+		a.halt()
+		r.closing.Add(1)
+		defer func() {
+			go func() {
+				defer r.closing.Done()
+				a.stop()
+			}()
+		}()
+	}
 	removed, note, err := remove(p.IP)
 	if note != "" {
 		r.log.Info(note, "id", in.GetId())
@@ -200,6 +212,7 @@ func (r *IPaddr) Close() {
 		a.stop()
 		delete(r.held, id)
 	}
+	r.closing.Wait()
 }
 
 func (r *IPaddr) MetaData(context.Context, *pb.MetaDataRequest) (*pb.Meta, error) {

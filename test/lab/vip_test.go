@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,9 +142,14 @@ func TestVIPFailover(t *testing.T) {
 	}
 	takeover("move to n1", moved, "n1")
 
+	// A graceful stop hands the group over like a move, before the daemon
+	// exits, instead of leaving it to the peers' failure detection.
 	stopped := time.Now()
 	nodes["n1"].Proc.Stop(10 * time.Second)
 	takeover("graceful stop of n1", stopped, "n2")
+	if b, err := os.ReadFile(nodes["n1"].Proc.LogPath); err != nil || !strings.Contains(string(b), "groups handed over") {
+		t.Errorf("n1's graceful stop did not hand its group over (err %v)", err)
+	}
 
 	samples, dual, err := sampler.Report()
 	if err != nil {

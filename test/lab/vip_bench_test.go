@@ -1,0 +1,181 @@
+package lab_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/test/lab"
+)
+
+// BenchmarkVIPFailover is `make bench-failover`: the VIP lab (directors n1
+// and n2, witness n3, a client on the same bridge) with a probe client
+// that opens a new TCP connection to VIP:80 and makes a small request
+// every 10 ms with a 50 ms timeout (VIGIL_PROBE="2ms/10ms" for a finer
+// probe). The outage of one event is the time from the first failed probe
+// to the first answer after it; 0 when no probe failed. One op is one
+// event: run with -benchtime=10x. Kinds:
+//
+//	crash     kill -9 every process of the active director and set its links down at once
+//	graceful  SIGTERM to the active director's daemon
+//	move      `vigil move web OTHER`
+//	failback  the preferred director (n1) returns, with auto_failback on
+func BenchmarkVIPFailover(b *testing.B) {
+	every, timeout := 10*time.Millisecond, 50*time.Millisecond
+	if v := os.Getenv("VIGIL_PROBE"); v != "" {
+		e, t, _ := strings.Cut(v, "/")
+		var err1, err2 error
+		every, err1 = time.ParseDuration(e)
+		timeout, err2 = time.ParseDuration(t)
+		if err1 != nil || err2 != nil {
+			b.Fatalf("VIGIL_PROBE=%q: want EVERY/TIMEOUT, like 2ms/10ms", v)
+		}
+	}
+	for _, tc := range []struct{ ka, dt time.Duration }{
+		{10 * time.Millisecond, 50 * time.Millisecond},
+		{100 * time.Millisecond, 500 * time.Millisecond},
+	} {
+		for _, kind := range []string{"crash", "graceful", "move", "failback"} {
+			b.Run(fmt.Sprintf("keepalive=%s/deadtime=%s/%s", tc.ka, tc.dt, kind), func(b *testing.B) {
+				benchVIP(b, tc.ka, tc.dt, kind, every, timeout)
+			})
+		}
+	}
+}
+
+// webOn is the director whose report says group web runs there.
+func webOn(st *control.Status) string {
+	if st.Core == nil || st.Core.State == nil {
+		return ""
+	}
+	g := st.Core.State.Groups["web"]
+	if g == nil || g.Owner == "" || g.Reports[g.Owner].State != "running" {
+		return ""
+	}
+	return g.Owner
+}
+
+func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout time.Duration) {
+	if why := lab.Available(); why != "" {
+		b.Skip(why)
+	}
+	l := lab.New(b)
+	c := &lab.Cluster{Name: "vipbench", Keepalive: ka, Deadtime: dt, Secret: "bench-secret-0123456789abcdef",
+		Resources: lab.VIPResources(""), Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
+	if kind == "failback" {
+		c.Extra = "auto_failback = true"
+	}
+	nodes := l.Trio(vigilBin, c, false, nil)
+	client := l.AddClient()
+	l.Serve("n1")
+	l.Serve("n2")
+	sampler := l.StartVIPSampler(time.Millisecond, "n1", "n2")
+	probe := l.StartProber(client, every, timeout)
+	other := map[string]string{"n1": "n2", "n2": "n1"}
+
+	// steady waits until owner runs web, every node is online, the witness
+	// leads, and the client reaches the VIP on owner.
+	steady := func(run int, owner string) {
+		since := time.Now()
+		if _, err := nodes["n3"].WaitStatus(60*time.Second, func(s *control.Status) bool {
+			if webOn(s) != owner || s.Core.Leader != "n3" {
+				return false
+			}
+			for _, n := range s.Core.State.Nodes {
+				if !n.Online {
+					return false
+				}
+			}
+			return true
+		}); err != nil {
+			b.Fatalf("run %d: %v", run, err)
+		}
+		if _, err := probe.WaitAnswer(since, owner, 30*time.Second); err != nil {
+			b.Fatalf("run %d: %v", run, err)
+		}
+	}
+
+	var outages []time.Duration
+	var failedProbes []int
+	owner := "n1"
+	b.ResetTimer()
+	for run := 0; run < b.N; run++ {
+		b.StopTimer()
+		if kind == "failback" {
+			// Take the preferred director out and let the group settle on
+			// n2; the event is n1's return.
+			steady(run, "n1")
+			nodes["n1"].Proc.Stop(30 * time.Second)
+			if _, err := probe.WaitAnswer(time.Now(), "n2", 30*time.Second); err != nil {
+				b.Fatalf("run %d: %v", run, err)
+			}
+		} else {
+			steady(run, owner)
+		}
+		time.Sleep(rand.N(ka)) // a random phase of the heartbeat cycle
+		b.StartTimer()
+		t0 := time.Now()
+		next := other[owner]
+		switch kind {
+		case "crash":
+			sampler.SetDown(owner, true)
+			l.Crash(nodes[owner])
+		case "graceful":
+			nodes[owner].Proc.Stop(30 * time.Second)
+		case "move":
+			if err := nodes["n3"].Client.Command(context.Background(), control.Command{Op: "move", Group: "web", Node: next}); err != nil {
+				b.Fatalf("run %d: move: %v", run, err)
+			}
+		case "failback":
+			l.Restart(vigilBin, nodes["n1"])
+			next = "n1"
+		}
+		if _, err := probe.WaitAnswer(t0, next, 60*time.Second); err != nil {
+			b.Fatalf("run %d: %s: %v", run, kind, err)
+		}
+		// Let a possibly still failing probe finish before reading.
+		time.Sleep(timeout)
+		b.StopTimer()
+		outage, failed := lab.Outage(probe.Results(), t0)
+		outages = append(outages, outage)
+		failedProbes = append(failedProbes, failed)
+		b.Logf("run %d: %s of %s: outage %s, %d failed probes", run, kind, owner, outage.Round(time.Millisecond), failed)
+		switch kind {
+		case "crash":
+			l.Reboot(vigilBin, nodes[owner])
+			sampler.SetDown(owner, false)
+		case "graceful":
+			l.Restart(vigilBin, nodes[owner])
+		}
+		if kind != "failback" {
+			owner = next
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	samples, dual, err := sampler.Report()
+	if err != nil || len(dual) > 0 {
+		b.Fatalf("VIP held by two reachable directors at %d of %d sampled instants (%v); sampling error %v", len(dual), samples, dual, err)
+	}
+	slices.Sort(outages)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	clean := 0
+	for _, f := range failedProbes {
+		if f == 0 {
+			clean++
+		}
+	}
+	b.ReportMetric(ms(outages[0]), "min-ms")
+	b.ReportMetric(ms(outages[len(outages)/2]), "median-ms")
+	b.ReportMetric(ms(outages[min(len(outages)-1, len(outages)*95/100)]), "p95-ms")
+	b.ReportMetric(ms(outages[len(outages)-1]), "max-ms")
+	b.ReportMetric(float64(clean), "runs-without-failed-probe")
+	b.ReportMetric(float64(samples), "vip-samples")
+	b.Logf("%s: failed probes per run %v; %d VIP samples, no dual owner", kind, failedProbes, samples)
+}
