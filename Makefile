@@ -11,7 +11,7 @@ FUZZTIME ?= 30s
 # provide the real OCF agents and resource.d scripts the adapter tests run.
 DEB_DEPS := socat iproute2 resource-agents heartbeat
 
-.PHONY: all build test lint bench fuzz demo deps debs proto clean
+.PHONY: all build test lint bench bench-failover fuzz demo deps debs proto clean
 
 all: build
 
@@ -57,6 +57,13 @@ bench: deps
 	$(GO) test -run '^$$' -bench Detection -benchtime 20x ./test/lab/
 	$(GO) test -run '^$$' -bench Idle -benchtime 1x ./test/lab/
 	$(GO) test -run '^$$' -bench Failover -benchtime 20x ./test/lab/
+
+# VIP outage seen by a client probing VIP:80 every 10 ms (50 ms timeout)
+# for a crash, a graceful stop, a planned move and a failback, at
+# keepalive/deadtime 10ms/50ms and 100ms/500ms, 10 runs each
+# (PROBE=2ms/10ms for a finer probe).
+bench-failover: deps
+	VIGIL_PROBE=$(PROBE) $(GO) test -run '^$$' -bench VIPFailover -benchtime 10x -timeout 60m ./test/lab/
 
 # Each fuzz target for FUZZTIME; new crashers land in testdata/fuzz.
 fuzz:

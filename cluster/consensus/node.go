@@ -192,6 +192,11 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) error {
 	if err := f.Error(); err != nil {
 		return fmt.Errorf("raft apply: %w", err)
 	}
+	// Followers learn that an entry committed only from the leader's next
+	// AppendEntries, which an idle leader sends after CommitTimeout: a
+	// no-op barrier entry sends it now, so every node acts on the command
+	// (a hand-over's stop, then its claim) within a round trip.
+	_ = n.raft.Barrier(0)
 	if err, ok := f.Response().(error); ok && err != nil {
 		return err
 	}
