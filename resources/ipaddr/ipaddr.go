@@ -53,24 +53,25 @@ func params(in *pb.Instance) (Params, *pb.Result) {
 	return p, nil
 }
 
-// announce (re)starts the announcer of instance id.
-func (r *IPaddr) announce(id string, p Params, ifindex int) error {
-	ifi, err := net.InterfaceByIndex(ifindex)
-	if err != nil {
-		return err
-	}
+// announce (re)starts the announcer of instance id. Failing to announce
+// is logged, not returned: the address is up and the kernel answers for
+// it, so a missing announcement only slows caches down.
+func (r *IPaddr) announce(id string, p Params, ifindex int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if old := r.held[id]; old != nil {
 		old.stop()
 		delete(r.held, id)
 	}
-	a, err := startAnnouncer(p.IP, ifi, p.Announce, r.log.With("id", id))
-	if err != nil {
-		return err
+	ifi, err := net.InterfaceByIndex(ifindex)
+	if err == nil {
+		var a *announcer
+		if a, err = startAnnouncer(p.IP, ifi, p.Announce, r.log.With("id", id)); err == nil {
+			r.held[id] = a
+			return
+		}
 	}
-	r.held[id] = a
-	return nil
+	r.log.Warn("cannot announce the VIP", "id", id, "err", err)
 }
 
 func (r *IPaddr) announcer(id string) *announcer {
@@ -98,11 +99,7 @@ func (r *IPaddr) Start(_ context.Context, in *pb.Instance) (*pb.Result, error) {
 		what = "already present"
 	}
 	r.log.Info("VIP "+what, "id", in.GetId(), "address", at.prefix.String(), "interface", at.link.Attrs().Name, "label", p.Label)
-	if err := r.announce(in.GetId(), p, at.link.Attrs().Index); err != nil {
-		// The address is up and the kernel answers for it; a missing
-		// announcement only slows caches down, so it is not a failure.
-		r.log.Warn("cannot announce the VIP", "id", in.GetId(), "err", err)
-	}
+	r.announce(in.GetId(), p, at.link.Attrs().Index)
 	return &pb.Result{Code: pb.Code_SUCCESS, Output: fmt.Sprintf("%s %s on %s", at.prefix, what, at.link.Attrs().Name)}, nil
 }
 
@@ -116,16 +113,14 @@ func (r *IPaddr) Stop(_ context.Context, in *pb.Instance) (*pb.Result, error) {
 	delete(r.held, in.GetId())
 	r.mu.Unlock()
 	if a != nil {
-		// Silence the announcements, release the address, and only then
-		// close the socket, off the path: the next owner waits for this
-		// stop to finish.
+		// Silence the announcements before the address goes; closing the
+		// socket takes milliseconds, so it happens off the path (the next
+		// owner waits for this stop to finish).
 		a.halt()
 		r.closing.Add(1)
-		defer func() {
-			go func() {
-				defer r.closing.Done()
-				a.stop()
-			}()
+		go func() {
+			defer r.closing.Done()
+			a.stop()
 		}()
 	}
 	removed, note, err := remove(p.IP)
@@ -161,9 +156,7 @@ func (r *IPaddr) Monitor(_ context.Context, in *pb.Instance) (*pb.Result, error)
 		// A recurring monitor runs only where the group is held: after a
 		// plugin restart, resume announcing. A probe (interval 0) never
 		// announces: this node may hold a stale copy it is about to drop.
-		if err := r.announce(in.GetId(), p, link.Attrs().Index); err != nil {
-			r.log.Warn("cannot announce the VIP", "id", in.GetId(), "err", err)
-		}
+		r.announce(in.GetId(), p, link.Attrs().Index)
 		a = r.announcer(in.GetId())
 	}
 	out := "on " + link.Attrs().Name
@@ -191,9 +184,7 @@ func (r *IPaddr) Reload(_ context.Context, in *pb.Instance) (*pb.Result, error) 
 	if link == nil {
 		return sdk.NotRunning(p.IP.String() + " is not configured"), nil
 	}
-	if err := r.announce(in.GetId(), p, link.Attrs().Index); err != nil {
-		r.log.Warn("cannot announce the VIP", "id", in.GetId(), "err", err)
-	}
+	r.announce(in.GetId(), p, link.Attrs().Index)
 	return sdk.OK(), nil
 }
 

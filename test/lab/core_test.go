@@ -48,8 +48,12 @@ func group(st *control.Status, name string) *fsm.Group {
 }
 
 // runningOn is the node whose report says g runs there and which owns it.
-func runningOn(st *control.Status) string {
-	g := group(st, "g")
+func runningOn(st *control.Status) string { return groupOn(st, "g") }
+
+// groupOn is the node whose report says the named group runs there and
+// which owns it.
+func groupOn(st *control.Status, name string) string {
+	g := group(st, name)
 	if g == nil || g.Owner == "" || g.Reports[g.Owner].State != "running" {
 		return ""
 	}

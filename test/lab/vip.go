@@ -222,7 +222,6 @@ type VIPSampler struct {
 	down     map[string]bool
 	samples  int
 	dual     []string
-	holders  map[string]time.Time // last instant each node was seen holding
 	cancel   context.CancelFunc
 	done     chan struct{}
 	firstErr error
@@ -231,7 +230,7 @@ type VIPSampler struct {
 // StartVIPSampler samples the given director namespaces until the test ends.
 func (l *Lab) StartVIPSampler(every time.Duration, nodes ...string) *VIPSampler {
 	l.t.Helper()
-	s := &VIPSampler{handles: map[string]*netlink.Handle{}, down: map[string]bool{}, holders: map[string]time.Time{}, done: make(chan struct{})}
+	s := &VIPSampler{handles: map[string]*netlink.Handle{}, down: map[string]bool{}, done: make(chan struct{})}
 	for _, n := range nodes {
 		ns, err := netns.GetFromPath("/run/netns/" + l.NS(n))
 		if err != nil {
@@ -292,7 +291,6 @@ func (s *VIPSampler) run(ctx context.Context, every time.Duration) {
 		s.samples++
 		live := 0
 		for _, n := range holding {
-			s.holders[n] = now
 			if !s.down[n] {
 				live++
 			}

@@ -49,18 +49,6 @@ func BenchmarkVIPFailover(b *testing.B) {
 	}
 }
 
-// webOn is the director whose report says group web runs there.
-func webOn(st *control.Status) string {
-	if st.Core == nil || st.Core.State == nil {
-		return ""
-	}
-	g := st.Core.State.Groups["web"]
-	if g == nil || g.Owner == "" || g.Reports[g.Owner].State != "running" {
-		return ""
-	}
-	return g.Owner
-}
-
 func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout time.Duration) {
 	if why := lab.Available(); why != "" {
 		b.Skip(why)
@@ -84,7 +72,7 @@ func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout ti
 	steady := func(run int, owner string) {
 		since := time.Now()
 		if _, err := nodes["n3"].WaitStatus(60*time.Second, func(s *control.Status) bool {
-			if webOn(s) != owner || s.Core.Leader != "n3" {
+			if groupOn(s, "web") != owner || s.Core.Leader != "n3" {
 				return false
 			}
 			for _, n := range s.Core.State.Nodes {
