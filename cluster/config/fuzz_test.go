@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -78,6 +79,29 @@ func FuzzAuthkeys(f *testing.F) {
 		ak, _, err := parseAuthkeys("authkeys", data)
 		if err == nil && ak.Secret.Empty() {
 			t.Fatal("accepted an empty secret")
+		}
+	})
+}
+
+func FuzzParseLdirectord(f *testing.F) {
+	addFile(f, "../../etc/examples/pair-witness/www.toml")
+	f.Add([]byte("[[virtual]]\nfwmark = 7\npersistent = \"5m\"\nnetmask = \"255.255.0.0\"\n[[virtual.real]]\naddress = \"[fd00::1]:80\"\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in, err := ParseLdirectord("www.toml", data)
+		if err != nil {
+			for _, e := range flatten(err) {
+				if !strings.HasPrefix(e, "www.toml") {
+					t.Fatalf("error does not name the file: %q", e)
+				}
+			}
+			return
+		}
+		// What the loader accepts, the plugin must accept too.
+		var errs []string
+		again := *in
+		again.Normalize(func(k, m string) { errs = append(errs, k+": "+m) })
+		if len(errs) > 0 {
+			t.Fatalf("normalised instance fails again: %v", errs)
 		}
 	})
 }

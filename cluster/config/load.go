@@ -89,6 +89,7 @@ func Load(dir string, opts Options) (*Config, error) {
 		collect(err)
 		if res != nil {
 			c.Resources = *res
+			c.loadInstances(resPath, collect)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		collect(&Error{File: resPath, Msg: fmt.Sprintf("cannot read: %v", err)})

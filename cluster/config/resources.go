@@ -7,11 +7,16 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vigil-ha/vigil/resources/ldirectord/spec"
 )
 
 // Resources is resources.toml: the haresources of Vigil.
 type Resources struct {
 	Groups []Group `toml:"group"`
+	// Ldirectord holds inline ldirectord instances ([ldirectord.NAME]);
+	// an instance not here is read from NAME.toml beside resources.toml.
+	Ldirectord map[string]spec.Instance `toml:"ldirectord"`
 }
 
 // Group is an ordered list of resources that run together on one node:
@@ -344,6 +349,7 @@ func validateResource(s *errSink, k string, r Resource) {
 }
 
 func (r *Resources) validate(s *errSink, ha *HA) {
+	r.validateInline(s)
 	groups := map[string]string{}
 	ids := map[string]string{}
 	for i := range r.Groups {

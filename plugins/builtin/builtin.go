@@ -11,16 +11,18 @@ import (
 	"github.com/vigil-ha/vigil/plugins/sdk"
 	"github.com/vigil-ha/vigil/resources/dummy"
 	"github.com/vigil-ha/vigil/resources/ipaddr"
+	"github.com/vigil-ha/vigil/resources/ldirectord"
 	"github.com/vigil-ha/vigil/resources/script"
 )
 
 var registry = map[plugins.Kind]map[string]func() sdk.Plugin{
 	plugins.KindResource: {
-		"dummy":     func() sdk.Plugin { return sdk.Plugin{Resource: dummy.Dummy{}} },
-		"ocf":       func() sdk.Plugin { return sdk.Plugin{Resource: script.NewOCF()} },
-		"lsb":       func() sdk.Plugin { return sdk.Plugin{Resource: script.NewLSB()} },
-		"heartbeat": func() sdk.Plugin { return sdk.Plugin{Resource: script.NewHeartbeat()} },
-		"ipaddr":    func() sdk.Plugin { return sdk.Plugin{Resource: ipaddr.New(sdk.Log())} },
+		"dummy":      func() sdk.Plugin { return sdk.Plugin{Resource: dummy.Dummy{}} },
+		"ocf":        func() sdk.Plugin { return sdk.Plugin{Resource: script.NewOCF()} },
+		"lsb":        func() sdk.Plugin { return sdk.Plugin{Resource: script.NewLSB()} },
+		"heartbeat":  func() sdk.Plugin { return sdk.Plugin{Resource: script.NewHeartbeat()} },
+		"ipaddr":     func() sdk.Plugin { return sdk.Plugin{Resource: ipaddr.New(sdk.Log())} },
+		"ldirectord": func() sdk.Plugin { return sdk.Plugin{Resource: ldirectord.New(sdk.Log())} },
 	},
 }
 

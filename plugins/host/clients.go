@@ -71,6 +71,15 @@ func (r Resource) Reload(ctx context.Context, in *pb.Instance) (*pb.Result, erro
 	return r.op(ctx, "reload", in, pb.ResourceClient.Reload)
 }
 
+// Inspect asks for the instance's live state; plugins without one answer
+// codes.Unimplemented.
+func (r Resource) Inspect(ctx context.Context, in *pb.Instance) (*pb.Inspection, error) {
+	return invoke(ctx, r.h, plugins.KindResource, r.name, "inspect", ms(in.GetTimeoutMs()),
+		func(ctx context.Context, c pb.ResourceClient) (*pb.Inspection, error) {
+			return c.Inspect(ctx, in)
+		})
+}
+
 // Monitor is a handle on a monitor plugin.
 type Monitor struct {
 	h    *Host

@@ -29,6 +29,7 @@ const (
 	Resource_Stop_FullMethodName     = "/vigil.plugin.v1.Resource/Stop"
 	Resource_Monitor_FullMethodName  = "/vigil.plugin.v1.Resource/Monitor"
 	Resource_Reload_FullMethodName   = "/vigil.plugin.v1.Resource/Reload"
+	Resource_Inspect_FullMethodName  = "/vigil.plugin.v1.Resource/Inspect"
 )
 
 // ResourceClient is the client API for Resource service.
@@ -41,6 +42,9 @@ type ResourceClient interface {
 	Stop(ctx context.Context, in *Instance, opts ...grpc.CallOption) (*Result, error)
 	Monitor(ctx context.Context, in *Instance, opts ...grpc.CallOption) (*Result, error)
 	Reload(ctx context.Context, in *Instance, opts ...grpc.CallOption) (*Result, error)
+	// Inspect describes the instance's live state for `vigil status` (the
+	// IPVS table of an ldirectord instance, say); optional.
+	Inspect(ctx context.Context, in *Instance, opts ...grpc.CallOption) (*Inspection, error)
 }
 
 type resourceClient struct {
@@ -111,6 +115,16 @@ func (c *resourceClient) Reload(ctx context.Context, in *Instance, opts ...grpc.
 	return out, nil
 }
 
+func (c *resourceClient) Inspect(ctx context.Context, in *Instance, opts ...grpc.CallOption) (*Inspection, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Inspection)
+	err := c.cc.Invoke(ctx, Resource_Inspect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ResourceServer is the server API for Resource service.
 // All implementations must embed UnimplementedResourceServer
 // for forward compatibility.
@@ -121,6 +135,9 @@ type ResourceServer interface {
 	Stop(context.Context, *Instance) (*Result, error)
 	Monitor(context.Context, *Instance) (*Result, error)
 	Reload(context.Context, *Instance) (*Result, error)
+	// Inspect describes the instance's live state for `vigil status` (the
+	// IPVS table of an ldirectord instance, say); optional.
+	Inspect(context.Context, *Instance) (*Inspection, error)
 	mustEmbedUnimplementedResourceServer()
 }
 
@@ -148,6 +165,9 @@ func (UnimplementedResourceServer) Monitor(context.Context, *Instance) (*Result,
 }
 func (UnimplementedResourceServer) Reload(context.Context, *Instance) (*Result, error) {
 	return nil, status.Error(codes.Unimplemented, "method Reload not implemented")
+}
+func (UnimplementedResourceServer) Inspect(context.Context, *Instance) (*Inspection, error) {
+	return nil, status.Error(codes.Unimplemented, "method Inspect not implemented")
 }
 func (UnimplementedResourceServer) mustEmbedUnimplementedResourceServer() {}
 func (UnimplementedResourceServer) testEmbeddedByValue()                  {}
@@ -278,6 +298,24 @@ func _Resource_Reload_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Resource_Inspect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Instance)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ResourceServer).Inspect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Resource_Inspect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ResourceServer).Inspect(ctx, req.(*Instance))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Resource_ServiceDesc is the grpc.ServiceDesc for Resource service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -308,6 +346,10 @@ var Resource_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Reload",
 			Handler:    _Resource_Reload_Handler,
+		},
+		{
+			MethodName: "Inspect",
+			Handler:    _Resource_Inspect_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -5,103 +5,43 @@
 package script
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
-// maxOutput bounds what is kept of a script's stdout or stderr.
-const maxOutput = 64 << 10
+// run is one finished script execution.
+type run = monitors.Run
+
+// execScript runs path with args and env until it exits or ctx ends (see
+// monitors.Exec). On ctx's end the result is a gRPC DeadlineExceeded, which
+// the host reports as a timeout.
+func execScript(ctx context.Context, path string, args, env []string) (run, error) {
+	r, err := monitors.Exec(ctx, path, args, env, "")
+	if errors.Is(err, monitors.ErrKilled) {
+		return r, status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	return r, err
+}
 
 // basePath is the PATH scripts run with; the rest of their environment is
 // what their convention defines, not the daemon's.
 const basePath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// run is one finished script execution.
-type run struct {
-	code           int // exit status; -1 when killed by a signal
-	stdout, stderr string
-}
-
-// execScript runs path with args and env until it exits or ctx ends. Output
-// goes to unlinked temporary files rather than pipes: an init script that
-// leaves a daemon holding its stdout must not hang the operation. On ctx's
-// end the script's whole process group is killed and the result is a gRPC
-// DeadlineExceeded, which the host reports as a timeout.
-func execScript(ctx context.Context, path string, args, env []string) (run, error) {
-	outF, err := tempFile()
-	if err != nil {
-		return run{}, err
-	}
-	defer outF.Close()
-	errF, err := tempFile()
-	if err != nil {
-		return run{}, err
-	}
-	defer errF.Close()
-
-	cmd := exec.Command(path, args...)
-	cmd.Env = env
-	cmd.Dir = "/"
-	cmd.Stdout, cmd.Stderr = outF, errF
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return run{}, err
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	var werr error
-	select {
-	case werr = <-waited:
-	case <-ctx.Done():
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-waited
-		return run{}, status.Errorf(codes.DeadlineExceeded, "%s %s: killed after %s (%v)",
-			path, strings.Join(args, " "), time.Since(start).Round(time.Millisecond), ctx.Err())
-	}
-	r := run{code: cmd.ProcessState.ExitCode(), stdout: readAll(outF), stderr: readAll(errF)}
-	var exitErr *exec.ExitError
-	if werr != nil && !errors.As(werr, &exitErr) {
-		return r, werr
-	}
-	return r, nil
-}
-
-func tempFile() (*os.File, error) {
-	f, err := os.CreateTemp("", "vigil-script-*")
-	if err != nil {
-		return nil, fmt.Errorf("script output file: %w", err)
-	}
-	_ = os.Remove(f.Name())
-	return f, nil
-}
-
-func readAll(f *os.File) string {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return ""
-	}
-	b, _ := io.ReadAll(io.LimitReader(f, maxOutput))
-	return string(bytes.ToValidUTF8(b, []byte("?")))
-}
-
 // exitReason explains a failed action: its status and the script's last
 // words.
 func exitReason(action string, r run) string {
-	reason := fmt.Sprintf("%s exited %d", action, r.code)
-	if l := lastLine(r.stderr + "\n" + r.stdout); l != "" {
+	reason := fmt.Sprintf("%s exited %d", action, r.Code)
+	if l := lastLine(r.Stderr + "\n" + r.Stdout); l != "" {
 		reason += ": " + l
 	}
 	return reason
@@ -135,7 +75,7 @@ func envOr(key, def string) string {
 
 // result builds a result, keeping the output for the log.
 func result(code pb.Code, reason string, r run) *pb.Result {
-	out := strings.TrimSpace(r.stdout + "\n" + r.stderr)
+	out := strings.TrimSpace(r.Stdout + "\n" + r.Stderr)
 	return &pb.Result{Code: code, Reason: reason, Output: out}
 }
 

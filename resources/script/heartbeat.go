@@ -110,10 +110,10 @@ func (h *Heartbeat) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, e
 	case err != nil:
 		// heartbeat: a script it cannot locate reads as not running.
 		return &pb.Result{Code: pb.Code_NOT_RUNNING, Reason: err.Error()}, nil
-	case StatusRunning(r.stdout):
+	case StatusRunning(r.Stdout):
 		return result(pb.Code_SUCCESS, "", r), nil
 	}
-	return result(pb.Code_NOT_RUNNING, lastLine(r.stdout), r), nil
+	return result(pb.Code_NOT_RUNNING, lastLine(r.Stdout), r), nil
 }
 
 // Start runs status first and skips start when the script says the
@@ -141,7 +141,7 @@ func (h *Heartbeat) change(ctx context.Context, in *pb.Instance, action string) 
 		return nil, err
 	case err != nil:
 		return &pb.Result{Code: pb.Code_ERR_INSTALLED, Reason: err.Error()}, nil
-	case r.code != 0:
+	case r.Code != 0:
 		return result(pb.Code_ERR_GENERIC, exitReason(action, r), r), nil
 	}
 	return result(pb.Code_SUCCESS, "", r), nil

@@ -50,8 +50,8 @@ func (l *LSB) lsbAction(ctx context.Context, in *pb.Instance, action string) (*p
 	if res != nil || err != nil {
 		return res, err
 	}
-	code := pb.Code(r.code)
-	if r.code < 0 || r.code > int(pb.Code_NOT_RUNNING) {
+	code := pb.Code(r.Code)
+	if r.Code < 0 || r.Code > int(pb.Code_NOT_RUNNING) {
 		code = pb.Code_ERR_GENERIC
 	}
 	if action == "stop" && code == pb.Code_NOT_RUNNING {
@@ -82,8 +82,8 @@ func (l *LSB) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) 
 	if res != nil || err != nil {
 		return res, err
 	}
-	text := lastLine(r.stdout)
-	switch r.code {
+	text := lastLine(r.Stdout)
+	switch r.Code {
 	case 0:
 		return result(pb.Code_SUCCESS, "", r), nil
 	case 1:
@@ -93,7 +93,7 @@ func (l *LSB) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) 
 	case 3:
 		return result(pb.Code_NOT_RUNNING, "", r), nil
 	}
-	return result(pb.Code_ERR_GENERIC, strings.TrimSpace(fmt.Sprintf("status exited %d (unknown) %s", r.code, text)), r), nil
+	return result(pb.Code_ERR_GENERIC, strings.TrimSpace(fmt.Sprintf("status exited %d (unknown) %s", r.Code, text)), r), nil
 }
 
 func (l *LSB) Validate(_ context.Context, in *pb.Instance) (*pb.Result, error) {

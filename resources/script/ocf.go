@@ -75,8 +75,8 @@ func (o *OCF) action(ctx context.Context, in *pb.Instance, action string) (*pb.R
 	if err != nil {
 		return nil, err
 	}
-	code := pb.Code(r.code)
-	if r.code < 0 || r.code > int(pb.Code_FAILED_PROMOTED) {
+	code := pb.Code(r.Code)
+	if r.Code < 0 || r.Code > int(pb.Code_FAILED_PROMOTED) {
 		// 0–9 are the only OCF codes; anything else (a shell's 127, a
 		// signal) is a generic failure with the status kept in the reason.
 		code = pb.Code_ERR_GENERIC
@@ -88,7 +88,7 @@ func (o *OCF) action(ctx context.Context, in *pb.Instance, action string) (*pb.R
 // line on stderr), else a description of the code.
 func ocfReason(r run, code pb.Code) string {
 	reason := ""
-	for _, l := range strings.Split(r.stderr, "\n") {
+	for _, l := range strings.Split(r.Stderr, "\n") {
 		if _, after, ok := strings.Cut(l, "ocf-exit-reason:"); ok {
 			reason = strings.TrimSpace(after)
 		}
@@ -98,8 +98,8 @@ func ocfReason(r run, code pb.Code) string {
 		return reason
 	case code == pb.Code_SUCCESS:
 		return ""
-	case code == pb.Code_ERR_GENERIC && r.code != 1:
-		return fmt.Sprintf("exit status %d", r.code)
+	case code == pb.Code_ERR_GENERIC && r.Code != 1:
+		return fmt.Sprintf("exit status %d", r.Code)
 	}
 	return strings.ToLower(strings.ReplaceAll(code.String(), "_", " "))
 }

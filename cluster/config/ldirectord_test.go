@@ -1,0 +1,135 @@
+package config
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vigil-ha/vigil/internal/testutil"
+	"github.com/vigil-ha/vigil/resources/ldirectord/spec"
+)
+
+func TestLdirectordDefaults(t *testing.T) {
+	in, err := ParseLdirectord("www.toml", []byte(`
+checktimeout = 3
+[[virtual]]
+address = "10.0.0.3:80"
+  [[virtual.real]]
+  address = "192.168.6.2"
+[[virtual]]
+address = "10.0.0.3:53"
+negotiatetimeout = "500ms"
+checktype = "connect"
+  [[virtual.real]]
+  address = "192.168.6.2:53"
+  forward = "masq"
+  weight = 0
+[[virtual]]
+fwmark = 7
+persistent = 300
+netmask = "255.255.255.0"
+checktype = "ping"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := in.Virtual[0]
+	// LEGACY.md §5.2–5.4: wrr, negotiate over http for port 80, request /,
+	// checkinterval 10, failurecount 1, quiescent no; negotiatetimeout
+	// falls back to the global checktimeout; a bare real takes the port.
+	if in.Backend != "auto" || v.Scheduler != "wrr" || v.CheckType != "negotiate" || v.Service != "http" || v.Request != "/" ||
+		v.CheckInterval.D().Seconds() != 10 || v.FailureCount != 1 || *v.Quiescent || v.NegotiateTimeout.D().Seconds() != 3 ||
+		v.Real[0].Address != "192.168.6.2:80" || v.Real[0].Forward != "gate" || *v.Real[0].Weight != 1 || v.Protocol != "tcp" {
+		t.Errorf("virtual 0: %+v real %+v", v, v.Real[0])
+	}
+	v = in.Virtual[1]
+	if v.Protocol != "udp" || v.CheckTimeout.D().Milliseconds() != 500 || *v.Real[0].Weight != 0 {
+		t.Errorf("virtual 1 (port 53 → udp; checktimeout from the virtual's negotiatetimeout): %+v", v)
+	}
+	v = in.Virtual[2]
+	if s := v.DirectorService(); v.Protocol != "fwm" || s.Persistent != 300 || s.Netmask != 24 {
+		t.Errorf("virtual 2: %+v %+v", v, s)
+	}
+}
+
+func TestLdirectordErrors(t *testing.T) {
+	base := "[[virtual]]\naddress = \"10.0.0.3:80\"\n  [[virtual.real]]\n  address = \"192.168.6.2:80\"\n"
+	cases := []struct {
+		name, src string
+		want      []string
+	}{
+		{"unknown global", "checktimout = 3\n" + base, []string{"www.toml:1: checktimout: unknown key"}},
+		{"unknown in real", base + "  wieght = 5\n", []string{"www.toml:5: virtual[0].real[0].wieght: unknown key"}},
+		{"bad scheduler", strings.Replace(base, "\n  [[", "\nscheduler = \"RR\"\n  [[", 1), []string{"www.toml:3: virtual[0].scheduler: \"RR\" is not a scheduler"}},
+		{"bad forward", base + "  forward = \"direct\"\n", []string{"www.toml:5: virtual[0].real[0].forward: must be gate, masq or ipip"}},
+		{"gate port mapping", strings.Replace(base, "192.168.6.2:80", "192.168.6.2:8080", 1), []string{"www.toml:4: virtual[0].real[0].address: a gate (direct routing) real server gets the virtual's port 80"}},
+		{"bad address", strings.Replace(base, "10.0.0.3:80", "10.0.0.3", 1), []string{"www.toml:2: virtual[0].address: \"10.0.0.3\": want IP:PORT"}},
+		{"duplicate virtual", base + base, []string{"www.toml:6: virtual[1].address: duplicate virtual service TCP  10.0.0.3:80"}},
+		{"netmask as length", strings.Replace(base, "\n  [[", "\npersistent = 60\nnetmask = \"24\"\n  [[", 1), []string{"www.toml:4: virtual[0].netmask: \"24\": an IPv4 netmask is a dotted quad"}},
+		{"unsupported negotiate", strings.NewReplacer("10.0.0.3:80", "10.0.0.3:21", "192.168.6.2:80", "192.168.6.2").Replace(base), []string{"www.toml:1: virtual[0].service: the ftp negotiate check is not built in"}},
+		{"external without command", strings.Replace(base, "\n  [[", "\nchecktype = \"external\"\n  [[", 1), []string{"www.toml:1: virtual[0].checkcommand: is required"}},
+		{"bad receive", base + "  receive = \"(\"\n", []string{"www.toml:5: virtual[0].real[0].receive: not a regular expression"}},
+		{"bad duration", "checkinterval = \"soon\"\n" + base, []string{"www.toml:1: checkinterval"}},
+		{"fwmark on userspace", "backend = \"userspace\"\n[[virtual]]\nfwmark = 3\n", []string{"www.toml:3: virtual[0].fwmark: firewall-mark services need kernel IPVS"}},
+		{"bad fallback", "fallback = \"127.0.0.1:80 direct\"\n" + base, []string{"www.toml:1: fallback: fallback \"127.0.0.1:80 direct\": forward method must be gate, masq or ipip"}},
+		{"bad digest", strings.Replace(base, "\n  [[", "\ndigest = \"abc\"\n  [[", 1), []string{"www.toml:3: virtual[0].digest: must be an MD5 digest"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseLdirectord("www.toml", []byte(tc.src))
+			got := flatten(err)
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], tc.want[i]) {
+					t.Errorf("got %q, want prefix %q", got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+// An ldirectord resource carries its instance (from NAME.toml or inline)
+// to the plugin as normalised JSON.
+func TestLdirectordInstanceLoaded(t *testing.T) {
+	dir := testutil.ConfigCopy(t, "../../etc/examples/pair-witness")
+	c, err := Load(dir, Options{Node: "lvs1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in spec.Instance
+	r := c.Resources.Groups[0].Resources[1]
+	if err := json.Unmarshal([]byte(r.Params[spec.ParamName]), &in); err != nil {
+		t.Fatalf("%s: %v", r.ID, err)
+	}
+	if len(in.Virtual) != 1 || in.Virtual[0].Scheduler != "wlc" || len(in.Virtual[0].Real) != 2 || in.Virtual[0].FailureCount != 2 {
+		t.Fatalf("%+v", in)
+	}
+
+	// Inline instead of www.toml; an error inside names resources.toml.
+	if err := os.Remove(filepath.Join(dir, "www.toml")); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := os.ReadFile(filepath.Join(dir, ResourcesFile))
+	inline := string(res) + "\n[ldirectord.www]\ncheckinterval = 2\n[[ldirectord.www.virtual]]\naddress = \"10.0.0.3:443\"\nservice = \"https\"\n"
+	if err := os.WriteFile(filepath.Join(dir, ResourcesFile), []byte(inline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = Load(dir, Options{Node: "lvs1"}); err != nil {
+		t.Fatal(err)
+	}
+	in = spec.Instance{}
+	_ = json.Unmarshal([]byte(c.Resources.Groups[0].Resources[1].Params[spec.ParamName]), &in)
+	if len(in.Virtual) != 1 || in.Virtual[0].Service != "https" || in.Virtual[0].CheckInterval.D().Seconds() != 2 {
+		t.Fatalf("inline: %+v", in)
+	}
+	bad := strings.Replace(inline, "service = \"https\"", "servce = \"https\"", 1)
+	_ = os.WriteFile(filepath.Join(dir, ResourcesFile), []byte(bad), 0o644)
+	_, err = Load(dir, Options{Node: "lvs1"})
+	if err == nil || !strings.Contains(err.Error(), "resources.toml:") || !strings.Contains(err.Error(), "ldirectord.www.virtual[0].servce: unknown key") {
+		t.Fatalf("got %v", err)
+	}
+}

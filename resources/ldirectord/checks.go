@@ -1,0 +1,92 @@
+package ldirectord
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/vigil-ha/vigil/monitors"
+	"github.com/vigil-ha/vigil/resources/ldirectord/spec"
+)
+
+// probe is the health check of one real server as one virtual defines it.
+// ldirectord checks each distinct real (same address and check settings)
+// once per cycle even when several virtuals list it: sig is that identity.
+type probe struct {
+	sig      string
+	check    monitors.Check
+	timeout  time.Duration
+	interval time.Duration
+	failures int
+}
+
+// probeFor builds the check of real r of virtual v (both normalised).
+// A nil check means checktype "off": the real is never added.
+func probeFor(v *spec.Virtual, r *spec.Real) probe {
+	rap, _ := netip.ParseAddrPort(r.Address)
+	host := rap.Addr().String()
+	port := int(rap.Port())
+	if v.CheckPort != 0 {
+		port = v.CheckPort
+	}
+	target := net.JoinHostPort(host, strconv.Itoa(port))
+	request, receive := v.Request, v.Receive
+	if r.Request != "" {
+		request = r.Request
+	}
+	if r.Receive != "" {
+		receive = r.Receive
+	}
+	p := probe{timeout: v.CheckTimeout.D(), interval: v.CheckInterval.D(), failures: v.FailureCount}
+	switch v.CheckType {
+	case "off":
+		p.check = nil
+	case "on":
+		p.check = monitors.Always{}
+	case "ping":
+		p.check = monitors.Ping{Addr: host}
+	case "connect":
+		if v.Protocol == "udp" {
+			p.check = monitors.Ping{Addr: host} // ldirectord: connect on udp means ping
+		} else {
+			p.check = monitors.TCP{Addr: target}
+		}
+	case "external":
+		vip, vport := strconv.Itoa(int(v.FWMark)), "0"
+		if v.FWMark == 0 {
+			ap, _ := netip.ParseAddrPort(v.Address)
+			vip, vport = ap.Addr().String(), strconv.Itoa(int(ap.Port()))
+		}
+		p.check = monitors.External{Command: v.CheckCommand, Args: []string{vip, vport, host, strconv.Itoa(int(rap.Port()))}}
+	case "negotiate":
+		p.timeout = v.NegotiateTimeout.D()
+		switch v.Service {
+		case "http", "https", "http_proxy":
+			h := monitors.HTTP{Addr: target, TLS: v.Service == "https", Method: v.HTTPMethod, Path: request,
+				Host: v.VirtualHost, Digest: v.Digest, Insecure: true, ConnectTimeout: v.ConnectTimeout.D()}
+			if receive != "" {
+				h.Receive = regexp.MustCompile(receive) // validated by spec
+			}
+			for _, s := range v.Status {
+				sr, _ := monitors.ParseStatus(s)
+				h.Status = append(h.Status, sr)
+			}
+			p.check = h
+		case "dns":
+			p.check = monitors.DNS{Addr: target, Name: request, Type: v.DNSType, Expect: receive}
+		case "smtp", "submission":
+			p.check = monitors.SMTP{Addr: target}
+		default: // none: ldirectord marks the real up without asking
+			p.check = monitors.Always{}
+		}
+	}
+	p.sig = fmt.Sprintf("%s|%s|%s|%s|%v|%s|%s|%s|%v|%s|%s|%d", v.CheckType, v.Service, target, request, receive,
+		v.HTTPMethod, v.VirtualHost, v.Digest, v.Status, p.timeout, p.interval, p.failures)
+	if v.CheckType == "external" {
+		p.sig += "|" + v.CheckCommand + "|" + v.Address + "|" + r.Address
+	}
+	return p
+}

@@ -1,0 +1,410 @@
+// Package ldirectord is the IPVS manager: the built-in `ldirectord`
+// resource plugin. It health-checks real servers (on every director, also
+// the standby ones, so a takeover starts warm), computes the table the
+// configuration and the health state call for, and reconciles a director
+// backend towards it by difference only.
+package ldirectord
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vigil-ha/vigil/monitors"
+	"github.com/vigil-ha/vigil/resources/ldirectord/director"
+	"github.com/vigil-ha/vigil/resources/ldirectord/spec"
+)
+
+// Event is one change worth an alert: a real server's health transition
+// or a change made to the director table.
+type Event struct {
+	Time    time.Time
+	Kind    string // "realserver" or "table"
+	Subject string // "192.168.6.2:80" or "TCP  10.0.0.3:80"
+	Up      bool
+	Summary string
+}
+
+// Options configure an Engine.
+type Options struct {
+	Log *slog.Logger
+	// Open opens the director backend when the engine first activates
+	// (default director.Open).
+	Open func(name string, log *slog.Logger) (director.Backend, error)
+	// OnEvent receives every event (the alert path); it must not block.
+	OnEvent func(Event)
+}
+
+// Engine runs one ldirectord instance.
+type Engine struct {
+	opts Options
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	kick chan struct{} // coalesced reconcile requests
+
+	mu       sync.Mutex
+	inst     spec.Instance
+	checkers map[string]*checker // by probe signature
+	backend  director.Backend
+	why      string // why this backend
+	active   bool
+	owned    map[director.Key]bool // services this instance has programmed
+	events   []Event
+	lastErr  error
+	applied  int // ops applied in total
+}
+
+// NewEngine returns an idle engine; Configure starts its health checks.
+func NewEngine(o Options) *Engine {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Open == nil {
+		o.Open = director.Open
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	e := &Engine{opts: o, ctx: ctx, stop: stop, kick: make(chan struct{}, 1),
+		checkers: map[string]*checker{}, owned: map[director.Key]bool{}}
+	e.wg.Add(1)
+	go e.reconcileLoop()
+	return e
+}
+
+// checker health-checks one distinct real server on its own schedule.
+type checker struct {
+	probe
+	stop context.CancelFunc
+	done chan struct{}
+
+	mu    sync.Mutex
+	known bool // has a first result
+	up    bool
+	fails int
+	last  monitors.Result
+	at    time.Time
+	first chan struct{} // closed at the first result
+}
+
+func (c *checker) state() (known, up bool, last monitors.Result, at time.Time, fails int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.known, c.up, c.last, c.at, c.fails
+}
+
+// Configure (re)applies the instance's configuration: checks of reals
+// that stay keep their state, new ones start, gone ones stop; an active
+// director is reconciled to the result. It is also how a standby director
+// warms up: the probe the core sends on every node carries the config.
+func (e *Engine) Configure(in spec.Instance) {
+	e.mu.Lock()
+	e.inst = in
+	want := map[string]probe{}
+	for vi := range in.Virtual {
+		v := &in.Virtual[vi]
+		for ri := range v.Real {
+			if p := probeFor(v, &v.Real[ri]); p.check != nil {
+				want[p.sig] = p
+			}
+		}
+	}
+	for sig, c := range e.checkers {
+		if _, keep := want[sig]; !keep {
+			c.stop()
+			delete(e.checkers, sig)
+		}
+	}
+	for sig, p := range want {
+		if _, ok := e.checkers[sig]; !ok {
+			e.checkers[sig] = e.startChecker(p)
+		}
+	}
+	e.mu.Unlock()
+	e.request()
+}
+
+func (e *Engine) startChecker(p probe) *checker {
+	ctx, stop := context.WithCancel(e.ctx)
+	c := &checker{probe: p, stop: stop, done: make(chan struct{}), first: make(chan struct{})}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer close(c.done)
+		e.runChecker(ctx, c)
+	}()
+	return c
+}
+
+// runChecker checks at the interval with ±10% jitter (the first check at
+// once, so a start or takeover need not wait a whole interval); the state
+// flips to down only after FailureCount consecutive failures, back up at
+// the first success, and only flips are reported.
+func (e *Engine) runChecker(ctx context.Context, c *checker) {
+	wait := time.Duration(0)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, c.timeout)
+		res := c.check.Check(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		c.mu.Lock()
+		first := !c.known
+		was := c.up
+		c.last, c.at = res, time.Now()
+		if res.OK {
+			c.fails = 0
+			c.up = true
+		} else {
+			c.fails++
+			// A first failure counts at once: a real is not put into
+			// service until it has passed a check.
+			if c.fails >= c.failures || first {
+				c.up = false
+			}
+		}
+		c.known = true
+		now := c.up
+		c.mu.Unlock()
+		if first {
+			close(c.first)
+		}
+		if first || now != was {
+			e.healthChanged(c, now, res, first)
+		}
+		jitter := time.Duration(float64(c.interval) * (0.9 + 0.2*rand.Float64()))
+		t.Reset(jitter)
+	}
+}
+
+func (e *Engine) healthChanged(c *checker, up bool, res monitors.Result, first bool) {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	if !first || !up {
+		e.opts.Log.Info("real server "+state, "check", c.check.String(), "result", res.Summary)
+		e.event(Event{Kind: "realserver", Subject: c.check.String(), Up: up, Summary: "real server " + state + ": " + res.Summary})
+	}
+	e.request()
+}
+
+func (e *Engine) event(ev Event) {
+	ev.Time = time.Now()
+	e.mu.Lock()
+	e.events = append(e.events, ev)
+	if len(e.events) > 50 {
+		e.events = e.events[len(e.events)-50:]
+	}
+	e.mu.Unlock()
+	if e.opts.OnEvent != nil {
+		e.opts.OnEvent(ev)
+	}
+}
+
+// request asks the reconcile loop for a pass; requests made while one is
+// pending fold into it, so a burst of transitions costs one pass.
+func (e *Engine) request() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) reconcileLoop() {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-e.kick:
+		}
+		if err := e.Reconcile(); err != nil {
+			e.opts.Log.Warn("reconcile", "err", err)
+		}
+	}
+}
+
+// Activate opens the backend, waits (within ctx) until every real server
+// has had its first check, and programs the table: a director that takes
+// over starts with the health state its checks already know.
+func (e *Engine) Activate(ctx context.Context) error {
+	e.mu.Lock()
+	if e.backend == nil {
+		name, why := director.Pick(e.inst.Backend)
+		b, err := e.opts.Open(name, e.opts.Log)
+		if err != nil {
+			e.mu.Unlock()
+			return fmt.Errorf("director backend %s: %w", name, err)
+		}
+		e.backend, e.why = b, why
+	}
+	var firsts []chan struct{}
+	for _, c := range e.checkers {
+		firsts = append(firsts, c.first)
+	}
+	e.mu.Unlock()
+	for _, f := range firsts {
+		select {
+		case <-f:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the first health checks: %w", ctx.Err())
+		}
+	}
+	e.mu.Lock()
+	e.active = true
+	e.mu.Unlock()
+	return e.Reconcile()
+}
+
+// Deactivate removes this instance's services from the director (as
+// ldirectord's cleanstop does) and closes a userspace director; checks go
+// on, so the node stays warm for the next takeover.
+func (e *Engine) Deactivate() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.active = false
+	if e.backend == nil {
+		return nil
+	}
+	have, err := e.backend.Read()
+	if err == nil {
+		ops := director.Diff(have, director.Table{}, e.owned)
+		err = e.backend.Apply(ops)
+		e.logOps(ops, "stop")
+	}
+	e.owned = map[director.Key]bool{}
+	cerr := e.backend.Close()
+	e.backend = nil
+	if err != nil {
+		return err
+	}
+	return cerr
+}
+
+// Active reports whether the engine programs its director.
+func (e *Engine) Active() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.active
+}
+
+// Reconcile brings the director to the desired table, changing only what
+// differs. It is a no-op while inactive.
+func (e *Engine) Reconcile() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.active || e.backend == nil {
+		return nil
+	}
+	want := e.desired()
+	scope := map[director.Key]bool{}
+	for k := range e.owned {
+		scope[k] = true
+	}
+	for k := range want {
+		scope[k] = true
+	}
+	have, err := e.backend.Read()
+	if err != nil {
+		e.lastErr = err
+		return fmt.Errorf("read %s table: %w", e.backend.Name(), err)
+	}
+	ops := director.Diff(have, want, scope)
+	err = e.backend.Apply(ops)
+	e.logOps(ops, "reconcile")
+	e.applied += len(ops)
+	e.owned = map[director.Key]bool{}
+	for k := range want {
+		e.owned[k] = true
+	}
+	e.lastErr = err
+	return err
+}
+
+func (e *Engine) logOps(ops []director.Op, why string) {
+	for _, op := range ops {
+		e.opts.Log.Info("director: "+op.String(), "why", why, "backend", e.backend.Name())
+		if len(ops) <= 100 {
+			e.events = append(e.events, Event{Time: time.Now(), Kind: "table", Subject: op.Service.Key.String(), Summary: op.String()})
+		}
+		if e.opts.OnEvent != nil {
+			e.opts.OnEvent(Event{Time: time.Now(), Kind: "table", Subject: op.Service.Key.String(), Summary: op.String()})
+		}
+	}
+	if len(e.events) > 50 {
+		e.events = e.events[len(e.events)-50:]
+	}
+}
+
+// health says whether real r of v is up, and the checker behind it.
+func (e *Engine) health(v *spec.Virtual, r *spec.Real) (bool, *checker) {
+	p := probeFor(v, r)
+	if p.check == nil {
+		return false, nil
+	}
+	c := e.checkers[p.sig]
+	if c == nil {
+		return false, nil
+	}
+	_, up, _, _, _ := c.state()
+	return up, c
+}
+
+// desired is the table the configuration and the health state call for
+// (LEGACY.md §5.5–5.6): up reals at their weight; down reals removed, or
+// kept at weight 0 when quiescent; the fallback server only while no real
+// is up (a weight-0 real counts as down); checktype off adds nothing.
+func (e *Engine) desired() director.Table {
+	t := director.Table{}
+	for vi := range e.inst.Virtual {
+		v := &e.inst.Virtual[vi]
+		s := v.DirectorService()
+		s.Dests = map[netip.AddrPort]director.Dest{}
+		t[s.Key] = &s
+		if v.CheckType == "off" {
+			continue
+		}
+		anyUp := false
+		for ri := range v.Real {
+			r := &v.Real[ri]
+			ap, _ := netip.ParseAddrPort(r.Address)
+			d := director.Dest{Addr: ap, Forward: r.Forward, Weight: *r.Weight, Upper: r.Upper, Lower: r.Lower}
+			up, _ := e.health(v, r)
+			switch {
+			case up:
+				anyUp = anyUp || d.Weight > 0
+				s.Dests[ap] = d
+			case *v.Quiescent:
+				d.Weight = 0
+				s.Dests[ap] = d
+			}
+		}
+		if !anyUp && v.Fallback != "" {
+			fb, fwd, err := spec.ParseFallback(v.Fallback, v.Port())
+			if _, clash := s.Dests[fb]; err == nil && !clash {
+				s.Dests[fb] = director.Dest{Addr: fb, Forward: fwd, Weight: 1}
+			}
+		}
+	}
+	return t
+}
+
+// Close stops every check and the reconcile loop, and deactivates.
+func (e *Engine) Close() error {
+	err := e.Deactivate()
+	e.stop()
+	e.wg.Wait()
+	return err
+}

@@ -1,0 +1,146 @@
+package ldirectord
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/vigil-ha/vigil/plugins/pb"
+	"github.com/vigil-ha/vigil/plugins/sdk"
+	"github.com/vigil-ha/vigil/resources/ldirectord/spec"
+)
+
+// ParamSpec is the parameter holding the instance's normalised
+// configuration as JSON; the core's loader fills it from NAME.toml.
+const ParamSpec = spec.ParamName
+
+// Resource is the ldirectord resource plugin: one Engine per instance.
+type Resource struct {
+	sdk.BaseResource
+	log     *slog.Logger
+	mu      sync.Mutex
+	engines map[string]*Engine
+}
+
+// New returns the plugin.
+func New(log *slog.Logger) *Resource {
+	return &Resource{log: log, engines: map[string]*Engine{}}
+}
+
+func decode(in *pb.Instance) (spec.Instance, error) {
+	var s spec.Instance
+	raw := in.GetParams()[ParamSpec]
+	if raw == "" {
+		return s, fmt.Errorf("ldirectord %s: no %q parameter (the configuration loader fills it from the instance's .toml file)", in.GetId(), ParamSpec)
+	}
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		return s, fmt.Errorf("ldirectord %s: %w", in.GetId(), err)
+	}
+	var errs []string
+	s.Normalize(func(key, msg string) { errs = append(errs, key+": "+msg) })
+	if len(errs) > 0 {
+		return s, fmt.Errorf("ldirectord %s: %v", in.GetId(), errs)
+	}
+	return s, nil
+}
+
+// engine returns the instance's engine, configured with in's settings;
+// the first call starts its health checks.
+func (r *Resource) engine(in *pb.Instance) (*Engine, error) {
+	s, err := decode(in)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	e := r.engines[in.GetId()]
+	if e == nil {
+		e = NewEngine(Options{Log: r.log.With("ldirectord", in.GetId())})
+		r.engines[in.GetId()] = e
+	}
+	r.mu.Unlock()
+	e.Configure(s)
+	return e, nil
+}
+
+func (r *Resource) MetaData(context.Context, *pb.MetaDataRequest) (*pb.Meta, error) {
+	return &pb.Meta{Name: "ldirectord", Version: "1.0",
+		Description: "IPVS manager: virtual services, real-server health checks, kernel IPVS or userspace director",
+		Parameters:  []*pb.Parameter{{Name: ParamSpec, Description: "the instance's configuration (from NAME.toml)", Type: "string", Required: true}},
+		Actions:     []*pb.Action{{Name: "start", TimeoutMs: 60000}, {Name: "stop", TimeoutMs: 20000}, {Name: "monitor", TimeoutMs: 20000, IntervalMs: 10000}}}, nil
+}
+
+func (r *Resource) Validate(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+	if _, err := decode(in); err != nil {
+		return sdk.Fail(pb.Code_ERR_CONFIGURED, "%v", err), nil
+	}
+	return sdk.OK(), nil
+}
+
+// Start programs the director once every real has had its first check.
+func (r *Resource) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	e, err := r.engine(in)
+	if err != nil {
+		return sdk.Fail(pb.Code_ERR_CONFIGURED, "%v", err), nil
+	}
+	if err := e.Activate(ctx); err != nil {
+		return sdk.Fail(pb.Code_ERR_GENERIC, "%v", err), nil
+	}
+	return sdk.OK(), nil
+}
+
+// Stop removes the instance's services (cleanstop); checks go on so this
+// node stays ready to take over.
+func (r *Resource) Stop(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+	r.mu.Lock()
+	e := r.engines[in.GetId()]
+	r.mu.Unlock()
+	if e == nil {
+		return sdk.OK(), nil
+	}
+	if err := e.Deactivate(); err != nil {
+		return sdk.Fail(pb.Code_ERR_GENERIC, "%v", err), nil
+	}
+	return sdk.OK(), nil
+}
+
+// Monitor reports whether this node directs the services; when it does,
+// it also puts back anything removed from the table behind its back.
+func (r *Resource) Monitor(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+	e, err := r.engine(in)
+	if err != nil {
+		return sdk.Fail(pb.Code_ERR_CONFIGURED, "%v", err), nil
+	}
+	if !e.Active() {
+		return sdk.NotRunning("not directing (health checks running)"), nil
+	}
+	if err := e.Reconcile(); err != nil {
+		return sdk.Fail(pb.Code_ERR_GENERIC, "%v", err), nil
+	}
+	return sdk.OK(), nil
+}
+
+// Reload applies a changed configuration by difference.
+func (r *Resource) Reload(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+	if _, err := r.engine(in); err != nil {
+		return sdk.Fail(pb.Code_ERR_CONFIGURED, "%v", err), nil
+	}
+	return sdk.OK(), nil
+}
+
+func (r *Resource) Inspect(_ context.Context, in *pb.Instance) (*pb.Inspection, error) {
+	r.mu.Lock()
+	e := r.engines[in.GetId()]
+	r.mu.Unlock()
+	if e == nil {
+		var err error
+		if e, err = r.engine(in); err != nil {
+			return nil, err
+		}
+	}
+	st := e.Status()
+	js, _ := json.Marshal(st)
+	return &pb.Inspection{Title: "IPVS table (ldirectord " + in.GetId() + ")",
+		Text: st.Text(in.GetId(), false), Stats: st.Text(in.GetId(), true), Json: js}, nil
+}

@@ -1,0 +1,442 @@
+// Package spec is the configuration of one ldirectord instance (NAME.toml
+// for `ldirectord::NAME`): the meaning of ldirectord.cf and of keepalived's
+// virtual_server/real_server in TOML. The core's config loader decodes and
+// validates it (so `vigil config check` names file, line and key) and hands
+// the normalised form to the ldirectord plugin as JSON; the plugin only
+// reads it. It imports nothing from the core.
+package spec
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math/bits"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-ha/vigil/monitors"
+	"github.com/vigil-ha/vigil/resources/ldirectord/director"
+)
+
+// ParamName is the resource parameter carrying the normalised instance as
+// JSON from the core to the plugin.
+const ParamName = "spec"
+
+// Instance is one ldirectord instance.
+type Instance struct {
+	// Backend is "auto" (kernel IPVS when /proc/net/ip_vs exists, else the
+	// userspace director), "ipvs" or "userspace".
+	Backend string `toml:"backend" json:"backend"`
+	// Defaults every virtual service inherits (ldirectord's globals).
+	Checks
+	Virtual []Virtual `toml:"virtual" json:"virtual"`
+}
+
+// Checks are the settings a virtual service inherits from the instance.
+type Checks struct {
+	CheckInterval    Duration `toml:"checkinterval" json:"checkinterval"`
+	CheckTimeout     Duration `toml:"checktimeout" json:"checktimeout"`
+	NegotiateTimeout Duration `toml:"negotiatetimeout" json:"negotiatetimeout"`
+	ConnectTimeout   Duration `toml:"connecttimeout" json:"connecttimeout"`
+	FailureCount     int      `toml:"failurecount" json:"failurecount"`
+	Quiescent        *bool    `toml:"quiescent" json:"quiescent"`
+	Fallback         string   `toml:"fallback" json:"fallback"`
+}
+
+// Virtual is one virtual service and its real servers.
+type Virtual struct {
+	Checks
+	Address    string   `toml:"address" json:"address"` // "10.0.0.3:80", "[fd00::3]:80"
+	FWMark     uint32   `toml:"fwmark" json:"fwmark"`
+	V6         bool     `toml:"ipv6" json:"ipv6"` // fwmark services: the family
+	Protocol   string   `toml:"protocol" json:"protocol"`
+	Scheduler  string   `toml:"scheduler" json:"scheduler"`
+	Persistent Duration `toml:"persistent" json:"persistent"`
+	Netmask    string   `toml:"netmask" json:"netmask"`
+	// Health checks (ldirectord names; status and digest are keepalived's).
+	CheckType    string   `toml:"checktype" json:"checktype"`
+	Service      string   `toml:"service" json:"service"`
+	CheckPort    int      `toml:"checkport" json:"checkport"`
+	Request      string   `toml:"request" json:"request"`
+	Receive      string   `toml:"receive" json:"receive"`
+	HTTPMethod   string   `toml:"httpmethod" json:"httpmethod"`
+	VirtualHost  string   `toml:"virtualhost" json:"virtualhost"`
+	Status       []string `toml:"status" json:"status"`
+	Digest       string   `toml:"digest" json:"digest"`
+	DNSType      string   `toml:"dnstype" json:"dnstype"`
+	CheckCommand string   `toml:"checkcommand" json:"checkcommand"`
+	Real         []Real   `toml:"real" json:"real"`
+}
+
+// Real is one real server.
+type Real struct {
+	Address string `toml:"address" json:"address"` // "192.168.6.2:80" or "192.168.6.2" (the virtual's port)
+	Forward string `toml:"forward" json:"forward"` // gate (default), masq, ipip
+	Weight  *int   `toml:"weight" json:"weight"`   // default 1
+	Request string `toml:"request" json:"request"` // override the virtual's
+	Receive string `toml:"receive" json:"receive"`
+	Upper   uint32 `toml:"upper" json:"upper"` // connection thresholds (ldirectord u:N, l:N)
+	Lower   uint32 `toml:"lower" json:"lower"`
+}
+
+// Duration is a time in TOML as ldirectord writes it (an integer number of
+// seconds) or with a unit ("500ms").
+type Duration time.Duration
+
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d *Duration) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case int64:
+		if x < 0 {
+			return fmt.Errorf("duration must not be negative")
+		}
+		*d = Duration(time.Duration(x) * time.Second)
+		return nil
+	case string:
+		p, err := time.ParseDuration(x)
+		if err != nil || p < 0 {
+			return fmt.Errorf("invalid duration %q: seconds as an integer, or a string with a unit such as \"500ms\"", x)
+		}
+		*d = Duration(p)
+		return nil
+	}
+	return fmt.Errorf("duration must be an integer (seconds) or a string such as \"500ms\", not %T", v)
+}
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	p, err := time.ParseDuration(s)
+	*d = Duration(p)
+	return err
+}
+
+// Defaults from ldirectord 4.12 (LEGACY.md §5.2–5.4).
+const (
+	DefaultCheckInterval    = 10 * time.Second
+	DefaultCheckTimeout     = 5 * time.Second
+	DefaultNegotiateTimeout = 30 * time.Second
+)
+
+// servicesByPort is ldirectord's service derived from the virtual's port.
+var servicesByPort = map[uint16]string{21: "ftp", 25: "smtp", 53: "dns", 80: "http", 110: "pop", 119: "nntp",
+	143: "imap", 389: "ldap", 443: "https", 587: "submission", 636: "ldaps", 993: "imaps", 995: "pops",
+	1521: "oracle", 1812: "radius", 3128: "http_proxy", 3306: "mysql", 5060: "sip", 5432: "pgsql"}
+
+// negotiable are the services whose negotiate check Vigil speaks.
+var negotiable = map[string]bool{"http": true, "https": true, "http_proxy": true, "dns": true, "smtp": true, "submission": true, "none": true}
+
+// Normalize checks in and fills every default in place, so that each
+// virtual carries its effective settings. report is called for each
+// problem with the key's path ("virtual[0].real[1].weight").
+func (in *Instance) Normalize(report func(key, msg string)) {
+	bad := func(key, f string, a ...any) { report(key, fmt.Sprintf(f, a...)) }
+	switch in.Backend {
+	case "":
+		in.Backend = director.Auto
+	case director.Auto, director.Kernel, director.Userspace:
+	default:
+		bad("backend", "must be auto, ipvs or userspace, not %q", in.Backend)
+	}
+	in.Checks.check("", bad)
+	seen := map[director.Key]string{}
+	for i := range in.Virtual {
+		v := &in.Virtual[i]
+		vk := fmt.Sprintf("virtual[%d]", i)
+		v.normalize(vk, in.Checks, bad)
+		if k, err := v.Key(); err == nil {
+			if other, dup := seen[k]; dup {
+				bad(vk+".address", "duplicate virtual service %s (also %s)", k, other)
+			}
+			seen[k] = vk
+		}
+		if in.Backend == director.Userspace && v.FWMark != 0 {
+			bad(vk+".fwmark", "firewall-mark services need kernel IPVS (backend = \"ipvs\" or \"auto\" on a kernel with IPVS)")
+		}
+	}
+}
+
+func (c *Checks) check(prefix string, bad func(string, string, ...any)) {
+	if c.FailureCount < 0 {
+		bad(prefix+"failurecount", "must be a positive integer")
+	}
+	if c.Fallback != "" {
+		if _, _, err := ParseFallback(c.Fallback, 80); err != nil {
+			bad(prefix+"fallback", "%v", err)
+		}
+	}
+}
+
+func (v *Virtual) normalize(vk string, g Checks, bad func(string, string, ...any)) {
+	v.Checks.check(vk+".", bad)
+	var port uint16
+	switch {
+	case v.Address != "" && v.FWMark != 0:
+		bad(vk+".fwmark", "a virtual service has an address or a firewall mark, not both")
+	case v.FWMark != 0:
+		if v.Protocol != "" && v.Protocol != director.FWM {
+			bad(vk+".protocol", "a firewall-mark service has no protocol of its own")
+		}
+		v.Protocol = director.FWM
+	case v.Address == "":
+		bad(vk+".address", "is required (\"10.0.0.3:80\"), or give fwmark")
+	default:
+		ap, err := netip.ParseAddrPort(v.Address)
+		if err != nil {
+			bad(vk+".address", "%q: want IP:PORT such as \"10.0.0.3:80\" or \"[fd00::3]:80\"", v.Address)
+			break
+		}
+		port = ap.Port()
+		v.Address = netip.AddrPortFrom(ap.Addr().Unmap(), port).String()
+		switch v.Protocol {
+		case "":
+			v.Protocol = director.TCP
+			if port == 53 {
+				v.Protocol = director.UDP // as ldirectord does
+			}
+		case director.TCP, director.UDP:
+		default:
+			bad(vk+".protocol", "must be tcp or udp, not %q", v.Protocol)
+		}
+	}
+	if v.Scheduler == "" {
+		v.Scheduler = "wrr"
+	}
+	if !director.ValidScheduler(v.Scheduler) {
+		bad(vk+".scheduler", "%q is not a scheduler both backends have (%s)", v.Scheduler, strings.Join(director.Schedulers, ", "))
+	}
+	if _, err := v.netmaskBits(); err != nil {
+		bad(vk+".netmask", "%v", err)
+	}
+	// Inherit, then the documented fallbacks (ldirectord's ld_setup).
+	inherit := func(d *Duration, g Duration) {
+		if *d == 0 {
+			*d = g
+		}
+	}
+	if v.CheckTimeout == 0 && v.NegotiateTimeout == 0 {
+		v.CheckTimeout, v.NegotiateTimeout = g.CheckTimeout, g.NegotiateTimeout
+	}
+	ct, nt := v.CheckTimeout, v.NegotiateTimeout
+	inherit(&v.CheckTimeout, nt)
+	inherit(&v.CheckTimeout, Duration(DefaultCheckTimeout))
+	inherit(&v.NegotiateTimeout, ct)
+	inherit(&v.NegotiateTimeout, Duration(DefaultNegotiateTimeout))
+	inherit(&v.CheckInterval, g.CheckInterval)
+	inherit(&v.CheckInterval, Duration(DefaultCheckInterval))
+	inherit(&v.ConnectTimeout, g.ConnectTimeout)
+	if v.FailureCount == 0 {
+		v.FailureCount = max(g.FailureCount, 1)
+	}
+	if v.Quiescent == nil {
+		q := g.Quiescent != nil && *g.Quiescent
+		v.Quiescent = &q
+	}
+	if v.Fallback == "" {
+		v.Fallback = g.Fallback
+	}
+	v.checks(vk, port, bad)
+	for j := range v.Real {
+		v.Real[j].normalize(fmt.Sprintf("%s.real[%d]", vk, j), v, port, bad)
+	}
+	seen := map[string]string{}
+	for j, r := range v.Real {
+		if other, dup := seen[r.Address]; dup && r.Address != "" {
+			bad(fmt.Sprintf("%s.real[%d].address", vk, j), "duplicate real server %s (also %s)", r.Address, other)
+		}
+		seen[r.Address] = fmt.Sprintf("%s.real[%d]", vk, j)
+	}
+}
+
+func (v *Virtual) checks(vk string, port uint16, bad func(string, string, ...any)) {
+	if v.CheckType == "" {
+		v.CheckType = "negotiate"
+	}
+	switch v.CheckType {
+	case "connect", "ping", "external", "on", "off":
+	case "negotiate":
+		if v.Service == "" {
+			v.Service = servicesByPort[port]
+			if v.Service == "" {
+				v.Service = "none"
+			}
+		}
+		if !negotiable[v.Service] {
+			bad(vk+".service", "the %s negotiate check is not built in: use checktype = \"connect\" or \"external\" (built in: http, https, http_proxy, dns, smtp, submission, none)", v.Service)
+		}
+	default:
+		bad(vk+".checktype", "must be connect, negotiate, ping, external, on or off, not %q", v.CheckType)
+	}
+	if v.CheckType == "external" && v.CheckCommand == "" {
+		bad(vk+".checkcommand", "is required for checktype = \"external\"")
+	}
+	if v.CheckPort < 0 || v.CheckPort > 65535 {
+		bad(vk+".checkport", "must be 1..65535")
+	}
+	if v.HTTPMethod == "" {
+		v.HTTPMethod = "GET"
+	}
+	if v.HTTPMethod = strings.ToUpper(v.HTTPMethod); v.HTTPMethod != "GET" && v.HTTPMethod != "HEAD" {
+		bad(vk+".httpmethod", "must be GET or HEAD")
+	}
+	if v.Request == "" && (v.Service == "http" || v.Service == "https" || v.Service == "http_proxy") {
+		v.Request = "/"
+	}
+	if _, err := regexp.Compile(v.Receive); err != nil {
+		bad(vk+".receive", "not a regular expression: %v", err)
+	}
+	for i, s := range v.Status {
+		if _, err := monitors.ParseStatus(s); err != nil {
+			bad(fmt.Sprintf("%s.status[%d]", vk, i), "%v", err)
+		}
+	}
+	if v.Digest != "" {
+		if b, err := hexLen(v.Digest); err != nil || b != 16 {
+			bad(vk+".digest", "must be an MD5 digest in hex (32 characters), as genhash prints it")
+		}
+	}
+	if !monitors.ValidDNSType(v.DNSType) {
+		bad(vk+".dnstype", "must be A, AAAA, NS, CNAME, SOA, MX or TXT")
+	}
+}
+
+func hexLen(s string) (int, error) {
+	if len(s)%2 != 0 {
+		return 0, fmt.Errorf("odd length")
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return 0, fmt.Errorf("not hex")
+		}
+	}
+	return len(s) / 2, nil
+}
+
+func (r *Real) normalize(rk string, v *Virtual, port uint16, bad func(string, string, ...any)) {
+	if r.Forward == "" {
+		r.Forward = director.Gate
+	}
+	if r.Forward != director.Gate && r.Forward != director.Masq && r.Forward != director.IPIP {
+		bad(rk+".forward", "must be gate, masq or ipip, not %q", r.Forward)
+	}
+	if r.Weight == nil {
+		one := 1
+		r.Weight = &one
+	} else if *r.Weight < 0 || *r.Weight > 65535 {
+		bad(rk+".weight", "must be 0..65535")
+	}
+	ap, err := ParseReal(r.Address, port)
+	if err != nil {
+		bad(rk+".address", "%v", err)
+		return
+	}
+	r.Address = ap.String()
+	if r.Forward == director.Gate && port != 0 && ap.Port() != port {
+		bad(rk+".address", "a gate (direct routing) real server gets the virtual's port %d; port mapping needs forward = \"masq\"", port)
+	}
+	if _, err := regexp.Compile(r.Receive); err != nil {
+		bad(rk+".receive", "not a regular expression: %v", err)
+	}
+}
+
+// ParseReal reads "ip:port", "[v6]:port" or a bare address (which takes
+// port, the virtual's).
+func ParseReal(s string, port uint16) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		return netip.AddrPortFrom(a.Unmap(), port), nil
+	}
+	return netip.AddrPort{}, fmt.Errorf("%q: want IP, IP:PORT or [IPv6]:PORT", s)
+}
+
+// ParseFallback reads ldirectord's fallback: "host[:port] [gate|masq|ipip]".
+func ParseFallback(s string, port uint16) (netip.AddrPort, string, error) {
+	f := strings.Fields(s)
+	if len(f) == 0 || len(f) > 2 {
+		return netip.AddrPort{}, "", fmt.Errorf("fallback %q: want \"IP[:PORT] [gate|masq|ipip]\"", s)
+	}
+	ap, err := ParseReal(f[0], port)
+	if err != nil {
+		return netip.AddrPort{}, "", fmt.Errorf("fallback %w", err)
+	}
+	fwd := director.Gate
+	if len(f) == 2 {
+		fwd = f[1]
+		if fwd != director.Gate && fwd != director.Masq && fwd != director.IPIP {
+			return netip.AddrPort{}, "", fmt.Errorf("fallback %q: forward method must be gate, masq or ipip", s)
+		}
+	}
+	return ap, fwd, nil
+}
+
+// Key is the virtual service's director key.
+func (v *Virtual) Key() (director.Key, error) {
+	if v.FWMark != 0 {
+		return director.Key{Proto: director.FWM, FWMark: v.FWMark, V6: v.V6}, nil
+	}
+	ap, err := netip.ParseAddrPort(v.Address)
+	if err != nil {
+		return director.Key{}, err
+	}
+	return director.Key{Proto: v.Protocol, Addr: ap}, nil
+}
+
+// Port is the virtual's port (0 for fwmark services).
+func (v *Virtual) Port() uint16 {
+	ap, _ := netip.ParseAddrPort(v.Address)
+	return ap.Port()
+}
+
+// netmaskBits is the persistence granularity as a prefix length: IPv4 as
+// a dotted quad (ldirectord refuses "24"), IPv6 as a length.
+func (v *Virtual) netmaskBits() (uint32, error) {
+	v6 := v.V6
+	if ap, err := netip.ParseAddrPort(v.Address); err == nil {
+		v6 = ap.Addr().Is6()
+	}
+	if v.Netmask == "" {
+		if v6 {
+			return 128, nil
+		}
+		return 32, nil
+	}
+	if v6 {
+		n, err := strconv.Atoi(strings.TrimPrefix(v.Netmask, "/"))
+		if err != nil || n < 1 || n > 128 {
+			return 0, fmt.Errorf("%q: an IPv6 netmask is a prefix length 1..128", v.Netmask)
+		}
+		return uint32(n), nil
+	}
+	a, err := netip.ParseAddr(v.Netmask)
+	if err != nil || !a.Is4() {
+		return 0, fmt.Errorf("%q: an IPv4 netmask is a dotted quad such as 255.255.255.0", v.Netmask)
+	}
+	b := a.As4()
+	m := binary.BigEndian.Uint32(b[:])
+	ones := bits.LeadingZeros32(^m)
+	if m<<ones != 0 {
+		return 0, fmt.Errorf("%q: not a contiguous netmask", v.Netmask)
+	}
+	return uint32(ones), nil
+}
+
+// Service is the virtual's settings as a director service (without reals).
+func (v *Virtual) DirectorService() director.Service {
+	k, _ := v.Key()
+	s := director.Service{Key: k, Scheduler: v.Scheduler}
+	if v.Persistent > 0 {
+		s.Persistent = uint32(max(1, v.Persistent.D()/time.Second))
+		s.Netmask, _ = v.netmaskBits()
+	}
+	return s
+}
