@@ -41,4 +41,3 @@ func (c SMTP) Check(ctx context.Context) Result {
 	_, _ = io.WriteString(conn, "QUIT\r\n")
 	return passed(start, "smtp 250")
 }
-

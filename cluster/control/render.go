@@ -83,7 +83,21 @@ func Render(w io.Writer, s *Status) {
 	tw.Flush()
 	renderAssignments(w, s)
 	renderGroups(w, s)
+	renderInspections(w, s)
 	renderPlugins(w, s)
+}
+
+func renderInspections(w io.Writer, s *Status) {
+	for _, in := range s.Inspections {
+		fmt.Fprintf(w, "\n%s, group %s:\n", in.Title, in.Group)
+		text := in.Text
+		if s.ShowStats && in.Stats != "" {
+			text = in.Stats
+		}
+		for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+			fmt.Fprintf(w, "  %s\n", line)
+		}
+	}
 }
 
 func renderCoreSummary(w io.Writer, s *Status) {

@@ -30,6 +30,11 @@ type Status struct {
 	Plugins []host.Status `json:"plugins"`
 	// Core is the replicated cluster state as this node applied it.
 	Core *ClusterStatus `json:"core,omitempty"`
+	// Inspections are resources' own views: the IPVS tables of this
+	// node's ldirectord instances (also on a standby: its health state).
+	Inspections []lrm.Inspection `json:"inspections,omitempty"`
+	// ShowStats renders the --stats view of inspections (CLI only).
+	ShowStats bool `json:"-"`
 }
 
 // Command is an operator's command.

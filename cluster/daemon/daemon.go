@@ -249,6 +249,7 @@ func (d *Daemon) Status() control.Status {
 	}
 	if d.lrm != nil {
 		s.Groups, s.Plugins = d.lrm.Status(), d.plugins.Status()
+		s.Inspections = d.lrm.Inspect(context.Background(), 2*time.Second)
 	}
 	peers := map[string]membership.PeerStatus{}
 	for _, p := range d.tracker.Peers() {

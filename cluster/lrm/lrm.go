@@ -7,6 +7,7 @@ package lrm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -370,5 +371,58 @@ func (m *Manager) Status() []GroupStatus {
 		g.mu.Unlock()
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Inspection is a resource's own view of its live state (the IPVS table
+// of an ldirectord instance, say), for status.
+type Inspection struct {
+	Group    string          `json:"group"`
+	Resource string          `json:"resource"`
+	Title    string          `json:"title"`
+	Text     string          `json:"text"`
+	Stats    string          `json:"stats,omitempty"`
+	JSON     json.RawMessage `json:"state,omitempty"`
+}
+
+// inspectable are the plugins known to answer Inspect; asking only them
+// keeps status from starting plugins that have nothing to show.
+var inspectable = map[string]bool{"ldirectord": true}
+
+// Inspect asks every inspectable resource of every known group for its
+// live state, each within timeout.
+func (m *Manager) Inspect(ctx context.Context, timeout time.Duration) []Inspection {
+	m.mu.Lock()
+	var todo []*pb.Instance
+	var owners []*group
+	var plugins []string
+	for _, g := range m.groups {
+		for i, b := range g.bindings {
+			if inspectable[b.Plugin] {
+				todo = append(todo, m.instance(g, i, 0))
+				owners = append(owners, g)
+				plugins = append(plugins, b.Plugin)
+			}
+		}
+	}
+	m.mu.Unlock()
+	var out []Inspection
+	for i, in := range todo {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		in.TimeoutMs = timeout.Milliseconds()
+		res, err := m.host.Resource(plugins[i]).Inspect(cctx, in)
+		cancel()
+		ins := Inspection{Group: owners[i].cfg.Name, Resource: in.GetId()}
+		if err != nil {
+			ins.Title, ins.Text = in.GetId(), "not available: "+err.Error()
+		} else {
+			ins.Title, ins.Text, ins.Stats = res.GetTitle(), res.GetText(), res.GetStats()
+			if json.Valid(res.GetJson()) {
+				ins.JSON = res.GetJson()
+			}
+		}
+		out = append(out, ins)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Resource < out[j].Resource })
 	return out
 }

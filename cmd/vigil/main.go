@@ -199,6 +199,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("c", config.DefaultDir, "configuration directory (to find the control socket)")
 	socket := fs.String("s", "", "control socket (default: ha.toml's control_socket, else "+config.DefaultControlSocket+")")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	stats := fs.Bool("stats", false, "show the IPVS tables' counters (like ipvsadm -Ln --stats)")
 	if fs.Parse(args) != nil {
 		return exitError
 	}
@@ -220,6 +221,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		_ = enc.Encode(st)
 		return exitOK
 	}
+	st.ShowStats = *stats
 	control.Render(stdout, st)
 	return exitOK
 }

@@ -41,6 +41,9 @@ type Cluster struct {
 	Secret    string
 	Extra     string // more top-level ha.toml settings (auto_failback, lease...)
 	Resources string // resources.toml, the same on every node
+	// Files are more files of the configuration directory (an ldirectord
+	// instance's www.toml), by name.
+	Files map[string]string
 }
 
 // NodeSpec is one [[nodes]] entry of the lab cluster's ha.toml.
@@ -91,6 +94,11 @@ func (l *Lab) WriteConfig(c *Cluster, self, media, secret string) string {
 	}
 	if c.Resources != "" {
 		if err := os.WriteFile(filepath.Join(dir, "resources.toml"), []byte(c.Resources), 0o644); err != nil {
+			l.t.Fatalf("lab: %v", err)
+		}
+	}
+	for name, data := range c.Files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			l.t.Fatalf("lab: %v", err)
 		}
 	}

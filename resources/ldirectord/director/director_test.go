@@ -160,23 +160,23 @@ func TestLeastConnection(t *testing.T) {
 		want  string
 	}{
 		{"lc", []*fake{{addr: "a", w: 1, active: 3}, {addr: "b", w: 1, active: 1}, {addr: "c", w: 1, active: 2}}, "b"},
-		{"lc", []*fake{{addr: "a", w: 1, active: 1}, {addr: "b", w: 9, active: 1, inactive: 5}}, "a"},                         // inactive counts 1/256
-		{"lc", []*fake{{addr: "a", w: 0, active: 0}, {addr: "b", w: 1, active: 5}}, "b"},                                      // weight 0 never
-		{"lc", []*fake{{addr: "a", w: 1, active: 0, over: true}, {addr: "b", w: 1, active: 5}}, "b"},                          // overloaded never
-		{"wlc", []*fake{{addr: "a", w: 1, active: 2}, {addr: "b", w: 5, active: 6}}, "b"},                                     // 2/1 > 6/5
-		{"wlc", []*fake{{addr: "a", w: 1, active: 1}, {addr: "b", w: 5, active: 6}}, "a"},                                     // 1/1 < 6/5
-		{"sed", []*fake{{addr: "a", w: 1, active: 0}, {addr: "b", w: 5, active: 3}}, "b"},                                     // (0+1)/1 > (3+1)/5
-		{"sed", []*fake{{addr: "a", w: 1, active: 0}, {addr: "b", w: 5, active: 5}}, "a"},                                     // 1/1 < 6/5
-		{"nq", []*fake{{addr: "a", w: 5, active: 1}, {addr: "b", w: 1, active: 0}}, "b"},                                      // idle first
-		{"nq", []*fake{{addr: "a", w: 5, active: 1}, {addr: "b", w: 1, active: 1}}, "a"},                                      // else sed
-		{"lblc", []*fake{{addr: "a", w: 1, active: 4}, {addr: "b", w: 1, active: 2}}, "b"},                                    // first: wlc
-		{"lblcr", []*fake{{addr: "a", w: 1, active: 0}, {addr: "b", w: 1, active: 2}, {addr: "c", w: 1, active: 1}}, "a"},     // first: wlc
-		{"wlc", []*fake{{addr: "a", w: 0, active: 0}, {addr: "b", w: 0, active: 0}}, ""},                                      // nothing usable
-		{"rr", []*fake{{addr: "a", w: 0}, {addr: "b", w: 0}}, ""},                                                            // nothing usable
-		{"sh", []*fake{{addr: "a", w: 0}}, ""},                                                                               // nothing usable
-		{"mh", []*fake{{addr: "a", w: 0}}, ""},                                                                               // nothing usable
-		{"wrr", []*fake{{addr: "a", w: 0}}, ""},                                                                              // nothing usable
-		{"lblc", []*fake{{addr: "a", w: 0}}, ""},                                                                             // nothing usable
+		{"lc", []*fake{{addr: "a", w: 1, active: 1}, {addr: "b", w: 9, active: 1, inactive: 5}}, "a"},                     // inactive counts 1/256
+		{"lc", []*fake{{addr: "a", w: 0, active: 0}, {addr: "b", w: 1, active: 5}}, "b"},                                  // weight 0 never
+		{"lc", []*fake{{addr: "a", w: 1, active: 0, over: true}, {addr: "b", w: 1, active: 5}}, "b"},                      // overloaded never
+		{"wlc", []*fake{{addr: "a", w: 1, active: 2}, {addr: "b", w: 5, active: 6}}, "b"},                                 // 2/1 > 6/5
+		{"wlc", []*fake{{addr: "a", w: 1, active: 1}, {addr: "b", w: 5, active: 6}}, "a"},                                 // 1/1 < 6/5
+		{"sed", []*fake{{addr: "a", w: 1, active: 0}, {addr: "b", w: 5, active: 3}}, "b"},                                 // (0+1)/1 > (3+1)/5
+		{"sed", []*fake{{addr: "a", w: 1, active: 0}, {addr: "b", w: 5, active: 5}}, "a"},                                 // 1/1 < 6/5
+		{"nq", []*fake{{addr: "a", w: 5, active: 1}, {addr: "b", w: 1, active: 0}}, "b"},                                  // idle first
+		{"nq", []*fake{{addr: "a", w: 5, active: 1}, {addr: "b", w: 1, active: 1}}, "a"},                                  // else sed
+		{"lblc", []*fake{{addr: "a", w: 1, active: 4}, {addr: "b", w: 1, active: 2}}, "b"},                                // first: wlc
+		{"lblcr", []*fake{{addr: "a", w: 1, active: 0}, {addr: "b", w: 1, active: 2}, {addr: "c", w: 1, active: 1}}, "a"}, // first: wlc
+		{"wlc", []*fake{{addr: "a", w: 0, active: 0}, {addr: "b", w: 0, active: 0}}, ""},                                  // nothing usable
+		{"rr", []*fake{{addr: "a", w: 0}, {addr: "b", w: 0}}, ""},                                                         // nothing usable
+		{"sh", []*fake{{addr: "a", w: 0}}, ""},                                                                            // nothing usable
+		{"mh", []*fake{{addr: "a", w: 0}}, ""},                                                                            // nothing usable
+		{"wrr", []*fake{{addr: "a", w: 0}}, ""},                                                                           // nothing usable
+		{"lblc", []*fake{{addr: "a", w: 0}}, ""},                                                                          // nothing usable
 	}
 	for _, tc := range cases {
 		ns := nodesOf(tc.nodes...)

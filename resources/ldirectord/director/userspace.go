@@ -22,6 +22,11 @@ type UserspaceOptions struct {
 	// UDPIdle ends a UDP session after this long without traffic (default
 	// 300s, IPVS's udp timeout).
 	UDPIdle time.Duration
+	// Linger is how long a closed TCP connection still counts as
+	// inactive (default 2m, IPVS's TIME_WAIT): the lc family weighs
+	// inactive connections, which is what spreads a stream of short
+	// connections over equal servers.
+	Linger time.Duration
 }
 
 // NewUserspace returns the userspace director: a TCP and UDP proxy
@@ -41,6 +46,9 @@ func NewUserspace(o UserspaceOptions) *UserspaceDirector {
 	}
 	if o.UDPIdle == 0 {
 		o.UDPIdle = 300 * time.Second
+	}
+	if o.Linger == 0 {
+		o.Linger = 2 * time.Minute
 	}
 	return &UserspaceDirector{opts: o, services: map[Key]*uservice{}}
 }
@@ -436,7 +444,11 @@ func (s *uservice) proxyTCP(c *net.TCPConn) {
 	s.ctr.conns.Add(1)
 	d.ctr.conns.Add(1)
 	d.active.Add(1)
-	defer d.active.Add(-1)
+	defer func() {
+		d.active.Add(-1)
+		d.inactive.Add(1)
+		time.AfterFunc(s.opts.Linger, func() { d.inactive.Add(-1) })
+	}()
 
 	done := make(chan struct{})
 	go func() {

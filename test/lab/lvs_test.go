@@ -1,0 +1,173 @@
+package lab_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/test/lab"
+)
+
+// lvsTable returns the reals node's ldirectord instance has programmed
+// (address → weight) and their health as its status shows them.
+func lvsTable(st *control.Status) (map[string]string, string) {
+	for _, in := range st.Inspections {
+		if in.Resource == "ldirectord_www" {
+			got := map[string]string{}
+			for _, line := range strings.Split(in.Text, "\n") {
+				f := strings.Fields(line)
+				if len(f) >= 7 && f[0] == "->" && f[1] != "RemoteAddress:Port" {
+					got[f[1]] = f[3] + " " + f[6]
+				}
+			}
+			return got, in.Text
+		}
+	}
+	return nil, ""
+}
+
+// The seed's setup, `IPaddr::VIP ldirectord::www`, on a director pair with
+// a witness, through the userspace director (this kernel has no IPVS):
+// the client sees wlc spread requests over both real servers; a dead real
+// leaves the table within checkinterval × failurecount + checktimeout and
+// comes back when it recovers; with both down the sorry server answers;
+// the standby director's checks are warm, and after a crash of the active
+// one the survivor serves at once.
+func TestLVSSeed(t *testing.T) {
+	l := needLab(t)
+	c := &lab.Cluster{Name: "lvstest", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
+		Resources: lab.LVSResources(), Files: map[string]string{"www.toml": lab.WWW()}, Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
+	nodes := l.Trio(vigilBin, c, false, nil)
+	client := l.AddClient()
+	rs1 := l.AddWebServer("rs1", lab.RealIP1)
+	rs2 := l.AddWebServer("rs2", lab.RealIP2)
+	l.AddWebServer("sorry", lab.SorryIP)
+	vip := lab.VIP + ":80"
+	real1, real2, sorry := lab.RealIP1+":80", lab.RealIP2+":80", lab.SorryIP+":80"
+
+	// waitServed polls the client's view until n requests in a row are
+	// answered only by the servers in want; it returns how long that took.
+	waitServed := func(what string, n int, want ...string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		run := 0
+		for run < n {
+			body, err := l.Get(client, vip, "/", time.Second)
+			if err == nil && contains(want, body) {
+				run++
+			} else {
+				run = 0
+			}
+			if time.Since(start) > 30*time.Second {
+				var text string
+				if st, err := nodes["n1"].Client.Status(context.Background()); err == nil {
+					_, text = lvsTable(st)
+				}
+				t.Fatalf("%s: last answer %q (%v), want only %v; n1:\n%s", what, body, err, want, text)
+			}
+		}
+		return time.Since(start)
+	}
+
+	waitServed("start", 4, "rs1", "rs2")
+	st, err := nodes["n1"].WaitStatus(10*time.Second, func(s *control.Status) bool {
+		tab, _ := lvsTable(s)
+		return tab[real1] == "5 up" && tab[real2] == "5 up"
+	})
+	if err != nil {
+		_, text := lvsTable(st)
+		t.Fatalf("n1's table: %v\n%s", err, text)
+	}
+	_, text := lvsTable(st)
+	if !strings.Contains(text, "userspace backend (the kernel has no IPVS") || !strings.Contains(text, "TCP  "+vip+" wlc") {
+		t.Errorf("status does not say which backend and why:\n%s", text)
+	}
+	t.Logf("n1 status:\n%s", text)
+
+	// wlc over equal weights: a stream of short connections alternates.
+	got := map[string]int{}
+	for range 20 {
+		body, err := l.Get(client, vip, "/", time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[body]++
+	}
+	if got["rs1"] < 8 || got["rs2"] < 8 {
+		t.Errorf("20 requests spread %v, want about 10 each", got)
+	}
+
+	// The standby checks too: its table is empty, its health warm.
+	if _, err := nodes["n2"].WaitStatus(5*time.Second, func(s *control.Status) bool {
+		tab, text := lvsTable(s)
+		return strings.Contains(text, "standby") && tab[real1] == "- up" && tab[real2] == "- up"
+	}); err != nil {
+		t.Errorf("n2 (standby) has no warm health state: %v", err)
+	}
+
+	// A dead real leaves the table within checkinterval × failurecount +
+	// checktimeout (2 × 200ms + 10% jitter, + 500ms); the client never
+	// notices, as the director hands a refused connection to the other.
+	killed := time.Now()
+	rs1.Stop()
+	if _, err := nodes["n1"].WaitStatus(5*time.Second, func(s *control.Status) bool {
+		tab, _ := lvsTable(s)
+		return tab[real1] == "- down"
+	}); err != nil {
+		t.Fatalf("rs1 not taken out: %v", err)
+	}
+	took := time.Since(killed)
+	t.Logf("rs1 out of the table %v after it died", took.Round(time.Millisecond))
+	if bound := 2*220*time.Millisecond + 500*time.Millisecond + 500*time.Millisecond; took > bound {
+		t.Errorf("removal took %v, more than checkinterval × failurecount + checktimeout (+500ms for status polling) = %v", took, bound)
+	}
+	waitServed("rs1 down", 6, "rs2")
+
+	rs1.Start()
+	waitServed("rs1 back", 1, "rs1")
+	rs1.Stop()
+	rs2.Stop()
+	waitServed("all down", 3, "sorry")
+	st, _ = nodes["n1"].WaitStatus(5*time.Second, func(s *control.Status) bool {
+		tab, _ := lvsTable(s)
+		return strings.HasPrefix(tab[sorry], "1 ")
+	})
+	if tab, text := lvsTable(st); !strings.HasPrefix(tab[sorry], "1 ") {
+		t.Errorf("fallback not in the table:\n%s", text)
+	}
+	rs1.Start()
+	rs2.Start()
+	waitServed("recovered", 4, "rs1", "rs2")
+
+	// Crash the active director: the survivor takes the VIP and directs
+	// with the health it already knows.
+	l.Crash(nodes["n1"])
+	took = waitServed("after crash of n1", 4, "rs1", "rs2")
+	t.Logf("served through n2 %v after n1's crash", took.Round(time.Millisecond))
+	st, err = nodes["n2"].WaitStatus(5*time.Second, func(s *control.Status) bool {
+		tab, text := lvsTable(s)
+		return strings.Contains(text, "active") && tab[real1] == "5 up" && tab[real2] == "5 up"
+	})
+	if err != nil {
+		_, text := lvsTable(st)
+		t.Fatalf("n2 after takeover: %v\n%s", err, text)
+	}
+	var out strings.Builder
+	st.ShowStats = true
+	control.Render(&out, st)
+	if !strings.Contains(out.String(), "InPkts") || !strings.Contains(out.String(), fmt.Sprintf("-> %s", real1)) {
+		t.Errorf("--stats view:\n%s", out.String())
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
