@@ -11,7 +11,7 @@ FUZZTIME ?= 30s
 # provide the real OCF agents and resource.d scripts the adapter tests run.
 DEB_DEPS := socat iproute2 resource-agents heartbeat
 
-.PHONY: all build test lint bench bench-failover fuzz demo deps debs proto clean
+.PHONY: all build test lint bench bench-failover bench-lvs fuzz demo deps debs proto clean
 
 all: build
 
@@ -65,13 +65,24 @@ bench: deps
 bench-failover: deps
 	VIGIL_PROBE=$(PROBE) $(GO) test -run '^$$' -bench VIPFailover -benchtime 10x -timeout 60m ./test/lab/
 
+# The IPVS manager: the check engine (connect and HTTP checks over 1,000
+# and 10,000 real servers at 1 s), then, inside the kernel-IPVS VM
+# (test/ipvsvm/vm.sh), 10,000 services x 2 reals applied, reconciled again
+# and restored with ipvsadm -R for comparison.
+bench-lvs: deps
+	@$(MAKE) --no-print-directory debs PKGS_NEEDED="ipvsadm"
+	$(GO) test -run '^$$' -bench CheckEngine -benchtime 1x -timeout 20m ./resources/ldirectord/
+	CGO_ENABLED=0 $(GO) test -c -o bin/director.test ./resources/ldirectord/director/
+	test/ipvsvm/vm.sh bin/director.test -test.run '^$$' -test.bench KernelReconcile -test.benchtime 3x
+
 # Each fuzz target for FUZZTIME; new crashers land in testdata/fuzz.
 fuzz:
-	@for t in FuzzParseHA FuzzParseResources FuzzPositions FuzzAuthkeys; do \
+	@for t in FuzzParseHA FuzzParseResources FuzzParseLdirectord FuzzPositions FuzzAuthkeys; do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./cluster/config/ || exit 1; done
 	@for t in FuzzDecode FuzzCOBSDecode; do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./cluster/heartbeat/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzParseOCFMetaData$$' -fuzztime $(FUZZTIME) ./resources/script/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseProcIPVS$$' -fuzztime $(FUZZTIME) ./resources/ldirectord/director/
 
 # A three-node cluster in network namespaces: status, a UDP cut survived
 # over a serial cable, a crash detected; then everything is removed.

@@ -19,7 +19,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/net/dns/dnsmessage"
 
-	"github.com/vigil-ha/vigil/internal/testutil"
+	"github.com/vigil-ha/vigil/internal/nstest"
 	"github.com/vigil-ha/vigil/monitors"
 )
 
@@ -178,14 +178,14 @@ func TestDeadlineBoundsWholeExchange(t *testing.T) {
 // An unreachable real server (no ARP answer behind the director's link,
 // the black hole a dead host is) fails at the deadline.
 func TestUnreachable(t *testing.T) {
-	ns := testutil.NewNetns(t)
+	ns := nstest.NewNetns(t)
 	n := ns.Add("chk")
 	ns.Run("ip", "-n", n, "link", "add", "va", "type", "veth", "peer", "name", "vb")
 	ns.Run("ip", "-n", n, "addr", "add", "10.99.0.1/24", "dev", "va")
 	ns.Run("ip", "-n", n, "link", "set", "va", "up")
 	ns.Run("ip", "-n", n, "link", "set", "vb", "up")
 	const deadline = 300 * time.Millisecond
-	err := testutil.InNS(n, func() error {
+	err := nstest.InNS(n, func() error {
 		for _, c := range []monitors.Check{
 			monitors.TCP{Addr: "10.99.0.7:80"},
 			monitors.HTTP{Addr: "10.99.0.7:80"},

@@ -20,7 +20,7 @@ import (
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 
-	"github.com/vigil-ha/vigil/internal/testutil"
+	"github.com/vigil-ha/vigil/internal/nstest"
 	"github.com/vigil-ha/vigil/plugins/pb"
 	"github.com/vigil-ha/vigil/resources/ipaddr"
 )
@@ -36,7 +36,7 @@ var (
 // fd00:88::/64.
 type pairLab struct {
 	t                *testing.T
-	nn               *testutil.Netns
+	nn               *nstest.Netns
 	director, client string
 	r                *ipaddr.IPaddr
 }
@@ -46,7 +46,7 @@ func newPairLab(t *testing.T) *pairLab {
 	// Registered first, so it runs after every other cleanup.
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-	nn := testutil.NewNetns(t)
+	nn := nstest.NewNetns(t)
 	l := &pairLab{t: t, nn: nn, director: nn.Add("d"), client: nn.Add("c")}
 	nn.Run("ip", "link", "add", "eth0", "netns", l.director, "address", directorMAC.String(), "type", "veth",
 		"peer", "name", "eth0", "netns", l.client, "address", clientMAC.String())
@@ -65,7 +65,7 @@ func newPairLab(t *testing.T) *pairLab {
 		time.Sleep(10 * time.Millisecond) // polling the kernel's table
 	}
 	l.r = ipaddr.New(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	t.Cleanup(func() { _ = testutil.InNS(l.director, func() error { l.r.Close(); return nil }) })
+	t.Cleanup(func() { _ = nstest.InNS(l.director, func() error { l.r.Close(); return nil }) })
 	return l
 }
 
@@ -81,7 +81,7 @@ func (l *pairLab) op(name string, params map[string]string, interval time.Durati
 	l.t.Helper()
 	in := &pb.Instance{Id: "vip", Type: "IPaddr", Params: params, IntervalMs: interval.Milliseconds()}
 	var res *pb.Result
-	err := testutil.InNS(l.director, func() (err error) {
+	err := nstest.InNS(l.director, func() (err error) {
 		ctx := context.Background()
 		switch name {
 		case "start":
@@ -183,7 +183,7 @@ func (c *capture) wait(t *testing.T, timeout time.Duration, what string, keep fu
 func (l *pairLab) captureARP() (*capture, *arp.Client) {
 	l.t.Helper()
 	var c *arp.Client
-	if err := testutil.InNS(l.client, func() error {
+	if err := nstest.InNS(l.client, func() error {
 		ifi, err := net.InterfaceByName("eth0")
 		if err != nil {
 			return err
@@ -331,7 +331,7 @@ func TestIPv6NeighbourAdvertisement(t *testing.T) {
 	vip := netip.MustParseAddr("fd00:88::100")
 	l.nn.Run("ip", "-n", l.client, "neigh", "replace", vip.String(), "lladdr", bogusMAC, "dev", "eth0", "nud", "reachable")
 	var pc *ipv6.PacketConn
-	if err := testutil.InNS(l.client, func() error {
+	if err := nstest.InNS(l.client, func() error {
 		c, err := net.ListenPacket("ip6:ipv6-icmp", "::")
 		if err != nil {
 			return err

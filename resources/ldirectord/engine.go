@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigil-ha/vigil/monitors"
@@ -57,6 +58,8 @@ type Engine struct {
 	events   []Event
 	lastErr  error
 	applied  int // ops applied in total
+
+	checks atomic.Uint64 // health checks run, for benchmarks and status
 }
 
 // NewEngine returns an idle engine; Configure starts its health checks.
@@ -156,6 +159,7 @@ func (e *Engine) runChecker(ctx context.Context, c *checker) {
 		cctx, cancel := context.WithTimeout(ctx, c.timeout)
 		res := c.check.Check(cctx)
 		cancel()
+		e.checks.Add(1)
 		if ctx.Err() != nil {
 			return
 		}

@@ -61,7 +61,7 @@ func (w *web) stop() {
 	}
 }
 
-func instance(t *testing.T, src string) spec.Instance {
+func instance(t testing.TB, src string) spec.Instance {
 	t.Helper()
 	var in spec.Instance
 	if err := decodeTOML(src, &in); err != nil {

@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vigil-ha/vigil/internal/testutil"
+	"github.com/vigil-ha/vigil/internal/nstest"
 )
 
 // TB is the part of testing.TB a lab needs (the demo passes its own).
@@ -36,7 +36,7 @@ type TB interface {
 }
 
 // Available says why a lab cannot run here, or "" if it can.
-func Available() string { return testutil.NetnsMissing() }
+func Available() string { return nstest.NetnsMissing() }
 
 // Lab is one set of namespaces and processes.
 type Lab struct {
@@ -145,7 +145,7 @@ func (l *Lab) must(args ...string) {
 
 // InNS runs f on an OS thread switched into namespace node: sockets f
 // opens live in that namespace.
-func (l *Lab) InNS(node string, f func() error) error { return testutil.InNS(l.NS(node), f) }
+func (l *Lab) InNS(node string, f func() error) error { return nstest.InNS(l.NS(node), f) }
 
 // Proc is a process the lab started.
 type Proc struct {

@@ -19,11 +19,12 @@ import (
 )
 
 // KernelDirector is the kernel IPVS Backend. Writes go through moby/ipvs
-// (generic netlink); the whole table is read back from /proc/net/ip_vs in
-// one read, which is what makes a no-op reconcile of 10,000 services cheap
-// (asking netlink for each service's reals takes one round trip per
-// service). /proc does not show connection thresholds, so those are taken
-// from what this director last applied.
+// (generic netlink). Reading back takes two requests whatever the table's
+// size: one netlink dump of the services and one read of /proc/net/ip_vs
+// for every real server (netlink wants a round trip per service for its
+// reals, which is what made reading 10,000 services slow). /proc does not
+// show connection thresholds, so those are taken from what this director
+// last applied.
 type KernelDirector struct {
 	h        *ipvs.Handle
 	procPath string
@@ -40,7 +41,13 @@ func OpenKernel() (*KernelDirector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel IPVS: %w", err)
 	}
-	return &KernelDirector{h: h, procPath: procIPVS, applied: map[Key]map[netip.AddrPort]Dest{}}, nil
+	// /proc/net follows the process's first thread, which Go may have
+	// parked in another namespace; thread-self is the caller's own.
+	path := "/proc/thread-self/net/ip_vs"
+	if _, err := os.Stat(path); err != nil {
+		path = procIPVS
+	}
+	return &KernelDirector{h: h, procPath: path, applied: map[Key]map[netip.AddrPort]Dest{}}, nil
 }
 
 func (k *KernelDirector) Name() string { return Kernel }
@@ -56,6 +63,24 @@ func (k *KernelDirector) Read() (Table, error) {
 	t, err := ParseProcIPVS(bufio.NewReaderSize(f, 1<<20))
 	if err != nil {
 		return nil, err
+	}
+	// /proc shows persistence timeouts in jiffies: take the services'
+	// settings from one netlink dump instead.
+	svcs, err := k.h.GetServices()
+	if err != nil {
+		return nil, err
+	}
+	for _, ks := range svcs {
+		if s, ok := t[keyOf(ks)]; ok {
+			s.Persistent, s.Netmask = 0, 0
+			if ks.Flags&svcFlagPersistent != 0 {
+				s.Persistent = ks.Timeout
+				s.Netmask = uint32(bits.OnesCount32(ks.Netmask))
+				if ks.AddressFamily == syscall.AF_INET6 {
+					s.Netmask = ks.Netmask
+				}
+			}
+		}
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()

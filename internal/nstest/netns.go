@@ -1,4 +1,7 @@
-package testutil
+// Package nstest makes network namespaces for tests: a per-run prefix, lo up,
+// removal when the test ends, and running code inside one. It imports
+// nothing of Vigil, so any package's tests can use it.
+package nstest
 
 import (
 	"crypto/rand"

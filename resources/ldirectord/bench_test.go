@@ -1,0 +1,99 @@
+package ldirectord
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// benchServerEnv makes the test binary a loopback web server (port in the
+// variable) so that the benchmarks' CPU figures are the checker's alone.
+const benchServerEnv = "VIGIL_BENCH_SERVER"
+
+func init() {
+	if port := os.Getenv(benchServerEnv); port != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/.testpage", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "test page") })
+		_ = http.ListenAndServe("0.0.0.0:"+port, mux)
+		os.Exit(0)
+	}
+}
+
+func benchServer(b *testing.B, port string) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), benchServerEnv+"="+port)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
+			c.Close()
+			return
+		}
+		if i > 200 {
+			b.Fatal("bench server did not start")
+		}
+		time.Sleep(10 * time.Millisecond) // waiting for another process to listen
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkCheckEngine runs an engine (as on a standby director: checks
+// only) over N real servers at checkinterval 1s for a 5 s window, and
+// reports checks per second and the checker's CPU per check. The reals
+// are distinct 127.x.y.z addresses served by one server in another
+// process.
+func BenchmarkCheckEngine(b *testing.B) {
+	for _, tc := range []struct {
+		kind string
+		n    int
+	}{{"connect", 1000}, {"connect", 10000}, {"http", 1000}, {"http", 10000}} {
+		b.Run(fmt.Sprintf("%s-%d", tc.kind, tc.n), func(b *testing.B) {
+			port := "18099"
+			benchServer(b, port)
+			var src strings.Builder
+			fmt.Fprintf(&src, "checkinterval = 1\nchecktimeout = 3\n[[virtual]]\naddress = \"10.0.0.3:%s\"\n", port)
+			if tc.kind == "connect" {
+				src.WriteString("checktype = \"connect\"\n")
+			} else {
+				src.WriteString("service = \"http\"\nrequest = \"/.testpage\"\nreceive = \"test page\"\n")
+			}
+			for i := range tc.n {
+				fmt.Fprintf(&src, "[[virtual.real]]\naddress = \"127.%d.%d.%d:%s\"\nforward = \"masq\"\n", 1+i>>16, (i>>8)&255, i&255, port)
+			}
+			in := instance(b, src.String())
+			for range b.N {
+				e := NewEngine(Options{})
+				e.Configure(in)
+				time.Sleep(1500 * time.Millisecond) // let the first burst pass: measure the steady state
+				c0, n0, t0 := cpuTime(), e.checks.Load(), time.Now()
+				time.Sleep(5 * time.Second)
+				cpu, n, wall := cpuTime()-c0, e.checks.Load()-n0, time.Since(t0)
+				down := 0
+				for _, s := range e.Status().Services {
+					for _, r := range s.Reals {
+						if r.Health != "up" {
+							down++
+						}
+					}
+				}
+				e.Close()
+				b.ReportMetric(float64(n)/wall.Seconds(), "checks/s")
+				b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/check")
+				b.ReportMetric(float64(down), "not-up")
+			}
+		})
+	}
+}
