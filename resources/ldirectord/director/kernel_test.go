@@ -37,19 +37,6 @@ func needKernel(t testing.TB) *KernelDirector {
 	return k
 }
 
-func reconcile(t testing.TB, b Backend, want Table, scope map[Key]bool) []Op {
-	t.Helper()
-	have, err := b.Read()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ops := Diff(have, want, scope)
-	if err := b.Apply(ops); err != nil {
-		t.Fatal(err)
-	}
-	return ops
-}
-
 func TestKernelReconcile(t *testing.T) {
 	k := needKernel(t)
 	udp := Key{Proto: UDP, Addr: netip.MustParseAddrPort("10.0.0.3:53")}
@@ -65,7 +52,7 @@ func TestKernelReconcile(t *testing.T) {
 		fwm:  svc(fwm, "mh", Dest{Addr: netip.MustParseAddrPort("192.168.6.4:0"), Forward: IPIP, Weight: 2}),
 		v6:   svc(v6, "lblcr", Dest{Addr: netip.MustParseAddrPort("[fd00::10]:80"), Forward: Gate, Weight: 1}),
 	}
-	if ops := reconcile(t, k, want, nil); len(ops) != 5+6 {
+	if ops := mustApply(t, k, want, nil); len(ops) != 5+6 {
 		t.Fatalf("first apply: %d ops: %v", len(ops), ops)
 	}
 	have, err := k.Read()
@@ -75,7 +62,7 @@ func TestKernelReconcile(t *testing.T) {
 	if d := Diff(have, want, nil); len(d) != 0 {
 		t.Fatalf("read back differs by %v\nhave %s", d, dump(have))
 	}
-	if ops := reconcile(t, k, want, nil); len(ops) != 0 {
+	if ops := mustApply(t, k, want, nil); len(ops) != 0 {
 		t.Fatalf("second reconcile changed %v", ops)
 	}
 	// Every scheduler the userspace director has, the kernel has too.
@@ -90,13 +77,13 @@ func TestKernelReconcile(t *testing.T) {
 	want[k80].Dests[r2] = gate(r2, 0)
 	want[udp].Scheduler = "wrr"
 	want[k443].Persistent = 60
-	ops := reconcile(t, k, want, nil)
+	ops := mustApply(t, k, want, nil)
 	if got := opStrings(ops); len(got) != 3 {
 		t.Fatalf("edits: %q", got)
 	}
 	delete(want, fwm)
 	delete(want[k80].Dests, r1)
-	ops = reconcile(t, k, want, map[Key]bool{fwm: true, k80: true})
+	ops = mustApply(t, k, want, map[Key]bool{fwm: true, k80: true})
 	if got := opStrings(ops); len(got) != 2 || !strings.HasPrefix(got[0], "delete real") || !strings.HasPrefix(got[1], "delete service FWM  7") {
 		t.Fatalf("deletes: %q", got)
 	}
@@ -146,7 +133,7 @@ func TestKernelTraffic(t *testing.T) {
 	}
 	vipKey := Key{Proto: TCP, Addr: netip.MustParseAddrPort("10.99.1.1:80")}
 	want := Table{vipKey: svc(vipKey, "rr", Dest{Addr: reals[0], Forward: Masq, Weight: 1}, Dest{Addr: reals[1], Forward: Masq, Weight: 1})}
-	reconcile(t, k, want, nil)
+	mustApply(t, k, want, nil)
 	get := func() string {
 		t.Helper()
 		var conn net.Conn
@@ -176,7 +163,7 @@ func TestKernelTraffic(t *testing.T) {
 		t.Fatalf("rr over 6 connections through kernel NAT: %v", got)
 	}
 	want[vipKey].Dests[reals[0]] = Dest{Addr: reals[0], Forward: Masq, Weight: 0}
-	reconcile(t, k, want, nil)
+	mustApply(t, k, want, nil)
 	for range 4 {
 		if s := get(); s != "r2" {
 			t.Fatalf("weight-0 real got a new connection (%s)", s)
@@ -222,12 +209,12 @@ func BenchmarkKernelReconcile(b *testing.B) {
 	for range b.N {
 		_ = k.h.Flush()
 		start := time.Now()
-		if ops := reconcile(b, k, want, nil); len(ops) != 3*n {
+		if ops := mustApply(b, k, want, nil); len(ops) != 3*n {
 			b.Fatalf("%d ops", len(ops))
 		}
 		full := time.Since(start)
 		start = time.Now()
-		if ops := reconcile(b, k, want, nil); len(ops) != 0 {
+		if ops := mustApply(b, k, want, nil); len(ops) != 0 {
 			b.Fatalf("no-op reconcile changed %d", len(ops))
 		}
 		noop := time.Since(start)

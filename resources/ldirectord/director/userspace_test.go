@@ -107,7 +107,7 @@ func dialVIP(t *testing.T, k Key, from string) net.Conn {
 	return c
 }
 
-func mustApply(t *testing.T, b Backend, want Table, scope map[Key]bool) []Op {
+func mustApply(t testing.TB, b Backend, want Table, scope map[Key]bool) []Op {
 	t.Helper()
 	have, err := b.Read()
 	if err != nil {
