@@ -53,17 +53,17 @@ func (c *Config) loadInstances(resPath string, collect func(error)) {
 			if r.Type != TypeLdirectord {
 				continue
 			}
-			name := instanceName(*r)
+			name, key := instanceName(*r), fmt.Sprintf("group[%d].resources[%d]", gi, ri)
 			in, ok := c.Resources.Ldirectord[name]
 			if !ok {
 				if !nameRE.MatchString(name) {
-					collect(&Error{File: resPath, Key: fmt.Sprintf("group[%d].resources[%d]", gi, ri), Msg: fmt.Sprintf("ldirectord instance name %q must be a plain name", name)})
+					collect(&Error{File: resPath, Key: key, Msg: fmt.Sprintf("ldirectord instance name %q must be a plain name", name)})
 					continue
 				}
 				path := filepath.Join(c.Dir, name+".toml")
 				data, err := os.ReadFile(path)
 				if errors.Is(err, fs.ErrNotExist) {
-					collect(&Error{File: resPath, Key: fmt.Sprintf("group[%d].resources[%d]", gi, ri),
+					collect(&Error{File: resPath, Key: key,
 						Msg: fmt.Sprintf("ldirectord instance %q: write %s or an inline [ldirectord.%s] table", name, path, name)})
 					continue
 				}

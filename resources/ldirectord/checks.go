@@ -41,9 +41,7 @@ func probeFor(v *spec.Virtual, r *spec.Real) probe {
 		receive = r.Receive
 	}
 	p := probe{timeout: v.CheckTimeout.D(), interval: v.CheckInterval.D(), failures: v.FailureCount}
-	switch v.CheckType {
-	case "off":
-		p.check = nil
+	switch v.CheckType { // "off" leaves check nil
 	case "on":
 		p.check = monitors.Always{}
 	case "ping":

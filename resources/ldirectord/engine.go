@@ -51,13 +51,17 @@ type Engine struct {
 	mu       sync.Mutex
 	inst     spec.Instance
 	checkers map[string]*checker // by probe signature
-	backend  director.Backend
-	why      string // why this backend
-	active   bool
-	owned    map[director.Key]bool // services this instance has programmed
-	events   []Event
-	lastErr  error
-	applied  int // ops applied in total
+	// byReal is each configured real's checker ([virtual][real]; nil for
+	// checktype off), resolved once per Configure so that a reconcile
+	// does not rebuild checks.
+	byReal  [][]*checker
+	backend director.Backend
+	why     string // why this backend
+	active  bool
+	owned   map[director.Key]bool // services this instance has programmed
+	events  []Event
+	lastErr error
+	applied int // ops applied in total
 
 	checks atomic.Uint64 // health checks run, for benchmarks and status
 }
@@ -107,11 +111,14 @@ func (e *Engine) Configure(in spec.Instance) {
 	e.mu.Lock()
 	e.inst = in
 	want := map[string]probe{}
+	sigs := make([][]string, len(in.Virtual))
 	for vi := range in.Virtual {
 		v := &in.Virtual[vi]
+		sigs[vi] = make([]string, len(v.Real))
 		for ri := range v.Real {
 			if p := probeFor(v, &v.Real[ri]); p.check != nil {
 				want[p.sig] = p
+				sigs[vi][ri] = p.sig
 			}
 		}
 	}
@@ -124,6 +131,13 @@ func (e *Engine) Configure(in spec.Instance) {
 	for sig, p := range want {
 		if _, ok := e.checkers[sig]; !ok {
 			e.checkers[sig] = e.startChecker(p)
+		}
+	}
+	e.byReal = make([][]*checker, len(sigs))
+	for vi, vs := range sigs {
+		e.byReal[vi] = make([]*checker, len(vs))
+		for ri, sig := range vs {
+			e.byReal[vi][ri] = e.checkers[sig] // nil for checktype off
 		}
 	}
 	e.mu.Unlock()
@@ -205,13 +219,19 @@ func (e *Engine) healthChanged(c *checker, up bool, res monitors.Result, first b
 }
 
 func (e *Engine) event(ev Event) {
-	ev.Time = time.Now()
 	e.mu.Lock()
+	e.record(ev)
+	e.mu.Unlock()
+}
+
+// record keeps ev among the last 50 for status and hands it to OnEvent.
+// Called with e.mu held.
+func (e *Engine) record(ev Event) {
+	ev.Time = time.Now()
 	e.events = append(e.events, ev)
 	if len(e.events) > 50 {
 		e.events = e.events[len(e.events)-50:]
 	}
-	e.mu.Unlock()
 	if e.opts.OnEvent != nil {
 		e.opts.OnEvent(ev)
 	}
@@ -247,6 +267,7 @@ func (e *Engine) Activate(ctx context.Context) error {
 	e.mu.Lock()
 	if e.backend == nil {
 		name, why := director.Pick(e.inst.Backend)
+		e.opts.Log.Info("director backend", "backend", name, "why", why)
 		b, err := e.opts.Open(name, e.opts.Log)
 		if err != nil {
 			e.mu.Unlock()
@@ -340,25 +361,14 @@ func (e *Engine) Reconcile() error {
 func (e *Engine) logOps(ops []director.Op, why string) {
 	for _, op := range ops {
 		e.opts.Log.Info("director: "+op.String(), "why", why, "backend", e.backend.Name())
-		if len(ops) <= 100 {
-			e.events = append(e.events, Event{Time: time.Now(), Kind: "table", Subject: op.Service.Key.String(), Summary: op.String()})
-		}
-		if e.opts.OnEvent != nil {
-			e.opts.OnEvent(Event{Time: time.Now(), Kind: "table", Subject: op.Service.Key.String(), Summary: op.String()})
-		}
-	}
-	if len(e.events) > 50 {
-		e.events = e.events[len(e.events)-50:]
+		e.record(Event{Kind: "table", Subject: op.Service.Key.String(), Summary: op.String()})
 	}
 }
 
-// health says whether real r of v is up, and the checker behind it.
-func (e *Engine) health(v *spec.Virtual, r *spec.Real) (bool, *checker) {
-	p := probeFor(v, r)
-	if p.check == nil {
-		return false, nil
-	}
-	c := e.checkers[p.sig]
+// health says whether real ri of virtual vi is up, and the checker
+// behind it (nil for checktype off). Called with e.mu held.
+func (e *Engine) health(vi, ri int) (bool, *checker) {
+	c := e.byReal[vi][ri]
 	if c == nil {
 		return false, nil
 	}
@@ -385,7 +395,7 @@ func (e *Engine) desired() director.Table {
 			r := &v.Real[ri]
 			ap, _ := netip.ParseAddrPort(r.Address)
 			d := director.Dest{Addr: ap, Forward: r.Forward, Weight: *r.Weight, Upper: r.Upper, Lower: r.Lower}
-			up, _ := e.health(v, r)
+			up, _ := e.health(vi, ri)
 			switch {
 			case up:
 				anyUp = anyUp || d.Weight > 0

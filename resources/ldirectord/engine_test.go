@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"go.uber.org/goleak"
 
 	"github.com/vigil-ha/vigil/resources/ldirectord/director"
@@ -64,7 +65,7 @@ func (w *web) stop() {
 func instance(t testing.TB, src string) spec.Instance {
 	t.Helper()
 	var in spec.Instance
-	if err := decodeTOML(src, &in); err != nil {
+	if _, err := toml.Decode(src, &in); err != nil {
 		t.Fatal(err)
 	}
 	var errs []string

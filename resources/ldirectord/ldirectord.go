@@ -22,11 +22,12 @@ type Resource struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	engines map[string]*Engine
+	applied map[string]string // each engine's spec parameter as last configured
 }
 
 // New returns the plugin.
 func New(log *slog.Logger) *Resource {
-	return &Resource{log: log, engines: map[string]*Engine{}}
+	return &Resource{log: log, engines: map[string]*Engine{}, applied: map[string]string{}}
 }
 
 func decode(in *pb.Instance) (spec.Instance, error) {
@@ -47,18 +48,27 @@ func decode(in *pb.Instance) (spec.Instance, error) {
 }
 
 // engine returns the instance's engine, configured with in's settings;
-// the first call starts its health checks.
+// the first call starts its health checks. The recurring monitor calls
+// this too, so an unchanged spec is not decoded and applied again.
 func (r *Resource) engine(in *pb.Instance) (*Engine, error) {
+	raw := in.GetParams()[ParamSpec]
+	r.mu.Lock()
+	e := r.engines[in.GetId()]
+	same := e != nil && r.applied[in.GetId()] == raw
+	r.mu.Unlock()
+	if same {
+		return e, nil
+	}
 	s, err := decode(in)
 	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
-	e := r.engines[in.GetId()]
-	if e == nil {
+	if e = r.engines[in.GetId()]; e == nil {
 		e = NewEngine(Options{Log: r.log.With("ldirectord", in.GetId())})
 		r.engines[in.GetId()] = e
 	}
+	r.applied[in.GetId()] = raw
 	r.mu.Unlock()
 	e.Configure(s)
 	return e, nil

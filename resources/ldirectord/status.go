@@ -82,7 +82,7 @@ func (e *Engine) Status() Status {
 			ap, _ := netip.ParseAddrPort(r.Address)
 			listed[ap] = true
 			rs := RealState{Addr: r.Address, Forward: r.Forward, Weight: -1, Health: "not checked"}
-			up, c := e.health(v, r)
+			up, c := e.health(vi, ri)
 			if c != nil {
 				known, _, last, at, fails := c.state()
 				rs.Check, rs.Result, rs.CheckedAt, rs.Failures = c.check.String(), last.Summary, at, fails

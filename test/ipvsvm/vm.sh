@@ -22,7 +22,9 @@ if [ -n "$need" ]; then
 fi
 
 if [ ! -s "$CACHE/vmlinux" ]; then
-	pkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}' | sort -V | tail -1)
+	kernels() { apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}' | sort -V; }
+	[ -n "$(kernels)" ] || apt-get update -qq # a fresh machine may have no package lists yet
+	pkg=$(kernels | tail -1)
 	echo "ipvsvm: fetching $pkg" >&2
 	rm -rf "$CACHE/root" && mkdir -p "$CACHE/root"
 	(cd "$CACHE" && apt-get download -q "$pkg" >/dev/null 2>&1 && dpkg-deb -x "$pkg"_*.deb root && rm -f "$pkg"_*.deb)

@@ -63,10 +63,8 @@ func Pick(name string) (string, string) {
 	return Userspace, "the kernel has no IPVS (" + procIPVS + " missing)"
 }
 
-// Open opens the named backend ("auto" is resolved by Pick first).
+// Open opens the named backend (resolve "auto" with Pick first).
 func Open(name string, log *slog.Logger) (Backend, error) {
-	name, why := Pick(name)
-	log.Info("director backend", "backend", name, "why", why)
 	switch name {
 	case Kernel:
 		return OpenKernel()

@@ -7,7 +7,9 @@
 package spec
 
 import (
+	"crypto/md5"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/bits"
@@ -299,25 +301,13 @@ func (v *Virtual) checks(vk string, port uint16, bad func(string, string, ...any
 		}
 	}
 	if v.Digest != "" {
-		if b, err := hexLen(v.Digest); err != nil || b != 16 {
+		if b, err := hex.DecodeString(v.Digest); err != nil || len(b) != md5.Size {
 			bad(vk+".digest", "must be an MD5 digest in hex (32 characters), as genhash prints it")
 		}
 	}
 	if !monitors.ValidDNSType(v.DNSType) {
 		bad(vk+".dnstype", "must be A, AAAA, NS, CNAME, SOA, MX or TXT")
 	}
-}
-
-func hexLen(s string) (int, error) {
-	if len(s)%2 != 0 {
-		return 0, fmt.Errorf("odd length")
-	}
-	for _, c := range s {
-		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-			return 0, fmt.Errorf("not hex")
-		}
-	}
-	return len(s) / 2, nil
 }
 
 func (r *Real) normalize(rk string, v *Virtual, port uint16, bad func(string, string, ...any)) {
@@ -430,7 +420,8 @@ func (v *Virtual) netmaskBits() (uint32, error) {
 	return uint32(ones), nil
 }
 
-// Service is the virtual's settings as a director service (without reals).
+// DirectorService is the virtual's settings as a director service
+// (without reals).
 func (v *Virtual) DirectorService() director.Service {
 	k, _ := v.Key()
 	s := director.Service{Key: k, Scheduler: v.Scheduler}
