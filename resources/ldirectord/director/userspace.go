@@ -195,7 +195,10 @@ func (u *UserspaceDirector) listen(svc Service) (*uservice, error) {
 	s := &uservice{opts: u.opts, ctx: ctx, stop: stop, svc: svc, sched: sched,
 		persist: map[netip.Addr]persistEntry{}, live: map[io.Closer]struct{}{}, udp: map[netip.AddrPort]*udpSession{}}
 	s.svc.Dests = nil
-	lc := net.ListenConfig{Control: freebind}
+	// No TCP keepalive on either leg (Go's default is on): IPVS and
+	// HAProxy leave it to the endpoints, and the setsockopt calls cost
+	// measurably per connection.
+	lc := net.ListenConfig{Control: freebind, KeepAlive: -1}
 	addr := svc.Key.Addr.String()
 	var err error
 	if svc.Key.Proto == UDP {
@@ -424,7 +427,7 @@ func (s *uservice) proxyTCP(c *net.TCPConn) {
 			return
 		}
 		dctx, cancel := context.WithTimeout(s.ctx, s.opts.DialTimeout)
-		var dl net.Dialer
+		dl := net.Dialer{KeepAlive: -1}
 		conn, err := dl.DialContext(dctx, "tcp", d.Addr.String())
 		cancel()
 		if err == nil {
