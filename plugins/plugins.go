@@ -24,6 +24,14 @@ const (
 	KindFence    Kind = "fence"
 )
 
+// The daemon puts these in every plugin's environment: its control
+// socket (mon's ipvs alert reaches ldirectord through it) and the
+// operator's plugin_dir (for plugins that run plugins of their own).
+const (
+	EnvControlSocket = "VIGIL_CONTROL_SOCKET"
+	EnvPluginDir     = "VIGIL_PLUGIN_DIR"
+)
+
 // Kinds lists every kind, in the order status shows them.
 var Kinds = []Kind{KindResource, KindMonitor, KindAlert, KindFence}
 

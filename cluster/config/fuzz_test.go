@@ -1,9 +1,12 @@
 package config
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
+
+	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
 )
 
 func addFile(f *testing.F, path string) {
@@ -99,6 +102,37 @@ func FuzzParseLdirectord(f *testing.F) {
 		// What the loader accepts, the plugin must accept too.
 		var errs []string
 		again := *in
+		again.Normalize(func(k, m string) { errs = append(errs, k+": "+m) })
+		if len(errs) > 0 {
+			t.Fatalf("normalised instance fails again: %v", errs)
+		}
+	})
+}
+
+func FuzzParseMon(f *testing.F) {
+	addFile(f, "../../etc/examples/pair-witness/lvs.toml")
+	f.Add([]byte("[[watch]]\ngroup = \"h\"\n[[watch.service]]\nname = \"s\"\ninterval = \"1.5m\"\nmonitor = \"x.monitor 'a b' ;;\"\ndepend = [\"s\"]\n[[watch.service.period]]\nwhen = \"wd {1 3 5} hr {9am-4pm}, mo {nov-feb}\"\nalertafter = \"3 5m\"\nalertevery = \"1h strict\"\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in, err := ParseMon("mon.toml", data)
+		if err != nil {
+			for _, e := range flatten(err) {
+				if !strings.HasPrefix(e, "mon.toml") {
+					t.Fatalf("error does not name the file: %q", e)
+				}
+			}
+			return
+		}
+		// What the loader accepts travels to the plugin as JSON and must
+		// be accepted there unchanged.
+		js, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var again monspec.Instance
+		if err := json.Unmarshal(js, &again); err != nil {
+			t.Fatalf("round trip: %v\n%s", err, js)
+		}
+		var errs []string
 		again.Normalize(func(k, m string) { errs = append(errs, k+": "+m) })
 		if len(errs) > 0 {
 			t.Fatalf("normalised instance fails again: %v", errs)

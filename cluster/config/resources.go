@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/resources/ldirectord/spec"
+	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
 )
 
 // Resources is resources.toml: the haresources of Vigil.
@@ -17,6 +18,8 @@ type Resources struct {
 	// Ldirectord holds inline ldirectord instances ([ldirectord.NAME]);
 	// an instance not here is read from NAME.toml beside resources.toml.
 	Ldirectord map[string]spec.Instance `toml:"ldirectord"`
+	// Mon holds inline mon instances ([mon.NAME]), likewise.
+	Mon map[string]monspec.Instance `toml:"mon"`
 }
 
 // Group is an ordered list of resources that run together on one node:

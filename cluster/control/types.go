@@ -39,10 +39,15 @@ type Status struct {
 
 // Command is an operator's command.
 type Command struct {
-	Op      string `json:"op"` // move, unmove, standby, online, maintenance, ready, cleanup, node-add, node-remove
+	Op      string `json:"op"` // move, unmove, standby, online, maintenance, ready, cleanup, node-add, node-remove, resource-command
 	Group   string `json:"group,omitempty"`
 	Node    string `json:"node,omitempty"`
 	Address string `json:"address,omitempty"` // node-add: host:port of its raft listener
+	// resource-command: a command to a resource running on this node
+	// (Resource empty: every running instance that takes it).
+	Resource string   `json:"resource,omitempty"`
+	Name     string   `json:"name,omitempty"`
+	Args     []string `json:"args,omitempty"`
 }
 
 // ErrRefused is a command the cluster refused (unknown group or node, a

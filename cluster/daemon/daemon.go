@@ -116,6 +116,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		os.Setenv("VIGIL_NODE", cfg.Self.Name)
 		d.plugins, err = host.New(host.Options{
 			Builtin: builtin.Has, Dir: ha.PluginDir, Log: log.With("component", "plugin"),
+			Env:       []string{plugins.EnvControlSocket + "=" + ha.ControlSocket, plugins.EnvPluginDir + "=" + ha.PluginDir},
 			OnRestart: func(_ plugins.Kind, name string) { d.lrm.PluginRestarted(context.Background(), name) },
 		})
 		if err != nil {
@@ -407,6 +408,11 @@ func (d *Daemon) Command(ctx context.Context, c control.Command) error {
 		return d.coord.AddNode(ctx, c.Node, c.Address)
 	case "node-remove":
 		return d.coord.RemoveNode(ctx, c.Node)
+	case "resource-command":
+		if d.lrm == nil {
+			return fmt.Errorf("%w: a witness runs no resources", control.ErrRefused)
+		}
+		return d.lrm.Command(ctx, c.Resource, c.Name, c.Args)
 	}
 	return fmt.Errorf("%w: unknown command %q", control.ErrRefused, c.Op)
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/plugins/host"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
@@ -292,6 +293,54 @@ func Active(s string) bool {
 	return false
 }
 
+// Command hands a command to a running resource of this node (resource
+// empty: to every running instance that implements commands; at least
+// one must take it). It is local: what it changes is the instance's
+// live state, not the cluster's configuration.
+func (m *Manager) Command(ctx context.Context, resource, name string, args []string) error {
+	type target struct {
+		plugin string
+		in     *pb.Instance
+	}
+	var todo []target
+	m.mu.Lock()
+	for _, g := range m.groups {
+		g.mu.Lock()
+		for i, b := range g.bindings {
+			if (resource == "" || g.res[i].ID == resource) && g.res[i].State == Running {
+				todo = append(todo, target{b.Plugin, m.instance(g, i, 0)})
+			}
+		}
+		g.mu.Unlock()
+	}
+	m.mu.Unlock()
+	if len(todo) == 0 {
+		if resource != "" {
+			return fmt.Errorf("%w: resource %s is not running on this node", fsm.ErrRefused, resource)
+		}
+		return fmt.Errorf("%w: no resource running on this node", fsm.ErrRefused)
+	}
+	var errs []error
+	for _, t := range todo {
+		res, err := m.host.Resource(t.plugin).Command(ctx, t.in, name, args)
+		switch {
+		case errors.Is(err, host.ErrUnimplemented) && resource == "":
+			continue
+		case err != nil:
+			errs = append(errs, err)
+		case res.GetCode() != pb.Code_SUCCESS:
+			errs = append(errs, fmt.Errorf("%s: %s", t.in.GetId(), res.GetReason()))
+		default:
+			m.log.Info("resource command", "resource", t.in.GetId(), "command", name, "args", args)
+			return nil
+		}
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("%w: no running resource takes command %q", fsm.ErrRefused, name)
+	}
+	return fmt.Errorf("%w: %w", fsm.ErrRefused, errors.Join(errs...))
+}
+
 // State returns the group's state on this node (Unknown before any
 // operation).
 func (m *Manager) State(name string) string {
@@ -387,7 +436,7 @@ type Inspection struct {
 
 // inspectable are the plugins known to answer Inspect; asking only them
 // keeps status from starting plugins that have nothing to show.
-var inspectable = map[string]bool{"ldirectord": true}
+var inspectable = map[string]bool{"ldirectord": true, "mon": true}
 
 // Inspect asks every inspectable resource of every known group for its
 // live state, each within timeout.

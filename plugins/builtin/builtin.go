@@ -12,6 +12,7 @@ import (
 	"github.com/vigil-ha/vigil/resources/dummy"
 	"github.com/vigil-ha/vigil/resources/ipaddr"
 	"github.com/vigil-ha/vigil/resources/ldirectord"
+	"github.com/vigil-ha/vigil/resources/mon"
 	"github.com/vigil-ha/vigil/resources/script"
 )
 
@@ -23,6 +24,7 @@ var registry = map[plugins.Kind]map[string]func() sdk.Plugin{
 		"heartbeat":  func() sdk.Plugin { return sdk.Plugin{Resource: script.NewHeartbeat()} },
 		"ipaddr":     func() sdk.Plugin { return sdk.Plugin{Resource: ipaddr.New(sdk.Log())} },
 		"ldirectord": func() sdk.Plugin { return sdk.Plugin{Resource: ldirectord.New(sdk.Log())} },
+		"mon":        func() sdk.Plugin { return sdk.Plugin{Resource: mon.New(sdk.Log())} },
 	},
 }
 

@@ -80,6 +80,15 @@ func (r Resource) Inspect(ctx context.Context, in *pb.Instance) (*pb.Inspection,
 		})
 }
 
+// Command sends an instance a named command (see the proto); plugins
+// without commands answer codes.Unimplemented.
+func (r Resource) Command(ctx context.Context, in *pb.Instance, name string, args []string) (*pb.Result, error) {
+	return invoke(ctx, r.h, plugins.KindResource, r.name, "command "+name, ms(in.GetTimeoutMs()),
+		func(ctx context.Context, c pb.ResourceClient) (*pb.Result, error) {
+			return c.Command(ctx, &pb.CommandRequest{Instance: in, Name: name, Args: args})
+		})
+}
+
 // Monitor is a handle on a monitor plugin.
 type Monitor struct {
 	h    *Host

@@ -59,6 +59,8 @@ type Options struct {
 	Grace time.Duration
 	// MinBackoff and MaxBackoff bound the wait before a restart (100ms, 5s).
 	MinBackoff, MaxBackoff time.Duration
+	// Env is added to every plugin's environment (NAME=value).
+	Env []string
 	// OnRestart runs, in its own goroutine, after a plugin came back from
 	// a crash or a kill.
 	OnRestart func(kind plugins.Kind, name string)
@@ -328,7 +330,7 @@ func (p *proc) spawn() (*plugin.Client, *procRunner, any, error) {
 		// environment.
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
 			cmd := exec.Command(p.path, p.args...)
-			cmd.Env = spec.Env
+			cmd.Env = append(spec.Env, p.h.opts.Env...)
 			r = newRunner(cmd)
 			return r, nil
 		},

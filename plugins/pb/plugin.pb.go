@@ -613,6 +613,66 @@ func (x *Meta) GetRaw() string {
 	return ""
 }
 
+type CommandRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Instance      *Instance              `protobuf:"bytes,1,opt,name=instance,proto3" json:"instance,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Args          []string               `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandRequest) Reset() {
+	*x = CommandRequest{}
+	mi := &file_plugin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandRequest) ProtoMessage() {}
+
+func (x *CommandRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandRequest.ProtoReflect.Descriptor instead.
+func (*CommandRequest) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CommandRequest) GetInstance() *Instance {
+	if x != nil {
+		return x.Instance
+	}
+	return nil
+}
+
+func (x *CommandRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CommandRequest) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
 type Inspection struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Title         string                 `protobuf:"bytes,1,opt,name=title,proto3" json:"title,omitempty"` // one line: what this is
@@ -625,7 +685,7 @@ type Inspection struct {
 
 func (x *Inspection) Reset() {
 	*x = Inspection{}
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +697,7 @@ func (x *Inspection) String() string {
 func (*Inspection) ProtoMessage() {}
 
 func (x *Inspection) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +710,7 @@ func (x *Inspection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inspection.ProtoReflect.Descriptor instead.
 func (*Inspection) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{6}
+	return file_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Inspection) GetTitle() string {
@@ -694,7 +754,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +766,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +779,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{7}
+	return file_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CheckRequest) GetType() string {
@@ -770,7 +830,7 @@ type CheckResult struct {
 
 func (x *CheckResult) Reset() {
 	*x = CheckResult{}
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +842,7 @@ func (x *CheckResult) String() string {
 func (*CheckResult) ProtoMessage() {}
 
 func (x *CheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +855,7 @@ func (x *CheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResult.ProtoReflect.Descriptor instead.
 func (*CheckResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CheckResult) GetOk() bool {
@@ -855,7 +915,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +927,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +940,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Event) GetKind() string {
@@ -980,7 +1040,7 @@ type AlertRequest struct {
 
 func (x *AlertRequest) Reset() {
 	*x = AlertRequest{}
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1052,7 @@ func (x *AlertRequest) String() string {
 func (*AlertRequest) ProtoMessage() {}
 
 func (x *AlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1065,7 @@ func (x *AlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRequest.ProtoReflect.Descriptor instead.
 func (*AlertRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AlertRequest) GetType() string {
@@ -1052,7 +1112,7 @@ type AlertResult struct {
 
 func (x *AlertResult) Reset() {
 	*x = AlertResult{}
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1124,7 @@ func (x *AlertResult) String() string {
 func (*AlertResult) ProtoMessage() {}
 
 func (x *AlertResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1137,7 @@ func (x *AlertResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertResult.ProtoReflect.Descriptor instead.
 func (*AlertResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AlertResult) GetDetail() string {
@@ -1098,7 +1158,7 @@ type FenceRequest struct {
 
 func (x *FenceRequest) Reset() {
 	*x = FenceRequest{}
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1170,7 @@ func (x *FenceRequest) String() string {
 func (*FenceRequest) ProtoMessage() {}
 
 func (x *FenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1183,7 @@ func (x *FenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceRequest.ProtoReflect.Descriptor instead.
 func (*FenceRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FenceRequest) GetNode() string {
@@ -1157,7 +1217,7 @@ type FenceResult struct {
 
 func (x *FenceResult) Reset() {
 	*x = FenceResult{}
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1229,7 @@ func (x *FenceResult) String() string {
 func (*FenceResult) ProtoMessage() {}
 
 func (x *FenceResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1242,7 @@ func (x *FenceResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceResult.ProtoReflect.Descriptor instead.
 func (*FenceResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FenceResult) GetPower() Power {
@@ -1243,7 +1303,11 @@ const file_plugin_proto_rawDesc = "" +
 	"parameters\x18\x04 \x03(\v2\x1a.vigil.plugin.v1.ParameterR\n" +
 	"parameters\x121\n" +
 	"\aactions\x18\x05 \x03(\v2\x17.vigil.plugin.v1.ActionR\aactions\x12\x10\n" +
-	"\x03raw\x18\x06 \x01(\tR\x03raw\"`\n" +
+	"\x03raw\x18\x06 \x01(\tR\x03raw\"o\n" +
+	"\x0eCommandRequest\x125\n" +
+	"\binstance\x18\x01 \x01(\v2\x19.vigil.plugin.v1.InstanceR\binstance\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04args\x18\x03 \x03(\tR\x04args\"`\n" +
 	"\n" +
 	"Inspection\x12\x14\n" +
 	"\x05title\x18\x01 \x01(\tR\x05title\x12\x12\n" +
@@ -1326,7 +1390,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05Power\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x06\n" +
 	"\x02ON\x10\x01\x12\a\n" +
-	"\x03OFF\x10\x022\xc8\x03\n" +
+	"\x03OFF\x10\x022\x8d\x04\n" +
 	"\bResource\x12C\n" +
 	"\bMetaData\x12 .vigil.plugin.v1.MetaDataRequest\x1a\x15.vigil.plugin.v1.Meta\x12>\n" +
 	"\bValidate\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12;\n" +
@@ -1334,7 +1398,8 @@ const file_plugin_proto_rawDesc = "" +
 	"\x04Stop\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12=\n" +
 	"\aMonitor\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12<\n" +
 	"\x06Reload\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12A\n" +
-	"\aInspect\x12\x19.vigil.plugin.v1.Instance\x1a\x1b.vigil.plugin.v1.Inspection2O\n" +
+	"\aInspect\x12\x19.vigil.plugin.v1.Instance\x1a\x1b.vigil.plugin.v1.Inspection\x12C\n" +
+	"\aCommand\x12\x1f.vigil.plugin.v1.CommandRequest\x1a\x17.vigil.plugin.v1.Result2O\n" +
 	"\aMonitor\x12D\n" +
 	"\x05Check\x12\x1d.vigil.plugin.v1.CheckRequest\x1a\x1c.vigil.plugin.v1.CheckResult2O\n" +
 	"\x05Alert\x12F\n" +
@@ -1357,7 +1422,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_plugin_proto_goTypes = []any{
 	(Code)(0),               // 0: vigil.plugin.v1.Code
 	(Severity)(0),           // 1: vigil.plugin.v1.Severity
@@ -1368,61 +1433,65 @@ var file_plugin_proto_goTypes = []any{
 	(*Parameter)(nil),       // 6: vigil.plugin.v1.Parameter
 	(*Action)(nil),          // 7: vigil.plugin.v1.Action
 	(*Meta)(nil),            // 8: vigil.plugin.v1.Meta
-	(*Inspection)(nil),      // 9: vigil.plugin.v1.Inspection
-	(*CheckRequest)(nil),    // 10: vigil.plugin.v1.CheckRequest
-	(*CheckResult)(nil),     // 11: vigil.plugin.v1.CheckResult
-	(*Event)(nil),           // 12: vigil.plugin.v1.Event
-	(*AlertRequest)(nil),    // 13: vigil.plugin.v1.AlertRequest
-	(*AlertResult)(nil),     // 14: vigil.plugin.v1.AlertResult
-	(*FenceRequest)(nil),    // 15: vigil.plugin.v1.FenceRequest
-	(*FenceResult)(nil),     // 16: vigil.plugin.v1.FenceResult
-	nil,                     // 17: vigil.plugin.v1.Instance.ParamsEntry
-	nil,                     // 18: vigil.plugin.v1.CheckRequest.ParamsEntry
-	nil,                     // 19: vigil.plugin.v1.Event.LabelsEntry
-	nil,                     // 20: vigil.plugin.v1.AlertRequest.ParamsEntry
-	nil,                     // 21: vigil.plugin.v1.FenceRequest.ParamsEntry
+	(*CommandRequest)(nil),  // 9: vigil.plugin.v1.CommandRequest
+	(*Inspection)(nil),      // 10: vigil.plugin.v1.Inspection
+	(*CheckRequest)(nil),    // 11: vigil.plugin.v1.CheckRequest
+	(*CheckResult)(nil),     // 12: vigil.plugin.v1.CheckResult
+	(*Event)(nil),           // 13: vigil.plugin.v1.Event
+	(*AlertRequest)(nil),    // 14: vigil.plugin.v1.AlertRequest
+	(*AlertResult)(nil),     // 15: vigil.plugin.v1.AlertResult
+	(*FenceRequest)(nil),    // 16: vigil.plugin.v1.FenceRequest
+	(*FenceResult)(nil),     // 17: vigil.plugin.v1.FenceResult
+	nil,                     // 18: vigil.plugin.v1.Instance.ParamsEntry
+	nil,                     // 19: vigil.plugin.v1.CheckRequest.ParamsEntry
+	nil,                     // 20: vigil.plugin.v1.Event.LabelsEntry
+	nil,                     // 21: vigil.plugin.v1.AlertRequest.ParamsEntry
+	nil,                     // 22: vigil.plugin.v1.FenceRequest.ParamsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
-	17, // 0: vigil.plugin.v1.Instance.params:type_name -> vigil.plugin.v1.Instance.ParamsEntry
+	18, // 0: vigil.plugin.v1.Instance.params:type_name -> vigil.plugin.v1.Instance.ParamsEntry
 	0,  // 1: vigil.plugin.v1.Result.code:type_name -> vigil.plugin.v1.Code
 	6,  // 2: vigil.plugin.v1.Meta.parameters:type_name -> vigil.plugin.v1.Parameter
 	7,  // 3: vigil.plugin.v1.Meta.actions:type_name -> vigil.plugin.v1.Action
-	18, // 4: vigil.plugin.v1.CheckRequest.params:type_name -> vigil.plugin.v1.CheckRequest.ParamsEntry
-	1,  // 5: vigil.plugin.v1.Event.severity:type_name -> vigil.plugin.v1.Severity
-	19, // 6: vigil.plugin.v1.Event.labels:type_name -> vigil.plugin.v1.Event.LabelsEntry
-	12, // 7: vigil.plugin.v1.AlertRequest.event:type_name -> vigil.plugin.v1.Event
-	20, // 8: vigil.plugin.v1.AlertRequest.params:type_name -> vigil.plugin.v1.AlertRequest.ParamsEntry
-	21, // 9: vigil.plugin.v1.FenceRequest.params:type_name -> vigil.plugin.v1.FenceRequest.ParamsEntry
-	2,  // 10: vigil.plugin.v1.FenceResult.power:type_name -> vigil.plugin.v1.Power
-	5,  // 11: vigil.plugin.v1.Resource.MetaData:input_type -> vigil.plugin.v1.MetaDataRequest
-	3,  // 12: vigil.plugin.v1.Resource.Validate:input_type -> vigil.plugin.v1.Instance
-	3,  // 13: vigil.plugin.v1.Resource.Start:input_type -> vigil.plugin.v1.Instance
-	3,  // 14: vigil.plugin.v1.Resource.Stop:input_type -> vigil.plugin.v1.Instance
-	3,  // 15: vigil.plugin.v1.Resource.Monitor:input_type -> vigil.plugin.v1.Instance
-	3,  // 16: vigil.plugin.v1.Resource.Reload:input_type -> vigil.plugin.v1.Instance
-	3,  // 17: vigil.plugin.v1.Resource.Inspect:input_type -> vigil.plugin.v1.Instance
-	10, // 18: vigil.plugin.v1.Monitor.Check:input_type -> vigil.plugin.v1.CheckRequest
-	13, // 19: vigil.plugin.v1.Alert.Deliver:input_type -> vigil.plugin.v1.AlertRequest
-	15, // 20: vigil.plugin.v1.Fence.Off:input_type -> vigil.plugin.v1.FenceRequest
-	15, // 21: vigil.plugin.v1.Fence.On:input_type -> vigil.plugin.v1.FenceRequest
-	15, // 22: vigil.plugin.v1.Fence.Status:input_type -> vigil.plugin.v1.FenceRequest
-	8,  // 23: vigil.plugin.v1.Resource.MetaData:output_type -> vigil.plugin.v1.Meta
-	4,  // 24: vigil.plugin.v1.Resource.Validate:output_type -> vigil.plugin.v1.Result
-	4,  // 25: vigil.plugin.v1.Resource.Start:output_type -> vigil.plugin.v1.Result
-	4,  // 26: vigil.plugin.v1.Resource.Stop:output_type -> vigil.plugin.v1.Result
-	4,  // 27: vigil.plugin.v1.Resource.Monitor:output_type -> vigil.plugin.v1.Result
-	4,  // 28: vigil.plugin.v1.Resource.Reload:output_type -> vigil.plugin.v1.Result
-	9,  // 29: vigil.plugin.v1.Resource.Inspect:output_type -> vigil.plugin.v1.Inspection
-	11, // 30: vigil.plugin.v1.Monitor.Check:output_type -> vigil.plugin.v1.CheckResult
-	14, // 31: vigil.plugin.v1.Alert.Deliver:output_type -> vigil.plugin.v1.AlertResult
-	16, // 32: vigil.plugin.v1.Fence.Off:output_type -> vigil.plugin.v1.FenceResult
-	16, // 33: vigil.plugin.v1.Fence.On:output_type -> vigil.plugin.v1.FenceResult
-	16, // 34: vigil.plugin.v1.Fence.Status:output_type -> vigil.plugin.v1.FenceResult
-	23, // [23:35] is the sub-list for method output_type
-	11, // [11:23] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	3,  // 4: vigil.plugin.v1.CommandRequest.instance:type_name -> vigil.plugin.v1.Instance
+	19, // 5: vigil.plugin.v1.CheckRequest.params:type_name -> vigil.plugin.v1.CheckRequest.ParamsEntry
+	1,  // 6: vigil.plugin.v1.Event.severity:type_name -> vigil.plugin.v1.Severity
+	20, // 7: vigil.plugin.v1.Event.labels:type_name -> vigil.plugin.v1.Event.LabelsEntry
+	13, // 8: vigil.plugin.v1.AlertRequest.event:type_name -> vigil.plugin.v1.Event
+	21, // 9: vigil.plugin.v1.AlertRequest.params:type_name -> vigil.plugin.v1.AlertRequest.ParamsEntry
+	22, // 10: vigil.plugin.v1.FenceRequest.params:type_name -> vigil.plugin.v1.FenceRequest.ParamsEntry
+	2,  // 11: vigil.plugin.v1.FenceResult.power:type_name -> vigil.plugin.v1.Power
+	5,  // 12: vigil.plugin.v1.Resource.MetaData:input_type -> vigil.plugin.v1.MetaDataRequest
+	3,  // 13: vigil.plugin.v1.Resource.Validate:input_type -> vigil.plugin.v1.Instance
+	3,  // 14: vigil.plugin.v1.Resource.Start:input_type -> vigil.plugin.v1.Instance
+	3,  // 15: vigil.plugin.v1.Resource.Stop:input_type -> vigil.plugin.v1.Instance
+	3,  // 16: vigil.plugin.v1.Resource.Monitor:input_type -> vigil.plugin.v1.Instance
+	3,  // 17: vigil.plugin.v1.Resource.Reload:input_type -> vigil.plugin.v1.Instance
+	3,  // 18: vigil.plugin.v1.Resource.Inspect:input_type -> vigil.plugin.v1.Instance
+	9,  // 19: vigil.plugin.v1.Resource.Command:input_type -> vigil.plugin.v1.CommandRequest
+	11, // 20: vigil.plugin.v1.Monitor.Check:input_type -> vigil.plugin.v1.CheckRequest
+	14, // 21: vigil.plugin.v1.Alert.Deliver:input_type -> vigil.plugin.v1.AlertRequest
+	16, // 22: vigil.plugin.v1.Fence.Off:input_type -> vigil.plugin.v1.FenceRequest
+	16, // 23: vigil.plugin.v1.Fence.On:input_type -> vigil.plugin.v1.FenceRequest
+	16, // 24: vigil.plugin.v1.Fence.Status:input_type -> vigil.plugin.v1.FenceRequest
+	8,  // 25: vigil.plugin.v1.Resource.MetaData:output_type -> vigil.plugin.v1.Meta
+	4,  // 26: vigil.plugin.v1.Resource.Validate:output_type -> vigil.plugin.v1.Result
+	4,  // 27: vigil.plugin.v1.Resource.Start:output_type -> vigil.plugin.v1.Result
+	4,  // 28: vigil.plugin.v1.Resource.Stop:output_type -> vigil.plugin.v1.Result
+	4,  // 29: vigil.plugin.v1.Resource.Monitor:output_type -> vigil.plugin.v1.Result
+	4,  // 30: vigil.plugin.v1.Resource.Reload:output_type -> vigil.plugin.v1.Result
+	10, // 31: vigil.plugin.v1.Resource.Inspect:output_type -> vigil.plugin.v1.Inspection
+	4,  // 32: vigil.plugin.v1.Resource.Command:output_type -> vigil.plugin.v1.Result
+	12, // 33: vigil.plugin.v1.Monitor.Check:output_type -> vigil.plugin.v1.CheckResult
+	15, // 34: vigil.plugin.v1.Alert.Deliver:output_type -> vigil.plugin.v1.AlertResult
+	17, // 35: vigil.plugin.v1.Fence.Off:output_type -> vigil.plugin.v1.FenceResult
+	17, // 36: vigil.plugin.v1.Fence.On:output_type -> vigil.plugin.v1.FenceResult
+	17, // 37: vigil.plugin.v1.Fence.Status:output_type -> vigil.plugin.v1.FenceResult
+	25, // [25:38] is the sub-list for method output_type
+	12, // [12:25] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -1436,7 +1505,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -30,6 +30,7 @@ const (
 	Resource_Monitor_FullMethodName  = "/vigil.plugin.v1.Resource/Monitor"
 	Resource_Reload_FullMethodName   = "/vigil.plugin.v1.Resource/Reload"
 	Resource_Inspect_FullMethodName  = "/vigil.plugin.v1.Resource/Inspect"
+	Resource_Command_FullMethodName  = "/vigil.plugin.v1.Resource/Command"
 )
 
 // ResourceClient is the client API for Resource service.
@@ -45,6 +46,10 @@ type ResourceClient interface {
 	// Inspect describes the instance's live state for `vigil status` (the
 	// IPVS table of an ldirectord instance, say); optional.
 	Inspect(ctx context.Context, in *Instance, opts ...grpc.CallOption) (*Inspection, error)
+	// Command asks a running instance to do something beyond the resource
+	// operations: mon's ipvs alert takes a real server out of an ldirectord
+	// instance with "real" [PROTO, VIP:PORT, REAL, down|up]; optional.
+	Command(ctx context.Context, in *CommandRequest, opts ...grpc.CallOption) (*Result, error)
 }
 
 type resourceClient struct {
@@ -125,6 +130,16 @@ func (c *resourceClient) Inspect(ctx context.Context, in *Instance, opts ...grpc
 	return out, nil
 }
 
+func (c *resourceClient) Command(ctx context.Context, in *CommandRequest, opts ...grpc.CallOption) (*Result, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Result)
+	err := c.cc.Invoke(ctx, Resource_Command_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ResourceServer is the server API for Resource service.
 // All implementations must embed UnimplementedResourceServer
 // for forward compatibility.
@@ -138,6 +153,10 @@ type ResourceServer interface {
 	// Inspect describes the instance's live state for `vigil status` (the
 	// IPVS table of an ldirectord instance, say); optional.
 	Inspect(context.Context, *Instance) (*Inspection, error)
+	// Command asks a running instance to do something beyond the resource
+	// operations: mon's ipvs alert takes a real server out of an ldirectord
+	// instance with "real" [PROTO, VIP:PORT, REAL, down|up]; optional.
+	Command(context.Context, *CommandRequest) (*Result, error)
 	mustEmbedUnimplementedResourceServer()
 }
 
@@ -168,6 +187,9 @@ func (UnimplementedResourceServer) Reload(context.Context, *Instance) (*Result, 
 }
 func (UnimplementedResourceServer) Inspect(context.Context, *Instance) (*Inspection, error) {
 	return nil, status.Error(codes.Unimplemented, "method Inspect not implemented")
+}
+func (UnimplementedResourceServer) Command(context.Context, *CommandRequest) (*Result, error) {
+	return nil, status.Error(codes.Unimplemented, "method Command not implemented")
 }
 func (UnimplementedResourceServer) mustEmbedUnimplementedResourceServer() {}
 func (UnimplementedResourceServer) testEmbeddedByValue()                  {}
@@ -316,6 +338,24 @@ func _Resource_Inspect_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Resource_Command_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CommandRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ResourceServer).Command(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Resource_Command_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ResourceServer).Command(ctx, req.(*CommandRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Resource_ServiceDesc is the grpc.ServiceDesc for Resource service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -350,6 +390,10 @@ var Resource_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Inspect",
 			Handler:    _Resource_Inspect_Handler,
+		},
+		{
+			MethodName: "Command",
+			Handler:    _Resource_Command_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

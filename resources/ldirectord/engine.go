@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,8 +61,11 @@ type Engine struct {
 	active  bool
 	owned   map[director.Key]bool // services this instance has programmed
 	events  []Event
-	lastErr error
-	applied int // ops applied in total
+	// disabled are reals taken out by a command (mon's ipvs alert), by
+	// "KEY REAL"; they count as down until put back.
+	disabled map[string]bool
+	lastErr  error
+	applied  int // ops applied in total
 
 	checks atomic.Uint64 // health checks run, for benchmarks and status
 }
@@ -76,7 +80,7 @@ func NewEngine(o Options) *Engine {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	e := &Engine{opts: o, ctx: ctx, stop: stop, kick: make(chan struct{}, 1),
-		checkers: map[string]*checker{}, owned: map[director.Key]bool{}}
+		checkers: map[string]*checker{}, owned: map[director.Key]bool{}, disabled: map[string]bool{}}
 	e.wg.Add(1)
 	go e.reconcileLoop()
 	return e
@@ -365,6 +369,50 @@ func (e *Engine) logOps(ops []director.Op, why string) {
 	}
 }
 
+// SetReal takes a real server out of a virtual service (up false) or
+// puts it back, whatever its checks say: mon's ipvs alert does this, as
+// the seed's lvs.alert ran ipvsadm -d / -a. virtual is VIP:PORT, real an
+// address with or without the port. It is live state: a new
+// configuration keeps it, a plugin restart forgets it.
+func (e *Engine) SetReal(proto, virtual, real string, up bool) error {
+	vip, err := netip.ParseAddrPort(virtual)
+	if err != nil {
+		return fmt.Errorf("virtual %q: want VIP:PORT", virtual)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for vi := range e.inst.Virtual {
+		v := &e.inst.Virtual[vi]
+		k := v.DirectorService().Key
+		if k.Proto != strings.ToLower(proto) || k.Addr != vip {
+			continue
+		}
+		for ri := range v.Real {
+			ap, _ := netip.ParseAddrPort(v.Real[ri].Address)
+			if ap.String() != real && ap.Addr().String() != real {
+				continue
+			}
+			key := k.String() + " " + ap.String()
+			if e.disabled[key] == !up {
+				return nil
+			}
+			state := "taken out"
+			if up {
+				state = "put back"
+				delete(e.disabled, key)
+			} else {
+				e.disabled[key] = true
+			}
+			e.opts.Log.Info("real server "+state+" by command", "service", k.String(), "real", ap.String())
+			e.record(Event{Kind: "realserver", Subject: ap.String(), Up: up, Summary: "real server " + state + " by command (" + k.String() + ")"})
+			e.request()
+			return nil
+		}
+		return fmt.Errorf("%s has no real server %s", k, real)
+	}
+	return fmt.Errorf("no virtual service %s %s in this instance", proto, virtual)
+}
+
 // health says whether real ri of virtual vi is up, and the checker
 // behind it (nil for checktype off). Called with e.mu held.
 func (e *Engine) health(vi, ri int) (bool, *checker) {
@@ -373,7 +421,16 @@ func (e *Engine) health(vi, ri int) (bool, *checker) {
 		return false, nil
 	}
 	_, up, _, _, _ := c.state()
-	return up, c
+	return up && !e.isDisabled(vi, ri), c
+}
+
+func (e *Engine) isDisabled(vi, ri int) bool {
+	if len(e.disabled) == 0 {
+		return false
+	}
+	v := &e.inst.Virtual[vi]
+	ap, _ := netip.ParseAddrPort(v.Real[ri].Address)
+	return e.disabled[v.DirectorService().Key.String()+" "+ap.String()]
 }
 
 // desired is the table the configuration and the health state call for

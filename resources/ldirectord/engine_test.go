@@ -284,3 +284,34 @@ func TestEngineBackendError(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// SetReal (mon's ipvs alert) takes a healthy real out and puts it back;
+// unknown virtuals and reals are errors.
+func TestEngineSetReal(t *testing.T) {
+	newWeb(t, "127.0.0.2:18092")
+	newWeb(t, "127.0.0.3:18092")
+	e := NewEngine(Options{})
+	defer e.Close()
+	e.Configure(instance(t, strings.ReplaceAll(seed, "18090", "18092")))
+	if err := e.Activate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	key := "TCP  127.0.0.10:18092"
+	waitTable(t, e, key, map[string]int{"127.0.0.2:18092": 5, "127.0.0.3:18092": 5}, time.Second)
+	if err := e.SetReal("tcp", "127.0.0.10:18092", "127.0.0.2", false); err != nil {
+		t.Fatal(err)
+	}
+	waitTable(t, e, key, map[string]int{"127.0.0.3:18092": 5}, time.Second)
+	if h := e.Status().Services[0].Reals[0].Health; h != "disabled" {
+		t.Errorf("status health %q, want disabled", h)
+	}
+	if err := e.SetReal("TCP", "127.0.0.10:18092", "127.0.0.2:18092", true); err != nil {
+		t.Fatal(err)
+	}
+	waitTable(t, e, key, map[string]int{"127.0.0.2:18092": 5, "127.0.0.3:18092": 5}, time.Second)
+	for _, bad := range [][2]string{{"127.0.0.10:1", "127.0.0.2"}, {"127.0.0.10:18092", "127.0.0.9"}, {"nonsense", "x"}} {
+		if err := e.SetReal("tcp", bad[0], bad[1], false); err == nil {
+			t.Errorf("SetReal %v: no error", bad)
+		}
+	}
+}

@@ -154,3 +154,21 @@ func (r *Resource) Inspect(_ context.Context, in *pb.Instance) (*pb.Inspection, 
 	return &pb.Inspection{Title: "IPVS table (ldirectord " + in.GetId() + ")",
 		Text: st.Text(in.GetId(), false), Stats: st.Text(in.GetId(), true), Json: js}, nil
 }
+
+// Command "real" [PROTO, VIP:PORT, REAL, down|up] takes a real server out
+// of a virtual service or puts it back (mon's ipvs alert).
+func (r *Resource) Command(_ context.Context, req *pb.CommandRequest) (*pb.Result, error) {
+	in := req.GetInstance()
+	a := req.GetArgs()
+	if req.GetName() != "real" || len(a) != 4 || (a[3] != "down" && a[3] != "up") {
+		return sdk.Fail(pb.Code_ERR_ARGS, "ldirectord %s: want command real PROTO VIP:PORT REAL down|up", in.GetId()), nil
+	}
+	e, err := r.engine(in)
+	if err != nil {
+		return sdk.Fail(pb.Code_ERR_CONFIGURED, "%v", err), nil
+	}
+	if err := e.SetReal(a[0], a[1], a[2], a[3] == "up"); err != nil {
+		return sdk.Fail(pb.Code_ERR_ARGS, "ldirectord %s: %v", in.GetId(), err), nil
+	}
+	return sdk.OK(), nil
+}

@@ -87,6 +87,8 @@ func (e *Engine) Status() Status {
 				known, _, last, at, fails := c.state()
 				rs.Check, rs.Result, rs.CheckedAt, rs.Failures = c.check.String(), last.Summary, at, fails
 				switch {
+				case e.isDisabled(vi, ri):
+					rs.Health = "disabled"
 				case !known:
 					rs.Health = "pending"
 				case up:

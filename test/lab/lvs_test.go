@@ -13,9 +13,13 @@ import (
 
 // lvsTable returns the reals node's ldirectord instance has programmed
 // (address → weight) and their health as its status shows them.
-func lvsTable(st *control.Status) (map[string]string, string) {
+func lvsTable(st *control.Status, resource ...string) (map[string]string, string) {
+	id := "ldirectord_www"
+	if len(resource) > 0 {
+		id = resource[0]
+	}
 	for _, in := range st.Inspections {
-		if in.Resource == "ldirectord_www" {
+		if in.Resource == id {
 			got := map[string]string{}
 			for _, line := range strings.Split(in.Text, "\n") {
 				f := strings.Fields(line)

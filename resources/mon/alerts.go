@@ -1,0 +1,146 @@
+package mon
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-ha/vigil/monitors"
+	"github.com/vigil-ha/vigil/resources/mon/spec"
+)
+
+// send delivers tmpl (type and time set) for o to each alert line, each
+// in its own goroutine as mon forks them; Close waits for them.
+func (e *Engine) send(svc *service, lines []string, tmpl monitors.Alert, o outcome) {
+	a := tmpl
+	if a.Time.IsZero() {
+		a.Time = time.Now()
+	}
+	a.Kind, a.Group, a.Service, a.Description = "service", svc.group, svc.cfg.Name, svc.cfg.Description
+	a.Hosts, a.Summary, a.Output, a.Retval = svc.hosts, o.Summary, o.Output, o.Retval
+	if a.Up() {
+		a.Retval = 0
+	}
+	a.Env = e.env(svc)
+	for _, line := range lines {
+		words, _ := spec.Words(line)
+		// mon: "alert exit=2-5 page.alert" applies only to those exit values.
+		if len(words) > 0 && strings.HasPrefix(words[0], "exit=") {
+			if a.Type == monitors.AlertFailure && !exitMatches(words[0], a.Retval) {
+				continue
+			}
+			words = words[1:]
+		}
+		if len(words) == 0 {
+			continue
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			ctx, cancel := context.WithTimeout(e.ctx, e.opts.AlertTimeout)
+			defer cancel()
+			err := e.deliver(ctx, words[0], words[1:], a)
+			rec := AlertRecord{Time: a.Time, Type: a.Type, Via: words[0], Summary: a.Summary}
+			if err != nil {
+				rec.Err = err.Error()
+				e.opts.Log.Warn("mon: alert failed", "service", svc.key, "alert", words[0], "type", a.Type, "err", err)
+			} else {
+				e.opts.Log.Info("mon: alert sent", "service", svc.key, "alert", words[0], "type", a.Type, "summary", a.Summary)
+			}
+			e.mu.Lock()
+			svc.lastAlert = rec
+			svc.alerts++
+			e.mu.Unlock()
+		}()
+	}
+}
+
+func exitMatches(sel string, v int) bool {
+	lo, hi, ok := strings.Cut(strings.TrimPrefix(sel, "exit="), "-")
+	a, err := strconv.Atoi(lo)
+	if err != nil {
+		return false
+	}
+	b := a
+	if ok {
+		if b, err = strconv.Atoi(hi); err != nil {
+			return false
+		}
+	}
+	return v >= a && v <= b
+}
+
+// deliver sends one alert through the sender name names.
+func (e *Engine) deliver(ctx context.Context, name string, args []string, a monitors.Alert) error {
+	switch {
+	case name == "log":
+		e.opts.Log.Warn("mon alert", "type", a.Type, "group", a.Group, "service", a.Service, "summary", a.Summary, "hosts", strings.Join(a.Hosts, " "))
+		return nil
+	case name == "mail":
+		return monitors.Mail{Relay: e.in.SMTPRelay, From: e.in.MailFrom, To: args}.Send(ctx, a)
+	case name == "webhook":
+		if len(args) != 1 {
+			return fmt.Errorf("webhook wants one argument, the URL")
+		}
+		return monitors.Webhook{URL: args[0]}.Send(ctx, a)
+	case name == "ipvs":
+		return e.ipvs(ctx, args, a)
+	case strings.HasPrefix(name, "plugin:"):
+		if e.opts.Plugins == nil {
+			return fmt.Errorf("alert plugins are not available here")
+		}
+		return e.opts.Plugins.Alert(ctx, strings.TrimPrefix(name, "plugin:"), args, a)
+	}
+	path, err := find(e.in.AlertDir, name)
+	if err != nil {
+		return err
+	}
+	return monitors.AlertScript(ctx, path, args, a)
+}
+
+// ipvs is the seed's lvs.alert as a built-in: it takes the failed real
+// servers out of an ldirectord virtual service (back in for an upalert)
+// through the daemon, so the instance's own reconcile agrees with it.
+// Flags are lvs.alert's: -P tcp|udp -V VIP:PORT [-R REAL] (-W and -F are
+// accepted and ignored: weight and forwarding come from the ldirectord
+// instance), and -I INSTANCE to name the ldirectord resource when more
+// than one serves the virtual. Without -R the alert's failed hosts (its
+// summary) are the reals.
+func (e *Engine) ipvs(ctx context.Context, args []string, a monitors.Alert) error {
+	fs := flag.NewFlagSet("ipvs", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	proto := fs.String("P", "tcp", "")
+	virtual := fs.String("V", "", "")
+	real := fs.String("R", "", "")
+	instance := fs.String("I", "", "")
+	fs.String("W", "", "")
+	fs.String("F", "", "")
+	fs.Bool("u", false, "")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("ipvs: %v", err)
+	}
+	if *virtual == "" {
+		return fmt.Errorf("ipvs: -V VIP:PORT is required")
+	}
+	if e.opts.Control == nil {
+		return fmt.Errorf("ipvs: no daemon to reach")
+	}
+	reals := strings.Fields(a.Summary)
+	if *real != "" {
+		reals = []string{*real}
+	}
+	state := "down"
+	if a.Up() {
+		state = "up"
+	}
+	for _, r := range reals {
+		if err := e.opts.Control(ctx, *instance, "real", []string{*proto, *virtual, r, state}); err != nil {
+			return fmt.Errorf("ipvs %s %s %s: %w", *virtual, r, state, err)
+		}
+	}
+	return nil
+}

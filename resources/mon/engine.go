@@ -1,0 +1,312 @@
+// Package mon is the mon-like monitor resource: services run on a schedule
+// over host groups — built-in checks, monitor plugins or mon's own monitor
+// scripts, unchanged — and their failures and recoveries go to alerts
+// (mon alert scripts, mail, webhook, log, the ipvs alert that drives an
+// ldirectord instance, alert plugins) under mon 1.3.6's rules.
+package mon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigil-ha/vigil/monitors"
+	"github.com/vigil-ha/vigil/resources/mon/spec"
+)
+
+// Options are the engine's collaborators; zero values take the real ones.
+type Options struct {
+	Log *slog.Logger
+	// Plugins runs monitor and alert plugins (plugin:NAME); nil refuses them.
+	Plugins Plugins
+	// Control carries the ipvs alert to the daemon; nil refuses it.
+	Control func(ctx context.Context, resource, command string, args []string) error
+	// AlertTimeout bounds one alert delivery (default 60s).
+	AlertTimeout time.Duration
+}
+
+// Plugins is what the engine needs of the plugin host.
+type Plugins interface {
+	Check(ctx context.Context, name string, hosts, args []string, params map[string]string, timeout time.Duration) (monitors.Result, []string, error)
+	Alert(ctx context.Context, name string, args []string, a monitors.Alert) error
+}
+
+// Engine runs one mon instance.
+type Engine struct {
+	opts   Options
+	in     *spec.Instance
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	runs   atomic.Int64
+
+	mu   sync.Mutex
+	svcs map[string]*service
+}
+
+// service is one watch/service and what happened to it.
+type service struct {
+	key   string // group:service
+	group string
+	cfg   spec.Service
+	hosts []string
+	whens []spec.When
+
+	// guarded by Engine.mu
+	hist      history
+	last      outcome
+	lastRun   time.Time
+	took      time.Duration
+	ran       int
+	lastAlert AlertRecord
+	alerts    int
+}
+
+// AlertRecord is one alert as status shows it.
+type AlertRecord struct {
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Via     string    `json:"via"`
+	Summary string    `json:"summary"`
+	Err     string    `json:"error,omitempty"`
+}
+
+// NewEngine starts an engine for in (normalised). Close stops it.
+func NewEngine(in *spec.Instance, opts Options) *Engine {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.AlertTimeout <= 0 {
+		opts.AlertTimeout = 60 * time.Second
+	}
+	e := &Engine{opts: opts, in: in, svcs: map[string]*service{}}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	for _, w := range in.Watches {
+		for _, s := range w.Services {
+			svc := &service{key: w.Group + ":" + s.Name, group: w.Group, cfg: s, hosts: in.Hosts(w.Group, s.ExcludeHosts)}
+			for _, p := range s.Periods {
+				wh, _ := spec.ParsePeriod(p.When) // validated by Normalize
+				svc.whens = append(svc.whens, wh)
+			}
+			e.svcs[svc.key] = svc
+		}
+	}
+	now := time.Now()
+	for _, svc := range e.svcs {
+		for i, p := range svc.cfg.Periods {
+			if len(p.StartupAlert) > 0 && svc.whens[i].Contains(now) {
+				e.send(svc, p.StartupAlert, monitors.Alert{Type: monitors.AlertStartup}, outcome{OK: true})
+			}
+		}
+		e.wg.Add(1)
+		go e.loop(svc)
+	}
+	return e
+}
+
+// Close stops every schedule and waits for runs and alerts in flight
+// (their processes are killed).
+func (e *Engine) Close() {
+	e.cancel()
+	e.wg.Wait()
+}
+
+// Runs is how many monitor runs finished.
+func (e *Engine) Runs() int64 { return e.runs.Load() }
+
+func (e *Engine) loop(svc *service) {
+	defer e.wg.Done()
+	// mon runs a service first one interval after start; randstart
+	// spreads first runs instead.
+	wait := svc.cfg.Interval.Duration
+	if e.in.Randstart.Duration > 0 {
+		wait = rand.N(e.in.Randstart.Duration)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+		}
+		failing := e.runOnce(svc)
+		next := svc.cfg.Interval.Duration
+		if failing && svc.cfg.FailureInterval.Duration > 0 {
+			next = svc.cfg.FailureInterval.Duration
+		}
+		if skew := svc.cfg.Randskew.Duration; skew > 0 {
+			next += rand.N(2*skew) - skew
+		}
+		t.Reset(max(next, time.Millisecond))
+	}
+}
+
+// runOnce runs the monitor under its deadline, then the alert rules; it
+// reports whether the service is failing.
+func (e *Engine) runOnce(svc *service) bool {
+	ctx, cancel := context.WithTimeout(e.ctx, svc.cfg.Timeout.Duration)
+	start := time.Now()
+	o := e.monitor(ctx, svc)
+	cancel()
+	if e.ctx.Err() != nil {
+		return false // stopped mid-run: not a result
+	}
+	now := time.Now()
+	e.runs.Add(1)
+
+	e.mu.Lock()
+	depsDown := false
+	for _, d := range svc.cfg.Depend {
+		if dep := e.svcs[d]; dep != nil && dep.hist.failing {
+			depsDown = true
+		}
+	}
+	wasFailing := svc.hist.failing
+	lastFail := svc.hist.lastFail
+	decisions := svc.hist.observe(now, o, svc.cfg.Periods, func(i int) bool { return svc.whens[i].Contains(now) }, depsDown)
+	svc.last, svc.lastRun, svc.took = o, now, now.Sub(start)
+	svc.ran++
+	e.mu.Unlock()
+
+	if o.OK != !wasFailing {
+		if o.OK {
+			e.opts.Log.Info("mon: service recovered", "service", svc.key)
+		} else {
+			e.opts.Log.Warn("mon: service failing", "service", svc.key, "summary", o.Summary)
+		}
+	}
+	for _, d := range decisions {
+		p := svc.cfg.Periods[d.Period]
+		if d.Type == monitors.AlertUp {
+			// mon: an upalert carries the last failing run's output.
+			e.send(svc, p.UpAlert, monitors.Alert{Type: monitors.AlertUp, Time: now}, lastFail)
+			continue
+		}
+		e.send(svc, p.Alert, monitors.Alert{Type: monitors.AlertFailure, Time: now}, o)
+	}
+	return !o.OK
+}
+
+// env is what mon puts in both a monitor's and an alert's environment.
+func (e *Engine) env(svc *service) []string {
+	e.mu.Lock()
+	h := svc.hist
+	depend := "1"
+	for _, d := range svc.cfg.Depend {
+		if dep := e.svcs[d]; dep != nil && dep.hist.failing {
+			depend = "0"
+		}
+	}
+	e.mu.Unlock()
+	unix := func(t time.Time) string {
+		if t.IsZero() {
+			return "0"
+		}
+		return strconv.FormatInt(t.Unix(), 10)
+	}
+	env := []string{
+		"MON_GROUP=" + svc.group, "MON_SERVICE=" + svc.cfg.Name,
+		"MON_STATEDIR=" + e.in.StateDir, "MON_LOGDIR=" + e.in.LogDir, "MON_CFBASEDIR=" + e.in.StateDir,
+		"MON_LAST_FAILURE=" + unix(h.lastFailure), "MON_FIRST_FAILURE=" + unix(h.firstFailure),
+		"MON_LAST_SUCCESS=" + unix(h.lastSuccess), "MON_DEPEND_STATUS=" + depend,
+	}
+	if svc.cfg.Description != "" {
+		env = append(env, "MON_DESCRIPTION="+svc.cfg.Description)
+	}
+	keys := make([]string, 0, len(svc.cfg.Env))
+	for k := range svc.cfg.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+svc.cfg.Env[k])
+	}
+	return env
+}
+
+// monitor runs the service's monitor once over its hosts.
+func (e *Engine) monitor(ctx context.Context, svc *service) outcome {
+	words, _ := spec.Words(svc.cfg.Monitor)
+	hosts := svc.hosts
+	if n := len(words); n > 0 && words[n-1] == ";;" {
+		words, hosts = words[:n-1], nil
+	} else if n > 0 && strings.HasSuffix(words[n-1], ";;") {
+		words[n-1], hosts = strings.TrimSuffix(words[n-1], ";;"), nil
+	}
+	name, args := words[0], words[1:]
+	switch {
+	case spec.Builtin(name):
+		return builtinCheck(ctx, name, args, hosts)
+	case strings.HasPrefix(name, "plugin:"):
+		if e.opts.Plugins == nil {
+			return fail(hosts, "monitor plugins are not available here")
+		}
+		res, failed, err := e.opts.Plugins.Check(ctx, strings.TrimPrefix(name, "plugin:"), hosts, args, svc.cfg.Params, svc.cfg.Timeout.Duration)
+		if err != nil {
+			return fail(hosts, err.Error())
+		}
+		sum := strings.Join(failed, " ")
+		if sum == "" && !res.OK {
+			sum = res.Summary
+		}
+		return outcome{OK: res.OK, Summary: sum, Output: sum + "\n" + res.Detail, Retval: boolRet(res.OK)}
+	}
+	path, err := find(e.in.MonDir, name)
+	if err != nil {
+		return fail(hosts, err.Error())
+	}
+	e.mu.Lock()
+	prev := svc.last
+	e.mu.Unlock()
+	env := append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"MON_LAST_SUMMARY=" + prev.Summary, "MON_LAST_OUTPUT=" + prev.Output}, e.env(svc)...)
+	r, err := monitors.Exec(ctx, path, append(append([]string{}, args...), hosts...), env, "")
+	if err != nil {
+		return fail(hosts, fmt.Sprintf("%s: %v", name, err))
+	}
+	// mon merges stderr into stdout; the first line is the summary.
+	out := r.Stdout + r.Stderr
+	sum, _, _ := strings.Cut(out, "\n")
+	return outcome{OK: r.Code == 0, Summary: strings.TrimSpace(sum), Output: out, Retval: r.Code}
+}
+
+func boolRet(ok bool) int {
+	if ok {
+		return 0
+	}
+	return 1
+}
+
+// fail is a run that could not judge its hosts: all of them count as failed.
+func fail(hosts []string, why string) outcome {
+	sum := strings.Join(hosts, " ")
+	return outcome{Summary: sum, Output: sum + "\n" + why + "\n", Retval: 1}
+}
+
+// find looks name up in dirs (first match wins, as mon's mondir and
+// alertdir); an absolute path is taken as it is.
+func find(dirs []string, name string) (string, error) {
+	if filepath.IsAbs(name) {
+		return name, nil
+	}
+	if strings.Contains(name, "/") {
+		return "", fmt.Errorf("%q: give a plain name (looked up in %s) or an absolute path", name, strings.Join(dirs, ":"))
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in %s", name, strings.Join(dirs, ":"))
+}

@@ -1,0 +1,233 @@
+package mon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vigil-ha/vigil/monitors"
+	"github.com/vigil-ha/vigil/plugins"
+	"github.com/vigil-ha/vigil/plugins/host"
+	"github.com/vigil-ha/vigil/plugins/pb"
+	"github.com/vigil-ha/vigil/plugins/sdk"
+	"github.com/vigil-ha/vigil/resources/mon/spec"
+)
+
+// Resource is the mon resource plugin: one Engine per running instance.
+// mon runs only where its group runs (alerts go out once), so a standby
+// has no engine and reports the instance stopped.
+type Resource struct {
+	sdk.BaseResource
+	log *slog.Logger
+
+	mu      sync.Mutex
+	engines map[string]*Engine
+	specs   map[string]string
+	plugins *pluginRunner
+}
+
+// New returns the plugin.
+func New(log *slog.Logger) *Resource {
+	return &Resource{log: log, engines: map[string]*Engine{}, specs: map[string]string{},
+		plugins: &pluginRunner{dir: os.Getenv(plugins.EnvPluginDir), log: log}}
+}
+
+// Decode reads and checks an instance's spec parameter.
+func Decode(in *pb.Instance) (*spec.Instance, error) {
+	raw := in.GetParams()[spec.ParamName]
+	if raw == "" {
+		return nil, fmt.Errorf("mon %s: no %q parameter (the configuration loader fills it from the instance's .toml file)", in.GetId(), spec.ParamName)
+	}
+	var s spec.Instance
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		return nil, fmt.Errorf("mon %s: %w", in.GetId(), err)
+	}
+	var errs []string
+	s.Normalize(func(key, msg string) { errs = append(errs, key+": "+msg) })
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("mon %s: %s", in.GetId(), strings.Join(errs, "; "))
+	}
+	return &s, nil
+}
+
+func (r *Resource) MetaData(context.Context, *pb.MetaDataRequest) (*pb.Meta, error) {
+	return &pb.Meta{Name: "mon", Version: "1.0",
+		Description: "mon-like service monitor: watches over host groups, monitor scripts and plugins, alerts",
+		Parameters:  []*pb.Parameter{{Name: spec.ParamName, Description: "the instance's configuration (from NAME.toml)", Type: "string", Required: true}},
+		Actions:     []*pb.Action{{Name: "start", TimeoutMs: 20000}, {Name: "stop", TimeoutMs: 70000}, {Name: "monitor", TimeoutMs: 20000, IntervalMs: 10000}}}, nil
+}
+
+func (r *Resource) Validate(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+	if _, err := Decode(in); err != nil {
+		return sdk.Fail(pb.Code_ERR_CONFIGURED, "%v", err), nil
+	}
+	return sdk.OK(), nil
+}
+
+func (r *Resource) options(id string) Options {
+	return Options{Log: r.log.With("mon", id), Plugins: r.plugins, Control: control(os.Getenv(plugins.EnvControlSocket))}
+}
+
+// Start begins the schedules (startup alerts go out now).
+func (r *Resource) Start(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+	s, err := Decode(in)
+	if err != nil {
+		return sdk.Fail(pb.Code_ERR_CONFIGURED, "%v", err), nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.engines[in.GetId()] == nil {
+		r.engines[in.GetId()] = NewEngine(s, r.options(in.GetId()))
+		r.specs[in.GetId()] = in.GetParams()[spec.ParamName]
+	}
+	return sdk.OK(), nil
+}
+
+// Stop ends the schedules, killing monitors and alerts in flight.
+func (r *Resource) Stop(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+	r.mu.Lock()
+	e := r.engines[in.GetId()]
+	delete(r.engines, in.GetId())
+	delete(r.specs, in.GetId())
+	r.mu.Unlock()
+	if e != nil {
+		e.Close()
+	}
+	return sdk.OK(), nil
+}
+
+func (r *Resource) Monitor(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.engines[in.GetId()] == nil {
+		return sdk.NotRunning("not watching"), nil
+	}
+	return sdk.OK(), nil
+}
+
+// Reload restarts the schedules with the new configuration when it changed.
+func (r *Resource) Reload(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	s, err := Decode(in)
+	if err != nil {
+		return sdk.Fail(pb.Code_ERR_CONFIGURED, "%v", err), nil
+	}
+	r.mu.Lock()
+	e := r.engines[in.GetId()]
+	same := r.specs[in.GetId()] == in.GetParams()[spec.ParamName]
+	if e != nil && !same {
+		e.Close()
+		r.engines[in.GetId()] = NewEngine(s, r.options(in.GetId()))
+		r.specs[in.GetId()] = in.GetParams()[spec.ParamName]
+	}
+	r.mu.Unlock()
+	return sdk.OK(), nil
+}
+
+func (r *Resource) Inspect(_ context.Context, in *pb.Instance) (*pb.Inspection, error) {
+	r.mu.Lock()
+	e := r.engines[in.GetId()]
+	r.mu.Unlock()
+	title := "mon " + in.GetId()
+	if e == nil {
+		return &pb.Inspection{Title: title, Text: "not watching on this node\n"}, nil
+	}
+	st := e.Status()
+	js, _ := json.Marshal(st)
+	return &pb.Inspection{Title: title, Text: Text(st, time.Now()), Json: js}, nil
+}
+
+// pluginRunner runs the operator's monitor and alert plugins from
+// plugin_dir, in processes of their own, started on first use.
+type pluginRunner struct {
+	dir string
+	log *slog.Logger
+
+	once sync.Once
+	h    *host.Host
+	err  error
+}
+
+func (p *pluginRunner) host() (*host.Host, error) {
+	p.once.Do(func() {
+		p.h, p.err = host.New(host.Options{Dir: p.dir, Log: p.log.With("component", "plugin")})
+	})
+	return p.h, p.err
+}
+
+func (p *pluginRunner) Check(ctx context.Context, name string, hosts, args []string, params map[string]string, timeout time.Duration) (monitors.Result, []string, error) {
+	h, err := p.host()
+	if err != nil {
+		return monitors.Result{}, nil, err
+	}
+	res, err := h.Monitor(name).Check(ctx, &pb.CheckRequest{Type: name, Hosts: hosts, Params: params, Args: args, TimeoutMs: timeout.Milliseconds()})
+	if err != nil {
+		return monitors.Result{}, nil, err
+	}
+	return monitors.Result{OK: res.GetOk(), Summary: res.GetSummary(), Detail: res.GetDetail(),
+		Latency: time.Duration(res.GetLatencyUs()) * time.Microsecond}, res.GetFailedHosts(), nil
+}
+
+func (p *pluginRunner) Alert(ctx context.Context, name string, args []string, a monitors.Alert) error {
+	h, err := p.host()
+	if err != nil {
+		return err
+	}
+	sev := pb.Severity_CRITICAL
+	if a.Up() || a.Type == monitors.AlertStartup {
+		sev = pb.Severity_INFO
+	}
+	ev := &pb.Event{Kind: a.Kind, Subject: a.Group + "/" + a.Service, Node: a.Node, TimeUnixNs: a.Time.UnixNano(),
+		Severity: sev, Up: a.Up(), Summary: a.Summary, Detail: a.Output, Group: a.Group, Service: a.Service,
+		Hosts: a.Hosts, Labels: map[string]string{"type": a.Type}}
+	var timeout int64
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d).Milliseconds()
+	}
+	// name=value words are also handed over as parameters.
+	params := map[string]string{}
+	for _, a := range args {
+		if k, v, ok := strings.Cut(a, "="); ok && k != "" {
+			params[k] = v
+		}
+	}
+	_, err = h.Alert(name).Deliver(ctx, &pb.AlertRequest{Type: name, Event: ev, Params: params, Args: args, TimeoutMs: timeout})
+	return err
+}
+
+// control returns how the ipvs alert reaches the daemon: a resource
+// command on its control socket.
+func control(socket string) func(ctx context.Context, resource, command string, args []string) error {
+	if socket == "" {
+		return nil
+	}
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}}}
+	return func(ctx context.Context, resource, command string, args []string) error {
+		body, _ := json.Marshal(map[string]any{"op": "resource-command", "resource": resource, "name": command, "args": args})
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://vigil/v1/command", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return fmt.Errorf("daemon at %s: %w", socket, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			return fmt.Errorf("%s", strings.TrimSpace(string(msg)))
+		}
+		return nil
+	}
+}
