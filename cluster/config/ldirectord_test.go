@@ -79,16 +79,22 @@ func TestLdirectordErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseLdirectord("www.toml", []byte(tc.src))
-			got := flatten(err)
-			if len(got) != len(tc.want) {
-				t.Fatalf("got %q, want %q", got, tc.want)
-			}
-			for i := range got {
-				if !strings.HasPrefix(got[i], tc.want[i]) {
-					t.Errorf("got %q, want prefix %q", got[i], tc.want[i])
-				}
-			}
+			wantErrors(t, err, tc.want)
 		})
+	}
+}
+
+// wantErrors checks err's messages against prefixes, one each, in order.
+func wantErrors(t *testing.T, err error, want []string) {
+	t.Helper()
+	got := flatten(err)
+	if len(got) != len(want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	for i := range got {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("got %q, want prefix %q", got[i], want[i])
+		}
 	}
 }
 

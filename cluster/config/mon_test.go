@@ -54,15 +54,7 @@ func TestMonErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseMon("mon.toml", []byte(tc.src))
-			got := flatten(err)
-			if len(got) != len(tc.want) {
-				t.Fatalf("got %q, want %q", got, tc.want)
-			}
-			for i := range got {
-				if !strings.HasPrefix(got[i], tc.want[i]) {
-					t.Errorf("got %q, want prefix %q", got[i], tc.want[i])
-				}
-			}
+			wantErrors(t, err, tc.want)
 		})
 	}
 }
