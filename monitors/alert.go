@@ -78,7 +78,7 @@ func ScriptEnv(a Alert) []string {
 		opstatus = "1"
 	}
 	env := []string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		BasePath,
 		"MON_ALERTTYPE=" + a.Type,
 		"MON_RETVAL=" + strconv.Itoa(a.Retval),
 		"MON_OPSTATUS=" + opstatus,

@@ -13,6 +13,10 @@ import (
 	"time"
 )
 
+// BasePath is the PATH scripts run with; the rest of their environment is
+// what their convention (OCF, mon, ldirectord) defines, not the daemon's.
+const BasePath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 // MaxOutput bounds what is kept of a script's stdout or stderr.
 const MaxOutput = 64 << 10
 
@@ -106,7 +110,7 @@ func (c External) Check(ctx context.Context) Result {
 	start := time.Now()
 	env := c.Env
 	if env == nil {
-		env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+		env = []string{BasePath}
 	}
 	r, err := Exec(ctx, c.Command, c.Args, env, "")
 	if err != nil {

@@ -268,7 +268,7 @@ func (e *Engine) monitor(ctx context.Context, svc *service) outcome {
 	e.mu.Lock()
 	prev := svc.last
 	e.mu.Unlock()
-	env := append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	env := append([]string{monitors.BasePath,
 		"MON_LAST_SUMMARY=" + prev.Summary, "MON_LAST_OUTPUT=" + prev.Output}, e.env(svc)...)
 	r, err := monitors.Exec(ctx, path, append(append([]string{}, args...), hosts...), env, "")
 	if err != nil {

@@ -33,10 +33,6 @@ func execScript(ctx context.Context, path string, args, env []string) (run, erro
 	return r, err
 }
 
-// basePath is the PATH scripts run with; the rest of their environment is
-// what their convention defines, not the daemon's.
-const basePath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 // exitReason explains a failed action: its status and the script's last
 // words.
 func exitReason(action string, r run) string {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
@@ -55,7 +56,7 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // besides the "::" arguments, but wrappers like Delay read OCF_RESKEY_*).
 func (h *Heartbeat) env(in *pb.Instance) ([]string, error) {
 	host, _ := os.Hostname()
-	env := []string{basePath,
+	env := []string{monitors.BasePath,
 		"HA_CURHOST=" + strings.ToLower(host),
 		"HA_DIR=" + h.HADir,
 		"HA_RESOURCEDIR=" + filepath.Join(h.HADir, "resource.d"),

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
@@ -39,7 +40,7 @@ func (l *LSB) action(ctx context.Context, in *pb.Instance, action string) (run, 
 	}
 	ctx, cancel := opTimeout(ctx, in)
 	defer cancel()
-	r, err := execScript(ctx, path, []string{action}, []string{basePath, "LANG=C"})
+	r, err := execScript(ctx, path, []string{action}, []string{monitors.BasePath, "LANG=C"})
 	return r, nil, err
 }
 

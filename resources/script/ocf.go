@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
@@ -39,7 +40,7 @@ func (o *OCF) agent(typ string) (provider, agent, path string, err error) {
 }
 
 func (o *OCF) env(in *pb.Instance, provider, agent string, interval int64) []string {
-	env := []string{basePath,
+	env := []string{monitors.BasePath,
 		"OCF_ROOT=" + o.Root,
 		"OCF_RA_VERSION_MAJOR=1",
 		"OCF_RA_VERSION_MINOR=0",
