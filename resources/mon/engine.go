@@ -58,8 +58,10 @@ type service struct {
 	key   string // group:service
 	group string
 	cfg   spec.Service
+	cmd   spec.Monitor
 	hosts []string
 	whens []spec.When
+	vars  []string // the service's VAR=value, sorted
 
 	// guarded by Engine.mu
 	hist      history
@@ -93,6 +95,11 @@ func NewEngine(in *spec.Instance, opts Options) *Engine {
 	for _, w := range in.Watches {
 		for _, s := range w.Services {
 			svc := &service{key: w.Group + ":" + s.Name, group: w.Group, cfg: s, hosts: in.Hosts(w.Group, s.ExcludeHosts)}
+			svc.cmd, _ = spec.ParseMonitor(s.Monitor) // validated by Normalize
+			for k, v := range s.Env {
+				svc.vars = append(svc.vars, k+"="+v)
+			}
+			sort.Strings(svc.vars)
 			for _, p := range s.Periods {
 				wh, _ := spec.ParsePeriod(p.When) // validated by Normalize
 				svc.whens = append(svc.whens, wh)
@@ -165,12 +172,7 @@ func (e *Engine) runOnce(svc *service) bool {
 	e.runs.Add(1)
 
 	e.mu.Lock()
-	depsDown := false
-	for _, d := range svc.cfg.Depend {
-		if dep := e.svcs[d]; dep != nil && dep.hist.failing {
-			depsDown = true
-		}
-	}
+	depsDown := e.dependsFailing(svc)
 	wasFailing := svc.hist.failing
 	lastFail := svc.hist.lastFail
 	decisions := svc.hist.observe(now, o, svc.cfg.Periods, func(i int) bool { return svc.whens[i].Contains(now) }, depsDown)
@@ -197,15 +199,24 @@ func (e *Engine) runOnce(svc *service) bool {
 	return !o.OK
 }
 
+// dependsFailing reports whether a service svc depends on is failing.
+// Called with e.mu held.
+func (e *Engine) dependsFailing(svc *service) bool {
+	for _, d := range svc.cfg.Depend {
+		if dep := e.svcs[d]; dep != nil && dep.hist.failing {
+			return true
+		}
+	}
+	return false
+}
+
 // env is what mon puts in both a monitor's and an alert's environment.
 func (e *Engine) env(svc *service) []string {
 	e.mu.Lock()
 	h := svc.hist
 	depend := "1"
-	for _, d := range svc.cfg.Depend {
-		if dep := e.svcs[d]; dep != nil && dep.hist.failing {
-			depend = "0"
-		}
+	if e.dependsFailing(svc) {
+		depend = "0"
 	}
 	e.mu.Unlock()
 	unix := func(t time.Time) string {
@@ -223,27 +234,16 @@ func (e *Engine) env(svc *service) []string {
 	if svc.cfg.Description != "" {
 		env = append(env, "MON_DESCRIPTION="+svc.cfg.Description)
 	}
-	keys := make([]string, 0, len(svc.cfg.Env))
-	for k := range svc.cfg.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		env = append(env, k+"="+svc.cfg.Env[k])
-	}
-	return env
+	return append(env, svc.vars...)
 }
 
 // monitor runs the service's monitor once over its hosts.
 func (e *Engine) monitor(ctx context.Context, svc *service) outcome {
-	words, _ := spec.Words(svc.cfg.Monitor)
 	hosts := svc.hosts
-	if n := len(words); n > 0 && words[n-1] == ";;" {
-		words, hosts = words[:n-1], nil
-	} else if n > 0 && strings.HasSuffix(words[n-1], ";;") {
-		words[n-1], hosts = strings.TrimSuffix(words[n-1], ";;"), nil
+	if svc.cmd.NoHosts {
+		hosts = nil
 	}
-	name, args := words[0], words[1:]
+	name, args := svc.cmd.Name, svc.cmd.Args
 	switch {
 	case spec.Builtin(name):
 		return builtinCheck(ctx, name, args, hosts)

@@ -230,18 +230,14 @@ func (s *Service) normalize(sk, group string, names, services map[string]bool, r
 	if s.Timeout.Duration <= 0 {
 		s.Timeout.Duration = max(s.Interval.Duration, 10*time.Second)
 	}
-	words, err := Words(s.Monitor)
+	cmd, err := ParseMonitor(s.Monitor)
 	switch {
 	case err != nil:
 		report(sk+".monitor", err.Error())
-	case len(words) == 0:
+	case cmd.Name == "":
 		report(sk+".monitor", "missing: a built-in check (tcp, http, https, dns, smtp, ping), plugin:NAME or a mon monitor script")
-	case Builtin(words[0]):
-		args := words[1:]
-		if n := len(args); n > 0 && args[n-1] == ";;" {
-			args = args[:n-1]
-		}
-		if _, err := ParseBuiltin(words[0], args); err != nil {
+	case Builtin(cmd.Name):
+		if _, err := ParseBuiltin(cmd.Name, cmd.Args); err != nil {
 			report(sk+".monitor", err.Error())
 		}
 	}
@@ -376,6 +372,32 @@ func Words(s string) ([]string, error) {
 		out = append(out, cur.String())
 	}
 	return out, nil
+}
+
+// Monitor is a parsed monitor line.
+type Monitor struct {
+	Name    string
+	Args    []string
+	NoHosts bool // the line ended in ";;": the hosts are not appended
+}
+
+// ParseMonitor splits a monitor line as mon does, with its ";;" ending.
+func ParseMonitor(line string) (Monitor, error) {
+	words, err := Words(line)
+	if err != nil || len(words) == 0 {
+		return Monitor{}, err
+	}
+	var m Monitor
+	if last := words[len(words)-1]; strings.HasSuffix(last, ";;") {
+		m.NoHosts = true
+		if words[len(words)-1] = strings.TrimSuffix(last, ";;"); words[len(words)-1] == "" {
+			words = words[:len(words)-1]
+		}
+	}
+	if len(words) > 0 {
+		m.Name, m.Args = words[0], words[1:]
+	}
+	return m, nil
 }
 
 // Hosts returns a watch's hosts in group order: "*host" entries are

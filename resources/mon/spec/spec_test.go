@@ -80,3 +80,16 @@ func TestDuration(t *testing.T) {
 		t.Errorf("round trip %s: %v %v", b, d, err)
 	}
 }
+
+func TestParseMonitor(t *testing.T) {
+	for in, want := range map[string]Monitor{
+		`tcp.monitor -p 80`: {Name: "tcp.monitor", Args: []string{"-p", "80"}},
+		`nohosts ;;`:        {Name: "nohosts", Args: []string{}, NoHosts: true},
+		`x.monitor 'a b';;`: {Name: "x.monitor", Args: []string{"a b"}, NoHosts: true},
+	} {
+		got, err := ParseMonitor(in)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("ParseMonitor(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+}
