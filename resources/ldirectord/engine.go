@@ -61,9 +61,9 @@ type Engine struct {
 	active  bool
 	owned   map[director.Key]bool // services this instance has programmed
 	events  []Event
-	// disabled are reals taken out by a command (mon's ipvs alert), by
-	// "KEY REAL"; they count as down until put back.
-	disabled map[string]bool
+	// disabled are reals taken out by a command (mon's ipvs alert); they
+	// count as down until put back.
+	disabled map[realKey]bool
 	lastErr  error
 	applied  int // ops applied in total
 
@@ -80,7 +80,7 @@ func NewEngine(o Options) *Engine {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	e := &Engine{opts: o, ctx: ctx, stop: stop, kick: make(chan struct{}, 1),
-		checkers: map[string]*checker{}, owned: map[director.Key]bool{}, disabled: map[string]bool{}}
+		checkers: map[string]*checker{}, owned: map[director.Key]bool{}, disabled: map[realKey]bool{}}
 	e.wg.Add(1)
 	go e.reconcileLoop()
 	return e
@@ -369,6 +369,12 @@ func (e *Engine) logOps(ops []director.Op, why string) {
 	}
 }
 
+// realKey names one real server of one virtual service.
+type realKey struct {
+	svc  director.Key
+	real netip.AddrPort
+}
+
 // SetReal takes a real server out of a virtual service (up false) or
 // puts it back, whatever its checks say: mon's ipvs alert does this, as
 // the seed's lvs.alert ran ipvsadm -d / -a. virtual is VIP:PORT, real an
@@ -392,7 +398,7 @@ func (e *Engine) SetReal(proto, virtual, real string, up bool) error {
 			if ap.String() != real && ap.Addr().String() != real {
 				continue
 			}
-			key := k.String() + " " + ap.String()
+			key := realKey{k, ap}
 			if e.disabled[key] == !up {
 				return nil
 			}
@@ -430,7 +436,7 @@ func (e *Engine) isDisabled(vi, ri int) bool {
 	}
 	v := &e.inst.Virtual[vi]
 	ap, _ := netip.ParseAddrPort(v.Real[ri].Address)
-	return e.disabled[v.DirectorService().Key.String()+" "+ap.String()]
+	return e.disabled[realKey{v.DirectorService().Key, ap}]
 }
 
 // desired is the table the configuration and the health state call for
