@@ -30,14 +30,19 @@ type Resource struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	engines map[string]*Engine
-	specs   map[string]string
+	running map[string]runningMon
 	plugins *pluginRunner
+}
+
+// runningMon is a running mon and the spec parameter it runs.
+type runningMon struct {
+	e    *Engine
+	spec string
 }
 
 // New returns the plugin.
 func New(log *slog.Logger) *Resource {
-	return &Resource{log: log, engines: map[string]*Engine{}, specs: map[string]string{},
+	return &Resource{log: log, running: map[string]runningMon{},
 		plugins: &pluginRunner{dir: os.Getenv(plugins.EnvPluginDir), log: log}}
 }
 
@@ -73,8 +78,10 @@ func (r *Resource) Validate(_ context.Context, in *pb.Instance) (*pb.Result, err
 	return sdk.OK(), nil
 }
 
-func (r *Resource) options(id string) Options {
-	return Options{Log: r.log.With("mon", id), Plugins: r.plugins, Control: control(os.Getenv(plugins.EnvControlSocket))}
+// start runs s as instance in. Called with r.mu held.
+func (r *Resource) start(in *pb.Instance, s *spec.Instance) {
+	opts := Options{Log: r.log.With("mon", in.GetId()), Plugins: r.plugins, Control: control(os.Getenv(plugins.EnvControlSocket))}
+	r.running[in.GetId()] = runningMon{NewEngine(s, opts), in.GetParams()[spec.ParamName]}
 }
 
 // Start begins the schedules (startup alerts go out now).
@@ -85,9 +92,8 @@ func (r *Resource) Start(_ context.Context, in *pb.Instance) (*pb.Result, error)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.engines[in.GetId()] == nil {
-		r.engines[in.GetId()] = NewEngine(s, r.options(in.GetId()))
-		r.specs[in.GetId()] = in.GetParams()[spec.ParamName]
+	if _, ok := r.running[in.GetId()]; !ok {
+		r.start(in, s)
 	}
 	return sdk.OK(), nil
 }
@@ -95,12 +101,11 @@ func (r *Resource) Start(_ context.Context, in *pb.Instance) (*pb.Result, error)
 // Stop ends the schedules, killing monitors and alerts in flight.
 func (r *Resource) Stop(_ context.Context, in *pb.Instance) (*pb.Result, error) {
 	r.mu.Lock()
-	e := r.engines[in.GetId()]
-	delete(r.engines, in.GetId())
-	delete(r.specs, in.GetId())
+	run, ok := r.running[in.GetId()]
+	delete(r.running, in.GetId())
 	r.mu.Unlock()
-	if e != nil {
-		e.Close()
+	if ok {
+		run.e.Close()
 	}
 	return sdk.OK(), nil
 }
@@ -108,7 +113,7 @@ func (r *Resource) Stop(_ context.Context, in *pb.Instance) (*pb.Result, error) 
 func (r *Resource) Monitor(_ context.Context, in *pb.Instance) (*pb.Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.engines[in.GetId()] == nil {
+	if _, ok := r.running[in.GetId()]; !ok {
 		return sdk.NotRunning("not watching"), nil
 	}
 	return sdk.OK(), nil
@@ -121,12 +126,9 @@ func (r *Resource) Reload(ctx context.Context, in *pb.Instance) (*pb.Result, err
 		return sdk.Fail(pb.Code_ERR_CONFIGURED, "%v", err), nil
 	}
 	r.mu.Lock()
-	e := r.engines[in.GetId()]
-	same := r.specs[in.GetId()] == in.GetParams()[spec.ParamName]
-	if e != nil && !same {
-		e.Close()
-		r.engines[in.GetId()] = NewEngine(s, r.options(in.GetId()))
-		r.specs[in.GetId()] = in.GetParams()[spec.ParamName]
+	if run, ok := r.running[in.GetId()]; ok && run.spec != in.GetParams()[spec.ParamName] {
+		run.e.Close()
+		r.start(in, s)
 	}
 	r.mu.Unlock()
 	return sdk.OK(), nil
@@ -134,13 +136,13 @@ func (r *Resource) Reload(ctx context.Context, in *pb.Instance) (*pb.Result, err
 
 func (r *Resource) Inspect(_ context.Context, in *pb.Instance) (*pb.Inspection, error) {
 	r.mu.Lock()
-	e := r.engines[in.GetId()]
+	run, ok := r.running[in.GetId()]
 	r.mu.Unlock()
 	title := "mon " + in.GetId()
-	if e == nil {
+	if !ok {
 		return &pb.Inspection{Title: title, Text: "not watching on this node\n"}, nil
 	}
-	st := e.Status()
+	st := run.e.Status()
 	js, _ := json.Marshal(st)
 	return &pb.Inspection{Title: title, Text: Text(st, time.Now()), Json: js}, nil
 }
