@@ -90,7 +90,7 @@ func BenchmarkScheduler(b *testing.B) {
 				}
 				fmt.Fprintf(&src, "]\n[[watch]]\ngroup = \"all\"\n  [[watch.service]]\n  name = \"tcp\"\n  interval = \"1s\"\n  monitor = %q\n%s", tc.monitor, period)
 			}
-			in := instance(&testing.T{}, src.String())
+			in := instance(b, src.String())
 			for range b.N {
 				e := NewEngine(in, Options{})
 				time.Sleep(1500 * time.Millisecond) // past the first runs: measure the steady state

@@ -38,7 +38,7 @@ func needMon(t *testing.T) {
 	}
 }
 
-func instance(t *testing.T, src string) *spec.Instance {
+func instance(t testing.TB, src string) *spec.Instance {
 	t.Helper()
 	var in spec.Instance
 	if _, err := toml.Decode(src, &in); err != nil {
@@ -99,24 +99,37 @@ func (s *switchable) start(h http.Handler) {
 
 func (s *switchable) port() string { _, p, _ := net.SplitHostPort(s.addr); return p }
 
-// waitFile polls path until it contains every string in want.
-func waitFile(t *testing.T, path string, timeout time.Duration, want ...string) string {
+// eventually polls cond (something another goroutine or process
+// changes) until it holds, failing with its last word after timeout.
+func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		b, _ := os.ReadFile(path)
-		ok := true
-		for _, w := range want {
-			ok = ok && strings.Contains(string(b), w)
-		}
+		ok, last := cond()
 		if ok {
-			return string(b)
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s after %s: %q, want all of %q", path, timeout, b, want)
+			t.Fatalf("after %s: %s", timeout, last)
 		}
-		time.Sleep(20 * time.Millisecond) // polling a file another process writes
+		time.Sleep(20 * time.Millisecond) // polling an observable, not waiting for time to pass
 	}
+}
+
+// waitFile polls path until it contains every string in want.
+func waitFile(t *testing.T, path string, timeout time.Duration, want ...string) string {
+	t.Helper()
+	var b []byte
+	eventually(t, timeout, func() (bool, string) {
+		b, _ = os.ReadFile(path)
+		for _, w := range want {
+			if !strings.Contains(string(b), w) {
+				return false, fmt.Sprintf("%s: %q, want all of %q", path, b, want)
+			}
+		}
+		return true, ""
+	})
+	return string(b)
 }
 
 var okHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "test page") })
@@ -266,24 +279,17 @@ group = "pair"
 		t.Error("more than one failure alert with numalerts 1")
 	}
 	// The sleeping monitor is killed at its deadline and fails.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var sl ServiceStatus
+	var sl ServiceStatus
+	eventually(t, 10*time.Second, func() (bool, string) {
 		for _, s := range e.Status() {
 			if s.Service == "pair:sleepy" {
 				sl = s
 			}
 		}
-		if sl.Runs > 0 {
-			if sl.OK || sl.Summary != "h1 h3" {
-				t.Fatalf("sleepy: %+v", sl)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("sleepy monitor never finished a run")
-		}
-		time.Sleep(20 * time.Millisecond) // polling the engine's status
+		return sl.Runs > 0, "sleepy monitor never finished a run"
+	})
+	if sl.OK || sl.Summary != "h1 h3" {
+		t.Fatalf("sleepy: %+v", sl)
 	}
 }
 
@@ -358,19 +364,14 @@ func newSMTPSink(t *testing.T) *smtpSink {
 
 func (s *smtpSink) wait(t *testing.T, n int) []string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var msgs []string
+	eventually(t, 10*time.Second, func() (bool, string) {
 		s.mu.Lock()
-		msgs := append([]string(nil), s.msgs...)
+		msgs = append([]string(nil), s.msgs...)
 		s.mu.Unlock()
-		if len(msgs) >= n {
-			return msgs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d mails after 10s, want %d: %q", len(msgs), n, msgs)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the sink
-	}
+		return len(msgs) >= n, fmt.Sprintf("%d mails, want %d: %q", len(msgs), n, msgs)
+	})
+	return msgs
 }
 
 // Debian's mail.alert (through /usr/lib/sendmail, which msmtp provides;
@@ -486,19 +487,14 @@ group = "reals"
 `, srv.port())), Options{Control: ctl})
 	defer e.Close()
 	wait := func(n int) []string {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		var c []string
+		eventually(t, 10*time.Second, func() (bool, string) {
 			mu.Lock()
-			c := append([]string(nil), calls...)
+			c = append([]string(nil), calls...)
 			mu.Unlock()
-			if len(c) >= n {
-				return c
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("calls %q, want %d", c, n)
-			}
-			time.Sleep(20 * time.Millisecond) // polling the recorder
-		}
+			return len(c) >= n, fmt.Sprintf("calls %q, want %d", c, n)
+		})
+		return c
 	}
 	srv.stop()
 	got := wait(2)
