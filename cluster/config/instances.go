@@ -72,11 +72,14 @@ func (c *Config) loadInstances(resPath string, collect func(error)) {
 			key := fmt.Sprintf("group[%d].resources[%d]", gi, ri)
 			var in any
 			var ok bool
+			var param string
 			switch r.Type {
 			case TypeLdirectord:
 				in, ok = loadInstance(c, resPath, key, *r, c.Resources.Ldirectord, ParseLdirectord, collect)
+				param = ldspec.ParamName
 			case TypeMon:
 				in, ok = loadInstance(c, resPath, key, *r, c.Resources.Mon, ParseMon, collect)
+				param = monspec.ParamName
 			default:
 				continue
 			}
@@ -88,7 +91,7 @@ func (c *Config) loadInstances(resPath string, collect func(error)) {
 				collect(&Error{File: resPath, Msg: err.Error()})
 				continue
 			}
-			r.Params[ldspec.ParamName] = string(js)
+			r.Params[param] = string(js)
 		}
 	}
 }
