@@ -24,10 +24,11 @@ const (
 	KindFence    Kind = "fence"
 )
 
-// The daemon puts these in every plugin's environment: its control
-// socket (mon's ipvs alert reaches ldirectord through it) and the
-// operator's plugin_dir (for plugins that run plugins of their own).
+// The daemon puts these in every plugin's environment: its node's name,
+// its control socket (mon's ipvs alert reaches ldirectord through it) and
+// the operator's plugin_dir (for plugins that run plugins of their own).
 const (
+	EnvNode          = "VIGIL_NODE"
 	EnvControlSocket = "VIGIL_CONTROL_SOCKET"
 	EnvPluginDir     = "VIGIL_PLUGIN_DIR"
 )

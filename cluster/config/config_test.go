@@ -62,6 +62,14 @@ func TestHAErrors(t *testing.T) {
 		{"missing cluster", strings.Replace(baseHA, `cluster = "lvs"`, ``, 1), []string{"0: cluster: is required"}},
 		{"node not listed", "node = \"lvs9\"\n" + baseHA, []string{"1: node: \"lvs9\" is not one of the [[nodes]]"}},
 		{"bad ping node", "ping_nodes = [\"10.0.0.254\", \"router\"]\n" + baseHA, []string{"1: ping_nodes[1]: \"router\" is not an IP address"}},
+		{"bad alert kind", baseHA + "[[alert]]\nevents = [\"node\", \"nodes\"]\nsend = [\"log\"]\n", []string{"19: alert[0].events[1]: \"nodes\" is not an event kind"}},
+		{"alert without send", baseHA + "[[alert]]\nevents = [\"node\"]\n", []string{"18: alert[0].send: is required"}},
+		{"webhook without URL", baseHA + "[[alert]]\nsend = [\"log\", \"webhook\"]\n", []string{"19: alert[0].send[1]: webhook needs exactly one argument"}},
+		{"mail without recipient", baseHA + "[[alert]]\nsend = [\"mail\"]\n", []string{"19: alert[0].send[0]: mail needs at least one recipient"}},
+		{"unbalanced quote", baseHA + "[[alert]]\nsend = [\"file.alert 'x\"]\n", []string{"19: alert[0].send[0]: "}},
+		{"mon-only alert", baseHA + "[[alert]]\nsend = [\"ipvs -V 10.0.0.3:80\"]\n", []string{"19: alert[0].send[0]: ipvs is a mon alert"}},
+		{"unknown alert key", baseHA + "[[alert]]\nsend = [\"log\"]\nupalerts = false\n", []string{"20: alert[0].upalerts: unknown key"}},
+		{"bad smtp relay", "smtp_relay = \"mail.example.com\"\n" + baseHA, []string{"1: smtp_relay: \"mail.example.com\" is not host:port"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -388,5 +396,24 @@ func TestBind(t *testing.T) {
 		if _, err := (Resource{Type: typ}).Bind(); err == nil {
 			t.Errorf("%s bound", typ)
 		}
+	}
+}
+
+// An alert route takes every kind and recoveries by default; a script
+// not (yet) installed warns, since a package may bring it later.
+func TestAlertRouteDefaults(t *testing.T) {
+	ha, warns, err := ParseHA("ha.toml", []byte(baseHA+"[[alert]]\nsend = [\"nosuch.alert -x\", \"log\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ha.Alerts[0]
+	if strings.Join(r.Events, ",") != strings.Join(AlertKinds, ",") || r.Upalert == nil || !*r.Upalert {
+		t.Errorf("defaults: %+v", r)
+	}
+	if !containsPrefix(warns, "ha.toml: line 19: alert[0].send[0]: nosuch.alert not found in /etc/vigil/alert.d:/usr/lib/mon/alert.d") {
+		t.Errorf("warnings: %q", warns)
+	}
+	if ha.SMTPRelay != "127.0.0.1:25" || ha.MailFrom != "vigil@lvs" {
+		t.Errorf("mail defaults: %q %q", ha.SMTPRelay, ha.MailFrom)
 	}
 }

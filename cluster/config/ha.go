@@ -2,10 +2,15 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/vigil-ha/vigil/monitors"
+	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
 )
 
 // HA is ha.toml: the cluster, its nodes, heartbeat timing and media — the
@@ -36,7 +41,34 @@ type HA struct {
 	MCast  []MCast  `toml:"mcast"`
 	Serial []Serial `toml:"serial"`
 	Raft   Raft     `toml:"raft"`
+
+	// Alerts route the cluster's own events to alert senders, the same
+	// senders mon's alert lines name.
+	Alerts    []AlertRoute `toml:"alert"`
+	AlertDir  []string     `toml:"alert_dir"`  // where alert scripts are looked up by name
+	SMTPRelay string       `toml:"smtp_relay"` // host:port for the built-in mail
+	MailFrom  string       `toml:"mail_from"`
 }
+
+// AlertRoute sends the events of the kinds it names through its senders.
+type AlertRoute struct {
+	Events []string `toml:"events"` // AlertKinds; default: all
+	// Send are alert lines as mon writes them: a sender and its
+	// arguments ("mail ops@example.com", "file.alert /var/log/ha.alerts",
+	// "webhook http://…", "log", "plugin:NAME k=v").
+	Send    []string `toml:"send"`
+	Upalert *bool    `toml:"upalert"` // recoveries too (default true)
+}
+
+// AlertKinds are the events the daemon routes: node (a member went
+// offline or came back), failover (a group changed owner or lost it),
+// resource (an operation failed), link (a heartbeat link to a peer went
+// down or up), realserver (ldirectord took a real server out or put it
+// back), service (mon alerts sent with the "vigil" alert).
+var AlertKinds = []string{"node", "failover", "resource", "link", "realserver", "service"}
+
+// Default locations of alert scripts: Vigil's own, then Debian mon's.
+var DefaultAlertDir = []string{"/etc/vigil/alert.d", "/usr/lib/mon/alert.d"}
 
 // Node is one cluster member.
 type Node struct {
@@ -140,6 +172,24 @@ func (h *HA) applyDefaults() {
 	}
 	if h.Raft.Port == 0 {
 		h.Raft.Port = DefaultRaftPort
+	}
+	if len(h.AlertDir) == 0 {
+		h.AlertDir = DefaultAlertDir
+	}
+	if h.SMTPRelay == "" {
+		h.SMTPRelay = "127.0.0.1:25"
+	}
+	if h.MailFrom == "" {
+		h.MailFrom = "vigil@" + h.Cluster
+	}
+	for i := range h.Alerts {
+		if len(h.Alerts[i].Events) == 0 {
+			h.Alerts[i].Events = AlertKinds
+		}
+		if h.Alerts[i].Upalert == nil {
+			yes := true
+			h.Alerts[i].Upalert = &yes
+		}
 	}
 	if h.Raft.DataDir == "" {
 		h.Raft.DataDir = h.StateDir + "/raft"
@@ -284,6 +334,49 @@ func (h *HA) validate(s *errSink, defined func(key string) bool, warn func(strin
 		}
 	}
 	checkPort(s, "raft.port", h.Raft.Port)
+	h.validateAlerts(s, warn)
+}
+
+func (h *HA) validateAlerts(s *errSink, warn func(string, ...any)) {
+	if _, _, err := net.SplitHostPort(h.SMTPRelay); err != nil {
+		s.add("smtp_relay", "%q is not host:port", h.SMTPRelay)
+	}
+	for i, r := range h.Alerts {
+		k := fmt.Sprintf("alert[%d]", i)
+		for j, e := range r.Events {
+			if !slices.Contains(AlertKinds, e) {
+				s.add(fmt.Sprintf("%s.events[%d]", k, j), "%q is not an event kind %v", e, AlertKinds)
+			}
+		}
+		if len(r.Send) == 0 {
+			s.add(k+".send", "is required: at least one alert line (\"log\", \"mail ops@example.com\", \"file.alert /var/log/ha.alerts\")")
+		}
+		for j, line := range r.Send {
+			kj := fmt.Sprintf("%s.send[%d]", k, j)
+			words, err := monspec.Words(line)
+			switch {
+			case err != nil:
+				s.add(kj, "%v", err)
+			case len(words) == 0:
+				s.add(kj, "is empty")
+			case words[0] == "mail" && len(words) < 2:
+				s.add(kj, "mail needs at least one recipient")
+			case words[0] == "webhook" && len(words) != 2:
+				s.add(kj, "webhook needs exactly one argument, the URL")
+			case words[0] == "plugin:":
+				s.add(kj, "plugin: needs the plugin's name (plugin:NAME)")
+			case words[0] == "vigil" || words[0] == "ipvs":
+				s.add(kj, "%s is a mon alert, not a sender of the daemon's events", words[0])
+			case slices.Contains([]string{"log", "mail", "webhook"}, words[0]) || strings.HasPrefix(words[0], "plugin:"):
+			default:
+				// A script: it may be installed after the check (by
+				// another package), so a missing one only warns.
+				if _, err := monitors.Find(h.AlertDir, words[0]); err != nil {
+					warn("line %d: %s: %v", s.pos.line(kj), kj, err)
+				}
+			}
+		}
+	}
 }
 
 // serialBytesPerSecond estimates the serial load of one node's heartbeats:

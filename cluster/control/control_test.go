@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-ha/vigil/cluster/alerts"
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
 	"github.com/vigil-ha/vigil/cluster/lrm"
@@ -72,6 +73,10 @@ func fixture() *Status {
 				Failures:  []fsm.Failure{{Time: at(20 * time.Minute), Node: "lvs2", Group: "lvs", Resource: "web", Op: "start", Result: "ERR_INSTALLED", Reason: "apache not installed"}},
 				Decisions: []fsm.Decision{{Time: at(20 * time.Minute), Group: "lvs", From: "lvs2", To: "lvs1", Reason: "lvs2 reached the migration threshold (1000000 failures, threshold 3)"}},
 			}},
+		Alerts: &AlertStatus{Counts: alerts.Counts{Sent: 3, Failed: 1}, Recent: []alerts.Record{
+			{Time: at(20 * time.Minute), Kind: "failover", Type: "failure", Via: "file.alert", Summary: "group lvs moved from lvs2 to lvs1: lvs2 reached the migration threshold"},
+			{Time: at(5 * time.Minute), Kind: "node", Type: "failure", Via: "mail", Summary: "node witness offline: silent on every link for deadtime", Err: "mail via 127.0.0.1:25: connection refused"},
+		}},
 	}
 }
 

@@ -84,7 +84,24 @@ func Render(w io.Writer, s *Status) {
 	renderAssignments(w, s)
 	renderGroups(w, s)
 	renderInspections(w, s)
+	renderAlerts(w, s)
 	renderPlugins(w, s)
+}
+
+// renderAlerts shows what this node's alert routes delivered.
+func renderAlerts(w io.Writer, s *Status) {
+	a := s.Alerts
+	if a == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nAlerts (this node's [[alert]] routes): %d sent, %d failed, %d dropped\n", a.Sent, a.Failed, a.Dropped)
+	for _, r := range a.Recent {
+		line := fmt.Sprintf("  %s ago  %s %s via %s: %s", ago(s.Now, r.Time), r.Kind, r.Type, r.Via, r.Summary)
+		if r.Err != "" {
+			line += "  FAILED: " + r.Err
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 func renderInspections(w io.Writer, s *Status) {

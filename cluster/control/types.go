@@ -6,10 +6,12 @@ package control
 import (
 	"time"
 
+	"github.com/vigil-ha/vigil/cluster/alerts"
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins/host"
 )
 
@@ -33,13 +35,16 @@ type Status struct {
 	// Inspections are resources' own views: the IPVS tables of this
 	// node's ldirectord instances (also on a standby: its health state).
 	Inspections []lrm.Inspection `json:"inspections,omitempty"`
+	// Alerts are this node's deliveries through ha.toml's [[alert]]
+	// routes (nil without routes).
+	Alerts *AlertStatus `json:"alerts,omitempty"`
 	// ShowStats renders the --stats view of inspections (CLI only).
 	ShowStats bool `json:"-"`
 }
 
 // Command is an operator's command.
 type Command struct {
-	Op      string `json:"op"` // move, unmove, standby, online, maintenance, ready, cleanup, node-add, node-remove, resource-command
+	Op      string `json:"op"` // move, unmove, standby, online, maintenance, ready, cleanup, node-add, node-remove, resource-command, event
 	Group   string `json:"group,omitempty"`
 	Node    string `json:"node,omitempty"`
 	Address string `json:"address,omitempty"` // node-add: host:port of its raft listener
@@ -48,6 +53,14 @@ type Command struct {
 	Resource string   `json:"resource,omitempty"`
 	Name     string   `json:"name,omitempty"`
 	Args     []string `json:"args,omitempty"`
+	// event: something for the alert routes (from a plugin).
+	Event *monitors.Alert `json:"event,omitempty"`
+}
+
+// AlertStatus is what the alert routes delivered.
+type AlertStatus struct {
+	alerts.Counts
+	Recent []alerts.Record `json:"recent"`
 }
 
 // ErrRefused is a command the cluster refused (unknown group or node, a

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-ha/vigil/cluster/alerts"
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/consensus"
 	"github.com/vigil-ha/vigil/cluster/control"
@@ -27,6 +28,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
 	"github.com/vigil-ha/vigil/cluster/placement"
+	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/builtin"
 	"github.com/vigil-ha/vigil/plugins/host"
@@ -49,10 +51,16 @@ type Daemon struct {
 	raft        *consensus.Node
 	coord       *coord.Coordinator
 	gate        *raftGate
+	alerts      *alerts.Router
+	alertHost   lazyHost // alert plugins on a witness, which has no plugin host
 }
 
 // opTimeout bounds each resource operation that sets no timeout of its own.
 const opTimeout = 20 * time.Second
+
+// alertTimeout bounds one alert delivery (mon's alert timeout is larger,
+// but a hung pager script should not hold the next event for minutes).
+const alertTimeout = 30 * time.Second
 
 // New prepares a daemon: it opens every medium, so a missing device or a
 // port in use is reported before anything runs.
@@ -113,7 +121,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	})
 	if cfg.Self.Role != "witness" {
 		// Plugins inherit it: resources learn which node runs them.
-		os.Setenv("VIGIL_NODE", cfg.Self.Name)
+		os.Setenv(plugins.EnvNode, cfg.Self.Name)
 		d.plugins, err = host.New(host.Options{
 			Builtin: builtin.Has, Dir: ha.PluginDir, Log: log.With("component", "plugin"),
 			Env:       []string{plugins.EnvControlSocket + "=" + ha.ControlSocket, plugins.EnvPluginDir + "=" + ha.PluginDir},
@@ -143,6 +151,8 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		}
 		return nil, err
 	}
+	d.alerts = alerts.New(ha, monitors.Senders{AlertDir: ha.AlertDir, SMTPRelay: ha.SMTPRelay, MailFrom: ha.MailFrom,
+		Log: log.With("component", "alert"), Plugin: d.alertPlugin}, alertTimeout, log.With("component", "alert"))
 	groups, nodes := coord.Specs(cfg)
 	d.coord = coord.New(coord.Options{
 		Self: cfg.Self.Name, Incarnation: d.incarnation, Role: cfg.Self.Role, Keepalive: ha.Keepalive.D(), Deadtime: ha.Deadtime.D(),
@@ -210,6 +220,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	run("raft-gate", d.gate.run)
 	run("core", d.coord.Run)
+	run("alerts", d.alerts.Run)
+	run("events", d.watchEvents)
 	d.log.Info("vigil daemon started", "cluster", d.cfg.HA.Cluster, "node", d.cfg.Self.Name, "incarnation", d.incarnation,
 		"keepalive", d.cfg.HA.Keepalive.String(), "deadtime", d.cfg.HA.Deadtime.String(), "socket", d.socket)
 	select {
@@ -231,6 +243,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.plugins != nil {
 		d.plugins.Close()
 	}
+	d.alertHost.close()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -247,6 +260,10 @@ func (d *Daemon) Status() control.Status {
 		Timing: control.Timing{Keepalive: ha.Keepalive.String(), Warntime: ha.Warntime.String(), Deadtime: ha.Deadtime.String(), Initdead: ha.Initdead.String()},
 		Links:  d.engine.Counters(),
 		Core:   d.clusterStatus(),
+	}
+	if len(ha.Alerts) > 0 {
+		counts, recent := d.alerts.Status()
+		s.Alerts = &control.AlertStatus{Counts: counts, Recent: recent}
 	}
 	if d.lrm != nil {
 		s.Groups, s.Plugins = d.lrm.Status(), d.plugins.Status()
@@ -408,6 +425,16 @@ func (d *Daemon) Command(ctx context.Context, c control.Command) error {
 		return d.coord.AddNode(ctx, c.Node, c.Address)
 	case "node-remove":
 		return d.coord.RemoveNode(ctx, c.Node)
+	case "event":
+		if c.Event == nil {
+			return fmt.Errorf("%w: event: no event", control.ErrRefused)
+		}
+		a := *c.Event
+		if a.Node == "" {
+			a.Node = d.cfg.Self.Name
+		}
+		d.alerts.Emit(a)
+		return nil
 	case "resource-command":
 		if d.lrm == nil {
 			return fmt.Errorf("%w: a witness runs no resources", control.ErrRefused)

@@ -198,7 +198,7 @@ func (s *State) report(index uint64, at time.Time, c *Report) error {
 		} else {
 			fc[c.Resource] = min(Infinity, fc[c.Resource]+1)
 		}
-		s.Failures = appendCapped(s.Failures, Failure{Time: when, Node: c.Node, Group: c.Group, Resource: c.Resource, Op: c.Op, Result: c.Result, Reason: c.Reason}, keepFailures)
+		s.Failures = appendCapped(s.Failures, Failure{Time: when, Index: index, Node: c.Node, Group: c.Group, Resource: c.Resource, Op: c.Op, Result: c.Result, Reason: c.Reason}, keepFailures)
 	}
 	return nil
 }

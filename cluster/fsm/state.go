@@ -80,6 +80,7 @@ type NodeReport struct {
 // Failure is one failed operation.
 type Failure struct {
 	Time     time.Time `json:"time"`
+	Index    uint64    `json:"index,omitempty"` // the report's log entry
 	Node     string    `json:"node"`
 	Group    string    `json:"group"`
 	Resource string    `json:"resource"`

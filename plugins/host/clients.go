@@ -3,10 +3,12 @@ package host
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
@@ -125,6 +127,31 @@ func (a Alert) Deliver(ctx context.Context, in *pb.AlertRequest) (*pb.AlertResul
 		func(ctx context.Context, c pb.AlertClient) (*pb.AlertResult, error) {
 			return c.Deliver(ctx, in)
 		})
+}
+
+// Send delivers a Vigil alert (a mon alert or a cluster event) with the
+// words of its alert line: name=value words are also handed over as
+// parameters. ctx's deadline is the plugin's.
+func (a Alert) Send(ctx context.Context, args []string, al monitors.Alert) error {
+	sev := pb.Severity_CRITICAL
+	if al.Up() || al.Type == monitors.AlertStartup {
+		sev = pb.Severity_INFO
+	}
+	ev := &pb.Event{Kind: al.Kind, Subject: al.Group + "/" + al.Service, Node: al.Node, TimeUnixNs: al.Time.UnixNano(),
+		Severity: sev, Up: al.Up(), Summary: al.Summary, Detail: al.Output, Group: al.Group, Service: al.Service,
+		Hosts: al.Hosts, Labels: map[string]string{"type": al.Type}}
+	var timeout int64
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d).Milliseconds()
+	}
+	params := map[string]string{}
+	for _, w := range args {
+		if k, v, ok := strings.Cut(w, "="); ok && k != "" {
+			params[k] = v
+		}
+	}
+	_, err := a.Deliver(ctx, &pb.AlertRequest{Type: a.name, Event: ev, Params: params, Args: args, TimeoutMs: timeout})
+	return err
 }
 
 // Fence is a handle on a fence plugin.

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/pb"
 	"github.com/vigil-ha/vigil/plugins/sdk"
 )
@@ -39,7 +40,7 @@ type params struct {
 }
 
 func parse(in *pb.Instance) (params, error) {
-	node := strings.NewReplacer("{node}", os.Getenv("VIGIL_NODE"))
+	node := strings.NewReplacer("{node}", os.Getenv(plugins.EnvNode))
 	p := params{state: node.Replace(in.GetParams()["state"]), log: node.Replace(in.GetParams()["log"]), fail: map[string]bool{}}
 	for k := range in.GetParams() {
 		switch k {

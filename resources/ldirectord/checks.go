@@ -17,6 +17,7 @@ import (
 // once per cycle even when several virtuals list it: sig is that identity.
 type probe struct {
 	sig      string
+	host     string // the real server's address, without port
 	check    monitors.Check
 	timeout  time.Duration
 	interval time.Duration
@@ -40,7 +41,7 @@ func probeFor(v *spec.Virtual, r *spec.Real) probe {
 	if r.Receive != "" {
 		receive = r.Receive
 	}
-	p := probe{timeout: v.CheckTimeout.D(), interval: v.CheckInterval.D(), failures: v.FailureCount}
+	p := probe{host: host, timeout: v.CheckTimeout.D(), interval: v.CheckInterval.D(), failures: v.FailureCount}
 	switch v.CheckType { // "off" leaves check nil
 	case "on":
 		p.check = monitors.Always{}

@@ -27,6 +27,8 @@ type Event struct {
 	Time    time.Time
 	Kind    string // "realserver" or "table"
 	Subject string // "192.168.6.2:80" or "TCP  10.0.0.3:80"
+	Host    string // realserver: the real server's address
+	Active  bool   // the instance was directing traffic (not a warm standby)
 	Up      bool
 	Summary string
 }
@@ -217,7 +219,7 @@ func (e *Engine) healthChanged(c *checker, up bool, res monitors.Result, first b
 	}
 	if !first || !up {
 		e.opts.Log.Info("real server "+state, "check", c.check.String(), "result", res.Summary)
-		e.event(Event{Kind: "realserver", Subject: c.check.String(), Up: up, Summary: "real server " + state + ": " + res.Summary})
+		e.event(Event{Kind: "realserver", Subject: c.check.String(), Host: c.host, Up: up, Summary: "real server " + state + ": " + res.Summary})
 	}
 	e.request()
 }
@@ -231,7 +233,7 @@ func (e *Engine) event(ev Event) {
 // record keeps ev among the last 50 for status and hands it to OnEvent.
 // Called with e.mu held.
 func (e *Engine) record(ev Event) {
-	ev.Time = time.Now()
+	ev.Time, ev.Active = time.Now(), e.active
 	e.events = append(e.events, ev)
 	if len(e.events) > 50 {
 		e.events = e.events[len(e.events)-50:]
@@ -410,7 +412,7 @@ func (e *Engine) SetReal(proto, virtual, real string, up bool) error {
 				e.disabled[key] = true
 			}
 			e.opts.Log.Info("real server "+state+" by command", "service", k.String(), "real", ap.String())
-			e.record(Event{Kind: "realserver", Subject: ap.String(), Up: up, Summary: "real server " + state + " by command (" + k.String() + ")"})
+			e.record(Event{Kind: "realserver", Subject: ap.String(), Host: ap.Addr().String(), Up: up, Summary: "real server " + state + " by command (" + k.String() + ")"})
 			e.request()
 			return nil
 		}

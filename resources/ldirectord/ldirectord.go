@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 
+	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/pb"
 	"github.com/vigil-ha/vigil/plugins/sdk"
 	"github.com/vigil-ha/vigil/resources/ldirectord/spec"
@@ -23,11 +25,16 @@ type Resource struct {
 	mu      sync.Mutex
 	engines map[string]*Engine
 	applied map[string]string // each engine's spec parameter as last configured
+	forward *forwarder        // nil outside a daemon
 }
 
 // New returns the plugin.
 func New(log *slog.Logger) *Resource {
-	return &Resource{log: log, engines: map[string]*Engine{}, applied: map[string]string{}}
+	r := &Resource{log: log, engines: map[string]*Engine{}, applied: map[string]string{}}
+	if d := plugins.DaemonFromEnv(); d != nil {
+		r.forward = newForwarder(d, log)
+	}
+	return r
 }
 
 func decode(in *pb.Instance) (spec.Instance, error) {
@@ -65,7 +72,11 @@ func (r *Resource) engine(in *pb.Instance) (*Engine, error) {
 	}
 	r.mu.Lock()
 	if e = r.engines[in.GetId()]; e == nil {
-		e = NewEngine(Options{Log: r.log.With("ldirectord", in.GetId())})
+		o := Options{Log: r.log.With("ldirectord", in.GetId())}
+		if r.forward != nil {
+			o.OnEvent = r.forward.hook(in.GetId(), os.Getenv(plugins.EnvNode))
+		}
+		e = NewEngine(o)
 		r.engines[in.GetId()] = e
 	}
 	r.applied[in.GetId()] = raw

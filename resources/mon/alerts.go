@@ -43,7 +43,7 @@ func (e *Engine) send(svc *service, lines []string, tmpl monitors.Alert, o outco
 			defer e.wg.Done()
 			ctx, cancel := context.WithTimeout(e.ctx, e.opts.AlertTimeout)
 			defer cancel()
-			err := e.deliver(ctx, words[0], words[1:], a)
+			err := e.senders.Send(ctx, words[0], words[1:], a)
 			rec := AlertRecord{Time: a.Time, Type: a.Type, Via: words[0], Summary: a.Summary}
 			if err != nil {
 				rec.Err = err.Error()
@@ -74,32 +74,24 @@ func exitMatches(sel string, v int) bool {
 	return v >= a && v <= b
 }
 
-// deliver sends one alert through the sender name names.
-func (e *Engine) deliver(ctx context.Context, name string, args []string, a monitors.Alert) error {
-	switch {
-	case name == "log":
-		e.opts.Log.Warn("mon alert", "type", a.Type, "group", a.Group, "service", a.Service, "summary", a.Summary, "hosts", strings.Join(a.Hosts, " "))
-		return nil
-	case name == "mail":
-		return monitors.Mail{Relay: e.in.SMTPRelay, From: e.in.MailFrom, To: args}.Send(ctx, a)
-	case name == "webhook":
-		if len(args) != 1 {
-			return fmt.Errorf("webhook wants one argument, the URL")
-		}
-		return monitors.Webhook{URL: args[0]}.Send(ctx, a)
-	case name == "ipvs":
-		return e.ipvs(ctx, args, a)
-	case strings.HasPrefix(name, "plugin:"):
-		if e.opts.Plugins == nil {
-			return fmt.Errorf("alert plugins are not available here")
-		}
-		return e.opts.Plugins.Alert(ctx, strings.TrimPrefix(name, "plugin:"), args, a)
+// newSenders returns the alert senders of this instance: the shared
+// ones, and ipvs.
+func (e *Engine) newSenders() monitors.Senders {
+	s := monitors.Senders{AlertDir: e.in.AlertDir, SMTPRelay: e.in.SMTPRelay, MailFrom: e.in.MailFrom, Log: e.opts.Log,
+		Builtin: map[string]monitors.SendFunc{"ipvs": e.ipvs, "vigil": e.vigil}}
+	if e.opts.Plugins != nil {
+		s.Plugin = e.opts.Plugins.Alert
 	}
-	path, err := find(e.in.AlertDir, name)
-	if err != nil {
-		return err
+	return s
+}
+
+// vigil hands the alert to the daemon, whose [[alert]] routes deliver it
+// with the cluster's own events (kind "service").
+func (e *Engine) vigil(ctx context.Context, _ []string, a monitors.Alert) error {
+	if e.opts.Event == nil {
+		return fmt.Errorf("vigil: no daemon to reach")
 	}
-	return monitors.AlertScript(ctx, path, args, a)
+	return e.opts.Event(ctx, a)
 }
 
 // ipvs is the seed's lvs.alert as a built-in: it takes the failed real

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +28,9 @@ type Options struct {
 	Plugins Plugins
 	// Control carries the ipvs alert to the daemon; nil refuses it.
 	Control func(ctx context.Context, resource, command string, args []string) error
+	// Event carries the vigil alert to the daemon's alert routes; nil
+	// refuses it.
+	Event func(ctx context.Context, a monitors.Alert) error
 	// AlertTimeout bounds one alert delivery (default 60s).
 	AlertTimeout time.Duration
 }
@@ -42,12 +43,13 @@ type Plugins interface {
 
 // Engine runs one mon instance.
 type Engine struct {
-	opts   Options
-	in     *spec.Instance
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	runs   atomic.Int64
+	opts    Options
+	in      *spec.Instance
+	senders monitors.Senders
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	runs    atomic.Int64
 
 	mu   sync.Mutex
 	svcs map[string]*service
@@ -91,6 +93,7 @@ func NewEngine(in *spec.Instance, opts Options) *Engine {
 		opts.AlertTimeout = 60 * time.Second
 	}
 	e := &Engine{opts: opts, in: in, svcs: map[string]*service{}}
+	e.senders = e.newSenders()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	for _, w := range in.Watches {
 		for _, s := range w.Services {
@@ -261,7 +264,7 @@ func (e *Engine) monitor(ctx context.Context, svc *service) outcome {
 		}
 		return outcome{OK: res.OK, Summary: sum, Output: sum + "\n" + res.Detail, Retval: boolRet(res.OK)}
 	}
-	path, err := find(e.in.MonDir, name)
+	path, err := monitors.Find(e.in.MonDir, name)
 	if err != nil {
 		return fail(hosts, err.Error())
 	}
@@ -291,22 +294,4 @@ func boolRet(ok bool) int {
 func fail(hosts []string, why string) outcome {
 	sum := strings.Join(hosts, " ")
 	return outcome{Summary: sum, Output: sum + "\n" + why + "\n", Retval: 1}
-}
-
-// find looks name up in dirs (first match wins, as mon's mondir and
-// alertdir); an absolute path is taken as it is.
-func find(dirs []string, name string) (string, error) {
-	if filepath.IsAbs(name) {
-		return name, nil
-	}
-	if strings.Contains(name, "/") {
-		return "", fmt.Errorf("%q: give a plain name (looked up in %s) or an absolute path", name, strings.Join(dirs, ":"))
-	}
-	for _, d := range dirs {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found in %s", name, strings.Join(dirs, ":"))
 }

@@ -1,14 +1,10 @@
 package mon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -80,7 +76,10 @@ func (r *Resource) Validate(_ context.Context, in *pb.Instance) (*pb.Result, err
 
 // start runs s as instance in. Called with r.mu held.
 func (r *Resource) start(in *pb.Instance, s *spec.Instance) {
-	opts := Options{Log: r.log.With("mon", in.GetId()), Plugins: r.plugins, Control: control(os.Getenv(plugins.EnvControlSocket))}
+	opts := Options{Log: r.log.With("mon", in.GetId()), Plugins: r.plugins}
+	if d := plugins.DaemonFromEnv(); d != nil {
+		opts.Control, opts.Event = d.ResourceCommand, d.Event
+	}
 	r.running[in.GetId()] = runningMon{NewEngine(s, opts), in.GetParams()[spec.ParamName]}
 }
 
@@ -183,53 +182,5 @@ func (p *pluginRunner) Alert(ctx context.Context, name string, args []string, a 
 	if err != nil {
 		return err
 	}
-	sev := pb.Severity_CRITICAL
-	if a.Up() || a.Type == monitors.AlertStartup {
-		sev = pb.Severity_INFO
-	}
-	ev := &pb.Event{Kind: a.Kind, Subject: a.Group + "/" + a.Service, Node: a.Node, TimeUnixNs: a.Time.UnixNano(),
-		Severity: sev, Up: a.Up(), Summary: a.Summary, Detail: a.Output, Group: a.Group, Service: a.Service,
-		Hosts: a.Hosts, Labels: map[string]string{"type": a.Type}}
-	var timeout int64
-	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d).Milliseconds()
-	}
-	// name=value words are also handed over as parameters.
-	params := map[string]string{}
-	for _, a := range args {
-		if k, v, ok := strings.Cut(a, "="); ok && k != "" {
-			params[k] = v
-		}
-	}
-	_, err = h.Alert(name).Deliver(ctx, &pb.AlertRequest{Type: name, Event: ev, Params: params, Args: args, TimeoutMs: timeout})
-	return err
-}
-
-// control returns how the ipvs alert reaches the daemon: a resource
-// command on its control socket.
-func control(socket string) func(ctx context.Context, resource, command string, args []string) error {
-	if socket == "" {
-		return nil
-	}
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", socket)
-	}}}
-	return func(ctx context.Context, resource, command string, args []string) error {
-		body, _ := json.Marshal(map[string]any{"op": "resource-command", "resource": resource, "name": command, "args": args})
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://vigil/v1/command", bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return fmt.Errorf("daemon at %s: %w", socket, err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			return fmt.Errorf("%s", strings.TrimSpace(string(msg)))
-		}
-		return nil
-	}
+	return h.Alert(name).Send(ctx, args, a)
 }

@@ -3,6 +3,7 @@ package lab_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,9 +41,17 @@ func lvsTable(st *control.Status, resource ...string) (map[string]string, string
 // comes back when it recovers; with both down the sorry server answers;
 // the standby director's checks are warm, and after a crash of the active
 // one the survivor serves at once.
+//
+// Every node routes its events to Debian mon's file.alert ([[alert]] in
+// ha.toml): the real-server transitions come from the active director
+// only, the node death and the failover once for the cluster (from the
+// Raft leader), the dead links from each node that lost one.
 func TestLVSSeed(t *testing.T) {
 	l := needLab(t)
-	c := &lab.Cluster{Name: "lvstest", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
+	events, links := filepath.Join(l.Dir, "events.alerts"), filepath.Join(l.Dir, "links.alerts")
+	routes := fmt.Sprintf("[[alert]]\nevents = [\"node\", \"failover\", \"realserver\"]\nsend = [\"file.alert %s\"]\n"+
+		"[[alert]]\nevents = [\"link\"]\nupalert = false\nsend = [\"file.alert %s\"]\n", events, links)
+	c := &lab.Cluster{Name: "lvstest", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef", Extra: routes,
 		Resources: lab.LVSResources(), Files: map[string]string{"www.toml": lab.WWW()}, Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
 	nodes := l.Trio(vigilBin, c, false, nil)
 	client := l.AddClient()
@@ -112,6 +121,22 @@ func TestLVSSeed(t *testing.T) {
 		t.Errorf("n2 (standby) has no warm health state: %v", err)
 	}
 
+	// Real-server alerts: the reals may have failed while the director
+	// started (the web servers start after it); once those are told and
+	// recovered, every failure below is followed by its recovery.
+	settled := func(what string) string {
+		t.Helper()
+		log, err := lab.WaitFile(events, 5*time.Second, func(s string) bool {
+			s = "\n" + s
+			return strings.Count(s, "\nfailure ldirectord_www ") == strings.Count(s, "\nup ldirectord_www ")
+		})
+		if err != nil {
+			t.Fatalf("%s: real-server alerts without recovery: %v\n%s", what, err, log)
+		}
+		return log
+	}
+	mark := len(settled("start"))
+
 	// A dead real leaves the table within checkinterval × failurecount +
 	// checktimeout (2 × 200ms + 10% jitter, + 500ms); the client never
 	// notices, as the director hands a refused connection to the other.
@@ -129,6 +154,10 @@ func TestLVSSeed(t *testing.T) {
 		t.Errorf("removal took %v, more than checkinterval × failurecount + checktimeout (+500ms for status polling) = %v", took, bound)
 	}
 	waitServed("rs1 down", 6, "rs2")
+	rsDown := "failure ldirectord_www http " + real1
+	if log, err := lab.WaitFile(events, 5*time.Second, func(s string) bool { return strings.Contains(s, rsDown) }); err != nil {
+		t.Errorf("no real-server alert %q: %v\n%s", rsDown, err, log)
+	}
 
 	rs1.Start()
 	waitServed("rs1 back", 1, "rs1")
@@ -145,6 +174,8 @@ func TestLVSSeed(t *testing.T) {
 	rs1.Start()
 	rs2.Start()
 	waitServed("recovered", 4, "rs1", "rs2")
+	// Told before the crash below, which would lose alerts queued on n1.
+	settled("recovered")
 
 	// Crash the active director: the survivor takes the VIP and directs
 	// with the health it already knows.
@@ -159,6 +190,49 @@ func TestLVSSeed(t *testing.T) {
 		_, text := lvsTable(st)
 		t.Fatalf("n2 after takeover: %v\n%s", err, text)
 	}
+	// The alerts of the whole run, each exactly once.
+	log, err := lab.WaitFile(events, 10*time.Second, func(s string) bool {
+		return strings.Contains(s, "failure lvstest node ") && strings.Contains(s, "failure lvs failover ")
+	})
+	if err != nil {
+		t.Fatalf("no node/failover alert: %v\n%s", err, log)
+	}
+	var heads []string
+	for _, line := range strings.Split(log[mark:], "\n") {
+		if f := strings.Fields(line); len(f) > 4 && (f[0] == "failure" || f[0] == "up") {
+			heads = append(heads, f[0]+" "+f[1]+" "+f[2]+" "+f[3])
+		}
+	}
+	count := func(prefix string) (n int) {
+		for _, h := range heads {
+			if strings.HasPrefix(h, prefix) {
+				n++
+			}
+		}
+		return n
+	}
+	for prefix, want := range map[string]int{
+		"failure ldirectord_www http " + real1: 2, // rs1 killed, and again before "all down"
+		"up ldirectord_www http " + real1:      2,
+		"failure ldirectord_www http " + real2: 1,
+		"up ldirectord_www http " + real2:      1,
+		"failure lvstest node":                 1,
+		"failure lvs failover":                 1,
+	} {
+		if got := count(prefix); got != want {
+			t.Errorf("%d alerts %q, want %d; alerts:\n%s", got, prefix, want, strings.Join(heads, "\n"))
+		}
+	}
+	t.Logf("alerts:\n%s", strings.Join(heads, "\n"))
+	if !strings.Contains(log, "node n1 offline") || !strings.Contains(log, "group lvs moved from n1 to n2") {
+		t.Errorf("alert summaries:\n%s", log)
+	}
+	if log, err := lab.WaitFile(links, 5*time.Second, func(s string) bool {
+		return strings.Contains(s, "from n2 to n1 down") && strings.Contains(s, "from n3 to n1 down")
+	}); err != nil {
+		t.Errorf("each survivor tells of its dead links to n1: %v\n%s", err, log)
+	}
+
 	var out strings.Builder
 	st.ShowStats = true
 	control.Render(&out, st)

@@ -56,13 +56,16 @@ group = "rs%d"
   interval = "0.2s"
   monitor = "http.monitor -p 80 -u /.testpage -t 1"
     [[watch.service.period]]
-    alert = [%q, "file.alert %s"]
-    upalert = [%q, "file.alert %s"]
+    alert = [%q, "file.alert %s", "vigil"]
+    upalert = [%q, "file.alert %s", "vigil"]
     alertevery = "1m"
 `, i+1, ipvs, alerts, ipvs, alerts)
 	}
 	mon.WriteString(fmt.Sprintf("[hostgroup]\nrs1 = [%q]\nrs2 = [%q]\n", lab.RealIP1, lab.RealIP2))
-	c := &lab.Cluster{Name: "montest", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
+	// mon's "vigil" alert hands its alerts to the daemon's routes too.
+	routed := filepath.Join(t.TempDir(), "routed.log")
+	route := fmt.Sprintf("[[alert]]\nevents = [\"service\"]\nsend = [\"file.alert %s\"]\n", routed)
+	c := &lab.Cluster{Name: "montest", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef", Extra: route,
 		Resources: res, Files: map[string]string{"lvs.toml": lvs, "mon.toml": mon.String()}, Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
 	nodes := l.Trio(vigilBin, c, false, nil)
 	client := l.AddClient()
@@ -102,6 +105,11 @@ group = "rs%d"
 	log, _ := os.ReadFile(alerts)
 	if !strings.Contains(string(log), "failure rs1 http ") || !strings.Contains(string(log), "\nup rs1 http ") || strings.Contains(string(log), " rs2 ") {
 		t.Errorf("file.alert log:\n%s", log)
+	}
+	if log, err := lab.WaitFile(routed, 5*time.Second, func(s string) bool {
+		return strings.HasPrefix(s, "failure rs1 http ") && strings.Contains(s, "\nup rs1 http ")
+	}); err != nil {
+		t.Errorf("mon alerts through the daemon's routes: %v\n%s", err, log)
 	}
 	st, _ := nodes["n1"].Client.Status(context.Background())
 	_, montext := lvsTable(st, "mon_mon")

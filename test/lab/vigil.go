@@ -150,6 +150,22 @@ func (n *Node) WaitStatus(timeout time.Duration, cond func(*control.Status) bool
 	}
 }
 
+// WaitFile polls a file (an alert log) until cond holds on its contents
+// or timeout passes, and returns the last contents.
+func WaitFile(path string, timeout time.Duration, cond func(string) bool) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(path)
+		if cond(string(b)) {
+			return string(b), nil
+		}
+		if time.Now().After(deadline) {
+			return string(b), fmt.Errorf("%s: condition not met within %s", path, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Peer returns the named node from a status.
 func Peer(st *control.Status, name string) *control.NodeStatus {
 	for i := range st.Nodes {

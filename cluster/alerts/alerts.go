@@ -1,0 +1,158 @@
+// Package alerts routes the cluster's events — nodes, failovers, failed
+// operations, heartbeat links, ldirectord's real servers, mon alerts
+// handed over with the "vigil" alert — to the alert senders that ha.toml's
+// [[alert]] routes name: the same senders (mon alert scripts, mail,
+// webhook, log, alert plugins) that mon's own alert lines use.
+package alerts
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/monitors"
+	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
+)
+
+// Record is one delivery (or failed one), for status.
+type Record struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Type    string    `json:"type"`
+	Summary string    `json:"summary"`
+	Via     string    `json:"via"`
+	Err     string    `json:"err,omitempty"`
+}
+
+// Counts are the deliveries so far.
+type Counts struct {
+	Sent    uint64 `json:"sent"`
+	Failed  uint64 `json:"failed"`
+	Dropped uint64 `json:"dropped"` // a sender's queue was full
+}
+
+// keepRecords is how many deliveries status remembers.
+const keepRecords = 20
+
+// queueLen bounds each sender's backlog: events beyond it are dropped
+// and counted, never blocking whoever emits them.
+const queueLen = 256
+
+// Router delivers events through the routes. Each alert line of each route
+// has its own queue and goroutine: a line sees events in order, and a slow
+// mail relay does not hold up a log file.
+type Router struct {
+	log     *slog.Logger
+	senders monitors.Senders
+	timeout time.Duration
+	lines   []*line
+
+	mu     sync.Mutex
+	recent []Record
+	counts Counts
+}
+
+type line struct {
+	events  map[string]bool
+	upalert bool
+	name    string
+	args    []string
+	q       chan monitors.Alert
+}
+
+// New returns a router for ha's routes; senders say how to reach the
+// senders (plugins included). timeout bounds one delivery.
+func New(ha *config.HA, senders monitors.Senders, timeout time.Duration, log *slog.Logger) *Router {
+	r := &Router{log: log, senders: senders, timeout: timeout}
+	for _, route := range ha.Alerts {
+		kinds := map[string]bool{}
+		for _, k := range route.Events {
+			kinds[k] = true
+		}
+		for _, text := range route.Send {
+			words, _ := monspec.Words(text) // validated by config
+			if len(words) == 0 {
+				continue
+			}
+			r.lines = append(r.lines, &line{events: kinds, upalert: route.Upalert == nil || *route.Upalert,
+				name: words[0], args: words[1:], q: make(chan monitors.Alert, queueLen)})
+		}
+	}
+	return r
+}
+
+// Emit hands a to every line whose route takes its kind. It never blocks.
+func (r *Router) Emit(a monitors.Alert) {
+	if a.Time.IsZero() {
+		a.Time = time.Now()
+	}
+	for _, l := range r.lines {
+		if !l.events[a.Kind] || (a.Up() && !l.upalert) {
+			continue
+		}
+		select {
+		case l.q <- a:
+		default:
+			r.mu.Lock()
+			r.counts.Dropped++
+			r.mu.Unlock()
+			r.log.Warn("alert dropped: its sender does not keep up", "via", l.name, "summary", a.Summary)
+		}
+	}
+}
+
+// Run delivers until ctx ends; what is queued then is dropped.
+func (r *Router) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, l := range r.lines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case a := <-l.q:
+					r.deliver(ctx, l, a)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (r *Router) deliver(ctx context.Context, l *line, a monitors.Alert) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	err := r.senders.Send(ctx, l.name, l.args, a)
+	rec := Record{Time: a.Time, Kind: a.Kind, Type: a.Type, Summary: a.Summary, Via: l.name}
+	if err != nil {
+		rec.Err = err.Error()
+		r.log.Warn("alert failed", "via", l.name, "kind", a.Kind, "summary", a.Summary, "err", err)
+	} else {
+		r.log.Info("alert sent", "via", l.name, "kind", a.Kind, "type", a.Type, "summary", a.Summary, "hosts", strings.Join(a.Hosts, " "))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.counts.Failed++
+	} else {
+		r.counts.Sent++
+	}
+	r.recent = append(r.recent, rec)
+	if len(r.recent) > keepRecords {
+		r.recent = slices.Delete(r.recent, 0, len(r.recent)-keepRecords)
+	}
+}
+
+// Status returns the counts and the latest deliveries, newest last.
+func (r *Router) Status() (Counts, []Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts, slices.Clone(r.recent)
+}
