@@ -215,7 +215,7 @@ if [ -e %s ]; then echo "$2 $1"; echo "detail line"; exit 3; fi
 exit 0
 `, dir, dir, state))
 	script("record.alert", fmt.Sprintf(`n=$(ls %s | grep -c '^alert') 
-{ for a in "$@"; do echo "[$a]"; done; echo ---; cat; echo ---; env | grep -E '^(MON_|FOO)' | sort; } > %s/alert$n
+{ for a in "$@"; do echo "[$a]"; done; echo ---; cat; echo ---; env | grep -E '^(MON_|FOO)' | sort; echo END; } > %s/alert$n
 `, dir, dir))
 	script("sleepy.monitor", "exec sleep 60\n")
 	if err := os.WriteFile(state, nil, 0o644); err != nil {
@@ -246,9 +246,9 @@ group = "pair"
     alert = ["log"]
 `, dir, dir)), Options{})
 	defer e.Close()
-	first := waitFile(t, filepath.Join(dir, "alert0"), 10*time.Second, "---")
+	first := waitFile(t, filepath.Join(dir, "alert0"), 10*time.Second, "\nEND\n")
 	os.Remove(state)
-	up := waitFile(t, filepath.Join(dir, "alert1"), 10*time.Second, "MON_ALERTTYPE=up")
+	up := waitFile(t, filepath.Join(dir, "alert1"), 10*time.Second, "\nEND\n")
 
 	// Disabled host *h2 left out; argv as mon 1.3.6 builds it, no -l.
 	wantArgv := "[-s]\n[flaky]\n[-g]\n[pair]\n[-h]\n[h1 h3]\n[-t]\n"
