@@ -95,6 +95,8 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./cluster/heartbeat/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzParseOCFMetaData$$' -fuzztime $(FUZZTIME) ./resources/script/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseProcIPVS$$' -fuzztime $(FUZZTIME) ./resources/ldirectord/director/
+	@for t in FuzzImportHeartbeat FuzzImportLdirectord FuzzImportMon; do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./legacy/ || exit 1; done
 
 # A three-node cluster in network namespaces: status, a UDP cut survived
 # over a serial cable, a crash detected; then everything is removed.

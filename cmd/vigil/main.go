@@ -48,6 +48,9 @@ Commands:
   node add NAME HOST:PORT / node remove NAME
                         change the Raft voters (run on the leader)
   config check          validate the configuration in a directory
+  import heartbeat|ldirectord|mon
+                        write Vigil's configuration from ha.cf/haresources/authkeys,
+                        ldirectord.cf or mon.cf, with a report of every directive
   version               print the version
 
 Run 'vigil COMMAND -h' for a command's options.
@@ -71,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCommand(args[0], args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
+	case "import":
+		return cmdImport(args[1:], stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
 			fmt.Fprintln(stderr, "usage: vigil config check [-c DIR] [--node NAME] [-v]")

@@ -61,3 +61,29 @@ func TestUsage(t *testing.T) {
 		t.Errorf("version: %d %q", code, out)
 	}
 }
+
+// The seed's heartbeat, ldirectord and mon files become a directory that
+// `vigil config check` accepts; the secret is written 0600; an existing
+// file is not overwritten without -f.
+func TestImportSeed(t *testing.T) {
+	seed, out := "../../legacy/testdata/seed", t.TempDir()
+	code, stdout, errs := vigil("import", "heartbeat", "-d", seed, "-o", out, "--address", "lvs1=10.0.0.1", "--address", "LVS2=10.0.0.2")
+	if code != exitOK || !strings.Contains(stdout, "ha.cf:16: unsupported respawn hacluster /usr/lib/heartbeat/ipfail") ||
+		!strings.Contains(stdout, "haresources:2: caveat") {
+		t.Fatalf("import heartbeat: %d\n%s%s", code, stdout, errs)
+	}
+	if st, err := os.Stat(filepath.Join(out, "authkeys")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("authkeys: %v %v", st.Mode(), err)
+	}
+	for _, args := range [][]string{{"ldirectord", "--name", "ldirectord", seed + "/ldirectord.cf"}, {"mon", seed + "/mon.cf"}} {
+		if code, stdout, errs := vigil(append([]string{"import", args[0], "-o", out}, args[1:]...)...); code != exitOK {
+			t.Fatalf("import %s: %d\n%s%s", args[0], code, stdout, errs)
+		}
+	}
+	if code, stdout, errs := vigil("config", "check", "-c", out, "--node", "lvs2"); code != exitOK || !strings.Contains(stdout, "1 groups") {
+		t.Errorf("config check of the import: %d\n%s%s", code, stdout, errs)
+	}
+	if code, _, errs := vigil("import", "mon", "-o", out, seed+"/mon.cf"); code != exitError || !strings.Contains(errs, "exists") {
+		t.Errorf("overwrite without -f: %d %s", code, errs)
+	}
+}

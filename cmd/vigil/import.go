@@ -1,0 +1,160 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/legacy"
+)
+
+// addresses collects --address NAME=IP flags.
+type addresses map[string]string
+
+func (a addresses) String() string { return fmt.Sprint(map[string]string(a)) }
+func (a addresses) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" || v == "" {
+		return errors.New("want NAME=IP")
+	}
+	a[strings.ToLower(k)] = v
+	return nil
+}
+
+// cmdImport reads an old tool's files, writes Vigil's and prints what
+// became of every directive. Nothing is written when a directive is one
+// the old tool would refuse too, or when a file exists (unless -f).
+func cmdImport(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: vigil import heartbeat|ldirectord|mon [options] (vigil import KIND -h)")
+		return exitError
+	}
+	kind := args[0]
+	fs := newFlags("import "+kind, stderr)
+	out := fs.String("o", ".", "directory to write Vigil's files into")
+	force := fs.Bool("f", false, "overwrite existing files")
+	var files map[string][]byte
+	var report *legacy.Report
+	var err error
+	switch kind {
+	case "heartbeat":
+		dir := fs.String("d", "/etc/ha.d", "heartbeat's directory (ha.cf, haresources, authkeys)")
+		addrs := addresses{}
+		fs.Var(addrs, "address", "a node's address, NAME=IP (repeat for each node; heartbeat found peers by name)")
+		if fs.Parse(args[1:]) != nil {
+			return exitError
+		}
+		in := legacy.HeartbeatInput{Addresses: addrs,
+			HACfPath: filepath.Join(*dir, "ha.cf"), HAResourcesPath: filepath.Join(*dir, "haresources"), AuthkeysPath: filepath.Join(*dir, "authkeys")}
+		if in.HACf, err = os.ReadFile(in.HACfPath); err != nil {
+			fmt.Fprintln(stderr, "vigil import:", err)
+			return exitError
+		}
+		in.HAResources, _ = os.ReadFile(in.HAResourcesPath) // optional: a cluster without resources
+		in.Authkeys, _ = os.ReadFile(in.AuthkeysPath)
+		var h *legacy.Heartbeat
+		h, err = legacy.ImportHeartbeat(in)
+		files, report = h.Files, &h.Report
+	case "ldirectord", "mon":
+		name := fs.String("name", "", "the instance's name: NAME.toml, used as "+kind+"::NAME (default: the file's name)")
+		if fs.Parse(args[1:]) != nil {
+			return exitError
+		}
+		if fs.NArg() != 1 {
+			fmt.Fprintf(stderr, "usage: vigil import %s [-o DIR] [--name NAME] FILE\n", kind)
+			return exitError
+		}
+		path := fs.Arg(0)
+		data, rerr := os.ReadFile(path)
+		if rerr != nil {
+			fmt.Fprintln(stderr, "vigil import:", rerr)
+			return exitError
+		}
+		if *name == "" {
+			*name = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), ".cf"), ".conf")
+		}
+		var toml []byte
+		if kind == "ldirectord" {
+			toml, report, err = legacy.ImportLdirectord(path, data)
+		} else {
+			toml, report, err = legacy.ImportMon(path, data)
+		}
+		files = map[string][]byte{*name + ".toml": toml}
+	default:
+		fmt.Fprintf(stderr, "vigil import: unknown kind %q (heartbeat, ldirectord, mon)\n", kind)
+		return exitError
+	}
+	report.Write(stdout)
+	if err != nil {
+		fmt.Fprintln(stderr, "vigil import: nothing written; the old tool refuses these too:")
+		fmt.Fprintln(stderr, err)
+		return exitError
+	}
+	if err := writeImported(*out, files, *force); err != nil {
+		fmt.Fprintln(stderr, "vigil import:", err)
+		return exitError
+	}
+	for name := range files {
+		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*out, name))
+	}
+	return checkImported(*out, kind, files, stdout, stderr)
+}
+
+func writeImported(dir string, files map[string][]byte, force bool) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name := range files {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil && !force {
+			return fmt.Errorf("%s exists (-f overwrites); nothing written", filepath.Join(dir, name))
+		}
+	}
+	for name, data := range files {
+		mode := os.FileMode(0o644)
+		if name == "authkeys" {
+			mode = 0o600 // the cluster secret
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, mode); err != nil { // an existing file keeps its mode otherwise
+			return err
+		}
+	}
+	return nil
+}
+
+// checkImported validates what was written as `vigil config check` does:
+// ha.toml, authkeys and resources.toml for heartbeat (the ldirectord and
+// mon instances they name are checked once imported, by config check),
+// the instance file for the others.
+func checkImported(dir, kind string, files map[string][]byte, stdout, stderr io.Writer) int {
+	var err error
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		switch {
+		case kind == "ldirectord":
+			_, err = config.ParseLdirectord(p, data)
+		case kind == "mon":
+			_, err = config.ParseMon(p, data)
+		case name == config.HAFile:
+			var ha *config.HA
+			if ha, _, err = config.ParseHA(p, data); err == nil && files["resources.toml"] != nil {
+				_, err = config.ParseResources(filepath.Join(dir, "resources.toml"), files["resources.toml"], ha)
+			}
+		case name == "authkeys":
+			_, _, err = config.ReadAuthkeys(p)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "vigil import: the result does not pass the configuration check:\n%v\n", err)
+			return exitError
+		}
+	}
+	fmt.Fprintf(stdout, "checked: OK; then run: vigil config check -c %s\n", dir)
+	return exitOK
+}
