@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,5 +168,31 @@ func TestServeRoundTrip(t *testing.T) {
 	}
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Error("socket left behind after shutdown")
+	}
+}
+
+// `vigil status -1`: the line and the Nagios exit code.
+func TestOneLine(t *testing.T) {
+	s := fixture()
+	line, code := OneLine(s)
+	want := "VIGIL WARNING - lvs: node witness offline, 1 failed operations, links dead: lvs2/serial:/dev/ttyS0, plugin resource/counter failed, 1 alerts failed; " +
+		"2/3 nodes online, 1/1 groups running, leader witness | nodes_online=2;;;0;3 groups_running=1;;;0;1"
+	if line != want || code != NagiosWarning {
+		t.Errorf("got %d %q\nwant %d %q", code, line, NagiosWarning, want)
+	}
+
+	s.Core.State.Groups["lvs"].Owner = ""
+	s.Core.Leader = ""
+	if line, code := OneLine(s); code != NagiosCritical || !strings.HasPrefix(line, "VIGIL CRITICAL - lvs: no leader (no quorum?), group lvs not running, node witness offline") {
+		t.Errorf("critical: %d %q", code, line)
+	}
+
+	ok := fixture()
+	ok.Core.State.Nodes["witness"].Online = true
+	ok.Core.State.Failures = nil
+	ok.Nodes = ok.Nodes[:1]
+	ok.Plugins, ok.Alerts = nil, nil
+	if line, code := OneLine(ok); code != NagiosOK || line != "VIGIL OK - lvs: 3/3 nodes online, 1/1 groups running, leader witness | nodes_online=3;;;0;3 groups_running=1;;;0;1" {
+		t.Errorf("ok: %d %q", code, line)
 	}
 }

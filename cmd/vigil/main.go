@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -40,7 +42,8 @@ const usage = `Usage: vigil COMMAND [options]
 Commands:
   daemon                run the cluster daemon on this node
   witness               run the daemon of a witness node (votes, runs no resources)
-  status                show the cluster, its nodes and heartbeat links (crm_mon-like)
+  status                show the cluster, its nodes and heartbeat links (crm_mon-like;
+                        --json, --watch, -1 for a Nagios check, --stats)
   move GROUP NODE       move a group to a node and keep it there (unmove GROUP: let placement decide again)
   standby NODE          move every group off a node and keep them off (online NODE: undo)
   maintenance NODE      stop managing a node's resources (ready NODE: undo)
@@ -205,6 +208,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	socket := fs.String("s", "", "control socket (default: ha.toml's control_socket, else "+config.DefaultControlSocket+")")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	stats := fs.Bool("stats", false, "show the IPVS tables' counters (like ipvsadm -Ln --stats)")
+	var oneLine bool
+	fs.BoolVar(&oneLine, "1", false, "one line for a Nagios-style check; exit 0 OK, 1 WARNING, 2 CRITICAL")
+	fs.BoolVar(&oneLine, "one-line", false, "same as -1")
+	watch := fs.Bool("watch", false, "redraw in place until interrupted")
+	interval := fs.Duration("i", time.Second, "--watch: how often to redraw")
 	if fs.Parse(args) != nil {
 		return exitError
 	}
@@ -212,23 +220,53 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if path == "" {
 		path = socketFromConfig(*dir)
 	}
-	st, err := control.NewClient(path).Status(context.Background())
-	if err != nil {
-		fmt.Fprintln(stderr, "vigil status:", err)
-		if errors.Is(err, control.ErrUnreachable) {
-			return exitUnreachable
+	client := control.NewClient(path)
+	show := func(ctx context.Context, stdout io.Writer) int {
+		st, err := client.Status(ctx)
+		switch {
+		case err != nil && oneLine:
+			fmt.Fprintf(stdout, "VIGIL CRITICAL - no daemon answers: %v\n", err)
+			return control.NagiosCritical
+		case err != nil:
+			fmt.Fprintln(stderr, "vigil status:", err)
+			if errors.Is(err, control.ErrUnreachable) {
+				return exitUnreachable
+			}
+			return exitError
+		case oneLine:
+			line, code := control.OneLine(st)
+			fmt.Fprintln(stdout, line)
+			return code
+		case *asJSON:
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(st)
+			return exitOK
 		}
-		return exitError
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
+		st.ShowStats = *stats
+		control.Render(stdout, st)
 		return exitOK
 	}
-	st.ShowStats = *stats
-	control.Render(stdout, st)
-	return exitOK
+	if !*watch {
+		return show(context.Background(), stdout)
+	}
+	// --watch: like watch(1), each frame drawn whole over the last (home,
+	// clear, frame in one write: no flicker) until ^C.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	t := time.NewTicker(*interval)
+	defer t.Stop()
+	for {
+		var frame bytes.Buffer
+		frame.WriteString("\x1b[H\x1b[2J")
+		code := show(ctx, &frame)
+		_, _ = stdout.Write(frame.Bytes())
+		select {
+		case <-ctx.Done():
+			return code
+		case <-t.C:
+		}
+	}
 }
 
 // cmdCommand sends an operator command to the local daemon, which commits

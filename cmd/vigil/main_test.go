@@ -87,3 +87,11 @@ func TestImportSeed(t *testing.T) {
 		t.Errorf("overwrite without -f: %d %s", code, errs)
 	}
 }
+
+// -1 with no daemon is a CRITICAL Nagios line, not an error message.
+func TestStatusOneLineUnreachable(t *testing.T) {
+	code, out, _ := vigil("status", "-1", "-s", filepath.Join(t.TempDir(), "none.sock"))
+	if code != 2 || !strings.HasPrefix(out, "VIGIL CRITICAL - no daemon answers: ") {
+		t.Errorf("%d %q", code, out)
+	}
+}

@@ -99,6 +99,9 @@ func TestLVSSeed(t *testing.T) {
 		t.Errorf("status does not say which backend and why:\n%s", text)
 	}
 	t.Logf("n1 status:\n%s", text)
+	if line, code := control.OneLine(st); code != control.NagiosOK {
+		t.Errorf("vigil status -1 on a healthy cluster: %d %s", code, line)
+	}
 
 	// wlc over equal weights: a stream of short connections alternates.
 	got := map[string]int{}
@@ -190,6 +193,10 @@ func TestLVSSeed(t *testing.T) {
 		_, text := lvsTable(st)
 		t.Fatalf("n2 after takeover: %v\n%s", err, text)
 	}
+	if line, code := control.OneLine(st); code != control.NagiosWarning || !strings.Contains(line, "node n1 offline") || !strings.Contains(line, "1/1 groups running") {
+		t.Errorf("vigil status -1 after the crash: %d %s", code, line)
+	}
+
 	// The alerts of the whole run, each exactly once.
 	log, err := lab.WaitFile(events, 10*time.Second, func(s string) bool {
 		return strings.Contains(s, "failure lvstest node ") && strings.Contains(s, "failure lvs failover ")
