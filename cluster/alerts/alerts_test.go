@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,6 +51,12 @@ func summaries(as []monitors.Alert) []string {
 }
 
 func TestClusterEvents(t *testing.T) {
+	expect := func(what string, old, cur *fsm.State, want ...string) {
+		t.Helper()
+		if got := summaries(Cluster("lvs", old, cur)); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s:\n got %q\nwant %q", what, got, want)
+		}
+	}
 	all := map[string]bool{"n1": true, "n2": true, "n3": true}
 	boot := state(0, map[string]bool{}, map[string]string{"www": ""})
 
@@ -63,48 +70,37 @@ func TestClusterEvents(t *testing.T) {
 	// n1 dies: the node alert, the failover, in that order.
 	dead := state(9, map[string]bool{"n2": true, "n3": true}, map[string]string{"www": "n2"})
 	dead.Nodes["n1"].Since, dead.Nodes["n1"].Reason = t0.Add(time.Minute), "silent on every link for deadtime"
-	dead.Decisions = append(slicesClone(up.Decisions), fsm.Decision{Index: 8, Time: t0.Add(time.Minute), Group: "www", From: "n1", To: "n2", Reason: "n1 is offline"})
+	dead.Decisions = append(slices.Clone(up.Decisions), fsm.Decision{Index: 8, Time: t0.Add(time.Minute), Group: "www", From: "n1", To: "n2", Reason: "n1 is offline"})
 	dead.Failures = []fsm.Failure{{Index: 4, Node: "n2", Group: "www", Resource: "old", Op: "start", Result: "ERROR"}}
-	want := []string{
+	expect("crash", up, dead,
 		"node failure lvs/node [n1] node n1 offline: silent on every link for deadtime",
 		"failover failure www/failover [n2] group www moved from n1 to n2: n1 is offline",
-	}
-	if got := summaries(Cluster("lvs", up, dead)); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("crash:\n got %q\nwant %q", got, want)
-	}
+	)
 
 	// A failed start on n2 (newer than the old view; the one at index 4
 	// was told before), the group stopped everywhere.
 	failed := state(12, map[string]bool{"n2": true, "n3": true}, map[string]string{"www": ""})
 	failed.Nodes["n1"].Since = t0.Add(time.Minute)
 	failed.Groups["www"].Since = t0.Add(2 * time.Minute) // the FSM stamps every assignment, "nowhere" too
-	failed.Failures = append(slicesClone(dead.Failures), fsm.Failure{Index: 11, Time: t0.Add(2 * time.Minute), Node: "n2", Group: "www", Resource: "IPaddr_10.0.0.3", Op: "start", Result: "ERR_CONFIGURED", Reason: "no such interface"})
-	failed.Decisions = append(slicesClone(dead.Decisions), fsm.Decision{Index: 12, Group: "www", From: "n2", Reason: "no node may run it"})
-	want = []string{
+	failed.Failures = append(slices.Clone(dead.Failures), fsm.Failure{Index: 11, Time: t0.Add(2 * time.Minute), Node: "n2", Group: "www", Resource: "IPaddr_10.0.0.3", Op: "start", Result: "ERR_CONFIGURED", Reason: "no such interface"})
+	failed.Decisions = append(slices.Clone(dead.Decisions), fsm.Decision{Index: 12, Group: "www", From: "n2", Reason: "no node may run it"})
+	expect("failure", dead, failed,
 		"failover failure www/failover [n2] group www stopped on n2, placed nowhere: no node may run it",
 		"resource failure www/IPaddr_10.0.0.3 [n2] start of IPaddr_10.0.0.3 failed on n2 (ERR_CONFIGURED): no such interface",
-	}
-	if got := summaries(Cluster("lvs", dead, failed)); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("failure:\n got %q\nwant %q", got, want)
-	}
+	)
 
 	// n1 is back and takes the group: both are recoveries.
 	back := state(15, all, map[string]string{"www": "n1"})
 	back.Nodes["n1"].Reason = "heard again"
-	back.Decisions = append(slicesClone(failed.Decisions), fsm.Decision{Index: 14, Group: "www", To: "n1", Reason: "preferred node n1"})
-	want = []string{
+	back.Decisions = append(slices.Clone(failed.Decisions), fsm.Decision{Index: 14, Group: "www", To: "n1", Reason: "preferred node n1"})
+	expect("recovery", failed, back,
 		"node up lvs/node [n1] node n1 online: heard again",
 		"failover up www/failover [n1] group www placed on n1: preferred node n1",
-	}
-	if got := summaries(Cluster("lvs", failed, back)); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("recovery:\n got %q\nwant %q", got, want)
-	}
+	)
 	if got := Cluster("lvs", back, back); len(got) != 0 {
 		t.Errorf("no change: %q", summaries(got))
 	}
 }
-
-func slicesClone[T any](s []T) []T { return append([]T(nil), s...) }
 
 func TestLinkEvents(t *testing.T) {
 	l := NewLinks("lvs", "n2")
