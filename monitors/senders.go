@@ -63,7 +63,7 @@ func (s Senders) Send(ctx context.Context, name string, args []string, a Alert) 
 }
 
 // Known reports whether name is a built-in sender (not a script to look
-// up), for configuration checks.
+// up in AlertDir), for configuration checks.
 func (s Senders) Known(name string) bool {
 	switch {
 	case s.Builtin[name] != nil, name == "log", name == "mail", name == "webhook", strings.HasPrefix(name, "plugin:"):

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/vigil-ha/vigil/monitors"
@@ -367,7 +366,7 @@ func (h *HA) validateAlerts(s *errSink, warn func(string, ...any)) {
 				s.add(kj, "plugin: needs the plugin's name (plugin:NAME)")
 			case words[0] == "vigil" || words[0] == "ipvs":
 				s.add(kj, "%s is a mon alert, not a sender of the daemon's events", words[0])
-			case slices.Contains([]string{"log", "mail", "webhook"}, words[0]) || strings.HasPrefix(words[0], "plugin:"):
+			case (monitors.Senders{}).Known(words[0]):
 			default:
 				// A script: it may be installed after the check (by
 				// another package), so a missing one only warns.
