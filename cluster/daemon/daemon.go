@@ -52,7 +52,7 @@ type Daemon struct {
 	coord       *coord.Coordinator
 	gate        *raftGate
 	alerts      *alerts.Router
-	alertHost   lazyHost // alert plugins on a witness, which has no plugin host
+	alertHost   *host.Lazy // alert plugins on a witness, which has no plugin host
 }
 
 // opTimeout bounds each resource operation that sets no timeout of its own.
@@ -151,6 +151,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		}
 		return nil, err
 	}
+	d.alertHost = &host.Lazy{Dir: ha.PluginDir, Log: log}
 	d.alerts = alerts.New(ha, monitors.Senders{AlertDir: ha.AlertDir, SMTPRelay: ha.SMTPRelay, MailFrom: ha.MailFrom,
 		Log: log.With("component", "alert"), Plugin: d.alertPlugin}, alertTimeout, log.With("component", "alert"))
 	groups, nodes := coord.Specs(cfg)
@@ -243,7 +244,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.plugins != nil {
 		d.plugins.Close()
 	}
-	d.alertHost.close()
+	d.alertHost.Close()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

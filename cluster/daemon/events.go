@@ -2,12 +2,9 @@ package daemon
 
 import (
 	"context"
-	"log/slog"
-	"sync"
 
 	"github.com/vigil-ha/vigil/cluster/alerts"
 	"github.com/vigil-ha/vigil/monitors"
-	"github.com/vigil-ha/vigil/plugins/host"
 )
 
 // watchEvents feeds the alert routes: this node's heartbeat links, and,
@@ -52,36 +49,9 @@ func (d *Daemon) alertPlugin(ctx context.Context, name string, args []string, a 
 	h := d.plugins
 	if h == nil {
 		var err error
-		if h, err = d.alertHost.get(d.cfg.HA.PluginDir, d.log); err != nil {
+		if h, err = d.alertHost.Get(); err != nil {
 			return err
 		}
 	}
 	return h.Alert(name).Send(ctx, args, a)
-}
-
-// lazyHost is a plugin host started on first use.
-type lazyHost struct {
-	mu sync.Mutex
-	h  *host.Host
-}
-
-func (l *lazyHost) get(dir string, log *slog.Logger) (*host.Host, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.h == nil {
-		h, err := host.New(host.Options{Dir: dir, Log: log.With("component", "plugin")})
-		if err != nil {
-			return nil, err
-		}
-		l.h = h
-	}
-	return l.h, nil
-}
-
-func (l *lazyHost) close() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.h != nil {
-		l.h.Close()
-	}
 }

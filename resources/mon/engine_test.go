@@ -20,6 +20,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"go.uber.org/goleak"
 
+	"github.com/vigil-ha/vigil/plugins/host"
 	"github.com/vigil-ha/vigil/resources/mon/spec"
 )
 
@@ -433,12 +434,8 @@ func TestPluginMonitorAndAlert(t *testing.T) {
 	}
 	srv := newSwitchable(t, okHandler)
 	out := filepath.Join(t.TempDir(), "events.jsonl")
-	pr := &pluginRunner{dir: plugins, log: slog.New(slog.DiscardHandler)}
-	defer func() {
-		if pr.h != nil {
-			pr.h.Close()
-		}
-	}()
+	pr := &pluginRunner{host.Lazy{Dir: plugins, Log: slog.New(slog.DiscardHandler)}}
+	defer pr.Close()
 	e := NewEngine(instance(t, fmt.Sprintf(`
 [[watch]]
 group = "127.0.0.1"

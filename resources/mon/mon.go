@@ -39,7 +39,7 @@ type runningMon struct {
 // New returns the plugin.
 func New(log *slog.Logger) *Resource {
 	return &Resource{log: log, running: map[string]runningMon{},
-		plugins: &pluginRunner{dir: os.Getenv(plugins.EnvPluginDir), log: log}}
+		plugins: &pluginRunner{host.Lazy{Dir: os.Getenv(plugins.EnvPluginDir), Log: log}}}
 }
 
 // Decode reads and checks an instance's spec parameter.
@@ -148,24 +148,10 @@ func (r *Resource) Inspect(_ context.Context, in *pb.Instance) (*pb.Inspection, 
 
 // pluginRunner runs the operator's monitor and alert plugins from
 // plugin_dir, in processes of their own, started on first use.
-type pluginRunner struct {
-	dir string
-	log *slog.Logger
-
-	once sync.Once
-	h    *host.Host
-	err  error
-}
-
-func (p *pluginRunner) host() (*host.Host, error) {
-	p.once.Do(func() {
-		p.h, p.err = host.New(host.Options{Dir: p.dir, Log: p.log.With("component", "plugin")})
-	})
-	return p.h, p.err
-}
+type pluginRunner struct{ host.Lazy }
 
 func (p *pluginRunner) Check(ctx context.Context, name string, hosts, args []string, params map[string]string, timeout time.Duration) (monitors.Result, []string, error) {
-	h, err := p.host()
+	h, err := p.Get()
 	if err != nil {
 		return monitors.Result{}, nil, err
 	}
@@ -178,7 +164,7 @@ func (p *pluginRunner) Check(ctx context.Context, name string, hosts, args []str
 }
 
 func (p *pluginRunner) Alert(ctx context.Context, name string, args []string, a monitors.Alert) error {
-	h, err := p.host()
+	h, err := p.Get()
 	if err != nil {
 		return err
 	}
