@@ -102,9 +102,13 @@ group = "rs%d"
 	rs1.Start()
 	table("rs1 put back by mon's upalert", map[string]string{real1: "5 up", real2: "5 up"})
 
-	log, _ := os.ReadFile(alerts)
-	if !strings.Contains(string(log), "failure rs1 http ") || !strings.Contains(string(log), "\nup rs1 http ") || strings.Contains(string(log), " rs2 ") {
-		t.Errorf("file.alert log:\n%s", log)
+	// The table flips on the ipvs alert, which mon runs before file.alert:
+	// wait for file.alert to have written the recovery too.
+	log, err := lab.WaitFile(alerts, 5*time.Second, func(s string) bool {
+		return strings.Contains(s, "failure rs1 http ") && strings.Contains(s, "\nup rs1 http ")
+	})
+	if err != nil || strings.Contains(log, " rs2 ") {
+		t.Errorf("file.alert log: %v\n%s", err, log)
 	}
 	if log, err := lab.WaitFile(routed, 5*time.Second, func(s string) bool {
 		return strings.HasPrefix(s, "failure rs1 http ") && strings.Contains(s, "\nup rs1 http ")
