@@ -7,7 +7,9 @@ package alerts
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -47,27 +49,35 @@ const queueLen = 256
 // mail relay does not hold up a log file.
 type Router struct {
 	log     *slog.Logger
-	senders monitors.Senders
 	timeout time.Duration
-	lines   []*line
+	wg      sync.WaitGroup
 
 	mu     sync.Mutex
+	ctx    context.Context // Run's, once it runs
+	lines  []*line
 	recent []Record
 	counts Counts
 }
 
 type line struct {
+	key     string // what makes two lines the same across a reload
 	events  map[string]bool
 	upalert bool
 	name    string
 	args    []string
+	senders monitors.Senders
 	q       chan monitors.Alert
+	stop    context.CancelFunc
 }
 
 // New returns a router for ha's routes; senders say how to reach the
 // senders (plugins included). timeout bounds one delivery.
 func New(ha *config.HA, senders monitors.Senders, timeout time.Duration, log *slog.Logger) *Router {
-	r := &Router{log: log, senders: senders, timeout: timeout}
+	return &Router{log: log, timeout: timeout, lines: lines(ha, senders)}
+}
+
+func lines(ha *config.HA, senders monitors.Senders) []*line {
+	var out []*line
 	for _, route := range ha.Alerts {
 		kinds := map[string]bool{}
 		for _, k := range route.Events {
@@ -78,11 +88,42 @@ func New(ha *config.HA, senders monitors.Senders, timeout time.Duration, log *sl
 			if len(words) == 0 {
 				continue
 			}
-			r.lines = append(r.lines, &line{events: kinds, upalert: route.Upalert == nil || *route.Upalert,
-				name: words[0], args: words[1:], q: make(chan monitors.Alert, queueLen)})
+			up := route.Upalert == nil || *route.Upalert
+			key := fmt.Sprintf("%q %v %q %q %q %q", slices.Sorted(maps.Keys(kinds)), up, words,
+				senders.AlertDir, senders.SMTPRelay, senders.MailFrom)
+			out = append(out, &line{key: key, events: kinds, upalert: up, name: words[0], args: words[1:],
+				senders: senders, q: make(chan monitors.Alert, queueLen)})
 		}
 	}
-	return r
+	return out
+}
+
+// Set replaces the routes (vigil reload): a line that is in both keeps its
+// queue, so what it has queued is still delivered in order; removed lines
+// stop.
+func (r *Router) Set(ha *config.HA, senders monitors.Senders) {
+	next := lines(ha, senders)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := map[string][]*line{}
+	for _, l := range r.lines {
+		old[l.key] = append(old[l.key], l)
+	}
+	for i, l := range next {
+		if same := old[l.key]; len(same) > 0 {
+			next[i], old[l.key] = same[0], same[1:]
+		} else if r.ctx != nil {
+			r.startLocked(l)
+		}
+	}
+	for _, ls := range old {
+		for _, l := range ls {
+			if l.stop != nil {
+				l.stop()
+			}
+		}
+	}
+	r.lines = next
 }
 
 // Emit hands a to every line whose route takes its kind. It never blocks.
@@ -90,6 +131,8 @@ func (r *Router) Emit(a monitors.Alert) {
 	if a.Time.IsZero() {
 		a.Time = time.Now()
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, l := range r.lines {
 		if !l.events[a.Kind] || (a.Up() && !l.upalert) {
 			continue
@@ -97,9 +140,7 @@ func (r *Router) Emit(a monitors.Alert) {
 		select {
 		case l.q <- a:
 		default:
-			r.mu.Lock()
 			r.counts.Dropped++
-			r.mu.Unlock()
 			r.log.Warn("alert dropped: its sender does not keep up", "via", l.name, "summary", a.Summary)
 		}
 	}
@@ -107,29 +148,39 @@ func (r *Router) Emit(a monitors.Alert) {
 
 // Run delivers until ctx ends; what is queued then is dropped.
 func (r *Router) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
+	r.mu.Lock()
+	r.ctx = ctx
 	for _, l := range r.lines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case a := <-l.q:
-					r.deliver(ctx, l, a)
-				}
-			}
-		}()
+		r.startLocked(l)
 	}
-	wg.Wait()
+	r.mu.Unlock()
+	<-ctx.Done()
+	r.wg.Wait()
 	return nil
+}
+
+// startLocked starts l's delivery goroutine. Called with r.mu held.
+func (r *Router) startLocked(l *line) {
+	ctx, cancel := context.WithCancel(r.ctx)
+	l.stop = cancel
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case a := <-l.q:
+				r.deliver(ctx, l, a)
+			}
+		}
+	}()
 }
 
 func (r *Router) deliver(ctx context.Context, l *line, a monitors.Alert) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	err := r.senders.Send(ctx, l.name, l.args, a)
+	err := l.senders.Send(ctx, l.name, l.args, a)
 	rec := Record{Time: a.Time, Kind: a.Kind, Type: a.Type, Summary: a.Summary, Via: l.name}
 	if err != nil {
 		rec.Err = err.Error()

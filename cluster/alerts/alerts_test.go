@@ -201,3 +201,50 @@ func TestRouterDelivers(t *testing.T) {
 		t.Errorf("plugin sender: %q", paged)
 	}
 }
+
+// Set (vigil reload) changes the routes of a running router: a new line
+// delivers from then on, a removed one no longer does, a kept one goes on.
+func TestRouterSet(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	senders := monitors.Senders{Plugin: func(_ context.Context, name string, _ []string, a monitors.Alert) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, name+":"+a.Summary)
+		return nil
+	}}
+	route := func(names ...string) *config.HA {
+		ha := &config.HA{}
+		for _, n := range names {
+			ha.Alerts = append(ha.Alerts, config.AlertRoute{Events: []string{"node"}, Send: []string{"plugin:" + n}})
+		}
+		return ha
+	}
+	r := New(route("a"), senders, 10*time.Second, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	emit := func(summary string, total uint64) {
+		t.Helper()
+		r.Emit(monitors.Alert{Type: monitors.AlertFailure, Kind: "node", Summary: summary, Time: t0})
+		deadline := time.Now().Add(20 * time.Second)
+		for c, _ := r.Status(); c.Sent != total; c, _ = r.Status() {
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s: %+v", summary, c)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	emit("one", 1)
+	r.Set(route("a", "b"), senders)
+	emit("two", 3)
+	r.Set(route("b"), senders)
+	emit("three", 4)
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(got[1:3])
+	if want := "a:one a:two b:two b:three"; strings.Join(got, " ") != want {
+		t.Fatalf("deliveries %q, want %s", got, want)
+	}
+}

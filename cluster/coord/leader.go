@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/config"
@@ -43,14 +44,45 @@ type Options struct {
 
 // Coordinator is the cluster core of one node.
 type Coordinator struct {
-	opt     Options
-	log     *slog.Logger
+	opt Options
+	log *slog.Logger
+
+	mu      sync.Mutex
+	groups  []fsm.GroupSpec // this node's definitions: its files, as last loaded
 	version string
+	differs string // the replicated version last warned about
 }
 
 // New returns a coordinator.
 func New(opt Options) *Coordinator {
-	return &Coordinator{opt: opt, log: opt.Log, version: GroupsVersion(opt.Groups, opt.Nodes)}
+	return &Coordinator{opt: opt, log: opt.Log, groups: opt.Groups, version: GroupsVersion(opt.Groups, opt.Nodes)}
+}
+
+// configured returns this node's own group definitions and their version.
+func (c *Coordinator) configured() ([]fsm.GroupSpec, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.groups, c.version
+}
+
+// Reload replicates changed group definitions (`vigil reload` on this
+// node) as the next generation, so that every node applies them and no
+// daemon's older files replace them; it reports whether they differed
+// from the cluster's.
+func (c *Coordinator) Reload(ctx context.Context, groups []fsm.GroupSpec, nodes []fsm.NodeSpec) (bool, error) {
+	version := GroupsVersion(groups, nodes)
+	st := c.opt.FSM.View()
+	changed := st.GroupsVersion != version
+	if changed {
+		if err := c.Apply(ctx, fsm.TypeSetGroups, fsm.SetGroups{Version: version, Generation: st.GroupsGeneration + 1, Groups: groups, Nodes: nodes}); err != nil {
+			return false, fmt.Errorf("reload: %w", err)
+		}
+		c.log.Info("group definitions reloaded", "version", version, "generation", st.GroupsGeneration+1)
+	}
+	c.mu.Lock()
+	c.groups, c.version = groups, version
+	c.mu.Unlock()
+	return changed, nil
 }
 
 // GroupsVersion is a digest of the configured groups and nodes: the leader
@@ -149,8 +181,21 @@ func (c *Coordinator) runLeader(ctx context.Context) {
 // lead brings the replicated state in line with what the leader sees.
 func (c *Coordinator) lead(ctx context.Context) {
 	st := c.opt.FSM.View()
-	if st.GroupsVersion != c.version {
-		if err := c.Apply(ctx, fsm.TypeSetGroups, fsm.SetGroups{Version: c.version, Groups: c.opt.Groups, Nodes: c.opt.Nodes}); err != nil {
+	groups, version := c.configured()
+	switch {
+	case st.GroupsVersion == version:
+	case st.GroupsGeneration > 0:
+		// Set by `vigil reload`: a leader's own files, perhaps older,
+		// must not undo it.
+		c.mu.Lock()
+		if c.differs != st.GroupsVersion {
+			c.differs = st.GroupsVersion
+			c.log.Warn("this node's resources.toml differs from the cluster's group definitions, which vigil reload set; the cluster's stay in force (run vigil reload here to replace them)",
+				"cluster", st.GroupsVersion, "generation", st.GroupsGeneration, "here", version)
+		}
+		c.mu.Unlock()
+	default:
+		if err := c.Apply(ctx, fsm.TypeSetGroups, fsm.SetGroups{Version: version, Groups: groups, Nodes: c.opt.Nodes}); err != nil {
 			c.log.Error("cannot replicate group definitions", "err", err)
 			return
 		}

@@ -26,8 +26,8 @@ func (c *Coordinator) Leave(ctx context.Context) error {
 		return nil
 	}
 	active := func() bool {
-		for _, g := range c.opt.Groups {
-			if lrm.Active(c.opt.LRM.State(g.Name)) {
+		for _, g := range c.opt.LRM.Status() {
+			if lrm.Active(g.State) {
 				return true
 			}
 		}
@@ -62,7 +62,8 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		}
 	}()
 	// Probe first, so that the first reports say what already runs here.
-	for _, g := range c.opt.Groups {
+	groups, _ := c.configured()
+	for _, g := range groups {
 		c.opt.LRM.Probe(ctx, toConfig(g))
 	}
 	tick := time.NewTicker(c.opt.Keepalive)
@@ -77,7 +78,8 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		changed := c.opt.FSM.Changed()
 		var names []string
 		c.opt.FSM.Read(func(s *fsm.State) { names = slices.Clone(s.GroupOrder) })
-		for _, g := range c.opt.Groups {
+		groups, _ := c.configured()
+		for _, g := range groups {
 			if !slices.Contains(names, g.Name) {
 				names = append(names, g.Name) // configured here, not yet replicated
 			}
@@ -229,7 +231,8 @@ func (w *worker) step(ctx context.Context) time.Time {
 	v := w.view()
 	if !v.exists {
 		if !w.haveSpec {
-			for _, g := range w.c.opt.Groups {
+			groups, _ := w.c.configured()
+			for _, g := range groups {
 				if g.Name == w.name {
 					w.spec, w.haveSpec = g, true
 				}
@@ -244,6 +247,23 @@ func (w *worker) step(ctx context.Context) time.Time {
 	cfg := toConfig(w.spec)
 	lr := w.c.opt.LRM
 	local := lr.State(w.name)
+	holdUntil := w.c.opt.Lease.HoldUntil(now)
+	holds := now.Before(holdUntil)
+	want := v.exists && v.owner == w.c.opt.Self
+	// A changed definition (vigil reload) is applied to a group that runs
+	// here only while this node may run it: starting anything without
+	// the lease is what the stop below is for.
+	if !lrm.Active(local) || (want && holds && local != lrm.Blocked) {
+		changed, err := lr.Reconfigure(ctx, cfg)
+		switch {
+		case err != nil:
+			w.reportOp(lr.State(w.name), err, lrm.Active(local))
+			return now
+		case changed && local == lrm.Running:
+			w.report(fsm.Report{State: lrm.Running, Op: "reload", Result: "OK", Reason: "group definition changed"})
+		}
+		local = lr.State(w.name)
+	}
 	if v.cleanupIndex > w.cleanup {
 		// `vigil cleanup`: forget what we knew and look again.
 		w.cleanup = v.cleanupIndex
@@ -251,9 +271,6 @@ func (w *worker) step(ctx context.Context) time.Time {
 		w.reported = ""
 		local = lr.State(w.name)
 	}
-	holdUntil := w.c.opt.Lease.HoldUntil(now)
-	holds := now.Before(holdUntil)
-	want := v.exists && v.owner == w.c.opt.Self
 	switch {
 	case local == lrm.Blocked:
 		w.report(fsm.Report{State: lrm.Blocked, Op: "stop", Reason: "a stop failed: the group may still run here"})

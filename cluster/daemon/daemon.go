@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +54,7 @@ type Daemon struct {
 	gate        *raftGate
 	alerts      *alerts.Router
 	alertHost   *host.Lazy // alert plugins on a witness, which has no plugin host
+	reloading   sync.Mutex // one reload at a time
 }
 
 // opTimeout bounds each resource operation that sets no timeout of its own.
@@ -152,8 +154,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		return nil, err
 	}
 	d.alertHost = &host.Lazy{Dir: ha.PluginDir, Log: log}
-	d.alerts = alerts.New(ha, monitors.Senders{AlertDir: ha.AlertDir, SMTPRelay: ha.SMTPRelay, MailFrom: ha.MailFrom,
-		Log: log.With("component", "alert"), Plugin: d.alertPlugin}, alertTimeout, log.With("component", "alert"))
+	d.alerts = alerts.New(ha, d.senders(ha), alertTimeout, log.With("component", "alert"))
 	groups, nodes := coord.Specs(cfg)
 	d.coord = coord.New(coord.Options{
 		Self: cfg.Self.Name, Incarnation: d.incarnation, Role: cfg.Self.Role, Keepalive: ha.Keepalive.D(), Deadtime: ha.Deadtime.D(),
@@ -162,6 +163,42 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		Log: log.With("component", "core"),
 	})
 	return d, nil
+}
+
+// senders are the alert senders ha's routes reach.
+func (d *Daemon) senders(ha *config.HA) monitors.Senders {
+	return monitors.Senders{AlertDir: ha.AlertDir, SMTPRelay: ha.SMTPRelay, MailFrom: ha.MailFrom,
+		Log: d.log.With("component", "alert"), Plugin: d.alertPlugin}
+}
+
+// Reload reads the configuration directory again (vigil reload, SIGHUP)
+// and applies what changed: group definitions cluster-wide through Raft
+// (every node then converges its groups, see lrm.Reconfigure), this
+// node's alert routes at once. The whole configuration is validated
+// first; an invalid one, or one changing what only a restart can change,
+// is refused and nothing changes. Heartbeats and Raft run on throughout.
+func (d *Daemon) Reload(ctx context.Context) error {
+	d.reloading.Lock()
+	defer d.reloading.Unlock()
+	cfg, err := config.Load(d.cfg.Dir, config.Options{Node: d.cfg.Self.Name})
+	if err != nil {
+		return fmt.Errorf("%w: configuration not reloaded, nothing changed:\n%w", control.ErrRefused, err)
+	}
+	if keys := config.RestartNeeded(d.cfg, cfg); len(keys) > 0 {
+		return fmt.Errorf("%w: configuration not reloaded, nothing changed: these settings change only with a restart of the daemon: %s",
+			control.ErrRefused, strings.Join(keys, ", "))
+	}
+	for _, w := range cfg.Warnings {
+		d.log.Warn(w)
+	}
+	groups, nodes := coord.Specs(cfg)
+	changed, err := d.coord.Reload(ctx, groups, nodes)
+	if err != nil {
+		return err
+	}
+	d.alerts.Set(&cfg.HA, d.senders(&cfg.HA))
+	d.log.Info("configuration reloaded", "groups_changed", changed, "alert_routes", len(cfg.HA.Alerts))
+	return nil
 }
 
 func raftAddr(ip string, port int) string {
@@ -426,6 +463,8 @@ func (d *Daemon) Command(ctx context.Context, c control.Command) error {
 		return d.coord.AddNode(ctx, c.Node, c.Address)
 	case "node-remove":
 		return d.coord.RemoveNode(ctx, c.Node)
+	case "reload":
+		return d.Reload(ctx)
 	case "event":
 		if c.Event == nil {
 			return fmt.Errorf("%w: event: no event", control.ErrRefused)

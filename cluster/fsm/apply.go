@@ -110,7 +110,13 @@ func (s *State) nodeState(index uint64, at time.Time, c *NodeState) error {
 }
 
 func (s *State) setGroups(c *SetGroups) error {
-	s.GroupsVersion = c.Version
+	switch {
+	case c.Generation == 0 && s.GroupsGeneration > 0:
+		return fmt.Errorf("%w: the group definitions were reloaded (generation %d); a daemon's own files no longer replace them", ErrRefused, s.GroupsGeneration)
+	case c.Generation > 0 && c.Generation != s.GroupsGeneration+1:
+		return fmt.Errorf("%w: the group definitions changed meanwhile (generation %d); reload again", ErrRefused, s.GroupsGeneration)
+	}
+	s.GroupsVersion, s.GroupsGeneration = c.Version, c.Generation
 	var order []string
 	for _, ns := range c.Nodes {
 		n := s.Nodes[ns.Name]

@@ -62,12 +62,15 @@ type NodeState struct {
 	Reason      string `json:"reason,omitempty"`
 }
 
-// SetGroups replaces the group definitions (resources.toml) when its
-// version differs from the one in force.
+// SetGroups replaces the group definitions (resources.toml). A daemon
+// starting with definitions of its own sends them with generation 0,
+// taken only while no `vigil reload` has set any; a reload sends the
+// next generation, taken only if nothing else changed them meanwhile.
 type SetGroups struct {
-	Version string      `json:"version"` // a digest of the definitions
-	Groups  []GroupSpec `json:"groups"`
-	Nodes   []NodeSpec  `json:"nodes"`
+	Version    string      `json:"version"` // a digest of the definitions
+	Generation uint64      `json:"generation,omitempty"`
+	Groups     []GroupSpec `json:"groups"`
+	Nodes      []NodeSpec  `json:"nodes"`
 }
 
 // GroupSpec is a group as configured.

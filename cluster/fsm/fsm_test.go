@@ -141,6 +141,20 @@ func TestCommands(t *testing.T) {
 	if s.Groups["web"].Owner != "n2" || s.Groups["web"].Preferred != "n2" || s.Groups["db"] == nil || s.GroupsVersion != "v2" {
 		t.Errorf("set groups: %+v", s.Groups)
 	}
+
+	// A reload sets the next generation; after it, a daemon's own files
+	// (generation 0) and a reload that raced another are refused.
+	nodes := []NodeSpec{{"n1", "member"}, {"n2", "member"}, {"w", "witness"}}
+	a.must(TypeSetGroups, SetGroups{Version: "v3", Generation: 1, Nodes: nodes, Groups: []GroupSpec{{Name: "web", Preferred: "n1"}}})
+	for _, stale := range []SetGroups{{Version: "v2", Nodes: nodes}, {Version: "v4", Generation: 1, Nodes: nodes}, {Version: "v4", Generation: 3, Nodes: nodes}} {
+		if err := a.do(TypeSetGroups, stale); !errors.Is(err, ErrRefused) {
+			t.Errorf("generation %d after generation 1: %v", stale.Generation, err)
+		}
+	}
+	if s.GroupsVersion != "v3" || s.GroupsGeneration != 1 || s.Groups["db"] != nil {
+		t.Errorf("after reload: %s %d %v", s.GroupsVersion, s.GroupsGeneration, s.GroupOrder)
+	}
+	a.must(TypeSetGroups, SetGroups{Version: "v4", Generation: 2, Nodes: nodes, Groups: []GroupSpec{{Name: "web", Preferred: "n1"}}})
 }
 
 // Commands this version does not know — a newer type or version, or

@@ -27,15 +27,17 @@ const (
 // State is the replicated cluster state. Times come from the log entries
 // (when the leader appended them), so every node computes the same state.
 type State struct {
-	Index         uint64            `json:"index"` // last applied log index
-	GroupsVersion string            `json:"groups_version"`
-	Nodes         map[string]*Node  `json:"nodes"`
-	NodeOrder     []string          `json:"node_order"`
-	Groups        map[string]*Group `json:"groups"`
-	GroupOrder    []string          `json:"group_order"`
-	Failures      []Failure         `json:"failures"`
-	Decisions     []Decision        `json:"decisions"`
-	Skipped       uint64            `json:"skipped"` // commands of unknown type or version
+	Index         uint64 `json:"index"` // last applied log index
+	GroupsVersion string `json:"groups_version"`
+	// GroupsGeneration counts the definitions set by `vigil reload`.
+	GroupsGeneration uint64            `json:"groups_generation,omitempty"`
+	Nodes            map[string]*Node  `json:"nodes"`
+	NodeOrder        []string          `json:"node_order"`
+	Groups           map[string]*Group `json:"groups"`
+	GroupOrder       []string          `json:"group_order"`
+	Failures         []Failure         `json:"failures"`
+	Decisions        []Decision        `json:"decisions"`
+	Skipped          uint64            `json:"skipped"` // commands of unknown type or version
 }
 
 // Node is one cluster member as the cluster sees it.

@@ -85,17 +85,28 @@ func (m *Manager) group(g config.Group) (*group, error) {
 	if st, ok := m.groups[g.Name]; ok {
 		return st, nil
 	}
-	st := &group{cfg: g, state: Unknown}
+	bindings, err := bind(g)
+	if err != nil {
+		return nil, err
+	}
+	st := &group{cfg: g, bindings: bindings, state: Unknown}
+	for i, r := range g.Resources {
+		st.res = append(st.res, ResourceStatus{ID: r.ID, Type: r.Type, Plugin: bindings[i].Plugin, State: Unknown})
+	}
+	m.groups[g.Name] = st
+	return st, nil
+}
+
+func bind(g config.Group) ([]config.Binding, error) {
+	var out []config.Binding
 	for _, r := range g.Resources {
 		b, err := r.Bind()
 		if err != nil {
 			return nil, fmt.Errorf("group %s: %s: %w", g.Name, r.ID, err)
 		}
-		st.bindings = append(st.bindings, b)
-		st.res = append(st.res, ResourceStatus{ID: r.ID, Type: r.Type, Plugin: b.Plugin, State: Unknown})
+		out = append(out, b)
 	}
-	m.groups[g.Name] = st
-	return st, nil
+	return out, nil
 }
 
 func (m *Manager) instance(g *group, i int, interval time.Duration) *pb.Instance {
@@ -224,18 +235,7 @@ func (m *Manager) Stop(ctx context.Context, cfg config.Group) error {
 	return nil
 }
 
-func (m *Manager) stopAll(ctx context.Context, g *group) error {
-	var errs []error
-	for i := len(g.bindings) - 1; i >= 0; i-- {
-		if _, err := m.op(ctx, g, i, "stop"); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("group %s: stop failed, group blocked: %w", g.cfg.Name, errors.Join(errs...))
-	}
-	return nil
-}
+func (m *Manager) stopAll(ctx context.Context, g *group) error { return m.stopFrom(ctx, g, 0) }
 
 // Monitor checks every resource of a running group, left to right, and
 // returns the first failure (a resource found stopped counts: it should

@@ -50,6 +50,8 @@ Commands:
   cleanup GROUP [NODE]  forget a group's failures (on NODE, or everywhere) so it may run there again
   node add NAME HOST:PORT / node remove NAME
                         change the Raft voters (run on the leader)
+  reload                re-read the configuration and apply what changed, cluster-wide,
+                        without a restart (as SIGHUP to the daemon); an invalid one is refused
   config check          validate the configuration in a directory
   import heartbeat|ldirectord|mon
                         write Vigil's configuration from ha.cf/haresources/authkeys,
@@ -73,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDaemon(args[1:], stderr, false)
 	case "witness":
 		return cmdDaemon(args[1:], stderr, true)
-	case "move", "unmove", "standby", "online", "maintenance", "ready", "cleanup", "node":
+	case "move", "unmove", "standby", "online", "maintenance", "ready", "cleanup", "node", "reload":
 		return cmdCommand(args[0], args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
@@ -180,6 +182,22 @@ func cmdDaemon(args []string, stderr io.Writer, witness bool) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// SIGHUP reloads, as it does for heartbeat, ldirectord and keepalived.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := d.Reload(ctx); err != nil {
+					log.Error("reload on SIGHUP", "err", err)
+				}
+			}
+		}
+	}()
 	if err := d.Run(ctx); err != nil {
 		log.Error("daemon failed", "err", err)
 		return exitError
@@ -308,6 +326,11 @@ func cmdCommand(op string, args []string, stdout, stderr io.Writer) int {
 		if len(a) == 2 {
 			cmd.Node = a[1]
 		}
+	case "reload":
+		if len(a) != 0 {
+			return bad("reload")
+		}
+		cmd = control.Command{Op: op}
 	case "node":
 		switch {
 		case len(a) == 3 && a[0] == "add":

@@ -104,11 +104,14 @@ func TestOCFDummyAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Dummy has a reload action and no reloadable marks: as Pacemaker
+	// does, its non-unique "fake" reloads in place, its unique "state"
+	// needs a restart.
 	var params []string
 	for _, p := range meta.Parameters {
-		params = append(params, p.Name)
+		params = append(params, fmt.Sprintf("%s:%v", p.Name, p.Reloadable))
 	}
-	if meta.Name != "Dummy" || !strings.Contains(strings.Join(params, ","), "state") {
+	if meta.Name != "Dummy" || !strings.Contains(strings.Join(params, ","), "state:false,fake:true") {
 		t.Fatalf("meta-data: %s %v", meta.Name, params)
 	}
 	for _, a := range meta.Actions {

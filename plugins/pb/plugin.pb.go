@@ -386,13 +386,17 @@ func (x *MetaDataRequest) GetType() string {
 }
 
 type Parameter struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
-	Type          string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"` // string | integer | boolean | time
-	Required      bool                   `protobuf:"varint,4,opt,name=required,proto3" json:"required,omitempty"`
-	Unique        bool                   `protobuf:"varint,5,opt,name=unique,proto3" json:"unique,omitempty"`
-	Default       string                 `protobuf:"bytes,6,opt,name=default,proto3" json:"default,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Type        string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"` // string | integer | boolean | time
+	Required    bool                   `protobuf:"varint,4,opt,name=required,proto3" json:"required,omitempty"`
+	Unique      bool                   `protobuf:"varint,5,opt,name=unique,proto3" json:"unique,omitempty"`
+	Default     string                 `protobuf:"bytes,6,opt,name=default,proto3" json:"default,omitempty"`
+	// reloadable: a change of this parameter alone is applied by the reload
+	// operation, in place (OCF 1.1's reloadable="1"); any other change
+	// restarts the resource.
+	Reloadable    bool `protobuf:"varint,7,opt,name=reloadable,proto3" json:"reloadable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -467,6 +471,13 @@ func (x *Parameter) GetDefault() string {
 		return x.Default
 	}
 	return ""
+}
+
+func (x *Parameter) GetReloadable() bool {
+	if x != nil {
+		return x.Reloadable
+	}
+	return false
 }
 
 type Action struct {
@@ -1281,14 +1292,17 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06output\x18\x03 \x01(\tR\x06output\"%\n" +
 	"\x0fMetaDataRequest\x12\x12\n" +
-	"\x04type\x18\x01 \x01(\tR\x04type\"\xa3\x01\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\"\xc3\x01\n" +
 	"\tParameter\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12\x1a\n" +
 	"\brequired\x18\x04 \x01(\bR\brequired\x12\x16\n" +
 	"\x06unique\x18\x05 \x01(\bR\x06unique\x12\x18\n" +
-	"\adefault\x18\x06 \x01(\tR\adefault\"\\\n" +
+	"\adefault\x18\x06 \x01(\tR\adefault\x12\x1e\n" +
+	"\n" +
+	"reloadable\x18\a \x01(\bR\n" +
+	"reloadable\"\\\n" +
 	"\x06Action\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +

@@ -161,9 +161,19 @@ func (Dummy) MetaData(context.Context, *pb.MetaDataRequest) (*pb.Meta, error) {
 		Parameters: []*pb.Parameter{
 			{Name: "state", Type: "string", Description: "file whose existence means running", Default: "/run/vigil/dummy/ID.state"},
 			{Name: "log", Type: "string", Description: "operation journal", Default: "STATE.log"},
-			{Name: "delay", Type: "time", Description: "how long start and stop take", Default: "0s"},
-			{Name: "fail", Type: "string", Description: "operations that fail (start,stop,monitor)"},
+			{Name: "delay", Type: "time", Description: "how long start and stop take", Default: "0s", Reloadable: true},
+			{Name: "fail", Type: "string", Description: "operations that fail (start,stop,monitor,reload)", Reloadable: true},
 		},
 		Actions: []*pb.Action{{Name: "start", TimeoutMs: 20000}, {Name: "stop", TimeoutMs: 20000},
-			{Name: "monitor", TimeoutMs: 20000, IntervalMs: 10000}}}, nil
+			{Name: "monitor", TimeoutMs: 20000, IntervalMs: 10000}, {Name: "reload", TimeoutMs: 20000}}}, nil
+}
+
+// Reload journals a change of delay or fail applied in place.
+func (Dummy) Reload(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return op(ctx, in, "reload", func(p params) *pb.Result {
+		if p.running() {
+			return sdk.OK()
+		}
+		return sdk.NotRunning("no state file " + p.state)
+	})
 }

@@ -88,8 +88,10 @@ func (r *Resource) engine(in *pb.Instance) (*Engine, error) {
 func (r *Resource) MetaData(context.Context, *pb.MetaDataRequest) (*pb.Meta, error) {
 	return &pb.Meta{Name: "ldirectord", Version: "1.0",
 		Description: "IPVS manager: virtual services, real-server health checks, kernel IPVS or userspace director",
-		Parameters:  []*pb.Parameter{{Name: ParamSpec, Description: "the instance's configuration (from NAME.toml)", Type: "string", Required: true}},
-		Actions:     []*pb.Action{{Name: "start", TimeoutMs: 60000}, {Name: "stop", TimeoutMs: 20000}, {Name: "monitor", TimeoutMs: 20000, IntervalMs: 10000}}}, nil
+		// A changed configuration is applied by difference: a reload.
+		Parameters: []*pb.Parameter{{Name: ParamSpec, Description: "the instance's configuration (from NAME.toml)", Type: "string", Required: true, Reloadable: true}},
+		Actions: []*pb.Action{{Name: "start", TimeoutMs: 60000}, {Name: "stop", TimeoutMs: 20000}, {Name: "monitor", TimeoutMs: 20000, IntervalMs: 10000},
+			{Name: "reload", TimeoutMs: 20000}}}, nil
 }
 
 func (r *Resource) Validate(_ context.Context, in *pb.Instance) (*pb.Result, error) {

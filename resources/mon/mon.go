@@ -63,8 +63,9 @@ func Decode(in *pb.Instance) (*spec.Instance, error) {
 func (r *Resource) MetaData(context.Context, *pb.MetaDataRequest) (*pb.Meta, error) {
 	return &pb.Meta{Name: "mon", Version: "1.0",
 		Description: "mon-like service monitor: watches over host groups, monitor scripts and plugins, alerts",
-		Parameters:  []*pb.Parameter{{Name: spec.ParamName, Description: "the instance's configuration (from NAME.toml)", Type: "string", Required: true}},
-		Actions:     []*pb.Action{{Name: "start", TimeoutMs: 20000}, {Name: "stop", TimeoutMs: 70000}, {Name: "monitor", TimeoutMs: 20000, IntervalMs: 10000}}}, nil
+		Parameters:  []*pb.Parameter{{Name: spec.ParamName, Description: "the instance's configuration (from NAME.toml)", Type: "string", Required: true, Reloadable: true}},
+		Actions: []*pb.Action{{Name: "start", TimeoutMs: 20000}, {Name: "stop", TimeoutMs: 70000}, {Name: "monitor", TimeoutMs: 20000, IntervalMs: 10000},
+			{Name: "reload", TimeoutMs: 20000}}}, nil
 }
 
 func (r *Resource) Validate(_ context.Context, in *pb.Instance) (*pb.Result, error) {

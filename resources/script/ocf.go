@@ -141,11 +141,12 @@ type raXML struct {
 	ShortDesc string `xml:"shortdesc"`
 	LongDesc  string `xml:"longdesc"`
 	Params    []struct {
-		Name      string `xml:"name,attr"`
-		Required  string `xml:"required,attr"`
-		Unique    string `xml:"unique,attr"`
-		ShortDesc string `xml:"shortdesc"`
-		Content   struct {
+		Name       string `xml:"name,attr"`
+		Required   string `xml:"required,attr"`
+		Unique     string `xml:"unique,attr"`
+		Reloadable string `xml:"reloadable,attr"`
+		ShortDesc  string `xml:"shortdesc"`
+		Content    struct {
 			Type    string `xml:"type,attr"`
 			Default string `xml:"default,attr"`
 		} `xml:"content"`
@@ -175,18 +176,29 @@ func ParseOCFMetaData(doc string) (*pb.Meta, error) {
 	if m.Description == "" {
 		m.Description = strings.TrimSpace(ra.LongDesc)
 	}
+	// Which parameters a reload applies: OCF 1.1 marks them reloadable;
+	// before that (every agent resource-agents 4.12 ships), Pacemaker
+	// reloads an agent with a reload action for any non-unique parameter.
+	marked, reload := false, false
 	for _, p := range ra.Params {
-		m.Parameters = append(m.Parameters, &pb.Parameter{
-			Name: p.Name, Description: strings.TrimSpace(p.ShortDesc), Type: p.Content.Type,
-			Required: p.Required == "1" || p.Required == "true", Unique: p.Unique == "1" || p.Unique == "true",
-			Default: p.Content.Default,
-		})
+		marked = marked || p.Reloadable != ""
 	}
 	for _, a := range ra.Actions {
 		m.Actions = append(m.Actions, &pb.Action{Name: a.Name, TimeoutMs: raTime(a.Timeout), IntervalMs: raTime(a.Interval)})
+		reload = reload || a.Name == "reload"
+	}
+	for _, p := range ra.Params {
+		unique := ocfTrue(p.Unique)
+		m.Parameters = append(m.Parameters, &pb.Parameter{
+			Name: p.Name, Description: strings.TrimSpace(p.ShortDesc), Type: p.Content.Type,
+			Required: ocfTrue(p.Required), Unique: unique, Default: p.Content.Default,
+			Reloadable: reload && (ocfTrue(p.Reloadable) || (!marked && !unique)),
+		})
 	}
 	return m, nil
 }
+
+func ocfTrue(s string) bool { return s == "1" || s == "true" }
 
 // raTime reads an action time: "20s", "5m", "100ms" or a bare number of
 // seconds — both forms occur in resource-agents (LEGACY.md §3.4).

@@ -261,6 +261,17 @@ func TestParseOCFMetaData(t *testing.T) {
 	if got != "15000 20000 10000 120000" {
 		t.Fatalf("action times %s", got)
 	}
+	// OCF 1.1 marks: only the marked parameter reloads; without a reload
+	// action nothing does.
+	for doc, want := range map[string]string{
+		`<resource-agent name="a"><parameters><parameter name="p" reloadable="1"/><parameter name="q"/></parameters><actions><action name="reload"/></actions></resource-agent>`: "true false",
+		`<resource-agent name="a"><parameters><parameter name="p" reloadable="1"/><parameter name="q"/></parameters></resource-agent>`:                                           "false false",
+	} {
+		m, err := ParseOCFMetaData(doc)
+		if err != nil || fmt.Sprint(m.Parameters[0].Reloadable, m.Parameters[1].Reloadable) != want {
+			t.Errorf("%s: %v %v, want reloadable %s", doc, m, err, want)
+		}
+	}
 	for _, bad := range []string{"", "not xml", "<resource-agent>", "<other name='x'/>"} {
 		if _, err := ParseOCFMetaData(bad); err == nil {
 			t.Errorf("%q accepted", bad)

@@ -1,0 +1,222 @@
+package lab_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/test/lab"
+)
+
+// traffic is a client requesting VIP:80 back to back until stopped.
+type traffic struct {
+	mu     sync.Mutex
+	ok     int
+	failed []string
+	by     map[string]int
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+func startTraffic(l *lab.Lab, client string) *traffic {
+	tr := &traffic{by: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(tr.done)
+		for {
+			select {
+			case <-tr.stop:
+				return
+			default:
+			}
+			body, err := l.Get(client, lab.VIP+":80", "/", 2*time.Second)
+			tr.mu.Lock()
+			if err != nil {
+				tr.failed = append(tr.failed, time.Now().Format("15:04:05.000")+" "+err.Error())
+			} else {
+				tr.ok++
+				tr.by[body]++
+			}
+			tr.mu.Unlock()
+		}
+	}()
+	return tr
+}
+
+// served returns the answers per server so far and resets them.
+func (tr *traffic) served() map[string]int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	by := tr.by
+	tr.by = map[string]int{}
+	return by
+}
+
+// waitServedBy waits until n answers came from server since the last
+// served().
+func (tr *traffic) waitServedBy(t *testing.T, server string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		tr.mu.Lock()
+		got := tr.by[server]
+		tr.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %d answers from %s: %v", n, server, tr.served())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (tr *traffic) finish() (int, []string) {
+	close(tr.stop)
+	<-tr.done
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.ok, tr.failed
+}
+
+// Live reload under traffic: a client requests the VIP back to back while
+// the configuration changes. An invalid configuration and one changing
+// the heartbeat timing are refused and change nothing; `vigil reload` on
+// the standby director (whose files alone were edited) adds a real server
+// on the active director through Raft; SIGHUP to the active director
+// removes one and reweighs the other. Not one request fails, the VIP
+// never moves or restarts, no heartbeat link misses a beat.
+func TestReloadUnderTraffic(t *testing.T) {
+	l := needLab(t)
+	www := func(reals ...string) string {
+		s := fmt.Sprintf("checkinterval = \"200ms\"\nchecktimeout = \"500ms\"\nbackend = \"auto\"\n[[virtual]]\naddress = \"%s:80\"\nscheduler = \"wlc\"\n", lab.VIP)
+		for _, r := range reals {
+			s += r
+		}
+		return s
+	}
+	real := func(ip string, weight int) string {
+		return fmt.Sprintf("  [[virtual.real]]\n  address = \"%s:80\"\n  forward = \"gate\"\n  weight = %d\n", ip, weight)
+	}
+	c := &lab.Cluster{Name: "reloadtest", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
+		Resources: lab.LVSResources(), Files: map[string]string{"www.toml": www(real(lab.RealIP1, 5))},
+		Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
+	nodes := l.Trio(vigilBin, c, false, nil)
+	client := l.AddClient()
+	l.AddWebServer("rs1", lab.RealIP1)
+	l.AddWebServer("rs2", lab.RealIP2)
+	real1, real2 := lab.RealIP1+":80", lab.RealIP2+":80"
+
+	table := func(what string, want map[string]string) *control.Status {
+		t.Helper()
+		st, err := nodes["n1"].WaitStatus(15*time.Second, func(s *control.Status) bool {
+			tab, _ := lvsTable(s)
+			if len(tab) != len(want) {
+				return false
+			}
+			for k, v := range want {
+				if tab[k] != v {
+					return false
+				}
+			}
+			return true
+		})
+		if err != nil {
+			_, text := lvsTable(st)
+			t.Fatalf("%s: %v\n%s", what, err, text)
+		}
+		return st
+	}
+	st := table("start", map[string]string{real1: "5 up"})
+	version := st.Core.State.GroupsVersion
+	tr := startTraffic(l, client)
+	tr.waitServedBy(t, "rs1", 20)
+
+	reload := func(n *lab.Node) (string, error) {
+		out, err := exec.Command(vigilBin, "reload", "-s", n.Socket).CombinedOutput()
+		return string(out), err
+	}
+	write := func(n *lab.Node, name, data string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(n.Dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unchanged := func(what string) {
+		t.Helper()
+		st, err := nodes["n1"].Client.Status(context.Background())
+		if err != nil || st.Core.State.GroupsVersion != version || st.Core.State.GroupsGeneration != 0 {
+			t.Fatalf("%s changed the cluster: %v", what, err)
+		}
+	}
+
+	// Invalid: an unknown key. Refused with file, line and key.
+	n2 := nodes["n2"]
+	good, _ := os.ReadFile(filepath.Join(n2.Dir, "www.toml"))
+	write(n2, "www.toml", www(real(lab.RealIP1, 5)+"  wieght = 3\n"))
+	out, err := reload(n2)
+	if err == nil || !strings.Contains(out, "www.toml:11") || !strings.Contains(out, "wieght") || !strings.Contains(out, "nothing changed") {
+		t.Fatalf("invalid config: %v\n%s", err, out)
+	}
+	t.Logf("refused:\n%s", out)
+	unchanged("an invalid configuration")
+
+	// A timing change needs a restart: refused, naming the key.
+	ha, _ := os.ReadFile(filepath.Join(n2.Dir, "ha.toml"))
+	write(n2, "www.toml", string(good))
+	write(n2, "ha.toml", strings.Replace(string(ha), "keepalive = \"20ms\"", "keepalive = \"30ms\"", 1))
+	if out, err := reload(n2); err == nil || !strings.Contains(out, "ha.toml: keepalive") {
+		t.Fatalf("keepalive change: %v\n%s", err, out)
+	}
+	unchanged("a keepalive change")
+	write(n2, "ha.toml", string(ha))
+
+	// Only n2's files change; n1, the active director, applies them.
+	tr.served()
+	write(n2, "www.toml", www(real(lab.RealIP1, 5), real(lab.RealIP2, 5)))
+	if out, err := reload(n2); err != nil {
+		t.Fatalf("reload on n2: %v\n%s", err, out)
+	}
+	table("rs2 added by vigil reload on n2", map[string]string{real1: "5 up", real2: "5 up"})
+	tr.waitServedBy(t, "rs2", 20)
+
+	// SIGHUP to n1 with its own files edited: rs1 out, rs2 reweighed.
+	write(nodes["n1"], "www.toml", www(real(lab.RealIP2, 3)))
+	nodes["n1"].Proc.Signal(syscall.SIGHUP)
+	st = table("rs1 removed by SIGHUP on n1", map[string]string{real2: "3 up"})
+	tr.served()
+	tr.waitServedBy(t, "rs2", 20)
+	if by := tr.served(); by["rs1"] > 0 {
+		t.Errorf("rs1 still answers after its removal: %v", by)
+	}
+	ok, failed := tr.finish()
+	if len(failed) > 0 {
+		t.Errorf("%d of %d requests failed during the reloads: %q", len(failed), ok+len(failed), failed)
+	}
+	if st.Core.State.GroupsGeneration != 2 {
+		t.Errorf("group definitions at generation %d, want 2 (two reloads)", st.Core.State.GroupsGeneration)
+	}
+	// No failover, no restart of the VIP, no heartbeat missed.
+	if d := st.Core.State.Decisions; len(d) != 1 || d[0].To != "n1" {
+		t.Errorf("placement decisions %+v, want only the first", d)
+	}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		b, _ := os.ReadFile(nodes[n].Proc.LogPath)
+		for _, bad := range []string{"node-dead", "link-dead", "stopping group", "lease lost"} {
+			if strings.Contains(string(b), bad) {
+				t.Errorf("%s logged %q during the reloads", n, bad)
+			}
+		}
+		if n == "n1" && strings.Count(string(b), "VIP added") != 1 {
+			t.Errorf("n1 added the VIP %d times", strings.Count(string(b), "VIP added"))
+		}
+	}
+	t.Logf("%d requests, none failed, across two rejected and two applied reloads", ok)
+}
