@@ -47,6 +47,10 @@ type HA struct {
 	AlertDir  []string     `toml:"alert_dir"`  // where alert scripts are looked up by name
 	SMTPRelay string       `toml:"smtp_relay"` // host:port for the built-in mail
 	MailFrom  string       `toml:"mail_from"`
+
+	// MetricsListen is host:port of the Prometheus endpoint (/metrics);
+	// empty: none.
+	MetricsListen string `toml:"metrics_listen"`
 }
 
 // AlertRoute sends the events of the kinds it names through its senders.
@@ -333,6 +337,11 @@ func (h *HA) validate(s *errSink, defined func(key string) bool, warn func(strin
 		}
 	}
 	checkPort(s, "raft.port", h.Raft.Port)
+	if h.MetricsListen != "" {
+		if _, port, err := net.SplitHostPort(h.MetricsListen); err != nil || port == "" {
+			s.add("metrics_listen", "%q is not host:port (\"127.0.0.1:9470\", \":9470\" for every address)", h.MetricsListen)
+		}
+	}
 	h.validateAlerts(s, warn)
 }
 

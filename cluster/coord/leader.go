@@ -40,6 +40,8 @@ type Options struct {
 	Members     *membership.Tracker
 	LRM         *lrm.Manager // nil on a witness
 	Log         *slog.Logger
+	// ObserveApply, if set, is told how long each command took to commit.
+	ObserveApply func(time.Duration, error)
 }
 
 // Coordinator is the cluster core of one node.
@@ -133,7 +135,12 @@ func (c *Coordinator) Apply(ctx context.Context, typ string, cmd any) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(time.Second, 4*c.opt.Deadtime))
 	defer cancel()
-	return c.opt.Raft.Apply(ctx, b)
+	start := time.Now()
+	err = c.opt.Raft.Apply(ctx, b)
+	if c.opt.ObserveApply != nil && !errors.Is(err, fsm.ErrRefused) {
+		c.opt.ObserveApply(time.Since(start), err)
+	}
+	return err
 }
 
 // runLeader does the leader's work whenever this node leads: on every

@@ -28,6 +28,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/lease"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/cluster/metrics"
 	"github.com/vigil-ha/vigil/cluster/placement"
 	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins"
@@ -55,6 +56,8 @@ type Daemon struct {
 	alerts      *alerts.Router
 	alertHost   *host.Lazy // alert plugins on a witness, which has no plugin host
 	reloading   sync.Mutex // one reload at a time
+	metrics     *metrics.Metrics
+	metricsL    net.Listener // nil without metrics_listen
 }
 
 // opTimeout bounds each resource operation that sets no timeout of its own.
@@ -155,12 +158,24 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	}
 	d.alertHost = &host.Lazy{Dir: ha.PluginDir, Log: log}
 	d.alerts = alerts.New(ha, d.senders(ha), alertTimeout, log.With("component", "alert"))
+	d.metrics = metrics.New(d.Status)
+	if ha.MetricsListen != "" {
+		// Listen now: a port in use is a start-up error, not a later one.
+		if d.metricsL, err = net.Listen("tcp", ha.MetricsListen); err != nil {
+			closeMedia(media)
+			if d.plugins != nil {
+				d.plugins.Close()
+			}
+			d.raft.Close()
+			return nil, fmt.Errorf("metrics_listen: %w", err)
+		}
+	}
 	groups, nodes := coord.Specs(cfg)
 	d.coord = coord.New(coord.Options{
 		Self: cfg.Self.Name, Incarnation: d.incarnation, Role: cfg.Self.Role, Keepalive: ha.Keepalive.D(), Deadtime: ha.Deadtime.D(),
 		Placement: placement.Options{AutoFailback: ha.AutoFailback, MigrationThreshold: *ha.MigrationThreshold},
 		Groups:    groups, Nodes: nodes, FSM: d.fsm, Raft: d.raft, Lease: d.lease, Members: d.tracker, LRM: d.lrm,
-		Log: log.With("component", "core"),
+		Log: log.With("component", "core"), ObserveApply: d.metrics.ObserveApply,
 	})
 	return d, nil
 }
@@ -260,6 +275,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	run("core", d.coord.Run)
 	run("alerts", d.alerts.Run)
 	run("events", d.watchEvents)
+	if d.metricsL != nil {
+		run("metrics", func(ctx context.Context) error {
+			return d.metrics.Serve(ctx, d.metricsL, d.log.With("component", "metrics"))
+		})
+	}
 	d.log.Info("vigil daemon started", "cluster", d.cfg.HA.Cluster, "node", d.cfg.Self.Name, "incarnation", d.incarnation,
 		"keepalive", d.cfg.HA.Keepalive.String(), "deadtime", d.cfg.HA.Deadtime.String(), "socket", d.socket)
 	select {

@@ -172,6 +172,9 @@ func (s *State) assign(index uint64, at time.Time, c *Assign) error {
 			continue
 		}
 		s.Decisions = appendCapped(s.Decisions, Decision{Time: at, Index: index, Group: ch.Group, From: g.Owner, To: ch.To, Reason: ch.Reason}, keepDecisions)
+		if g.Owner != "" && ch.To != "" {
+			s.Moves++
+		}
 		g.Owner, g.Reason, g.AssignIndex, g.Since, g.Claimed = ch.To, ch.Reason, index, at, ""
 	}
 	return nil

@@ -38,6 +38,8 @@ type State struct {
 	Failures         []Failure         `json:"failures"`
 	Decisions        []Decision        `json:"decisions"`
 	Skipped          uint64            `json:"skipped"` // commands of unknown type or version
+	// Moves counts groups given a new owner (failovers, moves, failbacks).
+	Moves uint64 `json:"moves,omitempty"`
 }
 
 // Node is one cluster member as the cluster sees it.

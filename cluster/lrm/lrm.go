@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -42,6 +43,9 @@ type ResourceStatus struct {
 	Result string    `json:"result,omitempty"` // OCF code name, or the error
 	Reason string    `json:"reason,omitempty"`
 	At     time.Time `json:"at,omitzero"`
+	// Ops counts this resource's operations by "op result"
+	// ("start SUCCESS", "monitor NOT_RUNNING", "stop error").
+	Ops map[string]uint64 `json:"ops,omitempty"`
 }
 
 // GroupStatus is one group on this node.
@@ -167,7 +171,11 @@ func (m *Manager) op(ctx context.Context, g *group, i int, name string) (pb.Code
 	}
 	g.mu.Lock()
 	old := g.res[i]
-	st.ID, st.Type, st.Plugin = old.ID, old.Type, old.Plugin
+	st.ID, st.Type, st.Plugin, st.Ops = old.ID, old.Type, old.Plugin, old.Ops
+	if st.Ops == nil {
+		st.Ops = map[string]uint64{}
+	}
+	st.Ops[name+" "+st.Result]++
 	g.res[i] = st
 	g.mu.Unlock()
 	level := slog.LevelInfo
@@ -416,7 +424,11 @@ func (m *Manager) Status() []GroupStatus {
 	out := make([]GroupStatus, 0, len(m.groups))
 	for _, g := range m.groups {
 		g.mu.Lock()
-		out = append(out, GroupStatus{Name: g.cfg.Name, Wanted: g.wanted, State: g.state, Resources: slices.Clone(g.res)})
+		res := slices.Clone(g.res)
+		for i := range res {
+			res[i].Ops = maps.Clone(res[i].Ops)
+		}
+		out = append(out, GroupStatus{Name: g.cfg.Name, Wanted: g.wanted, State: g.state, Resources: res})
 		g.mu.Unlock()
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

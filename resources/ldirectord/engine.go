@@ -100,6 +100,8 @@ type checker struct {
 	fails int
 	last  monitors.Result
 	at    time.Time
+	runs  uint64 // checks run, and of them failed
+	bad   uint64
 	first chan struct{} // closed at the first result
 }
 
@@ -107,6 +109,12 @@ func (c *checker) state() (known, up bool, last monitors.Result, at time.Time, f
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.known, c.up, c.last, c.at, c.fails
+}
+
+func (c *checker) counts() (runs, failed uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.runs, c.bad
 }
 
 // Configure (re)applies the instance's configuration: checks of reals
@@ -187,6 +195,10 @@ func (e *Engine) runChecker(ctx context.Context, c *checker) {
 		first := !c.known
 		was := c.up
 		c.last, c.at = res, time.Now()
+		c.runs++
+		if !res.OK {
+			c.bad++
+		}
 		if res.OK {
 			c.fails = 0
 			c.up = true

@@ -41,6 +41,10 @@ type RealState struct {
 	Result    string             `json:"result,omitempty"`
 	CheckedAt time.Time          `json:"checked_at,omitzero"`
 	Failures  int                `json:"failures,omitempty"`
+	// Checks run and failed so far, and how long the last one took.
+	Checks       uint64  `json:"checks,omitempty"`
+	ChecksFailed uint64  `json:"checks_failed,omitempty"`
+	CheckSeconds float64 `json:"check_seconds,omitempty"`
 }
 
 // Status reports the instance's configured services with what the
@@ -86,6 +90,8 @@ func (e *Engine) Status() Status {
 			if c != nil {
 				known, _, last, at, fails := c.state()
 				rs.Check, rs.Result, rs.CheckedAt, rs.Failures = c.check.String(), last.Summary, at, fails
+				rs.Checks, rs.ChecksFailed = c.counts()
+				rs.CheckSeconds = last.Latency.Seconds()
 				switch {
 				case e.isDisabled(vi, ri):
 					rs.Health = "disabled"

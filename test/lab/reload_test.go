@@ -106,6 +106,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 		return fmt.Sprintf("  [[virtual.real]]\n  address = \"%s:80\"\n  forward = \"gate\"\n  weight = %d\n", ip, weight)
 	}
 	c := &lab.Cluster{Name: "reloadtest", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
+		Extra:     "metrics_listen = \":9470\"\n",
 		Resources: lab.LVSResources(), Files: map[string]string{"www.toml": www(real(lab.RealIP1, 5))},
 		Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
 	nodes := l.Trio(vigilBin, c, false, nil)
@@ -219,4 +220,40 @@ func TestReloadUnderTraffic(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests, none failed, across two rejected and two applied reloads", ok)
+
+	// The Prometheus endpoint of the active director, scraped from the
+	// client, tells the same story.
+	body, err := l.Get(client, "10.77.1.1:9470", "/metrics", 2*time.Second)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	svc := fmt.Sprintf(`instance="ldirectord_www",real="%s",service="TCP %s:80"`, real2, lab.VIP)
+	for series, check := range map[string]func(float64) bool{
+		`vigil_ldirectord_real_up{` + svc + `}`:                                                               func(v float64) bool { return v == 1 },
+		`vigil_ldirectord_real_weight{` + svc + `}`:                                                           func(v float64) bool { return v == 3 },
+		`vigil_ipvs_connections_total{` + svc + `}`:                                                           func(v float64) bool { return v > 0 },
+		`vigil_group_owner{group="lvs",node="n1"}`:                                                            func(v float64) bool { return v == 1 },
+		`vigil_link_up{link="ucast:eth0",peer="n2"}`:                                                          func(v float64) bool { return v == 1 },
+		`vigil_heartbeat_packets_sent_total{link="bcast:eth1"}`:                                               func(v float64) bool { return v > 0 },
+		`vigil_raft_apply_duration_seconds_count`:                                                             func(v float64) bool { return v > 0 },
+		`vigil_resource_operations_total{group="lvs",op="reload",resource="ldirectord_www",result="SUCCESS"}`: func(v float64) bool { return v == 2 },
+		`vigil_group_moves_total`:                                                                             func(v float64) bool { return v == 0 },
+	} {
+		v, found := metricValue(body, series)
+		if !found || !check(v) {
+			t.Errorf("metric %s = %v (found %v)", series, v, found)
+		}
+	}
+}
+
+// metricValue finds one series in Prometheus' text format.
+func metricValue(body, series string) (float64, bool) {
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			_, err := fmt.Sscan(rest, &v)
+			return v, err == nil
+		}
+	}
+	return 0, false
 }

@@ -1,0 +1,279 @@
+// Package metrics exports a node's state to Prometheus: membership and
+// heartbeat links, heartbeat packets, Raft, placement, resource operations,
+// ldirectord's real servers and IPVS counters, mon's services, alerts.
+//
+// Almost everything is read at scrape time from the same snapshot `vigil
+// status` shows (control.Status), so the numbers agree with status and no
+// hot path takes a metrics lock; only the Raft apply latency is observed
+// as it happens.
+package metrics
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/resources/ldirectord"
+	"github.com/vigil-ha/vigil/resources/mon"
+)
+
+// Metrics is one daemon's registry.
+type Metrics struct {
+	reg        *prometheus.Registry
+	apply      prometheus.Histogram
+	applyFails prometheus.Counter
+}
+
+// New returns the metrics of the node whose status snapshot is status.
+func New(status func() control.Status) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		apply: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vigil_raft_apply_duration_seconds",
+			Help:    "Time from handing a command to Raft to its commit and application (this node's commands).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		applyFails: prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_raft_apply_failures_total",
+			Help: "Commands this node handed to Raft that were not applied (no leader, timeout, refused)."}),
+	}
+	m.reg.MustRegister(m.apply, m.applyFails, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), snapshot{status})
+	return m
+}
+
+// ObserveApply records one Raft apply.
+func (m *Metrics) ObserveApply(took time.Duration, err error) {
+	if err != nil {
+		m.applyFails.Inc()
+		return
+	}
+	m.apply.Observe(took.Seconds())
+}
+
+// Handler serves the registry in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: nil})
+}
+
+// Serve serves /metrics on l until ctx ends.
+func (m *Metrics) Serve(ctx context.Context, l net.Listener, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("metrics endpoint", "address", l.Addr().String(), "path", "/metrics")
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}
+
+// snapshot is an unchecked collector over the status snapshot: the set of
+// series (nodes, links, reals) changes with the configuration.
+type snapshot struct{ status func() control.Status }
+
+func (snapshot) Describe(chan<- *prometheus.Desc) {}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	dInfo        = desc("vigil_info", "The daemon: version, cluster, node.", "version", "cluster", "node")
+	dPeerUp      = desc("vigil_peer_up", "A peer is heard on some link (this node's membership view).", "peer")
+	dLinkUp      = desc("vigil_link_up", "A heartbeat link to a peer is up.", "peer", "link")
+	dLinkRecv    = desc("vigil_link_heartbeats_total", "Fresh heartbeats heard from a peer on a link.", "peer", "link")
+	dLinkLate    = desc("vigil_link_late_heartbeats_total", "Heartbeats from a peer that came after more than warntime.", "peer", "link")
+	dPktSent     = desc("vigil_heartbeat_packets_sent_total", "Heartbeat packets sent on a medium.", "link")
+	dPktSendErr  = desc("vigil_heartbeat_send_errors_total", "Heartbeat packets a medium failed to send.", "link")
+	dPktRecv     = desc("vigil_heartbeat_packets_received_total", "Heartbeat packets accepted from peers on a medium.", "link")
+	dPktDrop     = desc("vigil_heartbeat_packets_dropped_total", "Heartbeat packets dropped on a medium, by reason.", "link", "reason")
+	dLeader      = desc("vigil_raft_leader", "This node is the Raft leader.")
+	dHasLeader   = desc("vigil_raft_has_leader", "This node knows a Raft leader.")
+	dRaftState   = desc("vigil_raft_state", "This node's Raft state (1 for the current one).", "state")
+	dTerm        = desc("vigil_raft_term", "The Raft term.")
+	dApplied     = desc("vigil_raft_applied_index", "The last Raft log index applied here.")
+	dLease       = desc("vigil_lease_held", "A quorum confirms this node's lease (it may hold groups).")
+	dNodeOnline  = desc("vigil_node_online", "The cluster (replicated) holds the node online.", "node")
+	dNodeStandby = desc("vigil_node_standby", "The node is in standby.", "node")
+	dNodeMaint   = desc("vigil_node_maintenance", "The node is in maintenance.", "node")
+	dOwner       = desc("vigil_group_owner", "The node a group is assigned to (1).", "group", "node")
+	dMoves       = desc("vigil_group_moves_total", "Groups given a new owner: failovers, moves, failbacks.")
+	dFailcount   = desc("vigil_group_failcount", "A group's failures on a node.", "group", "node")
+	dLocalGroup  = desc("vigil_group_local_state", "A group's state on this node (1 for the current one).", "group", "state")
+	dResOps      = desc("vigil_resource_operations_total", "Resource operations on this node, by result.", "group", "resource", "op", "result")
+	dResRunning  = desc("vigil_resource_running", "A resource runs on this node.", "group", "resource")
+	dPluginUp    = desc("vigil_plugin_running", "A plugin process runs.", "kind", "plugin")
+	dPluginCrash = desc("vigil_plugin_crashes_total", "Plugin process crashes (each is restarted).", "kind", "plugin")
+	dAlerts      = desc("vigil_alerts_total", "Alerts through ha.toml's routes, by outcome.", "outcome")
+	dRealUp      = desc("vigil_ldirectord_real_up", "A real server passes its health check.", "instance", "service", "real")
+	dRealWeight  = desc("vigil_ldirectord_real_weight", "A real server's weight in the director table (-1: not in it).", "instance", "service", "real")
+	dChecks      = desc("vigil_ldirectord_checks_total", "Health checks run on a real server, by result.", "instance", "service", "real", "result")
+	dCheckSecs   = desc("vigil_ldirectord_check_duration_seconds", "How long a real server's last health check took.", "instance", "service", "real")
+	dActive      = desc("vigil_ldirectord_directing", "This node directs the instance's virtual services.", "instance")
+	dConns       = desc("vigil_ipvs_connections_total", "Connections scheduled (real empty: the whole service).", "instance", "service", "real")
+	dActConns    = desc("vigil_ipvs_active_connections", "Active connections to a real server.", "instance", "service", "real")
+	dInactConns  = desc("vigil_ipvs_inactive_connections", "Inactive connections to a real server.", "instance", "service", "real")
+	dBytes       = desc("vigil_ipvs_bytes_total", "Bytes forwarded (real empty: the whole service).", "instance", "service", "real", "direction")
+	dPackets     = desc("vigil_ipvs_packets_total", "Packets forwarded (real empty: the whole service).", "instance", "service", "real", "direction")
+	dMonOK       = desc("vigil_mon_service_ok", "A mon service's last monitor run succeeded.", "instance", "service")
+	dMonRuns     = desc("vigil_mon_runs_total", "Monitor runs of a mon service.", "instance", "service")
+	dMonAlerts   = desc("vigil_mon_alerts_total", "Alerts a mon service sent.", "instance", "service")
+	dMonSecs     = desc("vigil_mon_run_duration_seconds", "How long a mon service's last monitor run took.", "instance", "service")
+)
+
+func (c snapshot) Collect(ch chan<- prometheus.Metric) {
+	s := c.status()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge(dInfo, 1, s.Version, s.Cluster, s.Node)
+	for _, n := range s.Nodes {
+		if n.Self {
+			continue
+		}
+		gauge(dPeerUp, b2f(n.State == "up"), n.Name)
+		for _, l := range n.Links {
+			gauge(dLinkUp, b2f(l.State == "up"), n.Name, l.Link)
+			counter(dLinkRecv, float64(l.Received), n.Name, l.Link)
+			counter(dLinkLate, float64(l.Late), n.Name, l.Link)
+		}
+	}
+	for _, l := range s.Links {
+		counter(dPktSent, float64(l.Sent), l.Link)
+		counter(dPktSendErr, float64(l.SendErrors), l.Link)
+		counter(dPktRecv, float64(l.Received), l.Link)
+		for reason, n := range l.Dropped {
+			counter(dPktDrop, float64(n), l.Link, reason)
+		}
+	}
+	if cs := s.Core; cs != nil {
+		gauge(dLeader, b2f(cs.Leader == s.Node))
+		gauge(dHasLeader, b2f(cs.Leader != ""))
+		for _, st := range []string{"Leader", "Follower", "Candidate", "Shutdown"} {
+			gauge(dRaftState, b2f(cs.RaftState == st), strings.ToLower(st))
+		}
+		var term float64
+		fmt.Sscan(cs.Term, &term)
+		gauge(dTerm, term)
+		gauge(dApplied, float64(cs.Applied))
+		gauge(dLease, b2f(cs.HoldsLease))
+		if st := cs.State; st != nil {
+			for _, name := range st.NodeOrder {
+				n := st.Nodes[name]
+				gauge(dNodeOnline, b2f(n.Online), name)
+				gauge(dNodeStandby, b2f(n.Standby), name)
+				gauge(dNodeMaint, b2f(n.Maintenance), name)
+				for _, g := range st.GroupOrder {
+					gauge(dFailcount, float64(st.Failcount(g, name)), g, name)
+				}
+			}
+			for _, name := range st.GroupOrder {
+				if g := st.Groups[name]; g.Owner != "" {
+					gauge(dOwner, 1, name, g.Owner)
+				}
+			}
+			counter(dMoves, float64(st.Moves))
+		}
+	}
+	plugins := map[string]string{} // resource id → plugin
+	for _, g := range s.Groups {
+		gauge(dLocalGroup, 1, g.Name, g.State)
+		for _, r := range g.Resources {
+			plugins[r.ID] = r.Plugin
+			gauge(dResRunning, b2f(r.State == "running"), g.Name, r.ID)
+			for k, n := range r.Ops {
+				op, result, _ := strings.Cut(k, " ")
+				counter(dResOps, float64(n), g.Name, r.ID, op, result)
+			}
+		}
+	}
+	for _, p := range s.Plugins {
+		gauge(dPluginUp, b2f(p.State == "running"), string(p.Kind), p.Name)
+		counter(dPluginCrash, float64(p.Crashes), string(p.Kind), p.Name)
+	}
+	if a := s.Alerts; a != nil {
+		counter(dAlerts, float64(a.Counts.Sent), "sent")
+		counter(dAlerts, float64(a.Counts.Failed), "failed")
+		counter(dAlerts, float64(a.Counts.Dropped), "dropped")
+	}
+	for _, in := range s.Inspections {
+		switch plugins[in.Resource] {
+		case "ldirectord":
+			var st ldirectord.Status
+			if json.Unmarshal(in.JSON, &st) == nil {
+				collectLdirectord(in.Resource, st, gauge, counter)
+			}
+		case "mon":
+			var st []mon.ServiceStatus
+			if json.Unmarshal(in.JSON, &st) == nil {
+				for _, svc := range st {
+					gauge(dMonOK, b2f(svc.OK), in.Resource, svc.Service)
+					counter(dMonRuns, float64(svc.Runs), in.Resource, svc.Service)
+					counter(dMonAlerts, float64(svc.Alerts), in.Resource, svc.Service)
+					if d, err := time.ParseDuration(svc.Took); err == nil {
+						gauge(dMonSecs, d.Seconds(), in.Resource, svc.Service)
+					}
+				}
+			}
+		}
+	}
+}
+
+type emit func(d *prometheus.Desc, v float64, labels ...string)
+
+func collectLdirectord(id string, st ldirectord.Status, gauge, counter emit) {
+	gauge(dActive, b2f(st.Active), id)
+	for _, svc := range st.Services {
+		svc.Key = strings.Join(strings.Fields(svc.Key), " ") // "TCP  VIP:80", as ipvsadm pads it
+		if c := svc.Stats; c != nil {
+			counter(dConns, float64(c.Conns), id, svc.Key, "")
+			counter(dBytes, float64(c.InBytes), id, svc.Key, "", "in")
+			counter(dBytes, float64(c.OutBytes), id, svc.Key, "", "out")
+			counter(dPackets, float64(c.InPkts), id, svc.Key, "", "in")
+			counter(dPackets, float64(c.OutPkts), id, svc.Key, "", "out")
+		}
+		for _, r := range svc.Reals {
+			gauge(dRealUp, b2f(r.Health == "up"), id, svc.Key, r.Addr)
+			gauge(dRealWeight, float64(r.Weight), id, svc.Key, r.Addr)
+			counter(dChecks, float64(r.Checks-r.ChecksFailed), id, svc.Key, r.Addr, "ok")
+			counter(dChecks, float64(r.ChecksFailed), id, svc.Key, r.Addr, "failed")
+			if r.Checks > 0 {
+				gauge(dCheckSecs, r.CheckSeconds, id, svc.Key, r.Addr)
+			}
+			gauge(dActConns, float64(r.Active), id, svc.Key, r.Addr)
+			gauge(dInactConns, float64(r.Inactive), id, svc.Key, r.Addr)
+			if c := r.Stats; c != nil {
+				counter(dConns, float64(c.Conns), id, svc.Key, r.Addr)
+				counter(dBytes, float64(c.InBytes), id, svc.Key, r.Addr, "in")
+				counter(dBytes, float64(c.OutBytes), id, svc.Key, r.Addr, "out")
+				counter(dPackets, float64(c.InPkts), id, svc.Key, r.Addr, "in")
+				counter(dPackets, float64(c.OutPkts), id, svc.Key, r.Addr, "out")
+			}
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,118 @@
+package metrics
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/heartbeat"
+	"github.com/vigil-ha/vigil/cluster/lrm"
+	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/resources/ldirectord"
+	"github.com/vigil-ha/vigil/resources/ldirectord/director"
+	"github.com/vigil-ha/vigil/resources/mon"
+)
+
+func status() control.Status {
+	lvs, _ := json.Marshal(ldirectord.Status{Active: true, Services: []ldirectord.ServiceState{{
+		Key: "TCP  10.0.0.3:80", Stats: &director.Counters{Conns: 7, InBytes: 700, OutBytes: 7000, InPkts: 70, OutPkts: 71},
+		Reals: []ldirectord.RealState{
+			{Addr: "10.0.0.21:80", Weight: 5, Health: "up", Active: 2, Checks: 10, ChecksFailed: 1, CheckSeconds: 0.002, Stats: &director.Counters{Conns: 4}},
+			{Addr: "10.0.0.22:80", Weight: -1, Health: "down", Checks: 10, ChecksFailed: 10},
+		}}}})
+	watches, _ := json.Marshal([]mon.ServiceStatus{{Service: "www:http", OK: false, Runs: 12, Alerts: 2, Took: "15ms"}})
+	return control.Status{Cluster: "c", Node: "n1", Version: "v1",
+		Nodes: []control.NodeStatus{{Name: "n1", Self: true}, {Name: "n2", PeerStatus: membership.PeerStatus{Node: "n2", State: "up",
+			Links: []membership.LinkStatus{{Link: "ucast:eth0", State: "up", Received: 100, Late: 3}, {Link: "serial:ttyS0", State: "dead"}}}}},
+		Links: []heartbeat.LinkCounters{{Link: "ucast:eth0", Sent: 120, Received: 100, Dropped: map[string]uint64{"bad_mac": 2}}},
+		Core: &control.ClusterStatus{Leader: "n1", RaftState: "Leader", Term: "4", Applied: 42, HoldsLease: true, State: &fsm.State{
+			NodeOrder: []string{"n1", "n2"}, Nodes: map[string]*fsm.Node{"n1": {Name: "n1", Online: true}, "n2": {Name: "n2", Standby: true}},
+			GroupOrder: []string{"lvs"}, Groups: map[string]*fsm.Group{"lvs": {GroupSpec: fsm.GroupSpec{Name: "lvs"}, Owner: "n1"}}, Moves: 3}},
+		Groups: []lrm.GroupStatus{{Name: "lvs", State: lrm.Running, Resources: []lrm.ResourceStatus{
+			{ID: "IPaddr_10.0.0.3", Plugin: "ipaddr", State: lrm.Running, Ops: map[string]uint64{"start SUCCESS": 1, "monitor SUCCESS": 9}},
+			{ID: "ldirectord_www", Plugin: "ldirectord", State: lrm.Running},
+			{ID: "mon_mon", Plugin: "mon", State: lrm.Running}}}},
+		Inspections: []lrm.Inspection{{Group: "lvs", Resource: "ldirectord_www", JSON: lvs}, {Group: "lvs", Resource: "mon_mon", JSON: watches}},
+		Alerts:      &control.AlertStatus{},
+	}
+}
+
+// Every family from the status snapshot, with the values it holds.
+func TestCollect(t *testing.T) {
+	m := New(status)
+	m.ObserveApply(3*time.Millisecond, nil)
+	m.ObserveApply(time.Second, errors.New("no leader"))
+	want := `
+# HELP vigil_link_up A heartbeat link to a peer is up.
+# TYPE vigil_link_up gauge
+vigil_link_up{link="serial:ttyS0",peer="n2"} 0
+vigil_link_up{link="ucast:eth0",peer="n2"} 1
+# HELP vigil_heartbeat_packets_dropped_total Heartbeat packets dropped on a medium, by reason.
+# TYPE vigil_heartbeat_packets_dropped_total counter
+vigil_heartbeat_packets_dropped_total{link="ucast:eth0",reason="bad_mac"} 2
+# HELP vigil_raft_leader This node is the Raft leader.
+# TYPE vigil_raft_leader gauge
+vigil_raft_leader 1
+# HELP vigil_node_online The cluster (replicated) holds the node online.
+# TYPE vigil_node_online gauge
+vigil_node_online{node="n1"} 1
+vigil_node_online{node="n2"} 0
+# HELP vigil_group_owner The node a group is assigned to (1).
+# TYPE vigil_group_owner gauge
+vigil_group_owner{group="lvs",node="n1"} 1
+# HELP vigil_group_moves_total Groups given a new owner: failovers, moves, failbacks.
+# TYPE vigil_group_moves_total counter
+vigil_group_moves_total 3
+# HELP vigil_resource_operations_total Resource operations on this node, by result.
+# TYPE vigil_resource_operations_total counter
+vigil_resource_operations_total{group="lvs",op="monitor",resource="IPaddr_10.0.0.3",result="SUCCESS"} 9
+vigil_resource_operations_total{group="lvs",op="start",resource="IPaddr_10.0.0.3",result="SUCCESS"} 1
+# HELP vigil_ldirectord_real_up A real server passes its health check.
+# TYPE vigil_ldirectord_real_up gauge
+vigil_ldirectord_real_up{instance="ldirectord_www",real="10.0.0.21:80",service="TCP 10.0.0.3:80"} 1
+vigil_ldirectord_real_up{instance="ldirectord_www",real="10.0.0.22:80",service="TCP 10.0.0.3:80"} 0
+# HELP vigil_ldirectord_checks_total Health checks run on a real server, by result.
+# TYPE vigil_ldirectord_checks_total counter
+vigil_ldirectord_checks_total{instance="ldirectord_www",real="10.0.0.21:80",result="failed",service="TCP 10.0.0.3:80"} 1
+vigil_ldirectord_checks_total{instance="ldirectord_www",real="10.0.0.21:80",result="ok",service="TCP 10.0.0.3:80"} 9
+vigil_ldirectord_checks_total{instance="ldirectord_www",real="10.0.0.22:80",result="failed",service="TCP 10.0.0.3:80"} 10
+vigil_ldirectord_checks_total{instance="ldirectord_www",real="10.0.0.22:80",result="ok",service="TCP 10.0.0.3:80"} 0
+# HELP vigil_ipvs_connections_total Connections scheduled (real empty: the whole service).
+# TYPE vigil_ipvs_connections_total counter
+vigil_ipvs_connections_total{instance="ldirectord_www",real="",service="TCP 10.0.0.3:80"} 7
+vigil_ipvs_connections_total{instance="ldirectord_www",real="10.0.0.21:80",service="TCP 10.0.0.3:80"} 4
+# HELP vigil_mon_service_ok A mon service's last monitor run succeeded.
+# TYPE vigil_mon_service_ok gauge
+vigil_mon_service_ok{instance="mon_mon",service="www:http"} 0
+# HELP vigil_mon_run_duration_seconds How long a mon service's last monitor run took.
+# TYPE vigil_mon_run_duration_seconds gauge
+vigil_mon_run_duration_seconds{instance="mon_mon",service="www:http"} 0.015
+# HELP vigil_raft_apply_failures_total Commands this node handed to Raft that were not applied (no leader, timeout, refused).
+# TYPE vigil_raft_apply_failures_total counter
+vigil_raft_apply_failures_total 1
+`
+	names := []string{"vigil_link_up", "vigil_heartbeat_packets_dropped_total", "vigil_raft_leader", "vigil_node_online", "vigil_group_owner",
+		"vigil_group_moves_total", "vigil_resource_operations_total", "vigil_ldirectord_real_up", "vigil_ldirectord_checks_total",
+		"vigil_ipvs_connections_total", "vigil_mon_service_ok", "vigil_mon_run_duration_seconds", "vigil_raft_apply_failures_total"}
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), names...); err != nil {
+		t.Fatal(err)
+	}
+	// The endpoint serves the same, with the histogram and the process.
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, s := range []string{"vigil_raft_apply_duration_seconds_count 1", `vigil_info{cluster="c",node="n1",version="v1"} 1`, "process_resident_memory_bytes", "go_goroutines"} {
+		if !strings.Contains(rec.Body.String(), s) {
+			t.Errorf("/metrics lacks %q", s)
+		}
+	}
+	if n, err := testutil.GatherAndCount(m.reg); err != nil || n < 60 {
+		t.Errorf("%d series, %v", n, err)
+	}
+}
