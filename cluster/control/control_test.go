@@ -180,6 +180,16 @@ func TestOneLine(t *testing.T) {
 	if line != want || code != NagiosWarning {
 		t.Errorf("got %d %q\nwant %d %q", code, line, NagiosWarning, want)
 	}
+	// A link that never heard the peer (a serial cable to another node)
+	// is no warning.
+	for i := range s.Nodes {
+		if s.Nodes[i].Name == "lvs2" {
+			s.Nodes[i].Links = append(s.Nodes[i].Links, membership.LinkStatus{Link: "serial:/dev/ttyS1", State: "dead"})
+		}
+	}
+	if line, _ := OneLine(s); line != want {
+		t.Errorf("with a never-heard link: %q", line)
+	}
 
 	s.Core.State.Groups["lvs"].Owner = ""
 	s.Core.Leader = ""

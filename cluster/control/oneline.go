@@ -15,7 +15,8 @@ const (
 
 // OneLine is the cluster in one line for a Nagios-style check, and the
 // plugin exit code: CRITICAL when there is no leader or quorum, or a group
-// runs nowhere; WARNING when a node is offline, a heartbeat link is dead,
+// runs nowhere; WARNING when a node is offline, a heartbeat link that
+// worked is dead,
 // operations failed, a plugin failed or alerts could not be sent; else OK.
 // Performance data follows the "|" as Nagios expects.
 func OneLine(s *Status) (string, int) {
@@ -57,7 +58,9 @@ func OneLine(s *Status) (string, int) {
 	var dead []string
 	for _, n := range s.Nodes {
 		for _, l := range n.Links {
-			if l.State == "dead" && n.State == "up" {
+			// A link never heard from this peer reaches another one (a
+			// serial cable joins two nodes of three): not a failure.
+			if l.State == "dead" && n.State == "up" && !l.LastHeard.IsZero() {
 				dead = append(dead, n.Name+"/"+l.Link)
 			}
 		}
