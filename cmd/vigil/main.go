@@ -37,29 +37,6 @@ const (
 	exitUnreachable = 2 // no daemon answered (status)
 )
 
-const usage = `Usage: vigil COMMAND [options]
-
-Commands:
-  daemon                run the cluster daemon on this node
-  witness               run the daemon of a witness node (votes, runs no resources)
-  status                show the cluster, its nodes and heartbeat links (crm_mon-like;
-                        --json, --watch, -1 for a Nagios check, --stats)
-  move GROUP NODE       move a group to a node and keep it there (unmove GROUP: let placement decide again)
-  standby NODE          move every group off a node and keep them off (online NODE: undo)
-  maintenance NODE      stop managing a node's resources (ready NODE: undo)
-  cleanup GROUP [NODE]  forget a group's failures (on NODE, or everywhere) so it may run there again
-  node add NAME HOST:PORT / node remove NAME
-                        change the Raft voters (run on the leader)
-  reload                re-read the configuration and apply what changed, cluster-wide,
-                        without a restart (as SIGHUP to the daemon); an invalid one is refused
-  config check          validate the configuration in a directory
-  import heartbeat|ldirectord|mon
-                        write Vigil's configuration from ha.cf/haresources/authkeys,
-                        ldirectord.cf or mon.cf, with a report of every directive
-  version               print the version
-
-Run 'vigil COMMAND -h' for a command's options.
-`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -67,7 +44,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return exitError
 	}
 	switch args[0] {
@@ -98,14 +75,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitError
 		}
 		return exitOK
+	case "completion":
+		if len(args) != 2 || args[1] != "bash" {
+			fmt.Fprintln(stderr, "usage: vigil completion bash")
+			return exitError
+		}
+		writeCompletion(stdout)
+		return exitOK
+	case "man":
+		writeMan(stdout)
+		return exitOK
 	case "version", "--version":
 		fmt.Fprintf(stdout, "vigil %s\n", version)
 		return exitOK
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "vigil: unknown command %q\n\n%s", args[0], usage)
+	fmt.Fprintf(stderr, "vigil: unknown command %q\n\n%s", args[0], usage())
 	return exitError
 }
 
