@@ -37,7 +37,6 @@ const (
 	exitUnreachable = 2 // no daemon answered (status)
 )
 
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
