@@ -12,7 +12,7 @@ FUZZTIME ?= 30s
 # mon provides the monitor and alert scripts the mon tests run unchanged.
 DEB_DEPS := socat iproute2 resource-agents heartbeat mon
 
-.PHONY: all build test lint bench bench-failover bench-lvs bench-mon fuzz demo deps debs proto clean install uninstall
+.PHONY: samples all build test lint bench bench-failover bench-lvs bench-mon fuzz demo deps debs proto clean install uninstall
 
 all: build
 
@@ -25,6 +25,16 @@ deps:
 	@# mon's mail.alert pipes to /usr/lib/sendmail: msmtp provides it (and
 	@# the test points it at its own SMTP sink), unless an MTA already does.
 	@[ -e /usr/lib/sendmail ] || $(MAKE) --no-print-directory debs PKGS_NEEDED=msmtp-mta
+	@[ -d $(SAMPLES)/usr/share/doc/keepalived/samples ] || $(MAKE) --no-print-directory samples
+
+# keepalived's sample configurations, which the importer's tests read:
+# the package is downloaded and unpacked under bin/, never installed (it
+# would start a daemon).
+SAMPLES := bin/samples
+samples:
+	mkdir -p $(SAMPLES)/debs
+	cd $(SAMPLES)/debs && { apt-get download keepalived >/dev/null 2>&1 || { apt-get update -qq && apt-get download keepalived; }; }
+	dpkg-deb -x $$(ls $(SAMPLES)/debs/keepalived_*.deb | head -1) $(SAMPLES)
 
 debs:
 	@missing=""; for p in $(PKGS_NEEDED); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -95,7 +105,7 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./cluster/heartbeat/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzParseOCFMetaData$$' -fuzztime $(FUZZTIME) ./resources/script/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseProcIPVS$$' -fuzztime $(FUZZTIME) ./resources/ldirectord/director/
-	@for t in FuzzImportHeartbeat FuzzImportLdirectord FuzzImportMon; do \
+	@for t in FuzzImportHeartbeat FuzzImportLdirectord FuzzImportMon FuzzImportKeepalived; do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./legacy/ || exit 1; done
 
 # A three-node cluster in network namespaces: status, a UDP cut survived

@@ -43,3 +43,21 @@ func FuzzImportHeartbeat(f *testing.F) {
 			Addresses: map[string]string{"a": "10.0.0.1", "b": "10.0.0.2"}})
 	})
 }
+
+func FuzzImportKeepalived(f *testing.F) {
+	seedFile(f, "../bin/samples/usr/share/doc/keepalived/samples/keepalived.conf.sample")
+	f.Add([]byte("vrrp_instance A { state MASTER\n virtual_ipaddress {\n10.0.0.3/24 dev eth0 }}\nvirtual_server 10.0.0.3 80 { real_server 10.0.0.4 80 { HTTP_GET { url { path / status_code 200-299 } } } }\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, err := ImportKeepalived(KeepalivedInput{Path: "k.conf", Data: data, Node: "n1"})
+		if err != nil {
+			return
+		}
+		for name, b := range k.Files {
+			if name == config.ResourcesFile {
+				_, _ = config.ParseResources(name, b, &config.HA{Nodes: []config.Node{{Name: "n1"}}})
+			} else {
+				_, _ = config.ParseLdirectord(name, b)
+			}
+		}
+	})
+}

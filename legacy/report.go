@@ -1,6 +1,6 @@
 // Package legacy reads the configuration files of the tools Vigil
 // replaces — heartbeat's ha.cf, haresources and authkeys, ldirectord.cf,
-// mon.cf — with their own parsers' rules (LEGACY.md), and writes Vigil's
+// mon.cf, keepalived.conf — with their own parsers' rules (LEGACY.md), and writes Vigil's
 // TOML, with a report of what became of every directive.
 package legacy
 

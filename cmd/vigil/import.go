@@ -30,7 +30,7 @@ func (a addresses) Set(s string) error {
 // the old tool would refuse too, or when a file exists (unless -f).
 func cmdImport(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: vigil import heartbeat|ldirectord|mon [options] (vigil import KIND -h)")
+		fmt.Fprintln(stderr, "usage: vigil import heartbeat|ldirectord|mon|keepalived [options] (vigil import KIND -h)")
 		return exitError
 	}
 	kind := args[0]
@@ -39,6 +39,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 	force := fs.Bool("f", false, "overwrite existing files")
 	var files map[string][]byte
 	var report *legacy.Report
+	var checkNode string // keepalived: the node resources.toml may name
 	var err error
 	switch kind {
 	case "heartbeat":
@@ -59,6 +60,30 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		var h *legacy.Heartbeat
 		h, err = legacy.ImportHeartbeat(in)
 		files, report = h.Files, &h.Report
+	case "keepalived":
+		host, _ := os.Hostname()
+		node := fs.String("node", host, "this node's name: the preferred node of the instances that start as MASTER here")
+		name := fs.String("name", "lvs", "the ldirectord instance the virtual servers become (NAME.toml)")
+		if fs.Parse(args[1:]) != nil {
+			return exitError
+		}
+		path := "/etc/keepalived/keepalived.conf"
+		if fs.NArg() == 1 {
+			path = fs.Arg(0)
+		} else if fs.NArg() > 1 {
+			fmt.Fprintln(stderr, "usage: vigil import keepalived [-o DIR] [--node NAME] [--name NAME] [FILE]")
+			return exitError
+		}
+		data, rerr := os.ReadFile(path)
+		if rerr != nil {
+			fmt.Fprintln(stderr, "vigil import:", rerr)
+			return exitError
+		}
+		var k *legacy.Keepalived
+		k, err = legacy.ImportKeepalived(legacy.KeepalivedInput{Path: path, Data: data, Node: strings.ToLower(*node), Name: *name,
+			ReadFile: os.ReadFile, Glob: filepath.Glob})
+		files, report = k.Files, &k.Report
+		checkNode = strings.ToLower(*node)
 	case "ldirectord", "mon":
 		name := fs.String("name", "", "the instance's name: NAME.toml, used as "+kind+"::NAME (default: the file's name)")
 		if fs.Parse(args[1:]) != nil {
@@ -85,7 +110,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		}
 		files = map[string][]byte{*name + ".toml": toml}
 	default:
-		fmt.Fprintf(stderr, "vigil import: unknown kind %q (heartbeat, ldirectord, mon)\n", kind)
+		fmt.Fprintf(stderr, "vigil import: unknown kind %q (heartbeat, ldirectord, mon, keepalived)\n", kind)
 		return exitError
 	}
 	report.Write(stdout)
@@ -101,7 +126,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 	for name := range files {
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*out, name))
 	}
-	return checkImported(*out, kind, files, stdout, stderr)
+	return checkImported(*out, kind, checkNode, files, stdout, stderr)
 }
 
 func writeImported(dir string, files map[string][]byte, force bool) error {
@@ -133,13 +158,21 @@ func writeImported(dir string, files map[string][]byte, force bool) error {
 // ha.toml, authkeys and resources.toml for heartbeat (the ldirectord and
 // mon instances they name are checked once imported, by config check),
 // the instance file for the others.
-func checkImported(dir, kind string, files map[string][]byte, stdout, stderr io.Writer) int {
+func checkImported(dir, kind, node string, files map[string][]byte, stdout, stderr io.Writer) int {
 	var err error
 	for name, data := range files {
 		p := filepath.Join(dir, name)
 		switch {
-		case kind == "ldirectord":
+		case kind == "ldirectord" || kind == "keepalived" && name != config.ResourcesFile:
 			_, err = config.ParseLdirectord(p, data)
+		case kind == "keepalived":
+			// keepalived.conf names no nodes: check the groups against
+			// the one node given.
+			ha := &config.HA{}
+			if node != "" {
+				ha.Nodes = []config.Node{{Name: node}}
+			}
+			_, err = config.ParseResources(p, data, ha)
 		case kind == "mon":
 			_, err = config.ParseMon(p, data)
 		case name == config.HAFile:

@@ -95,3 +95,28 @@ func TestStatusOneLineUnreachable(t *testing.T) {
 		t.Errorf("%d %q", code, out)
 	}
 }
+
+// keepalived's main sample through the CLI: the files, checked; a
+// configuration keepalived refuses writes nothing.
+func TestImportKeepalived(t *testing.T) {
+	out := t.TempDir()
+	sample := "../../bin/samples/usr/share/doc/keepalived/samples/keepalived.conf.sample"
+	code, stdout, errs := vigil("import", "keepalived", "-o", out, "--node", "lvs1", sample)
+	if code != exitOK || !strings.Contains(stdout, "checked: OK") || !strings.Contains(stdout, "mapped      virtual_server 10.10.10.2 1358") {
+		t.Fatalf("import keepalived: %d\n%s%s", code, stdout, errs)
+	}
+	for _, f := range []string{"resources.toml", "lvs.toml"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "keepalived.conf")
+	os.WriteFile(bad, []byte("vrrp_instance A {\n  frobnicate\n}\n"), 0o644)
+	empty := t.TempDir()
+	if code, _, errs := vigil("import", "keepalived", "-o", empty, "--node", "lvs1", bad); code != exitError || !strings.Contains(errs, "Unknown keyword") {
+		t.Errorf("refused config: %d %s", code, errs)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Errorf("files written for a refused config: %v", entries)
+	}
+}

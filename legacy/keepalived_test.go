@@ -1,0 +1,160 @@
+package legacy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vigil-ha/vigil/cluster/config"
+)
+
+// keepalivedSamples are the sample configurations of Debian's keepalived
+// 2.2.7 package, unpacked (not installed) by `make deps`.
+const keepalivedSamples = "../bin/samples/usr/share/doc/keepalived/samples"
+
+func importKeepalived(t *testing.T, path string, data []byte) *Keepalived {
+	t.Helper()
+	k, err := ImportKeepalived(KeepalivedInput{Path: path, Data: data, Node: "lvs1", ReadFile: os.ReadFile, Glob: filepath.Glob})
+	if err != nil {
+		k.Write(os.Stderr)
+		t.Fatalf("%s: %v", path, err)
+	}
+	checkKeepalived(t, path, k)
+	return k
+}
+
+// checkKeepalived runs on the result the check `vigil import` runs.
+func checkKeepalived(t *testing.T, path string, k *Keepalived) {
+	t.Helper()
+	for name, data := range k.Files {
+		var err error
+		if name == config.ResourcesFile {
+			_, err = config.ParseResources(name, data, &config.HA{Nodes: []config.Node{{Name: "lvs1"}}})
+		} else {
+			_, err = config.ParseLdirectord(name, data)
+		}
+		if err != nil {
+			t.Errorf("%s: %s does not pass the check: %v\n%s", path, name, err, data)
+		}
+	}
+}
+
+// Every sample Debian ships imports, and the result passes the check;
+// directives Vigil has no counterpart for are reported, never dropped
+// silently.
+func TestKeepalivedDebianSamples(t *testing.T) {
+	paths, _ := filepath.Glob(filepath.Join(keepalivedSamples, "keepalived.conf*"))
+	if len(paths) < 20 {
+		t.Fatalf("keepalived's samples are missing under %s (make deps unpacks Debian's keepalived package there)", keepalivedSamples)
+	}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := importKeepalived(t, p, data)
+		statements := 0
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := kaTokens(line); len(f) > 0 && f[0] != "}" && f[0] != "{" {
+				statements++
+			}
+		}
+		if len(k.Entries) == 0 || len(k.Entries) > statements+1 {
+			t.Errorf("%s: %d report entries for %d statements", p, len(k.Entries), statements)
+		}
+	}
+
+	// The main sample, in detail.
+	k := importKeepalived(t, "keepalived.conf.sample", read(t, filepath.Join(keepalivedSamples, "keepalived.conf.sample")))
+	res, ld := string(k.Files["resources.toml"]), string(k.Files["lvs.toml"])
+	for _, want := range []string{`name = "VI_1"`, `{ cidr_netmask = "32", ip = "192.168.200.11", nic = "eth0" }`, `ip = "192.168.200.13"`, `{ type = "ldirectord", params = { config = "lvs" } }`} {
+		if !strings.Contains(res, want) {
+			t.Errorf("resources.toml lacks %s:\n%s", want, res)
+		}
+	}
+	if e := outcome(&k.Report, "vrrp_instance VI_1"); e.Outcome != Caveat || !strings.Contains(e.Note, "BACKUP on this node") {
+		t.Errorf("no instance starts as MASTER here, yet no caveat on the preferred node: %+v", e)
+	}
+	for _, want := range []string{`address = "10.10.10.2:1358"`, `scheduler = "rr"`, `persistent = "50s"`, `checktype = "negotiate"`, `service = "http"`,
+		`request = "/testurl3/test.jsp"`, `digest = "640205b7b0fc66c1ea91c463fac6334d"`, `fallback = "192.168.200.200:1358 masq"`, `forward = "masq"`, `checkinterval = "6s"`} {
+		if !strings.Contains(ld, want) {
+			t.Errorf("lvs.toml lacks %s:\n%s", want, ld)
+		}
+	}
+	for directive, want := range map[string]Outcome{"nopreempt": Caveat, "192.168.200.11": Caveat, "smtp_connect_timeout 30": Unsupported, "lb_kind NAT": Mapped} {
+		if e := outcome(&k.Report, directive); e.Outcome != want {
+			t.Errorf("%s: %s (%s), want %s", directive, e.Outcome, e.Note, want)
+		}
+	}
+
+	// Sync groups: the instances that fail over together are one group.
+	k = importKeepalived(t, "sync", read(t, filepath.Join(keepalivedSamples, "keepalived.conf.vrrp.sync")))
+	res = string(k.Files["resources.toml"])
+	if strings.Count(res, "[[group]]") != 2 || !strings.Contains(res, "name = \"G1\"\nnode = \"lvs1\"") || strings.Count(res, "type = \"IPaddr\"") != 9 {
+		t.Errorf("sync groups:\n%s", res)
+	}
+}
+
+// keepalived's syntax and the mapping, one rule at a time.
+func TestKeepalivedRules(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, map[string][]byte{"vs-web.conf": []byte(`virtual_server 10.0.0.3 80
+{
+    lb_algo wlc ! a comment
+    lb_kind DR   # another
+    inhibit_on_failure
+    real_server 10.0.1.1 80 { weight 3
+        MISC_CHECK {
+            misc_path "/usr/local/bin/check web"
+            misc_timeout 5
+        }
+    }
+    real_server 10.0.1.2 80 {
+        TCP_CHECK { connect_timeout 2 }
+    }
+}
+virtual_server fwmark 7 {
+    real_server 10.0.1.3 { }
+}
+`)})
+	conf := []byte(`vrrp_instance WEB{ state MASTER
+    interface eth0
+    virtual_router_id 9
+    garp_master_repeat 4
+    virtual_ipaddress { 10.0.0.3/24 dev eth1 label eth1:web
+    }
+}
+include vs-*.conf
+`)
+	k := importKeepalived(t, filepath.Join(dir, "keepalived.conf"), conf)
+	res, ld := string(k.Files["resources.toml"]), string(k.Files["lvs.toml"])
+	for _, want := range []string{"name = \"WEB\"\nnode = \"lvs1\"", `{ arp_count = "4", cidr_netmask = "24", ip = "10.0.0.3", label = "eth1:web", nic = "eth1" }`, `config = "lvs"`} {
+		if !strings.Contains(res, want) {
+			t.Errorf("resources.toml lacks %s:\n%s", want, res)
+		}
+	}
+	for _, want := range []string{`checktype = "external"`, `checkcommand = "/usr/local/bin/check web"`, `checktimeout = "5s"`, `quiescent = true`,
+		`scheduler = "wlc"`, "address = \"10.0.1.1:80\"\n  forward = \"gate\"\n  weight = 3", "fwmark = 7", "address = \"10.0.1.3\"\n  forward = \"masq\""} {
+		if !strings.Contains(ld, want) {
+			t.Errorf("lvs.toml lacks %s:\n%s", want, ld)
+		}
+	}
+	if e := outcome(&k.Report, "TCP_CHECK"); e.Outcome != Caveat {
+		t.Errorf("a second real's own check: %s %s", e.Outcome, e.Note)
+	}
+
+	// What keepalived refuses too: nothing is written.
+	for _, bad := range []string{
+		"vrrp_instance A {\n interface eth0\n",             // missing }
+		"frobnicate 1\n",                                   // unknown keyword
+		"vrrp_instance A { virtual_router_id 300 }\n",      // out of range
+		"virtual_server 10.0.0.3 80 { lb_kind MASQ }\n",    // unknown routing method
+		"vrrp_instance A { virtual_ipaddress { nope } }\n", // not an address
+		"}\n",
+	} {
+		if _, err := ImportKeepalived(KeepalivedInput{Path: "k.conf", Data: []byte(bad)}); err == nil {
+			t.Errorf("accepted: %q", bad)
+		}
+	}
+}
