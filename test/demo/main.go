@@ -12,6 +12,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -261,6 +262,16 @@ resources = [
 	step("waiting for the VIP and the IPVS table on n1")
 	table(n1, map[string]string{real1: "up", real2: "up"})
 	status(bin, n1)
+	// The round trip: the table the daemon programs from the imported
+	// file is the one ldirectord programs from ldirectord.cf
+	// (-A -t VIP:80 -s wlc; -a -r REAL:80 -g -w 5 for each real).
+	st, err := n1.Client.Status(context.Background())
+	if err != nil {
+		r.Fatalf("%v", err)
+	}
+	if got, want := tableLines(st), []string{"TCP " + lab.VIP + ":80 wlc", "-> " + real1 + " Route 5", "-> " + real2 + " Route 5"}; !slices.Equal(got, want) {
+		r.Fatalf("IPVS table %q, want ldirectord's %q", got, want)
+	}
 
 	step("the client asks the VIP ten times (wlc over both real servers)")
 	fmt.Println(served(l, ns, 10))
@@ -335,6 +346,27 @@ func realTable(st *control.Status) map[string]string {
 		}
 	}
 	return got
+}
+
+// tableLines is the ldirectord table as ipvsadm -Ln shows it, without
+// counters and health: "TCP VIP:PORT SCHED", "-> REAL FORWARD WEIGHT".
+func tableLines(st *control.Status) []string {
+	var out []string
+	for _, in := range st.Inspections {
+		if in.Resource != "ldirectord_www" {
+			continue
+		}
+		for _, line := range strings.Split(in.Text, "\n") {
+			f := strings.Fields(line)
+			switch {
+			case len(f) >= 3 && (f[0] == "TCP" || f[0] == "UDP"):
+				out = append(out, strings.Join(f[:3], " "))
+			case len(f) >= 4 && f[0] == "->" && f[1] != "RemoteAddress:Port":
+				out = append(out, strings.Join(f[:4], " "))
+			}
+		}
+	}
+	return out
 }
 
 // served asks the VIP n times and counts the answers by server.
