@@ -42,6 +42,14 @@ type kaNode struct {
 	line int
 }
 
+// arg is the statement's first argument, or "".
+func (n *kaNode) arg() string {
+	if len(n.args) == 0 {
+		return ""
+	}
+	return n.args[0]
+}
+
 // kaParse reads keepalived's syntax: statements a line each, blocks in
 // braces (the brace may end the line or stand on the next), '!' and '#'
 // start comments outside quotes, include <glob> anywhere.
@@ -386,10 +394,7 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 	state := "BACKUP"
 	var vipNodes []*kaNode
 	for _, kid := range st.kids {
-		arg := ""
-		if len(kid.args) > 0 {
-			arg = kid.args[0]
-		}
+		arg := kid.arg()
 		switch kid.kw {
 		case "state":
 			if arg != "MASTER" && arg != "BACKUP" {
@@ -588,10 +593,7 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 		method := "masq" // keepalived's default is NAT
 		var reals []*kaNode
 		for _, kid := range v.kids {
-			arg := ""
-			if len(kid.args) > 0 {
-				arg = kid.args[0]
-			}
+			arg := kid.arg()
 			switch kid.kw {
 			case "delay_loop":
 				key("checkinterval", arg+"s")

@@ -211,18 +211,24 @@ func (m *Manager) Start(ctx context.Context, cfg config.Group) error {
 			continue
 		}
 		if _, err := m.op(ctx, g, i, "start"); err != nil {
-			serr := m.stopAll(ctx, g)
-			state := Failed
-			if serr != nil {
-				state = Blocked
-			}
-			g.set(true, state)
-			return errors.Join(err, serr)
+			return m.startFailed(ctx, g, err)
 		}
 	}
 	g.set(true, Running)
 	m.log.Info("group started", "group", cfg.Name)
 	return nil
+}
+
+// startFailed stops the whole group right to left after a failed start,
+// as heartbeat does: Failed, or Blocked when a stop fails too.
+func (m *Manager) startFailed(ctx context.Context, g *group, err error) error {
+	serr := m.stopAll(ctx, g)
+	state := Failed
+	if serr != nil {
+		state = Blocked
+	}
+	g.set(true, state)
+	return errors.Join(err, serr)
 }
 
 // Stop runs g's resources' stop right to left. A failed stop leaves the

@@ -85,13 +85,7 @@ func (m *Manager) Reconfigure(ctx context.Context, cfg config.Group) (bool, erro
 	}
 	for i := from; i < len(bindings); i++ {
 		if _, err := m.op(ctx, g, i, "start"); err != nil {
-			serr := m.stopAll(ctx, g)
-			state := Failed
-			if serr != nil {
-				state = Blocked
-			}
-			g.set(true, state)
-			return true, errors.Join(err, serr)
+			return true, m.startFailed(ctx, g, err)
 		}
 	}
 	g.set(true, Running)
