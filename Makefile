@@ -25,16 +25,16 @@ deps:
 	@# mon's mail.alert pipes to /usr/lib/sendmail: msmtp provides it (and
 	@# the test points it at its own SMTP sink), unless an MTA already does.
 	@[ -e /usr/lib/sendmail ] || $(MAKE) --no-print-directory debs PKGS_NEEDED=msmtp-mta
-	@[ -d $(SAMPLES)/usr/share/doc/keepalived/samples ] || $(MAKE) --no-print-directory samples
+	@[ -d $(SAMPLES)/usr/share/doc/keepalived/samples ] && [ -d $(SAMPLES)/usr/share/doc/ldirectord/examples ] || $(MAKE) --no-print-directory samples
 
-# keepalived's sample configurations, which the importer's tests read:
-# the package is downloaded and unpacked under bin/, never installed (it
-# would start a daemon).
+# keepalived's and ldirectord's sample configurations, which the
+# importers' tests read: the packages are downloaded and unpacked under
+# bin/, never installed (they would start daemons).
 SAMPLES := bin/samples
 samples:
 	mkdir -p $(SAMPLES)/debs
-	cd $(SAMPLES)/debs && { apt-get download keepalived >/dev/null 2>&1 || { apt-get update -qq && apt-get download keepalived; }; }
-	dpkg-deb -x $$(ls $(SAMPLES)/debs/keepalived_*.deb | head -1) $(SAMPLES)
+	cd $(SAMPLES)/debs && { apt-get download keepalived ldirectord >/dev/null 2>&1 || { apt-get update -qq && apt-get download keepalived ldirectord; }; }
+	for d in $(SAMPLES)/debs/*.deb; do dpkg-deb -x $$d $(SAMPLES); done
 
 debs:
 	@missing=""; for p in $(PKGS_NEEDED); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

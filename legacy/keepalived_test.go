@@ -158,3 +158,26 @@ include vs-*.conf
 		}
 	}
 }
+
+// The ldirectord.cf Debian's ldirectord package ships as its example
+// (unpacked by make deps like keepalived's): imported as ldirectord reads
+// it, and checked.
+func TestLdirectordDebianExample(t *testing.T) {
+	path := "../bin/samples/usr/share/doc/ldirectord/examples/ldirectord.cf"
+	toml, r, err := ImportLdirectord(path, read(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.ParseLdirectord("ldirectord.toml", toml); err != nil {
+		t.Fatalf("%v\n%s", err, toml)
+	}
+	for _, want := range []string{`address = "192.168.6.240:80"`, `scheduler = "rr"`, `service = "http"`, `request = "index.html"`, `receive = "Test Page"`,
+		`virtualhost = "www.x.y.z"`, `fallback = "127.0.0.1:80 gate"`, "address = \"192.168.6.6:80\"\n  forward = \"gate\"\n  weight = 1", `checkinterval = "1s"`} {
+		if !strings.Contains(string(toml), want) {
+			t.Errorf("lacks %s:\n%s", want, toml)
+		}
+	}
+	if e := outcome(r, "autoreload=yes"); e.Outcome != Caveat {
+		t.Errorf("autoreload: %+v", e)
+	}
+}
