@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/vigil-ha/vigil/resources/ldirectord/director"
 )
 
 // KeepalivedInput is one node's keepalived.conf and how to reach the
@@ -193,8 +195,6 @@ type kaGroup struct {
 	addrs     []netip.Addr
 	lvs       bool
 }
-
-var kaSched = map[string]bool{"rr": true, "wrr": true, "lc": true, "wlc": true, "lblc": true, "lblcr": true, "dh": true, "sh": true, "sed": true, "nq": true, "mh": true}
 
 // ImportKeepalived reads one node's keepalived.conf: its VRRP instances
 // become groups of IPaddr resources (a vrrp_sync_group one group), its
@@ -565,12 +565,13 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 		// Vigil checks every real of a virtual service alike: the first
 		// real's checker is the service's.
 		written := map[string]bool{}
-		key := func(k string, v any) {
+		raw := func(k, v string) { // the first value of a key stands
 			if !written[k] {
 				written[k] = true
-				t.kv("", k, v)
+				t.WriteString(k + " = " + v + "\n")
 			}
 		}
+		key := func(k string, v any) { raw(k, tomlValue(v)) }
 		var check []string
 		for _, rs := range v.kids {
 			if rs.kw != "real_server" {
@@ -584,10 +585,7 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 			break
 		}
 		for i := 0; i+1 < len(check); i += 2 {
-			if !written[check[i]] {
-				written[check[i]] = true
-				t.WriteString(check[i] + " = " + check[i+1] + "\n")
-			}
+			raw(check[i], check[i+1])
 		}
 		key("checktype", "connect")
 		method := "masq" // keepalived's default is NAT
@@ -599,7 +597,7 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 				key("checkinterval", arg+"s")
 				add(kid, Mapped, "checkinterval")
 			case "lb_algo", "lvs_sched":
-				if !kaSched[arg] {
+				if !slices.Contains(director.Schedulers, arg) {
 					add(kid, Caveat, "scheduler %s unknown here: wlc (keepalived falls back to wlc too)", arg)
 					arg = "wlc"
 				} else {
@@ -662,6 +660,12 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 			}
 			weight := 1
 			for _, kid := range rs.kids {
+				if kaCheckers[kid.kw] {
+					if !first {
+						add(kid, Caveat, "Vigil checks every real of a virtual service alike: the first real's check applies")
+					}
+					continue
+				}
 				switch kid.kw {
 				case "weight":
 					if w, err := strconv.Atoi(strings.Join(kid.args, "")); err == nil {
@@ -669,10 +673,6 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 						add(kid, Mapped, "weight")
 					} else {
 						add(kid, Invalid, "weight: a number")
-					}
-				case "TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK":
-					if !first {
-						add(kid, Caveat, "Vigil checks every real of a virtual service alike: the first real's check applies")
 					}
 				case "inhibit_on_failure":
 					add(kid, Caveat, "quiescent is per virtual service in Vigil")
@@ -697,19 +697,21 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 
 // kaVRRPKeywords are vrrp_instance keywords keepalived 2.2.7 knows that
 // have no Vigil counterpart (others are unknown to keepalived too).
-var kaVRRPKeywords = map[string]bool{}
-
-func init() {
-	for _, k := range strings.Fields(`virtual_ipaddress_excluded virtual_routes virtual_rules version dont_track_primary accept no_accept
+var kaVRRPKeywords = wordSet(`virtual_ipaddress_excluded virtual_routes virtual_rules version dont_track_primary accept no_accept
 		use_vmac vmac_xmit_base strict_mode native_ipv6 debug lvs_sync_daemon_interface garp_lower_prio_delay garp_lower_prio_repeat
 		garp_master_refresh_repeat lower_prio_no_advert higher_prio_send_advert kernel_rx_buf_size track_file track_process track_bfd
 		unicast_ttl check_unicast_src old_unicast_checksum skip_check_adv_addr notify_master_rx_lower_pri notify_deleted
-		promote_secondaries linkbeat_use_polling mcast_dst_ip notify_priority_changes`) {
-		kaVRRPKeywords[k] = true
-	}
-}
+		promote_secondaries linkbeat_use_polling mcast_dst_ip notify_priority_changes`)
 
-var kaCheckers = map[string]bool{"TCP_CHECK": true, "HTTP_GET": true, "SSL_GET": true, "MISC_CHECK": true, "SMTP_CHECK": true, "DNS_CHECK": true}
+var kaCheckers = wordSet("TCP_CHECK HTTP_GET SSL_GET MISC_CHECK SMTP_CHECK DNS_CHECK")
+
+func wordSet(words string) map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(words) {
+		m[w] = true
+	}
+	return m
+}
 
 func kaPort(s string) uint16 {
 	p, _ := strconv.ParseUint(s, 10, 16)
@@ -717,7 +719,7 @@ func kaPort(s string) uint16 {
 }
 
 // kaCheck maps a checker block to the virtual's check keys (TOML-ready
-// key, value pairs, checktype last wins).
+// key, value pairs; a key's first value stands).
 func kaCheck(c *kaNode, add func(*kaNode, Outcome, string, ...any)) []string {
 	var out []string
 	set := func(k string, v any) { out = append(out, k, tomlValue(v)) }
