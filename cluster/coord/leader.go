@@ -52,7 +52,8 @@ type Coordinator struct {
 	mu      sync.Mutex
 	groups  []fsm.GroupSpec // this node's definitions: its files, as last loaded
 	version string
-	differs string // the replicated version last warned about
+
+	differs string // the replicated version last warned about (leader loop only)
 }
 
 // New returns a coordinator.
@@ -194,13 +195,11 @@ func (c *Coordinator) lead(ctx context.Context) {
 	case st.GroupsGeneration > 0:
 		// Set by `vigil reload`: a leader's own files, perhaps older,
 		// must not undo it.
-		c.mu.Lock()
 		if c.differs != st.GroupsVersion {
 			c.differs = st.GroupsVersion
 			c.log.Warn("this node's resources.toml differs from the cluster's group definitions, which vigil reload set; the cluster's stay in force (run vigil reload here to replace them)",
 				"cluster", st.GroupsVersion, "generation", st.GroupsGeneration, "here", version)
 		}
-		c.mu.Unlock()
 	default:
 		if err := c.Apply(ctx, fsm.TypeSetGroups, fsm.SetGroups{Version: version, Groups: groups, Nodes: c.opt.Nodes}); err != nil {
 			c.log.Error("cannot replicate group definitions", "err", err)

@@ -84,6 +84,25 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	if err != nil {
 		return nil, err
 	}
+	// What New opened is closed again when a later step fails.
+	ready := false
+	defer func() {
+		if !ready {
+			closeMedia(media)
+			if d.metricsL != nil {
+				d.metricsL.Close()
+			}
+			if d.plugins != nil {
+				d.plugins.Close()
+			}
+		}
+	}()
+	if ha := &cfg.HA; ha.MetricsListen != "" {
+		// Listen now: a port in use is a start-up error, not a later one.
+		if d.metricsL, err = net.Listen("tcp", ha.MetricsListen); err != nil {
+			return nil, fmt.Errorf("metrics_listen: %w", err)
+		}
+	}
 	var peers, links []string
 	for _, n := range cfg.HA.Nodes {
 		if n.Name != cfg.Self.Name {
@@ -133,7 +152,6 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 			OnRestart: func(_ plugins.Kind, name string) { d.lrm.PluginRestarted(context.Background(), name) },
 		})
 		if err != nil {
-			closeMedia(media)
 			return nil, err
 		}
 		d.lrm = lrm.New(d.plugins, log.With("component", "lrm"), opTimeout)
@@ -150,26 +168,11 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		Log: log.With("component", "raft"),
 	})
 	if err != nil {
-		closeMedia(media)
-		if d.plugins != nil {
-			d.plugins.Close()
-		}
 		return nil, err
 	}
 	d.alertHost = &host.Lazy{Dir: ha.PluginDir, Log: log}
 	d.alerts = alerts.New(ha, d.senders(ha), alertTimeout, log.With("component", "alert"))
 	d.metrics = metrics.New(d.Status)
-	if ha.MetricsListen != "" {
-		// Listen now: a port in use is a start-up error, not a later one.
-		if d.metricsL, err = net.Listen("tcp", ha.MetricsListen); err != nil {
-			closeMedia(media)
-			if d.plugins != nil {
-				d.plugins.Close()
-			}
-			d.raft.Close()
-			return nil, fmt.Errorf("metrics_listen: %w", err)
-		}
-	}
 	groups, nodes := coord.Specs(cfg)
 	d.coord = coord.New(coord.Options{
 		Self: cfg.Self.Name, Incarnation: d.incarnation, Role: cfg.Self.Role, Keepalive: ha.Keepalive.D(), Deadtime: ha.Deadtime.D(),
@@ -177,6 +180,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		Groups:    groups, Nodes: nodes, FSM: d.fsm, Raft: d.raft, Lease: d.lease, Members: d.tracker, LRM: d.lrm,
 		Log: log.With("component", "core"), ObserveApply: d.metrics.ObserveApply,
 	})
+	ready = true
 	return d, nil
 }
 

@@ -61,7 +61,7 @@ func (m *Metrics) ObserveApply(took time.Duration, err error) {
 
 // Handler serves the registry in Prometheus' text format.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: nil})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
 // Serve serves /metrics on l until ctx ends.
