@@ -130,6 +130,7 @@ type worker struct {
 
 	spec        fsm.GroupSpec
 	haveSpec    bool
+	applied     string // the replicated definitions' version the LRM has
 	nextMonitor time.Time
 	cleanup     uint64
 	reported    string // last state reported
@@ -188,6 +189,7 @@ func (w *worker) run(ctx context.Context) {
 // view is what one step needs from the replicated state.
 type view struct {
 	exists       bool
+	version      string // of the replicated definitions
 	spec         fsm.GroupSpec
 	owner        string
 	assignIndex  uint64
@@ -207,6 +209,7 @@ func (w *worker) view() view {
 			return
 		}
 		v.exists, v.spec, v.owner, v.assignIndex, v.cleanupIndex = true, g.GroupSpec, g.Owner, g.AssignIndex, g.CleanupIndex
+		v.version = s.GroupsVersion
 		if n := s.Nodes[self]; n != nil {
 			v.maintenance = n.Maintenance
 		}
@@ -253,15 +256,16 @@ func (w *worker) step(ctx context.Context) time.Time {
 	// A changed definition (vigil reload) is applied to a group that runs
 	// here only while this node may run it: starting anything without
 	// the lease is what the stop below is for.
-	if !lrm.Active(local) || (want && holds && local != lrm.Blocked) {
+	if v.version != w.applied && (!lrm.Active(local) || (want && holds && local != lrm.Blocked)) {
 		changed, err := lr.Reconfigure(ctx, cfg)
 		switch {
-		case err != nil:
+		case err != nil: // tried again at the next step
 			w.reportOp(lr.State(w.name), err, lrm.Active(local))
 			return now
 		case changed && local == lrm.Running:
 			w.report(fsm.Report{State: lrm.Running, Op: "reload", Result: "OK", Reason: "group definition changed"})
 		}
+		w.applied = v.version
 		local = lr.State(w.name)
 	}
 	if v.cleanupIndex > w.cleanup {
