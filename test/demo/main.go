@@ -15,13 +15,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -173,48 +173,6 @@ func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
 }
 
-// client requests the VIP back to back and remembers each answer.
-type client struct {
-	mu      sync.Mutex
-	answers []answer
-	stop    chan struct{}
-	done    chan struct{}
-}
-
-type answer struct {
-	at time.Time
-	by string // "" when the request failed
-}
-
-func startClient(l *lab.Lab, ns string) *client {
-	c := &client{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		for {
-			select {
-			case <-c.stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			at := time.Now()
-			body, err := l.Get(ns, lab.VIP+":80", "/", 100*time.Millisecond)
-			if err != nil {
-				body = ""
-			}
-			c.mu.Lock()
-			c.answers = append(c.answers, answer{at, body})
-			c.mu.Unlock()
-		}
-	}()
-	return c
-}
-
-func (c *client) finish() []answer {
-	close(c.stop)
-	<-c.done
-	return c.answers
-}
-
 func demo(r *run, bin string) {
 	start := time.Now()
 	l := lab.New(r)
@@ -291,7 +249,7 @@ resources = [
 	fmt.Println("rs1 is back:", served(l, ns, 6))
 
 	step("kill -9 of the active director n1 (every process in its namespace) while the client keeps asking")
-	cl := startClient(l, ns)
+	cl := l.StartClient(ns, 20*time.Millisecond, 100*time.Millisecond)
 	time.Sleep(300 * time.Millisecond) // a few answers before the crash, for the record
 	killed := time.Now()
 	l.Crash(n1)
@@ -302,7 +260,7 @@ resources = [
 		r.Fatalf("no answer from the VIP after the failover: %v", err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	outage, failed := outageOf(cl.finish(), killed)
+	outage, failed := outageOf(cl.Stop(), killed)
 	fmt.Printf("the client's outage: %s (%d failed requests); deadtime is %s\n", outage.Round(time.Millisecond), failed, c.Deadtime)
 	status(bin, n2)
 
@@ -380,41 +338,28 @@ func served(l *lab.Lab, ns string, n int) string {
 		by[body]++
 	}
 	var parts []string
-	for _, k := range slices.Sorted(func(yield func(string) bool) {
-		for k := range by {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, k := range slices.Sorted(maps.Keys(by)) {
 		parts = append(parts, fmt.Sprintf("%s %d", k, by[k]))
 	}
 	return "answers: " + strings.Join(parts, ", ")
 }
 
-func answeredAfter(c *client, t time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, a := range c.answers {
-		if a.at.After(t) && a.by != "" {
-			return true
-		}
-	}
-	return false
+func answeredAfter(c *lab.Client, t time.Time) bool {
+	return slices.ContainsFunc(c.Answers(), func(a lab.Answer) bool { return a.At.After(t) && a.Err == nil })
 }
 
 // outageOf is the time from the last answer before the first failure
 // after t to the first answer after it, and the failed requests between.
-func outageOf(as []answer, t time.Time) (time.Duration, int) {
+func outageOf(as []lab.Answer, t time.Time) (time.Duration, int) {
 	lastOK, failed := t, 0
 	for _, a := range as {
 		switch {
-		case a.by != "" && failed == 0:
-			lastOK = a.at
-		case a.by == "" && a.at.After(t.Add(-time.Second)):
+		case a.Err == nil && failed == 0:
+			lastOK = a.At
+		case a.Err != nil && a.At.After(t.Add(-time.Second)):
 			failed++
-		case a.by != "" && failed > 0:
-			return a.at.Sub(lastOK), failed
+		case a.Err == nil && failed > 0:
+			return a.At.Sub(lastOK), failed
 		}
 	}
 	return 0, failed

@@ -134,3 +134,62 @@ func (l *Lab) Get(node, addr, path string, timeout time.Duration) (string, error
 	b, err := io.ReadAll(resp.Body)
 	return strings.TrimSpace(string(b)), err
 }
+
+// Client asks http://VIP:80/ from a namespace, one request after another,
+// until Stop, and keeps every answer.
+type Client struct {
+	mu      sync.Mutex
+	answers []Answer
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+// Answer is one request: the server that answered, or the error.
+type Answer struct {
+	At  time.Time
+	By  string // "" when Err is set
+	Err error
+}
+
+// StartClient starts a client in namespace ns: a pause between requests
+// (0: back to back), each within timeout. The lab stops it at the end.
+func (l *Lab) StartClient(ns string, pause, timeout time.Duration) *Client {
+	c := &Client{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for {
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(pause):
+			}
+			a := Answer{At: time.Now()}
+			body, err := l.Get(ns, VIP+":80", "/", timeout)
+			if err != nil {
+				a.Err = err
+			} else {
+				a.By = body
+			}
+			c.mu.Lock()
+			c.answers = append(c.answers, a)
+			c.mu.Unlock()
+		}
+	}()
+	l.t.Cleanup(func() { c.Stop() })
+	return c
+}
+
+// Answers returns the answers so far.
+func (c *Client) Answers() []Answer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Answer(nil), c.answers...)
+}
+
+// Stop ends the client and returns every answer.
+func (c *Client) Stop() []Answer {
+	c.once.Do(func() { close(c.stop) })
+	<-c.done
+	return c.Answers()
+}

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,74 +15,28 @@ import (
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
-// traffic is a client requesting VIP:80 back to back until stopped.
-type traffic struct {
-	mu     sync.Mutex
-	ok     int
-	failed []string
-	by     map[string]int
-	stop   chan struct{}
-	done   chan struct{}
-}
-
-func startTraffic(l *lab.Lab, client string) *traffic {
-	tr := &traffic{by: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(tr.done)
-		for {
-			select {
-			case <-tr.stop:
-				return
-			default:
-			}
-			body, err := l.Get(client, lab.VIP+":80", "/", 2*time.Second)
-			tr.mu.Lock()
-			if err != nil {
-				tr.failed = append(tr.failed, time.Now().Format("15:04:05.000")+" "+err.Error())
-			} else {
-				tr.ok++
-				tr.by[body]++
-			}
-			tr.mu.Unlock()
+// servedBy counts the answers after the first since, by server.
+func servedBy(c *lab.Client, since int) map[string]int {
+	by := map[string]int{}
+	for _, a := range c.Answers()[since:] {
+		if a.Err == nil {
+			by[a.By]++
 		}
-	}()
-	return tr
-}
-
-// served returns the answers per server so far and resets them.
-func (tr *traffic) served() map[string]int {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	by := tr.by
-	tr.by = map[string]int{}
+	}
 	return by
 }
 
-// waitServedBy waits until n answers came from server since the last
-// served().
-func (tr *traffic) waitServedBy(t *testing.T, server string, n int) {
+// waitServedBy waits until n answers after the first since came from
+// server.
+func waitServedBy(t *testing.T, c *lab.Client, since int, server string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
-	for {
-		tr.mu.Lock()
-		got := tr.by[server]
-		tr.mu.Unlock()
-		if got >= n {
-			return
-		}
+	for servedBy(c, since)[server] < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("no %d answers from %s: %v", n, server, tr.served())
+			t.Fatalf("no %d answers from %s: %v", n, server, servedBy(c, since))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func (tr *traffic) finish() (int, []string) {
-	close(tr.stop)
-	<-tr.done
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return tr.ok, tr.failed
 }
 
 // Live reload under traffic: a client requests the VIP back to back while
@@ -137,8 +90,8 @@ func TestReloadUnderTraffic(t *testing.T) {
 	}
 	st := table("start", map[string]string{real1: "5 up"})
 	version := st.Core.State.GroupsVersion
-	tr := startTraffic(l, client)
-	tr.waitServedBy(t, "rs1", 20)
+	tr := l.StartClient(client, 0, 2*time.Second)
+	waitServedBy(t, tr, 0, "rs1", 20)
 
 	reload := func(n *lab.Node) (string, error) {
 		out, err := exec.Command(vigilBin, "reload", "-s", n.Socket).CombinedOutput()
@@ -180,24 +133,31 @@ func TestReloadUnderTraffic(t *testing.T) {
 	write(n2, "ha.toml", string(ha))
 
 	// Only n2's files change; n1, the active director, applies them.
-	tr.served()
+	mark := len(tr.Answers())
 	write(n2, "www.toml", www(real(lab.RealIP1, 5), real(lab.RealIP2, 5)))
 	if out, err := reload(n2); err != nil {
 		t.Fatalf("reload on n2: %v\n%s", err, out)
 	}
 	table("rs2 added by vigil reload on n2", map[string]string{real1: "5 up", real2: "5 up"})
-	tr.waitServedBy(t, "rs2", 20)
+	waitServedBy(t, tr, mark, "rs2", 20)
 
 	// SIGHUP to n1 with its own files edited: rs1 out, rs2 reweighed.
 	write(nodes["n1"], "www.toml", www(real(lab.RealIP2, 3)))
 	nodes["n1"].Proc.Signal(syscall.SIGHUP)
 	st = table("rs1 removed by SIGHUP on n1", map[string]string{real2: "3 up"})
-	tr.served()
-	tr.waitServedBy(t, "rs2", 20)
-	if by := tr.served(); by["rs1"] > 0 {
+	mark = len(tr.Answers())
+	waitServedBy(t, tr, mark, "rs2", 20)
+	if by := servedBy(tr, mark); by["rs1"] > 0 {
 		t.Errorf("rs1 still answers after its removal: %v", by)
 	}
-	ok, failed := tr.finish()
+	ok, failed := 0, []string{}
+	for _, a := range tr.Stop() {
+		if a.Err != nil {
+			failed = append(failed, a.At.Format("15:04:05.000")+" "+a.Err.Error())
+		} else {
+			ok++
+		}
+	}
 	if len(failed) > 0 {
 		t.Errorf("%d of %d requests failed during the reloads: %q", len(failed), ok+len(failed), failed)
 	}
