@@ -29,6 +29,11 @@ var ErrRefused = fsm.ErrRefused
 // ErrNoLeader means no leader is known to forward to.
 var ErrNoLeader = errors.New("no raft leader")
 
+// errNotApplied marks a command the leader did not take because its
+// leadership was moving (a hand-over to the witness, say): it was not
+// appended, so Apply sends it again to whichever node leads next.
+var errNotApplied = errors.New("not applied: leadership changing")
+
 // Peer is one voter at bootstrap.
 type Peer struct {
 	Name    string
@@ -165,19 +170,27 @@ func (n *Node) Close() error {
 }
 
 // Apply commits cmd: directly on the leader, forwarded to it elsewhere.
-// While no leader is known (an election), it waits for one until ctx
-// ends. The error is the FSM's when the command was refused.
+// While no leader is known (an election), or the leader refuses it
+// because leadership is moving, it tries again until ctx ends. The error is the FSM's when the command was refused.
 func (n *Node) Apply(ctx context.Context, cmd []byte) error {
 	for {
+		var err error
 		if n.raft.State() == raft.Leader {
-			return n.applyLocal(ctx, cmd)
+			err = n.applyLocal(ctx, cmd)
+		} else if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			err = n.layer.sendForward(ctx, string(addr), cmd)
+		} else {
+			err = errNotApplied
 		}
-		if addr, _ := n.raft.LeaderWithID(); addr != "" {
-			return n.layer.sendForward(ctx, string(addr), cmd)
+		if !errors.Is(err, errNotApplied) {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return ErrNoLeader
+			if err == errNotApplied {
+				return ErrNoLeader
+			}
+			return err
 		case <-time.After(n.opt.Timing.Commit):
 		}
 	}
@@ -190,6 +203,9 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) error {
 	}
 	f := n.raft.Apply(cmd, timeout)
 	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrNotLeader) {
+			err = fmt.Errorf("%w: %w", errNotApplied, err)
+		}
 		return fmt.Errorf("raft apply: %w", err)
 	}
 	// Followers learn that an entry committed only from the leader's next

@@ -186,8 +186,9 @@ func (l *layer) dial(addr string, timeout time.Duration, kind byte) (*tls.Conn, 
 }
 
 type forwardReply struct {
-	Error   string `json:"error,omitempty"`
-	Refused bool   `json:"refused,omitempty"`
+	Error      string `json:"error,omitempty"`
+	Refused    bool   `json:"refused,omitempty"`
+	NotApplied bool   `json:"not_applied,omitempty"` // send it again to the next leader
 }
 
 func (l *layer) serveForward(c *tls.Conn) {
@@ -202,7 +203,7 @@ func (l *layer) serveForward(c *tls.Conn) {
 		}
 		var rep forwardReply
 		if err := l.forward(context.Background(), req.Cmd); err != nil {
-			rep.Error, rep.Refused = err.Error(), errors.Is(err, ErrRefused)
+			rep.Error, rep.Refused, rep.NotApplied = err.Error(), errors.Is(err, ErrRefused), errors.Is(err, errNotApplied)
 		}
 		if err := json.NewEncoder(c).Encode(rep); err != nil {
 			return
@@ -237,6 +238,8 @@ func (l *layer) sendForward(ctx context.Context, addr string, cmd []byte) error 
 	switch {
 	case rep.Refused:
 		return fmt.Errorf("%w (leader %s): %s", ErrRefused, addr, rep.Error)
+	case rep.NotApplied:
+		return fmt.Errorf("%w (leader %s): %s", errNotApplied, addr, rep.Error)
 	case rep.Error != "":
 		return fmt.Errorf("leader %s: %s", addr, rep.Error)
 	}
