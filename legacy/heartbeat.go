@@ -346,6 +346,12 @@ func ImportHeartbeat(in HeartbeatInput) (*Heartbeat, error) {
 	} else {
 		t.comment("auto_failback was unset: heartbeat's legacy default; Vigil's is false.")
 	}
+	if len(nodes) == 2 {
+		// heartbeat's pair: the survivor takes over; Vigil asks its
+		// tie-breakers first (or a witness: add a third [[nodes]]).
+		t.comment("A pair without a witness: the survivor takes over only when ping_nodes or a [fence] agree (docs/SAFETY.md).")
+		t.kv("", "two_node", true)
+	}
 	if len(pings) > 0 {
 		t.kv("", "ping_nodes", pings)
 	}

@@ -30,6 +30,9 @@ device = "/dev/ttyS0"
 baud = 115200
 `
 
+// quietPair makes baseHA's pair one that fails over (no warning about it).
+const quietPair = "two_node = true\nping_nodes = [\"10.0.0.254\"]\n"
+
 // TestHAErrors checks that every class of error names the right file, line
 // and key.
 func TestHAErrors(t *testing.T) {
@@ -62,6 +65,11 @@ func TestHAErrors(t *testing.T) {
 		{"missing cluster", strings.Replace(baseHA, `cluster = "lvs"`, ``, 1), []string{"0: cluster: is required"}},
 		{"node not listed", "node = \"lvs9\"\n" + baseHA, []string{"1: node: \"lvs9\" is not one of the [[nodes]]"}},
 		{"bad ping node", "ping_nodes = [\"10.0.0.254\", \"router\"]\n" + baseHA, []string{"1: ping_nodes[1]: \"router\" is not an IP address"}},
+		{"two_node with three nodes", "two_node = true\n" + baseHA + "[[nodes]]\nname = \"lvs3\"\naddress = \"10.0.0.3\"\n", []string{"1: two_node: needs exactly two [[nodes]], both members"}},
+		{"two_node with a witness", "two_node = true\n" + strings.Replace(baseHA, `address = "10.0.0.2"`, "address = \"10.0.0.2\"\nrole = \"witness\"", 1), []string{"1: two_node: needs exactly two [[nodes]], both members"}},
+		{"bad fence plugin", baseHA + "[fence]\nplugin = \"../ipmi\"\n", []string{"19: fence.plugin: \"../ipmi\" is not a plugin name"}},
+		{"bad fence timeout", baseHA + "[fence]\nplugin = \"ipmi\"\ntimeout = \"-1s\"\n", []string{"20: fence.timeout: duration must not be negative"}},
+		{"unknown fence key", baseHA + "[fence]\nplugin = \"ipmi\"\nhost = \"bmc\"\n", []string{"20: fence.host: unknown key"}},
 		{"bad alert kind", baseHA + "[[alert]]\nevents = [\"node\", \"nodes\"]\nsend = [\"log\"]\n", []string{"19: alert[0].events[1]: \"nodes\" is not an event kind"}},
 		{"alert without send", baseHA + "[[alert]]\nevents = [\"node\"]\n", []string{"18: alert[0].send: is required"}},
 		{"webhook without URL", baseHA + "[[alert]]\nsend = [\"log\", \"webhook\"]\n", []string{"19: alert[0].send[1]: webhook needs exactly one argument"}},
@@ -114,7 +122,7 @@ func containsPrefix(list []string, p string) bool {
 }
 
 func TestHADefaults(t *testing.T) {
-	ha, warns, err := ParseHA("ha.toml", []byte(baseHA))
+	ha, warns, err := ParseHA("ha.toml", []byte(quietPair+baseHA))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +138,7 @@ func TestHADefaults(t *testing.T) {
 }
 
 func TestHAWarnings(t *testing.T) {
-	src := strings.Replace(baseHA, `keepalive = "100ms"`, `keepalive = "10ms"`, 1)
+	src := quietPair + strings.Replace(baseHA, `keepalive = "100ms"`, `keepalive = "10ms"`, 1)
 	src = strings.Replace(src, `deadtime = "500ms"`, `deadtime = "50ms"`, 1)
 	src = strings.Replace(src, "baud = 115200", "baud = 9600", 1)
 	_, warns, err := ParseHA("ha.toml", []byte(src))
@@ -415,5 +423,34 @@ func TestAlertRouteDefaults(t *testing.T) {
 	}
 	if ha.SMTPRelay != "127.0.0.1:25" || ha.MailFrom != "vigil@lvs" {
 		t.Errorf("mail defaults: %q %q", ha.SMTPRelay, ha.MailFrom)
+	}
+}
+
+// TestTwoNodeSettings checks what an operator is told about a pair without
+// a witness, and the fence defaults.
+func TestTwoNodeSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name, prefix, warning string
+	}{
+		{"pair without witness or two_node", "", "two members and no witness"},
+		{"two_node without tie-breakers", "two_node = true\n", "two_node without ping_nodes or [fence]"},
+		{"two_node with ping nodes", "two_node = true\nping_nodes = [\"10.0.0.254\"]\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, warns, err := ParseHA("ha.toml", []byte(tc.prefix+baseHA))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.warning == "" && len(warns) != 0 || tc.warning != "" && (len(warns) != 1 || !strings.Contains(warns[0], tc.warning)) {
+				t.Fatalf("warnings %q, want %q", warns, tc.warning)
+			}
+		})
+	}
+	ha, _, err := ParseHA("ha.toml", []byte("two_node = true\n"+baseHA+"[fence]\nplugin = \"ipmi\"\nparams = { bmc = \"10.0.9.1\" }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := ha.Fence; f.Timeout.D() != DefaultFenceTimeout || f.Delay.D() != 500*time.Millisecond || f.Params["bmc"] != "10.0.9.1" {
+		t.Fatalf("fence defaults: %+v", f)
 	}
 }

@@ -27,12 +27,22 @@ type HA struct {
 	Lease Duration `toml:"lease"`
 	// MigrationThreshold failures of a group on a node move it elsewhere
 	// (0: never); default 3.
-	MigrationThreshold *int     `toml:"migration_threshold"`
-	PingNodes          []string `toml:"ping_nodes"`
-	Authkeys           string   `toml:"authkeys"`       // path, relative to the config dir
-	ControlSocket      string   `toml:"control_socket"` // root-only unix socket of the control API
-	StateDir           string   `toml:"state_dir"`      // boot incarnation and other small local state
-	PluginDir          string   `toml:"plugin_dir"`     // operators' plugins, executables named after the plugin
+	MigrationThreshold *int `toml:"migration_threshold"`
+	// TwoNode lets a pair without a witness fail over: a survivor takes
+	// over only when its peer is silent on every link and the
+	// tie-breakers agree (docs/SAFETY.md, "Two-node pairs").
+	TwoNode bool `toml:"two_node"`
+	// PingNodes are tie-breakers for two_node: a node holds or takes
+	// over groups without its peer only while one of them answers.
+	PingNodes []string `toml:"ping_nodes"`
+	// Fence is the fencing plugin: it confirms a silent peer is off
+	// before a two_node survivor takes over, and unblocks a group whose
+	// stop failed on a node it powered off.
+	Fence         *Fence `toml:"fence"`
+	Authkeys      string `toml:"authkeys"`       // path, relative to the config dir
+	ControlSocket string `toml:"control_socket"` // root-only unix socket of the control API
+	StateDir      string `toml:"state_dir"`      // boot incarnation and other small local state
+	PluginDir     string `toml:"plugin_dir"`     // operators' plugins, executables named after the plugin
 
 	Nodes  []Node   `toml:"nodes"`
 	UCast  []UCast  `toml:"ucast"`
@@ -52,6 +62,20 @@ type HA struct {
 	// empty: none.
 	MetricsListen string `toml:"metrics_listen"`
 }
+
+// Fence names the fencing plugin and how to call it.
+type Fence struct {
+	Plugin  string            `toml:"plugin"`  // a fence plugin in plugin_dir
+	Params  map[string]string `toml:"params"`  // passed to every call
+	Timeout Duration          `toml:"timeout"` // per call; default 20s
+	// Delay is how long a node that runs no group waits before fencing
+	// its peer, so that in a fencing race the node running the groups
+	// wins; default deadtime.
+	Delay *Duration `toml:"delay"`
+}
+
+// DefaultFenceTimeout bounds one call to the fence plugin.
+const DefaultFenceTimeout = 20 * time.Second
 
 // AlertRoute sends the events of the kinds it names through its senders.
 type AlertRoute struct {
@@ -156,6 +180,15 @@ func (h *HA) applyDefaults() {
 	}
 	if h.Lease == 0 {
 		h.Lease = h.Deadtime - h.Keepalive
+	}
+	if h.Fence != nil {
+		if h.Fence.Timeout == 0 {
+			h.Fence.Timeout = Duration(DefaultFenceTimeout)
+		}
+		if h.Fence.Delay == nil {
+			d := h.Deadtime
+			h.Fence.Delay = &d
+		}
 	}
 	if h.MigrationThreshold == nil {
 		three := 3
@@ -268,6 +301,25 @@ func (h *HA) validate(s *errSink, defined func(key string) bool, warn func(strin
 	}
 	if len(h.Nodes) > 0 && members == 0 {
 		s.add("nodes", "every node is a witness: at least one must be a member that can run resources")
+	}
+	switch {
+	case h.TwoNode && (len(h.Nodes) != 2 || members != 2):
+		s.add("two_node", "needs exactly two [[nodes]], both members (a pair with a witness needs no two_node: the witness breaks ties)")
+	case h.TwoNode && len(h.PingNodes) == 0 && h.Fence == nil:
+		warn("two_node without ping_nodes or [fence]: a survivor cannot tell a dead peer from a cut link, so it never takes over a group its silent peer holds (the peer keeps it); run `vigil takeover` after making sure the peer is off")
+	case !h.TwoNode && len(h.Nodes) == 2 && members == 2:
+		warn("two members and no witness: without a third voter a pair has no quorum once either node is gone, so nothing fails over; add a witness node (vigil witness) or set two_node = true with ping_nodes or [fence]")
+	}
+	if f := h.Fence; f != nil {
+		if !nameRE.MatchString(f.Plugin) {
+			s.add("fence.plugin", "%q is not a plugin name (an executable in plugin_dir)", f.Plugin)
+		}
+		if f.Timeout.D() <= 0 {
+			s.add("fence.timeout", "must be greater than zero")
+		}
+		if f.Delay.D() < 0 {
+			s.add("fence.delay", "must not be negative")
+		}
 	}
 	if h.Node != "" && len(h.Nodes) > 0 {
 		if _, ok := names[h.Node]; !ok {

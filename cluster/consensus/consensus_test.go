@@ -228,3 +228,79 @@ func BenchmarkApply(b *testing.B) {
 		})
 	}
 }
+
+// TestRecoverAloneAndRejoin is the two_node takeover and merge at the Raft
+// level: a pair loses one node, the survivor becomes the only voter and
+// commits alone; the lost node comes back from its disk, joins as a voter
+// again and catches up with what the survivor committed alone.
+func TestRecoverAloneAndRejoin(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	addrs := freePorts(t, 2)
+	peers := []Peer{{Name: "n1", Address: addrs[0]}, {Name: "n2", Address: addrs[1]}}
+	dirs := []string{t.TempDir(), t.TempDir()}
+	start := func(i int) *member {
+		f := fsm.New(testLog(t)(peers[i].Name))
+		node, err := Start(Options{Cluster: "test", Self: peers[i].Name, Bind: peers[i].Address, Secret: []byte("s"),
+			DataDir: dirs[i], Peers: peers, Timing: fast, FSM: f, Log: testLog(t)(peers[i].Name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &member{node, f}
+	}
+	ms := []*member{start(0), start(1)}
+	defer func() {
+		for _, m := range ms {
+			m.node.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	setCtx := func(ctx context.Context, m *member, version string) error {
+		cmd, _ := fsm.Encode(fsm.TypeSetGroups, fsm.SetGroups{Version: version, Nodes: []fsm.NodeSpec{{Name: "n1", Role: "member"}, {Name: "n2", Role: "member"}}})
+		return m.node.Apply(ctx, cmd)
+	}
+	set := func(m *member, version string) error { return setCtx(ctx, m, version) }
+	waitLeader(t, ms)
+	if err := set(ms[0], "both"); err != nil {
+		t.Fatal(err)
+	}
+	// n2 goes away; n1 alone cannot commit.
+	ms[1].node.Close()
+	short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err := setCtx(short, ms[0], "no-quorum")
+	scancel()
+	if err == nil || ms[0].fsm.View().GroupsVersion != "both" {
+		t.Fatalf("a pair without one node committed a command (%v)", err)
+	}
+	if err := ms[0].node.RecoverAlone(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if !ms[0].node.IsLeader() {
+		t.Fatal("not leader after RecoverAlone")
+	}
+	if v, _ := ms[0].node.Voters(); len(v) != 1 || v[0].Name != "n1" {
+		t.Fatalf("voters after recovery: %v", v)
+	}
+	if err := set(ms[0], "alone"); err != nil {
+		t.Fatalf("apply alone: %v", err)
+	}
+	// n2 comes back from its disk and joins again.
+	ms[1] = start(1)
+	if err := ms[0].node.Rejoin("n2", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := set(ms[0], "merged"); err != nil {
+		t.Fatal(err)
+	}
+	for ms[1].fsm.View().GroupsVersion != "merged" {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("n2 did not catch up: %q", ms[1].fsm.View().GroupsVersion)
+		case <-ms[1].fsm.Changed():
+		}
+	}
+	if v, _ := ms[1].node.Voters(); len(v) != 2 {
+		t.Fatalf("n2's voters after the merge: %v", v)
+	}
+}

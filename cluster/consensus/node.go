@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -81,12 +83,29 @@ type Options struct {
 // Node is this node's Raft member.
 type Node struct {
 	opt   Options
-	raft  *raft.Raft
+	cfg   raft.Config
+	r     atomic.Pointer[raft.Raft] // replaced by RecoverAlone
 	layer *layer
 	trans *raft.NetworkTransport
 	store *raftboltdb.BoltStore
+	snaps raft.SnapshotStore
 	log   *slog.Logger
+
+	recovering sync.Mutex
 }
+
+// openTransport is the transport as Raft sees it: Raft closes a transport
+// that can be closed when it shuts down, and RecoverAlone restarts Raft on
+// the same one. Node.Close closes it.
+type openTransport interface {
+	raft.Transport
+	raft.WithPreVote
+}
+
+type keepOpen struct{ openTransport }
+
+// raft returns the running Raft instance.
+func (n *Node) raft() *raft.Raft { return n.r.Load() }
 
 // Start opens the stores, bootstraps a new cluster from opt.Peers when the
 // data dir is empty, and starts Raft.
@@ -116,7 +135,7 @@ func Start(opt Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft listen %s: %w", opt.Bind, err)
 	}
-	n := &Node{opt: opt, store: store, log: opt.Log}
+	n := &Node{opt: opt, store: store, snaps: snaps, log: opt.Log}
 	n.layer = newLayer(ln, creds, opt.Log)
 	n.layer.forward = n.applyLocal
 	n.layer.wait = opt.PeerWait
@@ -152,17 +171,86 @@ func Start(opt Options) (_ *Node, err error) {
 		}
 		opt.Log.Info("raft cluster bootstrapped", "voters", len(conf.Servers))
 	}
-	n.raft, err = raft.NewRaft(cfg, opt.FSM, store, store, snaps, n.trans)
+	n.cfg = *cfg
+	r, err := raft.NewRaft(cfg, opt.FSM, store, store, snaps, keepOpen{n.trans})
 	if err != nil {
 		n.layer.Close()
 		return nil, fmt.Errorf("raft: %w", err)
 	}
+	n.r.Store(r)
 	return n, nil
+}
+
+// RecoverAlone makes this node the only voter and its leader: the takeover
+// of a two_node survivor whose peer is silent and whose tie-breakers
+// agreed. Raft is restarted on the same stores and transport with a
+// configuration of this node alone (raft.RecoverCluster: every entry in
+// this node's log counts as committed); the peer joins again with
+// Rejoin, and Raft replaces whatever its log holds beyond ours. It
+// returns once this node leads, or with an error when timeout passes.
+func (n *Node) RecoverAlone(timeout time.Duration) error {
+	n.recovering.Lock()
+	defer n.recovering.Unlock()
+	shutdown := n.raft().Shutdown()
+	n.layer.pause()
+	err := shutdown.Error()
+	n.layer.resume()
+	if err != nil {
+		return fmt.Errorf("raft recover: shutdown: %w", err)
+	}
+	self := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.opt.Self), Address: n.trans.LocalAddr()}}}
+	cfg := n.cfg
+	// The FSM given to RecoverCluster replays the log only to write a
+	// snapshot; the live one is restored from that snapshot below, never
+	// shown the history again.
+	scratch := fsm.New(slog.New(slog.DiscardHandler))
+	if err := raft.RecoverCluster(&cfg, scratch, n.store, n.store, n.snaps, n.trans, self); err != nil {
+		return fmt.Errorf("raft recover: %w", err)
+	}
+	// A lone voter elects itself after one heartbeat timeout: start with
+	// a short one, then go back to the derived timing.
+	fast := n.cfg
+	fast.HeartbeatTimeout, fast.ElectionTimeout, fast.LeaderLeaseTimeout = recoverTimeout, recoverTimeout, recoverTimeout
+	r, err := raft.NewRaft(&fast, n.opt.FSM, n.store, n.store, n.snaps, keepOpen{n.trans})
+	if err != nil {
+		return fmt.Errorf("raft recover: restart: %w", err)
+	}
+	n.r.Store(r)
+	deadline := time.After(timeout)
+	for r.State() != raft.Leader {
+		select {
+		case <-deadline:
+			return fmt.Errorf("raft recover: not leader after %s", timeout)
+		case <-time.After(recoverTimeout / 5):
+		}
+	}
+	if err := r.ReloadConfig(raft.ReloadableConfig{
+		TrailingLogs: n.cfg.TrailingLogs, SnapshotInterval: n.cfg.SnapshotInterval, SnapshotThreshold: n.cfg.SnapshotThreshold,
+		HeartbeatTimeout: n.cfg.HeartbeatTimeout, ElectionTimeout: n.cfg.ElectionTimeout,
+	}); err != nil {
+		return fmt.Errorf("raft recover: timing: %w", err)
+	}
+	n.log.Warn("raft recovered with this node as the only voter", "index", r.LastIndex())
+	return nil
+}
+
+// recoverTimeout is RecoverAlone's election timeout (Raft's minimum).
+const recoverTimeout = 5 * time.Millisecond
+
+// Rejoin adds a bootstrap peer back to the voters after RecoverAlone
+// (leader only).
+func (n *Node) Rejoin(name string, timeout time.Duration) error {
+	for _, p := range n.opt.Peers {
+		if p.Name == name {
+			return n.AddVoter(p, timeout)
+		}
+	}
+	return fmt.Errorf("raft rejoin: %q is not a configured node", name)
 }
 
 // Close stops Raft and closes the stores.
 func (n *Node) Close() error {
-	err := n.raft.Shutdown().Error()
+	err := n.raft().Shutdown().Error()
 	n.trans.Close()
 	n.layer.Close()
 	n.layer.wg.Wait()
@@ -175,9 +263,9 @@ func (n *Node) Close() error {
 func (n *Node) Apply(ctx context.Context, cmd []byte) error {
 	for {
 		var err error
-		if n.raft.State() == raft.Leader {
+		if n.raft().State() == raft.Leader {
 			err = n.applyLocal(ctx, cmd)
-		} else if addr, _ := n.raft.LeaderWithID(); addr != "" {
+		} else if addr, _ := n.raft().LeaderWithID(); addr != "" {
 			err = n.layer.sendForward(ctx, string(addr), cmd)
 		} else {
 			err = errNotApplied
@@ -201,9 +289,9 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) error {
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	f := n.raft.Apply(cmd, timeout)
+	f := n.raft().Apply(cmd, timeout)
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrNotLeader) {
+		if errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrRaftShutdown) {
 			err = fmt.Errorf("%w: %w", errNotApplied, err)
 		}
 		return fmt.Errorf("raft apply: %w", err)
@@ -212,7 +300,7 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) error {
 	// AppendEntries, which an idle leader sends after CommitTimeout: a
 	// no-op barrier entry sends it now, so every node acts on the command
 	// (a hand-over's stop, then its claim) within a round trip.
-	_ = n.raft.Barrier(0)
+	_ = n.raft().Barrier(0)
 	if err, ok := f.Response().(error); ok && err != nil {
 		return err
 	}
@@ -220,34 +308,34 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) error {
 }
 
 // IsLeader reports whether this node leads.
-func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+func (n *Node) IsLeader() bool { return n.raft().State() == raft.Leader }
 
 // Leader returns the leader's name, or "".
 func (n *Node) Leader() string {
-	_, id := n.raft.LeaderWithID()
+	_, id := n.raft().LeaderWithID()
 	return string(id)
 }
 
 // LeaderCh delivers true when this node becomes leader, false when it
 // stops being leader.
-func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
+func (n *Node) LeaderCh() <-chan bool { return n.raft().LeaderCh() }
 
 // State returns the Raft state name.
-func (n *Node) State() string { return n.raft.State().String() }
+func (n *Node) State() string { return n.raft().State().String() }
 
 // Stats returns raft's statistics (term, indexes, last contact...).
-func (n *Node) Stats() map[string]string { return n.raft.Stats() }
+func (n *Node) Stats() map[string]string { return n.raft().Stats() }
 
 // Rejected counts connections refused at the TLS handshake.
 func (n *Node) Rejected() uint64 { return n.layer.rejected.Load() }
 
 // Barrier waits until everything committed before it is applied here
 // (used by a new leader before it decides anything).
-func (n *Node) Barrier(timeout time.Duration) error { return n.raft.Barrier(timeout).Error() }
+func (n *Node) Barrier(timeout time.Duration) error { return n.raft().Barrier(timeout).Error() }
 
 // Voters lists the current voters.
 func (n *Node) Voters() ([]Peer, error) {
-	f := n.raft.GetConfiguration()
+	f := n.raft().GetConfiguration()
 	if err := f.Error(); err != nil {
 		return nil, err
 	}
@@ -262,17 +350,17 @@ func (n *Node) Voters() ([]Peer, error) {
 
 // AddVoter adds a node to the voters (leader only).
 func (n *Node) AddVoter(p Peer, timeout time.Duration) error {
-	return n.raft.AddVoter(raft.ServerID(p.Name), raft.ServerAddress(p.Address), 0, timeout).Error()
+	return n.raft().AddVoter(raft.ServerID(p.Name), raft.ServerAddress(p.Address), 0, timeout).Error()
 }
 
 // RemoveServer removes a node from the voters (leader only).
 func (n *Node) RemoveServer(name string, timeout time.Duration) error {
-	return n.raft.RemoveServer(raft.ServerID(name), 0, timeout).Error()
+	return n.raft().RemoveServer(raft.ServerID(name), 0, timeout).Error()
 }
 
 // TransferLeadership hands leadership to the named voter.
 func (n *Node) TransferLeadership(name, addr string) error {
-	return n.raft.LeadershipTransferToServer(raft.ServerID(name), raft.ServerAddress(addr)).Error()
+	return n.raft().LeadershipTransferToServer(raft.ServerID(name), raft.ServerAddress(addr)).Error()
 }
 
 // hclogFor sends hashicorp/raft's hclog output to slog, keeping levels.

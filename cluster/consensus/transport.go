@@ -44,11 +44,14 @@ type layer struct {
 	wg       sync.WaitGroup
 
 	mu    sync.Mutex
-	conns map[*tracked]bool // accepted raft connections: raft's transport never closes them
+	conns map[*tracked]bool // raft connections: raft's transport never closes accepted ones
+	// paused is closed while Raft restarts on this layer (RecoverAlone):
+	// dials fail at once instead of holding up its shutdown.
+	paused chan struct{}
 }
 
 func newLayer(ln net.Listener, creds *Credentials, log *slog.Logger) *layer {
-	l := &layer{ln: ln, creds: creds, log: log, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[*tracked]bool{}}
+	l := &layer{ln: ln, creds: creds, log: log, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[*tracked]bool{}, paused: make(chan struct{})}
 	l.wg.Add(1)
 	go l.serve()
 	return l
@@ -158,6 +161,9 @@ func (l *layer) Addr() net.Addr { return l.ln.Addr() }
 
 // Dial implements raft.StreamLayer.
 func (l *layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	l.mu.Lock()
+	paused := l.paused
+	l.mu.Unlock()
 	if l.wait != nil {
 		if ch := l.wait(string(addr)); ch != nil {
 			t := time.NewTimer(timeout)
@@ -165,19 +171,61 @@ func (l *layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, 
 			case <-ch:
 			case <-t.C:
 			case <-l.closed:
+			case <-paused:
 			}
 			t.Stop()
 		}
 	}
-	return l.dial(string(addr), timeout, connRaft)
-}
-
-func (l *layer) dial(addr string, timeout time.Duration, kind byte) (*tls.Conn, error) {
-	d := &net.Dialer{Timeout: timeout}
-	c, err := tls.DialWithDialer(d, "tcp", addr, l.creds.Client)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-paused:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	c, err := l.dialContext(ctx, string(addr), timeout, connRaft)
 	if err != nil {
 		return nil, err
 	}
+	t := &tracked{Conn: c, l: l}
+	l.mu.Lock()
+	l.conns[t] = true
+	l.mu.Unlock()
+	return t, nil
+}
+
+// pause makes dials fail and closes every raft connection, so that a
+// Raft shutdown is not held up by a dial to, or a call on, a dead peer;
+// resume ends it.
+func (l *layer) pause() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.paused)
+	for c := range l.conns {
+		c.Conn.Close()
+		delete(l.conns, c)
+	}
+}
+
+func (l *layer) resume() {
+	l.mu.Lock()
+	l.paused = make(chan struct{})
+	l.mu.Unlock()
+}
+
+func (l *layer) dial(addr string, timeout time.Duration, kind byte) (*tls.Conn, error) {
+	return l.dialContext(context.Background(), addr, timeout, kind)
+}
+
+func (l *layer) dialContext(ctx context.Context, addr string, timeout time.Duration, kind byte) (*tls.Conn, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: l.creds.Client}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := nc.(*tls.Conn)
 	if _, err := c.Write([]byte{kind}); err != nil {
 		c.Close()
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/tiebreak"
 )
 
 // Render writes status the way crm_mon lays it out: a summary, the node
@@ -126,12 +127,52 @@ func renderCoreSummary(w io.Writer, s *Status) {
 	if leader == "" {
 		leader = "NONE (no quorum?)"
 	}
+	quorum, voters := c.Quorum, len(c.State.NodeOrder)
+	if c.Pair != nil {
+		voters = len(c.Pair.Voters)
+		quorum = voters/2 + 1
+	}
 	fmt.Fprintf(w, "Raft: leader %s, this node %s, term %s, applied %d, quorum %d of %d voters\n",
-		leader, strings.ToLower(c.RaftState), c.Term, c.Applied, c.Quorum, len(c.State.NodeOrder))
+		leader, strings.ToLower(c.RaftState), c.Term, c.Applied, quorum, voters)
 	if c.HoldsLease {
 		fmt.Fprintf(w, "Lease: held (%s left)\n", c.Lease)
 	} else {
 		fmt.Fprintln(w, "Lease: NOT HELD: this node runs no resources until a quorum confirms it")
+	}
+	if p := c.Pair; p != nil {
+		renderPair(w, p, s.Now)
+	}
+}
+
+// renderPair shows a two_node pair's voters and tie-breakers.
+func renderPair(w io.Writer, p *tiebreak.PairStatus, now time.Time) {
+	alone := ""
+	if len(p.Voters) == 1 {
+		alone = " (running alone: the peer rejoins as a voter when heard again)"
+	}
+	fmt.Fprintf(w, "Two-node pair: peer %s, voters %s%s\n", p.Peer, strings.Join(p.Voters, " "), alone)
+	for _, pn := range p.TieBreak.Ping {
+		switch {
+		case pn.Up:
+			fmt.Fprintf(w, "  ping node %s: answering (%s ago)\n", pn.Addr, now.Sub(pn.Answered).Round(time.Millisecond))
+		case pn.Answered.IsZero():
+			fmt.Fprintf(w, "  ping node %s: NOT ANSWERING (never answered)\n", pn.Addr)
+		default:
+			fmt.Fprintf(w, "  ping node %s: NOT ANSWERING (last answer %s ago)\n", pn.Addr, now.Sub(pn.Answered).Round(time.Millisecond))
+		}
+	}
+	if p.TieBreak.Fence != "" {
+		last := "never used"
+		if f := p.TieBreak.LastFence; f != nil {
+			last = fmt.Sprintf("last: %s %s at %s", f.Node, f.Result, f.At.Format(time.TimeOnly))
+		}
+		fmt.Fprintf(w, "  fence plugin %s: %s\n", p.TieBreak.Fence, last)
+	}
+	if len(p.TieBreak.Ping) == 0 && p.TieBreak.Fence == "" {
+		fmt.Fprintln(w, "  no tie-breaker: a silent peer's groups are never taken over automatically (vigil takeover)")
+	}
+	if p.Note != "" {
+		fmt.Fprintf(w, "  %s\n", p.Note)
 	}
 }
 

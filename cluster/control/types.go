@@ -11,6 +11,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/cluster/tiebreak"
 	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins/host"
 )
@@ -77,6 +78,9 @@ type ClusterStatus struct {
 	HoldsLease bool       `json:"holds_lease"`
 	Lease      string     `json:"lease,omitempty"` // time left
 	State      *fsm.State `json:"state"`
+	// Pair is set on a two_node pair: voters, tie-breakers, the latest
+	// takeover decision.
+	Pair *tiebreak.PairStatus `json:"pair,omitempty"`
 }
 
 // Timing is the heartbeat timing in force.

@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
 	"github.com/vigil-ha/vigil/cluster/placement"
+	"github.com/vigil-ha/vigil/cluster/tiebreak"
 )
 
 // Options configures a Coordinator.
@@ -39,7 +40,10 @@ type Options struct {
 	Lease       *lease.Tracker
 	Members     *membership.Tracker
 	LRM         *lrm.Manager // nil on a witness
-	Log         *slog.Logger
+	// TieBreak is set for a two_node pair: it decides whether this node
+	// may take over alone from a silent peer.
+	TieBreak *tiebreak.Breaker
+	Log      *slog.Logger
 	// ObserveApply, if set, is told how long each command took to commit.
 	ObserveApply func(time.Duration, error)
 }
@@ -54,6 +58,10 @@ type Coordinator struct {
 	version string
 
 	differs string // the replicated version last warned about (leader loop only)
+
+	pairMu   sync.Mutex
+	pairNote string     // two_node: the latest takeover decision
+	takeover sync.Mutex // one RecoverAlone at a time
 }
 
 // New returns a coordinator.
@@ -155,6 +163,9 @@ func (c *Coordinator) runLeader(ctx context.Context) {
 	var lastTransfer time.Time
 	for {
 		changed := c.opt.FSM.Changed()
+		if c.opt.TieBreak != nil {
+			c.pair(ctx)
+		}
 		if c.opt.Raft.IsLeader() {
 			if !leading {
 				// Decide only on everything committed before us.

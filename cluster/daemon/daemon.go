@@ -30,6 +30,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/membership"
 	"github.com/vigil-ha/vigil/cluster/metrics"
 	"github.com/vigil-ha/vigil/cluster/placement"
+	"github.com/vigil-ha/vigil/cluster/tiebreak"
 	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/builtin"
@@ -50,6 +51,7 @@ type Daemon struct {
 	lrm         *lrm.Manager
 	fsm         *fsm.FSM
 	lease       *lease.Tracker
+	tiebreak    *tiebreak.Breaker // two_node pairs only
 	raft        *consensus.Node
 	coord       *coord.Coordinator
 	gate        *raftGate
@@ -123,9 +125,17 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	for _, n := range ha.Nodes {
 		configured = append(configured, n.Name)
 	}
-	d.lease = lease.New(lease.Options{
+	lopt := lease.Options{
 		Self: cfg.Self.Name, Incarnation: inc, Lease: ha.Lease.D(), StopBudget: ha.Lease.D() / 4, Margin: ha.Keepalive.D(),
 		Voters: func() (v []string) {
+			if ha.TwoNode {
+				// A survivor that took over is the only voter.
+				ps, _ := d.raft.Voters()
+				for _, p := range ps {
+					v = append(v, p.Name)
+				}
+				return v
+			}
 			d.fsm.Read(func(s *fsm.State) { v = s.NodeOrder })
 			if len(v) == 0 {
 				return configured
@@ -137,7 +147,13 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 			return on
 		},
 		Applied: d.fsm.Applied,
-	})
+	}
+	if ha.TwoNode {
+		// The tie-breakers are made before the plugin host: the fence is
+		// looked up through it when called.
+		lopt.Alone = func(now time.Time) time.Time { return d.tiebreak.AloneUntil(now) }
+	}
+	d.lease = lease.New(lopt)
 	d.engine = heartbeat.NewEngine(heartbeat.EngineConfig{
 		Codec: codec, Node: cfg.Self.Name, Incarnation: inc, Keepalive: ha.Keepalive.D(),
 		Media: media, Observer: observers{d.tracker, d.lease}, View: d.tracker.View, Decorate: d.lease.Decorate,
@@ -155,6 +171,13 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 			return nil, err
 		}
 		d.lrm = lrm.New(d.plugins, log.With("component", "lrm"), opTimeout)
+	}
+	if ha.TwoNode {
+		opt := tiebreak.Options{PingNodes: ha.PingNodes, Interval: ha.Keepalive.D(), Lease: ha.Lease.D(), Log: log.With("component", "tiebreak")}
+		if f := ha.Fence; f != nil {
+			opt.Fence, opt.FenceName, opt.FenceParams, opt.FenceTimeout, opt.FenceDelay = d.plugins.Fence(f.Plugin), f.Plugin, f.Params, f.Timeout.D(), f.Delay.D()
+		}
+		d.tiebreak = tiebreak.New(opt)
 	}
 	var voters []consensus.Peer
 	for _, n := range ha.Nodes {
@@ -177,7 +200,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	d.coord = coord.New(coord.Options{
 		Self: cfg.Self.Name, Incarnation: d.incarnation, Role: cfg.Self.Role, Keepalive: ha.Keepalive.D(), Deadtime: ha.Deadtime.D(),
 		Placement: placement.Options{AutoFailback: ha.AutoFailback, MigrationThreshold: *ha.MigrationThreshold},
-		Groups:    groups, Nodes: nodes, FSM: d.fsm, Raft: d.raft, Lease: d.lease, Members: d.tracker, LRM: d.lrm,
+		Groups:    groups, Nodes: nodes, FSM: d.fsm, Raft: d.raft, Lease: d.lease, Members: d.tracker, LRM: d.lrm, TieBreak: d.tiebreak,
 		Log: log.With("component", "core"), ObserveApply: d.metrics.ObserveApply,
 	})
 	ready = true
@@ -277,6 +300,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	run("raft-gate", d.gate.run)
 	run("core", d.coord.Run)
+	if d.tiebreak != nil {
+		run("tiebreak", d.tiebreak.Run)
+	}
 	run("alerts", d.alerts.Run)
 	run("events", d.watchEvents)
 	if d.metricsL != nil {
@@ -461,6 +487,7 @@ func (d *Daemon) clusterStatus() *control.ClusterStatus {
 		cs.Lease = exp.Sub(now).Round(time.Millisecond).String()
 	}
 	cs.HoldsLease = d.lease.Holds(now)
+	cs.Pair = d.coord.Pair(now)
 	return cs
 }
 
@@ -469,6 +496,8 @@ func (d *Daemon) Command(ctx context.Context, c control.Command) error {
 	yes, no := true, false
 	apply := func(typ string, cmd any) error { return d.coord.Apply(ctx, typ, cmd) }
 	switch c.Op {
+	case "takeover":
+		return d.coord.Takeover(ctx)
 	case "move":
 		return apply(fsm.TypeMove, fsm.Move{Group: c.Group, Node: c.Node})
 	case "unmove":

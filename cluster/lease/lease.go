@@ -56,6 +56,12 @@ type Options struct {
 	Online func(node string) bool
 	// Applied returns this node's last applied index.
 	Applied func() uint64
+	// Alone, if set (two_node pairs), returns until when the tie-breakers
+	// let this node keep its groups without a quorum. It counts only
+	// once a quorum has confirmed this node since it started: a node that
+	// restarts with an old view of who owns what holds nothing on its
+	// tie-breakers alone until its peer confirms it or it takes over.
+	Alone func(now time.Time) time.Time
 }
 
 type sent struct {
@@ -80,10 +86,11 @@ type peer struct {
 
 // Tracker is safe for concurrent use.
 type Tracker struct {
-	opt   Options
-	mu    sync.Mutex
-	sent  [ring]sent
-	peers map[string]*peer
+	opt       Options
+	mu        sync.Mutex
+	sent      [ring]sent
+	peers     map[string]*peer
+	confirmed bool // a quorum has renewed this node since it started
 }
 
 // New returns a tracker.
@@ -168,8 +175,24 @@ func (t *Tracker) quorum() ([]string, int) {
 }
 
 // Expiry returns when this node's lease runs out: the latest time by which
-// a quorum (itself included) still renews it. The zero time means no lease.
+// a quorum (itself included) still renews it, or, in a two_node pair,
+// the tie-breakers let it hold alone. The zero time means no lease.
 func (t *Tracker) Expiry(now time.Time) time.Time {
+	exp := t.quorumExpiry(now)
+	if t.opt.Alone == nil {
+		return exp
+	}
+	t.mu.Lock()
+	t.confirmed = t.confirmed || exp.After(now)
+	confirmed := t.confirmed
+	t.mu.Unlock()
+	if a := t.opt.Alone(now); confirmed && a.After(exp) {
+		return a
+	}
+	return exp
+}
+
+func (t *Tracker) quorumExpiry(now time.Time) time.Time {
 	voters, q := t.quorum()
 	if !slices.Contains(voters, t.opt.Self) {
 		return time.Time{}

@@ -90,3 +90,34 @@ func TestReleasedAt(t *testing.T) {
 		t.Errorf("non-voter: %v %v", got, ok)
 	}
 }
+
+// TestAlone: a two_node node holds past its quorum lease only while the
+// tie-breakers allow it, and never less than the quorum gives.
+func TestAlone(t *testing.T) {
+	var aloneUntil time.Time
+	tr := New(Options{Self: "a", Incarnation: 1, Lease: L, StopBudget: L / 4,
+		Voters:  func() []string { return []string{"a", "b"} },
+		Online:  func(string) bool { return true },
+		Applied: func() uint64 { return 0 },
+		Alone:   func(time.Time) time.Time { return aloneUntil }})
+	if tr.Holds(at(0)) {
+		t.Fatal("holds with neither the peer nor a tie-breaker")
+	}
+	aloneUntil = at(500)
+	if tr.Holds(at(10)) {
+		t.Fatal("holds on the tie-breakers before any quorum confirmed it (a restart with an old view)")
+	}
+	// b echoes a's beat sent at 50: the quorum lease runs to 150.
+	m := &heartbeat.Message{Node: "a", Incarnation: 1, Seq: 1}
+	tr.Decorate(m, at(50))
+	tr.Heard(&heartbeat.Message{Node: "b", Incarnation: 1, Seq: 1, Echo: []heartbeat.Echo{{Node: "a", Incarnation: 1, Seq: 1}}}, at(51))
+	aloneUntil = at(100)
+	if got := tr.Expiry(at(60)); !got.Equal(at(150)) {
+		t.Fatalf("expiry %v, want the quorum's at 150ms", got.Sub(base))
+	}
+	// b falls silent: the tie-breakers keep a holding past the quorum.
+	aloneUntil = at(500)
+	if !tr.Holds(at(400)) || tr.Holds(at(480)) {
+		t.Fatal("alone: must hold until the tie-breakers' time less the stop budget")
+	}
+}

@@ -51,7 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDaemon(args[1:], stderr, false)
 	case "witness":
 		return cmdDaemon(args[1:], stderr, true)
-	case "move", "unmove", "standby", "online", "maintenance", "ready", "cleanup", "node", "reload":
+	case "move", "unmove", "standby", "online", "maintenance", "ready", "cleanup", "node", "reload", "takeover":
 		return cmdCommand(args[0], args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
@@ -312,9 +312,9 @@ func cmdCommand(op string, args []string, stdout, stderr io.Writer) int {
 		if len(a) == 2 {
 			cmd.Node = a[1]
 		}
-	case "reload":
+	case "reload", "takeover":
 		if len(a) != 0 {
-			return bad("reload")
+			return bad(op)
 		}
 		cmd = control.Command{Op: op}
 	case "node":

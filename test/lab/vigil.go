@@ -205,6 +205,25 @@ func Dropped(st *control.Status, reason string) uint64 {
 // secret.
 func (l *Lab) Trio(bin string, c *Cluster, serial bool, secrets map[string]string) map[string]*Node {
 	l.t.Helper()
+	return l.members(bin, c, 3, serial, secrets)
+}
+
+// PingNode is the router namespace "gw" of a Pair, on eth0's network.
+const PingNode = "10.77.1.254"
+
+// Pair builds a two-node lab like Trio's (n1, n2 on eth0 and eth1) plus a
+// router namespace "gw" at PingNode on eth0's network, which answers
+// pings and runs no daemon, and starts a daemon on n1 and n2.
+func (l *Lab) Pair(bin string, c *Cluster) map[string]*Node {
+	l.t.Helper()
+	nodes := l.members(bin, c, 2, false, nil)
+	l.AddNS("gw")
+	l.Wire("gw", "eth0", "sw", "br0", PingNode+"/24")
+	return nodes
+}
+
+func (l *Lab) members(bin string, c *Cluster, count int, serial bool, secrets map[string]string) map[string]*Node {
+	l.t.Helper()
 	l.AddNS("sw")
 	l.Bridge("sw", "br0")
 	l.Bridge("sw", "br1")
@@ -213,7 +232,7 @@ func (l *Lab) Trio(bin string, c *Cluster, serial bool, secrets map[string]strin
 		roles[n.Name] = n.Role
 	}
 	c.Nodes = nil
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= count; i++ {
 		name := fmt.Sprintf("n%d", i)
 		c.Nodes = append(c.Nodes, NodeSpec{Name: name, Address: fmt.Sprintf("10.77.1.%d", i), Role: roles[name]})
 	}
@@ -222,7 +241,7 @@ func (l *Lab) Trio(bin string, c *Cluster, serial bool, secrets map[string]strin
 		tty["n1"], tty["n2"] = l.SerialCable("cable")
 	}
 	nodes := map[string]*Node{}
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= count; i++ {
 		name := fmt.Sprintf("n%d", i)
 		l.AddNS(name)
 		l.Wire(name, "eth0", "sw", "br0", fmt.Sprintf("10.77.1.%d/24", i))

@@ -1,0 +1,162 @@
+package coord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/consensus"
+	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/lrm"
+	"github.com/vigil-ha/vigil/cluster/tiebreak"
+)
+
+// A two_node pair has no third voter: once either node is gone the other
+// has no quorum. The survivor takes over by becoming the only voter
+// (consensus.RecoverAlone) — only when its peer has been silent on every
+// link for deadtime and the tie-breakers agree — and lets the peer back in
+// as a voter when it is heard again; Raft then replaces the peer's log
+// with the survivor's (docs/SAFETY.md, "Two-node pairs").
+
+// peer is the other node of a two_node pair.
+func (c *Coordinator) peer() string {
+	for _, n := range c.opt.Nodes {
+		if n.Name != c.opt.Self {
+			return n.Name
+		}
+	}
+	return ""
+}
+
+func (c *Coordinator) peerState(peer string) string {
+	for _, p := range c.opt.Members.Peers() {
+		if p.Node == peer {
+			return p.State
+		}
+	}
+	return ""
+}
+
+// peerVotes reports whether the peer is still a Raft voter.
+func (c *Coordinator) peerVotes(peer string) (bool, error) {
+	voters, err := c.opt.Raft.Voters()
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(voters, func(p consensus.Peer) bool { return p.Name == peer }), nil
+}
+
+// holding reports whether any group is active here.
+func (c *Coordinator) holding() bool {
+	if c.opt.LRM == nil {
+		return false
+	}
+	for _, g := range c.opt.LRM.Status() {
+		if lrm.Active(g.State) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Coordinator) note(msg string, warn bool) {
+	c.pairMu.Lock()
+	changed := c.pairNote != msg
+	c.pairNote = msg
+	c.pairMu.Unlock()
+	if changed && msg != "" {
+		if warn {
+			c.log.Warn(msg)
+		} else {
+			c.log.Info(msg)
+		}
+	}
+}
+
+// pair is the two_node step of the leader loop.
+func (c *Coordinator) pair(ctx context.Context) {
+	peer := c.peer()
+	votes, err := c.peerVotes(peer)
+	if err != nil {
+		return
+	}
+	switch state := c.peerState(peer); {
+	case votes && state == "dead":
+		err := c.opt.TieBreak.Takeover(ctx, peer, c.holding())
+		if err == nil && c.peerState(peer) != "dead" {
+			err = errors.New("it was heard again")
+		}
+		if err != nil {
+			c.note(fmt.Sprintf("two_node: peer %s is silent on every link; not taking over: %v", peer, err), true)
+			return
+		}
+		c.recoverAlone(peer, "the tie-breakers agree")
+	case !votes && state == "up" && c.opt.Raft.IsLeader():
+		if err := c.opt.Raft.Rejoin(peer, max(time.Second, 10*c.opt.Deadtime)); err != nil {
+			c.log.Warn("two_node: peer heard again but cannot rejoin raft yet", "peer", peer, "err", err)
+			return
+		}
+		c.note(fmt.Sprintf("two_node: peer %s heard again: rejoined as a voter; this node's state stands", peer), false)
+	}
+}
+
+func (c *Coordinator) recoverAlone(peer, why string) {
+	// The leader loop and `vigil takeover` may both get here.
+	c.takeover.Lock()
+	defer c.takeover.Unlock()
+	if votes, err := c.peerVotes(peer); err != nil || !votes {
+		return
+	}
+	if err := c.opt.Raft.RecoverAlone(max(time.Second, 4*c.opt.Deadtime)); err != nil {
+		c.note(fmt.Sprintf("two_node: peer %s is silent; taking over failed: %v", peer, err), true)
+		return
+	}
+	c.note(fmt.Sprintf("two_node: peer %s is silent on every link and %s: took over as the only voter", peer, why), true)
+}
+
+// Takeover is `vigil takeover`: the operator confirms that the silent
+// peer of a two_node pair is off (the tie-breaker of last resort), and
+// this node becomes the only voter.
+func (c *Coordinator) Takeover(ctx context.Context) error {
+	if c.opt.TieBreak == nil {
+		return fmt.Errorf("%w: takeover is for two_node pairs; a cluster with a quorum fails over by itself", fsm.ErrRefused)
+	}
+	peer := c.peer()
+	if state := c.peerState(peer); state != "dead" {
+		return fmt.Errorf("%w: peer %s is %s, not silent: nothing to take over from", fsm.ErrRefused, peer, state)
+	}
+	votes, err := c.peerVotes(peer)
+	if err != nil {
+		return err
+	}
+	if !votes {
+		return fmt.Errorf("%w: this node already runs alone", fsm.ErrRefused)
+	}
+	c.recoverAlone(peer, "the operator confirmed it is off (vigil takeover)")
+	if votes, _ := c.peerVotes(peer); votes {
+		return errors.New(c.pairNoteNow())
+	}
+	return nil
+}
+
+func (c *Coordinator) pairNoteNow() string {
+	c.pairMu.Lock()
+	defer c.pairMu.Unlock()
+	return c.pairNote
+}
+
+// Pair returns the two_node status, nil for other clusters.
+func (c *Coordinator) Pair(now time.Time) *tiebreak.PairStatus {
+	if c.opt.TieBreak == nil {
+		return nil
+	}
+	ps := &tiebreak.PairStatus{Peer: c.peer(), Note: c.pairNoteNow(), TieBreak: c.opt.TieBreak.Status(now)}
+	if voters, err := c.opt.Raft.Voters(); err == nil {
+		for _, v := range voters {
+			ps.Voters = append(ps.Voters, v.Name)
+		}
+	}
+	return ps
+}

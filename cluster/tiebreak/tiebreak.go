@@ -1,0 +1,199 @@
+// Package tiebreak decides, for a two_node pair (no witness), whether this
+// node may hold or take over groups while its peer is silent on every
+// link. Heartbeats alone cannot tell a dead peer from cut links; two
+// outside witnesses can:
+//
+//   - ping nodes (a router on the network the clients use): a node that
+//     none of them answers is the isolated side — it holds nothing alone
+//     and never takes over; one that a ping node answers may;
+//   - a fencing plugin: a survivor takes over only after the plugin
+//     powered the peer off and confirmed it.
+//
+// With neither, a survivor never takes over a silent peer's groups (the
+// peer keeps them); the operator decides with `vigil takeover`.
+package tiebreak
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/vigil-ha/vigil/plugins/pb"
+)
+
+// Fencer is the fencing plugin: the host's Fence handle.
+type Fencer interface {
+	Off(ctx context.Context, in *pb.FenceRequest) (*pb.FenceResult, error)
+	Status(ctx context.Context, in *pb.FenceRequest) (*pb.FenceResult, error)
+}
+
+// Options configures a Breaker.
+type Options struct {
+	PingNodes []string
+	Interval  time.Duration // between echo requests to each ping node
+	// Lease is how long an answered echo lets this node hold groups
+	// without its peer, counted from when the request left.
+	Lease time.Duration
+	// Fence is the fencing plugin, nil if none.
+	Fence        Fencer
+	FenceName    string
+	FenceParams  map[string]string
+	FenceTimeout time.Duration
+	// FenceDelay is how long a node that runs no group waits before it
+	// fences, so that in a race the node running the groups wins.
+	FenceDelay time.Duration
+	Log        *slog.Logger
+}
+
+// ErrNoTieBreaker means nothing can tell a dead peer from cut links.
+var ErrNoTieBreaker = errors.New("no tie-breaker configured (ping_nodes, [fence]): a silent peer may still run its groups")
+
+// Breaker is safe for concurrent use.
+type Breaker struct {
+	opt Options
+
+	mu        sync.Mutex
+	answered  map[string]time.Time // ping node → send time of its latest answered echo
+	lastFence FenceRecord
+}
+
+// FenceRecord is the outcome of the latest fencing.
+type FenceRecord struct {
+	Node   string    `json:"node"`
+	At     time.Time `json:"at"`
+	Result string    `json:"result"` // "off" or the error
+}
+
+// New returns a breaker; Run sends the pings.
+func New(opt Options) *Breaker {
+	return &Breaker{opt: opt, answered: map[string]time.Time{}}
+}
+
+// Configured reports whether anything can break a tie.
+func (b *Breaker) Configured() bool { return len(b.opt.PingNodes) > 0 || b.opt.Fence != nil }
+
+// AloneUntil is until when this node may hold its groups without its
+// peer's confirmation: always (now + lease) without ping nodes — the
+// fencing plugin, if any, is what keeps a silent peer from taking them —
+// and with ping nodes the send time of the latest answered echo plus
+// the lease.
+func (b *Breaker) AloneUntil(now time.Time) time.Time {
+	if len(b.opt.PingNodes) == 0 {
+		return now.Add(b.opt.Lease)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var last time.Time
+	for _, at := range b.answered {
+		if at.After(last) {
+			last = at
+		}
+	}
+	if last.IsZero() {
+		return last
+	}
+	return last.Add(b.opt.Lease)
+}
+
+// Takeover decides whether this node may take over from its silent peer
+// now. holding says whether this node runs any group (it fences without
+// the delay). A nil error means yes; the error says why not.
+func (b *Breaker) Takeover(ctx context.Context, peer string, holding bool) error {
+	if !b.Configured() {
+		return ErrNoTieBreaker
+	}
+	if len(b.opt.PingNodes) > 0 && !time.Now().Before(b.AloneUntil(time.Now())) {
+		return fmt.Errorf("no ping node answers (%v): this node may be the isolated one", b.opt.PingNodes)
+	}
+	if b.opt.Fence == nil {
+		return nil
+	}
+	if !holding && b.opt.FenceDelay > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(b.opt.FenceDelay):
+		}
+	}
+	return b.Fence(ctx, peer)
+}
+
+// Fence powers node off through the fencing plugin and confirms it: only
+// a status of OFF counts.
+func (b *Breaker) Fence(ctx context.Context, node string) (err error) {
+	if b.opt.Fence == nil {
+		return errors.New("no [fence] plugin configured")
+	}
+	defer func() {
+		rec := FenceRecord{Node: node, At: time.Now(), Result: "off"}
+		if err != nil {
+			rec.Result = err.Error()
+		}
+		b.mu.Lock()
+		b.lastFence = rec
+		b.mu.Unlock()
+	}()
+	req := &pb.FenceRequest{Node: node, Params: b.opt.FenceParams, TimeoutMs: b.opt.FenceTimeout.Milliseconds()}
+	b.opt.Log.Warn("fencing", "node", node, "plugin", b.opt.FenceName)
+	if _, err := b.opt.Fence.Off(ctx, req); err != nil {
+		return fmt.Errorf("fence %s off: %w", node, err)
+	}
+	res, err := b.opt.Fence.Status(ctx, req)
+	if err != nil {
+		return fmt.Errorf("fence %s status: %w", node, err)
+	}
+	if res.GetPower() != pb.Power_OFF {
+		return fmt.Errorf("fence %s: power is %s after off (%s)", node, res.GetPower(), res.GetDetail())
+	}
+	b.opt.Log.Warn("fenced: power confirmed off", "node", node, "plugin", b.opt.FenceName, "detail", res.GetDetail())
+	return nil
+}
+
+// PingStatus is one ping node as `vigil status` shows it.
+type PingStatus struct {
+	Addr     string    `json:"addr"`
+	Answered time.Time `json:"answered,omitzero"` // send time of the latest answered echo
+	Up       bool      `json:"up"`                // answered within the lease
+}
+
+// Status is the tie-breakers' state.
+type Status struct {
+	Ping      []PingStatus `json:"ping,omitempty"`
+	Fence     string       `json:"fence,omitempty"` // the plugin's name
+	LastFence *FenceRecord `json:"last_fence,omitempty"`
+}
+
+// PairStatus is the two_node part of `vigil status`.
+type PairStatus struct {
+	Peer     string   `json:"peer"`
+	Voters   []string `json:"voters"`
+	Note     string   `json:"note,omitempty"` // the latest takeover decision
+	TieBreak Status   `json:"tiebreak"`
+}
+
+// Status returns the tie-breakers' state at now.
+func (b *Breaker) Status(now time.Time) Status {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := Status{Fence: b.opt.FenceName}
+	for _, a := range b.opt.PingNodes {
+		at := b.answered[a]
+		st.Ping = append(st.Ping, PingStatus{Addr: a, Answered: at, Up: !at.IsZero() && now.Before(at.Add(b.opt.Lease))})
+	}
+	if !b.lastFence.At.IsZero() {
+		f := b.lastFence
+		st.LastFence = &f
+	}
+	return st
+}
+
+func (b *Breaker) answer(addr string, sent time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if sent.After(b.answered[addr]) {
+		b.answered[addr] = sent
+	}
+}

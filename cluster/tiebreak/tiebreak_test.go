@@ -1,0 +1,135 @@
+package tiebreak
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/vigil-ha/vigil/internal/nstest"
+	"github.com/vigil-ha/vigil/internal/testutil"
+	"github.com/vigil-ha/vigil/plugins/pb"
+)
+
+// TestPingNodes pings a router namespace over a veth: answered, the node
+// may hold alone; the link cut, the permission runs out one lease after
+// the last answered echo left.
+func TestPingNodes(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ns := nstest.NewNetns(t)
+	node, gw := ns.Add("node"), ns.Add("gw")
+	ns.Run("ip", "link", "add", "tb0", "netns", node, "type", "veth", "peer", "name", "tb1", "netns", gw)
+	ns.Run("ip", "-n", node, "addr", "add", "10.98.0.1/24", "dev", "tb0")
+	ns.Run("ip", "-n", gw, "addr", "add", "10.98.0.254/24", "dev", "tb1")
+	ns.Run("ip", "-n", node, "link", "set", "tb0", "up")
+	ns.Run("ip", "-n", gw, "link", "set", "tb1", "up")
+
+	lease := 200 * time.Millisecond
+	b := New(Options{PingNodes: []string{"10.98.0.254", "10.98.0.77"}, Interval: 10 * time.Millisecond, Lease: lease, Log: testutil.Logger(t)})
+	if !b.AloneUntil(time.Now()).IsZero() {
+		t.Fatal("may hold alone before any ping node answered")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- nstest.InNS(node, func() error { return b.Run(ctx) }) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitFor(t, func() bool { return time.Now().Before(b.AloneUntil(time.Now())) })
+	if err := b.Takeover(context.Background(), "peer", false); err != nil {
+		t.Fatalf("takeover with a ping node answering: %v", err)
+	}
+	st := b.Status(time.Now())
+	if len(st.Ping) != 2 || !st.Ping[0].Up || st.Ping[1].Up || st.Ping[1].Addr != "10.98.0.77" {
+		t.Fatalf("status: %+v", st)
+	}
+
+	ns.Run("ip", "-n", node, "link", "set", "tb0", "down")
+	cut := time.Now()
+	waitFor(t, func() bool { return !time.Now().Before(b.AloneUntil(time.Now())) })
+	if until := b.AloneUntil(time.Now()); until.After(cut.Add(lease)) {
+		t.Fatalf("may hold alone until %s after the cut, longer than the lease", until.Sub(cut))
+	}
+	if err := b.Takeover(context.Background(), "peer", true); err == nil || !strings.Contains(err.Error(), "isolated") {
+		t.Fatalf("takeover without an answering ping node: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the breaker's state
+	}
+}
+
+type fakeFence struct {
+	status pb.Power
+	offErr error
+	calls  []string
+}
+
+func (f *fakeFence) Off(_ context.Context, in *pb.FenceRequest) (*pb.FenceResult, error) {
+	f.calls = append(f.calls, "off "+in.GetNode()+" "+in.GetParams()["bmc"])
+	return &pb.FenceResult{Power: pb.Power_OFF}, f.offErr
+}
+
+func (f *fakeFence) Status(_ context.Context, in *pb.FenceRequest) (*pb.FenceResult, error) {
+	f.calls = append(f.calls, "status "+in.GetNode())
+	return &pb.FenceResult{Power: f.status, Detail: "pdu says so"}, nil
+}
+
+// TestTakeoverRules checks the decision without ping nodes.
+func TestTakeoverRules(t *testing.T) {
+	log := testutil.Logger(t)
+	if err := New(Options{Lease: time.Second, Log: log}).Takeover(context.Background(), "n2", true); !errors.Is(err, ErrNoTieBreaker) {
+		t.Fatalf("no tie-breaker: %v", err)
+	}
+	for _, tc := range []struct {
+		name    string
+		fence   fakeFence
+		holding bool
+		want    string // error substring, "" for a takeover
+		calls   string
+	}{
+		{"fenced and confirmed", fakeFence{status: pb.Power_OFF}, true, "", "off n2 10.0.9.2,status n2"},
+		{"still on", fakeFence{status: pb.Power_ON}, true, "power is ON after off (pdu says so)", "off n2 10.0.9.2,status n2"},
+		{"unknown", fakeFence{status: pb.Power_UNKNOWN}, true, "power is UNKNOWN", "off n2 10.0.9.2,status n2"},
+		{"off fails", fakeFence{offErr: errors.New("bmc timeout")}, true, "bmc timeout", "off n2 10.0.9.2"},
+		{"delayed when holding nothing", fakeFence{status: pb.Power_OFF}, false, context.DeadlineExceeded.Error(), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := New(Options{Lease: time.Second, Fence: &tc.fence, FenceName: "pdu", FenceParams: map[string]string{"bmc": "10.0.9.2"},
+				FenceTimeout: time.Second, FenceDelay: time.Hour, Log: log})
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			err := b.Takeover(ctx, "n2", tc.holding)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+			if got := strings.Join(tc.fence.calls, ","); got != tc.calls {
+				t.Fatalf("calls %q, want %q", got, tc.calls)
+			}
+			if tc.calls != "" {
+				if lf := b.Status(time.Now()).LastFence; lf == nil || lf.Node != "n2" || (tc.want == "") != (lf.Result == "off") {
+					t.Fatalf("last fence: %+v", lf)
+				}
+			}
+		})
+	}
+	// Without ping nodes a node may always hold alone: the fence keeps
+	// the peer from taking over.
+	b := New(Options{Lease: time.Second, Fence: &fakeFence{}, Log: log})
+	if now := time.Now(); !b.AloneUntil(now).Equal(now.Add(time.Second)) {
+		t.Fatal("fence only: may not hold alone")
+	}
+}
