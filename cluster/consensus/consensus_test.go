@@ -265,6 +265,13 @@ func TestRecoverAloneAndRejoin(t *testing.T) {
 	if err := set(ms[0], "both"); err != nil {
 		t.Fatal(err)
 	}
+	for ms[0].fsm.View().GroupsVersion != "both" {
+		select {
+		case <-ctx.Done():
+			t.Fatal("n1 did not apply the first command")
+		case <-ms[0].fsm.Changed():
+		}
+	}
 	// n2 goes away; n1 alone cannot commit.
 	ms[1].node.Close()
 	short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
@@ -290,8 +297,13 @@ func TestRecoverAloneAndRejoin(t *testing.T) {
 	if err := ms[0].node.Rejoin("n2", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := set(ms[0], "merged"); err != nil {
-		t.Fatal(err)
+	// The rejoined voter may cost the leader its lease while it catches
+	// up (leadership lost, then won again): retry, as a client would.
+	for err := set(ms[0], "merged"); err != nil; err = set(ms[0], "merged") {
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "leadership lost") && !strings.Contains(err.Error(), "not the leader") {
+			t.Fatal(err)
+		}
+		t.Logf("retrying after a leader change: %v", err)
 	}
 	for ms[1].fsm.View().GroupsVersion != "merged" {
 		select {

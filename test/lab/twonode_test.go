@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +39,10 @@ func (c *coreLab) waitPair(node, what string, cond func(s *control.Status) bool)
 	return st
 }
 
-func voters(s *control.Status) string { return strings.Join(s.Core.Pair.Voters, " ") }
+// voters lists the Raft voters in name order.
+func voters(s *control.Status) string {
+	return strings.Join(slices.Sorted(slices.Values(s.Core.Pair.Voters)), " ")
+}
 
 func noteHas(sub string) func(*control.Status) bool {
 	return func(s *control.Status) bool { return strings.Contains(s.Core.Pair.Note, sub) }
@@ -95,7 +99,7 @@ func TestTwoNodePingNode(t *testing.T) {
 	c.Isolate("n1", false)
 	c.waitPair("n2", "n1 rejoins", func(s *control.Status) bool {
 		n := s.Core.State.Nodes["n1"]
-		return voters(s) == "n2 n1" && n != nil && n.Online && runningOn(s) == "n2"
+		return voters(s) == "n1 n2" && n != nil && n.Online && runningOn(s) == "n2"
 	})
 	c.waitPair("n1", "n1 caught up", func(s *control.Status) bool { return runningOn(s) == "n2" && s.Core.HoldsLease })
 
@@ -108,7 +112,7 @@ func TestTwoNodePingNode(t *testing.T) {
 	c.Isolate("n1", false)
 	c.waitPair("n2", "n1 rejoins again", func(s *control.Status) bool {
 		n := s.Core.State.Nodes["n1"]
-		return voters(s) == "n2 n1" && n != nil && n.Online
+		return voters(s) == "n1 n2" && n != nil && n.Online
 	})
 	iv = c.checkJournal(nil)
 	for _, i := range iv {
@@ -151,7 +155,7 @@ func TestTwoNodeNoTieBreaker(t *testing.T) {
 	c.Isolate("n1", false)
 	c.Restart(vigilBin, c.nodes["n1"])
 	c.waitPair("n1", "n1 merged", func(s *control.Status) bool {
-		return voters(s) == "n2 n1" && runningOn(s) == "n2" && localState(s) == "stopped"
+		return voters(s) == "n1 n2" && runningOn(s) == "n2" && localState(s) == "stopped"
 	})
 	iv = c.checkJournal(map[string]time.Time{"n1": crash})
 	if after := startsAfter(iv, crash); len(after) != 1 || after[0].Node != "n2" {

@@ -168,7 +168,12 @@ func TestUserspaceTCP(t *testing.T) {
 	if ask(t, long, "still there") != "127.0.0.3" {
 		t.Fatal("draining connection broke")
 	}
+	// Connections the client closed count as active until the relay has
+	// seen both halves end: wait for those to drain, leaving the long one.
 	st, _ := u.Stats()
+	for deadline := time.Now().Add(5 * time.Second); st[k].Dests[b.String()].Active > 1 && time.Now().Before(deadline); st, _ = u.Stats() {
+		time.Sleep(time.Millisecond) // polling the proxy's counters
+	}
 	if d := st[k].Dests[b.String()]; d.Active != 1 || st[k].Conns < 50 {
 		t.Fatalf("stats: %+v", st[k])
 	}
