@@ -25,22 +25,14 @@ func (c *Coordinator) Leave(ctx context.Context) error {
 	if c.opt.LRM == nil {
 		return nil
 	}
-	active := func() bool {
-		for _, g := range c.opt.LRM.Status() {
-			if lrm.Active(g.State) {
-				return true
-			}
-		}
-		return false
-	}
-	if !active() {
+	if !c.holding() {
 		return nil
 	}
 	yes := true
 	if err := c.Apply(ctx, fsm.TypeNodeState, fsm.NodeState{Node: c.opt.Self, Leaving: &yes, Incarnation: c.opt.Incarnation, Reason: "shutting down"}); err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
-	for active() {
+	for c.holding() {
 		changed := c.opt.FSM.Changed()
 		select {
 		case <-ctx.Done():

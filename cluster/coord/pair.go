@@ -48,7 +48,7 @@ func (c *Coordinator) peerVotes(peer string) (bool, error) {
 	return slices.ContainsFunc(voters, func(p consensus.Peer) bool { return p.Name == peer }), nil
 }
 
-// holding reports whether any group is active here.
+// holding reports whether any group is active here (false on a witness).
 func (c *Coordinator) holding() bool {
 	if c.opt.LRM == nil {
 		return false

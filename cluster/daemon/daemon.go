@@ -149,8 +149,8 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		Applied: d.fsm.Applied,
 	}
 	if ha.TwoNode {
-		// The tie-breakers are made before the plugin host: the fence is
-		// looked up through it when called.
+		// d.tiebreak is made below, once the plugin host its fence
+		// calls go through exists; the lease asks it only at run time.
 		lopt.Alone = func(now time.Time) time.Time { return d.tiebreak.AloneUntil(now) }
 	}
 	d.lease = lease.New(lopt)
