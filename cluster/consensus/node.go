@@ -192,7 +192,7 @@ func (n *Node) RecoverAlone(timeout time.Duration) error {
 	n.recovering.Lock()
 	defer n.recovering.Unlock()
 	shutdown := n.raft().Shutdown()
-	n.layer.pause()
+	n.layer.stopDials()
 	err := shutdown.Error()
 	n.layer.resume()
 	if err != nil {

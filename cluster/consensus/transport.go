@@ -45,13 +45,15 @@ type layer struct {
 
 	mu    sync.Mutex
 	conns map[*tracked]bool // raft connections: raft's transport never closes accepted ones
-	// paused is closed while Raft restarts on this layer (RecoverAlone):
-	// dials fail at once instead of holding up its shutdown.
-	paused chan struct{}
+	// paused ends while Raft restarts on this layer (RecoverAlone): dials
+	// fail at once instead of holding up its shutdown.
+	paused context.Context
+	pause  context.CancelFunc
 }
 
 func newLayer(ln net.Listener, creds *Credentials, log *slog.Logger) *layer {
-	l := &layer{ln: ln, creds: creds, log: log, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[*tracked]bool{}, paused: make(chan struct{})}
+	l := &layer{ln: ln, creds: creds, log: log, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[*tracked]bool{}}
+	l.resume()
 	l.wg.Add(1)
 	go l.serve()
 	return l
@@ -171,21 +173,12 @@ func (l *layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, 
 			case <-ch:
 			case <-t.C:
 			case <-l.closed:
-			case <-paused:
+			case <-paused.Done():
 			}
 			t.Stop()
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-paused:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	c, err := l.dialContext(ctx, string(addr), timeout, connRaft)
+	c, err := l.dialContext(paused, string(addr), timeout, connRaft)
 	if err != nil {
 		return nil, err
 	}
@@ -196,13 +189,13 @@ func (l *layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, 
 	return t, nil
 }
 
-// pause makes dials fail and closes every raft connection, so that a
+// stopDials makes dials fail and closes every raft connection, so that a
 // Raft shutdown is not held up by a dial to, or a call on, a dead peer;
 // resume ends it.
-func (l *layer) pause() {
+func (l *layer) stopDials() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	close(l.paused)
+	l.pause()
 	for c := range l.conns {
 		c.Conn.Close()
 		delete(l.conns, c)
@@ -211,7 +204,7 @@ func (l *layer) pause() {
 
 func (l *layer) resume() {
 	l.mu.Lock()
-	l.paused = make(chan struct{})
+	l.paused, l.pause = context.WithCancel(context.Background())
 	l.mu.Unlock()
 }
 
