@@ -13,6 +13,22 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
+// ICMP is what an echo over one address family needs: the raw socket's
+// network, the protocol number to parse replies with, the message types.
+type ICMP struct {
+	Network     string
+	Proto       int
+	Echo, Reply icmp.Type
+}
+
+// ICMPFor returns the ICMP family of ip.
+func ICMPFor(ip netip.Addr) ICMP {
+	if ip.Is4() {
+		return ICMP{"ip4:icmp", 1, ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply}
+	}
+	return ICMP{"ip6:ipv6-icmp", 58, ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply}
+}
+
 // Ping passes when Addr answers one ICMP echo. It needs a raw socket
 // (root or CAP_NET_RAW), as ldirectord's and keepalived's ping checks do.
 type Ping struct{ Addr string }
@@ -25,10 +41,8 @@ func (c Ping) Check(ctx context.Context) Result {
 	if err != nil {
 		return failed(start, "ping", err)
 	}
-	network, proto, typ, reply := "ip4:icmp", 1, icmp.Type(ipv4.ICMPTypeEcho), icmp.Type(ipv4.ICMPTypeEchoReply)
-	if ip.Is6() {
-		network, proto, typ, reply = "ip6:ipv6-icmp", 58, ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
-	}
+	f := ICMPFor(ip)
+	network, proto, typ, reply := f.Network, f.Proto, f.Echo, f.Reply
 	conn, err := icmp.ListenPacket(network, "")
 	if err != nil {
 		return failed(start, "ping", err)

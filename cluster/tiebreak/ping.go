@@ -11,18 +11,16 @@ import (
 	"time"
 
 	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
+
+	"github.com/vigil-ha/vigil/monitors"
 )
 
 // family is one ICMP socket (IPv4 or IPv6) and the ping nodes it reaches.
 type family struct {
-	network     string
-	proto       int
-	echo, reply icmp.Type
-	targets     []netip.Addr
-	names       []string // as configured, for Status
-	conn        *icmp.PacketConn
+	monitors.ICMP
+	targets []netip.Addr
+	names   []string // as configured, for Status
+	conn    *icmp.PacketConn
 }
 
 // Run pings every ping node each Interval until ctx ends, over one raw
@@ -32,8 +30,8 @@ func (b *Breaker) Run(ctx context.Context) error {
 	if len(b.opt.PingNodes) == 0 {
 		return nil
 	}
-	v4 := &family{network: "ip4:icmp", proto: 1, echo: ipv4.ICMPTypeEcho, reply: ipv4.ICMPTypeEchoReply}
-	v6 := &family{network: "ip6:ipv6-icmp", proto: 58, echo: ipv6.ICMPTypeEchoRequest, reply: ipv6.ICMPTypeEchoReply}
+	v4 := &family{ICMP: monitors.ICMPFor(netip.IPv4Unspecified())}
+	v6 := &family{ICMP: monitors.ICMPFor(netip.IPv6Unspecified())}
 	for _, s := range b.opt.PingNodes {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
@@ -54,7 +52,7 @@ func (b *Breaker) Run(ctx context.Context) error {
 		if len(f.targets) == 0 {
 			continue
 		}
-		conn, err := icmp.ListenPacket(f.network, "")
+		conn, err := icmp.ListenPacket(f.Network, "")
 		if err != nil {
 			return fmt.Errorf("ping nodes: %w", err)
 		}
@@ -107,7 +105,7 @@ func (b *Breaker) send(ctx context.Context, f *family, id int, sent *sentRing) {
 	var seq uint16
 	for {
 		seq++
-		msg, _ := (&icmp.Message{Type: f.echo, Body: &icmp.Echo{ID: id, Seq: int(seq), Data: []byte("vigil tiebreak")}}).Marshal(nil)
+		msg, _ := (&icmp.Message{Type: f.Echo, Body: &icmp.Echo{ID: id, Seq: int(seq), Data: []byte("vigil tiebreak")}}).Marshal(nil)
 		sent.put(seq, time.Now())
 		for _, a := range f.targets {
 			// An unreachable network is what the ping nodes are for:
@@ -129,8 +127,8 @@ func (b *Breaker) receive(f *family, id int, sent *sentRing) {
 		if err != nil {
 			return // closed at the end of Run
 		}
-		m, err := icmp.ParseMessage(f.proto, buf[:n])
-		if err != nil || m.Type != f.reply {
+		m, err := icmp.ParseMessage(f.Proto, buf[:n])
+		if err != nil || m.Type != f.Reply {
 			continue
 		}
 		// A raw socket sees every echo reply on the host: ours carry our
