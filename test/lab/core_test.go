@@ -30,14 +30,20 @@ type coreLab struct {
 // startCore starts the three-node lab (n1..n3, roles as given) with one
 // Dummy group "g" preferring n1.
 func startCore(t *testing.T, roles map[string]string, extra string) *coreLab {
-	l := needLab(t)
-	work := t.TempDir()
-	c := &lab.Cluster{Name: "coretest", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
-		Extra: extra, Resources: lab.DummyResources(work, "g", "n1", `, interval = "100ms"`, "d1", "d2")}
+	c, work := coreCluster(t, extra)
 	for name, role := range roles {
 		c.Nodes = append(c.Nodes, lab.NodeSpec{Name: name, Role: role})
 	}
+	l := needLab(t)
 	return &coreLab{Lab: l, t: t, nodes: l.Trio(vigilBin, c, false, nil), work: work}
+}
+
+// coreCluster is the core tests' cluster: their timing and the Dummy
+// group g (d1, d2) preferring n1, journaling under work.
+func coreCluster(t *testing.T, extra string) (c *lab.Cluster, work string) {
+	work = t.TempDir()
+	return &lab.Cluster{Name: "coretest", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
+		Extra: extra, Resources: lab.DummyResources(work, "g", "n1", `, interval = "100ms"`, "d1", "d2")}, work
 }
 
 func group(st *control.Status, name string) *fsm.Group {

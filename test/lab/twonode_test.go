@@ -16,10 +16,8 @@ import (
 // startPair starts a two_node pair (n1, n2, no witness) with the router
 // namespace gw as a possible ping node and the Dummy group g preferring n1.
 func startPair(t *testing.T, extra string) *coreLab {
+	c, work := coreCluster(t, "two_node = true\n"+extra)
 	l := needLab(t)
-	work := t.TempDir()
-	c := &lab.Cluster{Name: "pairtest", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
-		Extra: "two_node = true\n" + extra, Resources: lab.DummyResources(work, "g", "n1", `, interval = "100ms"`, "d1", "d2")}
 	return &coreLab{Lab: l, t: t, nodes: l.Pair(vigilBin, c), work: work}
 }
 
