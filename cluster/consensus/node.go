@@ -207,35 +207,32 @@ func (n *Node) RecoverAlone(timeout time.Duration) error {
 	if err := raft.RecoverCluster(&cfg, scratch, n.store, n.store, n.snaps, n.trans, self); err != nil {
 		return fmt.Errorf("raft recover: %w", err)
 	}
-	// A lone voter elects itself after one heartbeat timeout: start with
-	// a short one, then go back to the derived timing.
-	fast := n.cfg
-	fast.HeartbeatTimeout, fast.ElectionTimeout, fast.LeaderLeaseTimeout = recoverTimeout, recoverTimeout, recoverTimeout
-	r, err := raft.NewRaft(&fast, n.opt.FSM, n.store, n.store, n.snaps, keepOpen{n.trans})
+	r, err := raft.NewRaft(&cfg, n.opt.FSM, n.store, n.store, n.snaps, keepOpen{n.trans})
 	if err != nil {
 		return fmt.Errorf("raft recover: restart: %w", err)
 	}
 	n.r.Store(r)
-	deadline := time.After(timeout)
+	// A lone voter would elect itself only after a heartbeat timeout (a
+	// deadtime, or two): the TimeoutNow RPC of a leadership transfer,
+	// sent to itself, makes it a candidate now. Its timing stays the
+	// derived one, which the pair needs once the peer votes again.
+	deadline := time.Now().Add(timeout)
 	for r.State() != raft.Leader {
-		select {
-		case <-deadline:
+		if time.Now().After(deadline) {
 			return fmt.Errorf("raft recover: not leader after %s", timeout)
-		case <-time.After(recoverTimeout / 5):
 		}
-	}
-	if err := r.ReloadConfig(raft.ReloadableConfig{
-		TrailingLogs: n.cfg.TrailingLogs, SnapshotInterval: n.cfg.SnapshotInterval, SnapshotThreshold: n.cfg.SnapshotThreshold,
-		HeartbeatTimeout: n.cfg.HeartbeatTimeout, ElectionTimeout: n.cfg.ElectionTimeout,
-	}); err != nil {
-		return fmt.Errorf("raft recover: timing: %w", err)
+		if r.State() == raft.Follower {
+			self := n.trans.LocalAddr()
+			req := raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(n.opt.Self), Addr: []byte(self)}}
+			if err := n.trans.TimeoutNow(raft.ServerID(n.opt.Self), self, &req, &raft.TimeoutNowResponse{}); err != nil {
+				n.log.Warn("raft recover: campaign request failed", "err", err)
+			}
+		}
+		time.Sleep(time.Millisecond)
 	}
 	n.log.Warn("raft recovered with this node as the only voter", "index", r.LastIndex())
 	return nil
 }
-
-// recoverTimeout is RecoverAlone's election timeout (Raft's minimum).
-const recoverTimeout = 5 * time.Millisecond
 
 // Rejoin adds a bootstrap peer back to the voters after RecoverAlone
 // (leader only).

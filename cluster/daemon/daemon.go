@@ -173,7 +173,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		d.lrm = lrm.New(d.plugins, log.With("component", "lrm"), opTimeout)
 	}
 	if ha.TwoNode {
-		opt := tiebreak.Options{PingNodes: ha.PingNodes, Interval: ha.Keepalive.D(), Lease: ha.Lease.D(), Log: log.With("component", "tiebreak")}
+		opt := tiebreak.Options{PingNodes: ha.PingNodes, Interval: ha.Keepalive.D(), Lease: ha.Lease.D(), Settle: ha.Deadtime.D(), Log: log.With("component", "tiebreak")}
 		if f := ha.Fence; f != nil {
 			opt.Fence, opt.FenceName, opt.FenceParams, opt.FenceTimeout, opt.FenceDelay = d.plugins.Fence(f.Plugin), f.Plugin, f.Params, f.Timeout.D(), f.Delay.D()
 		}

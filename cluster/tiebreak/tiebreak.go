@@ -37,6 +37,13 @@ type Options struct {
 	// Lease is how long an answered echo lets this node hold groups
 	// without its peer, counted from when the request left.
 	Lease time.Duration
+	// Settle is how long the ping nodes must have answered without a
+	// gap longer than Lease before this node may take over: a deadtime.
+	// A node that was cut off itself hears its ping nodes again at the
+	// moment its links come back, perhaps before its peer's next
+	// heartbeat, while the peer still counts as silent; its gap in the
+	// answers shows it was the isolated side.
+	Settle time.Duration
 	// Fence is the fencing plugin, nil if none.
 	Fence        Fencer
 	FenceName    string
@@ -57,6 +64,8 @@ type Breaker struct {
 
 	mu        sync.Mutex
 	answered  map[string]time.Time // ping node → send time of its latest answered echo
+	last      time.Time            // send time of the latest answered echo of any
+	since     time.Time            // send time of the first answer after the latest gap
 	lastFence FenceRecord
 }
 
@@ -86,16 +95,10 @@ func (b *Breaker) AloneUntil(now time.Time) time.Time {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var last time.Time
-	for _, at := range b.answered {
-		if at.After(last) {
-			last = at
-		}
+	if b.last.IsZero() {
+		return b.last
 	}
-	if last.IsZero() {
-		return last
-	}
-	return last.Add(b.opt.Lease)
+	return b.last.Add(b.opt.Lease)
 }
 
 // Takeover decides whether this node may take over from its silent peer
@@ -105,8 +108,17 @@ func (b *Breaker) Takeover(ctx context.Context, peer string, holding bool) error
 	if !b.Configured() {
 		return ErrNoTieBreaker
 	}
-	if len(b.opt.PingNodes) > 0 && !time.Now().Before(b.AloneUntil(time.Now())) {
-		return fmt.Errorf("no ping node answers (%v): this node may be the isolated one", b.opt.PingNodes)
+	if len(b.opt.PingNodes) > 0 {
+		now := time.Now()
+		if !now.Before(b.AloneUntil(now)) {
+			return fmt.Errorf("no ping node answers (%v): this node may be the isolated one", b.opt.PingNodes)
+		}
+		b.mu.Lock()
+		steady := now.Sub(b.since)
+		b.mu.Unlock()
+		if steady < b.opt.Settle {
+			return fmt.Errorf("the ping nodes answer again only since %s (less than %s): this node may have been the isolated one", steady.Round(time.Millisecond), b.opt.Settle)
+		}
 	}
 	if b.opt.Fence == nil {
 		return nil
@@ -195,5 +207,11 @@ func (b *Breaker) answer(addr string, sent time.Time) {
 	defer b.mu.Unlock()
 	if sent.After(b.answered[addr]) {
 		b.answered[addr] = sent
+	}
+	if b.last.IsZero() || sent.After(b.last.Add(b.opt.Lease)) {
+		b.since = sent // the first answer after a gap
+	}
+	if sent.After(b.last) {
+		b.last = sent
 	}
 }

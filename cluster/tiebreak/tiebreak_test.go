@@ -27,8 +27,8 @@ func TestPingNodes(t *testing.T) {
 	ns.Run("ip", "-n", node, "link", "set", "tb0", "up")
 	ns.Run("ip", "-n", gw, "link", "set", "tb1", "up")
 
-	lease := 200 * time.Millisecond
-	b := New(Options{PingNodes: []string{"10.98.0.254", "10.98.0.77"}, Interval: 10 * time.Millisecond, Lease: lease, Log: testutil.Logger(t)})
+	lease, settle := 200*time.Millisecond, 300*time.Millisecond
+	b := New(Options{PingNodes: []string{"10.98.0.254", "10.98.0.77"}, Interval: 10 * time.Millisecond, Lease: lease, Settle: settle, Log: testutil.Logger(t)})
 	if !b.AloneUntil(time.Now()).IsZero() {
 		t.Fatal("may hold alone before any ping node answered")
 	}
@@ -41,10 +41,8 @@ func TestPingNodes(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	waitFor(t, func() bool { return time.Now().Before(b.AloneUntil(time.Now())) })
-	if err := b.Takeover(context.Background(), "peer", false); err != nil {
-		t.Fatalf("takeover with a ping node answering: %v", err)
-	}
+	started := time.Now()
+	waitTakeover(t, b, started, settle)
 	st := b.Status(time.Now())
 	if len(st.Ping) != 2 || !st.Ping[0].Up || st.Ping[1].Up || st.Ping[1].Addr != "10.98.0.77" {
 		t.Fatalf("status: %+v", st)
@@ -58,6 +56,31 @@ func TestPingNodes(t *testing.T) {
 	}
 	if err := b.Takeover(context.Background(), "peer", true); err == nil || !strings.Contains(err.Error(), "isolated") {
 		t.Fatalf("takeover without an answering ping node: %v", err)
+	}
+
+	// Healed: the ping node answers at once, but this node was the
+	// isolated one (its peer may only seem silent because of it): no
+	// takeover until the answers have run without a gap for settle.
+	healed := time.Now()
+	ns.Run("ip", "-n", node, "link", "set", "tb0", "up")
+	waitFor(t, func() bool { return time.Now().Before(b.AloneUntil(time.Now())) })
+	if err := b.Takeover(context.Background(), "peer", true); err == nil || !strings.Contains(err.Error(), "answer again only since") {
+		t.Fatalf("takeover right after the ping node answers again: %v", err)
+	}
+	waitTakeover(t, b, healed, settle)
+}
+
+// waitTakeover waits until b allows a takeover, which must not come
+// sooner than settle after from.
+func waitTakeover(t *testing.T, b *Breaker, from time.Time, settle time.Duration) {
+	t.Helper()
+	var err error
+	waitFor(t, func() bool {
+		err = b.Takeover(context.Background(), "peer", false)
+		return err == nil
+	})
+	if took := time.Since(from); took < settle {
+		t.Fatalf("takeover allowed %s after the ping node answered, before it answered steadily for %s", took, settle)
 	}
 }
 

@@ -118,6 +118,12 @@ func TestTwoNodePingNode(t *testing.T) {
 			t.Errorf("d1 moved while the standby was cut off: %+v", i)
 		}
 	}
+	// Each time its links came back, n1 heard the ping node again before
+	// n2's heartbeats, with n2 still "dead": the cut-off side must not
+	// take over then (it would have run d1 next to n2).
+	if b, err := os.ReadFile(c.nodes["n1"].Proc.LogPath); err != nil || strings.Contains(string(b), "took over") {
+		t.Errorf("the cut-off node took over after it was healed (log read: %v)", err)
+	}
 }
 
 // A two_node pair without tie-breakers, both links cut: neither side can
