@@ -360,6 +360,9 @@ func (n *Node) TransferLeadership(name, addr string) error {
 	return n.raft().LeadershipTransferToServer(raft.ServerID(name), raft.ServerAddress(addr)).Error()
 }
 
+// StepDown hands leadership to the most up-to-date other voter.
+func (n *Node) StepDown() error { return n.raft().LeadershipTransfer().Error() }
+
 // hclogFor sends hashicorp/raft's hclog output to slog, keeping levels.
 func hclogFor(log *slog.Logger) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "raft", Output: slogWriter{log}, Level: hclog.Info, DisableTime: true})

@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/cluster/tiebreak"
 	"github.com/vigil-ha/vigil/plugins/host"
 )
 
@@ -55,6 +56,7 @@ func fixture() *Status {
 			{Kind: "resource", Name: "counter", State: "failed", LastError: "fork/exec /usr/lib/vigil/plugins/counter: permission denied"},
 		},
 		Core: &ClusterStatus{Leader: "witness", RaftState: "Follower", Term: "7", Applied: 812, Quorum: 2, HoldsLease: true, Lease: "740ms",
+			Fencing: &tiebreak.Status{Fence: "pdu", LastFence: &tiebreak.FenceRecord{Node: "lvs2", At: at(40 * time.Minute), Result: "off"}},
 			State: &fsm.State{
 				NodeOrder: []string{"lvs1", "lvs2", "witness"},
 				Nodes: map[string]*fsm.Node{

@@ -141,7 +141,18 @@ func renderCoreSummary(w io.Writer, s *Status) {
 	}
 	if p := c.Pair; p != nil {
 		renderPair(w, p, s.Now)
+	} else if c.Fencing != nil {
+		fmt.Fprintf(w, "Fence plugin %s\n", fenceState(c.Fencing))
 	}
+}
+
+// fenceState is the fence plugin and its latest result.
+func fenceState(t *tiebreak.Status) string {
+	last := "never used"
+	if f := t.LastFence; f != nil {
+		last = fmt.Sprintf("last: %s %s at %s", f.Node, f.Result, f.At.Format(time.TimeOnly))
+	}
+	return t.Fence + ": " + last
 }
 
 // renderPair shows a two_node pair's voters and tie-breakers.
@@ -162,11 +173,7 @@ func renderPair(w io.Writer, p *tiebreak.PairStatus, now time.Time) {
 		}
 	}
 	if p.TieBreak.Fence != "" {
-		last := "never used"
-		if f := p.TieBreak.LastFence; f != nil {
-			last = fmt.Sprintf("last: %s %s at %s", f.Node, f.Result, f.At.Format(time.TimeOnly))
-		}
-		fmt.Fprintf(w, "  fence plugin %s: %s\n", p.TieBreak.Fence, last)
+		fmt.Fprintf(w, "  fence plugin %s\n", fenceState(&p.TieBreak))
 	}
 	if len(p.TieBreak.Ping) == 0 && p.TieBreak.Fence == "" {
 		fmt.Fprintln(w, "  no tie-breaker: a silent peer's groups are never taken over automatically (vigil takeover)")
@@ -202,6 +209,9 @@ func renderAssignments(w io.Writer, s *Status) {
 		}
 		if n.Maintenance {
 			flags = append(flags, "maintenance")
+		}
+		if n.Fenced != 0 {
+			flags = append(flags, "fenced")
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", name, n.Role, state, strings.Join(flags, ","), n.Reason)
 	}

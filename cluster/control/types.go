@@ -81,6 +81,9 @@ type ClusterStatus struct {
 	// Pair is set on a two_node pair: voters, tie-breakers, the latest
 	// takeover decision.
 	Pair *tiebreak.PairStatus `json:"pair,omitempty"`
+	// Fencing is set on other clusters with a [fence] plugin (a pair's
+	// is in Pair).
+	Fencing *tiebreak.Status `json:"fencing,omitempty"`
 }
 
 // Timing is the heartbeat timing in force.

@@ -43,7 +43,10 @@ type Options struct {
 	// TieBreak is set for a two_node pair: it decides whether this node
 	// may take over alone from a silent peer.
 	TieBreak *tiebreak.Breaker
-	Log      *slog.Logger
+	// Fencer is the [fence] plugin, nil without one: the leader fences a
+	// node where a stop failed, so that its groups can move.
+	Fencer Fencer
+	Log    *slog.Logger
 	// ObserveApply, if set, is told how long each command took to commit.
 	ObserveApply func(time.Duration, error)
 }
@@ -62,11 +65,15 @@ type Coordinator struct {
 	pairMu   sync.Mutex
 	pairNote string     // two_node: the latest takeover decision
 	takeover sync.Mutex // one RecoverAlone at a time
+
+	fenceRetry  map[string]time.Time // leader loop only: no fencing of a node before then
+	fencedHeard map[string]uint64    // leader loop only: the incarnation last warned about
 }
 
 // New returns a coordinator.
 func New(opt Options) *Coordinator {
-	return &Coordinator{opt: opt, log: opt.Log, groups: opt.Groups, version: GroupsVersion(opt.Groups, opt.Nodes)}
+	return &Coordinator{opt: opt, log: opt.Log, groups: opt.Groups, version: GroupsVersion(opt.Groups, opt.Nodes),
+		fenceRetry: map[string]time.Time{}, fencedHeard: map[string]uint64{}}
 }
 
 // configured returns this node's own group definitions and their version.
@@ -240,6 +247,14 @@ func (c *Coordinator) lead(ctx context.Context) {
 			}
 			changed = true
 			continue
+		case p.State == "up" && n.Fenced != 0 && p.Incarnation <= n.Fenced:
+			// The daemon that was fenced is still heard: the plugin
+			// said OFF, wrongly. It gets nothing until it restarts.
+			if c.fencedHeard[name] != p.Incarnation {
+				c.fencedHeard[name] = p.Incarnation
+				c.log.Error("a fenced node is still heard: the fence plugin confirmed OFF but it runs; it stays offline until it restarts", "node", name)
+			}
+			continue
 		case p.State == "up" && !n.Online && c.opt.Lease.Applied(name) < n.DownIndex:
 			// Heard again, but Raft has not reached it yet (hashicorp/raft
 			// backs off from a peer that failed): assigning it a group now
@@ -261,6 +276,9 @@ func (c *Coordinator) lead(ctx context.Context) {
 		}
 	}
 	if changed {
+		st = c.opt.FSM.View()
+	}
+	if c.opt.Fencer != nil && c.fenceBlocked(ctx, st) {
 		st = c.opt.FSM.View()
 	}
 	changes := placement.Decide(st, c.opt.Placement)

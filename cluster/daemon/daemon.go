@@ -51,7 +51,7 @@ type Daemon struct {
 	lrm         *lrm.Manager
 	fsm         *fsm.FSM
 	lease       *lease.Tracker
-	tiebreak    *tiebreak.Breaker // two_node pairs only
+	tiebreak    *tiebreak.Breaker // two_node pairs, and clusters with a [fence] plugin
 	raft        *consensus.Node
 	coord       *coord.Coordinator
 	gate        *raftGate
@@ -172,10 +172,16 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		}
 		d.lrm = lrm.New(d.plugins, log.With("component", "lrm"), opTimeout)
 	}
-	if ha.TwoNode {
-		opt := tiebreak.Options{PingNodes: ha.PingNodes, Interval: ha.Keepalive.D(), Lease: ha.Lease.D(), Settle: ha.Deadtime.D(), Log: log.With("component", "tiebreak")}
+	// The tie-breakers of a pair, or, in another cluster with a [fence]
+	// plugin, just the fencing (its Fence method).
+	d.alertHost = &host.Lazy{Dir: ha.PluginDir, Log: log}
+	if ha.TwoNode || ha.Fence != nil {
+		opt := tiebreak.Options{Interval: ha.Keepalive.D(), Lease: ha.Lease.D(), Settle: ha.Deadtime.D(), Log: log.With("component", "tiebreak")}
+		if ha.TwoNode {
+			opt.PingNodes = ha.PingNodes
+		}
 		if f := ha.Fence; f != nil {
-			opt.Fence, opt.FenceName, opt.FenceParams, opt.FenceTimeout, opt.FenceDelay = d.plugins.Fence(f.Plugin), f.Plugin, f.Params, f.Timeout.D(), f.Delay.D()
+			opt.Fence, opt.FenceName, opt.FenceParams, opt.FenceTimeout, opt.FenceDelay = d.fencePlugin(f.Plugin), f.Plugin, f.Params, f.Timeout.D(), f.Delay.D()
 		}
 		d.tiebreak = tiebreak.New(opt)
 	}
@@ -193,16 +199,22 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	if err != nil {
 		return nil, err
 	}
-	d.alertHost = &host.Lazy{Dir: ha.PluginDir, Log: log}
 	d.alerts = alerts.New(ha, d.senders(ha), alertTimeout, log.With("component", "alert"))
 	d.metrics = metrics.New(d.Status)
 	groups, nodes := coord.Specs(cfg)
-	d.coord = coord.New(coord.Options{
+	copt := coord.Options{
 		Self: cfg.Self.Name, Incarnation: d.incarnation, Role: cfg.Self.Role, Keepalive: ha.Keepalive.D(), Deadtime: ha.Deadtime.D(),
 		Placement: placement.Options{AutoFailback: ha.AutoFailback, MigrationThreshold: *ha.MigrationThreshold},
-		Groups:    groups, Nodes: nodes, FSM: d.fsm, Raft: d.raft, Lease: d.lease, Members: d.tracker, LRM: d.lrm, TieBreak: d.tiebreak,
+		Groups:    groups, Nodes: nodes, FSM: d.fsm, Raft: d.raft, Lease: d.lease, Members: d.tracker, LRM: d.lrm,
 		Log: log.With("component", "core"), ObserveApply: d.metrics.ObserveApply,
-	})
+	}
+	if ha.TwoNode {
+		copt.TieBreak = d.tiebreak
+	}
+	if ha.Fence != nil {
+		copt.Fencer = d.tiebreak
+	}
+	d.coord = coord.New(copt)
 	ready = true
 	return d, nil
 }
@@ -488,6 +500,10 @@ func (d *Daemon) clusterStatus() *control.ClusterStatus {
 	}
 	cs.HoldsLease = d.lease.Holds(now)
 	cs.Pair = d.coord.Pair(now)
+	if cs.Pair == nil && d.tiebreak != nil {
+		fs := d.tiebreak.Status(now)
+		cs.Fencing = &fs
+	}
 	return cs
 }
 

@@ -4,7 +4,10 @@ import (
 	"context"
 
 	"github.com/vigil-ha/vigil/cluster/alerts"
+	"github.com/vigil-ha/vigil/cluster/tiebreak"
 	"github.com/vigil-ha/vigil/monitors"
+	"github.com/vigil-ha/vigil/plugins/host"
+	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
 // watchEvents feeds the alert routes: this node's heartbeat links, and,
@@ -43,15 +46,44 @@ func (d *Daemon) watchEvents(ctx context.Context) error {
 	}
 }
 
-// alertPlugin delivers a plugin:NAME alert through this node's plugin
-// host, or, on a witness, one started for alerts on first use.
+// pluginHost is this node's plugin host, or, on a witness (which runs no
+// resources), one started on first use for its alert and fence plugins.
+func (d *Daemon) pluginHost() (*host.Host, error) {
+	if d.plugins != nil {
+		return d.plugins, nil
+	}
+	return d.alertHost.Get()
+}
+
+// alertPlugin delivers a plugin:NAME alert.
 func (d *Daemon) alertPlugin(ctx context.Context, name string, args []string, a monitors.Alert) error {
-	h := d.plugins
-	if h == nil {
-		var err error
-		if h, err = d.alertHost.Get(); err != nil {
-			return err
-		}
+	h, err := d.pluginHost()
+	if err != nil {
+		return err
 	}
 	return h.Alert(name).Send(ctx, args, a)
+}
+
+// fencePlugin is the [fence] plugin, through pluginHost.
+func (d *Daemon) fencePlugin(name string) tiebreak.Fencer { return fencePlugin{d, name} }
+
+type fencePlugin struct {
+	d    *Daemon
+	name string
+}
+
+func (f fencePlugin) Off(ctx context.Context, in *pb.FenceRequest) (*pb.FenceResult, error) {
+	h, err := f.d.pluginHost()
+	if err != nil {
+		return nil, err
+	}
+	return h.Fence(f.name).Off(ctx, in)
+}
+
+func (f fencePlugin) Status(ctx context.Context, in *pb.FenceRequest) (*pb.FenceResult, error) {
+	h, err := f.d.pluginHost()
+	if err != nil {
+		return nil, err
+	}
+	return h.Fence(f.name).Status(ctx, in)
 }

@@ -49,6 +49,8 @@ func (s *State) Apply(index uint64, at time.Time, data []byte) error {
 		err = decodeAnd(env.Data, func(c *NodeRemove) error { return s.nodeRemove(c) })
 	case TypeNodeAdd:
 		err = decodeAnd(env.Data, func(c *NodeAdd) error { return s.nodeAdd(c) })
+	case TypeFenced:
+		err = decodeAnd(env.Data, func(c *Fenced) error { return s.fenced(index, at, c) })
 	}
 	return err
 }
@@ -92,6 +94,8 @@ func (s *State) nodeState(index uint64, at time.Time, c *NodeState) error {
 			// Peers stop renewing its lease once they apply this entry;
 			// a claim for its groups waits until that took effect.
 			n.DownIndex = index
+		} else {
+			n.Fenced = 0 // back after a restart
 		}
 	}
 	if c.Incarnation != 0 {
@@ -105,6 +109,23 @@ func (s *State) nodeState(index uint64, at time.Time, c *NodeState) error {
 	}
 	if c.Leaving != nil {
 		n.Leaving = *c.Leaving
+	}
+	return nil
+}
+
+func (s *State) fenced(index uint64, at time.Time, c *Fenced) error {
+	n, err := s.node(c.Node)
+	if err != nil {
+		return err
+	}
+	if n.Online {
+		n.Online, n.DownIndex = false, index
+	}
+	n.Fenced, n.Since, n.Reason = max(c.Incarnation, 1), at, c.Reason
+	for _, g := range s.Groups {
+		if r, ok := g.Reports[c.Node]; ok && Active(r.State) {
+			g.Reports[c.Node] = NodeReport{State: "stopped", Op: "fence", Result: "OK", Reason: c.Reason, Index: index, At: at}
+		}
 	}
 	return nil
 }

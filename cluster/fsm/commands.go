@@ -26,6 +26,7 @@ const (
 	TypeCleanup    = "cleanup"
 	TypeNodeRemove = "node-remove"
 	TypeNodeAdd    = "node-add"
+	TypeFenced     = "fenced"
 )
 
 // versions lists the newest version of each command type this build
@@ -33,6 +34,7 @@ const (
 var versions = map[string]int{
 	TypeNodeState: 1, TypeSetGroups: 1, TypeAssign: 1, TypeReport: 1,
 	TypeClaim: 1, TypeMove: 1, TypeCleanup: 1, TypeNodeRemove: 1, TypeNodeAdd: 1,
+	TypeFenced: 1,
 }
 
 // Envelope is one log entry.
@@ -146,6 +148,16 @@ type NodeAdd struct {
 }
 
 // NodeRemove forgets a node (after `vigil node remove`).
+// Fenced records that the fencing plugin powered a node off and confirmed
+// it: the node is offline and runs nothing, so what it reported running
+// (or blocked, a stop that failed) counts as stopped. It stays offline
+// until it is heard again with an incarnation newer than Incarnation.
+type Fenced struct {
+	Node        string `json:"node"`
+	Incarnation uint64 `json:"incarnation"` // the daemon that was fenced
+	Reason      string `json:"reason"`
+}
+
 type NodeRemove struct {
 	Node string `json:"node"`
 }

@@ -157,6 +157,45 @@ func TestCommands(t *testing.T) {
 	a.must(TypeSetGroups, SetGroups{Version: "v4", Generation: 2, Nodes: nodes, Groups: []GroupSpec{{Name: "web", Preferred: "n1"}}})
 }
 
+// A fenced node is offline and runs nothing: its blocked report (a stop
+// that failed) no longer keeps the group where it is, and only a newer
+// daemon brings it online again.
+func TestFenced(t *testing.T) {
+	a := fixture(t)
+	s := a.s
+	g := s.Groups["web"]
+	a.must(TypeClaim, Claim{Node: "n1", Group: "web", AssignIndex: g.AssignIndex})
+	a.must(TypeReport, Report{Node: "n1", Group: "web", State: "blocked", Op: "stop", Resource: "vip", Result: "error", Fail: true})
+	a.must(TypeReport, Report{Node: "n2", Group: "web", State: "failed", Op: "probe"})
+	if other := s.RunningElsewhere("web", "n2"); other != "n1" {
+		t.Fatalf("blocked on n1: running elsewhere = %q", other)
+	}
+	if err := a.do(TypeFenced, Fenced{Node: "zz", Incarnation: 7, Reason: "x"}); !errors.Is(err, ErrRefused) {
+		t.Errorf("fencing an unknown node: %v", err)
+	}
+	a.must(TypeFenced, Fenced{Node: "n1", Incarnation: 7, Reason: "fenced after a failed stop of web"})
+	n := s.Nodes["n1"]
+	if n.Online || n.Fenced != 7 || n.DownIndex != a.index || n.Reason != "fenced after a failed stop of web" {
+		t.Errorf("fenced node: %+v", n)
+	}
+	if r := g.Reports["n1"]; r.State != "stopped" || r.Op != "fence" {
+		t.Errorf("report of the fenced node: %+v", r)
+	}
+	if r := g.Reports["n2"]; r.State != "failed" || r.Op != "probe" {
+		t.Errorf("another node's report changed: %+v", r)
+	}
+	if other := s.RunningElsewhere("web", "n2"); other != "" {
+		t.Errorf("after the fence: running elsewhere = %q", other)
+	}
+	if s.Failcount("web", "n1") != 1 {
+		t.Errorf("the fence forgot the failure: %d", s.Failcount("web", "n1"))
+	}
+	a.must(TypeNodeState, NodeState{Node: "n1", Online: ptr(true), Incarnation: 8, Reason: "restarted"})
+	if n.Fenced != 0 || !n.Online {
+		t.Errorf("back online: %+v", n)
+	}
+}
+
 // Commands this version does not know — a newer type or version, or
 // garbage — are skipped, counted, and change nothing.
 func TestUnknownCommandSkipped(t *testing.T) {

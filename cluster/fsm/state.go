@@ -44,16 +44,20 @@ type State struct {
 
 // Node is one cluster member as the cluster sees it.
 type Node struct {
-	Name        string    `json:"name"`
-	Role        string    `json:"role"`
-	Online      bool      `json:"online"`
-	Standby     bool      `json:"standby"`
-	Maintenance bool      `json:"maintenance"`
-	Leaving     bool      `json:"leaving,omitempty"`
-	Incarnation uint64    `json:"incarnation,omitempty"`
-	DownIndex   uint64    `json:"down_index,omitempty"` // the entry that last took it offline
-	Since       time.Time `json:"since"`
-	Reason      string    `json:"reason,omitempty"`
+	Name        string `json:"name"`
+	Role        string `json:"role"`
+	Online      bool   `json:"online"`
+	Standby     bool   `json:"standby"`
+	Maintenance bool   `json:"maintenance"`
+	Leaving     bool   `json:"leaving,omitempty"`
+	Incarnation uint64 `json:"incarnation,omitempty"`
+	DownIndex   uint64 `json:"down_index,omitempty"` // the entry that last took it offline
+	// Fenced is the incarnation of the daemon the fencing plugin powered
+	// off (0: not fenced); the node stays offline until a newer one is
+	// heard.
+	Fenced uint64    `json:"fenced,omitempty"`
+	Since  time.Time `json:"since"`
+	Reason string    `json:"reason,omitempty"`
 }
 
 // Group is one resource group and its placement.

@@ -30,11 +30,16 @@ type coreLab struct {
 // startCore starts the three-node lab (n1..n3, roles as given) with one
 // Dummy group "g" preferring n1.
 func startCore(t *testing.T, roles map[string]string, extra string) *coreLab {
+	return startCoreOn(t, needLab(t), roles, extra)
+}
+
+// startCoreOn is startCore on a lab made already (whose namespace names
+// the configuration may need).
+func startCoreOn(t *testing.T, l *lab.Lab, roles map[string]string, extra string) *coreLab {
 	c, work := coreCluster(t, extra)
 	for name, role := range roles {
 		c.Nodes = append(c.Nodes, lab.NodeSpec{Name: name, Role: role})
 	}
-	l := needLab(t)
 	return &coreLab{Lab: l, t: t, nodes: l.Trio(vigilBin, c, false, nil), work: work}
 }
 

@@ -2,7 +2,6 @@ package lab_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -171,10 +170,7 @@ func TestTwoNodeNoTieBreaker(t *testing.T) {
 // owner crashes; the survivor takes over only after the plugin powered
 // it off and confirmed it: while the fence device fails, nothing starts.
 func TestTwoNodeFence(t *testing.T) {
-	plugins := t.TempDir()
-	if out, err := exec.Command("go", "build", "-o", filepath.Join(plugins, "filefence"), "../../plugins/sdk/examples/filefence").CombinedOutput(); err != nil {
-		t.Fatalf("build filefence: %v\n%s", err, out)
-	}
+	plugins := pluginDir(t, "../../plugins/sdk/examples/filefence")
 	power := filepath.Join(t.TempDir(), "power") // missing: the device fails
 	c := startPair(t, "plugin_dir = \""+plugins+"\"\n[fence]\nplugin = \"filefence\"\ndelay = \"50ms\"\ntimeout = \"2s\"\nparams = { dir = \""+power+"\" }\n")
 	if on := c.waitRunning("n2", 30*time.Second); on != "n1" {

@@ -1,0 +1,66 @@
+package coord
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/lrm"
+)
+
+// Fencer powers a node off and confirms it (tiebreak.Breaker.Fence): nil
+// error only when the plugin answered OFF.
+type Fencer interface {
+	Fence(ctx context.Context, node string) error
+}
+
+// A failed stop leaves a group blocked: it may still run on that node, so
+// it starts nowhere else. With a fencing plugin the leader powers the node
+// off instead, and once the plugin confirmed it the group is free to move
+// (fsm.Fenced): what the node ran counts as stopped, and the node stays
+// offline until it is heard again from a new daemon.
+
+// fenceBlocked fences each node on which a group is blocked, and reports
+// whether it committed anything.
+func (c *Coordinator) fenceBlocked(ctx context.Context, st *fsm.State) bool {
+	incarnation := map[string]uint64{}
+	for _, p := range c.opt.Members.Peers() {
+		incarnation[p.Node] = p.Incarnation
+	}
+	committed := false
+	for _, name := range st.GroupOrder {
+		g := st.Groups[name]
+		for _, node := range st.NodeOrder {
+			if r, ok := g.Reports[node]; !ok || r.State != lrm.Blocked || time.Now().Before(c.fenceRetry[node]) {
+				continue
+			}
+			retry := time.Now().Add(max(time.Second, c.opt.Deadtime))
+			if node == c.opt.Self {
+				// A node does not fence itself: another leader will.
+				c.fenceRetry[node] = retry
+				c.log.Warn("a stop failed here: handing raft leadership over so that another node fences this one", "group", name)
+				if err := c.opt.Raft.StepDown(); err != nil {
+					c.log.Error("cannot hand leadership over; the group stays blocked", "group", name, "err", err)
+				}
+				return committed
+			}
+			reason := fmt.Sprintf("fenced: the stop of %s failed there", name)
+			c.log.Warn("fencing a node where a stop failed", "node", node, "group", name)
+			if err := c.opt.Fencer.Fence(ctx, node); err != nil {
+				c.fenceRetry[node] = retry
+				c.log.Error("fencing failed; the group stays blocked", "node", node, "group", name, "err", err)
+				continue
+			}
+			if err := c.Apply(ctx, fsm.TypeFenced, fsm.Fenced{Node: node, Incarnation: incarnation[node], Reason: reason}); err != nil {
+				// Fenced again next time: powering off an off node is
+				// harmless, and only a committed entry frees its groups.
+				c.log.Error("cannot record the fence", "node", node, "err", err)
+				return committed
+			}
+			c.log.Warn("node fenced: its groups may move", "node", node, "group", name)
+			committed = true
+		}
+	}
+	return committed
+}
