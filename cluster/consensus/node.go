@@ -137,7 +137,7 @@ func Start(opt Options) (_ *Node, err error) {
 	}
 	n := &Node{opt: opt, store: store, snaps: snaps, log: opt.Log}
 	n.layer = newLayer(ln, creds, opt.Log)
-	n.layer.forward = n.applyLocal
+	n.layer.forward = n.local
 	n.layer.wait = opt.PeerWait
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.layer, MaxPool: 3, Timeout: 2 * time.Second, Logger: hl,
@@ -234,12 +234,13 @@ func (n *Node) RecoverAlone(timeout time.Duration) error {
 	return nil
 }
 
-// Rejoin adds a bootstrap peer back to the voters after RecoverAlone
-// (leader only).
+// Rejoin adds a bootstrap peer back to the voters after RecoverAlone.
 func (n *Node) Rejoin(name string, timeout time.Duration) error {
 	for _, p := range n.opt.Peers {
 		if p.Name == name {
-			return n.AddVoter(p, timeout)
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			return n.AddVoter(ctx, p)
 		}
 	}
 	return fmt.Errorf("raft rejoin: %q is not a configured node", name)
@@ -256,14 +257,32 @@ func (n *Node) Close() error {
 
 // Apply commits cmd: directly on the leader, forwarded to it elsewhere.
 // While no leader is known (an election), or the leader refuses it
-// because leadership is moving, it tries again until ctx ends. The error is the FSM's when the command was refused.
+// because leadership is moving, it tries again until ctx ends. The error
+// is the FSM's when the command was refused.
 func (n *Node) Apply(ctx context.Context, cmd []byte) error {
+	return n.onLeader(ctx, request{Cmd: cmd})
+}
+
+// request is what only the leader can do, sent to it by the others: a
+// command to commit, or a change of the voters.
+type request struct {
+	Cmd   []byte       `json:"cmd,omitempty"`
+	Voter *voterChange `json:"voter,omitempty"`
+}
+
+type voterChange struct {
+	Name    string `json:"name"`
+	Address string `json:"address,omitempty"` // empty: remove
+}
+
+// onLeader carries out req on the leader, as Apply describes.
+func (n *Node) onLeader(ctx context.Context, req request) error {
 	for {
 		var err error
 		if n.raft().State() == raft.Leader {
-			err = n.applyLocal(ctx, cmd)
+			err = n.local(ctx, req)
 		} else if addr, _ := n.raft().LeaderWithID(); addr != "" {
-			err = n.layer.sendForward(ctx, string(addr), cmd)
+			err = n.layer.sendForward(ctx, string(addr), req)
 		} else {
 			err = errNotApplied
 		}
@@ -281,6 +300,33 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) error {
 	}
 }
 
+// local carries out req on this node, the leader.
+func (n *Node) local(ctx context.Context, req request) error {
+	if v := req.Voter; v != nil {
+		timeout := 10 * time.Second
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = time.Until(dl)
+		}
+		var f raft.IndexFuture
+		if v.Address != "" {
+			f = n.raft().AddVoter(raft.ServerID(v.Name), raft.ServerAddress(v.Address), 0, timeout)
+		} else {
+			f = n.raft().RemoveServer(raft.ServerID(v.Name), 0, timeout)
+		}
+		return notApplied(f.Error())
+	}
+	return n.applyLocal(ctx, req.Cmd)
+}
+
+// notApplied marks the errors after which a request may go to the next
+// leader.
+func notApplied(err error) error {
+	if errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrRaftShutdown) {
+		return fmt.Errorf("%w: %w", errNotApplied, err)
+	}
+	return err
+}
+
 func (n *Node) applyLocal(ctx context.Context, cmd []byte) error {
 	timeout := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
@@ -288,10 +334,7 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) error {
 	}
 	f := n.raft().Apply(cmd, timeout)
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrRaftShutdown) {
-			err = fmt.Errorf("%w: %w", errNotApplied, err)
-		}
-		return fmt.Errorf("raft apply: %w", err)
+		return fmt.Errorf("raft apply: %w", notApplied(err))
 	}
 	// Followers learn that an entry committed only from the leader's next
 	// AppendEntries, which an idle leader sends after CommitTimeout: a
@@ -345,14 +388,18 @@ func (n *Node) Voters() ([]Peer, error) {
 	return out, nil
 }
 
-// AddVoter adds a node to the voters (leader only).
-func (n *Node) AddVoter(p Peer, timeout time.Duration) error {
-	return n.raft().AddVoter(raft.ServerID(p.Name), raft.ServerAddress(p.Address), 0, timeout).Error()
+// AddVoter adds a node to the voters, on the leader wherever it runs.
+func (n *Node) AddVoter(ctx context.Context, p Peer) error {
+	if p.Address == "" {
+		return fmt.Errorf("%w: add voter %s: no address", ErrRefused, p.Name)
+	}
+	return n.onLeader(ctx, request{Voter: &voterChange{Name: p.Name, Address: p.Address}})
 }
 
-// RemoveServer removes a node from the voters (leader only).
-func (n *Node) RemoveServer(name string, timeout time.Duration) error {
-	return n.raft().RemoveServer(raft.ServerID(name), 0, timeout).Error()
+// RemoveServer removes a node from the voters, on the leader wherever it
+// runs.
+func (n *Node) RemoveServer(ctx context.Context, name string) error {
+	return n.onLeader(ctx, request{Voter: &voterChange{Name: name}})
 }
 
 // TransferLeadership hands leadership to the named voter.

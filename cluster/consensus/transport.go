@@ -34,7 +34,7 @@ type layer struct {
 	creds   *Credentials
 	log     *slog.Logger
 	raftCh  chan net.Conn
-	forward func(ctx context.Context, cmd []byte) error
+	forward func(ctx context.Context, req request) error
 	wait    func(addr string) <-chan struct{} // Options.PeerWait
 	closed  chan struct{}
 	once    sync.Once
@@ -232,31 +232,24 @@ type forwardReply struct {
 	NotApplied bool   `json:"not_applied,omitempty"` // send it again to the next leader
 }
 
+// serveForward serves one request per connection: that keeps the
+// protocol trivially resynchronisable, and forwarding is rare next to
+// heartbeats.
 func (l *layer) serveForward(c *tls.Conn) {
 	defer c.Close()
-	for {
-		var req struct {
-			Cmd []byte `json:"cmd"`
-		}
-		dec := json.NewDecoder(io.LimitReader(c, maxForward))
-		if err := dec.Decode(&req); err != nil {
-			return
-		}
-		var rep forwardReply
-		if err := l.forward(context.Background(), req.Cmd); err != nil {
-			rep.Error, rep.Refused, rep.NotApplied = err.Error(), errors.Is(err, ErrRefused), errors.Is(err, errNotApplied)
-		}
-		if err := json.NewEncoder(c).Encode(rep); err != nil {
-			return
-		}
-		// One request per connection keeps the protocol trivially
-		// resynchronisable; forwarding is rare next to heartbeats.
+	var req request
+	if err := json.NewDecoder(io.LimitReader(c, maxForward)).Decode(&req); err != nil {
 		return
 	}
+	var rep forwardReply
+	if err := l.forward(context.Background(), req); err != nil {
+		rep.Error, rep.Refused, rep.NotApplied = err.Error(), errors.Is(err, ErrRefused), errors.Is(err, errNotApplied)
+	}
+	_ = json.NewEncoder(c).Encode(rep)
 }
 
-// sendForward sends cmd to the leader at addr and returns its verdict.
-func (l *layer) sendForward(ctx context.Context, addr string, cmd []byte) error {
+// sendForward sends req to the leader at addr and returns its verdict.
+func (l *layer) sendForward(ctx context.Context, addr string, req request) error {
 	timeout := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
@@ -267,9 +260,7 @@ func (l *layer) sendForward(ctx context.Context, addr string, cmd []byte) error 
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if err := json.NewEncoder(c).Encode(struct {
-		Cmd []byte `json:"cmd"`
-	}{cmd}); err != nil {
+	if err := json.NewEncoder(c).Encode(req); err != nil {
 		return fmt.Errorf("forward to leader %s: %w", addr, err)
 	}
 	var rep forwardReply

@@ -128,8 +128,8 @@ func renderCoreSummary(w io.Writer, s *Status) {
 		leader = "NONE (no quorum?)"
 	}
 	quorum, voters := c.Quorum, len(c.State.NodeOrder)
-	if c.Pair != nil {
-		voters = len(c.Pair.Voters)
+	if len(c.Voters) > 0 {
+		voters = len(c.Voters)
 		quorum = voters/2 + 1
 	}
 	fmt.Fprintf(w, "Raft: leader %s, this node %s, term %s, applied %d, quorum %d of %d voters\n",

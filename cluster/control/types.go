@@ -75,6 +75,7 @@ type ClusterStatus struct {
 	Term       string     `json:"term"`
 	Applied    uint64     `json:"applied"`
 	Quorum     int        `json:"quorum"`
+	Voters     []string   `json:"voters,omitempty"` // Raft's, as this node knows them
 	HoldsLease bool       `json:"holds_lease"`
 	Lease      string     `json:"lease,omitempty"` // time left
 	State      *fsm.State `json:"state"`

@@ -320,19 +320,18 @@ func (c *Coordinator) handOver() bool {
 	return false
 }
 
-// AddNode adds a voter (a member) to Raft and the replicated state. Raft
-// changes its membership only on the leader.
+// AddNode adds a voter (a member) to Raft and the replicated state, on
+// the leader wherever this runs.
 func (c *Coordinator) AddNode(ctx context.Context, name, addr string) error {
-	if !c.opt.Raft.IsLeader() {
-		return fmt.Errorf("%w: membership changes run on the leader: run this on %q", fsm.ErrRefused, c.opt.Raft.Leader())
-	}
 	if name == "" || addr == "" {
 		return fmt.Errorf("%w: node add needs a name and the raft address host:port", fsm.ErrRefused)
 	}
 	if err := c.Apply(ctx, fsm.TypeNodeAdd, fsm.NodeAdd{Node: name, Role: "member"}); err != nil {
 		return err
 	}
-	if err := c.opt.Raft.AddVoter(consensus.Peer{Name: name, Address: addr}, 10*time.Second); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, voterTimeout)
+	defer cancel()
+	if err := c.opt.Raft.AddVoter(ctx, consensus.Peer{Name: name, Address: addr}); err != nil {
 		return fmt.Errorf("raft add voter %s: %w", name, err)
 	}
 	c.log.Info("node added", "node", name, "raft", addr)
@@ -341,18 +340,17 @@ func (c *Coordinator) AddNode(ctx context.Context, name, addr string) error {
 
 // RemoveNode removes a node that owns no group from Raft and the state.
 func (c *Coordinator) RemoveNode(ctx context.Context, name string) error {
-	if !c.opt.Raft.IsLeader() {
-		return fmt.Errorf("%w: membership changes run on the leader: run this on %q", fsm.ErrRefused, c.opt.Raft.Leader())
-	}
-	if name == c.opt.Self {
-		return fmt.Errorf("%w: the leader cannot remove itself; run this on another node after moving leadership", fsm.ErrRefused)
-	}
 	if err := c.Apply(ctx, fsm.TypeNodeRemove, fsm.NodeRemove{Node: name}); err != nil {
 		return err
 	}
-	if err := c.opt.Raft.RemoveServer(name, 10*time.Second); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, voterTimeout)
+	defer cancel()
+	if err := c.opt.Raft.RemoveServer(ctx, name); err != nil {
 		return fmt.Errorf("raft remove %s: %w", name, err)
 	}
 	c.log.Info("node removed", "node", name)
 	return nil
 }
+
+// voterTimeout bounds a change of the Raft voters.
+const voterTimeout = 10 * time.Second

@@ -499,6 +499,11 @@ func (d *Daemon) clusterStatus() *control.ClusterStatus {
 		cs.Lease = exp.Sub(now).Round(time.Millisecond).String()
 	}
 	cs.HoldsLease = d.lease.Holds(now)
+	if vs, err := d.raft.Voters(); err == nil {
+		for _, v := range vs {
+			cs.Voters = append(cs.Voters, v.Name)
+		}
+	}
 	cs.Pair = d.coord.Pair(now)
 	if cs.Pair == nil && d.tiebreak != nil {
 		fs := d.tiebreak.Status(now)

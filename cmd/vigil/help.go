@@ -33,7 +33,7 @@ var commands = []command{
 	{name: "reload", help: "re-read the configuration and apply what changed, cluster-wide,\nwithout a restart (as SIGHUP to the daemon); an invalid one is refused",
 		flags: []string{"-c", "-s"}},
 	{name: "takeover", help: "two_node pairs: take over from the silent peer, which you have\nmade sure is off (the tie-breaker of last resort)", flags: []string{"-c", "-s"}},
-	{name: "node", args: "add NAME HOST:PORT | remove NAME", help: "change the Raft voters (run on the leader)", words: []string{"add", "remove"}},
+	{name: "node", args: "add NAME HOST:PORT | remove NAME", help: "change the Raft voters (from any node; it runs on the leader)", words: []string{"add", "remove"}},
 	{name: "config", args: "check", help: "validate the configuration in a directory", words: []string{"check"}, flags: []string{"-c", "--node", "-v"}},
 	{name: "import", args: "heartbeat|ldirectord|mon|keepalived", help: "write Vigil's configuration from ha.cf/haresources/authkeys,\nldirectord.cf, mon.cf or keepalived.conf, with a report of every directive",
 		words: []string{"heartbeat", "ldirectord", "mon", "keepalived"}, flags: []string{"-o", "-f", "-d", "--address", "--name", "--node"}},

@@ -2,12 +2,16 @@ package lab_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/test/lab"
@@ -379,5 +383,59 @@ func TestCoreNoFailback(t *testing.T) {
 	st, _ := c.nodes["n2"].Client.Status(context.Background())
 	if g := group(st, "g"); g.Owner != on {
 		t.Fatalf("g moved back to %s without auto_failback (decisions %+v)", g.Owner, st.Core.State.Decisions)
+	}
+}
+
+// TestCoreNodeRemoveAdd: `vigil node remove|add` typed on a follower runs
+// on the leader; a removed node votes and counts for nothing, an owner
+// cannot be removed, and a node added back is a working voter: after the
+// owner's crash the group fails over with its vote.
+func TestCoreNodeRemoveAdd(t *testing.T) {
+	c := startCore(t, nil, "")
+	c.waitRunning("n1", 30*time.Second, "n1")
+	st, err := c.nodes["n1"].WaitStatus(10*time.Second, func(s *control.Status) bool { return s.Core.Leader != "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// target: neither the owner n1 nor the leader; via: the third node,
+	// a follower, so both commands are forwarded.
+	target, via := "n2", "n3"
+	switch st.Core.Leader {
+	case "n2":
+		target, via = "n3", "n1"
+	case "n3":
+		via = "n1"
+	}
+	members := func(s *control.Status) string { return strings.Join(s.Core.Voters, " ") + " / " + strings.Join(s.Core.State.NodeOrder, " ") }
+	if err := c.nodes[via].Client.Command(context.Background(), control.Command{Op: "node-remove", Node: "n1"}); err == nil || !strings.Contains(err.Error(), "still owns group g") {
+		t.Fatalf("removing the owner: %v", err)
+	}
+	c.command(via, control.Command{Op: "node-remove", Node: target})
+	rest := map[string]string{"n2": "n1 n3", "n3": "n1 n2"}[target]
+	if _, err := c.nodes[via].WaitStatus(10*time.Second, func(s *control.Status) bool {
+		voters := slices.Clone(s.Core.Voters)
+		slices.Sort(voters)
+		return strings.Join(voters, " ") == rest && s.Core.State.Nodes[target] == nil
+	}); err != nil {
+		t.Fatalf("%s not removed: %v", target, err)
+	}
+	addr := map[string]string{"n2": "10.77.1.2", "n3": "10.77.1.3"}[target]
+	c.command(via, control.Command{Op: "node-add", Node: target, Address: fmt.Sprintf("%s:%d", addr, config.DefaultRaftPort)})
+	st, err = c.nodes[via].WaitStatus(10*time.Second, func(s *control.Status) bool {
+		n := s.Core.State.Nodes[target]
+		return len(s.Core.Voters) == 3 && n != nil && n.Online
+	})
+	if err != nil {
+		t.Fatalf("%s not added back: %v", target, err)
+	}
+	t.Logf("voters / nodes after the add: %s", members(st))
+
+	// With the owner gone, the quorum needs the re-added node's vote.
+	crash := time.Now()
+	c.nodes["n1"].Proc.Kill()
+	c.Isolate("n1", true)
+	on := c.waitRunning(via, 10*time.Second, "n2", "n3")
+	if after := startsAfter(c.checkJournal(map[string]time.Time{"n1": crash}), crash); len(after) != 1 || after[0].Node != on {
+		t.Fatalf("after the crash d1 started %+v, want once on %s", after, on)
 	}
 }
