@@ -320,3 +320,79 @@ func TestRecoverAloneAndRejoin(t *testing.T) {
 		t.Fatalf("n2's voters after the merge: %v", v)
 	}
 }
+
+// TestJoin: a node that starts with an empty data dir while its peers run
+// the cluster does not bootstrap a cluster of its own; a new node joins
+// once `vigil node add` (AddVoter, here from a follower) adds it, and a
+// voter whose disk was replaced takes the leader's log.
+func TestJoin(t *testing.T) {
+	ms := startCluster(t, 3, fast, testLog(t))
+	leader := waitLeader(t, ms)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	set := func(version string) {
+		t.Helper()
+		cmd, _ := fsm.Encode(fsm.TypeSetGroups, fsm.SetGroups{Version: version})
+		if err := leader.node.Apply(ctx, cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitVersion := func(m *member, version string) {
+		t.Helper()
+		for m.fsm.View().GroupsVersion != version {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s did not apply %q", m.node.opt.Self, version)
+			case <-m.fsm.Changed():
+			}
+		}
+	}
+	set("v1")
+	var followers []*member
+	for _, m := range ms {
+		if m != leader {
+			followers = append(followers, m)
+		}
+	}
+	follower, lost := followers[0], followers[1]
+	start := func(self Peer, dir string) *member {
+		t.Helper()
+		peers := append(slices.Clone(ms[0].node.opt.Peers), self)
+		peers = slices.CompactFunc(peers, func(a, b Peer) bool { return a.Name == b.Name })
+		f := fsm.New(testLog(t)(self.Name))
+		node, err := Start(Options{Cluster: "test", Self: self.Name, Bind: self.Address, Secret: []byte("a secret of the cluster"),
+			DataDir: dir, Peers: peers, Timing: fast, FSM: f, Log: testLog(t)(self.Name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { node.Close() })
+		if last := node.raft().LastIndex(); last != 0 {
+			t.Fatalf("%s bootstrapped a cluster of its own (last index %d)", self.Name, last)
+		}
+		return &member{node, f}
+	}
+
+	n4 := start(Peer{Name: "n4", Address: freePorts(t, 1)[0]}, t.TempDir())
+	if err := follower.node.AddVoter(ctx, Peer{Name: "n4", Address: n4.node.opt.Bind}); err != nil {
+		t.Fatalf("add voter from a follower: %v", err)
+	}
+	waitVersion(n4, "v1")
+	set("v2")
+	waitVersion(n4, "v2")
+	if v, _ := leader.node.Voters(); len(v) != 4 {
+		t.Fatalf("voters after the add: %v", v)
+	}
+
+	// A voter's disk is replaced: it comes back empty and catches up.
+	self := Peer{Name: lost.node.opt.Self, Address: lost.node.opt.Bind}
+	lost.node.Close()
+	back := start(self, t.TempDir())
+	waitVersion(back, "v2")
+
+	if err := follower.node.RemoveServer(ctx, "n4"); err != nil {
+		t.Fatalf("remove voter from a follower: %v", err)
+	}
+	if v, _ := leader.node.Voters(); len(v) != 3 || slices.ContainsFunc(v, func(p Peer) bool { return p.Name == "n4" }) {
+		t.Fatalf("voters after the remove: %v", v)
+	}
+}

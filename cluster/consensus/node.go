@@ -138,6 +138,7 @@ func Start(opt Options) (_ *Node, err error) {
 	n := &Node{opt: opt, store: store, snaps: snaps, log: opt.Log}
 	n.layer = newLayer(ln, creds, opt.Log)
 	n.layer.forward = n.local
+	n.layer.hasState = func() bool { r := n.raft(); return r != nil && r.LastIndex() > 0 }
 	n.layer.wait = opt.PeerWait
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.layer, MaxPool: 3, Timeout: 2 * time.Second, Logger: hl,
@@ -160,6 +161,9 @@ func Start(opt Options) (_ *Node, err error) {
 		n.layer.Close()
 		return nil, fmt.Errorf("raft state: %w", err)
 	}
+	if !exists && n.joining() {
+		exists = true // the cluster's leader sends everything
+	}
 	if !exists {
 		var conf raft.Configuration
 		for _, p := range opt.Peers {
@@ -180,6 +184,42 @@ func Start(opt Options) (_ *Node, err error) {
 	n.r.Store(r)
 	return n, nil
 }
+
+// joining reports whether a peer already runs the cluster: a node with an
+// empty data dir then waits for the leader's log (its own bootstrap entry
+// would clash with the cluster's first one) — it is either among the
+// voters already (a node whose disk was replaced) or waits for `vigil
+// node add`. When no peer answers, the cluster is new and this node
+// bootstraps it from ha.toml, like the others.
+func (n *Node) joining() bool {
+	found := make(chan string, len(n.opt.Peers))
+	for _, p := range n.opt.Peers {
+		if p.Name == n.opt.Self {
+			found <- ""
+			continue
+		}
+		go func() {
+			if n.layer.probe(p.Address, joinProbeTimeout) {
+				found <- p.Name
+			} else {
+				found <- ""
+			}
+		}()
+	}
+	peer := ""
+	for range n.opt.Peers {
+		if name := <-found; name != "" && peer == "" {
+			peer = name
+		}
+	}
+	if peer != "" {
+		n.log.Info("raft: not bootstrapping: a peer already runs the cluster; this node takes the leader's log once it is a voter (vigil node add, for a new node)", "peer", peer)
+	}
+	return peer != ""
+}
+
+// joinProbeTimeout bounds the question to each peer at the first start.
+const joinProbeTimeout = time.Second
 
 // RecoverAlone makes this node the only voter and its leader: the takeover
 // of a two_node survivor whose peer is silent and whose tie-breakers
@@ -268,6 +308,8 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) error {
 type request struct {
 	Cmd   []byte       `json:"cmd,omitempty"`
 	Voter *voterChange `json:"voter,omitempty"`
+	// Probe asks whether the node has a Raft log (served by any node).
+	Probe bool `json:"probe,omitempty"`
 }
 
 type voterChange struct {

@@ -30,14 +30,15 @@ const maxForward = 1 << 20
 // layer is raft's StreamLayer over mutually authenticated TLS, and the
 // server side of command forwarding.
 type layer struct {
-	ln      net.Listener
-	creds   *Credentials
-	log     *slog.Logger
-	raftCh  chan net.Conn
-	forward func(ctx context.Context, req request) error
-	wait    func(addr string) <-chan struct{} // Options.PeerWait
-	closed  chan struct{}
-	once    sync.Once
+	ln       net.Listener
+	creds    *Credentials
+	log      *slog.Logger
+	raftCh   chan net.Conn
+	forward  func(ctx context.Context, req request) error
+	hasState func() bool                       // whether this node has a Raft log
+	wait     func(addr string) <-chan struct{} // Options.PeerWait
+	closed   chan struct{}
+	once     sync.Once
 	// rejected counts connections that failed the handshake (no or the
 	// wrong secret) or sent garbage.
 	rejected atomic.Uint64
@@ -227,6 +228,7 @@ func (l *layer) dialContext(ctx context.Context, addr string, timeout time.Durat
 }
 
 type forwardReply struct {
+	HasState   bool   `json:"has_state,omitempty"` // the answer to a probe
 	Error      string `json:"error,omitempty"`
 	Refused    bool   `json:"refused,omitempty"`
 	NotApplied bool   `json:"not_applied,omitempty"` // send it again to the next leader
@@ -242,7 +244,9 @@ func (l *layer) serveForward(c *tls.Conn) {
 		return
 	}
 	var rep forwardReply
-	if err := l.forward(context.Background(), req); err != nil {
+	if req.Probe {
+		rep.HasState = l.hasState()
+	} else if err := l.forward(context.Background(), req); err != nil {
 		rep.Error, rep.Refused, rep.NotApplied = err.Error(), errors.Is(err, ErrRefused), errors.Is(err, errNotApplied)
 	}
 	_ = json.NewEncoder(c).Encode(rep)
@@ -254,17 +258,8 @@ func (l *layer) sendForward(ctx context.Context, addr string, req request) error
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	c, err := l.dial(addr, timeout, connForward)
+	rep, err := l.ask(addr, req, timeout)
 	if err != nil {
-		return fmt.Errorf("forward to leader %s: %w", addr, err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return fmt.Errorf("forward to leader %s: %w", addr, err)
-	}
-	var rep forwardReply
-	if err := json.NewDecoder(io.LimitReader(c, maxForward)).Decode(&rep); err != nil {
 		return fmt.Errorf("forward to leader %s: %w", addr, err)
 	}
 	switch {
@@ -276,4 +271,26 @@ func (l *layer) sendForward(ctx context.Context, addr string, req request) error
 		return fmt.Errorf("leader %s: %s", addr, rep.Error)
 	}
 	return nil
+}
+
+// probe asks the node at addr whether it has a Raft log; no answer is no.
+func (l *layer) probe(addr string, timeout time.Duration) bool {
+	rep, err := l.ask(addr, request{Probe: true}, timeout)
+	return err == nil && rep.HasState
+}
+
+// ask sends one request over a forwarding connection and reads the reply.
+func (l *layer) ask(addr string, req request, timeout time.Duration) (forwardReply, error) {
+	var rep forwardReply
+	c, err := l.dial(addr, timeout, connForward)
+	if err != nil {
+		return rep, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return rep, err
+	}
+	err = json.NewDecoder(io.LimitReader(c, maxForward)).Decode(&rep)
+	return rep, err
 }

@@ -406,7 +406,9 @@ func TestCoreNodeRemoveAdd(t *testing.T) {
 	case "n3":
 		via = "n1"
 	}
-	members := func(s *control.Status) string { return strings.Join(s.Core.Voters, " ") + " / " + strings.Join(s.Core.State.NodeOrder, " ") }
+	members := func(s *control.Status) string {
+		return strings.Join(s.Core.Voters, " ") + " / " + strings.Join(s.Core.State.NodeOrder, " ")
+	}
 	if err := c.nodes[via].Client.Command(context.Background(), control.Command{Op: "node-remove", Node: "n1"}); err == nil || !strings.Contains(err.Error(), "still owns group g") {
 		t.Fatalf("removing the owner: %v", err)
 	}
