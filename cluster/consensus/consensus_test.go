@@ -366,13 +366,14 @@ func TestJoin(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { node.Close() })
-		if last := node.raft().LastIndex(); last != 0 {
-			t.Fatalf("%s bootstrapped a cluster of its own (last index %d)", self.Name, last)
-		}
 		return &member{node, f}
 	}
 
 	n4 := start(Peer{Name: "n4", Address: freePorts(t, 1)[0]}, t.TempDir())
+	n4.node.boot.Wait() // it has asked its peers
+	if last := n4.node.raft().LastIndex(); last != 0 {
+		t.Fatalf("n4 bootstrapped a cluster of its own (last index %d)", last)
+	}
 	if err := follower.node.AddVoter(ctx, Peer{Name: "n4", Address: n4.node.opt.Bind}); err != nil {
 		t.Fatalf("add voter from a follower: %v", err)
 	}

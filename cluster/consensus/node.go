@@ -92,6 +92,8 @@ type Node struct {
 	log   *slog.Logger
 
 	recovering sync.Mutex
+	boot       sync.WaitGroup // the first start's bootstrap
+	stopBoot   context.CancelFunc
 }
 
 // openTransport is the transport as Raft sees it: Raft closes a transport
@@ -161,20 +163,6 @@ func Start(opt Options) (_ *Node, err error) {
 		n.layer.Close()
 		return nil, fmt.Errorf("raft state: %w", err)
 	}
-	if !exists && n.joining() {
-		exists = true // the cluster's leader sends everything
-	}
-	if !exists {
-		var conf raft.Configuration
-		for _, p := range opt.Peers {
-			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.Name), Address: raft.ServerAddress(p.Address)})
-		}
-		if err := raft.BootstrapCluster(cfg, store, store, snaps, n.trans, conf); err != nil {
-			n.layer.Close()
-			return nil, fmt.Errorf("raft bootstrap: %w", err)
-		}
-		opt.Log.Info("raft cluster bootstrapped", "voters", len(conf.Servers))
-	}
 	n.cfg = *cfg
 	r, err := raft.NewRaft(cfg, opt.FSM, store, store, snaps, keepOpen{n.trans})
 	if err != nil {
@@ -182,7 +170,39 @@ func Start(opt Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("raft: %w", err)
 	}
 	n.r.Store(r)
+	if !exists {
+		// Asking the peers takes up to a probe timeout: meanwhile this
+		// node runs (heartbeats, a leader's log may arrive), without a
+		// configuration of its own it just does not campaign.
+		var ctx context.Context
+		ctx, n.stopBoot = context.WithCancel(context.Background())
+		n.boot.Add(1)
+		go func() {
+			defer n.boot.Done()
+			n.bootstrap(ctx)
+		}()
+	}
 	return n, nil
+}
+
+// bootstrap starts a new cluster from the configured peers unless one of
+// them already runs it.
+func (n *Node) bootstrap(ctx context.Context) {
+	if n.joining(ctx) || ctx.Err() != nil {
+		return
+	}
+	var conf raft.Configuration
+	for _, p := range n.opt.Peers {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.Name), Address: raft.ServerAddress(p.Address)})
+	}
+	// A leader's log that arrived meanwhile wins: Raft refuses then.
+	if err := n.raft().BootstrapCluster(conf).Error(); err != nil {
+		if !errors.Is(err, raft.ErrCantBootstrap) {
+			n.log.Error("raft bootstrap failed", "err", err)
+		}
+		return
+	}
+	n.log.Info("raft cluster bootstrapped", "voters", len(conf.Servers))
 }
 
 // joining reports whether a peer already runs the cluster: a node with an
@@ -191,7 +211,7 @@ func Start(opt Options) (_ *Node, err error) {
 // voters already (a node whose disk was replaced) or waits for `vigil
 // node add`. When no peer answers, the cluster is new and this node
 // bootstraps it from ha.toml, like the others.
-func (n *Node) joining() bool {
+func (n *Node) joining(ctx context.Context) bool {
 	found := make(chan string, len(n.opt.Peers))
 	for _, p := range n.opt.Peers {
 		if p.Name == n.opt.Self {
@@ -199,7 +219,7 @@ func (n *Node) joining() bool {
 			continue
 		}
 		go func() {
-			if n.layer.probe(p.Address, joinProbeTimeout) {
+			if n.layer.probe(ctx, p.Address, joinProbeTimeout) {
 				found <- p.Name
 			} else {
 				found <- ""
@@ -219,7 +239,7 @@ func (n *Node) joining() bool {
 }
 
 // joinProbeTimeout bounds the question to each peer at the first start.
-const joinProbeTimeout = time.Second
+const joinProbeTimeout = 500 * time.Millisecond
 
 // RecoverAlone makes this node the only voter and its leader: the takeover
 // of a two_node survivor whose peer is silent and whose tie-breakers
@@ -288,6 +308,10 @@ func (n *Node) Rejoin(name string, timeout time.Duration) error {
 
 // Close stops Raft and closes the stores.
 func (n *Node) Close() error {
+	if n.stopBoot != nil {
+		n.stopBoot()
+	}
+	n.boot.Wait()
 	err := n.raft().Shutdown().Error()
 	n.trans.Close()
 	n.layer.Close()

@@ -209,10 +209,6 @@ func (l *layer) resume() {
 	l.mu.Unlock()
 }
 
-func (l *layer) dial(addr string, timeout time.Duration, kind byte) (*tls.Conn, error) {
-	return l.dialContext(context.Background(), addr, timeout, kind)
-}
-
 func (l *layer) dialContext(ctx context.Context, addr string, timeout time.Duration, kind byte) (*tls.Conn, error) {
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: l.creds.Client}
 	nc, err := d.DialContext(ctx, "tcp", addr)
@@ -258,7 +254,7 @@ func (l *layer) sendForward(ctx context.Context, addr string, req request) error
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	rep, err := l.ask(addr, req, timeout)
+	rep, err := l.ask(ctx, addr, req, timeout)
 	if err != nil {
 		return fmt.Errorf("forward to leader %s: %w", addr, err)
 	}
@@ -274,15 +270,15 @@ func (l *layer) sendForward(ctx context.Context, addr string, req request) error
 }
 
 // probe asks the node at addr whether it has a Raft log; no answer is no.
-func (l *layer) probe(addr string, timeout time.Duration) bool {
-	rep, err := l.ask(addr, request{Probe: true}, timeout)
+func (l *layer) probe(ctx context.Context, addr string, timeout time.Duration) bool {
+	rep, err := l.ask(ctx, addr, request{Probe: true}, timeout)
 	return err == nil && rep.HasState
 }
 
 // ask sends one request over a forwarding connection and reads the reply.
-func (l *layer) ask(addr string, req request, timeout time.Duration) (forwardReply, error) {
+func (l *layer) ask(ctx context.Context, addr string, req request, timeout time.Duration) (forwardReply, error) {
 	var rep forwardReply
-	c, err := l.dial(addr, timeout, connForward)
+	c, err := l.dialContext(ctx, addr, timeout, connForward)
 	if err != nil {
 		return rep, err
 	}

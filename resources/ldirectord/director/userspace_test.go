@@ -170,10 +170,7 @@ func TestUserspaceTCP(t *testing.T) {
 	}
 	// Connections the client closed count as active until the relay has
 	// seen both halves end: wait for those to drain, leaving the long one.
-	st, _ := u.Stats()
-	for deadline := time.Now().Add(5 * time.Second); st[k].Dests[b.String()].Active > 1 && time.Now().Before(deadline); st, _ = u.Stats() {
-		time.Sleep(time.Millisecond) // polling the proxy's counters
-	}
+	st := statsWhen(u, func(st map[Key]ServiceStats) bool { return st[k].Dests[b.String()].Active <= 1 })
 	if d := st[k].Dests[b.String()]; d.Active != 1 || st[k].Conns < 50 {
 		t.Fatalf("stats: %+v", st[k])
 	}
@@ -229,7 +226,9 @@ func TestUserspaceUDPAndRefusal(t *testing.T) {
 			t.Fatalf("udp answer %q %v", buf[:n], err)
 		}
 	}
-	st, _ := u.Stats()
+	// A reply is counted just after it left, so the client may read it
+	// first.
+	st := statsWhen(u, func(st map[Key]ServiceStats) bool { return st[k].OutPkts >= 3 })
 	if st[k].Conns != 1 || st[k].InPkts != 3 || st[k].OutPkts != 3 || st[k].Dests[a.String()].Inactive != 1 {
 		t.Fatalf("udp stats %+v", st[k])
 	}
@@ -273,4 +272,14 @@ func TestUserspaceCloseEndsConnections(t *testing.T) {
 	if err := u.Apply(nil); err == nil {
 		t.Fatal("apply after close succeeded")
 	}
+}
+
+// statsWhen polls the proxy's counters until cond holds, for at most 5 s,
+// and returns the last ones.
+func statsWhen(u *UserspaceDirector, cond func(map[Key]ServiceStats) bool) map[Key]ServiceStats {
+	st, _ := u.Stats()
+	for deadline := time.Now().Add(5 * time.Second); !cond(st) && time.Now().Before(deadline); st, _ = u.Stats() {
+		time.Sleep(time.Millisecond) // polling the proxy's counters
+	}
+	return st
 }
