@@ -29,10 +29,11 @@ func (c *Coordinator) fenceBlocked(ctx context.Context, st *fsm.State) bool {
 		incarnation[p.Node] = p.Incarnation
 	}
 	committed := false
+	fenced := map[string]bool{} // st is not refreshed: one fence per node and pass
 	for _, name := range st.GroupOrder {
 		g := st.Groups[name]
 		for _, node := range st.NodeOrder {
-			if r, ok := g.Reports[node]; !ok || r.State != lrm.Blocked || time.Now().Before(c.fenceRetry[node]) {
+			if r, ok := g.Reports[node]; !ok || r.State != lrm.Blocked || fenced[node] || time.Now().Before(c.fenceRetry[node]) {
 				continue
 			}
 			retry := time.Now().Add(max(time.Second, c.opt.Deadtime))
@@ -59,7 +60,7 @@ func (c *Coordinator) fenceBlocked(ctx context.Context, st *fsm.State) bool {
 				return committed
 			}
 			c.log.Warn("node fenced: its groups may move", "node", node, "group", name)
-			committed = true
+			fenced[node], committed = true, true
 		}
 	}
 	return committed
