@@ -56,7 +56,7 @@ func coreCluster(t *testing.T, extra string) (c *lab.Cluster, work string) {
 }
 
 func group(st *control.Status, name string) *fsm.Group {
-	if st.Core == nil || st.Core.State == nil {
+	if st == nil || st.Core == nil || st.Core.State == nil {
 		return nil
 	}
 	return st.Core.State.Groups[name]
@@ -436,7 +436,7 @@ func TestCoreNodeRemoveAdd(t *testing.T) {
 	crash := time.Now()
 	c.nodes["n1"].Proc.Kill()
 	c.Isolate("n1", true)
-	on := c.waitRunning(via, 10*time.Second, "n2", "n3")
+	on := c.waitRunning(target, 10*time.Second, "n2", "n3") // via may have been n1
 	if after := startsAfter(c.checkJournal(map[string]time.Time{"n1": crash}), crash); len(after) != 1 || after[0].Node != on {
 		t.Fatalf("after the crash d1 started %+v, want once on %s", after, on)
 	}
