@@ -140,7 +140,7 @@ func renderCoreSummary(w io.Writer, s *Status) {
 		fmt.Fprintln(w, "Lease: NOT HELD: this node runs no resources until a quorum confirms it")
 	}
 	if p := c.Pair; p != nil {
-		renderPair(w, p, s.Now)
+		renderPair(w, p, c.Voters, s.Now)
 	} else if c.Fencing != nil {
 		fmt.Fprintf(w, "Fence plugin %s\n", fenceState(c.Fencing))
 	}
@@ -156,12 +156,12 @@ func fenceState(t *tiebreak.Status) string {
 }
 
 // renderPair shows a two_node pair's voters and tie-breakers.
-func renderPair(w io.Writer, p *tiebreak.PairStatus, now time.Time) {
+func renderPair(w io.Writer, p *tiebreak.PairStatus, voters []string, now time.Time) {
 	alone := ""
-	if len(p.Voters) == 1 {
+	if len(voters) == 1 {
 		alone = " (running alone: the peer rejoins as a voter when heard again)"
 	}
-	fmt.Fprintf(w, "Two-node pair: peer %s, voters %s%s\n", p.Peer, strings.Join(p.Voters, " "), alone)
+	fmt.Fprintf(w, "Two-node pair: peer %s, voters %s%s\n", p.Peer, strings.Join(voters, " "), alone)
 	for _, pn := range p.TieBreak.Ping {
 		switch {
 		case pn.Up:

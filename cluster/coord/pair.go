@@ -152,11 +152,5 @@ func (c *Coordinator) Pair(now time.Time) *tiebreak.PairStatus {
 	if c.opt.TieBreak == nil {
 		return nil
 	}
-	ps := &tiebreak.PairStatus{Peer: c.peer(), Note: c.pairNoteNow(), TieBreak: c.opt.TieBreak.Status(now)}
-	if voters, err := c.opt.Raft.Voters(); err == nil {
-		for _, v := range voters {
-			ps.Voters = append(ps.Voters, v.Name)
-		}
-	}
-	return ps
+	return &tiebreak.PairStatus{Peer: c.peer(), Note: c.pairNoteNow(), TieBreak: c.opt.TieBreak.Status(now)}
 }

@@ -180,10 +180,9 @@ type Status struct {
 
 // PairStatus is the two_node part of `vigil status`.
 type PairStatus struct {
-	Peer     string   `json:"peer"`
-	Voters   []string `json:"voters"`
-	Note     string   `json:"note,omitempty"` // the latest takeover decision
-	TieBreak Status   `json:"tiebreak"`
+	Peer     string `json:"peer"`
+	Note     string `json:"note,omitempty"` // the latest takeover decision
+	TieBreak Status `json:"tiebreak"`
 }
 
 // Status returns the tie-breakers' state at now.

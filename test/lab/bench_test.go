@@ -195,7 +195,7 @@ func benchFailover(b *testing.B, ka, dt time.Duration, topo string) {
 			if runningOn(s) != owner || !s.Core.HoldsLease || witness && s.Core.Leader != "n3" {
 				return false // with a witness, the steady state has the leader there
 			}
-			if p := s.Core.Pair; p != nil && (len(p.Voters) != 2 || len(p.TieBreak.Ping) == 0 || !p.TieBreak.Ping[0].Up) {
+			if p := s.Core.Pair; p != nil && (len(s.Core.Voters) != 2 || len(p.TieBreak.Ping) == 0 || !p.TieBreak.Ping[0].Up) {
 				return false // a pair has merged again and reaches its ping node
 			}
 			for _, n := range s.Core.State.Nodes {

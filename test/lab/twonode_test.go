@@ -38,7 +38,7 @@ func (c *coreLab) waitPair(node, what string, cond func(s *control.Status) bool)
 
 // voters lists the Raft voters in name order.
 func voters(s *control.Status) string {
-	return strings.Join(slices.Sorted(slices.Values(s.Core.Pair.Voters)), " ")
+	return strings.Join(slices.Sorted(slices.Values(s.Core.Voters)), " ")
 }
 
 func noteHas(sub string) func(*control.Status) bool {
