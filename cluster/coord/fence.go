@@ -7,6 +7,7 @@ import (
 
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/lrm"
+	"github.com/vigil-ha/vigil/cluster/membership"
 )
 
 // Fencer powers a node off and confirms it (tiebreak.Breaker.Fence): nil
@@ -22,12 +23,9 @@ type Fencer interface {
 // offline until it is heard again from a new daemon.
 
 // fenceBlocked fences each node on which a group is blocked, and reports
-// whether it committed anything.
-func (c *Coordinator) fenceBlocked(ctx context.Context, st *fsm.State) bool {
-	incarnation := map[string]uint64{}
-	for _, p := range c.opt.Members.Peers() {
-		incarnation[p.Node] = p.Incarnation
-	}
+// whether it committed anything. peers is lead's membership view: the
+// daemon fenced is the incarnation it heard last.
+func (c *Coordinator) fenceBlocked(ctx context.Context, st *fsm.State, peers map[string]membership.PeerStatus) bool {
 	committed := false
 	fenced := map[string]bool{} // st is not refreshed: one fence per node and pass
 	for _, name := range st.GroupOrder {
@@ -53,7 +51,7 @@ func (c *Coordinator) fenceBlocked(ctx context.Context, st *fsm.State) bool {
 				c.log.Error("fencing failed; the group stays blocked", "node", node, "group", name, "err", err)
 				continue
 			}
-			if err := c.Apply(ctx, fsm.TypeFenced, fsm.Fenced{Node: node, Incarnation: incarnation[node], Reason: reason}); err != nil {
+			if err := c.Apply(ctx, fsm.TypeFenced, fsm.Fenced{Node: node, Incarnation: peers[node].Incarnation, Reason: reason}); err != nil {
 				// Fenced again next time: powering off an off node is
 				// harmless, and only a committed entry frees its groups.
 				c.log.Error("cannot record the fence", "node", node, "err", err)

@@ -278,7 +278,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 	if changed {
 		st = c.opt.FSM.View()
 	}
-	if c.opt.Fencer != nil && c.fenceBlocked(ctx, st) {
+	if c.opt.Fencer != nil && c.fenceBlocked(ctx, st, peers) {
 		st = c.opt.FSM.View()
 	}
 	changes := placement.Decide(st, c.opt.Placement)

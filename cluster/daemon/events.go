@@ -73,17 +73,18 @@ type fencePlugin struct {
 }
 
 func (f fencePlugin) Off(ctx context.Context, in *pb.FenceRequest) (*pb.FenceResult, error) {
-	h, err := f.d.pluginHost()
-	if err != nil {
-		return nil, err
-	}
-	return h.Fence(f.name).Off(ctx, in)
+	return f.call(ctx, in, host.Fence.Off)
 }
 
 func (f fencePlugin) Status(ctx context.Context, in *pb.FenceRequest) (*pb.FenceResult, error) {
+	return f.call(ctx, in, host.Fence.Status)
+}
+
+func (f fencePlugin) call(ctx context.Context, in *pb.FenceRequest,
+	op func(host.Fence, context.Context, *pb.FenceRequest) (*pb.FenceResult, error)) (*pb.FenceResult, error) {
 	h, err := f.d.pluginHost()
 	if err != nil {
 		return nil, err
 	}
-	return h.Fence(f.name).Status(ctx, in)
+	return op(h.Fence(f.name), ctx, in)
 }
