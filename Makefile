@@ -98,15 +98,21 @@ bench-mon: deps
 	$(GO) test -run '^$$' -bench Scheduler -benchtime 1x -timeout 20m ./resources/mon/
 
 # Each fuzz target for FUZZTIME; new crashers land in testdata/fuzz.
+# Minimizing an interesting input is capped (FUZZMINIMIZE), or a target
+# spends its time shrinking inputs instead of running them; an input that
+# takes longer than FUZZSLOW is a failure (testutil.Quick).
+FUZZMINIMIZE ?= 2s
+FUZZSLOW     ?= 1s
+FUZZ = VIGIL_FUZZ_SLOW=$(FUZZSLOW) $(GO) test -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
 fuzz:
 	@for t in FuzzParseHA FuzzParseResources FuzzParseLdirectord FuzzParseMon FuzzPositions FuzzAuthkeys; do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./cluster/config/ || exit 1; done
+		$(FUZZ) -fuzz "^$$t$$" ./cluster/config/ || exit 1; done
 	@for t in FuzzDecode FuzzCOBSDecode; do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./cluster/heartbeat/ || exit 1; done
-	$(GO) test -run '^$$' -fuzz '^FuzzParseOCFMetaData$$' -fuzztime $(FUZZTIME) ./resources/script/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseProcIPVS$$' -fuzztime $(FUZZTIME) ./resources/ldirectord/director/
+		$(FUZZ) -fuzz "^$$t$$" ./cluster/heartbeat/ || exit 1; done
+	$(FUZZ) -fuzz '^FuzzParseOCFMetaData$$' ./resources/script/
+	$(FUZZ) -fuzz '^FuzzParseProcIPVS$$' ./resources/ldirectord/director/
 	@for t in FuzzImportHeartbeat FuzzImportLdirectord FuzzImportMon FuzzImportKeepalived; do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./legacy/ || exit 1; done
+		$(FUZZ) -fuzz "^$$t$$" ./legacy/ || exit 1; done
 
 # A three-node cluster in network namespaces: status, a UDP cut survived
 # over a serial cable, a crash detected; then everything is removed.

@@ -1,8 +1,6 @@
 package legacy
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -124,9 +122,8 @@ func ImportHeartbeat(in HeartbeatInput) (*Heartbeat, error) {
 		pings                                   []string
 	)
 	set := map[string]int{} // directive → line, for those set
-	sc := bufio.NewScanner(bytes.NewReader(in.HACf))
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
+	for n, text := range lines(in.HACf) {
+		line := text
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
 		}
@@ -408,9 +405,8 @@ func lastOr(vals []string, def string) string {
 func importAuthkeys(file string, data []byte, r *Report) ([]byte, error) {
 	selected, selLine := -1, 0
 	var out []byte
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+	for n, text := range lines(data) {
+		line := strings.TrimSpace(text)
 		if line == "" || line[0] == '#' {
 			continue
 		}
@@ -488,10 +484,9 @@ func importHaresources(file string, data []byte, nodes []string, r *Report) []by
 		n    int
 		text string
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
 	cont, start := "", 0
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
+	for n, text := range lines(data) {
+		line := text
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
 		}

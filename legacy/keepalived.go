@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -114,6 +115,23 @@ func kaParse(file string, data []byte, in *KeepalivedInput, r *Report, depth int
 		r.add(file, stack[len(stack)-1].line, stack[len(stack)-1].kw, Invalid, "There are %d missing '}'s or extra '{'s", len(stack)-1)
 	}
 	return root.kids
+}
+
+// kaKeywordRE is what a keepalived keyword looks like.
+var kaKeywordRE = regexp.MustCompile(`^[A-Za-z0-9_@-]{1,64}$`)
+
+// unknownKeyword reports a line keepalived would refuse (as keepalived
+// does: "Unknown keyword"), showing the keyword only when it looks like
+// one. An include can pull in any file (`include /etc/shadow`): its lines
+// must not be echoed into the report, the terminal or a log.
+func unknownKeyword(st *kaNode, add func(*kaNode, Outcome, string, ...any)) {
+	shown := &kaNode{kw: st.kw, file: st.file, line: st.line} // not its arguments
+	if !kaKeywordRE.MatchString(st.kw) {
+		shown.kw = "(line not shown)"
+		add(shown, Invalid, "not a keepalived keyword: is this a keepalived configuration file?")
+		return
+	}
+	add(shown, Invalid, "Unknown keyword '%s'", st.kw)
 }
 
 func kaInclude(st *kaNode, in *KeepalivedInput, r *Report, depth int) []*kaNode {
@@ -265,7 +283,7 @@ func ImportKeepalived(in KeepalivedInput) (*Keepalived, error) {
 		case "net_namespace", "linkbeat_use_polling", "instance":
 			add(st, Unsupported, "not a cluster setting")
 		default:
-			add(st, Invalid, "Unknown keyword '%s'", st.kw)
+			unknownKeyword(st, add)
 		}
 	}
 
@@ -468,7 +486,7 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 			if kaVRRPKeywords[kid.kw] {
 				add(kid, Unsupported, "no Vigil counterpart (VRRP detail)")
 			} else {
-				add(kid, Invalid, "Unknown keyword '%s'", kid.kw)
+				unknownKeyword(kid, add)
 			}
 		}
 	}

@@ -1,8 +1,6 @@
 package legacy
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -47,9 +45,8 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 	var globals [][2]string
 	var virtuals []*ldVirtual
 	var cur *ldVirtual
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		raw := strings.ReplaceAll(sc.Text(), "\t", "    ")
+	for n, text := range lines(data) {
+		raw := strings.ReplaceAll(text, "\t", "    ")
 		trimmed := strings.TrimSpace(raw)
 		if trimmed == "" || trimmed[0] == '#' {
 			continue

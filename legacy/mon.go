@@ -1,8 +1,6 @@
 package legacy
 
 import (
-	"bufio"
-	"bytes"
 	"regexp"
 	"strconv"
 	"strings"
@@ -69,11 +67,10 @@ func ImportMon(file string, data []byte) ([]byte, *Report, error) {
 	}
 	// mon's read_cf: trailing backslash continues (the next line's leading
 	// blanks go), every line trimmed; blank lines matter.
-	var lines []logical
-	sc := bufio.NewScanner(bytes.NewReader(data))
+	var logicals []logical
 	cont, start := "", 0
-	for n := 1; sc.Scan(); n++ {
-		l := strings.TrimSpace(sc.Text())
+	for n, text := range lines(data) {
+		l := strings.TrimSpace(text)
 		if cont == "" {
 			start = n
 		}
@@ -81,7 +78,7 @@ func ImportMon(file string, data []byte) ([]byte, *Report, error) {
 			cont += strings.TrimSpace(s) + " "
 			continue
 		}
-		lines = append(lines, logical{start, cont + l})
+		logicals = append(logicals, logical{start, cont + l})
 		cont = ""
 	}
 	var globals [][2]string
@@ -92,7 +89,7 @@ func ImportMon(file string, data []byte) ([]byte, *Report, error) {
 	var svc *monService
 	var per *monPeriod
 	inHostgroup := ""
-	for _, l := range lines {
+	for _, l := range logicals {
 		line := l.text
 		add := func(o Outcome, note string, a ...any) { r.add(file, l.n, line, o, note, a...) }
 		if line == "" {

@@ -75,11 +75,11 @@ func (s Senders) Known(name string) bool {
 // Find looks name up in dirs (first match wins, as mon's mondir and
 // alertdir); an absolute path is taken as it is.
 func Find(dirs []string, name string) (string, error) {
+	if err := ScriptName(name); err != nil {
+		return "", err
+	}
 	if filepath.IsAbs(name) {
 		return name, nil
-	}
-	if strings.Contains(name, "/") {
-		return "", fmt.Errorf("%q: give a plain name (looked up in %s) or an absolute path", name, strings.Join(dirs, ":"))
 	}
 	for _, d := range dirs {
 		p := filepath.Join(d, name)

@@ -58,10 +58,15 @@ func ReadAuthkeys(path string) (*Authkeys, []string, error) {
 	if err != nil {
 		return nil, nil, &Error{File: path, Msg: fmt.Sprintf("cannot read the cluster secret: %v", err)}
 	}
-	return parseAuthkeys(path, data)
+	return ParseAuthkeys(path, data)
 }
 
-func parseAuthkeys(path string, data []byte) (*Authkeys, []string, error) {
+// maxAuthkeysLine bounds one line of authkeys: a secret is a few dozen
+// characters.
+const maxAuthkeysLine = 64 << 10
+
+// ParseAuthkeys reads an authkeys file's contents (path names it in errors).
+func ParseAuthkeys(path string, data []byte) (*Authkeys, []string, error) {
 	var errs Errors
 	var warns []string
 	bad := func(line int, key, f string, a ...any) {
@@ -70,8 +75,10 @@ func parseAuthkeys(path string, data []byte) (*Authkeys, []string, error) {
 	selected, selLine := -1, 0
 	keys := map[int]*Authkeys{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 4096), 1<<20)
-	for ln := 1; sc.Scan(); ln++ {
+	sc.Buffer(make([]byte, 4096), maxAuthkeysLine)
+	ln := 0
+	for sc.Scan() {
+		ln++
 		line := sc.Text()
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
@@ -132,6 +139,10 @@ func parseAuthkeys(path string, data []byte) (*Authkeys, []string, error) {
 		if len(rest) < 16 {
 			warns = append(warns, fmt.Sprintf("%s:%d: key %d is only %d characters long; use at least 16 random characters", path, ln, n, len(rest)))
 		}
+	}
+	if err := sc.Err(); err != nil {
+		// Never a silent end of the file: the rest would be ignored.
+		bad(ln+1, "", "cannot read past this line: %v (a line may hold at most %d bytes)", err, maxAuthkeysLine)
 	}
 	if len(errs) > 0 {
 		return nil, warns, errs

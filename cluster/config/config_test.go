@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,6 +79,12 @@ func TestHAErrors(t *testing.T) {
 		{"mon-only alert", baseHA + "[[alert]]\nsend = [\"ipvs -V 10.0.0.3:80\"]\n", []string{"19: alert[0].send[0]: ipvs is a mon alert"}},
 		{"unknown alert key", baseHA + "[[alert]]\nsend = [\"log\"]\nupalerts = false\n", []string{"20: alert[0].upalerts: unknown key"}},
 		{"bad smtp relay", "smtp_relay = \"mail.example.com\"\n" + baseHA, []string{"1: smtp_relay: \"mail.example.com\" is not host:port"}},
+		{"explicit zero keepalive", strings.Replace(baseHA, `keepalive = "100ms"`, `keepalive = "0s"`, 1), []string{"2: keepalive: must be greater than zero (leave it out for the default)"}},
+		{"explicit zero lease", "lease = \"0ms\"\n" + baseHA, []string{"1: lease: must be greater than zero"}},
+		{"explicit zero fence timeout", baseHA + "[fence]\nplugin = \"ipmi\"\ntimeout = \"0s\"\n", []string{"20: fence.timeout: must be greater than zero"}},
+		{"relative serial device", strings.Replace(baseHA, `"/dev/ttyS0"`, `"../../etc/passwd"`, 1), []string{"16: serial[0].device: \"../../etc/passwd\" is not a device"}},
+		{"serial device with ..", strings.Replace(baseHA, `"/dev/ttyS0"`, `"/dev/../etc/passwd"`, 1), []string{"16: serial[0].device: \"/dev/../etc/passwd\" is not a device"}},
+		{"deep nesting", "x = " + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + "\n" + baseHA, []string{"1: arrays or inline tables nested deeper than 32 levels"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -97,6 +104,83 @@ func TestHAErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A huge value is named by its start and size in an error, never echoed
+// whole.
+func TestErrorsClipValues(t *testing.T) {
+	name := strings.Repeat("x", 2<<20)
+	_, _, err := ParseHA("ha.toml", []byte(strings.Replace(baseHA, `cluster = "lvs"`, `cluster = "`+name+`"`, 1)))
+	if err == nil {
+		t.Fatal("a 2 MB cluster name was accepted")
+	}
+	msg := err.Error()
+	if len(msg) > 2000 || !strings.Contains(msg, "ha.toml:1: cluster: ") || !strings.HasSuffix(msg, " bytes)") {
+		t.Errorf("error is %d bytes: %.300q", len(msg), msg)
+	}
+}
+
+// Nesting and key counts that made the position scanner quadratic are
+// refused (too deep) or handled in one pass (many unknown keys, each
+// reported on its own line).
+func TestPathologicalInput(t *testing.T) {
+	deep := "[[group]]\nname = \"g\"\nresources = [" + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + "]\n"
+	_, err := ParseResources("resources.toml", []byte(deep), testHA(t))
+	if got := flatten(err); len(got) != 1 || !strings.HasPrefix(got[0], "resources.toml:3: arrays or inline tables nested deeper than 32 levels") {
+		t.Errorf("deep nesting: %q", got)
+	}
+	var b strings.Builder
+	b.WriteString(baseHA)
+	for i := range 20000 {
+		fmt.Fprintf(&b, "[[alert]]\nsend = [\"log\"]\nfrob%d = 1\n", i)
+	}
+	_, _, err = ParseHA("ha.toml", []byte(b.String()))
+	got := flatten(err)
+	if len(got) != 20000 || !strings.HasPrefix(got[0], "ha.toml:20: alert[0].frob0: unknown key") || !strings.HasPrefix(got[19999], "ha.toml:60017: alert[19999].frob19999: unknown key") {
+		t.Errorf("%d errors, first %q", len(got), got[:min(2, len(got))])
+	}
+	big := make([]byte, MaxFileSize+1)
+	if _, _, err := ParseHA("ha.toml", big); err == nil || !strings.Contains(err.Error(), "not a configuration file") {
+		t.Errorf("oversized file: %v", err)
+	}
+}
+
+// control_socket naming a file that is not a socket is refused by the
+// check, and the daemon's Listen refuses to replace it (it used to delete
+// it).
+func TestControlSocketNotASocket(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "important")
+	if err := os.WriteFile(victim, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, dir, map[string]string{
+		"ha.toml":  quietPair + "control_socket = \"" + victim + "\"\n" + baseHA,
+		"authkeys": "auth 1\n1 sha256 0123456789abcdef0123\n",
+	})
+	_, err := Load(dir, Options{Node: "lvs1"})
+	if got := flatten(err); len(got) != 1 || !strings.HasPrefix(got[0], filepath.Join(dir, "ha.toml")+":3: control_socket: "+victim+" exists and is not a socket (a regular file)") {
+		t.Errorf("got %q", got)
+	}
+}
+
+// A line longer than authkeys allows is an error on that line, never a
+// silent end of the file (the key after it used to be ignored).
+func TestAuthkeysLongLine(t *testing.T) {
+	data := "# " + strings.Repeat("x", 100<<10) + "\nauth 1\n1 sha256 0123456789abcdef0123\n"
+	_, _, err := ParseAuthkeys("authkeys", []byte(data))
+	if got := flatten(err); len(got) != 1 || !strings.HasPrefix(got[0], "authkeys:1: cannot read past this line") {
+		t.Errorf("got %q", got)
+	}
+}
+
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -277,7 +361,7 @@ func TestAuthkeys(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ak, _, err := parseAuthkeys("authkeys", []byte(tc.src))
+			ak, _, err := ParseAuthkeys("authkeys", []byte(tc.src))
 			if tc.want == "" {
 				if err != nil {
 					t.Fatal(err)

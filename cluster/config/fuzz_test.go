@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-ha/vigil/internal/testutil"
+
 	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
 )
 
@@ -23,18 +25,20 @@ func FuzzParseHA(f *testing.F) {
 	addFile(f, "../../etc/examples/three-node/ha.toml")
 	addFile(f, "../../etc/examples/pair-witness/ha.toml")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ha, _, err := ParseHA("ha.toml", data)
-		if err != nil {
-			for _, e := range flatten(err) {
-				if len(e) < 7 || e[:7] != "ha.toml" {
-					t.Fatalf("error does not name the file: %q", e)
+		testutil.Quick(t.Name(), data, func() {
+			ha, _, err := ParseHA("ha.toml", data)
+			if err != nil {
+				for _, e := range flatten(err) {
+					if len(e) < 7 || e[:7] != "ha.toml" {
+						t.Fatalf("error does not name the file: %q", e)
+					}
 				}
+				return
 			}
-			return
-		}
-		if ha.Keepalive <= 0 || ha.Deadtime < MinDeadBeats*ha.Keepalive {
-			t.Fatalf("accepted impossible timing %s/%s", ha.Keepalive, ha.Deadtime)
-		}
+			if ha.Keepalive <= 0 || ha.Deadtime < MinDeadBeats*ha.Keepalive {
+				t.Fatalf("accepted impossible timing %s/%s", ha.Keepalive, ha.Deadtime)
+			}
+		})
 	})
 }
 
@@ -47,15 +51,17 @@ func FuzzParseResources(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := ParseResources("resources.toml", data, ha)
-		if err != nil {
-			return
-		}
-		for _, g := range r.Groups {
-			if len(g.Resources) == 0 || len(g.Resources) != len(g.Raw) {
-				t.Fatalf("group %q: %d raw entries normalised to %d", g.Name, len(g.Raw), len(g.Resources))
+		testutil.Quick(t.Name(), data, func() {
+			r, err := ParseResources("resources.toml", data, ha)
+			if err != nil {
+				return
 			}
-		}
+			for _, g := range r.Groups {
+				if len(g.Resources) == 0 || len(g.Resources) != len(g.Raw) {
+					t.Fatalf("group %q: %d raw entries normalised to %d", g.Name, len(g.Raw), len(g.Resources))
+				}
+			}
+		})
 	})
 }
 
@@ -66,12 +72,14 @@ func FuzzPositions(f *testing.F) {
 	f.Add([]byte(baseRes))
 	f.Add([]byte("a = \"\"\"x\n\"\"\"\"\n[[b.c]]\nd = [ {e = 1}, ]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p := scanPositions(data)
-		for k, l := range p.exact {
-			if l < 1 || l > len(data)+1 {
-				t.Fatalf("key %q at impossible line %d", k, l)
+		testutil.Quick(t.Name(), data, func() {
+			p := scanPositions(data)
+			for k, l := range p.exact {
+				if l < 1 || l > len(data)+1 {
+					t.Fatalf("key %q at impossible line %d", k, l)
+				}
 			}
-		}
+		})
 	})
 }
 
@@ -79,10 +87,12 @@ func FuzzAuthkeys(f *testing.F) {
 	f.Add([]byte("auth 1\n1 sha256 secret-secret-secret\n"))
 	f.Add([]byte("auth 2\n1 md5 a\n2 crc\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ak, _, err := parseAuthkeys("authkeys", data)
-		if err == nil && ak.Secret.Empty() {
-			t.Fatal("accepted an empty secret")
-		}
+		testutil.Quick(t.Name(), data, func() {
+			ak, _, err := ParseAuthkeys("authkeys", data)
+			if err == nil && ak.Secret.Empty() {
+				t.Fatal("accepted an empty secret")
+			}
+		})
 	})
 }
 
@@ -90,22 +100,24 @@ func FuzzParseLdirectord(f *testing.F) {
 	addFile(f, "../../etc/examples/pair-witness/www.toml")
 	f.Add([]byte("[[virtual]]\nfwmark = 7\npersistent = \"5m\"\nnetmask = \"255.255.0.0\"\n[[virtual.real]]\naddress = \"[fd00::1]:80\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		in, err := ParseLdirectord("www.toml", data)
-		if err != nil {
-			for _, e := range flatten(err) {
-				if !strings.HasPrefix(e, "www.toml") {
-					t.Fatalf("error does not name the file: %q", e)
+		testutil.Quick(t.Name(), data, func() {
+			in, err := ParseLdirectord("www.toml", data)
+			if err != nil {
+				for _, e := range flatten(err) {
+					if !strings.HasPrefix(e, "www.toml") {
+						t.Fatalf("error does not name the file: %q", e)
+					}
 				}
+				return
 			}
-			return
-		}
-		// What the loader accepts, the plugin must accept too.
-		var errs []string
-		again := *in
-		again.Normalize(func(k, m string) { errs = append(errs, k+": "+m) })
-		if len(errs) > 0 {
-			t.Fatalf("normalised instance fails again: %v", errs)
-		}
+			// What the loader accepts, the plugin must accept too.
+			var errs []string
+			again := *in
+			again.Normalize(func(k, m string) { errs = append(errs, k+": "+m) })
+			if len(errs) > 0 {
+				t.Fatalf("normalised instance fails again: %v", errs)
+			}
+		})
 	})
 }
 
@@ -113,29 +125,31 @@ func FuzzParseMon(f *testing.F) {
 	addFile(f, "../../etc/examples/pair-witness/lvs.toml")
 	f.Add([]byte("[[watch]]\ngroup = \"h\"\n[[watch.service]]\nname = \"s\"\ninterval = \"1.5m\"\nmonitor = \"x.monitor 'a b' ;;\"\ndepend = [\"s\"]\n[[watch.service.period]]\nwhen = \"wd {1 3 5} hr {9am-4pm}, mo {nov-feb}\"\nalertafter = \"3 5m\"\nalertevery = \"1h strict\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		in, err := ParseMon("mon.toml", data)
-		if err != nil {
-			for _, e := range flatten(err) {
-				if !strings.HasPrefix(e, "mon.toml") {
-					t.Fatalf("error does not name the file: %q", e)
+		testutil.Quick(t.Name(), data, func() {
+			in, err := ParseMon("mon.toml", data)
+			if err != nil {
+				for _, e := range flatten(err) {
+					if !strings.HasPrefix(e, "mon.toml") {
+						t.Fatalf("error does not name the file: %q", e)
+					}
 				}
+				return
 			}
-			return
-		}
-		// What the loader accepts travels to the plugin as JSON and must
-		// be accepted there unchanged.
-		js, err := json.Marshal(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var again monspec.Instance
-		if err := json.Unmarshal(js, &again); err != nil {
-			t.Fatalf("round trip: %v\n%s", err, js)
-		}
-		var errs []string
-		again.Normalize(func(k, m string) { errs = append(errs, k+": "+m) })
-		if len(errs) > 0 {
-			t.Fatalf("normalised instance fails again: %v", errs)
-		}
+			// What the loader accepts travels to the plugin as JSON and must
+			// be accepted there unchanged.
+			js, err := json.Marshal(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var again monspec.Instance
+			if err := json.Unmarshal(js, &again); err != nil {
+				t.Fatalf("round trip: %v\n%s", err, js)
+			}
+			var errs []string
+			again.Normalize(func(k, m string) { errs = append(errs, k+": "+m) })
+			if len(errs) > 0 {
+				t.Fatalf("normalised instance fails again: %v", errs)
+			}
+		})
 	})
 }

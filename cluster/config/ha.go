@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vigil-ha/vigil/monitors"
@@ -161,6 +163,26 @@ const (
 var ValidBauds = []int{9600, 19200, 38400, 57600, 115200, 230400, 460800}
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// explicitZeros refuses a zero written out where leaving the key out
+// gives a default: "0s" must not silently become the default interval.
+func (h *HA) explicitZeros(s *errSink, defined func(...string) bool) {
+	timings := []struct {
+		key string
+		d   Duration
+	}{{"keepalive", h.Keepalive}, {"deadtime", h.Deadtime}, {"warntime", h.Warntime}, {"initdead", h.Initdead}, {"lease", h.Lease}}
+	if h.Fence != nil {
+		timings = append(timings, struct {
+			key string
+			d   Duration
+		}{"fence.timeout", h.Fence.Timeout})
+	}
+	for _, t := range timings {
+		if t.d == 0 && defined(strings.Split(t.key, ".")...) {
+			s.add(t.key, "must be greater than zero (leave it out for the default)")
+		}
+	}
+}
 
 func (h *HA) applyDefaults() {
 	if h.Keepalive == 0 {
@@ -371,8 +393,11 @@ func (h *HA) validate(s *errSink, defined func(key string) bool, warn func(strin
 	}
 	for i, sr := range h.Serial {
 		k := fmt.Sprintf("serial[%d]", i)
-		if sr.Device == "" {
+		switch {
+		case sr.Device == "":
 			s.add(k+".device", "is required (e.g. \"/dev/ttyS0\")")
+		case !filepath.IsAbs(sr.Device) || filepath.Clean(sr.Device) != sr.Device:
+			s.add(k+".device", "%q is not a device: give its absolute path without \"..\" (e.g. \"/dev/ttyS0\")", sr.Device)
 		}
 		if !slices.Contains(ValidBauds, sr.Baud) {
 			s.add(k+".baud", "%d is not a supported rate %v", sr.Baud, ValidBauds)

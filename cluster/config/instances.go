@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/BurntSushi/toml"
-
 	ldspec "github.com/vigil-ha/vigil/resources/ldirectord/spec"
 	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
 )
@@ -25,11 +23,10 @@ type instanceSpec[T any] interface {
 // with every default filled in.
 func parseInstance[T any, P instanceSpec[T]](path string, data []byte) (*T, error) {
 	var in T
-	md, err := toml.Decode(string(data), &in)
+	md, s, err := decode(path, data, &in)
 	if err != nil {
-		return nil, decodeError(path, err)
+		return nil, err
 	}
-	s := &errSink{file: path, pos: scanPositions(data)}
 	unknownKeys(s, md, "")
 	P(&in).Normalize(func(key, msg string) { s.add(key, "%s", msg) })
 	if len(s.errs) > 0 {

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -73,6 +72,9 @@ func Load(dir string, opts Options) (*Config, error) {
 	c.HA = *ha
 
 	collect(c.resolveSelf(haPath, opts))
+	if err := checkSocketPath(c.HA.ControlSocket); err != nil {
+		collect(&Error{File: haPath, Line: scanPositions(data).line("control_socket"), Key: "control_socket", Msg: err.Error()})
+	}
 
 	akPath := c.HA.Authkeys
 	if !filepath.IsAbs(akPath) {
@@ -123,17 +125,40 @@ func (c *Config) resolveSelf(haPath string, opts Options) error {
 	return nil
 }
 
+// checkSocketPath refuses a control socket path that names something
+// other than a socket: the daemon replaces a stale socket there, and must
+// never delete a file that happens to sit at that path.
+func checkSocketPath(path string) error {
+	st, err := os.Lstat(path)
+	if err != nil || st.Mode().Type() == fs.ModeSocket {
+		return nil
+	}
+	return fmt.Errorf("%s exists and is not a socket (a %s); the daemon would refuse to start", path, describeMode(st.Mode()))
+}
+
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "regular file"
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	}
+	return "file of mode " + m.Type().String()
+}
+
 // ParseHA decodes and validates ha.toml. It never panics, whatever data holds.
 func ParseHA(path string, data []byte) (*HA, []string, error) {
 	var ha HA
-	md, err := toml.Decode(string(data), &ha)
+	md, s, err := decode(path, data, &ha)
 	if err != nil {
-		return nil, nil, decodeError(path, err)
+		return nil, nil, err
 	}
-	s := &errSink{file: path, pos: scanPositions(data)}
 	unknownKeys(s, md, "")
 	var warns []string
 	warn := func(f string, a ...any) { warns = append(warns, path+": "+fmt.Sprintf(f, a...)) }
+	ha.explicitZeros(s, md.IsDefined)
 	ha.applyDefaults()
 	ha.validate(s, func(k string) bool { return md.IsDefined(k) }, warn)
 	if len(s.errs) > 0 {
@@ -145,11 +170,10 @@ func ParseHA(path string, data []byte) (*HA, []string, error) {
 // ParseResources decodes and validates resources.toml against ha.
 func ParseResources(path string, data []byte, ha *HA) (*Resources, error) {
 	var r Resources
-	md, err := toml.Decode(string(data), &r)
+	md, s, err := decode(path, data, &r)
 	if err != nil {
-		return nil, decodeError(path, err)
+		return nil, err
 	}
-	s := &errSink{file: path, pos: scanPositions(data)}
 	// Resource entries are checked by hand (they may be strings or tables).
 	unknownKeys(s, md, "group.resources.")
 	r.validate(s, ha)
@@ -157,6 +181,28 @@ func ParseResources(path string, data []byte, ha *HA) (*Resources, error) {
 		return nil, s.sorted()
 	}
 	return &r, nil
+}
+
+// MaxFileSize bounds a configuration file: far above any real one (a
+// resources.toml of 10,000 groups is about 2 MB), and it keeps a wrong
+// file (a log, a disk image) from being read whole.
+const MaxFileSize = 16 << 20
+
+// decode checks data's size and nesting, then decodes it into v; the
+// sink it returns resolves key paths to lines.
+func decode(path string, data []byte, v any) (toml.MetaData, *errSink, error) {
+	if len(data) > MaxFileSize {
+		return toml.MetaData{}, nil, &Error{File: path, Msg: fmt.Sprintf("%d bytes: larger than %d, not a configuration file", len(data), MaxFileSize)}
+	}
+	pos := scanPositions(data)
+	if pos.deep > 0 {
+		return toml.MetaData{}, nil, &Error{File: path, Line: pos.deep, Msg: fmt.Sprintf("arrays or inline tables nested deeper than %d levels", MaxNesting)}
+	}
+	md, err := toml.Decode(string(data), v)
+	if err != nil {
+		return md, nil, decodeError(path, err)
+	}
+	return md, &errSink{file: path, pos: pos}, nil
 }
 
 // unknownKeys reports every key the decoder did not use, on each line it
@@ -180,13 +226,4 @@ func unknownKeys(s *errSink, md toml.MetaData, skipPrefix string) {
 
 // exactKeys returns the indexed paths whose index-free form is loose, in
 // file order.
-func (p *positions) exactKeys(loose string) []string {
-	var out []string
-	for k := range p.exact {
-		if stripIndices(k) == loose {
-			out = append(out, k)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return p.exact[out[i]] < p.exact[out[j]] })
-	return out
-}
+func (p *positions) exactKeys(loose string) []string { return p.byLoose[loose] }

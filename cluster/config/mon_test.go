@@ -50,6 +50,10 @@ func TestMonErrors(t *testing.T) {
 		{"bad built-in flag", strings.Replace(base, `"http.monitor"`, `"tcp -x 1"`, 1), []string{"mon.toml:8: watch[0].service[0].monitor: tcp: flag provided but not defined: -x"}},
 		{"built-in needs a port", strings.Replace(base, `"http.monitor"`, `"tcp"`, 1), []string{"mon.toml:8: watch[0].service[0].monitor: tcp: -p PORT is required"}},
 		{"no period", strings.Split(base, "    [[")[0], []string{"mon.toml:5: watch[0].service[0].period"}},
+		{"monitor script outside the script directories", strings.Replace(base, `"http.monitor"`, `"../../tmp/x.monitor"`, 1), []string{"mon.toml:8: watch[0].service[0].monitor: \"../../tmp/x.monitor\": give a plain name"}},
+		{"monitor path with ..", strings.Replace(base, `"http.monitor"`, `"/usr/lib/mon/../../../tmp/x"`, 1), []string{"mon.toml:8: watch[0].service[0].monitor: \"/usr/lib/mon/../../../tmp/x\": give the script's absolute path without"}},
+		{"monitor plugin path", strings.Replace(base, `"http.monitor"`, `"plugin:../x"`, 1), []string{"mon.toml:8: watch[0].service[0].monitor: \"plugin:../x\": plugin:NAME takes the plain name"}},
+		{"alert script outside", strings.Replace(base, `"mail.alert ops"`, `"../mail.alert ops"`, 1), []string{"mon.toml:11: watch[0].service[0].period[0].alert[0]: \"../mail.alert\": give a plain name"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

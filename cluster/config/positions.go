@@ -17,7 +17,26 @@ import (
 type positions struct {
 	exact map[string]int
 	loose map[string][]int // path without indices → lines in file order
+	// byLoose lists the exact paths of each index-free path, in file order.
+	byLoose map[string][]string
+	// deep is the line where arrays or inline tables first nest deeper
+	// than MaxNesting (0: they do not); the scanner stops there.
+	deep int
 }
+
+// MaxNesting bounds how deep arrays and inline tables may nest in a
+// configuration file. No Vigil key needs more than a few levels; a bound
+// keeps the scan linear in the file's size whatever it holds.
+const MaxNesting = 32
+
+// maxPathLen bounds the key paths the scanner records: a longer path
+// (absurdly long key names) is not recorded, so that errors under it name
+// its closest recorded parent, and the work stays linear in the input.
+const maxPathLen = 1024
+
+// tooLong stands for a path longer than maxPathLen: never recorded, and
+// every path under it is too long as well.
+const tooLong = "\x00"
 
 var indexRE = regexp.MustCompile(`\[\d+\]`)
 
@@ -52,24 +71,29 @@ func parentPath(k string) string {
 }
 
 func scanPositions(src []byte) *positions {
-	s := &posScanner{src: src, line: 1, p: &positions{exact: map[string]int{}, loose: map[string][]int{}}, aot: map[string]int{}}
+	s := &posScanner{src: src, line: 1, p: &positions{exact: map[string]int{}, loose: map[string][]int{}, byLoose: map[string][]string{}}, aot: map[string]int{}}
 	s.document()
 	return s.p
 }
 
 type posScanner struct {
-	src  []byte
-	i    int
-	line int
-	p    *positions
-	aot  map[string]int // exact array-of-tables path → number of elements so far
+	src   []byte
+	i     int
+	line  int
+	p     *positions
+	aot   map[string]int // exact array-of-tables path → number of elements so far
+	depth int            // arrays and inline tables open around the scanner
 }
 
 func (s *posScanner) record(path string) {
-	if _, ok := s.p.exact[path]; !ok {
-		s.p.exact[path] = s.line
+	if path == "" || path == tooLong {
+		return
 	}
 	lp := stripIndices(path)
+	if _, ok := s.p.exact[path]; !ok {
+		s.p.exact[path] = s.line
+		s.p.byLoose[lp] = append(s.p.byLoose[lp], path)
+	}
 	s.p.loose[lp] = append(s.p.loose[lp], s.line)
 }
 
@@ -158,17 +182,28 @@ func (s *posScanner) resolve(segs []string, newElem bool) string {
 		if i == len(segs)-1 && newElem {
 			n := s.aot[path]
 			s.aot[path] = n + 1
-			return path + "[" + strconv.Itoa(n) + "]"
+			return index(path, n)
 		}
 		if n, ok := s.aot[path]; ok {
-			path += "[" + strconv.Itoa(n-1) + "]"
+			path = index(path, n-1)
 		}
 	}
 	return path
 }
 
+// index names element n of the array at path.
+func index(path string, n int) string {
+	if path == tooLong {
+		return tooLong
+	}
+	return path + "[" + strconv.Itoa(n) + "]"
+}
+
 func join(prefix, k string) string {
-	if prefix == "" {
+	switch {
+	case prefix == tooLong || len(prefix)+len(k) >= maxPathLen:
+		return tooLong
+	case prefix == "":
 		return k
 	}
 	return prefix + "." + k
@@ -254,6 +289,15 @@ func (s *posScanner) str() {
 
 func (s *posScanner) value(path string) {
 	s.skip(false)
+	if c := s.peek(); c == '[' || c == '{' {
+		if s.depth >= MaxNesting {
+			s.p.deep = s.line
+			s.i = len(s.src) // stop: the caller refuses the file
+			return
+		}
+		s.depth++
+		defer func() { s.depth-- }()
+	}
 	switch c := s.peek(); c {
 	case '"', '\'':
 		s.str()
@@ -265,7 +309,7 @@ func (s *posScanner) value(path string) {
 				break
 			}
 			start := s.i
-			elem := path + "[" + strconv.Itoa(n) + "]"
+			elem := index(path, n)
 			s.record(elem)
 			s.value(elem)
 			s.skip(true)

@@ -128,6 +128,24 @@ func (f *fakeBackend) Subscribe(int) (<-chan membership.Event, func()) {
 	return f.ch, func() {}
 }
 
+// Listen never deletes what is not a socket at its path (a mistyped
+// control_socket pointing at a file).
+func TestListenKeepsOtherFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "important")
+	if err := os.WriteFile(path, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := Listen(path); err == nil {
+		l.Close()
+		t.Fatal("Listen replaced a regular file")
+	} else if !strings.Contains(err.Error(), "is not a socket") {
+		t.Errorf("error: %v", err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "data" {
+		t.Errorf("the file is gone or changed: %q %v", b, err)
+	}
+}
+
 // TestServeRoundTrip runs the real server on a unix socket: status and the
 // event stream reach the client, and the socket is owner-only.
 func TestServeRoundTrip(t *testing.T) {

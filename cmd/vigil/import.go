@@ -119,6 +119,11 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitError
 	}
+	// Check first: nothing is written unless the whole result passes.
+	if err := checkImported(*out, kind, checkNode, files); err != nil {
+		fmt.Fprintf(stderr, "vigil import: nothing written; the result does not pass the configuration check:\n%v\n", err)
+		return exitError
+	}
 	if err := writeImported(*out, files, *force); err != nil {
 		fmt.Fprintln(stderr, "vigil import:", err)
 		return exitError
@@ -126,7 +131,8 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 	for name := range files {
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*out, name))
 	}
-	return checkImported(*out, kind, checkNode, files, stdout, stderr)
+	fmt.Fprintf(stdout, "checked: OK; then run: vigil config check -c %s\n", *out)
+	return exitOK
 }
 
 func writeImported(dir string, files map[string][]byte, force bool) error {
@@ -138,30 +144,53 @@ func writeImported(dir string, files map[string][]byte, force bool) error {
 			return fmt.Errorf("%s exists (-f overwrites); nothing written", filepath.Join(dir, name))
 		}
 	}
+	// Every file goes to a temporary name first and is renamed into place
+	// only once all are written, so a failure (a full disk) leaves the
+	// directory as it was.
+	tmps := map[string]string{}
+	defer func() {
+		for _, t := range tmps {
+			os.Remove(t)
+		}
+	}()
 	for name, data := range files {
 		mode := os.FileMode(0o644)
 		if name == "authkeys" {
 			mode = 0o600 // the cluster secret
 		}
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, data, mode); err != nil {
+		f, err := os.CreateTemp(dir, "."+name+".*")
+		if err != nil {
 			return err
 		}
-		if err := os.Chmod(p, mode); err != nil { // an existing file keeps its mode otherwise
+		tmps[name] = f.Name()
+		_, err = f.Write(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Chmod(f.Name(), mode)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w; nothing written", filepath.Join(dir, name), err)
+		}
+	}
+	for name, t := range tmps {
+		if err := os.Rename(t, filepath.Join(dir, name)); err != nil {
 			return err
 		}
+		delete(tmps, name)
 	}
 	return nil
 }
 
-// checkImported validates what was written as `vigil config check` does:
-// ha.toml, authkeys and resources.toml for heartbeat (the ldirectord and
-// mon instances they name are checked once imported, by config check),
-// the instance file for the others.
-func checkImported(dir, kind, node string, files map[string][]byte, stdout, stderr io.Writer) int {
-	var err error
+// checkImported validates the files about to be written as `vigil config
+// check` does: ha.toml, authkeys and resources.toml for heartbeat (the
+// ldirectord and mon instances they name are checked once imported, by
+// config check), the instance file for the others.
+func checkImported(dir, kind, node string, files map[string][]byte) error {
 	for name, data := range files {
 		p := filepath.Join(dir, name)
+		var err error
 		switch {
 		case kind == "ldirectord" || kind == "keepalived" && name != config.ResourcesFile:
 			_, err = config.ParseLdirectord(p, data)
@@ -181,13 +210,11 @@ func checkImported(dir, kind, node string, files map[string][]byte, stdout, stde
 				_, err = config.ParseResources(filepath.Join(dir, "resources.toml"), files["resources.toml"], ha)
 			}
 		case name == "authkeys":
-			_, _, err = config.ReadAuthkeys(p)
+			_, _, err = config.ParseAuthkeys(p, data)
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "vigil import: the result does not pass the configuration check:\n%v\n", err)
-			return exitError
+			return err
 		}
 	}
-	fmt.Fprintf(stdout, "checked: OK; then run: vigil config check -c %s\n", dir)
-	return exitOK
+	return nil
 }

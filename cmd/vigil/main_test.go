@@ -120,3 +120,23 @@ func TestImportKeepalived(t *testing.T) {
 		t.Errorf("files written for a refused config: %v", entries)
 	}
 }
+
+// An import whose result fails the configuration check writes nothing:
+// mon.cf names a monitor script by a relative path, which mon's importer
+// passes through and the check refuses.
+func TestImportCheckedBeforeWrite(t *testing.T) {
+	dir := t.TempDir()
+	cf := filepath.Join(dir, "mon.cf")
+	data := "hostgroup web 10.0.0.1\n\nwatch web\n    service http\n        interval 30s\n        monitor ../../tmp/evil.monitor\n        period wd {Sun-Sat}\n            alert mail.alert ops\n"
+	if err := os.WriteFile(cf, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	code, stdout, errs := vigil("import", "mon", "-o", out, cf)
+	if code != exitError || !strings.Contains(errs, "nothing written") || !strings.Contains(errs, `"../../tmp/evil.monitor": give a plain name`) || strings.Contains(stdout, "checked: OK") {
+		t.Errorf("import: %d\n%s%s", code, stdout, errs)
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Errorf("files written for an import that fails the check: %v", entries)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vigil-ha/vigil/monitors"
 )
 
 // ParamName is the instance parameter carrying the normalised spec.
@@ -240,6 +242,10 @@ func (s *Service) normalize(sk, group string, names, services map[string]bool, r
 		if _, err := ParseBuiltin(cmd.Name, cmd.Args); err != nil {
 			report(sk+".monitor", err.Error())
 		}
+	default:
+		if err := CheckCommand(cmd.Name); err != nil {
+			report(sk+".monitor", err.Error())
+		}
 	}
 	for k := range s.Env {
 		if !envRE.MatchString(k) {
@@ -271,8 +277,11 @@ func (s *Service) normalize(sk, group string, names, services map[string]bool, r
 		}
 		for kind, list := range map[string][]string{"alert": p.Alert, "upalert": p.UpAlert, "startupalert": p.StartupAlert} {
 			for i, a := range list {
+				ak := fmt.Sprintf("%s.%s[%d]", pk, kind, i)
 				if w, err := Words(a); err != nil || len(w) == 0 {
-					report(fmt.Sprintf("%s.%s[%d]", pk, kind, i), "want an alert: mail, webhook URL, log, ipvs …, plugin:NAME or a mon alert script")
+					report(ak, "want an alert: mail, webhook URL, log, ipvs …, plugin:NAME or a mon alert script")
+				} else if err := CheckCommand(w[0]); err != nil {
+					report(ak, err.Error())
 				}
 			}
 		}
@@ -372,6 +381,20 @@ func Words(s string) ([]string, error) {
 		out = append(out, cur.String())
 	}
 	return out, nil
+}
+
+// CheckCommand checks the first word of a monitor or alert line that is
+// not a built-in check: plugin:NAME names a plugin in plugin_dir, anything
+// else a script (monitors.ScriptName). What the daemon would refuse when
+// it runs the line is refused when the configuration is checked.
+func CheckCommand(name string) error {
+	if p, ok := strings.CutPrefix(name, "plugin:"); ok {
+		if p == "" || p == "." || p == ".." || strings.Contains(p, "/") {
+			return fmt.Errorf("%q: plugin:NAME takes the plain name of a plugin in plugin_dir", name)
+		}
+		return nil
+	}
+	return monitors.ScriptName(name)
 }
 
 // Monitor is a parsed monitor line.
