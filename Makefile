@@ -117,8 +117,11 @@ fuzz:
 	@for t in FuzzImportHeartbeat FuzzImportLdirectord FuzzImportMon FuzzImportKeepalived; do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./legacy/ || exit 1; done
 
-# A three-node cluster in network namespaces: status, a UDP cut survived
-# over a serial cable, a crash detected; then everything is removed.
+# The seed setup (heartbeat's `lvs1 IPaddr::VIP ldirectord::www mon`) as
+# Vigil, imported with `vigil import`: two directors and a witness, two
+# web servers and a client in network namespaces; a real server stopped
+# and started, the active director killed while the client asks the VIP,
+# its rejoin; then everything is removed (README: "The two commands").
 demo: deps build
 	$(GO) run ./test/demo -vigil $(BIN)
 
