@@ -78,6 +78,7 @@ func TestHAErrors(t *testing.T) {
 		{"unbalanced quote", baseHA + "[[alert]]\nsend = [\"file.alert 'x\"]\n", []string{"19: alert[0].send[0]: "}},
 		{"mon-only alert", baseHA + "[[alert]]\nsend = [\"ipvs -V 10.0.0.3:80\"]\n", []string{"19: alert[0].send[0]: ipvs is a mon alert"}},
 		{"unknown alert key", baseHA + "[[alert]]\nsend = [\"log\"]\nupalerts = false\n", []string{"20: alert[0].upalerts: unknown key"}},
+		{"rt_priority out of range", "rt_priority = 100\n" + baseHA, []string{"1: rt_priority: 100 is out of range: 1..99"}},
 		{"bad smtp relay", "smtp_relay = \"mail.example.com\"\n" + baseHA, []string{"1: smtp_relay: \"mail.example.com\" is not host:port"}},
 		{"explicit zero keepalive", strings.Replace(baseHA, `keepalive = "100ms"`, `keepalive = "0s"`, 1), []string{"2: keepalive: must be greater than zero (leave it out for the default)"}},
 		{"explicit zero lease", "lease = \"0ms\"\n" + baseHA, []string{"1: lease: must be greater than zero"}},

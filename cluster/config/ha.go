@@ -45,6 +45,10 @@ type HA struct {
 	ControlSocket string `toml:"control_socket"` // root-only unix socket of the control API
 	StateDir      string `toml:"state_dir"`      // boot incarnation and other small local state
 	PluginDir     string `toml:"plugin_dir"`     // operators' plugins, executables named after the plugin
+	// RTPriority, 1..99, runs the heartbeat thread under SCHED_FIFO at
+	// that priority (keepalived's vrrp_rt_priority), so that a host whose
+	// CPUs are saturated still beats on time; 0 (the default) does not.
+	RTPriority int `toml:"rt_priority"`
 
 	Nodes  []Node   `toml:"nodes"`
 	UCast  []UCast  `toml:"ucast"`
@@ -412,6 +416,9 @@ func (h *HA) validate(s *errSink, defined func(key string) bool, warn func(strin
 		if _, err := netip.ParseAddr(p); err != nil {
 			s.add(fmt.Sprintf("ping_nodes[%d]", i), "%q is not an IP address", p)
 		}
+	}
+	if h.RTPriority < 0 || h.RTPriority > 99 {
+		s.add("rt_priority", "%d is out of range: 1..99 for SCHED_FIFO, 0 for the normal scheduler", h.RTPriority)
 	}
 	checkPort(s, "raft.port", h.Raft.Port)
 	if h.MetricsListen != "" {

@@ -157,7 +157,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	d.engine = heartbeat.NewEngine(heartbeat.EngineConfig{
 		Codec: codec, Node: cfg.Self.Name, Incarnation: inc, Keepalive: ha.Keepalive.D(),
 		Media: media, Observer: observers{d.tracker, d.lease}, View: d.tracker.View, Decorate: d.lease.Decorate,
-		Log: log.With("component", "heartbeat"),
+		RTPriority: ha.RTPriority, Log: log.With("component", "heartbeat"),
 	})
 	if cfg.Self.Role != "witness" {
 		// Plugins inherit it: resources learn which node runs them.

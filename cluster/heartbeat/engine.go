@@ -48,7 +48,10 @@ type EngineConfig struct {
 	// Decorate, when set, adds to each beat just before it is sent (the
 	// lease echoes and applied index) and learns its sequence and time.
 	Decorate func(m *Message, now time.Time)
-	Log      *slog.Logger
+	// RTPriority, 1..99, runs the engine's thread under SCHED_FIFO at that
+	// priority (0: the normal scheduler).
+	RTPriority int
+	Log        *slog.Logger
 }
 
 // Engine beats on every medium every keepalive, feeds what it hears to the
@@ -97,18 +100,24 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}()
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if !e.realtime() {
+		defer runtime.UnlockOSThread()
+	} // else the thread is not handed back to the runtime: it ends with Run
+	e.filter()
 	retry := make([]time.Time, len(e.cfg.Media)) // media resting after a read error
 	nextBeat := time.Now()
 	for ctx.Err() == nil {
 		now := time.Now()
 		wall := now.UnixNano()
+		backlog := false
 		for i, m := range e.cfg.Media {
 			if !retry[i].IsZero() && now.Before(retry[i]) {
 				continue
 			}
 			retry[i] = time.Time{}
-			if err := e.drain(i, now, wall); err != nil {
+			more, err := e.drain(i, now, wall)
+			backlog = backlog || more
+			if err != nil {
 				// A serial line with nothing attached fails at once, every
 				// time: let it rest instead of retrying on every wake.
 				retry[i] = now.Add(max(time.Second, e.cfg.Keepalive))
@@ -129,6 +138,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		if nextBeat.Before(wake) {
 			wake = nextBeat
+		}
+		if backlog {
+			// More is queued than one batch: read on at once, having
+			// beaten and checked deadlines on time in between.
+			continue
 		}
 		// Cancellation is noticed at the next wake, at most maxPoll away.
 		ts := unix.NsecToTimespec(int64(wake.Sub(now)))
@@ -167,9 +181,9 @@ func (e *Engine) beat(now time.Time) {
 // drain reads medium i. Arrival times come from the kernel's wall-clock
 // stamp, turned into an age and subtracted from now, so comparisons keep
 // using the monotonic clock even if the wall clock is stepped.
-func (e *Engine) drain(i int, now time.Time, wall int64) error {
+func (e *Engine) drain(i int, now time.Time, wall int64) (bool, error) {
 	m, st := e.cfg.Media[i], e.stats[i]
-	bad, err := m.Drain(func(pkt []byte, arrived int64) {
+	bad, more, err := m.Drain(func(pkt []byte, arrived int64) {
 		at := now
 		if arrived > 0 {
 			at = now.Add(-min(max(time.Duration(wall-arrived), 0), 2*maxPoll))
@@ -180,7 +194,40 @@ func (e *Engine) drain(i int, now time.Time, wall int64) error {
 		st.dropped[DropMalformed].Add(uint64(bad))
 		e.logDrop(m.Name(), st, DropMalformed, "undecodable serial frame")
 	}
-	return err
+	return more, err
+}
+
+// filter has the kernel drop, on every socket medium, what is not a
+// heartbeat of this cluster (see Codec.Filter).
+func (e *Engine) filter() {
+	prog, err := e.cfg.Codec.Filter()
+	if err != nil {
+		e.cfg.Log.Warn("no heartbeat socket filter", "err", err)
+		return
+	}
+	for _, m := range e.cfg.Media {
+		if f, ok := m.(filtered); ok {
+			if err := f.Filter(prog); err != nil {
+				e.cfg.Log.Warn("no heartbeat socket filter: every packet reaches the daemon", "link", m.Name(), "err", err)
+			}
+		}
+	}
+}
+
+// realtime gives the engine's thread (locked to it) a real-time priority
+// when configured, as keepalived's vrrp_rt_priority does: on a host whose
+// CPUs are busy, heartbeats are then sent and read on time.
+func (e *Engine) realtime() bool {
+	if e.cfg.RTPriority <= 0 {
+		return false
+	}
+	attr := unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: uint32(e.cfg.RTPriority)}
+	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+		e.cfg.Log.Warn("cannot give the heartbeat thread a real-time priority", "priority", e.cfg.RTPriority, "err", err)
+		return false
+	}
+	e.cfg.Log.Info("heartbeat thread runs at real-time priority", "policy", "SCHED_FIFO", "priority", e.cfg.RTPriority)
+	return true
 }
 
 func (e *Engine) handle(link string, st *linkStats, pkt []byte, at time.Time) {

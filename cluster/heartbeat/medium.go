@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"unsafe"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,11 +23,13 @@ type Medium interface {
 	// Send transmits one packet to every peer the medium reaches, without
 	// blocking: a packet that does not fit now is dropped with an error.
 	Send(pkt []byte) error
-	// Drain reads everything ready without blocking, handing each complete
-	// packet to deliver (valid only during the call) with its arrival time
-	// in Unix nanoseconds as the kernel stamped it, or 0 if unknown. It
-	// returns how many malformed frames it discarded.
-	Drain(deliver func(pkt []byte, arrived int64)) (bad int, err error)
+	// Drain reads what is ready without blocking, up to a bounded batch,
+	// handing each complete packet to deliver (valid only during the
+	// call) with its arrival time in Unix nanoseconds as the kernel
+	// stamped it, or 0 if unknown. It returns how many malformed frames it
+	// discarded, and more when it stopped with packets still waiting: a
+	// flood must not keep the engine from beating and checking deadlines.
+	Drain(deliver func(pkt []byte, arrived int64)) (bad int, more bool, err error)
 	Close() error
 }
 
@@ -56,21 +59,35 @@ func (m *udpMedium) Send(pkt []byte) error {
 	return errors.Join(errs...)
 }
 
-// Drain reads datagrams until none is left. It uses recvmsg with a header
+// drainBatch bounds the datagrams one Drain reads: far more than any
+// cluster's heartbeats between two wakes, few enough that the engine is
+// back to beat and check deadlines within a fraction of a millisecond.
+const drainBatch = 256
+
+// Drain reads up to drainBatch datagrams. It uses recvmsg with a header
 // prepared once, so a read allocates nothing, and takes the kernel's
 // receive timestamp (SO_TIMESTAMPNS) from the control message.
-func (m *udpMedium) Drain(deliver func([]byte, int64)) (int, error) {
-	for {
+func (m *udpMedium) Drain(deliver func([]byte, int64)) (int, bool, error) {
+	for range drainBatch {
 		m.hdr.Controllen = uint64(len(m.oob))
 		n, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(m.fd), uintptr(unsafe.Pointer(&m.hdr)), unix.MSG_DONTWAIT)
 		switch {
 		case errno == unix.EAGAIN || errno == unix.EINTR:
-			return 0, nil
+			return 0, false, nil
 		case errno != 0:
-			return 0, fmt.Errorf("%s: %w", m.name, errno)
+			return 0, false, fmt.Errorf("%s: %w", m.name, errno)
 		}
 		deliver(m.buf[:min(int(n), len(m.buf))], rxTimestamp(m.oob[:m.hdr.Controllen]))
 	}
+	return 0, true, nil
+}
+
+// Filter has the kernel drop what prog refuses before it is queued.
+func (m *udpMedium) Filter(prog []bpf.RawInstruction) error {
+	if err := attachFilter(m.fd, prog); err != nil {
+		return fmt.Errorf("%s: socket filter: %w", m.name, err)
+	}
+	return nil
 }
 
 // rxTimestamp finds SCM_TIMESTAMPNS in a control message buffer.

@@ -77,18 +77,20 @@ func (m *serialMedium) Send(pkt []byte) error {
 	return nil
 }
 
-// Drain reads until the line is empty. A tty gives no arrival time: frames
-// are stamped when read, which can only make a death later, never early.
-func (m *serialMedium) Drain(deliver func([]byte, int64)) (bad int, err error) {
+// Drain reads until the line is empty (a serial line cannot flood: at
+// its baud rate a read returns a few hundred bytes at most). A tty gives
+// no arrival time: frames are stamped when read, which can only make a
+// death later, never early.
+func (m *serialMedium) Drain(deliver func([]byte, int64)) (bad int, more bool, err error) {
 	for {
 		n, err := unix.Read(m.fd, m.chunk)
 		switch {
 		case err == unix.EAGAIN || err == unix.EINTR:
-			return bad, nil
+			return bad, false, nil
 		case err != nil:
-			return bad, fmt.Errorf("%s: %w", m.name, err)
+			return bad, false, fmt.Errorf("%s: %w", m.name, err)
 		case n == 0:
-			return bad, fmt.Errorf("%s: end of file", m.name)
+			return bad, false, fmt.Errorf("%s: end of file", m.name)
 		}
 		bad += m.frames(m.chunk[:n], deliver)
 	}

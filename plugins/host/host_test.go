@@ -231,6 +231,13 @@ func TestPanicIsACrash(t *testing.T) {
 func TestDeadlines(t *testing.T) {
 	e := newHost(t, nil)
 	r := e.h.Resource("testres")
+	// Launch the plugin first, with the default deadline: waiting for a
+	// plugin that is still starting counts against a call's deadline, and
+	// on a loaded machine (with -race) a launch can take longer than the
+	// short deadlines this test is about.
+	if _, err := r.Monitor(context.Background(), inst(nil)); err != nil {
+		t.Fatalf("launching the plugin: %v", err)
+	}
 	in := inst(map[string]string{"wait": "forever"})
 	in.TimeoutMs = 200
 	start := time.Now()

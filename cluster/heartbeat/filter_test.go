@@ -1,0 +1,245 @@
+package heartbeat
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// The filter program, run in x/net's BPF interpreter on a UDP header plus
+// payload, accepts exactly the heartbeats of its own cluster.
+func TestFilterProgram(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const letters = "abcdefghijklmnopqrstuvwxyz0123456789._-"
+	for n := 1; n <= maxName; n++ {
+		var b strings.Builder
+		for range n {
+			b.WriteByte(letters[rng.IntN(len(letters))])
+		}
+		cluster := b.String()
+		c := testCodec(t, cluster, "secret-secret-secret")
+		raw, err := c.Filter()
+		if err != nil {
+			t.Fatalf("cluster of %d bytes: %v", n, err)
+		}
+		prog, _ := bpf.Disassemble(raw)
+		vm, err := bpf.NewVM(prog)
+		if err != nil {
+			t.Fatalf("cluster of %d bytes: %v", n, err)
+		}
+		accepts := func(payload []byte) bool {
+			out, err := vm.Run(append(make([]byte, udpHeader), payload...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out > 0
+		}
+		beat, err := c.Append(nil, &Message{Node: "n1", Incarnation: 1, Seq: 7, View: []ViewEntry{{"n2", StateUp}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !accepts(beat) {
+			t.Fatalf("cluster %q: its own heartbeat is refused", cluster)
+		}
+		// Another cluster: same length, differing in one byte anywhere.
+		for i := range n {
+			other := []byte(cluster)
+			other[i] ^= 0x20
+			ob, _ := testCodec(t, string(other), "secret-secret-secret").Append(nil, &Message{Node: "n1", Incarnation: 1, Seq: 7})
+			if accepts(ob) {
+				t.Fatalf("cluster %q accepts %q's heartbeat", cluster, other)
+			}
+		}
+		if n > 1 {
+			ob, _ := testCodec(t, cluster[:n-1], "s").Append(nil, &Message{Node: "n1", Incarnation: 1, Seq: 7})
+			if accepts(ob) {
+				t.Fatalf("cluster %q accepts a shorter name's heartbeat", cluster)
+			}
+		}
+		for name, bad := range map[string][]byte{
+			"magic":     append([]byte("XGL"), beat[3:]...),
+			"version":   append(append(append([]byte{}, beat[:3]...), Version+1), beat[4:]...),
+			"type":      append(append(append([]byte{}, beat[:4]...), typeBeat+1), beat[5:]...),
+			"truncated": beat[:minBeat(n)-1],
+			"oversized": append(append([]byte{}, beat...), make([]byte, MaxPacket)...),
+			"empty":     nil,
+		} {
+			if accepts(bad) {
+				t.Fatalf("cluster %q accepts a packet with a bad %s", cluster, name)
+			}
+		}
+	}
+}
+
+// On a real socket the kernel drops a flood of garbage before it is
+// queued: a heartbeat sent after 50,000 garbage datagrams — far more than
+// the receive buffer holds — still arrives. Without the filter the buffer
+// fills with garbage and the kernel drops the heartbeat.
+func TestFilterOnSocket(t *testing.T) {
+	c := testCodec(t, "lvs", "secret-secret-secret")
+	recv, err := udpSocket("ucast:lo", netip.MustParseAddrPort("127.0.0.1:0"), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	sa, err := unix.Getsockname(recv.fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, err := c.Filter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := recv.Filter(prog); err != nil {
+		t.Fatal(err)
+	}
+	send, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(send)
+	garbage := make([]byte, 200)
+	foreign, _ := testCodec(t, "lvx", "secret-secret-secret").Append(nil, &Message{Node: "n2", Incarnation: 1, Seq: 1})
+	for i := range 50000 {
+		pkt := garbage
+		if i%2 == 1 {
+			pkt = foreign
+		}
+		garbage[0] = byte(i)
+		if err := unix.Sendto(send, pkt, 0, sa); err != nil && err != unix.ENOBUFS && err != unix.EAGAIN {
+			t.Fatal(err)
+		}
+	}
+	beat, _ := c.Append(nil, &Message{Node: "n2", Incarnation: 1, Seq: 2})
+	if err := unix.Sendto(send, beat, 0, sa); err != nil {
+		t.Fatal(err)
+	}
+	var got [][]byte
+	for {
+		_, more, err := recv.Drain(func(p []byte, _ int64) { got = append(got, append([]byte{}, p...)) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !more {
+			break
+		}
+	}
+	if len(got) != 1 || string(got[0]) != string(beat) {
+		t.Fatalf("received %d datagrams, want only the heartbeat", len(got))
+	}
+}
+
+// A medium with more queued than one batch says so, and the engine keeps
+// beating on time while it reads the backlog in batches.
+func TestDrainBatches(t *testing.T) {
+	recv, err := udpSocket("ucast:lo", netip.MustParseAddrPort("127.0.0.1:0"), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	sa, _ := unix.Getsockname(recv.fd)
+	send, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	defer unix.Close(send)
+	const n = 3*drainBatch + 5
+	for range n {
+		if err := unix.Sendto(send, []byte("x"), 0, sa); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var calls, total int
+	for more := true; more; calls++ {
+		var got int
+		_, more, err = recv.Drain(func([]byte, int64) { got++ })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got > drainBatch {
+			t.Fatalf("one drain read %d datagrams, more than a batch of %d", got, drainBatch)
+		}
+		total += got
+	}
+	if total != n || calls != 4 {
+		t.Errorf("read %d datagrams in %d drains, want %d in 4", total, calls, n)
+	}
+}
+
+// recorder is an Observer that counts what it hears.
+type recorder struct {
+	mu    sync.Mutex
+	heard map[uint64]bool
+}
+
+func (r *recorder) Heard(_ string, m *Message, _ time.Time) DropReason {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.heard[m.Seq] = true
+	return Accepted
+}
+
+func (r *recorder) Check(time.Time) time.Time { return time.Time{} }
+
+// The engine attaches the filter itself: a peer's heartbeats interleaved
+// with garbage all reach the observer, and no garbage is counted as
+// dropped by the daemon (the kernel dropped it).
+func TestEngineFiltersGarbage(t *testing.T) {
+	c := testCodec(t, "lvs", "secret-secret-secret")
+	m, err := udpSocket("ucast:lo", netip.MustParseAddrPort("127.0.0.1:0"), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(m.fd)
+	rec := &recorder{heard: map[uint64]bool{}}
+	e := NewEngine(EngineConfig{Codec: c, Node: "n1", Incarnation: 1, Keepalive: 5 * time.Millisecond, Media: []Medium{m}, Observer: rec})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	send, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	defer unix.Close(send)
+	// Wait until the engine runs (its own beats are sent to no one: the
+	// medium has no destinations), then send.
+	waitFor(t, func() bool { return e.stats[0].sent.Load() > 0 })
+	const beats = 50
+	for seq := uint64(1); seq <= beats; seq++ {
+		for range 200 {
+			_ = unix.Sendto(send, []byte("VGL garbage garbage garbage garbage"), 0, sa)
+		}
+		pkt, _ := c.Append(nil, &Message{Node: "n2", Incarnation: 1, Seq: seq})
+		if err := unix.Sendto(send, pkt, 0, sa); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return e.stats[0].received.Load() >= beats })
+	if got := e.stats[0].received.Load(); got != beats {
+		t.Errorf("engine accepted %d of %d heartbeats", got, beats)
+	}
+	for _, r := range DropReasons() {
+		if v := e.stats[0].dropped[r].Load(); v != 0 {
+			t.Errorf("%d packets reached the engine and were dropped as %s: the kernel should have dropped them", v, r)
+		}
+	}
+}
+
+// waitFor polls cond until it holds; a test that waits on something that
+// never happens fails after a minute rather than hanging.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within a minute")
+		}
+	}
+}

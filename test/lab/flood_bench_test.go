@@ -1,0 +1,230 @@
+package lab_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/test/lab"
+)
+
+// BenchmarkHeartbeatStarvation runs a pair with a witness at 100 ms /
+// 500 ms, group g on n1, and then, for VIGIL_FAULT_FOR (default 10 s),
+// one fault that must cost nothing: a flood of garbage UDP at
+// VIGIL_FLOOD_PPS (default 350,000 packets/s) on the owner's heartbeat
+// port, or both cores loaded by stress-ng. It reports the lease losses on
+// the owner, the false failovers (d1 stopped on n1 or started elsewhere),
+// the peers' node-dead verdicts on n1, and the rate the flood reached.
+// One op is one run: -benchtime 1x.
+func BenchmarkHeartbeatStarvation(b *testing.B) {
+	faultFor := envDuration("VIGIL_FAULT_FOR", 10*time.Second)
+	pps := 350000
+	if v, err := strconv.Atoi(os.Getenv("VIGIL_FLOOD_PPS")); err == nil && v > 0 {
+		pps = v
+	}
+	for _, fault := range []string{"flood", "stress"} {
+		b.Run(fault, func(b *testing.B) {
+			if fault == "stress" {
+				if _, err := exec.LookPath("stress-ng"); err != nil {
+					b.Skip("stress-ng is not installed (make bench-starve installs it)")
+				}
+			}
+			for range b.N {
+				r := starve(b, fault, faultFor, pps)
+				b.ReportMetric(float64(r.leaseLost), "lease-losses")
+				b.ReportMetric(float64(r.failovers), "false-failovers")
+				b.ReportMetric(float64(r.deadVerdicts), "node-dead")
+				if fault == "flood" {
+					b.ReportMetric(r.rate, "flood-pkt/s")
+					b.ReportMetric(float64(r.reachedDaemon), "flood-pkts-reaching-daemon")
+				}
+				b.Logf("%s for %s: lease losses %d, false failovers %d, node-dead verdicts on n1 %d, flood %.0f packets/s, %d of them reached the daemon",
+					fault, faultFor, r.leaseLost, r.failovers, r.deadVerdicts, r.rate, r.reachedDaemon)
+			}
+		})
+	}
+}
+
+type starveResult struct {
+	leaseLost, failovers, deadVerdicts int
+	rate                               float64
+	reachedDaemon                      uint64
+}
+
+func starve(b *testing.B, fault string, faultFor time.Duration, pps int) starveResult {
+	if why := lab.Available(); why != "" {
+		b.Skip(why)
+	}
+	l := lab.New(b)
+	defer l.Close()
+	work := b.TempDir()
+	c := &lab.Cluster{Name: "starve", Keepalive: 100 * time.Millisecond, Deadtime: 500 * time.Millisecond, Secret: "lab-secret-0123456789abcdef",
+		Nodes:     []lab.NodeSpec{{Name: "n3", Role: "witness"}},
+		Resources: lab.DummyResources(work, "g", "n1", `, interval = "1s"`, "d1")}
+	if p := os.Getenv("VIGIL_RT_PRIORITY"); p != "" {
+		c.Extra = "rt_priority = " + p + "\n"
+	}
+	nodes := l.Trio(vigilBin, c, false, nil)
+	if _, err := nodes["n1"].WaitStatus(30*time.Second, func(s *control.Status) bool { return runningOn(s) == "n1" }); err != nil {
+		b.Fatalf("g never ran on n1: %v", err)
+	}
+	before := map[string]int{}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		before[n] = countLog(b, nodes[n], "lease lost") + countLog(b, nodes[n], `msg=node-dead component=membership node=n1`)
+	}
+	ops0, _ := lab.ReadJournal(work, "d1")
+	var r starveResult
+	var dropped0 uint64
+	if st, err := nodes["n1"].Client.Status(context.Background()); err == nil {
+		dropped0 = droppedAll(st)
+	}
+	switch fault {
+	case "flood":
+		l.AddNS("fl")
+		l.Wire("fl", "eth0", "sw", "br0", "10.77.1.200/24")
+		sent, took := flood(b, l, "fl", "10.77.1.1", 6940, pps, faultFor)
+		r.rate = float64(sent) / took.Seconds()
+	case "stress":
+		p := l.Start("", "stress-ng", "stress-ng", "--cpu", "2", "--timeout", fmt.Sprintf("%ds", int(faultFor.Seconds())))
+		for !p.Exited() {
+			time.Sleep(100 * time.Millisecond) // stress-ng ends by itself
+		}
+	}
+	// A lease lost near the end shows within a deadtime.
+	time.Sleep(2 * c.Deadtime)
+	r.leaseLost = countLog(b, nodes["n1"], "lease lost")
+	if os.Getenv("VIGIL_STARVE_LOG") != "" {
+		data, _ := os.ReadFile(nodes["n1"].Proc.LogPath)
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(line, "lease") || strings.Contains(line, "late") || strings.Contains(line, "link-dead") {
+				b.Log(line)
+			}
+		}
+	}
+	for _, n := range []string{"n2", "n3"} {
+		r.deadVerdicts += countLog(b, nodes[n], `msg=node-dead component=membership node=n1`)
+	}
+	r.deadVerdicts -= before["n2"] + before["n3"]
+	r.leaseLost -= before["n1"]
+	ops, _ := lab.ReadJournal(work, "d1")
+	for _, op := range ops[len(ops0):] {
+		if op.Op == "start" || op.Op == "stop" {
+			r.failovers++
+		}
+	}
+	if st, err := nodes["n1"].Client.Status(context.Background()); err == nil {
+		r.reachedDaemon = droppedAll(st) - dropped0
+	}
+	return r
+}
+
+func droppedAll(st *control.Status) uint64 {
+	var n uint64
+	for _, l := range st.Links {
+		for _, v := range l.Dropped {
+			n += v
+		}
+	}
+	return n
+}
+
+func countLog(b *testing.B, n *lab.Node, s string) int {
+	data, err := os.ReadFile(n.Proc.LogPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return strings.Count(string(data), s)
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
+
+// flood sends garbage UDP datagrams from namespace ns to addr:port at up
+// to pps for d, with sendmmsg batches from two threads, and returns how
+// many it sent and over what time.
+func flood(b *testing.B, l *lab.Lab, ns, addr string, port, pps int, d time.Duration) (uint64, time.Duration) {
+	const senders, batch = 2, 64
+	var fds []int
+	for range senders {
+		err := l.InNS(ns, func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			sa := &unix.SockaddrInet4{Port: port, Addr: netip.MustParseAddr(addr).As4()}
+			if err := unix.Connect(fd, sa); err != nil {
+				unix.Close(fd)
+				return err
+			}
+			fds = append(fds, fd)
+			return nil
+		})
+		if err != nil {
+			b.Fatalf("flood socket: %v", err)
+		}
+	}
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	var (
+		mu   sync.Mutex
+		sent uint64
+		wg   sync.WaitGroup
+	)
+	start := time.Now()
+	end := start.Add(d)
+	perSender := float64(pps) / senders
+	for _, fd := range fds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bufs := make([][]byte, batch)
+			iovs := make([]unix.Iovec, batch)
+			msgs := make([]unix.Mmsghdr, batch)
+			for i := range bufs {
+				bufs[i] = make([]byte, 64)
+				bufs[i][0] = byte(i)
+				iovs[i].Base = &bufs[i][0]
+				iovs[i].SetLen(len(bufs[i]))
+				msgs[i].Hdr.Iov = &iovs[i]
+				msgs[i].Hdr.SetIovlen(1)
+			}
+			var n uint64
+			for now := time.Now(); now.Before(end); now = time.Now() {
+				// Keep to the rate: send only what is due by now.
+				due := uint64(perSender * now.Sub(start).Seconds())
+				if n >= due {
+					time.Sleep(200 * time.Microsecond)
+					continue
+				}
+				k := min(batch, int(due-n))
+				r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(k), unix.MSG_DONTWAIT, 0, 0)
+				if errno == 0 {
+					n += uint64(r)
+				}
+			}
+			mu.Lock()
+			sent += n
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return sent, time.Since(start)
+}
