@@ -84,9 +84,14 @@ bench-starve: deps
 # VIP outage seen by a client probing VIP:80 every 10 ms (50 ms timeout)
 # for a crash, a graceful stop, a planned move and a failback, at
 # keepalive/deadtime 10ms/50ms and 100ms/500ms, 10 runs each
-# (PROBE=2ms/10ms for a finer probe).
+# (PROBE=2ms/10ms for a finer probe); then the same lab and probe with
+# Debian's keepalived (VRRPv3, unpacked under bin/samples, run only in the
+# lab's namespaces) at the same advert interval, and both side by side.
+KEEPALIVED_LIBS := libnl-genl-3-200 libnftnl11
 bench-failover: deps
-	VIGIL_PROBE=$(PROBE) $(GO) test -run '^$$' -bench VIPFailover -benchtime 10x -timeout 60m ./test/lab/
+	@$(MAKE) --no-print-directory debs PKGS_NEEDED="$(KEEPALIVED_LIBS)"
+	@mkdir -p bin; rc=0; VIGIL_PROBE=$(PROBE) $(GO) test -run '^$$' -bench 'VIPFailover|KeepalivedFailover' -benchtime 10x -timeout 60m ./test/lab/ > bin/bench-failover.txt || rc=$$?; \
+	cat bin/bench-failover.txt; awk -f test/lab/failover-ratio.awk bin/bench-failover.txt; exit $$rc
 
 # The IPVS manager: the check engine (connect and HTTP checks over 1,000
 # and 10,000 real servers at 1 s), then, inside the kernel-IPVS VM

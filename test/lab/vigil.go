@@ -224,9 +224,7 @@ func (l *Lab) Pair(bin string, c *Cluster) map[string]*Node {
 
 func (l *Lab) members(bin string, c *Cluster, count int, serial bool, secrets map[string]string) map[string]*Node {
 	l.t.Helper()
-	l.AddNS("sw")
-	l.Bridge("sw", "br0")
-	l.Bridge("sw", "br1")
+	l.Directors(count)
 	roles := map[string]string{}
 	for _, n := range c.Nodes {
 		roles[n.Name] = n.Role
@@ -243,9 +241,6 @@ func (l *Lab) members(bin string, c *Cluster, count int, serial bool, secrets ma
 	nodes := map[string]*Node{}
 	for i := 1; i <= count; i++ {
 		name := fmt.Sprintf("n%d", i)
-		l.AddNS(name)
-		l.Wire(name, "eth0", "sw", "br0", fmt.Sprintf("10.77.1.%d/24", i))
-		l.Wire(name, "eth1", "sw", "br1", fmt.Sprintf("10.77.2.%d/24", i))
 		media := "[[ucast]]\ninterface = \"eth0\"\nport = 6940\n\n[[bcast]]\ninterface = \"eth1\"\nport = 6940\n\n"
 		if dev := tty[name]; dev != "" {
 			media += fmt.Sprintf("[[serial]]\ndevice = %q\nbaud = 115200\n", dev)

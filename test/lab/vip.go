@@ -332,12 +332,17 @@ func (l *Lab) Crash(n *Node) {
 			pids = append(pids, pid)
 		}
 	}
-	n.Proc.Kill()
-	for _, pid := range pids {
-		if pid != os.Getpid() {
-			_ = unix.Kill(pid, unix.SIGKILL)
+	// Stop them all before killing any, so that none sees another die and
+	// cleans up (keepalived's VRRP child removes its addresses when its
+	// parent goes): after a power loss nothing ran.
+	for _, sig := range []unix.Signal{unix.SIGSTOP, unix.SIGKILL} {
+		for _, pid := range pids {
+			if pid != os.Getpid() {
+				_ = unix.Kill(pid, sig)
+			}
 		}
 	}
+	n.Proc.Kill()
 	l.Isolate(n.NS, true)
 }
 
@@ -346,10 +351,7 @@ func (l *Lab) Crash(n *Node) {
 // started.
 func (l *Lab) Reboot(bin string, n *Node) {
 	l.t.Helper()
-	if out, err := exec.Command("ip", "-n", l.NS(n.NS), "addr", "del", VIP+"/24", "dev", "eth0").CombinedOutput(); err != nil &&
-		!strings.Contains(string(out), "Cannot assign") {
-		l.t.Fatalf("lab: reboot %s: %v %s", n.Name, err, out)
-	}
+	l.DropVIP(n.NS)
 	l.Isolate(n.NS, false)
 	l.Restart(bin, n)
 }

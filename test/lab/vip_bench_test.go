@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,16 +26,7 @@ import (
 //	move      `vigil move web OTHER`
 //	failback  the preferred director (n1) returns, with auto_failback on
 func BenchmarkVIPFailover(b *testing.B) {
-	every, timeout := 10*time.Millisecond, 50*time.Millisecond
-	if v := os.Getenv("VIGIL_PROBE"); v != "" {
-		e, t, _ := strings.Cut(v, "/")
-		var err1, err2 error
-		every, err1 = time.ParseDuration(e)
-		timeout, err2 = time.ParseDuration(t)
-		if err1 != nil || err2 != nil {
-			b.Fatalf("VIGIL_PROBE=%q: want EVERY/TIMEOUT, like 2ms/10ms", v)
-		}
-	}
+	every, timeout := probeTiming(b)
 	for _, tc := range []struct{ ka, dt time.Duration }{
 		{10 * time.Millisecond, 50 * time.Millisecond},
 		{100 * time.Millisecond, 500 * time.Millisecond},
@@ -47,6 +37,22 @@ func BenchmarkVIPFailover(b *testing.B) {
 			})
 		}
 	}
+}
+
+// probeTiming is the probe's interval and timeout: 10 ms and 50 ms, or
+// VIGIL_PROBE="EVERY/TIMEOUT".
+func probeTiming(b *testing.B) (every, timeout time.Duration) {
+	every, timeout = 10*time.Millisecond, 50*time.Millisecond
+	if v := os.Getenv("VIGIL_PROBE"); v != "" {
+		e, t, _ := strings.Cut(v, "/")
+		var err1, err2 error
+		every, err1 = time.ParseDuration(e)
+		timeout, err2 = time.ParseDuration(t)
+		if err1 != nil || err2 != nil {
+			b.Fatalf("VIGIL_PROBE=%q: want EVERY/TIMEOUT, like 2ms/10ms", v)
+		}
+	}
+	return every, timeout
 }
 
 func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout time.Duration) {
@@ -147,23 +153,5 @@ func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout ti
 		b.StartTimer()
 	}
 	b.StopTimer()
-	samples, dual, err := sampler.Report()
-	if err != nil || len(dual) > 0 {
-		b.Fatalf("VIP held by two reachable directors at %d of %d sampled instants (%v); sampling error %v", len(dual), samples, dual, err)
-	}
-	slices.Sort(outages)
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	clean := 0
-	for _, f := range failedProbes {
-		if f == 0 {
-			clean++
-		}
-	}
-	b.ReportMetric(ms(outages[0]), "min-ms")
-	b.ReportMetric(ms(outages[len(outages)/2]), "median-ms")
-	b.ReportMetric(ms(outages[min(len(outages)-1, len(outages)*95/100)]), "p95-ms")
-	b.ReportMetric(ms(outages[len(outages)-1]), "max-ms")
-	b.ReportMetric(float64(clean), "runs-without-failed-probe")
-	b.ReportMetric(float64(samples), "vip-samples")
-	b.Logf("%s: failed probes per run %v; %d VIP samples, no dual owner", kind, failedProbes, samples)
+	reportOutages(b, kind, outages, failedProbes, sampler, true)
 }
