@@ -21,6 +21,7 @@ type barriers struct {
 	wanted   uint64 // the latest generation a caller waits for
 	running  bool
 	closed   bool
+	waiting  int           // callers waiting, for tests
 	changed  chan struct{} // closed when finished advances
 	wg       sync.WaitGroup
 
@@ -45,6 +46,12 @@ func (b *barriers) after(ctx context.Context) {
 		b.wg.Add(1)
 		go b.loop()
 	}
+	b.waiting++
+	defer func() {
+		b.mu.Lock()
+		b.waiting--
+		b.mu.Unlock()
+	}()
 	for b.finished < want {
 		ch := b.changed
 		b.mu.Unlock()

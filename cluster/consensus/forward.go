@@ -34,7 +34,7 @@ const (
 	forwardIdle = 30 * time.Second
 	// serverIdle drops a server connection whose client went silent
 	// (a crashed peer); its client closes it after forwardIdle anyway.
-	serverIdle = 4 * forwardIdle
+	serverIdle = 2 * time.Minute
 	// defaultForwardTimeout applies when the request names none.
 	defaultForwardTimeout = 5 * time.Second
 )
@@ -232,7 +232,7 @@ func (r *recentReplies) do(ctx context.Context, id string, fn func() forwardRepl
 // when idle, broken or the layer pauses or closes.
 type forwarder struct {
 	l      *layer
-	idle   time.Duration
+	idle   atomic.Int64 // time.Duration: forwardIdle, shorter in tests
 	mu     sync.Mutex
 	conns  map[string]*fwdConn // by address, the one new requests use
 	open   map[*fwdConn]bool   // every connection with a reader running
@@ -272,7 +272,7 @@ func (f *forwarder) get(ctx context.Context, addr string) (*fwdConn, error) {
 		return nil, fmt.Errorf("%w: node closing", errConnLost)
 	}
 	fc := f.conns[addr]
-	if fc != nil && errors.Is(fc.err, errLegacy) && time.Since(fc.since) > f.idle {
+	if fc != nil && errors.Is(fc.err, errLegacy) && time.Since(fc.since) > time.Duration(f.idle.Load()) {
 		fc = nil // the peer may have been upgraded meanwhile
 	}
 	if fc == nil {
@@ -416,16 +416,17 @@ func (fc *fwdConn) done(id uint64) {
 		return
 	}
 	fc.used = time.Now()
+	idle := time.Duration(fc.f.idle.Load())
 	if fc.timer == nil {
-		fc.timer = time.AfterFunc(fc.f.idle, fc.idleCheck)
+		fc.timer = time.AfterFunc(idle, fc.idleCheck)
 	} else {
-		fc.timer.Reset(fc.f.idle)
+		fc.timer.Reset(idle)
 	}
 }
 
 func (fc *fwdConn) idleCheck() {
 	fc.mu.Lock()
-	idle := len(fc.pending) == 0 && fc.broken == nil && time.Since(fc.used) >= fc.f.idle
+	idle := len(fc.pending) == 0 && fc.broken == nil && time.Since(fc.used) >= time.Duration(fc.f.idle.Load())
 	if idle {
 		fc.broken = fmt.Errorf("%w: idle", errConnLost)
 	}

@@ -51,7 +51,7 @@ type layer struct {
 	malformed   atomic.Uint64
 	fwd         *forwarder
 	recent      recentReplies
-	legacyOnly  bool // tests: serve as a node before connMux did
+	legacyOnly  atomic.Bool // tests: serve as a node before connMux did
 	wg          sync.WaitGroup
 
 	mu    sync.Mutex
@@ -65,7 +65,8 @@ type layer struct {
 func newLayer(ln net.Listener, creds *Credentials, log *slog.Logger) *layer {
 	l := &layer{ln: ln, creds: creds, log: log, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[*tracked]bool{},
 		rejects: newRateLog(log, rejectBurst, rejectEvery)}
-	l.fwd = &forwarder{l: l, idle: forwardIdle, conns: map[string]*fwdConn{}, open: map[*fwdConn]bool{}}
+	l.fwd = &forwarder{l: l, conns: map[string]*fwdConn{}, open: map[*fwdConn]bool{}}
+	l.fwd.idle.Store(int64(forwardIdle))
 	l.resume()
 	l.wg.Add(1)
 	go l.serve()
@@ -124,7 +125,7 @@ func (l *layer) handle(c net.Conn) {
 	case connForward:
 		l.serveForward(tc)
 	case connMux:
-		if l.legacyOnly {
+		if l.legacyOnly.Load() {
 			l.reject(c, "unknown connection kind", fmt.Errorf("%q", kind[0]))
 			return
 		}
