@@ -58,10 +58,10 @@ type muxRequest struct {
 
 func (r muxRequest) timeout() time.Duration {
 	d := time.Duration(r.TimeoutMS) * time.Millisecond
-	if d <= 0 || d > time.Minute {
+	if d <= 0 {
 		return defaultForwardTimeout
 	}
-	return d
+	return min(d, time.Minute) // below serverIdle
 }
 
 func writeFrame(w io.Writer, id uint64, v any) error {
@@ -257,6 +257,7 @@ type fwdConn struct {
 	broken  error
 	timer   *time.Timer
 	used    time.Time
+	heard   time.Time // the last reply
 }
 
 type muxReply struct {
@@ -374,6 +375,7 @@ func (fc *fwdConn) read() {
 			return
 		}
 		fc.mu.Lock()
+		fc.heard = time.Now()
 		ch := fc.pending[id]
 		fc.done(id)
 		fc.mu.Unlock()
@@ -475,6 +477,7 @@ func (f *forwarder) ask(ctx context.Context, addr string, req request) (forwardR
 func (fc *fwdConn) roundTrip(ctx context.Context, id uint64, ch chan muxReply, req request) (forwardReply, error) {
 	dl, _ := ctx.Deadline() // ask's callers always set one
 	wire := muxRequest{request: req, TimeoutMS: time.Until(dl).Milliseconds()}
+	sent := time.Now()
 	fc.wmu.Lock()
 	_ = fc.c.SetWriteDeadline(dl)
 	err := writeFrame(fc.c, id, wire)
@@ -497,7 +500,15 @@ func (fc *fwdConn) roundTrip(ctx context.Context, id uint64, ch chan muxReply, r
 		if fc.pending != nil {
 			fc.done(id)
 		}
+		// Nothing at all came back while this request waited: the
+		// connection may be a black hole (a path lost without a reset),
+		// which TCP would notice only after minutes. The next request
+		// dials anew.
+		silent := fc.heard.Before(sent) && errors.Is(ctx.Err(), context.DeadlineExceeded)
 		fc.mu.Unlock()
+		if silent {
+			fc.fail(fmt.Errorf("%w: no reply within the request's deadline", errConnLost))
+		}
 		return forwardReply{}, ctx.Err()
 	}
 }

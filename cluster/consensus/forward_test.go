@@ -531,3 +531,73 @@ func TestStopDialsClosesForwarding(t *testing.T) {
 }
 
 var _ io.Writer = (*tls.Conn)(nil)
+
+// A connection on which nothing comes back while a request waits out its
+// deadline (a black hole) is given up: the next request dials anew
+// instead of waiting on it too.
+func TestForwardSilentConnectionRedialled(t *testing.T) {
+	leakCheck(t)
+	ms := startCluster(t, 1, fast, testLog(t))
+	m := waitLeader(t, ms)
+	m.node.boot.Wait()
+	creds, err := NewCredentials("test", "silent", []byte("a secret of the cluster"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", creds.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	wg.Add(1)
+	go func() { // acknowledges the kind, reads every request, answers none
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var kind [1]byte
+				if _, err := io.ReadFull(c, kind[:]); err == nil {
+					c.Write([]byte{muxAck})
+					io.Copy(io.Discard, c)
+				}
+			}()
+		}
+	}()
+	defer func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}()
+	l := m.node.layer
+	dialled0 := m.node.Forwarding().Dialled
+	for i := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		_, err := l.fwd.ask(ctx, ln.Addr().String(), request{Probe: true})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("request %d to a silent peer: %v, want the deadline", i, err)
+		}
+	}
+	if got := m.node.Forwarding().Dialled - dialled0; got != 2 {
+		t.Fatalf("%d dials for two requests to a silent peer, want 2 (the silent connection given up)", got)
+	}
+	if n := len(l.fwd.openConns()); n != 0 {
+		t.Fatalf("%d connections to the silent peer still open", n)
+	}
+}

@@ -270,7 +270,11 @@ func (l *layer) serveForward(c *tls.Conn) {
 // its connection, is errNotApplied: onLeader sends it again (with the
 // same id, which the leader recognises).
 func (l *layer) sendForward(ctx context.Context, addr string, req request) error {
-	rep, err := l.ask(ctx, addr, req, defaultForwardTimeout)
+	timeout := defaultForwardTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	rep, err := l.ask(ctx, addr, req, timeout)
 	if err != nil {
 		if ctx.Err() == nil && !errors.Is(err, errTooLarge) && !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("%w: forward to leader %s: %w", errNotApplied, addr, err)
