@@ -601,3 +601,29 @@ func TestForwardSilentConnectionRedialled(t *testing.T) {
 		t.Fatalf("%d connections to the silent peer still open", n)
 	}
 }
+
+// A command over the frame limit is refused before it is sent, once (not
+// retried), and the connection stays in use.
+func TestForwardTooLarge(t *testing.T) {
+	leakCheck(t)
+	ms := startCluster(t, 3, calm, testLog(t))
+	_, follower := settled(t, ms)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := follower.node.Apply(ctx, nodeStateCmd(t)); !applied(err) {
+		t.Fatal(err)
+	}
+	dialled0 := follower.node.Forwarding().Dialled
+	if err := follower.node.Apply(ctx, make([]byte, maxForward)); !errors.Is(err, errTooLarge) {
+		t.Fatalf("a command of %d bytes: %v, want errTooLarge", maxForward, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the too large command was retried until the deadline")
+	}
+	if err := follower.node.Apply(ctx, nodeStateCmd(t)); !applied(err) {
+		t.Fatal(err)
+	}
+	if got := follower.node.Forwarding().Dialled - dialled0; got != 0 {
+		t.Fatalf("%d dials after a too large command, want the connection kept", got)
+	}
+}

@@ -455,7 +455,7 @@ func (n *Node) Rejected() uint64 { return n.layer.rejected.Load() }
 
 // ForwardStats are counters of command forwarding.
 type ForwardStats struct {
-	Dialled   uint64 // connections this node opened to a leader
+	Dialled   uint64 // forwarding connections this node dialled (attempts)
 	Lost      uint64 // requests whose connection broke before the reply (sent again)
 	Accepted  uint64 // forwarding connections served
 	Malformed uint64 // served connections dropped for a malformed frame
