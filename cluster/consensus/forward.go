@@ -301,7 +301,7 @@ func (f *forwarder) forget(fc *fwdConn) {
 	f.mu.Unlock()
 }
 
-// conns returns the open connections.
+// openConns returns the connections with a reader running.
 func (f *forwarder) openConns() []*fwdConn {
 	f.mu.Lock()
 	defer f.mu.Unlock()
