@@ -6,6 +6,7 @@ package consensus
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,6 +92,11 @@ type Node struct {
 	snaps raft.SnapshotStore
 	log   *slog.Logger
 
+	barriers barriers
+	// barrierEach issues a barrier per apply, as before they were
+	// coalesced: only for the benchmark that measures the difference.
+	barrierEach bool
+
 	recovering sync.Mutex
 	boot       sync.WaitGroup // the first start's bootstrap
 	stopBoot   context.CancelFunc
@@ -138,6 +144,7 @@ func Start(opt Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("raft listen %s: %w", opt.Bind, err)
 	}
 	n := &Node{opt: opt, store: store, snaps: snaps, log: opt.Log}
+	n.barriers.run = func() { _ = n.raft().Barrier(0).Error() }
 	n.layer = newLayer(ln, creds, opt.Log)
 	n.layer.forward = n.local
 	n.layer.hasState = func() bool { r := n.raft(); return r != nil && r.LastIndex() > 0 }
@@ -313,6 +320,7 @@ func (n *Node) Close() error {
 	}
 	n.boot.Wait()
 	err := n.raft().Shutdown().Error()
+	n.barriers.close()
 	n.trans.Close()
 	n.layer.Close()
 	n.layer.wg.Wait()
@@ -330,6 +338,10 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) error {
 // request is what only the leader can do, sent to it by the others: a
 // command to commit, or a change of the voters.
 type request struct {
+	// ID names the request across attempts, so that a leader receiving
+	// it again (its reply was lost with a connection) does not apply it
+	// twice.
+	ID    string       `json:"id,omitempty"`
 	Cmd   []byte       `json:"cmd,omitempty"`
 	Voter *voterChange `json:"voter,omitempty"`
 	// Probe asks whether the node has a Raft log (served by any node).
@@ -343,6 +355,7 @@ type voterChange struct {
 
 // onLeader carries out req on the leader, as Apply describes.
 func (n *Node) onLeader(ctx context.Context, req request) error {
+	req.ID = rand.Text()
 	for {
 		var err error
 		if n.raft().State() == raft.Leader {
@@ -405,8 +418,13 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) error {
 	// Followers learn that an entry committed only from the leader's next
 	// AppendEntries, which an idle leader sends after CommitTimeout: a
 	// no-op barrier entry sends it now, so every node acts on the command
-	// (a hand-over's stop, then its claim) within a round trip.
-	_ = n.raft().Barrier(0)
+	// (a hand-over's stop, then its claim) within a round trip. Applies
+	// completing together share one.
+	if n.barrierEach {
+		_ = n.raft().Barrier(0).Error()
+	} else {
+		n.barriers.after(ctx)
+	}
 	if err, ok := f.Response().(error); ok && err != nil {
 		return err
 	}
@@ -434,6 +452,20 @@ func (n *Node) Stats() map[string]string { return n.raft().Stats() }
 
 // Rejected counts connections refused at the TLS handshake.
 func (n *Node) Rejected() uint64 { return n.layer.rejected.Load() }
+
+// ForwardStats are counters of command forwarding.
+type ForwardStats struct {
+	Dialled   uint64 // forwarding connections this node dialled (attempts)
+	Lost      uint64 // requests whose connection broke before the reply (sent again)
+	Accepted  uint64 // forwarding connections served
+	Malformed uint64 // served connections dropped for a malformed frame
+}
+
+// Forwarding returns the forwarding counters.
+func (n *Node) Forwarding() ForwardStats {
+	l := n.layer
+	return ForwardStats{Dialled: l.fwd.dials.Load(), Lost: l.fwd.lost.Load(), Accepted: l.muxAccepted.Load(), Malformed: l.malformed.Load()}
+}
 
 // Barrier waits until everything committed before it is applied here
 // (used by a new leader before it decides anything).

@@ -20,7 +20,9 @@ import (
 // what it carries, so Raft and command forwarding share one port (as
 // Consul multiplexes its RPC port).
 const (
-	connRaft    byte = 'R'
+	connRaft byte = 'R'
+	// connForward carries one forwarded request: what nodes before the
+	// multiplexed connMux send, still served.
 	connForward byte = 'F'
 )
 
@@ -40,9 +42,17 @@ type layer struct {
 	closed   chan struct{}
 	once     sync.Once
 	// rejected counts connections that failed the handshake (no or the
-	// wrong secret) or sent garbage.
+	// wrong secret) or sent garbage; rejects logs them, rate-limited.
 	rejected atomic.Uint64
-	wg       sync.WaitGroup
+	rejects  *rateLog
+	// muxAccepted counts forwarding connections served, malformed the
+	// ones dropped for a malformed frame.
+	muxAccepted atomic.Uint64
+	malformed   atomic.Uint64
+	fwd         *forwarder
+	recent      recentReplies
+	legacyOnly  atomic.Bool // tests: serve as a node before connMux did
+	wg          sync.WaitGroup
 
 	mu    sync.Mutex
 	conns map[*tracked]bool // raft connections: raft's transport never closes accepted ones
@@ -53,7 +63,10 @@ type layer struct {
 }
 
 func newLayer(ln net.Listener, creds *Credentials, log *slog.Logger) *layer {
-	l := &layer{ln: ln, creds: creds, log: log, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[*tracked]bool{}}
+	l := &layer{ln: ln, creds: creds, log: log, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[*tracked]bool{},
+		rejects: newRateLog(log, rejectBurst, rejectEvery)}
+	l.fwd = &forwarder{l: l, conns: map[string]*fwdConn{}, open: map[*fwdConn]bool{}}
+	l.fwd.idle.Store(int64(forwardIdle))
 	l.resume()
 	l.wg.Add(1)
 	go l.serve()
@@ -111,6 +124,12 @@ func (l *layer) handle(c net.Conn) {
 		}
 	case connForward:
 		l.serveForward(tc)
+	case connMux:
+		if l.legacyOnly.Load() {
+			l.reject(c, "unknown connection kind", fmt.Errorf("%q", kind[0]))
+			return
+		}
+		l.serveMux(tc)
 	default:
 		l.reject(c, "unknown connection kind", fmt.Errorf("%q", kind[0]))
 	}
@@ -131,7 +150,7 @@ func (c *tracked) Close() error {
 
 func (l *layer) reject(c net.Conn, what string, err error) {
 	n := l.rejected.Add(1)
-	l.log.Warn("raft connection rejected", "remote", c.RemoteAddr().String(), "stage", what, "err", err, "rejected_total", n)
+	l.rejects.Warn("raft connection rejected", "remote", c.RemoteAddr().String(), "stage", what, "err", err, "rejected_total", n)
 	c.Close()
 }
 
@@ -151,10 +170,13 @@ func (l *layer) Close() error {
 		close(l.closed)
 		l.ln.Close()
 		l.mu.Lock()
+		l.pause() // dials under way end
 		for c := range l.conns {
 			c.Conn.Close()
 		}
 		l.mu.Unlock()
+		l.fwd.closeAll(true)
+		l.rejects.Close()
 	})
 	return nil
 }
@@ -190,17 +212,18 @@ func (l *layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, 
 	return t, nil
 }
 
-// stopDials makes dials fail and closes every raft connection, so that a
-// Raft shutdown is not held up by a dial to, or a call on, a dead peer;
-// resume ends it.
+// stopDials makes dials fail and closes every raft and forwarding
+// connection, so that a Raft shutdown is not held up by a dial to, or a
+// call on, a dead peer; resume ends it.
 func (l *layer) stopDials() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.pause()
 	for c := range l.conns {
 		c.Conn.Close()
 		delete(l.conns, c)
 	}
+	l.mu.Unlock()
+	l.fwd.closeAll(false)
 }
 
 func (l *layer) resume() {
@@ -230,32 +253,32 @@ type forwardReply struct {
 	NotApplied bool   `json:"not_applied,omitempty"` // send it again to the next leader
 }
 
-// serveForward serves one request per connection: that keeps the
-// protocol trivially resynchronisable, and forwarding is rare next to
-// heartbeats.
+// serveForward serves one request on a connForward connection.
 func (l *layer) serveForward(c *tls.Conn) {
 	defer c.Close()
 	var req request
 	if err := json.NewDecoder(io.LimitReader(c, maxForward)).Decode(&req); err != nil {
 		return
 	}
-	var rep forwardReply
-	if req.Probe {
-		rep.HasState = l.hasState()
-	} else if err := l.forward(context.Background(), req); err != nil {
-		rep.Error, rep.Refused, rep.NotApplied = err.Error(), errors.Is(err, ErrRefused), errors.Is(err, errNotApplied)
-	}
-	_ = json.NewEncoder(c).Encode(rep)
+	ctx, cancel := context.WithTimeout(context.Background(), defaultForwardTimeout)
+	defer cancel()
+	_ = json.NewEncoder(c).Encode(l.answer(ctx, req))
 }
 
-// sendForward sends req to the leader at addr and returns its verdict.
+// sendForward sends req to the leader at addr and returns its verdict. A
+// request the leader may not have received, or whose reply was lost with
+// its connection, is errNotApplied: onLeader sends it again (with the
+// same id, which the leader recognises).
 func (l *layer) sendForward(ctx context.Context, addr string, req request) error {
-	timeout := 5 * time.Second
+	timeout := defaultForwardTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
 	rep, err := l.ask(ctx, addr, req, timeout)
 	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, errTooLarge) && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w: forward to leader %s: %w", errNotApplied, addr, err)
+		}
 		return fmt.Errorf("forward to leader %s: %w", addr, err)
 	}
 	switch {
@@ -275,15 +298,25 @@ func (l *layer) probe(ctx context.Context, addr string, timeout time.Duration) b
 	return err == nil && rep.HasState
 }
 
-// ask sends one request over a forwarding connection and reads the reply.
+// ask sends one request over the shared forwarding connection to addr
+// and waits for the reply, at most timeout or until ctx ends.
 func (l *layer) ask(ctx context.Context, addr string, req request, timeout time.Duration) (forwardReply, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return l.fwd.ask(ctx, addr, req)
+}
+
+// askOnce sends one request on a connection of its own, to a node that
+// does not multiplex.
+func (l *layer) askOnce(ctx context.Context, addr string, req request) (forwardReply, error) {
 	var rep forwardReply
-	c, err := l.dialContext(ctx, addr, timeout, connForward)
+	dl, _ := ctx.Deadline()
+	c, err := l.dialContext(ctx, addr, time.Until(dl), connForward)
 	if err != nil {
 		return rep, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
+	_ = c.SetDeadline(dl)
 	if err := json.NewEncoder(c).Encode(req); err != nil {
 		return rep, err
 	}
