@@ -330,7 +330,9 @@ func TestJoin(t *testing.T) {
 	// joins are what is tested here.
 	ms := startCluster(t, 3, calm, testLog(t))
 	leader := waitLeader(t, ms)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// One bound for the whole test, which runs a dozen elections and
+	// catch-ups: on a loaded machine (with -race) it takes half a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// A change that meets a leader change is retried, as a client would.
 	retry := func(what string, op func() error) {

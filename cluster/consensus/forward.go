@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -491,6 +492,11 @@ func (fc *fwdConn) roundTrip(ctx context.Context, id uint64, ch chan muxReply, r
 	if err != nil {
 		// A frame written in part leaves the stream unusable.
 		fc.fail(fmt.Errorf("%w: %w", errConnLost, err))
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The write deadline is the request's: it ran out while
+			// writing (a slow handshake on a loaded machine).
+			return forwardReply{}, fmt.Errorf("writing the request: %w", context.DeadlineExceeded)
+		}
 	}
 	select {
 	case r := <-ch:

@@ -613,7 +613,7 @@ func TestForwardTooLarge(t *testing.T) {
 	if err := follower.node.Apply(ctx, nodeStateCmd(t)); !applied(err) {
 		t.Fatal(err)
 	}
-	dialled0 := follower.node.Forwarding().Dialled
+	dialled0, leader0 := follower.node.Forwarding().Dialled, follower.node.Leader()
 	if err := follower.node.Apply(ctx, make([]byte, maxForward)); !errors.Is(err, errTooLarge) {
 		t.Fatalf("a command of %d bytes: %v, want errTooLarge", maxForward, err)
 	}
@@ -623,7 +623,8 @@ func TestForwardTooLarge(t *testing.T) {
 	if err := follower.node.Apply(ctx, nodeStateCmd(t)); !applied(err) {
 		t.Fatal(err)
 	}
-	if got := follower.node.Forwarding().Dialled - dialled0; got != 0 {
+	// A leader elected meanwhile (a loaded machine) is dialled anew.
+	if got := follower.node.Forwarding().Dialled - dialled0; got != 0 && follower.node.Leader() == leader0 {
 		t.Fatalf("%d dials after a too large command, want the connection kept", got)
 	}
 }
