@@ -151,7 +151,7 @@ func (w *AddrWatcher) confirm(sus []suspect) {
 			}
 			w.unsure = append(w.unsure, what)
 		case h1 && h2:
-			w.dual = append(w.dual, what)
+			w.dual = append(w.dual, fmt.Sprintf("%s (both still held it %s later)", what, time.Since(s.at).Round(time.Microsecond)))
 		default:
 			w.unsure = append(w.unsure, what)
 		}

@@ -197,23 +197,21 @@ func (s ProcSample) CPUSince(before ProcSample) float64 {
 	return sum
 }
 
-// CountLog counts the lines of the log at path, from byte offset from on,
-// that contain s, and returns the log's size (the offset to count from
-// next time).
-func CountLog(path, s string, from int64) (count int, size int64, err error) {
+// LogLines returns the lines of the log at path, from byte offset from
+// on, that contain s, and the log's size (the offset to read from next
+// time).
+func LogLines(path, s string, from int64) (lines []string, size int64, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return 0, 0, err
+		return nil, 0, err
 	}
-	if from > int64(len(data)) {
-		from = int64(len(data))
-	}
+	from = min(from, int64(len(data)))
 	for _, line := range strings.Split(string(data[from:]), "\n") {
 		if strings.Contains(line, s) {
-			count++
+			lines = append(lines, line)
 		}
 	}
-	return count, int64(len(data)), nil
+	return lines, int64(len(data)), nil
 }
 
 // PowerOff is Crash with the instant of the power loss: every process in

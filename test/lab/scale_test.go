@@ -89,15 +89,27 @@ type trial struct {
 
 // crash powers the owner off at a random phase of the heartbeat cycle
 // and waits up to window for every VIP to come up on the other director.
-func (s *scaleLab) crash(window time.Duration) trial {
+// It fails, without a crash, when the VIPs are not all on the owner just
+// before the kill; with a crash (crashed true), when one moved between
+// that check and the kill, as the times would not be a failover's.
+func (s *scaleLab) crash(window time.Duration) (tr trial, crashed bool, err error) {
 	s.t.Helper()
-	tr := trial{survivor: otherDirector[s.owner]}
+	tr = trial{survivor: otherDirector[s.owner]}
 	n := len(s.vips)
 	time.Sleep(rand.N(s.c.Keepalive)) // a random phase of the heartbeat cycle
+	checked := time.Now()
+	if h := s.watch.Held(); h[s.owner] != n || h[tr.survivor] != 0 {
+		return tr, false, fmt.Errorf("VIPs moved before the crash: held %v", h)
+	}
 	s.watch.SetDown(s.owner, true)
 	t0 := s.l.PowerOff(s.nodes[s.owner])
 	held, _ := s.watch.Wait(window-time.Since(t0), func(h map[string]int) bool { return h[tr.survivor] == n })
 	tr.up, tr.left = held[tr.survivor], n-held[tr.survivor]
+	for _, e := range s.watch.Events(checked) {
+		if !e.At.After(t0) {
+			return tr, true, fmt.Errorf("%s went %s on %s just before the kill", e.Addr, map[bool]string{true: "up", false: "down"}[e.Up], e.Node)
+		}
+	}
 	for _, at := range s.watch.FirstUp(tr.survivor, t0) {
 		d := at.Sub(t0)
 		if tr.first == 0 || d < tr.first {
@@ -107,7 +119,7 @@ func (s *scaleLab) crash(window time.Duration) trial {
 			tr.last = d
 		}
 	}
-	return tr
+	return tr, true, nil
 }
 
 // reboot brings the crashed owner back, without the VIPs the crash left
@@ -127,14 +139,15 @@ func (s *scaleLab) reboot() {
 	s.owner = otherDirector[old]
 }
 
-// leasesLost counts the "lease lost" lines in a node's log so far.
-func (s *scaleLab) leasesLost(node string, from int64) (int, int64) {
+// leasesLost returns the lines of a node's log from offset from on that
+// say it stopped a group because it lost its lease, and the log's size.
+func (s *scaleLab) leasesLost(node string, from int64) ([]string, int64) {
 	s.t.Helper()
-	n, size, err := lab.CountLog(s.nodes[node].Proc.LogPath, "lease lost", from)
+	lines, size, err := lab.LogLines(s.nodes[node].Proc.LogPath, "lease lost", from)
 	if err != nil {
 		s.t.Fatalf("log of %s: %v", node, err)
 	}
-	return n, size
+	return lines, size
 }
 
 func envInt(t testing.TB, key string, def int) int {
@@ -239,7 +252,7 @@ func TestScaleFailover(t *testing.T) {
 	// far more than the failover bound, but not forever.
 	if err := s.steady(60 * time.Second); err != nil {
 		lost, _ := s.leasesLost("n1", 0)
-		t.Fatalf("%d groups never all ran on n1: %v; n1 logged \"lease lost\" %d times", n, err, lost)
+		t.Fatalf("%d groups never all ran on n1: %v; n1 logged \"lease lost\" %d times", n, err, len(lost))
 	}
 	t.Logf("%d groups running on n1 %s after the daemons started", n, time.Since(s.started).Round(time.Millisecond))
 
@@ -249,12 +262,18 @@ func TestScaleFailover(t *testing.T) {
 	if changes := s.watch.Events(idleFrom); len(changes) > 0 {
 		t.Errorf("while idle, %d VIP changes on the directors (first: %+v)", len(changes), changes[0])
 	}
-	if lost, _ := s.leasesLost("n1", 0); lost > 0 {
-		t.Errorf(`n1 logged "lease lost" %d times before the crash, while its peers were all up`, lost)
+	if lost, _ := s.leasesLost("n1", 0); len(lost) > 0 {
+		t.Errorf(`n1 logged "lease lost" %d times before the crash, while its peers were all up; first: %s`, len(lost), lost[0])
 	}
 
 	bound := initdead + 8*dt
-	tr := s.crash(bound)
+	tr, crashed, err := s.crash(bound)
+	if !crashed {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Errorf("the failover is not from a steady state: %v", err)
+	}
 	t.Logf("crash of n1: first VIP up on n2 after %s, last after %s; %d of %d up within %s",
 		tr.first.Round(time.Millisecond), tr.last.Round(time.Millisecond), tr.up, n, bound)
 	if tr.left > 0 {
