@@ -12,7 +12,7 @@ FUZZTIME ?= 30s
 # mon provides the monitor and alert scripts the mon tests run unchanged.
 DEB_DEPS := socat iproute2 resource-agents heartbeat mon
 
-.PHONY: samples all build test lint bench bench-failover bench-lvs bench-mon bench-starve fuzz demo deps debs proto clean install uninstall
+.PHONY: samples all build test lint bench bench-failover bench-scale bench-lvs bench-mon bench-starve fuzz demo deps debs proto clean install uninstall
 
 all: build
 
@@ -92,6 +92,20 @@ bench-failover: deps
 	@$(MAKE) --no-print-directory debs PKGS_NEEDED="$(KEEPALIVED_LIBS)"
 	@mkdir -p bin; rc=0; VIGIL_PROBE=$(PROBE) $(GO) test -run '^$$' -bench 'VIPFailover|KeepalivedFailover' -benchtime 10x -timeout 60m ./test/lab/ > bin/bench-failover.txt || rc=$$?; \
 	cat bin/bench-failover.txt; awk -f test/lab/failover-ratio.awk bin/bench-failover.txt; exit $$rc
+
+# Issue #19's scale benchmark: directors n1 and n2 and a witness, N groups
+# of one IPaddr VIP each on n1 (VIGIL_SCALE_N, default 1,10,100,1000) at
+# keepalive/deadtime 100ms/500ms and 10ms/50ms (VIGIL_SCALE_TIMING);
+# idle CPU-s per 30 s and RSS of each node (daemon + plugins,
+# VIGIL_SCALE_IDLE=30s), `vigil status` latency, then VIGIL_SCALE_TRIALS=5
+# power losses of the owner: kill to first and last VIP up on the survivor,
+# groups left behind after VIGIL_SCALE_WAIT=10s, dual holders. Prints one
+# table. LOAD=1 runs it with both cores loaded (stress-ng --cpu 2).
+bench-scale: deps
+	@if [ -n "$(LOAD)" ]; then $(MAKE) --no-print-directory debs PKGS_NEEDED=stress-ng; fi
+	@set -e; pid=""; if [ -n "$(LOAD)" ]; then stress-ng --cpu 2 --quiet & pid=$$!; fi; \
+	trap '[ -z "$$pid" ] || kill $$pid' EXIT; \
+	$(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 0 ./test/lab/
 
 # The IPVS manager: the check engine (connect and HTTP checks over 1,000
 # and 10,000 real servers at 1 s), then, inside the kernel-IPVS VM

@@ -28,7 +28,7 @@ import (
 // the peers' node-dead verdicts on n1, and the rate the flood reached.
 // One op is one run: -benchtime 1x.
 func BenchmarkHeartbeatStarvation(b *testing.B) {
-	faultFor := envDuration("VIGIL_FAULT_FOR", 10*time.Second)
+	faultFor := envDuration(b, "VIGIL_FAULT_FOR", 10*time.Second)
 	pps := 350000
 	if v, err := strconv.Atoi(os.Getenv("VIGIL_FLOOD_PPS")); err == nil && v > 0 {
 		pps = v
@@ -145,13 +145,6 @@ func countLog(b *testing.B, n *lab.Node, s string) int {
 		b.Fatal(err)
 	}
 	return strings.Count(string(data), s)
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
-		return d
-	}
-	return def
 }
 
 // flood sends garbage UDP datagrams from namespace ns to addr:port at up

@@ -1,0 +1,242 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// ScaleVIPs returns n floating addresses for the scale lab, one per group:
+// host addresses (/32) in 10.80.0.0/16, outside the lab's networks, so a
+// thousand of them fit and none is the primary of a subnet (deleting a
+// subnet's primary would take its secondaries with it).
+func ScaleVIPs(n int) []netip.Addr {
+	out := make([]netip.Addr, n)
+	for i := range out {
+		out[i] = netip.AddrFrom4([4]byte{10, 80, byte(i / 250), byte(i%250 + 1)})
+	}
+	return out
+}
+
+// ScaleGroup is the name of the scale lab's group i (0-based).
+func ScaleGroup(i int) string { return fmt.Sprintf("g%04d", i+1) }
+
+// ScaleResources is a resources.toml with one group per VIP, all
+// preferring node, each one IPaddr on eth0 monitored every monitor (a Go
+// duration) with the IPaddr defaults otherwise, as an operator would
+// write it.
+func ScaleResources(vips []netip.Addr, node, monitor string) string {
+	var b strings.Builder
+	for i, v := range vips {
+		fmt.Fprintf(&b, "[[group]]\nname = %q\nnode = %q\nresources = [\n  { type = \"IPaddr\", id = \"vip%04d\", interval = %q, params = { ip = %q, cidr_netmask = \"32\", nic = \"eth0\" } },\n]\n\n",
+			ScaleGroup(i), node, i+1, monitor, v.String())
+	}
+	return b.String()
+}
+
+// FlushAddrs deletes those of addrs that namespace node has configured,
+// as a rebooted machine comes up without them.
+func (l *Lab) FlushAddrs(node string, addrs []netip.Addr) error {
+	want := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		want[a.Unmap()] = true
+	}
+	ns, err := netns.GetFromPath("/run/netns/" + l.NS(node))
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", node, err)
+	}
+	defer h.Close()
+	list, err := h.AddrList(nil, unix.AF_INET)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return fmt.Errorf("list addresses of %s: %w", node, err)
+	}
+	for _, a := range list {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || !want[ip.Unmap()] {
+			continue
+		}
+		link, err := h.LinkByIndex(a.LinkIndex)
+		if err != nil {
+			return fmt.Errorf("%s: link of %s: %w", node, ip, err)
+		}
+		if err := h.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("%s: delete %s: %w", node, ip, err)
+		}
+	}
+	return nil
+}
+
+// ProcSample is CPU time and memory of a process tree at one instant, by
+// process (PID and start time, so a reused PID is another process).
+type ProcSample map[procKey]procUsage
+
+type procKey struct {
+	pid   int
+	start uint64
+}
+
+type procUsage struct {
+	cpu float64 // utime+stime, seconds
+	rss float64 // VmRSS, bytes
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's times: 100 on Linux
+// whatever the kernel's HZ.
+const clockTicks = 100
+
+// SampleTree reads utime+stime and VmRSS of root and all its descendants
+// (a daemon and its plugin processes) from /proc.
+func SampleTree(root int) (ProcSample, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	type stat struct {
+		ppid  int
+		start uint64
+		cpu   float64
+	}
+	stats := map[int]stat{}
+	children := map[int][]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		// The fields after the parenthesised command name (which may hold
+		// spaces): state is field 3, ppid 4, utime 14, stime 15,
+		// starttime 22.
+		i := strings.LastIndexByte(string(data), ')')
+		if i < 0 || i+2 > len(data) {
+			continue
+		}
+		f := strings.Fields(string(data[i+2:]))
+		if len(f) < 20 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		start, _ := strconv.ParseUint(f[19], 10, 64)
+		stats[pid] = stat{ppid: ppid, start: start, cpu: (ut + st) / clockTicks}
+		children[ppid] = append(children[ppid], pid)
+	}
+	if _, ok := stats[root]; !ok {
+		return nil, fmt.Errorf("process %d is not running", root)
+	}
+	out := ProcSample{}
+	queue := []int{root}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		s := stats[pid]
+		rss, _ := statusKB(pid, "VmRSS")
+		out[procKey{pid, s.start}] = procUsage{cpu: s.cpu, rss: rss * 1024}
+		queue = append(queue, children[pid]...)
+	}
+	return out, nil
+}
+
+func statusKB(pid int, key string) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, key+":"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				return strconv.ParseFloat(f[0], 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s not in /proc/%d/status", key, pid)
+}
+
+// Procs is the number of processes in the sample.
+func (s ProcSample) Procs() int { return len(s) }
+
+// RSS is the sum of the processes' resident memory, in bytes (pages they
+// share, such as the binary's text, count once per process).
+func (s ProcSample) RSS() float64 {
+	var sum float64
+	for _, u := range s {
+		sum += u.rss
+	}
+	return sum
+}
+
+// CPUSince is the CPU time, in seconds, the tree used between an earlier
+// sample and s: for processes in both, the difference; for processes
+// started since, all of theirs. A process that ended between the two
+// samples is not counted.
+func (s ProcSample) CPUSince(before ProcSample) float64 {
+	var sum float64
+	for k, u := range s {
+		sum += u.cpu - before[k].cpu
+	}
+	return sum
+}
+
+// LogLines returns the lines of the log at path, from byte offset from
+// on, that contain s, and the log's size (the offset to read from next
+// time).
+func LogLines(path, s string, from int64) (lines []string, size int64, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	from = min(from, int64(len(data)))
+	for _, line := range strings.Split(string(data[from:]), "\n") {
+		if strings.Contains(line, s) {
+			lines = append(lines, line)
+		}
+	}
+	return lines, int64(len(data)), nil
+}
+
+// PowerOff is Crash with the instant of the power loss: every process in
+// the director's namespace (the daemon and its plugins) gets SIGKILL at
+// once, then its links go down. It returns the time of the first kill,
+// taken after the processes were listed, so that listing them does not
+// count as failover time.
+func (l *Lab) PowerOff(n *Node) time.Time {
+	l.t.Helper()
+	out, err := exec.Command("ip", "netns", "pids", l.NS(n.NS)).Output()
+	if err != nil {
+		l.t.Fatalf("lab: pids of %s: %v", n.NS, err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+			pids = append(pids, pid)
+		}
+	}
+	t0 := time.Now()
+	n.Proc.Signal(syscall.SIGKILL)
+	for _, pid := range pids {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+	l.Isolate(n.NS, true)
+	<-n.Proc.done
+	return t0
+}
