@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/consensus"
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/lease"
@@ -112,19 +111,6 @@ func GroupsVersion(groups []fsm.GroupSpec, nodes []fsm.NodeSpec) string {
 	}{groups, nodes})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
-}
-
-// Specs converts the configuration into replicated definitions.
-func Specs(cfg *config.Config) ([]fsm.GroupSpec, []fsm.NodeSpec) {
-	var gs []fsm.GroupSpec
-	for _, g := range cfg.Resources.Groups {
-		gs = append(gs, fsm.GroupSpec{Name: g.Name, Preferred: g.Node, Resources: g.Resources})
-	}
-	var ns []fsm.NodeSpec
-	for _, n := range cfg.HA.Nodes {
-		ns = append(ns, fsm.NodeSpec{Name: n.Name, Role: n.Role})
-	}
-	return gs, ns
 }
 
 // Run runs the node's part until ctx ends.

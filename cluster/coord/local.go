@@ -108,10 +108,6 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 	}
 }
 
-func toConfig(g fsm.GroupSpec) config.Group {
-	return config.Group{Name: g.Name, Node: g.Preferred, Resources: g.Resources}
-}
-
 // worker drives one group on this node.
 type worker struct {
 	c        *Coordinator
