@@ -53,6 +53,9 @@ func (l *simLog) apply(from string, cmd []byte) error {
 	var env fsm.Envelope
 	_ = json.Unmarshal(cmd, &env)
 	l.byType[env.Type]++
+	if debugSim {
+		fmt.Println(time.Now().Format("15:04:05.000"), from, env.Type, len(cmd))
+	}
 	var res error
 	for name, f := range l.fsms {
 		if l.cut[name] {
@@ -391,3 +394,5 @@ func (c *fakeClock) add(d time.Duration) {
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
 }
+
+var debugSim = false

@@ -358,10 +358,11 @@ func (w *worker) step(ctx context.Context) time.Time {
 				return at
 			}
 		}
-		if w.claiming && now.Before(w.claimAt.Add(w.c.opt.Keepalive)) {
-			// Sent: its acceptance changes the group and wakes us; a
-			// refusal changes nothing, so claim again a keepalive later.
-			return w.claimAt.Add(w.c.opt.Keepalive)
+		if w.claiming && (w.c.out.claiming(w.name) || now.Before(w.claimAt.Add(w.c.opt.Keepalive))) {
+			// Queued or being committed: its acceptance changes the
+			// group and wakes us; a refusal changes nothing, so claim
+			// again once the round is over and a keepalive has passed.
+			return now.Add(w.c.opt.Keepalive)
 		}
 		w.claiming, w.claimBase, w.claimAt = true, v.index, now
 		w.c.out.claim(fsm.Claim{Node: w.c.opt.Self, Group: w.name, AssignIndex: v.assignIndex})

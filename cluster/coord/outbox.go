@@ -25,10 +25,11 @@ type outbox struct {
 	order   []string                // groups with queued reports, first queued first
 	claims  map[string]fsm.Claim
 	corder  []string
+	sending map[string]bool // claims in the round being committed
 }
 
 func newOutbox() *outbox {
-	return &outbox{wake: make(chan struct{}, 1), reports: map[string][]fsm.Report{}, claims: map[string]fsm.Claim{}}
+	return &outbox{wake: make(chan struct{}, 1), reports: map[string][]fsm.Report{}, claims: map[string]fsm.Claim{}, sending: map[string]bool{}}
 }
 
 func (o *outbox) signal() {
@@ -74,13 +75,30 @@ func (o *outbox) take() (reports []fsm.Report, claims []fsm.Claim) {
 	for _, g := range o.order {
 		reports = append(reports, o.reports[g]...)
 	}
+	clear(o.sending)
 	for _, g := range o.corder {
 		claims = append(claims, o.claims[g])
+		o.sending[g] = true
 	}
 	clear(o.reports)
 	clear(o.claims)
 	o.order, o.corder = o.order[:0], o.corder[:0]
 	return reports, claims
+}
+
+// claiming reports whether a claim of group is queued or being committed.
+func (o *outbox) claiming(group string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, queued := o.claims[group]
+	return queued || o.sending[group]
+}
+
+// sent marks the round taken last as committed (or failed).
+func (o *outbox) sent() {
+	o.mu.Lock()
+	clear(o.sending)
+	o.mu.Unlock()
 }
 
 // putBack requeues reports that were not committed ahead of those queued
@@ -100,15 +118,41 @@ func (o *outbox) putBack(reports []fsm.Report) {
 	}
 }
 
-// pending counts the queued reports (tests).
+// pending counts the queued reports and claims.
 func (o *outbox) pending() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	n := 0
+	n := len(o.claims)
 	for _, q := range o.reports {
 		n += len(q)
 	}
 	return n
+}
+
+// gather waits while the outbox keeps filling: the workers of a pass over
+// many groups (a failover: every timer set to the old owner's release)
+// queue their items within moments of each other, and a short wait puts
+// them into one entry instead of one each. It waits gatherQuiet after
+// the last item came, never longer than a quarter keepalive in all, and
+// reports false when ctx ended.
+func (c *Coordinator) gather(ctx context.Context) bool {
+	quiet := min(max(c.opt.Keepalive/50, 500*time.Microsecond), 2*time.Millisecond)
+	deadline := time.Now().Add(c.opt.Keepalive / 4)
+	t := time.NewTimer(quiet)
+	defer t.Stop()
+	for n := c.out.pending(); ; {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		m := c.out.pending()
+		if m == n || time.Now().After(deadline) {
+			return true
+		}
+		n = m
+		t.Reset(quiet)
+	}
 }
 
 // commit sends what is queued, a round at a time, until ctx ends. While
@@ -121,6 +165,9 @@ func (c *Coordinator) commit(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-c.out.wake:
+		}
+		if !c.gather(ctx) {
+			return
 		}
 		reports, claims := c.out.take()
 		failed := false
@@ -139,6 +186,7 @@ func (c *Coordinator) commit(ctx context.Context) {
 				c.log.Warn("cannot commit claims", "claims", len(claims), "err", err)
 			}
 		}
+		c.out.sent()
 		if !failed {
 			backoff = c.opt.Keepalive
 			continue

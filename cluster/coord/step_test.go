@@ -89,6 +89,7 @@ func (h *harness) send(reports []fsm.Report, claims []fsm.Claim) {
 	if len(claims) > 0 {
 		h.must(fsm.TypeClaims, fsm.Claims{Claims: claims})
 	}
+	h.c.out.sent()
 }
 
 // running brings web to running on n1 through a claim.
