@@ -161,3 +161,61 @@ func TestSince(t *testing.T) {
 		t.Errorf("recent: %+v", tc)
 	}
 }
+
+// BenchmarkReports1000 applies 1,000 reports: as one batched entry, and
+// as 1,000 single entries (what each node sent before batching).
+func BenchmarkReports1000(b *testing.B) {
+	var groups []GroupSpec
+	for i := range 1000 {
+		groups = append(groups, GroupSpec{Name: fmt.Sprintf("g%04d", i)})
+	}
+	setup := func() (*FSM, uint64) {
+		f := New(slog.New(slog.DiscardHandler))
+		cmd, _ := Encode(TypeSetGroups, SetGroups{Version: "v", Groups: groups, Nodes: []NodeSpec{{"n1", "member"}, {"n2", "member"}, {"w", "witness"}}})
+		f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: cmd})
+		return f, 1
+	}
+	var reports []Report
+	var singles [][]byte
+	for _, g := range groups {
+		r := Report{Node: "n1", Group: g.Name, State: "running", Op: "start", Result: "OK", At: t0.UnixNano()}
+		reports = append(reports, r)
+		cmd, _ := Encode(TypeReport, r)
+		singles = append(singles, cmd)
+	}
+	batch, _ := Encode(TypeReports, Reports{Reports: reports})
+	b.Run("batched", func(b *testing.B) {
+		f, index := setup()
+		b.ReportAllocs()
+		for b.Loop() {
+			index++
+			f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: batch})
+		}
+	})
+	b.Run("single", func(b *testing.B) {
+		f, index := setup()
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, cmd := range singles {
+				index++
+				f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: cmd})
+			}
+		}
+	})
+}
+
+// BenchmarkView1000 is the deep copy of a state of 1,000 groups (the
+// leader made one per committed entry before it read in place).
+func BenchmarkView1000(b *testing.B) {
+	f := New(slog.New(slog.DiscardHandler))
+	var groups []GroupSpec
+	for i := range 1000 {
+		groups = append(groups, GroupSpec{Name: fmt.Sprintf("g%04d", i), Preferred: "n1", Resources: []Resource{{ID: "vip", Type: "IPaddr"}}})
+	}
+	cmd, _ := Encode(TypeSetGroups, SetGroups{Version: "v", Groups: groups, Nodes: []NodeSpec{{"n1", "member"}, {"n2", "member"}, {"w", "witness"}}})
+	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: cmd})
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = f.View()
+	}
+}
