@@ -15,6 +15,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/consensus"
@@ -72,6 +73,10 @@ type Coordinator struct {
 
 	out      *outbox       // reports and claims for the committer
 	reloaded chan struct{} // this node's definitions changed
+
+	// Work counters: worker steps and runLocal passes, for tests that
+	// check that idle groups cost nothing.
+	steps, localPasses atomic.Uint64
 }
 
 // New returns a coordinator.

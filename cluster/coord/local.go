@@ -73,6 +73,7 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 	first, rescan := true, true
 	holding := false
 	for {
+		c.localPasses.Add(1)
 		changed := c.opt.FSM.Changed()
 		t := c.opt.FSM.Since(seen)
 		seen = t.To
@@ -261,6 +262,7 @@ func (w *worker) view() view {
 // change of what it depends on wakes it earlier). Reports go out once per
 // change of what they say, never once per step.
 func (w *worker) step(ctx context.Context) time.Time {
+	w.c.steps.Add(1)
 	now := w.c.now()
 	later := now.Add(time.Hour)
 	v := w.view()

@@ -189,3 +189,40 @@ func TestSimulatedFailover(t *testing.T) {
 		t.Errorf("start took %d entries, want at most %d for %d groups", started, limit, groups)
 	}
 }
+
+// waitPasses waits until n's runLocal has looked at the lease and the
+// log count more times: it looks at least every keepalive.
+func (sc *simCluster) waitPasses(n *simNode, count uint64) {
+	sc.t.Helper()
+	target := n.c.localPasses.Load() + count
+	deadline := time.Now().Add(100 * simLease)
+	for n.c.localPasses.Load() < target {
+		if time.Now().After(deadline) {
+			sc.t.Fatalf("%s: runLocal stalled", n.name)
+		}
+		time.Sleep(simKeepalive / 4) // polling a counter; the bound is the deadline
+	}
+}
+
+// Idle groups cost nothing: with every group running, keepalives pass
+// without a worker step, and an entry about one group steps only that
+// group's worker.
+func TestWakeOnlyAffected(t *testing.T) {
+	sc := newSimCluster(t, 100)
+	sc.waitAll("start on n1", runsOn("n1"))
+	n1, n2 := sc.nodes["n1"], sc.nodes["n2"]
+	sc.waitPasses(n1, 5) // whatever the start left queued settles
+	before := n1.c.steps.Load()
+	sc.waitPasses(n1, 10)
+	if idle := n1.c.steps.Load() - before; idle != 0 {
+		t.Errorf("%d worker steps over 10 idle keepalives", idle)
+	}
+	before = n1.c.steps.Load()
+	if err := n2.c.Apply(context.Background(), fsm.TypeReport, fsm.Report{Node: "n2", Group: "g0042", State: lrm.Stopped, Op: "probe"}); err != nil {
+		t.Fatal(err)
+	}
+	sc.waitPasses(n1, 5)
+	if steps := n1.c.steps.Load() - before; steps != 1 {
+		t.Errorf("an entry about one group: %d worker steps, want 1", steps)
+	}
+}
