@@ -219,3 +219,31 @@ func BenchmarkView1000(b *testing.B) {
 		_ = f.View()
 	}
 }
+
+// The journal is bounded by the group names it holds, not only entries:
+// batches naming 1,000 groups each do not pile up.
+func TestJournalBounded(t *testing.T) {
+	f := New(slog.New(slog.DiscardHandler))
+	var groups []GroupSpec
+	var reports []Report
+	for i := range 1000 {
+		name := fmt.Sprintf("g%04d", i)
+		groups = append(groups, GroupSpec{Name: name})
+		reports = append(reports, Report{Node: "n1", Group: name, State: "running"})
+	}
+	cmd, _ := Encode(TypeSetGroups, SetGroups{Version: "v", Groups: groups, Nodes: []NodeSpec{{"n1", "member"}}})
+	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: cmd})
+	batch, _ := Encode(TypeReports, Reports{Reports: reports})
+	for i := range uint64(20) {
+		f.Apply(&raft.Log{Index: 2 + i, Type: raft.LogCommand, Data: batch})
+	}
+	if f.names > keepNames || len(f.journal) == 0 {
+		t.Errorf("journal holds %d names in %d entries", f.names, len(f.journal))
+	}
+	if tc := f.Since(20); tc.All || len(tc.Groups) != 1000 {
+		t.Errorf("recent: all %v, %d groups", tc.All, len(tc.Groups))
+	}
+	if tc := f.Since(2); !tc.All {
+		t.Error("a reader 19 batches behind is not told to redo all")
+	}
+}

@@ -25,6 +25,7 @@ type FSM struct {
 	changed chan struct{}
 	applied atomic.Uint64
 	journal []entry // what the latest entries changed, oldest first
+	names   int     // group names in the journal
 	floor   uint64  // changes up to this index are no longer in the journal
 }
 
@@ -34,8 +35,12 @@ type entry struct {
 	touch
 }
 
-// keepJournal bounds the journal: a reader further behind redoes all.
-const keepJournal = 4096
+// The journal keeps at most keepJournal entries naming at most keepNames
+// groups in all (batches name many): a reader further behind redoes all.
+const (
+	keepJournal = 4096
+	keepNames   = 16384
+)
 
 // Touched is what the entries after From up to To changed: readers redo
 // only the work those changes affect.
@@ -97,12 +102,17 @@ func (f *FSM) Apply(l *raft.Log) any {
 	e := entry{index: l.Index}
 	err := f.state.apply(l.Index, l.AppendedAt, l.Data, &e.touch)
 	if e.all || e.nodes || e.defs || len(e.groups) > 0 {
-		if len(f.journal) >= keepJournal {
-			drop := len(f.journal) / 2
+		f.journal = append(f.journal, e)
+		f.names += len(e.groups)
+		for len(f.journal) > keepJournal || f.names > keepNames {
+			// Drop the older half: a reader that far behind redoes all.
+			drop := max(1, len(f.journal)/2)
+			for _, old := range f.journal[:drop] {
+				f.names -= len(old.groups)
+			}
 			f.floor = f.journal[drop-1].index
 			f.journal = slices.Delete(f.journal, 0, drop)
 		}
-		f.journal = append(f.journal, e)
 	}
 	f.notifyLocked(l.Index)
 	f.mu.Unlock()
@@ -175,10 +185,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.state = s
 	// Readers redo everything: the journal says nothing about a restore.
 	// (Restoring an older state forces it until the index passes again.)
+	f.journal, f.names = nil, 0
 	if old := f.applied.Load(); old >= s.Index {
-		f.journal, f.floor = nil, old+1
+		f.floor = old + 1
 	} else {
-		f.journal, f.floor = nil, s.Index
+		f.floor = s.Index
 	}
 	f.notifyLocked(s.Index)
 	f.mu.Unlock()
