@@ -149,3 +149,22 @@ func TestLeadIncremental(t *testing.T) {
 		t.Fatalf("blocked group moved: %v", got)
 	}
 }
+
+// A pass woken by an entry about one group that finds a node gone places
+// every group at once, not only the one the entry named.
+func TestLeadNodeChangeInIncrementalPass(t *testing.T) {
+	h := leader(t)
+	db := fsm.GroupSpec{Name: "db", Preferred: "n1"}
+	h.c.groups, h.c.version = []fsm.GroupSpec{web, db}, GroupsVersion([]fsm.GroupSpec{web, db}, nodes3)
+	h.c.lead(context.Background(), true, nil)
+	h.lead()
+	h.mem.set(membership.PeerStatus{Node: "n1", State: "dead", Incarnation: 1})
+	h.c.lead(context.Background(), false, map[string]bool{"web": true})
+	h.c.opt.FSM.Read(func(s *fsm.State) {
+		for _, g := range []string{"web", "db"} {
+			if o := s.Groups[g].Owner; o != "n2" {
+				t.Errorf("%s on %q", g, o)
+			}
+		}
+	})
+}

@@ -284,6 +284,7 @@ func (c *Coordinator) lead(ctx context.Context, full bool, touched map[string]bo
 				c.log.Error("cannot record node state", "node", name, "err", err)
 				return false
 			}
+			full = true // a node changed: every group may move
 			continue
 		case p.State == "up" && n.fenced != 0 && p.Incarnation <= n.fenced:
 			// The daemon that was fenced is still heard: the plugin
@@ -310,6 +311,7 @@ func (c *Coordinator) lead(ctx context.Context, full bool, touched map[string]bo
 				return false
 			}
 			c.log.Info("node state", "node", name, "online", online, "reason", reason)
+			full = true
 		}
 	}
 	if c.opt.Fencer != nil && !c.fenceBlocked(ctx, full, touched, peers) {
