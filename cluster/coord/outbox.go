@@ -26,6 +26,7 @@ type outbox struct {
 	claims  map[string]fsm.Claim
 	corder  []string
 	sending map[string]bool // claims in the round being committed
+	busy    bool            // a round is being committed
 }
 
 func newOutbox() *outbox {
@@ -80,6 +81,7 @@ func (o *outbox) take() (reports []fsm.Report, claims []fsm.Claim) {
 		claims = append(claims, o.claims[g])
 		o.sending[g] = true
 	}
+	o.busy = len(reports) > 0 || len(claims) > 0
 	clear(o.reports)
 	clear(o.claims)
 	o.order, o.corder = o.order[:0], o.corder[:0]
@@ -94,10 +96,18 @@ func (o *outbox) claiming(group string) bool {
 	return queued || o.sending[group]
 }
 
+// idle reports whether nothing is queued or being committed.
+func (o *outbox) idle() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.order) == 0 && len(o.corder) == 0 && !o.busy
+}
+
 // sent marks the round taken last as committed (or failed).
 func (o *outbox) sent() {
 	o.mu.Lock()
 	clear(o.sending)
+	o.busy = false
 	o.mu.Unlock()
 }
 

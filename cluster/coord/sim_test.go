@@ -211,7 +211,13 @@ func TestWakeOnlyAffected(t *testing.T) {
 	sc := newSimCluster(t, 100)
 	sc.waitAll("start on n1", runsOn("n1"))
 	n1, n2 := sc.nodes["n1"], sc.nodes["n2"]
-	sc.waitPasses(n1, 5) // whatever the start left queued settles
+	// Whatever the start left queued is committed, and n1 has looked.
+	for _, n := range []*simNode{n1, n2} {
+		for !n.c.out.idle() {
+			sc.waitPasses(n, 1)
+		}
+	}
+	sc.waitPasses(n1, 5)
 	before := n1.c.steps.Load()
 	sc.waitPasses(n1, 10)
 	if idle := n1.c.steps.Load() - before; idle != 0 {
