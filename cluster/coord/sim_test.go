@@ -81,6 +81,9 @@ func newSimCluster(t *testing.T, groups int) *simCluster {
 		}
 		n.c = New(opt)
 		sc.nodes[ns.Name] = n
+	}
+	// Every node is in the log before any runs.
+	for _, n := range sc.nodes {
 		sc.wg.Go(func() { n.c.Run(ctx) })
 	}
 	t.Cleanup(sc.stop)
