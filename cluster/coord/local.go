@@ -141,10 +141,16 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 // not (yet) replicated.
 func (c *Coordinator) groupNames() []string {
 	var names []string
-	c.opt.FSM.Read(func(s *fsm.State) { names = slices.Clone(s.GroupOrder) })
+	replicated := map[string]bool{}
+	c.opt.FSM.Read(func(s *fsm.State) {
+		names = slices.Clone(s.GroupOrder)
+		for name := range s.Groups {
+			replicated[name] = true
+		}
+	})
 	groups, _ := c.configured()
 	for _, g := range groups {
-		if !slices.Contains(names, g.Name) {
+		if !replicated[g.Name] {
 			names = append(names, g.Name)
 		}
 	}
