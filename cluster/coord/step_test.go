@@ -3,6 +3,7 @@ package coord
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -340,5 +341,60 @@ func TestOutbox(t *testing.T) {
 	o.claim(fsm.Claim{Group: "a", AssignIndex: 2})
 	if _, cl := o.take(); len(cl) != 1 || cl[0].AssignIndex != 2 {
 		t.Errorf("claims %+v", cl)
+	}
+}
+
+// Without a quorum the committer keeps what it could not send, coalesced
+// and in order, and sends it once the log takes entries again.
+func TestCommitterRetries(t *testing.T) {
+	h := newHarness(t, "n1")
+	h.log.mu.Lock()
+	h.log.cut["n1"] = true
+	h.log.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.c.commit(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	index, _ := h.log.entries()
+	h.c.out.report(fsm.Report{Node: "n1", Group: "web", State: lrm.Failed, Resource: "vip", Fail: true})
+	for i := range 100 {
+		h.c.out.report(fsm.Report{Node: "n1", Group: "web", State: lrm.Stopped, Reason: fmt.Sprint(i)})
+	}
+	if n := h.c.out.pending(); n > 2 {
+		t.Errorf("%d reports queued, want the failure and the latest state", n)
+	}
+	h.log.mu.Lock()
+	h.log.cut["n1"] = false
+	h.log.mu.Unlock()
+	f := h.c.opt.FSM
+	deadline := time.After(time.Minute) // a bound: the retry backoff is at most a second
+	for {
+		changed := f.Changed()
+		var reason string
+		var fails int
+		f.Read(func(s *fsm.State) {
+			g := s.Groups["web"]
+			reason, fails = g.Reports["n1"].Reason, g.Failcounts["n1"]["vip"]
+		})
+		if reason == "99" {
+			if fails != 1 {
+				t.Errorf("failcount %d, want 1", fails)
+			}
+			break
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("reports never committed: last %q", reason)
+		}
+	}
+	if now, byType := h.log.entries(); now-index > 2 || byType[fsm.TypeReports] == 0 {
+		t.Errorf("%d entries for the queued reports %v", now-index, byType)
 	}
 }
