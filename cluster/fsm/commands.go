@@ -27,7 +27,10 @@ const (
 	TypeNodeAdd    = "node-add"
 	TypeFenced     = "fenced"
 	// Batches: every claim, or every report, one node has queued, in one
-	// entry; each item is applied (or refused) on its own.
+	// entry; each item is applied (or refused) on its own. This build
+	// still applies the single types; a build older than the batches
+	// skips them, so a cluster is upgraded as a whole (no negotiation yet
+	// keeps a new node sending single entries to old peers).
 	TypeClaims  = "claims"
 	TypeReports = "reports"
 )
