@@ -12,14 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/consensus"
 	"github.com/vigil-ha/vigil/cluster/fsm"
-	"github.com/vigil-ha/vigil/cluster/lease"
-	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
 	"github.com/vigil-ha/vigil/cluster/placement"
 	"github.com/vigil-ha/vigil/cluster/tiebreak"
@@ -36,10 +36,12 @@ type Options struct {
 	Groups      []fsm.GroupSpec
 	Nodes       []fsm.NodeSpec
 	FSM         *fsm.FSM
-	Raft        *consensus.Node
-	Lease       *lease.Tracker
-	Members     *membership.Tracker
-	LRM         *lrm.Manager // nil on a witness
+	Raft        Raft
+	Lease       Lease
+	Members     Members
+	LRM         LRM // nil on a witness
+	// Clock is the wall clock unless set (tests).
+	Clock Clock
 	// TieBreak is set for a two_node pair: it decides whether this node
 	// may take over alone from a silent peer.
 	TieBreak *tiebreak.Breaker
@@ -68,13 +70,29 @@ type Coordinator struct {
 
 	fenceRetry  map[string]time.Time // leader loop only: no fencing of a node before then
 	fencedHeard map[string]uint64    // leader loop only: the incarnation last warned about
+
+	out      *outbox       // reports and claims for the committer
+	reloaded chan struct{} // this node's definitions changed
+
+	// Work counters: worker steps and runLocal passes, for tests that
+	// check that idle groups cost nothing.
+	steps, localPasses atomic.Uint64
 }
 
 // New returns a coordinator.
 func New(opt Options) *Coordinator {
+	if opt.Clock == nil {
+		opt.Clock = wallClock{}
+	}
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
 	return &Coordinator{opt: opt, log: opt.Log, groups: opt.Groups, version: GroupsVersion(opt.Groups, opt.Nodes),
-		fenceRetry: map[string]time.Time{}, fencedHeard: map[string]uint64{}}
+		fenceRetry: map[string]time.Time{}, fencedHeard: map[string]uint64{},
+		out: newOutbox(), reloaded: make(chan struct{}, 1)}
 }
+
+func (c *Coordinator) now() time.Time { return c.opt.Clock.Now() }
 
 // configured returns this node's own group definitions and their version.
 func (c *Coordinator) configured() ([]fsm.GroupSpec, string) {
@@ -89,17 +107,23 @@ func (c *Coordinator) configured() ([]fsm.GroupSpec, string) {
 // from the cluster's.
 func (c *Coordinator) Reload(ctx context.Context, groups []fsm.GroupSpec, nodes []fsm.NodeSpec) (bool, error) {
 	version := GroupsVersion(groups, nodes)
-	st := c.opt.FSM.View()
-	changed := st.GroupsVersion != version
+	var current string
+	var generation uint64
+	c.opt.FSM.Read(func(s *fsm.State) { current, generation = s.GroupsVersion, s.GroupsGeneration })
+	changed := current != version
 	if changed {
-		if err := c.Apply(ctx, fsm.TypeSetGroups, fsm.SetGroups{Version: version, Generation: st.GroupsGeneration + 1, Groups: groups, Nodes: nodes}); err != nil {
+		if err := c.Apply(ctx, fsm.TypeSetGroups, fsm.SetGroups{Version: version, Generation: generation + 1, Groups: groups, Nodes: nodes}); err != nil {
 			return false, fmt.Errorf("reload: %w", err)
 		}
-		c.log.Info("group definitions reloaded", "version", version, "generation", st.GroupsGeneration+1)
+		c.log.Info("group definitions reloaded", "version", version, "generation", generation+1)
 	}
 	c.mu.Lock()
 	c.groups, c.version = groups, version
 	c.mu.Unlock()
+	select {
+	case c.reloaded <- struct{}{}:
+	default:
+	}
 	return changed, nil
 }
 
@@ -114,32 +138,17 @@ func GroupsVersion(groups []fsm.GroupSpec, nodes []fsm.NodeSpec) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// Specs converts the configuration into replicated definitions.
-func Specs(cfg *config.Config) ([]fsm.GroupSpec, []fsm.NodeSpec) {
-	var gs []fsm.GroupSpec
-	for _, g := range cfg.Resources.Groups {
-		gs = append(gs, fsm.GroupSpec{Name: g.Name, Preferred: g.Node, Resources: g.Resources})
-	}
-	var ns []fsm.NodeSpec
-	for _, n := range cfg.HA.Nodes {
-		ns = append(ns, fsm.NodeSpec{Name: n.Name, Role: n.Role})
-	}
-	return gs, ns
-}
-
 // Run runs the node's part until ctx ends.
 func (c *Coordinator) Run(ctx context.Context) error {
-	done := make(chan struct{})
+	var wg sync.WaitGroup
 	if c.opt.LRM != nil {
-		go func() {
-			defer close(done)
-			c.runLocal(ctx)
-		}()
-	} else {
-		close(done)
+		// The committer outlives the workers' last reports only as long
+		// as ctx: what is queued when the daemon stops is not sent.
+		wg.Go(func() { c.commit(ctx) })
+		wg.Go(func() { c.runLocal(ctx) })
 	}
 	c.runLeader(ctx)
-	<-done
+	wg.Wait()
 	return nil
 }
 
@@ -160,31 +169,38 @@ func (c *Coordinator) Apply(ctx context.Context, typ string, cmd any) error {
 }
 
 // runLeader does the leader's work whenever this node leads: on every
-// membership event, replicated change, and at least every deadtime.
+// membership event, replicated change, and at least every deadtime. A
+// replicated change that names only groups costs placement of those
+// groups; anything else (nodes, definitions, membership, the tick) a full
+// pass. Both read the state in place: nothing is copied per entry.
 func (c *Coordinator) runLeader(ctx context.Context) {
 	events, unsub := c.opt.Members.Subscribe(64)
 	defer unsub()
 	tick := time.NewTicker(max(c.opt.Deadtime, 50*time.Millisecond))
 	defer tick.Stop()
 	leading := false
+	full := true
+	var seen uint64
 	var lastTransfer time.Time
 	for {
 		changed := c.opt.FSM.Changed()
 		if c.opt.TieBreak != nil {
 			c.pair(ctx)
 		}
+		t := c.opt.FSM.Since(seen)
+		seen = t.To
 		if c.opt.Raft.IsLeader() {
 			if !leading {
 				// Decide only on everything committed before us.
 				if err := c.opt.Raft.Barrier(max(time.Second, 4*c.opt.Deadtime)); err != nil {
 					c.log.Warn("new leader: barrier failed", "err", err)
 				} else {
-					leading = true
+					leading, full = true, true
 					c.log.Info("leading the cluster")
 				}
 			}
 			if leading {
-				c.lead(ctx)
+				full = !c.lead(ctx, full || t.All || t.Nodes || t.Defs, t.Groups)
 				if time.Since(lastTransfer) > 5*c.opt.Deadtime+time.Second && c.handOver() {
 					lastTransfer = time.Now()
 				}
@@ -197,57 +213,80 @@ func (c *Coordinator) runLeader(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-events:
+			full = true
 		case <-changed:
 		case <-c.opt.Raft.LeaderCh():
+			full = true
 		case <-tick.C:
+			full = true
 		}
 	}
 }
 
-// lead brings the replicated state in line with what the leader sees.
-func (c *Coordinator) lead(ctx context.Context) {
-	st := c.opt.FSM.View()
+// node is what lead needs of a node.
+type node struct {
+	name                         string
+	online, leaving              bool
+	incarnation, fenced, downIdx uint64
+}
+
+// lead brings the replicated state in line with what the leader sees: on
+// a full pass every group is placed, otherwise only those in touched. It
+// reports whether it got through (a failed commit makes the next pass a
+// full one).
+func (c *Coordinator) lead(ctx context.Context, full bool, touched map[string]bool) bool {
+	var clusterVersion string
+	var generation uint64
+	var nodes []node
+	c.opt.FSM.Read(func(s *fsm.State) {
+		clusterVersion, generation = s.GroupsVersion, s.GroupsGeneration
+		for _, name := range s.NodeOrder {
+			if n := s.Nodes[name]; n != nil {
+				nodes = append(nodes, node{name: name, online: n.Online, leaving: n.Leaving, incarnation: n.Incarnation, fenced: n.Fenced, downIdx: n.DownIndex})
+			}
+		}
+	})
 	groups, version := c.configured()
 	switch {
-	case st.GroupsVersion == version:
-	case st.GroupsGeneration > 0:
+	case clusterVersion == version:
+	case generation > 0:
 		// Set by `vigil reload`: a leader's own files, perhaps older,
 		// must not undo it.
-		if c.differs != st.GroupsVersion {
-			c.differs = st.GroupsVersion
+		if c.differs != clusterVersion {
+			c.differs = clusterVersion
 			c.log.Warn("this node's resources.toml differs from the cluster's group definitions, which vigil reload set; the cluster's stay in force (run vigil reload here to replace them)",
-				"cluster", st.GroupsVersion, "generation", st.GroupsGeneration, "here", version)
+				"cluster", clusterVersion, "generation", generation, "here", version)
 		}
 	default:
 		if err := c.Apply(ctx, fsm.TypeSetGroups, fsm.SetGroups{Version: version, Groups: groups, Nodes: c.opt.Nodes}); err != nil {
 			c.log.Error("cannot replicate group definitions", "err", err)
-			return
+			return false
 		}
-		st = c.opt.FSM.View()
+		// The next pass, woken by this entry, places the new groups.
+		return false
 	}
-	changed := false
 	peers := map[string]membership.PeerStatus{}
 	for _, p := range c.opt.Members.Peers() {
 		peers[p.Node] = p
 	}
-	for _, name := range st.NodeOrder {
-		n := st.Nodes[name]
-		online, reason := n.Online, ""
+	for _, n := range nodes {
+		name := n.name
+		online, reason := n.online, ""
 		switch p, known := peers[name]; {
 		case name == c.opt.Self:
 			online, reason = true, "leader"
 		case !known:
 			continue // added with `vigil node add`, not heard of yet
-		case p.State == "up" && n.Leaving && p.Incarnation > n.Incarnation:
+		case p.State == "up" && n.leaving && p.Incarnation > n.incarnation:
 			// It shut down gracefully and is back: eligible again.
 			no := false
 			if err := c.Apply(ctx, fsm.TypeNodeState, fsm.NodeState{Node: name, Leaving: &no, Reason: "restarted"}); err != nil {
 				c.log.Error("cannot record node state", "node", name, "err", err)
-				return
+				return false
 			}
-			changed = true
+			full = true // a node changed: every group may move
 			continue
-		case p.State == "up" && n.Fenced != 0 && p.Incarnation <= n.Fenced:
+		case p.State == "up" && n.fenced != 0 && p.Incarnation <= n.fenced:
 			// The daemon that was fenced is still heard: the plugin
 			// said OFF, wrongly. It gets nothing until it restarts.
 			if c.fencedHeard[name] != p.Incarnation {
@@ -255,7 +294,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 				c.log.Error("a fenced node is still heard: the fence plugin confirmed OFF but it runs; it stays offline until it restarts", "node", name)
 			}
 			continue
-		case p.State == "up" && !n.Online && c.opt.Lease.Applied(name) < n.DownIndex:
+		case p.State == "up" && !n.online && c.opt.Lease.Applied(name) < n.downIdx:
 			// Heard again, but Raft has not reached it yet (hashicorp/raft
 			// backs off from a peer that failed): assigning it a group now
 			// would stop the group where it runs and leave it stopped until
@@ -266,32 +305,37 @@ func (c *Coordinator) lead(ctx context.Context) {
 		case p.State == "dead":
 			online, reason = false, "silent on every link for deadtime"
 		}
-		if online != n.Online {
+		if online != n.online {
 			if err := c.Apply(ctx, fsm.TypeNodeState, fsm.NodeState{Node: name, Online: &online, Reason: reason}); err != nil {
 				c.log.Error("cannot record node state", "node", name, "err", err)
-				return
+				return false
 			}
 			c.log.Info("node state", "node", name, "online", online, "reason", reason)
-			changed = true
+			full = true
 		}
 	}
-	if changed {
-		st = c.opt.FSM.View()
+	if c.opt.Fencer != nil && !c.fenceBlocked(ctx, full, touched, peers) {
+		return false
 	}
-	if c.opt.Fencer != nil && c.fenceBlocked(ctx, st, peers) {
-		st = c.opt.FSM.View()
-	}
-	changes := placement.Decide(st, c.opt.Placement)
+	var changes []fsm.Change
+	c.opt.FSM.Read(func(s *fsm.State) {
+		if full {
+			changes = placement.Decide(s, c.opt.Placement)
+		} else if len(touched) > 0 {
+			changes = placement.DecideGroups(s, c.opt.Placement, slices.Sorted(maps.Keys(touched)))
+		}
+	})
 	if len(changes) == 0 {
-		return
+		return true
 	}
 	if err := c.Apply(ctx, fsm.TypeAssign, fsm.Assign{Changes: changes}); err != nil {
 		c.log.Error("cannot commit placement", "err", err)
-		return
+		return false
 	}
 	for _, ch := range changes {
 		c.log.Info("placement", "group", ch.Group, "from", ch.From, "to", ch.To, "reason", ch.Reason)
 	}
+	return true
 }
 
 // handOver passes leadership to an online witness when this node may run
@@ -301,14 +345,17 @@ func (c *Coordinator) handOver() bool {
 	if c.opt.Role == "witness" {
 		return false
 	}
-	st := c.opt.FSM.View()
 	voters, err := c.opt.Raft.Voters()
 	if err != nil {
 		return false
 	}
 	for _, v := range voters {
-		n := st.Nodes[v.Name]
-		if n == nil || n.Role != "witness" || !n.Online {
+		witness := false
+		c.opt.FSM.Read(func(s *fsm.State) {
+			n := s.Nodes[v.Name]
+			witness = n != nil && n.Role == "witness" && n.Online
+		})
+		if !witness {
 			continue
 		}
 		c.log.Info("handing raft leadership to the witness", "witness", v.Name)

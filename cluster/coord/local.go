@@ -2,7 +2,6 @@ package coord
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -44,7 +43,11 @@ func (c *Coordinator) Leave(ctx context.Context) error {
 	return nil
 }
 
-// runLocal keeps one worker per replicated group.
+// runLocal keeps one worker per replicated group and wakes each when
+// something it depends on changed: its own group's record, the nodes (this
+// node's flags, a node going offline or online), the definitions, or this
+// node's lease starting or ending. Nothing else wakes it, so a committed
+// entry costs work for the groups it names, not for every group.
 func (c *Coordinator) runLocal(ctx context.Context) {
 	workers := map[string]*worker{}
 	done := make(chan string)
@@ -58,36 +61,62 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 	for _, g := range groups {
 		c.opt.LRM.Probe(ctx, toConfig(g))
 	}
-	tick := time.NewTicker(c.opt.Keepalive)
-	defer tick.Stop()
+	leaseTimer := time.NewTimer(c.opt.Keepalive)
+	defer leaseTimer.Stop()
 	var events <-chan membership.Event
 	if c.opt.Members != nil {
 		ch, cancel := c.opt.Members.Subscribe(16)
 		defer cancel()
 		events = ch
 	}
+	var seen uint64
+	first, rescan := true, true
+	holding := false
 	for {
+		c.localPasses.Add(1)
 		changed := c.opt.FSM.Changed()
-		var names []string
-		c.opt.FSM.Read(func(s *fsm.State) { names = slices.Clone(s.GroupOrder) })
-		groups, _ := c.configured()
-		for _, g := range groups {
-			if !slices.Contains(names, g.Name) {
-				names = append(names, g.Name) // configured here, not yet replicated
-			}
-		}
-		for _, name := range names {
-			w := workers[name]
-			if w == nil {
-				w = &worker{c: c, name: name, kick: make(chan struct{}, 1), announce: make(chan struct{}, 1), reports: make(chan fsm.Report, 64)}
+		t := c.opt.FSM.Since(seen)
+		seen = t.To
+		all := first || t.All || t.Defs || t.Nodes
+		if first || rescan || t.All || t.Defs {
+			for _, name := range c.groupNames() {
+				if workers[name] != nil {
+					continue
+				}
+				w := &worker{c: c, name: name, kick: make(chan struct{}, 1), announce: make(chan struct{}, 1)}
 				workers[name] = w
+				all = true
 				go func() {
 					w.run(ctx)
 					done <- name
 				}()
 			}
-			w.poke()
 		}
+		first, rescan = false, false
+		// The lease is renewed by heartbeats, not by the log: look every
+		// keepalive, and at the instant it would run out, whether this
+		// node gained or lost it.
+		now := c.now()
+		holdUntil := c.opt.Lease.HoldUntil(now)
+		if holds := now.Before(holdUntil); holds != holding {
+			holding, all = holds, true
+		}
+		if all {
+			for _, w := range workers {
+				w.poke()
+			}
+		} else {
+			for name := range t.Groups {
+				if w := workers[name]; w != nil {
+					w.poke()
+				}
+			}
+		}
+		next := c.opt.Keepalive
+		if holding {
+			next = min(next, holdUntil.Sub(now))
+		}
+		leaseTimer.Reset(max(time.Millisecond, next))
 		select {
 		case <-ctx.Done():
 			return
@@ -101,15 +130,31 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 				}
 			}
 		case <-changed:
-		case <-tick.C:
-			// The lease is renewed by heartbeats, not by the log: look
-			// again every keepalive so that a regained lease is used.
+		case <-c.reloaded:
+			rescan = true
+		case <-leaseTimer.C:
 		}
 	}
 }
 
-func toConfig(g fsm.GroupSpec) config.Group {
-	return config.Group{Name: g.Name, Node: g.Preferred, Resources: g.Resources}
+// groupNames lists the replicated groups, then those configured here but
+// not (yet) replicated.
+func (c *Coordinator) groupNames() []string {
+	var names []string
+	replicated := map[string]bool{}
+	c.opt.FSM.Read(func(s *fsm.State) {
+		names = slices.Clone(s.GroupOrder)
+		for name := range s.Groups {
+			replicated[name] = true
+		}
+	})
+	groups, _ := c.configured()
+	for _, g := range groups {
+		if !replicated[g.Name] {
+			names = append(names, g.Name)
+		}
+	}
+	return names
 }
 
 // worker drives one group on this node.
@@ -118,7 +163,6 @@ type worker struct {
 	name     string
 	kick     chan struct{}
 	announce chan struct{} // re-announce held addresses
-	reports  chan fsm.Report
 
 	spec        fsm.GroupSpec
 	haveSpec    bool
@@ -126,6 +170,12 @@ type worker struct {
 	nextMonitor time.Time
 	cleanup     uint64
 	reported    string // last state reported
+	failed      string // the last failure reported for a retried operation
+	// A claim sent and not yet used: one accepted after claimBase (the
+	// index the worker had seen when it sent it) lets it start.
+	claiming  bool
+	claimBase uint64
+	claimAt   time.Time
 }
 
 func (w *worker) poke() { w.signal(w.kick) }
@@ -140,21 +190,11 @@ func (w *worker) signal(ch chan struct{}) {
 func isIPaddr(b config.Binding) bool { return b.Agent == config.TypeIPaddr }
 
 func (w *worker) run(ctx context.Context) {
-	rctx, cancel := context.WithCancel(ctx)
-	repDone := make(chan struct{})
-	go func() {
-		defer close(repDone)
-		w.reporter(rctx)
-	}()
-	defer func() {
-		cancel()
-		<-repDone
-	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		next := w.step(ctx)
-		timer.Reset(max(time.Millisecond, time.Until(next)))
+		timer.Reset(max(time.Millisecond, next.Sub(w.c.now())))
 		select {
 		case <-ctx.Done():
 			// The daemon is stopping: a graceful stop releases what runs
@@ -181,10 +221,13 @@ func (w *worker) run(ctx context.Context) {
 // view is what one step needs from the replicated state.
 type view struct {
 	exists       bool
+	index        uint64 // of the state read
 	version      string // of the replicated definitions
 	spec         fsm.GroupSpec
 	owner        string
 	assignIndex  uint64
+	claimed      string
+	claimIndex   uint64
 	cleanupIndex uint64
 	maintenance  bool
 	failcount    int
@@ -196,11 +239,13 @@ func (w *worker) view() view {
 	var v view
 	self := w.c.opt.Self
 	w.c.opt.FSM.Read(func(s *fsm.State) {
+		v.index = s.Index
 		g := s.Groups[w.name]
 		if g == nil {
 			return
 		}
 		v.exists, v.spec, v.owner, v.assignIndex, v.cleanupIndex = true, g.GroupSpec, g.Owner, g.AssignIndex, g.CleanupIndex
+		v.claimed, v.claimIndex = g.Claimed, g.ClaimIndex
 		v.version = s.GroupsVersion
 		if n := s.Nodes[self]; n != nil {
 			v.maintenance = n.Maintenance
@@ -219,9 +264,12 @@ func (w *worker) view() view {
 	return v
 }
 
-// step does at most one transition and returns when to look again.
+// step does at most one transition and returns when to look again (a
+// change of what it depends on wakes it earlier). Reports go out once per
+// change of what they say, never once per step.
 func (w *worker) step(ctx context.Context) time.Time {
-	now := time.Now()
+	w.c.steps.Add(1)
+	now := w.c.now()
 	later := now.Add(time.Hour)
 	v := w.view()
 	if !v.exists {
@@ -251,13 +299,16 @@ func (w *worker) step(ctx context.Context) time.Time {
 	if v.version != w.applied && (!lrm.Active(local) || (want && holds && local != lrm.Blocked)) {
 		changed, err := lr.Reconfigure(ctx, cfg)
 		switch {
-		case err != nil: // tried again at the next step
-			w.reportOp(lr.State(w.name), err, lrm.Active(local))
-			return now
+		case err != nil: // tried again a keepalive later, reported once
+			if err.Error() != w.failed {
+				w.failed = err.Error()
+				w.reportOp(lr.State(w.name), err, lrm.Active(local))
+			}
+			return now.Add(w.c.opt.Keepalive)
 		case changed && local == lrm.Running:
 			w.report(fsm.Report{State: lrm.Running, Op: "reload", Result: "OK", Reason: "group definition changed"})
 		}
-		w.applied = v.version
+		w.applied, w.failed = v.version, ""
 		local = lr.State(w.name)
 	}
 	if v.cleanupIndex > w.cleanup {
@@ -269,7 +320,9 @@ func (w *worker) step(ctx context.Context) time.Time {
 	}
 	switch {
 	case local == lrm.Blocked:
-		w.report(fsm.Report{State: lrm.Blocked, Op: "stop", Reason: "a stop failed: the group may still run here"})
+		if w.reported != lrm.Blocked {
+			w.report(fsm.Report{State: lrm.Blocked, Op: "stop", Reason: "a stop failed: the group may still run here"})
+		}
 		return later
 
 	case lrm.Active(local) && (!want || !holds):
@@ -287,14 +340,18 @@ func (w *worker) step(ctx context.Context) time.Time {
 		return now
 
 	case want && !holds:
-		if local != lrm.Stopped && local != lrm.Failed {
+		// The lease coming back wakes the worker.
+		if local != lrm.Stopped && local != lrm.Failed && w.reported != lrm.Stopped {
 			w.report(fsm.Report{State: lrm.Stopped, Reason: "waiting for a lease"})
 		}
-		return now.Add(w.c.opt.Keepalive)
+		return later
 
 	case want && !lrm.Active(local):
 		if th := w.c.opt.Placement.MigrationThreshold; th > 0 && v.failcount >= th {
 			return later // placement moves it
+		}
+		if w.claiming && v.claimed == w.c.opt.Self && v.claimIndex > w.claimBase {
+			return w.start(ctx, cfg, now)
 		}
 		if v.busyOnline != "" {
 			return later // wait for its stop report
@@ -309,24 +366,15 @@ func (w *worker) step(ctx context.Context) time.Time {
 				return at
 			}
 		}
-		if err := w.c.Apply(ctx, fsm.TypeClaim, fsm.Claim{Node: w.c.opt.Self, Group: w.name, AssignIndex: v.assignIndex}); err != nil {
-			if !errors.Is(err, fsm.ErrRefused) {
-				w.c.log.Warn("claim failed", "group", w.name, "err", err)
-			}
+		if w.claiming && (w.c.out.claiming(w.name) || now.Before(w.claimAt.Add(w.c.opt.Keepalive))) {
+			// Queued or being committed: its acceptance changes the
+			// group and wakes us; a refusal changes nothing, so claim
+			// again once the round is over and a keepalive has passed.
 			return now.Add(w.c.opt.Keepalive)
 		}
-		w.reported = "starting"
-		if err := lr.Start(ctx, cfg); err != nil {
-			state := lrm.Failed
-			if lr.State(w.name) == lrm.Blocked {
-				state = lrm.Blocked
-			}
-			w.reportOp(state, err, true)
-			return now
-		}
-		w.report(fsm.Report{State: lrm.Running, Op: "start", Result: "OK"})
-		w.nextMonitor = time.Now().Add(w.interval())
-		return w.nextMonitor
+		w.claiming, w.claimBase, w.claimAt = true, v.index, now
+		w.c.out.claim(fsm.Claim{Node: w.c.opt.Self, Group: w.name, AssignIndex: v.assignIndex})
+		return now.Add(w.c.opt.Keepalive)
 
 	case want && local == lrm.Running:
 		if w.reported != lrm.Running {
@@ -348,7 +396,8 @@ func (w *worker) step(ctx context.Context) time.Time {
 			}
 			w.nextMonitor = now.Add(w.interval())
 		}
-		return earliest(w.nextMonitor, holdUntil)
+		// The lease running out wakes the worker (runLocal watches it).
+		return w.nextMonitor
 
 	case !want && local == lrm.Unknown:
 		return later
@@ -359,11 +408,22 @@ func (w *worker) step(ctx context.Context) time.Time {
 	return later
 }
 
-func earliest(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
+// start starts the group after its claim was accepted.
+func (w *worker) start(ctx context.Context, cfg config.Group, now time.Time) time.Time {
+	w.claiming = false
+	w.reported = "starting"
+	lr := w.c.opt.LRM
+	if err := lr.Start(ctx, cfg); err != nil {
+		state := lrm.Failed
+		if lr.State(w.name) == lrm.Blocked {
+			state = lrm.Blocked
+		}
+		w.reportOp(state, err, true)
+		return now
 	}
-	return a
+	w.report(fsm.Report{State: lrm.Running, Op: "start", Result: "OK"})
+	w.nextMonitor = w.c.now().Add(w.interval())
+	return w.nextMonitor
 }
 
 // interval is the shortest recurring monitor period of the group.
@@ -388,36 +448,9 @@ func (w *worker) reportOp(state string, err error, fatal bool) {
 	w.report(r)
 }
 
-// report queues a report; the reporter commits them in order, retrying
-// while there is no quorum.
+// report queues a report for the node's committer.
 func (w *worker) report(r fsm.Report) {
-	r.Node, r.Group, r.At = w.c.opt.Self, w.name, time.Now().UnixNano()
+	r.Node, r.Group, r.At = w.c.opt.Self, w.name, w.c.now().UnixNano()
 	w.reported = r.State
-	select {
-	case w.reports <- r:
-	default:
-		w.c.log.Error("report queue full; report dropped", "group", w.name, "state", r.State)
-	}
-}
-
-func (w *worker) reporter(ctx context.Context) {
-	for {
-		var r fsm.Report
-		select {
-		case <-ctx.Done():
-			return
-		case r = <-w.reports:
-		}
-		for backoff := w.c.opt.Keepalive; ; backoff = min(2*backoff, time.Second) {
-			err := w.c.Apply(ctx, fsm.TypeReport, r)
-			if err == nil || errors.Is(err, fsm.ErrRefused) || ctx.Err() != nil {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-		}
-	}
+	w.c.out.report(r)
 }

@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"slices"
 
 	"github.com/vigil-ha/vigil/cluster/alerts"
+	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/tiebreak"
 	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins/host"
@@ -21,7 +23,7 @@ func (d *Daemon) watchEvents(ctx context.Context) error {
 	defer unsubscribe()
 	links := alerts.NewLinks(d.cfg.HA.Cluster, d.cfg.Self.Name)
 	changed := d.fsm.Changed()
-	prev := d.fsm.View()
+	prev := alertView(d.fsm)
 	for {
 		select {
 		case <-ctx.Done():
@@ -35,7 +37,7 @@ func (d *Daemon) watchEvents(ctx context.Context) error {
 			}
 		case <-changed:
 			changed = d.fsm.Changed()
-			cur := d.fsm.View()
+			cur := alertView(d.fsm)
 			if d.raft.IsLeader() {
 				for _, a := range alerts.Cluster(d.cfg.HA.Cluster, prev, cur) {
 					d.alerts.Emit(a)
@@ -44,6 +46,29 @@ func (d *Daemon) watchEvents(ctx context.Context) error {
 			prev = cur
 		}
 	}
+}
+
+// alertView copies what alerts.Cluster compares: the nodes, the recent
+// decisions and failures, and the groups placed nowhere (whether one ran
+// before tells its next placement from its first). Not the whole state:
+// that would be a deep copy of every group for every committed entry.
+func alertView(f *fsm.FSM) *fsm.State {
+	v := fsm.NewState()
+	f.Read(func(s *fsm.State) {
+		v.Index = s.Index
+		v.NodeOrder = slices.Clone(s.NodeOrder)
+		for name, n := range s.Nodes {
+			c := *n
+			v.Nodes[name] = &c
+		}
+		v.Decisions, v.Failures = slices.Clone(s.Decisions), slices.Clone(s.Failures)
+		for name, g := range s.Groups {
+			if g.Owner == "" {
+				v.Groups[name] = &fsm.Group{GroupSpec: fsm.GroupSpec{Name: name}, Since: g.Since}
+			}
+		}
+	})
+	return v
 }
 
 // pluginHost is this node's plugin host, or, on a witness (which runs no

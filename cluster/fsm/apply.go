@@ -19,6 +19,19 @@ var ErrRefused = errors.New("refused")
 // returned error says why a command had no effect; the state is unchanged
 // then.
 func (s *State) Apply(index uint64, at time.Time, data []byte) error {
+	var t touch
+	return s.apply(index, at, data, &t)
+}
+
+// touch collects what one entry changed (see Touched).
+type touch struct {
+	nodes, defs, all bool
+	groups           []string
+}
+
+func (t *touch) group(name string) { t.groups = append(t.groups, name) }
+
+func (s *State) apply(index uint64, at time.Time, data []byte, t *touch) error {
 	s.Index = index
 	var env Envelope
 	if err := json.Unmarshal(data, &env); err != nil {
@@ -32,25 +45,39 @@ func (s *State) Apply(index uint64, at time.Time, data []byte) error {
 	var err error
 	switch env.Type {
 	case TypeNodeState:
-		err = decodeAnd(env.Data, func(c *NodeState) error { return s.nodeState(index, at, c) })
+		err = decodeAnd(env.Data, func(c *NodeState) error { return s.nodeState(index, at, c, t) })
 	case TypeSetGroups:
-		err = decodeAnd(env.Data, func(c *SetGroups) error { return s.setGroups(c) })
+		err = decodeAnd(env.Data, func(c *SetGroups) error { return s.setGroups(c, t) })
 	case TypeAssign:
-		err = decodeAnd(env.Data, func(c *Assign) error { return s.assign(index, at, c) })
+		err = decodeAnd(env.Data, func(c *Assign) error { return s.assign(index, at, c, t) })
 	case TypeReport:
-		err = decodeAnd(env.Data, func(c *Report) error { return s.report(index, at, c) })
+		err = decodeAnd(env.Data, func(c *Report) error { return s.report(index, at, c, t) })
 	case TypeClaim:
-		err = decodeAnd(env.Data, func(c *Claim) error { return s.claim(index, at, c) })
+		err = decodeAnd(env.Data, func(c *Claim) error { return s.claim(index, at, c, false, t) })
 	case TypeMove:
-		err = decodeAnd(env.Data, func(c *Move) error { return s.move(c) })
+		err = decodeAnd(env.Data, func(c *Move) error { return s.move(c, t) })
 	case TypeCleanup:
-		err = decodeAnd(env.Data, func(c *Cleanup) error { return s.cleanup(index, c) })
+		err = decodeAnd(env.Data, func(c *Cleanup) error { return s.cleanup(index, c, t) })
 	case TypeNodeRemove:
-		err = decodeAnd(env.Data, func(c *NodeRemove) error { return s.nodeRemove(c) })
+		err = decodeAnd(env.Data, func(c *NodeRemove) error { return s.nodeRemove(c, t) })
 	case TypeNodeAdd:
-		err = decodeAnd(env.Data, func(c *NodeAdd) error { return s.nodeAdd(c) })
+		err = decodeAnd(env.Data, func(c *NodeAdd) error { return s.nodeAdd(c, t) })
 	case TypeFenced:
-		err = decodeAnd(env.Data, func(c *Fenced) error { return s.fenced(index, at, c) })
+		err = decodeAnd(env.Data, func(c *Fenced) error { return s.fenced(index, at, c, t) })
+	case TypeClaims:
+		err = decodeAnd(env.Data, func(c *Claims) error {
+			for i := range c.Claims {
+				_ = s.claim(index, at, &c.Claims[i], true, t) // refused items change nothing
+			}
+			return nil
+		})
+	case TypeReports:
+		err = decodeAnd(env.Data, func(c *Reports) error {
+			for i := range c.Reports {
+				_ = s.report(index, at, &c.Reports[i], t)
+			}
+			return nil
+		})
 	}
 	return err
 }
@@ -83,11 +110,12 @@ func (s *State) group(name string) (*Group, error) {
 	return g, nil
 }
 
-func (s *State) nodeState(index uint64, at time.Time, c *NodeState) error {
+func (s *State) nodeState(index uint64, at time.Time, c *NodeState, t *touch) error {
 	n, err := s.node(c.Node)
 	if err != nil {
 		return err
 	}
+	t.nodes = true
 	if c.Online != nil && *c.Online != n.Online {
 		n.Online, n.Since, n.Reason = *c.Online, at, c.Reason
 		if !n.Online {
@@ -113,11 +141,12 @@ func (s *State) nodeState(index uint64, at time.Time, c *NodeState) error {
 	return nil
 }
 
-func (s *State) fenced(index uint64, at time.Time, c *Fenced) error {
+func (s *State) fenced(index uint64, at time.Time, c *Fenced, t *touch) error {
 	n, err := s.node(c.Node)
 	if err != nil {
 		return err
 	}
+	t.nodes = true
 	if n.Online {
 		n.Online, n.DownIndex = false, index
 	}
@@ -125,12 +154,13 @@ func (s *State) fenced(index uint64, at time.Time, c *Fenced) error {
 	for _, g := range s.Groups {
 		if r, ok := g.Reports[c.Node]; ok && Active(r.State) {
 			g.Reports[c.Node] = NodeReport{State: "stopped", Op: "fence", Result: "OK", Reason: c.Reason, Index: index, At: at}
+			t.group(g.Name)
 		}
 	}
 	return nil
 }
 
-func (s *State) setGroups(c *SetGroups) error {
+func (s *State) setGroups(c *SetGroups, t *touch) error {
 	switch {
 	case c.Generation == 0 && s.GroupsGeneration > 0:
 		return fmt.Errorf("%w: the group definitions were reloaded (generation %d); a daemon's own files no longer replace them", ErrRefused, s.GroupsGeneration)
@@ -138,6 +168,7 @@ func (s *State) setGroups(c *SetGroups) error {
 		return fmt.Errorf("%w: the group definitions changed meanwhile (generation %d); reload again", ErrRefused, s.GroupsGeneration)
 	}
 	s.GroupsVersion, s.GroupsGeneration = c.Version, c.Generation
+	t.defs, t.nodes = true, true
 	var order []string
 	for _, ns := range c.Nodes {
 		n := s.Nodes[ns.Name]
@@ -175,7 +206,7 @@ func (s *State) setGroups(c *SetGroups) error {
 	return nil
 }
 
-func (s *State) assign(index uint64, at time.Time, c *Assign) error {
+func (s *State) assign(index uint64, at time.Time, c *Assign, t *touch) error {
 	for _, ch := range c.Changes {
 		if _, err := s.group(ch.Group); err != nil {
 			return err
@@ -188,6 +219,7 @@ func (s *State) assign(index uint64, at time.Time, c *Assign) error {
 	}
 	for _, ch := range c.Changes {
 		g := s.Groups[ch.Group]
+		t.group(ch.Group)
 		if g.Owner == ch.To {
 			g.Reason = ch.Reason
 			continue
@@ -196,12 +228,12 @@ func (s *State) assign(index uint64, at time.Time, c *Assign) error {
 		if g.Owner != "" && ch.To != "" {
 			s.Moves++
 		}
-		g.Owner, g.Reason, g.AssignIndex, g.Since, g.Claimed = ch.To, ch.Reason, index, at, ""
+		g.Owner, g.Reason, g.AssignIndex, g.Since, g.Claimed, g.ClaimIndex = ch.To, ch.Reason, index, at, "", 0
 	}
 	return nil
 }
 
-func (s *State) report(index uint64, at time.Time, c *Report) error {
+func (s *State) report(index uint64, at time.Time, c *Report, t *touch) error {
 	g, err := s.group(c.Group)
 	if err != nil {
 		return err
@@ -209,6 +241,7 @@ func (s *State) report(index uint64, at time.Time, c *Report) error {
 	if _, err := s.node(c.Node); err != nil {
 		return err
 	}
+	t.group(c.Group)
 	when := at
 	if c.At != 0 {
 		when = time.Unix(0, c.At)
@@ -233,7 +266,10 @@ func (s *State) report(index uint64, at time.Time, c *Report) error {
 	return nil
 }
 
-func (s *State) claim(index uint64, at time.Time, c *Claim) error {
+// claim accepts c or says why not. again (a batched claim) accepts a claim
+// this node already holds for the same assignment without resetting what
+// it reported since.
+func (s *State) claim(index uint64, at time.Time, c *Claim, again bool, t *touch) error {
 	g, err := s.group(c.Group)
 	if err != nil {
 		return err
@@ -244,7 +280,13 @@ func (s *State) claim(index uint64, at time.Time, c *Claim) error {
 	if other := s.RunningElsewhere(c.Group, c.Node); other != "" {
 		return refused("group %s may still run on %s", c.Group, other)
 	}
-	g.Claimed = c.Node
+	t.group(c.Group)
+	r, ok := g.Reports[c.Node]
+	dup := again && g.Claimed == c.Node && ok && Active(r.State)
+	g.Claimed, g.ClaimIndex = c.Node, index
+	if dup {
+		return nil
+	}
 	g.Reports[c.Node] = NodeReport{State: "starting", Op: "claim", Index: index, At: at}
 	return nil
 }
@@ -269,7 +311,7 @@ func (s *State) RunningElsewhere(group, self string) string {
 	return ""
 }
 
-func (s *State) move(c *Move) error {
+func (s *State) move(c *Move, t *touch) error {
 	g, err := s.group(c.Group)
 	if err != nil {
 		return err
@@ -284,14 +326,16 @@ func (s *State) move(c *Move) error {
 		}
 	}
 	g.Pinned = c.Node
+	t.group(c.Group)
 	return nil
 }
 
-func (s *State) cleanup(index uint64, c *Cleanup) error {
+func (s *State) cleanup(index uint64, c *Cleanup, t *touch) error {
 	g, err := s.group(c.Group)
 	if err != nil {
 		return err
 	}
+	t.group(c.Group)
 	if c.Node == "" {
 		g.Failcounts = nil
 	} else {
@@ -304,13 +348,14 @@ func (s *State) cleanup(index uint64, c *Cleanup) error {
 	return nil
 }
 
-func (s *State) nodeAdd(c *NodeAdd) error {
+func (s *State) nodeAdd(c *NodeAdd, t *touch) error {
 	if c.Node == "" {
 		return refused("node name required")
 	}
 	if c.Role != "member" && c.Role != "witness" {
 		return refused("role %q is not member or witness", c.Role)
 	}
+	t.nodes = true
 	if n := s.Nodes[c.Node]; n != nil {
 		n.Role = c.Role
 		return nil
@@ -320,7 +365,7 @@ func (s *State) nodeAdd(c *NodeAdd) error {
 	return nil
 }
 
-func (s *State) nodeRemove(c *NodeRemove) error {
+func (s *State) nodeRemove(c *NodeRemove, t *touch) error {
 	if _, err := s.node(c.Node); err != nil {
 		return err
 	}
@@ -329,6 +374,7 @@ func (s *State) nodeRemove(c *NodeRemove) error {
 			return refused("node %s still owns group %s: move it first", c.Node, g.Name)
 		}
 	}
+	t.all = true // every group's reports of it go
 	delete(s.Nodes, c.Node)
 	s.NodeOrder = slices.DeleteFunc(s.NodeOrder, func(n string) bool { return n == c.Node })
 	for _, g := range s.Groups {

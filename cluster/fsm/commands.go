@@ -11,8 +11,7 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
-
-	"github.com/vigil-ha/vigil/cluster/config"
+	"time"
 )
 
 // Command types.
@@ -27,6 +26,13 @@ const (
 	TypeNodeRemove = "node-remove"
 	TypeNodeAdd    = "node-add"
 	TypeFenced     = "fenced"
+	// Batches: every claim, or every report, one node has queued, in one
+	// entry; each item is applied (or refused) on its own. This build
+	// still applies the single types; a build older than the batches
+	// skips them, so a cluster is upgraded as a whole (no negotiation yet
+	// keeps a new node sending single entries to old peers).
+	TypeClaims  = "claims"
+	TypeReports = "reports"
 )
 
 // versions lists the newest version of each command type this build
@@ -34,7 +40,7 @@ const (
 var versions = map[string]int{
 	TypeNodeState: 1, TypeSetGroups: 1, TypeAssign: 1, TypeReport: 1,
 	TypeClaim: 1, TypeMove: 1, TypeCleanup: 1, TypeNodeRemove: 1, TypeNodeAdd: 1,
-	TypeFenced: 1,
+	TypeFenced: 1, TypeClaims: 1, TypeReports: 1,
 }
 
 // Envelope is one log entry.
@@ -77,9 +83,42 @@ type SetGroups struct {
 
 // GroupSpec is a group as configured.
 type GroupSpec struct {
-	Name      string            `json:"name"`
-	Preferred string            `json:"preferred,omitempty"`
-	Resources []config.Resource `json:"resources"`
+	Name      string     `json:"name"`
+	Preferred string     `json:"preferred,omitempty"`
+	Resources []Resource `json:"resources"`
+}
+
+// Resource is one resource of a group as replicated. Its JSON is that of
+// the configuration's normalised form (config.Resource), so entries and
+// snapshots written before the FSM had its own type still decode, and the
+// definitions' digest (coord.GroupsVersion) is unchanged.
+type Resource struct {
+	ID       string            `json:"id"`
+	Type     string            `json:"type"`
+	Params   map[string]string `json:"params,omitempty"`
+	Args     []string          `json:"args,omitempty"`
+	Timeout  Duration          `json:"timeout,omitempty"`
+	Interval Duration          `json:"interval,omitempty"`
+}
+
+// Duration is a time.Duration written as a string with a unit ("10s"),
+// as the configuration writes it.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("fsm: duration %q: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // NodeSpec is a node as configured.
@@ -125,6 +164,20 @@ type Claim struct {
 	Node        string `json:"node"`
 	Group       string `json:"group"`
 	AssignIndex uint64 `json:"assign_index"`
+}
+
+// Claims is a batch of claims (each as Claim describes); one refused
+// claim does not refuse the others. A claim of a group this node already
+// claimed for the same assignment is accepted again without undoing what
+// the node reported since.
+type Claims struct {
+	Claims []Claim `json:"claims"`
+}
+
+// Reports is a batch of reports, applied in order; one refused report
+// (an unknown group, say) does not refuse the others.
+type Reports struct {
+	Reports []Report `json:"reports"`
 }
 
 // Move pins a group to a node (the operator's `vigil move`); Node == ""

@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-
-	"github.com/vigil-ha/vigil/cluster/config"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
@@ -46,7 +47,7 @@ func fixture(t *testing.T) *applier {
 	a := &applier{t: t, s: NewState()}
 	a.must(TypeSetGroups, SetGroups{Version: "v1",
 		Nodes:  []NodeSpec{{"n1", "member"}, {"n2", "member"}, {"w", "witness"}},
-		Groups: []GroupSpec{{Name: "web", Preferred: "n1", Resources: []config.Resource{{ID: "vip", Type: "IPaddr"}}}}})
+		Groups: []GroupSpec{{Name: "web", Preferred: "n1", Resources: []Resource{{ID: "vip", Type: "IPaddr"}}}}})
 	for _, n := range []string{"n1", "n2", "w"} {
 		a.must(TypeNodeState, NodeState{Node: n, Online: ptr(true)})
 	}
@@ -256,6 +257,9 @@ func TestSnapshotRestore(t *testing.T) {
 	case <-changed:
 	default:
 		t.Error("restore did not signal a change")
+	}
+	if tc := g.Since(0); !tc.All {
+		t.Errorf("after a restore a reader redoes nothing: %+v", tc)
 	}
 	want, _ := json.Marshal(a.s)
 	got, _ := json.Marshal(g.View())

@@ -68,7 +68,8 @@ type Group struct {
 	Reason       string                    `json:"reason,omitempty"` // why Owner was chosen
 	AssignIndex  uint64                    `json:"assign_index"`
 	Since        time.Time                 `json:"since"`
-	Claimed      string                    `json:"claimed,omitempty"` // whose start was accepted for this assignment
+	Claimed      string                    `json:"claimed,omitempty"`     // whose start was accepted for this assignment
+	ClaimIndex   uint64                    `json:"claim_index,omitempty"` // the entry that accepted it
 	CleanupIndex uint64                    `json:"cleanup_index,omitempty"`
 	Reports      map[string]NodeReport     `json:"reports"`
 	Failcounts   map[string]map[string]int `json:"failcounts,omitempty"` // node → resource → count

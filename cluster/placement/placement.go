@@ -47,6 +47,23 @@ func Decide(s *fsm.State, o Options) []fsm.Change {
 	return out
 }
 
+// DecideGroups is Decide for the named groups only, in the order given:
+// the leader's pass after entries that changed only those groups.
+func DecideGroups(s *fsm.State, o Options, names []string) []fsm.Change {
+	var out []fsm.Change
+	for _, name := range names {
+		g := s.Groups[name]
+		if g == nil {
+			continue
+		}
+		to, reason := decide(s, o, g)
+		if to != g.Owner {
+			out = append(out, fsm.Change{Group: name, From: g.Owner, To: to, Reason: reason})
+		}
+	}
+	return out
+}
+
 func decide(s *fsm.State, o Options, g *fsm.Group) (string, string) {
 	for _, n := range s.NodeOrder {
 		if r, ok := g.Reports[n]; ok && r.State == "blocked" {

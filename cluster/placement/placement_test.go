@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -84,4 +85,51 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
+}
+
+// scaled builds a state of members n1, n2 and witness w with groups
+// groups, all owned by n1 with a running report from it.
+func scaled(groups int) *fsm.State {
+	s := fsm.NewState()
+	for _, n := range []string{"n1", "n2", "w"} {
+		role := "member"
+		if n == "w" {
+			role = "witness"
+		}
+		s.Nodes[n] = &fsm.Node{Name: n, Role: role, Online: true}
+		s.NodeOrder = append(s.NodeOrder, n)
+	}
+	for i := range groups {
+		name := fmt.Sprintf("g%04d", i)
+		s.Groups[name] = &fsm.Group{GroupSpec: fsm.GroupSpec{Name: name, Preferred: "n1"}, Owner: "n1", Reason: "preferred node n1",
+			Reports: map[string]fsm.NodeReport{"n1": {State: "running"}}}
+		s.GroupOrder = append(s.GroupOrder, name)
+	}
+	return s
+}
+
+// BenchmarkDecide1000 is one full placement pass over 1,000 groups: in
+// steady state (nothing moves) and after the owner went offline (every
+// group moves).
+func BenchmarkDecide1000(b *testing.B) {
+	o := Options{MigrationThreshold: 3}
+	b.Run("steady", func(b *testing.B) {
+		s := scaled(1000)
+		b.ReportAllocs()
+		for b.Loop() {
+			if ch := Decide(s, o); len(ch) != 0 {
+				b.Fatal(ch)
+			}
+		}
+	})
+	b.Run("failover", func(b *testing.B) {
+		s := scaled(1000)
+		s.Nodes["n1"].Online = false
+		b.ReportAllocs()
+		for b.Loop() {
+			if ch := Decide(s, o); len(ch) != 1000 {
+				b.Fatal(len(ch))
+			}
+		}
+	})
 }

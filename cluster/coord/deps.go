@@ -1,0 +1,67 @@
+package coord
+
+import (
+	"context"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/cluster/consensus"
+	"github.com/vigil-ha/vigil/cluster/lrm"
+	"github.com/vigil-ha/vigil/cluster/membership"
+)
+
+// What the coordinator drives, as small interfaces: the daemon passes the
+// real parts (consensus.Node, lrm.Manager, lease.Tracker,
+// membership.Tracker), tests pass fakes.
+
+// Raft commits commands and changes the voters (consensus.Node).
+type Raft interface {
+	// Apply commits cmd (forwarded to the leader when this node does not
+	// lead); the error is the FSM's when the command was refused.
+	Apply(ctx context.Context, cmd []byte) error
+	Barrier(timeout time.Duration) error
+	IsLeader() bool
+	LeaderCh() <-chan bool
+	Voters() ([]consensus.Peer, error)
+	TransferLeadership(name, addr string) error
+	StepDown() error
+	AddVoter(ctx context.Context, p consensus.Peer) error
+	RemoveServer(ctx context.Context, name string) error
+	RecoverAlone(timeout time.Duration) error
+	Rejoin(name string, timeout time.Duration) error
+}
+
+// LRM runs groups on this node (lrm.Manager).
+type LRM interface {
+	Probe(ctx context.Context, g config.Group)
+	State(group string) string
+	Start(ctx context.Context, g config.Group) error
+	Stop(ctx context.Context, g config.Group) error
+	Monitor(ctx context.Context, g config.Group) error
+	Reload(ctx context.Context, g config.Group, match func(config.Binding) bool) error
+	Reconfigure(ctx context.Context, g config.Group) (bool, error)
+	Status() []lrm.GroupStatus
+}
+
+// Lease says whether this node may hold groups, and when another node
+// surely holds none (lease.Tracker).
+type Lease interface {
+	HoldUntil(now time.Time) time.Time
+	ReleasedAt(node string, downIndex uint64) (time.Time, bool)
+	Applied(node string) uint64
+}
+
+// Members is the membership view (membership.Tracker).
+type Members interface {
+	Peers() []membership.PeerStatus
+	Subscribe(buf int) (<-chan membership.Event, func())
+}
+
+// Clock tells the time; tests of single decisions fix it.
+type Clock interface {
+	Now() time.Time
+}
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }

@@ -1,0 +1,170 @@
+package coord
+
+import (
+	"context"
+	"testing"
+
+	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/lrm"
+	"github.com/vigil-ha/vigil/cluster/membership"
+)
+
+// leader is the harness seen from the witness w, which leads.
+func leader(t *testing.T) *harness {
+	h := newHarness(t, "w")
+	h.c.opt.Role, h.c.opt.LRM = "witness", nil
+	return h
+}
+
+func (h *harness) node(name string) fsm.Node {
+	var n fsm.Node
+	h.c.opt.FSM.Read(func(s *fsm.State) { n = *s.Nodes[name] })
+	return n
+}
+
+// lead runs one full pass and returns the entries it committed, by type.
+func (h *harness) lead() map[string]int {
+	h.t.Helper()
+	_, before := h.log.entries()
+	if !h.c.lead(context.Background(), true, nil) {
+		h.t.Fatal("lead did not get through")
+	}
+	_, after := h.log.entries()
+	out := map[string]int{}
+	for k, v := range after {
+		if v != before[k] {
+			out[k] = v - before[k]
+		}
+	}
+	return out
+}
+
+func TestLeadNodeStates(t *testing.T) {
+	h := leader(t)
+	if got := h.lead(); len(got) != 0 {
+		t.Fatalf("steady: committed %v", got)
+	}
+	// n1 dies: offline, and its group moves to n2.
+	h.mem.set(membership.PeerStatus{Node: "n1", State: "dead", Incarnation: 1})
+	if got := h.lead(); got[fsm.TypeNodeState] != 1 || got[fsm.TypeAssign] != 1 {
+		t.Fatalf("n1 dead: committed %v", got)
+	}
+	if n := h.node("n1"); n.Online || n.DownIndex == 0 {
+		t.Errorf("n1: %+v", n)
+	}
+	if g := h.group(); g.Owner != "n2" {
+		t.Errorf("owner %q", g.Owner)
+	}
+	// Heard again, but Raft has not reached it: it stays offline.
+	h.mem.set(membership.PeerStatus{Node: "n1", State: "up", Incarnation: 1})
+	h.lease.applied["n1"] = h.node("n1").DownIndex - 1
+	if got := h.lead(); len(got) != 0 || h.node("n1").Online {
+		t.Fatalf("n1 heard, log behind: committed %v", got)
+	}
+	h.lease.applied["n1"] = h.node("n1").DownIndex
+	if got := h.lead(); got[fsm.TypeNodeState] != 1 || !h.node("n1").Online {
+		t.Fatalf("n1 back: committed %v", got)
+	}
+	if g := h.group(); g.Owner != "n2" {
+		t.Errorf("no failback without auto_failback: owner %q", g.Owner)
+	}
+}
+
+func TestLeadLeavingAndRestart(t *testing.T) {
+	h := leader(t)
+	h.must(fsm.TypeNodeState, fsm.NodeState{Node: "n1", Leaving: ptr(true), Incarnation: 1})
+	if got := h.lead(); got[fsm.TypeAssign] != 1 || h.group().Owner != "n2" {
+		t.Fatalf("n1 leaving: committed %v, owner %q", got, h.group().Owner)
+	}
+	// The same daemon still heard: still leaving.
+	if got := h.lead(); len(got) != 0 {
+		t.Fatalf("same incarnation: committed %v", got)
+	}
+	h.mem.set(membership.PeerStatus{Node: "n1", State: "up", Incarnation: 2})
+	if got := h.lead(); got[fsm.TypeNodeState] != 1 || h.node("n1").Leaving {
+		t.Fatalf("restarted: committed %v, %+v", got, h.node("n1"))
+	}
+}
+
+func TestLeadFencedStillHeard(t *testing.T) {
+	h := leader(t)
+	h.must(fsm.TypeFenced, fsm.Fenced{Node: "n1", Incarnation: 1, Reason: "test"})
+	// The fenced daemon (incarnation 1) is still heard: it stays offline.
+	for range 2 {
+		if got := h.lead(); got[fsm.TypeNodeState] != 0 || h.node("n1").Online {
+			t.Fatalf("fenced, heard: committed %v", got)
+		}
+	}
+	h.mem.set(membership.PeerStatus{Node: "n1", State: "up", Incarnation: 2})
+	h.lease.applied["n1"] = h.node("n1").DownIndex
+	if got := h.lead(); got[fsm.TypeNodeState] != 1 || !h.node("n1").Online {
+		t.Fatalf("new daemon: committed %v", got)
+	}
+}
+
+func TestLeadDefinitions(t *testing.T) {
+	h := leader(t)
+	// The leader's own files differ: they replace definitions no reload set.
+	db := fsm.GroupSpec{Name: "db", Preferred: "n2"}
+	h.c.groups, h.c.version = []fsm.GroupSpec{web, db}, GroupsVersion([]fsm.GroupSpec{web, db}, nodes3)
+	if h.c.lead(context.Background(), true, nil) {
+		t.Fatal("a pass that replaced the definitions says it got through")
+	}
+	if got := h.lead(); got[fsm.TypeAssign] != 1 {
+		t.Fatalf("new group not placed: %v", got)
+	}
+	var owner string
+	h.c.opt.FSM.Read(func(s *fsm.State) { owner = s.Groups["db"].Owner })
+	if owner != "n2" {
+		t.Errorf("db on %q", owner)
+	}
+	// After a reload (generation 1), a leader's older files do not undo it.
+	if _, err := h.c.Reload(context.Background(), []fsm.GroupSpec{web}, nodes3); err != nil {
+		t.Fatal(err)
+	}
+	h.c.groups, h.c.version = []fsm.GroupSpec{web, db}, GroupsVersion([]fsm.GroupSpec{web, db}, nodes3)
+	if got := h.lead(); got[fsm.TypeSetGroups] != 0 {
+		t.Fatalf("generation 1 replaced by a leader's files: %v", got)
+	}
+}
+
+// An incremental pass places only the groups the entries touched; a full
+// pass places all.
+func TestLeadIncremental(t *testing.T) {
+	h := leader(t)
+	// n1 in standby: web should move, but only a pass that looks at web
+	// moves it.
+	h.must(fsm.TypeNodeState, fsm.NodeState{Node: "n1", Standby: ptr(true)})
+	h.c.lead(context.Background(), false, map[string]bool{"other": true})
+	if h.group().Owner != "n1" {
+		t.Fatalf("untouched group placed: %q", h.group().Owner)
+	}
+	h.c.lead(context.Background(), false, map[string]bool{"web": true})
+	if h.group().Owner != "n2" {
+		t.Fatalf("touched group not placed: %q", h.group().Owner)
+	}
+	h.must(fsm.TypeReport, fsm.Report{Node: "n2", Group: "web", State: lrm.Blocked})
+	h.must(fsm.TypeNodeState, fsm.NodeState{Node: "n1", Standby: ptr(false)})
+	if got := h.lead(); len(got) != 0 {
+		t.Fatalf("blocked group moved: %v", got)
+	}
+}
+
+// A pass woken by an entry about one group that finds a node gone places
+// every group at once, not only the one the entry named.
+func TestLeadNodeChangeInIncrementalPass(t *testing.T) {
+	h := leader(t)
+	db := fsm.GroupSpec{Name: "db", Preferred: "n1"}
+	h.c.groups, h.c.version = []fsm.GroupSpec{web, db}, GroupsVersion([]fsm.GroupSpec{web, db}, nodes3)
+	h.c.lead(context.Background(), true, nil)
+	h.lead()
+	h.mem.set(membership.PeerStatus{Node: "n1", State: "dead", Incarnation: 1})
+	h.c.lead(context.Background(), false, map[string]bool{"web": true})
+	h.c.opt.FSM.Read(func(s *fsm.State) {
+		for _, g := range []string{"web", "db"} {
+			if o := s.Groups[g].Owner; o != "n2" {
+				t.Errorf("%s on %q", g, o)
+			}
+		}
+	})
+}

@@ -1,0 +1,237 @@
+package coord
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/consensus"
+	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/lrm"
+	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/cluster/placement"
+)
+
+// simNode is one node of a simulated cluster.
+type simNode struct {
+	name  string
+	c     *Coordinator
+	fsm   *fsm.FSM
+	lrm   *fakeLRM // nil on the witness
+	lease *fakeLease
+	mem   *fakeMembers
+}
+
+type simCluster struct {
+	t      *testing.T
+	log    *simLog
+	reg    *registry
+	nodes  map[string]*simNode
+	groups []string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Timing of the simulation: the real clock, fake everything else.
+const (
+	simKeepalive = 20 * time.Millisecond
+	simDeadtime  = 5 * simKeepalive
+	// After it is cut off, n1 holds its groups for simHold; the others
+	// take it as released simLease after the cut. The difference is
+	// n1's budget for stopping every group, generous for -race on a
+	// loaded machine: a stop is a few function calls here.
+	simHold  = 2 * simKeepalive
+	simLease = 1500 * time.Millisecond
+)
+
+// newSimCluster runs members n1, n2 and witness w, which leads, with
+// groups groups preferring n1, over one in-memory log.
+func newSimCluster(t *testing.T, groups int) *simCluster {
+	sc := &simCluster{t: t, log: newSimLog("w", time.Now), reg: &registry{}, nodes: map[string]*simNode{}}
+	var specs []fsm.GroupSpec
+	for i := range groups {
+		name := fmt.Sprintf("g%04d", i)
+		sc.groups = append(sc.groups, name)
+		specs = append(specs, fsm.GroupSpec{Name: name, Preferred: "n1",
+			Resources: []fsm.Resource{{ID: "vip" + name, Type: "IPaddr", Params: map[string]string{"ip": fmt.Sprintf("10.1.%d.%d", i/250, i%250+1)}}}})
+	}
+	for _, n := range nodes3 {
+		sc.log.voters = append(sc.log.voters, consensus.Peer{Name: n.Name, Address: n.Name + ":7946"})
+	}
+	sc.log.afterFn = func(index uint64) { sc.reg.checkAll(sc.groups, fmt.Sprintf("entry %d", index)) }
+	ctx, cancel := context.WithCancel(context.Background())
+	sc.cancel = cancel
+	for _, ns := range nodes3 {
+		var others []string
+		for _, o := range nodes3 {
+			if o.Name != ns.Name {
+				others = append(others, o.Name)
+			}
+		}
+		n := &simNode{name: ns.Name, fsm: fsm.New(quiet), lease: newFakeLease(), mem: newFakeMembers(others...)}
+		sc.log.fsms[ns.Name] = n.fsm
+		opt := Options{Self: ns.Name, Role: ns.Role, Keepalive: simKeepalive, Deadtime: simDeadtime,
+			Placement: placement.Options{MigrationThreshold: 3}, Groups: specs, Nodes: nodes3, FSM: n.fsm,
+			Raft: &simRaft{log: sc.log, self: ns.Name}, Lease: n.lease, Members: n.mem, Log: quiet}
+		if ns.Role == "member" {
+			n.lrm = newFakeLRM(ns.Name, sc.reg)
+			opt.LRM = n.lrm
+		}
+		n.c = New(opt)
+		sc.nodes[ns.Name] = n
+	}
+	// Every node is in the log before any runs.
+	for _, n := range sc.nodes {
+		sc.wg.Go(func() { n.c.Run(ctx) })
+	}
+	t.Cleanup(sc.stop)
+	return sc
+}
+
+func (sc *simCluster) stop() {
+	sc.cancel()
+	sc.wg.Wait()
+}
+
+// waitAll waits until every group satisfies ok in w's state.
+func (sc *simCluster) waitAll(what string, ok func(g *fsm.Group) bool) {
+	sc.t.Helper()
+	f := sc.nodes["w"].fsm
+	// A bound, not a pacing: far above what the passes take.
+	deadline := time.After(100 * simLease)
+	for {
+		changed := f.Changed()
+		done, missing := true, ""
+		f.Read(func(s *fsm.State) {
+			for _, name := range sc.groups {
+				if g := s.Groups[name]; g == nil || !ok(g) {
+					done, missing = false, name
+					return
+				}
+			}
+		})
+		if done {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			var g fsm.Group
+			f.Read(func(s *fsm.State) {
+				if p := s.Groups[missing]; p != nil {
+					g = *p
+				}
+			})
+			sc.t.Fatalf("%s: group %s is %+v", what, missing, g)
+		}
+	}
+}
+
+func runsOn(node string) func(g *fsm.Group) bool {
+	return func(g *fsm.Group) bool { return g.Owner == node && g.Reports[node].State == lrm.Running }
+}
+
+// TestSimulatedFailover runs 1,000 groups on n1, cuts n1 off (its lease
+// runs out, the others see it dead) and checks that every group then runs
+// on n2, started there exactly once, never on two nodes at once (checked
+// at every entry and every start), in a number of Raft entries that grows
+// with the passes, not the groups.
+func TestSimulatedFailover(t *testing.T) {
+	groups := 1000
+	if testing.Short() {
+		groups = 200
+	}
+	sc := newSimCluster(t, groups)
+	sc.waitAll("start on n1", runsOn("n1"))
+	started, byType := sc.log.entries()
+	t.Logf("%d groups running on n1 after %d entries %v", groups, started, byType)
+
+	// n1 is cut off: it commits and hears nothing more; its lease holds
+	// until simHold from now, the others take it as gone after simLease.
+	cut := time.Now()
+	n1, n2, w := sc.nodes["n1"], sc.nodes["n2"], sc.nodes["w"]
+	sc.log.mu.Lock()
+	sc.log.cut["n1"] = true
+	sc.log.mu.Unlock()
+	n1.lease.setUntil(func(time.Time) time.Time { return cut.Add(simHold) })
+	for _, n := range []*simNode{n2, w} {
+		n.lease.mu.Lock()
+		n.lease.released["n1"] = cut.Add(simLease)
+		n.lease.mu.Unlock()
+		n.mem.set(membership.PeerStatus{Node: "n1", State: "dead", Incarnation: 1})
+	}
+	sc.waitAll("failover to n2", runsOn("n2"))
+	took := time.Since(cut)
+	total, byType := sc.log.entries()
+	failover := total - started
+	t.Logf("failover of %d groups took %v (the old owner's lease: %v) and %d entries %v; %d checks",
+		groups, took.Round(time.Millisecond), simLease, failover, byType, sc.reg.check)
+
+	for _, p := range sc.reg.problems() {
+		t.Error(p)
+	}
+	for _, g := range sc.groups {
+		n2.lrm.mu.Lock()
+		starts := n2.lrm.starts[g]
+		n2.lrm.mu.Unlock()
+		if starts != 1 {
+			t.Errorf("%s started %d times on n2", g, starts)
+		}
+		if n1.lrm.active(g) {
+			t.Errorf("%s still active on n1", g)
+		}
+	}
+	// O(passes), not O(groups): one entry for the node state, one for
+	// the placement, a few rounds of claims and reports.
+	if limit := uint64(60); failover > limit {
+		t.Errorf("failover took %d entries, want at most %d for %d groups", failover, limit, groups)
+	}
+	if limit := uint64(100); started > limit {
+		t.Errorf("start took %d entries, want at most %d for %d groups", started, limit, groups)
+	}
+}
+
+// waitPasses waits until n's runLocal has looked at the lease and the
+// log count more times: it looks at least every keepalive.
+func (sc *simCluster) waitPasses(n *simNode, count uint64) {
+	sc.t.Helper()
+	target := n.c.localPasses.Load() + count
+	deadline := time.Now().Add(100 * simLease)
+	for n.c.localPasses.Load() < target {
+		if time.Now().After(deadline) {
+			sc.t.Fatalf("%s: runLocal stalled", n.name)
+		}
+		time.Sleep(simKeepalive / 4) // polling a counter; the bound is the deadline
+	}
+}
+
+// Idle groups cost nothing: with every group running, keepalives pass
+// without a worker step, and an entry about one group steps only that
+// group's worker.
+func TestWakeOnlyAffected(t *testing.T) {
+	sc := newSimCluster(t, 100)
+	sc.waitAll("start on n1", runsOn("n1"))
+	n1, n2 := sc.nodes["n1"], sc.nodes["n2"]
+	// Whatever the start left queued is committed, and n1 has looked.
+	for _, n := range []*simNode{n1, n2} {
+		for !n.c.out.idle() {
+			sc.waitPasses(n, 1)
+		}
+	}
+	sc.waitPasses(n1, 5)
+	before := n1.c.steps.Load()
+	sc.waitPasses(n1, 10)
+	if idle := n1.c.steps.Load() - before; idle != 0 {
+		t.Errorf("%d worker steps over 10 idle keepalives", idle)
+	}
+	before = n1.c.steps.Load()
+	if err := n2.c.Apply(context.Background(), fsm.TypeReport, fsm.Report{Node: "n2", Group: "g0042", State: lrm.Stopped, Op: "probe"}); err != nil {
+		t.Fatal(err)
+	}
+	sc.waitPasses(n1, 5)
+	if steps := n1.c.steps.Load() - before; steps != 1 {
+		t.Errorf("an entry about one group: %d worker steps, want 1", steps)
+	}
+}
