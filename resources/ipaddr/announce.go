@@ -470,7 +470,7 @@ func (a *announcer) gap(now time.Time) time.Duration {
 		if d := head.queued.Add(head.cfg.Interval / 2).Sub(now); d < g {
 			g = d
 		}
-		if d := tail.queued.Add(tail.cfg.Interval / 2).Sub(now) / time.Duration(n); d < g {
+		if d := tail.queued.Add(tail.cfg.Interval/2).Sub(now) / time.Duration(n); d < g {
 			g = d
 		}
 	}
