@@ -158,7 +158,8 @@ type announcer struct {
 	urgent   []*vipAnn // first frames, in the order queued
 	readyQ   []*vipAnn // other frames that are due, in the order due
 	timers   timers
-	nextSlot time.Time
+	nextSlot time.Time // the next frame goes no earlier
+	idle     bool      // nothing was queued at the last step
 }
 
 func newAnnouncer(log *slog.Logger, open func(ifi *net.Interface, v6 bool) (wire, error)) *announcer {
@@ -434,6 +435,7 @@ func (a *announcer) step(now time.Time) time.Duration {
 	case len(a.readyQ) > 0:
 		v = a.readyQ[0]
 	default:
+		a.idle = true
 		if len(a.timers) > 0 {
 			return max(a.timers[0].due().Sub(now), time.Microsecond)
 		}
@@ -449,10 +451,13 @@ func (a *announcer) step(now time.Time) time.Duration {
 		a.readyQ = a.readyQ[1:]
 		a.sendReady(v, now)
 	}
-	// Keep the schedule (sleeping late is made up for) but give no credit
-	// for idle time.
-	gap := a.gap(now)
-	a.nextSlot = maxTime(a.nextSlot, now.Add(-gap)).Add(gap)
+	// Keep the schedule while busy: a timer fires late (sub-millisecond
+	// sleeps round up), and the frames due meanwhile go out back to back.
+	// Idle time earns no credit.
+	if a.idle {
+		a.nextSlot, a.idle = now, false
+	}
+	a.nextSlot = a.nextSlot.Add(a.gap(now))
 	return 0
 }
 
@@ -477,13 +482,6 @@ func (a *announcer) gap(now time.Time) time.Duration {
 	return max(g, 0)
 }
 
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
 func dropHalted(q []*vipAnn) []*vipAnn {
 	for len(q) > 0 && q[0].halted {
 		q[0].urgent, q[0].ready = false, false
@@ -494,7 +492,7 @@ func dropHalted(q []*vipAnn) []*vipAnn {
 
 func (a *announcer) sendUrgent(v *vipAnn, now time.Time) {
 	v.urgent = false
-	a.send(v, v.why, now)
+	now = a.send(v, v.why, now)
 	if v.burst {
 		v.burstLeft, v.burstNext, v.burstWhy = v.cfg.Count-1, now.Add(v.cfg.Interval), v.why
 		if v.burstLeft == 0 {
@@ -506,25 +504,28 @@ func (a *announcer) sendUrgent(v *vipAnn, now time.Time) {
 
 func (a *announcer) sendReady(v *vipAnn, now time.Time) {
 	v.ready = false
-	why := ""
-	if v.burstLeft > 0 && !v.burstNext.After(v.queued) {
+	burst := v.burstLeft > 0 && !v.burstNext.After(v.queued)
+	refresh := !v.refreshAt.IsZero() && !v.refreshAt.After(v.queued)
+	// Nothing may be left when a first frame overtook this one and
+	// restarted the burst.
+	if !burst && !refresh {
+		a.schedule(v)
+		return
+	}
+	why := "refresh"
+	if burst {
 		why = v.burstWhy
+	}
+	now = a.send(v, why, now)
+	if burst {
 		v.burstLeft--
 		v.burstNext = now.Add(v.cfg.Interval)
 		if v.burstLeft == 0 {
 			a.burstDone(v, now)
 		}
 	}
-	if !v.refreshAt.IsZero() && !v.refreshAt.After(v.queued) {
+	if refresh {
 		v.refreshAt = now.Add(v.cfg.Refresh)
-		if why == "" {
-			why = "refresh"
-		}
-	}
-	// Nothing may be left when a first frame overtook this one and
-	// restarted the burst.
-	if why != "" {
-		a.send(v, why, now)
 	}
 	a.schedule(v)
 }
@@ -537,10 +538,13 @@ func (a *announcer) burstDone(v *vipAnn, now time.Time) {
 	}
 }
 
-// send sends one announcement; a.mu is held, so a stop waits for it.
-func (a *announcer) send(v *vipAnn, why string, now time.Time) {
+// send sends one announcement and returns when it went; a.mu is held,
+// so a stop waits for it.
+func (a *announcer) send(v *vipAnn, why string, now time.Time) time.Time {
+	err := v.ref.w.send(v.frames)
+	now = time.Now()
 	v.lastSent = now
-	if err := v.ref.w.send(v.frames); err != nil {
+	if err != nil {
 		// Never fatal: the address is configured, and the next frame of
 		// the burst, the refresh or the kernel's own replies may get
 		// through. Logged when it starts failing, not for every frame.
@@ -549,13 +553,14 @@ func (a *announcer) send(v *vipAnn, why string, now time.Time) {
 			v.log.Warn("announcement failed", "why", why, "err", err)
 		}
 		v.failing = true
-		return
+		return now
 	}
 	if v.failing {
 		v.log.Info("announcements go out again", "why", why)
 	}
 	v.failing = false
 	v.stats.Sent.Add(1)
+	return now
 }
 
 // arpWire announces IPv4 VIPs with gratuitous ARP on a packet socket.
