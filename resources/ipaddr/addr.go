@@ -27,7 +27,11 @@ type errPlacement struct{ error }
 // whose subnet holds the VIP (the longest such prefix); the prefix length
 // is the configured one, else that subnet's, else a host route.
 func resolve(ctx context.Context, v *view, p Params) (placement, error) {
-	at, err := resolveNow(v, p)
+	var at placement
+	var err error
+	if e := v.with(ctx, func() { at, err = resolveNow(v, p) }); e != nil {
+		return placement{}, e
+	}
 	var ep errPlacement
 	if errors.As(err, &ep) {
 		// The interface or subnet may be just out of the view's reach:
@@ -35,11 +39,14 @@ func resolve(ctx context.Context, v *view, p Params) (placement, error) {
 		if err := v.sync(ctx); err != nil {
 			return placement{}, err
 		}
-		at, err = resolveNow(v, p)
+		if e := v.with(ctx, func() { at, err = resolveNow(v, p) }); e != nil {
+			return placement{}, e
+		}
 	}
 	return at, err
 }
 
+// resolveNow resolves from the view as it is; v.mu is held.
 func resolveNow(v *view, p Params) (placement, error) {
 	index, bits, found := v.subnet(p.IP, p.NIC)
 	var link linkInfo
@@ -65,19 +72,26 @@ func resolveNow(v *view, p Params) (placement, error) {
 	return placement{link: link, prefix: netip.PrefixFrom(p.IP, bits)}, nil
 }
 
+// lookup returns where ip is configured, from the view as it is.
+func lookup(ctx context.Context, v *view, ip netip.Addr) ([]addrEntry, error) {
+	var es []addrEntry
+	err := v.with(ctx, func() { es = v.lookup(ip) })
+	return es, err
+}
+
 // find returns where ip is configured. Nothing found in the view is
 // confirmed before it is believed: the view catches up with the kernel
 // (and for IPv6, whose notification of a new address may lag behind the
 // add, the kernel is asked for that one address).
 func find(ctx context.Context, v *view, ip netip.Addr) ([]addrEntry, error) {
-	if es := v.lookup(ip); len(es) > 0 {
-		return es, nil
+	if es, err := lookup(ctx, v, ip); err != nil || len(es) > 0 {
+		return es, err
 	}
 	if err := v.sync(ctx); err != nil {
 		return nil, err
 	}
-	if es := v.lookup(ip); len(es) > 0 || ip.Is4() {
-		return es, nil
+	if es, err := lookup(ctx, v, ip); err != nil || len(es) > 0 || ip.Is4() {
+		return es, err
 	}
 	return getAddr6(ip)
 }
@@ -106,16 +120,22 @@ func getAddr6(ip netip.Addr) ([]addrEntry, error) {
 
 // add configures the VIP; it reports whether the address was already
 // there (then it is left as it is: a second start is not a failure).
-func add(v *view, p Params, at placement) (already bool, err error) {
-	for _, e := range v.lookup(p.IP) {
-		if e.link == at.link.index {
-			return true, nil
+func add(ctx context.Context, v *view, p Params, at placement) (already bool, err error) {
+	var other string
+	err = v.with(ctx, func() {
+		for _, e := range v.lookup(p.IP) {
+			if e.link == at.link.index {
+				already = true
+				return
+			}
+			other = v.linkName(e.link)
 		}
-		name := fmt.Sprint(e.link)
-		if l, ok := v.linkByIndex(e.link); ok {
-			name = l.name
-		}
-		return false, fmt.Errorf("%s is already configured on %s, not %s", p.IP, name, at.link.name)
+	})
+	if err != nil || already {
+		return already, err
+	}
+	if other != "" {
+		return false, fmt.Errorf("%s is already configured on %s, not %s", p.IP, other, at.link.name)
 	}
 	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.IP.AsSlice(), Mask: net.CIDRMask(at.prefix.Bits(), p.IP.BitLen())},
 		Label: p.Label, LinkIndex: at.link.index}
@@ -155,22 +175,23 @@ func remove(ctx context.Context, v *view, ip netip.Addr) (removed bool, note str
 			if err := v.sync(ctx); err != nil {
 				return false, note, err
 			}
-			es = v.lookup(ip)
+			if es, err = lookup(ctx, v, ip); err != nil {
+				return false, note, err
+			}
 			break
 		}
 	}
 	for _, e := range es {
-		name := fmt.Sprint(e.link)
-		if l, ok := v.linkByIndex(e.link); ok {
-			name = l.name
+		var name string
+		var others int
+		if err := v.with(ctx, func() { name, others = v.linkName(e.link), v.others(e) }); err != nil {
+			return removed, note, err
 		}
-		if ip.Is4() && e.flags&unix.IFA_F_SECONDARY == 0 && !e.peer {
-			if n := v.others(e); n > 0 {
-				if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+name+"/promote_secondaries", []byte("1"), 0); err != nil {
-					return removed, note, fmt.Errorf("%s is the primary address of its subnet on %s with %d secondaries, and promote_secondaries cannot be set: %w", ip, name, n, err)
-				}
-				note = fmt.Sprintf("set promote_secondaries on %s so that its %d other addresses survive", name, n)
+		if ip.Is4() && e.flags&unix.IFA_F_SECONDARY == 0 && !e.peer && others > 0 {
+			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+name+"/promote_secondaries", []byte("1"), 0); err != nil {
+				return removed, note, fmt.Errorf("%s is the primary address of its subnet on %s with %d secondaries, and promote_secondaries cannot be set: %w", ip, name, others, err)
 			}
+			note = fmt.Sprintf("set promote_secondaries on %s so that its %d other addresses survive", name, others)
 		}
 		a := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(e.bits, ip.BitLen())}, LinkIndex: e.link}
 		err := v.write(func(w addrWriter) error { return w.AddrDel(nil, a) })

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-ha/vigil/internal/nstest"
 	"github.com/vigil-ha/vigil/plugins/pb"
@@ -140,4 +141,47 @@ func BenchmarkOps(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkFailover measures 1,000 VIPs started at once (as the daemon
+// does on failover: one start per group, all concurrent) and then stopped
+// at once; ns/op is for one whole pass of 1,000:
+//
+//	go test -run '^$' -bench BenchmarkFailover -benchtime 3x ./resources/ipaddr/
+func BenchmarkFailover(b *testing.B) {
+	ns, r := benchLab(b, 0)
+	ctx := context.Background()
+	const n = 1000
+	all := func(op func(context.Context, *pb.Instance) (*pb.Result, error)) error {
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				errs <- nstest.InNS(ns, func() error {
+					res, err := op(ctx, &pb.Instance{Id: fmt.Sprintf("vip%d", i), Type: "IPaddr", Params: benchVIP(i)})
+					return wantCode("op", res, err, pb.Code_SUCCESS)
+				})
+			}()
+		}
+		var first error
+		for range n {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
+	var stops time.Duration
+	for range b.N {
+		if err := all(r.Start); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		t0 := time.Now()
+		if err := all(r.Stop); err != nil {
+			b.Fatal(err)
+		}
+		stops += time.Since(t0)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(stops.Nanoseconds())/float64(b.N), "stop-ns/op")
 }

@@ -95,16 +95,11 @@ func transient(err error) *pb.Result {
 	return sdk.Fail(pb.Code_ERR_GENERIC, "%v", err)
 }
 
-// announce (re)starts announcing instance id. Failing to announce is
-// logged, not returned: the address is up and the kernel answers for it,
-// so a missing announcement only slows caches down.
-func (r *IPaddr) announce(id string, p Params, v *view, ns nsID, link int) {
-	l, ok := v.linkByIndex(link)
-	if !ok {
-		r.log.Warn("cannot announce the VIP: its link is gone", "id", id, "link", link)
-		return
-	}
-	if err := r.ann.start(id, p.IP, ns, l.iface(), p.Announce); err != nil {
+// announce (re)starts announcing instance id on link. Failing to
+// announce is logged, not returned: the address is up and the kernel
+// answers for it, so a missing announcement only slows caches down.
+func (r *IPaddr) announce(id string, p Params, ns nsID, link linkInfo) {
+	if err := r.ann.start(id, p.IP, ns, link.iface(), p.Announce); err != nil {
 		r.log.Warn("cannot announce the VIP", "id", id, "err", err)
 	}
 }
@@ -125,7 +120,7 @@ func (r *IPaddr) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error)
 	} else if err != nil {
 		return transient(err), nil
 	}
-	already, err := add(v, p, at)
+	already, err := add(ctx, v, p, at)
 	if err != nil {
 		return transient(err), nil
 	}
@@ -134,7 +129,7 @@ func (r *IPaddr) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error)
 		what = "already present"
 	}
 	r.log.Info("VIP "+what, "id", in.GetId(), "address", at.prefix.String(), "interface", at.link.name, "label", p.Label)
-	r.announce(in.GetId(), p, v, ns, at.link.index)
+	r.announce(in.GetId(), p, ns, at.link)
 	return &pb.Result{Code: pb.Code_SUCCESS, Output: fmt.Sprintf("%s %s on %s", at.prefix, what, at.link.name)}, nil
 }
 
@@ -162,23 +157,22 @@ func (r *IPaddr) Stop(ctx context.Context, in *pb.Instance) (*pb.Result, error) 
 	return sdk.OK(), nil
 }
 
-// placed finds the VIP, preferring the configured interface.
-func placed(ctx context.Context, v *view, p Params) (addrEntry, string, bool, error) {
+// placed finds the VIP and its link, preferring the configured interface.
+func placed(ctx context.Context, v *view, p Params) (addrEntry, linkInfo, bool, error) {
 	es, err := find(ctx, v, p.IP)
 	if err != nil || len(es) == 0 {
-		return addrEntry{}, "", false, err
+		return addrEntry{}, linkInfo{}, false, err
 	}
-	e := es[0]
-	for _, o := range es {
-		if l, ok := v.linkByIndex(o.link); ok && l.name == p.NIC {
-			e = o
+	e, link := es[0], linkInfo{index: es[0].link}
+	err = v.with(ctx, func() {
+		link.name = v.linkName(e.link)
+		for _, o := range es {
+			if l, ok := v.linkByIndex(o.link); ok && (l.name == p.NIC || o == es[0]) {
+				e, link = o, l
+			}
 		}
-	}
-	name := fmt.Sprint(e.link)
-	if l, ok := v.linkByIndex(e.link); ok {
-		name = l.name
-	}
-	return e, name, true, nil
+	})
+	return e, link, err == nil, err
 }
 
 func (r *IPaddr) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
@@ -190,25 +184,25 @@ func (r *IPaddr) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, erro
 	if err != nil {
 		return transient(err), nil
 	}
-	e, name, ok, err := placed(ctx, v, p)
+	_, link, ok, err := placed(ctx, v, p)
 	if err != nil {
 		return transient(err), nil
 	}
 	if !ok {
 		return sdk.NotRunning(p.IP.String() + " is not configured on any interface"), nil
 	}
-	if p.NIC != "" && name != p.NIC {
-		return sdk.Fail(pb.Code_ERR_GENERIC, "%s is on %s, not on %s", p.IP, name, p.NIC), nil
+	if p.NIC != "" && link.name != p.NIC {
+		return sdk.Fail(pb.Code_ERR_GENERIC, "%s is on %s, not on %s", p.IP, link.name, p.NIC), nil
 	}
 	stats, held := r.ann.held(in.GetId())
 	if !held && in.GetIntervalMs() > 0 {
 		// A recurring monitor runs only where the group is held: after a
 		// plugin restart, resume announcing. A probe (interval 0) never
 		// announces: this node may hold a stale copy it is about to drop.
-		r.announce(in.GetId(), p, v, ns, e.link)
+		r.announce(in.GetId(), p, ns, link)
 		stats, held = r.ann.held(in.GetId())
 	}
-	out := "on " + name
+	out := "on " + link.name
 	if held {
 		out += "; " + stats.String()
 	}
@@ -229,14 +223,14 @@ func (r *IPaddr) Reload(ctx context.Context, in *pb.Instance) (*pb.Result, error
 	if err != nil {
 		return transient(err), nil
 	}
-	e, _, ok, err := placed(ctx, v, p)
+	_, link, ok, err := placed(ctx, v, p)
 	if err != nil {
 		return transient(err), nil
 	}
 	if !ok {
 		return sdk.NotRunning(p.IP.String() + " is not configured"), nil
 	}
-	r.announce(in.GetId(), p, v, ns, e.link)
+	r.announce(in.GetId(), p, ns, link)
 	return sdk.OK(), nil
 }
 

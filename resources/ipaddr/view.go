@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -140,6 +139,7 @@ type view struct {
 	answered uint32        // highest barrier answered
 	ready    bool          // the maps hold a complete picture
 	broken   error         // the subscription is gone; a new view takes over
+	closing  bool          // close was called: the end of the subscription is no news
 	dump     struct {
 		kind     int
 		seq      uint32
@@ -215,6 +215,9 @@ func newView(log *slog.Logger, s conn, pid uint32, send func([]byte) error, ws c
 
 // close ends the subscription and waits for run.
 func (v *view) close() {
+	v.mu.Lock()
+	v.closing = true
+	v.mu.Unlock()
 	v.sock.Close()
 	<-v.done
 	v.mu.Lock()
@@ -235,14 +238,14 @@ func (v *view) run() {
 		msgs, from, err := v.sock.Receive()
 		if err != nil {
 			if errors.Is(err, unix.ENOBUFS) {
-				v.overrun()
+				v.overrun("address subscription overran")
 				continue
 			}
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
 				continue
 			}
 			v.mu.Lock()
-			if !errors.Is(err, os.ErrClosed) && !errors.Is(err, unix.EBADF) {
+			if !v.closing {
 				v.log.Warn("address subscription failed; the next operation opens a new one", "err", err)
 			}
 			v.broken = fmt.Errorf("address subscription: %w", err)
@@ -269,11 +272,11 @@ func (v *view) notify() {
 
 // overrun: notifications were lost, so nothing in the maps can be
 // trusted; start over from a dump.
-func (v *view) overrun() {
+func (v *view) overrun(why string) {
 	v.resyncs.Add(1)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.log.Warn("address subscription overran; reloading links and addresses")
+	v.log.Warn(why + "; reloading links and addresses")
 	v.clear()
 	v.ready = false
 	if v.dump.kind != dumpNone {
@@ -536,23 +539,34 @@ func (v *view) delAddr(e addrEntry) {
 
 // await waits until the view holds a complete picture.
 func (v *view) await(ctx context.Context) error {
-	return v.wait(ctx, func() bool { return v.ready })
+	return v.wait(ctx, func() bool { return v.ready }, nil)
 }
 
-// wait waits until cond (called with v.mu held) holds, the view breaks,
-// viewWait passes or ctx ends.
-func (v *view) wait(ctx context.Context, cond func() bool) error {
+// with runs f with v.mu held once the view holds a complete picture
+// (a resync empties it meanwhile).
+func (v *view) with(ctx context.Context, f func()) error {
+	return v.wait(ctx, func() bool { return v.ready }, f)
+}
+
+// wait waits until cond (called with v.mu held) holds, then runs f if
+// set, still holding v.mu; it gives up when the view breaks, viewWait
+// passes or ctx ends.
+func (v *view) wait(ctx context.Context, cond func() bool, f func()) error {
 	ctx, cancel := context.WithTimeout(ctx, viewWait)
 	defer cancel()
 	for {
 		v.mu.Lock()
-		ok, broken, ch := cond(), v.broken, v.progress
-		v.mu.Unlock()
-		switch {
-		case broken != nil:
-			return broken
-		case ok:
+		if v.broken == nil && cond() {
+			if f != nil {
+				f()
+			}
+			v.mu.Unlock()
 			return nil
+		}
+		broken, ch := v.broken, v.progress
+		v.mu.Unlock()
+		if broken != nil {
+			return broken
 		}
 		select {
 		case <-ch:
@@ -572,7 +586,7 @@ func (v *view) sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("address subscription: %w", err)
 	}
-	return v.wait(ctx, func() bool { return v.ready && v.answered >= seq })
+	return v.wait(ctx, func() bool { return v.ready && v.answered >= seq }, nil)
 }
 
 // own records the result of this plugin's own change at once: the
@@ -598,10 +612,10 @@ func (v *view) own(e addrEntry, present bool) {
 	v.override[e.ip] = append(os, override{e: e, present: present, barrier: seq})
 }
 
+// The lookups below need v.mu held and the view complete: see with.
+
 // lookup returns where ip is configured.
 func (v *view) lookup(ip netip.Addr) []addrEntry {
-	v.mu.Lock()
-	defer v.mu.Unlock()
 	var out []addrEntry
 	os := v.override[ip]
 base:
@@ -622,17 +636,21 @@ base:
 }
 
 func (v *view) linkByIndex(i int) (linkInfo, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
 	if l := v.links[i]; l != nil {
 		return *l, true
 	}
 	return linkInfo{}, false
 }
 
+// linkName names link i (its number when the view does not know it).
+func (v *view) linkName(i int) string {
+	if l := v.links[i]; l != nil {
+		return l.name
+	}
+	return fmt.Sprint(i)
+}
+
 func (v *view) linkByName(name string) (linkInfo, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
 	if i, ok := v.linkNames[name]; ok {
 		return *v.links[i], true
 	}
@@ -643,8 +661,6 @@ func (v *view) linkByName(name string) (linkInfo, bool) {
 // makes, on the link named nic if set, and returns that link (the lowest
 // index when several) and the prefix length.
 func (v *view) subnet(ip netip.Addr, nic string) (link, bits int, ok bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
 	want := -1
 	if nic != "" {
 		i, found := v.linkNames[nic]
@@ -675,8 +691,6 @@ func (v *view) subnet(ip netip.Addr, nic string) (link, bits int, ok bool) {
 
 // others counts the other addresses of e's subnet on e's link.
 func (v *view) others(e addrEntry) int {
-	v.mu.Lock()
-	defer v.mu.Unlock()
 	set := v.nets[e.prefix().Masked()][e.link]
 	n := len(set)
 	if _, self := set[e.ip]; self {

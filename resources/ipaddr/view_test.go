@@ -131,7 +131,24 @@ func (k *fakeKernel) ready() bool {
 	return k.v.ready
 }
 
-func present(v *view, ip string) bool { return len(v.lookup(netip.MustParseAddr(ip))) > 0 }
+func present(v *view, ip string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.lookup(netip.MustParseAddr(ip))) > 0
+}
+
+func lookupNow(v *view, ip netip.Addr) []addrEntry {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.lookup(ip)
+}
+
+func linkNamed(v *view, name string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.linkByName(name)
+	return ok
+}
 
 // fill completes the first dumps with eth0 (index 2) and 10.0.0.1/24.
 func (k *fakeKernel) fill() {
@@ -181,11 +198,14 @@ func TestViewRetriesInterruptedDump(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"eth0", "eth1"} {
-		if _, ok := k.v.linkByName(name); !ok {
+		if !linkNamed(k.v, name) {
 			t.Errorf("link %s missing", name)
 		}
 	}
-	if l, b, ok := k.v.subnet(netip.MustParseAddr("10.1.0.77"), ""); !ok || l != 3 || b != 24 {
+	k.v.mu.Lock()
+	l, b, ok := k.v.subnet(netip.MustParseAddr("10.1.0.77"), "")
+	k.v.mu.Unlock()
+	if !ok || l != 3 || b != 24 {
 		t.Errorf("subnet of 10.1.0.77 = link %d /%d %v, want link 3 /24", l, b, ok)
 	}
 }
@@ -195,12 +215,12 @@ func TestViewRetriesInterruptedDump(t *testing.T) {
 func TestViewOverrunRestartsDump(t *testing.T) {
 	k := newFakeView(t)
 	k.fill()
-	k.v.overrun()
+	k.v.overrun("test")
 	if k.ready() || present(k.v, "10.0.0.1") {
 		t.Fatal("view still trusted after an overrun")
 	}
 	d := k.last(unix.RTM_GETLINK)
-	k.v.overrun() // again, during the link dump
+	k.v.overrun("test") // again, during the link dump
 	k.feed(linkMsg(unix.RTM_NEWLINK, d.seq, unix.NLM_F_MULTI, 2, "eth0"), doneMsg(d.seq, unix.NLM_F_MULTI))
 	d2 := k.last(unix.RTM_GETLINK)
 	if d2.seq == d.seq {
@@ -239,12 +259,12 @@ func TestViewOwnChangeUntilBarrier(t *testing.T) {
 	// An own add is seen at once, and an external deletion after the
 	// barrier is seen too.
 	k.v.own(vip, true)
-	if es := k.v.lookup(vip.ip); len(es) != 1 || !es[0].own {
+	if es := lookupNow(k.v, vip.ip); len(es) != 1 || !es[0].own {
 		t.Fatalf("own add not seen at once: %+v", es)
 	}
 	b = k.last(unix.RTM_GETLINK)
 	k.feed(addrMsg(unix.RTM_NEWADDR, 0, 0, "10.0.0.100/24", 2), errMsg(b.seq, unix.EINVAL))
-	if es := k.v.lookup(vip.ip); len(es) != 1 || es[0].own {
+	if es := lookupNow(k.v, vip.ip); len(es) != 1 || es[0].own {
 		t.Fatalf("after the barrier, want the kernel's entry: %+v", es)
 	}
 	k.feed(addrMsg(unix.RTM_DELADDR, 0, 0, "10.0.0.100/24", 2))
@@ -296,11 +316,11 @@ func TestViewIgnoresBridgeLinkMessages(t *testing.T) {
 	m := linkMsg(unix.RTM_DELLINK, 0, 0, 2, "eth0")
 	m.Data[0] = unix.AF_BRIDGE
 	k.feed(m)
-	if _, ok := k.v.linkByName("eth0"); !ok {
+	if !linkNamed(k.v, "eth0") {
 		t.Fatal("an AF_BRIDGE RTM_DELLINK removed eth0")
 	}
 	k.feed(linkMsg(unix.RTM_DELLINK, 0, 0, 2, "eth0"))
-	if _, ok := k.v.linkByName("eth0"); ok || present(k.v, "10.0.0.1") {
+	if linkNamed(k.v, "eth0") || present(k.v, "10.0.0.1") {
 		t.Fatal("link deletion left the link or its address")
 	}
 }
