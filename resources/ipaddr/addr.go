@@ -79,14 +79,11 @@ func lookup(ctx context.Context, v *view, ip netip.Addr) ([]addrEntry, error) {
 	return es, err
 }
 
-// find returns where ip is configured. Nothing found in the view is
-// confirmed before it is believed: the view catches up with the kernel
-// (and for IPv6, whose notification of a new address may lag behind the
-// add, the kernel is asked for that one address).
+// find returns where ip is configured, as the kernel has it now: the
+// view first catches up with every change made before the call (a
+// barrier, no dump), and for IPv6, whose notification of a new address
+// may lag behind the add, an address it lacks is asked for.
 func find(ctx context.Context, v *view, ip netip.Addr) ([]addrEntry, error) {
-	if es, err := lookup(ctx, v, ip); err != nil || len(es) > 0 {
-		return es, err
-	}
 	if err := v.sync(ctx); err != nil {
 		return nil, err
 	}
@@ -122,7 +119,8 @@ func getAddr6(ip netip.Addr) ([]addrEntry, error) {
 // there (then it is left as it is: a second start is not a failure).
 func add(ctx context.Context, v *view, p Params, at placement) (already bool, err error) {
 	var other string
-	err = v.with(ctx, func() {
+	check := func() {
+		already, other = false, ""
 		for _, e := range v.lookup(p.IP) {
 			if e.link == at.link.index {
 				already = true
@@ -130,9 +128,21 @@ func add(ctx context.Context, v *view, p Params, at placement) (already bool, er
 			}
 			other = v.linkName(e.link)
 		}
-	})
-	if err != nil || already {
-		return already, err
+	}
+	if err := v.with(ctx, check); err != nil {
+		return false, err
+	}
+	if already || other != "" {
+		// Believed only as the kernel has it now (it may have gone).
+		if err := v.sync(ctx); err != nil {
+			return false, err
+		}
+		if err := v.with(ctx, check); err != nil {
+			return false, err
+		}
+	}
+	if already {
+		return true, nil
 	}
 	if other != "" {
 		return false, fmt.Errorf("%s is already configured on %s, not %s", p.IP, other, at.link.name)

@@ -426,40 +426,51 @@ func (a *announcer) step(now time.Time) time.Duration {
 			a.schedule(v)
 		}
 	}
-	a.urgent = dropHalted(a.urgent)
-	a.readyQ = dropHalted(a.readyQ)
-	var v *vipAnn
-	switch {
-	case len(a.urgent) > 0:
-		v = a.urgent[0]
-	case len(a.readyQ) > 0:
-		v = a.readyQ[0]
-	default:
-		a.idle = true
-		if len(a.timers) > 0 {
-			return max(a.timers[0].due().Sub(now), time.Microsecond)
+	// Several frames per hold of the lock when they are due: starts
+	// queue on it by the thousand in a failover, and one frame per turn
+	// would wait behind all of them each time.
+	for sent := 0; ; sent++ {
+		a.urgent = dropHalted(a.urgent)
+		a.readyQ = dropHalted(a.readyQ)
+		var v *vipAnn
+		switch {
+		case len(a.urgent) > 0:
+			v = a.urgent[0]
+		case len(a.readyQ) > 0:
+			v = a.readyQ[0]
+		default:
+			a.idle = true
+			if len(a.timers) > 0 {
+				return max(a.timers[0].due().Sub(now), time.Microsecond)
+			}
+			return time.Hour
 		}
-		return time.Hour
+		if a.nextSlot.After(now) {
+			return a.nextSlot.Sub(now)
+		}
+		if sent == maxBurst {
+			return 0
+		}
+		if v.urgent {
+			a.urgent = a.urgent[1:]
+			a.sendUrgent(v, now)
+		} else {
+			a.readyQ = a.readyQ[1:]
+			a.sendReady(v, now)
+		}
+		// Keep the schedule while busy: a timer fires late (sub-millisecond
+		// sleeps round up), and the frames due meanwhile go out back to
+		// back. Idle time earns no credit.
+		if a.idle {
+			a.nextSlot, a.idle = now, false
+		}
+		now = time.Now()
+		a.nextSlot = a.nextSlot.Add(a.gap(now))
 	}
-	if a.nextSlot.After(now) {
-		return a.nextSlot.Sub(now)
-	}
-	if v.urgent {
-		a.urgent = a.urgent[1:]
-		a.sendUrgent(v, now)
-	} else {
-		a.readyQ = a.readyQ[1:]
-		a.sendReady(v, now)
-	}
-	// Keep the schedule while busy: a timer fires late (sub-millisecond
-	// sleeps round up), and the frames due meanwhile go out back to back.
-	// Idle time earns no credit.
-	if a.idle {
-		a.nextSlot, a.idle = now, false
-	}
-	a.nextSlot = a.nextSlot.Add(a.gap(now))
-	return 0
 }
+
+// maxBurst bounds the frames sent in one hold of the scheduler's lock.
+const maxBurst = 64
 
 // gap is the pause before the next frame: baseGap, or less when the
 // queued frames would not otherwise make it out within half an interval

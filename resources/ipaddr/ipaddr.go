@@ -15,8 +15,19 @@
 //	arp_repeat    a second burst this long after the first (default 2s; 0 = none)
 //	arp_refresh   one announcement this often while held (default 0 = off)
 //
-// The plugin process is long-lived, so the bursts and the refresh run in it
-// after start returns, and stop ends them.
+// The plugin process is long-lived and serves every IPaddr instance of the
+// node, so it keeps, once for all of them:
+//   - a view of the namespace's links and addresses fed by an rtnetlink
+//     subscription (view.go): an operation looks one address up instead
+//     of listing every address of the host, and a dump the kernel marks
+//     interrupted is repeated, never reported;
+//   - one announcer (announce.go) that sends every VIP's bursts and
+//     refresh after start returns, paced so that the first announcement
+//     of each of many VIPs started together goes out within the first
+//     interval; stop ends them.
+//
+// Kernel errors are ERR_GENERIC (the cluster retries or moves the group);
+// ERR_INSTALLED is kept for a node that has no place for the VIP.
 package ipaddr
 
 import (
@@ -69,14 +80,9 @@ func (r *IPaddr) view(ctx context.Context) (*view, nsID, error) {
 	}
 	r.mu.Lock()
 	v := r.views[ns]
-	if v != nil {
-		v.mu.Lock()
-		broken := v.broken
-		v.mu.Unlock()
-		if broken != nil {
-			v.close()
-			v = nil
-		}
+	if v != nil && v.dead.Load() {
+		v.close()
+		v = nil
 	}
 	if v == nil {
 		if v, err = openView(r.log, writers); err != nil {

@@ -97,6 +97,16 @@ type override struct {
 	barrier uint32
 }
 
+type barrierWaiter struct {
+	seq  uint32
+	done chan struct{}
+}
+
+type expiring struct {
+	seq uint32
+	ip  netip.Addr
+}
+
 // conn is the subscription socket (nl.NetlinkSocket; a fake in unit tests).
 type conn interface {
 	Receive() ([]syscall.NetlinkMessage, *unix.SockaddrNetlink, error)
@@ -128,15 +138,24 @@ var (
 type view struct {
 	log    *slog.Logger
 	sock   conn
-	send   func(b []byte) error // a request on sock, to the kernel
+	send    func(b []byte) error // a request on sock, to the kernel
+	sockErr func() error         // takes sock's pending error (nil in unit tests)
+	// more reads what else is queued on sock without waiting (nil in unit
+	// tests), so that one hold of v.mu applies many messages.
+	more func() ([]syscall.NetlinkMessage, error)
 	pid    uint32               // sock's port id: replies to us carry it
 	writer chan addrWriter      // a small pool: adds and deletes run in parallel
 	done   chan struct{}        // run has returned
 
 	mu       sync.Mutex
-	progress chan struct{} // closed and replaced whenever ready or answered moves
+	progress chan struct{} // closed and replaced whenever ready or broken change
 	seq      uint32        // last request sent on sock
 	answered uint32        // highest barrier answered
+	// waiters for barriers, in the order numbered: each is woken alone
+	// (a thousand stops at once must not all wake at every answer).
+	waiters []barrierWaiter
+	// own changes by barrier, in the order numbered, to expire them
+	expiry []expiring
 	ready    bool          // the maps hold a complete picture
 	broken   error         // the subscription is gone; a new view takes over
 	closing  bool          // close was called: the end of the subscription is no news
@@ -154,6 +173,8 @@ type view struct {
 	// nets indexes addresses by the subnet they make: subnet, link, address.
 	nets     map[netip.Prefix]map[int]map[netip.Addr]struct{}
 	override map[netip.Addr][]override
+
+	dead atomic.Bool // broken is set: read without v.mu on every operation
 
 	// counters, for tests and logs
 	resyncs, interrupted atomic.Uint64
@@ -198,6 +219,24 @@ func openView(log *slog.Logger, writers int) (*view, error) {
 		// To the kernel, not to the groups the socket is bound to.
 		return unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
 	}, ws)
+	buf := make([]byte, 1<<16)
+	v.more = func() ([]syscall.NetlinkMessage, error) {
+		n, from, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
+		if err != nil {
+			return nil, err
+		}
+		if sa, ok := from.(*unix.SockaddrNetlink); !ok || sa.Pid != nl.PidKernel || n < unix.NLMSG_HDRLEN {
+			return nil, nil
+		}
+		return syscall.ParseNetlinkMessage(append([]byte(nil), buf[:n]...))
+	}
+	v.sockErr = func() error {
+		n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err == nil && n != 0 {
+			err = syscall.Errno(n)
+		}
+		return err
+	}
 	go v.run()
 	return v, nil
 }
@@ -249,18 +288,36 @@ func (v *view) run() {
 				v.log.Warn("address subscription failed; the next operation opens a new one", "err", err)
 			}
 			v.broken = fmt.Errorf("address subscription: %w", err)
+			v.dead.Store(true)
+			v.release(^uint32(0))
 			v.notify()
 			v.mu.Unlock()
 			return
 		}
 		if from.Pid != nl.PidKernel {
-			continue
+			msgs = nil
+		}
+		// Take what else is queued, then apply it all in one hold of the
+		// lock: operations queue on it by the thousand in a failover.
+		var moreErr error
+		for i := 0; v.more != nil && i < 256; i++ {
+			ms, err := v.more()
+			if err != nil {
+				if !errors.Is(err, unix.EAGAIN) {
+					moreErr = err
+				}
+				break
+			}
+			msgs = append(msgs, ms...)
 		}
 		v.mu.Lock()
 		for i := range msgs {
 			v.handle(&msgs[i])
 		}
 		v.mu.Unlock()
+		if errors.Is(moreErr, unix.ENOBUFS) {
+			v.overrun("address subscription overran")
+		}
 	}
 }
 
@@ -273,9 +330,23 @@ func (v *view) notify() {
 // overrun: notifications were lost, so nothing in the maps can be
 // trusted; start over from a dump.
 func (v *view) overrun(why string) {
-	v.resyncs.Add(1)
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.overrunLocked(why)
+}
+
+// overran reports (and clears) an overrun the socket has not reported
+// yet: a reply to a request of ours may be read before the error that
+// notifications were dropped ahead of it.
+func (v *view) overran() bool {
+	if v.sockErr == nil {
+		return false
+	}
+	return errors.Is(v.sockErr(), unix.ENOBUFS)
+}
+
+func (v *view) overrunLocked(why string) {
+	v.resyncs.Add(1)
 	v.log.Warn(why + "; reloading links and addresses")
 	v.clear()
 	v.ready = false
@@ -345,12 +416,26 @@ func (v *view) retryDump() {
 	})
 }
 
-// barrier sends a request whose answer comes after every notification
-// queued so far; v.mu is held.
-func (v *view) barrier() (uint32, error) {
-	// RTM_GETLINK for no link at all: the kernel answers at once with an
-	// error carrying our sequence number, and changes nothing.
-	return v.request(unix.RTM_GETLINK, 0, nl.NewIfInfomsg(unix.AF_UNSPEC))
+// A barrier is a request whose answer comes after every notification
+// queued when it was sent. Its sequence number is taken under v.mu and it
+// is sent without: answers may then come out of order, which is fine, as
+// a barrier sent after a change covers it whichever its number.
+
+// nextSeq numbers a barrier; v.mu is held.
+func (v *view) nextSeq() uint32 {
+	v.seq++
+	return v.seq
+}
+
+// sendBarrier sends barrier seq. It asks for RTM_GETADDR of no family
+// without a dump, which no family answers but with an error carrying seq:
+// it changes nothing, and the kernel answers it without taking the RTNL
+// lock that adds and deletes hold.
+func (v *view) sendBarrier(seq uint32) error {
+	req := nl.NewNetlinkRequest(unix.RTM_GETADDR, 0)
+	req.Seq = seq
+	req.AddData(nl.NewIfAddrmsg(unix.AF_UNSPEC))
+	return v.send(req.Serialize())
 }
 
 // handle applies one message; v.mu is held.
@@ -358,11 +443,15 @@ func (v *view) handle(m *syscall.NetlinkMessage) {
 	h := m.Header
 	if h.Pid == v.pid && h.Seq != 0 {
 		if h.Seq != v.dump.seq || v.dump.kind == dumpNone {
-			// A barrier's answer (replies come in the order we asked).
+			// A barrier's answer.
+			if v.overran() {
+				v.overrunLocked("address subscription overran")
+				return
+			}
 			if h.Seq > v.answered {
 				v.answered = h.Seq
 				v.expire(h.Seq)
-				v.notify()
+				v.release(h.Seq)
 			}
 			return
 		}
@@ -371,6 +460,9 @@ func (v *view) handle(m *syscall.NetlinkMessage) {
 		}
 		switch h.Type {
 		case unix.NLMSG_DONE:
+			if v.overran() {
+				v.overrunLocked("address subscription overran")
+			}
 			v.dumpDone(false)
 			return
 		case unix.NLMSG_ERROR:
@@ -439,12 +531,25 @@ func (v *view) dumpDone(failed bool) {
 		v.answered = seq - 1
 	}
 	v.expire(seq - 1)
+	v.release(v.answered)
 	v.notify()
+}
+
+// release wakes the waiters for barriers up to seq; v.mu is held.
+func (v *view) release(seq uint32) {
+	i := 0
+	for ; i < len(v.waiters) && v.waiters[i].seq <= seq; i++ {
+		close(v.waiters[i].done)
+	}
+	v.waiters = v.waiters[i:]
 }
 
 // expire drops own changes confirmed by the barrier seq; v.mu is held.
 func (v *view) expire(seq uint32) {
-	for ip, os := range v.override {
+	for len(v.expiry) > 0 && v.expiry[0].seq <= seq {
+		ip := v.expiry[0].ip
+		v.expiry = v.expiry[1:]
+		os := v.override[ip]
 		keep := os[:0]
 		for _, o := range os {
 			if o.barrier > seq {
@@ -581,27 +686,31 @@ func (v *view) wait(ctx context.Context, cond func() bool, f func()) error {
 // the view.
 func (v *view) sync(ctx context.Context) error {
 	v.mu.Lock()
-	seq, err := v.barrier()
+	seq := v.nextSeq()
+	w := barrierWaiter{seq: seq, done: make(chan struct{})}
+	v.waiters = append(v.waiters, w)
 	v.mu.Unlock()
-	if err != nil {
+	if err := v.sendBarrier(seq); err != nil {
 		return fmt.Errorf("address subscription: %w", err)
 	}
-	return v.wait(ctx, func() bool { return v.ready && v.answered >= seq }, nil)
+	ctx, cancel := context.WithTimeout(ctx, viewWait)
+	defer cancel()
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the kernel's answer (dumps interrupted %d times, resyncs %d): %w",
+			v.interrupted.Load(), v.resyncs.Load(), ctx.Err())
+	}
+	// Answered, or the view broke or was reloaded meanwhile.
+	return v.await(ctx)
 }
 
 // own records the result of this plugin's own change at once: the
 // kernel's notification of it may still be queued behind older ones.
 func (v *view) own(e addrEntry, present bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	seq, err := v.barrier()
-	if err != nil {
-		// Without a barrier the override would never expire; the
-		// notification of the change itself will bring the view there.
-		v.log.Debug("no barrier after an own change", "err", err)
-		return
-	}
 	e.own = true
+	v.mu.Lock()
+	seq := v.nextSeq()
 	os := v.override[e.ip]
 	for i := range os {
 		if os[i].e.same(e) {
@@ -610,6 +719,27 @@ func (v *view) own(e addrEntry, present bool) {
 		}
 	}
 	v.override[e.ip] = append(os, override{e: e, present: present, barrier: seq})
+	v.expiry = append(v.expiry, expiring{seq: seq, ip: e.ip})
+	v.mu.Unlock()
+	if err := v.sendBarrier(seq); err != nil {
+		// Without its barrier the override would not expire until another
+		// one's; the notification of the change brings the view there.
+		v.log.Debug("no barrier after an own change", "err", err)
+		v.mu.Lock()
+		os := v.override[e.ip]
+		for i := range os {
+			if os[i].barrier == seq {
+				os = append(os[:i], os[i+1:]...)
+				break
+			}
+		}
+		if len(os) == 0 {
+			delete(v.override, e.ip)
+		} else {
+			v.override[e.ip] = os
+		}
+		v.mu.Unlock()
+	}
 }
 
 // The lookups below need v.mu held and the view complete: see with.

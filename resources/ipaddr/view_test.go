@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,7 +26,14 @@ type sentReq struct {
 type fakeKernel struct {
 	t    *testing.T
 	v    *view
+	mu   sync.Mutex
 	sent []sentReq
+}
+
+func (k *fakeKernel) sentNow() []sentReq {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]sentReq(nil), k.sent...)
 }
 
 const fakePid = 4242
@@ -33,6 +41,8 @@ const fakePid = 4242
 func newFakeView(t *testing.T) *fakeKernel {
 	k := &fakeKernel{t: t}
 	k.v = newView(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, fakePid, func(b []byte) error {
+		k.mu.Lock()
+		defer k.mu.Unlock()
 		k.sent = append(k.sent, sentReq{typ: binary.NativeEndian.Uint16(b[4:]), flags: binary.NativeEndian.Uint16(b[6:]), seq: binary.NativeEndian.Uint32(b[8:])})
 		return nil
 	}, nil)
@@ -49,10 +59,11 @@ func newFakeView(t *testing.T) *fakeKernel {
 // last returns the last request sent, which must be of type typ.
 func (k *fakeKernel) last(typ uint16) sentReq {
 	k.t.Helper()
-	if len(k.sent) == 0 || k.sent[len(k.sent)-1].typ != typ {
-		k.t.Fatalf("last request %+v, want type %d", k.sent, typ)
+	sent := k.sentNow()
+	if len(sent) == 0 || sent[len(sent)-1].typ != typ {
+		k.t.Fatalf("last request %+v, want type %d", sent, typ)
 	}
-	return k.sent[len(k.sent)-1]
+	return sent[len(sent)-1]
 }
 
 // waitReq waits for a request of type typ after the n-th (a retried dump
@@ -61,9 +72,7 @@ func (k *fakeKernel) waitReq(n int, typ uint16) sentReq {
 	k.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		k.v.mu.Lock()
-		sent := append([]sentReq(nil), k.sent...)
-		k.v.mu.Unlock()
+		sent := k.sentNow()
 		if len(sent) > n {
 			if sent[n].typ != typ {
 				k.t.Fatalf("request %d is %+v, want type %d", n, sent[n], typ)
@@ -243,12 +252,12 @@ func TestViewOwnChangeUntilBarrier(t *testing.T) {
 	// the add was read.
 	k.v.own(vip, true)
 	k.v.own(vip, false)
-	b := k.last(unix.RTM_GETLINK)
+	b := k.last(unix.RTM_GETADDR)
 	k.feed(addrMsg(unix.RTM_NEWADDR, 0, 0, "10.0.0.100/24", 2)) // the add's notification, late
 	if present(k.v, "10.0.0.100") {
 		t.Fatal("a stale notification of the add brought the deleted VIP back")
 	}
-	k.feed(addrMsg(unix.RTM_DELADDR, 0, 0, "10.0.0.100/24", 2), errMsg(b.seq, unix.EINVAL))
+	k.feed(addrMsg(unix.RTM_DELADDR, 0, 0, "10.0.0.100/24", 2), errMsg(b.seq, unix.EOPNOTSUPP))
 	if present(k.v, "10.0.0.100") {
 		t.Fatal("VIP present after its deletion was confirmed")
 	}
@@ -262,8 +271,8 @@ func TestViewOwnChangeUntilBarrier(t *testing.T) {
 	if es := lookupNow(k.v, vip.ip); len(es) != 1 || !es[0].own {
 		t.Fatalf("own add not seen at once: %+v", es)
 	}
-	b = k.last(unix.RTM_GETLINK)
-	k.feed(addrMsg(unix.RTM_NEWADDR, 0, 0, "10.0.0.100/24", 2), errMsg(b.seq, unix.EINVAL))
+	b = k.last(unix.RTM_GETADDR)
+	k.feed(addrMsg(unix.RTM_NEWADDR, 0, 0, "10.0.0.100/24", 2), errMsg(b.seq, unix.EOPNOTSUPP))
 	if es := lookupNow(k.v, vip.ip); len(es) != 1 || es[0].own {
 		t.Fatalf("after the barrier, want the kernel's entry: %+v", es)
 	}
@@ -282,25 +291,23 @@ func TestViewSyncWaitsForBarrier(t *testing.T) {
 	var b sentReq
 	deadline := time.Now().Add(5 * time.Second)
 	for b.typ == 0 {
-		k.v.mu.Lock()
-		for _, s := range k.sent {
+		for _, s := range k.sentNow() {
 			if s.flags&unix.NLM_F_DUMP == 0 {
 				b = s
 			}
 		}
-		k.v.mu.Unlock()
 		if time.Now().After(deadline) {
 			t.Fatal("sync sent no barrier")
 		}
 		time.Sleep(time.Millisecond) // sync runs in its goroutine
 	}
-	k.feed(errMsg(b.seq, unix.EINVAL))
+	k.feed(errMsg(b.seq, unix.EOPNOTSUPP))
 	select {
 	case err := <-errc:
 		t.Fatalf("sync returned %v before the view was complete", err)
 	case <-time.After(20 * time.Millisecond):
 	}
-	d := k.sent[0]
+	d := k.sentNow()[0]
 	k.feed(doneMsg(d.seq, unix.NLM_F_MULTI))
 	d = k.last(unix.RTM_GETADDR)
 	k.feed(doneMsg(d.seq, unix.NLM_F_MULTI))

@@ -1,0 +1,5 @@
+//go:build !race
+
+package ipaddr_test
+
+const slowdown = 1
