@@ -136,16 +136,16 @@ var (
 )
 
 type view struct {
-	log    *slog.Logger
-	sock   conn
+	log     *slog.Logger
+	sock    conn
 	send    func(b []byte) error // a request on sock, to the kernel
 	sockErr func() error         // takes sock's pending error (nil in unit tests)
 	// more reads what else is queued on sock without waiting (nil in unit
 	// tests), so that one hold of v.mu applies many messages.
-	more func() ([]syscall.NetlinkMessage, error)
-	pid    uint32               // sock's port id: replies to us carry it
-	writer chan addrWriter      // a small pool: adds and deletes run in parallel
-	done   chan struct{}        // run has returned
+	more   func() ([]syscall.NetlinkMessage, error)
+	pid    uint32          // sock's port id: replies to us carry it
+	writer chan addrWriter // a small pool: adds and deletes run in parallel
+	done   chan struct{}   // run has returned
 
 	mu       sync.Mutex
 	progress chan struct{} // closed and replaced whenever ready or broken change
@@ -155,11 +155,11 @@ type view struct {
 	// (a thousand stops at once must not all wake at every answer).
 	waiters []barrierWaiter
 	// own changes by barrier, in the order numbered, to expire them
-	expiry []expiring
-	ready    bool          // the maps hold a complete picture
-	broken   error         // the subscription is gone; a new view takes over
-	closing  bool          // close was called: the end of the subscription is no news
-	dump     struct {
+	expiry  []expiring
+	ready   bool  // the maps hold a complete picture
+	broken  error // the subscription is gone; a new view takes over
+	closing bool  // close was called: the end of the subscription is no news
+	dump    struct {
 		kind     int
 		seq      uint32
 		intr     bool // the kernel marked it inconsistent
