@@ -176,6 +176,8 @@ type view struct {
 
 	dead atomic.Bool // broken is set: read without v.mu on every operation
 
+	fd *fdGuard // nil in unit tests
+
 	// counters, for tests and logs
 	resyncs, interrupted atomic.Uint64
 }
@@ -214,31 +216,59 @@ func openView(log *slog.Logger, writers int) (*view, error) {
 		}
 		ws <- h
 	}
-	fd := s.GetFd()
+	// The raw descriptor is used besides the socket's own methods; fdMu
+	// keeps close from handing its number to another file meanwhile.
+	fd, g := s.GetFd(), &fdGuard{}
 	v := newView(log, s, pid, func(b []byte) error {
-		// To the kernel, not to the groups the socket is bound to.
-		return unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return g.use(func() error {
+			// To the kernel, not to the groups the socket is bound to.
+			return unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		})
 	}, ws)
+	v.fd = g
 	buf := make([]byte, 1<<16)
-	v.more = func() ([]syscall.NetlinkMessage, error) {
-		n, from, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
-		if err != nil {
-			return nil, err
-		}
-		if sa, ok := from.(*unix.SockaddrNetlink); !ok || sa.Pid != nl.PidKernel || n < unix.NLMSG_HDRLEN {
-			return nil, nil
-		}
-		return syscall.ParseNetlinkMessage(append([]byte(nil), buf[:n]...))
+	v.more = func() (ms []syscall.NetlinkMessage, err error) {
+		err = g.use(func() error {
+			n, from, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
+			if err != nil {
+				return err
+			}
+			if sa, ok := from.(*unix.SockaddrNetlink); !ok || sa.Pid != nl.PidKernel || n < unix.NLMSG_HDRLEN {
+				return nil
+			}
+			ms, err = syscall.ParseNetlinkMessage(append([]byte(nil), buf[:n]...))
+			return err
+		})
+		return ms, err
 	}
 	v.sockErr = func() error {
-		n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		if err == nil && n != 0 {
-			err = syscall.Errno(n)
-		}
-		return err
+		return g.use(func() error {
+			n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			if err == nil && n != 0 {
+				err = syscall.Errno(n)
+			}
+			return err
+		})
 	}
 	go v.run()
 	return v, nil
+}
+
+// fdGuard keeps a socket's descriptor number from going to another file
+// while it is used directly.
+type fdGuard struct {
+	mu     sync.RWMutex
+	closed bool
+}
+
+// use runs f unless the socket is closed.
+func (g *fdGuard) use(f func() error) error {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.closed {
+		return net.ErrClosed
+	}
+	return f()
 }
 
 func newView(log *slog.Logger, s conn, pid uint32, send func([]byte) error, ws chan addrWriter) *view {
@@ -257,7 +287,14 @@ func (v *view) close() {
 	v.mu.Lock()
 	v.closing = true
 	v.mu.Unlock()
-	v.sock.Close()
+	if v.fd != nil {
+		v.fd.mu.Lock()
+		v.fd.closed = true
+		v.sock.Close()
+		v.fd.mu.Unlock()
+	} else {
+		v.sock.Close()
+	}
 	<-v.done
 	v.mu.Lock()
 	if v.dump.timer != nil {
@@ -831,7 +868,13 @@ func (v *view) others(e addrEntry) int {
 
 // write runs f with one of the pooled netlink handles.
 func (v *view) write(f func(addrWriter) error) error {
-	w := <-v.writer
+	var w addrWriter
+	select {
+	case w = <-v.writer:
+	case <-v.done:
+		// Broken (and being closed: its handles go with it).
+		return fmt.Errorf("address subscription: %w", net.ErrClosed)
+	}
 	defer func() { v.writer <- w }()
 	return f(w)
 }
