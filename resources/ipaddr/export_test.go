@@ -40,3 +40,15 @@ func (r *IPaddr) StallViews() (resume func()) {
 		}
 	}
 }
+
+// BreakViews closes the views' subscription sockets behind their back,
+// as if the subscription failed, and waits until they notice.
+func (r *IPaddr) BreakViews() {
+	r.eachView(func(v *view) {
+		v.fd.mu.Lock()
+		v.fd.closed = true
+		v.sock.Close()
+		v.fd.mu.Unlock()
+		<-v.done
+	})
+}

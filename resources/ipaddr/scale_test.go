@@ -455,3 +455,28 @@ func TestThousandVIPsAnnounced(t *testing.T) {
 	}
 	expect(t, "stop", l.all("stop", scaleVIPs, params), pb.Code_SUCCESS)
 }
+
+// When the subscription fails, the operation that finds it so fails with
+// a non-fatal code at worst, and the next one opens a new view that sees
+// the VIPs as they are.
+func TestBrokenSubscriptionReopens(t *testing.T) {
+	l := newScaleLab(t)
+	params := func(i int) map[string]string { return scaleParams(i) }
+	expect(t, "start", l.all("start", 10, params), pb.Code_SUCCESS)
+	l.r.BreakViews()
+	l.nn.Run("ip", "-n", l.director, "addr", "del", scaleVIP(0).String()+"/16", "dev", "eth0")
+	res := l.all("monitor", 10, params)
+	for i, r := range res {
+		want := pb.Code_SUCCESS
+		if i == 0 {
+			want = pb.Code_NOT_RUNNING
+		}
+		if r.Code != want {
+			t.Errorf("monitor vip%d after the subscription broke: %s %s, want %s", i, r.Code, r.Reason, want)
+		}
+	}
+	expect(t, "stop", l.all("stop", 10, params), pb.Code_SUCCESS)
+	if n := l.countVIPs(); n != 0 {
+		t.Fatalf("%d VIPs left", n)
+	}
+}
