@@ -386,9 +386,7 @@ func (c *arpCapture) requests() map[netip.Addr][]time.Time {
 func TestThousandVIPsAnnounced(t *testing.T) {
 	l := newScaleLab(t)
 	capt := l.captureARPStamped()
-	// The pacer aims at half of it; longer under -race, where the 1,000
-	// concurrent starts take seconds and the announcer's goroutine waits
-	// its turn among them.
+	// The pacer aims at half of it (see slowdown for the rest).
 	const interval = time.Second * slowdown
 	params := func(i int) map[string]string {
 		return scaleParams(i, "arp_count", "2", "arp_interval", interval.String())
