@@ -1,6 +1,7 @@
 package ipaddr
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -8,86 +9,62 @@ import (
 	"os"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
 // placement is where a VIP goes: the link and the exact address.
 type placement struct {
-	link   netlink.Link
+	link   linkInfo
 	prefix netip.Prefix
 }
 
-func family(ip netip.Addr) int {
-	if ip.Is4() {
-		return netlink.FAMILY_V4
-	}
-	return netlink.FAMILY_V6
-}
-
-func toPrefix(a netlink.Addr) (netip.Prefix, bool) {
-	ip, ok := netip.AddrFromSlice(a.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	bits, _ := a.Mask.Size()
-	return netip.PrefixFrom(ip.Unmap(), bits), true
-}
-
-// find returns the address ip as configured on any link, if it is.
-func find(ip netip.Addr) (netlink.Link, *netlink.Addr, error) {
-	addrs, err := netlink.AddrList(nil, family(ip))
-	if err != nil {
-		return nil, nil, fmt.Errorf("list addresses: %w", err)
-	}
-	for i, a := range addrs {
-		if p, ok := toPrefix(a); ok && p.Addr() == ip {
-			link, err := netlink.LinkByIndex(a.LinkIndex)
-			if err != nil {
-				return nil, nil, fmt.Errorf("link %d: %w", a.LinkIndex, err)
-			}
-			return link, &addrs[i], nil
-		}
-	}
-	return nil, nil, nil
-}
+// errPlacement says this node has no place for the VIP (no such
+// interface, no subnet holding it): node-local, another node may.
+type errPlacement struct{ error }
 
 // resolve decides where p's VIP belongs: the named interface, or the one
 // whose subnet holds the VIP (the longest such prefix); the prefix length
 // is the configured one, else that subnet's, else a host route.
-func resolve(p Params) (placement, error) {
-	addrs, err := netlink.AddrList(nil, family(p.IP))
-	if err != nil {
-		return placement{}, fmt.Errorf("list addresses: %w", err)
+func resolve(ctx context.Context, v *view, p Params) (placement, error) {
+	var at placement
+	var err error
+	if e := v.with(ctx, func() { at, err = resolveNow(v, p) }); e != nil {
+		return placement{}, e
 	}
-	best, bestBits := -1, -1
-	for _, a := range addrs {
-		pf, ok := toPrefix(a)
-		if !ok || pf.Addr() == p.IP || !pf.Masked().Contains(p.IP) || pf.Bits() <= bestBits {
-			continue
+	var ep errPlacement
+	if errors.As(err, &ep) {
+		// The interface or subnet may be just out of the view's reach:
+		// catch up with the kernel before saying this node cannot.
+		if err := v.sync(ctx); err != nil {
+			return placement{}, err
 		}
-		if p.NIC != "" {
-			if l, err := netlink.LinkByIndex(a.LinkIndex); err != nil || l.Attrs().Name != p.NIC {
-				continue
-			}
+		if e := v.with(ctx, func() { at, err = resolveNow(v, p) }); e != nil {
+			return placement{}, e
 		}
-		best, bestBits = a.LinkIndex, pf.Bits()
 	}
-	var link netlink.Link
+	return at, err
+}
+
+// resolveNow resolves from the view as it is; v.mu is held.
+func resolveNow(v *view, p Params) (placement, error) {
+	index, bits, found := v.subnet(p.IP, p.NIC)
+	var link linkInfo
+	var ok bool
 	switch {
 	case p.NIC != "":
-		if link, err = netlink.LinkByName(p.NIC); err != nil {
-			return placement{}, fmt.Errorf("interface %s: %w", p.NIC, err)
+		if link, ok = v.linkByName(p.NIC); !ok {
+			return placement{}, errPlacement{fmt.Errorf("interface %s: not found", p.NIC)}
 		}
-	case best >= 0:
-		if link, err = netlink.LinkByIndex(best); err != nil {
-			return placement{}, fmt.Errorf("link %d: %w", best, err)
+	case found:
+		if link, ok = v.linkByIndex(index); !ok {
+			return placement{}, errPlacement{fmt.Errorf("link %d: not found", index)}
 		}
 	default:
-		return placement{}, fmt.Errorf("no interface has a subnet holding %s: set nic", p.IP)
+		return placement{}, errPlacement{fmt.Errorf("no interface has a subnet holding %s: set nic", p.IP)}
 	}
-	bits := p.Bits
-	if bits == 0 {
-		bits = bestBits
+	if p.Bits != 0 {
+		bits = p.Bits
 	}
 	if bits <= 0 {
 		bits = p.IP.BitLen()
@@ -95,18 +72,83 @@ func resolve(p Params) (placement, error) {
 	return placement{link: link, prefix: netip.PrefixFrom(p.IP, bits)}, nil
 }
 
+// lookup returns where ip is configured, from the view as it is.
+func lookup(ctx context.Context, v *view, ip netip.Addr) ([]addrEntry, error) {
+	var es []addrEntry
+	err := v.with(ctx, func() { es = v.lookup(ip) })
+	return es, err
+}
+
+// find returns where ip is configured, as the kernel has it now: the
+// view first catches up with every change made before the call (a
+// barrier, no dump), and for IPv6, whose notification of a new address
+// may lag behind the add, an address it lacks is asked for.
+func find(ctx context.Context, v *view, ip netip.Addr) ([]addrEntry, error) {
+	if err := v.sync(ctx); err != nil {
+		return nil, err
+	}
+	if es, err := lookup(ctx, v, ip); err != nil || len(es) > 0 || ip.Is4() {
+		return es, err
+	}
+	return getAddr6(ip)
+}
+
+// getAddr6 asks the kernel for one IPv6 address (RTM_GETADDR without a
+// dump, which IPv4 does not have), on a socket of the caller's namespace.
+func getAddr6(ip netip.Addr) ([]addrEntry, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETADDR, 0)
+	req.AddData(nl.NewIfAddrmsg(unix.AF_INET6))
+	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, ip.AsSlice()))
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWADDR)
+	if errors.Is(err, unix.EADDRNOTAVAIL) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", ip, err)
+	}
+	var out []addrEntry
+	for _, m := range msgs {
+		if e, ok := parseAddr(m); ok && e.ip == ip {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
 // add configures the VIP; it reports whether the address was already
 // there (then it is left as it is: a second start is not a failure).
-func add(p Params, at placement) (already bool, err error) {
-	if l, a, err := find(p.IP); err != nil {
-		return false, err
-	} else if a != nil {
-		if l.Attrs().Index != at.link.Attrs().Index {
-			return false, fmt.Errorf("%s is already configured on %s, not %s", p.IP, l.Attrs().Name, at.link.Attrs().Name)
+func add(ctx context.Context, v *view, p Params, at placement) (already bool, err error) {
+	var other string
+	check := func() {
+		already, other = false, ""
+		for _, e := range v.lookup(p.IP) {
+			if e.link == at.link.index {
+				already = true
+				return
+			}
+			other = v.linkName(e.link)
 		}
+	}
+	if err := v.with(ctx, check); err != nil {
+		return false, err
+	}
+	if already || other != "" {
+		// Believed only as the kernel has it now (it may have gone).
+		if err := v.sync(ctx); err != nil {
+			return false, err
+		}
+		if err := v.with(ctx, check); err != nil {
+			return false, err
+		}
+	}
+	if already {
 		return true, nil
 	}
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.IP.AsSlice(), Mask: net.CIDRMask(at.prefix.Bits(), p.IP.BitLen())}, Label: p.Label}
+	if other != "" {
+		return false, fmt.Errorf("%s is already configured on %s, not %s", p.IP, other, at.link.name)
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.IP.AsSlice(), Mask: net.CIDRMask(at.prefix.Bits(), p.IP.BitLen())},
+		Label: p.Label, LinkIndex: at.link.index}
 	if p.Broadcast.IsValid() {
 		a.Broadcast = p.Broadcast.AsSlice()
 	}
@@ -116,12 +158,14 @@ func add(p Params, at placement) (already bool, err error) {
 		// already guarantees that no other director holds it.
 		a.Flags = unix.IFA_F_NODAD
 	}
-	if err := netlink.AddrAdd(at.link, a); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			return true, nil
-		}
-		return false, fmt.Errorf("add %s to %s: %w", at.prefix, at.link.Attrs().Name, err)
+	err = v.write(func(w addrWriter) error { return w.AddrAdd(nil, a) })
+	if errors.Is(err, unix.EEXIST) {
+		return true, nil
 	}
+	if err != nil {
+		return false, fmt.Errorf("add %s to %s: %w", at.prefix, at.link.name, err)
+	}
+	v.own(addrEntry{ip: p.IP, bits: at.prefix.Bits(), link: at.link.index}, true)
 	return false, nil
 }
 
@@ -130,40 +174,42 @@ func add(p Params, at placement) (already bool, err error) {
 // secondaries of its subnet with it, so when the VIP is a primary with
 // secondaries, promote_secondaries is switched on for that interface
 // first and note says so.
-func remove(ip netip.Addr) (removed bool, note string, err error) {
-	link, a, err := find(ip)
-	if err != nil || a == nil {
+func remove(ctx context.Context, v *view, ip netip.Addr) (removed bool, note string, err error) {
+	es, err := find(ctx, v, ip)
+	if err != nil {
 		return false, "", err
 	}
-	name := link.Attrs().Name
-	if ip.Is4() && a.Flags&unix.IFA_F_SECONDARY == 0 {
-		if n, err := secondaries(link, a); err != nil {
-			return false, "", err
-		} else if n > 0 {
-			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+name+"/promote_secondaries", []byte("1"), 0); err != nil {
-				return false, "", fmt.Errorf("%s is the primary address of its subnet on %s with %d secondaries, and promote_secondaries cannot be set: %w", ip, name, n, err)
+	for _, e := range es {
+		if e.own && ip.Is4() {
+			// Whether it is a primary is known from the kernel only.
+			if err := v.sync(ctx); err != nil {
+				return false, note, err
 			}
-			note = fmt.Sprintf("set promote_secondaries on %s so that its %d other addresses survive", name, n)
+			if es, err = lookup(ctx, v, ip); err != nil {
+				return false, note, err
+			}
+			break
 		}
 	}
-	if err := netlink.AddrDel(link, a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-		return false, note, fmt.Errorf("delete %s from %s: %w", ip, name, err)
-	}
-	return true, note, nil
-}
-
-// secondaries counts the other addresses in a's subnet on link.
-func secondaries(link netlink.Link, a *netlink.Addr) (int, error) {
-	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
-	if err != nil {
-		return 0, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
-	}
-	self, _ := toPrefix(*a)
-	n := 0
-	for _, o := range addrs {
-		if p, ok := toPrefix(o); ok && p.Addr() != self.Addr() && self.Masked().Contains(p.Addr()) && p.Bits() == self.Bits() {
-			n++
+	for _, e := range es {
+		var name string
+		var others int
+		if err := v.with(ctx, func() { name, others = v.linkName(e.link), v.others(e) }); err != nil {
+			return removed, note, err
 		}
+		if ip.Is4() && e.flags&unix.IFA_F_SECONDARY == 0 && !e.peer && others > 0 {
+			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+name+"/promote_secondaries", []byte("1"), 0); err != nil {
+				return removed, note, fmt.Errorf("%s is the primary address of its subnet on %s with %d secondaries, and promote_secondaries cannot be set: %w", ip, name, others, err)
+			}
+			note = fmt.Sprintf("set promote_secondaries on %s so that its %d other addresses survive", name, others)
+		}
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(e.bits, ip.BitLen())}, LinkIndex: e.link}
+		err := v.write(func(w addrWriter) error { return w.AddrDel(nil, a) })
+		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return removed, note, fmt.Errorf("delete %s from %s: %w", ip, name, err)
+		}
+		v.own(e, false)
+		removed = true
 	}
-	return n, nil
+	return removed, note, nil
 }

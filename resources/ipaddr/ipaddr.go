@@ -15,34 +15,51 @@
 //	arp_repeat    a second burst this long after the first (default 2s; 0 = none)
 //	arp_refresh   one announcement this often while held (default 0 = off)
 //
-// The plugin process is long-lived, so the bursts and the refresh run in it
-// after start returns, and stop ends them.
+// The plugin process is long-lived and serves every IPaddr instance of the
+// node, so it keeps, once for all of them:
+//   - a view of the namespace's links and addresses fed by an rtnetlink
+//     subscription (view.go): an operation looks one address up instead
+//     of listing every address of the host, and a dump the kernel marks
+//     interrupted is repeated, never reported;
+//   - one announcer (announce.go) that sends every VIP's bursts and
+//     refresh after start returns, paced so that the first announcement
+//     of each of many VIPs started together goes out within the first
+//     interval; stop ends them.
+//
+// Kernel errors are ERR_GENERIC (the cluster retries or moves the group);
+// ERR_INSTALLED is kept for a node that has no place for the VIP.
 package ipaddr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 
 	"github.com/vigil-ha/vigil/plugins/pb"
 	"github.com/vigil-ha/vigil/plugins/sdk"
 )
 
-// IPaddr implements the resource kind.
+// writers is how many address changes run at once: the kernel takes them
+// one at a time anyway, but none waits behind a slow reply.
+const writers = 4
+
+// IPaddr implements the resource kind. One value serves every IPaddr
+// instance of the node (the plugin process is shared), so it keeps one
+// view of the namespace's addresses and one announcer for all of them.
 type IPaddr struct {
 	sdk.BaseResource
 	log *slog.Logger
+	ann *announcer
 
-	mu      sync.Mutex
-	held    map[string]*announcer // by instance id
-	closing sync.WaitGroup        // announcers closing after a stop
+	mu    sync.Mutex
+	views map[nsID]*view
 }
 
 // New returns the resource, logging to log (sdk.Log() in the plugin).
 func New(log *slog.Logger) *IPaddr {
-	return &IPaddr{log: log, held: map[string]*announcer{}}
+	return &IPaddr{log: log, ann: newAnnouncer(log, openWire), views: map[nsID]*view{}}
 }
 
 func params(in *pb.Instance) (Params, *pb.Result) {
@@ -53,82 +70,92 @@ func params(in *pb.Instance) (Params, *pb.Result) {
 	return p, nil
 }
 
-// announce (re)starts the announcer of instance id. Failing to announce
-// is logged, not returned: the address is up and the kernel answers for
-// it, so a missing announcement only slows caches down.
-func (r *IPaddr) announce(id string, p Params, ifindex int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if old := r.held[id]; old != nil {
-		old.stop()
-		delete(r.held, id)
+// view returns the view of the caller's network namespace (the plugin
+// runs in the node's; tests switch threads into theirs), opening it on
+// first use or when its subscription broke.
+func (r *IPaddr) view(ctx context.Context) (*view, nsID, error) {
+	ns, err := currentNS()
+	if err != nil {
+		return nil, ns, err
 	}
-	ifi, err := net.InterfaceByIndex(ifindex)
-	if err == nil {
-		var a *announcer
-		if a, err = startAnnouncer(p.IP, ifi, p.Announce, r.log.With("id", id)); err == nil {
-			r.held[id] = a
-			return
+	r.mu.Lock()
+	v := r.views[ns]
+	if v != nil && v.dead.Load() {
+		v.close()
+		v = nil
+	}
+	if v == nil {
+		if v, err = openView(r.log, writers); err != nil {
+			r.mu.Unlock()
+			return nil, ns, err
 		}
+		r.views[ns] = v
 	}
-	r.log.Warn("cannot announce the VIP", "id", id, "err", err)
+	r.mu.Unlock()
+	return v, ns, v.await(ctx)
 }
 
-func (r *IPaddr) announcer(id string) *announcer {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.held[id]
+// transient is the result for a kernel error that may pass: the cluster
+// retries or recovers the group (ERR_GENERIC), it does not ban the node.
+func transient(err error) *pb.Result {
+	return sdk.Fail(pb.Code_ERR_GENERIC, "%v", err)
 }
 
-func (r *IPaddr) Start(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+// announce (re)starts announcing instance id on link. Failing to
+// announce is logged, not returned: the address is up and the kernel
+// answers for it, so a missing announcement only slows caches down.
+func (r *IPaddr) announce(id string, p Params, ns nsID, link linkInfo) {
+	if err := r.ann.start(id, p.IP, ns, link.iface(), p.Announce); err != nil {
+		r.log.Warn("cannot announce the VIP", "id", id, "err", err)
+	}
+}
+
+func (r *IPaddr) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
 	p, res := params(in)
 	if res != nil {
 		return res, nil
 	}
-	at, err := resolve(p)
+	v, ns, err := r.view(ctx)
 	if err != nil {
+		return transient(err), nil
+	}
+	at, err := resolve(ctx, v, p)
+	if ep := (errPlacement{}); errors.As(err, &ep) {
 		// Node-local: this node cannot hold the VIP, another may.
 		return sdk.Fail(pb.Code_ERR_INSTALLED, "%v", err), nil
+	} else if err != nil {
+		return transient(err), nil
 	}
-	already, err := add(p, at)
+	already, err := add(ctx, v, p, at)
 	if err != nil {
-		return sdk.Fail(pb.Code_ERR_GENERIC, "%v", err), nil
+		return transient(err), nil
 	}
 	what := "added"
 	if already {
 		what = "already present"
 	}
-	r.log.Info("VIP "+what, "id", in.GetId(), "address", at.prefix.String(), "interface", at.link.Attrs().Name, "label", p.Label)
-	r.announce(in.GetId(), p, at.link.Attrs().Index)
-	return &pb.Result{Code: pb.Code_SUCCESS, Output: fmt.Sprintf("%s %s on %s", at.prefix, what, at.link.Attrs().Name)}, nil
+	r.log.Info("VIP "+what, "id", in.GetId(), "address", at.prefix.String(), "interface", at.link.name, "label", p.Label)
+	r.announce(in.GetId(), p, ns, at.link)
+	return &pb.Result{Code: pb.Code_SUCCESS, Output: fmt.Sprintf("%s %s on %s", at.prefix, what, at.link.name)}, nil
 }
 
-func (r *IPaddr) Stop(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+func (r *IPaddr) Stop(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
 	p, res := params(in)
 	if res != nil {
 		return res, nil
 	}
-	r.mu.Lock()
-	a := r.held[in.GetId()]
-	delete(r.held, in.GetId())
-	r.mu.Unlock()
-	if a != nil {
-		// Silence the announcements before the address goes; closing the
-		// socket takes milliseconds, so it happens off the path (the next
-		// owner waits for this stop to finish).
-		a.halt()
-		r.closing.Add(1)
-		go func() {
-			defer r.closing.Done()
-			a.stop()
-		}()
+	// Silence the announcements before the address goes.
+	r.ann.stop(in.GetId())
+	v, _, err := r.view(ctx)
+	if err != nil {
+		return transient(err), nil
 	}
-	removed, note, err := remove(p.IP)
+	removed, note, err := remove(ctx, v, p.IP)
 	if note != "" {
 		r.log.Info(note, "id", in.GetId())
 	}
 	if err != nil {
-		return sdk.Fail(pb.Code_ERR_GENERIC, "%v", err), nil
+		return transient(err), nil
 	}
 	if removed {
 		r.log.Info("VIP removed", "id", in.GetId(), "address", p.IP.String())
@@ -136,55 +163,80 @@ func (r *IPaddr) Stop(_ context.Context, in *pb.Instance) (*pb.Result, error) {
 	return sdk.OK(), nil
 }
 
-func (r *IPaddr) Monitor(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+// placed finds the VIP and its link, preferring the configured interface.
+func placed(ctx context.Context, v *view, p Params) (addrEntry, linkInfo, bool, error) {
+	es, err := find(ctx, v, p.IP)
+	if err != nil || len(es) == 0 {
+		return addrEntry{}, linkInfo{}, false, err
+	}
+	e, link := es[0], linkInfo{index: es[0].link}
+	err = v.with(ctx, func() {
+		link.name = v.linkName(e.link)
+		for _, o := range es {
+			if l, ok := v.linkByIndex(o.link); ok && (l.name == p.NIC || o == es[0]) {
+				e, link = o, l
+			}
+		}
+	})
+	return e, link, err == nil, err
+}
+
+func (r *IPaddr) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
 	p, res := params(in)
 	if res != nil {
 		return res, nil
 	}
-	link, _, err := find(p.IP)
+	v, ns, err := r.view(ctx)
 	if err != nil {
-		return sdk.Fail(pb.Code_ERR_GENERIC, "%v", err), nil
+		return transient(err), nil
 	}
-	if link == nil {
+	_, link, ok, err := placed(ctx, v, p)
+	if err != nil {
+		return transient(err), nil
+	}
+	if !ok {
 		return sdk.NotRunning(p.IP.String() + " is not configured on any interface"), nil
 	}
-	if p.NIC != "" && link.Attrs().Name != p.NIC {
-		return sdk.Fail(pb.Code_ERR_GENERIC, "%s is on %s, not on %s", p.IP, link.Attrs().Name, p.NIC), nil
+	if p.NIC != "" && link.name != p.NIC {
+		return sdk.Fail(pb.Code_ERR_GENERIC, "%s is on %s, not on %s", p.IP, link.name, p.NIC), nil
 	}
-	a := r.announcer(in.GetId())
-	if a == nil && in.GetIntervalMs() > 0 {
+	stats, held := r.ann.held(in.GetId())
+	if !held && in.GetIntervalMs() > 0 {
 		// A recurring monitor runs only where the group is held: after a
 		// plugin restart, resume announcing. A probe (interval 0) never
 		// announces: this node may hold a stale copy it is about to drop.
-		r.announce(in.GetId(), p, link.Attrs().Index)
-		a = r.announcer(in.GetId())
+		r.announce(in.GetId(), p, ns, link)
+		stats, held = r.ann.held(in.GetId())
 	}
-	out := "on " + link.Attrs().Name
-	if a != nil {
-		out += "; " + a.stats.String()
+	out := "on " + link.name
+	if held {
+		out += "; " + stats.String()
 	}
 	return &pb.Result{Code: pb.Code_SUCCESS, Output: out}, nil
 }
 
 // Reload re-announces a held VIP: the cluster calls it when ownership was
 // just resolved (a node that may have held or claimed it came back).
-func (r *IPaddr) Reload(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+func (r *IPaddr) Reload(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
 	p, res := params(in)
 	if res != nil {
 		return res, nil
 	}
-	if a := r.announcer(in.GetId()); a != nil {
-		a.reannounce("reload")
+	if r.ann.reannounce(in.GetId(), "reload") {
 		return sdk.OK(), nil
 	}
-	link, _, err := find(p.IP)
+	v, ns, err := r.view(ctx)
 	if err != nil {
-		return sdk.Fail(pb.Code_ERR_GENERIC, "%v", err), nil
+		return transient(err), nil
 	}
-	if link == nil {
+	_, link, ok, err := placed(ctx, v, p)
+	if err != nil {
+		return transient(err), nil
+	}
+	if !ok {
 		return sdk.NotRunning(p.IP.String() + " is not configured"), nil
 	}
-	r.announce(in.GetId(), p, link.Attrs().Index)
+	r.announce(in.GetId(), p, ns, link)
 	return sdk.OK(), nil
 }
 
@@ -195,15 +247,16 @@ func (r *IPaddr) Validate(_ context.Context, in *pb.Instance) (*pb.Result, error
 	return sdk.OK(), nil
 }
 
-// Close stops every announcer (tests; the plugin process just exits).
+// Close stops every announcement and subscription (tests; the plugin
+// process just exits).
 func (r *IPaddr) Close() {
+	r.ann.close()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for id, a := range r.held {
-		a.stop()
-		delete(r.held, id)
+	for ns, v := range r.views {
+		v.close()
+		delete(r.views, ns)
 	}
-	r.closing.Wait()
 }
 
 func (r *IPaddr) MetaData(context.Context, *pb.MetaDataRequest) (*pb.Meta, error) {
