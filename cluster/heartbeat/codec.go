@@ -102,10 +102,15 @@ const (
 	DropStale                    // from an older incarnation of the sender
 	DropUnknownNode              // authenticated, but the node is not configured
 	DropDuplicateSelf            // our own name with another incarnation
+	// DropFiltered counts what the kernel dropped on the socket: not a
+	// heartbeat of this cluster (the socket filter), or no room in the
+	// receive buffer. The engine never sees those packets, so the kernel's
+	// per-socket drop counter is reported under this reason.
+	DropFiltered
 	numDropReasons
 )
 
-var dropNames = [...]string{"accepted", "malformed", "version", "foreign_cluster", "bad_mac", "replay", "stale", "unknown_node", "duplicate_self"}
+var dropNames = [...]string{"accepted", "malformed", "version", "foreign_cluster", "bad_mac", "replay", "stale", "unknown_node", "duplicate_self", "filtered"}
 
 func (r DropReason) String() string {
 	if r >= 0 && int(r) < len(dropNames) {

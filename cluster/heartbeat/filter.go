@@ -3,6 +3,7 @@ package heartbeat
 import (
 	"encoding/binary"
 	"fmt"
+	"unsafe"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -91,7 +92,31 @@ func attachFilter(fd int, prog []bpf.RawInstruction) error {
 	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fp)
 }
 
-// filtered is a medium that can have the kernel filter what it receives.
+// filtered is a medium that can have the kernel filter what it receives,
+// and count what it dropped.
 type filtered interface {
 	Filter(prog []bpf.RawInstruction) error
+	// KernelDrops is the socket's drop counter (filtered out, or no room).
+	KernelDrops() (uint64, error)
+}
+
+// Linux's SO_MEMINFO (asm-generic/socket.h) and the index of the drop
+// counter in its answer (SK_MEMINFO_DROPS); x/sys does not name them.
+const (
+	soMeminfo      = 55
+	skMeminfoDrops = 8
+	skMeminfoVars  = 9
+)
+
+// socketDrops reads the kernel's count of datagrams the socket dropped:
+// those its filter refused and those that found the buffer full.
+func socketDrops(fd int) (uint64, error) {
+	var info [skMeminfoVars]uint32
+	size := uint32(unsafe.Sizeof(info))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, soMeminfo,
+		uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return uint64(info[skMeminfoDrops]), nil
 }

@@ -110,13 +110,18 @@ func TestFilterOnSocket(t *testing.T) {
 	defer unix.Close(send)
 	garbage := make([]byte, 200)
 	foreign, _ := testCodec(t, "lvx", "secret-secret-secret").Append(nil, &Message{Node: "n2", Incarnation: 1, Seq: 1})
+	var sent uint64
 	for i := range 50000 {
 		pkt := garbage
 		if i%2 == 1 {
 			pkt = foreign
 		}
 		garbage[0] = byte(i)
-		if err := unix.Sendto(send, pkt, 0, sa); err != nil && err != unix.ENOBUFS && err != unix.EAGAIN {
+		switch err := unix.Sendto(send, pkt, 0, sa); err {
+		case nil:
+			sent++
+		case unix.ENOBUFS, unix.EAGAIN:
+		default:
 			t.Fatal(err)
 		}
 	}
@@ -136,6 +141,10 @@ func TestFilterOnSocket(t *testing.T) {
 	}
 	if len(got) != 1 || string(got[0]) != string(beat) {
 		t.Fatalf("received %d datagrams, want only the heartbeat", len(got))
+	}
+	// What the filter dropped is counted by the kernel, and reported.
+	if drops, err := recv.KernelDrops(); err != nil || drops != sent {
+		t.Errorf("kernel drop counter %d (%v), want the %d garbage datagrams sent", drops, err, sent)
 	}
 }
 

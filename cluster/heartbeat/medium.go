@@ -82,6 +82,9 @@ func (m *udpMedium) Drain(deliver func([]byte, int64)) (int, bool, error) {
 	return 0, true, nil
 }
 
+// KernelDrops is the socket's drop counter.
+func (m *udpMedium) KernelDrops() (uint64, error) { return socketDrops(m.fd) }
+
 // Filter has the kernel drop what prog refuses before it is queued.
 func (m *udpMedium) Filter(prog []bpf.RawInstruction) error {
 	if err := attachFilter(m.fd, prog); err != nil {
