@@ -78,6 +78,9 @@ func TestHAErrors(t *testing.T) {
 		{"mon-only alert", baseHA + "[[alert]]\nsend = [\"ipvs -V 10.0.0.3:80\"]\n", []string{"19: alert[0].send[0]: ipvs is a mon alert"}},
 		{"unknown alert key", baseHA + "[[alert]]\nsend = [\"log\"]\nupalerts = false\n", []string{"20: alert[0].upalerts: unknown key"}},
 		{"bad smtp relay", "smtp_relay = \"mail.example.com\"\n" + baseHA, []string{"1: smtp_relay: \"mail.example.com\" is not host:port"}},
+		{"pprof without metrics", "metrics_pprof = true\n" + baseHA, []string{"1: metrics_pprof: needs metrics_listen"}},
+		{"pprof not a bool", "metrics_listen = \"127.0.0.1:9470\"\nmetrics_pprof = \"yes\"\n" + baseHA, []string{"2: metrics_pprof: incompatible types"}},
+		{"pprof misspelt", "metrics_listen = \"127.0.0.1:9470\"\nmetrics_prof = true\n" + baseHA, []string{"2: metrics_prof: unknown key"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,6 +137,20 @@ func TestHADefaults(t *testing.T) {
 	}
 	if ha.UCast[0].Port != DefaultPort || ha.Nodes[0].Role != "member" || ha.Raft.Port != DefaultRaftPort {
 		t.Errorf("defaults not applied: %+v", ha)
+	}
+	if ha.MetricsListen != "" || ha.MetricsPprof {
+		t.Errorf("metrics on by default: %q pprof %v", ha.MetricsListen, ha.MetricsPprof)
+	}
+}
+
+// metrics_pprof is off unless set, and set only with metrics_listen.
+func TestMetricsPprof(t *testing.T) {
+	ha, _, err := ParseHA("ha.toml", []byte("metrics_listen = \"127.0.0.1:9470\"\nmetrics_pprof = true\n"+quietPair+baseHA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ha.MetricsPprof || ha.MetricsListen != "127.0.0.1:9470" {
+		t.Errorf("metrics_pprof not read: %q pprof %v", ha.MetricsListen, ha.MetricsPprof)
 	}
 }
 
