@@ -115,6 +115,7 @@ func BenchmarkCheckEngine(b *testing.B) {
 				c0, n0, t0 := cpuTime(), e.checks.Load(), time.Now()
 				time.Sleep(5 * time.Second)
 				cpu, n, wall := cpuTime()-c0, e.checks.Load()-n0, time.Since(t0)
+				gs := runtime.NumGoroutine()
 				down := 0
 				for _, s := range e.Status().Services {
 					for _, r := range s.Reals {
@@ -128,6 +129,7 @@ func BenchmarkCheckEngine(b *testing.B) {
 				b.ReportMetric(100*float64(n)/wall.Seconds()/float64(tc.n), "rate-%")
 				b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/check")
 				b.ReportMetric(float64(down), "not-up")
+				b.ReportMetric(float64(gs), "goroutines")
 			}
 		})
 	}

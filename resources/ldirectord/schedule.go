@@ -3,6 +3,7 @@ package ldirectord
 import (
 	"container/heap"
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -11,27 +12,40 @@ import (
 // keeps the checkers in a heap by due time and hands each due one to a
 // worker. Workers go from check to check, so that a check costs no
 // goroutine, timer or channel of its own and runs on a stack already
-// grown; the pool grows to what the checks in flight need (a slow or
-// timing-out real holds a worker, never delays the others) and shrinks
-// when workers stay idle. A checker is in the heap or with one worker,
-// never both: its checks never overlap.
+// grown. Idle workers wait on a stack, last in first out: the few that
+// the steady load needs stay hot and the rest of a burst time out and
+// exit. The pool grows to the checks in flight, so a real that times out
+// holds one worker and delays no other check, up to maxWorkers; past
+// that, due checks queue in order until a worker is free. A checker is
+// queued or with one worker, never both: its checks never overlap.
 type schedule struct {
 	ctx context.Context
 	wg  *sync.WaitGroup
 	run func(*checker) // one check, its bookkeeping and its next due time
 
 	wake chan struct{} // cap 1: the heap's head moved earlier
-	work chan *checker // unbuffered: reaches a worker waiting for work
-	mu   sync.Mutex    // guards due and every checker's next/index
-	due  dueHeap       // checkers waiting for their next check
-	batc []*checker    // the loop's scratch: due now
 	tick *time.Timer   // the loop's: fires at the head's due time
-	idle time.Duration // a worker idle this long exits
-	lead time.Duration // checks due this soon run in the same pass
+	batc []*checker    // the loop's scratch: due now
+
+	mu      sync.Mutex
+	due     dueHeap    // checkers waiting for their next check (with every checker's next/index)
+	ready   []*checker // due, waiting for a worker (the pool is full)
+	idle    []*worker  // workers waiting for a check, the hottest last
+	workers int
+
+	maxWorkers int
+	idleAfter  time.Duration // a worker idle this long exits
+	lead       time.Duration // checks due this soon run in the same pass
 }
 
+type worker struct{ job chan *checker } // cap 1: a worker off the idle stack gets exactly one
+
 const (
-	workerIdle = 10 * time.Second
+	// maxWorkers bounds the checks in flight: 4,096 reals that time out
+	// at once still leave the others checked on time, and a start with
+	// 10,000 reals does not open 10,000 connections in the same instant.
+	maxWorkers = 4096
+	workerIdle = 5 * time.Second
 	// dueSlack folds checks due within it into one pass of the loop: at
 	// 10,000 checks a second that is one wake-up per 20 checks instead
 	// of one per check; ±10% jitter on the interval dwarfs it.
@@ -39,8 +53,8 @@ const (
 )
 
 func newSchedule(ctx context.Context, wg *sync.WaitGroup, run func(*checker)) *schedule {
-	s := &schedule{ctx: ctx, wg: wg, run: run, wake: make(chan struct{}, 1), work: make(chan *checker),
-		tick: time.NewTimer(time.Hour), idle: workerIdle, lead: dueSlack}
+	s := &schedule{ctx: ctx, wg: wg, run: run, wake: make(chan struct{}, 1), tick: time.NewTimer(time.Hour),
+		maxWorkers: maxWorkers, idleAfter: workerIdle, lead: dueSlack}
 	s.tick.Stop()
 	wg.Add(1)
 	go s.loop()
@@ -62,8 +76,9 @@ func (s *schedule) at(c *checker, t time.Time) {
 	}
 }
 
-// drop takes c out of the queue (a check running keeps running until its
-// context, cancelled by the caller, ends it, and is not queued again).
+// drop takes c out of the heap; a check running or already due ends or
+// is skipped once the caller has cancelled c's context, and c is not
+// queued again.
 func (s *schedule) drop(c *checker) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -78,19 +93,14 @@ func (s *schedule) loop() {
 	for {
 		now := time.Now()
 		s.mu.Lock()
-		s.batc = s.batc[:0]
 		for len(s.due) > 0 && s.due[0].next.Sub(now) <= s.lead {
-			s.batc = append(s.batc, heap.Pop(&s.due).(*checker))
+			s.dispatch(heap.Pop(&s.due).(*checker))
 		}
 		wait := time.Duration(-1)
 		if len(s.due) > 0 {
 			wait = s.due[0].next.Sub(now)
 		}
 		s.mu.Unlock()
-		for i, c := range s.batc {
-			s.dispatch(c)
-			s.batc[i] = nil
-		}
 		if wait >= 0 {
 			s.tick.Reset(wait)
 		} else {
@@ -105,30 +115,57 @@ func (s *schedule) loop() {
 	}
 }
 
-// dispatch gives c to an idle worker, or to a new one when none waits.
+// dispatch gives c to the hottest idle worker, a new one, or the ready
+// queue. Called with s.mu held.
 func (s *schedule) dispatch(c *checker) {
-	select {
-	case s.work <- c:
-	default:
+	switch {
+	case len(s.idle) > 0:
+		w := s.idle[len(s.idle)-1]
+		s.idle = s.idle[:len(s.idle)-1]
+		w.job <- c // never blocks: an idle worker's slot is empty
+	case s.workers < s.maxWorkers:
+		s.workers++
 		s.wg.Add(1)
-		go s.worker(c)
+		go s.work(c)
+	default:
+		s.ready = append(s.ready, c)
 	}
 }
 
-func (s *schedule) worker(c *checker) {
+func (s *schedule) work(c *checker) {
 	defer s.wg.Done()
-	idle := time.NewTimer(s.idle)
+	w := &worker{job: make(chan *checker, 1)}
+	idle := time.NewTimer(s.idleAfter)
 	defer idle.Stop()
 	for {
 		s.run(c)
-		idle.Reset(s.idle)
+		s.mu.Lock()
+		if len(s.ready) > 0 {
+			c = s.ready[0]
+			s.ready[0] = nil
+			s.ready = s.ready[1:]
+			s.mu.Unlock()
+			continue
+		}
+		s.idle = append(s.idle, w)
+		s.mu.Unlock()
+		idle.Reset(s.idleAfter)
 		select {
-		case c = <-s.work:
-		case <-idle.C:
-			return
+		case c = <-w.job:
+			continue
 		case <-s.ctx.Done():
 			return
+		case <-idle.C:
 		}
+		s.mu.Lock()
+		if i := slices.Index(s.idle, w); i >= 0 {
+			s.idle = slices.Delete(s.idle, i, i+1)
+			s.workers--
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		c = <-w.job // taken off the stack as the timer fired: the job is in the slot
 	}
 }
 
