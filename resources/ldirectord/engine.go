@@ -176,8 +176,8 @@ func (e *Engine) startChecker(p probe) *checker {
 }
 
 // checkOnce runs one check of c (on a schedule worker) and queues the
-// next one an interval ±10% after this one started, or at once when the
-// check took longer. The state flips to down only after FailureCount
+// next one an interval ±10% after this one started (the first: anywhere
+// within the interval), or at once when the check took longer. The state flips to down only after FailureCount
 // consecutive failures, back up at the first success, and only flips are
 // reported.
 func (e *Engine) checkOnce(c *checker) {
@@ -220,7 +220,15 @@ func (e *Engine) checkOnce(c *checker) {
 	if first || now != was {
 		e.healthChanged(c, now, res, first)
 	}
-	next := start.Add(time.Duration(float64(c.interval) * (0.9 + 0.2*rand.Float64())))
+	spread := 0.9 + 0.2*rand.Float64()
+	if first {
+		// The first checks of all reals run together (at start, at a
+		// takeover); the second falls anywhere in the first interval, so
+		// that from then on the reals' checks spread over the interval
+		// instead of coming in one burst each time.
+		spread = 1 - rand.Float64()
+	}
+	next := start.Add(time.Duration(float64(c.interval) * spread))
 	if next.Before(at) {
 		next = at
 	}
