@@ -96,8 +96,8 @@ type checker struct {
 	ctx  context.Context // ends when the checker is stopped
 	stop context.CancelFunc
 
-	// next and index place the checker in the schedule (under its mu):
-	// index is -1 while the checker is not queued.
+	// next and index place the checker in the schedule (under the
+	// schedule's mu): index is -1 while the checker is not queued.
 	next  time.Time
 	index int
 
@@ -176,10 +176,10 @@ func (e *Engine) startChecker(p probe) *checker {
 }
 
 // checkOnce runs one check of c (on a schedule worker) and queues the
-// next one an interval ±10% after this one started (the first: anywhere
-// within the interval), or at once when the check took longer. The state flips to down only after FailureCount
-// consecutive failures, back up at the first success, and only flips are
-// reported.
+// next one an interval ±10% after this one started (after the first:
+// anywhere within the interval), or at once when the check took longer.
+// The state flips to down only after FailureCount consecutive failures,
+// back up at the first success, and only flips are reported.
 func (e *Engine) checkOnce(c *checker) {
 	if c.ctx.Err() != nil {
 		return // stopped while due
