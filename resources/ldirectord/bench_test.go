@@ -112,10 +112,13 @@ func BenchmarkCheckEngine(b *testing.B) {
 				e := NewEngine(Options{})
 				e.Configure(in)
 				time.Sleep(2500 * time.Millisecond) // let the first burst and the spread second checks pass: measure the steady state
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
 				c0, n0, t0 := cpuTime(), e.checks.Load(), time.Now()
 				time.Sleep(5 * time.Second)
 				cpu, n, wall := cpuTime()-c0, e.checks.Load()-n0, time.Since(t0)
 				gs := runtime.NumGoroutine()
+				runtime.ReadMemStats(&m1)
 				down := 0
 				for _, s := range e.Status().Services {
 					for _, r := range s.Reals {
@@ -130,6 +133,8 @@ func BenchmarkCheckEngine(b *testing.B) {
 				b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/check")
 				b.ReportMetric(float64(down), "not-up")
 				b.ReportMetric(float64(gs), "goroutines")
+				b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/float64(n), "allocs/check")
+				b.ReportMetric(float64(m1.NumGC-m0.NumGC), "GCs")
 			}
 		})
 	}
