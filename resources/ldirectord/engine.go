@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,12 +133,13 @@ func (e *Engine) Configure(in spec.Instance) {
 	e.mu.Lock()
 	e.inst = in
 	want := map[string]probe{}
+	res := map[string]*regexp.Regexp{}
 	sigs := make([][]string, len(in.Virtual))
 	for vi := range in.Virtual {
 		v := &in.Virtual[vi]
 		sigs[vi] = make([]string, len(v.Real))
 		for ri := range v.Real {
-			if p := probeFor(v, &v.Real[ri]); p.check != nil {
+			if p := probeFor(v, &v.Real[ri], res); p.check != nil {
 				want[p.sig] = p
 				sigs[vi][ri] = p.sig
 			}
