@@ -441,3 +441,31 @@ func TestHTTPResponseFraming(t *testing.T) {
 		t.Fatalf("needle within MaxBody: %+v", r)
 	}
 }
+
+// Checks share pooled buffers and TLS configurations: concurrent checks
+// of servers with different bodies each see their own answer, whole.
+func TestHTTPConcurrentChecksKeepTheirBodies(t *testing.T) {
+	small := canned(t, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsmall")
+	body := strings.Repeat("b", 100<<10) // past what the pool keeps
+	big := canned(t, "HTTP/1.1 200 OK\r\n\r\n"+body)
+	sum := md5.Sum([]byte(body))
+	checks := []monitors.HTTP{
+		{Addr: small, Receive: regexp.MustCompile(`^small$`)},
+		{Addr: big, Digest: hex.EncodeToString(sum[:])},
+	}
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				c := checks[i%2]
+				if r, _ := run(c, 5*time.Second); !r.OK {
+					t.Errorf("%s: %+v", c, r)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
