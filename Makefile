@@ -107,14 +107,16 @@ bench-scale: deps
 	trap '[ -z "$$pid" ] || kill $$pid' EXIT; \
 	$(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 0 ./test/lab/
 
-# The IPVS manager: the check engine (connect and HTTP checks over 1,000
-# and 10,000 real servers at 1 s), then, inside the kernel-IPVS VM
-# (test/ipvsvm/vm.sh), 10,000 services x 2 reals applied, reconciled again
+# The IPVS manager: the check engine on one core (connect and HTTP checks
+# over 1,000 and 10,000 real servers at 1 s) and one check alone, then,
+# inside the kernel-IPVS VM (test/ipvsvm/vm.sh), 10,000 services x 2
+# reals applied, reconciled again
 # and restored with ipvsadm -R for comparison; last the userspace director
 # against HAProxy in TCP mode (wrk, same web servers, one namespace).
 bench-lvs: deps
 	@$(MAKE) --no-print-directory debs PKGS_NEEDED="ipvsadm haproxy wrk"
-	$(GO) test -run '^$$' -bench CheckEngine -benchtime 1x -timeout 20m ./resources/ldirectord/
+	GOMAXPROCS=1 $$(command -v taskset >/dev/null && echo taskset -c 0) $(GO) test -run '^$$' -bench CheckEngine -benchtime 1x -timeout 20m ./resources/ldirectord/
+	GOMAXPROCS=1 $$(command -v taskset >/dev/null && echo taskset -c 0) $(GO) test -run '^$$' -bench Check -benchtime 5000x ./monitors/
 	CGO_ENABLED=0 $(GO) test -c -o bin/director.test ./resources/ldirectord/director/
 	test/ipvsvm/vm.sh bin/director.test -test.run '^$$' -test.bench KernelReconcile -test.benchtime 3x
 	$(GO) test -run '^$$' -bench Proxy -benchtime 3x -timeout 20m ./resources/ldirectord/director/

@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -352,4 +354,118 @@ esac
 	if r.OK || took > time.Second || !strings.Contains(r.Summary, "killed") {
 		t.Fatalf("slow: %+v after %v", r, took)
 	}
+}
+
+// canned answers every connection with resp, after reading the request
+// head, and closes it.
+func canned(t *testing.T, resp string) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			r := bufio.NewReader(c)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil || line == "\r\n" {
+					break
+				}
+			}
+			_, _ = io.WriteString(c, resp)
+			c.Close()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// The check reads responses with a parser of its own: each framing of
+// the body, and each malformed answer, as net/http would take it.
+func TestHTTPResponseFraming(t *testing.T) {
+	re := regexp.MustCompile("^test page$")
+	long := strings.Repeat("x", 5000) // longer than the reader's buffer
+	cases := []struct {
+		name string
+		resp string
+		head bool
+		ok   bool
+		want string
+	}{
+		{"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\ntest page", false, true, "status 200"},
+		{"content-length shorter than the body", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ntest page", false, false, "does not match"},
+		{"body cut short", "HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\ntest page", false, false, "unexpected EOF"},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\ntest \r\n4\r\npage\r\n0\r\n\r\n", false, true, "status 200"},
+		{"chunked wins over length", "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: Chunked\r\n\r\n9\r\ntest page\r\n0\r\n\r\n", false, true, ""},
+		{"other codings", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n9\r\ntest page\r\n0\r\n\r\n", false, false, "unsupported transfer encoding"},
+		{"bad chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\ntest page\r\n0\r\n\r\n", false, false, "GET: "},
+		{"until EOF", "HTTP/1.0 200 OK\nServer: bare LF\n\ntest page", false, true, "status 200"},
+		{"long header line", "HTTP/1.1 200 OK\r\nX-Long: " + long + "\r\nContent-Length: 9\r\n\r\ntest page", false, true, ""},
+		{"folded header", "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 9\r\n\r\ntest page", false, true, ""},
+		{"204 has no body", "HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n", false, false, "does not match"},
+		{"status only", "HTTP/1.1 200\r\nContent-Length: 9\r\n\r\ntest page", false, true, ""},
+		{"not http", "SSH-2.0-OpenSSH_9.2\r\n", false, false, "malformed HTTP status line"},
+		{"bad code", "HTTP/1.1 2x0 OK\r\n\r\n", false, false, "malformed"},
+		{"conflicting lengths", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nContent-Length: 8\r\n\r\ntest page", false, false, "bad Content-Length"},
+		{"header without colon", "HTTP/1.1 200 OK\r\nnonsense\r\n\r\n", false, false, "malformed HTTP header"},
+		{"no head end", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n", false, false, "unexpected EOF"},
+		{"head reads no body", "HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\n", true, true, "status 200"},
+		{"status without receive", "HTTP/1.1 503 Busy\r\nContent-Length: 9\r\n\r\ntest page", false, false, "status 503"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := monitors.HTTP{Addr: canned(t, tc.resp), Receive: re}
+			if tc.head {
+				c.Method, c.Receive = "HEAD", nil
+			}
+			r, _ := run(c, 2*time.Second)
+			if r.OK != tc.ok || !strings.Contains(r.Summary, tc.want) {
+				t.Fatalf("%+v, want ok=%v and %q", r, tc.ok, tc.want)
+			}
+		})
+	}
+	// A body past MaxBody is cut there, not an error: the receive string
+	// must be within it.
+	addr := canned(t, "HTTP/1.1 200 OK\r\n\r\n"+long+"needle")
+	if r, _ := run(monitors.HTTP{Addr: addr, Receive: regexp.MustCompile("needle"), MaxBody: 5000}, 2*time.Second); r.OK || !strings.Contains(r.Summary, "does not match") {
+		t.Fatalf("needle past MaxBody: %+v", r)
+	}
+	if r, _ := run(monitors.HTTP{Addr: addr, Receive: regexp.MustCompile("needle")}, 2*time.Second); !r.OK {
+		t.Fatalf("needle within MaxBody: %+v", r)
+	}
+}
+
+// Checks share pooled buffers and TLS configurations: concurrent checks
+// of servers with different bodies each see their own answer, whole.
+func TestHTTPConcurrentChecksKeepTheirBodies(t *testing.T) {
+	small := canned(t, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsmall")
+	body := strings.Repeat("b", 100<<10) // past what the pool keeps
+	big := canned(t, "HTTP/1.1 200 OK\r\n\r\n"+body)
+	sum := md5.Sum([]byte(body))
+	checks := []monitors.HTTP{
+		{Addr: small, Receive: regexp.MustCompile(`^small$`)},
+		{Addr: big, Digest: hex.EncodeToString(sum[:])},
+	}
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				c := checks[i%2]
+				if r, _ := run(c, 5*time.Second); !r.OK {
+					t.Errorf("%s: %+v", c, r)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

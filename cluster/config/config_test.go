@@ -86,6 +86,9 @@ func TestHAErrors(t *testing.T) {
 		{"relative serial device", strings.Replace(baseHA, `"/dev/ttyS0"`, `"../../etc/passwd"`, 1), []string{"16: serial[0].device: \"../../etc/passwd\" is not a device"}},
 		{"serial device with ..", strings.Replace(baseHA, `"/dev/ttyS0"`, `"/dev/../etc/passwd"`, 1), []string{"16: serial[0].device: \"/dev/../etc/passwd\" is not a device"}},
 		{"deep nesting", "x = " + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + "\n" + baseHA, []string{"1: arrays or inline tables nested deeper than 32 levels"}},
+		{"pprof without metrics", "metrics_pprof = true\n" + baseHA, []string{"1: metrics_pprof: needs metrics_listen"}},
+		{"pprof not a bool", "metrics_listen = \"127.0.0.1:9470\"\nmetrics_pprof = \"yes\"\n" + baseHA, []string{"2: metrics_pprof: incompatible types"}},
+		{"pprof misspelt", "metrics_listen = \"127.0.0.1:9470\"\nmetrics_prof = true\n" + baseHA, []string{"2: metrics_prof: unknown key"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -219,6 +222,20 @@ func TestHADefaults(t *testing.T) {
 	}
 	if ha.UCast[0].Port != DefaultPort || ha.Nodes[0].Role != "member" || ha.Raft.Port != DefaultRaftPort {
 		t.Errorf("defaults not applied: %+v", ha)
+	}
+	if ha.MetricsListen != "" || ha.MetricsPprof {
+		t.Errorf("metrics on by default: %q pprof %v", ha.MetricsListen, ha.MetricsPprof)
+	}
+}
+
+// metrics_pprof is off unless set, and set only with metrics_listen.
+func TestMetricsPprof(t *testing.T) {
+	ha, _, err := ParseHA("ha.toml", []byte("metrics_listen = \"127.0.0.1:9470\"\nmetrics_pprof = true\n"+quietPair+baseHA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ha.MetricsPprof || ha.MetricsListen != "127.0.0.1:9470" {
+		t.Errorf("metrics_pprof not read: %q pprof %v", ha.MetricsListen, ha.MetricsPprof)
 	}
 }
 

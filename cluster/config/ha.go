@@ -67,6 +67,9 @@ type HA struct {
 	// MetricsListen is host:port of the Prometheus endpoint (/metrics);
 	// empty: none.
 	MetricsListen string `toml:"metrics_listen"`
+	// MetricsPprof adds Go's runtime profiles (net/http/pprof, under
+	// /debug/pprof/) to the metrics listener; it needs metrics_listen.
+	MetricsPprof bool `toml:"metrics_pprof"`
 }
 
 // Fence names the fencing plugin and how to call it.
@@ -425,6 +428,9 @@ func (h *HA) validate(s *errSink, defined func(key string) bool, warn func(strin
 		if _, port, err := net.SplitHostPort(h.MetricsListen); err != nil || port == "" {
 			s.add("metrics_listen", "%q is not host:port (\"127.0.0.1:9470\", \":9470\" for every address)", h.MetricsListen)
 		}
+	}
+	if h.MetricsPprof && h.MetricsListen == "" {
+		s.add("metrics_pprof", "needs metrics_listen: the profiles are served on the metrics listener")
 	}
 	h.validateAlerts(s, warn)
 }

@@ -323,7 +323,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	run("events", d.watchEvents)
 	if d.metricsL != nil {
 		run("metrics", func(ctx context.Context) error {
-			return d.metrics.Serve(ctx, d.metricsL, d.log.With("component", "metrics"))
+			return d.metrics.Serve(ctx, d.metricsL, d.cfg.HA.MetricsPprof, d.log.With("component", "metrics"))
 		})
 	}
 	d.log.Info("vigil daemon started", "cluster", d.cfg.HA.Cluster, "node", d.cfg.Self.Name, "incarnation", d.incarnation,

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"strings"
 	"time"
 
@@ -59,23 +60,40 @@ func (m *Metrics) ObserveApply(took time.Duration, err error) {
 	m.apply.Observe(took.Seconds())
 }
 
+// mux routes the listener's paths. The profiles are registered here, not
+// on http.DefaultServeMux (where importing net/http/pprof puts them), so
+// they are served only when asked for. No write timeout is set: a CPU
+// profile or trace writes for as long as its seconds= asks.
+func (m *Metrics) mux(pprof bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	if pprof {
+		mux.HandleFunc("/debug/pprof/", httppprof.Index) // and every named profile: heap, goroutine, allocs…
+		mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	}
+	return mux
+}
+
 // Handler serves the registry in Prometheus' text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// Serve serves /metrics on l until ctx ends.
-func (m *Metrics) Serve(ctx context.Context, l net.Listener, log *slog.Logger) error {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", m.Handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+// Serve serves /metrics on l until ctx ends and, with pprof set (ha.toml
+// metrics_pprof), Go's runtime profiles under /debug/pprof/, so that an
+// operator can see where a loaded director spends its time.
+func (m *Metrics) Serve(ctx context.Context, l net.Listener, pprof bool, log *slog.Logger) error {
+	srv := &http.Server{Handler: m.mux(pprof), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("metrics endpoint", "address", l.Addr().String(), "path", "/metrics")
+	log.Info("metrics endpoint", "address", l.Addr().String(), "path", "/metrics", "pprof", pprof)
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("metrics: %w", err)
 	}

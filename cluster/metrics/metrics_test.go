@@ -1,14 +1,20 @@
 package metrics
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
 
 	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/cluster/fsm"
@@ -19,6 +25,8 @@ import (
 	"github.com/vigil-ha/vigil/resources/ldirectord/director"
 	"github.com/vigil-ha/vigil/resources/mon"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func status() control.Status {
 	lvs, _ := json.Marshal(ldirectord.Status{Active: true, Services: []ldirectord.ServiceState{{
@@ -114,5 +122,68 @@ vigil_raft_apply_failures_total 1
 	}
 	if n, err := testutil.GatherAndCount(m.reg); err != nil || n < 60 {
 		t.Errorf("%d series, %v", n, err)
+	}
+}
+
+// serve runs Serve on a loopback listener until the test ends and
+// returns its base URL.
+func serve(t *testing.T, pprof bool) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- New(status).Serve(ctx, l, pprof, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return "http://" + l.Addr().String()
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// With metrics_pprof the listener serves Go's profiles next to /metrics;
+// without it, only /metrics, and the profiles are 404.
+func TestPprof(t *testing.T) {
+	on, off := serve(t, true), serve(t, false)
+	for _, base := range []string{on, off} {
+		if code, body := get(t, base+"/metrics"); code != http.StatusOK || !strings.Contains(body, "vigil_info") {
+			t.Errorf("%s/metrics: %d %.80q", base, code, body)
+		}
+	}
+	// The index lists the profiles; cmdline is this test binary's
+	// command line; heap is a profile in the protobuf format (gzip).
+	if code, body := get(t, on+"/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") || !strings.Contains(body, "heap") {
+		t.Errorf("index: %d %.200q", code, body)
+	}
+	if code, body := get(t, on+"/debug/pprof/cmdline"); code != http.StatusOK || !strings.Contains(body, "metrics.test") {
+		t.Errorf("cmdline: %d %q", code, body)
+	}
+	if code, body := get(t, on+"/debug/pprof/heap"); code != http.StatusOK || !strings.HasPrefix(body, "\x1f\x8b") {
+		t.Errorf("heap: %d, %d bytes not gzip", code, len(body))
+	}
+	if code, body := get(t, on+"/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !strings.Contains(body, "goroutine profile:") {
+		t.Errorf("goroutine: %d %.80q", code, body)
+	}
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/heap", "/debug/pprof/profile?seconds=1"} {
+		if code, _ := get(t, off+p); code != http.StatusNotFound {
+			t.Errorf("pprof off: %s answers %d, want 404", p, code)
+		}
 	}
 }

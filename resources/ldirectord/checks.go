@@ -25,8 +25,11 @@ type probe struct {
 }
 
 // probeFor builds the check of real r of virtual v (both normalised).
-// A nil check means checktype "off": the real is never added.
-func probeFor(v *spec.Virtual, r *spec.Real) probe {
+// A nil check means checktype "off": the real is never added. res holds
+// the receive regexps compiled so far in this pass: 10,000 reals that
+// share one receive string share one compiled regexp (safe for
+// concurrent use).
+func probeFor(v *spec.Virtual, r *spec.Real, res map[string]*regexp.Regexp) probe {
 	rap, _ := netip.ParseAddrPort(r.Address)
 	host := rap.Addr().String()
 	port := int(rap.Port())
@@ -67,7 +70,10 @@ func probeFor(v *spec.Virtual, r *spec.Real) probe {
 			h := monitors.HTTP{Addr: target, TLS: v.Service == "https", Method: v.HTTPMethod, Path: request,
 				Host: v.VirtualHost, Digest: v.Digest, Insecure: true, ConnectTimeout: v.ConnectTimeout.D()}
 			if receive != "" {
-				h.Receive = regexp.MustCompile(receive) // validated by spec
+				if res[receive] == nil {
+					res[receive] = regexp.MustCompile(receive) // validated by spec
+				}
+				h.Receive = res[receive]
 			}
 			for _, s := range v.Status {
 				sr, _ := monitors.ParseStatus(s)

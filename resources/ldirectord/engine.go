@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,11 +46,12 @@ type Options struct {
 
 // Engine runs one ldirectord instance.
 type Engine struct {
-	opts Options
-	ctx  context.Context
-	stop context.CancelFunc
-	wg   sync.WaitGroup
-	kick chan struct{} // coalesced reconcile requests
+	opts  Options
+	ctx   context.Context
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+	kick  chan struct{} // coalesced reconcile requests
+	sched *schedule
 
 	mu       sync.Mutex
 	inst     spec.Instance
@@ -83,6 +85,7 @@ func NewEngine(o Options) *Engine {
 	ctx, stop := context.WithCancel(context.Background())
 	e := &Engine{opts: o, ctx: ctx, stop: stop, kick: make(chan struct{}, 1),
 		checkers: map[string]*checker{}, owned: map[director.Key]bool{}, disabled: map[realKey]bool{}}
+	e.sched = newSchedule(ctx, &e.wg, e.checkOnce)
 	e.wg.Add(1)
 	go e.reconcileLoop()
 	return e
@@ -91,8 +94,13 @@ func NewEngine(o Options) *Engine {
 // checker health-checks one distinct real server on its own schedule.
 type checker struct {
 	probe
+	ctx  context.Context // ends when the checker is stopped
 	stop context.CancelFunc
-	done chan struct{}
+
+	// next and index place the checker in the schedule (under the
+	// schedule's mu): index is -1 while the checker is not queued.
+	next  time.Time
+	index int
 
 	mu    sync.Mutex
 	known bool // has a first result
@@ -125,12 +133,13 @@ func (e *Engine) Configure(in spec.Instance) {
 	e.mu.Lock()
 	e.inst = in
 	want := map[string]probe{}
+	res := map[string]*regexp.Regexp{}
 	sigs := make([][]string, len(in.Virtual))
 	for vi := range in.Virtual {
 		v := &in.Virtual[vi]
 		sigs[vi] = make([]string, len(v.Real))
 		for ri := range v.Real {
-			if p := probeFor(v, &v.Real[ri]); p.check != nil {
+			if p := probeFor(v, &v.Real[ri], res); p.check != nil {
 				want[p.sig] = p
 				sigs[vi][ri] = p.sig
 			}
@@ -139,6 +148,7 @@ func (e *Engine) Configure(in spec.Instance) {
 	for sig, c := range e.checkers {
 		if _, keep := want[sig]; !keep {
 			c.stop()
+			e.sched.drop(c)
 			delete(e.checkers, sig)
 		}
 	}
@@ -158,70 +168,73 @@ func (e *Engine) Configure(in spec.Instance) {
 	e.request()
 }
 
+// startChecker queues p's first check at once, so a start or takeover
+// need not wait a whole interval.
 func (e *Engine) startChecker(p probe) *checker {
 	ctx, stop := context.WithCancel(e.ctx)
-	c := &checker{probe: p, stop: stop, done: make(chan struct{}), first: make(chan struct{})}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer close(c.done)
-		e.runChecker(ctx, c)
-	}()
+	c := &checker{probe: p, ctx: ctx, stop: stop, index: -1, first: make(chan struct{})}
+	e.sched.at(c, time.Now())
 	return c
 }
 
-// runChecker checks at the interval with ±10% jitter (the first check at
-// once, so a start or takeover need not wait a whole interval); the state
-// flips to down only after FailureCount consecutive failures, back up at
-// the first success, and only flips are reported.
-func (e *Engine) runChecker(ctx context.Context, c *checker) {
-	wait := time.Duration(0)
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		cctx, cancel := context.WithTimeout(ctx, c.timeout)
-		res := c.check.Check(cctx)
-		cancel()
-		e.checks.Add(1)
-		if ctx.Err() != nil {
-			return
-		}
-		c.mu.Lock()
-		first := !c.known
-		was := c.up
-		c.last, c.at = res, time.Now()
-		c.runs++
-		if !res.OK {
-			c.bad++
-		}
-		if res.OK {
-			c.fails = 0
-			c.up = true
-		} else {
-			c.fails++
-			// A first failure counts at once: a real is not put into
-			// service until it has passed a check.
-			if c.fails >= c.failures || first {
-				c.up = false
-			}
-		}
-		c.known = true
-		now := c.up
-		c.mu.Unlock()
-		if first {
-			close(c.first)
-		}
-		if first || now != was {
-			e.healthChanged(c, now, res, first)
-		}
-		jitter := time.Duration(float64(c.interval) * (0.9 + 0.2*rand.Float64()))
-		t.Reset(jitter)
+// checkOnce runs one check of c (on a schedule worker) and queues the
+// next one an interval ±10% after this one started (after the first:
+// anywhere within the interval), or at once when the check took longer.
+// The state flips to down only after FailureCount consecutive failures,
+// back up at the first success, and only flips are reported.
+func (e *Engine) checkOnce(c *checker) {
+	if c.ctx.Err() != nil {
+		return // stopped while due
 	}
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(c.ctx, c.timeout)
+	res := c.check.Check(cctx)
+	cancel()
+	e.checks.Add(1)
+	if c.ctx.Err() != nil {
+		return
+	}
+	c.mu.Lock()
+	first := !c.known
+	was := c.up
+	c.last, c.at = res, time.Now()
+	c.runs++
+	if !res.OK {
+		c.bad++
+	}
+	if res.OK {
+		c.fails = 0
+		c.up = true
+	} else {
+		c.fails++
+		// A first failure counts at once: a real is not put into
+		// service until it has passed a check.
+		if c.fails >= c.failures || first {
+			c.up = false
+		}
+	}
+	c.known = true
+	now, at := c.up, c.at
+	c.mu.Unlock()
+	if first {
+		close(c.first)
+	}
+	if first || now != was {
+		e.healthChanged(c, now, res, first)
+	}
+	spread := 0.9 + 0.2*rand.Float64()
+	if first {
+		// The first checks of all reals run together (at start, at a
+		// takeover); the second falls anywhere in the first interval, so
+		// that from then on the reals' checks spread over the interval
+		// instead of coming in one burst each time.
+		spread = 1 - rand.Float64()
+	}
+	next := start.Add(time.Duration(float64(c.interval) * spread))
+	if next.Before(at) {
+		next = at
+	}
+	e.sched.at(c, next)
 }
 
 func (e *Engine) healthChanged(c *checker, up bool, res monitors.Result, first bool) {
