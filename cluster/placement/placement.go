@@ -32,20 +32,7 @@ type Options struct {
 //
 // Eligible: a member (not a witness), online, not in standby or
 // maintenance, below the migration threshold for the group.
-func Decide(s *fsm.State, o Options) []fsm.Change {
-	var out []fsm.Change
-	for _, name := range s.GroupOrder {
-		g := s.Groups[name]
-		if g == nil {
-			continue
-		}
-		to, reason := decide(s, o, g)
-		if to != g.Owner {
-			out = append(out, fsm.Change{Group: name, From: g.Owner, To: to, Reason: reason})
-		}
-	}
-	return out
-}
+func Decide(s *fsm.State, o Options) []fsm.Change { return DecideGroups(s, o, s.GroupOrder) }
 
 // DecideGroups is Decide for the named groups only, in the order given:
 // the leader's pass after entries that changed only those groups.
