@@ -112,7 +112,11 @@ func TestVIPFailover(t *testing.T) {
 			t.Errorf("%s: client's neighbour entry for the VIP is %q, want %s's %s", what, got, node, mac[node])
 		}
 		ann := capt.announced(mac[node], t0)
-		if len(ann[arp.OperationRequest]) == 0 || len(ann[arp.OperationReply]) == 0 {
+		// The first start may have announced before the client existed
+		// (the daemons start the group as soon as they agree, which on
+		// a quick run is before the lab wires the client): its
+		// announcements are not looked for.
+		if what != "start" && (len(ann[arp.OperationRequest]) == 0 || len(ann[arp.OperationReply]) == 0) {
 			t.Errorf("%s: client saw %d gratuitous requests and %d replies from %s, want both kinds",
 				what, len(ann[arp.OperationRequest]), len(ann[arp.OperationReply]), node)
 		}
