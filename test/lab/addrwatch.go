@@ -41,8 +41,12 @@ type AddrWatcher struct {
 	log     []AddrEvent
 	dual    []string
 	unsure  []string
-	resyncs int
-	err     error
+	// checking counts suspects not yet checked against the kernel: a
+	// report waits for them, or it could miss a dual holder whose
+	// address changes were already counted.
+	checking int
+	resyncs  int
+	err      error
 
 	// handles answer "does node hold a now?" when the event streams
 	// suggest a second holder; one lock each, as a handle's socket is
@@ -144,6 +148,7 @@ func (w *AddrWatcher) confirm(sus []suspect) {
 			what = fmt.Sprintf("%s: %s on %s (back up) and %s", s.at.Format(time.StampMicro), s.addr, s.node, s.holder)
 		}
 		w.mu.Lock()
+		w.checking--
 		switch {
 		case err1 != nil || err2 != nil:
 			if w.err == nil {
@@ -155,8 +160,15 @@ func (w *AddrWatcher) confirm(sus []suspect) {
 		default:
 			w.unsure = append(w.unsure, what)
 		}
+		w.notifyLocked()
 		w.mu.Unlock()
 	}
+}
+
+// notifyLocked wakes whoever waits for a change.
+func (w *AddrWatcher) notifyLocked() {
+	close(w.changed)
+	w.changed = make(chan struct{})
 }
 
 // subscribe opens the event stream of namespace ns, then dumps its
@@ -290,8 +302,8 @@ func (w *AddrWatcher) setLocked(at time.Time, node string, a netip.Addr, up, res
 		delete(w.held[node], a)
 	}
 	w.log = append(w.log, AddrEvent{At: at, Node: node, Addr: a, Up: up, Resync: resync})
-	close(w.changed)
-	w.changed = make(chan struct{})
+	w.checking += len(sus)
+	w.notifyLocked()
 	return sus
 }
 
@@ -310,6 +322,7 @@ func (w *AddrWatcher) SetDown(node string, down bool) {
 			}
 		}
 	}
+	w.checking += len(sus)
 	w.mu.Unlock()
 	w.confirm(sus)
 }
@@ -387,10 +400,20 @@ type WatchReport struct {
 	Err     error
 }
 
-// Report returns what the watcher saw so far.
+// Report returns what the watcher saw so far, once every suspected second
+// holder seen so far has been checked against the kernel.
 func (w *AddrWatcher) Report() WatchReport {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for deadline := time.Now().Add(time.Minute); w.checking > 0 && time.Now().Before(deadline); {
+		changed := w.changed
+		w.mu.Unlock()
+		select {
+		case <-changed:
+		case <-time.After(time.Until(deadline)):
+		}
+		w.mu.Lock()
+	}
 	return WatchReport{Changes: len(w.log), Dual: append([]string(nil), w.dual...),
 		Unresolved: append([]string(nil), w.unsure...), Resyncs: w.resyncs, Err: w.err}
 }
