@@ -57,6 +57,9 @@ type Options struct {
 	// Grace is added to an operation's own timeout for the transport, so
 	// that a plugin enforcing the timeout itself can still answer (default 2s).
 	Grace time.Duration
+	// PingTimeout bounds the ping that decides whether a plugin that
+	// missed a deadline still answers, or hangs and is killed (default 1s).
+	PingTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait before a restart (100ms, 5s).
 	MinBackoff, MaxBackoff time.Duration
 	// Env is added to every plugin's environment (NAME=value).
@@ -122,6 +125,7 @@ func New(opts Options) (*Host, error) {
 	def(&opts.StartTimeout, 10*time.Second)
 	def(&opts.DefaultTimeout, 20*time.Second)
 	def(&opts.Grace, 2*time.Second)
+	def(&opts.PingTimeout, time.Second)
 	def(&opts.MinBackoff, 100*time.Millisecond)
 	def(&opts.MaxBackoff, 5*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -422,7 +426,7 @@ func (p *proc) answers(client *plugin.Client) bool {
 	select {
 	case err := <-done:
 		return err == nil
-	case <-time.After(time.Second):
+	case <-time.After(p.h.opts.PingTimeout):
 		return false
 	}
 }

@@ -229,7 +229,10 @@ func TestPanicIsACrash(t *testing.T) {
 }
 
 func TestDeadlines(t *testing.T) {
-	e := newHost(t, nil)
+	// A generous ping: on a loaded machine (with -race) a plugin that is
+	// only busy may take over the default second to answer, and would be
+	// killed as hung; the hung plugin below is then found after 5 s.
+	e := newHost(t, func(o *host.Options) { o.PingTimeout = 5 * time.Second })
 	r := e.h.Resource("testres")
 	// Launch the plugin first, with the default deadline: waiting for a
 	// plugin that is still starting counts against a call's deadline, and
