@@ -272,10 +272,17 @@ func TestCorePairWithWitness(t *testing.T) {
 	for _, n := range []string{"n1", "n2", "n3"} {
 		c.nodes[n].Proc.Stop(10 * time.Second)
 	}
+	restarted := time.Now()
 	for _, n := range []string{"n1", "n2", "n3"} {
 		c.Restart(vigilBin, c.nodes[n])
 	}
-	st, err := c.nodes["n2"].WaitStatus(30*time.Second, func(s *control.Status) bool { return runningOn(s) == "n1" })
+	// A report from before the restarts may still say "running" (with
+	// every node stopping there was no quorum to record the stop): wait
+	// for the restarted n1's own, or the crash below could come while it
+	// is still starting the group.
+	st, err := c.nodes["n2"].WaitStatus(30*time.Second, func(s *control.Status) bool {
+		return runningOn(s) == "n1" && group(s, "g").Reports["n1"].At.After(restarted)
+	})
 	if err != nil {
 		t.Fatalf("after restarting everything: %v", err)
 	}
