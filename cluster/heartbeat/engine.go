@@ -273,15 +273,14 @@ func (e *Engine) Counters() []LinkCounters {
 	for i, m := range e.cfg.Media {
 		st := e.stats[i]
 		c := LinkCounters{Link: m.Name(), Sent: st.sent.Load(), SendErrors: st.sendErrors.Load(), Received: st.received.Load(), Own: st.own.Load()}
-		if f, ok := m.(filtered); ok {
-			// Counted by the kernel, not here (the reason's counter
-			// stays zero).
-			if v, err := f.KernelDrops(); err == nil {
-				st.dropped[DropFiltered].Store(v)
-			}
-		}
 		for _, r := range DropReasons() {
-			if v := st.dropped[r].Load(); v > 0 {
+			v := st.dropped[r].Load()
+			if f, ok := m.(filtered); ok && r == DropFiltered {
+				// Counted by the kernel, which drops these before the
+				// engine sees them.
+				v, _ = f.KernelDrops()
+			}
+			if v > 0 {
 				if c.Dropped == nil {
 					c.Dropped = map[string]uint64{}
 				}
