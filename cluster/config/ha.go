@@ -174,19 +174,13 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 // explicitZeros refuses a zero written out where leaving the key out
 // gives a default: "0s" must not silently become the default interval.
 func (h *HA) explicitZeros(s *errSink, defined func(...string) bool) {
-	timings := []struct {
-		key string
-		d   Duration
-	}{{"keepalive", h.Keepalive}, {"deadtime", h.Deadtime}, {"warntime", h.Warntime}, {"initdead", h.Initdead}, {"lease", h.Lease}}
+	timings := map[string]Duration{"keepalive": h.Keepalive, "deadtime": h.Deadtime, "warntime": h.Warntime, "initdead": h.Initdead, "lease": h.Lease}
 	if h.Fence != nil {
-		timings = append(timings, struct {
-			key string
-			d   Duration
-		}{"fence.timeout", h.Fence.Timeout})
+		timings["fence.timeout"] = h.Fence.Timeout
 	}
-	for _, t := range timings {
-		if t.d == 0 && defined(strings.Split(t.key, ".")...) {
-			s.add(t.key, "must be greater than zero (leave it out for the default)")
+	for key, d := range timings {
+		if d == 0 && defined(strings.Split(key, ".")...) {
+			s.add(key, "must be greater than zero (leave it out for the default)")
 		}
 	}
 }

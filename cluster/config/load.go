@@ -63,7 +63,11 @@ func Load(dir string, opts Options) (*Config, error) {
 	if err != nil {
 		return nil, Errors{{File: haPath, Msg: fmt.Sprintf("cannot read: %v", err)}}
 	}
-	ha, warns, err := ParseHA(haPath, data)
+	ha, warns, err := parseHA(haPath, data, func(h *HA, s *errSink) {
+		if err := checkSocketPath(h.ControlSocket); err != nil {
+			s.add("control_socket", "%v", err)
+		}
+	})
 	c.Warnings = append(c.Warnings, warns...)
 	if err != nil {
 		collect(err)
@@ -72,9 +76,6 @@ func Load(dir string, opts Options) (*Config, error) {
 	c.HA = *ha
 
 	collect(c.resolveSelf(haPath, opts))
-	if err := checkSocketPath(c.HA.ControlSocket); err != nil {
-		collect(&Error{File: haPath, Line: scanPositions(data).line("control_socket"), Key: "control_socket", Msg: err.Error()})
-	}
 
 	akPath := c.HA.Authkeys
 	if !filepath.IsAbs(akPath) {
@@ -149,7 +150,11 @@ func describeMode(m fs.FileMode) string {
 }
 
 // ParseHA decodes and validates ha.toml. It never panics, whatever data holds.
-func ParseHA(path string, data []byte) (*HA, []string, error) {
+func ParseHA(path string, data []byte) (*HA, []string, error) { return parseHA(path, data) }
+
+// parseHA is ParseHA with more checks: Load adds those that look at this
+// machine, which an importer checking a file for another must not.
+func parseHA(path string, data []byte, checks ...func(*HA, *errSink)) (*HA, []string, error) {
 	var ha HA
 	md, s, err := decode(path, data, &ha)
 	if err != nil {
@@ -161,6 +166,9 @@ func ParseHA(path string, data []byte) (*HA, []string, error) {
 	ha.explicitZeros(s, md.IsDefined)
 	ha.applyDefaults()
 	ha.validate(s, func(k string) bool { return md.IsDefined(k) }, warn)
+	for _, check := range checks {
+		check(&ha, s)
+	}
 	if len(s.errs) > 0 {
 		return nil, warns, s.sorted()
 	}
