@@ -16,7 +16,6 @@ import (
 // accepted, but it must never panic or loop on anything (it is fuzzed).
 type positions struct {
 	exact map[string]int
-	loose map[string][]int // path without indices → lines in file order
 	// byLoose lists the exact paths of each index-free path, in file order.
 	byLoose map[string][]string
 	// deep is the line where arrays or inline tables first nest deeper
@@ -52,8 +51,8 @@ func (p *positions) line(key string) int {
 			return l
 		}
 	}
-	if ls := p.loose[stripIndices(key)]; len(ls) > 0 {
-		return ls[0]
+	if ks := p.byLoose[stripIndices(key)]; len(ks) > 0 {
+		return p.exact[ks[0]]
 	}
 	return 0
 }
@@ -71,7 +70,7 @@ func parentPath(k string) string {
 }
 
 func scanPositions(src []byte) *positions {
-	s := &posScanner{src: src, line: 1, p: &positions{exact: map[string]int{}, loose: map[string][]int{}, byLoose: map[string][]string{}}, aot: map[string]int{}}
+	s := &posScanner{src: src, line: 1, p: &positions{exact: map[string]int{}, byLoose: map[string][]string{}}, aot: map[string]int{}}
 	s.document()
 	return s.p
 }
@@ -89,12 +88,11 @@ func (s *posScanner) record(path string) {
 	if path == "" || path == tooLong {
 		return
 	}
-	lp := stripIndices(path)
 	if _, ok := s.p.exact[path]; !ok {
 		s.p.exact[path] = s.line
+		lp := stripIndices(path)
 		s.p.byLoose[lp] = append(s.p.byLoose[lp], path)
 	}
-	s.p.loose[lp] = append(s.p.loose[lp], s.line)
 }
 
 func (s *posScanner) eof() bool { return s.i >= len(s.src) }
