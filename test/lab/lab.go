@@ -199,7 +199,7 @@ func (l *Lab) Start(node, name string, args ...string) *Proc {
 }
 
 // Kill sends SIGKILL to the process and waits for it to exit.
-func (p *Proc) Kill() { p.Signal(syscall.SIGKILL); <-p.done }
+func (p *Proc) Kill() { p.Signal(syscall.SIGKILL); p.Wait() }
 
 // Signal sends sig to the process if it is still running.
 func (p *Proc) Signal(sig syscall.Signal) {
@@ -220,6 +220,9 @@ func (p *Proc) Stop(timeout time.Duration) {
 		p.Kill()
 	}
 }
+
+// Wait waits until the process has ended.
+func (p *Proc) Wait() { <-p.done }
 
 // Exited reports whether the process has ended.
 func (p *Proc) Exited() bool {

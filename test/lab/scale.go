@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -212,31 +209,4 @@ func LogLines(path, s string, from int64) (lines []string, size int64, err error
 		}
 	}
 	return lines, int64(len(data)), nil
-}
-
-// PowerOff is Crash with the instant of the power loss: every process in
-// the director's namespace (the daemon and its plugins) gets SIGKILL at
-// once, then its links go down. It returns the time of the first kill,
-// taken after the processes were listed, so that listing them does not
-// count as failover time.
-func (l *Lab) PowerOff(n *Node) time.Time {
-	l.t.Helper()
-	out, err := exec.Command("ip", "netns", "pids", l.NS(n.NS)).Output()
-	if err != nil {
-		l.t.Fatalf("lab: pids of %s: %v", n.NS, err)
-	}
-	var pids []int
-	for _, f := range strings.Fields(string(out)) {
-		if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
-			pids = append(pids, pid)
-		}
-	}
-	t0 := time.Now()
-	n.Proc.Signal(syscall.SIGKILL)
-	for _, pid := range pids {
-		_ = unix.Kill(pid, unix.SIGKILL)
-	}
-	l.Isolate(n.NS, true)
-	<-n.Proc.done
-	return t0
 }

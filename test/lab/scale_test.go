@@ -106,7 +106,7 @@ func (s *scaleLab) crash(window time.Duration, forced bool) (tr trial, crashed b
 		return tr, false, fmt.Errorf("VIPs moved before the crash: held %v", h)
 	}
 	s.watch.SetDown(s.owner, true)
-	t0 := s.l.PowerOff(s.nodes[s.owner])
+	t0 := s.l.Crash(s.nodes[s.owner])
 	held, _ := s.watch.Wait(window-time.Since(t0), func(h map[string]int) bool { return h[tr.survivor] == n })
 	tr.up, tr.left = held[tr.survivor], n-held[tr.survivor]
 	for _, e := range s.watch.Events(checked) {

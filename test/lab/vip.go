@@ -322,28 +322,33 @@ func (s *VIPSampler) Report() (samples int, dual []string, err error) {
 
 // Crash simulates a director losing power: every process in its namespace
 // (the daemon and its plugins, all started by this lab) is killed with
-// SIGKILL and its links go down at once.
-func (l *Lab) Crash(n *Node) {
+// SIGKILL and its links go down at once. It returns the instant of the
+// power loss, taken after the processes were listed, so that listing them
+// does not count as failover time.
+func (l *Lab) Crash(n *Node) time.Time {
 	l.t.Helper()
-	out, _ := exec.Command("ip", "netns", "pids", l.NS(n.NS)).Output()
+	out, err := exec.Command("ip", "netns", "pids", l.NS(n.NS)).Output()
+	if err != nil {
+		l.t.Fatalf("lab: pids of %s: %v", n.NS, err)
+	}
 	var pids []int
 	for _, f := range strings.Fields(string(out)) {
-		if pid, err := strconv.Atoi(f); err == nil {
+		if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
 			pids = append(pids, pid)
 		}
 	}
+	t0 := time.Now()
 	// Stop them all before killing any, so that none sees another die and
 	// cleans up (keepalived's VRRP child removes its addresses when its
 	// parent goes): after a power loss nothing ran.
 	for _, sig := range []unix.Signal{unix.SIGSTOP, unix.SIGKILL} {
 		for _, pid := range pids {
-			if pid != os.Getpid() {
-				_ = unix.Kill(pid, sig)
-			}
+			_ = unix.Kill(pid, sig)
 		}
 	}
-	n.Proc.Kill()
 	l.Isolate(n.NS, true)
+	n.Proc.Kill()
+	return t0
 }
 
 // Reboot brings a crashed director back as a rebooted machine would come
