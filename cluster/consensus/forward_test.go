@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -394,11 +393,8 @@ func TestForwardDropsMalformedFrames(t *testing.T) {
 		if err := writeFrame(c, id, muxRequest{request: request{Probe: true}}); err != nil {
 			t.Fatal(err)
 		}
-		got, body, err := readFrame(br)
 		var rep forwardReply
-		if err == nil {
-			err = json.Unmarshal(body, &rep)
-		}
+		got, err := readFrame(br, &rep)
 		if err != nil || got != id || !rep.HasState {
 			t.Fatalf("probe %d: reply %d %+v %v", id, got, rep, err)
 		}
@@ -419,7 +415,7 @@ func TestForwardDropsMalformedFrames(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The server closes the connection: the read ends without a reply.
-		if _, _, err := readFrame(br); err == nil {
+		if _, err := readFrame(br, new(forwardReply)); err == nil {
 			t.Errorf("%s: got a reply", tc.name)
 		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			t.Errorf("%s: the server kept the connection open", tc.name)
