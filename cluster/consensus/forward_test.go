@@ -472,6 +472,22 @@ func TestForwardToPeerWithoutMux(t *testing.T) {
 	}
 }
 
+// forwardedOnce starts a three-node cluster and forwards one apply from
+// a follower, so that it has a forwarding connection to the leader; ctx
+// is the test's, 30 s.
+func forwardedOnce(t *testing.T) (ms []*member, follower *member, ctx context.Context) {
+	t.Helper()
+	leakCheck(t)
+	ms = startCluster(t, 3, calm, testLog(t))
+	_, follower = settled(t, ms)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	if err := follower.node.Apply(ctx, nodeStateCmd(t)); !applied(err) {
+		t.Fatal(err)
+	}
+	return ms, follower, ctx
+}
+
 // Forwarding connections left unused are closed after the idle time; the
 // next request dials again.
 func TestForwardIdleClose(t *testing.T) {
@@ -504,14 +520,7 @@ func TestForwardIdleClose(t *testing.T) {
 
 // RecoverAlone's pause closes forwarding connections like Raft's.
 func TestStopDialsClosesForwarding(t *testing.T) {
-	leakCheck(t)
-	ms := startCluster(t, 3, calm, testLog(t))
-	_, follower := settled(t, ms)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := follower.node.Apply(ctx, nodeStateCmd(t)); !applied(err) {
-		t.Fatal(err)
-	}
+	ms, follower, ctx := forwardedOnce(t)
 	l := follower.node.layer
 	if len(l.fwd.openConns()) == 0 {
 		t.Fatal("no forwarding connection after an apply")
@@ -601,14 +610,7 @@ func TestForwardSilentConnectionRedialled(t *testing.T) {
 // A command over the frame limit is refused before it is sent, once (not
 // retried), and the connection stays in use.
 func TestForwardTooLarge(t *testing.T) {
-	leakCheck(t)
-	ms := startCluster(t, 3, calm, testLog(t))
-	_, follower := settled(t, ms)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := follower.node.Apply(ctx, nodeStateCmd(t)); !applied(err) {
-		t.Fatal(err)
-	}
+	_, follower, ctx := forwardedOnce(t)
 	dialled0, leader0 := follower.node.Forwarding().Dialled, follower.node.Leader()
 	if err := follower.node.Apply(ctx, make([]byte, maxForward)); !errors.Is(err, errTooLarge) {
 		t.Fatalf("a command of %d bytes: %v, want errTooLarge", maxForward, err)
