@@ -178,13 +178,14 @@ func (l *layer) answer(ctx context.Context, req request) forwardReply {
 type recentReplies struct {
 	mu    sync.Mutex
 	byID  map[string]*outcome
-	order [recentMax]string
+	order [recentMax]*outcome // the oldest is dropped for the next
 	pos   int
 }
 
 const recentMax = 4096
 
 type outcome struct {
+	id   string
 	done chan struct{}
 	rep  forwardReply
 }
@@ -206,11 +207,13 @@ func (r *recentReplies) do(ctx context.Context, id string, fn func() forwardRepl
 			return forwardReply{Error: fmt.Sprintf("waiting for the same request sent before: %v", ctx.Err())}
 		}
 	}
-	o := &outcome{done: make(chan struct{})}
-	if old := r.order[r.pos]; old != "" {
-		delete(r.byID, old)
+	o := &outcome{id: id, done: make(chan struct{})}
+	// Only if still its id's: one not applied was forgotten, and the id
+	// may since be remembered again with a newer outcome.
+	if old := r.order[r.pos]; old != nil && r.byID[old.id] == old {
+		delete(r.byID, old.id)
 	}
-	r.order[r.pos] = id
+	r.order[r.pos] = o
 	r.pos = (r.pos + 1) % recentMax
 	r.byID[id] = o
 	r.mu.Unlock()

@@ -273,6 +273,22 @@ func TestRecentRepliesOncePerID(t *testing.T) {
 	}
 }
 
+// An id not applied and then taken is remembered for as long as any
+// other: the slot its first attempt held does not drop the second one.
+func TestRecentRepliesRetakenIDKept(t *testing.T) {
+	var r recentReplies
+	ctx := context.Background()
+	r.do(ctx, "y", func() forwardReply { return forwardReply{NotApplied: true} })
+	r.do(ctx, "y", func() forwardReply { return forwardReply{Error: "taken"} })
+	for i := range recentMax - 1 { // the first attempt's slot is reused
+		r.do(ctx, strconv.Itoa(i), func() forwardReply { return forwardReply{} })
+	}
+	rep := r.do(ctx, "y", func() forwardReply { t.Error("applied twice"); return forwardReply{} })
+	if rep.Error != "taken" {
+		t.Fatalf("repeat got %+v, want the reply of the attempt taken", rep)
+	}
+}
+
 // Leadership moves while a follower forwards: the requests go to the new
 // leader, over a connection to it.
 func TestForwardFollowsLeaderChange(t *testing.T) {
