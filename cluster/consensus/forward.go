@@ -81,22 +81,26 @@ func writeFrame(w io.Writer, id uint64, v any) error {
 	return err
 }
 
-// readFrame reads one frame; a length out of bounds is errMalformed, as
-// the stream cannot be resynchronised after it.
-func readFrame(r io.Reader) (uint64, []byte, error) {
+// readFrame reads one frame and decodes its JSON into v; a length out of
+// bounds or a body that is not v's JSON is errMalformed, as the stream
+// cannot be trusted after it.
+func readFrame(r io.Reader, v any) (uint64, error) {
 	var h [frameHeader]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	n := binary.BigEndian.Uint32(h[:])
 	if n == 0 || n > maxForward {
-		return 0, nil, fmt.Errorf("%w: length %d", errMalformed, n)
+		return 0, fmt.Errorf("%w: length %d", errMalformed, n)
 	}
 	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, nil, err
+		return 0, err
 	}
-	return binary.BigEndian.Uint64(h[4:]), body, nil
+	if err := json.Unmarshal(body, v); err != nil {
+		return 0, fmt.Errorf("%w: %w", errMalformed, err)
+	}
+	return binary.BigEndian.Uint64(h[4:]), nil
 }
 
 // serveMux serves the requests of one forwarding connection, up to
@@ -121,13 +125,8 @@ func (l *layer) serveMux(tc *tls.Conn) {
 	br := bufio.NewReader(tc)
 	for {
 		_ = tc.SetReadDeadline(time.Now().Add(serverIdle))
-		id, body, err := readFrame(br)
 		var req muxRequest
-		if err == nil {
-			if jerr := json.Unmarshal(body, &req); jerr != nil {
-				err = fmt.Errorf("%w: %w", errMalformed, jerr)
-			}
-		}
+		id, err := readFrame(br, &req)
 		if err != nil {
 			if errors.Is(err, errMalformed) {
 				n := l.malformed.Add(1)
@@ -179,13 +178,14 @@ func (l *layer) answer(ctx context.Context, req request) forwardReply {
 type recentReplies struct {
 	mu    sync.Mutex
 	byID  map[string]*outcome
-	order [recentMax]string
+	order [recentMax]*outcome // the oldest is dropped for the next
 	pos   int
 }
 
 const recentMax = 4096
 
 type outcome struct {
+	id   string
 	done chan struct{}
 	rep  forwardReply
 }
@@ -207,11 +207,13 @@ func (r *recentReplies) do(ctx context.Context, id string, fn func() forwardRepl
 			return forwardReply{Error: fmt.Sprintf("waiting for the same request sent before: %v", ctx.Err())}
 		}
 	}
-	o := &outcome{done: make(chan struct{})}
-	if old := r.order[r.pos]; old != "" {
-		delete(r.byID, old)
+	o := &outcome{id: id, done: make(chan struct{})}
+	// Only if still its id's: one not applied was forgotten, and the id
+	// may since be remembered again with a newer outcome.
+	if old := r.order[r.pos]; old != nil && r.byID[old.id] == old {
+		delete(r.byID, old.id)
 	}
-	r.order[r.pos] = id
+	r.order[r.pos] = o
 	r.pos = (r.pos + 1) % recentMax
 	r.byID[id] = o
 	r.mu.Unlock()
@@ -364,13 +366,8 @@ func (fc *fwdConn) read() {
 	defer fc.f.l.wg.Done()
 	br := bufio.NewReader(fc.c)
 	for {
-		id, body, err := readFrame(br)
 		var rep forwardReply
-		if err == nil {
-			if jerr := json.Unmarshal(body, &rep); jerr != nil {
-				err = fmt.Errorf("%w: %w", errMalformed, jerr)
-			}
-		}
+		id, err := readFrame(br, &rep)
 		if err != nil {
 			fc.fail(fmt.Errorf("%w: %w", errConnLost, err))
 			return

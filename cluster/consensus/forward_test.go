@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -274,6 +273,22 @@ func TestRecentRepliesOncePerID(t *testing.T) {
 	}
 }
 
+// An id not applied and then taken is remembered for as long as any
+// other: the slot its first attempt held does not drop the second one.
+func TestRecentRepliesRetakenIDKept(t *testing.T) {
+	var r recentReplies
+	ctx := context.Background()
+	r.do(ctx, "y", func() forwardReply { return forwardReply{NotApplied: true} })
+	r.do(ctx, "y", func() forwardReply { return forwardReply{Error: "taken"} })
+	for i := range recentMax - 1 { // the first attempt's slot is reused
+		r.do(ctx, strconv.Itoa(i), func() forwardReply { return forwardReply{} })
+	}
+	rep := r.do(ctx, "y", func() forwardReply { t.Error("applied twice"); return forwardReply{} })
+	if rep.Error != "taken" {
+		t.Fatalf("repeat got %+v, want the reply of the attempt taken", rep)
+	}
+}
+
 // Leadership moves while a follower forwards: the requests go to the new
 // leader, over a connection to it.
 func TestForwardFollowsLeaderChange(t *testing.T) {
@@ -394,11 +409,8 @@ func TestForwardDropsMalformedFrames(t *testing.T) {
 		if err := writeFrame(c, id, muxRequest{request: request{Probe: true}}); err != nil {
 			t.Fatal(err)
 		}
-		got, body, err := readFrame(br)
 		var rep forwardReply
-		if err == nil {
-			err = json.Unmarshal(body, &rep)
-		}
+		got, err := readFrame(br, &rep)
 		if err != nil || got != id || !rep.HasState {
 			t.Fatalf("probe %d: reply %d %+v %v", id, got, rep, err)
 		}
@@ -419,7 +431,7 @@ func TestForwardDropsMalformedFrames(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The server closes the connection: the read ends without a reply.
-		if _, _, err := readFrame(br); err == nil {
+		if _, err := readFrame(br, new(forwardReply)); err == nil {
 			t.Errorf("%s: got a reply", tc.name)
 		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			t.Errorf("%s: the server kept the connection open", tc.name)
@@ -476,6 +488,22 @@ func TestForwardToPeerWithoutMux(t *testing.T) {
 	}
 }
 
+// forwardedOnce starts a three-node cluster and forwards one apply from
+// a follower, so that it has a forwarding connection to the leader; ctx
+// is the test's, 30 s.
+func forwardedOnce(t *testing.T) (ms []*member, follower *member, ctx context.Context) {
+	t.Helper()
+	leakCheck(t)
+	ms = startCluster(t, 3, calm, testLog(t))
+	_, follower = settled(t, ms)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	if err := follower.node.Apply(ctx, nodeStateCmd(t)); !applied(err) {
+		t.Fatal(err)
+	}
+	return ms, follower, ctx
+}
+
 // Forwarding connections left unused are closed after the idle time; the
 // next request dials again.
 func TestForwardIdleClose(t *testing.T) {
@@ -508,14 +536,7 @@ func TestForwardIdleClose(t *testing.T) {
 
 // RecoverAlone's pause closes forwarding connections like Raft's.
 func TestStopDialsClosesForwarding(t *testing.T) {
-	leakCheck(t)
-	ms := startCluster(t, 3, calm, testLog(t))
-	_, follower := settled(t, ms)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := follower.node.Apply(ctx, nodeStateCmd(t)); !applied(err) {
-		t.Fatal(err)
-	}
+	ms, follower, ctx := forwardedOnce(t)
 	l := follower.node.layer
 	if len(l.fwd.openConns()) == 0 {
 		t.Fatal("no forwarding connection after an apply")
@@ -605,14 +626,7 @@ func TestForwardSilentConnectionRedialled(t *testing.T) {
 // A command over the frame limit is refused before it is sent, once (not
 // retried), and the connection stays in use.
 func TestForwardTooLarge(t *testing.T) {
-	leakCheck(t)
-	ms := startCluster(t, 3, calm, testLog(t))
-	_, follower := settled(t, ms)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := follower.node.Apply(ctx, nodeStateCmd(t)); !applied(err) {
-		t.Fatal(err)
-	}
+	_, follower, ctx := forwardedOnce(t)
 	dialled0, leader0 := follower.node.Forwarding().Dialled, follower.node.Leader()
 	if err := follower.node.Apply(ctx, make([]byte, maxForward)); !errors.Is(err, errTooLarge) {
 		t.Fatalf("a command of %d bytes: %v, want errTooLarge", maxForward, err)
