@@ -70,15 +70,15 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		events = ch
 	}
 	var seen uint64
-	first, rescan := true, true
+	rescan := true // the first pass starts a worker per group and wakes them all
 	holding := false
 	for {
 		c.localPasses.Add(1)
 		changed := c.opt.FSM.Changed()
 		t := c.opt.FSM.Since(seen)
 		seen = t.To
-		all := first || t.All || t.Defs || t.Nodes
-		if first || rescan || t.All || t.Defs {
+		all := t.All || t.Defs || t.Nodes
+		if rescan || t.All || t.Defs {
 			for _, name := range c.groupNames() {
 				if workers[name] != nil {
 					continue
@@ -92,7 +92,7 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 				}()
 			}
 		}
-		first, rescan = false, false
+		rescan = false
 		// The lease is renewed by heartbeats, not by the log: look every
 		// keepalive, and at the instant it would run out, whether this
 		// node gained or lost it.

@@ -42,10 +42,10 @@ const (
 	keepNames   = 16384
 )
 
-// Touched is what the entries after From up to To changed: readers redo
-// only the work those changes affect.
+// Touched is what the entries after the index a reader passed to Since,
+// up to To, changed: readers redo only the work those changes affect.
 type Touched struct {
-	From, To uint64
+	To uint64
 	// All: anything may have changed (a snapshot was restored, or the
 	// reader is further behind than the journal reaches).
 	All bool
@@ -68,7 +68,7 @@ func (t Touched) Empty() bool { return !t.All && !t.Nodes && !t.Defs && len(t.Gr
 func (f *FSM) Since(from uint64) Touched {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	t := Touched{From: from, To: f.applied.Load()}
+	t := Touched{To: f.applied.Load()}
 	if from < f.floor {
 		t.All = true
 		return t
