@@ -511,24 +511,20 @@ func (v *view) handle(m *syscall.NetlinkMessage) {
 		}
 	}
 	switch h.Type {
-	case unix.RTM_NEWLINK, unix.RTM_DELLINK:
-		l, ok := parseLink(m.Data)
-		if !ok {
-			return
-		}
-		if h.Type == unix.RTM_NEWLINK {
+	case unix.RTM_NEWLINK:
+		if l, ok := parseLink(m.Data); ok {
 			v.putLink(l)
-		} else {
+		}
+	case unix.RTM_DELLINK:
+		if l, ok := parseLink(m.Data); ok {
 			v.delLink(l.index)
 		}
-	case unix.RTM_NEWADDR, unix.RTM_DELADDR:
-		e, ok := parseAddr(m.Data)
-		if !ok {
-			return
-		}
-		if h.Type == unix.RTM_NEWADDR {
+	case unix.RTM_NEWADDR:
+		if e, ok := parseAddr(m.Data); ok {
 			v.putAddr(e)
-		} else {
+		}
+	case unix.RTM_DELADDR:
+		if e, ok := parseAddr(m.Data); ok {
 			v.delAddr(e)
 		}
 	}
