@@ -690,8 +690,7 @@ func (v *view) with(ctx context.Context, f func()) error {
 // set, still holding v.mu; it gives up when the view breaks, viewWait
 // passes or ctx ends.
 func (v *view) wait(ctx context.Context, cond func() bool, f func()) error {
-	ctx, cancel := context.WithTimeout(ctx, viewWait)
-	defer cancel()
+	var cancel context.CancelFunc // the viewWait limit, set once there is a wait
 	for {
 		v.mu.Lock()
 		if v.broken == nil && cond() {
@@ -705,6 +704,10 @@ func (v *view) wait(ctx context.Context, cond func() bool, f func()) error {
 		v.mu.Unlock()
 		if broken != nil {
 			return broken
+		}
+		if cancel == nil {
+			ctx, cancel = context.WithTimeout(ctx, viewWait)
+			defer cancel()
 		}
 		select {
 		case <-ch:
