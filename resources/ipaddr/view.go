@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -582,18 +583,17 @@ func (v *view) expire(seq uint32) {
 	for len(v.expiry) > 0 && v.expiry[0].seq <= seq {
 		ip := v.expiry[0].ip
 		v.expiry = v.expiry[1:]
-		os := v.override[ip]
-		keep := os[:0]
-		for _, o := range os {
-			if o.barrier > seq {
-				keep = append(keep, o)
-			}
-		}
-		if len(keep) == 0 {
-			delete(v.override, ip)
-		} else {
-			v.override[ip] = keep
-		}
+		v.dropOverrides(ip, func(o override) bool { return o.barrier <= seq })
+	}
+}
+
+// dropOverrides removes ip's own changes for which gone holds; v.mu is
+// held.
+func (v *view) dropOverrides(ip netip.Addr, gone func(override) bool) {
+	if os := slices.DeleteFunc(v.override[ip], gone); len(os) > 0 {
+		v.override[ip] = os
+	} else {
+		delete(v.override, ip)
 	}
 }
 
@@ -747,13 +747,7 @@ func (v *view) own(e addrEntry, present bool) {
 	e.own = true
 	v.mu.Lock()
 	seq := v.nextSeq()
-	os := v.override[e.ip]
-	for i := range os {
-		if os[i].e.same(e) {
-			os = append(os[:i], os[i+1:]...)
-			break
-		}
-	}
+	os := slices.DeleteFunc(v.override[e.ip], func(o override) bool { return o.e.same(e) })
 	v.override[e.ip] = append(os, override{e: e, present: present, barrier: seq})
 	v.expiry = append(v.expiry, expiring{seq: seq, ip: e.ip})
 	v.mu.Unlock()
@@ -762,18 +756,7 @@ func (v *view) own(e addrEntry, present bool) {
 		// one's; the notification of the change brings the view there.
 		v.log.Debug("no barrier after an own change", "err", err)
 		v.mu.Lock()
-		os := v.override[e.ip]
-		for i := range os {
-			if os[i].barrier == seq {
-				os = append(os[:i], os[i+1:]...)
-				break
-			}
-		}
-		if len(os) == 0 {
-			delete(v.override, e.ip)
-		} else {
-			v.override[e.ip] = os
-		}
+		v.dropOverrides(e.ip, func(o override) bool { return o.barrier == seq })
 		v.mu.Unlock()
 	}
 }
