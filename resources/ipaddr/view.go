@@ -403,25 +403,24 @@ func (v *view) clear() {
 	v.nets = map[netip.Prefix]map[int]map[netip.Addr]struct{}{}
 }
 
-// request sends one message of ours on the subscription socket; v.mu is
-// held. It returns the sequence number the reply will carry.
-func (v *view) request(typ uint16, flags uint16, body nl.NetlinkRequestData) (uint32, error) {
-	v.seq++
-	req := nl.NewNetlinkRequest(int(typ), int(flags))
-	req.Seq = v.seq
+// request sends one message of ours, numbered seq, on the subscription
+// socket.
+func (v *view) request(typ, flags int, seq uint32, body nl.NetlinkRequestData) error {
+	req := nl.NewNetlinkRequest(typ, flags)
+	req.Seq = seq
 	req.AddData(body)
-	return v.seq, v.send(req.Serialize())
+	return v.send(req.Serialize())
 }
 
 // requestDump asks for every link or every address; v.mu is held. A dump
 // that cannot even be sent is retried like an interrupted one.
 func (v *view) requestDump(kind int) {
-	var seq uint32
+	seq := v.nextSeq()
 	var err error
 	if kind == dumpLinks {
-		seq, err = v.request(unix.RTM_GETLINK, unix.NLM_F_DUMP, nl.NewIfInfomsg(unix.AF_UNSPEC))
+		err = v.request(unix.RTM_GETLINK, unix.NLM_F_DUMP, seq, nl.NewIfInfomsg(unix.AF_UNSPEC))
 	} else {
-		seq, err = v.request(unix.RTM_GETADDR, unix.NLM_F_DUMP, nl.NewIfAddrmsg(unix.AF_UNSPEC))
+		err = v.request(unix.RTM_GETADDR, unix.NLM_F_DUMP, seq, nl.NewIfAddrmsg(unix.AF_UNSPEC))
 	}
 	v.dump.kind, v.dump.seq, v.dump.intr = kind, seq, false
 	if err != nil {
@@ -459,7 +458,7 @@ func (v *view) retryDump() {
 // is sent without: answers may then come out of order, which is fine, as
 // a barrier sent after a change covers it whichever its number.
 
-// nextSeq numbers a barrier; v.mu is held.
+// nextSeq numbers a request (a dump or a barrier); v.mu is held.
 func (v *view) nextSeq() uint32 {
 	v.seq++
 	return v.seq
@@ -470,10 +469,7 @@ func (v *view) nextSeq() uint32 {
 // it changes nothing, and the kernel answers it without taking the RTNL
 // lock that adds and deletes hold.
 func (v *view) sendBarrier(seq uint32) error {
-	req := nl.NewNetlinkRequest(unix.RTM_GETADDR, 0)
-	req.Seq = seq
-	req.AddData(nl.NewIfAddrmsg(unix.AF_UNSPEC))
-	return v.send(req.Serialize())
+	return v.request(unix.RTM_GETADDR, 0, seq, nl.NewIfAddrmsg(unix.AF_UNSPEC))
 }
 
 // handle applies one message; v.mu is held.
