@@ -453,10 +453,10 @@ func (a *announcer) step(now time.Time) time.Duration {
 		}
 		if v.urgent {
 			a.urgent = a.urgent[1:]
-			a.sendUrgent(v, now)
+			a.sendUrgent(v)
 		} else {
 			a.readyQ = a.readyQ[1:]
-			a.sendReady(v, now)
+			a.sendReady(v)
 		}
 		// Keep the schedule while busy: a timer fires late (sub-millisecond
 		// sleeps round up), and the frames due meanwhile go out back to
@@ -501,9 +501,9 @@ func dropHalted(q []*vipAnn) []*vipAnn {
 	return q
 }
 
-func (a *announcer) sendUrgent(v *vipAnn, now time.Time) {
+func (a *announcer) sendUrgent(v *vipAnn) {
 	v.urgent = false
-	now = a.send(v, v.why, now)
+	now := a.send(v, v.why)
 	if v.burst {
 		v.burstLeft, v.burstNext, v.burstWhy = v.cfg.Count-1, now.Add(v.cfg.Interval), v.why
 		if v.burstLeft == 0 {
@@ -513,7 +513,7 @@ func (a *announcer) sendUrgent(v *vipAnn, now time.Time) {
 	a.schedule(v)
 }
 
-func (a *announcer) sendReady(v *vipAnn, now time.Time) {
+func (a *announcer) sendReady(v *vipAnn) {
 	v.ready = false
 	burst := v.burstLeft > 0 && !v.burstNext.After(v.queued)
 	refresh := !v.refreshAt.IsZero() && !v.refreshAt.After(v.queued)
@@ -527,7 +527,7 @@ func (a *announcer) sendReady(v *vipAnn, now time.Time) {
 	if burst {
 		why = v.burstWhy
 	}
-	now = a.send(v, why, now)
+	now := a.send(v, why)
 	if burst {
 		v.burstLeft--
 		v.burstNext = now.Add(v.cfg.Interval)
@@ -551,9 +551,9 @@ func (a *announcer) burstDone(v *vipAnn, now time.Time) {
 
 // send sends one announcement and returns when it went; a.mu is held,
 // so a stop waits for it.
-func (a *announcer) send(v *vipAnn, why string, now time.Time) time.Time {
+func (a *announcer) send(v *vipAnn, why string) time.Time {
 	err := v.ref.w.send(v.frames)
-	now = time.Now()
+	now := time.Now()
 	v.lastSent = now
 	if err != nil {
 		// Never fatal: the address is configured, and the next frame of

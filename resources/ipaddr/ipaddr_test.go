@@ -76,10 +76,21 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// op runs one resource operation inside the director namespace.
+// op runs one resource operation of instance "vip" inside the director
+// namespace.
 func (l *pairLab) op(name string, params map[string]string, interval time.Duration) *pb.Result {
 	l.t.Helper()
-	in := &pb.Instance{Id: "vip", Type: "IPaddr", Params: params, IntervalMs: interval.Milliseconds()}
+	res, err := l.opID(name, "vip", params, interval)
+	if err != nil {
+		l.t.Fatalf("%s: %v", name, err)
+	}
+	return res
+}
+
+// opID runs one operation of instance id in the director namespace; safe
+// from any goroutine.
+func (l *pairLab) opID(name, id string, params map[string]string, interval time.Duration) (*pb.Result, error) {
+	in := &pb.Instance{Id: id, Type: "IPaddr", Params: params, IntervalMs: interval.Milliseconds()}
 	var res *pb.Result
 	err := nstest.InNS(l.director, func() (err error) {
 		ctx := context.Background()
@@ -92,13 +103,12 @@ func (l *pairLab) op(name string, params map[string]string, interval time.Durati
 			res, err = l.r.Monitor(ctx, in)
 		case "reload":
 			res, err = l.r.Reload(ctx, in)
+		default:
+			err = fmt.Errorf("no operation %q", name)
 		}
 		return err
 	})
-	if err != nil {
-		l.t.Fatalf("%s: %v", name, err)
-	}
-	return res
+	return res, err
 }
 
 func (l *pairLab) mustOp(name string, params map[string]string) *pb.Result {

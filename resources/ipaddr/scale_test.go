@@ -1,7 +1,6 @@
 package ipaddr_test
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -49,28 +48,6 @@ func newScaleLab(t *testing.T) *pairLab {
 	l.r = ipaddr.New(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	l.nn.Run("ip", "-n", l.director, "addr", "add", "10.90.0.1/16", "dev", "eth0")
 	return l
-}
-
-// opID runs one operation of instance id in the director namespace; safe
-// from any goroutine.
-func (l *pairLab) opID(name, id string, params map[string]string, interval time.Duration) (*pb.Result, error) {
-	in := &pb.Instance{Id: id, Type: "IPaddr", Params: params, IntervalMs: interval.Milliseconds()}
-	var res *pb.Result
-	err := nstest.InNS(l.director, func() (err error) {
-		ctx := context.Background()
-		switch name {
-		case "start":
-			res, err = l.r.Start(ctx, in)
-		case "stop":
-			res, err = l.r.Stop(ctx, in)
-		case "monitor":
-			res, err = l.r.Monitor(ctx, in)
-		default:
-			err = fmt.Errorf("no operation %q", name)
-		}
-		return err
-	})
-	return res, err
 }
 
 // all runs operation name on instances [0, n) at once, as the daemon does

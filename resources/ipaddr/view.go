@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -402,25 +403,24 @@ func (v *view) clear() {
 	v.nets = map[netip.Prefix]map[int]map[netip.Addr]struct{}{}
 }
 
-// request sends one message of ours on the subscription socket; v.mu is
-// held. It returns the sequence number the reply will carry.
-func (v *view) request(typ uint16, flags uint16, body nl.NetlinkRequestData) (uint32, error) {
-	v.seq++
-	req := nl.NewNetlinkRequest(int(typ), int(flags))
-	req.Seq = v.seq
+// request sends one message of ours, numbered seq, on the subscription
+// socket.
+func (v *view) request(typ, flags int, seq uint32, body nl.NetlinkRequestData) error {
+	req := nl.NewNetlinkRequest(typ, flags)
+	req.Seq = seq
 	req.AddData(body)
-	return v.seq, v.send(req.Serialize())
+	return v.send(req.Serialize())
 }
 
 // requestDump asks for every link or every address; v.mu is held. A dump
 // that cannot even be sent is retried like an interrupted one.
 func (v *view) requestDump(kind int) {
-	var seq uint32
+	seq := v.nextSeq()
 	var err error
 	if kind == dumpLinks {
-		seq, err = v.request(unix.RTM_GETLINK, unix.NLM_F_DUMP, nl.NewIfInfomsg(unix.AF_UNSPEC))
+		err = v.request(unix.RTM_GETLINK, unix.NLM_F_DUMP, seq, nl.NewIfInfomsg(unix.AF_UNSPEC))
 	} else {
-		seq, err = v.request(unix.RTM_GETADDR, unix.NLM_F_DUMP, nl.NewIfAddrmsg(unix.AF_UNSPEC))
+		err = v.request(unix.RTM_GETADDR, unix.NLM_F_DUMP, seq, nl.NewIfAddrmsg(unix.AF_UNSPEC))
 	}
 	v.dump.kind, v.dump.seq, v.dump.intr = kind, seq, false
 	if err != nil {
@@ -458,7 +458,7 @@ func (v *view) retryDump() {
 // is sent without: answers may then come out of order, which is fine, as
 // a barrier sent after a change covers it whichever its number.
 
-// nextSeq numbers a barrier; v.mu is held.
+// nextSeq numbers a request (a dump or a barrier); v.mu is held.
 func (v *view) nextSeq() uint32 {
 	v.seq++
 	return v.seq
@@ -469,10 +469,7 @@ func (v *view) nextSeq() uint32 {
 // it changes nothing, and the kernel answers it without taking the RTNL
 // lock that adds and deletes hold.
 func (v *view) sendBarrier(seq uint32) error {
-	req := nl.NewNetlinkRequest(unix.RTM_GETADDR, 0)
-	req.Seq = seq
-	req.AddData(nl.NewIfAddrmsg(unix.AF_UNSPEC))
-	return v.send(req.Serialize())
+	return v.request(unix.RTM_GETADDR, 0, seq, nl.NewIfAddrmsg(unix.AF_UNSPEC))
 }
 
 // handle applies one message; v.mu is held.
@@ -511,24 +508,20 @@ func (v *view) handle(m *syscall.NetlinkMessage) {
 		}
 	}
 	switch h.Type {
-	case unix.RTM_NEWLINK, unix.RTM_DELLINK:
-		l, ok := parseLink(m.Data)
-		if !ok {
-			return
-		}
-		if h.Type == unix.RTM_NEWLINK {
+	case unix.RTM_NEWLINK:
+		if l, ok := parseLink(m.Data); ok {
 			v.putLink(l)
-		} else {
+		}
+	case unix.RTM_DELLINK:
+		if l, ok := parseLink(m.Data); ok {
 			v.delLink(l.index)
 		}
-	case unix.RTM_NEWADDR, unix.RTM_DELADDR:
-		e, ok := parseAddr(m.Data)
-		if !ok {
-			return
-		}
-		if h.Type == unix.RTM_NEWADDR {
+	case unix.RTM_NEWADDR:
+		if e, ok := parseAddr(m.Data); ok {
 			v.putAddr(e)
-		} else {
+		}
+	case unix.RTM_DELADDR:
+		if e, ok := parseAddr(m.Data); ok {
 			v.delAddr(e)
 		}
 	}
@@ -586,18 +579,17 @@ func (v *view) expire(seq uint32) {
 	for len(v.expiry) > 0 && v.expiry[0].seq <= seq {
 		ip := v.expiry[0].ip
 		v.expiry = v.expiry[1:]
-		os := v.override[ip]
-		keep := os[:0]
-		for _, o := range os {
-			if o.barrier > seq {
-				keep = append(keep, o)
-			}
-		}
-		if len(keep) == 0 {
-			delete(v.override, ip)
-		} else {
-			v.override[ip] = keep
-		}
+		v.dropOverrides(ip, func(o override) bool { return o.barrier <= seq })
+	}
+}
+
+// dropOverrides removes ip's own changes for which gone holds; v.mu is
+// held.
+func (v *view) dropOverrides(ip netip.Addr, gone func(override) bool) {
+	if os := slices.DeleteFunc(v.override[ip], gone); len(os) > 0 {
+		v.override[ip] = os
+	} else {
+		delete(v.override, ip)
 	}
 }
 
@@ -694,8 +686,7 @@ func (v *view) with(ctx context.Context, f func()) error {
 // set, still holding v.mu; it gives up when the view breaks, viewWait
 // passes or ctx ends.
 func (v *view) wait(ctx context.Context, cond func() bool, f func()) error {
-	ctx, cancel := context.WithTimeout(ctx, viewWait)
-	defer cancel()
+	var cancel context.CancelFunc // the viewWait limit, set once there is a wait
 	for {
 		v.mu.Lock()
 		if v.broken == nil && cond() {
@@ -709,6 +700,10 @@ func (v *view) wait(ctx context.Context, cond func() bool, f func()) error {
 		v.mu.Unlock()
 		if broken != nil {
 			return broken
+		}
+		if cancel == nil {
+			ctx, cancel = context.WithTimeout(ctx, viewWait)
+			defer cancel()
 		}
 		select {
 		case <-ch:
@@ -748,13 +743,7 @@ func (v *view) own(e addrEntry, present bool) {
 	e.own = true
 	v.mu.Lock()
 	seq := v.nextSeq()
-	os := v.override[e.ip]
-	for i := range os {
-		if os[i].e.same(e) {
-			os = append(os[:i], os[i+1:]...)
-			break
-		}
-	}
+	os := slices.DeleteFunc(v.override[e.ip], func(o override) bool { return o.e.same(e) })
 	v.override[e.ip] = append(os, override{e: e, present: present, barrier: seq})
 	v.expiry = append(v.expiry, expiring{seq: seq, ip: e.ip})
 	v.mu.Unlock()
@@ -763,18 +752,7 @@ func (v *view) own(e addrEntry, present bool) {
 		// one's; the notification of the change brings the view there.
 		v.log.Debug("no barrier after an own change", "err", err)
 		v.mu.Lock()
-		os := v.override[e.ip]
-		for i := range os {
-			if os[i].barrier == seq {
-				os = append(os[:i], os[i+1:]...)
-				break
-			}
-		}
-		if len(os) == 0 {
-			delete(v.override, e.ip)
-		} else {
-			v.override[e.ip] = os
-		}
+		v.dropOverrides(e.ip, func(o override) bool { return o.barrier == seq })
 		v.mu.Unlock()
 	}
 }
