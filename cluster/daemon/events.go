@@ -49,8 +49,9 @@ func (d *Daemon) watchEvents(ctx context.Context) error {
 }
 
 // alertView copies what alerts.Cluster compares: the nodes, the recent
-// decisions and failures, and the groups placed nowhere (whether one ran
-// before tells its next placement from its first). Not the whole state:
+// decisions and failures, and when each group was last placed (whether it
+// was placed before tells a placement from its first, even when it lost
+// its owner and got one again between two looks). Not the whole state:
 // that would be a deep copy of every group for every committed entry.
 func alertView(f *fsm.FSM) *fsm.State {
 	v := fsm.NewState()
@@ -62,10 +63,10 @@ func alertView(f *fsm.FSM) *fsm.State {
 			v.Nodes[name] = &c
 		}
 		v.Decisions, v.Failures = slices.Clone(s.Decisions), slices.Clone(s.Failures)
+		groups := make([]fsm.Group, 0, len(s.Groups)) // one allocation for all
 		for name, g := range s.Groups {
-			if g.Owner == "" {
-				v.Groups[name] = &fsm.Group{GroupSpec: fsm.GroupSpec{Name: name}, Since: g.Since}
-			}
+			groups = append(groups, fsm.Group{GroupSpec: fsm.GroupSpec{Name: name}, Since: g.Since})
+			v.Groups[name] = &groups[len(groups)-1]
 		}
 	})
 	return v
