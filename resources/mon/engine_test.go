@@ -210,11 +210,13 @@ func TestScriptConventions(t *testing.T) {
 		}
 	}
 	state := filepath.Join(dir, "fail")
-	script("flaky.monitor", fmt.Sprintf(`env | grep -E '^(MON_|FOO)' | sort > %s/monitor.env
-echo "$@" > %s/monitor.argv
-if [ -e %s ]; then echo "$2 $1"; echo "detail line"; exit 3; fi
+	// The monitor runs every 0.1 s: it writes what it saw to a temporary
+	// file and renames it, so the test never reads one half written.
+	script("flaky.monitor", fmt.Sprintf(`env | grep -E '^(MON_|FOO)' | sort > %[1]s/monitor.env.new && mv %[1]s/monitor.env.new %[1]s/monitor.env
+echo "$@" > %[1]s/monitor.argv.new && mv %[1]s/monitor.argv.new %[1]s/monitor.argv
+if [ -e %[2]s ]; then echo "$2 $1"; echo "detail line"; exit 3; fi
 exit 0
-`, dir, dir, state))
+`, dir, state))
 	script("record.alert", fmt.Sprintf(`n=$(ls %s | grep -c '^alert') 
 { for a in "$@"; do echo "[$a]"; done; echo ---; cat; echo ---; env | grep -E '^(MON_|FOO)' | sort; echo END; } > %s/alert$n
 `, dir, dir))
