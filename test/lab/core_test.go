@@ -142,9 +142,7 @@ func TestCoreCrashOwner(t *testing.T) {
 	if on := c.waitRunning("n2", 30*time.Second); on != "n1" {
 		t.Fatalf("g runs on %s, want its preferred node n1", on)
 	}
-	crash := time.Now()
-	c.nodes["n1"].Proc.Kill()
-	c.Isolate("n1", true)
+	crash := c.Crash(c.nodes["n1"])
 	on := c.waitRunning("n2", 10*time.Second, "n2", "n3")
 	took := time.Since(crash)
 	iv := c.checkJournal(map[string]time.Time{"n1": crash})
@@ -293,9 +291,7 @@ func TestCorePairWithWitness(t *testing.T) {
 	if err := c.nodes["n2"].Client.Command(context.Background(), control.Command{Op: "unmove", Group: "g"}); err != nil {
 		t.Fatal(err)
 	}
-	crash := time.Now()
-	c.nodes["n1"].Proc.Kill()
-	c.Isolate("n1", true)
+	crash := c.Crash(c.nodes["n1"])
 	if on := c.waitRunning("n2", 10*time.Second, "n2"); on != "n2" {
 		t.Fatalf("after the crash g runs on %s", on)
 	}
@@ -375,8 +371,7 @@ func TestCoreOperations(t *testing.T) {
 func TestCoreNoFailback(t *testing.T) {
 	c := startCore(t, nil, "")
 	c.waitRunning("n2", 30*time.Second, "n1")
-	c.nodes["n1"].Proc.Kill()
-	c.Isolate("n1", true)
+	c.Crash(c.nodes["n1"])
 	on := c.waitRunning("n2", 10*time.Second, "n2", "n3")
 	c.Isolate("n1", false)
 	c.Restart(vigilBin, c.nodes["n1"])
@@ -440,9 +435,7 @@ func TestCoreNodeRemoveAdd(t *testing.T) {
 	t.Logf("voters / nodes after the add: %s", members(st))
 
 	// With the owner gone, the quorum needs the re-added node's vote.
-	crash := time.Now()
-	c.nodes["n1"].Proc.Kill()
-	c.Isolate("n1", true)
+	crash := c.Crash(c.nodes["n1"])
 	on := c.waitRunning(target, 10*time.Second, "n2", "n3") // via may have been n1
 	if after := startsAfter(c.checkJournal(map[string]time.Time{"n1": crash}), crash); len(after) != 1 || after[0].Node != on {
 		t.Fatalf("after the crash d1 started %+v, want once on %s", after, on)

@@ -320,7 +320,7 @@ func (s *VIPSampler) Report() (samples int, dual []string, err error) {
 	return s.samples, append([]string(nil), s.dual...), s.firstErr
 }
 
-// Crash simulates a director losing power: every process in its namespace
+// Crash simulates a node losing power: every process in its namespace
 // (the daemon and its plugins, all started by this lab) is killed with
 // SIGKILL and its links go down at once. It returns the instant of the
 // power loss, taken after the processes were listed, so that listing them
