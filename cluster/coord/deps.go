@@ -41,6 +41,10 @@ type LRM interface {
 	Reload(ctx context.Context, g config.Group, match func(config.Binding) bool) error
 	Reconfigure(ctx context.Context, g config.Group) (bool, error)
 	Status() []lrm.GroupStatus
+	// Hold hands the node's lease (when stopping must have begun) to
+	// the resource plugins, which release what they hold by themselves
+	// once it passes unrenewed.
+	Hold(until time.Time)
 }
 
 // Lease says whether this node may hold groups, and when another node

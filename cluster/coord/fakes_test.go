@@ -120,6 +120,19 @@ type fakeLRM struct {
 	failMon   error
 	failRecon error
 	reconfChg bool
+	held      time.Time // the lease last handed over
+}
+
+func (l *fakeLRM) Hold(until time.Time) {
+	l.mu.Lock()
+	l.held = until
+	l.mu.Unlock()
+}
+
+func (l *fakeLRM) holding() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.held
 }
 
 func newFakeLRM(node string, reg *registry) *fakeLRM {

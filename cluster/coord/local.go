@@ -98,6 +98,7 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		// node gained or lost it.
 		now := c.now()
 		holdUntil := c.opt.Lease.HoldUntil(now)
+		c.opt.LRM.Hold(holdUntil)
 		if holds := now.Before(holdUntil); holds != holding {
 			holding, all = holds, true
 		}

@@ -235,3 +235,18 @@ func TestWakeOnlyAffected(t *testing.T) {
 		t.Errorf("an entry about one group: %d worker steps, want 1", steps)
 	}
 }
+
+// The lease reaches the LRM (and through it the resource plugins, which
+// release what they hold when it runs out unrenewed) on every pass: a
+// renewal and a loss alike.
+func TestLeaseReachesLRM(t *testing.T) {
+	sc := newSimCluster(t, 10)
+	n1 := sc.nodes["n1"]
+	for _, until := range []time.Time{time.Now().Add(time.Hour), {}} {
+		n1.lease.setUntil(func(time.Time) time.Time { return until })
+		sc.waitPasses(n1, 2)
+		if got := n1.lrm.holding(); !got.Equal(until) {
+			t.Errorf("LRM holds until %v, want the lease's %v", got, until)
+		}
+	}
+}

@@ -316,6 +316,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	run("raft-gate", d.gate.run)
 	run("core", d.coord.Run)
+	if d.lrm != nil {
+		run("lease", func(ctx context.Context) error { d.lrm.RunLease(ctx); return nil })
+	}
 	if d.tiebreak != nil {
 		run("tiebreak", d.tiebreak.Run)
 	}

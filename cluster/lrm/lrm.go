@@ -64,6 +64,8 @@ type Manager struct {
 
 	mu     sync.Mutex
 	groups map[string]*group
+
+	lease lease
 }
 
 type group struct {
@@ -79,7 +81,8 @@ type group struct {
 
 // New returns a manager whose operations take at most timeout each.
 func New(h *host.Host, log *slog.Logger, timeout time.Duration) *Manager {
-	return &Manager{host: h, log: log, timeout: timeout, groups: map[string]*group{}}
+	return &Manager{host: h, log: log, timeout: timeout, groups: map[string]*group{},
+		lease: lease{changed: make(chan struct{}, 1), none: map[string]bool{}}}
 }
 
 // group returns the state of g, creating it on first sight.
@@ -120,7 +123,7 @@ func (m *Manager) instance(g *group, i int, interval time.Duration) *pb.Instance
 		timeout = r.Timeout.D()
 	}
 	return &pb.Instance{Id: r.ID, Type: b.Agent, Params: b.Params, Args: b.Args,
-		TimeoutMs: timeout.Milliseconds(), IntervalMs: interval.Milliseconds()}
+		TimeoutMs: timeout.Milliseconds(), IntervalMs: interval.Milliseconds(), Lease: m.pbLease()}
 }
 
 // OpError is a failed operation on one resource of a group.

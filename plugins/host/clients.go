@@ -91,6 +91,16 @@ func (r Resource) Command(ctx context.Context, in *pb.Instance, name string, arg
 		})
 }
 
+// Hold renews the node's lease in the plugin and returns the instances
+// it released because an earlier one ran out; plugins that keep no lease
+// answer ErrUnimplemented.
+func (r Resource) Hold(ctx context.Context, le *pb.Lease, timeout time.Duration) (*pb.HoldResult, error) {
+	return invoke(ctx, r.h, plugins.KindResource, r.name, "hold", timeout,
+		func(ctx context.Context, c pb.ResourceClient) (*pb.HoldResult, error) {
+			return c.Hold(ctx, le)
+		})
+}
+
 // Monitor is a handle on a monitor plugin.
 type Monitor struct {
 	h    *Host

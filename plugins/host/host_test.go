@@ -261,9 +261,7 @@ func TestDeadlines(t *testing.T) {
 	in = inst(nil)
 	in.TimeoutMs = 200
 	pid := pluginStatus(t, e.h, plugins.KindResource, "testres").PID
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	testutil.Pause(t, pid)
 	if _, err := r.Start(context.Background(), in); !errors.Is(err, host.ErrTimeout) {
 		t.Fatalf("stopped plugin: %v, want ErrTimeout", err)
 	}

@@ -198,13 +198,16 @@ func (Power) EnumDescriptor() ([]byte, []int) {
 
 // Instance is one configured resource: what every operation acts on.
 type Instance struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                                                                                   // unique resource id (OCF_RESOURCE_INSTANCE)
-	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`                                                                               // agent within the plugin: "heartbeat:Dummy", "lvs", …
-	Params        map[string]string      `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // named parameters (OCF_RESKEY_*)
-	Args          []string               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`                                                                               // positional arguments (haresources "::" args)
-	TimeoutMs     int64                  `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`                                                   // the operation's timeout, as the host enforces it
-	IntervalMs    int64                  `protobuf:"varint,6,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`                                                // monitor: 0 = a one-off probe, else recurring
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                                                                                   // unique resource id (OCF_RESOURCE_INSTANCE)
+	Type       string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`                                                                               // agent within the plugin: "heartbeat:Dummy", "lvs", …
+	Params     map[string]string      `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // named parameters (OCF_RESKEY_*)
+	Args       []string               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`                                                                               // positional arguments (haresources "::" args)
+	TimeoutMs  int64                  `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`                                                   // the operation's timeout, as the host enforces it
+	IntervalMs int64                  `protobuf:"varint,6,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`                                                // monitor: 0 = a one-off probe, else recurring
+	// The node's lease as it stood when the operation was sent (see Lease);
+	// unset when the host grants none (a one-off operator command).
+	Lease         *Lease `protobuf:"bytes,7,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -281,6 +284,119 @@ func (x *Instance) GetIntervalMs() int64 {
 	return 0
 }
 
+func (x *Instance) GetLease() *Lease {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+// Lease is the node's lease, handed to resource plugins so that what they
+// hold never outlives it, even when the daemon dies or hangs. A plugin
+// that keeps resources only the lease owner may have (a VIP) releases
+// them by itself at release_at unless a later one moves it. Leases are
+// ordered by seq: a plugin ignores one older than the newest it has seen
+// (operations carry the hold of their time and may arrive late).
+type Lease struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// CLOCK_BOOTTIME in nanoseconds: the same clock in every process of the
+	// host, and it goes on counting while the host is suspended.
+	ReleaseAtNs   int64 `protobuf:"varint,2,opt,name=release_at_ns,json=releaseAtNs,proto3" json:"release_at_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Lease) Reset() {
+	*x = Lease{}
+	mi := &file_plugin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Lease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Lease) ProtoMessage() {}
+
+func (x *Lease) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Lease.ProtoReflect.Descriptor instead.
+func (*Lease) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Lease) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Lease) GetReleaseAtNs() int64 {
+	if x != nil {
+		return x.ReleaseAtNs
+	}
+	return 0
+}
+
+type HoldResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Instances the plugin released because its hold ran out, since the
+	// previous Hold: the host starts again those it still owns.
+	Released      []string `protobuf:"bytes,1,rep,name=released,proto3" json:"released,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldResult) Reset() {
+	*x = HoldResult{}
+	mi := &file_plugin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldResult) ProtoMessage() {}
+
+func (x *HoldResult) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldResult.ProtoReflect.Descriptor instead.
+func (*HoldResult) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *HoldResult) GetReleased() []string {
+	if x != nil {
+		return x.Released
+	}
+	return nil
+}
+
 type Result struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=vigil.plugin.v1.Code" json:"code,omitempty"`
@@ -292,7 +408,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_plugin_proto_msgTypes[1]
+	mi := &file_plugin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +420,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[1]
+	mi := &file_plugin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +433,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{1}
+	return file_plugin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Result) GetCode() Code {
@@ -350,7 +466,7 @@ type MetaDataRequest struct {
 
 func (x *MetaDataRequest) Reset() {
 	*x = MetaDataRequest{}
-	mi := &file_plugin_proto_msgTypes[2]
+	mi := &file_plugin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +478,7 @@ func (x *MetaDataRequest) String() string {
 func (*MetaDataRequest) ProtoMessage() {}
 
 func (x *MetaDataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[2]
+	mi := &file_plugin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +491,7 @@ func (x *MetaDataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaDataRequest.ProtoReflect.Descriptor instead.
 func (*MetaDataRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{2}
+	return file_plugin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *MetaDataRequest) GetType() string {
@@ -403,7 +519,7 @@ type Parameter struct {
 
 func (x *Parameter) Reset() {
 	*x = Parameter{}
-	mi := &file_plugin_proto_msgTypes[3]
+	mi := &file_plugin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -415,7 +531,7 @@ func (x *Parameter) String() string {
 func (*Parameter) ProtoMessage() {}
 
 func (x *Parameter) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[3]
+	mi := &file_plugin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -428,7 +544,7 @@ func (x *Parameter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Parameter.ProtoReflect.Descriptor instead.
 func (*Parameter) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{3}
+	return file_plugin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Parameter) GetName() string {
@@ -491,7 +607,7 @@ type Action struct {
 
 func (x *Action) Reset() {
 	*x = Action{}
-	mi := &file_plugin_proto_msgTypes[4]
+	mi := &file_plugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +619,7 @@ func (x *Action) String() string {
 func (*Action) ProtoMessage() {}
 
 func (x *Action) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[4]
+	mi := &file_plugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +632,7 @@ func (x *Action) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Action.ProtoReflect.Descriptor instead.
 func (*Action) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{4}
+	return file_plugin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Action) GetName() string {
@@ -554,7 +670,7 @@ type Meta struct {
 
 func (x *Meta) Reset() {
 	*x = Meta{}
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +682,7 @@ func (x *Meta) String() string {
 func (*Meta) ProtoMessage() {}
 
 func (x *Meta) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +695,7 @@ func (x *Meta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Meta.ProtoReflect.Descriptor instead.
 func (*Meta) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{5}
+	return file_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Meta) GetName() string {
@@ -635,7 +751,7 @@ type CommandRequest struct {
 
 func (x *CommandRequest) Reset() {
 	*x = CommandRequest{}
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +763,7 @@ func (x *CommandRequest) String() string {
 func (*CommandRequest) ProtoMessage() {}
 
 func (x *CommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +776,7 @@ func (x *CommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRequest.ProtoReflect.Descriptor instead.
 func (*CommandRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{6}
+	return file_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CommandRequest) GetInstance() *Instance {
@@ -696,7 +812,7 @@ type Inspection struct {
 
 func (x *Inspection) Reset() {
 	*x = Inspection{}
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +824,7 @@ func (x *Inspection) String() string {
 func (*Inspection) ProtoMessage() {}
 
 func (x *Inspection) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +837,7 @@ func (x *Inspection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inspection.ProtoReflect.Descriptor instead.
 func (*Inspection) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{7}
+	return file_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Inspection) GetTitle() string {
@@ -765,7 +881,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +893,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +906,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CheckRequest) GetType() string {
@@ -841,7 +957,7 @@ type CheckResult struct {
 
 func (x *CheckResult) Reset() {
 	*x = CheckResult{}
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +969,7 @@ func (x *CheckResult) String() string {
 func (*CheckResult) ProtoMessage() {}
 
 func (x *CheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +982,7 @@ func (x *CheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResult.ProtoReflect.Descriptor instead.
 func (*CheckResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CheckResult) GetOk() bool {
@@ -926,7 +1042,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1054,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1067,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Event) GetKind() string {
@@ -1051,7 +1167,7 @@ type AlertRequest struct {
 
 func (x *AlertRequest) Reset() {
 	*x = AlertRequest{}
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1179,7 @@ func (x *AlertRequest) String() string {
 func (*AlertRequest) ProtoMessage() {}
 
 func (x *AlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1192,7 @@ func (x *AlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRequest.ProtoReflect.Descriptor instead.
 func (*AlertRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AlertRequest) GetType() string {
@@ -1123,7 +1239,7 @@ type AlertResult struct {
 
 func (x *AlertResult) Reset() {
 	*x = AlertResult{}
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1251,7 @@ func (x *AlertResult) String() string {
 func (*AlertResult) ProtoMessage() {}
 
 func (x *AlertResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1264,7 @@ func (x *AlertResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertResult.ProtoReflect.Descriptor instead.
 func (*AlertResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AlertResult) GetDetail() string {
@@ -1169,7 +1285,7 @@ type FenceRequest struct {
 
 func (x *FenceRequest) Reset() {
 	*x = FenceRequest{}
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1297,7 @@ func (x *FenceRequest) String() string {
 func (*FenceRequest) ProtoMessage() {}
 
 func (x *FenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1310,7 @@ func (x *FenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceRequest.ProtoReflect.Descriptor instead.
 func (*FenceRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FenceRequest) GetNode() string {
@@ -1228,7 +1344,7 @@ type FenceResult struct {
 
 func (x *FenceResult) Reset() {
 	*x = FenceResult{}
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1356,7 @@ func (x *FenceResult) String() string {
 func (*FenceResult) ProtoMessage() {}
 
 func (x *FenceResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1369,7 @@ func (x *FenceResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceResult.ProtoReflect.Descriptor instead.
 func (*FenceResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FenceResult) GetPower() Power {
@@ -1274,7 +1390,7 @@ var File_plugin_proto protoreflect.FileDescriptor
 
 const file_plugin_proto_rawDesc = "" +
 	"\n" +
-	"\fplugin.proto\x12\x0fvigil.plugin.v1\"\xfc\x01\n" +
+	"\fplugin.proto\x12\x0fvigil.plugin.v1\"\xaa\x02\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12=\n" +
@@ -1283,10 +1399,17 @@ const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ms\x18\x05 \x01(\x03R\ttimeoutMs\x12\x1f\n" +
 	"\vinterval_ms\x18\x06 \x01(\x03R\n" +
-	"intervalMs\x1a9\n" +
+	"intervalMs\x12,\n" +
+	"\x05lease\x18\a \x01(\v2\x16.vigil.plugin.v1.LeaseR\x05lease\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"c\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"=\n" +
+	"\x05Lease\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\"\n" +
+	"\rrelease_at_ns\x18\x02 \x01(\x03R\vreleaseAtNs\"(\n" +
+	"\n" +
+	"HoldResult\x12\x1a\n" +
+	"\breleased\x18\x01 \x03(\tR\breleased\"c\n" +
 	"\x06Result\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.vigil.plugin.v1.CodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
@@ -1404,7 +1527,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05Power\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x06\n" +
 	"\x02ON\x10\x01\x12\a\n" +
-	"\x03OFF\x10\x022\x8d\x04\n" +
+	"\x03OFF\x10\x022\xca\x04\n" +
 	"\bResource\x12C\n" +
 	"\bMetaData\x12 .vigil.plugin.v1.MetaDataRequest\x1a\x15.vigil.plugin.v1.Meta\x12>\n" +
 	"\bValidate\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12;\n" +
@@ -1413,7 +1536,8 @@ const file_plugin_proto_rawDesc = "" +
 	"\aMonitor\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12<\n" +
 	"\x06Reload\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12A\n" +
 	"\aInspect\x12\x19.vigil.plugin.v1.Instance\x1a\x1b.vigil.plugin.v1.Inspection\x12C\n" +
-	"\aCommand\x12\x1f.vigil.plugin.v1.CommandRequest\x1a\x17.vigil.plugin.v1.Result2O\n" +
+	"\aCommand\x12\x1f.vigil.plugin.v1.CommandRequest\x1a\x17.vigil.plugin.v1.Result\x12;\n" +
+	"\x04Hold\x12\x16.vigil.plugin.v1.Lease\x1a\x1b.vigil.plugin.v1.HoldResult2O\n" +
 	"\aMonitor\x12D\n" +
 	"\x05Check\x12\x1d.vigil.plugin.v1.CheckRequest\x1a\x1c.vigil.plugin.v1.CheckResult2O\n" +
 	"\x05Alert\x12F\n" +
@@ -1436,76 +1560,81 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_plugin_proto_goTypes = []any{
 	(Code)(0),               // 0: vigil.plugin.v1.Code
 	(Severity)(0),           // 1: vigil.plugin.v1.Severity
 	(Power)(0),              // 2: vigil.plugin.v1.Power
 	(*Instance)(nil),        // 3: vigil.plugin.v1.Instance
-	(*Result)(nil),          // 4: vigil.plugin.v1.Result
-	(*MetaDataRequest)(nil), // 5: vigil.plugin.v1.MetaDataRequest
-	(*Parameter)(nil),       // 6: vigil.plugin.v1.Parameter
-	(*Action)(nil),          // 7: vigil.plugin.v1.Action
-	(*Meta)(nil),            // 8: vigil.plugin.v1.Meta
-	(*CommandRequest)(nil),  // 9: vigil.plugin.v1.CommandRequest
-	(*Inspection)(nil),      // 10: vigil.plugin.v1.Inspection
-	(*CheckRequest)(nil),    // 11: vigil.plugin.v1.CheckRequest
-	(*CheckResult)(nil),     // 12: vigil.plugin.v1.CheckResult
-	(*Event)(nil),           // 13: vigil.plugin.v1.Event
-	(*AlertRequest)(nil),    // 14: vigil.plugin.v1.AlertRequest
-	(*AlertResult)(nil),     // 15: vigil.plugin.v1.AlertResult
-	(*FenceRequest)(nil),    // 16: vigil.plugin.v1.FenceRequest
-	(*FenceResult)(nil),     // 17: vigil.plugin.v1.FenceResult
-	nil,                     // 18: vigil.plugin.v1.Instance.ParamsEntry
-	nil,                     // 19: vigil.plugin.v1.CheckRequest.ParamsEntry
-	nil,                     // 20: vigil.plugin.v1.Event.LabelsEntry
-	nil,                     // 21: vigil.plugin.v1.AlertRequest.ParamsEntry
-	nil,                     // 22: vigil.plugin.v1.FenceRequest.ParamsEntry
+	(*Lease)(nil),           // 4: vigil.plugin.v1.Lease
+	(*HoldResult)(nil),      // 5: vigil.plugin.v1.HoldResult
+	(*Result)(nil),          // 6: vigil.plugin.v1.Result
+	(*MetaDataRequest)(nil), // 7: vigil.plugin.v1.MetaDataRequest
+	(*Parameter)(nil),       // 8: vigil.plugin.v1.Parameter
+	(*Action)(nil),          // 9: vigil.plugin.v1.Action
+	(*Meta)(nil),            // 10: vigil.plugin.v1.Meta
+	(*CommandRequest)(nil),  // 11: vigil.plugin.v1.CommandRequest
+	(*Inspection)(nil),      // 12: vigil.plugin.v1.Inspection
+	(*CheckRequest)(nil),    // 13: vigil.plugin.v1.CheckRequest
+	(*CheckResult)(nil),     // 14: vigil.plugin.v1.CheckResult
+	(*Event)(nil),           // 15: vigil.plugin.v1.Event
+	(*AlertRequest)(nil),    // 16: vigil.plugin.v1.AlertRequest
+	(*AlertResult)(nil),     // 17: vigil.plugin.v1.AlertResult
+	(*FenceRequest)(nil),    // 18: vigil.plugin.v1.FenceRequest
+	(*FenceResult)(nil),     // 19: vigil.plugin.v1.FenceResult
+	nil,                     // 20: vigil.plugin.v1.Instance.ParamsEntry
+	nil,                     // 21: vigil.plugin.v1.CheckRequest.ParamsEntry
+	nil,                     // 22: vigil.plugin.v1.Event.LabelsEntry
+	nil,                     // 23: vigil.plugin.v1.AlertRequest.ParamsEntry
+	nil,                     // 24: vigil.plugin.v1.FenceRequest.ParamsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
-	18, // 0: vigil.plugin.v1.Instance.params:type_name -> vigil.plugin.v1.Instance.ParamsEntry
-	0,  // 1: vigil.plugin.v1.Result.code:type_name -> vigil.plugin.v1.Code
-	6,  // 2: vigil.plugin.v1.Meta.parameters:type_name -> vigil.plugin.v1.Parameter
-	7,  // 3: vigil.plugin.v1.Meta.actions:type_name -> vigil.plugin.v1.Action
-	3,  // 4: vigil.plugin.v1.CommandRequest.instance:type_name -> vigil.plugin.v1.Instance
-	19, // 5: vigil.plugin.v1.CheckRequest.params:type_name -> vigil.plugin.v1.CheckRequest.ParamsEntry
-	1,  // 6: vigil.plugin.v1.Event.severity:type_name -> vigil.plugin.v1.Severity
-	20, // 7: vigil.plugin.v1.Event.labels:type_name -> vigil.plugin.v1.Event.LabelsEntry
-	13, // 8: vigil.plugin.v1.AlertRequest.event:type_name -> vigil.plugin.v1.Event
-	21, // 9: vigil.plugin.v1.AlertRequest.params:type_name -> vigil.plugin.v1.AlertRequest.ParamsEntry
-	22, // 10: vigil.plugin.v1.FenceRequest.params:type_name -> vigil.plugin.v1.FenceRequest.ParamsEntry
-	2,  // 11: vigil.plugin.v1.FenceResult.power:type_name -> vigil.plugin.v1.Power
-	5,  // 12: vigil.plugin.v1.Resource.MetaData:input_type -> vigil.plugin.v1.MetaDataRequest
-	3,  // 13: vigil.plugin.v1.Resource.Validate:input_type -> vigil.plugin.v1.Instance
-	3,  // 14: vigil.plugin.v1.Resource.Start:input_type -> vigil.plugin.v1.Instance
-	3,  // 15: vigil.plugin.v1.Resource.Stop:input_type -> vigil.plugin.v1.Instance
-	3,  // 16: vigil.plugin.v1.Resource.Monitor:input_type -> vigil.plugin.v1.Instance
-	3,  // 17: vigil.plugin.v1.Resource.Reload:input_type -> vigil.plugin.v1.Instance
-	3,  // 18: vigil.plugin.v1.Resource.Inspect:input_type -> vigil.plugin.v1.Instance
-	9,  // 19: vigil.plugin.v1.Resource.Command:input_type -> vigil.plugin.v1.CommandRequest
-	11, // 20: vigil.plugin.v1.Monitor.Check:input_type -> vigil.plugin.v1.CheckRequest
-	14, // 21: vigil.plugin.v1.Alert.Deliver:input_type -> vigil.plugin.v1.AlertRequest
-	16, // 22: vigil.plugin.v1.Fence.Off:input_type -> vigil.plugin.v1.FenceRequest
-	16, // 23: vigil.plugin.v1.Fence.On:input_type -> vigil.plugin.v1.FenceRequest
-	16, // 24: vigil.plugin.v1.Fence.Status:input_type -> vigil.plugin.v1.FenceRequest
-	8,  // 25: vigil.plugin.v1.Resource.MetaData:output_type -> vigil.plugin.v1.Meta
-	4,  // 26: vigil.plugin.v1.Resource.Validate:output_type -> vigil.plugin.v1.Result
-	4,  // 27: vigil.plugin.v1.Resource.Start:output_type -> vigil.plugin.v1.Result
-	4,  // 28: vigil.plugin.v1.Resource.Stop:output_type -> vigil.plugin.v1.Result
-	4,  // 29: vigil.plugin.v1.Resource.Monitor:output_type -> vigil.plugin.v1.Result
-	4,  // 30: vigil.plugin.v1.Resource.Reload:output_type -> vigil.plugin.v1.Result
-	10, // 31: vigil.plugin.v1.Resource.Inspect:output_type -> vigil.plugin.v1.Inspection
-	4,  // 32: vigil.plugin.v1.Resource.Command:output_type -> vigil.plugin.v1.Result
-	12, // 33: vigil.plugin.v1.Monitor.Check:output_type -> vigil.plugin.v1.CheckResult
-	15, // 34: vigil.plugin.v1.Alert.Deliver:output_type -> vigil.plugin.v1.AlertResult
-	17, // 35: vigil.plugin.v1.Fence.Off:output_type -> vigil.plugin.v1.FenceResult
-	17, // 36: vigil.plugin.v1.Fence.On:output_type -> vigil.plugin.v1.FenceResult
-	17, // 37: vigil.plugin.v1.Fence.Status:output_type -> vigil.plugin.v1.FenceResult
-	25, // [25:38] is the sub-list for method output_type
-	12, // [12:25] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	20, // 0: vigil.plugin.v1.Instance.params:type_name -> vigil.plugin.v1.Instance.ParamsEntry
+	4,  // 1: vigil.plugin.v1.Instance.lease:type_name -> vigil.plugin.v1.Lease
+	0,  // 2: vigil.plugin.v1.Result.code:type_name -> vigil.plugin.v1.Code
+	8,  // 3: vigil.plugin.v1.Meta.parameters:type_name -> vigil.plugin.v1.Parameter
+	9,  // 4: vigil.plugin.v1.Meta.actions:type_name -> vigil.plugin.v1.Action
+	3,  // 5: vigil.plugin.v1.CommandRequest.instance:type_name -> vigil.plugin.v1.Instance
+	21, // 6: vigil.plugin.v1.CheckRequest.params:type_name -> vigil.plugin.v1.CheckRequest.ParamsEntry
+	1,  // 7: vigil.plugin.v1.Event.severity:type_name -> vigil.plugin.v1.Severity
+	22, // 8: vigil.plugin.v1.Event.labels:type_name -> vigil.plugin.v1.Event.LabelsEntry
+	15, // 9: vigil.plugin.v1.AlertRequest.event:type_name -> vigil.plugin.v1.Event
+	23, // 10: vigil.plugin.v1.AlertRequest.params:type_name -> vigil.plugin.v1.AlertRequest.ParamsEntry
+	24, // 11: vigil.plugin.v1.FenceRequest.params:type_name -> vigil.plugin.v1.FenceRequest.ParamsEntry
+	2,  // 12: vigil.plugin.v1.FenceResult.power:type_name -> vigil.plugin.v1.Power
+	7,  // 13: vigil.plugin.v1.Resource.MetaData:input_type -> vigil.plugin.v1.MetaDataRequest
+	3,  // 14: vigil.plugin.v1.Resource.Validate:input_type -> vigil.plugin.v1.Instance
+	3,  // 15: vigil.plugin.v1.Resource.Start:input_type -> vigil.plugin.v1.Instance
+	3,  // 16: vigil.plugin.v1.Resource.Stop:input_type -> vigil.plugin.v1.Instance
+	3,  // 17: vigil.plugin.v1.Resource.Monitor:input_type -> vigil.plugin.v1.Instance
+	3,  // 18: vigil.plugin.v1.Resource.Reload:input_type -> vigil.plugin.v1.Instance
+	3,  // 19: vigil.plugin.v1.Resource.Inspect:input_type -> vigil.plugin.v1.Instance
+	11, // 20: vigil.plugin.v1.Resource.Command:input_type -> vigil.plugin.v1.CommandRequest
+	4,  // 21: vigil.plugin.v1.Resource.Hold:input_type -> vigil.plugin.v1.Lease
+	13, // 22: vigil.plugin.v1.Monitor.Check:input_type -> vigil.plugin.v1.CheckRequest
+	16, // 23: vigil.plugin.v1.Alert.Deliver:input_type -> vigil.plugin.v1.AlertRequest
+	18, // 24: vigil.plugin.v1.Fence.Off:input_type -> vigil.plugin.v1.FenceRequest
+	18, // 25: vigil.plugin.v1.Fence.On:input_type -> vigil.plugin.v1.FenceRequest
+	18, // 26: vigil.plugin.v1.Fence.Status:input_type -> vigil.plugin.v1.FenceRequest
+	10, // 27: vigil.plugin.v1.Resource.MetaData:output_type -> vigil.plugin.v1.Meta
+	6,  // 28: vigil.plugin.v1.Resource.Validate:output_type -> vigil.plugin.v1.Result
+	6,  // 29: vigil.plugin.v1.Resource.Start:output_type -> vigil.plugin.v1.Result
+	6,  // 30: vigil.plugin.v1.Resource.Stop:output_type -> vigil.plugin.v1.Result
+	6,  // 31: vigil.plugin.v1.Resource.Monitor:output_type -> vigil.plugin.v1.Result
+	6,  // 32: vigil.plugin.v1.Resource.Reload:output_type -> vigil.plugin.v1.Result
+	12, // 33: vigil.plugin.v1.Resource.Inspect:output_type -> vigil.plugin.v1.Inspection
+	6,  // 34: vigil.plugin.v1.Resource.Command:output_type -> vigil.plugin.v1.Result
+	5,  // 35: vigil.plugin.v1.Resource.Hold:output_type -> vigil.plugin.v1.HoldResult
+	14, // 36: vigil.plugin.v1.Monitor.Check:output_type -> vigil.plugin.v1.CheckResult
+	17, // 37: vigil.plugin.v1.Alert.Deliver:output_type -> vigil.plugin.v1.AlertResult
+	19, // 38: vigil.plugin.v1.Fence.Off:output_type -> vigil.plugin.v1.FenceResult
+	19, // 39: vigil.plugin.v1.Fence.On:output_type -> vigil.plugin.v1.FenceResult
+	19, // 40: vigil.plugin.v1.Fence.Status:output_type -> vigil.plugin.v1.FenceResult
+	27, // [27:41] is the sub-list for method output_type
+	13, // [13:27] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -1519,7 +1648,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

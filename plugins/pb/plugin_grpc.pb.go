@@ -31,6 +31,7 @@ const (
 	Resource_Reload_FullMethodName   = "/vigil.plugin.v1.Resource/Reload"
 	Resource_Inspect_FullMethodName  = "/vigil.plugin.v1.Resource/Inspect"
 	Resource_Command_FullMethodName  = "/vigil.plugin.v1.Resource/Command"
+	Resource_Hold_FullMethodName     = "/vigil.plugin.v1.Resource/Hold"
 )
 
 // ResourceClient is the client API for Resource service.
@@ -50,6 +51,10 @@ type ResourceClient interface {
 	// operations: mon's ipvs alert takes a real server out of an ldirectord
 	// instance with "real" [PROTO, VIP:PORT, REAL, down|up]; optional.
 	Command(ctx context.Context, in *CommandRequest, opts ...grpc.CallOption) (*Result, error)
+	// Hold renews the node's lease in the plugin (every keepalive while it
+	// runs anything); optional: plugins whose resources need no lease
+	// answer Unimplemented and get no more.
+	Hold(ctx context.Context, in *Lease, opts ...grpc.CallOption) (*HoldResult, error)
 }
 
 type resourceClient struct {
@@ -140,6 +145,16 @@ func (c *resourceClient) Command(ctx context.Context, in *CommandRequest, opts .
 	return out, nil
 }
 
+func (c *resourceClient) Hold(ctx context.Context, in *Lease, opts ...grpc.CallOption) (*HoldResult, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HoldResult)
+	err := c.cc.Invoke(ctx, Resource_Hold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ResourceServer is the server API for Resource service.
 // All implementations must embed UnimplementedResourceServer
 // for forward compatibility.
@@ -157,6 +172,10 @@ type ResourceServer interface {
 	// operations: mon's ipvs alert takes a real server out of an ldirectord
 	// instance with "real" [PROTO, VIP:PORT, REAL, down|up]; optional.
 	Command(context.Context, *CommandRequest) (*Result, error)
+	// Hold renews the node's lease in the plugin (every keepalive while it
+	// runs anything); optional: plugins whose resources need no lease
+	// answer Unimplemented and get no more.
+	Hold(context.Context, *Lease) (*HoldResult, error)
 	mustEmbedUnimplementedResourceServer()
 }
 
@@ -190,6 +209,9 @@ func (UnimplementedResourceServer) Inspect(context.Context, *Instance) (*Inspect
 }
 func (UnimplementedResourceServer) Command(context.Context, *CommandRequest) (*Result, error) {
 	return nil, status.Error(codes.Unimplemented, "method Command not implemented")
+}
+func (UnimplementedResourceServer) Hold(context.Context, *Lease) (*HoldResult, error) {
+	return nil, status.Error(codes.Unimplemented, "method Hold not implemented")
 }
 func (UnimplementedResourceServer) mustEmbedUnimplementedResourceServer() {}
 func (UnimplementedResourceServer) testEmbeddedByValue()                  {}
@@ -356,6 +378,24 @@ func _Resource_Command_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Resource_Hold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Lease)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ResourceServer).Hold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Resource_Hold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ResourceServer).Hold(ctx, req.(*Lease))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Resource_ServiceDesc is the grpc.ServiceDesc for Resource service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -394,6 +434,10 @@ var Resource_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Command",
 			Handler:    _Resource_Command_Handler,
+		},
+		{
+			MethodName: "Hold",
+			Handler:    _Resource_Hold_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -22,7 +22,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -76,7 +78,15 @@ func Serve(p Plugin) {
 		fmt.Fprintln(os.Stderr, "this is a Vigil plugin: the vigil daemon starts it, it is not meant to be run by hand")
 		os.Exit(1)
 	}
-	go exitWithParent(os.Getppid())
+	// Once the daemon is gone, a log line would meet a closed pipe, and
+	// SIGPIPE would end the plugin before it released what it holds.
+	signal.Ignore(syscall.SIGPIPE)
+	gone := func() {}
+	if r, ok := p.Resource.(Releaser); ok {
+		l := newLeased(p.Resource, r)
+		p.Resource, gone = l, l.releaseNow
+	}
+	go exitWithParent(os.Getppid(), gone)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: plugins.Handshake,
 		Plugins:         plugins.Set(p.Resource, p.Monitor, p.Alert, p.Fence),
@@ -90,11 +100,13 @@ func Serve(p Plugin) {
 
 // exitWithParent ends the plugin when the daemon that started it is gone
 // (killed with -9, say), so no orphan keeps acting on resources the
-// cluster may already have moved.
-func exitWithParent(ppid int) {
+// cluster may already have moved; what only the lease holder may have is
+// released first (normally the lease ran out before this notices).
+func exitWithParent(ppid int, release func()) {
 	for range time.Tick(500 * time.Millisecond) {
 		if os.Getppid() != ppid {
 			logger.Warn("daemon gone, plugin exiting", "parent", ppid)
+			release()
 			os.Exit(2)
 		}
 	}

@@ -35,6 +35,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/vigil-ha/vigil/plugins/pb"
@@ -55,11 +58,18 @@ type IPaddr struct {
 
 	mu    sync.Mutex
 	views map[nsID]*view
+	held  map[string]heldVIP // started and not stopped: what Release gives up
+}
+
+// heldVIP is a VIP this process added for an instance.
+type heldVIP struct {
+	ip netip.Addr
+	ns nsID
 }
 
 // New returns the resource, logging to log (sdk.Log() in the plugin).
 func New(log *slog.Logger) *IPaddr {
-	return &IPaddr{log: log, ann: newAnnouncer(log, openWire), views: map[nsID]*view{}}
+	return &IPaddr{log: log, ann: newAnnouncer(log, openWire), views: map[nsID]*view{}, held: map[string]heldVIP{}}
 }
 
 func params(in *pb.Instance) (Params, *pb.Result) {
@@ -135,6 +145,9 @@ func (r *IPaddr) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error)
 		what = "already present"
 	}
 	r.log.Info("VIP "+what, "id", in.GetId(), "address", at.prefix.String(), "interface", at.link.name, "label", p.Label)
+	r.mu.Lock()
+	r.held[in.GetId()] = heldVIP{ip: p.IP, ns: ns}
+	r.mu.Unlock()
 	r.announce(in.GetId(), p, ns, at.link)
 	return &pb.Result{Code: pb.Code_SUCCESS, Output: fmt.Sprintf("%s %s on %s", at.prefix, what, at.link.name)}, nil
 }
@@ -160,7 +173,42 @@ func (r *IPaddr) Stop(ctx context.Context, in *pb.Instance) (*pb.Result, error) 
 	if removed {
 		r.log.Info("VIP removed", "id", in.GetId(), "address", p.IP.String())
 	}
+	r.mu.Lock()
+	delete(r.held, in.GetId())
+	r.mu.Unlock()
 	return sdk.OK(), nil
+}
+
+// Release removes every VIP this process holds, silencing all first, with
+// as many deletions in flight as the view has writers: the node's lease
+// ran out and the daemon did not stop them in time (sdk.Releaser).
+func (r *IPaddr) Release(ctx context.Context) []string {
+	r.mu.Lock()
+	held, views := r.held, maps.Clone(r.views)
+	r.held = map[string]heldVIP{}
+	r.mu.Unlock()
+	ids := slices.Sorted(maps.Keys(held))
+	for _, id := range ids {
+		r.ann.stop(id)
+	}
+	sem := make(chan struct{}, writers)
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		h, v := held[id], views[held[id].ns]
+		if v == nil {
+			continue // its namespace's view closed: nothing added through it remains known
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, _, err := remove(ctx, v, h.ip); err != nil {
+				r.log.Error("cannot release the VIP", "id", id, "address", h.ip.String(), "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	return ids
 }
 
 // placed finds the VIP and its link, preferring the configured interface.

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -458,5 +460,49 @@ func TestStartWhereNoSubnet(t *testing.T) {
 	}
 	if res := l.op("start", map[string]string{"ip": "10.88.0.100", "bogus": "1"}, 0); res.Code != pb.Code_ERR_CONFIGURED {
 		t.Errorf("unknown parameter: %s, want ERR_CONFIGURED", res.Code)
+	}
+}
+
+// Release (the node's lease ran out unrenewed) removes every VIP the
+// plugin holds — IPv4 and IPv6, silencing their announcements — and
+// nothing else; a stop afterwards still succeeds, and what was stopped
+// before is not released again.
+func TestRelease(t *testing.T) {
+	l := newPairLab(t)
+	quiet := map[string]string{"arp_count": "1", "arp_repeat": "0"}
+	with := func(ip string) map[string]string {
+		p := maps.Clone(quiet)
+		p["ip"] = ip
+		return p
+	}
+	for id, ip := range map[string]string{"v1": "10.88.0.101", "v2": "10.88.0.102", "v6": "fd00:88::103", "gone": "10.88.0.104"} {
+		if res, err := l.opID("start", id, with(ip), 0); err != nil || res.Code != pb.Code_SUCCESS {
+			t.Fatalf("start %s: %v %v", id, res, err)
+		}
+	}
+	if res, err := l.opID("stop", "gone", with("10.88.0.104"), 0); err != nil || res.Code != pb.Code_SUCCESS {
+		t.Fatalf("stop: %v %v", res, err)
+	}
+	var ids []string
+	if err := nstest.InNS(l.director, func() error { ids = l.r.Release(context.Background()); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, []string{"v1", "v2", "v6"}) {
+		t.Fatalf("released %v, want v1 v2 v6", ids)
+	}
+	a := l.addrs(l.director, "eth0")
+	for _, ip := range []string{"10.88.0.101", "10.88.0.102", "fd00:88::103"} {
+		if strings.Contains(a, ip+"/") {
+			t.Errorf("%s still configured after the release:\n%s", ip, a)
+		}
+	}
+	if !strings.Contains(a, "inet 10.88.0.1/24") || !strings.Contains(a, "fd00:88::1/64") {
+		t.Errorf("the release took the interface's own addresses:\n%s", a)
+	}
+	if res, err := l.opID("stop", "v1", with("10.88.0.101"), 0); err != nil || res.Code != pb.Code_SUCCESS {
+		t.Fatalf("stop after the release: %v %v", res, err)
+	}
+	if err := nstest.InNS(l.director, func() error { ids = l.r.Release(context.Background()); return nil }); err != nil || len(ids) != 0 {
+		t.Fatalf("a second release: %v %v", ids, err)
 	}
 }

@@ -69,6 +69,9 @@ func (l *Lab) Close() {
 	for _, p := range procs {
 		p.Kill()
 	}
+	if dir := os.Getenv("VIGIL_LAB_LOGS"); dir != "" {
+		l.keepLogs(dir, procs)
+	}
 	if l.t.Failed() {
 		for _, p := range procs {
 			if b, err := os.ReadFile(p.LogPath); err == nil {
@@ -79,6 +82,25 @@ func (l *Lab) Close() {
 	for _, ns := range nss {
 		if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {
 			l.t.Logf("lab: delete netns %s: %v %s", ns, err, out)
+		}
+	}
+}
+
+// keepLogs copies every process's log into dir/PREFIX-NAME.log, for a
+// look after the run (VIGIL_LAB_LOGS=dir; benchmarks pass, so Close
+// would print nothing).
+func (l *Lab) keepLogs(dir string, procs []*Proc) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		l.t.Logf("lab: VIGIL_LAB_LOGS: %v", err)
+		return
+	}
+	for _, p := range procs {
+		b, err := os.ReadFile(p.LogPath)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, l.Prefix+"-"+p.Name+".log"), b, 0o644)
+		}
+		if err != nil {
+			l.t.Logf("lab: keeping the log of %s: %v", p.Name, err)
 		}
 	}
 }

@@ -2,12 +2,14 @@ package lab
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -392,4 +394,52 @@ func (l *Lab) MAC(node, ifname string) string {
 		l.t.Fatalf("lab: %v", err)
 	}
 	return mac
+}
+
+// HasAddr reports whether ip is configured on any interface of node.
+func (l *Lab) HasAddr(node, ip string) bool {
+	l.t.Helper()
+	out, err := exec.Command("ip", "-n", l.NS(node), "-o", "addr", "show", "to", ip).Output()
+	if err != nil {
+		l.t.Fatalf("lab: addresses of %s: %v", node, err)
+	}
+	return strings.TrimSpace(string(out)) != ""
+}
+
+// Children lists the processes whose parent is pid.
+func (l *Lab) Children(pid int) []int {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var out []int
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid ...": comm may hold anything.
+		i := bytes.LastIndexByte(b, ')')
+		f := strings.Fields(string(b[i+1:]))
+		if i < 0 || len(f) < 2 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
+			child, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// WaitExit waits until process pid is gone (or a zombie).
+func (l *Lab) WaitExit(pid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if i := bytes.LastIndexByte(b, ')'); err != nil || (i > 0 && i+2 < len(b) && b[i+2] == 'Z') {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d still runs after %s", pid, timeout)
+		}
+		time.Sleep(10 * time.Millisecond) // polling /proc
+	}
 }

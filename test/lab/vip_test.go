@@ -7,12 +7,14 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mdlayher/arp"
 
 	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -164,6 +166,77 @@ func TestVIPFailover(t *testing.T) {
 	}
 	if samples < 100 {
 		t.Errorf("only %d samples of who holds the VIP", samples)
+	}
+	t.Logf("%d samples of who holds the VIP, none with two holders", samples)
+}
+
+// The daemon alone fails while its host and network stay up — paused
+// past its lease, then resumed; killed with -9 while its plugins live on
+// — and its IPaddr plugin, no longer renewed, removes the VIP by itself
+// before the survivor adds it: at no sampled instant do two reachable
+// directors hold it (before the lease reached the plugins, the paused or
+// killed director kept the address until its daemon came back).
+func TestDaemonOnlyFaults(t *testing.T) {
+	l := needLab(t)
+	c := &lab.Cluster{Name: "daemonfault", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
+		Resources: lab.VIPResources(""), Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
+	nodes := l.Trio(vigilBin, c, false, nil)
+	sampler := l.StartVIPSampler(time.Millisecond, "n1", "n2")
+	// Generous bounds: a failover takes deadtime and a few keepalives.
+	within := 100 * coreDeadtime
+	onlyOn := func(what, node string) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			n1, n2 := l.HasAddr("n1", lab.VIP), l.HasAddr("n2", lab.VIP)
+			if (node == "n1") == n1 && (node == "n2") == n2 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: want the VIP on %s only; n1 has it: %v, n2: %v", what, node, n1, n2)
+			}
+			time.Sleep(coreKeepalive) // polling the kernel's addresses
+		}
+	}
+	onlyOn("start", "n1")
+
+	paused := nodes["n1"].Proc.Cmd.Process.Pid
+	testutil.Pause(t, paused)
+	onlyOn("daemon of n1 paused", "n2")
+	if err := syscall.Kill(paused, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes["n3"].WaitStatus(within, func(s *control.Status) bool {
+		n := s.Core.State.Nodes["n1"]
+		return n != nil && n.Online && groupOn(s, "web") == "n2"
+	}); err != nil {
+		t.Fatalf("n1 did not come back: %v", err)
+	}
+	onlyOn("daemon of n1 resumed", "n2")
+
+	if err := nodes["n3"].Client.Command(context.Background(), control.Command{Op: "move", Group: "web", Node: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	onlyOn("move to n1", "n1")
+	plugins := l.Children(nodes["n1"].Proc.Cmd.Process.Pid)
+	if len(plugins) == 0 {
+		t.Fatal("n1's daemon runs no plugin process")
+	}
+	nodes["n1"].Proc.Kill()
+	onlyOn("daemon of n1 killed", "n2")
+	// The orphaned plugins notice that their daemon is gone and exit.
+	for _, pid := range plugins {
+		if err := l.WaitExit(pid, within); err != nil {
+			t.Error(err)
+		}
+	}
+
+	samples, dual, err := sampler.Report()
+	if err != nil {
+		t.Errorf("sampling: %v", err)
+	}
+	if len(dual) > 0 {
+		t.Errorf("two reachable directors held the VIP at %d sampled instants: %v", len(dual), dual)
 	}
 	t.Logf("%d samples of who holds the VIP, none with two holders", samples)
 }

@@ -1,0 +1,22 @@
+package plugins
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// BootNow reads CLOCK_BOOTTIME, the clock of pb.Lease: one clock for the
+// daemon and its plugins (Go's monotonic readings are per process), and
+// it keeps counting while the host is suspended, so a lease never
+// outlives a suspend.
+func BootNow() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		panic("CLOCK_BOOTTIME: " + err.Error()) // Linux has had it since 2.6.39
+	}
+	return time.Duration(ts.Nano())
+}
+
+// BootTime converts t, a time read in this process, to CLOCK_BOOTTIME.
+func BootTime(t, now time.Time) time.Duration { return BootNow() + t.Sub(now) }

@@ -1,0 +1,155 @@
+package sdk
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vigil-ha/vigil/plugins"
+	"github.com/vigil-ha/vigil/plugins/pb"
+)
+
+// Releaser is a resource plugin whose resources only the holder of the
+// node's lease may have (a VIP). Serve then keeps the lease in the
+// plugin (pb.Lease, renewed by the daemon every keepalive and carried by
+// every operation) and calls Release when it runs out unrenewed — the
+// daemon died, hangs, is paused or lost its quorum — or when the daemon
+// is gone; starts and reloads without a lease are refused.
+type Releaser interface {
+	// Release gives up every instance the plugin holds, as fast as it
+	// can, and returns their ids.
+	Release(ctx context.Context) []string
+}
+
+// leased wraps a Releaser's resource server with the lease.
+type leased struct {
+	pb.ResourceServer
+	r Releaser
+
+	// ops is held shared by operations that acquire (start, reload) and
+	// exclusively by a release, so that nothing is acquired while, or
+	// after, the lease runs out.
+	ops sync.RWMutex
+
+	mu       sync.Mutex
+	seq      uint64        // of the newest lease seen; 0: none yet
+	at       time.Duration // release instant (CLOCK_BOOTTIME); valid when seq > 0
+	timer    *time.Timer
+	released []string // since the last Hold answered
+	closed   bool
+}
+
+func newLeased(s pb.ResourceServer, r Releaser) *leased { return &leased{ResourceServer: s, r: r} }
+
+// update takes a newer lease and sets the release timer by it.
+func (l *leased) update(le *pb.Lease) {
+	if le == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if le.GetSeq() <= l.seq || l.closed {
+		return
+	}
+	l.seq, l.at = le.GetSeq(), time.Duration(le.GetReleaseAtNs())
+	d := l.at - plugins.BootNow()
+	if l.timer == nil {
+		l.timer = time.AfterFunc(d, l.expire)
+	} else {
+		l.timer.Reset(d)
+	}
+}
+
+// valid reports whether the plugin may acquire: no lease ever given
+// (an operation outside the cluster's control, or an older daemon), or
+// one that has not run out.
+func (l *leased) valid() (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq == 0 || plugins.BootNow() < l.at, l.at
+}
+
+// expire releases everything once the lease has run out.
+func (l *leased) expire() {
+	l.ops.Lock()
+	defer l.ops.Unlock()
+	l.mu.Lock()
+	late := plugins.BootNow() - l.at
+	renewed := late < 0 || l.closed
+	l.mu.Unlock()
+	if renewed {
+		return // renewed after the timer fired; Reset set it again
+	}
+	t0 := time.Now()
+	ids := l.r.Release(context.Background())
+	if len(ids) == 0 {
+		return
+	}
+	logger.Warn("the node's lease ran out unrenewed: released what this plugin held",
+		"instances", len(ids), "late", late.Round(time.Microsecond), "took", time.Since(t0).Round(time.Microsecond))
+	l.mu.Lock()
+	l.released = append(l.released, ids...)
+	l.mu.Unlock()
+}
+
+// releaseNow gives everything up at once: the daemon is gone.
+func (l *leased) releaseNow() {
+	l.mu.Lock()
+	if l.seq == 0 {
+		l.mu.Unlock()
+		return // never under a lease
+	}
+	l.at = min(l.at, plugins.BootNow())
+	l.mu.Unlock()
+	l.expire()
+}
+
+func (l *leased) Hold(_ context.Context, le *pb.Lease) (*pb.HoldResult, error) {
+	l.update(le)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := &pb.HoldResult{Released: slices.Clone(l.released)}
+	l.released = l.released[:0]
+	return out, nil
+}
+
+// acquire runs op under the lease the instance carries.
+func (l *leased) acquire(in *pb.Instance, what string, op func() (*pb.Result, error)) (*pb.Result, error) {
+	l.update(in.GetLease())
+	l.ops.RLock()
+	defer l.ops.RUnlock()
+	if ok, at := l.valid(); !ok {
+		return Fail(pb.Code_ERR_GENERIC, "not %s %s: the node's lease ran out %s ago", what, in.GetId(),
+			(plugins.BootNow() - at).Round(time.Millisecond)), nil
+	}
+	return op()
+}
+
+func (l *leased) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return l.acquire(in, "starting", func() (*pb.Result, error) { return l.ResourceServer.Start(ctx, in) })
+}
+
+func (l *leased) Reload(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	return l.acquire(in, "reloading", func() (*pb.Result, error) { return l.ResourceServer.Reload(ctx, in) })
+}
+
+func (l *leased) Stop(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	l.update(in.GetLease())
+	return l.ResourceServer.Stop(ctx, in)
+}
+
+func (l *leased) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	l.update(in.GetLease())
+	return l.ResourceServer.Monitor(ctx, in)
+}
+
+// close stops the timer (tests).
+func (l *leased) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+}

@@ -1,0 +1,154 @@
+package sdk
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-ha/vigil/plugins"
+	"github.com/vigil-ha/vigil/plugins/pb"
+)
+
+// holding is a resource that holds what it started until released.
+type holding struct {
+	BaseResource
+	mu       sync.Mutex
+	held     []string
+	releases chan []string
+}
+
+func (h *holding) Start(_ context.Context, in *pb.Instance) (*pb.Result, error) {
+	h.mu.Lock()
+	h.held = append(h.held, in.GetId())
+	h.mu.Unlock()
+	return OK(), nil
+}
+
+func (h *holding) Stop(context.Context, *pb.Instance) (*pb.Result, error)    { return OK(), nil }
+func (h *holding) Monitor(context.Context, *pb.Instance) (*pb.Result, error) { return OK(), nil }
+
+func (h *holding) Release(context.Context) []string {
+	h.mu.Lock()
+	ids := h.held
+	h.held = nil
+	h.mu.Unlock()
+	h.releases <- ids
+	return ids
+}
+
+func newHolding(t *testing.T) (*holding, *leased) {
+	h := &holding{releases: make(chan []string, 8)}
+	l := newLeased(h, h)
+	t.Cleanup(l.close)
+	return h, l
+}
+
+func leaseIn(seq uint64, d time.Duration) *pb.Lease {
+	return &pb.Lease{Seq: seq, ReleaseAtNs: int64(plugins.BootNow() + d)}
+}
+
+func start(t *testing.T, l *leased, id string, le *pb.Lease) *pb.Result {
+	t.Helper()
+	res, err := l.Start(context.Background(), &pb.Instance{Id: id, Lease: le})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// released waits for the plugin to release, at most a generous bound
+// past the instant it should have.
+func released(t *testing.T, h *holding, within time.Duration) []string {
+	t.Helper()
+	select {
+	case ids := <-h.releases:
+		return ids
+	case <-time.After(within + 10*time.Second):
+		t.Fatal("the lease ran out and nothing was released")
+		return nil
+	}
+}
+
+// A lease that is not renewed releases what the plugin holds, by itself;
+// afterwards nothing starts under that lease, Hold reports what went,
+// and a newer lease lets the plugin start again.
+func TestLeaseRunsOut(t *testing.T) {
+	h, l := newHolding(t)
+	const life = 50 * time.Millisecond
+	if res := start(t, l, "a", leaseIn(1, life)); res.GetCode() != pb.Code_SUCCESS {
+		t.Fatalf("start under a lease: %v", res)
+	}
+	start(t, l, "b", nil) // carries none: the plugin's stands
+	if ids := released(t, h, life); !slices.Equal(ids, []string{"a", "b"}) {
+		t.Fatalf("released %v, want a and b", ids)
+	}
+	if res := start(t, l, "c", nil); res.GetCode() != pb.Code_ERR_GENERIC {
+		t.Fatalf("start after the lease ran out: %v", res)
+	}
+	// An operation sent under the old lease arrives late: it cannot
+	// bring the lease back.
+	if res := start(t, l, "c", &pb.Lease{Seq: 1, ReleaseAtNs: int64(plugins.BootNow() + time.Hour)}); res.GetCode() != pb.Code_ERR_GENERIC {
+		t.Fatalf("start under a replayed lease: %v", res)
+	}
+	got, err := l.Hold(context.Background(), leaseIn(2, time.Hour))
+	if err != nil || !slices.Equal(got.GetReleased(), []string{"a", "b"}) {
+		t.Fatalf("hold after the release: %v %v", got, err)
+	}
+	if got, _ := l.Hold(context.Background(), leaseIn(3, time.Hour)); len(got.GetReleased()) != 0 {
+		t.Fatalf("released reported twice: %v", got)
+	}
+	if res := start(t, l, "c", nil); res.GetCode() != pb.Code_SUCCESS {
+		t.Fatalf("start under a renewed lease: %v", res)
+	}
+}
+
+// Renewed in time, the plugin keeps what it holds past the first
+// release instant; a lease handed over as already out (the daemon lost
+// its quorum) releases at once.
+func TestLeaseRenewedThenLost(t *testing.T) {
+	h, l := newHolding(t)
+	const life = 200 * time.Millisecond
+	start(t, l, "a", leaseIn(1, life))
+	first := plugins.BootNow() + life
+	seq := uint64(1)
+	for plugins.BootNow() < first+life {
+		seq++
+		if _, err := l.Hold(context.Background(), leaseIn(seq, 10*life)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(life / 10) // time passing is the point
+	}
+	select {
+	case ids := <-h.releases:
+		t.Fatalf("released %v while renewed", ids)
+	default:
+	}
+	seq++
+	if _, err := l.Hold(context.Background(), leaseIn(seq, -time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if ids := released(t, h, 0); !slices.Equal(ids, []string{"a"}) {
+		t.Fatalf("released %v, want a", ids)
+	}
+}
+
+// A daemon gone releases at once, without waiting for the lease.
+func TestLeaseDaemonGone(t *testing.T) {
+	h, l := newHolding(t)
+	start(t, l, "a", leaseIn(1, time.Hour))
+	l.releaseNow()
+	if ids := released(t, h, 0); !slices.Equal(ids, []string{"a"}) {
+		t.Fatalf("released %v, want a", ids)
+	}
+	// A plugin never under a lease has nothing the lease protects.
+	h2, l2 := newHolding(t)
+	start(t, l2, "b", nil)
+	l2.releaseNow()
+	select {
+	case ids := <-h2.releases:
+		t.Fatalf("released %v without ever holding a lease", ids)
+	default:
+	}
+}
