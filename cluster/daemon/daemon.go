@@ -147,6 +147,14 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 			return on
 		},
 		Applied: d.fsm.Applied,
+		// d.lrm is made below (not on a witness, which holds nothing).
+		Overrun: func() time.Duration {
+			if d.lrm == nil {
+				return 0
+			}
+			// Twice the plugins' own measure: an underestimate is unsafe.
+			return max(0, 2*d.lrm.ReleaseTime()-ha.Lease.D()/4)
+		},
 	}
 	if ha.TwoNode {
 		// d.tiebreak is made below, once the plugin host its fence

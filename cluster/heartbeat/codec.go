@@ -32,6 +32,7 @@ const (
 	tagView    = 1
 	tagApplied = 2 // u64: the sender's last applied Raft index
 	tagEcho    = 3 // count u8, then per node: name, incarnation u64, seq u64, age_us u32
+	tagOverrun = 4 // u32: the sender's release overrun in microseconds
 	viewMaxLen = 255
 )
 
@@ -87,6 +88,11 @@ type Message struct {
 	View        []ViewEntry
 	Applied     uint64 // last Raft index the sender applied
 	Echo        []Echo
+	// OverrunUS is how long past the end of its lease the sender may
+	// still hold resources, in microseconds: releasing all it holds
+	// takes longer than its stop budget. Others wait that much longer
+	// before taking its groups.
+	OverrunUS uint32
 }
 
 // DropReason says why a packet was refused.
@@ -197,6 +203,10 @@ func (c *Codec) Append(buf []byte, m *Message) ([]byte, error) {
 	if m.Applied != 0 {
 		buf = append(buf, tagApplied, 0, 8)
 		buf = binary.BigEndian.AppendUint64(buf, m.Applied)
+	}
+	if m.OverrunUS != 0 {
+		buf = append(buf, tagOverrun, 0, 4)
+		buf = binary.BigEndian.AppendUint32(buf, m.OverrunUS)
 	}
 	if len(m.Echo) > 0 {
 		if len(m.Echo) > viewMaxLen {
@@ -334,6 +344,11 @@ func (c *Codec) Decode(pkt []byte) (*Message, error) {
 			m.Applied = val.u64()
 			if val.bad || len(val.b) != 0 {
 				return nil, drop(DropMalformed, "bad applied index")
+			}
+		case tagOverrun:
+			m.OverrunUS = val.u32()
+			if val.bad || len(val.b) != 0 {
+				return nil, drop(DropMalformed, "bad release overrun")
 			}
 		case tagEcho:
 			cnt := int(val.u8())

@@ -28,7 +28,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, m := range []*Message{
 		{Node: "lvs1", Incarnation: 1, Seq: 1},
 		{Node: "lvs2", Incarnation: 1<<63 + 5, Seq: 1<<64 - 1, View: []ViewEntry{{"lvs1", StateUp}, {"witness", StateDead}, {"n3", StateInit}}},
-		{Node: "lvs3", Incarnation: 3, Seq: 4, Applied: 1 << 40,
+		{Node: "lvs3", Incarnation: 3, Seq: 4, Applied: 1 << 40, OverrunUS: 70000,
 			Echo: []Echo{{Node: "lvs1", Incarnation: 9, Seq: 12, AgeUS: 1500}, {Node: "w", Seq: 0, AgeUS: MaxAge}}},
 	} {
 		pkt, err := c.Append(nil, m)

@@ -56,6 +56,11 @@ type Options struct {
 	Online func(node string) bool
 	// Applied returns this node's last applied index.
 	Applied func() uint64
+	// Overrun, if set, returns how long past the end of its lease this
+	// node may still hold resources (releasing them takes longer than
+	// StopBudget); it travels in heartbeats, and the others wait that
+	// much longer before they take its groups.
+	Overrun func() time.Duration
 	// Alone, if set (two_node pairs), returns until when the tie-breakers
 	// let this node keep its groups without a quorum. It counts only
 	// once a quorum has confirmed this node since it started: a node that
@@ -79,6 +84,7 @@ type peer struct {
 	heardAt  time.Time
 	renewsUs time.Time // the send time of our beat it last echoed
 	applied  uint64
+	overrun  time.Duration // its release overrun, as it last said
 	// When it last received a beat it renewed from, per node, on our
 	// clock (estimated late, which errs on the safe side).
 	lastRenew map[string]time.Time
@@ -111,6 +117,9 @@ func (t *Tracker) peer(name string) *peer {
 // left and adds the echoes and applied index.
 func (t *Tracker) Decorate(m *heartbeat.Message, now time.Time) {
 	applied := t.opt.Applied()
+	if t.opt.Overrun != nil {
+		m.OverrunUS = uint32(min(t.opt.Overrun().Microseconds(), 1<<32-1))
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.sent[m.Seq%ring] = sent{seq: m.Seq, at: now}
@@ -151,6 +160,7 @@ func (t *Tracker) Heard(m *heartbeat.Message, at time.Time) {
 		p.renewSeq, p.renewAt = m.Seq, at
 	}
 	p.heardAt, p.applied = at, m.Applied
+	p.overrun = time.Duration(m.OverrunUS) * time.Microsecond
 	for _, e := range m.Echo {
 		if e.Node == t.opt.Self {
 			if e.Incarnation == t.opt.Incarnation && e.Seq != 0 {
@@ -255,6 +265,13 @@ func (t *Tracker) ReleasedAt(node string, downIndex uint64) (time.Time, bool) {
 	applied := t.opt.Applied()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// What node said last about its release overrun; its groups started
+	// after that beat went through the log, which node had to be
+	// renewed for, so a later, larger overrun would have been heard.
+	wait := t.opt.Lease + t.opt.Margin
+	if p := t.peers[node]; p != nil {
+		wait += p.overrun
+	}
 	var others []time.Time
 	for _, r := range voters {
 		if r == node {
@@ -278,7 +295,7 @@ func (t *Tracker) ReleasedAt(node string, downIndex uint64) (time.Time, bool) {
 		if last.IsZero() {
 			others = append(others, time.Time{})
 		} else {
-			others = append(others, last.Add(t.opt.Lease+t.opt.Margin))
+			others = append(others, last.Add(wait))
 		}
 	}
 	// The node itself plus q-1 others form its quorum: deny it by having

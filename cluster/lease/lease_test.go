@@ -18,17 +18,19 @@ func at(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond
 type world struct {
 	online  map[string]bool
 	applied map[string]uint64
+	overrun map[string]time.Duration
 	tr      map[string]*Tracker
 	seq     map[string]uint64
 }
 
 func newWorld() *world {
-	w := &world{online: map[string]bool{"a": true, "b": true, "c": true}, applied: map[string]uint64{}, tr: map[string]*Tracker{}, seq: map[string]uint64{}}
+	w := &world{online: map[string]bool{"a": true, "b": true, "c": true}, applied: map[string]uint64{}, overrun: map[string]time.Duration{}, tr: map[string]*Tracker{}, seq: map[string]uint64{}}
 	for _, n := range []string{"a", "b", "c"} {
 		w.tr[n] = New(Options{Self: n, Incarnation: 1, Lease: L, StopBudget: L / 4, Margin: 10 * time.Millisecond,
 			Voters:  func() []string { return []string{"a", "b", "c"} },
 			Online:  func(node string) bool { return w.online[node] },
-			Applied: func() uint64 { return w.applied[n] }})
+			Applied: func() uint64 { return w.applied[n] },
+			Overrun: func() time.Duration { return w.overrun[n] }})
 	}
 	return w
 }
@@ -84,6 +86,15 @@ func TestReleasedAt(t *testing.T) {
 	// Both b and c last renewed a at t=10: released at 10 + L + margin.
 	if want := at(10).Add(L + 10*time.Millisecond); !ok || !got.Equal(want) {
 		t.Fatalf("released at %v (%v), want %v", got, ok, want)
+	}
+	// a said it needs 70ms more than its stop budget to release what it
+	// holds: it is released that much later.
+	w.overrun["a"] = 70 * time.Millisecond
+	w.online["a"] = true
+	w.beat("a", "b", at(60), at(60))
+	w.online["a"] = false
+	if got, _ := w.tr["b"].ReleasedAt("a", 7); !got.Equal(at(60).Add(L + 80*time.Millisecond)) {
+		t.Fatalf("with a's overrun: released at %v, want %v", got, at(60).Add(L+80*time.Millisecond))
 	}
 	// A node nobody ever renewed is released at once.
 	if got, ok := w.tr["b"].ReleasedAt("zz", 1); !ok || !got.IsZero() {

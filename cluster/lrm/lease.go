@@ -27,6 +27,21 @@ type lease struct {
 	until   time.Time // release instant
 	changed chan struct{}
 	none    map[string]bool // plugins that keep no lease (answered Unimplemented)
+	// release is what the plugins last said releasing everything they
+	// hold would take, by plugin.
+	release map[string]time.Duration
+}
+
+// ReleaseTime is how long the resource plugins, by their own last
+// measure, take to release all they hold here, one after another.
+func (m *Manager) ReleaseTime() time.Duration {
+	m.lease.mu.Lock()
+	defer m.lease.mu.Unlock()
+	var sum time.Duration
+	for _, d := range m.lease.release {
+		sum += d
+	}
+	return sum
 }
 
 // Hold sets the instant at which this node's resources must be released
@@ -77,8 +92,21 @@ func (m *Manager) RunLease(ctx context.Context) {
 		case <-m.lease.changed:
 		}
 		le := m.pbLease()
-		for _, name := range m.leasedPlugins() {
+		names := m.leasedPlugins()
+		m.lease.mu.Lock()
+		for name := range m.lease.release {
+			if !slices.Contains(names, name) {
+				delete(m.lease.release, name) // runs nothing here any more
+			}
+		}
+		m.lease.mu.Unlock()
+		for _, name := range names {
 			res, err := m.host.Resource(name).Hold(ctx, le, holdTimeout)
+			if err == nil {
+				m.lease.mu.Lock()
+				m.lease.release[name] = time.Duration(res.GetReleaseNs())
+				m.lease.mu.Unlock()
+			}
 			switch {
 			case errors.Is(err, host.ErrUnimplemented):
 				m.lease.mu.Lock()

@@ -82,7 +82,7 @@ type group struct {
 // New returns a manager whose operations take at most timeout each.
 func New(h *host.Host, log *slog.Logger, timeout time.Duration) *Manager {
 	return &Manager{host: h, log: log, timeout: timeout, groups: map[string]*group{},
-		lease: lease{changed: make(chan struct{}, 1), none: map[string]bool{}}}
+		lease: lease{changed: make(chan struct{}, 1), none: map[string]bool{}, release: map[string]time.Duration{}}}
 }
 
 // group returns the state of g, creating it on first sight.

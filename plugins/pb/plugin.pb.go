@@ -355,7 +355,11 @@ type HoldResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Instances the plugin released because its hold ran out, since the
 	// previous Hold: the host starts again those it still owns.
-	Released      []string `protobuf:"bytes,1,rep,name=released,proto3" json:"released,omitempty"`
+	Released []string `protobuf:"bytes,1,rep,name=released,proto3" json:"released,omitempty"`
+	// How long releasing all it holds now would take, by its own measure:
+	// the node's peers wait that much past its lease (less its stop budget)
+	// before taking its groups.
+	ReleaseNs     int64 `protobuf:"varint,2,opt,name=release_ns,json=releaseNs,proto3" json:"release_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -395,6 +399,13 @@ func (x *HoldResult) GetReleased() []string {
 		return x.Released
 	}
 	return nil
+}
+
+func (x *HoldResult) GetReleaseNs() int64 {
+	if x != nil {
+		return x.ReleaseNs
+	}
+	return 0
 }
 
 type Result struct {
@@ -1406,10 +1417,12 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"=\n" +
 	"\x05Lease\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\"\n" +
-	"\rrelease_at_ns\x18\x02 \x01(\x03R\vreleaseAtNs\"(\n" +
+	"\rrelease_at_ns\x18\x02 \x01(\x03R\vreleaseAtNs\"G\n" +
 	"\n" +
 	"HoldResult\x12\x1a\n" +
-	"\breleased\x18\x01 \x03(\tR\breleased\"c\n" +
+	"\breleased\x18\x01 \x03(\tR\breleased\x12\x1d\n" +
+	"\n" +
+	"release_ns\x18\x02 \x01(\x03R\treleaseNs\"c\n" +
 	"\x06Result\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.vigil.plugin.v1.CodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +

@@ -20,6 +20,10 @@ type Releaser interface {
 	// Release gives up every instance the plugin holds, as fast as it
 	// can, and returns their ids.
 	Release(ctx context.Context) []string
+	// ReleaseTime says how long Release would take now: the node's
+	// peers wait for it (beyond the daemon's stop budget) before they
+	// take its groups, so it must not be an underestimate.
+	ReleaseTime() time.Duration
 }
 
 // leased wraps a Releaser's resource server with the lease.
@@ -109,7 +113,7 @@ func (l *leased) Hold(_ context.Context, le *pb.Lease) (*pb.HoldResult, error) {
 	l.update(le)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := &pb.HoldResult{Released: slices.Clone(l.released)}
+	out := &pb.HoldResult{Released: slices.Clone(l.released), ReleaseNs: int64(l.r.ReleaseTime())}
 	l.released = l.released[:0]
 	return out, nil
 }

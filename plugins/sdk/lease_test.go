@@ -29,6 +29,8 @@ func (h *holding) Start(_ context.Context, in *pb.Instance) (*pb.Result, error) 
 func (h *holding) Stop(context.Context, *pb.Instance) (*pb.Result, error)    { return OK(), nil }
 func (h *holding) Monitor(context.Context, *pb.Instance) (*pb.Result, error) { return OK(), nil }
 
+func (h *holding) ReleaseTime() time.Duration { return time.Millisecond }
+
 func (h *holding) Release(context.Context) []string {
 	h.mu.Lock()
 	ids := h.held

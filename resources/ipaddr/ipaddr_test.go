@@ -483,9 +483,17 @@ func TestRelease(t *testing.T) {
 	if res, err := l.opID("stop", "gone", with("10.88.0.104"), 0); err != nil || res.Code != pb.Code_SUCCESS {
 		t.Fatalf("stop: %v %v", res, err)
 	}
+	// Three VIPs held: the estimate the peers wait for covers three
+	// removals at least (never an underestimate of a fast kernel).
+	if rt := l.r.ReleaseTime(); rt < 3*10*time.Microsecond {
+		t.Errorf("release time %s for three VIPs", rt)
+	}
 	var ids []string
 	if err := nstest.InNS(l.director, func() error { ids = l.r.Release(context.Background()); return nil }); err != nil {
 		t.Fatal(err)
+	}
+	if rt := l.r.ReleaseTime(); rt != 0 {
+		t.Errorf("release time %s with nothing held", rt)
 	}
 	if !slices.Equal(ids, []string{"v1", "v2", "v6"}) {
 		t.Fatalf("released %v, want v1 v2 v6", ids)
