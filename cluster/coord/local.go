@@ -2,6 +2,7 @@ package coord
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -415,6 +416,14 @@ func (w *worker) start(ctx context.Context, cfg config.Group, now time.Time) tim
 	w.reported = "starting"
 	lr := w.c.opt.LRM
 	if err := lr.Start(ctx, cfg); err != nil {
+		if errors.Is(err, lrm.ErrNoLease) && lr.State(w.name) != lrm.Blocked {
+			// The plugin's copy of the lease ran out before the
+			// renewal reached it: not the resource's fault. Claim
+			// again once the lease is renewed.
+			w.c.log.Warn("start refused by the plugin: its lease ran out", "group", w.name, "err", err)
+			w.report(fsm.Report{State: lrm.Stopped, Op: "start", Reason: "the plugin's lease ran out before the renewal reached it"})
+			return now.Add(w.c.opt.Keepalive)
+		}
 		state := lrm.Failed
 		if lr.State(w.name) == lrm.Blocked {
 			state = lrm.Blocked

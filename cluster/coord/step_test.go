@@ -281,6 +281,34 @@ func TestStepClaim(t *testing.T) {
 	}
 }
 
+// A start the plugin refused because its copy of the lease ran out (the
+// renewal reached it late) is no failure of the resource: nothing is
+// counted, and the group is claimed again.
+func TestStepStartRefusedForLease(t *testing.T) {
+	h := newHarness(t, "n1")
+	h.lrm.set("web", lrm.Stopped)
+	_, _, reps, claims := h.step()
+	h.send(reps, claims)
+	h.lrm.failStart = fmt.Errorf("group web: start vip: %w", lrm.ErrNoLease)
+	wait, ops, reps, _ := h.step()
+	if strings.Join(ops, ",") != "start web" || states(reps) != lrm.Stopped || wait != keepalive {
+		t.Fatalf("refused start: ops %v reports %q wait %v", ops, states(reps), wait)
+	}
+	h.send(reps, nil)
+	var failcount int
+	h.c.opt.FSM.Read(func(s *fsm.State) { failcount = s.Failcount("web", "n1") })
+	if reps[0].Fail || reps[0].Fatal || failcount != 0 {
+		t.Fatalf("a lease refusal counted as a failure: %+v", reps[0])
+	}
+	h.lrm.failStart = nil
+	h.clock.add(keepalive)
+	_, _, _, claims = h.step()
+	h.send(nil, claims)
+	if _, ops, reps, _ := h.step(); strings.Join(ops, ",") != "start web" || states(reps) != lrm.Running {
+		t.Fatalf("claimed again and started: ops %v reports %q", ops, states(reps))
+	}
+}
+
 // `vigil cleanup` probes again and says what it found.
 func TestStepCleanup(t *testing.T) {
 	h := newHarness(t, "n1")

@@ -152,8 +152,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 			if d.lrm == nil {
 				return 0
 			}
-			// Twice the plugins' own measure: an underestimate is unsafe.
-			return max(0, 2*d.lrm.ReleaseTime()-ha.Lease.D()/4)
+			return d.lrm.Overrun()
 		},
 	}
 	if ha.TwoNode {
@@ -179,6 +178,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 			return nil, err
 		}
 		d.lrm = lrm.New(d.plugins, log.With("component", "lrm"), opTimeout)
+		d.lrm.SetStopBudget(lopt.StopBudget)
 	}
 	// The tie-breakers of a pair, or, in another cluster with a [fence]
 	// plugin, just the fencing (its Fence method).

@@ -23,8 +23,9 @@ const holdTimeout = 2 * time.Second
 // the daemon stops renewing — it died, hangs, or lost its quorum.
 type lease struct {
 	mu      sync.Mutex
-	seq     uint64    // 0: never set (operations outside the cluster's control)
-	until   time.Time // release instant
+	seq     uint64        // 0: never set (operations outside the cluster's control)
+	until   time.Time     // when the daemon must have begun stopping
+	budget  time.Duration // the stop budget: until is the lease's end less this
 	changed chan struct{}
 	none    map[string]bool // plugins that keep no lease (answered Unimplemented)
 	// release is what the plugins last said releasing everything they
@@ -44,9 +45,10 @@ func (m *Manager) ReleaseTime() time.Duration {
 	return sum
 }
 
-// Hold sets the instant at which this node's resources must be released
-// unless renewed (zero: now). The coordinator calls it whenever its lease
-// moves; RunLease carries it to the plugins.
+// Hold sets the instant at which this node must begin stopping its
+// resources unless renewed (lease.Tracker.HoldUntil; zero: no lease). The
+// coordinator calls it whenever its lease moves; RunLease carries it to
+// the plugins (pbLease says when they release).
 func (m *Manager) Hold(until time.Time) {
 	l := &m.lease
 	l.mu.Lock()
@@ -56,7 +58,8 @@ func (m *Manager) Hold(until time.Time) {
 		if l.seq > 0 && !l.until.After(now) {
 			return // already out
 		}
-		until = now
+		// No lease: whatever the stop budget, the plugins release now.
+		until = now.Add(-l.budget)
 	}
 	if l.seq > 0 && until.Equal(l.until) {
 		return
@@ -69,15 +72,44 @@ func (m *Manager) Hold(until time.Time) {
 	}
 }
 
+// releaseLead is how many times their own measure of the release the
+// plugins begin it before the lease ends: an underestimate is unsafe.
+const releaseLead = 2
+
+// Overrun is how long past the end of its lease this node may still hold
+// resources: the part of the plugins' release (releaseLead times their
+// measure) that does not fit in the stop budget (lease.Options.Overrun).
+func (m *Manager) Overrun() time.Duration {
+	rt := m.ReleaseTime()
+	m.lease.mu.Lock()
+	defer m.lease.mu.Unlock()
+	return max(0, releaseLead*rt-m.lease.budget)
+}
+
+// SetStopBudget says how long before the end of the lease Hold's instant
+// is (lease.Options.StopBudget).
+func (m *Manager) SetStopBudget(d time.Duration) {
+	m.lease.mu.Lock()
+	m.lease.budget = d
+	m.lease.mu.Unlock()
+}
+
 // pbLease is the current lease in the plugins' terms; nil before any.
+// The plugins release as late as their own measure of the release lets
+// them finish by the lease's end (twice it before), and never before
+// the daemon begins stopping: a renewal that reaches them a little late
+// then costs nothing. A release longer than the stop budget is covered
+// by the overrun the node announces (lease.Options.Overrun).
 func (m *Manager) pbLease() *pb.Lease {
+	rt := m.ReleaseTime()
 	l := &m.lease
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.seq == 0 {
 		return nil
 	}
-	return &pb.Lease{Seq: l.seq, ReleaseAtNs: int64(plugins.BootTime(l.until, time.Now()))}
+	at := l.until.Add(l.budget - min(releaseLead*rt, l.budget))
+	return &pb.Lease{Seq: l.seq, ReleaseAtNs: int64(plugins.BootTime(at, time.Now()))}
 }
 
 // RunLease sends every change of the lease to the resource plugins that
@@ -156,6 +188,8 @@ func (m *Manager) released(ctx context.Context, plugin string, ids []string) {
 	m.lease.mu.Lock()
 	holds := time.Now().Before(m.lease.until)
 	m.lease.mu.Unlock()
+	// (until, not the plugins' later instant: a group started now
+	// must have its lease for a while.)
 	m.mu.Lock()
 	var todo []*group
 	for _, g := range m.groups {

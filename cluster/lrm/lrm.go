@@ -130,7 +130,14 @@ func (m *Manager) instance(g *group, i int, interval time.Duration) *pb.Instance
 type OpError struct {
 	Group, Resource, Op string
 	Result, Reason      string
+	Err                 error // the host's, if the call itself failed
 }
+
+func (e *OpError) Unwrap() error { return e.Err }
+
+// ErrNoLease: a plugin refused to acquire because the node's lease it
+// holds ran out; the group may start again once the lease is renewed.
+var ErrNoLease = host.ErrNoLease
 
 func (e *OpError) Error() string {
 	return fmt.Sprintf("group %s: %s %s: %s: %s", e.Group, e.Op, e.Resource, e.Result, e.Reason)
@@ -187,7 +194,7 @@ func (m *Manager) op(ctx context.Context, g *group, i int, name string) (pb.Code
 	}
 	m.log.Log(ctx, level, "resource "+name, "group", g.cfg.Name, "resource", st.ID, "result", st.Result, "reason", st.Reason)
 	if err != nil || (code != pb.Code_SUCCESS && !(name == "monitor" && code == pb.Code_NOT_RUNNING)) {
-		return code, &OpError{Group: g.cfg.Name, Resource: st.ID, Op: name, Result: st.Result, Reason: st.Reason}
+		return code, &OpError{Group: g.cfg.Name, Resource: st.ID, Op: name, Result: st.Result, Reason: st.Reason, Err: err}
 	}
 	return code, nil
 }

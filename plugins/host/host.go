@@ -37,6 +37,9 @@ var (
 	ErrBadOutput     = errors.New("bad plugin output")
 	ErrUnimplemented = errors.New("not implemented by the plugin")
 	ErrClosed        = errors.New("plugin host closed")
+	// ErrNoLease: the plugin refused to acquire a resource because the
+	// node's lease it holds ran out (pb.Lease) — not the resource's fault.
+	ErrNoLease = errors.New("the node's lease ran out in the plugin")
 )
 
 // Options configures a Host. Zero durations take the defaults noted.
@@ -397,6 +400,8 @@ func (p *proc) classify(ctx context.Context, r *procRunner, client *plugin.Clien
 	switch {
 	case st.Code() == codes.Unimplemented:
 		return fmt.Errorf("%w: %s", ErrUnimplemented, st.Message())
+	case st.Code() == codes.FailedPrecondition:
+		return fmt.Errorf("%w: %s", ErrNoLease, st.Message())
 	case st.Code() == codes.Unavailable && r.exitedWithin(time.Second), r.exitedWithin(0):
 		return fmt.Errorf("%w during the call (%s)", ErrCrashed, r.exitReason())
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || st.Code() == codes.DeadlineExceeded:

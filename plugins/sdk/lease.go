@@ -6,6 +6,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
@@ -124,8 +127,9 @@ func (l *leased) acquire(in *pb.Instance, what string, op func() (*pb.Result, er
 	l.ops.RLock()
 	defer l.ops.RUnlock()
 	if ok, at := l.valid(); !ok {
-		return Fail(pb.Code_ERR_GENERIC, "not %s %s: the node's lease ran out %s ago", what, in.GetId(),
-			(plugins.BootNow() - at).Round(time.Millisecond)), nil
+		// Not an OCF failure of the resource: the host tells it apart.
+		return nil, status.Errorf(codes.FailedPrecondition, "not %s %s: the node's lease ran out %s ago", what, in.GetId(),
+			(plugins.BootNow() - at).Round(time.Millisecond))
 	}
 	return op()
 }
