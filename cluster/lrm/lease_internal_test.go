@@ -24,7 +24,7 @@ func TestLeaseReleaseInstant(t *testing.T) {
 	for _, tc := range []struct {
 		release, lead, overrun time.Duration
 	}{
-		{0, 0, 0},                                         // holds nothing: at the lease's end
+		{0, 0, 0}, // holds nothing: at the lease's end
 		{10 * time.Millisecond, 20 * time.Millisecond, 0}, // twice its measure before the end
 		{80 * time.Millisecond, budget, 60 * time.Millisecond},
 	} {
