@@ -296,6 +296,12 @@ func (r *IPaddr) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, erro
 	if p.NIC != "" && link.name != p.NIC {
 		return sdk.Fail(pb.Code_ERR_GENERIC, "%s is on %s, not on %s", p.IP, link.name, p.NIC), nil
 	}
+	// Found here: a release must take it too, even if another process
+	// of this plugin added it (a plugin restart) — releasing a copy the
+	// node was about to drop anyway is the safe side.
+	r.mu.Lock()
+	r.held[in.GetId()] = heldVIP{ip: p.IP, ns: ns}
+	r.mu.Unlock()
 	stats, held := r.ann.held(in.GetId())
 	if !held && in.GetIntervalMs() > 0 {
 		// A recurring monitor runs only where the group is held: after a

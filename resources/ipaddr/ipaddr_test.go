@@ -513,4 +513,16 @@ func TestRelease(t *testing.T) {
 	if err := nstest.InNS(l.director, func() error { ids = l.r.Release(context.Background()); return nil }); err != nil || len(ids) != 0 {
 		t.Fatalf("a second release: %v %v", ids, err)
 	}
+	// A VIP this process finds but did not add (its predecessor did,
+	// before a plugin restart) is released too.
+	l.nn.Run("ip", "-n", l.director, "addr", "add", "10.88.0.105/32", "dev", "eth0")
+	if res, err := l.opID("monitor", "found", with("10.88.0.105"), 0); err != nil || res.Code != pb.Code_SUCCESS {
+		t.Fatalf("monitor: %v %v", res, err)
+	}
+	if err := nstest.InNS(l.director, func() error { ids = l.r.Release(context.Background()); return nil }); err != nil || !slices.Equal(ids, []string{"found"}) {
+		t.Fatalf("release of a VIP found by a monitor: %v %v", ids, err)
+	}
+	if strings.Contains(l.addrs(l.director, "eth0"), "10.88.0.105/") {
+		t.Error("the VIP found by a monitor survived the release")
+	}
 }
