@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -204,7 +205,14 @@ func remove(ctx context.Context, v *view, ip netip.Addr) (removed bool, note str
 			note = fmt.Sprintf("set promote_secondaries on %s so that its %d other addresses survive", name, others)
 		}
 		a := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(e.bits, ip.BitLen())}, LinkIndex: e.link}
-		err := v.write(func(w addrWriter) error { return w.AddrDel(nil, a) })
+		err := v.write(func(w addrWriter) error {
+			t0 := time.Now()
+			err := w.AddrDel(nil, a)
+			if err == nil {
+				v.deleted(time.Since(t0))
+			}
+			return err
+		})
 		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			return removed, note, fmt.Errorf("delete %s from %s: %w", ip, name, err)
 		}

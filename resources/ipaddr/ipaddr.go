@@ -39,7 +39,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vigil-ha/vigil/plugins/pb"
@@ -61,44 +60,25 @@ type IPaddr struct {
 	mu    sync.Mutex
 	views map[nsID]*view
 	held  map[string]heldVIP // started and not stopped: what Release gives up
-	// removeCost is a moving average of what removing one VIP took
-	// (nanoseconds), for ReleaseTime.
-	removeCost atomic.Int64
-}
-
-// removeCostStart is removeCost before anything was measured: above what
-// the lab measured (20–40 µs), since an underestimate is unsafe.
-const (
-	removeCostStart = 100 * time.Microsecond
-	removeCostFloor = 10 * time.Microsecond
-)
-
-// measured folds n removals that took d into removeCost.
-func (r *IPaddr) measured(d time.Duration, n int) {
-	if n <= 0 {
-		return
-	}
-	per := max(int64(d)/int64(n), int64(removeCostFloor))
-	old := r.removeCost.Load()
-	// Up fast, down slowly: erring long only delays a takeover.
-	if per > old {
-		r.removeCost.Store(old + (per-old)/2)
-	} else {
-		r.removeCost.Store(old + (per-old)/16)
-	}
 }
 
 // ReleaseTime estimates how long Release would take now: every held VIP
-// at the measured cost of one removal (the kernel takes them one at a
+// at the measured cost of one deletion (the kernel takes them one at a
 // time), and a millisecond for the rest (sdk.Releaser).
 func (r *IPaddr) ReleaseTime() time.Duration {
 	r.mu.Lock()
-	n := len(r.held)
-	r.mu.Unlock()
-	if n == 0 {
+	defer r.mu.Unlock()
+	if len(r.held) == 0 {
 		return 0
 	}
-	return time.Duration(int64(n)*r.removeCost.Load()) + time.Millisecond
+	var cost time.Duration
+	for _, v := range r.views {
+		cost = max(cost, v.deleteCostNow())
+	}
+	if cost == 0 {
+		cost = deleteCostStart
+	}
+	return time.Duration(len(r.held))*cost + time.Millisecond
 }
 
 // heldVIP is a VIP this process added for an instance.
@@ -109,9 +89,7 @@ type heldVIP struct {
 
 // New returns the resource, logging to log (sdk.Log() in the plugin).
 func New(log *slog.Logger) *IPaddr {
-	r := &IPaddr{log: log, ann: newAnnouncer(log, openWire), views: map[nsID]*view{}, held: map[string]heldVIP{}}
-	r.removeCost.Store(int64(removeCostStart))
-	return r
+	return &IPaddr{log: log, ann: newAnnouncer(log, openWire), views: map[nsID]*view{}, held: map[string]heldVIP{}}
 }
 
 func params(in *pb.Instance) (Params, *pb.Result) {
@@ -205,11 +183,7 @@ func (r *IPaddr) Stop(ctx context.Context, in *pb.Instance) (*pb.Result, error) 
 	if err != nil {
 		return transient(err), nil
 	}
-	t0 := time.Now()
 	removed, note, err := remove(ctx, v, p.IP)
-	if removed && err == nil {
-		r.measured(time.Since(t0), 1)
-	}
 	if note != "" {
 		r.log.Info(note, "id", in.GetId())
 	}
@@ -237,8 +211,6 @@ func (r *IPaddr) Release(ctx context.Context) []string {
 	for _, id := range ids {
 		r.ann.stop(id)
 	}
-	t0 := time.Now()
-	defer func() { r.measured(time.Since(t0), len(ids)) }()
 	sem := make(chan struct{}, writers)
 	var wg sync.WaitGroup
 	for _, id := range ids {

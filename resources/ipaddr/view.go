@@ -181,6 +181,10 @@ type view struct {
 
 	// counters, for tests and logs
 	resyncs, interrupted atomic.Uint64
+	// deleteCost is a moving average of one address deletion in the
+	// kernel (nanoseconds, the call alone, not its wait for a writer),
+	// for the release estimate.
+	deleteCost atomic.Int64
 }
 
 // openView subscribes in the calling thread's namespace and starts
@@ -921,4 +925,35 @@ func parseAddr(b []byte) (addrEntry, bool) {
 		return addrEntry{}, false
 	}
 	return e, e.bits <= e.ip.BitLen()
+}
+
+// deleteCostStart is the deletion cost assumed before one was measured:
+// above what the lab measures (10–40 µs), since an underestimate is
+// unsafe; deleteCostFloor bounds a measure from below.
+const (
+	deleteCostStart = 100 * time.Microsecond
+	deleteCostFloor = 10 * time.Microsecond
+)
+
+// deleted folds one measured deletion into deleteCost: up fast, down
+// slowly, since erring long only delays a takeover.
+func (v *view) deleted(d time.Duration) {
+	d = max(d, deleteCostFloor)
+	old := time.Duration(v.deleteCost.Load())
+	if old == 0 {
+		old = deleteCostStart
+	}
+	if d > old {
+		v.deleteCost.Store(int64(old + (d-old)/2))
+	} else {
+		v.deleteCost.Store(int64(old + (d-old)/16))
+	}
+}
+
+// deleteCostNow is the current estimate of one deletion.
+func (v *view) deleteCostNow() time.Duration {
+	if c := time.Duration(v.deleteCost.Load()); c > 0 {
+		return c
+	}
+	return deleteCostStart
 }
