@@ -51,6 +51,8 @@ type LRM interface {
 // surely holds none (lease.Tracker).
 type Lease interface {
 	HoldUntil(now time.Time) time.Time
+	// Renewed is signalled when HoldUntil may have moved.
+	Renewed() <-chan struct{}
 	ReleasedAt(node string, downIndex uint64) (time.Time, bool)
 	Applied(node string) uint64
 }

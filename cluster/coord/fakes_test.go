@@ -309,6 +309,8 @@ func newFakeLease() *fakeLease {
 		released: map[string]time.Time{}, unknown: map[string]bool{}, applied: map[string]uint64{}}
 }
 
+func (l *fakeLease) Renewed() <-chan struct{} { return nil }
+
 func (l *fakeLease) HoldUntil(now time.Time) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -135,6 +135,9 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		case <-c.reloaded:
 			rescan = true
 		case <-leaseTimer.C:
+		case <-c.opt.Lease.Renewed():
+			// Hand the renewal on to the plugins now: their copy of
+			// the lease must not lag a keepalive behind.
 		}
 	}
 }

@@ -97,12 +97,18 @@ type Tracker struct {
 	sent      [ring]sent
 	peers     map[string]*peer
 	confirmed bool // a quorum has renewed this node since it started
+	renewed   chan struct{}
 }
 
 // New returns a tracker.
 func New(opt Options) *Tracker {
-	return &Tracker{opt: opt, peers: map[string]*peer{}}
+	return &Tracker{opt: opt, peers: map[string]*peer{}, renewed: make(chan struct{}, 1)}
 }
+
+// Renewed is signalled when a peer's echo may have moved this node's
+// lease, so that whoever hands it on (to the resource plugins) does so
+// at once rather than on its next round.
+func (t *Tracker) Renewed() <-chan struct{} { return t.renewed }
 
 func (t *Tracker) peer(name string) *peer {
 	p := t.peers[name]
@@ -166,6 +172,10 @@ func (t *Tracker) Heard(m *heartbeat.Message, at time.Time) {
 			if e.Incarnation == t.opt.Incarnation && e.Seq != 0 {
 				if s := t.sent[e.Seq%ring]; s.seq == e.Seq && s.at.After(p.renewsUs) {
 					p.renewsUs = s.at
+					select {
+					case t.renewed <- struct{}{}:
+					default:
+					}
 				}
 			}
 			continue

@@ -52,7 +52,17 @@ func TestLeaseNeedsAQuorumOfEchoes(t *testing.T) {
 		t.Fatal("a lease before any echo")
 	}
 	w.beat("a", "b", at(0), at(1)) // b hears a's beat 1
+	select {
+	case <-a.Renewed():
+		t.Fatal("renewed before any echo")
+	default:
+	}
 	w.beat("b", "a", at(5), at(6)) // b echoes it back
+	select {
+	case <-a.Renewed():
+	default:
+		t.Fatal("an echo renewed the lease and nobody was told")
+	}
 	if got := a.Expiry(at(6)); !got.Equal(at(0).Add(L)) {
 		t.Fatalf("expiry %v, want send time + lease %v", got, at(0).Add(L))
 	}

@@ -205,14 +205,7 @@ func remove(ctx context.Context, v *view, ip netip.Addr) (removed bool, note str
 			note = fmt.Sprintf("set promote_secondaries on %s so that its %d other addresses survive", name, others)
 		}
 		a := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(e.bits, ip.BitLen())}, LinkIndex: e.link}
-		err := v.write(func(w addrWriter) error {
-			t0 := time.Now()
-			err := w.AddrDel(nil, a)
-			if err == nil {
-				v.deleted(time.Since(t0))
-			}
-			return err
-		})
+		err := v.write(func(w addrWriter) error { return timedDel(v, w, a) })
 		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			return removed, note, fmt.Errorf("delete %s from %s: %w", ip, name, err)
 		}
@@ -220,4 +213,40 @@ func remove(ctx context.Context, v *view, ip netip.Addr) (removed bool, note str
 		removed = true
 	}
 	return removed, note, nil
+}
+
+// drop removes ip for a release, after the caller synced the view once
+// for all of them: an address with a host prefix (/32, /128), the usual
+// VIP, has no secondaries to save, so it is deleted at once, without
+// remove's round trips to the kernel; any other goes through remove.
+func drop(ctx context.Context, v *view, ip netip.Addr) error {
+	es, err := lookup(ctx, v, ip)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if e.bits != ip.BitLen() {
+			_, _, err := remove(ctx, v, ip)
+			return err
+		}
+	}
+	for _, e := range es {
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(e.bits, ip.BitLen())}, LinkIndex: e.link}
+		if err := v.write(func(w addrWriter) error { return timedDel(v, w, a) }); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("delete %s: %w", ip, err)
+		}
+		v.own(e, false)
+	}
+	return nil
+}
+
+// timedDel deletes a and folds what the kernel took into the view's
+// deletion cost (the release estimate).
+func timedDel(v *view, w addrWriter, a *netlink.Addr) error {
+	t0 := time.Now()
+	err := w.AddrDel(nil, a)
+	if err == nil {
+		v.deleted(time.Since(t0))
+	}
+	return err
 }

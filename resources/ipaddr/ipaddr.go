@@ -211,6 +211,12 @@ func (r *IPaddr) Release(ctx context.Context) []string {
 	for _, id := range ids {
 		r.ann.stop(id)
 	}
+	// One barrier for all: the view then has every address added so far.
+	for _, v := range views {
+		if err := v.sync(ctx); err != nil {
+			r.log.Error("releasing: the address view cannot catch up; deleting what it has", "err", err)
+		}
+	}
 	sem := make(chan struct{}, writers)
 	var wg sync.WaitGroup
 	for _, id := range ids {
@@ -222,7 +228,7 @@ func (r *IPaddr) Release(ctx context.Context) []string {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if _, _, err := remove(ctx, v, h.ip); err != nil {
+			if err := drop(ctx, v, h.ip); err != nil {
 				r.log.Error("cannot release the VIP", "id", id, "address", h.ip.String(), "err", err)
 			}
 		}()

@@ -86,6 +86,34 @@ func (l *Lab) Close() {
 	}
 }
 
+// keepEarlierLog moves the log of an earlier process of the same name (a
+// restarted daemon) aside, as NAME.N.log, so that the new one starts
+// empty and the old one is still there to read.
+func (l *Lab) keepEarlierLog(path string) {
+	if _, err := os.Stat(path); err != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	base := strings.TrimSuffix(path, ".log")
+	for n := 1; ; n++ {
+		old := fmt.Sprintf("%s.%d.log", base, n)
+		if _, err := os.Stat(old); err == nil {
+			continue
+		}
+		if err := os.Rename(path, old); err != nil {
+			l.t.Logf("lab: keeping %s: %v", path, err)
+			return
+		}
+		for _, p := range l.procs {
+			if p.LogPath == path {
+				p.LogPath = old
+			}
+		}
+		return
+	}
+}
+
 // keepLogs copies every process's log into dir/PREFIX-NAME.log, for a
 // look after the run (VIGIL_LAB_LOGS=dir; benchmarks pass, so Close
 // would print nothing).
@@ -97,7 +125,7 @@ func (l *Lab) keepLogs(dir string, procs []*Proc) {
 	for _, p := range procs {
 		b, err := os.ReadFile(p.LogPath)
 		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, l.Prefix+"-"+p.Name+".log"), b, 0o644)
+			err = os.WriteFile(filepath.Join(dir, l.Prefix+"-"+filepath.Base(p.LogPath)), b, 0o644)
 		}
 		if err != nil {
 			l.t.Logf("lab: keeping the log of %s: %v", p.Name, err)
@@ -186,6 +214,7 @@ func (l *Lab) Start(node, name string, args ...string) *Proc {
 		args = append([]string{"ip", "netns", "exec", l.NS(node)}, args...)
 	}
 	p := &Proc{Name: name, LogPath: filepath.Join(l.Dir, name+".log"), done: make(chan struct{})}
+	l.keepEarlierLog(p.LogPath)
 	logf, err := os.Create(p.LogPath)
 	if err != nil {
 		l.t.Fatalf("lab: %v", err)
