@@ -12,7 +12,7 @@ FUZZTIME ?= 30s
 # mon provides the monitor and alert scripts the mon tests run unchanged.
 DEB_DEPS := socat iproute2 resource-agents heartbeat mon
 
-.PHONY: samples all build test lint bench bench-failover bench-scale bench-lvs bench-mon bench-starve fuzz demo deps debs proto clean install uninstall
+.PHONY: samples all build test lint bench bench-failover bench-scale bench-lifetime bench-lvs bench-mon bench-starve fuzz demo deps debs proto clean install uninstall
 
 all: build
 
@@ -102,10 +102,22 @@ bench-failover: deps
 # groups left behind after VIGIL_SCALE_WAIT=10s, dual holders. Prints one
 # table. LOAD=1 runs it with both cores loaded (stress-ng --cpu 2).
 bench-scale: deps
+	$(call loaded,$(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 0 ./test/lab/)
+
+# $(call loaded,COMMAND) runs COMMAND, with stress-ng loading both cores
+# for as long as it runs when LOAD is set.
+define loaded
 	@if [ -n "$(LOAD)" ]; then $(MAKE) --no-print-directory debs PKGS_NEEDED=stress-ng; fi
 	@set -e; pid=""; if [ -n "$(LOAD)" ]; then stress-ng --cpu 2 --quiet & pid=$$!; fi; \
 	trap '[ -z "$$pid" ] || kill $$pid' EXIT; \
-	$(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 0 ./test/lab/
+	$(1)
+endef
+
+# How late past its lifetime the kernel removes an address nobody extends
+# (the slack behind ha.toml's address_lifetime, plugins.AddressLifetimeSlack):
+# 3 rounds of 50 addresses with a 1 s lifetime. LOAD=1 loads both cores.
+bench-lifetime: deps
+	$(call loaded,$(GO) test -run '^$$' -bench '^BenchmarkAddressLifetime$$' -benchtime 3x ./resources/ipaddr/)
 
 # The IPVS manager: the check engine on one core (connect and HTTP checks
 # over 1,000 and 10,000 real servers at 1 s) and one check alone, then,

@@ -27,6 +27,12 @@ type HA struct {
 	// Lease is how long a quorum's confirmation lets a node hold its
 	// groups (see package lease); default deadtime - keepalive.
 	Lease Duration `toml:"lease"`
+	// AddressLifetime, whole seconds, gives the VIPs a kernel address
+	// lifetime that their plugin extends while the node holds its lease,
+	// so that the kernel removes them when every Vigil process of the
+	// node is gone; peers then wait that long (plus the kernel's slack)
+	// longer before they take over. 0 (the default): no lifetime.
+	AddressLifetime Duration `toml:"address_lifetime"`
 	// MigrationThreshold failures of a group on a node move it elsewhere
 	// (0: never); default 3.
 	MigrationThreshold *int `toml:"migration_threshold"`
@@ -174,7 +180,8 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 // explicitZeros refuses a zero written out where leaving the key out
 // gives a default: "0s" must not silently become the default interval.
 func (h *HA) explicitZeros(s *errSink, defined func(...string) bool) {
-	timings := map[string]Duration{"keepalive": h.Keepalive, "deadtime": h.Deadtime, "warntime": h.Warntime, "initdead": h.Initdead, "lease": h.Lease}
+	timings := map[string]Duration{"keepalive": h.Keepalive, "deadtime": h.Deadtime, "warntime": h.Warntime, "initdead": h.Initdead, "lease": h.Lease,
+		"address_lifetime": h.AddressLifetime}
 	if h.Fence != nil {
 		timings["fence.timeout"] = h.Fence.Timeout
 	}
@@ -509,6 +516,9 @@ func (h *HA) validateTiming(s *errSink, defined func(string) bool) {
 		s.add(blame("lease"), "lease %s must be at least 2 × keepalive (%s): a node renews it with every heartbeat its peers echo", ls, 2*ka)
 	} else if ls+ka > dt {
 		s.add(blame("lease"), "lease %s plus a margin of one keepalive (%s) must not exceed deadtime %s: a dead node's lease must have run out when it is declared dead, or failover waits for it", ls, ka, dt)
+	}
+	if al := h.AddressLifetime.D(); al != 0 && (al < time.Second || al > time.Hour || al%time.Second != 0) {
+		s.add("address_lifetime", "%s: want whole seconds from 1s to 1h (the kernel counts address lifetimes in seconds)", al)
 	}
 	if h.MigrationThreshold != nil && *h.MigrationThreshold < 0 {
 		s.add("migration_threshold", "%d must be 0 (never migrate on failures) or more", *h.MigrationThreshold)

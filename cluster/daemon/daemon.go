@@ -155,6 +155,9 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 			return d.lrm.Overrun()
 		},
 	}
+	if al := ha.AddressLifetime.D(); al > 0 {
+		lopt.Linger = al + plugins.AddressLifetimeSlack
+	}
 	if ha.TwoNode {
 		// d.tiebreak is made below, once the plugin host its fence
 		// calls go through exists; the lease asks it only at run time.
@@ -179,6 +182,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		}
 		d.lrm = lrm.New(d.plugins, log.With("component", "lrm"), opTimeout)
 		d.lrm.SetStopBudget(lopt.StopBudget)
+		d.lrm.SetAddressLifetime(ha.AddressLifetime.D())
 	}
 	// The tie-breakers of a pair, or, in another cluster with a [fence]
 	// plugin, just the fencing (its Fence method).

@@ -61,6 +61,12 @@ type Options struct {
 	// StopBudget); it travels in heartbeats, and the others wait that
 	// much longer before they take its groups.
 	Overrun func() time.Duration
+	// Linger is how long past the end of its lease what a node holds
+	// may outlive every process of it (the VIPs' kernel address lifetime
+	// and its slack; 0: nothing outlives them). It is the cluster's
+	// setting: a node waits at least this for any other, whatever that
+	// one last said, and says at least this itself.
+	Linger time.Duration
 	// Alone, if set (two_node pairs), returns until when the tie-breakers
 	// let this node keep its groups without a quorum. It counts only
 	// once a quorum has confirmed this node since it started: a node that
@@ -123,9 +129,11 @@ func (t *Tracker) peer(name string) *peer {
 // left and adds the echoes and applied index.
 func (t *Tracker) Decorate(m *heartbeat.Message, now time.Time) {
 	applied := t.opt.Applied()
+	over := t.opt.Linger
 	if t.opt.Overrun != nil {
-		m.OverrunUS = uint32(min(t.opt.Overrun().Microseconds(), 1<<32-1))
+		over = max(over, t.opt.Overrun())
 	}
+	m.OverrunUS = uint32(min(over.Microseconds(), 1<<32-1))
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.sent[m.Seq%ring] = sent{seq: m.Seq, at: now}
@@ -278,10 +286,11 @@ func (t *Tracker) ReleasedAt(node string, downIndex uint64) (time.Time, bool) {
 	// What node said last about its release overrun; its groups started
 	// after that beat went through the log, which node had to be
 	// renewed for, so a later, larger overrun would have been heard.
-	wait := t.opt.Lease + t.opt.Margin
+	over := t.opt.Linger
 	if p := t.peers[node]; p != nil {
-		wait += p.overrun
+		over = max(over, p.overrun)
 	}
+	wait := t.opt.Lease + t.opt.Margin + over
 	var others []time.Time
 	for _, r := range voters {
 		if r == node {

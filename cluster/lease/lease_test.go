@@ -106,6 +106,17 @@ func TestReleasedAt(t *testing.T) {
 	if got, _ := w.tr["b"].ReleasedAt("a", 7); !got.Equal(at(60).Add(L + 80*time.Millisecond)) {
 		t.Fatalf("with a's overrun: released at %v, want %v", got, at(60).Add(L+80*time.Millisecond))
 	}
+	// The cluster's linger (an address lifetime) is a floor for what any
+	// node waits, whatever the other said, and what each says.
+	w.tr["b"].opt.Linger = 200 * time.Millisecond
+	if got, _ := w.tr["b"].ReleasedAt("a", 7); !got.Equal(at(60).Add(L + 210*time.Millisecond)) {
+		t.Fatalf("with the linger: released at %v, want %v", got, at(60).Add(L+210*time.Millisecond))
+	}
+	m := &heartbeat.Message{Node: "b", Incarnation: 1, Seq: 99}
+	w.tr["b"].Decorate(m, at(70))
+	if m.OverrunUS != 200_000 {
+		t.Fatalf("b says an overrun of %dµs, want its linger", m.OverrunUS)
+	}
 	// A node nobody ever renewed is released at once.
 	if got, ok := w.tr["b"].ReleasedAt("zz", 1); !ok || !got.IsZero() {
 		t.Errorf("non-voter: %v %v", got, ok)

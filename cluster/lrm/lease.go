@@ -26,6 +26,7 @@ type lease struct {
 	seq     uint64        // 0: never set (operations outside the cluster's control)
 	until   time.Time     // when the daemon must have begun stopping
 	budget  time.Duration // the stop budget: until is the lease's end less this
+	life    time.Duration // the kernel address lifetime (pb.Lease.lifetime_ns)
 	changed chan struct{}
 	none    map[string]bool // plugins that keep no lease (answered Unimplemented)
 	// release is what the plugins last said releasing everything they
@@ -94,6 +95,14 @@ func (m *Manager) SetStopBudget(d time.Duration) {
 	m.lease.mu.Unlock()
 }
 
+// SetAddressLifetime sets the kernel lifetime the plugins give what they
+// hold and keep extending under the lease (ha.toml address_lifetime).
+func (m *Manager) SetAddressLifetime(d time.Duration) {
+	m.lease.mu.Lock()
+	m.lease.life = d
+	m.lease.mu.Unlock()
+}
+
 // pbLease is the current lease in the plugins' terms; nil before any.
 // The plugins release as late as their own measure of the release lets
 // them finish by the lease's end (twice it before), and never before
@@ -109,7 +118,7 @@ func (m *Manager) pbLease() *pb.Lease {
 		return nil
 	}
 	at := l.until.Add(l.budget - min(releaseLead*rt, l.budget))
-	return &pb.Lease{Seq: l.seq, ReleaseAtNs: int64(plugins.BootTime(at, time.Now()))}
+	return &pb.Lease{Seq: l.seq, ReleaseAtNs: int64(plugins.BootTime(at, time.Now())), LifetimeNs: int64(l.life)}
 }
 
 // RunLease sends every change of the lease to the resource plugins that

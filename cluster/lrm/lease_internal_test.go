@@ -38,6 +38,13 @@ func TestLeaseReleaseInstant(t *testing.T) {
 			t.Errorf("release %s: overrun %s, want %s", tc.release, got, tc.overrun)
 		}
 	}
+	if le := m.pbLease(); le.GetLifetimeNs() != 0 {
+		t.Errorf("a lifetime before any was set: %+v", le)
+	}
+	m.SetAddressLifetime(2 * time.Second)
+	if le := m.pbLease(); time.Duration(le.GetLifetimeNs()) != 2*time.Second {
+		t.Errorf("lifetime set to 2s: %+v", le)
+	}
 	// Losing the lease hands over an instant already past, once.
 	m.Hold(time.Time{})
 	m.Hold(time.Time{})

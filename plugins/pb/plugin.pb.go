@@ -302,7 +302,11 @@ type Lease struct {
 	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	// CLOCK_BOOTTIME in nanoseconds: the same clock in every process of the
 	// host, and it goes on counting while the host is suspended.
-	ReleaseAtNs   int64 `protobuf:"varint,2,opt,name=release_at_ns,json=releaseAtNs,proto3" json:"release_at_ns,omitempty"`
+	ReleaseAtNs int64 `protobuf:"varint,2,opt,name=release_at_ns,json=releaseAtNs,proto3" json:"release_at_ns,omitempty"`
+	// The kernel address lifetime to give what the plugin holds, extended
+	// while this lease holds, so that the kernel removes it when every
+	// process of the node is gone (ha.toml address_lifetime); 0: none.
+	LifetimeNs    int64 `protobuf:"varint,3,opt,name=lifetime_ns,json=lifetimeNs,proto3" json:"lifetime_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -347,6 +351,13 @@ func (x *Lease) GetSeq() uint64 {
 func (x *Lease) GetReleaseAtNs() int64 {
 	if x != nil {
 		return x.ReleaseAtNs
+	}
+	return 0
+}
+
+func (x *Lease) GetLifetimeNs() int64 {
+	if x != nil {
+		return x.LifetimeNs
 	}
 	return 0
 }
@@ -1414,10 +1425,12 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05lease\x18\a \x01(\v2\x16.vigil.plugin.v1.LeaseR\x05lease\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"=\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
 	"\x05Lease\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\"\n" +
-	"\rrelease_at_ns\x18\x02 \x01(\x03R\vreleaseAtNs\"G\n" +
+	"\rrelease_at_ns\x18\x02 \x01(\x03R\vreleaseAtNs\x12\x1f\n" +
+	"\vlifetime_ns\x18\x03 \x01(\x03R\n" +
+	"lifetimeNs\"G\n" +
 	"\n" +
 	"HoldResult\x12\x1a\n" +
 	"\breleased\x18\x01 \x03(\tR\breleased\x12\x1d\n" +

@@ -29,6 +29,20 @@ type Releaser interface {
 	ReleaseTime() time.Duration
 }
 
+// Keeper is a Releaser that gives what it holds a kernel lifetime
+// (pb.Lease.lifetime_ns: a VIP's address lifetime) and keeps extending
+// it, so that the kernel removes it when every Vigil process of the
+// node is gone. Serve calls Keep, in a goroutine of its own, after each
+// renewal of the lease and every quarter of the lifetime.
+type Keeper interface {
+	Releaser
+	// Keep extends what is due to lifetime from now, each extension
+	// through under, which runs it only while the lease holds and never
+	// during a release (under reports false once the lease is out: stop
+	// then). A lifetime of 0 makes what it holds permanent again.
+	Keep(ctx context.Context, lifetime time.Duration, under func(extend func()) bool)
+}
+
 // leased wraps a Releaser's resource server with the lease.
 type leased struct {
 	pb.ResourceServer
@@ -42,12 +56,62 @@ type leased struct {
 	mu       sync.Mutex
 	seq      uint64        // of the newest lease seen; 0: none yet
 	at       time.Duration // release instant (CLOCK_BOOTTIME); valid when seq > 0
+	lifetime time.Duration // pb.Lease.lifetime_ns of the newest lease
 	timer    *time.Timer
 	released []string // since the last Hold answered
 	closed   bool
+
+	// keep wakes the keeper goroutine (a Keeper only) after a renewal.
+	keep     chan struct{}
+	stopKeep context.CancelFunc
+	kept     chan struct{} // closed when the keeper goroutine returned
 }
 
-func newLeased(s pb.ResourceServer, r Releaser) *leased { return &leased{ResourceServer: s, r: r} }
+func newLeased(s pb.ResourceServer, r Releaser) *leased {
+	l := &leased{ResourceServer: s, r: r}
+	if k, ok := r.(Keeper); ok {
+		ctx, cancel := context.WithCancel(context.Background())
+		l.keep, l.stopKeep, l.kept = make(chan struct{}, 1), cancel, make(chan struct{})
+		go l.keeper(ctx, k)
+	}
+	return l
+}
+
+// keeper runs Keep after each renewal and every quarter of the lifetime
+// (renewals may come less often than extensions are due). Keep's
+// extensions go through under, so none runs once the lease is out or
+// while a release runs.
+func (l *leased) keeper(ctx context.Context, k Keeper) {
+	defer close(l.kept)
+	tick := time.NewTimer(time.Hour)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.keep:
+		case <-tick.C:
+		}
+		l.mu.Lock()
+		life := l.lifetime
+		l.mu.Unlock()
+		k.Keep(ctx, life, l.under)
+		if life > 0 {
+			tick.Reset(life / 4)
+		}
+	}
+}
+
+// under runs f while holding off any release, if the lease holds.
+func (l *leased) under(f func()) bool {
+	l.ops.RLock()
+	defer l.ops.RUnlock()
+	if ok, _ := l.valid(); !ok {
+		return false
+	}
+	f()
+	return true
+}
 
 // update takes a newer lease and sets the release timer by it.
 func (l *leased) update(le *pb.Lease) {
@@ -59,12 +123,18 @@ func (l *leased) update(le *pb.Lease) {
 	if le.GetSeq() <= l.seq || l.closed {
 		return
 	}
-	l.seq, l.at = le.GetSeq(), time.Duration(le.GetReleaseAtNs())
+	l.seq, l.at, l.lifetime = le.GetSeq(), time.Duration(le.GetReleaseAtNs()), time.Duration(le.GetLifetimeNs())
 	d := l.at - plugins.BootNow()
 	if l.timer == nil {
 		l.timer = time.AfterFunc(d, l.expire)
 	} else {
 		l.timer.Reset(d)
+	}
+	if l.keep != nil {
+		select {
+		case l.keep <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -152,12 +222,16 @@ func (l *leased) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, erro
 	return l.ResourceServer.Monitor(ctx, in)
 }
 
-// close stops the timer (tests).
+// close stops the timer and the keeper (tests).
 func (l *leased) close() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.closed = true
 	if l.timer != nil {
 		l.timer.Stop()
+	}
+	l.mu.Unlock()
+	if l.stopKeep != nil {
+		l.stopKeep()
+		<-l.kept
 	}
 }

@@ -163,3 +163,86 @@ func TestLeaseDaemonGone(t *testing.T) {
 	default:
 	}
 }
+
+// keeping is a holding whose resources the plugin must keep alive; it
+// logs its extensions and releases in order.
+type keeping struct {
+	*holding
+	mu    sync.Mutex
+	log   []string
+	calls chan time.Duration // the lifetime of each Keep, once done
+}
+
+func (k *keeping) Release(ctx context.Context) []string {
+	k.mu.Lock()
+	k.log = append(k.log, "release")
+	k.mu.Unlock()
+	return k.holding.Release(ctx)
+}
+
+func (k *keeping) Keep(_ context.Context, lifetime time.Duration, under func(func()) bool) {
+	under(func() {
+		k.mu.Lock()
+		k.log = append(k.log, "extend")
+		k.mu.Unlock()
+	})
+	k.calls <- lifetime
+}
+
+func lifetimeIn(seq uint64, d, lifetime time.Duration) *pb.Lease {
+	le := leaseIn(seq, d)
+	le.LifetimeNs = int64(lifetime)
+	return le
+}
+
+// A Keeper keeps its resources, with the lease's lifetime, after every
+// renewal and every quarter of the lifetime while the lease holds, never
+// once it ran out nor while a release runs.
+func TestLeaseKeeper(t *testing.T) {
+	h := &holding{releases: make(chan []string, 8)}
+	k := &keeping{holding: h, calls: make(chan time.Duration, 64)}
+	l := newLeased(h, k)
+	t.Cleanup(l.close)
+	const life = 40 * time.Millisecond
+	if _, err := l.Hold(context.Background(), lifetimeIn(1, time.Hour, life)); err != nil {
+		t.Fatal(err)
+	}
+	// The renewal, then the timer, with nothing else to wake it.
+	for range 3 {
+		if got := <-k.calls; got != life {
+			t.Fatalf("kept with lifetime %s, want %s", got, life)
+		}
+	}
+	start(t, l, "a", nil)
+	if _, err := l.Hold(context.Background(), lifetimeIn(2, -time.Millisecond, life)); err != nil {
+		t.Fatal(err)
+	}
+	released(t, h, 0)
+	// Two whole rounds of the keeper after the release: neither extends.
+	for len(k.calls) > 0 {
+		<-k.calls
+	}
+	<-k.calls
+	<-k.calls
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	last := slices.Index(k.log, "release")
+	if last < 1 || slices.Contains(k.log[last:], "extend") {
+		t.Fatalf("extensions and releases: %v, want extensions only before the release", k.log)
+	}
+
+	// An extension asked for once a release has begun waits for it to
+	// finish, and then finds the lease out.
+	h2 := &holding{releases: make(chan []string)}
+	l2 := newLeased(h2, h2)
+	t.Cleanup(l2.close)
+	start(t, l2, "b", leaseIn(1, time.Hour))
+	go l2.releaseNow()
+	entered := <-h2.releases // Release runs, and waits for this receive
+	if !slices.Equal(entered, []string{"b"}) {
+		t.Fatalf("released %v", entered)
+	}
+	if l2.under(func() { t.Error("extended after a release") }) {
+		t.Fatal("under ran after the release")
+	}
+}

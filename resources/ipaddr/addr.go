@@ -116,15 +116,17 @@ func getAddr6(ip netip.Addr) ([]addrEntry, error) {
 	return out, nil
 }
 
-// add configures the VIP; it reports whether the address was already
-// there (then it is left as it is: a second start is not a failure).
-func add(ctx context.Context, v *view, p Params, at placement) (already bool, err error) {
+// add configures the VIP, with the kernel lifetime life (0: permanent);
+// it reports whether the address was already there (then it is left as
+// it is, but for its lifetime: a second start is not a failure).
+func add(ctx context.Context, v *view, p Params, at placement, life time.Duration) (already bool, err error) {
 	var other string
+	var there addrEntry
 	check := func() {
 		already, other = false, ""
 		for _, e := range v.lookup(p.IP) {
 			if e.link == at.link.index {
-				already = true
+				already, there = true, e
 				return
 			}
 			other = v.linkName(e.link)
@@ -143,7 +145,8 @@ func add(ctx context.Context, v *view, p Params, at placement) (already bool, er
 		}
 	}
 	if already {
-		return true, nil
+		// As it is (its prefix may differ from the one configured).
+		return true, v.write(func(w addrWriter) error { return extend(w, there, life) })
 	}
 	if other != "" {
 		return false, fmt.Errorf("%s is already configured on %s, not %s", p.IP, other, at.link.name)
@@ -159,8 +162,11 @@ func add(ctx context.Context, v *view, p Params, at placement) (already bool, er
 		// already guarantees that no other director holds it.
 		a.Flags = unix.IFA_F_NODAD
 	}
+	a.ValidLft, a.PreferedLft = lifetimeSeconds(life), lifetimeSeconds(life)
 	err = v.write(func(w addrWriter) error { return w.AddrAdd(nil, a) })
 	if errors.Is(err, unix.EEXIST) {
+		// Added by someone else since the check: Keep gives it the
+		// lifetime once the view has it.
 		return true, nil
 	}
 	if err != nil {
@@ -249,4 +255,29 @@ func timedDel(v *view, w addrWriter, a *netlink.Addr) error {
 		v.deleted(time.Since(t0))
 	}
 	return err
+}
+
+// lifetimeSeconds is life as the kernel counts it: whole seconds, rounded
+// up; 0 is permanent (no IFA_CACHEINFO is sent).
+func lifetimeSeconds(life time.Duration) int {
+	if life <= 0 {
+		return 0
+	}
+	return int((life + time.Second - 1) / time.Second)
+}
+
+// extend gives the address e, as the kernel has it, the lifetime life
+// from now (0: permanent again). The kernel changes nothing else of an
+// address it has; one it no longer has, it would add, so callers extend
+// only what they just found and only under the node's lease.
+func extend(w addrWriter, e addrEntry, life time.Duration) error {
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: e.ip.AsSlice(), Mask: net.CIDRMask(e.bits, e.ip.BitLen())}, LinkIndex: e.link,
+		ValidLft: lifetimeSeconds(life), PreferedLft: lifetimeSeconds(life)}
+	if e.ip.Is6() {
+		a.Flags = unix.IFA_F_NODAD // a change replaces the flags: keep the add's
+	}
+	if err := w.AddrReplace(nil, a); err != nil {
+		return fmt.Errorf("set the lifetime of %s: %w", e.prefix(), err)
+	}
+	return nil
 }

@@ -7,11 +7,15 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/vigil-ha/vigil/internal/nstest"
 	"github.com/vigil-ha/vigil/plugins/pb"
@@ -200,4 +204,57 @@ func TestFailoverInNamespace(t *testing.T) {
 	starts := all(r.Start)
 	stops := all(r.Stop)
 	fmt.Printf("failover: starts %d stops %d\n", starts.Nanoseconds(), stops.Nanoseconds())
+}
+
+// BenchmarkAddressLifetime measures how late past its lifetime the
+// kernel removes an address nobody extends — the bound a node's peers
+// wait for with address_lifetime (plugins.AddressLifetimeSlack). Each
+// round adds 50 addresses with a 1 s lifetime at spread instants and
+// times their removal from a netlink subscription. Run it with the
+// machine as loaded as production may be: `make bench-lifetime`.
+func BenchmarkAddressLifetime(b *testing.B) {
+	const n, life = 50, time.Second
+	ns, _ := benchLab(b, 0)
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	var late []time.Duration
+	for range b.N {
+		ch, done := make(chan netlink.AddrUpdate, 4*n), make(chan struct{})
+		if err := netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{Namespace: &h}); err != nil {
+			b.Fatal(err)
+		}
+		added := map[string]time.Time{}
+		var batch strings.Builder
+		for i := range n {
+			// Spread over one second: the kernel's worker runs at most once
+			// a second, so where an expiry falls in its cycle matters.
+			time.Sleep(life / n) // the spread is the point, not a wait
+			ip := fmt.Sprintf("10.80.200.%d", i+1)
+			batch.Reset()
+			fmt.Fprintf(&batch, "addr add %s/32 dev eth0 valid_lft 1 preferred_lft 1\n", ip)
+			added[ip] = time.Now()
+			ipBatch(b, ns, batch.String())
+		}
+		deadline := time.After(life + 10*time.Second)
+		for len(added) > 0 {
+			select {
+			case u := <-ch:
+				if t0, ok := added[u.LinkAddress.IP.String()]; ok && !u.NewAddr {
+					late = append(late, time.Since(t0)-life)
+					delete(added, u.LinkAddress.IP.String())
+				}
+			case <-deadline:
+				b.Fatalf("%d addresses outlived their lifetime by 10 s", len(added))
+			}
+		}
+		close(done)
+	}
+	slices.Sort(late)
+	b.ReportMetric(float64(late[len(late)/2].Microseconds())/1000, "late-p50-ms")
+	b.ReportMetric(float64(late[len(late)*99/100].Microseconds())/1000, "late-p99-ms")
+	b.ReportMetric(float64(late[len(late)-1].Microseconds())/1000, "late-max-ms")
+	b.ReportMetric(float64(late[0].Microseconds())/1000, "late-min-ms")
 }

@@ -15,6 +15,11 @@
 //	arp_repeat    a second burst this long after the first (default 2s; 0 = none)
 //	arp_refresh   one announcement this often while held (default 0 = off)
 //
+// With ha.toml's address_lifetime (pb.Lease.lifetime_ns) the VIP gets
+// that kernel lifetime and the plugin extends it while the node holds
+// its lease (Keep), so that the kernel removes it if every Vigil process
+// of the node is killed.
+//
 // The plugin process is long-lived and serves every IPaddr instance of the
 // node, so it keeps, once for all of them:
 //   - a view of the namespace's links and addresses fed by an rtnetlink
@@ -85,7 +90,13 @@ func (r *IPaddr) ReleaseTime() time.Duration {
 type heldVIP struct {
 	ip netip.Addr
 	ns nsID
+	// life is the kernel lifetime it was last given (pb.Lease's), -1
+	// when not known (found by a monitor), and extended when.
+	life     time.Duration
+	extended time.Time
 }
+
+var _ sdk.Keeper = (*IPaddr)(nil)
 
 // New returns the resource, logging to log (sdk.Log() in the plugin).
 func New(log *slog.Logger) *IPaddr {
@@ -156,7 +167,8 @@ func (r *IPaddr) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error)
 	} else if err != nil {
 		return transient(err), nil
 	}
-	already, err := add(ctx, v, p, at)
+	life, t0 := time.Duration(in.GetLease().GetLifetimeNs()), time.Now()
+	already, err := add(ctx, v, p, at, life)
 	if err != nil {
 		return transient(err), nil
 	}
@@ -165,8 +177,12 @@ func (r *IPaddr) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error)
 		what = "already present"
 	}
 	r.log.Info("VIP "+what, "id", in.GetId(), "address", at.prefix.String(), "interface", at.link.name, "label", p.Label)
+	h := heldVIP{ip: p.IP, ns: ns, life: life, extended: t0}
+	if already {
+		h.life = -1 // another may have added it meanwhile: Keep sees to it
+	}
 	r.mu.Lock()
-	r.held[in.GetId()] = heldVIP{ip: p.IP, ns: ns}
+	r.held[in.GetId()] = h
 	r.mu.Unlock()
 	r.announce(in.GetId(), p, ns, at.link)
 	return &pb.Result{Code: pb.Code_SUCCESS, Output: fmt.Sprintf("%s %s on %s", at.prefix, what, at.link.name)}, nil
@@ -237,6 +253,58 @@ func (r *IPaddr) Release(ctx context.Context) []string {
 	return ids
 }
 
+// Keep gives every held VIP that is due the kernel lifetime life from
+// now (sdk.Keeper): those never given it, and those past half of it.
+// Each goes through under, so none is extended once the lease is out or
+// while a release runs; a VIP the view no longer has is left to the
+// monitor (extending it would add it again).
+func (r *IPaddr) Keep(ctx context.Context, life time.Duration, under func(func()) bool) {
+	now := time.Now()
+	r.mu.Lock()
+	type due struct {
+		id string
+		h  heldVIP
+		v  *view
+	}
+	var todo []due
+	for id, h := range r.held {
+		if h.life != life || life > 0 && now.Sub(h.extended) >= life/2 {
+			todo = append(todo, due{id, h, r.views[h.ns]})
+		}
+	}
+	r.mu.Unlock()
+	for _, d := range todo {
+		if d.v == nil {
+			continue
+		}
+		es, err := lookup(ctx, d.v, d.h.ip)
+		if err != nil {
+			r.log.Warn("cannot extend the VIP's lifetime", "id", d.id, "address", d.h.ip.String(), "err", err)
+			continue
+		}
+		t0 := time.Now()
+		for _, e := range es {
+			if e.peer {
+				continue // a point-to-point address is an operator's, and a change without its peer would add another
+			}
+			if !under(func() { err = d.v.write(func(w addrWriter) error { return extend(w, e, life) }) }) {
+				return
+			}
+			if err != nil {
+				r.log.Warn("cannot extend the VIP's lifetime", "id", d.id, "address", d.h.ip.String(), "err", err)
+			}
+		}
+		if err == nil {
+			r.mu.Lock()
+			if h, ok := r.held[d.id]; ok && h.ip == d.h.ip && h.ns == d.h.ns {
+				h.life, h.extended = life, t0
+				r.held[d.id] = h
+			}
+			r.mu.Unlock()
+		}
+	}
+}
+
 // placed finds the VIP and its link, preferring the configured interface.
 func placed(ctx context.Context, v *view, p Params) (addrEntry, linkInfo, bool, error) {
 	es, err := find(ctx, v, p.IP)
@@ -278,7 +346,9 @@ func (r *IPaddr) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, erro
 	// of this plugin added it (a plugin restart) — releasing a copy the
 	// node was about to drop anyway is the safe side.
 	r.mu.Lock()
-	r.held[in.GetId()] = heldVIP{ip: p.IP, ns: ns}
+	if h, ok := r.held[in.GetId()]; !ok || h.ip != p.IP || h.ns != ns {
+		r.held[in.GetId()] = heldVIP{ip: p.IP, ns: ns, life: -1}
+	}
 	r.mu.Unlock()
 	stats, held := r.ann.held(in.GetId())
 	if !held && in.GetIntervalMs() > 0 {

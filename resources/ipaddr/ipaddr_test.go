@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vigil-ha/vigil/internal/nstest"
+	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/pb"
 	"github.com/vigil-ha/vigil/resources/ipaddr"
 )
@@ -92,7 +93,11 @@ func (l *pairLab) op(name string, params map[string]string, interval time.Durati
 // opID runs one operation of instance id in the director namespace; safe
 // from any goroutine.
 func (l *pairLab) opID(name, id string, params map[string]string, interval time.Duration) (*pb.Result, error) {
-	in := &pb.Instance{Id: id, Type: "IPaddr", Params: params, IntervalMs: interval.Milliseconds()}
+	return l.opIn(name, &pb.Instance{Id: id, Type: "IPaddr", Params: params, IntervalMs: interval.Milliseconds()})
+}
+
+// opIn runs one operation on in, in the director namespace.
+func (l *pairLab) opIn(name string, in *pb.Instance) (*pb.Result, error) {
 	var res *pb.Result
 	err := nstest.InNS(l.director, func() (err error) {
 		ctx := context.Background()
@@ -528,5 +533,96 @@ func TestRelease(t *testing.T) {
 	}
 	if strings.Contains(l.addrs(l.director, "eth0"), "10.88.0.105/") {
 		t.Error("the VIP found by a monitor survived the release")
+	}
+}
+
+// lifetimes returns what `ip addr` says of ip's valid lifetime in ns
+// ("forever", "2sec"), "" when ip is not configured.
+func (l *pairLab) lifetime(ip string) string {
+	for _, line := range strings.Split(l.addrs(l.director, "eth0"), "\n") {
+		f := strings.Fields(line)
+		if i := slices.Index(f, "valid_lft"); i > 0 && i+1 < len(f) && slices.ContainsFunc(f, func(s string) bool { return strings.HasPrefix(s, ip+"/") }) {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+// With the cluster's address lifetime, a VIP gets it at start (also one
+// already there), Keep extends only what is due, with the lease's
+// lifetime, only through under, and 0 makes it permanent again; a VIP
+// nobody extends is removed by the kernel.
+func TestAddressLifetime(t *testing.T) {
+	l := newPairLab(t)
+	lease := func(life time.Duration) *pb.Lease { return &pb.Lease{Seq: 1, LifetimeNs: int64(life)} }
+	start := func(id, ip string, life time.Duration) {
+		t.Helper()
+		in := &pb.Instance{Id: id, Type: "IPaddr", Params: map[string]string{"ip": ip, "arp_count": "0"}, Lease: lease(life)}
+		if res, err := l.opIn("start", in); err != nil || res.Code != pb.Code_SUCCESS {
+			t.Fatalf("start %s: %v %v", id, res, err)
+		}
+	}
+	keep := func(life time.Duration, allow bool) (calls int) {
+		t.Helper()
+		under := func(f func()) bool {
+			calls++
+			if allow {
+				f()
+			}
+			return allow
+		}
+		if err := nstest.InNS(l.director, func() error { l.r.Keep(context.Background(), life, under); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return calls
+	}
+	want := func(what string, lfts map[string]string) {
+		t.Helper()
+		for ip, lft := range lfts {
+			if got := l.lifetime(ip); got != lft {
+				t.Errorf("%s: %s has valid_lft %q, want %q", what, ip, got, lft)
+			}
+		}
+	}
+	l.nn.Run("ip", "-n", l.director, "addr", "add", "10.88.0.113/32", "dev", "eth0")
+	start("v4", "10.88.0.111", 30*time.Second)
+	start("v6", "fd00:88::112", 30*time.Second)
+	start("there", "10.88.0.113", 30*time.Second)
+	all := func(lft string) map[string]string {
+		return map[string]string{"10.88.0.111": lft, "fd00:88::112": lft, "10.88.0.113": lft}
+	}
+	// (The kernel counts down whole seconds: a second may have passed.)
+	if got := l.lifetime("10.88.0.111"); got != "30sec" && got != "29sec" {
+		t.Errorf("started with a 30s lifetime: valid_lft %q", got)
+	}
+	if n := keep(30*time.Second, true); n != 1 {
+		t.Errorf("extended %d VIPs, want only the one that was there already", n)
+	}
+	if n := keep(30*time.Second, true); n != 0 {
+		t.Errorf("extended %d VIPs just given their lifetime", n)
+	}
+	if n := keep(40*time.Second, true); n != 3 {
+		t.Errorf("a new lifetime extended %d VIPs, want 3", n)
+	}
+	want("a new lifetime", all("40sec"))
+	if n := keep(50*time.Second, false); n != 1 {
+		t.Errorf("under refused: Keep went on after it (%d calls)", n)
+	}
+	want("under refused", all("40sec"))
+	keep(0, true)
+	want("lifetime off", all("forever"))
+
+	// Nobody extends it: the kernel removes it, within its slack (the
+	// bound itself is BenchmarkAddressLifetime's).
+	start("short", "10.88.0.114", time.Second)
+	deadline := time.Now().Add(time.Second + plugins.AddressLifetimeSlack + 10*time.Second)
+	for l.lifetime("10.88.0.114") != "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the kernel did not remove a VIP whose lifetime ran out")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the kernel's table
+	}
+	if res, err := l.opID("monitor", "short", map[string]string{"ip": "10.88.0.114"}, time.Second); err != nil || res.Code != pb.Code_NOT_RUNNING {
+		t.Errorf("monitor of the expired VIP: %v %v", res, err)
 	}
 }

@@ -115,9 +115,10 @@ type conn interface {
 	Close()
 }
 
-// addrWriter adds and deletes addresses (a *netlink.Handle).
+// addrWriter adds, changes and deletes addresses (a *netlink.Handle).
 type addrWriter interface {
 	AddrAdd(link netlink.Link, addr *netlink.Addr) error
+	AddrReplace(link netlink.Link, addr *netlink.Addr) error
 	AddrDel(link netlink.Link, addr *netlink.Addr) error
 }
 

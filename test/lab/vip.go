@@ -329,6 +329,24 @@ func (s *VIPSampler) Report() (samples int, dual []string, err error) {
 // does not count as failover time.
 func (l *Lab) Crash(n *Node) time.Time {
 	l.t.Helper()
+	t0 := l.killAll(n)
+	l.Isolate(n.NS, true)
+	n.Proc.Kill()
+	return t0
+}
+
+// KillAll kills every process of node n with SIGKILL — its daemon and
+// its plugins — and leaves its network up (an OOM kill or an operator's
+// pkill of every Vigil process). It returns the instant of the kill.
+func (l *Lab) KillAll(n *Node) time.Time {
+	l.t.Helper()
+	t0 := l.killAll(n)
+	n.Proc.Kill()
+	return t0
+}
+
+func (l *Lab) killAll(n *Node) time.Time {
+	l.t.Helper()
 	out, err := exec.Command("ip", "netns", "pids", l.NS(n.NS)).Output()
 	if err != nil {
 		l.t.Fatalf("lab: pids of %s: %v", n.NS, err)
@@ -348,8 +366,6 @@ func (l *Lab) Crash(n *Node) time.Time {
 			_ = unix.Kill(pid, sig)
 		}
 	}
-	l.Isolate(n.NS, true)
-	n.Proc.Kill()
 	return t0
 }
 

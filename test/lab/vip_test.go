@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/internal/testutil"
+	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -184,20 +186,7 @@ func TestDaemonOnlyFaults(t *testing.T) {
 	sampler := l.StartVIPSampler(time.Millisecond, "n1", "n2")
 	// Generous bounds: a failover takes deadtime and a few keepalives.
 	within := 100 * coreDeadtime
-	onlyOn := func(what, node string) {
-		t.Helper()
-		deadline := time.Now().Add(within)
-		for {
-			n1, n2 := l.HasAddr("n1", lab.VIP), l.HasAddr("n2", lab.VIP)
-			if (node == "n1") == n1 && (node == "n2") == n2 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: want the VIP on %s only; n1 has it: %v, n2: %v", what, node, n1, n2)
-			}
-			time.Sleep(coreKeepalive) // polling the kernel's addresses
-		}
-	}
+	onlyOn := func(what, node string) { t.Helper(); vipOnlyOn(t, l, within, what, node) }
 	onlyOn("start", "n1")
 
 	paused := nodes["n1"].Proc.Cmd.Process.Pid
@@ -231,6 +220,12 @@ func TestDaemonOnlyFaults(t *testing.T) {
 		}
 	}
 
+	noDual(t, sampler)
+}
+
+// noDual fails t if the sampler saw two directors hold the VIP.
+func noDual(t *testing.T, sampler *lab.VIPSampler) {
+	t.Helper()
 	samples, dual, err := sampler.Report()
 	if err != nil {
 		t.Errorf("sampling: %v", err)
@@ -239,4 +234,58 @@ func TestDaemonOnlyFaults(t *testing.T) {
 		t.Errorf("two reachable directors held the VIP at %d sampled instants: %v", len(dual), dual)
 	}
 	t.Logf("%d samples of who holds the VIP, none with two holders", samples)
+}
+
+// vipOnlyOn waits until node, n1 or n2, is the only one of them whose
+// kernel has the VIP ("" for neither).
+func vipOnlyOn(t *testing.T, l *lab.Lab, within time.Duration, what, node string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		n1, n2 := l.HasAddr("n1", lab.VIP), l.HasAddr("n2", lab.VIP)
+		if (node == "n1") == n1 && (node == "n2") == n2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: want the VIP on %q only; n1 has it: %v, n2: %v", what, node, n1, n2)
+		}
+		time.Sleep(coreKeepalive) // polling the kernel's addresses
+	}
+}
+
+// With address_lifetime, killing every Vigil process of the owner while
+// its network stays up leaves no second holder either: nothing of Vigil
+// is left there to remove the VIP, the kernel does once its lifetime is
+// not extended, and the survivor waits the lifetime and the kernel's
+// slack past the owner's lease before it takes over.
+func TestAddressLifetimeAllKilled(t *testing.T) {
+	l := needLab(t)
+	const life = time.Second
+	c := &lab.Cluster{Name: "lifetime", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
+		Extra: fmt.Sprintf("address_lifetime = %q", life.String()), Resources: lab.VIPResources(""), Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
+	nodes := l.Trio(vigilBin, c, false, nil)
+	w := l.StartAddrWatcher([]netip.Addr{netip.MustParseAddr(lab.VIP)}, "n1", "n2")
+	defer w.Stop()
+	within := 100*coreDeadtime + life + plugins.AddressLifetimeSlack
+	vipOnlyOn(t, l, within, "start", "n1")
+	// Past its lifetime twice over, the VIP is still there: the plugin
+	// extends it.
+	time.Sleep(2 * life) // time passing is the point
+	vipOnlyOn(t, l, 0, "two lifetimes later", "n1")
+	t0 := l.KillAll(nodes["n1"])
+	vipOnlyOn(t, l, within, "every process of n1 killed", "n2")
+	var gone, up time.Duration
+	for _, e := range w.Events(t0) {
+		switch {
+		case !e.Up && e.Node == "n1" && gone == 0:
+			gone = e.At.Sub(t0)
+		case e.Up && e.Node == "n2" && up == 0:
+			up = e.At.Sub(t0)
+		}
+	}
+	t.Logf("killed at 0: the kernel removed the VIP from n1 after %s (lifetime %s), n2 added it after %s",
+		gone.Round(time.Millisecond), life, up.Round(time.Millisecond))
+	if rep := w.Report(); len(rep.Dual) > 0 || rep.Err != nil {
+		t.Errorf("two directors held the VIP: %v (%v)", rep.Dual, rep.Err)
+	}
 }
