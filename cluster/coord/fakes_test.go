@@ -302,14 +302,29 @@ type fakeLease struct {
 	released map[string]time.Time // node → released at (missing: at once)
 	unknown  map[string]bool      // node → not enough voters reported
 	applied  map[string]uint64
+	reported chan struct{}
 }
 
 func newFakeLease() *fakeLease {
 	return &fakeLease{until: func(now time.Time) time.Time { return now.Add(time.Hour) },
-		released: map[string]time.Time{}, unknown: map[string]bool{}, applied: map[string]uint64{}}
+		released: map[string]time.Time{}, unknown: map[string]bool{}, applied: map[string]uint64{}, reported: make(chan struct{}, 1)}
 }
 
 func (l *fakeLease) Renewed() <-chan struct{} { return nil }
+
+func (l *fakeLease) Reported() <-chan struct{} { return l.reported }
+
+// report has node's voters reported: ReleasedAt answers, and whoever
+// waits on Reported is told.
+func (l *fakeLease) report(node string) {
+	l.mu.Lock()
+	delete(l.unknown, node)
+	l.mu.Unlock()
+	select {
+	case l.reported <- struct{}{}:
+	default:
+	}
+}
 
 func (l *fakeLease) HoldUntil(now time.Time) time.Time {
 	l.mu.Lock()

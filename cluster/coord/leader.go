@@ -51,6 +51,10 @@ type Options struct {
 	Log    *slog.Logger
 	// ObserveApply, if set, is told how long each command took to commit.
 	ObserveApply func(time.Duration, error)
+	// Listen, if set, has the heartbeat engine read packets as they
+	// arrive until the given instant, not at its next beat: a worker
+	// waits for voters' reports, which come in heartbeats.
+	Listen func(until time.Time)
 }
 
 // Coordinator is the cluster core of one node.
@@ -74,6 +78,12 @@ type Coordinator struct {
 	out      *outbox       // reports and claims for the committer
 	reloaded chan struct{} // this node's definitions changed
 
+	// Workers waiting for voters' reports (lease.ReleasedAt): runLocal
+	// wakes them when a report comes.
+	reportMu      sync.Mutex
+	reportWaiters map[*worker]struct{}
+	reportWait    chan struct{} // a worker began waiting
+
 	// Work counters: worker steps and runLocal passes, for tests that
 	// check that idle groups cost nothing.
 	steps, localPasses atomic.Uint64
@@ -89,7 +99,8 @@ func New(opt Options) *Coordinator {
 	}
 	return &Coordinator{opt: opt, log: opt.Log, groups: opt.Groups, version: GroupsVersion(opt.Groups, opt.Nodes),
 		fenceRetry: map[string]time.Time{}, fencedHeard: map[string]uint64{},
-		out: newOutbox(), reloaded: make(chan struct{}, 1)}
+		out: newOutbox(), reloaded: make(chan struct{}, 1),
+		reportWaiters: map[*worker]struct{}{}, reportWait: make(chan struct{}, 1)}
 }
 
 func (c *Coordinator) now() time.Time { return c.opt.Clock.Now() }

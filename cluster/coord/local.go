@@ -119,6 +119,10 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 			next = min(next, holdUntil.Sub(now))
 		}
 		leaseTimer.Reset(max(time.Millisecond, next))
+		var reported <-chan struct{} // only while a worker waits for one
+		if c.awaitingReports() {
+			reported = c.opt.Lease.Reported()
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -138,7 +142,44 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		case <-c.opt.Lease.Renewed():
 			// Hand the renewal on to the plugins now: their copy of
 			// the lease must not lag a keepalive behind.
+		case <-c.reportWait:
+			// A worker began waiting for reports: select on them.
+		case <-reported:
+			c.reportCame()
 		}
+	}
+}
+
+// awaitReports has w woken when a voter reports it applied more of the
+// log, and the heartbeat engine read reports as they arrive meanwhile.
+func (c *Coordinator) awaitReports(w *worker, now time.Time) {
+	c.reportMu.Lock()
+	c.reportWaiters[w] = struct{}{}
+	c.reportMu.Unlock()
+	select {
+	case c.reportWait <- struct{}{}:
+	default:
+	}
+	if c.opt.Listen != nil {
+		c.opt.Listen(now.Add(2 * c.opt.Keepalive))
+	}
+}
+
+func (c *Coordinator) awaitingReports() bool {
+	c.reportMu.Lock()
+	defer c.reportMu.Unlock()
+	return len(c.reportWaiters) > 0
+}
+
+// reportCame wakes the workers waiting for a report; each waits again
+// if it was not the one it needed.
+func (c *Coordinator) reportCame() {
+	c.reportMu.Lock()
+	ws := c.reportWaiters
+	c.reportWaiters = map[*worker]struct{}{}
+	c.reportMu.Unlock()
+	for w := range ws {
+		w.poke()
 	}
 }
 
@@ -364,6 +405,9 @@ func (w *worker) step(ctx context.Context) time.Time {
 		for node, down := range v.offline {
 			at, ok := w.c.opt.Lease.ReleasedAt(node, down)
 			if !ok {
+				// The voters' reports come in heartbeats: woken by
+				// the next, or a keepalive later at the latest.
+				w.c.awaitReports(w, now)
 				return now.Add(w.c.opt.Keepalive)
 			}
 			if at.After(now) {

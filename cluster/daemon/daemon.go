@@ -218,7 +218,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		Self: cfg.Self.Name, Incarnation: d.incarnation, Role: cfg.Self.Role, Keepalive: ha.Keepalive.D(), Deadtime: ha.Deadtime.D(),
 		Placement: placement.Options{AutoFailback: ha.AutoFailback, MigrationThreshold: *ha.MigrationThreshold},
 		Groups:    groups, Nodes: nodes, FSM: d.fsm, Raft: d.raft, Lease: d.lease, Members: d.tracker,
-		Log: log.With("component", "core"), ObserveApply: d.metrics.ObserveApply,
+		Log: log.With("component", "core"), ObserveApply: d.metrics.ObserveApply, Listen: d.engine.Listen,
 	}
 	if d.lrm != nil {
 		// Not a nil *lrm.Manager in the interface: the witness runs none.
@@ -323,6 +323,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	run("heartbeat", d.engine.Run)
+	run("beat-on-down", func(ctx context.Context) error { return beatOnDown(ctx, d.fsm, d.engine.BeatNow) })
 	run("control", func(ctx context.Context) error {
 		return control.Serve(ctx, l, d, d.log.With("component", "control"))
 	})

@@ -68,24 +68,38 @@ type EngineConfig struct {
 // number of peers. The loop sleeps in a plain nanosleep on a thread of its
 // own: sleeping on a Go timer made every wake-up a netpoller break plus
 // hand-offs between runtime threads, several times the cost of the work.
+//
+// Two things break that sleep early, both rare: BeatNow, for news a peer
+// waits for (this node applied an entry that took a node offline), and
+// Listen, while this node waits for such news: the engine then also
+// wakes for every arriving packet, until the instant given. The sleep is
+// a ppoll on an eventfd (and on the media while listening), as cheap as
+// the nanosleep when nothing comes.
 type Engine struct {
 	cfg   EngineConfig
 	stats []*linkStats
 	seq   uint64
 	pkt   []byte
 	logRL rateLimiter
+
+	start   time.Time    // listenUntil counts from here (monotonic)
+	beatNow atomic.Bool  // send a beat at the next wake
+	listen  atomic.Int64 // listen eagerly until start + this
+	wakeMu  sync.Mutex   // guards wakeFd against Run closing it
+	wakeFd  int          // eventfd; -1 when Run is not running
+	pfds    []unix.PollFd
 }
 
 // maxPoll bounds how long a heartbeat may wait unread at slow beat rates,
-// so that a peer coming up is seen promptly.
-const maxPoll = 100 * time.Millisecond
+// so that a peer coming up is seen promptly (a variable for tests).
+var maxPoll = 100 * time.Millisecond
 
 // NewEngine returns an engine; Run starts it.
 func NewEngine(cfg EngineConfig) *Engine {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	e := &Engine{cfg: cfg, stats: make([]*linkStats, len(cfg.Media)), pkt: make([]byte, 0, MaxPacket)}
+	e := &Engine{cfg: cfg, stats: make([]*linkStats, len(cfg.Media)), pkt: make([]byte, 0, MaxPacket), start: time.Now(), wakeFd: -1}
 	for i := range e.stats {
 		e.stats[i] = &linkStats{}
 	}
@@ -104,6 +118,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		defer runtime.UnlockOSThread()
 	} // else the thread is not handed back to the runtime: it ends with Run
 	e.filter()
+	if err := e.openWake(); err != nil {
+		e.cfg.Log.Warn("no early wake-ups: beats and reads keep their schedule", "err", err)
+	}
+	defer e.closeWake()
 	retry := make([]time.Time, len(e.cfg.Media)) // media resting after a read error
 	nextBeat := time.Now()
 	for ctx.Err() == nil {
@@ -131,10 +149,13 @@ func (e *Engine) Run(ctx context.Context) error {
 			wake = next
 		}
 		if !now.Before(nextBeat) {
+			e.beatNow.Store(false)
 			e.beat(now)
 			if nextBeat = nextBeat.Add(e.cfg.Keepalive); nextBeat.Before(now) {
 				nextBeat = now.Add(e.cfg.Keepalive) // we were stalled: do not burst
 			}
+		} else if e.beatNow.Swap(false) {
+			e.beat(now) // out of schedule; the schedule stays
 		}
 		if nextBeat.Before(wake) {
 			wake = nextBeat
@@ -145,11 +166,89 @@ func (e *Engine) Run(ctx context.Context) error {
 			continue
 		}
 		// Cancellation is noticed at the next wake, at most maxPoll away.
-		ts := unix.NsecToTimespec(int64(wake.Sub(now)))
-		for unix.Nanosleep(&ts, &ts) == unix.EINTR {
-		}
+		e.sleep(wake.Sub(now), now, retry)
 	}
 	return nil
+}
+
+// BeatNow has the engine send a beat at once, besides its schedule.
+func (e *Engine) BeatNow() {
+	e.beatNow.Store(true)
+	e.wake()
+}
+
+// Listen has the engine read every packet as it arrives until the
+// instant until, instead of at its next beat or deadline.
+func (e *Engine) Listen(until time.Time) {
+	d := int64(until.Sub(e.start))
+	for {
+		old := e.listen.Load()
+		if old >= d {
+			return
+		}
+		if e.listen.CompareAndSwap(old, d) {
+			break
+		}
+	}
+	e.wake()
+}
+
+func (e *Engine) openWake() error {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return err
+	}
+	e.wakeMu.Lock()
+	e.wakeFd = fd
+	e.wakeMu.Unlock()
+	return nil
+}
+
+func (e *Engine) closeWake() {
+	e.wakeMu.Lock()
+	defer e.wakeMu.Unlock()
+	if e.wakeFd >= 0 {
+		unix.Close(e.wakeFd)
+		e.wakeFd = -1
+	}
+}
+
+// wake breaks the engine's sleep.
+func (e *Engine) wake() {
+	e.wakeMu.Lock()
+	defer e.wakeMu.Unlock()
+	if e.wakeFd >= 0 {
+		unix.Write(e.wakeFd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}
+}
+
+// sleep waits d, or until woken (BeatNow, Listen), or, while listening,
+// until a medium not resting after an error has something to read.
+func (e *Engine) sleep(d time.Duration, now time.Time, retry []time.Time) {
+	ts := unix.NsecToTimespec(int64(d))
+	if e.wakeFd < 0 { // (only Run sets it)
+		for unix.Nanosleep(&ts, &ts) == unix.EINTR {
+		}
+		return
+	}
+	e.pfds = append(e.pfds[:0], unix.PollFd{Fd: int32(e.wakeFd), Events: unix.POLLIN})
+	if now.Sub(e.start) < time.Duration(e.listen.Load()) {
+		for i, m := range e.cfg.Media {
+			if p, ok := m.(polled); ok && retry[i].IsZero() {
+				e.pfds = append(e.pfds, unix.PollFd{Fd: int32(p.Fd()), Events: unix.POLLIN})
+			}
+		}
+	}
+	for {
+		_, err := unix.Ppoll(e.pfds, &ts, nil)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if e.pfds[0].Revents&unix.POLLIN != 0 {
+		var b [8]byte
+		unix.Read(e.wakeFd, b[:])
+	}
 }
 
 func (e *Engine) beat(now time.Time) {

@@ -252,3 +252,65 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// stamped records when the engine handed each beat over.
+type stamped struct {
+	mu    sync.Mutex
+	heard []uint64
+}
+
+func (s *stamped) Heard(_ string, m *Message, _ time.Time) DropReason {
+	s.mu.Lock()
+	s.heard = append(s.heard, m.Seq)
+	s.mu.Unlock()
+	return Accepted
+}
+
+func (s *stamped) Check(time.Time) time.Time { return time.Time{} }
+
+func (s *stamped) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.heard)
+}
+
+// An engine whose schedule has nothing due for an hour still beats at
+// once when asked, and, while told to listen, hands over a packet as
+// it arrives.
+func TestEngineWakesEarly(t *testing.T) {
+	defer func(d time.Duration) { maxPoll = d }(maxPoll)
+	maxPoll = time.Hour
+	c := testCodec(t, "lvs", "secret-secret-secret")
+	m, err := udpSocket("ucast:lo", netip.MustParseAddrPort("127.0.0.1:0"), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(m.fd)
+	obs := &stamped{}
+	e := NewEngine(EngineConfig{Codec: c, Node: "n1", Incarnation: 1, Keepalive: time.Hour, Media: []Medium{m}, Observer: obs})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() {
+		cancel()
+		e.BeatNow() // its sleep is an hour long
+		<-done
+	}()
+	waitFor(t, func() bool { return e.stats[0].sent.Load() == 1 })
+	e.BeatNow()
+	waitFor(t, func() bool { return e.stats[0].sent.Load() == 2 })
+
+	send, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	defer unix.Close(send)
+	e.Listen(time.Now().Add(time.Hour))
+	for seq := uint64(1); seq <= 3; seq++ {
+		pkt, _ := c.Append(nil, &Message{Node: "n2", Incarnation: 1, Seq: seq})
+		if err := unix.Sendto(send, pkt, 0, sa); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return obs.count() == int(seq) })
+	}
+	if n := e.stats[0].sent.Load(); n != 2 {
+		t.Errorf("listening sent beats: %d sent, want 2", n)
+	}
+}

@@ -33,6 +33,9 @@ type Medium interface {
 	Close() error
 }
 
+// polled is a medium the engine can wait on (Engine.Listen).
+type polled interface{ Fd() int }
+
 // udpMedium covers unicast, broadcast and multicast: they differ only in how
 // the socket is bound and where packets go.
 type udpMedium struct {
@@ -48,6 +51,9 @@ type udpMedium struct {
 const rcvBuf = 4 << 20
 
 func (m *udpMedium) Name() string { return m.name }
+
+// Fd is the socket, for the engine to wait on while it listens eagerly.
+func (m *udpMedium) Fd() int { return m.fd }
 
 func (m *udpMedium) Send(pkt []byte) error {
 	var errs []error

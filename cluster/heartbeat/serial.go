@@ -61,6 +61,9 @@ func makeRaw(fd int, speed uint32) error {
 
 func (m *serialMedium) Name() string { return m.name }
 
+// Fd is the tty, for the engine to wait on while it listens eagerly.
+func (m *serialMedium) Fd() int { return m.fd }
+
 // Send writes one frame without blocking. When the line cannot take the
 // whole frame (a slow or unread cable), the rest is dropped: the leading
 // zero of the next frame resynchronises the receiver, and a fresh beat is

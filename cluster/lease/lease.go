@@ -104,12 +104,17 @@ type Tracker struct {
 	peers     map[string]*peer
 	confirmed bool // a quorum has renewed this node since it started
 	renewed   chan struct{}
+	reported  chan struct{}
 }
 
 // New returns a tracker.
 func New(opt Options) *Tracker {
-	return &Tracker{opt: opt, peers: map[string]*peer{}, renewed: make(chan struct{}, 1)}
+	return &Tracker{opt: opt, peers: map[string]*peer{}, renewed: make(chan struct{}, 1), reported: make(chan struct{}, 1)}
 }
+
+// Reported is signalled when a peer said it applied more of the log:
+// ReleasedAt may have become true.
+func (t *Tracker) Reported() <-chan struct{} { return t.reported }
 
 // Renewed is signalled when a peer's echo may have moved this node's
 // lease, so that whoever hands it on (to the resource plugins) does so
@@ -172,6 +177,12 @@ func (t *Tracker) Heard(m *heartbeat.Message, at time.Time) {
 	p.lastSeq = m.Seq
 	if online {
 		p.renewSeq, p.renewAt = m.Seq, at
+	}
+	if m.Applied > p.applied {
+		select {
+		case t.reported <- struct{}{}:
+		default:
+		}
 	}
 	p.heardAt, p.applied = at, m.Applied
 	p.overrun = time.Duration(m.OverrunUS) * time.Microsecond

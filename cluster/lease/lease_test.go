@@ -87,7 +87,21 @@ func TestReleasedAt(t *testing.T) {
 	// The state takes a offline at index 7; c has applied it, b not yet.
 	w.online["a"] = false
 	w.applied["c"] = 7
+	for len(w.tr["b"].Reported()) > 0 {
+		<-w.tr["b"].Reported()
+	}
 	w.beat("c", "b", at(50), at(50)) // c: applied 7, last renewed a 40ms before
+	select {
+	case <-w.tr["b"].Reported():
+	default:
+		t.Fatal("c said it applied more and b's waiters were not told")
+	}
+	w.beat("c", "b", at(51), at(51))
+	select {
+	case <-w.tr["b"].Reported():
+		t.Fatal("told of a report that applied nothing more")
+	default:
+	}
 	if _, ok := w.tr["b"].ReleasedAt("a", 7); ok {
 		t.Fatal("released before b itself applied the entry")
 	}
