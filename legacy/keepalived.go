@@ -2,6 +2,7 @@ package legacy
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"path/filepath"
 	"regexp"
@@ -411,6 +412,8 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 	garp := map[string]string{}
 	state := "BACKUP"
 	var vipNodes []*kaNode
+	prio, advert := 100, 0.0
+	var advertKid *kaNode
 	for _, kid := range st.kids {
 		arg := kid.arg()
 		switch kid.kw {
@@ -428,6 +431,7 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 				add(kid, Caveat, "Priority not valid: keepalived uses 100")
 				p = 100
 			} else {
+				prio = p
 				add(kid, Caveat, "VRRP elects by priority; Vigil places the group on its preferred node (node =) and, with auto_failback = true, moves it back there")
 			}
 		case "nopreempt":
@@ -449,8 +453,7 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 			if err != nil || v <= 0 {
 				add(kid, Invalid, "advert_int %q: a number of seconds", arg)
 			} else {
-				add(kid, Caveat, "write in ha.toml: keepalive = %q, deadtime = %q (VRRP's master-down interval is about 3 × advert_int)",
-					fmt.Sprintf("%gms", v*1000), fmt.Sprintf("%gms", 3*v*1000))
+				advert, advertKid = v, kid // said once the priority is known
 			}
 		case "authentication":
 			add(kid, Mapped, "every Vigil heartbeat is authenticated with the authkeys secret (HMAC-SHA256), not VRRP's 8-character password")
@@ -489,6 +492,13 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 				unknownKeyword(kid, add)
 			}
 		}
+	}
+	if advertKid != nil {
+		// VRRPv3's master-down interval: 3 × advert_int plus a skew of
+		// (256 − priority)/256 × advert_int (this node's priority).
+		ms := func(s float64) string { return fmt.Sprintf("%dms", int(math.Round(s*1000))) }
+		add(advertKid, Caveat, "write in ha.toml: keepalive = %q, deadtime = %q (VRRP's master-down interval: 3 × advert_int plus (256 − priority)/256 × advert_int)",
+			ms(advert), ms(3*advert+float64(256-prio)/256*advert))
 	}
 	if state == "MASTER" {
 		g.preferred = true

@@ -121,6 +121,8 @@ virtual_server fwmark 7 {
 	conf := []byte(`vrrp_instance WEB{ state MASTER
     interface eth0
     virtual_router_id 9
+    advert_int 0.1
+    priority 150
     garp_master_repeat 4
     virtual_ipaddress { 10.0.0.3/24 dev eth1 label eth1:web
     }
@@ -139,6 +141,10 @@ include vs-*.conf
 		if !strings.Contains(ld, want) {
 			t.Errorf("lvs.toml lacks %s:\n%s", want, ld)
 		}
+	}
+	// VRRPv3's master-down interval at priority 150: 300 ms + 106/256 × 100 ms.
+	if e := outcome(&k.Report, "advert_int 0.1"); e.Outcome != Caveat || !strings.Contains(e.Note, `keepalive = "100ms", deadtime = "341ms"`) {
+		t.Errorf("advert_int: %s %s", e.Outcome, e.Note)
 	}
 	if e := outcome(&k.Report, "TCP_CHECK"); e.Outcome != Caveat {
 		t.Errorf("a second real's own check: %s %s", e.Outcome, e.Note)

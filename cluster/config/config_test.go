@@ -229,6 +229,15 @@ func TestHADefaults(t *testing.T) {
 	if ha.MetricsListen != "" || ha.MetricsPprof {
 		t.Errorf("metrics on by default: %q pprof %v", ha.MetricsListen, ha.MetricsPprof)
 	}
+	// Without deadtime: VRRP's master-down interval, and the lease and
+	// warntime derived from it.
+	ha, _, err = ParseHA("ha.toml", []byte(strings.Replace(quietPair+baseHA, "deadtime = \"500ms\"\n", "", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ha.Deadtime.D() != 350*time.Millisecond || ha.Lease.D() != 250*time.Millisecond || ha.Warntime.D() != 175*time.Millisecond {
+		t.Errorf("keepalive 100ms alone: deadtime %s lease %s warntime %s, want 350ms, 250ms, 175ms", ha.Deadtime, ha.Lease, ha.Warntime)
+	}
 }
 
 // metrics_pprof is off unless set, and set only with metrics_listen.

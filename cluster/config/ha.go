@@ -156,11 +156,10 @@ type Raft struct {
 	DataDir string `toml:"data_dir"`
 }
 
-// Defaults, chosen for a LAN director pair: beat 5 times per deadtime,
-// warn at half of it.
+// Defaults, chosen for a LAN director pair: a peer is dead after
+// DefaultDeadtime(keepalive), warn at half of it.
 const (
 	DefaultKeepalive     = time.Second
-	DefaultDeadtime      = 5 * time.Second
 	DefaultPort          = 694 // heartbeat's registered ha-cluster port
 	DefaultBaud          = 19200
 	DefaultRaftPort      = 7946
@@ -171,6 +170,14 @@ const (
 	// miss at least this many beats in a row before it is declared dead.
 	MinDeadBeats = 3
 )
+
+// DefaultDeadtime is deadtime when ha.toml leaves it out: three beats and
+// a half, VRRP's master-down interval (3 × advert_int plus a skew below
+// one advert_int), so a peer is declared dead when keepalived's backup
+// would take over.
+func DefaultDeadtime(keepalive time.Duration) time.Duration {
+	return MinDeadBeats*keepalive + keepalive/2
+}
 
 // ValidBauds are the rates a serial medium accepts (those heartbeat accepts).
 var ValidBauds = []int{9600, 19200, 38400, 57600, 115200, 230400, 460800}
@@ -197,7 +204,7 @@ func (h *HA) applyDefaults() {
 		h.Keepalive = Duration(DefaultKeepalive)
 	}
 	if h.Deadtime == 0 {
-		h.Deadtime = Duration(max(DefaultDeadtime, MinDeadBeats*h.Keepalive.D()))
+		h.Deadtime = Duration(DefaultDeadtime(h.Keepalive.D()))
 	}
 	if h.Warntime == 0 {
 		h.Warntime = h.Deadtime / 2

@@ -51,10 +51,6 @@ type Options struct {
 	Log    *slog.Logger
 	// ObserveApply, if set, is told how long each command took to commit.
 	ObserveApply func(time.Duration, error)
-	// Listen, if set, has the heartbeat engine read packets as they
-	// arrive until the given instant, not at its next beat: a worker
-	// waits for voters' reports, which come in heartbeats.
-	Listen func(until time.Time)
 }
 
 // Coordinator is the cluster core of one node.

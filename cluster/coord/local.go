@@ -151,17 +151,14 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 }
 
 // awaitReports has w woken when a voter reports it applied more of the
-// log, and the heartbeat engine read reports as they arrive meanwhile.
-func (c *Coordinator) awaitReports(w *worker, now time.Time) {
+// log.
+func (c *Coordinator) awaitReports(w *worker) {
 	c.reportMu.Lock()
 	c.reportWaiters[w] = struct{}{}
 	c.reportMu.Unlock()
 	select {
 	case c.reportWait <- struct{}{}:
 	default:
-	}
-	if c.opt.Listen != nil {
-		c.opt.Listen(now.Add(2 * c.opt.Keepalive))
 	}
 }
 
@@ -407,7 +404,7 @@ func (w *worker) step(ctx context.Context) time.Time {
 			if !ok {
 				// The voters' reports come in heartbeats: woken by
 				// the next, or a keepalive later at the latest.
-				w.c.awaitReports(w, now)
+				w.c.awaitReports(w)
 				return now.Add(w.c.opt.Keepalive)
 			}
 			if at.After(now) {

@@ -218,7 +218,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		Self: cfg.Self.Name, Incarnation: d.incarnation, Role: cfg.Self.Role, Keepalive: ha.Keepalive.D(), Deadtime: ha.Deadtime.D(),
 		Placement: placement.Options{AutoFailback: ha.AutoFailback, MigrationThreshold: *ha.MigrationThreshold},
 		Groups:    groups, Nodes: nodes, FSM: d.fsm, Raft: d.raft, Lease: d.lease, Members: d.tracker,
-		Log: log.With("component", "core"), ObserveApply: d.metrics.ObserveApply, Listen: d.engine.Listen,
+		Log: log.With("component", "core"), ObserveApply: d.metrics.ObserveApply,
 	}
 	if d.lrm != nil {
 		// Not a nil *lrm.Manager in the interface: the witness runs none.

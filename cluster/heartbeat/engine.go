@@ -57,24 +57,18 @@ type EngineConfig struct {
 // Engine beats on every medium every keepalive, feeds what it hears to the
 // Observer and runs its timeouts.
 //
-// It wakes only when something is due — the next beat or the next
-// membership deadline (and at least every maxPoll) — and then drains every
-// medium without blocking. Packets carry the kernel's arrival time, so a
-// late drain does not make a peer look late, and draining before each
-// deadline check means nothing that arrived in time is missed. A goroutine
-// per socket, or an epoll loop that woke per packet, cost a thread wake-up
-// per packet: at a 10 ms beat with three peers that was most of the
-// daemon's CPU on a VM. Now it is one wake-up per beat, whatever the
-// number of peers. The loop sleeps in a plain nanosleep on a thread of its
-// own: sleeping on a Go timer made every wake-up a netpoller break plus
-// hand-offs between runtime threads, several times the cost of the work.
-//
-// Two things break that sleep early, both rare: BeatNow, for news a peer
-// waits for (this node applied an entry that took a node offline), and
-// Listen, while this node waits for such news: the engine then also
-// wakes for every arriving packet, until the instant given. The sleep is
-// a ppoll on an eventfd (and on the media while listening), as cheap as
-// the nanosleep when nothing comes.
+// It sleeps until something is due — the next beat or the next membership
+// deadline (and at least every maxPoll) — or a packet arrives, and then
+// drains every medium without blocking. Packets are read as they arrive:
+// an echo read only at the next beat came up to a keepalive late, which
+// the lease cannot afford at VRRP's detection time (deadtime 3.5 beats,
+// lease 2.5), and a voter's report that a dead node is offline is what a
+// failover waits for. Packets carry the kernel's arrival time, so a late
+// drain does not make a peer look late. The loop sleeps in a ppoll on the
+// media and an eventfd (BeatNow) on a thread of its own: a goroutine per
+// socket, or sleeping on a Go timer, made every wake-up a netpoller break
+// plus hand-offs between runtime threads, several times the cost of the
+// work.
 type Engine struct {
 	cfg   EngineConfig
 	stats []*linkStats
@@ -82,11 +76,9 @@ type Engine struct {
 	pkt   []byte
 	logRL rateLimiter
 
-	start   time.Time    // listenUntil counts from here (monotonic)
-	beatNow atomic.Bool  // send a beat at the next wake
-	listen  atomic.Int64 // listen eagerly until start + this
-	wakeMu  sync.Mutex   // guards wakeFd against Run closing it
-	wakeFd  int          // eventfd; -1 when Run is not running
+	beatNow atomic.Bool // send a beat at the next wake
+	wakeMu  sync.Mutex  // guards wakeFd against Run closing it
+	wakeFd  int         // eventfd; -1 when Run is not running
 	pfds    []unix.PollFd
 }
 
@@ -99,7 +91,7 @@ func NewEngine(cfg EngineConfig) *Engine {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	e := &Engine{cfg: cfg, stats: make([]*linkStats, len(cfg.Media)), pkt: make([]byte, 0, MaxPacket), start: time.Now(), wakeFd: -1}
+	e := &Engine{cfg: cfg, stats: make([]*linkStats, len(cfg.Media)), pkt: make([]byte, 0, MaxPacket), wakeFd: -1}
 	for i := range e.stats {
 		e.stats[i] = &linkStats{}
 	}
@@ -166,7 +158,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			continue
 		}
 		// Cancellation is noticed at the next wake, at most maxPoll away.
-		e.sleep(wake.Sub(now), now, retry)
+		e.sleep(wake.Sub(now), retry)
 	}
 	return nil
 }
@@ -174,22 +166,6 @@ func (e *Engine) Run(ctx context.Context) error {
 // BeatNow has the engine send a beat at once, besides its schedule.
 func (e *Engine) BeatNow() {
 	e.beatNow.Store(true)
-	e.wake()
-}
-
-// Listen has the engine read every packet as it arrives until the
-// instant until, instead of at its next beat or deadline.
-func (e *Engine) Listen(until time.Time) {
-	d := int64(until.Sub(e.start))
-	for {
-		old := e.listen.Load()
-		if old >= d {
-			return
-		}
-		if e.listen.CompareAndSwap(old, d) {
-			break
-		}
-	}
 	e.wake()
 }
 
@@ -213,7 +189,7 @@ func (e *Engine) closeWake() {
 	}
 }
 
-// wake breaks the engine's sleep.
+// wake breaks the engine's sleep (BeatNow).
 func (e *Engine) wake() {
 	e.wakeMu.Lock()
 	defer e.wakeMu.Unlock()
@@ -222,9 +198,9 @@ func (e *Engine) wake() {
 	}
 }
 
-// sleep waits d, or until woken (BeatNow, Listen), or, while listening,
-// until a medium not resting after an error has something to read.
-func (e *Engine) sleep(d time.Duration, now time.Time, retry []time.Time) {
+// sleep waits d, or until woken (BeatNow), or until a medium not resting
+// after an error has something to read.
+func (e *Engine) sleep(d time.Duration, retry []time.Time) {
 	ts := unix.NsecToTimespec(int64(d))
 	if e.wakeFd < 0 { // (only Run sets it)
 		for unix.Nanosleep(&ts, &ts) == unix.EINTR {
@@ -232,11 +208,9 @@ func (e *Engine) sleep(d time.Duration, now time.Time, retry []time.Time) {
 		return
 	}
 	e.pfds = append(e.pfds[:0], unix.PollFd{Fd: int32(e.wakeFd), Events: unix.POLLIN})
-	if now.Sub(e.start) < time.Duration(e.listen.Load()) {
-		for i, m := range e.cfg.Media {
-			if p, ok := m.(polled); ok && retry[i].IsZero() {
-				e.pfds = append(e.pfds, unix.PollFd{Fd: int32(p.Fd()), Events: unix.POLLIN})
-			}
+	for i, m := range e.cfg.Media {
+		if p, ok := m.(polled); ok && retry[i].IsZero() {
+			e.pfds = append(e.pfds, unix.PollFd{Fd: int32(p.Fd()), Events: unix.POLLIN})
 		}
 	}
 	for {

@@ -33,7 +33,7 @@ type Medium interface {
 	Close() error
 }
 
-// polled is a medium the engine can wait on (Engine.Listen).
+// polled is a medium the engine waits on for packets.
 type polled interface{ Fd() int }
 
 // udpMedium covers unicast, broadcast and multicast: they differ only in how
@@ -52,7 +52,7 @@ const rcvBuf = 4 << 20
 
 func (m *udpMedium) Name() string { return m.name }
 
-// Fd is the socket, for the engine to wait on while it listens eagerly.
+// Fd is the socket, for the engine to wait on.
 func (m *udpMedium) Fd() int { return m.fd }
 
 func (m *udpMedium) Send(pkt []byte) error {

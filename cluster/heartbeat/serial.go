@@ -61,7 +61,7 @@ func makeRaw(fd int, speed uint32) error {
 
 func (m *serialMedium) Name() string { return m.name }
 
-// Fd is the tty, for the engine to wait on while it listens eagerly.
+// Fd is the tty, for the engine to wait on.
 func (m *serialMedium) Fd() int { return m.fd }
 
 // Send writes one frame without blocking. When the line cannot take the
