@@ -73,18 +73,18 @@ bench: deps
 	$(GO) test -run '^$$' -bench Failover -benchtime 20x ./test/lab/
 
 # Heartbeats that a flood or a loaded host cannot starve: a pair with a
-# witness at 100ms/500ms under 10 s of a 350k packets/s garbage flood on
-# the owner's heartbeat port, then 10 s of stress-ng on both cores; lease
-# losses and false failovers must be zero (VIGIL_RT_PRIORITY=50 runs the
-# heartbeat threads under SCHED_FIFO).
+# witness at 100ms/350ms (the default deadtime) under 10 s of a 350k
+# packets/s garbage flood on the owner's heartbeat port, then 10 s of
+# stress-ng on both cores; lease losses and false failovers must be zero
+# (VIGIL_RT_PRIORITY=50 runs the heartbeat threads under SCHED_FIFO).
 bench-starve: deps
 	@$(MAKE) --no-print-directory debs PKGS_NEEDED=stress-ng
 	$(GO) test -run '^$$' -bench HeartbeatStarvation -benchtime 1x -timeout 10m ./test/lab/
 
 # VIP outage seen by a client probing VIP:80 every 10 ms (50 ms timeout)
 # for a crash, a graceful stop, a planned move and a failback, at
-# keepalive/deadtime 10ms/50ms and 100ms/500ms, 10 runs each
-# (PROBE=2ms/10ms for a finer probe); then the same lab and probe with
+# keepalive 10ms and 100ms with the default deadtime (3.5 beats, VRRP's
+# master-down), 10 runs each (PROBE=2ms/10ms for a finer probe); then the same lab and probe with
 # Debian's keepalived (VRRPv3, unpacked under bin/samples, run only in the
 # lab's namespaces) at the same advert interval, and both side by side.
 KEEPALIVED_LIBS := libnl-genl-3-200 libnftnl11

@@ -93,7 +93,7 @@ func (l *Lab) Directors(count int) {
 func (l *Lab) DropVIP(node string) {
 	l.t.Helper()
 	if out, err := exec.Command("ip", "-n", l.NS(node), "addr", "del", VIP+"/24", "dev", "eth0").CombinedOutput(); err != nil &&
-		!strings.Contains(string(out), "Cannot assign") {
+		!strings.Contains(string(out), "Cannot assign") && !strings.Contains(string(out), "Address not found") {
 		l.t.Fatalf("lab: drop the VIP on %s: %v %s", node, err, out)
 	}
 }
