@@ -82,11 +82,15 @@ func Serve(p Plugin) {
 	// SIGPIPE would end the plugin before it released what it holds.
 	signal.Ignore(syscall.SIGPIPE)
 	gone := func() {}
+	drain := func() {}
+	if d, ok := p.Resource.(Drainer); ok {
+		drain = d.Drain
+	}
 	if r, ok := p.Resource.(Releaser); ok {
 		l := newLeased(p.Resource, r)
 		p.Resource, gone = l, l.releaseNow
 	}
-	go exitWithParent(os.Getppid(), gone)
+	go exitWithParent(os.Getppid(), func() { gone(); drain() })
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: plugins.Handshake,
 		Plugins:         plugins.Set(p.Resource, p.Monitor, p.Alert, p.Fence),
@@ -95,7 +99,15 @@ func Serve(p Plugin) {
 			Name: "go-plugin", Level: hclog.Warn, Output: stderr, JSONFormat: true,
 		}),
 	})
+	drain()
 	os.Exit(0)
+}
+
+// Drainer is a resource plugin with work to finish after the host closed
+// it (IPaddr's hand-over forwarding): Serve calls Drain before the
+// process exits. The host kills a plugin that takes two seconds to exit.
+type Drainer interface {
+	Drain()
 }
 
 // exitWithParent ends the plugin when the daemon that started it is gone

@@ -14,6 +14,8 @@
 //	arp_interval  between them (default 200ms; a bare number is milliseconds)
 //	arp_repeat    a second burst this long after the first (default 2s; 0 = none)
 //	arp_refresh   one announcement this often while held (default 0 = off)
+//	handover      after a stop, forward what still arrives for the VIP to
+//	              its next holder this long (IPv4; default 0 = off; handover.go)
 //
 // With ha.toml's address_lifetime (pb.Lease.lifetime_ns) the VIP gets
 // that kernel lifetime and the plugin extends it while the node holds
@@ -61,6 +63,7 @@ type IPaddr struct {
 	sdk.BaseResource
 	log *slog.Logger
 	ann *announcer
+	fwd *forwarder
 
 	mu    sync.Mutex
 	views map[nsID]*view
@@ -100,7 +103,7 @@ var _ sdk.Keeper = (*IPaddr)(nil)
 
 // New returns the resource, logging to log (sdk.Log() in the plugin).
 func New(log *slog.Logger) *IPaddr {
-	return &IPaddr{log: log, ann: newAnnouncer(log, openWire), views: map[nsID]*view{}, held: map[string]heldVIP{}}
+	return &IPaddr{log: log, ann: newAnnouncer(log, openWire), fwd: newForwarder(), views: map[nsID]*view{}, held: map[string]heldVIP{}}
 }
 
 func params(in *pb.Instance) (Params, *pb.Result) {
@@ -195,9 +198,19 @@ func (r *IPaddr) Stop(ctx context.Context, in *pb.Instance) (*pb.Result, error) 
 	}
 	// Silence the announcements before the address goes.
 	r.ann.stop(in.GetId())
-	v, _, err := r.view(ctx)
+	v, ns, err := r.view(ctx)
 	if err != nil {
 		return transient(err), nil
+	}
+	if p.Handover > 0 {
+		// Forward from before the address goes: no packet in between.
+		if _, link, ok, err := placed(ctx, v, p); err == nil && ok {
+			if err := r.fwd.hold(ns, link.name, p.Handover); err != nil {
+				r.log.Warn("no hand-over: packets reaching this node for the VIP before its next holder announces it are dropped", "id", in.GetId(), "err", err)
+			} else {
+				r.log.Info("hand-over: forwarding what still arrives for the VIP to its next holder", "id", in.GetId(), "interface", link.name, "for", p.Handover)
+			}
+		}
 	}
 	removed, note, err := remove(ctx, v, p.IP)
 	if note != "" {
@@ -397,9 +410,14 @@ func (r *IPaddr) Validate(_ context.Context, in *pb.Instance) (*pb.Result, error
 	return sdk.OK(), nil
 }
 
-// Close stops every announcement and subscription (tests; the plugin
-// process just exits).
+// Drain lets hand-overs in progress finish, then restores forwarding:
+// the plugin is about to exit (sdk.Drainer).
+func (r *IPaddr) Drain() { r.fwd.wait(maxHandover) }
+
+// Close stops every announcement and subscription and restores
+// forwarding at once (tests; the plugin process drains and exits).
 func (r *IPaddr) Close() {
+	r.fwd.wait(0)
 	r.ann.close()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -421,6 +439,7 @@ func (r *IPaddr) MetaData(context.Context, *pb.MetaDataRequest) (*pb.Meta, error
 			{Name: "arp_interval", Type: "time", Default: DefaultAnnounce.Interval.String(), Description: "between announcements of a burst"},
 			{Name: "arp_repeat", Type: "time", Default: DefaultAnnounce.Repeat.String(), Description: "second burst after this delay; 0 = none"},
 			{Name: "arp_refresh", Type: "time", Default: "0", Description: "periodic announcement while held; 0 = off"},
+			{Name: "handover", Type: "time", Default: "0", Description: "after a stop, forward what still arrives for the VIP to its next holder this long (IPv4); 0 = off"},
 		},
 		Actions: []*pb.Action{{Name: "start", TimeoutMs: 20000}, {Name: "stop", TimeoutMs: 20000},
 			{Name: "monitor", TimeoutMs: 20000, IntervalMs: 10000}, {Name: "reload", TimeoutMs: 20000}}}, nil

@@ -19,6 +19,9 @@ type Params struct {
 	Broadcast netip.Addr
 
 	Announce Announce
+	// Handover: after a stop, forward what still reaches this node for
+	// the VIP to its next holder for this long (IPv4; 0 = off).
+	Handover time.Duration
 }
 
 // Announce is how a VIP is announced after it is added.
@@ -34,8 +37,12 @@ type Announce struct {
 // burst after 2 s for hosts that were busy or whose link just came up.
 var DefaultAnnounce = Announce{Count: 5, Interval: 200 * time.Millisecond, Repeat: 2 * time.Second}
 
+// maxHandover bounds the hand-over: the plugin waits for it when it
+// exits, and the host kills a plugin that takes two seconds to.
+const maxHandover = 1500 * time.Millisecond
+
 var paramNames = []string{"ip", "cidr_netmask", "nic", "label", "broadcast",
-	"arp_count", "arp_interval", "arp_repeat", "arp_refresh"}
+	"arp_count", "arp_interval", "arp_repeat", "arp_refresh", "handover"}
 
 // Parse reads and checks an instance's parameters.
 func Parse(in map[string]string) (Params, error) {
@@ -121,6 +128,14 @@ func Parse(in map[string]string) (Params, error) {
 	}
 	if r := p.Announce.Refresh; r > 0 && r < p.Announce.Interval {
 		return p, fmt.Errorf("arp_refresh %s is shorter than arp_interval %s", r, p.Announce.Interval)
+	}
+	if v := in["handover"]; v != "" {
+		if p.Handover, err = parseDuration(v); err != nil || p.Handover < 0 || p.Handover > maxHandover {
+			return p, fmt.Errorf("handover %q: want a duration up to %s (\"1s\")", v, maxHandover)
+		}
+		if p.Handover > 0 && !p.IP.Is4() {
+			return p, fmt.Errorf("handover %q: IPv4 only (IPv6 forwarding changes how the host takes router advertisements)", v)
+		}
 	}
 	return p, nil
 }

@@ -61,8 +61,10 @@ func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout ti
 		b.Skip(why)
 	}
 	l := lab.New(b)
+	// handover: a planned hand-over forwards what still reaches the old
+	// director to the new one (docs/SAFETY.md).
 	c := &lab.Cluster{Name: "vipbench", Keepalive: ka, Deadtime: dt, Secret: "bench-secret-0123456789abcdef",
-		Resources: lab.VIPResources(""), Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
+		Resources: lab.VIPResources(`, handover = "1s"`), Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
 	if kind == "failback" {
 		c.Extra = "auto_failback = true"
 	}
@@ -141,6 +143,11 @@ func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout ti
 		outages = append(outages, outage)
 		failedProbes = append(failedProbes, failed)
 		b.Logf("run %d: %s of %s: outage %s, %d failed probes", run, kind, owner, outage.Round(time.Millisecond), failed)
+		for _, r := range probe.Results() {
+			if r.At.After(t0) && !r.OK {
+				b.Logf("  probe at +%s failed: %s", r.At.Sub(t0).Round(time.Millisecond), r.Err)
+			}
+		}
 		switch kind {
 		case "crash":
 			l.Reboot(vigilBin, nodes[owner])

@@ -1,0 +1,105 @@
+package ipaddr_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/vigil-ha/vigil/internal/nstest"
+	"github.com/vigil-ha/vigil/plugins/pb"
+	"github.com/vigil-ha/vigil/resources/ipaddr"
+)
+
+// A VIP stopped with handover keeps its node forwarding: a datagram a
+// client sends to the VIP after the stop, its ARP cache still pointing at
+// the old holder, reaches the next holder once that one has the VIP, and
+// the interface forwards as before once the hand-over is over.
+func TestHandover(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	nn := nstest.NewNetns(t)
+	sw, old, next, client := nn.Add("sw"), nn.Add("old"), nn.Add("next"), nn.Add("cl")
+	nn.Run("ip", "-n", sw, "link", "add", "br0", "type", "bridge")
+	nn.Run("ip", "-n", sw, "link", "set", "br0", "up")
+	for i, ns := range []string{old, next, client} {
+		port := "p" + string(rune('0'+i))
+		nn.Run("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", sw)
+		nn.Run("ip", "-n", sw, "link", "set", port, "master", "br0", "up")
+		nn.Run("ip", "-n", ns, "addr", "add", "10.89.0."+string(rune('1'+i))+"/24", "dev", "eth0")
+		nn.Run("ip", "-n", ns, "link", "set", "eth0", "up")
+	}
+	forwarding := func() string {
+		return strings.TrimSpace(nn.Run("ip", "netns", "exec", old, "cat", "/proc/sys/net/ipv4/conf/eth0/forwarding"))
+	}
+	const vip, window = "10.89.0.50", 1500 * time.Millisecond
+	r := ipaddr.New(slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	t.Cleanup(func() { _ = nstest.InNS(old, func() error { r.Close(); return nil }) })
+	in := &pb.Instance{Id: "vip", Type: "IPaddr", Params: map[string]string{"ip": vip, "arp_count": "1", "arp_repeat": "0", "handover": window.String()}}
+	op := func(f func(context.Context, *pb.Instance) (*pb.Result, error)) {
+		t.Helper()
+		var res *pb.Result
+		if err := nstest.InNS(old, func() (err error) { res, err = f(context.Background(), in); return err }); err != nil || res.Code != pb.Code_SUCCESS {
+			t.Fatalf("%v %v", res, err)
+		}
+	}
+	op(r.Start)
+	nn.Run("ip", "netns", "exec", client, "ping", "-c1", "-W5", vip) // the client learns the old holder's MAC
+	var pc net.PacketConn
+	if err := nstest.InNS(next, func() (err error) { pc, err = net.ListenPacket("udp4", ":9999"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if forwarding() != "0" {
+		t.Fatal("the old holder forwards before the test")
+	}
+
+	op(r.Stop)
+	if got := forwarding(); got != "1" {
+		t.Fatalf("forwarding %q during the hand-over", got)
+	}
+	if err := nstest.InNS(client, func() error {
+		c, err := net.Dial("udp4", vip+":9999")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("in the gap"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nn.Run("ip", "-n", next, "addr", "add", vip+"/24", "dev", "eth0")
+	// The old holder asks who has the VIP again within a second (IPaddr's
+	// gratuitous ARP would answer it at once); the datagram waits in its
+	// neighbour queue meanwhile.
+	pc.SetReadDeadline(time.Now().Add(window + 5*time.Second))
+	buf := make([]byte, 64)
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "in the gap" {
+		t.Fatalf("the next holder got %q, %v: the datagram sent in the gap was lost", buf[:n], err)
+	}
+	deadline := time.Now().Add(window + 10*time.Second)
+	for forwarding() != "0" {
+		if time.Now().After(deadline) {
+			t.Fatal("forwarding not restored after the hand-over")
+		}
+		time.Sleep(50 * time.Millisecond) // polling the sysctl
+	}
+}
+
+func TestHandoverParams(t *testing.T) {
+	if _, err := ipaddr.Parse(map[string]string{"ip": "fd00::3", "handover": "1s"}); err == nil || !strings.Contains(err.Error(), "IPv4 only") {
+		t.Errorf("IPv6 handover: %v", err)
+	}
+	if _, err := ipaddr.Parse(map[string]string{"ip": "10.0.0.3", "handover": "1m"}); err == nil {
+		t.Error("a minute-long handover accepted")
+	}
+	if p, err := ipaddr.Parse(map[string]string{"ip": "10.0.0.3", "handover": "1s"}); err != nil || p.Handover != time.Second {
+		t.Errorf("handover 1s: %+v %v", p, err)
+	}
+}
