@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/cluster/timing"
 )
 
 // Heartbeat is heartbeat's configuration directory, read.
@@ -306,9 +307,9 @@ func ImportHeartbeat(in HeartbeatInput) (*Heartbeat, error) {
 	if deadtime == 0 {
 		deadtime = 30 * time.Second
 	}
-	if deadtime < 3*keepalive {
-		r.add(file, set["deadtime"], "deadtime", Caveat, "heartbeat allows deadtime > 2 × keepalive, Vigil wants 3 ×: deadtime = %s", 3*keepalive)
-		deadtime = 3 * keepalive
+	if least := (timing.Timing{Keepalive: keepalive}).MinDeadtime(); deadtime < least {
+		r.add(file, set["deadtime"], "deadtime", Caveat, "heartbeat allows deadtime > 2 × keepalive, Vigil wants %d ×: deadtime = %s", timing.MinDeadBeats, least)
+		deadtime = least
 	}
 	if warntime != 0 && (warntime <= keepalive || warntime >= deadtime) {
 		r.add(file, set["warntime"], "warntime", Caveat, "outside (keepalive, deadtime): left to Vigil's default, deadtime/2")

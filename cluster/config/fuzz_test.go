@@ -35,7 +35,7 @@ func FuzzParseHA(f *testing.F) {
 				}
 				return
 			}
-			if ha.Keepalive <= 0 || ha.Deadtime < MinDeadBeats*ha.Keepalive {
+			if ha.Keepalive <= 0 || ha.Deadtime.D() < ha.Timing().MinDeadtime() {
 				t.Fatalf("accepted impossible timing %s/%s", ha.Keepalive, ha.Deadtime)
 			}
 		})

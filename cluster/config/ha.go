@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-ha/vigil/cluster/timing"
 	"github.com/vigil-ha/vigil/monitors"
 	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
 )
@@ -156,27 +157,27 @@ type Raft struct {
 	DataDir string `toml:"data_dir"`
 }
 
-// Defaults, chosen for a LAN director pair: a peer is dead after
-// DefaultDeadtime(keepalive), warn at half of it.
+// Defaults, chosen for a LAN director pair (the heartbeat timing's are in
+// package timing).
 const (
-	DefaultKeepalive     = time.Second
 	DefaultPort          = 694 // heartbeat's registered ha-cluster port
 	DefaultBaud          = 19200
 	DefaultRaftPort      = 7946
 	DefaultControlSocket = "/run/vigil/vigil.sock"
 	DefaultStateDir      = "/var/lib/vigil"
 	DefaultPluginDir     = "/usr/lib/vigil/plugins"
-	// MinDeadBeats is how many keepalives must fit in deadtime: a peer must
-	// miss at least this many beats in a row before it is declared dead.
-	MinDeadBeats = 3
 )
 
-// DefaultDeadtime is deadtime when ha.toml leaves it out: three beats and
-// a half, VRRP's master-down interval (3 × advert_int plus a skew below
-// one advert_int), so a peer is declared dead when keepalived's backup
-// would take over.
+// DefaultDeadtime is timing.DefaultDeadtime, for those that read
+// config's defaults (the lab).
 func DefaultDeadtime(keepalive time.Duration) time.Duration {
-	return MinDeadBeats*keepalive + keepalive/2
+	return timing.DefaultDeadtime(keepalive)
+}
+
+// Timing is the heartbeat timing, which every derived duration comes from.
+func (h *HA) Timing() timing.Timing {
+	return timing.Timing{Keepalive: h.Keepalive.D(), Warntime: h.Warntime.D(), Deadtime: h.Deadtime.D(), Initdead: h.Initdead.D(),
+		Lease: h.Lease.D(), AddressLifetime: h.AddressLifetime.D()}
 }
 
 // ValidBauds are the rates a serial medium accepts (those heartbeat accepts).
@@ -201,29 +202,26 @@ func (h *HA) explicitZeros(s *errSink, defined func(...string) bool) {
 
 func (h *HA) applyDefaults() {
 	if h.Keepalive == 0 {
-		h.Keepalive = Duration(DefaultKeepalive)
+		h.Keepalive = Duration(timing.DefaultKeepalive)
 	}
 	if h.Deadtime == 0 {
-		h.Deadtime = Duration(DefaultDeadtime(h.Keepalive.D()))
+		h.Deadtime = Duration(timing.DefaultDeadtime(h.Keepalive.D()))
 	}
 	if h.Warntime == 0 {
-		h.Warntime = h.Deadtime / 2
+		h.Warntime = Duration(timing.DefaultWarntime(h.Deadtime.D()))
 	}
 	if h.Initdead == 0 {
-		// heartbeat uses 12 s below 6 s deadtime: a guard for slow switch
-		// ports at boot. Raft already waits for a quorum, so twice the
-		// deadtime is enough here and keeps fast clusters fast to start.
-		h.Initdead = 2 * h.Deadtime
+		h.Initdead = Duration(timing.DefaultInitdead(h.Deadtime.D()))
 	}
 	if h.Lease == 0 {
-		h.Lease = h.Deadtime - h.Keepalive
+		h.Lease = Duration(timing.DefaultLease(h.Keepalive.D(), h.Deadtime.D()))
 	}
 	if h.Fence != nil {
 		if h.Fence.Timeout == 0 {
 			h.Fence.Timeout = Duration(DefaultFenceTimeout)
 		}
 		if h.Fence.Delay == nil {
-			d := h.Deadtime
+			d := Duration(timing.DefaultFenceDelay(h.Deadtime.D()))
 			h.Fence.Delay = &d
 		}
 	}
@@ -504,14 +502,15 @@ func (h *HA) validateTiming(s *errSink, defined func(string) bool) {
 		}
 		return "deadtime"
 	}
-	ka, dt, wt, id := h.Keepalive.D(), h.Deadtime.D(), h.Warntime.D(), h.Initdead.D()
+	t := h.Timing()
+	ka, dt, wt, id := t.Keepalive, t.Deadtime, t.Warntime, t.Initdead
 	if ka <= 0 {
 		s.add("keepalive", "must be greater than zero")
 		return
 	}
-	if dt < MinDeadBeats*ka {
+	if dt < t.MinDeadtime() {
 		s.add("deadtime", "%s is not comfortably above keepalive %s: it must be at least %d × keepalive (%s), so that a peer is declared dead only after %d missed heartbeats",
-			dt, ka, MinDeadBeats, MinDeadBeats*ka, MinDeadBeats)
+			dt, ka, timing.MinDeadBeats, t.MinDeadtime(), timing.MinDeadBeats)
 	}
 	if wt <= ka || wt >= dt {
 		s.add(blame("warntime"), "warntime %s must lie between keepalive %s and deadtime %s", wt, ka, dt)
@@ -519,10 +518,10 @@ func (h *HA) validateTiming(s *errSink, defined func(string) bool) {
 	if id < dt {
 		s.add(blame("initdead"), "initdead %s is smaller than deadtime %s: at boot, peers get at least deadtime to show up", id, dt)
 	}
-	if ls := h.Lease.D(); ls < 2*ka {
-		s.add(blame("lease"), "lease %s must be at least 2 × keepalive (%s): a node renews it with every heartbeat its peers echo", ls, 2*ka)
-	} else if ls+ka > dt {
-		s.add(blame("lease"), "lease %s plus a margin of one keepalive (%s) must not exceed deadtime %s: a dead node's lease must have run out when it is declared dead, or failover waits for it", ls, ka, dt)
+	if ls := t.Lease; ls < t.MinLease() {
+		s.add(blame("lease"), "lease %s must be at least %d × keepalive (%s): a node renews it with every heartbeat its peers echo", ls, timing.MinLeaseBeats, t.MinLease())
+	} else if ls > t.MaxLease() {
+		s.add(blame("lease"), "lease %s plus a margin of one keepalive (%s) must not exceed deadtime %s: a dead node's lease must have run out when it is declared dead, or failover waits for it", ls, t.LeaseMargin(), dt)
 	}
 	if al := h.AddressLifetime.D(); al != 0 && (al < time.Second || al > time.Hour || al%time.Second != 0) {
 		s.add("address_lifetime", "%s: want whole seconds from 1s to 1h (the kernel counts address lifetimes in seconds)", al)

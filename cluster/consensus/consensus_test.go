@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/timing"
 	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
@@ -61,7 +62,7 @@ func startCluster(t testing.TB, n int, timing Timing, log func(node string) *slo
 	return ms
 }
 
-var fast = TimingFor(10*time.Millisecond, 50*time.Millisecond)
+var fast = TimingFor(timing.Timing{Keepalive: 10 * time.Millisecond, Deadtime: 50 * time.Millisecond})
 
 func testLog(t testing.TB) func(string) *slog.Logger {
 	return func(node string) *slog.Logger { return testutil.Logger(t).With("node", node) }
@@ -178,7 +179,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	open := func() *member {
 		f := fsm.New(testutil.Logger(t))
 		n, err := Start(Options{Cluster: "test", Self: "n1", Bind: addr, Secret: []byte("s"), DataDir: dir,
-			Peers: []Peer{{"n1", addr}}, Timing: TimingFor(10*time.Millisecond, 50*time.Millisecond), FSM: f, Log: testutil.Logger(t)})
+			Peers: []Peer{{"n1", addr}}, Timing: TimingFor(timing.Timing{Keepalive: 10 * time.Millisecond, Deadtime: 50 * time.Millisecond}), FSM: f, Log: testutil.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,7 +214,7 @@ func BenchmarkApply(b *testing.B) {
 	} {
 		b.Run(fmt.Sprintf("keepalive=%s/deadtime=%s", tc.ka, tc.dt), func(b *testing.B) {
 			quiet := func(string) *slog.Logger { return slog.New(slog.DiscardHandler) }
-			leader := waitLeader(b, startCluster(b, 3, TimingFor(tc.ka, tc.dt), quiet))
+			leader := waitLeader(b, startCluster(b, 3, TimingFor(timing.Timing{Keepalive: tc.ka, Deadtime: tc.dt}), quiet))
 			cmd, _ := fsm.Encode(fsm.TypeNodeState, fsm.NodeState{Node: "n1"})
 			lat := make([]time.Duration, 0, b.N)
 			b.ResetTimer()

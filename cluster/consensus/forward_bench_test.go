@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/timing"
 )
 
 // BenchmarkForwardApply measures commands forwarded from a follower to
@@ -37,7 +38,7 @@ func BenchmarkForwardApply(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("keepalive=%s/deadtime=%s/goroutines=%d/barrier=%s", tc.ka, tc.dt, tc.workers, barrier), func(b *testing.B) {
 			quiet := func(string) *slog.Logger { return slog.New(slog.DiscardHandler) }
-			ms := startCluster(b, 3, TimingFor(tc.ka, tc.dt), quiet)
+			ms := startCluster(b, 3, TimingFor(timing.Timing{Keepalive: tc.ka, Deadtime: tc.dt}), quiet)
 			leader := waitLeader(b, ms)
 			follower := ms[0]
 			if follower == leader {

@@ -18,11 +18,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/timing"
 )
 
 // calm is timing at which a three-node cluster on a busy machine keeps
 // its leader for the length of a test.
-var calm = TimingFor(100*time.Millisecond, 500*time.Millisecond)
+var calm = TimingFor(timing.Timing{Keepalive: 100 * time.Millisecond, Deadtime: 500 * time.Millisecond})
 
 func leakCheck(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()

@@ -23,6 +23,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/timing"
 )
 
 // ErrRefused is the FSM's refusal, also when it comes from a forwarded
@@ -51,27 +52,16 @@ type Timing struct {
 	Commit      time.Duration
 }
 
-// TimingFor derives Raft's timing from the heartbeat timing: an election
-// starts after one deadtime without the leader (hashicorp/raft randomises
-// between 1 and 2 times the timeout), the leader steps down when a quorum
-// has been silent for half of it — but never on less than
-// raftMinBeats keepalives. A director's death is the heartbeats' to
-// declare (the leader, normally the witness, commits it), not Raft's:
-// Raft's own timeouts run over TCP and the Go scheduler, and at the
-// default deadtime of 3.5 beats they made a loaded lab elect leaders
-// over and over at a 10 ms beat.
-func TimingFor(keepalive, deadtime time.Duration) Timing {
-	t := max(deadtime, raftMinBeats*keepalive)
+// TimingFor is Raft's timing for the heartbeat timing t; timing.Timing's
+// Raft methods say why each is what it is.
+func TimingFor(t timing.Timing) Timing {
 	return Timing{
-		Heartbeat:   t,
-		Election:    t,
-		LeaderLease: max(5*time.Millisecond, t/2),
-		Commit:      max(time.Millisecond, min(keepalive, 50*time.Millisecond)),
+		Heartbeat:   t.RaftTimeout(),
+		Election:    t.RaftTimeout(),
+		LeaderLease: t.RaftLeaderLease(),
+		Commit:      t.RaftCommit(),
 	}
 }
-
-// raftMinBeats is how many keepalives Raft's timeouts are at least.
-const raftMinBeats = 5
 
 // Options configures a Node.
 type Options struct {

@@ -3,7 +3,6 @@ package coord
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/lrm"
@@ -49,7 +48,7 @@ func (c *Coordinator) fenceBlocked(ctx context.Context, full bool, touched map[s
 		if fenced[node] || now.Before(c.fenceRetry[node]) {
 			continue
 		}
-		retry := now.Add(max(time.Second, c.opt.Deadtime))
+		retry := now.Add(c.opt.Timing.FenceRetry())
 		if node == c.opt.Self {
 			// A node does not fence itself: another leader will.
 			c.fenceRetry[node] = retry

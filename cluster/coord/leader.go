@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/membership"
 	"github.com/vigil-ha/vigil/cluster/placement"
 	"github.com/vigil-ha/vigil/cluster/tiebreak"
+	"github.com/vigil-ha/vigil/cluster/timing"
 )
 
 // Options configures a Coordinator.
@@ -30,8 +31,7 @@ type Options struct {
 	Self        string
 	Incarnation uint64 // this daemon's boot incarnation
 	Role        string
-	Keepalive   time.Duration
-	Deadtime    time.Duration
+	Timing      timing.Timing // ha.toml's; every timeout here is derived from it
 	Placement   placement.Options
 	Groups      []fsm.GroupSpec
 	Nodes       []fsm.NodeSpec
@@ -165,7 +165,7 @@ func (c *Coordinator) Apply(ctx context.Context, typ string, cmd any) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, max(time.Second, 4*c.opt.Deadtime))
+	ctx, cancel := context.WithTimeout(ctx, c.opt.Timing.RaftOpTimeout())
 	defer cancel()
 	start := time.Now()
 	err = c.opt.Raft.Apply(ctx, b)
@@ -183,7 +183,7 @@ func (c *Coordinator) Apply(ctx context.Context, typ string, cmd any) error {
 func (c *Coordinator) runLeader(ctx context.Context) {
 	events, unsub := c.opt.Members.Subscribe(64)
 	defer unsub()
-	tick := time.NewTicker(max(c.opt.Deadtime, 50*time.Millisecond))
+	tick := time.NewTicker(c.opt.Timing.LeaderTick())
 	defer tick.Stop()
 	leading := false
 	full := true
@@ -199,7 +199,7 @@ func (c *Coordinator) runLeader(ctx context.Context) {
 		if c.opt.Raft.IsLeader() {
 			if !leading {
 				// Decide only on everything committed before us.
-				if err := c.opt.Raft.Barrier(max(time.Second, 4*c.opt.Deadtime)); err != nil {
+				if err := c.opt.Raft.Barrier(c.opt.Timing.RaftOpTimeout()); err != nil {
 					c.log.Warn("new leader: barrier failed", "err", err)
 				} else {
 					leading, full = true, true
@@ -208,7 +208,7 @@ func (c *Coordinator) runLeader(ctx context.Context) {
 			}
 			if leading {
 				full = !c.lead(ctx, full || t.All || t.Nodes || t.Defs, t.Groups)
-				if time.Since(lastTransfer) > 5*c.opt.Deadtime+time.Second && c.handOver() {
+				if time.Since(lastTransfer) > c.opt.Timing.HandOverInterval() && c.handOver() {
 					lastTransfer = time.Now()
 				}
 			}

@@ -38,7 +38,7 @@ func (c *Coordinator) Leave(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("leave: groups still running here: %w", ctx.Err())
 		case <-changed:
-		case <-time.After(c.opt.Keepalive):
+		case <-time.After(c.opt.Timing.Recheck()):
 		}
 	}
 	return nil
@@ -62,7 +62,7 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 	for _, g := range groups {
 		c.opt.LRM.Probe(ctx, toConfig(g))
 	}
-	leaseTimer := time.NewTimer(c.opt.Keepalive)
+	leaseTimer := time.NewTimer(c.opt.Timing.Recheck())
 	defer leaseTimer.Stop()
 	var events <-chan membership.Event
 	if c.opt.Members != nil {
@@ -114,7 +114,7 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 				}
 			}
 		}
-		next := c.opt.Keepalive
+		next := c.opt.Timing.Recheck()
 		if holding {
 			next = min(next, holdUntil.Sub(now))
 		}
@@ -347,7 +347,7 @@ func (w *worker) step(ctx context.Context) time.Time {
 				w.failed = err.Error()
 				w.reportOp(lr.State(w.name), err, lrm.Active(local))
 			}
-			return now.Add(w.c.opt.Keepalive)
+			return now.Add(w.c.opt.Timing.Recheck())
 		case changed && local == lrm.Running:
 			w.report(fsm.Report{State: lrm.Running, Op: "reload", Result: "OK", Reason: "group definition changed"})
 		}
@@ -405,22 +405,22 @@ func (w *worker) step(ctx context.Context) time.Time {
 				// The voters' reports come in heartbeats: woken by
 				// the next, or a keepalive later at the latest.
 				w.c.awaitReports(w)
-				return now.Add(w.c.opt.Keepalive)
+				return now.Add(w.c.opt.Timing.Recheck())
 			}
 			if at.After(now) {
 				w.c.log.Info("waiting for the old owner's lease to run out", "group", w.name, "node", node, "wait", at.Sub(now).Round(time.Millisecond))
 				return at
 			}
 		}
-		if w.claiming && (w.c.out.claiming(w.name) || now.Before(w.claimAt.Add(w.c.opt.Keepalive))) {
+		if w.claiming && (w.c.out.claiming(w.name) || now.Before(w.claimAt.Add(w.c.opt.Timing.Recheck()))) {
 			// Queued or being committed: its acceptance changes the
 			// group and wakes us; a refusal changes nothing, so claim
 			// again once the round is over and a keepalive has passed.
-			return now.Add(w.c.opt.Keepalive)
+			return now.Add(w.c.opt.Timing.Recheck())
 		}
 		w.claiming, w.claimBase, w.claimAt = true, v.index, now
 		w.c.out.claim(fsm.Claim{Node: w.c.opt.Self, Group: w.name, AssignIndex: v.assignIndex})
-		return now.Add(w.c.opt.Keepalive)
+		return now.Add(w.c.opt.Timing.Recheck())
 
 	case want && local == lrm.Running:
 		if w.reported != lrm.Running {
@@ -466,7 +466,7 @@ func (w *worker) start(ctx context.Context, cfg config.Group, now time.Time) tim
 			// again once the lease is renewed.
 			w.c.log.Warn("start refused by the plugin: its lease ran out", "group", w.name, "err", err)
 			w.report(fsm.Report{State: lrm.Stopped, Op: "start", Reason: "the plugin's lease ran out before the renewal reached it"})
-			return now.Add(w.c.opt.Keepalive)
+			return now.Add(w.c.opt.Timing.Recheck())
 		}
 		state := lrm.Failed
 		if lr.State(w.name) == lrm.Blocked {

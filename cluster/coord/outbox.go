@@ -142,12 +142,12 @@ func (o *outbox) pending() int {
 // gather waits while the outbox keeps filling: the workers of a pass over
 // many groups (a failover: every timer set to the old owner's release)
 // queue their items within moments of each other, and a short wait puts
-// them into one entry instead of one each. It waits gatherQuiet after
-// the last item came, never longer than a quarter keepalive in all, and
-// reports false when ctx ended.
+// them into one entry instead of one each. It waits Timing.GatherQuiet
+// after the last item came, never longer than Timing.GatherMax in all,
+// and reports false when ctx ended.
 func (c *Coordinator) gather(ctx context.Context) bool {
-	quiet := min(max(c.opt.Keepalive/50, 500*time.Microsecond), 2*time.Millisecond)
-	deadline := time.Now().Add(c.opt.Keepalive / 4)
+	quiet := c.opt.Timing.GatherQuiet()
+	deadline := time.Now().Add(c.opt.Timing.GatherMax())
 	t := time.NewTimer(quiet)
 	defer t.Stop()
 	for n := c.out.pending(); ; {
@@ -169,7 +169,7 @@ func (c *Coordinator) gather(ctx context.Context) bool {
 // nothing can be committed (no quorum) it retries with a backoff; claims
 // are not retried (each worker claims again when it still needs to).
 func (c *Coordinator) commit(ctx context.Context) {
-	backoff := c.opt.Keepalive
+	backoff := c.opt.Timing.CommitBackoff()
 	for {
 		select {
 		case <-ctx.Done():
@@ -198,7 +198,7 @@ func (c *Coordinator) commit(ctx context.Context) {
 		}
 		c.out.sent()
 		if !failed {
-			backoff = c.opt.Keepalive
+			backoff = c.opt.Timing.CommitBackoff()
 			continue
 		}
 		select {

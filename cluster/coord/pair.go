@@ -94,7 +94,7 @@ func (c *Coordinator) pair(ctx context.Context) {
 		}
 		c.recoverAlone(peer, "the tie-breakers agree")
 	case !votes && state == "up" && c.opt.Raft.IsLeader():
-		if err := c.opt.Raft.Rejoin(peer, max(time.Second, 10*c.opt.Deadtime)); err != nil {
+		if err := c.opt.Raft.Rejoin(peer, c.opt.Timing.RejoinTimeout()); err != nil {
 			c.log.Warn("two_node: peer heard again but cannot rejoin raft yet", "peer", peer, "err", err)
 			return
 		}
@@ -109,7 +109,7 @@ func (c *Coordinator) recoverAlone(peer, why string) {
 	if votes, err := c.peerVotes(peer); err != nil || !votes {
 		return
 	}
-	if err := c.opt.Raft.RecoverAlone(max(time.Second, 4*c.opt.Deadtime)); err != nil {
+	if err := c.opt.Raft.RecoverAlone(c.opt.Timing.RaftOpTimeout()); err != nil {
 		c.note(fmt.Sprintf("two_node: peer %s is silent; taking over failed: %v", peer, err), true)
 		return
 	}

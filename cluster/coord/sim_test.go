@@ -12,6 +12,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
 	"github.com/vigil-ha/vigil/cluster/placement"
+	"github.com/vigil-ha/vigil/cluster/timing"
 )
 
 // simNode is one node of a simulated cluster.
@@ -72,7 +73,7 @@ func newSimCluster(t *testing.T, groups int) *simCluster {
 		}
 		n := &simNode{name: ns.Name, fsm: fsm.New(quiet), lease: newFakeLease(), mem: newFakeMembers(others...)}
 		sc.log.fsms[ns.Name] = n.fsm
-		opt := Options{Self: ns.Name, Role: ns.Role, Keepalive: simKeepalive, Deadtime: simDeadtime,
+		opt := Options{Self: ns.Name, Role: ns.Role, Timing: timing.Timing{Keepalive: simKeepalive, Deadtime: simDeadtime},
 			Placement: placement.Options{MigrationThreshold: 3}, Groups: specs, Nodes: nodes3, FSM: n.fsm,
 			Raft: &simRaft{log: sc.log, self: ns.Name}, Lease: n.lease, Members: n.mem, Log: quiet}
 		if ns.Role == "member" {

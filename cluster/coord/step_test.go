@@ -13,6 +13,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/placement"
+	"github.com/vigil-ha/vigil/cluster/timing"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -44,7 +45,7 @@ func newHarness(t *testing.T, self string) *harness {
 	h := &harness{t: t, clock: clock, lrm: newFakeLRM(self, nil), lease: newFakeLease(), mem: newFakeMembers("n1", "n2", "w")}
 	h.log = newSimLog(self, clock.Now)
 	h.log.fsms[self] = fsm.New(quiet)
-	h.c = New(Options{Self: self, Role: "member", Keepalive: keepalive, Deadtime: 5 * keepalive,
+	h.c = New(Options{Self: self, Role: "member", Timing: timing.Timing{Keepalive: keepalive, Deadtime: 5 * keepalive},
 		Placement: placement.Options{MigrationThreshold: 3},
 		Groups:    []fsm.GroupSpec{web}, Nodes: nodes3, FSM: h.log.fsms[self], Raft: &simRaft{log: h.log, self: self},
 		Lease: h.lease, Members: h.mem, LRM: h.lrm, Clock: clock, Log: quiet})

@@ -115,9 +115,10 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		links = append(links, m.Name())
 	}
 	ha := &cfg.HA
+	tm := ha.Timing()
 	d.tracker = membership.New(membership.Options{
 		Peers: peers, Links: links,
-		Warntime: ha.Warntime.D(), Deadtime: ha.Deadtime.D(), Initdead: ha.Initdead.D(),
+		Warntime: tm.Warntime, Deadtime: tm.Deadtime, Initdead: tm.Initdead,
 		Log: log.With("component", "membership"),
 	}, d.started)
 	d.fsm = fsm.New(log.With("component", "fsm"))
@@ -126,7 +127,8 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		configured = append(configured, n.Name)
 	}
 	lopt := lease.Options{
-		Self: cfg.Self.Name, Incarnation: inc, Lease: ha.Lease.D(), StopBudget: ha.Lease.D() / 4, Margin: ha.Keepalive.D(),
+		Self: cfg.Self.Name, Incarnation: inc, Lease: tm.Lease, StopBudget: tm.StopBudget(), Margin: tm.LeaseMargin(),
+		Linger: tm.Linger(plugins.AddressLifetimeSlack),
 		Voters: func() (v []string) {
 			if ha.TwoNode {
 				// A survivor that took over is the only voter.
@@ -155,9 +157,6 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 			return d.lrm.Overrun()
 		},
 	}
-	if al := ha.AddressLifetime.D(); al > 0 {
-		lopt.Linger = al + plugins.AddressLifetimeSlack
-	}
 	if ha.TwoNode {
 		// d.tiebreak is made below, once the plugin host its fence
 		// calls go through exists; the lease asks it only at run time.
@@ -165,7 +164,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	}
 	d.lease = lease.New(lopt)
 	d.engine = heartbeat.NewEngine(heartbeat.EngineConfig{
-		Codec: codec, Node: cfg.Self.Name, Incarnation: inc, Keepalive: ha.Keepalive.D(),
+		Codec: codec, Node: cfg.Self.Name, Incarnation: inc, Keepalive: tm.Keepalive,
 		Media: media, Observer: observers{d.tracker, d.lease}, View: d.tracker.View, Decorate: d.lease.Decorate,
 		RTPriority: ha.RTPriority, Log: log.With("component", "heartbeat"),
 	})
@@ -182,13 +181,13 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		}
 		d.lrm = lrm.New(d.plugins, log.With("component", "lrm"), opTimeout)
 		d.lrm.SetStopBudget(lopt.StopBudget)
-		d.lrm.SetAddressLifetime(ha.AddressLifetime.D())
+		d.lrm.SetAddressLifetime(tm.AddressLifetime)
 	}
 	// The tie-breakers of a pair, or, in another cluster with a [fence]
 	// plugin, just the fencing (its Fence method).
 	d.alertHost = &host.Lazy{Dir: ha.PluginDir, Log: log}
 	if ha.TwoNode || ha.Fence != nil {
-		opt := tiebreak.Options{Interval: ha.Keepalive.D(), Lease: ha.Lease.D(), Settle: ha.Deadtime.D(), Log: log.With("component", "tiebreak")}
+		opt := tiebreak.Options{Interval: tm.PingInterval(), Lease: tm.PingLease(), Settle: tm.PingSettle(), Log: log.With("component", "tiebreak")}
 		if ha.TwoNode {
 			opt.PingNodes = ha.PingNodes
 		}
@@ -205,7 +204,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	d.raft, err = consensus.Start(consensus.Options{
 		Cluster: ha.Cluster, Self: cfg.Self.Name, Bind: raftAddr(cfg.Self.Address, ha.Raft.Port),
 		Secret: cfg.Auth.Secret.Bytes(), DataDir: ha.Raft.DataDir, Peers: voters, PeerWait: d.gate.wait,
-		Timing: consensus.TimingFor(ha.Keepalive.D(), ha.Deadtime.D()), FSM: d.fsm,
+		Timing: consensus.TimingFor(tm), FSM: d.fsm,
 		Log: log.With("component", "raft"),
 	})
 	if err != nil {
@@ -215,7 +214,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	d.metrics = metrics.New(d.Status)
 	groups, nodes := coord.Specs(cfg)
 	copt := coord.Options{
-		Self: cfg.Self.Name, Incarnation: d.incarnation, Role: cfg.Self.Role, Keepalive: ha.Keepalive.D(), Deadtime: ha.Deadtime.D(),
+		Self: cfg.Self.Name, Incarnation: d.incarnation, Role: cfg.Self.Role, Timing: tm,
 		Placement: placement.Options{AutoFailback: ha.AutoFailback, MigrationThreshold: *ha.MigrationThreshold},
 		Groups:    groups, Nodes: nodes, FSM: d.fsm, Raft: d.raft, Lease: d.lease, Members: d.tracker,
 		Log: log.With("component", "core"), ObserveApply: d.metrics.ObserveApply,
@@ -578,9 +577,8 @@ func (d *Daemon) Command(ctx context.Context, c control.Command) error {
 	return fmt.Errorf("%w: unknown command %q", control.ErrRefused, c.Op)
 }
 
-// leaveTimeout bounds the hand-over on a graceful stop: the leader's
-// decision, the local stop and the peer's claim take a few deadtimes; the
-// stop itself may take up to an operation timeout.
+// leaveTimeout bounds the hand-over on a graceful stop, whose stop may
+// take up to an operation timeout.
 func (d *Daemon) leaveTimeout() time.Duration {
-	return 20*d.cfg.HA.Deadtime.D() + opTimeout
+	return d.cfg.HA.Timing().LeaveTimeout(opTimeout)
 }
