@@ -362,7 +362,7 @@ func (h *HA) validate(s *errSink, defined func(key string) bool, warn func(strin
 		}
 	}
 
-	h.validateTiming(s, defined)
+	h.validateTiming(s, defined, warn)
 
 	media := len(h.UCast) + len(h.BCast) + len(h.MCast) + len(h.Serial)
 	if media == 0 {
@@ -493,7 +493,7 @@ func serialBytesPerSecond(nodes int, keepalive time.Duration) int {
 	return int(float64(perBeat) * float64(time.Second) / float64(keepalive))
 }
 
-func (h *HA) validateTiming(s *errSink, defined func(string) bool) {
+func (h *HA) validateTiming(s *errSink, defined func(string) bool, warn func(string, ...any)) {
 	// Blame the key the user wrote: when warntime/initdead are derived,
 	// the fault lies with deadtime.
 	blame := func(k string) string {
@@ -522,6 +522,9 @@ func (h *HA) validateTiming(s *errSink, defined func(string) bool) {
 		s.add(blame("lease"), "lease %s must be at least %d × keepalive (%s): a node renews it with every heartbeat its peers echo", ls, timing.MinLeaseBeats, t.MinLease())
 	} else if ls > t.MaxLease() {
 		s.add(blame("lease"), "lease %s plus a margin of one keepalive (%s) must not exceed deadtime %s: a dead node's lease must have run out when it is declared dead, or failover waits for it", ls, t.LeaseMargin(), dt)
+	} else if ls < t.SteadyLease() {
+		warn("lease %s (deadtime less a keepalive, unless set) is under %d × keepalive (%s): after its stop budget it does not outlast an echo's interval and age, so with one voter left echoing late in its beat it lapses between echoes and groups stop and start; make deadtime at least %s",
+			ls, timing.SteadyLeaseBeats, t.SteadyLease(), t.SteadyLease()+t.LeaseMargin())
 	}
 	if al := h.AddressLifetime.D(); al != 0 && (al < time.Second || al > time.Hour || al%time.Second != 0) {
 		s.add("address_lifetime", "%s: want whole seconds from 1s to 1h (the kernel counts address lifetimes in seconds)", al)

@@ -167,3 +167,42 @@ func TestAlone(t *testing.T) {
 		t.Fatal("alone: must hold until the tie-breakers' time less the stop budget")
 	}
 }
+
+// With one voter left (a pair's survivor and the witness), a lease that
+// its echoes renew holds steadily only if, after the stop budget, it
+// outlasts the interval between two echoes plus an echo's age
+// (timing.SteadyLeaseBeats): at 2.5 beats it lapses once a beat when the
+// voter beats late in ours; at 3 it does not.
+func TestLeaseSteadyWithOneVoter(t *testing.T) {
+	const ka, net = 100 * time.Millisecond, 100 * time.Microsecond
+	for _, tc := range []struct {
+		lease  time.Duration
+		steady bool
+	}{{250 * time.Millisecond, false}, {300 * time.Millisecond, true}} {
+		mk := func(self string) *Tracker {
+			return New(Options{Self: self, Incarnation: 1, Lease: tc.lease, StopBudget: tc.lease / 4, Margin: ka,
+				Voters:  func() []string { return []string{"a", "b", "c"} }, // c is gone
+				Online:  func(string) bool { return true },
+				Applied: func() uint64 { return 0 }})
+		}
+		a, b := mk("a"), mk("b")
+		lapses := 0
+		for k := range 20 {
+			sent := at(0).Add(time.Duration(k) * ka)
+			ma := &heartbeat.Message{Node: "a", Incarnation: 1, Seq: uint64(k + 1)}
+			a.Decorate(ma, sent)
+			b.Heard(ma, sent.Add(net))
+			// b beats 95 ms into a's beat, echoing a's latest.
+			mb := &heartbeat.Message{Node: "b", Incarnation: 1, Seq: uint64(k + 1)}
+			b.Decorate(mb, sent.Add(95*time.Millisecond))
+			arrives := sent.Add(95*time.Millisecond + net)
+			if k > 0 && !a.Holds(arrives.Add(-time.Nanosecond)) {
+				lapses++
+			}
+			a.Heard(mb, arrives)
+		}
+		if steady := lapses == 0; steady != tc.steady {
+			t.Errorf("lease %s with one voter echoing late: lapsed %d times in 19 beats, want steady %v", tc.lease, lapses, tc.steady)
+		}
+	}
+}

@@ -20,13 +20,21 @@ const (
 	raftMinBeats = 5
 )
 
-// DefaultDeadtime is deadtime when ha.toml leaves it out: three beats and
-// a half, VRRP's master-down interval (3 × advert_int plus a skew below
-// one advert_int), so a peer is declared dead when keepalived's backup
-// would take over.
+// DefaultDeadtime is deadtime when ha.toml leaves it out: four beats, the
+// shortest whose lease (deadtime less LeaseMargin) is SteadyLease. VRRP's
+// master-down interval is 3.4 to 3.6 beats; at 3.5 the lease lapsed
+// between echoes whenever the one voter left echoed late in its beat
+// (the lab's survivor of a graceful stop: its group stopped and started
+// ten times a second).
 func DefaultDeadtime(keepalive time.Duration) time.Duration {
-	return MinDeadBeats*keepalive + keepalive/2
+	return SteadyLeaseBeats*keepalive + keepalive
 }
+
+// SteadyLeaseBeats is how many keepalives a lease must last not to lapse
+// between echoes: after its stop budget (a quarter) it must outlast the
+// interval between two echoes (a keepalive) plus the age of an echo (up
+// to a keepalive: the voter echoes in its next beat) and the network.
+const SteadyLeaseBeats = 3
 
 // DefaultWarntime is warntime when ha.toml leaves it out: a gap of half a
 // deadtime is worth a warning long before the peer is declared dead.
@@ -66,6 +74,10 @@ func (t Timing) MinDeadtime() time.Duration { return MinDeadBeats * t.Keepalive 
 
 // MinLease is the shortest valid lease: one lost echo must not end it.
 func (t Timing) MinLease() time.Duration { return MinLeaseBeats * t.Keepalive }
+
+// SteadyLease is the shortest lease that never lapses between echoes
+// (SteadyLeaseBeats); a shorter one is valid but may flap.
+func (t Timing) SteadyLease() time.Duration { return SteadyLeaseBeats * t.Keepalive }
 
 // MaxLease is the longest valid lease: with LeaseMargin on top, a dead
 // node's lease has run out when it is declared dead, or failover waits.
