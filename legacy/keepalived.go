@@ -500,7 +500,7 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 		// (256 − priority)/256 × advert_int (this node's priority).
 		ms := func(s float64) string { return fmt.Sprintf("%dms", int(math.Round(s*1000))) }
 		ka := time.Duration(advert * float64(time.Second))
-		add(advertKid, Caveat, "write in ha.toml: keepalive = %q and leave deadtime out (%s, 4 × keepalive): keepalived's backup takes over after %s (3 × advert_int plus (256 − priority)/256 × advert_int); Vigil's lease needs 4 beats not to lapse between echoes (a deadtime down to 3 × keepalive is valid, with a warning)",
+		add(advertKid, Caveat, "write in ha.toml: keepalive = %q and leave deadtime out (%s, 3.5 × keepalive, VRRP's master-down; here keepalived's backup takes over after %s: 3 × advert_int plus (256 − priority)/256 × advert_int)",
 			ms(advert), timing.DefaultDeadtime(ka), ms(3*advert+float64(256-prio)/256*advert))
 	}
 	if state == "MASTER" {

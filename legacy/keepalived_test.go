@@ -143,7 +143,7 @@ include vs-*.conf
 		}
 	}
 	// VRRPv3's master-down interval at priority 150: 300 ms + 106/256 × 100 ms.
-	if e := outcome(&k.Report, "advert_int 0.1"); e.Outcome != Caveat || !strings.Contains(e.Note, `keepalive = "100ms" and leave deadtime out (400ms`) || !strings.Contains(e.Note, "takes over after 341ms") {
+	if e := outcome(&k.Report, "advert_int 0.1"); e.Outcome != Caveat || !strings.Contains(e.Note, `keepalive = "100ms" and leave deadtime out (350ms`) || !strings.Contains(e.Note, "takes over after 341ms") {
 		t.Errorf("advert_int: %s %s", e.Outcome, e.Note)
 	}
 	if e := outcome(&k.Report, "TCP_CHECK"); e.Outcome != Caveat {

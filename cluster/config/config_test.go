@@ -229,20 +229,20 @@ func TestHADefaults(t *testing.T) {
 	if ha.MetricsListen != "" || ha.MetricsPprof {
 		t.Errorf("metrics on by default: %q pprof %v", ha.MetricsListen, ha.MetricsPprof)
 	}
-	// Without deadtime: four beats, and the lease and warntime derived
-	// from it.
+	// Without deadtime: VRRP's master-down, and the lease (3 beats, as
+	// much as a steady one needs) and warntime derived from it.
 	ha, _, err = ParseHA("ha.toml", []byte(strings.Replace(quietPair+baseHA, "deadtime = \"500ms\"\n", "", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ha.Deadtime.D() != 400*time.Millisecond || ha.Lease.D() != 300*time.Millisecond || ha.Warntime.D() != 200*time.Millisecond {
-		t.Errorf("keepalive 100ms alone: deadtime %s lease %s warntime %s, want 400ms, 300ms, 200ms", ha.Deadtime, ha.Lease, ha.Warntime)
+	if ha.Deadtime.D() != 350*time.Millisecond || ha.Lease.D() != 300*time.Millisecond || ha.Warntime.D() != 175*time.Millisecond {
+		t.Errorf("keepalive 100ms alone: deadtime %s lease %s warntime %s, want 350ms, 300ms, 175ms", ha.Deadtime, ha.Lease, ha.Warntime)
 	}
-	// VRRP's master-down (3.5 beats) is valid, with a warning: the lease
-	// may lapse between echoes.
-	_, warns, err = ParseHA("ha.toml", []byte(strings.Replace(quietPair+baseHA, "deadtime = \"500ms\"", "deadtime = \"350ms\"", 1)))
+	// A deadtime of 3.2 beats is valid, with a warning: its lease (2.7
+	// beats) may lapse between echoes.
+	_, warns, err = ParseHA("ha.toml", []byte(strings.Replace(quietPair+baseHA, "deadtime = \"500ms\"", "deadtime = \"320ms\"", 1)))
 	if err != nil || len(warns) != 1 || !strings.Contains(warns[0], "lapses between echoes") {
-		t.Errorf("deadtime 3.5 beats: %v, warnings %q", err, warns)
+		t.Errorf("deadtime 3.2 beats: %v, warnings %q", err, warns)
 	}
 }
 

@@ -521,7 +521,7 @@ func (h *HA) validateTiming(s *errSink, defined func(string) bool, warn func(str
 	if ls := t.Lease; ls < t.MinLease() {
 		s.add(blame("lease"), "lease %s must be at least %d × keepalive (%s): a node renews it with every heartbeat its peers echo", ls, timing.MinLeaseBeats, t.MinLease())
 	} else if ls > t.MaxLease() {
-		s.add(blame("lease"), "lease %s plus a margin of one keepalive (%s) must not exceed deadtime %s: a dead node's lease must have run out when it is declared dead, or failover waits for it", ls, t.LeaseMargin(), dt)
+		s.add(blame("lease"), "lease %s plus a margin of half a keepalive (%s) must not exceed deadtime %s: a dead node's lease must have run out when it is declared dead, or failover waits for it", ls, t.LeaseMargin(), dt)
 	} else if ls < t.SteadyLease() {
 		warn("lease %s (deadtime less a keepalive, unless set) is under %d × keepalive (%s): after its stop budget it does not outlast an echo's interval and age, so with one voter left echoing late in its beat it lapses between echoes and groups stop and start; make deadtime at least %s",
 			ls, timing.SteadyLeaseBeats, t.SteadyLease(), t.SteadyLease()+t.LeaseMargin())

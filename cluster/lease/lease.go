@@ -48,7 +48,7 @@ type Options struct {
 	// its groups when less than this is left.
 	StopBudget time.Duration
 	// Margin is added to every expiry computed for another node, for clock
-	// rate differences and scheduling delays.
+	// rate differences (timing.LeaseMargin says why that is all).
 	Margin time.Duration
 	// Voters returns the current voters (this node included, if it votes).
 	Voters func() []string

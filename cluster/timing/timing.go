@@ -20,14 +20,16 @@ const (
 	raftMinBeats = 5
 )
 
-// DefaultDeadtime is deadtime when ha.toml leaves it out: four beats, the
-// shortest whose lease (deadtime less LeaseMargin) is SteadyLease. VRRP's
-// master-down interval is 3.4 to 3.6 beats; at 3.5 the lease lapsed
-// between echoes whenever the one voter left echoed late in its beat
-// (the lab's survivor of a graceful stop: its group stopped and started
-// ten times a second).
+// DefaultDeadtime is deadtime when ha.toml leaves it out: three beats and
+// a half, VRRP's master-down interval (3 × advert_int plus a skew below
+// one advert_int), so a peer is declared dead when keepalived's backup
+// would take over — and the shortest whose lease (deadtime less
+// LeaseMargin) is SteadyLease. (With a margin of a whole beat the lease
+// was 2.5 beats and lapsed between echoes whenever the one voter left
+// echoed late in its beat: the lab's survivor of a graceful stop stopped
+// and started its group ten times a second.)
 func DefaultDeadtime(keepalive time.Duration) time.Duration {
-	return SteadyLeaseBeats*keepalive + keepalive
+	return SteadyLeaseBeats*keepalive + keepalive/2
 }
 
 // SteadyLeaseBeats is how many keepalives a lease must last not to lapse
@@ -83,9 +85,13 @@ func (t Timing) SteadyLease() time.Duration { return SteadyLeaseBeats * t.Keepal
 // node's lease has run out when it is declared dead, or failover waits.
 func (t Timing) MaxLease() time.Duration { return t.Deadtime - t.LeaseMargin() }
 
-// LeaseMargin is added to every lease expiry computed for another node
-// (clock rates, scheduling): one beat, as an echo is at most a beat old.
-func (t Timing) LeaseMargin() time.Duration { return t.Keepalive }
+// LeaseMargin is added to every lease expiry computed for another node.
+// The expiry a node keeps for itself starts at its beat's send time, read
+// before the send; the one others compute starts at a voter's kernel
+// receipt stamp of a later beat, and reaches them as an age subtracted
+// from their own receipt stamp: both err late, so the margin covers only
+// clock rates (parts per million of a lease) — half a beat is ample.
+func (t Timing) LeaseMargin() time.Duration { return t.Keepalive / 2 }
 
 // StopBudget is the part of the lease kept for stopping: a node stops its
 // groups with a quarter of its lease left, so they are down before it ends.

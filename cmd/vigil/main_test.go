@@ -24,7 +24,7 @@ func TestConfigCheck(t *testing.T) {
 	}
 	dir := t.TempDir()
 	ha, _ := os.ReadFile("../../etc/vigil/ha.toml")
-	bad := strings.Replace(string(ha), `deadtime  = "800ms"`, `deadtime  = "400ms"`, 1) + "\nbogus = true\n"
+	bad := strings.Replace(string(ha), `deadtime  = "700ms"`, `deadtime  = "400ms"`, 1) + "\nbogus = true\n"
 	if err := os.WriteFile(filepath.Join(dir, "ha.toml"), []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -181,7 +181,7 @@ func demo(r *run, bin string) {
 	files := importSeed(r, bin, l.Dir, monAlerts)
 
 	step("two directors n1 n2 and a witness n3 in namespaces (prefix %s): UDP heartbeats on two networks, a serial cable n1-n2", l.Prefix)
-	c := &lab.Cluster{Name: "seed", Keepalive: 100 * time.Millisecond, Deadtime: 400 * time.Millisecond, Initdead: 3 * time.Second,
+	c := &lab.Cluster{Name: "seed", Keepalive: 100 * time.Millisecond, Deadtime: 350 * time.Millisecond, Initdead: 3 * time.Second,
 		Secret: "demo-secret-0123456789abcdef", Files: files, Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}},
 		Extra: fmt.Sprintf("[[alert]]\nevents = [\"node\", \"failover\", \"realserver\"]\nsend = [\"file.alert %s\"]\n", clusterAlerts),
 		Resources: fmt.Sprintf(`[[group]]
