@@ -20,19 +20,22 @@ const defaultInterval = 10 * time.Second
 // Leave hands this node's groups over before a graceful shutdown, as a
 // planned move: the node is marked as leaving, the leader moves its groups
 // (stopped here, then started elsewhere), and Leave returns once none runs
-// here, or when ctx ends (the caller then stops what is left itself).
+// here and the replicated state says so — the new owner waits for that
+// report, and a daemon that exited with it still queued left the group
+// down until its death was declared — or when ctx ends (the caller then
+// stops what is left itself).
 func (c *Coordinator) Leave(ctx context.Context) error {
 	if c.opt.LRM == nil {
 		return nil
 	}
-	if !c.holding() {
+	if !c.holding() && !c.reportedHolding() {
 		return nil
 	}
 	yes := true
 	if err := c.Apply(ctx, fsm.TypeNodeState, fsm.NodeState{Node: c.opt.Self, Leaving: &yes, Incarnation: c.opt.Incarnation, Reason: "shutting down"}); err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
-	for c.holding() {
+	for c.holding() || c.reportedHolding() {
 		changed := c.opt.FSM.Changed()
 		select {
 		case <-ctx.Done():

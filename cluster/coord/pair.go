@@ -61,6 +61,20 @@ func (c *Coordinator) holding() bool {
 	return false
 }
 
+// reportedHolding reports whether the replicated state still has this
+// node's report of a group as running (or starting, stopping).
+func (c *Coordinator) reportedHolding() (active bool) {
+	c.opt.FSM.Read(func(s *fsm.State) {
+		for _, g := range s.Groups {
+			if r, ok := g.Reports[c.opt.Self]; ok && fsm.Active(r.State) {
+				active = true
+				return
+			}
+		}
+	})
+	return active
+}
+
 func (c *Coordinator) note(msg string, warn bool) {
 	c.pairMu.Lock()
 	changed := c.pairNote != msg

@@ -459,3 +459,21 @@ func TestCommitterRetries(t *testing.T) {
 		t.Errorf("%d entries for the queued reports %v", now-index, byType)
 	}
 }
+
+// Leave returns only once the replicated state no longer says the group
+// runs here: a group stopped here whose report is still queued would
+// otherwise wait, elsewhere, for this node to be declared dead.
+func TestLeaveWaitsForStopReport(t *testing.T) {
+	h := newHarness(t, "n1")
+	h.running()
+	h.lrm.set("web", lrm.Stopped) // stopped here, not yet reported
+	ctx, cancel := context.WithTimeout(context.Background(), 3*keepalive)
+	defer cancel()
+	if err := h.c.Leave(ctx); err == nil {
+		t.Fatal("Leave returned while the state still had web running here")
+	}
+	h.must(fsm.TypeReport, fsm.Report{Node: "n1", Group: "web", State: lrm.Stopped})
+	if err := h.c.Leave(context.Background()); err != nil {
+		t.Fatalf("Leave after the stop report: %v", err)
+	}
+}
