@@ -54,6 +54,9 @@ type Lease interface {
 	// Renewed is signalled when HoldUntil may have moved.
 	Renewed() <-chan struct{}
 	ReleasedAt(node string, downIndex uint64) (time.Time, bool)
+	// Overrun is how long past the end of its lease node may still hold
+	// resources (its release overrun, the VIPs' kernel lifetime).
+	Overrun(node string) time.Duration
 	// Reported is signalled when a peer said it applied more of the log
 	// (ReleasedAt may have become true).
 	Reported() <-chan struct{}

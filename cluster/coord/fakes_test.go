@@ -314,6 +314,8 @@ func (l *fakeLease) Renewed() <-chan struct{} { return nil }
 
 func (l *fakeLease) Reported() <-chan struct{} { return l.reported }
 
+func (l *fakeLease) Overrun(string) time.Duration { return 0 }
+
 // report has node's voters reported: ReleasedAt answers, and whoever
 // waits on Reported is told.
 func (l *fakeLease) report(node string) {

@@ -39,6 +39,20 @@ func (c *Coordinator) peerState(peer string) string {
 	return ""
 }
 
+// peerHeard is when the peer was last heard (when its state last changed
+// if it never was).
+func (c *Coordinator) peerHeard(peer string) time.Time {
+	for _, p := range c.opt.Members.Peers() {
+		if p.Node == peer {
+			if !p.LastHeard.IsZero() {
+				return p.LastHeard
+			}
+			return p.Since
+		}
+	}
+	return c.now()
+}
+
 // peerVotes reports whether the peer is still a Raft voter.
 func (c *Coordinator) peerVotes(peer string) (bool, error) {
 	voters, err := c.opt.Raft.Voters()
@@ -98,6 +112,15 @@ func (c *Coordinator) pair(ctx context.Context) {
 	}
 	switch state := c.peerState(peer); {
 	case votes && state == "dead":
+		// What the peer holds may outlive its lease (a release overrun,
+		// a VIP's kernel lifetime when all its processes were killed):
+		// its lease ran out by deadtime after it was last heard (lease
+		// and margin fit in deadtime), the rest comes on top.
+		over := c.opt.Lease.Overrun(peer)
+		if gone := c.peerHeard(peer).Add(c.opt.Timing.Deadtime + over); c.now().Before(gone) {
+			c.note(fmt.Sprintf("two_node: peer %s is silent on every link; waiting until what it holds is gone (%s past its lease)", peer, over), false)
+			return
+		}
 		err := c.opt.TieBreak.Takeover(ctx, peer, c.holding())
 		if err == nil && c.peerState(peer) != "dead" {
 			err = errors.New("it was heard again")

@@ -283,6 +283,18 @@ func (t *Tracker) Applied(node string) uint64 {
 	return 0
 }
 
+// Overrun is how long past the end of its lease node may still hold
+// resources: what it last said, at least the cluster's linger.
+func (t *Tracker) Overrun(node string) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	over := t.opt.Linger
+	if p := t.peers[node]; p != nil {
+		over = max(over, p.overrun)
+	}
+	return over
+}
+
 // ReleasedAt returns the time after which node, taken offline by entry
 // downIndex, surely holds no lease, and false when not enough voters have
 // reported yet. A node that was never renewed is released at once.
