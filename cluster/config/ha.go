@@ -26,7 +26,7 @@ type HA struct {
 	Initdead     Duration `toml:"initdead"`
 	AutoFailback bool     `toml:"auto_failback"`
 	// Lease is how long a quorum's confirmation lets a node hold its
-	// groups (see package lease); default deadtime - keepalive.
+	// groups (see package lease); default deadtime - keepalive/2.
 	Lease Duration `toml:"lease"`
 	// AddressLifetime, whole seconds, gives the VIPs a kernel address
 	// lifetime that their plugin extends while the node holds its lease,
