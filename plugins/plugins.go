@@ -25,12 +25,15 @@ const (
 )
 
 // The daemon puts these in every plugin's environment: its node's name,
-// its control socket (mon's ipvs alert reaches ldirectord through it) and
-// the operator's plugin_dir (for plugins that run plugins of their own).
+// its control socket (mon's ipvs alert reaches ldirectord through it),
+// the operator's plugin_dir (for plugins that run plugins of their own)
+// and its process id (a plugin whose daemon died before the plugin first
+// looked at its parent must still see that it is gone).
 const (
 	EnvNode          = "VIGIL_NODE"
 	EnvControlSocket = "VIGIL_CONTROL_SOCKET"
 	EnvPluginDir     = "VIGIL_PLUGIN_DIR"
+	EnvDaemonPID     = "VIGIL_DAEMON_PID"
 )
 
 // Kinds lists every kind, in the order status shows them.

@@ -173,7 +173,8 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		os.Setenv(plugins.EnvNode, cfg.Self.Name)
 		d.plugins, err = host.New(host.Options{
 			Builtin: builtin.Has, Dir: ha.PluginDir, Log: log.With("component", "plugin"),
-			Env:       []string{plugins.EnvControlSocket + "=" + ha.ControlSocket, plugins.EnvPluginDir + "=" + ha.PluginDir},
+			Env: []string{plugins.EnvControlSocket + "=" + ha.ControlSocket, plugins.EnvPluginDir + "=" + ha.PluginDir,
+				plugins.EnvDaemonPID + "=" + strconv.Itoa(os.Getpid())},
 			OnRestart: func(_ plugins.Kind, name string) { d.lrm.PluginRestarted(context.Background(), name) },
 		})
 		if err != nil {

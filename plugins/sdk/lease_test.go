@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -244,5 +245,19 @@ func TestLeaseKeeper(t *testing.T) {
 	}
 	if l2.under(func() { t.Error("extended after a release") }) {
 		t.Fatal("under ran after the release")
+	}
+}
+
+// A plugin watches the daemon the environment names: started by a daemon
+// that died at once, its parent is already init, which it must not take
+// for the daemon.
+func TestParentPID(t *testing.T) {
+	t.Setenv(plugins.EnvDaemonPID, "4242")
+	if got := parentPID(); got != 4242 {
+		t.Errorf("parent %d, want the daemon's 4242", got)
+	}
+	t.Setenv(plugins.EnvDaemonPID, "")
+	if got := parentPID(); got != os.Getppid() {
+		t.Errorf("without the variable: parent %d, want %d", got, os.Getppid())
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -90,7 +91,7 @@ func Serve(p Plugin) {
 		l := newLeased(p.Resource, r)
 		p.Resource, gone = l, l.releaseNow
 	}
-	go exitWithParent(os.Getppid(), func() { gone(); drain() })
+	go exitWithParent(parentPID(), func() { gone(); drain() })
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: plugins.Handshake,
 		Plugins:         plugins.Set(p.Resource, p.Monitor, p.Alert, p.Fence),
@@ -108,6 +109,17 @@ func Serve(p Plugin) {
 // process exits. The host kills a plugin that takes two seconds to exit.
 type Drainer interface {
 	Drain()
+}
+
+// parentPID is the daemon's process id: the one it put in the
+// environment, else this process's parent now. (Read from the parent
+// alone, a daemon killed between starting the plugin and this call left
+// it orphaned for good: its parent was already init.)
+func parentPID() int {
+	if pid, err := strconv.Atoi(os.Getenv(plugins.EnvDaemonPID)); err == nil && pid > 0 {
+		return pid
+	}
+	return os.Getppid()
 }
 
 // exitWithParent ends the plugin when the daemon that started it is gone

@@ -347,23 +347,34 @@ func (l *Lab) KillAll(n *Node) time.Time {
 
 func (l *Lab) killAll(n *Node) time.Time {
 	l.t.Helper()
-	out, err := exec.Command("ip", "netns", "pids", l.NS(n.NS)).Output()
-	if err != nil {
-		l.t.Fatalf("lab: pids of %s: %v", n.NS, err)
-	}
-	var pids []int
-	for _, f := range strings.Fields(string(out)) {
-		if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
-			pids = append(pids, pid)
+	var t0 time.Time
+	// Until none is left: a plugin the daemon was starting as the list
+	// was read is not on it (it outlived the power loss, its daemon gone
+	// before it first looked).
+	for round := 0; round < 5; round++ {
+		out, err := exec.Command("ip", "netns", "pids", l.NS(n.NS)).Output()
+		if err != nil {
+			l.t.Fatalf("lab: pids of %s: %v", n.NS, err)
 		}
-	}
-	t0 := time.Now()
-	// Stop them all before killing any, so that none sees another die and
-	// cleans up (keepalived's VRRP child removes its addresses when its
-	// parent goes): after a power loss nothing ran.
-	for _, sig := range []unix.Signal{unix.SIGSTOP, unix.SIGKILL} {
-		for _, pid := range pids {
-			_ = unix.Kill(pid, sig)
+		var pids []int
+		for _, f := range strings.Fields(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+				pids = append(pids, pid)
+			}
+		}
+		if round == 0 {
+			t0 = time.Now()
+		}
+		if len(pids) == 0 {
+			break
+		}
+		// Stop them all before killing any, so that none sees another die
+		// and cleans up (keepalived's VRRP child removes its addresses
+		// when its parent goes): after a power loss nothing ran.
+		for _, sig := range []unix.Signal{unix.SIGSTOP, unix.SIGKILL} {
+			for _, pid := range pids {
+				_ = unix.Kill(pid, sig)
+			}
 		}
 	}
 	return t0
