@@ -25,6 +25,5 @@ func BootTime(t, now time.Time) time.Duration { return BootNow() + t.Sub(now) }
 // hold an address: its lifetime worker runs at most once a second and
 // rounds its next run to a whole second when that is close, and it is
 // an ordinary kernel worker, scheduled like any thread. Measured on a
-// loaded 2-core machine (resources/ipaddr BenchmarkAddressLifetime): at
-// most about half a second.
+// loaded 2-core machine (make bench-lifetime): up to a second late.
 const AddressLifetimeSlack = 1500 * time.Millisecond

@@ -168,12 +168,6 @@ const (
 	DefaultPluginDir     = "/usr/lib/vigil/plugins"
 )
 
-// DefaultDeadtime is timing.DefaultDeadtime, for those that read
-// config's defaults (the lab).
-func DefaultDeadtime(keepalive time.Duration) time.Duration {
-	return timing.DefaultDeadtime(keepalive)
-}
-
 // Timing is the heartbeat timing, which every derived duration comes from.
 func (h *HA) Timing() timing.Timing {
 	return timing.Timing{Keepalive: h.Keepalive.D(), Warntime: h.Warntime.D(), Deadtime: h.Deadtime.D(), Initdead: h.Initdead.D(),
@@ -523,7 +517,7 @@ func (h *HA) validateTiming(s *errSink, defined func(string) bool, warn func(str
 	} else if ls > t.MaxLease() {
 		s.add(blame("lease"), "lease %s plus a margin of half a keepalive (%s) must not exceed deadtime %s: a dead node's lease must have run out when it is declared dead, or failover waits for it", ls, t.LeaseMargin(), dt)
 	} else if ls < t.SteadyLease() {
-		warn("lease %s (deadtime less a keepalive, unless set) is under %d × keepalive (%s): after its stop budget it does not outlast an echo's interval and age, so with one voter left echoing late in its beat it lapses between echoes and groups stop and start; make deadtime at least %s",
+		warn("lease %s (deadtime less half a keepalive, unless set) is under %d × keepalive (%s): after its stop budget it does not outlast an echo's interval and age, so with one voter left echoing late in its beat it lapses between echoes and groups stop and start; make deadtime at least %s",
 			ls, timing.SteadyLeaseBeats, t.SteadyLease(), t.SteadyLease()+t.LeaseMargin())
 	}
 	if al := h.AddressLifetime.D(); al != 0 && (al < time.Second || al > time.Hour || al%time.Second != 0) {

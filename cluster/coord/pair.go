@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/consensus"
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/lrm"
+	"github.com/vigil-ha/vigil/cluster/membership"
 	"github.com/vigil-ha/vigil/cluster/tiebreak"
 )
 
@@ -30,27 +31,32 @@ func (c *Coordinator) peer() string {
 	return ""
 }
 
-func (c *Coordinator) peerState(peer string) string {
+// peerStatus is what membership says of the peer.
+func (c *Coordinator) peerStatus(peer string) (membership.PeerStatus, bool) {
 	for _, p := range c.opt.Members.Peers() {
 		if p.Node == peer {
-			return p.State
+			return p, true
 		}
 	}
-	return ""
+	return membership.PeerStatus{}, false
+}
+
+func (c *Coordinator) peerState(peer string) string {
+	p, _ := c.peerStatus(peer)
+	return p.State
 }
 
 // peerHeard is when the peer was last heard (when its state last changed
 // if it never was).
 func (c *Coordinator) peerHeard(peer string) time.Time {
-	for _, p := range c.opt.Members.Peers() {
-		if p.Node == peer {
-			if !p.LastHeard.IsZero() {
-				return p.LastHeard
-			}
-			return p.Since
-		}
+	p, ok := c.peerStatus(peer)
+	switch {
+	case !ok:
+		return c.now()
+	case !p.LastHeard.IsZero():
+		return p.LastHeard
 	}
-	return c.now()
+	return p.Since
 }
 
 // peerVotes reports whether the peer is still a Raft voter.

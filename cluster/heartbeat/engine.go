@@ -62,8 +62,8 @@ type EngineConfig struct {
 // drains every medium without blocking. Packets are read as they arrive:
 // an echo read only at the next beat came up to a keepalive late, which
 // the lease cannot afford at VRRP's detection time (deadtime 3.5 beats,
-// lease 2.5), and a voter's report that a dead node is offline is what a
-// failover waits for. Packets carry the kernel's arrival time, so a late
+// lease 3, timing.SteadyLeaseBeats), and a voter's report that a dead
+// node is offline is what a failover waits for. Packets carry the kernel's arrival time, so a late
 // drain does not make a peer look late. The loop sleeps in a ppoll on the
 // media and an eventfd (BeatNow) on a thread of its own: a goroutine per
 // socket, or sleeping on a Go timer, made every wake-up a netpoller break

@@ -288,6 +288,10 @@ func (t *Tracker) Applied(node string) uint64 {
 func (t *Tracker) Overrun(node string) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.overrunLocked(node)
+}
+
+func (t *Tracker) overrunLocked(node string) time.Duration {
 	over := t.opt.Linger
 	if p := t.peers[node]; p != nil {
 		over = max(over, p.overrun)
@@ -309,11 +313,7 @@ func (t *Tracker) ReleasedAt(node string, downIndex uint64) (time.Time, bool) {
 	// What node said last about its release overrun; its groups started
 	// after that beat went through the log, which node had to be
 	// renewed for, so a later, larger overrun would have been heard.
-	over := t.opt.Linger
-	if p := t.peers[node]; p != nil {
-		over = max(over, p.overrun)
-	}
-	wait := t.opt.Lease + t.opt.Margin + over
+	wait := t.opt.Lease + t.opt.Margin + t.overrunLocked(node)
 	var others []time.Time
 	for _, r := range voters {
 		if r == node {

@@ -210,7 +210,7 @@ func remove(ctx context.Context, v *view, ip netip.Addr) (removed bool, note str
 			}
 			note = fmt.Sprintf("set promote_secondaries on %s so that its %d other addresses survive", name, others)
 		}
-		a := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(e.bits, ip.BitLen())}, LinkIndex: e.link}
+		a := e.netlinkAddr()
 		err := v.write(func(w addrWriter) error { return timedDel(v, w, a) })
 		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			return removed, note, fmt.Errorf("delete %s from %s: %w", ip, name, err)
@@ -237,13 +237,18 @@ func drop(ctx context.Context, v *view, ip netip.Addr) error {
 		}
 	}
 	for _, e := range es {
-		a := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(e.bits, ip.BitLen())}, LinkIndex: e.link}
+		a := e.netlinkAddr()
 		if err := v.write(func(w addrWriter) error { return timedDel(v, w, a) }); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			return fmt.Errorf("delete %s: %w", ip, err)
 		}
 		v.own(e, false)
 	}
 	return nil
+}
+
+// netlinkAddr is e as netlink names an address to change or delete.
+func (e addrEntry) netlinkAddr() *netlink.Addr {
+	return &netlink.Addr{IPNet: &net.IPNet{IP: e.ip.AsSlice(), Mask: net.CIDRMask(e.bits, e.ip.BitLen())}, LinkIndex: e.link}
 }
 
 // timedDel deletes a and folds what the kernel took into the view's
@@ -271,8 +276,8 @@ func lifetimeSeconds(life time.Duration) int {
 // address it has; one it no longer has, it would add, so callers extend
 // only what they just found and only under the node's lease.
 func extend(w addrWriter, e addrEntry, life time.Duration) error {
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: e.ip.AsSlice(), Mask: net.CIDRMask(e.bits, e.ip.BitLen())}, LinkIndex: e.link,
-		ValidLft: lifetimeSeconds(life), PreferedLft: lifetimeSeconds(life)}
+	a := e.netlinkAddr()
+	a.ValidLft, a.PreferedLft = lifetimeSeconds(life), lifetimeSeconds(life)
 	if e.ip.Is6() {
 		a.Flags = unix.IFA_F_NODAD // a change replaces the flags: keep the add's
 	}

@@ -2,11 +2,37 @@ package ipaddr
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
+
+// handOver starts forwarding, for p.Handover, what still reaches this
+// node for p's VIP (in namespace ns) to its next holder; failing to is
+// logged, not returned: the stop goes on.
+func (r *IPaddr) handOver(ctx context.Context, v *view, ns nsID, id string, p Params) {
+	_, link, ok, err := placed(ctx, v, p)
+	if err != nil || !ok {
+		return
+	}
+	// A neighbour entry for the VIP left from an earlier hand-over names
+	// the holder before: forwarded there, the packets would be dropped.
+	// Resolved afresh, they wait for the next holder's announcement.
+	if err := netlink.NeighDel(&netlink.Neigh{LinkIndex: link.index, IP: p.IP.AsSlice()}); err != nil && !errors.Is(err, unix.ENOENT) {
+		r.log.Warn("hand-over: cannot forget the VIP's old neighbour entry", "id", id, "err", err)
+	}
+	if err := r.fwd.hold(ns, link.name, p.Handover); err != nil {
+		r.log.Warn("no hand-over: packets reaching this node for the VIP before its next holder announces it are dropped", "id", id, "err", err)
+		return
+	}
+	r.log.Info("hand-over: forwarding what still arrives for the VIP to its next holder", "id", id, "interface", link.name, "for", p.Handover)
+}
 
 // forwarder keeps an interface forwarding IPv4 for a while after a VIP
 // left it (the handover parameter): a client whose ARP cache still points

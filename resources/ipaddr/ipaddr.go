@@ -48,9 +48,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
 	"github.com/vigil-ha/vigil/plugins/pb"
 	"github.com/vigil-ha/vigil/plugins/sdk"
 )
@@ -207,20 +204,7 @@ func (r *IPaddr) Stop(ctx context.Context, in *pb.Instance) (*pb.Result, error) 
 	}
 	if p.Handover > 0 {
 		// Forward from before the address goes: no packet in between.
-		if _, link, ok, err := placed(ctx, v, p); err == nil && ok {
-			// A neighbour entry for the VIP left from an earlier
-			// hand-over names the holder before: forwarded there, the
-			// packets would be dropped. Resolved afresh, they wait for
-			// the next holder's announcement.
-			if err := netlink.NeighDel(&netlink.Neigh{LinkIndex: link.index, IP: p.IP.AsSlice()}); err != nil && !errors.Is(err, unix.ENOENT) {
-				r.log.Warn("hand-over: cannot forget the VIP's old neighbour entry", "id", in.GetId(), "err", err)
-			}
-			if err := r.fwd.hold(ns, link.name, p.Handover); err != nil {
-				r.log.Warn("no hand-over: packets reaching this node for the VIP before its next holder announces it are dropped", "id", in.GetId(), "err", err)
-			} else {
-				r.log.Info("hand-over: forwarding what still arrives for the VIP to its next holder", "id", in.GetId(), "interface", link.name, "for", p.Handover)
-			}
-		}
+		r.handOver(ctx, v, ns, in.GetId(), p)
 	}
 	removed, note, err := remove(ctx, v, p.IP)
 	if note != "" {

@@ -105,12 +105,10 @@ type ChaosOptions struct {
 	Keepalive, Deadtime time.Duration
 	// TwoNode lets the generator pick the two-node topology too.
 	TwoNode bool
-	// Lifetime is the kernel address lifetime a schedule may give its
-	// VIPs (0: the kill-all-netup fault is left out); LifetimeParam says
-	// that IPaddr takes it as its `lifetime` parameter (else it is
-	// ha.toml's address_lifetime).
-	Lifetime      time.Duration
-	LifetimeParam bool
+	// Lifetime is the kernel address lifetime (ha.toml's
+	// address_lifetime) a schedule may give its VIPs (0: the
+	// kill-all-netup fault is left out).
+	Lifetime time.Duration
 	// CPU and NFT say that stress-ng and nft are installed: without
 	// them CPU starvation, and one-way partitions and packet loss, are
 	// skipped (the schedule is the same).
@@ -146,24 +144,11 @@ func (o ChaosOptions) Bound(lifetime time.Duration) time.Duration {
 		t.PingSettle() + 3*t.Deadtime
 }
 
-// lifetimeAvailable says whether this tree's IPaddr takes a `lifetime`
-// parameter (resources/ipaddr/params.go mentions it) and whether ha.toml
-// has address_lifetime.
-func lifetimeAvailable() (param, cluster bool) {
-	b, _ := os.ReadFile(filepath.Join(RepoRoot(), "resources", "ipaddr", "params.go"))
-	c, _ := os.ReadFile(filepath.Join(RepoRoot(), "cluster", "config", "ha.go"))
-	return bytes.Contains(b, []byte("lifetime")), bytes.Contains(c, []byte(`toml:"address_lifetime"`))
-}
-
 // DefaultChaosOptions are the campaign's: 100 ms / 500 ms (the timing
 // the issue's targets are stated at), every fault kind this tree and
 // machine support.
 func DefaultChaosOptions() ChaosOptions {
-	o := ChaosOptions{Keepalive: 100 * time.Millisecond, Deadtime: 500 * time.Millisecond, TwoNode: true}
-	param, cluster := lifetimeAvailable()
-	if param || cluster {
-		o.Lifetime, o.LifetimeParam = time.Second, param
-	}
+	o := ChaosOptions{Keepalive: 100 * time.Millisecond, Deadtime: 500 * time.Millisecond, TwoNode: true, Lifetime: time.Second}
 	_, err := exec.LookPath("stress-ng")
 	o.CPU = err == nil
 	_, err = exec.LookPath("nft")
@@ -335,13 +320,9 @@ func (s Schedule) ChaosVIPs() []netip.Addr { return ScaleVIPs(s.Groups) }
 // in turn, one IPaddr each, monitored every 2 keepalives.
 func (s Schedule) resources(o ChaosOptions) string {
 	var b strings.Builder
-	extra := ""
-	if s.Lifetime > 0 && o.LifetimeParam {
-		extra = fmt.Sprintf(", lifetime = %q", strconv.Itoa(int(s.Lifetime/time.Second)))
-	}
 	for i, v := range s.ChaosVIPs() {
-		fmt.Fprintf(&b, "[[group]]\nname = %q\nnode = \"n%d\"\nresources = [\n  { type = \"IPaddr\", id = \"vip%d\", interval = %q, params = { ip = %q, cidr_netmask = \"32\", nic = \"eth0\", arp_count = \"2\", arp_interval = \"20ms\"%s } },\n]\n\n",
-			ChaosGroup(i), i%2+1, i+1, (2 * o.Keepalive).String(), v, extra)
+		fmt.Fprintf(&b, "[[group]]\nname = %q\nnode = \"n%d\"\nresources = [\n  { type = \"IPaddr\", id = \"vip%d\", interval = %q, params = { ip = %q, cidr_netmask = \"32\", nic = \"eth0\", arp_count = \"2\", arp_interval = \"20ms\" } },\n]\n\n",
+			ChaosGroup(i), i%2+1, i+1, (2 * o.Keepalive).String(), v)
 	}
 	return b.String()
 }
@@ -420,7 +401,7 @@ func (l *Lab) RunChaos(bin string, s Schedule, o ChaosOptions) *ChaosResult {
 		// Failcounts are not under test: kill-plugin faults must not make
 		// the directors ineligible one after the other.
 		Extra: fmt.Sprintf("lease = %q\nmigration_threshold = 0\n", o.Lease().String())}
-	if s.Lifetime > 0 && !o.LifetimeParam {
+	if s.Lifetime > 0 {
 		c.Extra += fmt.Sprintf("address_lifetime = %q\n", s.Lifetime.String())
 	}
 	r := &chaosRun{l: l, bin: bin, o: o, s: s, vips: s.ChaosVIPs(), eth0: map[string]bool{}, killed: map[string]int{},

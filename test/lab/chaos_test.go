@@ -81,11 +81,6 @@ func TestChaos(t *testing.T) {
 	if v := os.Getenv("VIGIL_CHAOS_TIMING"); v != "" {
 		replay = " VIGIL_CHAOS_TIMING=" + v
 	}
-	if o.Lifetime == 0 {
-		t.Log("neither IPaddr's lifetime parameter nor ha.toml's address_lifetime exists: schedules leave kill-all-netup out")
-	} else if !o.LifetimeParam {
-		t.Log("IPaddr has no lifetime parameter yet: schedules with a VIP lifetime set ha.toml's address_lifetime")
-	}
 	sum := &lab.ChaosSummary{}
 	var noNetem sync.Once
 	for _, seed := range seeds {

@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/cluster/timing"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -71,7 +71,7 @@ func starve(b *testing.B, fault string, faultFor time.Duration, pps int) starveR
 	work := b.TempDir()
 	// The default deadtime (3.5 beats): the tightest lease the
 	// configuration allows by default.
-	c := &lab.Cluster{Name: "starve", Keepalive: 100 * time.Millisecond, Deadtime: config.DefaultDeadtime(100 * time.Millisecond), Secret: "lab-secret-0123456789abcdef",
+	c := &lab.Cluster{Name: "starve", Keepalive: 100 * time.Millisecond, Deadtime: timing.DefaultDeadtime(100 * time.Millisecond), Secret: "lab-secret-0123456789abcdef",
 		Nodes:     []lab.NodeSpec{{Name: "n3", Role: "witness"}},
 		Resources: lab.DummyResources(work, "g", "n1", `, interval = "1s"`, "d1")}
 	if p := os.Getenv("VIGIL_RT_PRIORITY"); p != "" {

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/cluster/timing"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -28,10 +28,10 @@ import (
 //	failback  the preferred director (n1) returns, with auto_failback on
 func BenchmarkVIPFailover(b *testing.B) {
 	every, timeout := probeTiming(b)
-	// deadtime is the default (config.DefaultDeadtime): VRRP's
+	// deadtime is the default (timing.DefaultDeadtime): VRRP's
 	// master-down interval, keepalived's detection at the same beat.
 	for _, ka := range []time.Duration{10 * time.Millisecond, 100 * time.Millisecond} {
-		tc := struct{ ka, dt time.Duration }{ka, config.DefaultDeadtime(ka)}
+		tc := struct{ ka, dt time.Duration }{ka, timing.DefaultDeadtime(ka)}
 		for _, kind := range []string{"crash", "graceful", "move", "failback"} {
 			b.Run(fmt.Sprintf("keepalive=%s/deadtime=%s/%s", tc.ka, tc.dt, kind), func(b *testing.B) {
 				benchVIP(b, tc.ka, tc.dt, kind, every, timeout)
