@@ -41,6 +41,22 @@ func TestHandover(t *testing.T) {
 	r := ipaddr.New(slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	t.Cleanup(func() { _ = nstest.InNS(old, func() error { r.Close(); return nil }) })
 	in := &pb.Instance{Id: "vip", Type: "IPaddr", Params: map[string]string{"ip": vip, "arp_count": "1", "arp_repeat": "0", "handover": window.String()}}
+	// The client learns the holder's MAC from its own traffic: an
+	// existing neighbour entry is what a gratuitous ARP corrects.
+	send := func(msg string) {
+		t.Helper()
+		if err := nstest.InNS(client, func() error {
+			c, err := net.Dial("udp4", vip+":9999")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte(msg))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	op := func(f func(context.Context, *pb.Instance) (*pb.Result, error)) {
 		t.Helper()
 		var res *pb.Result
@@ -58,7 +74,14 @@ func TestHandover(t *testing.T) {
 	// have the VIP yet when the datagram comes.
 	for round := 1; round <= 2; round++ {
 		op(r.Start)
-		nn.Run("ip", "netns", "exec", client, "ping", "-c1", "-W5", vip) // the client learns the old holder's MAC
+		send("to the holder") // the old holder has no listener: dropped there
+		resolved := time.Now().Add(10 * time.Second)
+		for !strings.Contains(nn.Run("ip", "-n", client, "neigh", "show", vip), "lladdr") {
+			if time.Now().After(resolved) {
+				t.Fatalf("round %d: the client never resolved the VIP", round)
+			}
+			time.Sleep(10 * time.Millisecond) // polling the kernel's neighbour table
+		}
 		if forwarding() != "0" {
 			t.Fatalf("round %d: the old holder forwards before the hand-over", round)
 		}
@@ -67,17 +90,7 @@ func TestHandover(t *testing.T) {
 			t.Fatalf("round %d: forwarding %q during the hand-over", round, got)
 		}
 		msg := fmt.Sprintf("round %d, in the gap", round)
-		if err := nstest.InNS(client, func() error {
-			c, err := net.Dial("udp4", vip+":9999")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_, err = c.Write([]byte(msg))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		send(msg)
 		nn.Run("ip", "-n", next, "addr", "add", vip+"/24", "dev", "eth0")
 		// The old holder asks who has the VIP again within a second
 		// (IPaddr's gratuitous ARP would answer it at once); the
