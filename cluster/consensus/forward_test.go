@@ -643,3 +643,15 @@ func TestForwardTooLarge(t *testing.T) {
 		t.Fatalf("%d dials after a too large command, want the connection kept", got)
 	}
 }
+
+// A request forwarded to a node whose Raft is not running yet (the
+// listener serves from the start; a peer may still take the restarted
+// node for the leader) is answered "not applied", so the sender tries
+// the leader again — it crashed the daemon before.
+func TestForwardBeforeRaftRuns(t *testing.T) {
+	n := &Node{}
+	err := n.local(context.Background(), request{Cmd: []byte("x")})
+	if !errors.Is(err, errNotApplied) {
+		t.Fatalf("err %v, want errNotApplied", err)
+	}
+}

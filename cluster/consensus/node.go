@@ -380,6 +380,12 @@ func (n *Node) onLeader(ctx context.Context, req request) error {
 
 // local carries out req on this node, the leader.
 func (n *Node) local(ctx context.Context, req request) error {
+	if n.raft() == nil {
+		// Forwarded before Raft runs here: the listener serves from the
+		// start, and a peer may still take this restarted node for the
+		// leader. Not taken: the sender tries the leader again.
+		return errNotApplied
+	}
 	if v := req.Voter; v != nil {
 		timeout := 10 * time.Second
 		if dl, ok := ctx.Deadline(); ok {
