@@ -20,14 +20,22 @@ import (
 )
 
 func freePorts(t testing.TB, n int) []string {
+	// Every listener stays open until all are chosen: closed one by one,
+	// the kernel may hand the same port out twice.
 	var out []string
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
+		ls = append(ls, l)
 		out = append(out, l.Addr().String())
-		l.Close()
 	}
 	return out
 }
@@ -45,6 +53,12 @@ func startCluster(t testing.TB, n int, timing Timing, log func(node string) *slo
 		peers = append(peers, Peer{Name: fmt.Sprintf("n%d", i+1), Address: a})
 	}
 	var ms []*member
+	// Registered first, so nodes started before a failing one are closed.
+	t.Cleanup(func() {
+		for _, m := range ms {
+			m.node.Close()
+		}
+	})
 	for i, p := range peers {
 		f := fsm.New(log(p.Name))
 		node, err := Start(Options{Cluster: "test", Self: p.Name, Bind: p.Address, Secret: []byte("a secret of the cluster"),
@@ -54,11 +68,6 @@ func startCluster(t testing.TB, n int, timing Timing, log func(node string) *slo
 		}
 		ms = append(ms, &member{node, f})
 	}
-	t.Cleanup(func() {
-		for _, m := range ms {
-			m.node.Close()
-		}
-	})
 	return ms
 }
 
