@@ -20,10 +20,11 @@ import (
 //	crash     kill -9 every process of the master (n1) and set its links down at once
 //	graceful  SIGTERM to the master's keepalived (it sends a priority-0 advert)
 //	failback  n1 returns while n2 is master, and preempts
+//	idle      no event: each node's CPU time and RSS, as BenchmarkVIPFailover's
 func BenchmarkKeepalivedFailover(b *testing.B) {
 	every, timeout := probeTiming(b)
 	for _, advert := range []time.Duration{10 * time.Millisecond, 100 * time.Millisecond} {
-		for _, kind := range []string{"crash", "graceful", "failback"} {
+		for _, kind := range []string{"idle", "crash", "graceful", "failback"} {
 			b.Run(fmt.Sprintf("advert=%s/%s", advert, kind), func(b *testing.B) {
 				benchKeepalived(b, advert, kind, every, timeout)
 			})
@@ -51,6 +52,14 @@ func benchKeepalived(b *testing.B, advert time.Duration, kind string, every, tim
 	start("n2")
 	sampler := l.StartVIPSampler(time.Millisecond, "n1", "n2")
 	probe := l.StartProber(client, every, timeout)
+
+	if kind == "idle" {
+		if _, err := probe.WaitAnswer(time.Now(), "n1", 60*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		reportIdle(b, kad)
+		return
+	}
 
 	var outages []time.Duration
 	var failedProbes []int

@@ -43,6 +43,9 @@ type Lab struct {
 	t      TB
 	Prefix string
 	Dir    string
+	// LogLevel is the daemons' --log-level: "debug" unless set (the tests
+	// read debug lines; a benchmark of idle cost runs as operators do).
+	LogLevel string
 
 	mu    sync.Mutex
 	ns    []string

@@ -117,7 +117,11 @@ func (l *Lab) StartDaemon(bin, ns, name, dir string) *Node {
 	l.t.Helper()
 	n := &Node{Name: name, NS: ns, Dir: dir, Socket: filepath.Join(dir, "vigil.sock")}
 	_ = os.Remove(n.Socket)
-	n.Proc = l.Start(ns, "vigil-"+name, bin, "daemon", "-c", dir, "--log-level", "debug")
+	level := l.LogLevel
+	if level == "" {
+		level = "debug"
+	}
+	n.Proc = l.Start(ns, "vigil-"+name, bin, "daemon", "-c", dir, "--log-level", level)
 	n.Client = control.NewClient(n.Socket)
 	if err := waitLog(n.Proc, "vigil daemon started", 20*time.Second); err != nil {
 		l.t.Fatalf("lab: daemon %s: %v", name, err)

@@ -3,9 +3,14 @@ package lab_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,13 +31,15 @@ import (
 //	graceful  SIGTERM to the active director's daemon
 //	move      `vigil move web OTHER`
 //	failback  the preferred director (n1) returns, with auto_failback on
+//	idle      no event: each node's CPU time (daemon and plugins) over a
+//	          window of VIGIL_IDLE_WINDOW (default 10 s), per 30 s, and RSS
 func BenchmarkVIPFailover(b *testing.B) {
 	every, timeout := probeTiming(b)
 	// deadtime is the default (timing.DefaultDeadtime): VRRP's
 	// master-down interval, keepalived's detection at the same beat.
 	for _, ka := range []time.Duration{10 * time.Millisecond, 100 * time.Millisecond} {
 		tc := struct{ ka, dt time.Duration }{ka, timing.DefaultDeadtime(ka)}
-		for _, kind := range []string{"crash", "graceful", "move", "failback"} {
+		for _, kind := range []string{"idle", "crash", "graceful", "move", "failback"} {
 			b.Run(fmt.Sprintf("keepalive=%s/deadtime=%s/%s", tc.ka, tc.dt, kind), func(b *testing.B) {
 				benchVIP(b, tc.ka, tc.dt, kind, every, timeout)
 			})
@@ -61,12 +68,19 @@ func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout ti
 		b.Skip(why)
 	}
 	l := lab.New(b)
+	if kind == "idle" {
+		l.LogLevel = "info" // as operators run it
+	}
 	// handover: a planned hand-over forwards what still reaches the old
 	// director to the new one (docs/SAFETY.md).
 	c := &lab.Cluster{Name: "vipbench", Keepalive: ka, Deadtime: dt, Secret: "bench-secret-0123456789abcdef",
 		Resources: lab.VIPResources(`, handover = "1s"`), Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
 	if kind == "failback" {
 		c.Extra = "auto_failback = true"
+	}
+	profiles := os.Getenv("VIGIL_IDLE_PROFILE")
+	if kind == "idle" && profiles != "" {
+		c.Extra = "metrics_listen = \"127.0.0.1:9464\"\nmetrics_pprof = true"
 	}
 	nodes := l.Trio(vigilBin, c, false, nil)
 	client := l.AddClient()
@@ -96,6 +110,16 @@ func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout ti
 		if _, err := probe.WaitAnswer(since, owner, 30*time.Second); err != nil {
 			b.Fatalf("run %d: %v", run, err)
 		}
+	}
+
+	if kind == "idle" {
+		steady(0, "n1")
+		if profiles != "" {
+			done := profileDaemons(b, l, profiles, fmt.Sprintf("%s-", ka), "n1", "n2", "n3")
+			defer done()
+		}
+		reportIdle(b, map[string]*lab.Node{"n1": nodes["n1"], "n2": nodes["n2"], "n3": nodes["n3"]})
+		return
 	}
 
 	var outages []time.Duration
@@ -162,4 +186,77 @@ func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout ti
 	}
 	b.StopTimer()
 	reportOutages(b, kind, outages, failedProbes, sampler, true)
+}
+
+// reportIdle reports each node's CPU time (its process and all its
+// descendants: a daemon and its plugins) per 30 s over one window of
+// VIGIL_IDLE_WINDOW (default 10 s), as "NODE-cpu-s/30s", and its RSS as
+// "NODE-rss-MB". The window does not depend on b.N.
+func reportIdle(b *testing.B, nodes map[string]*lab.Node) {
+	window := 10 * time.Second
+	if v := os.Getenv("VIGIL_IDLE_WINDOW"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("VIGIL_IDLE_WINDOW=%q: %v", v, err)
+		}
+		window = d
+	}
+	before := map[string]lab.ProcSample{}
+	for name, n := range nodes {
+		before[name] = sampleNode(b, n)
+	}
+	start := time.Now()
+	time.Sleep(window) // the measurement window itself
+	elapsed := time.Since(start)
+	for name, n := range nodes {
+		after := sampleNode(b, n)
+		b.ReportMetric(after.CPUSince(before[name])*float64(30*time.Second)/float64(elapsed), name+"-cpu-s/30s")
+		b.ReportMetric(after.RSS()/(1<<20), name+"-rss-MB")
+	}
+}
+
+// profileDaemons fetches a CPU profile of each node's daemon over the
+// idle window (VIGIL_IDLE_WINDOW) into dir/PREFIXNODE.pprof, from the
+// metrics listener in the node's namespace; done waits for them.
+func profileDaemons(b *testing.B, l *lab.Lab, dir, prefix string, names ...string) (done func()) {
+	window := 10 * time.Second
+	if v := os.Getenv("VIGIL_IDLE_WINDOW"); v != "" {
+		window, _ = time.ParseDuration(v)
+	}
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Dialled here, on the namespace's thread: http.Client would
+			// dial on a goroutine of its own, in the host's namespace.
+			var conn net.Conn
+			err := l.InNS(name, func() (err error) {
+				conn, err = net.Dial("tcp", "127.0.0.1:9464")
+				return err
+			})
+			if err == nil {
+				client := http.Client{Transport: &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }}}
+				url := fmt.Sprintf("http://127.0.0.1:9464/debug/pprof/profile?seconds=%d", int(window.Seconds()))
+				err = func() error {
+					resp, err := client.Get(url)
+					if err != nil {
+						return err
+					}
+					defer resp.Body.Close()
+					f, err := os.Create(filepath.Join(dir, prefix+name+".pprof"))
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					_, err = io.Copy(f, resp.Body)
+					return err
+				}()
+			}
+			if err != nil {
+				b.Errorf("profile of %s: %v", name, err)
+			}
+		}()
+	}
+	return wg.Wait
 }
