@@ -82,7 +82,8 @@ type group struct {
 // New returns a manager whose operations take at most timeout each.
 func New(h *host.Host, log *slog.Logger, timeout time.Duration) *Manager {
 	return &Manager{host: h, log: log, timeout: timeout, groups: map[string]*group{},
-		lease: lease{changed: make(chan struct{}, 1), none: map[string]bool{}, release: map[string]time.Duration{}}}
+		lease: lease{changed: make(chan struct{}, 1), none: map[string]bool{}, release: map[string]time.Duration{},
+			reads: map[string]bool{}, due: map[string]bool{}}}
 }
 
 // group returns the state of g, creating it on first sight.
@@ -158,6 +159,9 @@ func (m *Manager) op(ctx context.Context, g *group, i int, name string) (pb.Code
 	call := map[string]func(context.Context, *pb.Instance) (*pb.Result, error){
 		"start": r.Start, "stop": r.Stop, "monitor": r.Monitor, "reload": r.Reload}[name]
 	res, err := call(ctx, m.instance(g, i, 0))
+	if name != "monitor" {
+		m.ranOp(g.bindings[i].Plugin)
+	}
 	st := ResourceStatus{LastOp: name, At: time.Now()}
 	code := pb.Code_ERR_GENERIC
 	switch {
@@ -189,8 +193,11 @@ func (m *Manager) op(ctx context.Context, g *group, i int, name string) (pb.Code
 	g.res[i] = st
 	g.mu.Unlock()
 	level := slog.LevelInfo
-	if st.State == Failed || st.State == Unknown {
+	switch {
+	case st.State == Failed || st.State == Unknown:
 		level = slog.LevelError
+	case name == "monitor" && old.LastOp == "monitor" && old.Result == st.Result:
+		level = slog.LevelDebug // a recurring check that found nothing new
 	}
 	m.log.Log(ctx, level, "resource "+name, "group", g.cfg.Name, "resource", st.ID, "result", st.Result, "reason", st.Reason)
 	if err != nil || (code != pb.Code_SUCCESS && !(name == "monitor" && code == pb.Code_NOT_RUNNING)) {
