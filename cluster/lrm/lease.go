@@ -3,6 +3,7 @@ package lrm
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -32,15 +33,33 @@ type lease struct {
 	// release is what the plugins last said releasing everything they
 	// hold would take, by plugin.
 	release map[string]time.Duration
+
+	// The host's lease page carries every renewal to the plugins that
+	// read it (pb.HoldResult.reads_page); Hold calls go to them only
+	// for what the page cannot do (see RunLease).
+	shared  int64           // release_at_ns last written to the page; 0: none
+	reads   map[string]bool // plugins that read the page, by their last Hold
+	allRead bool            // every plugin that keeps a lease here reads it
+	earlier bool            // the lease moved earlier than the page had it
+	due     map[string]bool // plugins an operation ran on since their last Hold
 }
+
+// holdEvery is how often a plugin that reads the lease page is still
+// called: Hold's answer carries what it released by itself (a daemon
+// that stalled past its lease) for the LRM to start again.
+const holdEvery = time.Second
 
 // ReleaseTime is how long the resource plugins, by their own last
 // measure, take to release all they hold here, one after another.
 func (m *Manager) ReleaseTime() time.Duration {
 	m.lease.mu.Lock()
 	defer m.lease.mu.Unlock()
+	return m.lease.releaseTime()
+}
+
+func (l *lease) releaseTime() time.Duration {
 	var sum time.Duration
-	for _, d := range m.lease.release {
+	for _, d := range l.release {
 		sum += d
 	}
 	return sum
@@ -67,10 +86,38 @@ func (m *Manager) Hold(until time.Time) {
 	}
 	l.seq++
 	l.until = until
+	if m.host != nil {
+		le := l.pb(time.Now())
+		if m.host.ShareLease(le) {
+			l.earlier = l.earlier || l.shared != 0 && le.ReleaseAtNs < l.shared
+			l.shared = le.ReleaseAtNs
+			if l.allRead && !l.earlier {
+				return // a renewal, and the page is how it reaches every plugin
+			}
+		}
+	}
+	l.wake()
+}
+
+func (l *lease) wake() {
 	select {
 	case l.changed <- struct{}{}:
 	default:
 	}
+}
+
+// ranOp notes that an operation ran on plugin: its next Hold answer
+// carries its new release time, which the node's overrun must not
+// underestimate, so RunLease calls it at once.
+func (m *Manager) ranOp(plugin string) {
+	l := &m.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seq == 0 {
+		return // no lease: nothing to hold
+	}
+	l.due[plugin] = true
+	l.wake()
 }
 
 // releaseLead is how many times their own measure of the release the
@@ -110,27 +157,39 @@ func (m *Manager) SetAddressLifetime(d time.Duration) {
 // then costs nothing. A release longer than the stop budget is covered
 // by the overrun the node announces (lease.Options.Overrun).
 func (m *Manager) pbLease() *pb.Lease {
-	rt := m.ReleaseTime()
 	l := &m.lease
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.pb(time.Now())
+}
+
+func (l *lease) pb(now time.Time) *pb.Lease {
 	if l.seq == 0 {
 		return nil
 	}
-	at := l.until.Add(l.budget - min(releaseLead*rt, l.budget))
-	return &pb.Lease{Seq: l.seq, ReleaseAtNs: int64(plugins.BootTime(at, time.Now())), LifetimeNs: int64(l.life)}
+	at := l.until.Add(l.budget - min(releaseLead*l.releaseTime(), l.budget))
+	return &pb.Lease{Seq: l.seq, ReleaseAtNs: int64(plugins.BootTime(at, now)), LifetimeNs: int64(l.life)}
 }
 
-// RunLease sends every change of the lease to the resource plugins that
-// run something here, until ctx ends, and starts again the groups a
-// plugin released while this node still holds them (a renewal that came
-// too late).
+// RunLease carries the lease to the resource plugins that run something
+// here, until ctx ends, and starts again the groups a plugin released
+// while this node still holds them (a renewal that came too late).
+// Plugins that read the host's lease page get renewals there; they are
+// called only when the lease moved earlier (lost: they release at once),
+// after an operation (their release time changed) and every holdEvery.
+// Others are called on every change, as they have no other way to learn
+// of it.
 func (m *Manager) RunLease(ctx context.Context) {
+	tick := time.NewTicker(holdEvery)
+	defer tick.Stop()
 	for {
+		every := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-m.lease.changed:
+		case <-tick.C:
+			every = true
 		}
 		le := m.pbLease()
 		names := m.leasedPlugins()
@@ -140,19 +199,25 @@ func (m *Manager) RunLease(ctx context.Context) {
 				delete(m.lease.release, name) // runs nothing here any more
 			}
 		}
+		earlier, due, reads := m.lease.earlier, m.lease.due, maps.Clone(m.lease.reads)
+		m.lease.earlier, m.lease.due = false, map[string]bool{}
 		m.lease.mu.Unlock()
 		for _, name := range names {
-			res, err := m.host.Resource(name).Hold(ctx, le, holdTimeout)
-			if err == nil {
-				m.lease.mu.Lock()
-				m.lease.release[name] = time.Duration(res.GetReleaseNs())
-				m.lease.mu.Unlock()
+			if reads[name] && !every && !earlier && !due[name] {
+				continue
 			}
+			res, err := m.host.Resource(name).Hold(ctx, le, holdTimeout)
+			m.lease.mu.Lock()
+			if err == nil {
+				m.lease.release[name] = time.Duration(res.GetReleaseNs())
+				m.lease.reads[name] = res.GetReadsPage()
+			}
+			if errors.Is(err, host.ErrUnimplemented) {
+				m.lease.none[name] = true
+			}
+			m.lease.mu.Unlock()
 			switch {
 			case errors.Is(err, host.ErrUnimplemented):
-				m.lease.mu.Lock()
-				m.lease.none[name] = true
-				m.lease.mu.Unlock()
 			case err != nil:
 				if ctx.Err() == nil {
 					m.log.Warn("cannot renew the lease in a plugin", "plugin", name, "err", err)
@@ -161,6 +226,13 @@ func (m *Manager) RunLease(ctx context.Context) {
 				m.released(ctx, name, res.GetReleased())
 			}
 		}
+		m.lease.mu.Lock()
+		all := true
+		for _, name := range names {
+			all = all && m.lease.reads[name]
+		}
+		m.lease.allRead = all
+		m.lease.mu.Unlock()
 	}
 }
 

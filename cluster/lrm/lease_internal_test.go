@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/plugins"
+	"github.com/vigil-ha/vigil/plugins/host"
 )
 
 // The plugins release as late as their measure lets them finish by the
@@ -50,5 +51,56 @@ func TestLeaseReleaseInstant(t *testing.T) {
 	m.Hold(time.Time{})
 	if le := m.pbLease(); le.GetSeq() != 2 || time.Duration(le.GetReleaseAtNs()) > plugins.BootNow() {
 		t.Errorf("after the loss: %+v", le)
+	}
+}
+
+// Renewals go to the host's lease page; once every plugin reads it they
+// no longer wake the Hold caller, and a lease that moves earlier (lost)
+// always does.
+func TestLeaseRenewalsByPage(t *testing.T) {
+	h, err := host.New(host.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	m := New(h, slog.New(slog.DiscardHandler), time.Second)
+	woken := func() bool {
+		select {
+		case <-m.lease.changed:
+			return true
+		default:
+			return false
+		}
+	}
+	now := time.Now()
+	m.Hold(now.Add(time.Second))
+	if !woken() {
+		t.Fatal("the first lease did not wake the caller of Hold")
+	}
+	if got, want := h.SharedLease(), m.pbLease(); got.GetSeq() != want.GetSeq() || (got.GetReleaseAtNs()-want.GetReleaseAtNs())/int64(time.Millisecond) != 0 {
+		t.Fatalf("page holds %v, want %v", got, want)
+	}
+	m.lease.mu.Lock()
+	m.lease.allRead = true // as RunLease finds after Holds answered reads_page
+	m.lease.mu.Unlock()
+	for i := 2; i < 10; i++ {
+		m.Hold(now.Add(time.Duration(i) * time.Second))
+		if woken() {
+			t.Fatalf("renewal %d woke the caller of Hold although every plugin reads the page", i)
+		}
+		if got := h.SharedLease().GetSeq(); got != uint64(i) {
+			t.Fatalf("renewal %d: page at seq %d", i, got)
+		}
+	}
+	m.Hold(time.Time{})
+	if !woken() {
+		t.Fatal("a lost lease did not wake the caller of Hold")
+	}
+	if le := h.SharedLease(); time.Duration(le.GetReleaseAtNs()) > plugins.BootNow() {
+		t.Fatalf("after the loss the page still holds %v", le)
+	}
+	m.ranOp("ipaddr")
+	if !woken() || !m.lease.due["ipaddr"] {
+		t.Fatal("an operation did not make its plugin due for a Hold")
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/vigil-ha/vigil/plugins"
+	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
 // Errors a call can end with; match them with errors.Is.
@@ -98,6 +99,11 @@ type Host struct {
 
 	mu    sync.Mutex
 	procs map[key]*proc
+
+	// page shares the node's lease with every resource plugin process
+	// (plugins.LeasePage); nil where memfd is missing: Hold then
+	// carries every renewal.
+	page *plugins.LeasePage
 }
 
 type key struct {
@@ -131,14 +137,39 @@ func New(opts Options) (*Host, error) {
 	def(&opts.PingTimeout, time.Second)
 	def(&opts.MinBackoff, 100*time.Millisecond)
 	def(&opts.MaxBackoff, 5*time.Second)
+	page, err := plugins.NewLeasePage()
+	if err != nil {
+		opts.Log.Warn("the lease goes to resource plugins by call only", "err", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Host{opts: opts, log: opts.Log, ctx: ctx, cancel: cancel, procs: map[key]*proc{}}, nil
+	return &Host{opts: opts, log: opts.Log, ctx: ctx, cancel: cancel, procs: map[key]*proc{}, page: page}, nil
 }
 
 // Close stops every plugin process and waits for them.
 func (h *Host) Close() {
 	h.cancel()
 	h.wg.Wait()
+	if h.page != nil {
+		h.page.Close()
+	}
+}
+
+// ShareLease writes the node's lease to the page every resource plugin
+// reads (see plugins.LeasePage); it reports whether there is one.
+func (h *Host) ShareLease(le *pb.Lease) bool {
+	if h.page == nil || le == nil {
+		return false
+	}
+	h.page.Store(le)
+	return true
+}
+
+// SharedLease is what the lease page holds; nil: nothing, or no page.
+func (h *Host) SharedLease() *pb.Lease {
+	if h.page == nil {
+		return nil
+	}
+	return h.page.Load()
 }
 
 // Status lists the plugin processes started so far.
@@ -338,6 +369,10 @@ func (p *proc) spawn() (*plugin.Client, *procRunner, any, error) {
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
 			cmd := exec.Command(p.path, p.args...)
 			cmd.Env = append(spec.Env, p.h.opts.Env...)
+			if p.kind == plugins.KindResource && p.h.page != nil {
+				cmd.ExtraFiles = []*os.File{p.h.page.File()} // descriptor 3
+				cmd.Env = append(cmd.Env, plugins.EnvLeaseFD+"=3")
+			}
 			r = newRunner(cmd)
 			return r, nil
 		},

@@ -370,7 +370,12 @@ type HoldResult struct {
 	// How long releasing all it holds now would take, by its own measure:
 	// the node's peers wait that much past its lease (less its stop budget)
 	// before taking its groups.
-	ReleaseNs     int64 `protobuf:"varint,2,opt,name=release_ns,json=releaseNs,proto3" json:"release_ns,omitempty"`
+	ReleaseNs int64 `protobuf:"varint,2,opt,name=release_ns,json=releaseNs,proto3" json:"release_ns,omitempty"`
+	// The plugin reads every renewal from the lease page the daemon passed
+	// it (plugins.LeasePage): the daemon then calls Hold only when the
+	// lease moved earlier, after an operation, and now and then for the
+	// fields above.
+	ReadsPage     bool `protobuf:"varint,3,opt,name=reads_page,json=readsPage,proto3" json:"reads_page,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -417,6 +422,13 @@ func (x *HoldResult) GetReleaseNs() int64 {
 		return x.ReleaseNs
 	}
 	return 0
+}
+
+func (x *HoldResult) GetReadsPage() bool {
+	if x != nil {
+		return x.ReadsPage
+	}
+	return false
 }
 
 type Result struct {
@@ -1430,12 +1442,14 @@ const file_plugin_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\"\n" +
 	"\rrelease_at_ns\x18\x02 \x01(\x03R\vreleaseAtNs\x12\x1f\n" +
 	"\vlifetime_ns\x18\x03 \x01(\x03R\n" +
-	"lifetimeNs\"G\n" +
+	"lifetimeNs\"f\n" +
 	"\n" +
 	"HoldResult\x12\x1a\n" +
 	"\breleased\x18\x01 \x03(\tR\breleased\x12\x1d\n" +
 	"\n" +
-	"release_ns\x18\x02 \x01(\x03R\treleaseNs\"c\n" +
+	"release_ns\x18\x02 \x01(\x03R\treleaseNs\x12\x1d\n" +
+	"\n" +
+	"reads_page\x18\x03 \x01(\bR\treadsPage\"c\n" +
 	"\x06Result\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.vigil.plugin.v1.CodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +

@@ -32,8 +32,8 @@ type Releaser interface {
 // Keeper is a Releaser that gives what it holds a kernel lifetime
 // (pb.Lease.lifetime_ns: a VIP's address lifetime) and keeps extending
 // it, so that the kernel removes it when every Vigil process of the
-// node is gone. Serve calls Keep, in a goroutine of its own, after each
-// renewal of the lease and every quarter of the lifetime.
+// node is gone. Serve calls Keep, in a goroutine of its own, when the
+// lifetime changes and every quarter of the lifetime.
 type Keeper interface {
 	Releaser
 	// Keep extends what is due to lifetime from now, each extension
@@ -47,6 +47,9 @@ type Keeper interface {
 type leased struct {
 	pb.ResourceServer
 	r Releaser
+	// page is the lease page the daemon passed (nil: none), where
+	// renewals arrive without a Hold call.
+	page *plugins.LeasePage
 
 	// ops is held shared by operations that acquire (start, reload) and
 	// exclusively by a release, so that nothing is acquired while, or
@@ -60,6 +63,7 @@ type leased struct {
 	timer    *time.Timer
 	released []string // since the last Hold answered
 	closed   bool
+	gone     bool // the daemon is: nothing renews any more
 
 	// keep wakes the keeper goroutine (a Keeper only) after a renewal.
 	keep     chan struct{}
@@ -67,8 +71,8 @@ type leased struct {
 	kept     chan struct{} // closed when the keeper goroutine returned
 }
 
-func newLeased(s pb.ResourceServer, r Releaser) *leased {
-	l := &leased{ResourceServer: s, r: r}
+func newLeased(s pb.ResourceServer, r Releaser, page *plugins.LeasePage) *leased {
+	l := &leased{ResourceServer: s, r: r, page: page}
 	if k, ok := r.(Keeper); ok {
 		ctx, cancel := context.WithCancel(context.Background())
 		l.keep, l.stopKeep, l.kept = make(chan struct{}, 1), cancel, make(chan struct{})
@@ -77,8 +81,8 @@ func newLeased(s pb.ResourceServer, r Releaser) *leased {
 	return l
 }
 
-// keeper runs Keep after each renewal and every quarter of the lifetime
-// (renewals may come less often than extensions are due). Keep's
+// keeper runs Keep when the lifetime changes and every quarter of it
+// (Keep extends what is due; renewals come far more often). Keep's
 // extensions go through under, so none runs once the lease is out or
 // while a release runs.
 func (l *leased) keeper(ctx context.Context, k Keeper) {
@@ -120,9 +124,10 @@ func (l *leased) update(le *pb.Lease) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if le.GetSeq() <= l.seq || l.closed {
+	if le.GetSeq() <= l.seq || l.closed || l.gone {
 		return
 	}
+	first, life := l.seq == 0, l.lifetime
 	l.seq, l.at, l.lifetime = le.GetSeq(), time.Duration(le.GetReleaseAtNs()), time.Duration(le.GetLifetimeNs())
 	d := l.at - plugins.BootNow()
 	if l.timer == nil {
@@ -130,7 +135,7 @@ func (l *leased) update(le *pb.Lease) {
 	} else {
 		l.timer.Reset(d)
 	}
-	if l.keep != nil {
+	if l.keep != nil && (first || life != l.lifetime) {
 		select {
 		case l.keep <- struct{}{}:
 		default:
@@ -138,10 +143,18 @@ func (l *leased) update(le *pb.Lease) {
 	}
 }
 
+// refresh takes the newest lease from the page, if any.
+func (l *leased) refresh() {
+	if l.page != nil {
+		l.update(l.page.Load())
+	}
+}
+
 // valid reports whether the plugin may acquire: no lease ever given
 // (an operation outside the cluster's control, or an older daemon), or
 // one that has not run out.
 func (l *leased) valid() (bool, time.Duration) {
+	l.refresh()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.seq == 0 || plugins.BootNow() < l.at, l.at
@@ -151,6 +164,7 @@ func (l *leased) valid() (bool, time.Duration) {
 func (l *leased) expire() {
 	l.ops.Lock()
 	defer l.ops.Unlock()
+	l.refresh() // renewed there since the timer was set?
 	l.mu.Lock()
 	late := plugins.BootNow() - l.at
 	renewed := late < 0 || l.closed
@@ -178,6 +192,7 @@ func (l *leased) releaseNow() {
 		return // never under a lease
 	}
 	l.at = min(l.at, plugins.BootNow())
+	l.gone = true // not even by what the page still says
 	l.mu.Unlock()
 	l.expire()
 }
@@ -186,7 +201,7 @@ func (l *leased) Hold(_ context.Context, le *pb.Lease) (*pb.HoldResult, error) {
 	l.update(le)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := &pb.HoldResult{Released: slices.Clone(l.released), ReleaseNs: int64(l.r.ReleaseTime())}
+	out := &pb.HoldResult{Released: slices.Clone(l.released), ReleaseNs: int64(l.r.ReleaseTime()), ReadsPage: l.page != nil}
 	l.released = l.released[:0]
 	return out, nil
 }

@@ -46,7 +46,7 @@ func (h *holding) Release(context.Context) []string {
 
 func newHolding(t *testing.T) (*holding, *leased) {
 	h := &holding{releases: make(chan []string, 8)}
-	l := newLeased(h, h)
+	l := newLeased(h, h, nil)
 	t.Cleanup(l.close)
 	return h, l
 }
@@ -146,6 +146,57 @@ func TestLeaseRenewedThenLost(t *testing.T) {
 	}
 }
 
+// Renewals written to the lease page keep what the plugin holds with no
+// Hold call at all; once they stop, the plugin releases by itself when
+// the last one runs out; and a daemon gone releases at once whatever the
+// page still says.
+func TestLeasePageRenews(t *testing.T) {
+	page, err := plugins.NewLeasePage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer page.Close()
+	h := &holding{releases: make(chan []string, 8)}
+	l := newLeased(h, h, page)
+	t.Cleanup(l.close)
+	const life = 100 * time.Millisecond
+	seq := uint64(1)
+	page.Store(leaseIn(seq, life))
+	if res := start(t, l, "a", nil); res.GetCode() != pb.Code_SUCCESS {
+		t.Fatalf("start under the page's lease: %v", res)
+	}
+	if got, err := l.Hold(context.Background(), nil); err != nil || !got.GetReadsPage() {
+		t.Fatalf("hold: %v %v, want reads_page", got, err)
+	}
+	until := plugins.BootNow() + 3*life
+	for plugins.BootNow() < until {
+		seq++
+		page.Store(leaseIn(seq, life))
+		time.Sleep(life / 10) // time passing is the point
+	}
+	select {
+	case ids := <-h.releases:
+		t.Fatalf("released %v while the page was renewed", ids)
+	default:
+	}
+	stopped := plugins.BootNow()
+	if ids := released(t, h, life); !slices.Equal(ids, []string{"a"}) {
+		t.Fatalf("released %v, want a", ids)
+	}
+	if late := plugins.BootNow() - stopped; late < life/2 {
+		t.Fatalf("released %s after the last renewal, before its lease of %s ran out", late, life)
+	}
+
+	// A daemon gone: the page still holds an hour, the plugin releases now.
+	seq++
+	page.Store(leaseIn(seq, time.Hour))
+	start(t, l, "b", nil)
+	go l.releaseNow()
+	if ids := released(t, h, 0); !slices.Equal(ids, []string{"b"}) {
+		t.Fatalf("released %v, want b", ids)
+	}
+}
+
 // A daemon gone releases at once, without waiting for the lease.
 func TestLeaseDaemonGone(t *testing.T) {
 	h, l := newHolding(t)
@@ -196,13 +247,13 @@ func lifetimeIn(seq uint64, d, lifetime time.Duration) *pb.Lease {
 	return le
 }
 
-// A Keeper keeps its resources, with the lease's lifetime, after every
-// renewal and every quarter of the lifetime while the lease holds, never
-// once it ran out nor while a release runs.
+// A Keeper keeps its resources, with the lease's lifetime, from the
+// first lease on and every quarter of the lifetime while the lease holds,
+// never once it ran out nor while a release runs.
 func TestLeaseKeeper(t *testing.T) {
 	h := &holding{releases: make(chan []string, 8)}
 	k := &keeping{holding: h, calls: make(chan time.Duration, 64)}
-	l := newLeased(h, k)
+	l := newLeased(h, k, nil)
 	t.Cleanup(l.close)
 	const life = 40 * time.Millisecond
 	if _, err := l.Hold(context.Background(), lifetimeIn(1, time.Hour, life)); err != nil {
@@ -235,7 +286,7 @@ func TestLeaseKeeper(t *testing.T) {
 	// An extension asked for once a release has begun waits for it to
 	// finish, and then finds the lease out.
 	h2 := &holding{releases: make(chan []string)}
-	l2 := newLeased(h2, h2)
+	l2 := newLeased(h2, h2, nil)
 	t.Cleanup(l2.close)
 	start(t, l2, "b", leaseIn(1, time.Hour))
 	go l2.releaseNow()

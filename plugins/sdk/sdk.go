@@ -87,9 +87,15 @@ func Serve(p Plugin) {
 	if d, ok := p.Resource.(Drainer); ok {
 		drain = d.Drain
 	}
+	page, err := plugins.LeasePageFromEnv()
+	if err != nil {
+		logger.Warn("renewals of the lease come by call only", "err", err)
+	}
 	if r, ok := p.Resource.(Releaser); ok {
-		l := newLeased(p.Resource, r)
+		l := newLeased(p.Resource, r, page)
 		p.Resource, gone = l, l.releaseNow
+	} else if page != nil {
+		page.Close() // keeps no lease: not passed on to what it runs
 	}
 	go exitWithParent(parentPID(), func() { gone(); drain() })
 	plugin.Serve(&plugin.ServeConfig{
