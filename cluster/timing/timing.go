@@ -139,13 +139,13 @@ func (t Timing) RaftLeaderLease() time.Duration {
 	return max(5*time.Millisecond, t.RaftTimeout()/2)
 }
 
-// RaftCommit is Raft's commit timeout (how long an idle leader waits
-// before it tells the followers what committed): a beat, at least 1 ms
-// (hashicorp/raft's minimum), at most 50 ms so that slow beats do not
-// delay what followers apply.
-func (t Timing) RaftCommit() time.Duration {
-	return max(time.Millisecond, min(t.Keepalive, 50*time.Millisecond))
-}
+// RaftCommit is Raft's commit timeout: how long an idle leader waits
+// before it tells the followers what committed. Every command is followed
+// by a barrier entry (consensus.Node.Apply), whose replication tells them
+// at once, so only that no-op waits for it: one RaftTimeout. (It was a
+// beat, and an idle leader then sent each follower an AppendEntries
+// every beat: a third of a quiet cluster's Raft traffic.)
+func (t Timing) RaftCommit() time.Duration { return t.RaftTimeout() }
 
 // RaftOpTimeout bounds one Raft operation (an apply, a new leader's
 // barrier, a survivor's recovery as the only voter): four deadtimes leave

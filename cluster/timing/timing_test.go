@@ -8,7 +8,7 @@ import (
 // TestDerived pins every derived duration, so that changing a multiple
 // fails here first. The configurations are ha.toml's default ratios at a
 // 100 ms and a 1 s beat, and at 40 ms and 10 ms beats, where the bounds
-// of the clamped values (GatherQuiet, RaftCommit, LeaderTick, ...) come
+// of the clamped values (GatherQuiet, LeaderTick, ...) come
 // into play.
 func TestDerived(t *testing.T) {
 	const ms, us = time.Millisecond, time.Microsecond
@@ -40,7 +40,7 @@ func TestDerived(t *testing.T) {
 		{"PingSettle", Timing.PingSettle, [4]time.Duration{350 * ms, 3500 * ms, 140 * ms, 35 * ms}},
 		{"RaftTimeout", Timing.RaftTimeout, [4]time.Duration{500 * ms, 5 * time.Second, 200 * ms, 50 * ms}},
 		{"RaftLeaderLease", Timing.RaftLeaderLease, [4]time.Duration{250 * ms, 2500 * ms, 100 * ms, 25 * ms}},
-		{"RaftCommit", Timing.RaftCommit, [4]time.Duration{50 * ms, 50 * ms, 40 * ms, 10 * ms}},
+		{"RaftCommit", Timing.RaftCommit, [4]time.Duration{500 * ms, 5 * time.Second, 200 * ms, 50 * ms}},
 		{"RaftOpTimeout", Timing.RaftOpTimeout, [4]time.Duration{1400 * ms, 14 * time.Second, time.Second, time.Second}},
 		{"RejoinTimeout", Timing.RejoinTimeout, [4]time.Duration{3500 * ms, 35 * time.Second, 1400 * ms, time.Second}},
 		{"LeaderTick", Timing.LeaderTick, [4]time.Duration{350 * ms, 3500 * ms, 140 * ms, 50 * ms}},
