@@ -753,6 +753,9 @@ func kaPair(in *KeepalivedInput, conf, peer *kaConf, groups []*kaGroup, r *Repor
 	if in.Peer != "" && in.Peer != in.Node {
 		addr(in.Peer, myPeer, theirSrc)
 	}
+	// Both nodes' files list the nodes alike (placement's last resort
+	// is the first eligible node).
+	slices.SortFunc(ha.nodes, func(a, b haNode) int { return strings.Compare(a.name, b.name) })
 	// Media: unicast between the nodes' addresses; and, where VRRP
 	// advertised by multicast on an interface, broadcasts there, so that
 	// heartbeats travel every link the adverts did.
