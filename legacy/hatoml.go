@@ -117,9 +117,10 @@ func (h *haFile) bytes() []byte {
 // Vigil against what the old tool did: the old tool's survivor took over
 // whatever silenced its peer, so cut links gave two holders; Vigil's
 // asks its tie-breakers first, and without one waits for the operator.
-// before says what the old tool did; the note is the same for every
-// importer otherwise.
-func pairNote(h *haFile, before string) (Outcome, string) {
+// before says what the old tool did, importHow how the import would
+// have written the ping nodes; the note is the same for every importer
+// otherwise.
+func pairNote(h *haFile, before, importHow string) (Outcome, string) {
 	var b strings.Builder
 	b.WriteString("two_node = true (two members, no witness). ")
 	b.WriteString(before)
@@ -130,7 +131,7 @@ func pairNote(h *haFile, before string) (Outcome, string) {
 	}
 	b.WriteString(" Vigil, with no ping_nodes or [fence], cannot tell a dead peer from cut links, so a node never starts a group its silent peer may hold:" +
 		" the groups stay where they are, and after a crash stay down (at boot a node waits for its peer) until `vigil takeover` on the survivor confirms the peer is off." +
-		" The one line that changes it, in ha.toml: ping_nodes = [\"ROUTER\"] (a router both nodes reach over a heartbeat network; `--ping-node IP` at import), or add a [fence] table or a witness node.")
+		" The one line that changes it, in ha.toml: ping_nodes = [\"ROUTER\"] (a router both nodes reach over a heartbeat network; " + importHow + "), or add a [fence] table or a witness node.")
 	return Caveat, b.String()
 }
 

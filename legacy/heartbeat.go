@@ -340,7 +340,8 @@ func ImportHeartbeat(in HeartbeatInput) (*Heartbeat, error) {
 		ha.nodes = append(ha.nodes, haNode{nd, addrs[nd]})
 	}
 	if ha.pair() {
-		o, note := pairNote(ha, fmt.Sprintf("heartbeat: a node that hears nothing of its peer for initdead (%s, at boot) or deadtime (%s) declares it dead and starts every group itself; with only the links cut, both nodes do (two holders of each VIP).", initdead, deadtime))
+		o, note := pairNote(ha, fmt.Sprintf("heartbeat: a node that hears nothing of its peer for initdead (%s, at boot) or deadtime (%s) declares it dead and starts every group itself; with only the links cut, both nodes do (two holders of each VIP).", initdead, deadtime),
+			"ha.cf's ping directive becomes it")
 		r.add(file, set["node"], "node "+strings.Join(nodes, " "), o, "%s", note)
 	}
 	h.Files["ha.toml"] = ha.bytes()

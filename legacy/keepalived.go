@@ -405,7 +405,8 @@ func ImportKeepalived(in KeepalivedInput) (*Keepalived, error) {
 	ha := kaPair(&in, conf, peer, groups, r)
 	kaTiming(ha, conf, peer, r)
 	if ha.pair() {
-		o, note := pairNote(ha, fmt.Sprintf("keepalived: a backup that hears no advert for the master-down interval (%s here) becomes MASTER whatever silenced the master; with only the link cut, both routers hold the VIPs.", ha.deadtime))
+		o, note := pairNote(ha, fmt.Sprintf("keepalived: a backup that hears no advert for the master-down interval (%s here) becomes MASTER whatever silenced the master; with only the link cut, both routers hold the VIPs.", ha.deadtime),
+			"`--ping-node IP` at import")
 		r.add(in.Path, 0, "vrrp_instance", o, "%s", note)
 	}
 	if secret, ok := kaSecret(&in, conf, peer, r); ok {
@@ -902,19 +903,20 @@ func kaTiming(ha *haFile, conf, peer *kaConf, r *Report) {
 			kaAdd(r, v.advertKid, Caveat, "Vigil beats at one interval for the whole cluster: keepalive = %q, the shortest advert_int", ha.keepalive)
 		}
 	}
-	st := at.st
-	if at.advertKid != nil {
-		st = at.advertKid
+	st := at.advertKid
+	if st == nil { // keepalived's default, 1 s
+		st = &kaNode{kw: "advert_int", file: at.st.file, line: at.st.line}
 	}
 	least := timing.DefaultDeadtime(ha.keepalive)
 	if ha.deadtime < least {
 		kaAdd(r, st, Caveat, "keepalive = %q; keepalived's backup takes over after %s (%s), but Vigil's lease (deadtime less half a keepalive) must last %d keepalives not to lapse between echoes: deadtime = %q",
 			ha.keepalive, ha.deadtime, why, timing.SteadyLeaseBeats, least)
+		ha.comments = append(ha.comments, fmt.Sprintf("keepalive is advert_int; deadtime the least Vigil's lease needs, above keepalived's\nmaster-down interval, %s: %s.", ha.deadtime, why))
 		ha.deadtime = least
 	} else {
 		kaAdd(r, st, Mapped, "keepalive = %q; deadtime = %q: %s", ha.keepalive, ha.deadtime, why)
+		ha.comments = append(ha.comments, fmt.Sprintf("keepalive is advert_int; deadtime keepalived's master-down interval:\n%s.", why))
 	}
-	ha.comments = append(ha.comments, fmt.Sprintf("keepalive is advert_int; deadtime keepalived's master-down interval (%s).", why))
 }
 
 // kaSecret returns authkeys: the file given, else auth_pass, which both

@@ -163,17 +163,24 @@ include vs-*.conf
 		t.Errorf("a second real's own check: %s %s", e.Outcome, e.Note)
 	}
 
-	// What keepalived refuses too: nothing is written.
-	for _, bad := range []string{
-		"vrrp_instance A {\n interface eth0\n",             // missing }
-		"frobnicate 1\n",                                   // unknown keyword
-		"vrrp_instance A { virtual_router_id 300 }\n",      // out of range
-		"virtual_server 10.0.0.3 80 { lb_kind MASQ }\n",    // unknown routing method
-		"vrrp_instance A { virtual_ipaddress { nope } }\n", // not an address
-		"}\n",
+	// What keepalived refuses too: nothing is written. The input is
+	// otherwise complete, so the error is the one named.
+	for bad, want := range map[string]string{
+		"vrrp_instance A {\n interface eth0\n":             "missing '}'s",
+		"frobnicate 1\n":                                   "Unknown keyword 'frobnicate'",
+		"vrrp_instance A { virtual_router_id 300 }\n":      "must be 1..255",
+		"virtual_server 10.0.0.3 80 { lb_kind MASQ }\n":    "unknown [MASQ] routing method",
+		"vrrp_instance A { virtual_ipaddress { nope } }\n": `"nope" is not an address`,
+		"}\n":                                    "an extra '}'",
+		"vrrp_instance A { advert_int 500ms }\n": `advert_int "500ms"`,
+		"vrrp_instance A { version 4 }\n":        "version is 2 or 3",
+		"global_defs { vrrp_version 1 }\n":       "vrrp_version is 2 or 3",
+		"vrrp_instance A { authentication { auth_pass x\n frob y } }\n": "Unknown keyword 'frob'",
 	} {
-		if _, err := ImportKeepalived(KeepalivedInput{Path: "k.conf", Data: []byte(bad)}); err == nil {
-			t.Errorf("accepted: %q", bad)
+		in := kaPairInput([]byte(bad), nil)
+		in.Authkeys, in.AuthkeysPath = kaAuthkeys, "authkeys"
+		if _, err := ImportKeepalived(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", bad, err, want)
 		}
 	}
 }
