@@ -349,9 +349,7 @@ func ImportKeepalived(in KeepalivedInput) (*Keepalived, error) {
 	}
 	k := &Keepalived{Files: map[string][]byte{}}
 	r := &k.Report
-	add := func(st *kaNode, o Outcome, note string, a ...any) {
-		r.add(st.file, st.line, strings.TrimSpace(st.kw+" "+strings.Join(st.args, " ")), o, note, a...)
-	}
+	add := func(st *kaNode, o Outcome, note string, a ...any) { kaAdd(r, st, o, note, a...) }
 	conf := kaRead(in.Path, in.Data, &in, r)
 	var peer *kaConf
 	if in.PeerData != nil {
@@ -454,9 +452,7 @@ func ImportKeepalived(in KeepalivedInput) (*Keepalived, error) {
 func kaRead(path string, data []byte, in *KeepalivedInput, r *Report) *kaConf {
 	c := &kaConf{path: path}
 	top := kaParse(path, data, in, r, 0)
-	add := func(st *kaNode, o Outcome, note string, a ...any) {
-		r.add(st.file, st.line, strings.TrimSpace(st.kw+" "+strings.Join(st.args, " ")), o, note, a...)
-	}
+	add := func(st *kaNode, o Outcome, note string, a ...any) { kaAdd(r, st, o, note, a...) }
 	instances := map[string]*kaNode{}
 	var order []string
 	sync := map[string]string{} // instance → sync group
@@ -775,6 +771,7 @@ func kaPair(in *KeepalivedInput, conf, peer *kaConf, groups []*kaGroup, r *Repor
 	// keepalived makes master when both run); the group fails back to it
 	// when it preempts.
 	var preempt []bool
+	groupPreempts := map[*kaVRRP]bool{}
 	for _, g := range groups {
 		if len(g.vrrp) == 0 {
 			continue
@@ -812,21 +809,34 @@ func kaPair(in *KeepalivedInput, conf, peer *kaConf, groups []*kaGroup, r *Repor
 			p = mine.nopreempt == nil // the other router is taken to be set like this one
 		}
 		preempt = append(preempt, p)
-		for _, v := range []*kaVRRP{mine, theirs} {
-			if v == nil || v.nopreempt == nil || v.st.file != in.Path {
-				continue
-			}
+		for _, v := range g.vrrp {
+			groupPreempts[v] = p
+		}
+	}
+	// What became of each instance's nopreempt and preempt_delay.
+	for _, v := range conf.instances {
+		p, grouped := groupPreempts[v]
+		if d := v.nopreempt; d != nil {
 			switch {
+			case !grouped:
+				kaAdd(r, d, Caveat, "its instance makes no group")
 			case v.state == "MASTER":
-				kaAdd(r, v.nopreempt, Caveat, "keepalived clears it with state MASTER (\"nopreempt will not work with initial state MASTER\"): the group fails back")
+				kaAdd(r, d, Caveat, "keepalived clears it with state MASTER (\"nopreempt will not work with initial state MASTER\"): the group fails back")
+			case p:
+				kaAdd(r, d, Caveat, "not this router's to use: the other router, of the higher priority, preempts, so auto_failback = true")
 			default:
-				kaAdd(r, v.nopreempt, Mapped, "auto_failback = false: the group stays where it runs when its preferred node comes back")
+				kaAdd(r, d, Mapped, "auto_failback = false: the group stays where it runs when its preferred node comes back")
 			}
 		}
-		if d := pref.preemptDelay; d != nil && p {
-			kaAdd(r, d, Caveat, "auto_failback = true fails the group back as soon as %s is online again, without keepalived's delay of %s s", g.node, d.arg())
-		} else if d := mine.preemptDelay; d != nil {
-			kaAdd(r, d, Mapped, "no failback (nopreempt, or this router does not preempt): no delay to keep")
+		if d := v.preemptDelay; d != nil {
+			switch {
+			case !grouped:
+				kaAdd(r, d, Caveat, "its instance makes no group")
+			case p:
+				kaAdd(r, d, Caveat, "auto_failback = true fails the group back as soon as its preferred node is online again, without keepalived's delay of %s s", d.arg())
+			default:
+				kaAdd(r, d, Mapped, "no failback (nopreempt): no delay to keep")
+			}
 		}
 	}
 	if len(preempt) > 0 {

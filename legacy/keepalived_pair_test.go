@@ -121,7 +121,7 @@ func TestKeepalivedPriorityPreempt(t *testing.T) {
 		{"equal", "state BACKUP\n priority 100", "state BACKUP\n priority 100", "lvs1", true, "vrrp_instance VI_1", "equal priorities", Caveat},
 		{"nopreempt", "state BACKUP\n priority 200\n nopreempt", "state BACKUP\n priority 100\n nopreempt", "lvs1", false, "nopreempt", "auto_failback = false", Mapped},
 		{"nopreempt cleared on MASTER", "state MASTER\n priority 200\n nopreempt", "", "lvs1", true, "nopreempt", "keepalived clears it", Caveat},
-		{"nopreempt on the backup only", "state BACKUP\n priority 100\n nopreempt", "state MASTER\n priority 200", "lvs2", true, "nopreempt", "auto_failback = false", Mapped},
+		{"nopreempt on the backup only", "state BACKUP\n priority 100\n nopreempt", "state MASTER\n priority 200", "lvs2", true, "nopreempt", "the other router, of the higher priority, preempts", Caveat},
 		{"preempt_delay", "state BACKUP\n priority 200\n preempt_delay 30", "state BACKUP\n priority 100", "lvs1", true, "preempt_delay", "without keepalived's delay of 30 s", Caveat},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
