@@ -738,11 +738,13 @@ func kaPair(in *KeepalivedInput, conf, peer *kaConf, groups []*kaGroup, r *Repor
 				a = f[0]
 			}
 		}
-		switch _, err := netip.ParseAddr(a); {
+		switch ip, err := netip.ParseAddr(a); {
 		case a == "":
 			r.add(in.Path, 0, "node "+name, Invalid, "no address for %s: keepalived's multicast VRRP names none; give --address %s=IP (Vigil's heartbeats and Raft need it)", name, name)
 		case err != nil:
 			r.add(in.Path, 0, "node "+name, Invalid, "%q is not an IP address", a)
+		case !ip.Unmap().Is4():
+			r.add(in.Path, 0, "node "+name, Invalid, "%s: Vigil's heartbeats run over IPv4; give --address %s=IPv4", a, name)
 		}
 		ha.nodes = append(ha.nodes, haNode{name, a})
 	}
@@ -899,8 +901,11 @@ func kaTiming(ha *haFile, conf, peer *kaConf, r *Report) {
 				skew = fmt.Sprintf("(256 − %d)/256 × advert_int", backup)
 			}
 			why = fmt.Sprintf("VRRPv%d's master-down interval at %s priority %d, the backup's: 3 × advert_int + %s", ver, where, backup, skew)
-			if theirs == nil && peer == nil {
+			switch {
+			case peer == nil:
 				why += " (the other router's priority is unknown: --peer-conf reads it, so that both nodes get the same deadtime)"
+			case theirs == nil:
+				why += " (the other router's file has no such instance)"
 			}
 		}
 	}
@@ -910,7 +915,7 @@ func kaTiming(ha *haFile, conf, peer *kaConf, r *Report) {
 	ha.keepalive, ha.deadtime = seconds(ka), seconds(dead)
 	for _, v := range conf.instances {
 		if conf.advertOf(v) != ka && v.advertKid != nil {
-			kaAdd(r, v.advertKid, Caveat, "Vigil beats at one interval for the whole cluster: keepalive = %q, the shortest advert_int", ha.keepalive)
+			kaAdd(r, v.advertKid, Caveat, "Vigil has one beat and one deadtime for the whole cluster: keepalive = %q, the shortest advert_int; deadtime the longest master-down interval", ha.keepalive)
 		}
 	}
 	st := at.advertKid

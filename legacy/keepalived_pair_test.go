@@ -236,6 +236,7 @@ func TestKeepalivedPeers(t *testing.T) {
 		{"peer is self", func(in *KeepalivedInput) { in.Peer = "lvs1" }, "is this node"},
 		{"no address", func(in *KeepalivedInput) { delete(in.Addresses, "lvs2") }, "--address lvs2=IP"},
 		{"bad address", func(in *KeepalivedInput) { in.Addresses["lvs2"] = "lvs2.example" }, `"lvs2.example" is not an IP address`},
+		{"IPv6 address", func(in *KeepalivedInput) { in.Addresses["lvs2"] = "fd00::2" }, "heartbeats run over IPv4"},
 		{"three routers", func(in *KeepalivedInput) {
 			in.Data = kaVRRPConf("unicast_peer {\n  192.0.2.2\n  192.0.2.3\n }")
 		}, "2 peers"},
