@@ -1,6 +1,7 @@
 package lab_test
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/cluster/timing"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -38,16 +41,25 @@ func keepalivedPair(t *testing.T) (master, backup []byte) {
 	return []byte(s), []byte(b)
 }
 
-// Issue 23: a keepalived pair imported node by node becomes a Vigil pair
-// that runs from the files as written. Each director's keepalived.conf is
-// imported for it (with the other's as --peer-conf, the addresses
-// multicast VRRP does not name, and the router as ping node); both
-// imports agree on the cluster-wide settings and the groups; two daemons
-// start from the output unchanged (their own /run and /var/lib, as two
-// machines); every VIP comes up on the MASTER side, n1; n1 loses power
-// and n2, the survivor, takes every VIP; at no instant do both reachable
-// directors hold one.
-func TestKeepalivedImportPair(t *testing.T) {
+// importedPair is a keepalived pair imported and running in the lab.
+type importedPair struct {
+	l     *lab.Lab
+	ti    timing.Timing
+	nodes map[string]*lab.Node
+	w     *lab.AddrWatcher
+	vips  []netip.Addr
+	// bound is how long a group may be without a holder after a fault
+	// (detection, election, lease, ping settle, start), from the timing.
+	bound time.Duration
+}
+
+// startImportedPair derives the pair, imports each director's file for
+// it with `vigil import keepalived` (the other's as --peer-conf, the
+// addresses multicast VRRP does not name, and extra flags), checks that
+// both imports agree on what the cluster shares, starts two daemons on
+// the output unchanged (their own /run and /var/lib, as two machines),
+// and waits until every VIP is on the MASTER side, n1.
+func startImportedPair(t *testing.T, extra ...string) *importedPair {
 	l := needLab(t)
 	master, backup := keepalivedPair(t)
 	confs := map[string][]byte{"n1": master, "n2": backup}
@@ -60,11 +72,10 @@ func TestKeepalivedImportPair(t *testing.T) {
 	cfgs := map[string]*config.Config{}
 	for _, n := range []string{"n1", "n2"} {
 		out := filepath.Join(l.Dir, "etc-"+n)
-		cmd := exec.Command(vigilBin, "import", "keepalived", "-o", out, "--node", n, "--peer", other[n],
-			"--peer-conf", filepath.Join(l.Dir, other[n]+".conf"), "--address", "n1=10.77.1.1", "--address", "n2=10.77.1.2",
-			"--ping-node", lab.PingNode, filepath.Join(l.Dir, n+".conf"))
-		b, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(b), "checked: OK") {
+		args := append([]string{"import", "keepalived", "-o", out, "--node", n, "--peer", other[n],
+			"--peer-conf", filepath.Join(l.Dir, other[n]+".conf"), "--address", "n1=10.77.1.1", "--address", "n2=10.77.1.2"}, extra...)
+		b, err := exec.Command(vigilBin, append(args, filepath.Join(l.Dir, n+".conf"))...).CombinedOutput()
+		if err != nil || !strings.Contains(string(b), "checked: OK") || !strings.Contains(string(b), "two_node = true (two members, no witness)") {
 			t.Fatalf("import for %s: %v\n%s", n, err, b)
 		}
 		if cfgs[n], err = config.Load(out, config.Options{}); err != nil {
@@ -74,55 +85,92 @@ func TestKeepalivedImportPair(t *testing.T) {
 	// One cluster: the same timing, preference and groups on both.
 	h1, h2 := cfgs["n1"].HA, cfgs["n2"].HA
 	if h1.Timing() != h2.Timing() || h1.AutoFailback != h2.AutoFailback || !h1.TwoNode || !reflect.DeepEqual(h1.Nodes, h2.Nodes) ||
-		!reflect.DeepEqual(cfgs["n1"].Resources, cfgs["n2"].Resources) {
+		!reflect.DeepEqual(h1.PingNodes, h2.PingNodes) || !reflect.DeepEqual(cfgs["n1"].Resources, cfgs["n2"].Resources) {
 		t.Fatalf("the two imports disagree:\nn1 %+v\nn2 %+v\nn1 %+v\nn2 %+v", h1, h2, cfgs["n1"].Resources, cfgs["n2"].Resources)
 	}
-	var vips []netip.Addr
+	p := &importedPair{l: l, ti: h1.Timing(), nodes: map[string]*lab.Node{}}
 	for _, g := range cfgs["n1"].Resources.Groups {
 		if g.Node != "n1" {
 			t.Errorf("group %s prefers %s, want n1 (MASTER, the higher priority)", g.Name, g.Node)
 		}
 		for _, r := range g.Resources {
-			vips = append(vips, netip.MustParseAddr(r.Params["ip"]))
+			p.vips = append(p.vips, netip.MustParseAddr(r.Params["ip"]))
 		}
 	}
-	ti := h1.Timing()
 	// A VRRPv2 backup at priority 25: 3 × 1 s + (256 − 25)/256 s.
-	if ti.Keepalive != time.Second || ti.Deadtime != 3902*time.Millisecond || !h1.AutoFailback || len(vips) != 12 {
-		t.Fatalf("keepalive %s, deadtime %s, auto_failback %v, %d VIPs; want 1s, 3.902s, true, 12", ti.Keepalive, ti.Deadtime, h1.AutoFailback, len(vips))
+	if p.ti.Keepalive != time.Second || p.ti.Deadtime != 3902*time.Millisecond || !h1.AutoFailback || len(p.vips) != 12 {
+		t.Fatalf("keepalive %s, deadtime %s, auto_failback %v, %d VIPs; want 1s, 3.902s, true, 12", p.ti.Keepalive, p.ti.Deadtime, h1.AutoFailback, len(p.vips))
 	}
 
 	l.Directors(2)
 	l.AddNS("gw")
 	l.Wire("gw", "eth0", "sw", "br0", lab.PingNode+"/24")
-	w := l.StartAddrWatcher(vips, "n1", "n2")
-	nodes := map[string]*lab.Node{}
+	p.w = l.StartAddrWatcher(p.vips, "n1", "n2")
 	for _, n := range []string{"n1", "n2"} {
-		nodes[n] = l.StartImported(vigilBin, n, n, cfgs[n].Dir)
+		p.nodes[n] = l.StartImported(vigilBin, n, n, cfgs[n].Dir)
 	}
-	// Margins from the timing: how long a group may be without a holder
-	// after a fault (detection, election, lease, ping settle, start), and
-	// at boot initdead on top.
-	bound := lab.ChaosOptions{Keepalive: ti.Keepalive, Deadtime: ti.Deadtime}.Bound(0)
-	if _, err := w.Wait(ti.Initdead+bound, func(h map[string]int) bool { return h["n1"] == len(vips) && h["n2"] == 0 }); err != nil {
+	p.bound = lab.ChaosOptions{Keepalive: p.ti.Keepalive, Deadtime: p.ti.Deadtime}.Bound(0)
+	if _, err := p.w.Wait(p.ti.Initdead+p.bound, func(h map[string]int) bool { return h["n1"] == len(p.vips) && h["n2"] == 0 }); err != nil {
 		t.Fatalf("start: %v", err)
 	}
+	return p
+}
 
-	w.SetDown("n1", true)
-	crash := l.Crash(nodes["n1"])
-	if _, err := w.Wait(bound, func(h map[string]int) bool { return h["n2"] == len(vips) }); err != nil {
-		t.Fatalf("after n1's power loss: %v", err)
+// survivorHoldsAll waits until n2 holds every VIP, or fails, checks
+// that no instant had two reachable holders, and returns how long after
+// since n2 held the last one.
+func (p *importedPair) survivorHoldsAll(t *testing.T, since time.Time, what string) time.Duration {
+	t.Helper()
+	if _, err := p.w.Wait(p.bound, func(h map[string]int) bool { return h["n2"] == len(p.vips) }); err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 	var last time.Time
-	for _, at := range w.FirstUp("n2", crash) {
+	for _, at := range p.w.FirstUp("n2", since) {
 		if at.After(last) {
 			last = at
 		}
 	}
-	rep := w.Report()
+	rep := p.w.Report()
 	if len(rep.Dual) > 0 || rep.Err != nil {
 		t.Fatalf("two reachable holders: %v (err %v)", rep.Dual, rep.Err)
 	}
-	t.Logf("n2 held all %d VIPs %s after n1's power loss (deadtime %s after n1's last heartbeat, as keepalived's backup at its master-down interval after the last advert); %d address changes, no second holder",
-		len(vips), last.Sub(crash).Round(time.Millisecond), ti.Deadtime, rep.Changes)
+	return last.Sub(since)
+}
+
+// Issue 23: a keepalived pair imported node by node, with the router as
+// ping node, becomes a Vigil pair that runs from the files as written:
+// n1, the MASTER side, loses power and n2, the survivor, takes every
+// VIP; at no instant do both reachable directors hold one.
+func TestKeepalivedImportPair(t *testing.T) {
+	p := startImportedPair(t, "--ping-node", lab.PingNode)
+	p.w.SetDown("n1", true)
+	crash := p.l.Crash(p.nodes["n1"])
+	took := p.survivorHoldsAll(t, crash, "after n1's power loss")
+	t.Logf("n2 held all %d VIPs %s after n1's power loss (deadtime %s after n1's last heartbeat, as keepalived's backup at its master-down interval after the last advert); no second holder",
+		len(p.vips), took.Round(time.Millisecond), p.ti.Deadtime)
+}
+
+// What the import says of a pair imported without a tie-breaker is what
+// happens: n1 loses power, and n2, which cannot tell that from a cut
+// link, takes nothing over and says why; `vigil takeover`, the
+// operator's word that n1 is off, moves every VIP to n2.
+func TestKeepalivedImportNoTieBreaker(t *testing.T) {
+	p := startImportedPair(t)
+	p.w.SetDown("n1", true)
+	p.l.Crash(p.nodes["n1"])
+	n2 := p.nodes["n2"]
+	if _, err := n2.WaitStatus(p.bound, func(s *control.Status) bool {
+		return s.Core != nil && s.Core.Pair != nil && strings.Contains(s.Core.Pair.Note, "no tie-breaker configured")
+	}); err != nil {
+		t.Fatalf("n2 does not say why it takes nothing over: %v", err)
+	}
+	if h := p.w.Held(); h["n2"] != 0 {
+		t.Fatalf("n2 took %d VIPs over without a tie-breaker", h["n2"])
+	}
+	confirmed := time.Now()
+	if err := n2.Client.Command(context.Background(), control.Command{Op: "takeover"}); err != nil {
+		t.Fatal(err)
+	}
+	took := p.survivorHoldsAll(t, confirmed, "after `vigil takeover`")
+	t.Logf("n2 held all %d VIPs %s after `vigil takeover`; none before it", len(p.vips), took.Round(time.Millisecond))
 }
