@@ -712,6 +712,12 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 // media, each group's preferred node and auto_failback.
 func kaPair(in *KeepalivedInput, conf, peer *kaConf, groups []*kaGroup, r *Report) *haFile {
 	ha := &haFile{source: in.Path, tool: "keepalived", cluster: in.Cluster, node: in.Node, pings: in.PingNodes}
+	if !nodeNameRE.MatchString(in.Node) {
+		r.add(in.Path, 0, "--node", Invalid, "%q is not a node name: name this node (letters, digits, '.', '_', '-')", in.Node)
+	}
+	if in.Peer != "" && !nodeNameRE.MatchString(in.Peer) {
+		r.add(in.Path, 0, "--peer", Invalid, "%q is not a node name (letters, digits, '.', '_', '-')", in.Peer)
+	}
 	if len(conf.instances) > 0 && in.Peer == "" {
 		r.add(in.Path, 0, "vrrp_instance", Invalid, "a VRRP router has a peer: name the other node with --peer NAME (or give its file with --peer-conf and a router_id there)")
 	}

@@ -234,6 +234,8 @@ func TestKeepalivedPeers(t *testing.T) {
 	}{
 		{"no peer", func(in *KeepalivedInput) { in.Peer = "" }, "--peer NAME"},
 		{"peer is self", func(in *KeepalivedInput) { in.Peer = "lvs1" }, "is this node"},
+		{"no node", func(in *KeepalivedInput) { in.Node = "" }, "name this node"},
+		{"bad peer name", func(in *KeepalivedInput) { in.Peer = "lvs 2" }, `"lvs 2" is not a node name`},
 		{"no address", func(in *KeepalivedInput) { delete(in.Addresses, "lvs2") }, "--address lvs2=IP"},
 		{"bad address", func(in *KeepalivedInput) { in.Addresses["lvs2"] = "lvs2.example" }, `"lvs2.example" is not an IP address`},
 		{"IPv6 address", func(in *KeepalivedInput) { in.Addresses["lvs2"] = "fd00::2" }, "heartbeats run over IPv4"},
