@@ -54,17 +54,30 @@ func FuzzImportHeartbeat(f *testing.F) {
 
 func FuzzImportKeepalived(f *testing.F) {
 	seedFile(f, "../bin/samples/usr/share/doc/keepalived/samples/keepalived.conf.sample")
+	seedFile(f, "../bin/samples/usr/share/doc/keepalived/samples/keepalived.conf.vrrp")
 	f.Add([]byte("vrrp_instance A { state MASTER\n virtual_ipaddress {\n10.0.0.3/24 dev eth0 }}\nvirtual_server 10.0.0.3 80 { real_server 10.0.0.4 80 { HTTP_GET { url { path / status_code 200-299 } } } }\n"))
+	f.Add([]byte("global_defs { vrrp_version 3\n notification_email { a@b }\n smtp_server 10.0.0.9 }\nvrrp_instance A { state BACKUP\n priority 90\n advert_int 0.05\n nopreempt\n preempt_delay 5\n unicast_src_ip 10.0.0.1\n unicast_peer { 10.0.0.2 }\n authentication { auth_type PASS\n auth_pass \"a long one\" }\n virtual_ipaddress { 10.0.0.3 }}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		testutil.Quick(t.Name(), data, func() {
-			k, err := ImportKeepalived(KeepalivedInput{Path: "k.conf", Data: data, Node: "n1"})
+			// The file is both routers' (its own peer file): every path
+			// through the pair's mapping runs.
+			k, err := ImportKeepalived(KeepalivedInput{Path: "k.conf", Data: data, Node: "n1", Peer: "n2", PeerPath: "p.conf", PeerData: data,
+				Addresses: map[string]string{"n1": "10.0.0.1", "n2": "10.0.0.2"}})
 			if err != nil {
 				return
 			}
+			var ha *config.HA
+			if ha, _, err = config.ParseHA(config.HAFile, k.Files[config.HAFile]); err != nil {
+				return
+			}
 			for name, b := range k.Files {
-				if name == config.ResourcesFile {
-					_, _ = config.ParseResources(name, b, &config.HA{Nodes: []config.Node{{Name: "n1"}}})
-				} else {
+				switch name {
+				case config.HAFile:
+				case "authkeys":
+					_, _, _ = config.ParseAuthkeys(name, b)
+				case config.ResourcesFile:
+					_, _ = config.ParseResources(name, b, ha)
+				default:
 					_, _ = config.ParseLdirectord(name, b)
 				}
 			}

@@ -162,6 +162,7 @@ func ImportHeartbeat(in HeartbeatInput) (*Heartbeat, error) {
 			for _, v := range vals {
 				nodes = append(nodes, strings.ToLower(v))
 			}
+			set[dir] = n
 			add(Mapped, "[[nodes]] (names lowercased, as heartbeat does)")
 		case "cluster":
 			if len(vals) > 0 {
@@ -330,56 +331,20 @@ func ImportHeartbeat(in HeartbeatInput) (*Heartbeat, error) {
 		}
 	}
 
-	var t tomlWriter
-	t.comment("ha.toml — imported from %s by `vigil import heartbeat`.", file)
-	t.kv("", "cluster", cluster)
-	t.kv("", "keepalive", keepalive.String())
-	t.kv("", "deadtime", deadtime.String())
-	if warntime != 0 {
-		t.kv("", "warntime", warntime.String())
-	}
-	t.kv("", "initdead", initdead.String())
-	if autoFailback != nil {
-		t.kv("", "auto_failback", *autoFailback)
-	} else {
-		t.comment("auto_failback was unset: heartbeat's legacy default; Vigil's is false.")
-	}
-	if len(nodes) == 2 {
-		// heartbeat's pair: the survivor takes over; Vigil asks its
-		// tie-breakers first (or a witness: add a third [[nodes]]).
-		t.comment("A pair without a witness: the survivor takes over only when ping_nodes or a [fence] agree (docs/SAFETY.md).")
-		t.kv("", "two_node", true)
-	}
-	if len(pings) > 0 {
-		t.kv("", "ping_nodes", pings)
+	ha := &haFile{source: file, tool: "heartbeat", cluster: cluster, keepalive: keepalive, deadtime: deadtime, warntime: warntime,
+		initdead: initdead, autoFailback: autoFailback, pings: pings, media: media}
+	if autoFailback == nil {
+		ha.comments = append(ha.comments, "auto_failback was unset: heartbeat's legacy default; Vigil's is false.")
 	}
 	for _, nd := range nodes {
-		t.WriteString("\n[[nodes]]\n")
-		t.kv("", "name", nd)
-		t.kv("", "address", addrs[nd])
+		ha.nodes = append(ha.nodes, haNode{nd, addrs[nd]})
 	}
-	for _, m := range media {
-		t.WriteString("\n[[" + m.kind + "]]\n")
-		switch m.kind {
-		case "bcast":
-			t.kv("", "interface", m.iface)
-			t.kv("", "port", m.port)
-		case "ucast":
-			t.kv("", "interface", m.iface)
-			t.kv("", "port", m.port)
-			t.kv("", "peers", m.peers)
-		case "mcast":
-			t.kv("", "group", m.group)
-			t.kv("", "interface", m.iface)
-			t.kv("", "port", m.port)
-			t.kv("", "ttl", m.ttl)
-			t.kv("", "loop", m.loop)
-		case "serial":
-			t.kv("", "device", m.iface)
-			t.kv("", "baud", m.baud)
-		}
+	if ha.pair() {
+		o, note := pairNote(ha, fmt.Sprintf("heartbeat: a node that hears nothing of its peer for initdead (%s, at boot) or deadtime (%s) declares it dead and starts every group itself; with only the links cut, both nodes do (two holders of each VIP).", initdead, deadtime),
+			"ha.cf's ping directive becomes it")
+		r.add(file, set["node"], "node "+strings.Join(nodes, " "), o, "%s", note)
 	}
-	h.Files["ha.toml"] = []byte(t.String())
+	h.Files["ha.toml"] = ha.bytes()
 
 	if in.Authkeys != nil {
 		if key, err := importAuthkeys(in.AuthkeysPath, in.Authkeys, r); err == nil {

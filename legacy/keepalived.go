@@ -3,6 +3,7 @@ package legacy
 import (
 	"fmt"
 	"math"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"regexp"
@@ -12,18 +13,36 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/timing"
 	"github.com/vigil-ha/vigil/resources/ldirectord/director"
 )
 
-// KeepalivedInput is one node's keepalived.conf and how to reach the
-// files it includes.
+// KeepalivedInput is one node's keepalived.conf, what the pair around it
+// is, and how to reach the files it includes.
 type KeepalivedInput struct {
 	Path string
 	Data []byte
-	// Node is this node's name in Vigil: the preferred node of the
-	// instances keepalived starts as MASTER here.
+	// Node is this node's name in Vigil (ha.toml's node).
 	Node string
+	// Peer is the other router's name in Vigil; default: the router_id
+	// of PeerData's global_defs.
+	Peer string
+	// PeerPath and PeerData are the other router's keepalived.conf
+	// (optional): its priorities, preemption and addresses complete the
+	// pair's.
+	PeerPath string
+	PeerData []byte
+	// Addresses are nodes' heartbeat and Raft addresses by name, for
+	// routers whose files do not say (multicast VRRP names none).
+	Addresses map[string]string
+	// PingNodes become ha.toml's ping_nodes: the pair's tie-breaker.
+	PingNodes []string
+	// Cluster is ha.toml's cluster name (default "keepalived").
+	Cluster string
+	// Authkeys, if set, is the cluster secret instead of auth_pass.
+	Authkeys     []byte
+	AuthkeysPath string
 	// Name is the ldirectord instance the virtual servers become
 	// (NAME.toml, ldirectord::NAME).
 	Name string
@@ -33,7 +52,8 @@ type KeepalivedInput struct {
 	Glob     func(string) ([]string, error)
 }
 
-// Keepalived is the result: resources.toml and the ldirectord instance.
+// Keepalived is the result: ha.toml, authkeys, resources.toml and the
+// ldirectord instance.
 type Keepalived struct {
 	Files map[string][]byte
 	Report
@@ -119,6 +139,9 @@ func kaParse(file string, data []byte, in *KeepalivedInput, r *Report, depth int
 	}
 	return root.kids
 }
+
+// nodeNameRE is what ha.toml accepts as a node's name.
+var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 // kaKeywordRE is what a keepalived keyword looks like.
 var kaKeywordRE = regexp.MustCompile(`^[A-Za-z0-9_@-]{1,64}$`)
@@ -210,38 +233,234 @@ func kaTokens(line string) []string {
 
 // kaGroup is one Vigil group made of VRRP instances.
 type kaGroup struct {
-	name      string
-	preferred bool
-	vips      []map[string]string // IPaddr params
-	addrs     []netip.Addr
-	lvs       bool
+	name  string
+	node  string              // preferred node
+	vrrp  []*kaVRRP           // its instances, in file order
+	vips  []map[string]string // IPaddr params
+	addrs []netip.Addr
+	lvs   bool
 }
 
-// ImportKeepalived reads one node's keepalived.conf: its VRRP instances
-// become groups of IPaddr resources (a vrrp_sync_group one group), its
-// virtual servers one ldirectord instance in the group whose addresses
-// they use. Membership, timing and the secret have no counterpart to
-// read here (VRRP knows its peers by address only): the report says
-// which ha.toml settings to write.
+// kaVRRP is what a vrrp_instance says about the router it runs on.
+type kaVRRP struct {
+	name, state, iface string
+	st                 *kaNode
+	prio               int
+	vrid               int
+	nopreempt          *kaNode
+	preemptDelay       *kaNode
+	advert             float64 // seconds, as written
+	advertKid          *kaNode
+	version            int // 0: the global vrrp_version
+	authPass           string
+	authKid            *kaNode
+	src                string   // unicast_src_ip or mcast_src_ip
+	peers              []string // unicast_peer
+}
+
+// kaConf is one keepalived.conf, read.
+type kaConf struct {
+	path      string
+	groups    []*kaGroup
+	instances []*kaVRRP
+	virtuals  []*kaNode
+	version   int // global_defs vrrp_version (0: unset, keepalived's 2)
+	routerID  string
+	mail      []string
+	mailKid   *kaNode
+	mailFrom  string
+	smtp      string
+}
+
+// find returns the instance of c that is v's counterpart on the other
+// router: the same name, else the same virtual router on the same
+// interface.
+func (c *kaConf) find(v *kaVRRP) *kaVRRP {
+	for _, w := range c.instances {
+		if w.name == v.name {
+			return w
+		}
+	}
+	for _, w := range c.instances {
+		if w.vrid == v.vrid && w.iface == v.iface {
+			return w
+		}
+	}
+	return nil
+}
+
+// versionOf is the VRRP version instance v runs: its own, the global
+// one, else keepalived's default, 2.
+func (c *kaConf) versionOf(v *kaVRRP) int {
+	switch {
+	case v.version != 0:
+		return v.version
+	case c.version != 0:
+		return c.version
+	}
+	return 2
+}
+
+// advertOf is v's advertisement interval in seconds as keepalived runs
+// it: 1 s unless set, and for VRRPv2 rounded to whole seconds (at least
+// one), as keepalived does ("Advert interval must be an integer -
+// rounding").
+func (c *kaConf) advertOf(v *kaVRRP) float64 {
+	a := v.advert
+	if a == 0 {
+		a = 1
+	}
+	if c.versionOf(v) == 2 && a != math.Trunc(a) {
+		a = max(1, math.Floor(a+0.5))
+	}
+	return a
+}
+
+// masterDown is VRRP's Master_Down_Interval: how long a backup of
+// priority prio waits without adverts before it becomes master, 3 ×
+// advert_int plus a skew of (256 − priority)/256 — of a second in
+// VRRPv2, of advert_int in VRRPv3.
+func masterDown(advert float64, prio, version int) float64 {
+	skew := float64(256-prio) / 256
+	if version == 3 {
+		skew *= advert
+	}
+	return 3*advert + skew
+}
+
+// seconds is s as a duration, to the millisecond.
+func seconds(s float64) time.Duration {
+	return time.Duration(math.Round(s*1000)) * time.Millisecond
+}
+
+// ImportKeepalived reads one node's keepalived.conf (and, if given, the
+// other router's) and writes a complete configuration for that node:
+// ha.toml (the pair, timing from advert_int and VRRP's master-down rule,
+// the preferred node from priorities, auto_failback from preemption),
+// authkeys (auth_pass), resources.toml (each VRRP instance a group of
+// IPaddr resources, a vrrp_sync_group one group) and the ldirectord
+// instance of the virtual servers, in the group whose addresses they use.
 func ImportKeepalived(in KeepalivedInput) (*Keepalived, error) {
 	if in.Name == "" {
 		in.Name = "lvs"
 	}
+	if in.Cluster == "" {
+		in.Cluster = "keepalived"
+	}
 	k := &Keepalived{Files: map[string][]byte{}}
 	r := &k.Report
-	top := kaParse(in.Path, in.Data, &in, r, 0)
-	add := func(st *kaNode, o Outcome, note string, a ...any) {
-		r.add(st.file, st.line, strings.TrimSpace(st.kw+" "+strings.Join(st.args, " ")), o, note, a...)
+	add := func(st *kaNode, o Outcome, note string, a ...any) { kaAdd(r, st, o, note, a...) }
+	conf := kaRead(in.Path, in.Data, &in, r)
+	var peer *kaConf
+	if in.PeerData != nil {
+		// The other router's file is read for its VRRP facts; what it
+		// says of itself is not this node's report, but a file keepalived
+		// refuses is refused here too.
+		var pr Report
+		peer = kaRead(in.PeerPath, in.PeerData, &in, &pr)
+		for _, e := range pr.Entries {
+			if e.Outcome == Invalid {
+				r.Entries = append(r.Entries, e)
+			}
+		}
+		if id := strings.ToLower(peer.routerID); in.Peer == "" && nodeNameRE.MatchString(id) {
+			in.Peer = id
+		}
 	}
+	groups := conf.groups
+
+	if len(conf.virtuals) > 0 {
+		ld, vaddrs := kaVirtuals(conf.virtuals, add)
+		k.Files[in.Name+".toml"] = ld
+		var host *kaGroup
+		for _, g := range groups {
+			for _, a := range g.addrs {
+				if vaddrs[a] && host == nil {
+					host = g
+				}
+			}
+		}
+		switch {
+		case host != nil:
+		case len(groups) > 0:
+			host = groups[0]
+			r.add(in.Path, conf.virtuals[0].line, "virtual_server", Caveat, "no VRRP address of this file is a virtual server's: ldirectord::%s joins group %s", in.Name, host.name)
+		default:
+			host = &kaGroup{name: in.Name}
+			groups = append(groups, host)
+			r.add(in.Path, conf.virtuals[0].line, "virtual_server", Caveat, "no vrrp_instance: group %s runs only ldirectord::%s (keepalived loads IPVS on every node; Vigil directs from one)", host.name, in.Name)
+		}
+		host.lvs = true
+	}
+	groups = slices.DeleteFunc(groups, func(g *kaGroup) bool {
+		if len(g.vips) == 0 && !g.lvs {
+			r.add(in.Path, 0, "vrrp_instance "+g.name, Caveat, "no virtual_ipaddress: no group")
+			return true
+		}
+		return false
+	})
+
+	ha := kaPair(&in, conf, peer, groups, r)
+	kaTiming(ha, conf, peer, r)
+	if ha.pair() {
+		o, note := pairNote(ha, fmt.Sprintf("keepalived: a backup that hears no advert for the master-down interval (%s here) becomes MASTER whatever silenced the master; with only the link cut, both routers hold the VIPs.", ha.deadtime),
+			"`--ping-node IP` at import")
+		r.add(in.Path, 0, "vrrp_instance", o, "%s", note)
+	}
+	if secret, ok := kaSecret(&in, conf, peer, r); ok {
+		k.Files["authkeys"] = secret
+	}
+	kaMail(ha, conf, r)
+	k.Files["ha.toml"] = ha.bytes()
+
+	var t tomlWriter
+	t.comment("resources.toml — imported from %s by `vigil import keepalived`.", in.Path)
+	t.comment("Each vrrp_instance (each vrrp_sync_group) is a group; its virtual_ipaddress\nentries are IPaddr resources, announced with gratuitous ARP as keepalived does.\nnode is the router of the higher priority.")
+	for _, g := range groups {
+		t.WriteString("\n[[group]]\n")
+		t.kv("", "name", g.name)
+		if g.node == "" {
+			g.node = in.Node
+		}
+		if g.node != "" {
+			t.kv("", "node", g.node)
+		}
+		t.WriteString("resources = [\n")
+		for _, p := range g.vips {
+			keys := make([]string, 0, len(p))
+			for key := range p {
+				keys = append(keys, key)
+			}
+			sort.Strings(keys)
+			var kv []string
+			for _, key := range keys {
+				kv = append(kv, key+" = "+quote(p[key]))
+			}
+			fmt.Fprintf(&t, "  { type = \"IPaddr\", params = { %s } },\n", strings.Join(kv, ", "))
+		}
+		if g.lvs {
+			fmt.Fprintf(&t, "  { type = \"ldirectord\", params = { config = %s } },\n", quote(in.Name))
+		}
+		t.WriteString("]\n")
+	}
+	k.Files["resources.toml"] = []byte(t.String())
+	return k, r.Err()
+}
+
+// kaRead parses one keepalived.conf into its groups, instances and
+// virtual servers, reporting every statement to r.
+func kaRead(path string, data []byte, in *KeepalivedInput, r *Report) *kaConf {
+	c := &kaConf{path: path}
+	top := kaParse(path, data, in, r, 0)
+	add := func(st *kaNode, o Outcome, note string, a ...any) { kaAdd(r, st, o, note, a...) }
 	instances := map[string]*kaNode{}
 	var order []string
 	sync := map[string]string{} // instance → sync group
 	var syncOrder []string
-	var virtuals []*kaNode
 	for _, st := range top {
 		switch st.kw {
 		case "global_defs":
-			kaGlobals(st, add)
+			kaGlobals(st, c, add)
 		case "vrrp_instance":
 			if len(st.args) != 1 {
 				add(st, Invalid, "vrrp_instance takes a name")
@@ -276,7 +495,7 @@ func ImportKeepalived(in KeepalivedInput) (*Keepalived, error) {
 				add(st, Unsupported, "virtual server groups: list each address as its own virtual service")
 				continue
 			}
-			virtuals = append(virtuals, st)
+			c.virtuals = append(c.virtuals, st)
 		case "vrrp_script":
 			add(st, Unsupported, "track scripts change VRRP priorities; in Vigil a check that should move the group is a resource in it (an OCF/LSB script), whose failed monitor moves the group")
 		case "virtual_server_group":
@@ -291,7 +510,6 @@ func ImportKeepalived(in KeepalivedInput) (*Keepalived, error) {
 	}
 
 	// Groups: one per sync group, one per other instance, in file order.
-	var groups []*kaGroup
 	byName := map[string]*kaGroup{}
 	seen := map[netip.Addr]string{} // VIP → its group
 	for _, name := range order {
@@ -303,103 +521,50 @@ func ImportKeepalived(in KeepalivedInput) (*Keepalived, error) {
 		if g == nil {
 			g = &kaGroup{name: groupNameRE.ReplaceAllString(gname, "_")}
 			byName[gname] = g
-			groups = append(groups, g)
+			c.groups = append(c.groups, g)
 		}
-		kaInstance(instances[name], g, seen, add)
+		v := kaInstance(instances[name], g, seen, add)
+		g.vrrp = append(g.vrrp, v)
+		c.instances = append(c.instances, v)
 	}
 	for _, s := range syncOrder {
 		if byName[s] == nil {
-			r.add(in.Path, 0, "vrrp_sync_group "+s, Caveat, "names no vrrp_instance of this file: no group")
+			r.add(path, 0, "vrrp_sync_group "+s, Caveat, "names no vrrp_instance of this file: no group")
 		}
 	}
-
-	if len(virtuals) > 0 {
-		ld, vaddrs := kaVirtuals(virtuals, add)
-		k.Files[in.Name+".toml"] = ld
-		var host *kaGroup
-		for _, g := range groups {
-			for _, a := range g.addrs {
-				if vaddrs[a] && host == nil {
-					host = g
-				}
-			}
-		}
-		switch {
-		case host != nil:
-		case len(groups) > 0:
-			host = groups[0]
-			r.add(in.Path, virtuals[0].line, "virtual_server", Caveat, "no VRRP address of this file is a virtual server's: ldirectord::%s joins group %s", in.Name, host.name)
-		default:
-			host = &kaGroup{name: in.Name}
-			groups = append(groups, host)
-			r.add(in.Path, virtuals[0].line, "virtual_server", Caveat, "no vrrp_instance: group %s runs only ldirectord::%s (keepalived loads IPVS on every node; Vigil directs from one)", host.name, in.Name)
-		}
-		host.lvs = true
-	}
-
-	groups = slices.DeleteFunc(groups, func(g *kaGroup) bool {
-		if len(g.vips) == 0 && !g.lvs {
-			r.add(in.Path, 0, "vrrp_instance "+g.name, Caveat, "no virtual_ipaddress: no group")
-			return true
-		}
-		return false
-	})
-	var t tomlWriter
-	t.comment("resources.toml — imported from %s by `vigil import keepalived`.", in.Path)
-	t.comment("Each vrrp_instance (each vrrp_sync_group) is a group; its virtual_ipaddress\nentries are IPaddr resources, announced with gratuitous ARP as keepalived does.")
-	for _, g := range groups {
-		t.WriteString("\n[[group]]\n")
-		t.kv("", "name", g.name)
-		if in.Node != "" {
-			if !g.preferred {
-				r.add(in.Path, 0, "vrrp_instance "+g.name, Caveat, "BACKUP on this node: node = %q is a guess; name the node whose keepalived starts it as MASTER (the highest priority)", in.Node)
-			}
-			t.kv("", "node", in.Node)
-		}
-		t.WriteString("resources = [\n")
-		for _, p := range g.vips {
-			keys := make([]string, 0, len(p))
-			for key := range p {
-				keys = append(keys, key)
-			}
-			sort.Strings(keys)
-			var kv []string
-			for _, key := range keys {
-				kv = append(kv, key+" = "+quote(p[key]))
-			}
-			fmt.Fprintf(&t, "  { type = \"IPaddr\", params = { %s } },\n", strings.Join(kv, ", "))
-		}
-		if g.lvs {
-			fmt.Fprintf(&t, "  { type = \"ldirectord\", params = { config = %s } },\n", quote(in.Name))
-		}
-		t.WriteString("]\n")
-	}
-	k.Files["resources.toml"] = []byte(t.String())
-	return k, r.Err()
+	return c
 }
 
-func kaGlobals(st *kaNode, add func(*kaNode, Outcome, string, ...any)) {
+func kaGlobals(st *kaNode, c *kaConf, add func(*kaNode, Outcome, string, ...any)) {
 	add(st, Mapped, "")
 	for _, kid := range st.kids {
 		switch kid.kw {
 		case "notification_email":
-			var to []string
 			for _, a := range kid.kids {
-				to = append(to, a.kw)
+				c.mail = append(c.mail, a.kw)
 			}
-			add(kid, Caveat, "write in ha.toml: [[alert]] events = [\"failover\", \"node\", \"realserver\"] send = [\"mail %s\"]", strings.Join(to, ","))
+			c.mailKid = kid
 		case "notification_email_from":
-			add(kid, Caveat, "write in ha.toml: mail_from = %q", strings.Join(kid.args, " "))
+			c.mailFrom = strings.Join(kid.args, " ")
+			add(kid, Mapped, "mail_from")
 		case "smtp_server":
-			relay := strings.Join(kid.args, " ")
+			c.smtp = strings.Join(kid.args, " ")
 			if len(kid.args) == 2 {
-				relay = kid.args[0] + ":" + kid.args[1]
+				c.smtp = kid.args[0] + ":" + kid.args[1]
 			} else if len(kid.args) == 1 {
-				relay = kid.args[0] + ":25"
+				c.smtp = net.JoinHostPort(kid.args[0], "25")
 			}
-			add(kid, Caveat, "write in ha.toml: smtp_relay = %q", relay)
+			add(kid, Mapped, "smtp_relay = %q", c.smtp)
 		case "router_id", "lvs_id":
-			add(kid, Caveat, "this node's name: pass it as --node (and [[nodes]] name in ha.toml)")
+			c.routerID = kid.arg()
+			add(kid, Caveat, "this node's name: pass it as --node (and, read from the other router's file, its name unless --peer)")
+		case "vrrp_version":
+			if v, err := strconv.Atoi(kid.arg()); err == nil && (v == 2 || v == 3) {
+				c.version = v
+				add(kid, Mapped, "the master-down rule of VRRPv%d sets deadtime", v)
+			} else {
+				add(kid, Invalid, "vrrp_version is 2 or 3")
+			}
 		case "enable_script_security", "script_user":
 			add(kid, Mapped, "Vigil runs scripts as root from root-owned plugin and alert directories")
 		default:
@@ -408,14 +573,12 @@ func kaGlobals(st *kaNode, add func(*kaNode, Outcome, string, ...any)) {
 	}
 }
 
-// kaInstance maps one vrrp_instance into g.
-func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*kaNode, Outcome, string, ...any)) {
-	iface := ""
+// kaInstance maps one vrrp_instance into g and returns what it says of
+// the router.
+func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*kaNode, Outcome, string, ...any)) *kaVRRP {
+	v := &kaVRRP{name: st.arg(), st: st, state: "BACKUP", prio: 100}
 	garp := map[string]string{}
-	state := "BACKUP"
 	var vipNodes []*kaNode
-	prio, advert := 100, 0.0
-	var advertKid *kaNode
 	for _, kid := range st.kids {
 		arg := kid.arg()
 		switch kid.kw {
@@ -424,41 +587,64 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 				add(kid, Caveat, "unknown state %s, defaulting to BACKUP (keepalived does the same)", arg)
 				arg = "BACKUP"
 			} else {
-				add(kid, Mapped, "MASTER: this node (--node) is the group's preferred node")
+				add(kid, Mapped, "with the priorities, chooses the group's preferred node")
 			}
-			state = arg
+			v.state = arg
 		case "priority":
 			p, err := strconv.Atoi(arg)
 			if err != nil || p < 1 || p > 255 {
 				add(kid, Caveat, "Priority not valid: keepalived uses 100")
-				p = 100
 			} else {
-				prio = p
-				add(kid, Caveat, "VRRP elects by priority; Vigil places the group on its preferred node (node =) and, with auto_failback = true, moves it back there")
+				v.prio = p
+				add(kid, Mapped, "the router of the higher priority is the group's preferred node (node =); the lower one's sets deadtime")
 			}
 		case "nopreempt":
-			add(kid, Caveat, "write in ha.toml: auto_failback = false (Vigil's default)")
+			v.nopreempt = kid
 		case "preempt_delay":
-			add(kid, Unsupported, "a failback happens once the preferred node is back and the group stopped elsewhere")
+			v.preemptDelay = kid
 		case "interface":
-			iface = arg
+			v.iface = arg
 			add(kid, Mapped, "the IPaddr resources' nic")
 		case "virtual_router_id":
 			n, err := strconv.Atoi(arg)
 			if err != nil || n < 1 || n > 255 {
 				add(kid, Invalid, "the virtual router id must be 1..255")
 			} else {
+				v.vrid = n
 				add(kid, Mapped, "not needed: the group's name identifies it")
 			}
-		case "advert_int":
-			v, err := strconv.ParseFloat(arg, 64)
-			if err != nil || v <= 0 {
-				add(kid, Invalid, "advert_int %q: a number of seconds", arg)
+		case "version":
+			if n, err := strconv.Atoi(arg); err == nil && (n == 2 || n == 3) {
+				v.version = n
+				add(kid, Mapped, "the master-down rule of VRRPv%d sets deadtime", n)
 			} else {
-				advert, advertKid = v, kid // said once the priority is known
+				add(kid, Invalid, "version is 2 or 3")
+			}
+		case "advert_int":
+			a, err := strconv.ParseFloat(arg, 64)
+			if err != nil || a <= 0 || a > 255 || math.IsNaN(a) {
+				add(kid, Invalid, "advert_int %q: a number of seconds, up to 255", arg)
+			} else {
+				v.advert, v.advertKid = a, kid // said with the timing
 			}
 		case "authentication":
-			add(kid, Mapped, "every Vigil heartbeat is authenticated with the authkeys secret (HMAC-SHA256), not VRRP's 8-character password")
+			add(kid, Mapped, "heartbeats are authenticated with HMAC-SHA256 keyed from the cluster secret in authkeys, not with VRRP's password")
+			for _, a := range kid.kids {
+				switch a.kw {
+				case "auth_pass":
+					// Only the first 8 characters count (keepalived
+					// truncates): routers that agree there talk.
+					v.authPass = a.arg()
+					if len(v.authPass) > 8 {
+						v.authPass = v.authPass[:8]
+					}
+					v.authKid = a
+				case "auth_type":
+					add(a, Mapped, "PASS and AH alike: the password becomes the cluster secret")
+				default:
+					unknownKeyword(a, add)
+				}
+			}
 		case "virtual_ipaddress":
 			add(kid, Mapped, "IPaddr resources")
 			vipNodes = append(vipNodes, kid.kids...)
@@ -472,17 +658,17 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 			garp["arp_refresh"] = arg + "s"
 			add(kid, Mapped, "arp_refresh")
 		case "unicast_src_ip", "mcast_src_ip":
-			add(kid, Caveat, "this node's address: its [[nodes]] address in ha.toml")
+			v.src = arg
+			add(kid, Mapped, "this node's [[nodes]] address")
 		case "unicast_peer":
-			var peers []string
 			for _, p := range kid.kids {
-				peers = append(peers, p.kw)
+				v.peers = append(v.peers, p.kw)
 			}
-			add(kid, Caveat, "the other nodes' [[nodes]] addresses in ha.toml (and a [[ucast]] medium): %s", strings.Join(peers, " "))
+			add(kid, Mapped, "the other node's [[nodes]] address, heartbeats by [[ucast]]")
 		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
-			add(kid, Unsupported, "state-change scripts: route [[alert]] events = [\"failover\"] to an alert script, or make the script a resource of the group (it then runs in order, with start and stop)")
+			add(kid, Unsupported, "Vigil's [[alert]] routes cannot run it as keepalived does: they run on the Raft leader, once per failover, with mon's argv (-s failover -g GROUP -h NODE -t TIME, then the line's words); keepalived runs notify_* on the router changing state with the configured words only, notify with INSTANCE NAME STATE PRIORITY appended. Adapt it into an alert script for an [[alert]] failover route, or make it a script resource of the group (run on the owner, with start/stop appended)")
 		case "smtp_alert":
-			add(kid, Caveat, "use [[alert]] failover events with a mail sender")
+			add(kid, Mapped, "the [[alert]] mail route of notification_email tells failovers")
 		case "track_interface":
 			add(kid, Unsupported, "an interface's failure is seen by the IPaddr monitor (the group then moves) and by heartbeats on that link")
 		case "track_script":
@@ -495,25 +681,14 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 			}
 		}
 	}
-	if advertKid != nil {
-		// VRRPv3's master-down interval: 3 × advert_int plus a skew of
-		// (256 − priority)/256 × advert_int (this node's priority).
-		ms := func(s float64) string { return fmt.Sprintf("%dms", int(math.Round(s*1000))) }
-		ka := time.Duration(advert * float64(time.Second))
-		add(advertKid, Caveat, "write in ha.toml: keepalive = %q and leave deadtime out (%s, 3.5 × keepalive, VRRP's master-down; here keepalived's backup takes over after %s: 3 × advert_int plus (256 − priority)/256 × advert_int)",
-			ms(advert), timing.DefaultDeadtime(ka), ms(3*advert+float64(256-prio)/256*advert))
-	}
-	if state == "MASTER" {
-		g.preferred = true
-	}
-	for _, v := range vipNodes {
-		p, addr, err := kaVIP(v, iface)
+	for _, vn := range vipNodes {
+		p, addr, err := kaVIP(vn, v.iface)
 		if err != nil {
-			add(v, Invalid, "%v", err)
+			add(vn, Invalid, "%v", err)
 			continue
 		}
 		if other, dup := seen[addr]; dup {
-			add(v, Caveat, "%s is already an address of group %s: one IPaddr", addr, other)
+			add(vn, Caveat, "%s is already an address of group %s: one IPaddr", addr, other)
 			continue
 		}
 		seen[addr] = g.name
@@ -523,13 +698,311 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 		g.vips = append(g.vips, p)
 		g.addrs = append(g.addrs, addr)
 		note := "IPaddr " + p["ip"] + "/" + p["cidr_netmask"]
-		if !strings.Contains(v.kw, "/") {
+		if !strings.Contains(vn.kw, "/") {
 			note += " (keepalived adds an address without a prefix as a host route: /32 or /128)"
-			add(v, Caveat, "%s", note)
+			add(vn, Caveat, "%s", note)
 		} else {
-			add(v, Mapped, "%s", note)
+			add(vn, Mapped, "%s", note)
 		}
 	}
+	return v
+}
+
+// kaPair names the pair's nodes and their addresses, the heartbeat
+// media, each group's preferred node and auto_failback.
+func kaPair(in *KeepalivedInput, conf, peer *kaConf, groups []*kaGroup, r *Report) *haFile {
+	ha := &haFile{source: in.Path, tool: "keepalived", cluster: in.Cluster, node: in.Node, pings: in.PingNodes}
+	if !nodeNameRE.MatchString(in.Node) {
+		r.add(in.Path, 0, "--node", Invalid, "%q is not a node name: name this node (letters, digits, '.', '_', '-')", in.Node)
+	}
+	if in.Peer != "" && !nodeNameRE.MatchString(in.Peer) {
+		r.add(in.Path, 0, "--peer", Invalid, "%q is not a node name (letters, digits, '.', '_', '-')", in.Peer)
+	}
+	if len(conf.instances) > 0 && in.Peer == "" {
+		r.add(in.Path, 0, "vrrp_instance", Invalid, "a VRRP router has a peer: name the other node with --peer NAME (or give its file with --peer-conf and a router_id there)")
+	}
+	if in.Peer != "" && in.Peer == in.Node {
+		r.add(in.Path, 0, "--peer", Invalid, "the other router %q is this node", in.Peer)
+	}
+	// Addresses: given, else what either file says of either router.
+	var mySrc, myPeer, theirSrc, theirPeer []string
+	for _, v := range conf.instances {
+		mySrc, myPeer = appendNew(mySrc, v.src), appendNew(myPeer, v.peers...)
+	}
+	if peer != nil {
+		for _, v := range peer.instances {
+			theirSrc, theirPeer = appendNew(theirSrc, v.src), appendNew(theirPeer, v.peers...)
+		}
+	}
+	if len(myPeer) > 1 {
+		r.add(in.Path, 0, "unicast_peer", Invalid, "%d peers (%s): Vigil imports a pair of routers; write ha.toml's [[nodes]] for more by hand", len(myPeer), strings.Join(myPeer, " "))
+	}
+	addr := func(name string, from ...[]string) {
+		a := in.Addresses[name]
+		for _, f := range from {
+			if a == "" && len(f) > 0 {
+				a = f[0]
+			}
+		}
+		switch ip, err := netip.ParseAddr(a); {
+		case a == "":
+			r.add(in.Path, 0, "node "+name, Invalid, "no address for %s: keepalived's multicast VRRP names none; give --address %s=IP (Vigil's heartbeats and Raft need it)", name, name)
+		case err != nil:
+			r.add(in.Path, 0, "node "+name, Invalid, "%q is not an IP address", a)
+		case !ip.Unmap().Is4():
+			r.add(in.Path, 0, "node "+name, Invalid, "%s: Vigil's heartbeats run over IPv4; give --address %s=IPv4", a, name)
+		}
+		ha.nodes = append(ha.nodes, haNode{name, a})
+	}
+	addr(in.Node, mySrc, theirPeer)
+	if in.Peer != "" && in.Peer != in.Node {
+		addr(in.Peer, myPeer, theirSrc)
+	}
+	// Both nodes' files list the nodes alike (placement's last resort
+	// is the first eligible node).
+	slices.SortFunc(ha.nodes, func(a, b haNode) int { return strings.Compare(a.name, b.name) })
+	// Media: unicast between the nodes' addresses; and, where VRRP
+	// advertised by multicast on an interface, broadcasts there, so that
+	// heartbeats travel every link the adverts did.
+	ha.media = append(ha.media, hbMedium{kind: "ucast", port: config.DefaultPort})
+	var ifaces []string
+	for _, v := range conf.instances {
+		if len(v.peers) == 0 && v.iface != "" {
+			ifaces = appendNew(ifaces, v.iface)
+		}
+	}
+	for _, i := range ifaces {
+		ha.media = append(ha.media, hbMedium{kind: "bcast", iface: i, port: config.DefaultPort})
+	}
+
+	// The preferred node: the router of the higher priority (the one
+	// keepalived makes master when both run); the group fails back to it
+	// when it preempts.
+	var preempt []bool
+	groupPreempts := map[*kaVRRP]bool{}
+	for _, g := range groups {
+		if len(g.vrrp) == 0 {
+			continue
+		}
+		mine := g.vrrp[0]
+		var theirs *kaVRRP
+		if peer != nil {
+			theirs = peer.find(mine)
+		}
+		pref := mine
+		switch {
+		case in.Peer == "":
+			g.node = in.Node
+		case theirs != nil && (theirs.prio > mine.prio || theirs.prio == mine.prio && theirs.state == "MASTER" && mine.state != "MASTER"):
+			g.node, pref = in.Peer, theirs
+			kaAdd(r, mine.st, Mapped, "group %s prefers %s: priority %d there, %d here", g.name, in.Peer, theirs.prio, mine.prio)
+		case theirs != nil:
+			g.node = in.Node
+			o, why := Mapped, ""
+			if theirs.prio == mine.prio && theirs.state == mine.state {
+				o, why = Caveat, " (equal priorities and states: keepalived elects the router with the higher address; Vigil the node named here)"
+			}
+			kaAdd(r, mine.st, o, "group %s prefers %s: priority %d here, %d there%s", g.name, in.Node, mine.prio, theirs.prio, why)
+		case mine.state == "MASTER" || mine.prio == 255:
+			g.node = in.Node
+			kaAdd(r, mine.st, Mapped, "group %s prefers %s: it starts as MASTER here (the other router's file, --peer-conf, would confirm by its priority)", g.name, in.Node)
+		default:
+			g.node = in.Peer
+			kaAdd(r, mine.st, Caveat, "group %s prefers %s: BACKUP here, so the other router is taken to have the higher priority (--peer-conf reads it)", g.name, in.Peer)
+		}
+		// keepalived clears nopreempt on an instance that starts as
+		// MASTER ("nopreempt will not work with initial state MASTER").
+		p := pref.nopreempt == nil || pref.state == "MASTER"
+		if theirs == nil && pref != mine {
+			p = mine.nopreempt == nil // the other router is taken to be set like this one
+		}
+		preempt = append(preempt, p)
+		for _, v := range g.vrrp {
+			groupPreempts[v] = p
+		}
+	}
+	// What became of each instance's nopreempt and preempt_delay.
+	for _, v := range conf.instances {
+		p, grouped := groupPreempts[v]
+		if d := v.nopreempt; d != nil {
+			switch {
+			case !grouped:
+				kaAdd(r, d, Caveat, "its instance makes no group")
+			case v.state == "MASTER":
+				kaAdd(r, d, Caveat, "keepalived clears it with state MASTER (\"nopreempt will not work with initial state MASTER\"): the group fails back")
+			case p:
+				kaAdd(r, d, Caveat, "not this router's to use: the other router, of the higher priority, preempts, so auto_failback = true")
+			default:
+				kaAdd(r, d, Mapped, "auto_failback = false: the group stays where it runs when its preferred node comes back")
+			}
+		}
+		if d := v.preemptDelay; d != nil {
+			switch {
+			case !grouped:
+				kaAdd(r, d, Caveat, "its instance makes no group")
+			case p:
+				kaAdd(r, d, Caveat, "auto_failback = true fails the group back as soon as its preferred node is online again, without keepalived's delay of %s s", d.arg())
+			default:
+				kaAdd(r, d, Mapped, "no failback (nopreempt): no delay to keep")
+			}
+		}
+	}
+	if len(preempt) > 0 {
+		fb := !slices.Contains(preempt, false)
+		if !fb && slices.Contains(preempt, true) {
+			r.add(in.Path, 0, "nopreempt", Caveat, "some instances preempt and some do not: auto_failback is one setting for the cluster, false here")
+		}
+		ha.autoFailback = &fb
+	}
+	return ha
+}
+
+// kaAdd reports statement st.
+func kaAdd(r *Report, st *kaNode, o Outcome, note string, a ...any) {
+	r.add(st.file, st.line, strings.TrimSpace(st.kw+" "+strings.Join(st.args, " ")), o, note, a...)
+}
+
+// appendNew appends the values of vs not yet in list (nor empty).
+func appendNew(list []string, vs ...string) []string {
+	for _, v := range vs {
+		if v != "" && !slices.Contains(list, v) {
+			list = append(list, v)
+		}
+	}
+	return list
+}
+
+// kaTiming sets keepalive from advert_int and deadtime from VRRP's
+// master-down rule at the backup's priority: a Vigil node declares its
+// peer dead when keepalived's backup would have become master, and no
+// sooner than Vigil's lease allows.
+func kaTiming(ha *haFile, conf, peer *kaConf, r *Report) {
+	var ka, dead float64
+	var at *kaVRRP
+	var why string
+	for _, v := range conf.instances {
+		a := conf.advertOf(v)
+		if v.advertKid != nil && a != v.advert {
+			kaAdd(r, v.advertKid, Caveat, "VRRPv2 advertises in whole seconds: keepalived rounds it to %g", a)
+		}
+		backup, where := v.prio, "this router's"
+		var theirs *kaVRRP
+		if peer != nil {
+			theirs = peer.find(v)
+		}
+		if theirs != nil {
+			a = min(a, peer.advertOf(theirs))
+			if theirs.prio < backup {
+				backup, where = theirs.prio, "the other router's"
+			}
+		}
+		if ka == 0 || a < ka {
+			ka = a
+		}
+		ver := conf.versionOf(v)
+		if md := masterDown(a, backup, ver); md > dead {
+			dead, at = md, v
+			skew := fmt.Sprintf("(256 − %d)/256 s", backup)
+			if ver == 3 {
+				skew = fmt.Sprintf("(256 − %d)/256 × advert_int", backup)
+			}
+			why = fmt.Sprintf("VRRPv%d's master-down interval at %s priority %d, the backup's: 3 × advert_int + %s", ver, where, backup, skew)
+			switch {
+			case peer == nil:
+				why += " (the other router's priority is unknown: --peer-conf reads it, so that both nodes get the same deadtime)"
+			case theirs == nil:
+				why += " (the other router's file has no such instance)"
+			}
+		}
+	}
+	if at == nil {
+		return // no VRRP: Vigil's defaults
+	}
+	ha.keepalive, ha.deadtime = seconds(ka), seconds(dead)
+	for _, v := range conf.instances {
+		if conf.advertOf(v) != ka && v.advertKid != nil {
+			kaAdd(r, v.advertKid, Caveat, "Vigil has one beat and one deadtime for the whole cluster: keepalive = %q, the shortest advert_int; deadtime the longest master-down interval", ha.keepalive)
+		}
+	}
+	st := at.advertKid
+	if st == nil { // keepalived's default, 1 s
+		st = &kaNode{kw: "advert_int", file: at.st.file, line: at.st.line}
+	}
+	least := timing.DefaultDeadtime(ha.keepalive)
+	if ha.deadtime < least {
+		kaAdd(r, st, Caveat, "keepalive = %q; keepalived's backup takes over after %s (%s), but Vigil's lease (deadtime less half a keepalive) must last %d keepalives not to lapse between echoes: deadtime = %q",
+			ha.keepalive, ha.deadtime, why, timing.SteadyLeaseBeats, least)
+		ha.comments = append(ha.comments, fmt.Sprintf("keepalive is advert_int; deadtime the least Vigil's lease needs, above keepalived's\nmaster-down interval, %s: %s.", ha.deadtime, why))
+		ha.deadtime = least
+	} else {
+		kaAdd(r, st, Mapped, "keepalive = %q; deadtime = %q: %s", ha.keepalive, ha.deadtime, why)
+		ha.comments = append(ha.comments, fmt.Sprintf("keepalive is advert_int; deadtime keepalived's master-down interval:\n%s.", why))
+	}
+}
+
+// kaSecret returns authkeys: the file given, else auth_pass, which both
+// routers must share.
+func kaSecret(in *KeepalivedInput, conf, peer *kaConf, r *Report) ([]byte, bool) {
+	var pass string
+	var kid *kaNode
+	for _, v := range conf.instances {
+		if v.authKid == nil {
+			continue
+		}
+		// Never the password itself in the report.
+		shown := &kaNode{kw: "auth_pass", file: v.authKid.file, line: v.authKid.line}
+		switch {
+		case in.Authkeys != nil:
+			kaAdd(r, shown, Caveat, "not used: the cluster secret is the authkeys file given (--authkeys)")
+		case kid == nil:
+			pass, kid = v.authPass, shown
+		case v.authPass != pass:
+			kaAdd(r, shown, Caveat, "differs from the first auth_pass (line %d): Vigil has one cluster secret, that one", kid.line)
+		default:
+			kaAdd(r, shown, Mapped, "the cluster secret, as above")
+		}
+	}
+	if in.Authkeys != nil {
+		if _, _, err := config.ParseAuthkeys(in.AuthkeysPath, in.Authkeys); err != nil {
+			r.add(in.AuthkeysPath, 0, "authkeys", Invalid, "%v", err)
+			return nil, false
+		}
+		r.add(in.AuthkeysPath, 0, "authkeys", Mapped, "the cluster secret, copied (mode 0600)")
+		return in.Authkeys, true
+	}
+	if kid == nil {
+		r.add(in.Path, 0, "authentication", Invalid, "no auth_pass, and Vigil's heartbeats need a secret both nodes share: write one once (printf 'auth 1\\n1 sha256 %%s\\n' \"$(openssl rand -hex 32)\" > authkeys; chmod 600 authkeys) and pass --authkeys FILE to both nodes' imports")
+		return nil, false
+	}
+	if peer != nil {
+		for _, v := range peer.instances {
+			if v.authKid != nil && v.authPass != pass {
+				r.add(peer.path, v.authKid.line, "auth_pass", Invalid, "differs from this router's: keepalived drops each other's adverts (both routers become MASTER); Vigil's nodes would not hear each other either")
+				return nil, false
+			}
+		}
+	}
+	if strings.ContainsAny(pass, "#") {
+		kaAdd(r, kid, Invalid, "the password holds '#', which Vigil's authkeys reads as a comment: choose another, or pass --authkeys FILE")
+		return nil, false
+	}
+	kaAdd(r, kid, Caveat, "the cluster secret in authkeys (mode 0600; its first 8 characters, as keepalived uses): a VRRP password is short, and Vigil warns below 16 characters — a longer random secret on both nodes (--authkeys FILE) is better")
+	return authkeysFile(pass), true
+}
+
+// kaMail routes keepalived's mail (notification_email, smtp_server,
+// notification_email_from) through an [[alert]] mail route.
+func kaMail(ha *haFile, conf *kaConf, r *Report) {
+	ha.smtpRelay, ha.mailFrom = conf.smtp, conf.mailFrom
+	if conf.mailKid == nil {
+		return
+	}
+	if len(conf.mail) == 0 {
+		kaAdd(r, conf.mailKid, Caveat, "no address: no mail route")
+		return
+	}
+	ha.alerts = append(ha.alerts, haAlert{events: []string{"failover", "node", "realserver"}, send: []string{"mail " + strings.Join(conf.mail, " ")}})
+	kaAdd(r, conf.mailKid, Caveat, "[[alert]] route: mail on failovers, nodes lost and back, real servers (keepalived mails each router's state changes and checker changes); Vigil's Raft leader sends each cluster event once")
 }
 
 // kaVIP reads "IP[/len] [dev X] [brd B] [label L] [scope S]...".

@@ -13,31 +13,39 @@ import (
 // 2.2.7 package, unpacked (not installed) by `make deps`.
 const keepalivedSamples = "../bin/samples/usr/share/doc/keepalived/samples"
 
+// kaAuthkeys is the secret the tests give files without auth_pass.
+var kaAuthkeys = []byte("auth 1\n1 sha256 0123456789abcdef0123456789abcdef\n")
+
+// importKeepalived imports path as lvs1's file of a pair with lvs2
+// (addresses given, as a file with multicast VRRP needs) and checks the
+// result as `vigil import` does.
 func importKeepalived(t *testing.T, path string, data []byte) *Keepalived {
 	t.Helper()
-	k, err := ImportKeepalived(KeepalivedInput{Path: path, Data: data, Node: "lvs1", ReadFile: os.ReadFile, Glob: filepath.Glob})
+	in := KeepalivedInput{Path: path, Data: data, Node: "lvs1", Peer: "lvs2", ReadFile: os.ReadFile, Glob: filepath.Glob,
+		Addresses: map[string]string{"lvs1": "10.0.0.1", "lvs2": "10.0.0.2"}}
+	if !strings.Contains(string(data), "auth_pass") {
+		in.Authkeys, in.AuthkeysPath = kaAuthkeys, "authkeys"
+	}
+	k, err := ImportKeepalived(in)
 	if err != nil {
 		k.Write(os.Stderr)
 		t.Fatalf("%s: %v", path, err)
 	}
-	checkKeepalived(t, path, k)
+	checkKeepalived(t, path, k, "lvs1")
 	return k
 }
 
-// checkKeepalived runs on the result the check `vigil import` runs.
-func checkKeepalived(t *testing.T, path string, k *Keepalived) {
+// checkKeepalived writes the result into a directory and loads it as
+// `vigil config check` does, as node.
+func checkKeepalived(t *testing.T, path string, k *Keepalived, node string) *config.Config {
 	t.Helper()
-	for name, data := range k.Files {
-		var err error
-		if name == config.ResourcesFile {
-			_, err = config.ParseResources(name, data, &config.HA{Nodes: []config.Node{{Name: "lvs1"}}})
-		} else {
-			_, err = config.ParseLdirectord(name, data)
-		}
-		if err != nil {
-			t.Errorf("%s: %s does not pass the check: %v\n%s", path, name, err, data)
-		}
+	dir := t.TempDir()
+	write(t, dir, k.Files)
+	cfg, err := config.Load(dir, config.Options{Node: node})
+	if err != nil {
+		t.Fatalf("%s: the import does not pass the check: %v\nha.toml:\n%s\nresources.toml:\n%s", path, err, k.Files["ha.toml"], k.Files["resources.toml"])
 	}
+	return cfg
 }
 
 // Every sample Debian ships imports, and the result passes the check;
@@ -60,7 +68,9 @@ func TestKeepalivedDebianSamples(t *testing.T) {
 				statements++
 			}
 		}
-		if len(k.Entries) == 0 || len(k.Entries) > statements+1 {
+		// At most one entry a statement, plus the file's own: the pair
+		// (two_node) and the secret (authkeys).
+		if len(k.Entries) == 0 || len(k.Entries) > statements+3 {
 			t.Errorf("%s: %d report entries for %d statements", p, len(k.Entries), statements)
 		}
 	}
@@ -73,8 +83,8 @@ func TestKeepalivedDebianSamples(t *testing.T) {
 			t.Errorf("resources.toml lacks %s:\n%s", want, res)
 		}
 	}
-	if e := outcome(&k.Report, "vrrp_instance VI_1"); e.Outcome != Caveat || !strings.Contains(e.Note, "BACKUP on this node") {
-		t.Errorf("no instance starts as MASTER here, yet no caveat on the preferred node: %+v", e)
+	if e := outcome(&k.Report, "vrrp_instance VI_1"); e.Outcome != Caveat || !strings.Contains(e.Note, "BACKUP here") || !strings.Contains(res, "name = \"VI_1\"\nnode = \"lvs2\"") {
+		t.Errorf("no instance starts as MASTER here, yet the group does not prefer the other router, with a caveat: %+v\n%s", e, res)
 	}
 	for _, want := range []string{`address = "10.10.10.2:1358"`, `scheduler = "rr"`, `persistent = "50s"`, `checktype = "negotiate"`, `service = "http"`,
 		`request = "/testurl3/test.jsp"`, `digest = "640205b7b0fc66c1ea91c463fac6334d"`, `fallback = "192.168.200.200:1358 masq"`, `forward = "masq"`, `checkinterval = "6s"`} {
@@ -82,7 +92,7 @@ func TestKeepalivedDebianSamples(t *testing.T) {
 			t.Errorf("lvs.toml lacks %s:\n%s", want, ld)
 		}
 	}
-	for directive, want := range map[string]Outcome{"nopreempt": Caveat, "192.168.200.11": Caveat, "smtp_connect_timeout 30": Unsupported, "lb_kind NAT": Mapped} {
+	for directive, want := range map[string]Outcome{"nopreempt": Mapped, "192.168.200.11": Caveat, "smtp_connect_timeout 30": Unsupported, "lb_kind NAT": Mapped} {
 		if e := outcome(&k.Report, directive); e.Outcome != want {
 			t.Errorf("%s: %s (%s), want %s", directive, e.Outcome, e.Note, want)
 		}
@@ -119,6 +129,7 @@ virtual_server fwmark 7 {
 }
 `)})
 	conf := []byte(`vrrp_instance WEB{ state MASTER
+    version 3
     interface eth0
     virtual_router_id 9
     advert_int 0.1
@@ -142,25 +153,34 @@ include vs-*.conf
 			t.Errorf("lvs.toml lacks %s:\n%s", want, ld)
 		}
 	}
-	// VRRPv3's master-down interval at priority 150: 300 ms + 106/256 × 100 ms.
-	if e := outcome(&k.Report, "advert_int 0.1"); e.Outcome != Caveat || !strings.Contains(e.Note, `keepalive = "100ms" and leave deadtime out (350ms`) || !strings.Contains(e.Note, "takes over after 341ms") {
+	// VRRPv3's master-down interval at priority 150: 300 ms + 106/256 ×
+	// 100 ms, below the 3.5 keepalives Vigil's lease needs.
+	if e := outcome(&k.Report, "advert_int 0.1"); e.Outcome != Caveat || !strings.Contains(e.Note, `keepalive = "100ms"`) || !strings.Contains(e.Note, "takes over after 341ms") ||
+		!strings.Contains(e.Note, `deadtime = "350ms"`) || !strings.Contains(string(k.Files["ha.toml"]), "deadtime = \"350ms\"") {
 		t.Errorf("advert_int: %s %s", e.Outcome, e.Note)
 	}
 	if e := outcome(&k.Report, "TCP_CHECK"); e.Outcome != Caveat {
 		t.Errorf("a second real's own check: %s %s", e.Outcome, e.Note)
 	}
 
-	// What keepalived refuses too: nothing is written.
-	for _, bad := range []string{
-		"vrrp_instance A {\n interface eth0\n",             // missing }
-		"frobnicate 1\n",                                   // unknown keyword
-		"vrrp_instance A { virtual_router_id 300 }\n",      // out of range
-		"virtual_server 10.0.0.3 80 { lb_kind MASQ }\n",    // unknown routing method
-		"vrrp_instance A { virtual_ipaddress { nope } }\n", // not an address
-		"}\n",
+	// What keepalived refuses too: nothing is written. The input is
+	// otherwise complete, so the error is the one named.
+	for bad, want := range map[string]string{
+		"vrrp_instance A {\n interface eth0\n":             "missing '}'s",
+		"frobnicate 1\n":                                   "Unknown keyword 'frobnicate'",
+		"vrrp_instance A { virtual_router_id 300 }\n":      "must be 1..255",
+		"virtual_server 10.0.0.3 80 { lb_kind MASQ }\n":    "unknown [MASQ] routing method",
+		"vrrp_instance A { virtual_ipaddress { nope } }\n": `"nope" is not an address`,
+		"}\n":                                    "an extra '}'",
+		"vrrp_instance A { advert_int 500ms }\n": `advert_int "500ms"`,
+		"vrrp_instance A { version 4 }\n":        "version is 2 or 3",
+		"global_defs { vrrp_version 1 }\n":       "vrrp_version is 2 or 3",
+		"vrrp_instance A { authentication { auth_pass x\n frob y } }\n": "Unknown keyword 'frob'",
 	} {
-		if _, err := ImportKeepalived(KeepalivedInput{Path: "k.conf", Data: []byte(bad)}); err == nil {
-			t.Errorf("accepted: %q", bad)
+		in := kaPairInput([]byte(bad), nil)
+		in.Authkeys, in.AuthkeysPath = kaAuthkeys, "authkeys"
+		if _, err := ImportKeepalived(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", bad, err, want)
 		}
 	}
 }

@@ -320,3 +320,33 @@ func TestMonExamples(t *testing.T) {
 		t.Errorf("%+v", e)
 	}
 }
+
+// A heartbeat pair becomes a two_node pair, and the import says what
+// that changes: heartbeat's survivor took over after initdead or
+// deadtime whatever silenced its peer; Vigil's asks its ping nodes, and
+// without one waits for `vigil takeover` — and which line changes that.
+func TestHeartbeatPairNote(t *testing.T) {
+	key := []byte("auth 1\n1 sha1 0123456789abcdef\n")
+	addrs := map[string]string{"a": "10.0.0.1", "b": "10.0.0.2"}
+	for _, tc := range []struct {
+		hacf string
+		want []string
+	}{
+		{"node a b\nucast eth0 10.0.0.2\ndeadtime 10\ninitdead 25\n", []string{"initdead (25s, at boot)", "ha.cf's ping directive", "both nodes do", "vigil takeover", `ping_nodes = ["ROUTER"]`}},
+		{"node a b\nucast eth0 10.0.0.2\nping 10.0.0.254\n", []string{"a ping node (10.0.0.254)", "never give two holders"}},
+	} {
+		h, err := ImportHeartbeat(HeartbeatInput{HACf: []byte(tc.hacf), HACfPath: "ha.cf", Authkeys: key, Addresses: addrs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := outcome(&h.Report, "node a b")
+		for _, w := range tc.want {
+			if e.Outcome != Caveat || e.Line != 1 || !strings.Contains(e.Note, w) {
+				t.Errorf("%q: %+v lacks %q", tc.hacf, e, w)
+			}
+		}
+		if ha, _, err := config.ParseHA("ha.toml", h.Files["ha.toml"]); err != nil || !ha.TwoNode {
+			t.Errorf("%v\n%s", err, h.Files["ha.toml"])
+		}
+	}
+}

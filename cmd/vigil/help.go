@@ -36,7 +36,7 @@ var commands = []command{
 	{name: "node", args: "add NAME HOST:PORT | remove NAME", help: "change the Raft voters (from any node; it runs on the leader)", words: []string{"add", "remove"}},
 	{name: "config", args: "check", help: "validate the configuration in a directory", words: []string{"check"}, flags: []string{"-c", "--node", "-v"}},
 	{name: "import", args: "heartbeat|ldirectord|mon|keepalived", help: "write Vigil's configuration from ha.cf/haresources/authkeys,\nldirectord.cf, mon.cf or keepalived.conf, with a report of every directive",
-		words: []string{"heartbeat", "ldirectord", "mon", "keepalived"}, flags: []string{"-o", "-f", "-d", "--address", "--name", "--node"}},
+		words: []string{"heartbeat", "ldirectord", "mon", "keepalived"}, flags: []string{"-o", "-f", "-d", "--address", "--name", "--node", "--peer", "--peer-conf", "--ping-node", "--cluster", "--authkeys"}},
 	{name: "completion", args: "bash", help: "print the bash completion script", words: []string{"bash"}},
 	{name: "man", help: "print the manual page (roff)"},
 	{name: "version", help: "print the version"},

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/vigil-ha/vigil/cluster/config"
@@ -39,7 +41,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 	force := fs.Bool("f", false, "overwrite existing files")
 	var files map[string][]byte
 	var report *legacy.Report
-	var checkNode string // keepalived: the node resources.toml may name
+	var checkNode string // the node the written directory is checked as
 	var err error
 	switch kind {
 	case "heartbeat":
@@ -62,7 +64,15 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		files, report = h.Files, &h.Report
 	case "keepalived":
 		host, _ := os.Hostname()
-		node := fs.String("node", host, "this node's name: the preferred node of the instances that start as MASTER here")
+		node := fs.String("node", host, "this node's name in Vigil (ha.toml's node)")
+		peer := fs.String("peer", "", "the other router's name in Vigil (default: the router_id of --peer-conf)")
+		peerConf := fs.String("peer-conf", "", "the other router's keepalived.conf: its priorities, preemption and addresses complete the pair's")
+		addrs := addresses{}
+		fs.Var(addrs, "address", "a node's address, NAME=IP (for routers whose files name none: multicast VRRP)")
+		var pings strlist
+		fs.Var(&pings, "ping-node", "a ping node, the pair's tie-breaker (repeat for more): ha.toml's ping_nodes")
+		cluster := fs.String("cluster", "keepalived", "ha.toml's cluster name (the same on both nodes)")
+		authkeys := fs.String("authkeys", "", "an authkeys file to use as the cluster secret instead of auth_pass")
 		name := fs.String("name", "lvs", "the ldirectord instance the virtual servers become (NAME.toml)")
 		if fs.Parse(args[1:]) != nil {
 			return exitError
@@ -71,19 +81,28 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		if fs.NArg() == 1 {
 			path = fs.Arg(0)
 		} else if fs.NArg() > 1 {
-			fmt.Fprintln(stderr, "usage: vigil import keepalived [-o DIR] [--node NAME] [--name NAME] [FILE]")
+			fmt.Fprintln(stderr, "usage: vigil import keepalived [-o DIR] [--node NAME] [--peer NAME] [--peer-conf FILE] [--address NAME=IP]... [--ping-node IP]... [--authkeys FILE] [FILE]")
 			return exitError
 		}
-		data, rerr := os.ReadFile(path)
-		if rerr != nil {
-			fmt.Fprintln(stderr, "vigil import:", rerr)
-			return exitError
+		in := legacy.KeepalivedInput{Path: path, Node: strings.ToLower(*node), Peer: strings.ToLower(*peer), PeerPath: *peerConf, Addresses: addrs,
+			PingNodes: pings, Cluster: *cluster, AuthkeysPath: *authkeys, Name: *name, ReadFile: os.ReadFile, Glob: filepath.Glob}
+		read := []struct {
+			path string
+			dst  *[]byte
+		}{{path, &in.Data}, {*peerConf, &in.PeerData}, {*authkeys, &in.Authkeys}}
+		for _, f := range read {
+			if f.path == "" {
+				continue
+			}
+			if *f.dst, err = os.ReadFile(f.path); err != nil {
+				fmt.Fprintln(stderr, "vigil import:", err)
+				return exitError
+			}
 		}
 		var k *legacy.Keepalived
-		k, err = legacy.ImportKeepalived(legacy.KeepalivedInput{Path: path, Data: data, Node: strings.ToLower(*node), Name: *name,
-			ReadFile: os.ReadFile, Glob: filepath.Glob})
+		k, err = legacy.ImportKeepalived(in)
 		files, report = k.Files, &k.Report
-		checkNode = strings.ToLower(*node)
+		checkNode = in.Node
 	case "ldirectord", "mon":
 		name := fs.String("name", "", "the instance's name: NAME.toml, used as "+kind+"::NAME (default: the file's name)")
 		if fs.Parse(args[1:]) != nil {
@@ -115,12 +134,12 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 	}
 	report.Write(stdout)
 	if err != nil {
-		fmt.Fprintln(stderr, "vigil import: nothing written; the old tool refuses these too:")
+		fmt.Fprintln(stderr, "vigil import: nothing written; these are refused by the old tool too, or need what the import must be told:")
 		fmt.Fprintln(stderr, err)
 		return exitError
 	}
 	// Check first: nothing is written unless the whole result passes.
-	if err := checkImported(*out, kind, checkNode, files); err != nil {
+	if err := checkImported(*out, kind, files); err != nil {
 		fmt.Fprintf(stderr, "vigil import: nothing written; the result does not pass the configuration check:\n%v\n", err)
 		return exitError
 	}
@@ -128,10 +147,21 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "vigil import:", err)
 		return exitError
 	}
-	for name := range files {
+	names := slices.Sorted(maps.Keys(files))
+	for _, name := range names {
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*out, name))
 	}
-	fmt.Fprintf(stdout, "checked: OK; then run: vigil config check -c %s\n", *out)
+	// "checked: OK" only for a directory `vigil config check` accepts
+	// whole; the files written passed on their own above.
+	cfg, err := completeCheck(*out, checkNode)
+	if err != nil {
+		fmt.Fprintf(stdout, "not complete yet (each file written passed its check); `vigil config check -c %s` says:\n%v\n", *out, err)
+		return exitOK
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stdout, "warning: "+w)
+	}
+	fmt.Fprintf(stdout, "checked: OK — %s is a complete configuration for node %s (vigil config check -c %s --node %s)\n", *out, cfg.Self.Name, *out, cfg.Self.Name)
 	return exitOK
 }
 
@@ -184,33 +214,32 @@ func writeImported(dir string, files map[string][]byte, force bool) error {
 }
 
 // checkImported validates the files about to be written as `vigil config
-// check` does: ha.toml, authkeys and resources.toml for heartbeat (the
-// ldirectord and mon instances they name are checked once imported, by
-// config check), the instance file for the others.
-func checkImported(dir, kind, node string, files map[string][]byte) error {
+// check` does, each on its own (ha.toml, authkeys, resources.toml against
+// that ha.toml, instance files): nothing is written unless they pass.
+// Whether the directory is then complete is completeCheck's question.
+func checkImported(dir, kind string, files map[string][]byte) error {
+	var ha *config.HA
+	if data := files[config.HAFile]; data != nil {
+		var err error
+		if ha, _, err = config.ParseHA(filepath.Join(dir, config.HAFile), data); err != nil {
+			return err
+		}
+	}
 	for name, data := range files {
 		p := filepath.Join(dir, name)
 		var err error
 		switch {
-		case kind == "ldirectord" || kind == "keepalived" && name != config.ResourcesFile:
-			_, err = config.ParseLdirectord(p, data)
-		case kind == "keepalived":
-			// keepalived.conf names no nodes: check the groups against
-			// the one node given.
-			ha := &config.HA{}
-			if node != "" {
-				ha.Nodes = []config.Node{{Name: node}}
-			}
-			_, err = config.ParseResources(p, data, ha)
-		case kind == "mon":
-			_, err = config.ParseMon(p, data)
 		case name == config.HAFile:
-			var ha *config.HA
-			if ha, _, err = config.ParseHA(p, data); err == nil && files["resources.toml"] != nil {
-				_, err = config.ParseResources(filepath.Join(dir, "resources.toml"), files["resources.toml"], ha)
-			}
 		case name == "authkeys":
 			_, _, err = config.ParseAuthkeys(p, data)
+		case name == config.ResourcesFile:
+			if ha != nil {
+				_, err = config.ParseResources(p, data, ha)
+			}
+		case kind == "mon":
+			_, err = config.ParseMon(p, data)
+		default: // ldirectord's, and keepalived's virtual servers
+			_, err = config.ParseLdirectord(p, data)
 		}
 		if err != nil {
 			return err
@@ -218,3 +247,29 @@ func checkImported(dir, kind, node string, files map[string][]byte) error {
 	}
 	return nil
 }
+
+// completeCheck loads the written directory as `vigil config check -c DIR
+// --node NODE` does (node: the one imported for, else ha.toml's, else its
+// first member): an import may leave it incomplete (an ldirectord
+// instance haresources names, not imported yet; no ha.toml yet).
+func completeCheck(dir, node string) (*config.Config, error) {
+	if node == "" {
+		if data, err := os.ReadFile(filepath.Join(dir, config.HAFile)); err == nil {
+			if ha, _, err := config.ParseHA(config.HAFile, data); err == nil && ha.Node == "" {
+				for _, n := range ha.Nodes {
+					if n.Role == "member" {
+						node = n.Name
+						break
+					}
+				}
+			}
+		}
+	}
+	return config.Load(dir, config.Options{Node: node})
+}
+
+// strlist collects a repeated flag's values.
+type strlist []string
+
+func (l *strlist) String() string     { return strings.Join(*l, ",") }
+func (l *strlist) Set(s string) error { *l = append(*l, s); return nil }

@@ -1,0 +1,53 @@
+package lab
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/cluster/control"
+)
+
+// StartImported runs `vigil daemon -c dir --node name` in namespace ns as
+// a machine of its own runs it: /run and /var/lib are the node's own —
+// directories under the lab's, bind-mounted over them in the daemon's
+// mount namespace (`ip netns exec` gives it a private one) — so a
+// configuration written for a real node, as `vigil import` writes it
+// (control socket /run/vigil/vigil.sock, state under /var/lib/vigil),
+// runs unchanged, two nodes on one host. The host's /run and /var/lib
+// are not touched.
+func (l *Lab) StartImported(bin, ns, name, dir string) *Node {
+	l.t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, config.HAFile))
+	if err != nil {
+		l.t.Fatalf("lab: %v", err)
+	}
+	ha, _, err := config.ParseHA(filepath.Join(dir, config.HAFile), data)
+	if err != nil {
+		l.t.Fatalf("lab: %v", err)
+	}
+	root := filepath.Join(l.Dir, "root-"+name)
+	mounts := map[string]string{"/run": filepath.Join(root, "run"), "/var/lib": filepath.Join(root, "var-lib")}
+	var script strings.Builder
+	script.WriteString("set -e\n")
+	for at, from := range mounts {
+		if err := os.MkdirAll(from, 0o755); err != nil {
+			l.t.Fatalf("lab: %v", err)
+		}
+		script.WriteString("mount --bind " + from + " " + at + "\n")
+	}
+	script.WriteString(`exec "$@"` + "\n")
+	socket, ok := strings.CutPrefix(ha.ControlSocket, "/run/")
+	if !ok {
+		l.t.Fatalf("lab: control_socket %s is not under /run", ha.ControlSocket)
+	}
+	n := &Node{Name: name, NS: ns, Dir: dir, Socket: filepath.Join(mounts["/run"], socket)}
+	n.Proc = l.Start(ns, "vigil-"+name, "sh", "-c", script.String(), "sh", bin, "daemon", "-c", dir, "--node", name, "--log-level", "debug")
+	n.Client = control.NewClient(n.Socket)
+	if err := waitLog(n.Proc, "vigil daemon started", 20*time.Second); err != nil {
+		l.t.Fatalf("lab: daemon %s: %v", name, err)
+	}
+	return n
+}
