@@ -42,7 +42,9 @@ func status() control.Status {
 		Links: []heartbeat.LinkCounters{{Link: "ucast:eth0", Sent: 120, Received: 100, Dropped: map[string]uint64{"bad_mac": 2}}},
 		Core: &control.ClusterStatus{Leader: "n1", RaftState: "Leader", Term: "4", Applied: 42, HoldsLease: true, State: &fsm.State{
 			NodeOrder: []string{"n1", "n2"}, Nodes: map[string]*fsm.Node{"n1": {Name: "n1", Online: true}, "n2": {Name: "n2", Standby: true}},
-			GroupOrder: []string{"lvs"}, Groups: map[string]*fsm.Group{"lvs": {GroupSpec: fsm.GroupSpec{Name: "lvs"}, Owner: "n1"}}, Moves: 3}},
+			GroupOrder: []string{"lvs", "web"}, Groups: map[string]*fsm.Group{
+				"lvs": {GroupSpec: fsm.GroupSpec{Name: "lvs", Preferred: "n2"}, Owner: "n1", Reports: map[string]fsm.NodeReport{"n1": {State: "running"}, "n2": {State: "stopped"}}},
+				"web": {GroupSpec: fsm.GroupSpec{Name: "web"}, Reports: map[string]fsm.NodeReport{"n2": {State: "failed"}}}}, Moves: 3}},
 		Groups: []lrm.GroupStatus{{Name: "lvs", State: lrm.Running, Resources: []lrm.ResourceStatus{
 			{ID: "IPaddr_10.0.0.3", Plugin: "ipaddr", State: lrm.Running, Ops: map[string]uint64{"start SUCCESS": 1, "monitor SUCCESS": 9}},
 			{ID: "ldirectord_www", Plugin: "ldirectord", State: lrm.Running},
@@ -75,6 +77,13 @@ vigil_node_online{node="n2"} 0
 # HELP vigil_group_owner The node a group is assigned to (1).
 # TYPE vigil_group_owner gauge
 vigil_group_owner{group="lvs",node="n1"} 1
+# HELP vigil_group_running The group's owner reported it running (0: it runs nowhere; every group has this series).
+# TYPE vigil_group_running gauge
+vigil_group_running{group="lvs"} 1
+vigil_group_running{group="web"} 0
+# HELP vigil_group_preferred A group's preferred node (1).
+# TYPE vigil_group_preferred gauge
+vigil_group_preferred{group="lvs",node="n2"} 1
 # HELP vigil_group_moves_total Groups given a new owner: failovers, moves, failbacks.
 # TYPE vigil_group_moves_total counter
 vigil_group_moves_total 3
@@ -107,6 +116,7 @@ vigil_mon_run_duration_seconds{instance="mon_mon",service="www:http"} 0.015
 vigil_raft_apply_failures_total 1
 `
 	names := []string{"vigil_link_up", "vigil_heartbeat_packets_dropped_total", "vigil_raft_leader", "vigil_node_online", "vigil_group_owner",
+		"vigil_group_running", "vigil_group_preferred",
 		"vigil_group_moves_total", "vigil_resource_operations_total", "vigil_ldirectord_real_up", "vigil_ldirectord_checks_total",
 		"vigil_ipvs_connections_total", "vigil_mon_service_ok", "vigil_mon_run_duration_seconds", "vigil_raft_apply_failures_total"}
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), names...); err != nil {
