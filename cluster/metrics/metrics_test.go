@@ -21,6 +21,8 @@ import (
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/plugins"
+	"github.com/vigil-ha/vigil/plugins/host"
 	"github.com/vigil-ha/vigil/resources/ldirectord"
 	"github.com/vigil-ha/vigil/resources/ldirectord/director"
 	"github.com/vigil-ha/vigil/resources/mon"
@@ -49,6 +51,7 @@ func status() control.Status {
 			{ID: "IPaddr_10.0.0.3", Plugin: "ipaddr", State: lrm.Running, Ops: map[string]uint64{"start SUCCESS": 1, "monitor SUCCESS": 9}},
 			{ID: "ldirectord_www", Plugin: "ldirectord", State: lrm.Running},
 			{ID: "mon_mon", Plugin: "mon", State: lrm.Running}}}},
+		Plugins:     []host.Status{{Kind: plugins.KindResource, Name: "ipaddr", State: "running", Crashes: 1}},
 		Inspections: []lrm.Inspection{{Group: "lvs", Resource: "ldirectord_www", JSON: lvs}, {Group: "lvs", Resource: "mon_mon", JSON: watches}},
 		Alerts:      &control.AlertStatus{},
 	}
