@@ -46,10 +46,11 @@ func status() control.Status {
 			NodeOrder: []string{"n1", "n2"}, Nodes: map[string]*fsm.Node{"n1": {Name: "n1", Online: true}, "n2": {Name: "n2", Standby: true}},
 			GroupOrder: []string{"lvs", "web"}, Groups: map[string]*fsm.Group{
 				"lvs": {GroupSpec: fsm.GroupSpec{Name: "lvs", Preferred: "n2"}, Owner: "n1", Reports: map[string]fsm.NodeReport{"n1": {State: "running"}, "n2": {State: "stopped"}}},
-				"web": {GroupSpec: fsm.GroupSpec{Name: "web"}, Reports: map[string]fsm.NodeReport{"n2": {State: "failed"}}}}, Moves: 3}},
+				"web": {GroupSpec: fsm.GroupSpec{Name: "web"}, Reports: map[string]fsm.NodeReport{"n2": {State: "failed"}},
+					Failcounts: map[string]map[string]int{"n2": {"IPaddr_10.0.0.4": fsm.Infinity}}}}, Moves: 3}},
 		Groups: []lrm.GroupStatus{{Name: "lvs", State: lrm.Running, Resources: []lrm.ResourceStatus{
 			{ID: "IPaddr_10.0.0.3", Plugin: "ipaddr", State: lrm.Running, Ops: map[string]uint64{"start SUCCESS": 1, "monitor SUCCESS": 9}},
-			{ID: "ldirectord_www", Plugin: "ldirectord", State: lrm.Running},
+			{ID: "ldirectord_www", Plugin: "ldirectord", State: lrm.Running, Ops: map[string]uint64{"monitor NOT_RUNNING": 1, "reload error": 1}},
 			{ID: "mon_mon", Plugin: "mon", State: lrm.Running}}}},
 		Plugins:     []host.Status{{Kind: plugins.KindResource, Name: "ipaddr", State: "running", Crashes: 1}},
 		Inspections: []lrm.Inspection{{Group: "lvs", Resource: "ldirectord_www", JSON: lvs}, {Group: "lvs", Resource: "mon_mon", JSON: watches}},
@@ -94,6 +95,8 @@ vigil_group_moves_total 3
 # TYPE vigil_resource_operations_total counter
 vigil_resource_operations_total{group="lvs",op="monitor",resource="IPaddr_10.0.0.3",result="SUCCESS"} 9
 vigil_resource_operations_total{group="lvs",op="start",resource="IPaddr_10.0.0.3",result="SUCCESS"} 1
+vigil_resource_operations_total{group="lvs",op="monitor",resource="ldirectord_www",result="NOT_RUNNING"} 1
+vigil_resource_operations_total{group="lvs",op="reload",resource="ldirectord_www",result="error"} 1
 # HELP vigil_ldirectord_real_up A real server passes its health check.
 # TYPE vigil_ldirectord_real_up gauge
 vigil_ldirectord_real_up{instance="ldirectord_www",real="10.0.0.21:80",service="TCP 10.0.0.3:80"} 1

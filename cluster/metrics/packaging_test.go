@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,18 +28,45 @@ const (
 // targetLabels are the labels Prometheus adds to every scraped series.
 var targetLabels = []string{"instance", "job"}
 
+// scrapeTarget is the instance label Prometheus gives the fixture node.
+var scrapeTarget = status().Node + ":9470"
+
 // exported gathers the registry of a node whose status has every kind of
 // series and returns each series name with the label names it carries:
 // a histogram is its _bucket (with le), _sum and _count. A target label
 // the node exports itself (the ldirectord and mon families' instance) is
-// renamed exported_LABEL by Prometheus, so that name is one too.
-func exported(t *testing.T) map[string]map[string]bool {
+// renamed exported_LABEL by Prometheus, so that name is one too. It also
+// returns the series as scraped, as promtool's input series over 20
+// minutes: gauges steady, counters rising at their value per minute.
+func exported(t *testing.T) (map[string]map[string]bool, []map[string]string) {
 	t.Helper()
 	m := New(status)
 	m.ObserveApply(time.Millisecond, nil)
+	m.ObserveApply(time.Second, errors.New("no leader"))
 	families, err := m.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
+	}
+	var series []map[string]string
+	sample := func(name string, labels map[string]string, v float64, counter bool) {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return
+		}
+		var keys []string
+		for k := range labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var b strings.Builder
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%s=%s,", k, strconv.Quote(labels[k]))
+		}
+		f := strconv.FormatFloat(v, 'g', -1, 64)
+		values := f + "x20"
+		if counter && v > 0 {
+			values = "0+" + f + "x20"
+		}
+		series = append(series, map[string]string{"series": name + "{" + strings.TrimSuffix(b.String(), ",") + "}", "values": values})
 	}
 	out := map[string]map[string]bool{}
 	add := func(name string, labels map[string]bool, extra ...string) {
@@ -52,8 +82,45 @@ func exported(t *testing.T) map[string]map[string]bool {
 	for _, f := range families {
 		labels := map[string]bool{}
 		for _, mt := range f.GetMetric() {
+			scraped := map[string]string{"instance": scrapeTarget, "job": "vigil"}
 			for _, lp := range mt.GetLabel() {
 				labels[lp.GetName()] = true
+				if slices.Contains(targetLabels, lp.GetName()) {
+					scraped["exported_"+lp.GetName()] = lp.GetValue()
+				} else {
+					scraped[lp.GetName()] = lp.GetValue()
+				}
+			}
+			with := func(k, v string) map[string]string {
+				l := maps.Clone(scraped)
+				l[k] = v
+				return l
+			}
+			name := f.GetName()
+			switch f.GetType().String() {
+			case "COUNTER":
+				sample(name, scraped, mt.GetCounter().GetValue(), true)
+			case "GAUGE":
+				sample(name, scraped, mt.GetGauge().GetValue(), false)
+			case "UNTYPED":
+				sample(name, scraped, mt.GetUntyped().GetValue(), false)
+			case "HISTOGRAM":
+				h := mt.GetHistogram()
+				for _, b := range h.GetBucket() {
+					sample(name+"_bucket", with("le", strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)), float64(b.GetCumulativeCount()), true)
+				}
+				sample(name+"_bucket", with("le", "+Inf"), float64(h.GetSampleCount()), true)
+				sample(name+"_sum", scraped, h.GetSampleSum(), true)
+				sample(name+"_count", scraped, float64(h.GetSampleCount()), true)
+			case "SUMMARY":
+				sm := mt.GetSummary()
+				for _, q := range sm.GetQuantile() {
+					sample(name, with("quantile", strconv.FormatFloat(q.GetQuantile(), 'g', -1, 64)), q.GetValue(), false)
+				}
+				sample(name+"_sum", scraped, sm.GetSampleSum(), true)
+				sample(name+"_count", scraped, float64(sm.GetSampleCount()), true)
+			default:
+				t.Fatalf("%s: type %s", name, f.GetType())
 			}
 		}
 		for _, k := range targetLabels {
@@ -75,11 +142,15 @@ func exported(t *testing.T) map[string]map[string]bool {
 			add(f.GetName(), labels)
 		}
 	}
-	return out
+	return out, series
 }
 
-// query is one PromQL expression and where it comes from.
-type query struct{ where, expr string }
+// query is one PromQL expression and where it comes from. An event's
+// (an annotation's) has data only when something happens.
+type query struct {
+	where, expr string
+	event       bool
+}
 
 // dashboard reads the dashboard, checks its structure (a datasource
 // variable every panel and query uses, a node variable, unique panel ids,
@@ -157,7 +228,7 @@ func dashboard(t *testing.T) []query {
 		} else if m := regexp.MustCompile(`^query_result\((.+)\)$`).FindStringSubmatch(expr); m != nil {
 			expr = m[1]
 		}
-		out = append(out, query{"variable " + v.Name, expr})
+		out = append(out, query{where: "variable " + v.Name, expr: expr})
 	}
 	if vars["datasource"] != "datasource" || vars["node"] != "query" {
 		t.Errorf("variables %v: want a datasource variable `datasource` and a query variable `node`", vars)
@@ -169,7 +240,7 @@ func dashboard(t *testing.T) []query {
 		if a.Datasource.UID != ds {
 			t.Errorf("annotation %s: datasource %q", a.Name, a.Datasource.UID)
 		}
-		out = append(out, query{"annotation " + a.Name, a.Expr})
+		out = append(out, query{where: "annotation " + a.Name, expr: a.Expr, event: true})
 	}
 	ids := map[int]string{}
 	var walk func([]panel)
@@ -193,7 +264,7 @@ func dashboard(t *testing.T) []query {
 				if tg.Datasource.UID != ds || tg.Expr == "" {
 					t.Errorf("panel %q query %d: datasource %q, expr %q", p.Title, i, tg.Datasource.UID, tg.Expr)
 				}
-				out = append(out, query{fmt.Sprintf("panel %q query %d", p.Title, i), tg.Expr})
+				out = append(out, query{where: fmt.Sprintf("panel %q query %d", p.Title, i), expr: tg.Expr})
 			}
 		}
 	}
@@ -202,10 +273,10 @@ func dashboard(t *testing.T) []query {
 }
 
 // grafanaVars stands in for the dashboard's variables, so that an
-// expression parses as Prometheus gets it. Any other $name is an error
-// (label_replace's $1 is not a name).
-var grafanaVars = map[string]string{"__rate_interval": "1m", "__interval": "1m", "__range": "1h",
-	"cluster": "lb", "node": "lvs1:9470", "datasource": "prometheus"}
+// expression reads as Prometheus gets it: the fixture node's cluster and
+// target. Any other $name is an error (label_replace's $1 is not a name).
+var grafanaVars = map[string]string{"__rate_interval": "5m", "__interval": "1m", "__range": "1h",
+	"cluster": status().Cluster, "node": scrapeTarget, "datasource": "prometheus"}
 
 func expand(expr string) (string, error) {
 	var err error
@@ -262,7 +333,7 @@ func rules(t *testing.T) []query {
 		case v == "" || strings.ContainsAny(v[:1], `|>"'`):
 			t.Fatalf("%s:%d: expr %q: write it plainly or as a | block", rulesFile, i+1, v)
 		}
-		out = append(out, query{"rule " + alert, v})
+		out = append(out, query{where: "rule " + alert, expr: v})
 	}
 	return out
 }
@@ -439,7 +510,7 @@ func promtoolCheck(t *testing.T, file string) int {
 // test rules`: series in, alerts out), whose input series are exported
 // ones too.
 func TestDashboardAndRules(t *testing.T) {
-	names := exported(t)
+	names, series := exported(t)
 	var seen []string
 	for n := range names {
 		seen = append(seen, n)
@@ -477,6 +548,32 @@ func TestDashboardAndRules(t *testing.T) {
 	if n := promtoolCheck(t, asRules); n != len(dash) {
 		t.Errorf("promtool found %d of the dashboard's %d expressions", n, len(dash))
 	}
+	// Evaluated by promtool on the series this node exports, every panel
+	// and variable has data: a join on a label the series lack, a label
+	// value they never carry or a many-to-many match would leave it
+	// empty. Annotations mark events, so they may well be empty.
+	var cases []any
+	var where []string
+	for i, q := range dash {
+		if q.event {
+			continue
+		}
+		cases = append(cases, map[string]any{"expr": fmt.Sprintf("count(vigil_dashboard:query_%d) > bool 0 or vector(0)", i),
+			"eval_time": "15m", "exp_samples": []any{map[string]any{"labels": "{}", "value": 1}}})
+		where = append(where, fmt.Sprintf("query_%d: %s", i, q.where))
+	}
+	js, err = json.Marshal(map[string]any{"rule_files": []string{asRules}, "evaluation_interval": "1m",
+		"tests": []any{map[string]any{"interval": "1m", "input_series": series, "promql_expr_test": cases}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evalTest := filepath.Join(t.TempDir(), "dashboard-test.json")
+	if err := os.WriteFile(evalTest, js, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool(t), "test", "rules", evalTest).CombinedOutput(); err != nil {
+		t.Errorf("dashboard queries without data: %v\n%s\n%s", err, out, strings.Join(where, "\n"))
+	}
 
 	// The rules: names and labels; promtool's count of rules must match
 	// the expressions read here, so none escaped the check.
@@ -493,12 +590,12 @@ func TestDashboardAndRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	series := regexp.MustCompile(`series: '([^']*)'`).FindAllStringSubmatch(string(b), -1)
-	if len(series) == 0 {
+	inputs := regexp.MustCompile(`series: '([^']*)'`).FindAllStringSubmatch(string(b), -1)
+	if len(inputs) == 0 {
 		t.Errorf("%s: no input series", rulesTestFile)
 	}
-	for _, s := range series {
-		check(t, query{"test series", s[1]}, names)
+	for _, s := range inputs {
+		check(t, query{where: "test series", expr: s[1]}, names)
 	}
 	cmd := exec.Command(promtool(t), "test", "rules", filepath.Base(rulesTestFile))
 	cmd.Dir = filepath.Dir(rulesTestFile)
