@@ -597,6 +597,23 @@ func TestDashboardAndRules(t *testing.T) {
 	for _, s := range inputs {
 		check(t, query{where: "test series", expr: s[1]}, names)
 	}
+	// Every alert is seen firing in some test case.
+	fired := map[string]bool{}
+	alert := ""
+	for _, ln := range strings.Split(string(b), "\n") {
+		s := strings.TrimSpace(ln)
+		if a, ok := strings.CutPrefix(s, "alertname: "); ok {
+			alert = a
+		}
+		if s == "exp_alerts:" {
+			fired[alert] = true
+		}
+	}
+	for _, q := range rs {
+		if name := strings.TrimPrefix(q.where, "rule "); !fired[name] {
+			t.Errorf("%s: no test case where %s fires", rulesTestFile, name)
+		}
+	}
 	cmd := exec.Command(promtool(t), "test", "rules", filepath.Base(rulesTestFile))
 	cmd.Dir = filepath.Dir(rulesTestFile)
 	if out, err := cmd.CombinedOutput(); err != nil {
