@@ -28,15 +28,19 @@ deps:
 	@# mon's mail.alert pipes to /usr/lib/sendmail: msmtp provides it (and
 	@# the test points it at its own SMTP sink), unless an MTA already does.
 	@[ -e /usr/lib/sendmail ] || $(MAKE) --no-print-directory debs PKGS_NEEDED=msmtp-mta
-	@[ -d $(SAMPLES)/usr/share/doc/keepalived/samples ] && [ -d $(SAMPLES)/usr/share/doc/ldirectord/examples ] || $(MAKE) --no-print-directory samples
+	@[ -d $(SAMPLES)/usr/share/doc/keepalived/samples ] && [ -d $(SAMPLES)/usr/share/doc/ldirectord/examples ] && [ -x $(PROMTOOL) ] || $(MAKE) --no-print-directory samples
 
 # keepalived's and ldirectord's sample configurations, which the
-# importers' tests read: the packages are downloaded and unpacked under
-# bin/, never installed (they would start daemons).
+# importers' tests read, and prometheus' promtool, which checks and
+# unit-tests packaging/prometheus/vigil-rules.yml: the packages are
+# downloaded and unpacked under bin/, never installed (they would start
+# daemons; Debian's prometheus starts a server on install).
 SAMPLES := bin/samples
+SAMPLE_DEBS := keepalived ldirectord prometheus
+PROMTOOL := $(SAMPLES)/usr/bin/promtool
 samples:
 	mkdir -p $(SAMPLES)/debs
-	cd $(SAMPLES)/debs && { apt-get download keepalived ldirectord >/dev/null 2>&1 || { apt-get update -qq && apt-get download keepalived ldirectord; }; }
+	cd $(SAMPLES)/debs && { apt-get download $(SAMPLE_DEBS) >/dev/null 2>&1 || { apt-get update -qq && apt-get download $(SAMPLE_DEBS); }; }
 	for d in $(SAMPLES)/debs/*.deb; do dpkg-deb -x $$d $(SAMPLES); done
 
 debs:

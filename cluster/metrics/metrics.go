@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/resources/ldirectord"
 	"github.com/vigil-ha/vigil/resources/mon"
 )
@@ -130,6 +131,8 @@ var (
 	dNodeStandby = desc("vigil_node_standby", "The node is in standby.", "node")
 	dNodeMaint   = desc("vigil_node_maintenance", "The node is in maintenance.", "node")
 	dOwner       = desc("vigil_group_owner", "The node a group is assigned to (1).", "group", "node")
+	dRunning     = desc("vigil_group_running", "The group's owner reported it running (0: it runs nowhere; every group has this series).", "group")
+	dPreferred   = desc("vigil_group_preferred", "A group's preferred node (1).", "group", "node")
 	dMoves       = desc("vigil_group_moves_total", "Groups given a new owner: failovers, moves, failbacks.")
 	dFailcount   = desc("vigil_group_failcount", "A group's failures on a node.", "group", "node")
 	dLocalGroup  = desc("vigil_group_local_state", "A group's state on this node (1 for the current one).", "group", "state")
@@ -204,8 +207,19 @@ func (c snapshot) Collect(ch chan<- prometheus.Metric) {
 				}
 			}
 			for _, name := range st.GroupOrder {
-				if g := st.Groups[name]; g.Owner != "" {
+				g := st.Groups[name]
+				if g == nil {
+					continue
+				}
+				if g.Owner != "" {
 					gauge(dOwner, 1, name, g.Owner)
+				}
+				// Every group has this series, so that an alert sees one
+				// that runs nowhere (vigil_group_owner has none then).
+				r, reported := g.Reports[g.Owner]
+				gauge(dRunning, b2f(g.Owner != "" && reported && r.State == lrm.Running), name)
+				if g.Preferred != "" {
+					gauge(dPreferred, 1, name, g.Preferred)
 				}
 			}
 			counter(dMoves, float64(st.Moves))

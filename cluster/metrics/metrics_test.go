@@ -21,6 +21,8 @@ import (
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/plugins"
+	"github.com/vigil-ha/vigil/plugins/host"
 	"github.com/vigil-ha/vigil/resources/ldirectord"
 	"github.com/vigil-ha/vigil/resources/ldirectord/director"
 	"github.com/vigil-ha/vigil/resources/mon"
@@ -42,11 +44,15 @@ func status() control.Status {
 		Links: []heartbeat.LinkCounters{{Link: "ucast:eth0", Sent: 120, Received: 100, Dropped: map[string]uint64{"bad_mac": 2}}},
 		Core: &control.ClusterStatus{Leader: "n1", RaftState: "Leader", Term: "4", Applied: 42, HoldsLease: true, State: &fsm.State{
 			NodeOrder: []string{"n1", "n2"}, Nodes: map[string]*fsm.Node{"n1": {Name: "n1", Online: true}, "n2": {Name: "n2", Standby: true}},
-			GroupOrder: []string{"lvs"}, Groups: map[string]*fsm.Group{"lvs": {GroupSpec: fsm.GroupSpec{Name: "lvs"}, Owner: "n1"}}, Moves: 3}},
+			GroupOrder: []string{"lvs", "web"}, Groups: map[string]*fsm.Group{
+				"lvs": {GroupSpec: fsm.GroupSpec{Name: "lvs", Preferred: "n2"}, Owner: "n1", Reports: map[string]fsm.NodeReport{"n1": {State: "running"}, "n2": {State: "stopped"}}},
+				"web": {GroupSpec: fsm.GroupSpec{Name: "web"}, Reports: map[string]fsm.NodeReport{"n2": {State: "failed"}},
+					Failcounts: map[string]map[string]int{"n2": {"IPaddr_10.0.0.4": fsm.Infinity}}}}, Moves: 3}},
 		Groups: []lrm.GroupStatus{{Name: "lvs", State: lrm.Running, Resources: []lrm.ResourceStatus{
 			{ID: "IPaddr_10.0.0.3", Plugin: "ipaddr", State: lrm.Running, Ops: map[string]uint64{"start SUCCESS": 1, "monitor SUCCESS": 9}},
-			{ID: "ldirectord_www", Plugin: "ldirectord", State: lrm.Running},
+			{ID: "ldirectord_www", Plugin: "ldirectord", State: lrm.Running, Ops: map[string]uint64{"monitor NOT_RUNNING": 1, "reload error": 1}},
 			{ID: "mon_mon", Plugin: "mon", State: lrm.Running}}}},
+		Plugins:     []host.Status{{Kind: plugins.KindResource, Name: "ipaddr", State: "running", Crashes: 1}},
 		Inspections: []lrm.Inspection{{Group: "lvs", Resource: "ldirectord_www", JSON: lvs}, {Group: "lvs", Resource: "mon_mon", JSON: watches}},
 		Alerts:      &control.AlertStatus{},
 	}
@@ -75,6 +81,13 @@ vigil_node_online{node="n2"} 0
 # HELP vigil_group_owner The node a group is assigned to (1).
 # TYPE vigil_group_owner gauge
 vigil_group_owner{group="lvs",node="n1"} 1
+# HELP vigil_group_running The group's owner reported it running (0: it runs nowhere; every group has this series).
+# TYPE vigil_group_running gauge
+vigil_group_running{group="lvs"} 1
+vigil_group_running{group="web"} 0
+# HELP vigil_group_preferred A group's preferred node (1).
+# TYPE vigil_group_preferred gauge
+vigil_group_preferred{group="lvs",node="n2"} 1
 # HELP vigil_group_moves_total Groups given a new owner: failovers, moves, failbacks.
 # TYPE vigil_group_moves_total counter
 vigil_group_moves_total 3
@@ -82,6 +95,8 @@ vigil_group_moves_total 3
 # TYPE vigil_resource_operations_total counter
 vigil_resource_operations_total{group="lvs",op="monitor",resource="IPaddr_10.0.0.3",result="SUCCESS"} 9
 vigil_resource_operations_total{group="lvs",op="start",resource="IPaddr_10.0.0.3",result="SUCCESS"} 1
+vigil_resource_operations_total{group="lvs",op="monitor",resource="ldirectord_www",result="NOT_RUNNING"} 1
+vigil_resource_operations_total{group="lvs",op="reload",resource="ldirectord_www",result="error"} 1
 # HELP vigil_ldirectord_real_up A real server passes its health check.
 # TYPE vigil_ldirectord_real_up gauge
 vigil_ldirectord_real_up{instance="ldirectord_www",real="10.0.0.21:80",service="TCP 10.0.0.3:80"} 1
@@ -107,6 +122,7 @@ vigil_mon_run_duration_seconds{instance="mon_mon",service="www:http"} 0.015
 vigil_raft_apply_failures_total 1
 `
 	names := []string{"vigil_link_up", "vigil_heartbeat_packets_dropped_total", "vigil_raft_leader", "vigil_node_online", "vigil_group_owner",
+		"vigil_group_running", "vigil_group_preferred",
 		"vigil_group_moves_total", "vigil_resource_operations_total", "vigil_ldirectord_real_up", "vigil_ldirectord_checks_total",
 		"vigil_ipvs_connections_total", "vigil_mon_service_ok", "vigil_mon_run_duration_seconds", "vigil_raft_apply_failures_total"}
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), names...); err != nil {
