@@ -141,6 +141,11 @@ func (e *Engine) Run(ctx context.Context) error {
 			wake = next
 		}
 		if !now.Before(nextBeat) {
+			if late := now.Sub(nextBeat); late > e.cfg.Keepalive && e.logRL.allow("stalled", 10*time.Second) {
+				// Peers see this node's silence as if it were dead: say
+				// why, here, where it happened.
+				e.cfg.Log.Warn("heartbeat sent late: this node's heartbeat thread did not run in time", "late", late.Round(time.Millisecond), "keepalive", e.cfg.Keepalive)
+			}
 			e.beatNow.Store(false)
 			e.beat(now)
 			if nextBeat = nextBeat.Add(e.cfg.Keepalive); nextBeat.Before(now) {
