@@ -92,6 +92,9 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
 		return nil, fmt.Errorf("control status: %w", err)
 	}
+	if s.Placement == nil {
+		s.Placement = Placement(&s) // a daemon of an older build
+	}
 	return &s, nil
 }
 

@@ -33,6 +33,10 @@ type Status struct {
 	Plugins []host.Status `json:"plugins"`
 	// Core is the replicated cluster state as this node applied it.
 	Core *ClusterStatus `json:"core,omitempty"`
+	// Placement is Core's groups node by node, an offline node's report
+	// marked as only its last known state (filled by the client from
+	// Core: scripts read this rather than the raw reports).
+	Placement []GroupView `json:"placement,omitempty"`
 	// Inspections are resources' own views: the IPVS tables of this
 	// node's ldirectord instances (also on a standby: its health state).
 	Inspections []lrm.Inspection `json:"inspections,omitempty"`
@@ -79,6 +83,10 @@ type ClusterStatus struct {
 	HoldsLease bool       `json:"holds_lease"`
 	Lease      string     `json:"lease,omitempty"` // time left
 	State      *fsm.State `json:"state"`
+	// Files is the digest of this node's own group definitions (its
+	// resources.toml and instance files): it differs from
+	// State.GroupsVersion when the cluster runs another node's.
+	Files string `json:"files_version,omitempty"`
 	// Pair is set on a two_node pair: voters, tie-breakers, the latest
 	// takeover decision.
 	Pair *tiebreak.PairStatus `json:"pair,omitempty"`
@@ -103,4 +111,10 @@ type NodeStatus struct {
 	Role    string `json:"role"`
 	Self    bool   `json:"self,omitempty"`
 	membership.PeerStatus
+}
+
+// FilesDiffer reports whether this node's own group definitions differ
+// from those the cluster runs (another node's files, or a reload's).
+func (c *ClusterStatus) FilesDiffer() bool {
+	return c != nil && c.State != nil && c.Files != "" && c.State.GroupsVersion != "" && c.Files != c.State.GroupsVersion
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vigil-ha/vigil/cluster/control"
-	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/resources/ldirectord"
 	"github.com/vigil-ha/vigil/resources/mon"
 )
@@ -131,8 +130,9 @@ var (
 	dNodeStandby = desc("vigil_node_standby", "The node is in standby.", "node")
 	dNodeMaint   = desc("vigil_node_maintenance", "The node is in maintenance.", "node")
 	dOwner       = desc("vigil_group_owner", "The node a group is assigned to (1).", "group", "node")
-	dRunning     = desc("vigil_group_running", "The group's owner reported it running (0: it runs nowhere; every group has this series).", "group")
+	dRunning     = desc("vigil_group_running", "The group's owner is online and reported it running (0: it runs nowhere, or only on a node held offline; every group has this series).", "group")
 	dPreferred   = desc("vigil_group_preferred", "A group's preferred node (1).", "group", "node")
+	dDefsDiffer  = desc("vigil_definitions_differ", "This node's resources.toml is not the group definitions the cluster runs.")
 	dMoves       = desc("vigil_group_moves_total", "Groups given a new owner: failovers, moves, failbacks.")
 	dFailcount   = desc("vigil_group_failcount", "A group's failures on a node.", "group", "node")
 	dLocalGroup  = desc("vigil_group_local_state", "A group's state on this node (1 for the current one).", "group", "state")
@@ -214,16 +214,20 @@ func (c snapshot) Collect(ch chan<- prometheus.Metric) {
 				if g.Owner != "" {
 					gauge(dOwner, 1, name, g.Owner)
 				}
-				// Every group has this series, so that an alert sees one
-				// that runs nowhere (vigil_group_owner has none then).
-				r, reported := g.Reports[g.Owner]
-				gauge(dRunning, b2f(g.Owner != "" && reported && r.State == lrm.Running), name)
 				if g.Preferred != "" {
 					gauge(dPreferred, 1, name, g.Preferred)
 				}
 			}
 			counter(dMoves, float64(st.Moves))
+			// Every group has this series, so that an alert sees one
+			// that runs nowhere (vigil_group_owner has none then); an
+			// owner the cluster holds offline runs it no more, whatever
+			// it last reported (control.Placement, as status shows it).
+			for _, g := range control.Placement(&s) {
+				gauge(dRunning, b2f(g.Running()), g.Name)
+			}
 		}
+		gauge(dDefsDiffer, b2f(cs.FilesDiffer()))
 	}
 	plugins := map[string]string{} // resource id → plugin
 	for _, g := range s.Groups {
