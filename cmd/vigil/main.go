@@ -121,10 +121,10 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s: OK — cluster %q, %d nodes (this node %s), %d heartbeat media, %d groups\n",
 		*dir, ha.Cluster, len(ha.Nodes), cfg.Self.Name, len(ha.UCast)+len(ha.BCast)+len(ha.MCast)+len(ha.Serial), len(cfg.Resources.Groups))
 	if *verbose {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		for _, g := range cfg.Resources.Groups {
-			_ = enc.Encode(map[string]any{"group": g.Name, "node": g.Node, "resources": g.Resources})
+		fmt.Fprintf(stdout, "\n# resources.toml as loaded: every resource in the table form\n")
+		if err := writeGroupsTOML(stdout, cfg.Resources.Groups); err != nil {
+			fmt.Fprintln(stderr, "vigil config check:", err)
+			return exitError
 		}
 	}
 	return exitOK

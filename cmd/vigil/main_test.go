@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
@@ -155,5 +157,37 @@ func TestImportCheckedBeforeWrite(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(out); len(entries) != 0 {
 		t.Errorf("files written for an import that fails the check: %v", entries)
+	}
+}
+
+// `config check -v` prints TOML an operator would write (issue 25: the
+// ldirectord and mon specs came out as escaped JSON strings), and it is
+// the configuration itself: read back as resources.toml, with the
+// instance files gone, it loads to the same groups.
+func TestConfigCheckVerboseTOML(t *testing.T) {
+	for _, example := range []string{"../../etc/examples/pair-witness", "../../etc/vigil"} {
+		dir := testutil.ConfigCopy(t, example)
+		code, out, errs := vigil("config", "check", "-v", "-c", dir, "--node", "lvs1")
+		if code != exitOK || strings.Contains(out, `\"`) || !strings.Contains(out, "[[group]]") {
+			t.Fatalf("%s: %d\n%s%s", example, code, out, errs)
+		}
+		before, err := config.Load(dir, config.Options{Node: "lvs1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, printed, _ := strings.Cut(out, "\n")
+		for _, f := range []string{"resources.toml", "www.toml", "lvs.toml"} {
+			os.Remove(filepath.Join(dir, f))
+		}
+		if err := os.WriteFile(filepath.Join(dir, "resources.toml"), []byte(printed), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		after, err := config.Load(dir, config.Options{Node: "lvs1"})
+		if err != nil {
+			t.Fatalf("%s: the printed TOML does not load: %v\n%s", example, err, printed)
+		}
+		if !reflect.DeepEqual(after.Resources.Groups[0].Resources, before.Resources.Groups[0].Resources) {
+			t.Errorf("%s: read back, the groups differ:\n%+v\n%+v", example, after.Resources.Groups[0].Resources, before.Resources.Groups[0].Resources)
+		}
 	}
 }
