@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -106,8 +105,8 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("c", config.DefaultDir, "configuration directory")
 	node := fs.String("node", "", "check as this node (default: ha.toml's node, else the hostname)")
 	verbose := fs.Bool("v", false, "print the normalised groups")
-	if fs.Parse(args) != nil {
-		return exitError
+	if code, ok := parseCommand(fs, args, stdout, stderr, false, true, "config check"); !ok {
+		return code
 	}
 	cfg, err := config.Load(*dir, config.Options{Node: *node})
 	if err != nil {
@@ -140,8 +139,8 @@ func cmdDaemon(args []string, stderr io.Writer, witness bool) int {
 	node := fs.String("node", "", "this node's name (default: ha.toml's node, else the hostname)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if fs.Parse(args) != nil {
-		return exitError
+	if code, ok := parseCommand(fs, args, io.Discard, stderr, false, true, name); !ok {
+		return code
 	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
@@ -207,6 +206,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	jsonOut := wantsJSON(args)
 	fs := newFlags("status", stderr)
 	dir := fs.String("c", config.DefaultDir, "configuration directory (to find the control socket)")
 	socket := fs.String("s", "", "control socket (default: ha.toml's control_socket, else "+config.DefaultControlSocket+")")
@@ -217,8 +217,8 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&oneLine, "one-line", false, "same as -1")
 	watch := fs.Bool("watch", false, "redraw in place until interrupted")
 	interval := fs.Duration("i", time.Second, "--watch: how often to redraw")
-	if fs.Parse(args) != nil {
-		return exitError
+	if code, ok := parseCommand(fs, args, stdout, stderr, jsonOut, true, "status"); !ok {
+		return code
 	}
 	path := *socket
 	if path == "" {
@@ -229,22 +229,16 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		st, err := client.Status(ctx)
 		switch {
 		case err != nil && oneLine:
-			fmt.Fprintf(stdout, "VIGIL CRITICAL - no daemon answers: %v\n", err)
+			fmt.Fprintf(stdout, "VIGIL CRITICAL - %v\n", err)
 			return control.NagiosCritical
 		case err != nil:
-			fmt.Fprintln(stderr, "vigil status:", err)
-			if errors.Is(err, control.ErrUnreachable) {
-				return exitUnreachable
-			}
-			return exitError
+			return fail(stdout, stderr, *asJSON, "status", err, exitCode(err))
 		case oneLine:
 			line, code := control.OneLine(st)
 			fmt.Fprintln(stdout, line)
 			return code
 		case *asJSON:
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(st)
+			writeJSON(stdout, st)
 			return exitOK
 		}
 		st.ShowStats = *stats
@@ -276,16 +270,21 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 // cmdCommand sends an operator command to the local daemon, which commits
 // it through the cluster.
 func cmdCommand(op string, args []string, stdout, stderr io.Writer) int {
+	jsonOut := wantsJSON(args)
 	fs := newFlags(op, stderr)
 	dir := fs.String("c", config.DefaultDir, "configuration directory (to find the control socket)")
 	socket := fs.String("s", "", "control socket")
-	if fs.Parse(args) != nil {
-		return exitError
+	fs.Bool("json", false, "print the outcome as JSON")
+	if code, ok := parseCommand(fs, args, stdout, stderr, jsonOut, false, op); !ok {
+		return code
 	}
 	a := fs.Args()
 	var cmd control.Command
 	bad := func(u string) int {
-		fmt.Fprintf(stderr, "usage: vigil %s\n", u)
+		if jsonOut {
+			return fail(stdout, stderr, true, op, fmt.Errorf("usage: vigil %s [-c DIR | -s SOCKET] [--json]", u), exitError)
+		}
+		fmt.Fprintf(stderr, "usage: vigil %s [-c DIR | -s SOCKET] [--json]\n", u)
 		return exitError
 	}
 	switch op {
@@ -331,15 +330,27 @@ func cmdCommand(op string, args []string, stdout, stderr io.Writer) int {
 	if path == "" {
 		path = socketFromConfig(*dir)
 	}
+	line := strings.Join(append([]string{op}, a...), " ")
 	if err := control.NewClient(path).Command(context.Background(), cmd); err != nil {
-		fmt.Fprintf(stderr, "vigil %s: %v\n", op, err)
-		if errors.Is(err, control.ErrUnreachable) {
-			return exitUnreachable
-		}
-		return exitError
+		return fail(stdout, stderr, jsonOut, op, err, exitCode(err))
 	}
-	fmt.Fprintf(stdout, "vigil %s: done\n", strings.Join(append([]string{op}, a...), " "))
+	if jsonOut {
+		writeJSON(stdout, struct {
+			Done    bool   `json:"done"`
+			Command string `json:"command"`
+		}{true, line})
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "vigil %s: done\n", line)
 	return exitOK
+}
+
+// exitCode is a failed request's exit code: 2 when no daemon answered.
+func exitCode(err error) int {
+	if errors.Is(err, control.ErrUnreachable) {
+		return exitUnreachable
+	}
+	return exitError
 }
 
 // socketFromConfig reads only control_socket from ha.toml: status must

@@ -47,7 +47,7 @@ func TestConfigCheck(t *testing.T) {
 
 func TestStatusUnreachable(t *testing.T) {
 	code, _, errs := vigil("status", "-s", filepath.Join(t.TempDir(), "none.sock"))
-	if code != exitUnreachable || !strings.Contains(errs, "daemon unreachable") {
+	if code != exitUnreachable || !strings.HasPrefix(errs, "vigil status: daemon not running at ") || !strings.Contains(errs, "systemctl start vigil") || strings.Contains(errs, "http") {
 		t.Errorf("code %d, stderr %q", code, errs)
 	}
 }
@@ -95,7 +95,7 @@ func TestImportSeed(t *testing.T) {
 // -1 with no daemon is a CRITICAL Nagios line, not an error message.
 func TestStatusOneLineUnreachable(t *testing.T) {
 	code, out, _ := vigil("status", "-1", "-s", filepath.Join(t.TempDir(), "none.sock"))
-	if code != 2 || !strings.HasPrefix(out, "VIGIL CRITICAL - no daemon answers: ") {
+	if code != 2 || !strings.HasPrefix(out, "VIGIL CRITICAL - daemon not running at ") {
 		t.Errorf("%d %q", code, out)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/legacy"
 	ldspec "github.com/vigil-ha/vigil/resources/ldirectord/spec"
 	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
 )
@@ -227,24 +228,4 @@ func tomlKey(k string) string {
 }
 
 // tomlString is a TOML basic string.
-func tomlString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
-}
+func tomlString(s string) string { return legacy.TOMLString(s) }
