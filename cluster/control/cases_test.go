@@ -133,16 +133,23 @@ func TestStatusCases(t *testing.T) {
 			return s
 		}},
 		// This node's resources.toml is not what the cluster runs (the
-		// leader's files won at start): shown, and WARNING.
+		// leader's files won at start), nor n2's as it reported them:
+		// both shown, and WARNING.
 		{"files-differ", func() *Status {
 			s := trio()
 			s.Core.Files = "ffee00112233aabb"
+			s.Core.State.Nodes["n1"].Files = "a1b2c3d4e5f60718" // its report is older than its files
+			s.Core.State.Nodes["n2"].Files = "ffee00112233aabb"
 			return s
 		}},
+		// After a reload elsewhere; seen from the witness, whose files
+		// agree: n1's difference shows there too.
 		{"files-differ-reload", func() *Status {
 			s := trio()
-			s.Core.Files = "ffee00112233aabb"
+			s.Node = "n3"
 			s.Core.State.GroupsGeneration = 2
+			s.Core.State.Nodes["n1"].Files = "ffee00112233aabb"
+			s.Core.State.Nodes["n3"].Files = "a1b2c3d4e5f60718"
 			return s
 		}},
 		// No cable was heard from anyone yet: it is listed for every peer.
@@ -168,7 +175,7 @@ func TestStatusCases(t *testing.T) {
 					links[n.Name] = append(links[n.Name], l.Link)
 				}
 			}
-			js, err := json.MarshalIndent(map[string]any{"placement": s.Placement, "links": links, "files_differ": s.Core.FilesDiffer()}, "", "  ")
+			js, err := json.MarshalIndent(map[string]any{"placement": s.Placement, "links": links, "files_differ": FilesDiffer(s)}, "", "  ")
 			if err != nil {
 				t.Fatal(err)
 			}

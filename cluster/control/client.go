@@ -128,7 +128,7 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 		return nil, fmt.Errorf("the daemon at %s sent a status this vigil cannot read (another version?): %w", c.path, err)
 	}
 	if s.Placement == nil {
-		s.Placement = Placement(&s) // a daemon of an older build
+		s.Placement, s.FilesDiffer = Placement(&s), FilesDiffer(&s) // a daemon of an older build
 	}
 	return &s, nil
 }

@@ -69,8 +69,8 @@ func OneLine(s *Status) (string, int) {
 		if n := len(st.Failures); n > 0 {
 			warn = append(warn, fmt.Sprintf("%d failed operations", n))
 		}
-		if c.FilesDiffer() {
-			warn = append(warn, "this node's resources.toml differs from the cluster's")
+		if nodes := FilesDiffer(s); len(nodes) > 0 {
+			warn = append(warn, "resources.toml of "+strings.Join(nodes, " ")+" differs from the cluster's")
 		}
 	}
 	var dead []string

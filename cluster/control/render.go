@@ -238,7 +238,7 @@ func renderAssignments(w io.Writer, s *Status) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", name, n.Role, state, fl, raftRole(c, name), strings.Join(change, ": "))
 	}
 	tw.Flush()
-	renderDefinitions(w, c)
+	renderDefinitions(w, s)
 	fmt.Fprintln(w, "\nGroups:")
 	for _, g := range Placement(s) {
 		owner := g.Owner
@@ -307,17 +307,23 @@ func raftRole(c *ClusterStatus, name string) string {
 	return "non-voter"
 }
 
-// renderDefinitions says when this node's files are not what the cluster
-// runs: a reload or another node's files won.
-func renderDefinitions(w io.Writer, c *ClusterStatus) {
-	if !c.FilesDiffer() {
+// renderDefinitions names the nodes whose files are not what the
+// cluster runs: a reload elsewhere or the leader's files won.
+func renderDefinitions(w io.Writer, s *Status) {
+	nodes := FilesDiffer(s)
+	if len(nodes) == 0 {
 		return
 	}
-	gen := "set at start by the leader's files"
+	c := s.Core
+	how := "set at start by the leader's files"
 	if g := c.State.GroupsGeneration; g > 0 {
-		gen = fmt.Sprintf("set by vigil reload, generation %d", g)
+		how = fmt.Sprintf("set by vigil reload, generation %d", g)
 	}
-	fmt.Fprintf(w, "\nDEFINITIONS DIFFER: this node's resources.toml (version %s) is not what the cluster runs (version %s, %s);\n", c.Files, c.State.GroupsVersion, gen)
+	whose := "the resources.toml of " + strings.Join(nodes, ", ") + " is"
+	if len(nodes) > 1 {
+		whose = "the resources.toml files of " + strings.Join(nodes, ", ") + " are"
+	}
+	fmt.Fprintf(w, "\nDEFINITIONS DIFFER: %s not what the cluster runs (version %s, %s);\n", whose, c.State.GroupsVersion, how)
 	fmt.Fprintln(w, "  the cluster's stay in force: copy the right files to every node and run vigil reload")
 }
 

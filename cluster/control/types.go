@@ -37,6 +37,9 @@ type Status struct {
 	// marked as only its last known state (filled by the client from
 	// Core: scripts read this rather than the raw reports).
 	Placement []GroupView `json:"placement,omitempty"`
+	// FilesDiffer are the nodes whose resources.toml is not what the
+	// cluster runs (FilesDiffer, filled like Placement).
+	FilesDiffer []string `json:"files_differ,omitempty"`
 	// Inspections are resources' own views: the IPVS tables of this
 	// node's ldirectord instances (also on a standby: its health state).
 	Inspections []lrm.Inspection `json:"inspections,omitempty"`
@@ -113,8 +116,28 @@ type NodeStatus struct {
 	membership.PeerStatus
 }
 
-// FilesDiffer reports whether this node's own group definitions differ
-// from those the cluster runs (another node's files, or a reload's).
-func (c *ClusterStatus) FilesDiffer() bool {
-	return c != nil && c.State != nil && c.Files != "" && c.State.GroupsVersion != "" && c.Files != c.State.GroupsVersion
+// FilesDiffer lists the nodes whose own group definitions (resources.toml
+// and instance files) are not what the cluster runs: every node as it
+// last reported its files, this node as they are now. Nil without
+// cluster state or when they all agree.
+func FilesDiffer(s *Status) []string {
+	c := s.Core
+	if c == nil || c.State == nil || c.State.GroupsVersion == "" {
+		return nil
+	}
+	st := c.State
+	var out []string
+	for _, name := range st.NodeOrder {
+		files := ""
+		if n := st.Nodes[name]; n != nil {
+			files = n.Files
+		}
+		if name == s.Node && c.Files != "" {
+			files = c.Files // fresher than its last report
+		}
+		if files != "" && files != st.GroupsVersion {
+			out = append(out, name)
+		}
+	}
+	return out
 }

@@ -140,6 +140,36 @@ func (c *Coordinator) noteDefinitions() {
 	}
 }
 
+// reportFiles keeps this node's files digest in the replicated state
+// (fsm.Node.Files), so that the status of every node shows whose files
+// are not what the cluster runs. It has its own goroutine: a commit
+// without a leader waits, and the leader's work must not.
+func (c *Coordinator) reportFiles(ctx context.Context) {
+	tick := time.NewTicker(c.opt.Timing.LeaderTick())
+	defer tick.Stop()
+	for {
+		changed := c.opt.FSM.Changed()
+		var recorded string
+		known := false
+		c.opt.FSM.Read(func(s *fsm.State) {
+			if n := s.Nodes[c.opt.Self]; n != nil {
+				recorded, known = n.Files, true
+			}
+		})
+		if here := c.FilesVersion(); known && recorded != here {
+			if err := c.Apply(ctx, fsm.TypeNodeState, fsm.NodeState{Node: c.opt.Self, Files: here}); err != nil && ctx.Err() == nil {
+				c.log.Debug("cannot record this node's files digest yet", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
 // Reload replicates changed group definitions (`vigil reload` on this
 // node) as the next generation, so that every node applies them and no
 // daemon's older files replace them; it reports whether they differed
@@ -186,6 +216,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		wg.Go(func() { c.commit(ctx) })
 		wg.Go(func() { c.runLocal(ctx) })
 	}
+	wg.Go(func() { c.reportFiles(ctx) })
 	c.runLeader(ctx)
 	wg.Wait()
 	return nil

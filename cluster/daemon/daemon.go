@@ -405,7 +405,7 @@ func (d *Daemon) Status() control.Status {
 	}
 	// Every form of status (text, --json, -1, metrics) reads these.
 	s.Nodes = control.SharedLinks(s.Nodes)
-	s.Placement = control.Placement(&s)
+	s.Placement, s.FilesDiffer = control.Placement(&s), control.FilesDiffer(&s)
 	return s
 }
 

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	httppprof "net/http/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -126,13 +127,13 @@ var (
 	dTerm        = desc("vigil_raft_term", "The Raft term.")
 	dApplied     = desc("vigil_raft_applied_index", "The last Raft log index applied here.")
 	dLease       = desc("vigil_lease_held", "A quorum confirms this node's lease (it may hold groups).")
+	dDefsDiffer  = desc("vigil_definitions_differ", "A node's resources.toml is not the group definitions the cluster runs (as it last reported its files).", "node")
 	dNodeOnline  = desc("vigil_node_online", "The cluster (replicated) holds the node online.", "node")
 	dNodeStandby = desc("vigil_node_standby", "The node is in standby.", "node")
 	dNodeMaint   = desc("vigil_node_maintenance", "The node is in maintenance.", "node")
 	dOwner       = desc("vigil_group_owner", "The node a group is assigned to (1).", "group", "node")
 	dRunning     = desc("vigil_group_running", "The group's owner is online and reported it running (0: it runs nowhere, or only on a node held offline; every group has this series).", "group")
 	dPreferred   = desc("vigil_group_preferred", "A group's preferred node (1).", "group", "node")
-	dDefsDiffer  = desc("vigil_definitions_differ", "This node's resources.toml is not the group definitions the cluster runs.")
 	dMoves       = desc("vigil_group_moves_total", "Groups given a new owner: failovers, moves, failbacks.")
 	dFailcount   = desc("vigil_group_failcount", "A group's failures on a node.", "group", "node")
 	dLocalGroup  = desc("vigil_group_local_state", "A group's state on this node (1 for the current one).", "group", "state")
@@ -197,11 +198,13 @@ func (c snapshot) Collect(ch chan<- prometheus.Metric) {
 		gauge(dApplied, float64(cs.Applied))
 		gauge(dLease, b2f(cs.HoldsLease))
 		if st := cs.State; st != nil {
+			differ := control.FilesDiffer(&s)
 			for _, name := range st.NodeOrder {
 				n := st.Nodes[name]
 				gauge(dNodeOnline, b2f(n.Online), name)
 				gauge(dNodeStandby, b2f(n.Standby), name)
 				gauge(dNodeMaint, b2f(n.Maintenance), name)
+				gauge(dDefsDiffer, b2f(slices.Contains(differ, name)), name)
 				for _, g := range st.GroupOrder {
 					gauge(dFailcount, float64(st.Failcount(g, name)), g, name)
 				}
@@ -227,7 +230,6 @@ func (c snapshot) Collect(ch chan<- prometheus.Metric) {
 				gauge(dRunning, b2f(g.Running()), g.Name)
 			}
 		}
-		gauge(dDefsDiffer, b2f(cs.FilesDiffer()))
 	}
 	plugins := map[string]string{} // resource id → plugin
 	for _, g := range s.Groups {
