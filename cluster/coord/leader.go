@@ -125,9 +125,12 @@ func (c *Coordinator) noteDefinitions() {
 	var generation uint64
 	c.opt.FSM.Read(func(s *fsm.State) { cluster, generation = s.GroupsVersion, s.GroupsGeneration })
 	_, here := c.configured()
-	if cluster == "" || cluster == here || (generation == 0 && c.opt.Raft.IsLeader()) {
+	switch {
+	case cluster == "" || cluster == here:
 		c.differs = ""
 		return
+	case generation == 0 && c.opt.Raft.IsLeader():
+		return // lead replaces them, and says so
 	}
 	if key := cluster + "/" + here; c.differs != key {
 		c.differs = key
