@@ -152,6 +152,24 @@ func TestStatusCases(t *testing.T) {
 			s.Core.State.Nodes["n3"].Files = "a1b2c3d4e5f60718"
 			return s
 		}},
+		// n1 is cut off from both peers: no leader, and its replicated
+		// state is as last applied. The peers it does not hear are not
+		// shown online, nor the group running on n2.
+		{"no-leader", func() *Status {
+			s := trio()
+			s.Core.Leader, s.Core.RaftState, s.Core.HoldsLease, s.Core.Lease = "", "Candidate", false, ""
+			g := s.Core.State.Groups["lvs"]
+			g.Owner = "n2"
+			g.Reports["n1"] = fsm.NodeReport{State: "stopped", Op: "stop", Result: "OK", Reason: "lease lost"}
+			g.Reports["n2"] = fsm.NodeReport{State: "running", Op: "start", Result: "OK"}
+			for i := 1; i < 3; i++ {
+				s.Nodes[i].State, s.Nodes[i].Since = "dead", now.Add(-3*time.Second)
+				for j := range s.Nodes[i].Links {
+					s.Nodes[i].Links[j].State = "dead"
+				}
+			}
+			return s
+		}},
 		// No cable was heard from anyone yet: it is listed for every peer.
 		{"cable-never-heard", func() *Status {
 			s := trio()

@@ -36,7 +36,7 @@ func OneLine(s *Status) (string, int) {
 		}
 		for _, name := range st.NodeOrder {
 			n := st.Nodes[name]
-			if n != nil && n.Online {
+			if _, off := Offline(s, name); n != nil && !off {
 				online++
 			} else {
 				warn = append(warn, "node "+name+" offline")

@@ -194,6 +194,9 @@ func renderAssignments(w io.Writer, s *Status) {
 	}
 	st := c.State
 	fmt.Fprintln(w, "\nCluster nodes (replicated):")
+	if c.Leader == "" {
+		fmt.Fprintln(w, "  NO LEADER: this is the state as last applied here, and nothing updates it; nodes this node does not hear show OFFLINE")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	// RAFT is this node's view of Raft now; STATE, FLAGS and the last
 	// change are the replicated flags: separate columns, so that a reason
@@ -205,8 +208,12 @@ func renderAssignments(w io.Writer, s *Status) {
 			continue
 		}
 		state := "online"
-		if !n.Online {
+		since, reason := n.Since, n.Reason
+		if at, off := Offline(s, name); off {
 			state = "OFFLINE"
+			if n.Online { // by this node's membership: no leader records it
+				since, reason = at, "not heard here (no leader to record it)"
+			}
 		}
 		var flags []string
 		if n.Standby {
@@ -226,11 +233,11 @@ func renderAssignments(w io.Writer, s *Status) {
 			fl = "-"
 		}
 		var change []string
-		if !n.Since.IsZero() {
-			change = append(change, ago(s.Now, n.Since)+" ago")
+		if !since.IsZero() {
+			change = append(change, ago(s.Now, since)+" ago")
 		}
-		if n.Reason != "" {
-			change = append(change, n.Reason)
+		if reason != "" {
+			change = append(change, reason)
 		}
 		if len(change) == 0 {
 			change = []string{"-"}

@@ -44,13 +44,7 @@ func Placement(s *Status) []GroupView {
 		return nil
 	}
 	st := s.Core.State
-	offline := func(node string) (time.Time, bool) {
-		n := st.Nodes[node]
-		if n == nil || n.Online {
-			return time.Time{}, false
-		}
-		return n.Since, true
-	}
+	offline := func(node string) (time.Time, bool) { return Offline(s, node) }
 	var out []GroupView
 	for _, name := range st.GroupOrder {
 		g := st.Groups[name]
@@ -78,6 +72,32 @@ func Placement(s *Status) []GroupView {
 		out = append(out, v)
 	}
 	return out
+}
+
+// Offline reports whether status must show a node as offline, and since
+// when: the cluster holds it offline, or, while this node knows no leader
+// (its replicated state is only as last applied, and nothing updates it),
+// this node does not hear it.
+func Offline(s *Status, node string) (time.Time, bool) {
+	c := s.Core
+	if c == nil || c.State == nil {
+		return time.Time{}, false
+	}
+	n := c.State.Nodes[node]
+	if n == nil {
+		return time.Time{}, false
+	}
+	if !n.Online {
+		return n.Since, true
+	}
+	if c.Leader == "" && node != s.Node {
+		for _, m := range s.Nodes {
+			if m.Name == node && m.State == "dead" {
+				return m.Since, true
+			}
+		}
+	}
+	return time.Time{}, false
 }
 
 func lastOp(r fsm.NodeReport) string {
