@@ -143,3 +143,34 @@ func TestUnreachableWords(t *testing.T) {
 		t.Errorf("%d %q", code, errs)
 	}
 }
+
+// parseLine never panics, and what it leaves as arguments is exactly the
+// line's non-options: parsing "--" and them again gives them back.
+func FuzzParseLine(f *testing.F) {
+	for _, s := range []string{"lvs\x00lvs2\x00-c\x00DIR", "-c\x00--\x00x", "--\x00--json", "a\x00--json=false\x00-s", "-\x00--c=1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		args := strings.Split(line, "\x00")
+		if len(args) > 64 {
+			return
+		}
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		fs.String("c", "", "")
+		fs.Bool("json", false, "")
+		if parseLine(fs, args) != nil {
+			return
+		}
+		pos := slices.Clone(fs.Args())
+		for _, p := range pos {
+			if !slices.Contains(args, p) {
+				t.Fatalf("%q: argument %q is not on the line", args, p)
+			}
+		}
+		again := flag.NewFlagSet("t", flag.ContinueOnError)
+		if err := parseLine(again, append([]string{"--"}, pos...)); err != nil || !slices.Equal(again.Args(), pos) {
+			t.Fatalf("%q: %q parsed again: %q %v", args, pos, again.Args(), err)
+		}
+	})
+}
