@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -165,13 +165,13 @@ func TestImportCheckedBeforeWrite(t *testing.T) {
 // the configuration itself: read back as resources.toml, with the
 // instance files gone, it loads to the same groups.
 func TestConfigCheckVerboseTOML(t *testing.T) {
-	for _, example := range []string{"../../etc/examples/pair-witness", "../../etc/vigil"} {
+	for example, node := range map[string]string{"../../etc/examples/pair-witness": "lvs1", "../../etc/vigil": "lvs1", "../../etc/examples/three-node": "node1"} {
 		dir := testutil.ConfigCopy(t, example)
-		code, out, errs := vigil("config", "check", "-v", "-c", dir, "--node", "lvs1")
+		code, out, errs := vigil("config", "check", "-v", "-c", dir, "--node", node)
 		if code != exitOK || strings.Contains(out, `\"`) || !strings.Contains(out, "[[group]]") {
 			t.Fatalf("%s: %d\n%s%s", example, code, out, errs)
 		}
-		before, err := config.Load(dir, config.Options{Node: "lvs1"})
+		before, err := config.Load(dir, config.Options{Node: node})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,12 +182,31 @@ func TestConfigCheckVerboseTOML(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "resources.toml"), []byte(printed), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		after, err := config.Load(dir, config.Options{Node: "lvs1"})
+		after, err := config.Load(dir, config.Options{Node: node})
 		if err != nil {
 			t.Fatalf("%s: the printed TOML does not load: %v\n%s", example, err, printed)
 		}
-		if !reflect.DeepEqual(after.Resources.Groups[0].Resources, before.Resources.Groups[0].Resources) {
-			t.Errorf("%s: read back, the groups differ:\n%+v\n%+v", example, after.Resources.Groups[0].Resources, before.Resources.Groups[0].Resources)
+		for i := range before.Resources.Groups {
+			a, b := after.Resources.Groups[i], before.Resources.Groups[i]
+			ja, _ := json.Marshal(a.Resources) // nil and empty args alike
+			jb, _ := json.Marshal(b.Resources)
+			if a.Name != b.Name || a.Node != b.Node || !bytes.Equal(ja, jb) {
+				t.Errorf("%s: read back, group %d differs:\n%+v\n%+v", example, i, a, b)
+			}
 		}
+		if len(after.Resources.Groups) != len(before.Resources.Groups) {
+			t.Errorf("%s: %d groups read back, want %d", example, len(after.Resources.Groups), len(before.Resources.Groups))
+		}
+	}
+}
+
+// Options after the file, as an operator types them (issue 25).
+func TestImportOptionsLast(t *testing.T) {
+	out := t.TempDir()
+	if code, stdout, errs := vigil("import", "mon", "../../legacy/testdata/seed/mon.cf", "-o", out, "--name", "watch"); code != exitOK {
+		t.Fatalf("import mon FILE -o DIR --name NAME: %d\n%s%s", code, stdout, errs)
+	}
+	if _, err := os.Stat(filepath.Join(out, "watch.toml")); err != nil {
+		t.Error(err)
 	}
 }
