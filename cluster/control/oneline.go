@@ -11,6 +11,7 @@ const (
 	NagiosOK       = 0
 	NagiosWarning  = 1
 	NagiosCritical = 2
+	NagiosUnknown  = 3 // the check itself could not run (a bad command line)
 )
 
 // OneLine is the cluster in one line for a Nagios-style check, and the

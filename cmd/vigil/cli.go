@@ -58,13 +58,20 @@ func endedByDashes(fs *flag.FlagSet, args []string, consumed int) bool {
 
 // wantsJSON reports whether the line asks for --json, read before the
 // options are parsed: a line that fails to parse still answers in JSON.
-func wantsJSON(args []string) bool {
+func wantsJSON(args []string) bool { return hasOption(args, "json") }
+
+// hasOption reports whether the boolean option name (or one of its
+// aliases) is set on the line, before "--".
+func hasOption(args []string, names ...string) bool {
 	for _, a := range args {
 		if a == "--" {
 			return false
 		}
-		if a == "--json" || a == "-json" || a == "--json=true" || a == "-json=true" {
-			return true
+		for _, n := range names {
+			switch a {
+			case "-" + n, "--" + n, "-" + n + "=true", "--" + n + "=true":
+				return true
+			}
 		}
 	}
 	return false

@@ -140,7 +140,7 @@ hand the node's groups over to another node, then stop.
 /run/vigil/vigil.sock (control socket), /var/lib/vigil (state and Raft log).
 .SH EXIT STATUS
 0 success; 1 error; 2 no daemon answered. \fBstatus \-1\fR exits 0 OK,
-1 WARNING, 2 CRITICAL.
+1 WARNING, 2 CRITICAL, 3 UNKNOWN (a bad command line).
 .SH SEE ALSO
 The README of the Vigil sources; ha.cf(5), ldirectord(8), mon(8).
 `)

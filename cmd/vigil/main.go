@@ -213,10 +213,22 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	stats := fs.Bool("stats", false, "show the IPVS tables' counters (like ipvsadm -Ln --stats)")
 	var oneLine bool
-	fs.BoolVar(&oneLine, "1", false, "one line for a Nagios-style check; exit 0 OK, 1 WARNING, 2 CRITICAL")
+	fs.BoolVar(&oneLine, "1", false, "one line for a Nagios-style check; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
 	fs.BoolVar(&oneLine, "one-line", false, "same as -1")
 	watch := fs.Bool("watch", false, "redraw in place until interrupted")
 	interval := fs.Duration("i", time.Second, "--watch: how often to redraw")
+	if hasOption(args, "1", "one-line") {
+		// A Nagios check whose line is wrong is UNKNOWN (3), said on
+		// stdout like every other state.
+		fs.SetOutput(io.Discard)
+		if err := parseLine(fs, args); err != nil || fs.NArg() > 0 {
+			if err == nil {
+				err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+			}
+			fmt.Fprintf(stdout, "VIGIL UNKNOWN - vigil status: %v\n", err)
+			return control.NagiosUnknown
+		}
+	}
 	if code, ok := parseCommand(fs, args, stdout, stderr, jsonOut, true, "status"); !ok {
 		return code
 	}

@@ -210,3 +210,13 @@ func TestImportOptionsLast(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// -1 with a bad line is Nagios' UNKNOWN, on stdout.
+func TestStatusOneLineBadLine(t *testing.T) {
+	for _, args := range [][]string{{"status", "-1", "--bogus"}, {"status", "extra", "--one-line"}} {
+		code, out, errs := vigil(args...)
+		if code != 3 || !strings.HasPrefix(out, "VIGIL UNKNOWN - vigil status: ") || errs != "" {
+			t.Errorf("%q: %d %q %q", args, code, out, errs)
+		}
+	}
+}
