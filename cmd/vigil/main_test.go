@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -218,5 +219,43 @@ func TestStatusOneLineBadLine(t *testing.T) {
 		if code != 3 || !strings.HasPrefix(out, "VIGIL UNKNOWN - vigil status: ") || errs != "" {
 			t.Errorf("%q: %d %q %q", args, code, out, errs)
 		}
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// What an operator sees from `config check -v` on the pair-with-witness
+// example, and from the CLI's failures in words and in JSON (issue 25):
+// testdata/cli.golden (go test -update rewrites it).
+func TestCLIGolden(t *testing.T) {
+	dir := testutil.ConfigCopy(t, "../../etc/examples/pair-witness")
+	none := filepath.Join(t.TempDir(), "vigil.sock")
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"config", "check", "-v", "-c", dir, "--node", "lvs1"},
+		{"move", "lvs", "lvs2", "-s", none},
+		{"move", "lvs", "lvs2", "-s", none, "--json"},
+		{"status", "-s", none, "--json"},
+		{"status", "-s", none, "-1"},
+		{"move", "lvs", "--json"},
+		{"config", "check", "extra", "-c", dir},
+	} {
+		code, out, errs := vigil(args...)
+		shown := strings.Join(args, " ")
+		b.WriteString("$ vigil " + shown + "    (exit " + fmt.Sprint(code) + ")\n" + out + errs + "\n")
+	}
+	got := strings.NewReplacer(dir, "DIR", none, "SOCK").Replace(b.String())
+	path := filepath.Join("testdata", "cli.golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("CLI output differs from %s (go test -update to accept):\n%s", path, got)
 	}
 }
