@@ -62,7 +62,8 @@ type Coordinator struct {
 	groups  []fsm.GroupSpec // this node's definitions: its files, as last loaded
 	version string
 
-	differs string // "cluster/here" versions last warned about (leader loop only)
+	differs   string // "cluster/here" versions last warned about (leader loop only)
+	replacing string // "cluster/here" versions last replaced (leader loop only)
 
 	pairMu   sync.Mutex
 	pairNote string     // two_node: the latest takeover decision
@@ -327,8 +328,10 @@ func (c *Coordinator) lead(ctx context.Context, full bool, touched map[string]bo
 		// Set by `vigil reload`: a leader's own files, perhaps older,
 		// must not undo it (noteDefinitions says so).
 	default:
-		if clusterVersion != "" {
-			// Another node's files were in force: say which won.
+		if key := clusterVersion + "/" + version; clusterVersion != "" && c.replacing != key {
+			// Another node's files were in force: say which won (once,
+			// also when the commit fails and the next pass tries again).
+			c.replacing = key
 			c.log.Warn("this node's resources.toml differs from the cluster's group definitions (no vigil reload set them): the leader's files replace them (make the files equal on every node)",
 				"cluster", clusterVersion, "here", version)
 		}
