@@ -177,6 +177,7 @@ fuzz:
 		$(FUZZ) -fuzz "^$$t$$" ./cluster/heartbeat/ || exit 1; done
 	$(FUZZ) -fuzz '^FuzzParseOCFMetaData$$' ./resources/script/
 	$(FUZZ) -fuzz '^FuzzParseProcIPVS$$' ./resources/ldirectord/director/
+	$(FUZZ) -fuzz '^FuzzParseLine$$' ./cmd/vigil/
 	@for t in FuzzImportHeartbeat FuzzImportLdirectord FuzzImportMon FuzzImportKeepalived; do \
 		$(FUZZ) -fuzz "^$$t$$" ./legacy/ || exit 1; done
 

@@ -115,8 +115,10 @@ func tomlValue(v any) string {
 	panic(fmt.Sprintf("legacy: no TOML form for %T", v))
 }
 
-// quote is a TOML basic string.
-func quote(s string) string {
+func quote(s string) string { return TOMLString(s) }
+
+// TOMLString is s as a TOML basic string (also `vigil config check -v`'s).
+func TOMLString(s string) string {
 	var b strings.Builder
 	b.WriteByte('"')
 	for _, r := range s {

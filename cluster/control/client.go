@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/membership"
@@ -18,6 +21,38 @@ import (
 
 // ErrUnreachable means no daemon answered on the socket.
 var ErrUnreachable = errors.New("daemon unreachable")
+
+// unreachableError says in an operator's words why no daemon answered
+// (not the HTTP client's "Get http://vigil/v1/status: dial unix …").
+type unreachableError struct{ msg string }
+
+func (e *unreachableError) Error() string        { return e.msg }
+func (e *unreachableError) Is(target error) bool { return target == ErrUnreachable }
+
+// StartHint is how an operator starts the daemon.
+const StartHint = "start it with 'systemctl start vigil' (vigil-witness on a witness) or 'vigil daemon -c DIR'"
+
+func (c *Client) unreachable(err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return &unreachableError{fmt.Sprintf("daemon not running at %s (no socket there): %s, or name the right socket with -s or configuration with -c", c.path, StartHint)}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return &unreachableError{fmt.Sprintf("daemon not running at %s (the socket is left from one that stopped): %s", c.path, StartHint)}
+	case errors.Is(err, fs.ErrPermission):
+		return &unreachableError{fmt.Sprintf("no permission on the daemon's socket %s: it is root-only, run this as root", c.path)}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &unreachableError{fmt.Sprintf("the daemon at %s did not answer in time: it is busy or hung (its log says more)", c.path)}
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		err = oe.Err
+	}
+	return &unreachableError{fmt.Sprintf("cannot reach the daemon at %s: %v", c.path, err)}
+}
 
 // Client talks to a daemon's control socket.
 type Client struct {
@@ -41,11 +76,11 @@ func (c *Client) get(ctx context.Context, p string) (*http.Response, error) {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.path, err)
+		return nil, c.unreachable(err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		return nil, fmt.Errorf("control %s: %s", p, resp.Status)
+		return nil, fmt.Errorf("the daemon at %s answered %s to %s", c.path, resp.Status, p)
 	}
 	return resp, nil
 }
@@ -65,7 +100,7 @@ func (c *Client) Command(ctx context.Context, cmd Command) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.path, err)
+		return c.unreachable(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNoContent {
@@ -90,7 +125,10 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	defer resp.Body.Close()
 	var s Status
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		return nil, fmt.Errorf("control status: %w", err)
+		return nil, fmt.Errorf("the daemon at %s sent a status this vigil cannot read (another version?): %w", c.path, err)
+	}
+	if s.Placement == nil {
+		s.Placement, s.FilesDiffer = Placement(&s), FilesDiffer(&s) // a daemon of an older build
 	}
 	return &s, nil
 }

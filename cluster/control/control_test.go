@@ -195,7 +195,7 @@ func TestServeRoundTrip(t *testing.T) {
 func TestOneLine(t *testing.T) {
 	s := fixture()
 	line, code := OneLine(s)
-	want := "VIGIL WARNING - lvs: node witness offline, 1 failed operations, links dead: lvs2/serial:/dev/ttyS0, plugin resource/counter failed, 1 alerts failed; " +
+	want := "VIGIL WARNING - lvs: node lvs2 in standby, node witness offline, 1 failed operations, links dead: lvs2/serial:/dev/ttyS0, plugin resource/counter failed, 1 alerts failed; " +
 		"2/3 nodes online, 1/1 groups running, leader witness | nodes_online=2;;;0;3 groups_running=1;;;0;1"
 	if line != want || code != NagiosWarning {
 		t.Errorf("got %d %q\nwant %d %q", code, line, NagiosWarning, want)
@@ -213,12 +213,13 @@ func TestOneLine(t *testing.T) {
 
 	s.Core.State.Groups["lvs"].Owner = ""
 	s.Core.Leader = ""
-	if line, code := OneLine(s); code != NagiosCritical || !strings.HasPrefix(line, "VIGIL CRITICAL - lvs: no leader (no quorum?), group lvs not running, node witness offline") {
+	if line, code := OneLine(s); code != NagiosCritical || !strings.HasPrefix(line, "VIGIL CRITICAL - lvs: no leader (no quorum?), group lvs not running, node lvs2 in standby, node witness offline") {
 		t.Errorf("critical: %d %q", code, line)
 	}
 
 	ok := fixture()
 	ok.Core.State.Nodes["witness"].Online = true
+	ok.Core.State.Nodes["lvs2"].Standby = false
 	ok.Core.State.Failures = nil
 	ok.Nodes = ok.Nodes[:1]
 	ok.Plugins, ok.Alerts = nil, nil

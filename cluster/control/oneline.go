@@ -11,14 +11,17 @@ const (
 	NagiosOK       = 0
 	NagiosWarning  = 1
 	NagiosCritical = 2
+	NagiosUnknown  = 3 // the check itself could not run (a bad command line)
 )
 
 // OneLine is the cluster in one line for a Nagios-style check, and the
 // plugin exit code: CRITICAL when there is no leader or quorum, or a group
-// runs nowhere; WARNING when a node is offline, a heartbeat link that
-// worked is dead,
-// operations failed, a plugin failed or alerts could not be sent; else OK.
-// Performance data follows the "|" as Nagios expects.
+// runs nowhere (or only on a node the cluster holds offline); WARNING when
+// a node is offline, in standby or in maintenance, a group is not on its
+// preferred node, a heartbeat link that worked is dead, operations failed,
+// a plugin failed, alerts could not be sent or this node's group
+// definitions are not the cluster's; else OK. Performance data follows the
+// "|" as Nagios expects.
 func OneLine(s *Status) (string, int) {
 	code := NagiosOK
 	var crit, warn []string
@@ -33,30 +36,46 @@ func OneLine(s *Status) (string, int) {
 			crit = append(crit, "no leader (no quorum?)")
 		}
 		for _, name := range st.NodeOrder {
-			if n := st.Nodes[name]; n != nil && n.Online {
+			n := st.Nodes[name]
+			if _, off := Offline(s, name); n != nil && !off {
 				online++
 			} else {
 				warn = append(warn, "node "+name+" offline")
 			}
-		}
-		for _, name := range st.GroupOrder {
-			g := st.Groups[name]
-			if g == nil {
-				continue
+			if n != nil && n.Standby {
+				warn = append(warn, "node "+name+" in standby")
 			}
+			if n != nil && n.Maintenance {
+				warn = append(warn, "node "+name+" in maintenance")
+			}
+		}
+		for _, g := range Placement(s) {
 			groups++
-			if r, ok := g.Reports[g.Owner]; g.Owner != "" && ok && r.State == "running" {
+			switch {
+			case g.Running():
 				running++
-			} else {
-				crit = append(crit, "group "+name+" not running")
+				if g.Preferred != "" && g.Owner != g.Preferred {
+					how := "on " + g.Owner
+					if g.Pinned == g.Owner {
+						how = "moved to " + g.Owner + " by operator"
+					}
+					warn = append(warn, fmt.Sprintf("group %s %s, preferred %s", g.Name, how, g.Preferred))
+				}
+			case g.State == "unknown":
+				crit = append(crit, fmt.Sprintf("group %s on offline node %s", g.Name, g.Owner))
+			default:
+				crit = append(crit, "group "+g.Name+" not running")
 			}
 		}
 		if n := len(st.Failures); n > 0 {
 			warn = append(warn, fmt.Sprintf("%d failed operations", n))
 		}
+		if nodes := FilesDiffer(s); len(nodes) > 0 {
+			warn = append(warn, "resources.toml of "+strings.Join(nodes, " ")+" differs from the cluster's")
+		}
 	}
 	var dead []string
-	for _, n := range s.Nodes {
+	for _, n := range SharedLinks(s.Nodes) {
 		for _, l := range n.Links {
 			// A link never heard from this peer reaches another one (a
 			// serial cable joins two nodes of three): not a failure.

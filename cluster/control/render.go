@@ -3,6 +3,7 @@ package control
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -59,7 +60,7 @@ func Render(w io.Writer, s *Status) {
 	tw.Flush()
 
 	fmt.Fprintln(w, "\nHeartbeat links per peer:")
-	for _, n := range s.Nodes {
+	for _, n := range SharedLinks(s.Nodes) {
 		if n.Self {
 			continue
 		}
@@ -193,15 +194,26 @@ func renderAssignments(w io.Writer, s *Status) {
 	}
 	st := c.State
 	fmt.Fprintln(w, "\nCluster nodes (replicated):")
+	if c.Leader == "" {
+		fmt.Fprintln(w, "  NO LEADER: this is the state as last applied here, and nothing updates it; nodes this node does not hear show OFFLINE")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	// RAFT is this node's view of Raft now; STATE, FLAGS and the last
+	// change are the replicated flags: separate columns, so that a reason
+	// recorded by an earlier leader never reads as the current one.
+	fmt.Fprintln(tw, "  NODE\tROLE\tSTATE\tFLAGS\tRAFT\tLAST CHANGE")
 	for _, name := range st.NodeOrder {
 		n := st.Nodes[name]
 		if n == nil {
 			continue
 		}
 		state := "online"
-		if !n.Online {
+		since, reason := n.Since, n.Reason
+		if at, off := Offline(s, name); off {
 			state = "OFFLINE"
+			if n.Online { // by this node's membership: no leader records it
+				since, reason = at, "not heard here (no leader to record it)"
+			}
 		}
 		var flags []string
 		if n.Standby {
@@ -210,51 +222,60 @@ func renderAssignments(w io.Writer, s *Status) {
 		if n.Maintenance {
 			flags = append(flags, "maintenance")
 		}
+		if n.Leaving {
+			flags = append(flags, "leaving")
+		}
 		if n.Fenced != 0 {
 			flags = append(flags, "fenced")
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", name, n.Role, state, strings.Join(flags, ","), n.Reason)
+		fl := strings.Join(flags, ",")
+		if fl == "" {
+			fl = "-"
+		}
+		var change []string
+		if !since.IsZero() {
+			change = append(change, ago(s.Now, since)+" ago")
+		}
+		if reason != "" {
+			change = append(change, reason)
+		}
+		if len(change) == 0 {
+			change = []string{"-"}
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", name, n.Role, state, fl, raftRole(c, name), strings.Join(change, ": "))
 	}
 	tw.Flush()
+	renderDefinitions(w, s)
 	fmt.Fprintln(w, "\nGroups:")
-	for _, name := range st.GroupOrder {
-		g := st.Groups[name]
-		if g == nil {
-			continue
-		}
+	for _, g := range Placement(s) {
 		owner := g.Owner
 		if owner == "" {
 			owner = "(stopped)"
-		}
-		state := "-"
-		if r, ok := g.Reports[g.Owner]; ok {
-			state = r.State
 		}
 		pin := ""
 		if g.Pinned != "" {
 			pin = ", moved to " + g.Pinned + " by operator"
 		}
-		fmt.Fprintf(w, "  %s: %s on %s (preferred %s%s): %s\n", name, state, owner, g.Preferred, pin, g.Reason)
+		state := g.State
+		if state == "unknown" {
+			state = "UNKNOWN (owner OFFLINE)"
+		}
+		fmt.Fprintf(w, "  %s: %s on %s (preferred %s%s): %s\n", g.Name, state, owner, g.Preferred, pin, g.Reason)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, node := range st.NodeOrder {
-			r, ok := g.Reports[node]
-			if !ok {
-				continue
-			}
-			last := r.Op
-			if r.Result != "" {
-				last += " " + r.Result
-			}
-			if r.Reason != "" {
-				last += ": " + r.Reason
-			}
+		for _, n := range g.Nodes {
 			fc := ""
-			if n := st.Failcount(name, node); n >= fsm.Infinity {
+			if n.Failcount >= fsm.Infinity {
 				fc = "failcount INFINITY"
-			} else if n > 0 {
-				fc = fmt.Sprintf("failcount %d", n)
+			} else if n.Failcount > 0 {
+				fc = fmt.Sprintf("failcount %d", n.Failcount)
 			}
-			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", node, r.State, fc, last)
+			state, last := n.State, n.Last
+			if n.State == "offline" {
+				// Pacemaker shows such a node OFFLINE, not its stale state.
+				state = "OFFLINE"
+				last = fmt.Sprintf("last known %s %s ago (%s)", n.LastKnown, ago(s.Now, n.OfflineSince), n.Last)
+			}
+			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", n.Node, state, fc, last)
 		}
 		tw.Flush()
 	}
@@ -278,6 +299,39 @@ func renderAssignments(w io.Writer, s *Status) {
 			fmt.Fprintf(w, "  %s ago  %s: %s → %s: %s\n", ago(s.Now, d.Time), d.Group, from, to, d.Reason)
 		}
 	}
+}
+
+// raftRole is a node's part in Raft as this node knows it now.
+func raftRole(c *ClusterStatus, name string) string {
+	switch {
+	case c.Leader == name:
+		return "leader"
+	case slices.Contains(c.Voters, name):
+		return "voter"
+	case len(c.Voters) == 0:
+		return "-" // this node does not know the voters (no Raft yet)
+	}
+	return "non-voter"
+}
+
+// renderDefinitions names the nodes whose files are not what the
+// cluster runs: a reload elsewhere or the leader's files won.
+func renderDefinitions(w io.Writer, s *Status) {
+	nodes := FilesDiffer(s)
+	if len(nodes) == 0 {
+		return
+	}
+	c := s.Core
+	how := "set at start by the leader's files"
+	if g := c.State.GroupsGeneration; g > 0 {
+		how = fmt.Sprintf("set by vigil reload, generation %d", g)
+	}
+	whose := "the resources.toml of " + strings.Join(nodes, ", ") + " is"
+	if len(nodes) > 1 {
+		whose = "the resources.toml files of " + strings.Join(nodes, ", ") + " are"
+	}
+	fmt.Fprintf(w, "\nDEFINITIONS DIFFER: %s not what the cluster runs (version %s, %s);\n", whose, c.State.GroupsVersion, how)
+	fmt.Fprintln(w, "  the cluster's stay in force: copy the right files to every node and run vigil reload")
 }
 
 func renderGroups(w io.Writer, s *Status) {

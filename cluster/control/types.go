@@ -33,6 +33,13 @@ type Status struct {
 	Plugins []host.Status `json:"plugins"`
 	// Core is the replicated cluster state as this node applied it.
 	Core *ClusterStatus `json:"core,omitempty"`
+	// Placement is Core's groups node by node, an offline node's report
+	// marked as only its last known state (filled by the client from
+	// Core: scripts read this rather than the raw reports).
+	Placement []GroupView `json:"placement,omitempty"`
+	// FilesDiffer are the nodes whose resources.toml is not what the
+	// cluster runs (FilesDiffer, filled like Placement).
+	FilesDiffer []string `json:"files_differ,omitempty"`
 	// Inspections are resources' own views: the IPVS tables of this
 	// node's ldirectord instances (also on a standby: its health state).
 	Inspections []lrm.Inspection `json:"inspections,omitempty"`
@@ -79,6 +86,10 @@ type ClusterStatus struct {
 	HoldsLease bool       `json:"holds_lease"`
 	Lease      string     `json:"lease,omitempty"` // time left
 	State      *fsm.State `json:"state"`
+	// Files is the digest of this node's own group definitions (its
+	// resources.toml and instance files): it differs from
+	// State.GroupsVersion when the cluster runs another node's.
+	Files string `json:"files_version,omitempty"`
 	// Pair is set on a two_node pair: voters, tie-breakers, the latest
 	// takeover decision.
 	Pair *tiebreak.PairStatus `json:"pair,omitempty"`
@@ -103,4 +114,30 @@ type NodeStatus struct {
 	Role    string `json:"role"`
 	Self    bool   `json:"self,omitempty"`
 	membership.PeerStatus
+}
+
+// FilesDiffer lists the nodes whose own group definitions (resources.toml
+// and instance files) are not what the cluster runs: every node as it
+// last reported its files, this node as they are now. Nil without
+// cluster state or when they all agree.
+func FilesDiffer(s *Status) []string {
+	c := s.Core
+	if c == nil || c.State == nil || c.State.GroupsVersion == "" {
+		return nil
+	}
+	st := c.State
+	var out []string
+	for _, name := range st.NodeOrder {
+		files := ""
+		if n := st.Nodes[name]; n != nil {
+			files = n.Files
+		}
+		if name == s.Node && c.Files != "" {
+			files = c.Files // fresher than its last report
+		}
+		if files != "" && files != st.GroupsVersion {
+			out = append(out, name)
+		}
+	}
+	return out
 }

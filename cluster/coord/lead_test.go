@@ -1,7 +1,10 @@
 package coord
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/vigil-ha/vigil/cluster/fsm"
@@ -167,4 +170,47 @@ func TestLeadNodeChangeInIncrementalPass(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A node whose files differ from the cluster's definitions says so once
+// per pair of versions, leader or not (issue 25: the witness's files won
+// at start and nobody said so); the leader says it replaces them.
+func TestDefinitionsDifferLogged(t *testing.T) {
+	h := newHarness(t, "n1")
+	var logs bytes.Buffer
+	h.c.log = slog.New(slog.NewTextHandler(&logs, nil))
+	db := fsm.GroupSpec{Name: "db", Preferred: "n2"}
+	h.c.groups, h.c.version = []fsm.GroupSpec{web, db}, GroupsVersion([]fsm.GroupSpec{web, db}, nodes3)
+	count := func() int { return strings.Count(logs.String(), "differs from the cluster's group definitions") }
+
+	// Leading with definitions no reload set: lead replaces them and
+	// logs it; noteDefinitions stays silent.
+	h.c.noteDefinitions()
+	if h.c.lead(context.Background(), true, nil) || count() != 1 || !strings.Contains(logs.String(), "the leader's files replace them") {
+		t.Fatalf("leader replacing the definitions:\n%s", logs.String())
+	}
+	// Now another node's reload (generation 1) is in force: a follower
+	// with other files logs it once, however often it looks.
+	h.log.leader = "w"
+	if _, err := h.c.Reload(context.Background(), []fsm.GroupSpec{web}, nodes3); err != nil {
+		t.Fatal(err)
+	}
+	h.c.groups, h.c.version = []fsm.GroupSpec{web, db}, GroupsVersion([]fsm.GroupSpec{web, db}, nodes3)
+	for range 3 {
+		h.c.noteDefinitions()
+	}
+	if count() != 2 || !strings.Contains(logs.String(), "which vigil reload set (generation 1)") {
+		t.Fatalf("follower with other files:\n%s", logs.String())
+	}
+	if h.c.FilesVersion() == "" {
+		t.Error("no files version")
+	}
+	// Equal again, then different again: logged again.
+	h.c.groups, h.c.version = []fsm.GroupSpec{web}, GroupsVersion([]fsm.GroupSpec{web}, nodes3)
+	h.c.noteDefinitions()
+	h.c.groups, h.c.version = []fsm.GroupSpec{web, db}, GroupsVersion([]fsm.GroupSpec{web, db}, nodes3)
+	h.c.noteDefinitions()
+	if count() != 3 {
+		t.Fatalf("difference after equality not logged:\n%s", logs.String())
+	}
 }

@@ -62,7 +62,8 @@ type Coordinator struct {
 	groups  []fsm.GroupSpec // this node's definitions: its files, as last loaded
 	version string
 
-	differs string // the replicated version last warned about (leader loop only)
+	differs   string // "cluster/here" versions last warned about (leader loop only)
+	replacing string // "cluster/here" versions last replaced (leader loop only)
 
 	pairMu   sync.Mutex
 	pairNote string     // two_node: the latest takeover decision
@@ -106,6 +107,71 @@ func (c *Coordinator) configured() ([]fsm.GroupSpec, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.groups, c.version
+}
+
+// FilesVersion is the digest of this node's own group definitions, as
+// last loaded (status compares it with the replicated one).
+func (c *Coordinator) FilesVersion() string {
+	_, v := c.configured()
+	return v
+}
+
+// noteDefinitions logs, once per pair of versions, that this node's files
+// are not the group definitions the cluster runs: the operator sees on
+// every node, not only the leader, that another node's files (or a
+// reload) won. The leader whose files differ from definitions no reload
+// set replaces them instead (lead logs that).
+func (c *Coordinator) noteDefinitions() {
+	var cluster string
+	var generation uint64
+	c.opt.FSM.Read(func(s *fsm.State) { cluster, generation = s.GroupsVersion, s.GroupsGeneration })
+	_, here := c.configured()
+	switch {
+	case cluster == "" || cluster == here:
+		c.differs = ""
+		return
+	case generation == 0 && c.opt.Raft.IsLeader():
+		return // lead replaces them, and says so
+	}
+	if key := cluster + "/" + here; c.differs != key {
+		c.differs = key
+		how := "which the leader's files set at start"
+		if generation > 0 {
+			how = fmt.Sprintf("which vigil reload set (generation %d)", generation)
+		}
+		c.log.Warn("this node's resources.toml differs from the cluster's group definitions, "+how+"; the cluster's are in force (make the files equal on every node, then vigil reload)",
+			"cluster", cluster, "generation", generation, "here", here)
+	}
+}
+
+// reportFiles keeps this node's files digest in the replicated state
+// (fsm.Node.Files), so that the status of every node shows whose files
+// are not what the cluster runs. It has its own goroutine: a commit
+// without a leader waits, and the leader's work must not.
+func (c *Coordinator) reportFiles(ctx context.Context) {
+	tick := time.NewTicker(c.opt.Timing.LeaderTick())
+	defer tick.Stop()
+	for {
+		changed := c.opt.FSM.Changed()
+		var recorded string
+		known := false
+		c.opt.FSM.Read(func(s *fsm.State) {
+			if n := s.Nodes[c.opt.Self]; n != nil {
+				recorded, known = n.Files, true
+			}
+		})
+		if here := c.FilesVersion(); known && recorded != here {
+			if err := c.Apply(ctx, fsm.TypeNodeState, fsm.NodeState{Node: c.opt.Self, Files: here}); err != nil && ctx.Err() == nil {
+				c.log.Debug("cannot record this node's files digest yet", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+	}
 }
 
 // Reload replicates changed group definitions (`vigil reload` on this
@@ -154,6 +220,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		wg.Go(func() { c.commit(ctx) })
 		wg.Go(func() { c.runLocal(ctx) })
 	}
+	wg.Go(func() { c.reportFiles(ctx) })
 	c.runLeader(ctx)
 	wg.Wait()
 	return nil
@@ -196,6 +263,7 @@ func (c *Coordinator) runLeader(ctx context.Context) {
 		}
 		t := c.opt.FSM.Since(seen)
 		seen = t.To
+		c.noteDefinitions()
 		if c.opt.Raft.IsLeader() {
 			if !leading {
 				// Decide only on everything committed before us.
@@ -258,13 +326,15 @@ func (c *Coordinator) lead(ctx context.Context, full bool, touched map[string]bo
 	case clusterVersion == version:
 	case generation > 0:
 		// Set by `vigil reload`: a leader's own files, perhaps older,
-		// must not undo it.
-		if c.differs != clusterVersion {
-			c.differs = clusterVersion
-			c.log.Warn("this node's resources.toml differs from the cluster's group definitions, which vigil reload set; the cluster's stay in force (run vigil reload here to replace them)",
-				"cluster", clusterVersion, "generation", generation, "here", version)
-		}
+		// must not undo it (noteDefinitions says so).
 	default:
+		if key := clusterVersion + "/" + version; clusterVersion != "" && c.replacing != key {
+			// Another node's files were in force: say which won (once,
+			// also when the commit fails and the next pass tries again).
+			c.replacing = key
+			c.log.Warn("this node's resources.toml differs from the cluster's group definitions (no vigil reload set them): the leader's files replace them (make the files equal on every node)",
+				"cluster", clusterVersion, "here", version)
+		}
 		if err := c.Apply(ctx, fsm.TypeSetGroups, fsm.SetGroups{Version: version, Groups: groups, Nodes: c.opt.Nodes}); err != nil {
 			c.log.Error("cannot replicate group definitions", "err", err)
 			return false
@@ -281,7 +351,7 @@ func (c *Coordinator) lead(ctx context.Context, full bool, touched map[string]bo
 		online, reason := n.online, ""
 		switch p, known := peers[name]; {
 		case name == c.opt.Self:
-			online, reason = true, "leader"
+			online, reason = true, "marked itself online as Raft leader"
 		case !known:
 			continue // added with `vigil node add`, not heard of yet
 		case p.State == "up" && n.leaving && p.Incarnation > n.incarnation:

@@ -403,6 +403,9 @@ func (d *Daemon) Status() control.Status {
 		}
 		s.Nodes = append(s.Nodes, ns)
 	}
+	// Every form of status (text, --json, -1, metrics) reads these.
+	s.Nodes = control.SharedLinks(s.Nodes)
+	s.Placement, s.FilesDiffer = control.Placement(&s), control.FilesDiffer(&s)
 	return s
 }
 
@@ -513,7 +516,7 @@ func (d *Daemon) clusterStatus() *control.ClusterStatus {
 	stats := d.raft.Stats()
 	cs := &control.ClusterStatus{
 		Leader: d.raft.Leader(), RaftState: d.raft.State(), Term: stats["term"], Applied: d.fsm.Applied(),
-		Quorum: st.Quorum(), State: st,
+		Quorum: st.Quorum(), State: st, Files: d.coord.FilesVersion(),
 	}
 	if exp := d.lease.Expiry(now); !exp.IsZero() {
 		cs.Lease = exp.Sub(now).Round(time.Millisecond).String()

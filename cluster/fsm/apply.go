@@ -138,6 +138,9 @@ func (s *State) nodeState(index uint64, at time.Time, c *NodeState, t *touch) er
 	if c.Leaving != nil {
 		n.Leaving = *c.Leaving
 	}
+	if c.Files != "" {
+		n.Files = c.Files
+	}
 	return nil
 }
 

@@ -66,6 +66,7 @@ type NodeState struct {
 	Standby     *bool  `json:"standby,omitempty"`
 	Maintenance *bool  `json:"maintenance,omitempty"`
 	Leaving     *bool  `json:"leaving,omitempty"` // a graceful shutdown hands its groups over
+	Files       string `json:"files,omitempty"`   // the digest of the node's own definitions (older builds ignore it)
 	Incarnation uint64 `json:"incarnation,omitempty"`
 	Reason      string `json:"reason,omitempty"`
 }

@@ -273,3 +273,20 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Error("broken snapshot restored")
 	}
 }
+
+// A node's files digest is recorded by itself and touches nothing else;
+// a NodeState without it leaves it alone (issue 25: status names every
+// node whose files are not the cluster's).
+func TestNodeFiles(t *testing.T) {
+	a := fixture(t)
+	before := *a.s.Nodes["n2"]
+	a.must(TypeNodeState, NodeState{Node: "n2", Files: "f00d"})
+	n := a.s.Nodes["n2"]
+	if n.Files != "f00d" || n.Online != before.Online || n.Since != before.Since || n.Reason != before.Reason || n.Standby {
+		t.Fatalf("files report changed more than the digest: %+v → %+v", before, *n)
+	}
+	a.must(TypeNodeState, NodeState{Node: "n2", Standby: ptr(true)})
+	if n.Files != "f00d" || a.s.Clone().Nodes["n2"].Files != "f00d" {
+		t.Errorf("files digest lost: %+v", *n)
+	}
+}

@@ -50,6 +50,10 @@ type Node struct {
 	Standby     bool   `json:"standby"`
 	Maintenance bool   `json:"maintenance"`
 	Leaving     bool   `json:"leaving,omitempty"`
+	// Files is the digest of the node's own group definitions (its
+	// resources.toml and instance files) as it last reported them: status
+	// shows every node whose files are not what the cluster runs.
+	Files       string `json:"files,omitempty"`
 	Incarnation uint64 `json:"incarnation,omitempty"`
 	DownIndex   uint64 `json:"down_index,omitempty"` // the entry that last took it offline
 	// Fenced is the incarnation of the daemon the fencing plugin powered

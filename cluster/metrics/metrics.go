@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	httppprof "net/http/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,7 +26,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vigil-ha/vigil/cluster/control"
-	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/resources/ldirectord"
 	"github.com/vigil-ha/vigil/resources/mon"
 )
@@ -127,11 +127,12 @@ var (
 	dTerm        = desc("vigil_raft_term", "The Raft term.")
 	dApplied     = desc("vigil_raft_applied_index", "The last Raft log index applied here.")
 	dLease       = desc("vigil_lease_held", "A quorum confirms this node's lease (it may hold groups).")
+	dDefsDiffer  = desc("vigil_definitions_differ", "A node's resources.toml is not the group definitions the cluster runs (as it last reported its files).", "node")
 	dNodeOnline  = desc("vigil_node_online", "The cluster (replicated) holds the node online.", "node")
 	dNodeStandby = desc("vigil_node_standby", "The node is in standby.", "node")
 	dNodeMaint   = desc("vigil_node_maintenance", "The node is in maintenance.", "node")
 	dOwner       = desc("vigil_group_owner", "The node a group is assigned to (1).", "group", "node")
-	dRunning     = desc("vigil_group_running", "The group's owner reported it running (0: it runs nowhere; every group has this series).", "group")
+	dRunning     = desc("vigil_group_running", "The group's owner is online and reported it running (0: it runs nowhere, or only on a node held offline; every group has this series).", "group")
 	dPreferred   = desc("vigil_group_preferred", "A group's preferred node (1).", "group", "node")
 	dMoves       = desc("vigil_group_moves_total", "Groups given a new owner: failovers, moves, failbacks.")
 	dFailcount   = desc("vigil_group_failcount", "A group's failures on a node.", "group", "node")
@@ -197,11 +198,13 @@ func (c snapshot) Collect(ch chan<- prometheus.Metric) {
 		gauge(dApplied, float64(cs.Applied))
 		gauge(dLease, b2f(cs.HoldsLease))
 		if st := cs.State; st != nil {
+			differ := control.FilesDiffer(&s)
 			for _, name := range st.NodeOrder {
 				n := st.Nodes[name]
 				gauge(dNodeOnline, b2f(n.Online), name)
 				gauge(dNodeStandby, b2f(n.Standby), name)
 				gauge(dNodeMaint, b2f(n.Maintenance), name)
+				gauge(dDefsDiffer, b2f(slices.Contains(differ, name)), name)
 				for _, g := range st.GroupOrder {
 					gauge(dFailcount, float64(st.Failcount(g, name)), g, name)
 				}
@@ -214,15 +217,18 @@ func (c snapshot) Collect(ch chan<- prometheus.Metric) {
 				if g.Owner != "" {
 					gauge(dOwner, 1, name, g.Owner)
 				}
-				// Every group has this series, so that an alert sees one
-				// that runs nowhere (vigil_group_owner has none then).
-				r, reported := g.Reports[g.Owner]
-				gauge(dRunning, b2f(g.Owner != "" && reported && r.State == lrm.Running), name)
 				if g.Preferred != "" {
 					gauge(dPreferred, 1, name, g.Preferred)
 				}
 			}
 			counter(dMoves, float64(st.Moves))
+			// Every group has this series, so that an alert sees one
+			// that runs nowhere (vigil_group_owner has none then); an
+			// owner the cluster holds offline runs it no more, whatever
+			// it last reported (control.Placement, as status shows it).
+			for _, g := range control.Placement(&s) {
+				gauge(dRunning, b2f(g.Running()), g.Name)
+			}
 		}
 	}
 	plugins := map[string]string{} // resource id → plugin

@@ -81,7 +81,7 @@ vigil_node_online{node="n2"} 0
 # HELP vigil_group_owner The node a group is assigned to (1).
 # TYPE vigil_group_owner gauge
 vigil_group_owner{group="lvs",node="n1"} 1
-# HELP vigil_group_running The group's owner reported it running (0: it runs nowhere; every group has this series).
+# HELP vigil_group_running The group's owner is online and reported it running (0: it runs nowhere, or only on a node held offline; every group has this series).
 # TYPE vigil_group_running gauge
 vigil_group_running{group="lvs"} 1
 vigil_group_running{group="web"} 0
@@ -201,5 +201,37 @@ func TestPprof(t *testing.T) {
 		if code, _ := get(t, off+p); code != http.StatusNotFound {
 			t.Errorf("pprof off: %s answers %d, want 404", p, code)
 		}
+	}
+}
+
+// Metrics never mislead either (issue 25): a group whose owner the
+// cluster holds offline is not running, whatever its last report said;
+// a node's files differing from the cluster's group definitions shows, as
+// each node reported them, this node's as they are now.
+func TestCollectStatusTruth(t *testing.T) {
+	st := status()
+	st.Core.State.Nodes["n1"].Online = false
+	st.Core.State.Groups["lvs"].Reports = map[string]fsm.NodeReport{"n1": {State: "running"}}
+	st.Core.State.GroupsVersion, st.Core.Files = "aaaa", "bbbb"
+	st.Core.State.Nodes["n2"].Files = "aaaa"
+	m := New(func() control.Status { return st })
+	want := `
+# HELP vigil_group_running The group's owner is online and reported it running (0: it runs nowhere, or only on a node held offline; every group has this series).
+# TYPE vigil_group_running gauge
+vigil_group_running{group="lvs"} 0
+vigil_group_running{group="web"} 0
+# HELP vigil_definitions_differ A node's resources.toml is not the group definitions the cluster runs (as it last reported its files).
+# TYPE vigil_definitions_differ gauge
+vigil_definitions_differ{node="n1"} 1
+vigil_definitions_differ{node="n2"} 0
+`
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "vigil_group_running", "vigil_definitions_differ"); err != nil {
+		t.Fatal(err)
+	}
+	st.Core.State.Nodes["n1"].Online = true
+	st.Core.Files, st.Core.State.Nodes["n2"].Files = "aaaa", "cccc"
+	want = strings.NewReplacer(`{group="lvs"} 0`, `{group="lvs"} 1`, `"n1"} 1`, `"n1"} 0`, `"n2"} 0`, `"n2"} 1`).Replace(want)
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "vigil_group_running", "vigil_definitions_differ"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -18,22 +18,25 @@ type command struct {
 	flags []string // its options, for completion
 }
 
+// opFlags are the options of every operator command (anywhere on the line).
+var opFlags = []string{"-c", "-s", "--json"}
+
 var commands = []command{
 	{name: "daemon", help: "run the cluster daemon on this node", flags: []string{"-c", "--node", "--log-format", "--log-level"}},
 	{name: "witness", help: "run the daemon of a witness node (votes, runs no resources)", flags: []string{"-c", "--node", "--log-format", "--log-level"}},
 	{name: "status", help: "show the cluster, its nodes and heartbeat links (crm_mon-like;\n--json, --watch, -1 for a Nagios check, --stats)",
 		flags: []string{"-c", "-s", "--json", "--watch", "-i", "-1", "--one-line", "--stats"}},
-	{name: "move", args: "GROUP NODE", help: "move a group to a node and keep it there (unmove GROUP: let placement decide again)", nodes: true},
-	{name: "unmove", args: "GROUP", help: "let placement decide where a moved group runs"},
-	{name: "standby", args: "NODE", help: "move every group off a node and keep them off (online NODE: undo)", nodes: true},
-	{name: "online", args: "NODE", help: "let a node in standby run groups again", nodes: true},
-	{name: "maintenance", args: "NODE", help: "stop managing a node's resources (ready NODE: undo)", nodes: true},
-	{name: "ready", args: "NODE", help: "manage a node's resources again", nodes: true},
-	{name: "cleanup", args: "GROUP [NODE]", help: "forget a group's failures (on NODE, or everywhere) so it may run there again", nodes: true},
+	{name: "move", args: "GROUP NODE", help: "move a group to a node and keep it there (unmove GROUP: let placement decide again)", nodes: true, flags: opFlags},
+	{name: "unmove", args: "GROUP", help: "let placement decide where a moved group runs", flags: opFlags},
+	{name: "standby", args: "NODE", help: "move every group off a node and keep them off (online NODE: undo)", nodes: true, flags: opFlags},
+	{name: "online", args: "NODE", help: "let a node in standby run groups again", nodes: true, flags: opFlags},
+	{name: "maintenance", args: "NODE", help: "stop managing a node's resources (ready NODE: undo)", nodes: true, flags: opFlags},
+	{name: "ready", args: "NODE", help: "manage a node's resources again", nodes: true, flags: opFlags},
+	{name: "cleanup", args: "GROUP [NODE]", help: "forget a group's failures (on NODE, or everywhere) so it may run there again", nodes: true, flags: opFlags},
 	{name: "reload", help: "re-read the configuration and apply what changed, cluster-wide,\nwithout a restart (as SIGHUP to the daemon); an invalid one is refused",
-		flags: []string{"-c", "-s"}},
-	{name: "takeover", help: "two_node pairs: take over from the silent peer, which you have\nmade sure is off (the tie-breaker of last resort)", flags: []string{"-c", "-s"}},
-	{name: "node", args: "add NAME HOST:PORT | remove NAME", help: "change the Raft voters (from any node; it runs on the leader)", words: []string{"add", "remove"}},
+		flags: opFlags},
+	{name: "takeover", help: "two_node pairs: take over from the silent peer, which you have\nmade sure is off (the tie-breaker of last resort)", flags: opFlags},
+	{name: "node", args: "add NAME HOST:PORT | remove NAME", help: "change the Raft voters (from any node; it runs on the leader)", words: []string{"add", "remove"}, flags: opFlags},
 	{name: "config", args: "check", help: "validate the configuration in a directory", words: []string{"check"}, flags: []string{"-c", "--node", "-v"}},
 	{name: "import", args: "heartbeat|ldirectord|mon|keepalived", help: "write Vigil's configuration from ha.cf/haresources/authkeys,\nldirectord.cf, mon.cf or keepalived.conf, with a report of every directive",
 		words: []string{"heartbeat", "ldirectord", "mon", "keepalived"}, flags: []string{"-o", "-f", "-d", "--address", "--name", "--node", "--peer", "--peer-conf", "--ping-node", "--cluster", "--authkeys"}},
@@ -60,7 +63,7 @@ func usage() string {
 			fmt.Fprintf(&b, "  %-20s  %s\n", syn, l)
 		}
 	}
-	b.WriteString("\nRun 'vigil COMMAND -h' for a command's options.\n")
+	b.WriteString("\nOptions may stand anywhere on the line; -- ends them. --json prints JSON, also on failure.\nRun 'vigil COMMAND -h' for a command's options.\n")
 	return b.String()
 }
 
@@ -137,7 +140,7 @@ hand the node's groups over to another node, then stop.
 /run/vigil/vigil.sock (control socket), /var/lib/vigil (state and Raft log).
 .SH EXIT STATUS
 0 success; 1 error; 2 no daemon answered. \fBstatus \-1\fR exits 0 OK,
-1 WARNING, 2 CRITICAL.
+1 WARNING, 2 CRITICAL, 3 UNKNOWN (a bad command line).
 .SH SEE ALSO
 The README of the Vigil sources; ha.cf(5), ldirectord(8), mon(8).
 `)

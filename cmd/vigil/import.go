@@ -48,7 +48,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		dir := fs.String("d", "/etc/ha.d", "heartbeat's directory (ha.cf, haresources, authkeys)")
 		addrs := addresses{}
 		fs.Var(addrs, "address", "a node's address, NAME=IP (repeat for each node; heartbeat found peers by name)")
-		if fs.Parse(args[1:]) != nil {
+		if parseLine(fs, args[1:]) != nil {
 			return exitError
 		}
 		in := legacy.HeartbeatInput{Addresses: addrs,
@@ -74,7 +74,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		cluster := fs.String("cluster", "keepalived", "ha.toml's cluster name (the same on both nodes)")
 		authkeys := fs.String("authkeys", "", "an authkeys file to use as the cluster secret instead of auth_pass")
 		name := fs.String("name", "lvs", "the ldirectord instance the virtual servers become (NAME.toml)")
-		if fs.Parse(args[1:]) != nil {
+		if parseLine(fs, args[1:]) != nil {
 			return exitError
 		}
 		path := "/etc/keepalived/keepalived.conf"
@@ -105,7 +105,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		checkNode = in.Node
 	case "ldirectord", "mon":
 		name := fs.String("name", "", "the instance's name: NAME.toml, used as "+kind+"::NAME (default: the file's name)")
-		if fs.Parse(args[1:]) != nil {
+		if parseLine(fs, args[1:]) != nil {
 			return exitError
 		}
 		if fs.NArg() != 1 {

@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -106,8 +105,8 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("c", config.DefaultDir, "configuration directory")
 	node := fs.String("node", "", "check as this node (default: ha.toml's node, else the hostname)")
 	verbose := fs.Bool("v", false, "print the normalised groups")
-	if fs.Parse(args) != nil {
-		return exitError
+	if code, ok := parseCommand(fs, args, stdout, stderr, false, true, "config check"); !ok {
+		return code
 	}
 	cfg, err := config.Load(*dir, config.Options{Node: *node})
 	if err != nil {
@@ -121,10 +120,10 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s: OK — cluster %q, %d nodes (this node %s), %d heartbeat media, %d groups\n",
 		*dir, ha.Cluster, len(ha.Nodes), cfg.Self.Name, len(ha.UCast)+len(ha.BCast)+len(ha.MCast)+len(ha.Serial), len(cfg.Resources.Groups))
 	if *verbose {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		for _, g := range cfg.Resources.Groups {
-			_ = enc.Encode(map[string]any{"group": g.Name, "node": g.Node, "resources": g.Resources})
+		fmt.Fprintf(stdout, "\n# resources.toml as loaded: every resource in the table form\n")
+		if err := writeGroupsTOML(stdout, cfg.Resources.Groups); err != nil {
+			fmt.Fprintln(stderr, "vigil config check:", err)
+			return exitError
 		}
 	}
 	return exitOK
@@ -140,8 +139,8 @@ func cmdDaemon(args []string, stderr io.Writer, witness bool) int {
 	node := fs.String("node", "", "this node's name (default: ha.toml's node, else the hostname)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if fs.Parse(args) != nil {
-		return exitError
+	if code, ok := parseCommand(fs, args, io.Discard, stderr, false, true, name); !ok {
+		return code
 	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
@@ -207,18 +206,31 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	jsonOut := wantsJSON(args)
 	fs := newFlags("status", stderr)
 	dir := fs.String("c", config.DefaultDir, "configuration directory (to find the control socket)")
 	socket := fs.String("s", "", "control socket (default: ha.toml's control_socket, else "+config.DefaultControlSocket+")")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	stats := fs.Bool("stats", false, "show the IPVS tables' counters (like ipvsadm -Ln --stats)")
 	var oneLine bool
-	fs.BoolVar(&oneLine, "1", false, "one line for a Nagios-style check; exit 0 OK, 1 WARNING, 2 CRITICAL")
+	fs.BoolVar(&oneLine, "1", false, "one line for a Nagios-style check; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
 	fs.BoolVar(&oneLine, "one-line", false, "same as -1")
 	watch := fs.Bool("watch", false, "redraw in place until interrupted")
 	interval := fs.Duration("i", time.Second, "--watch: how often to redraw")
-	if fs.Parse(args) != nil {
-		return exitError
+	if hasOption(args, "1", "one-line") {
+		// A Nagios check whose line is wrong is UNKNOWN (3), said on
+		// stdout like every other state.
+		fs.SetOutput(io.Discard)
+		if err := parseLine(fs, args); err != nil || fs.NArg() > 0 {
+			if err == nil {
+				err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+			}
+			fmt.Fprintf(stdout, "VIGIL UNKNOWN - vigil status: %v\n", err)
+			return control.NagiosUnknown
+		}
+	}
+	if code, ok := parseCommand(fs, args, stdout, stderr, jsonOut, true, "status"); !ok {
+		return code
 	}
 	path := *socket
 	if path == "" {
@@ -229,22 +241,16 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		st, err := client.Status(ctx)
 		switch {
 		case err != nil && oneLine:
-			fmt.Fprintf(stdout, "VIGIL CRITICAL - no daemon answers: %v\n", err)
+			fmt.Fprintf(stdout, "VIGIL CRITICAL - %v\n", err)
 			return control.NagiosCritical
 		case err != nil:
-			fmt.Fprintln(stderr, "vigil status:", err)
-			if errors.Is(err, control.ErrUnreachable) {
-				return exitUnreachable
-			}
-			return exitError
+			return fail(stdout, stderr, *asJSON, "status", err, exitCode(err))
 		case oneLine:
 			line, code := control.OneLine(st)
 			fmt.Fprintln(stdout, line)
 			return code
 		case *asJSON:
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(st)
+			writeJSON(stdout, st)
 			return exitOK
 		}
 		st.ShowStats = *stats
@@ -276,16 +282,21 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 // cmdCommand sends an operator command to the local daemon, which commits
 // it through the cluster.
 func cmdCommand(op string, args []string, stdout, stderr io.Writer) int {
+	jsonOut := wantsJSON(args)
 	fs := newFlags(op, stderr)
 	dir := fs.String("c", config.DefaultDir, "configuration directory (to find the control socket)")
 	socket := fs.String("s", "", "control socket")
-	if fs.Parse(args) != nil {
-		return exitError
+	fs.Bool("json", false, "print the outcome as JSON")
+	if code, ok := parseCommand(fs, args, stdout, stderr, jsonOut, false, op); !ok {
+		return code
 	}
 	a := fs.Args()
 	var cmd control.Command
 	bad := func(u string) int {
-		fmt.Fprintf(stderr, "usage: vigil %s\n", u)
+		if jsonOut {
+			return fail(stdout, stderr, true, op, fmt.Errorf("usage: vigil %s [-c DIR | -s SOCKET] [--json]", u), exitError)
+		}
+		fmt.Fprintf(stderr, "usage: vigil %s [-c DIR | -s SOCKET] [--json]\n", u)
 		return exitError
 	}
 	switch op {
@@ -331,15 +342,27 @@ func cmdCommand(op string, args []string, stdout, stderr io.Writer) int {
 	if path == "" {
 		path = socketFromConfig(*dir)
 	}
+	line := strings.Join(append([]string{op}, a...), " ")
 	if err := control.NewClient(path).Command(context.Background(), cmd); err != nil {
-		fmt.Fprintf(stderr, "vigil %s: %v\n", op, err)
-		if errors.Is(err, control.ErrUnreachable) {
-			return exitUnreachable
-		}
-		return exitError
+		return fail(stdout, stderr, jsonOut, op, err, exitCode(err))
 	}
-	fmt.Fprintf(stdout, "vigil %s: done\n", strings.Join(append([]string{op}, a...), " "))
+	if jsonOut {
+		writeJSON(stdout, struct {
+			Done    bool   `json:"done"`
+			Command string `json:"command"`
+		}{true, line})
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "vigil %s: done\n", line)
 	return exitOK
+}
+
+// exitCode is a failed request's exit code: 2 when no daemon answered.
+func exitCode(err error) int {
+	if errors.Is(err, control.ErrUnreachable) {
+		return exitUnreachable
+	}
+	return exitError
 }
 
 // socketFromConfig reads only control_socket from ha.toml: status must

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
@@ -45,7 +48,7 @@ func TestConfigCheck(t *testing.T) {
 
 func TestStatusUnreachable(t *testing.T) {
 	code, _, errs := vigil("status", "-s", filepath.Join(t.TempDir(), "none.sock"))
-	if code != exitUnreachable || !strings.Contains(errs, "daemon unreachable") {
+	if code != exitUnreachable || !strings.HasPrefix(errs, "vigil status: daemon not running at ") || !strings.Contains(errs, "systemctl start vigil") || strings.Contains(errs, "http") {
 		t.Errorf("code %d, stderr %q", code, errs)
 	}
 }
@@ -93,7 +96,7 @@ func TestImportSeed(t *testing.T) {
 // -1 with no daemon is a CRITICAL Nagios line, not an error message.
 func TestStatusOneLineUnreachable(t *testing.T) {
 	code, out, _ := vigil("status", "-1", "-s", filepath.Join(t.TempDir(), "none.sock"))
-	if code != 2 || !strings.HasPrefix(out, "VIGIL CRITICAL - no daemon answers: ") {
+	if code != 2 || !strings.HasPrefix(out, "VIGIL CRITICAL - daemon not running at ") {
 		t.Errorf("%d %q", code, out)
 	}
 }
@@ -155,5 +158,104 @@ func TestImportCheckedBeforeWrite(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(out); len(entries) != 0 {
 		t.Errorf("files written for an import that fails the check: %v", entries)
+	}
+}
+
+// `config check -v` prints TOML an operator would write (issue 25: the
+// ldirectord and mon specs came out as escaped JSON strings), and it is
+// the configuration itself: read back as resources.toml, with the
+// instance files gone, it loads to the same groups.
+func TestConfigCheckVerboseTOML(t *testing.T) {
+	for example, node := range map[string]string{"../../etc/examples/pair-witness": "lvs1", "../../etc/vigil": "lvs1", "../../etc/examples/three-node": "node1"} {
+		dir := testutil.ConfigCopy(t, example)
+		code, out, errs := vigil("config", "check", "-v", "-c", dir, "--node", node)
+		if code != exitOK || strings.Contains(out, `\"`) || !strings.Contains(out, "[[group]]") {
+			t.Fatalf("%s: %d\n%s%s", example, code, out, errs)
+		}
+		before, err := config.Load(dir, config.Options{Node: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, printed, _ := strings.Cut(out, "\n")
+		for _, f := range []string{"resources.toml", "www.toml", "lvs.toml"} {
+			os.Remove(filepath.Join(dir, f))
+		}
+		if err := os.WriteFile(filepath.Join(dir, "resources.toml"), []byte(printed), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		after, err := config.Load(dir, config.Options{Node: node})
+		if err != nil {
+			t.Fatalf("%s: the printed TOML does not load: %v\n%s", example, err, printed)
+		}
+		for i := range before.Resources.Groups {
+			a, b := after.Resources.Groups[i], before.Resources.Groups[i]
+			ja, _ := json.Marshal(a.Resources) // nil and empty args alike
+			jb, _ := json.Marshal(b.Resources)
+			if a.Name != b.Name || a.Node != b.Node || !bytes.Equal(ja, jb) {
+				t.Errorf("%s: read back, group %d differs:\n%+v\n%+v", example, i, a, b)
+			}
+		}
+		if len(after.Resources.Groups) != len(before.Resources.Groups) {
+			t.Errorf("%s: %d groups read back, want %d", example, len(after.Resources.Groups), len(before.Resources.Groups))
+		}
+	}
+}
+
+// Options after the file, as an operator types them (issue 25).
+func TestImportOptionsLast(t *testing.T) {
+	out := t.TempDir()
+	if code, stdout, errs := vigil("import", "mon", "../../legacy/testdata/seed/mon.cf", "-o", out, "--name", "watch"); code != exitOK {
+		t.Fatalf("import mon FILE -o DIR --name NAME: %d\n%s%s", code, stdout, errs)
+	}
+	if _, err := os.Stat(filepath.Join(out, "watch.toml")); err != nil {
+		t.Error(err)
+	}
+}
+
+// -1 with a bad line is Nagios' UNKNOWN, on stdout.
+func TestStatusOneLineBadLine(t *testing.T) {
+	for _, args := range [][]string{{"status", "-1", "--bogus"}, {"status", "extra", "--one-line"}} {
+		code, out, errs := vigil(args...)
+		if code != 3 || !strings.HasPrefix(out, "VIGIL UNKNOWN - vigil status: ") || errs != "" {
+			t.Errorf("%q: %d %q %q", args, code, out, errs)
+		}
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// What an operator sees from `config check -v` on the pair-with-witness
+// example, and from the CLI's failures in words and in JSON (issue 25):
+// testdata/cli.golden (go test -update rewrites it).
+func TestCLIGolden(t *testing.T) {
+	dir := testutil.ConfigCopy(t, "../../etc/examples/pair-witness")
+	none := filepath.Join(t.TempDir(), "vigil.sock")
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"config", "check", "-v", "-c", dir, "--node", "lvs1"},
+		{"move", "lvs", "lvs2", "-s", none},
+		{"move", "lvs", "lvs2", "-s", none, "--json"},
+		{"status", "-s", none, "--json"},
+		{"status", "-s", none, "-1"},
+		{"move", "lvs", "--json"},
+		{"config", "check", "extra", "-c", dir},
+	} {
+		code, out, errs := vigil(args...)
+		shown := strings.Join(args, " ")
+		b.WriteString("$ vigil " + shown + "    (exit " + fmt.Sprint(code) + ")\n" + out + errs + "\n")
+	}
+	got := strings.NewReplacer(dir, "DIR", none, "SOCK").Replace(b.String())
+	path := filepath.Join("testdata", "cli.golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("CLI output differs from %s (go test -update to accept):\n%s", path, got)
 	}
 }
