@@ -207,23 +207,23 @@ func (m *Manager) RunLease(ctx context.Context) {
 				continue
 			}
 			res, err := m.host.Resource(name).Hold(ctx, le, holdTimeout)
-			m.lease.mu.Lock()
-			if err == nil {
-				m.lease.release[name] = time.Duration(res.GetReleaseNs())
-				m.lease.reads[name] = res.GetReadsPage()
-			}
-			if errors.Is(err, host.ErrUnimplemented) {
-				m.lease.none[name] = true
-			}
-			m.lease.mu.Unlock()
 			switch {
 			case errors.Is(err, host.ErrUnimplemented):
+				m.lease.mu.Lock()
+				m.lease.none[name] = true
+				m.lease.mu.Unlock()
 			case err != nil:
 				if ctx.Err() == nil {
 					m.log.Warn("cannot renew the lease in a plugin", "plugin", name, "err", err)
 				}
-			case len(res.GetReleased()) > 0:
-				m.released(ctx, name, res.GetReleased())
+			default:
+				m.lease.mu.Lock()
+				m.lease.release[name] = time.Duration(res.GetReleaseNs())
+				m.lease.reads[name] = res.GetReadsPage()
+				m.lease.mu.Unlock()
+				if len(res.GetReleased()) > 0 {
+					m.released(ctx, name, res.GetReleased())
+				}
 			}
 		}
 		m.lease.mu.Lock()

@@ -193,14 +193,7 @@ func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout ti
 // VIGIL_IDLE_WINDOW (default 10 s), as "NODE-cpu-s/30s", and its RSS as
 // "NODE-rss-MB". The window does not depend on b.N.
 func reportIdle(b *testing.B, nodes map[string]*lab.Node) {
-	window := 10 * time.Second
-	if v := os.Getenv("VIGIL_IDLE_WINDOW"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			b.Fatalf("VIGIL_IDLE_WINDOW=%q: %v", v, err)
-		}
-		window = d
-	}
+	window := idleWindow(b)
 	before := map[string]lab.ProcSample{}
 	for name, n := range nodes {
 		before[name] = sampleNode(b, n)
@@ -219,10 +212,7 @@ func reportIdle(b *testing.B, nodes map[string]*lab.Node) {
 // idle window (VIGIL_IDLE_WINDOW) into dir/PREFIXNODE.pprof, from the
 // metrics listener in the node's namespace; done waits for them.
 func profileDaemons(b *testing.B, l *lab.Lab, dir, prefix string, names ...string) (done func()) {
-	window := 10 * time.Second
-	if v := os.Getenv("VIGIL_IDLE_WINDOW"); v != "" {
-		window, _ = time.ParseDuration(v)
-	}
+	window := idleWindow(b)
 	var wg sync.WaitGroup
 	for _, name := range names {
 		wg.Add(1)
@@ -259,4 +249,9 @@ func profileDaemons(b *testing.B, l *lab.Lab, dir, prefix string, names ...strin
 		}()
 	}
 	return wg.Wait
+}
+
+// idleWindow is VIGIL_IDLE_WINDOW, 10 s by default.
+func idleWindow(b *testing.B) time.Duration {
+	return envDuration(b, "VIGIL_IDLE_WINDOW", 10*time.Second)
 }
