@@ -289,7 +289,9 @@ resources = [
 	step("done in %s; removing the lab", time.Since(start).Round(100*time.Millisecond))
 }
 
-// realTable is the ldirectord table's real servers and their health.
+// realTable is the ldirectord table's real servers that are healthy and
+// programmed: the checker's verdict and the director's table are read
+// separately, so a real can show "up" a moment before its weight is set.
 func realTable(st *control.Status) map[string]string {
 	got := map[string]string{}
 	for _, in := range st.Inspections {
@@ -298,7 +300,7 @@ func realTable(st *control.Status) map[string]string {
 		}
 		for _, line := range strings.Split(in.Text, "\n") {
 			f := strings.Fields(line)
-			if len(f) >= 7 && f[0] == "->" && f[1] != "RemoteAddress:Port" && f[6] == "up" {
+			if len(f) >= 7 && f[0] == "->" && f[1] != "RemoteAddress:Port" && f[3] != "-" && f[6] == "up" {
 				got[f[1]] = f[6]
 			}
 		}
