@@ -214,3 +214,32 @@ func TestDefinitionsDifferLogged(t *testing.T) {
 		t.Fatalf("difference after equality not logged:\n%s", logs.String())
 	}
 }
+
+// A node heard but deaf (a one-way link) goes offline, its group moves,
+// and it stays offline while deaf even when the log reaches it; a
+// two_node pair leaves this to its own rules.
+func TestLeadDeafNode(t *testing.T) {
+	h := leader(t)
+	h.lease.mu.Lock()
+	h.lease.deaf["n1"] = true
+	h.lease.mu.Unlock()
+	if got := h.lead(); got[fsm.TypeNodeState] != 1 || got[fsm.TypeAssign] != 1 {
+		t.Fatalf("n1 deaf: committed %v", got)
+	}
+	if n := h.node("n1"); n.Online || n.Reason == "" || !strings.Contains(n.Reason, "one-way") {
+		t.Errorf("n1: %+v", n)
+	}
+	if g := h.group(); g.Owner != "n2" {
+		t.Errorf("owner %q", g.Owner)
+	}
+	h.lease.applied["n1"] = h.node("n1").DownIndex
+	if got := h.lead(); len(got) != 0 || h.node("n1").Online {
+		t.Fatalf("n1 still deaf, log caught up: committed %v", got)
+	}
+	h.lease.mu.Lock()
+	h.lease.deaf["n1"] = false
+	h.lease.mu.Unlock()
+	if got := h.lead(); got[fsm.TypeNodeState] != 1 || !h.node("n1").Online {
+		t.Fatalf("n1 hears again: committed %v", got)
+	}
+}

@@ -377,6 +377,16 @@ func (c *Coordinator) lead(ctx context.Context, full bool, touched map[string]bo
 			// would stop the group where it runs and leave it stopped until
 			// the node can claim it.
 			continue
+		case p.State == "up" && c.opt.TieBreak == nil && c.opt.Lease.Deaf(name, c.now(), c.opt.Timing.DeafAfter()):
+			// Heard, but it hears no quorum (a one-way link): its
+			// lease ran out, so what it owns runs nowhere. It goes
+			// offline and stays so while deaf, even if Raft (TCP)
+			// reaches it. A two_node pair has no quorum to commit this
+			// without it: the pair's own rules decide there.
+			if !n.online {
+				continue
+			}
+			online, reason = false, "heard, but hears no quorum for deadtime (one-way link)"
 		case p.State == "up":
 			online, reason = true, "heartbeats resumed"
 		case p.State == "dead":

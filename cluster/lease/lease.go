@@ -88,6 +88,7 @@ type peer struct {
 	renewAt     time.Time // when we received it
 	// What it tells us.
 	heardAt  time.Time
+	since    time.Time // heard without a break (a lease) since then
 	renewsUs time.Time // the send time of our beat it last echoed
 	applied  uint64
 	overrun  time.Duration // its release overrun, as it last said
@@ -170,6 +171,7 @@ func (t *Tracker) Heard(m *heartbeat.Message, at time.Time) {
 		return
 	case m.Incarnation > p.incarnation:
 		p.incarnation, p.lastSeq, p.renewSeq = m.Incarnation, 0, 0
+		p.since = at
 	}
 	if m.Seq <= p.lastSeq {
 		return // the same beat over another medium
@@ -183,6 +185,9 @@ func (t *Tracker) Heard(m *heartbeat.Message, at time.Time) {
 		case t.reported <- struct{}{}:
 		default:
 		}
+	}
+	if p.heardAt.IsZero() || at.Sub(p.heardAt) > t.opt.Lease {
+		p.since = at
 	}
 	p.heardAt, p.applied = at, m.Applied
 	p.overrun = time.Duration(m.OverrunUS) * time.Microsecond
@@ -270,6 +275,43 @@ func (t *Tracker) HoldUntil(now time.Time) time.Time {
 // Holds reports whether this node may hold resources at now.
 func (t *Tracker) Holds(now time.Time) bool {
 	return now.Before(t.HoldUntil(now))
+}
+
+// Deaf reports whether node, still heard within window, has itself heard
+// too few voters in that window to hold a lease: its beats, which arrive,
+// say (by echoing our beats and by their ages) that the others' do not.
+// Such a node (a link that carries only its outgoing traffic) looks alive
+// yet can run nothing: its lease has run out, and the groups assigned to
+// it run nowhere until the leader takes it offline. A silent node is not
+// deaf (the dead path handles it), nor one heard for less than window
+// since it started or came back: it may not have heard anyone yet.
+func (t *Tracker) Deaf(node string, now time.Time, window time.Duration) bool {
+	voters, q := t.quorum()
+	if q == 1 || !slices.Contains(voters, node) {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.peers[node]
+	if p == nil || p.heardAt.IsZero() || now.Sub(p.heardAt) > window || now.Sub(p.since) < window {
+		return false
+	}
+	heard := 0
+	for _, r := range voters {
+		var last time.Time
+		switch r {
+		case node:
+			continue
+		case t.opt.Self:
+			last = p.renewsUs // the send time of our latest beat it echoed
+		default:
+			last = p.lastRenew[r]
+		}
+		if !last.IsZero() && now.Sub(last) <= window {
+			heard++
+		}
+	}
+	return heard < q-1
 }
 
 // Applied returns the Raft index node last said (in a heartbeat) it had

@@ -206,3 +206,49 @@ func TestLeaseSteadyWithOneVoter(t *testing.T) {
 		}
 	}
 }
+
+// A node whose beats arrive but who hears nobody (a one-way link) is deaf
+// once that has lasted the window; one that hears a quorum, one only just
+// heard, and a silent one are not.
+func TestDeaf(t *testing.T) {
+	w := newWorld()
+	b := w.tr["b"]
+	const window = 3 * L
+	// a hears b and c and says so; b hears a.
+	for ms := 0; ms <= 300; ms += 50 {
+		w.beat("b", "a", at(ms), at(ms))
+		w.beat("c", "a", at(ms), at(ms))
+		w.beat("a", "b", at(ms+1), at(ms+1))
+	}
+	if b.Deaf("a", at(301), window) {
+		t.Fatal("a hears a quorum, and is called deaf")
+	}
+	// From t=310 a hears nothing more; its beats still reach b.
+	for ms := 350; ms <= 900; ms += 50 {
+		w.beat("a", "b", at(ms), at(ms))
+		if got, want := b.Deaf("a", at(ms), window), ms > 300+int(window/time.Millisecond); got != want {
+			t.Fatalf("t=%dms: deaf %v, want %v", ms, got, want)
+		}
+	}
+	// It hears c again: c and a are a quorum (two of three).
+	w.beat("c", "a", at(910), at(910))
+	w.beat("a", "b", at(920), at(920))
+	if b.Deaf("a", at(920), window) {
+		t.Fatal("a hears c again, still deaf")
+	}
+	// Silent for longer than the window: not deaf (dead is for that).
+	if b.Deaf("a", at(920).Add(window+time.Millisecond), window) {
+		t.Fatal("a silent node called deaf")
+	}
+	// A restarted a (new incarnation) that has not heard anyone yet is
+	// not deaf before a whole window has passed.
+	m := &heartbeat.Message{Node: "a", Incarnation: 2, Seq: 1}
+	b.Heard(m, at(2000))
+	if b.Deaf("a", at(2000).Add(window/2), window) {
+		t.Fatal("a just-restarted node called deaf")
+	}
+	// A non-voter never is.
+	if b.Deaf("zz", at(2000), window) {
+		t.Fatal("non-voter deaf")
+	}
+}

@@ -162,6 +162,11 @@ func (t Timing) RejoinTimeout() time.Duration { return max(time.Second, 10*t.Dea
 // every 50 ms at fast beats, as a pass places every group.
 func (t Timing) LeaderTick() time.Duration { return max(t.Deadtime, 50*time.Millisecond) }
 
+// DeafAfter is how long a node that is heard but hears no quorum stays
+// an owner: a deadtime, the time a silent one is given, by which its
+// lease (shorter) has surely run out, so the groups it cannot run move.
+func (t Timing) DeafAfter() time.Duration { return t.Deadtime }
+
 // HandOverInterval is the least time between two attempts to hand Raft
 // leadership to the witness: five deadtimes and a second, room for the
 // last attempt to finish, so that a failing transfer does not churn

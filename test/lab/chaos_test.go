@@ -18,8 +18,9 @@ import (
 // daemon, a plugin and (VIPs with a lifetime) every Vigil process of a
 // node, on a pair with a witness and a two_node pair, and restart every
 // node after operator commands: 52, 221 and 114 (lifetime) pair+witness,
-// 143 two-node.
-var chaosSeeds = []uint64{37, 52, 114, 143, 221}
+// 143 two-node; 452975343 cuts an owner's incoming traffic only (it is
+// heard but hears nobody: the leader must take it offline).
+var chaosSeeds = []uint64{37, 52, 114, 143, 221, 452975343}
 
 // TestChaos plays randomized fault schedules on a real cluster (issue 20,
 // `make chaos`) and checks, from the kernels' addresses and the state
