@@ -127,7 +127,7 @@ func (c *Coordinator) pair(ctx context.Context) {
 			c.note(fmt.Sprintf("two_node: peer %s is silent on every link; waiting until what it holds is gone (%s past its lease)", peer, over), false)
 			return
 		}
-		err := c.opt.TieBreak.Takeover(ctx, peer, c.holding())
+		err := c.opt.TieBreak.Takeover(ctx, peer, c.peerHeard(peer), c.holding())
 		if err == nil && c.peerState(peer) != "dead" {
 			err = errors.New("it was heard again")
 		}

@@ -226,6 +226,14 @@ func (t *Tracker) Expiry(now time.Time) time.Time {
 	if t.opt.Alone == nil {
 		return exp
 	}
+	if v := t.opt.Voters(); len(v) == 1 && v[0] == t.opt.Self {
+		// A two_node survivor that took over as the only voter: a
+		// quorum of one is no evidence it is not the cut-off side, so
+		// it holds only while the tie-breakers say so (the ping nodes
+		// answer), like a node alone beside its peer. Else, cut off
+		// later, it held on while the returning peer took over.
+		return t.opt.Alone(now)
+	}
 	t.mu.Lock()
 	t.confirmed = t.confirmed || exp.After(now)
 	confirmed := t.confirmed

@@ -166,6 +166,12 @@ func TestAlone(t *testing.T) {
 	if !tr.Holds(at(400)) || tr.Holds(at(480)) {
 		t.Fatal("alone: must hold until the tie-breakers' time less the stop budget")
 	}
+	// a took over as the only voter: it holds only while the
+	// tie-breakers allow, not forever as a cluster of one would.
+	tr.opt.Voters = func() []string { return []string{"a"} }
+	if !tr.Holds(at(400)) || tr.Holds(at(480)) || tr.Holds(at(5000)) {
+		t.Fatal("the only voter of a pair must hold until the tie-breakers' time less the stop budget")
+	}
 }
 
 // With one voter left (a pair's survivor and the witness), a lease that

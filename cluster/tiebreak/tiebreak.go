@@ -33,7 +33,9 @@ type Fencer interface {
 // Options configures a Breaker.
 type Options struct {
 	PingNodes []string
-	Interval  time.Duration // between echo requests to each ping node
+	// Interval is between echo requests to each ping node: the
+	// keepalive (timing.PingInterval), which Takeover relies on.
+	Interval time.Duration
 	// Lease is how long an answered echo lets this node hold groups
 	// without its peer, counted from when the request left.
 	Lease time.Duration
@@ -66,6 +68,7 @@ type Breaker struct {
 	answered  map[string]time.Time // ping node → send time of its latest answered echo
 	last      time.Time            // send time of the latest answered echo of any
 	since     time.Time            // send time of the first answer after the latest gap
+	answers   chan struct{}        // closed (and replaced) at every answer
 	lastFence FenceRecord
 }
 
@@ -78,7 +81,7 @@ type FenceRecord struct {
 
 // New returns a breaker; Run sends the pings.
 func New(opt Options) *Breaker {
-	return &Breaker{opt: opt, answered: map[string]time.Time{}}
+	return &Breaker{opt: opt, answered: map[string]time.Time{}, answers: make(chan struct{})}
 }
 
 // Configured reports whether anything can break a tie.
@@ -101,17 +104,30 @@ func (b *Breaker) AloneUntil(now time.Time) time.Time {
 	return b.last.Add(b.opt.Lease)
 }
 
-// Takeover decides whether this node may take over from its silent peer
-// now. holding says whether this node runs any group (it fences without
-// the delay). A nil error means yes; the error says why not.
-func (b *Breaker) Takeover(ctx context.Context, peer string, holding bool) error {
+// Takeover decides whether this node may take over from its silent peer,
+// last heard at heard. holding says whether this node runs any group (it
+// fences without the delay). A nil error means yes; the error says why
+// not.
+//
+// With ping nodes, an answer counts only to an echo that left two
+// keepalives after the peer was last heard, when its next beat was due
+// even if late: the answer proves this node still received then, so the
+// silence is the peer's. A node that has lost only its incoming traffic
+// (deaf: its peer still hears it and keeps its groups) otherwise took
+// over on answers that arrived before it went deaf, while they were
+// younger than the lease. Takeover waits for such an answer up to a lease
+// past that point (pings go every keepalive, so normally none).
+func (b *Breaker) Takeover(ctx context.Context, peer string, heard time.Time, holding bool) error {
 	if !b.Configured() {
 		return ErrNoTieBreaker
 	}
 	if len(b.opt.PingNodes) > 0 {
+		if err := b.awaitAnswer(ctx, heard.Add(2*b.opt.Interval)); err != nil {
+			return err
+		}
 		now := time.Now()
 		if !now.Before(b.AloneUntil(now)) {
-			return fmt.Errorf("no ping node answers (%v): this node may be the isolated one", b.opt.PingNodes)
+			return b.isolated()
 		}
 		b.mu.Lock()
 		steady := now.Sub(b.since)
@@ -131,6 +147,39 @@ func (b *Breaker) Takeover(ctx context.Context, peer string, holding bool) error
 		}
 	}
 	return b.Fence(ctx, peer)
+}
+
+func (b *Breaker) isolated() error {
+	return fmt.Errorf("no ping node answers (%v): this node may be the isolated one", b.opt.PingNodes)
+}
+
+// awaitAnswer waits until a ping node answered an echo sent after after,
+// at most a lease past after.
+func (b *Breaker) awaitAnswer(ctx context.Context, after time.Time) error {
+	deadline := after.Add(b.opt.Lease)
+	for {
+		b.mu.Lock()
+		ok, answers := b.last.After(after), b.answers
+		b.mu.Unlock()
+		if ok {
+			return nil
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			// Not answered by then: this node's own lease from the
+			// ping nodes has run out too (it began before after).
+			return b.isolated()
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-answers:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
 }
 
 // Fence powers node off through the fencing plugin and confirms it: only
@@ -213,4 +262,6 @@ func (b *Breaker) answer(addr string, sent time.Time) {
 	if sent.After(b.last) {
 		b.last = sent
 	}
+	close(b.answers)
+	b.answers = make(chan struct{})
 }

@@ -48,13 +48,29 @@ func TestPingNodes(t *testing.T) {
 		t.Fatalf("status: %+v", st)
 	}
 
+	// A peer last heard now: the takeover waits for an answer to an
+	// echo sent two intervals later, when the peer's next beat was due.
+	heard := time.Now()
+	if err := b.Takeover(context.Background(), "peer", heard, true); err != nil {
+		t.Fatalf("takeover with the ping node answering: %v", err)
+	}
+	if took := time.Since(heard); took < 2*b.opt.Interval {
+		t.Fatalf("takeover %s after the peer was heard, on answers to echoes sent before its next beat was due", took)
+	}
+
 	ns.Run("ip", "-n", node, "link", "set", "tb0", "down")
 	cut := time.Now()
+	// This node stops receiving as its peer was last heard (deaf): the
+	// answers it got before still look fresh, but none came to an echo
+	// sent after the peer's next beat was due.
+	if err := b.Takeover(context.Background(), "peer", cut, true); err == nil || !strings.Contains(err.Error(), "isolated") {
+		t.Fatalf("takeover by a node that stopped receiving when its peer went silent: %v", err)
+	}
 	waitFor(t, func() bool { return !time.Now().Before(b.AloneUntil(time.Now())) })
 	if until := b.AloneUntil(time.Now()); until.After(cut.Add(lease)) {
 		t.Fatalf("may hold alone until %s after the cut, longer than the lease", until.Sub(cut))
 	}
-	if err := b.Takeover(context.Background(), "peer", true); err == nil || !strings.Contains(err.Error(), "isolated") {
+	if err := b.Takeover(context.Background(), "peer", time.Time{}, true); err == nil || !strings.Contains(err.Error(), "isolated") {
 		t.Fatalf("takeover without an answering ping node: %v", err)
 	}
 
@@ -64,7 +80,7 @@ func TestPingNodes(t *testing.T) {
 	healed := time.Now()
 	ns.Run("ip", "-n", node, "link", "set", "tb0", "up")
 	waitFor(t, func() bool { return time.Now().Before(b.AloneUntil(time.Now())) })
-	if err := b.Takeover(context.Background(), "peer", true); err == nil || !strings.Contains(err.Error(), "answer again only since") {
+	if err := b.Takeover(context.Background(), "peer", time.Time{}, true); err == nil || !strings.Contains(err.Error(), "answer again only since") {
 		t.Fatalf("takeover right after the ping node answers again: %v", err)
 	}
 	waitTakeover(t, b, healed, settle)
@@ -76,7 +92,7 @@ func waitTakeover(t *testing.T, b *Breaker, from time.Time, settle time.Duration
 	t.Helper()
 	var err error
 	waitFor(t, func() bool {
-		err = b.Takeover(context.Background(), "peer", false)
+		err = b.Takeover(context.Background(), "peer", time.Time{}, false)
 		return err == nil
 	})
 	if took := time.Since(from); took < settle {
@@ -114,7 +130,7 @@ func (f *fakeFence) Status(_ context.Context, in *pb.FenceRequest) (*pb.FenceRes
 // TestTakeoverRules checks the decision without ping nodes.
 func TestTakeoverRules(t *testing.T) {
 	log := testutil.Logger(t)
-	if err := New(Options{Lease: time.Second, Log: log}).Takeover(context.Background(), "n2", true); !errors.Is(err, ErrNoTieBreaker) {
+	if err := New(Options{Lease: time.Second, Log: log}).Takeover(context.Background(), "n2", time.Now(), true); !errors.Is(err, ErrNoTieBreaker) {
 		t.Fatalf("no tie-breaker: %v", err)
 	}
 	for _, tc := range []struct {
@@ -135,7 +151,7 @@ func TestTakeoverRules(t *testing.T) {
 				FenceTimeout: time.Second, FenceDelay: time.Hour, Log: log})
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 			defer cancel()
-			err := b.Takeover(ctx, "n2", tc.holding)
+			err := b.Takeover(ctx, "n2", time.Now(), tc.holding)
 			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}
