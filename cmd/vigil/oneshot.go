@@ -193,7 +193,10 @@ func fromConfig(cfg *config.Config, target string, params map[string]string) (co
 // instance from DIR/NAME.toml (params config=NAME), as the daemon does.
 func adHoc(dir, typ, id string, params map[string]string) (config.Resource, error) {
 	r := config.Resource{Type: typ, Params: params}
-	if _, err := r.Bind(); err != nil {
+	if _, err := r.Bind(); err != nil && strings.Contains(typ, ":") && !strings.Contains(typ, "::") {
+		// ocf:…, lsb:…, plugin:… mistyped: not a script's name.
+		return r, fmt.Errorf("argument 1 %q: %w", typ, err)
+	} else if err != nil {
 		sh, serr := config.ParseShorthand(typ)
 		if serr != nil {
 			return r, fmt.Errorf("argument 1 %q: %w", typ, serr)
@@ -504,9 +507,10 @@ func oneService(group, service, monitor string, hosts []string, env map[string]s
 			Interval: monspec.Duration{Duration: time.Minute}, Timeout: monspec.Duration{Duration: timeout},
 			Periods: []monspec.Period{{}},
 		}}}}}
-	if len(hosts) > 0 {
-		in.Hostgroups = map[string][]string{group: hosts}
+	if len(hosts) == 0 {
+		hosts = []string{group} // mon: a watch without a hostgroup watches the host of that name
 	}
+	in.Hostgroups = map[string][]string{group: hosts}
 	var errs []string
 	option := map[string]string{"watch[0].group": "-g", "watch[0].service[0].name": "-s", "watch[0].service[0].monitor": "the monitor line",
 		"hostgroup." + group: "-g"}
