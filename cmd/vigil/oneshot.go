@@ -99,12 +99,18 @@ func interrupted() (context.Context, context.CancelFunc) {
 }
 
 func cmdResource(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && isHelp(args[0]) {
+		fmt.Fprintln(stdout, "usage: vigil resource run [options] TYPE|GROUP/ID ACTION [NAME=VALUE...] (vigil resource run -h)")
+		return exitOK
+	}
 	if len(args) == 0 || args[0] != "run" {
 		fmt.Fprintln(stderr, "usage: vigil resource run [options] TYPE|GROUP/ID ACTION [NAME=VALUE...] (vigil resource run -h)")
 		return int(pb.Code_ERR_ARGS)
 	}
 	return cmdResourceRun(args[1:], stdout, stderr)
 }
+
+func isHelp(a string) bool { return a == "-h" || a == "--help" || a == "-help" || a == "help" }
 
 // paramName is what a NAME=VALUE parameter's name must look like: it
 // becomes OCF_RESKEY_NAME (or NAME for a heartbeat script).
@@ -532,6 +538,10 @@ func oneService(group, service, monitor string, hosts []string, env map[string]s
 }
 
 func cmdMonitor(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && isHelp(args[0]) {
+		fmt.Fprintln(stdout, "usage: vigil monitor run [options] 'MONITOR [ARGS...]' [-- HOST...] (vigil monitor run -h)")
+		return exitOK
+	}
 	if len(args) == 0 || args[0] != "run" {
 		fmt.Fprintln(stderr, "usage: vigil monitor run [options] 'MONITOR [ARGS...]' [-- HOST...] (vigil monitor run -h)")
 		return exitBadLine
@@ -689,6 +699,10 @@ func shellQuote(argv []string) string {
 }
 
 func cmdAlert(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && isHelp(args[0]) {
+		fmt.Fprintln(stdout, "usage: vigil alert test [options] ALERT [ARGS...] (vigil alert test -h)")
+		return exitOK
+	}
 	if len(args) == 0 || args[0] != "test" {
 		fmt.Fprintln(stderr, "usage: vigil alert test [options] ALERT [ARGS...] (vigil alert test -h)")
 		return exitBadLine
