@@ -34,6 +34,7 @@ import (
 	"github.com/vigil-ha/vigil/plugins/builtin"
 	"github.com/vigil-ha/vigil/plugins/host"
 	"github.com/vigil-ha/vigil/plugins/pb"
+	"github.com/vigil-ha/vigil/resources/ipaddr"
 	ldspec "github.com/vigil-ha/vigil/resources/ldirectord/spec"
 	"github.com/vigil-ha/vigil/resources/mon"
 	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
@@ -273,6 +274,51 @@ type resourceJSON struct {
 	Meaning string `json:"meaning"` // not running
 	TookMs  int64  `json:"took_ms"`
 	MetaXML string `json:"meta_data,omitempty"`
+	// Announced: an IPaddr start's gratuitous ARP / NA bursts.
+	Announced *announced `json:"announced,omitempty"`
+}
+
+// announced counts an IPaddr start's announcements.
+type announced struct {
+	Wanted int    `json:"wanted"`
+	Sent   uint64 `json:"sent"`
+	Failed uint64 `json:"failed"`
+}
+
+// awaitAnnouncements keeps the IPaddr plugin, whose announcer sends a
+// start's gratuitous ARP or neighbour advertisements after the start
+// returned, until its bursts went out (as many as its arp_* parameters
+// make, by when they make them, with slack for a loaded host): the
+// plugin, and with it what it sends, ends with the command.
+func awaitAnnouncements(ctx context.Context, h *host.Host, r config.Resource, timeout time.Duration) *announced {
+	p, err := ipaddr.Parse(r.Params)
+	if err != nil {
+		return nil
+	}
+	n, within := p.Announce.Steps()
+	if n == 0 {
+		return nil
+	}
+	a := &announced{Wanted: n}
+	deadline := time.Now().Add(within + 2*time.Second)
+	poll := time.NewTicker(max(p.Announce.Interval, 20*time.Millisecond))
+	defer poll.Stop()
+	for {
+		res, err := lrm.Once(ctx, h, r, "monitor", timeout, 0) // a probe: it announces nothing itself
+		if err == nil {
+			if sent, failed, ok := ipaddr.Announced(res.Output); ok {
+				a.Sent, a.Failed = sent, failed
+			}
+		}
+		if int(a.Sent+a.Failed) >= n || time.Now().After(deadline) {
+			return a
+		}
+		select {
+		case <-ctx.Done():
+			return a
+		case <-poll.C:
+		}
+	}
 }
 
 func cmdResourceRun(args []string, stdout, stderr io.Writer) int {
@@ -354,6 +400,10 @@ func cmdResourceRun(args []string, stdout, stderr io.Writer) int {
 		}
 		return fail(stdout, stderr, jsonOut, name, err, int(code))
 	}
+	var ann *announced
+	if res.Plugin == "ipaddr" && (res.Action == "start" || res.Action == "reload") && res.Code == pb.Code_SUCCESS {
+		ann = awaitAnnouncements(ctx, h, r, *timeout)
+	}
 	n, meaning := ocfName(res.Code)
 	metaXML := ""
 	if res.Meta != nil {
@@ -364,7 +414,7 @@ func cmdResourceRun(args []string, stdout, stderr io.Writer) int {
 	}
 	if jsonOut {
 		writeJSON(stdout, resourceJSON{OnceResult: res, Code: int(res.Code), Name: n, Meaning: meaning,
-			TookMs: res.Took.Milliseconds(), MetaXML: metaXML})
+			TookMs: res.Took.Milliseconds(), MetaXML: metaXML, Announced: ann})
 		return int(res.Code)
 	}
 	if metaXML != "" {
@@ -375,6 +425,9 @@ func cmdResourceRun(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "  via plugin %s, agent %s, in %s\n", res.Plugin, res.Agent, res.Took.Round(time.Millisecond))
 	if res.Reason != "" {
 		fmt.Fprintf(stdout, "  reason: %s\n", res.Reason)
+	}
+	if ann != nil {
+		fmt.Fprintf(stdout, "  announcements: %d of %d sent, %d failed\n", ann.Sent, ann.Wanted, ann.Failed)
 	}
 	if res.Output != "" {
 		fmt.Fprintf(stdout, "output:\n%s\n", strings.TrimRight(res.Output, "\n"))

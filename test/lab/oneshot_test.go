@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"golang.org/x/sys/unix"
 
 	"github.com/vigil-ha/vigil/internal/nstest"
 	"github.com/vigil-ha/vigil/internal/testutil"
@@ -240,9 +245,19 @@ func TestOneShotIPaddr(t *testing.T) {
 		return vigilOnce(t, ns, nil, "", append([]string{"resource", "run"}, args...)...)
 	}
 	run("IPaddr::10.9.0.50/24/v0", "monitor").want(t, "monitor before start", 7, "IPaddr_10.9.0.50 monitor: 7 OCF_NOT_RUNNING")
-	run("IPaddr::10.9.0.50/24/v0", "start").want(t, "start", 0, "10.9.0.50/24 added on v0")
+	arps := arpSocket(t, ns, "v1")
+	// Two bursts of 3, 50 ms apart, the second 300 ms after the first:
+	// the command outlives them (the plugin sends them, and ends with it).
+	run("IPaddr::10.9.0.50/24/v0", "start", "arp_count=3", "arp_interval=50", "arp_repeat=300ms").
+		want(t, "start", 0, "10.9.0.50/24 added on v0", "announcements: 6 of 6 sent, 0 failed")
 	if !has() {
 		t.Fatal("start did not add 10.9.0.50/24 to v0")
+	}
+	// Every announcement is on the wire by now: the command waited for them.
+	got := arps(netip.MustParseAddr("10.9.0.50"))
+	t.Logf("gratuitous ARP frames for 10.9.0.50 seen by the peer: %d", got)
+	if got < 6 {
+		t.Errorf("the peer of v0 received %d gratuitous ARP frames for 10.9.0.50, want at least 6", got)
 	}
 	run("IPaddr", "monitor", "ip=10.9.0.50", "nic=v0").want(t, "monitor (table form)", 0, "on v0")
 	run("IPaddr::10.9.0.50/24/v0", "stop").want(t, "stop", 0)
@@ -251,6 +266,48 @@ func TestOneShotIPaddr(t *testing.T) {
 	}
 	run("IPaddr::10.9.0.50/24/v0", "monitor").want(t, "monitor after stop", 7)
 	run("IPaddr", "start", "ip=10.9.0.51", "nic=nope0").want(t, "an interface that does not exist", 5)
+}
+
+// arpSocket listens for ARP on link in namespace ns; the function it
+// returns counts the frames received so far whose sender is ip.
+func arpSocket(t *testing.T, ns, link string) func(ip netip.Addr) int {
+	t.Helper()
+	htons := func(v uint16) uint16 { return v<<8 | v>>8 }
+	var fd int
+	err := nstest.InNS(ns, func() error {
+		ifi, err := net.InterfaceByName(link)
+		if err != nil {
+			return err
+		}
+		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ARP))); err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifi.Index}); err != nil {
+			return err
+		}
+		// Frames already queued are read at once; the timeout only
+		// ends the read once the queue is empty.
+		tv := unix.NsecToTimeval((50 * time.Millisecond).Nanoseconds())
+		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return func(ip netip.Addr) int {
+		n, b := 0, make([]byte, 1500)
+		for {
+			m, _, err := unix.Recvfrom(fd, b, 0)
+			if err != nil {
+				return n
+			}
+			var f ethernet.Frame
+			var p arp.Packet
+			if f.UnmarshalBinary(b[:m]) == nil && p.UnmarshalBinary(f.Payload) == nil && p.SenderIP == ip {
+				n++
+			}
+		}
+	}
 }
 
 // A mon monitor script written here and Debian's tcp.monitor, run as mon
