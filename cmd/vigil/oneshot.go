@@ -306,9 +306,11 @@ func awaitAnnouncements(ctx context.Context, h *host.Host, r config.Resource, ti
 	for {
 		res, err := lrm.Once(ctx, h, r, "monitor", timeout, 0) // a probe: it announces nothing itself
 		if err == nil {
-			if sent, failed, ok := ipaddr.Announced(res.Output); ok {
-				a.Sent, a.Failed = sent, failed
+			sent, failed, ok := ipaddr.Announced(res.Output)
+			if !ok {
+				return a // nothing announces it (the plugin logged why)
 			}
+			a.Sent, a.Failed = sent, failed
 		}
 		if int(a.Sent+a.Failed) >= n || time.Now().After(deadline) {
 			return a
