@@ -177,7 +177,8 @@ fuzz:
 		$(FUZZ) -fuzz "^$$t$$" ./cluster/heartbeat/ || exit 1; done
 	$(FUZZ) -fuzz '^FuzzParseOCFMetaData$$' ./resources/script/
 	$(FUZZ) -fuzz '^FuzzParseProcIPVS$$' ./resources/ldirectord/director/
-	$(FUZZ) -fuzz '^FuzzParseLine$$' ./cmd/vigil/
+	@for t in FuzzParseLine FuzzResourceLine; do \
+		$(FUZZ) -fuzz "^$$t$$" ./cmd/vigil/ || exit 1; done
 	@for t in FuzzImportHeartbeat FuzzImportLdirectord FuzzImportMon FuzzImportKeepalived; do \
 		$(FUZZ) -fuzz "^$$t$$" ./legacy/ || exit 1; done
 

@@ -96,8 +96,14 @@ func ScriptEnv(a Alert) []string {
 // the monitor's whole output on stdin. mon ignores the exit status; so
 // does this, but a script that cannot start or outlives ctx is an error.
 func AlertScript(ctx context.Context, path string, args []string, a Alert) error {
-	_, err := Exec(ctx, path, ScriptArgs(a, args), ScriptEnv(a), a.Output)
+	_, err := RunAlertScript(ctx, path, args, a)
 	return err
+}
+
+// RunAlertScript is AlertScript that also returns the run, exit status
+// and output, for `vigil alert test`.
+func RunAlertScript(ctx context.Context, path string, args []string, a Alert) (Run, error) {
+	return Exec(ctx, path, ScriptArgs(a, args), ScriptEnv(a), a.Output)
 }
 
 // Mail sends alerts by SMTP through Relay, in the shape of mon's

@@ -2,6 +2,7 @@ package monitors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -72,6 +73,9 @@ func (s Senders) Known(name string) bool {
 	return false
 }
 
+// ErrNotFound: Find found no such script.
+var ErrNotFound = errors.New("not found")
+
 // Find looks name up in dirs (first match wins, as mon's mondir and
 // alertdir); an absolute path is taken as it is.
 func Find(dirs []string, name string) (string, error) {
@@ -87,5 +91,5 @@ func Find(dirs []string, name string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%s not found in %s", name, strings.Join(dirs, ":"))
+	return "", fmt.Errorf("%s %w in %s", name, ErrNotFound, strings.Join(dirs, ":"))
 }

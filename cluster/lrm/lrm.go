@@ -118,13 +118,19 @@ func bind(g config.Group) ([]config.Binding, error) {
 }
 
 func (m *Manager) instance(g *group, i int, interval time.Duration) *pb.Instance {
-	b, r := g.bindings[i], g.cfg.Resources[i]
-	timeout := m.timeout
+	return newInstance(g.cfg.Resources[i], g.bindings[i], m.timeout, interval, m.pbLease())
+}
+
+// newInstance is what a resource's plugin is told for one operation: the
+// resource's own timeout, else def. `vigil resource run` builds it here
+// too, so a one-shot operation is the daemon's.
+func newInstance(r config.Resource, b config.Binding, def, interval time.Duration, le *pb.Lease) *pb.Instance {
+	timeout := def
 	if r.Timeout > 0 {
 		timeout = r.Timeout.D()
 	}
 	return &pb.Instance{Id: r.ID, Type: b.Agent, Params: b.Params, Args: b.Args,
-		TimeoutMs: timeout.Milliseconds(), IntervalMs: interval.Milliseconds(), Lease: m.pbLease()}
+		TimeoutMs: timeout.Milliseconds(), IntervalMs: interval.Milliseconds(), Lease: le}
 }
 
 // OpError is a failed operation on one resource of a group.

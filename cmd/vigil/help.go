@@ -40,6 +40,12 @@ var commands = []command{
 	{name: "config", args: "check", help: "validate the configuration in a directory", words: []string{"check"}, flags: []string{"-c", "--node", "-v"}},
 	{name: "import", args: "heartbeat|ldirectord|mon|keepalived", help: "write Vigil's configuration from ha.cf/haresources/authkeys,\nldirectord.cf, mon.cf or keepalived.conf, with a report of every directive",
 		words: []string{"heartbeat", "ldirectord", "mon", "keepalived"}, flags: []string{"-o", "-f", "-d", "--address", "--name", "--node", "--peer", "--peer-conf", "--ping-node", "--cluster", "--authkeys"}},
+	{name: "resource", args: "run TYPE|GROUP/ID ACTION [NAME=VALUE...]", help: "run one operation (start, stop, monitor, status, reload, validate-all,\nmeta-data) through the resource's plugin, as the daemon would, with no\ndaemon; prints the OCF code, its meaning and the output; exits with the code",
+		words: []string{"run"}, flags: []string{"-c", "--node", "--id", "--timeout", "--interval", "--plugin-dir", "-v", "--json"}},
+	{name: "monitor", args: "run 'MONITOR [ARGS...]' [-- HOST...]", help: "run one mon monitor once, as mon would (argv, environment; the first\nline of output is the summary); exits with the monitor's status",
+		words: []string{"run"}, flags: []string{"--mondir", "-g", "-s", "-e", "--description", "--timeout", "--plugin-dir", "--json"}},
+	{name: "alert", args: "test [-s SVC] [-g GROUP] [-h HOSTS] [-t TIME] [-u] ALERT [ARGS...]", help: "send one alert as mon would (-s -g -h -t [-u] args, the monitor\noutput from stdin); exits with the alert script's status",
+		words: []string{"test"}, flags: []string{"-s", "-g", "-h", "-t", "-u", "--type", "--retval", "--description", "-e", "--alertdir", "--timeout", "--plugin-dir", "--json"}},
 	{name: "completion", args: "bash", help: "print the bash completion script", words: []string{"bash"}},
 	{name: "man", help: "print the manual page (roff)"},
 	{name: "version", help: "print the version"},
@@ -141,6 +147,16 @@ hand the node's groups over to another node, then stop.
 .SH EXIT STATUS
 0 success; 1 error; 2 no daemon answered. \fBstatus \-1\fR exits 0 OK,
 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a bad command line).
+\fBresource run\fR exits with the operation's OCF code (0 success,
+1 generic error, 2 bad arguments, 3 unimplemented, 4 no permission,
+5 not installed, 6 not configured, 7 not running, 8 running promoted,
+9 failed promoted); its own failures use the same codes: 2 a bad command
+line, 5 no such plugin, 6 a bad configuration or unknown GROUP/ID, 1 a plugin
+that crashed or missed its deadline.
+\fBmonitor run\fR and \fBalert test\fR exit with the monitor's or the alert
+script's status, else 124 killed at the timeout, 125 a bad command line,
+126 found but not runnable, 127 not found in mondir or alertdir
+(\fBalert test\fR: 1 when mail, webhook or a plugin failed to deliver).
 .SH SEE ALSO
 The README of the Vigil sources; ha.cf(5), ldirectord(8), mon(8).
 `)

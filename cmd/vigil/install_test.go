@@ -72,7 +72,7 @@ func TestMakeInstall(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	for line, want := range map[string]string{"vigil re": "ready reload", "vigil import ": "heartbeat ldirectord mon keepalived",
+	for line, want := range map[string]string{"vigil re": "ready reload resource", "vigil resource ": "run", "vigil monitor ": "run", "vigil alert ": "test", "vigil import ": "heartbeat ldirectord mon keepalived",
 		"vigil standby ": "lvs1 lvs2", "vigil status --j": "--json"} {
 		if got := complete(line); got != want {
 			t.Errorf("complete %q: %q, want %q", line, got, want)

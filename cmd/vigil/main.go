@@ -56,6 +56,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(args[1:], stdout, stderr)
 	case "import":
 		return cmdImport(args[1:], stdout, stderr)
+	case "resource":
+		return cmdResource(args[1:], stdout, stderr)
+	case "monitor":
+		return cmdMonitor(args[1:], stdout, stderr)
+	case "alert":
+		return cmdAlert(args[1:], stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
 			fmt.Fprintln(stderr, "usage: vigil config check [-c DIR] [--node NAME] [-v]")

@@ -239,6 +239,10 @@ func TestCLIGolden(t *testing.T) {
 		{"status", "-s", none, "-1"},
 		{"move", "lvs", "--json"},
 		{"config", "check", "extra", "-c", dir},
+		{"resource", "run", "lvs/nope", "monitor", "-c", dir, "--node", "lvs1"},
+		{"resource", "run", "lvs/nope", "monitor", "-c", dir, "--node", "lvs1", "--json"},
+		{"monitor", "run", "tcp.monitor", "--json"},
+		{"alert", "test", "--type", "bogus", "log"},
 	} {
 		code, out, errs := vigil(args...)
 		shown := strings.Join(args, " ")

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,32 @@ type Stats struct {
 
 func (s *Stats) String() string {
 	return fmt.Sprintf("announcements sent %d, failed %d; foreign claims seen %d", s.Sent.Load(), s.Failed.Load(), s.Contested.Load())
+}
+
+// Announced reads back, from a monitor's output (which ends with
+// Stats.String while the VIP is held), how many announcements went out
+// and how many failed.
+func Announced(output string) (sent, failed uint64, ok bool) {
+	i := strings.Index(output, "announcements sent ")
+	if i < 0 {
+		return 0, 0, false
+	}
+	_, err := fmt.Sscanf(output[i:], "announcements sent %d, failed %d;", &sent, &failed)
+	return sent, failed, err == nil
+}
+
+// Steps is how many announcements a start sends in its bursts (the first
+// and, with Repeat, the second; refreshes are not counted), and by when
+// the last is due.
+func (a Announce) Steps() (n int, within time.Duration) {
+	if a.Count <= 0 {
+		return 0, 0
+	}
+	burst := time.Duration(a.Count-1) * a.Interval
+	if a.Repeat <= 0 {
+		return a.Count, burst
+	}
+	return 2 * a.Count, 2*burst + a.Repeat
 }
 
 // contestQuiet is how long no foreign claim must be seen before a contest

@@ -16,25 +16,9 @@ import (
 // send delivers tmpl (type and time set) for o to each alert line, each
 // in its own goroutine as mon forks them; Close waits for them.
 func (e *Engine) send(svc *service, lines []string, tmpl monitors.Alert, o outcome) {
-	a := tmpl
-	if a.Time.IsZero() {
-		a.Time = time.Now()
-	}
-	a.Kind, a.Group, a.Service, a.Description = "service", svc.group, svc.cfg.Name, svc.cfg.Description
-	a.Hosts, a.Summary, a.Output, a.Retval = svc.hosts, o.Summary, o.Output, o.Retval
-	if a.Up() {
-		a.Retval = 0
-	}
-	a.Env = e.env(svc)
+	a := e.alert(svc, tmpl, o)
 	for _, line := range lines {
-		words, _ := spec.Words(line)
-		// mon: "alert exit=2-5 page.alert" applies only to those exit values.
-		if len(words) > 0 && strings.HasPrefix(words[0], "exit=") {
-			if a.Type == monitors.AlertFailure && !exitMatches(words[0], a.Retval) {
-				continue
-			}
-			words = words[1:]
-		}
+		words := lineWords(line, a)
 		if len(words) == 0 {
 			continue
 		}
@@ -57,6 +41,42 @@ func (e *Engine) send(svc *service, lines []string, tmpl monitors.Alert, o outco
 			e.mu.Unlock()
 		}()
 	}
+}
+
+// alert is tmpl (type and time set) filled in for svc and run o, as mon
+// hands it to every alert line.
+func (e *Engine) alert(svc *service, tmpl monitors.Alert, o outcome) monitors.Alert {
+	a := tmpl
+	if a.Time.IsZero() {
+		a.Time = time.Now()
+	}
+	a.Kind, a.Group, a.Service, a.Description = "service", svc.group, svc.cfg.Name, svc.cfg.Description
+	a.Hosts, a.Summary, a.Output, a.Retval = svc.hosts, o.Summary, o.Output, o.Retval
+	if a.Up() {
+		a.Retval = 0
+	}
+	a.Env = e.env(svc)
+	return a
+}
+
+// lineWords splits an alert line into the sender and its arguments; nil
+// when there is nothing to send, or when its "exit=N[-M]" selector
+// (mon's "alert exit=2-5 page.alert") does not match a failure's exit
+// value.
+func lineWords(line string, a monitors.Alert) []string {
+	words, _ := spec.Words(line)
+	return selectWords(words, a)
+}
+
+// selectWords is lineWords on a line already split.
+func selectWords(words []string, a monitors.Alert) []string {
+	if len(words) > 0 && strings.HasPrefix(words[0], "exit=") {
+		if a.Type == monitors.AlertFailure && !exitMatches(words[0], a.Retval) {
+			return nil
+		}
+		words = words[1:]
+	}
+	return words
 }
 
 func exitMatches(sel string, v int) bool {

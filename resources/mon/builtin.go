@@ -20,7 +20,7 @@ import (
 func builtinCheck(ctx context.Context, name string, args, hosts []string) outcome {
 	mk, err := checkMaker(name, args)
 	if err != nil {
-		return fail(hosts, err.Error())
+		return fail(hosts, err)
 	}
 	results := make([]monitors.Result, len(hosts))
 	var wg sync.WaitGroup

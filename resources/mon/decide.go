@@ -12,6 +12,7 @@ type outcome struct {
 	Summary string
 	Output  string
 	Retval  int
+	Err     error // the monitor could not run or judge its hosts
 }
 
 // decision is one alert to send: the period whose alert (or upalert)

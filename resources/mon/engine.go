@@ -7,6 +7,7 @@ package mon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -86,6 +87,22 @@ type AlertRecord struct {
 
 // NewEngine starts an engine for in (normalised). Close stops it.
 func NewEngine(in *spec.Instance, opts Options) *Engine {
+	e := newEngine(in, opts)
+	now := time.Now()
+	for _, svc := range e.svcs {
+		for i, p := range svc.cfg.Periods {
+			if len(p.StartupAlert) > 0 && svc.whens[i].Contains(now) {
+				e.send(svc, p.StartupAlert, monitors.Alert{Type: monitors.AlertStartup}, outcome{OK: true})
+			}
+		}
+		e.wg.Add(1)
+		go e.loop(svc)
+	}
+	return e
+}
+
+// newEngine builds the engine's services without starting anything.
+func newEngine(in *spec.Instance, opts Options) *Engine {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
@@ -109,16 +126,6 @@ func NewEngine(in *spec.Instance, opts Options) *Engine {
 			}
 			e.svcs[svc.key] = svc
 		}
-	}
-	now := time.Now()
-	for _, svc := range e.svcs {
-		for i, p := range svc.cfg.Periods {
-			if len(p.StartupAlert) > 0 && svc.whens[i].Contains(now) {
-				e.send(svc, p.StartupAlert, monitors.Alert{Type: monitors.AlertStartup}, outcome{OK: true})
-			}
-		}
-		e.wg.Add(1)
-		go e.loop(svc)
 	}
 	return e
 }
@@ -240,23 +247,43 @@ func (e *Engine) env(svc *service) []string {
 	return append(env, svc.vars...)
 }
 
+// hosts are the hosts the service's monitor gets: none after ";;".
+func (svc *service) monHosts() []string {
+	if svc.cmd.NoHosts {
+		return nil
+	}
+	return svc.hosts
+}
+
+// script is how a monitor script runs for svc, as mon runs it: its path
+// in mondir, argv (the line's arguments, then the hosts) and environment.
+func (e *Engine) script(svc *service) (path string, argv, env []string, err error) {
+	path, err = monitors.Find(e.in.MonDir, svc.cmd.Name)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	e.mu.Lock()
+	prev := svc.last
+	e.mu.Unlock()
+	env = append([]string{monitors.BasePath,
+		"MON_LAST_SUMMARY=" + prev.Summary, "MON_LAST_OUTPUT=" + prev.Output}, e.env(svc)...)
+	return path, append(append([]string{}, svc.cmd.Args...), svc.monHosts()...), env, nil
+}
+
 // monitor runs the service's monitor once over its hosts.
 func (e *Engine) monitor(ctx context.Context, svc *service) outcome {
-	hosts := svc.hosts
-	if svc.cmd.NoHosts {
-		hosts = nil
-	}
+	hosts := svc.monHosts()
 	name, args := svc.cmd.Name, svc.cmd.Args
 	switch {
 	case spec.Builtin(name):
 		return builtinCheck(ctx, name, args, hosts)
 	case strings.HasPrefix(name, "plugin:"):
 		if e.opts.Plugins == nil {
-			return fail(hosts, "monitor plugins are not available here")
+			return fail(hosts, errors.New("monitor plugins are not available here"))
 		}
 		res, failed, err := e.opts.Plugins.Check(ctx, strings.TrimPrefix(name, "plugin:"), hosts, args, svc.cfg.Params, svc.cfg.Timeout.Duration)
 		if err != nil {
-			return fail(hosts, err.Error())
+			return fail(hosts, err)
 		}
 		sum := strings.Join(failed, " ")
 		if sum == "" && !res.OK {
@@ -264,18 +291,13 @@ func (e *Engine) monitor(ctx context.Context, svc *service) outcome {
 		}
 		return outcome{OK: res.OK, Summary: sum, Output: sum + "\n" + res.Detail, Retval: boolRet(res.OK)}
 	}
-	path, err := monitors.Find(e.in.MonDir, name)
+	path, argv, env, err := e.script(svc)
 	if err != nil {
-		return fail(hosts, err.Error())
+		return fail(hosts, err)
 	}
-	e.mu.Lock()
-	prev := svc.last
-	e.mu.Unlock()
-	env := append([]string{monitors.BasePath,
-		"MON_LAST_SUMMARY=" + prev.Summary, "MON_LAST_OUTPUT=" + prev.Output}, e.env(svc)...)
-	r, err := monitors.Exec(ctx, path, append(append([]string{}, args...), hosts...), env, "")
+	r, err := monitors.Exec(ctx, path, argv, env, "")
 	if err != nil {
-		return fail(hosts, fmt.Sprintf("%s: %v", name, err))
+		return fail(hosts, fmt.Errorf("%s: %w", name, err))
 	}
 	// mon merges stderr into stdout; the first line is the summary.
 	out := r.Stdout + r.Stderr
@@ -291,7 +313,7 @@ func boolRet(ok bool) int {
 }
 
 // fail is a run that could not judge its hosts: all of them count as failed.
-func fail(hosts []string, why string) outcome {
+func fail(hosts []string, err error) outcome {
 	sum := strings.Join(hosts, " ")
-	return outcome{Summary: sum, Output: sum + "\n" + why + "\n", Retval: 1}
+	return outcome{Summary: sum, Output: sum + "\n" + err.Error() + "\n", Retval: 1, Err: err}
 }
