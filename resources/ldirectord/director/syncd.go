@@ -64,7 +64,11 @@ type SyncDaemon struct {
 }
 
 func (d SyncDaemon) String() string {
-	s := fmt.Sprintf("%s on %s syncid %d", SyncStateName(d.State), d.Interface, d.SyncID)
+	role := d.Role // what survives JSON
+	if d.State != 0 || role == "" {
+		role = SyncStateName(d.State)
+	}
+	s := fmt.Sprintf("%s on %s syncid %d", role, d.Interface, d.SyncID)
 	if d.Group.IsValid() || d.Port != 0 {
 		s += fmt.Sprintf(" group %s port %d", d.Group, d.Port)
 	}
