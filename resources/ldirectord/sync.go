@@ -174,3 +174,13 @@ func (e *Engine) syncStatus() *SyncStatus {
 	}
 	return st
 }
+
+// StopSync stops the instance's sync daemons for good (the plugin is
+// exiting): a kernel daemon would otherwise outlive the process. The
+// director table is left as it is.
+func (e *Engine) StopSync() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	e.syncPass()
+}

@@ -141,6 +141,15 @@ func TestEngineSyncRoles(t *testing.T) {
 		t.Fatalf("sync removed: %q", got)
 	}
 	e.Configure(in)
+	if got := fake.roles(); got != "backup:eth1" {
+		t.Fatalf("sync back: %q", got)
+	}
+	// The plugin exiting (Drain) stops them and keeps them stopped.
+	e.StopSync()
+	e.Configure(in)
+	if got := fake.roles(); got != "" || !fake.closed {
+		t.Fatalf("after StopSync: %q closed %v", got, fake.closed)
+	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
