@@ -176,7 +176,8 @@ fuzz:
 	@for t in FuzzDecode FuzzCOBSDecode; do \
 		$(FUZZ) -fuzz "^$$t$$" ./cluster/heartbeat/ || exit 1; done
 	$(FUZZ) -fuzz '^FuzzParseOCFMetaData$$' ./resources/script/
-	$(FUZZ) -fuzz '^FuzzParseProcIPVS$$' ./resources/ldirectord/director/
+	@for t in FuzzParseProcIPVS FuzzParseSyncDaemon; do \
+		$(FUZZ) -fuzz "^$$t$$" ./resources/ldirectord/director/ || exit 1; done
 	@for t in FuzzParseLine FuzzResourceLine; do \
 		$(FUZZ) -fuzz "^$$t$$" ./cmd/vigil/ || exit 1; done
 	@for t in FuzzImportHeartbeat FuzzImportLdirectord FuzzImportMon FuzzImportKeepalived; do \

@@ -57,6 +57,8 @@ func FuzzImportKeepalived(f *testing.F) {
 	seedFile(f, "../bin/samples/usr/share/doc/keepalived/samples/keepalived.conf.vrrp")
 	f.Add([]byte("vrrp_instance A { state MASTER\n virtual_ipaddress {\n10.0.0.3/24 dev eth0 }}\nvirtual_server 10.0.0.3 80 { real_server 10.0.0.4 80 { HTTP_GET { url { path / status_code 200-299 } } } }\n"))
 	f.Add([]byte("global_defs { vrrp_version 3\n notification_email { a@b }\n smtp_server 10.0.0.9 }\nvrrp_instance A { state BACKUP\n priority 90\n advert_int 0.05\n nopreempt\n preempt_delay 5\n unicast_src_ip 10.0.0.1\n unicast_peer { 10.0.0.2 }\n authentication { auth_type PASS\n auth_pass \"a long one\" }\n virtual_ipaddress { 10.0.0.3 }}\n"))
+	seedFile(f, "../bin/samples/usr/share/doc/keepalived/samples/keepalived.conf.vrrp.lvs_syncd")
+	f.Add([]byte("global_defs { lvs_sync_daemon eth1 A 7 maxlen 1400 port 8900 ttl 300 group 239.1.2.3 frob }\nvrrp_instance A { virtual_router_id 9\n virtual_ipaddress {\n10.0.0.3/24 dev eth0 }}\nvirtual_server 10.0.0.3 80 { real_server 10.0.0.4 80 { } }\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		testutil.Quick(t.Name(), data, func() {
 			// The file is both routers' (its own peer file): every path

@@ -256,6 +256,7 @@ type kaVRRP struct {
 	authKid            *kaNode
 	src                string   // unicast_src_ip or mcast_src_ip
 	peers              []string // unicast_peer
+	syncKid            *kaNode  // lvs_sync_daemon_interface (deprecated form)
 }
 
 // kaConf is one keepalived.conf, read.
@@ -270,6 +271,139 @@ type kaConf struct {
 	mailKid   *kaNode
 	mailFrom  string
 	smtp      string
+	syncd     *kaSyncd // global_defs lvs_sync_daemon
+}
+
+// kaSyncd is keepalived's lvs_sync_daemon INTERFACE VRRP_INSTANCE
+// [id SYNC_ID] [maxlen N] [port N] [ttl N] [group IP] (a bare SYNC_ID in
+// third place is keepalived's older form, still read).
+type kaSyncd struct {
+	st                *kaNode
+	iface, inst       string
+	id                int // -1: unset (keepalived: the instance's vrid)
+	maxlen, port, ttl int
+	group             string
+}
+
+// kaSyncDaemon reads lvs_sync_daemon as keepalived 2.2's lvs_syncd_handler
+// does: a bad option is reported and ignored, the rest kept.
+func kaSyncDaemon(st *kaNode, add func(*kaNode, Outcome, string, ...any)) *kaSyncd {
+	a := st.args
+	if len(a) < 2 {
+		add(st, Invalid, "lvs_sync_daemon takes INTERFACE VRRP_INSTANCE [id SYNC_ID] [maxlen N] [port N] [ttl N] [group IP]")
+		return nil
+	}
+	if len(a[0]) > 15 {
+		add(st, Invalid, "interface name %q too long (keepalived ignores the line)", a[0])
+		return nil
+	}
+	y := &kaSyncd{st: st, iface: a[0], inst: a[1], id: -1}
+	var ignored []string
+	num := func(s string, lo, hi int) (int, bool) {
+		n, err := strconv.Atoi(s)
+		return n, err == nil && n >= lo && n <= hi
+	}
+	i := 2
+	if len(a) > 2 {
+		if n, ok := num(a[2], 0, 255); ok {
+			y.id, i = n, 3
+		}
+	}
+	for ; i < len(a); i++ {
+		opt := a[i]
+		if i+1 >= len(a) {
+			ignored = append(ignored, opt+" (no value)")
+			continue
+		}
+		v := a[i+1]
+		i++
+		var ok bool
+		set := func(dst *int, lo, hi int) {
+			var n int
+			if n, ok = num(v, lo, hi); ok {
+				*dst = n
+			}
+		}
+		switch opt {
+		case "id":
+			set(&y.id, 0, 255)
+		case "maxlen":
+			set(&y.maxlen, 0, 65535-20-8)
+		case "port":
+			set(&y.port, 0, 65535)
+		case "ttl":
+			set(&y.ttl, 0, 255)
+		case "group":
+			ad, err := netip.ParseAddr(v)
+			if ok = err == nil && ad.IsMulticast(); ok {
+				y.group = ad.String()
+			}
+		default:
+			ignored = append(ignored, opt)
+			i--
+			continue
+		}
+		if !ok {
+			ignored = append(ignored, opt+" "+v)
+		}
+	}
+	if len(ignored) > 0 {
+		add(st, Caveat, "ignored as keepalived ignores them: %s", strings.Join(ignored, ", "))
+	}
+	return y
+}
+
+// kaSyncTable is the [sync] table of the imported ldirectord instance.
+// The sync id is keepalived's: the one given, else the named instance's
+// virtual_router_id, so that imported and keepalived nodes agree.
+func kaSyncTable(c *kaConf, host *kaGroup, r *Report) []byte {
+	y := c.syncd
+	var t tomlWriter
+	t.WriteString("\n")
+	t.comment("From lvs_sync_daemon: the kernel's connection sync. The master daemon runs where\nthis instance directs, the backup where it stands by.")
+	t.WriteString("[sync]\n")
+	t.kv("", "interface", y.iface)
+	id := y.id
+	var inst *kaVRRP
+	for _, v := range c.instances {
+		if v.name == y.inst {
+			inst = v
+		}
+	}
+	switch {
+	case inst == nil:
+		kaAdd(r, y.st, Caveat, "no vrrp_instance %s in this file: the sync id is derived from the cluster and group names", y.inst)
+	case id < 0:
+		id = inst.vrid
+	}
+	if id >= 0 {
+		t.kv("", "sync_id", id)
+	}
+	if y.group != "" {
+		t.kv("", "group", y.group)
+	}
+	if y.port != 0 {
+		t.kv("", "port", y.port)
+	}
+	if y.ttl != 0 {
+		t.kv("", "ttl", y.ttl)
+	}
+	if y.maxlen != 0 {
+		t.kv("", "maxlen", max(y.maxlen, 1024))
+	}
+	follows := "the group holding the ldirectord instance"
+	if host != nil {
+		follows = "group " + host.name
+		if inst != nil && !slices.Contains(host.vrrp, inst) {
+			kaAdd(r, y.st, Caveat, "keepalived switches the daemons with vrrp_instance %s; Vigil switches them with %s, which directs the virtual servers", y.inst, follows)
+		}
+	}
+	note := "[sync] of the ldirectord instance; the daemons follow " + follows
+	if y.maxlen != 0 && y.maxlen < 1024 {
+		note += fmt.Sprintf("; maxlen %d raised to 1024 (a backup's kernel buffer is never smaller)", y.maxlen)
+	}
+	kaAdd(r, y.st, Mapped, "%s", note)
+	return []byte(t.String())
 }
 
 // find returns the instance of c that is v's counterpart on the other
@@ -391,6 +525,11 @@ func ImportKeepalived(in KeepalivedInput) (*Keepalived, error) {
 			r.add(in.Path, conf.virtuals[0].line, "virtual_server", Caveat, "no vrrp_instance: group %s runs only ldirectord::%s (keepalived loads IPVS on every node; Vigil directs from one)", host.name, in.Name)
 		}
 		host.lvs = true
+		if conf.syncd != nil {
+			k.Files[in.Name+".toml"] = append(ld, kaSyncTable(conf, host, r)...)
+		}
+	} else if conf.syncd != nil {
+		kaAdd(r, conf.syncd.st, Caveat, "no virtual_server: no ldirectord instance whose connections to sync")
 	}
 	groups = slices.DeleteFunc(groups, func(g *kaGroup) bool {
 		if len(g.vips) == 0 && !g.lvs {
@@ -527,6 +666,15 @@ func kaRead(path string, data []byte, in *KeepalivedInput, r *Report) *kaConf {
 		g.vrrp = append(g.vrrp, v)
 		c.instances = append(c.instances, v)
 	}
+	for _, v := range c.instances {
+		switch {
+		case v.syncKid == nil:
+		case c.syncd != nil:
+			add(v.syncKid, Caveat, "lvs_sync_daemon already names the sync interface: keepalived keeps that one")
+		default:
+			c.syncd = &kaSyncd{st: v.syncKid, iface: v.syncKid.args[0], inst: v.name, id: -1}
+		}
+	}
 	for _, s := range syncOrder {
 		if byName[s] == nil {
 			r.add(path, 0, "vrrp_sync_group "+s, Caveat, "names no vrrp_instance of this file: no group")
@@ -565,6 +713,12 @@ func kaGlobals(st *kaNode, c *kaConf, add func(*kaNode, Outcome, string, ...any)
 			} else {
 				add(kid, Invalid, "vrrp_version is 2 or 3")
 			}
+		case "lvs_sync_daemon":
+			if c.syncd != nil {
+				add(kid, Caveat, "lvs_sync_daemon given twice: keepalived keeps the first")
+				continue
+			}
+			c.syncd = kaSyncDaemon(kid, add)
 		case "enable_script_security", "script_user":
 			add(kid, Mapped, "Vigil runs scripts as root from root-owned plugin and alert directories")
 		default:
@@ -673,6 +827,14 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 			add(kid, Unsupported, "an interface's failure is seen by the IPaddr monitor (the group then moves) and by heartbeats on that link")
 		case "track_script":
 			add(kid, Unsupported, "make the check a resource of the group (see vrrp_script)")
+		case "lvs_sync_daemon_interface":
+			// keepalived's pre-1.2.19 form of lvs_sync_daemon IFACE THIS_INSTANCE;
+			// reported where the [sync] table is written.
+			if len(kid.args) != 1 || len(kid.args[0]) > 15 {
+				add(kid, Invalid, "lvs_sync_daemon_interface takes one interface name")
+			} else {
+				v.syncKid = kid
+			}
 		default:
 			if kaVRRPKeywords[kid.kw] {
 				add(kid, Unsupported, "no Vigil counterpart (VRRP detail)")
@@ -1202,7 +1364,7 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 // kaVRRPKeywords are vrrp_instance keywords keepalived 2.2.7 knows that
 // have no Vigil counterpart (others are unknown to keepalived too).
 var kaVRRPKeywords = wordSet(`virtual_ipaddress_excluded virtual_routes virtual_rules version dont_track_primary accept no_accept
-		use_vmac vmac_xmit_base strict_mode native_ipv6 debug lvs_sync_daemon_interface garp_lower_prio_delay garp_lower_prio_repeat
+		use_vmac vmac_xmit_base strict_mode native_ipv6 debug garp_lower_prio_delay garp_lower_prio_repeat
 		garp_master_refresh_repeat lower_prio_no_advert higher_prio_send_advert kernel_rx_buf_size track_file track_process track_bfd
 		unicast_ttl check_unicast_src old_unicast_checksum skip_check_adv_addr notify_master_rx_lower_pri notify_deleted
 		promote_secondaries linkbeat_use_polling mcast_dst_ip notify_priority_changes`)

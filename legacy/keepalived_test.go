@@ -1,6 +1,7 @@
 package legacy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -205,5 +206,82 @@ func TestLdirectordDebianExample(t *testing.T) {
 	}
 	if e := outcome(r, "autoreload=yes"); e.Outcome != Caveat {
 		t.Errorf("autoreload: %+v", e)
+	}
+}
+
+// lvs_sync_daemon becomes the ldirectord instance's [sync] table: the
+// interface, keepalived's sync id (given, else the named instance's
+// virtual_router_id) and the Linux 4.3 options; a bad option is ignored
+// and reported as keepalived ignores it; the deprecated per-instance
+// lvs_sync_daemon_interface maps the same way.
+func TestKeepalivedSyncDaemon(t *testing.T) {
+	const rest = `vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    virtual_ipaddress { 10.0.0.3/24 dev eth0 }
+    %s
+}
+virtual_server 10.0.0.3 80 {
+    lb_kind NAT
+    real_server 10.0.1.1 80 { TCP_CHECK { } }
+}
+`
+	cases := []struct {
+		name, globals, inInstance string
+		want                      []string
+		absent                    string
+		note                      string
+	}{
+		{"every option", "lvs_sync_daemon eth1 VI_1 maxlen 1400 port 8900 ttl 2 group 239.1.2.3", "",
+			[]string{"[sync]\ninterface = \"eth1\"\nsync_id = 51\ngroup = \"239.1.2.3\"\nport = 8900\nttl = 2\nmaxlen = 1400\n"}, "", "daemons follow group VI_1"},
+		{"id keyword", "lvs_sync_daemon eth1 VI_1 id 7", "", []string{"sync_id = 7\n"}, "port =", ""},
+		{"bare id, the older form", "lvs_sync_daemon eth1 VI_1 9 ttl 3", "", []string{"sync_id = 9\n", "ttl = 3\n"}, "", ""},
+		{"bad option ignored", "lvs_sync_daemon eth1 VI_1 ttl 300 group 10.0.0.1 frob", "", []string{"interface = \"eth1\"\nsync_id = 51\n"}, "ttl =",
+			"ignored as keepalived ignores them: ttl 300, group 10.0.0.1, frob"},
+		{"unknown instance", "lvs_sync_daemon eth1 VI_9", "", []string{"[sync]\ninterface = \"eth1\"\n"}, "sync_id", "no vrrp_instance VI_9"},
+		{"deprecated per-instance form", "", "lvs_sync_daemon_interface eth2", []string{"[sync]\ninterface = \"eth2\"\nsync_id = 51\n"}, "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			conf := fmt.Sprintf("global_defs {\n    %s\n}\n"+rest, c.globals, c.inInstance)
+			k := importKeepalived(t, "keepalived.conf", []byte(conf))
+			ld := string(k.Files["lvs.toml"])
+			for _, w := range c.want {
+				if !strings.Contains(ld, w) {
+					t.Errorf("lvs.toml lacks %q:\n%s", w, ld)
+				}
+			}
+			if c.absent != "" && strings.Contains(ld, c.absent) {
+				t.Errorf("lvs.toml has %q:\n%s", c.absent, ld)
+			}
+			if c.note != "" {
+				found := false
+				for _, e := range k.Report.Entries {
+					found = found || strings.Contains(e.Note, c.note)
+				}
+				if !found {
+					var b strings.Builder
+					k.Write(&b)
+					t.Errorf("no report note %q:\n%s", c.note, b.String())
+				}
+			}
+			// The loader accepts it and fills the sync id.
+			cfg := checkKeepalived(t, "keepalived.conf", k, "lvs1")
+			for _, g := range cfg.Resources.Groups {
+				for _, r := range g.Resources {
+					if js := r.Params["spec"]; js != "" && !strings.Contains(js, `"sync_id":`) {
+						t.Errorf("no sync id reaches the plugin: %s", js)
+					}
+				}
+			}
+		})
+	}
+	// What keepalived refuses: an interface name longer than IFNAMSIZ-1.
+	in := kaPairInput([]byte("global_defs { lvs_sync_daemon averyveryverylongname VI_1 }\n"), nil)
+	in.Authkeys, in.AuthkeysPath = kaAuthkeys, "authkeys"
+	if _, err := ImportKeepalived(in); err == nil || !strings.Contains(err.Error(), "too long") {
+		t.Errorf("long interface: %v", err)
 	}
 }

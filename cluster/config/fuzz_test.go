@@ -99,6 +99,7 @@ func FuzzAuthkeys(f *testing.F) {
 func FuzzParseLdirectord(f *testing.F) {
 	addFile(f, "../../etc/examples/pair-witness/www.toml")
 	f.Add([]byte("[[virtual]]\nfwmark = 7\npersistent = \"5m\"\nnetmask = \"255.255.0.0\"\n[[virtual.real]]\naddress = \"[fd00::1]:80\"\n"))
+	f.Add([]byte("[sync]\ninterface = \"eth1\"\nsync_id = 7\ngroup = \"ff02::51\"\nport = 8900\nttl = 2\nmaxlen = 1400\nsync_version = 0\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		testutil.Quick(t.Name(), data, func() {
 			in, err := ParseLdirectord("www.toml", data)

@@ -72,8 +72,17 @@ func (c *Config) loadInstances(resPath string, collect func(error)) {
 			var param string
 			switch r.Type {
 			case TypeLdirectord:
-				in, ok = loadInstance(c, resPath, key, *r, c.Resources.Ldirectord, ParseLdirectord, collect)
-				param = ldspec.ParamName
+				var ld *ldspec.Instance
+				ld, ok = loadInstance(c, resPath, key, *r, c.Resources.Ldirectord, ParseLdirectord, collect)
+				if ok && ld.Sync != nil && ld.Sync.SyncID == nil {
+					// Each group's own id, the same on every node; the copy
+					// keeps an inline instance shared by groups unchanged.
+					y := *ld.Sync
+					id := ldspec.DeriveSyncID(c.HA.Cluster, g.Name)
+					y.SyncID = &id
+					ld.Sync = &y
+				}
+				in, param = ld, ldspec.ParamName
 			case TypeMon:
 				in, ok = loadInstance(c, resPath, key, *r, c.Resources.Mon, ParseMon, collect)
 				param = monspec.ParamName

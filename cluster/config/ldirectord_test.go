@@ -75,12 +75,79 @@ func TestLdirectordErrors(t *testing.T) {
 		{"fwmark on userspace", "backend = \"userspace\"\n[[virtual]]\nfwmark = 3\n", []string{"www.toml:3: virtual[0].fwmark: firewall-mark services need kernel IPVS"}},
 		{"bad fallback", "fallback = \"127.0.0.1:80 direct\"\n" + base, []string{"www.toml:1: fallback: fallback \"127.0.0.1:80 direct\": forward method must be gate, masq or ipip"}},
 		{"bad digest", strings.Replace(base, "\n  [[", "\ndigest = \"abc\"\n  [[", 1), []string{"www.toml:3: virtual[0].digest: must be an MD5 digest"}},
+		{"sync unknown key", base + "[sync]\ninterface = \"eth1\"\nsyncid = 7\n", []string{"www.toml:7: sync.syncid: unknown key"}},
+		{"sync without interface", base + "[sync]\nport = 8848\n", []string{"www.toml:5: sync.interface: is required"}},
+		{"sync bad values", base + "[sync]\ninterface = \"eth1/x\"\nsync_id = 256\ngroup = \"10.0.0.1\"\nport = 70000\nttl = 0\nmaxlen = 100\nsync_version = 2\n", []string{
+			"www.toml:6: sync.interface: \"eth1/x\" is not an interface name",
+			"www.toml:7: sync.sync_id: must be 0..255",
+			"www.toml:8: sync.group: \"10.0.0.1\" is not a multicast address",
+			"www.toml:9: sync.port: must be 1..65535",
+			"www.toml:11: sync.maxlen: must be 1024..65507",
+			"www.toml:12: sync.sync_version: must be 0 or 1"}},
+		{"sync interface too long", base + "[sync]\ninterface = \"averyveryverylongname\"\n", []string{"www.toml:6: sync.interface: \"averyveryverylongname\" is not an interface name"}},
+		{"sync on userspace", "backend = \"userspace\"\n" + base + "[sync]\ninterface = \"eth1\"\n", []string{"www.toml:6: sync: connection sync is kernel IPVS's"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseLdirectord("www.toml", []byte(tc.src))
 			wantErrors(t, err, tc.want)
 		})
+	}
+}
+
+// [sync] defaults are the kernel's; an unset sync_id is derived from the
+// cluster and group names by the loader (the same on every node), a set
+// one is kept.
+func TestLdirectordSync(t *testing.T) {
+	in, err := ParseLdirectord("www.toml", []byte("[sync]\ninterface = \"eth1\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := in.Sync
+	if y.Group != "224.0.0.81" || y.Port != 8848 || y.TTL != 1 || y.MaxLen != 0 || *y.SyncVersion != 1 || y.SyncID != nil {
+		t.Fatalf("defaults: %+v", y)
+	}
+	in, err = ParseLdirectord("www.toml", []byte("[sync]\ninterface = \"eth1\"\ngroup = \"FF02::51\"\nsync_id = 0\nsync_version = 0\n"))
+	if err != nil || in.Sync.Group != "ff02::51" || *in.Sync.SyncID != 0 || *in.Sync.SyncVersion != 0 {
+		t.Fatalf("%+v %v", in, err)
+	}
+	if a, b := spec.DeriveSyncID("lvs", "www"), spec.DeriveSyncID("lvs", "mail"); a == b || a < 1 || a > 255 {
+		t.Fatalf("derived ids %d %d", a, b)
+	}
+	// FNV-1a of "lvs/www" is 0xbaac2ae0 (the derivation is documented:
+	// keep it stable, or nodes of mixed versions disagree).
+	if got := spec.DeriveSyncID("lvs", "www"); got != 0xbaac2ae0%255+1 {
+		t.Fatalf("DeriveSyncID(lvs, www) = %d", got)
+	}
+
+	dir := testutil.ConfigCopy(t, "../../etc/examples/pair-witness")
+	www := filepath.Join(dir, "www.toml")
+	orig, _ := os.ReadFile(www)
+	load := func(extra string) spec.Instance {
+		t.Helper()
+		if err := os.WriteFile(www, append(append([]byte(nil), orig...), extra...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(dir, Options{Node: "lvs1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var in spec.Instance
+		g := c.Resources.Groups[0]
+		if err := json.Unmarshal([]byte(g.Resources[1].Params[spec.ParamName]), &in); err != nil {
+			t.Fatal(err)
+		}
+		if in.Sync == nil || in.Sync.SyncID == nil {
+			t.Fatalf("no sync id: %+v", in.Sync)
+		}
+		if want := spec.DeriveSyncID(c.HA.Cluster, g.Name); extra == "\n[sync]\ninterface = \"eth1\"\n" && *in.Sync.SyncID != want {
+			t.Fatalf("sync id %d, want %d derived from %q/%q", *in.Sync.SyncID, want, c.HA.Cluster, g.Name)
+		}
+		return in
+	}
+	load("\n[sync]\ninterface = \"eth1\"\n")
+	if in := load("\n[sync]\ninterface = \"eth1\"\nsync_id = 9\n"); *in.Sync.SyncID != 9 {
+		t.Fatalf("set sync id not kept: %d", *in.Sync.SyncID)
 	}
 }
 

@@ -147,6 +147,7 @@ var (
 	dChecks      = desc("vigil_ldirectord_checks_total", "Health checks run on a real server, by result.", "instance", "service", "real", "result")
 	dCheckSecs   = desc("vigil_ldirectord_check_duration_seconds", "How long a real server's last health check took.", "instance", "service", "real")
 	dActive      = desc("vigil_ldirectord_directing", "This node directs the instance's virtual services.", "instance")
+	dSyncDaemons = desc("vigil_ldirectord_sync_daemons", "Kernel IPVS connection-sync daemons running for the instance, by role (master, backup).", "instance", "role")
 	dConns       = desc("vigil_ipvs_connections_total", "Connections scheduled (real empty: the whole service).", "instance", "service", "real")
 	dActConns    = desc("vigil_ipvs_active_connections", "Active connections to a real server.", "instance", "service", "real")
 	dInactConns  = desc("vigil_ipvs_inactive_connections", "Inactive connections to a real server.", "instance", "service", "real")
@@ -279,6 +280,15 @@ type emit func(d *prometheus.Desc, v float64, labels ...string)
 
 func collectLdirectord(id string, st ldirectord.Status, gauge, counter emit) {
 	gauge(dActive, b2f(st.Active), id)
+	if st.Sync != nil {
+		n := map[string]float64{"master": 0, "backup": 0}
+		for _, d := range st.Sync.Daemons {
+			n[d.Role]++
+		}
+		for _, role := range []string{"master", "backup"} {
+			gauge(dSyncDaemons, n[role], id, role)
+		}
+	}
 	for _, svc := range st.Services {
 		svc.Key = strings.Join(strings.Fields(svc.Key), " ") // "TCP  VIP:80", as ipvsadm pads it
 		if c := svc.Stats; c != nil {

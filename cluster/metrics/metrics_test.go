@@ -36,7 +36,8 @@ func status() control.Status {
 		Reals: []ldirectord.RealState{
 			{Addr: "10.0.0.21:80", Weight: 5, Health: "up", Active: 2, Checks: 10, ChecksFailed: 1, CheckSeconds: 0.002, Stats: &director.Counters{Conns: 4}},
 			{Addr: "10.0.0.22:80", Weight: -1, Health: "down", Checks: 10, ChecksFailed: 10},
-		}}}})
+		}}},
+		Sync: &ldirectord.SyncStatus{Want: "master", SyncVersion: 1, Daemons: []director.SyncDaemon{{Role: "master", Interface: "eth1", SyncID: 115}}}})
 	watches, _ := json.Marshal([]mon.ServiceStatus{{Service: "www:http", OK: false, Runs: 12, Alerts: 2, Took: "15ms"}})
 	return control.Status{Cluster: "c", Node: "n1", Version: "v1",
 		Nodes: []control.NodeStatus{{Name: "n1", Self: true}, {Name: "n2", PeerStatus: membership.PeerStatus{Node: "n2", State: "up",
@@ -107,6 +108,10 @@ vigil_ldirectord_checks_total{instance="ldirectord_www",real="10.0.0.21:80",resu
 vigil_ldirectord_checks_total{instance="ldirectord_www",real="10.0.0.21:80",result="ok",service="TCP 10.0.0.3:80"} 9
 vigil_ldirectord_checks_total{instance="ldirectord_www",real="10.0.0.22:80",result="failed",service="TCP 10.0.0.3:80"} 10
 vigil_ldirectord_checks_total{instance="ldirectord_www",real="10.0.0.22:80",result="ok",service="TCP 10.0.0.3:80"} 0
+# HELP vigil_ldirectord_sync_daemons Kernel IPVS connection-sync daemons running for the instance, by role (master, backup).
+# TYPE vigil_ldirectord_sync_daemons gauge
+vigil_ldirectord_sync_daemons{instance="ldirectord_www",role="backup"} 0
+vigil_ldirectord_sync_daemons{instance="ldirectord_www",role="master"} 1
 # HELP vigil_ipvs_connections_total Connections scheduled (real empty: the whole service).
 # TYPE vigil_ipvs_connections_total counter
 vigil_ipvs_connections_total{instance="ldirectord_www",real="",service="TCP 10.0.0.3:80"} 7
@@ -124,6 +129,7 @@ vigil_raft_apply_failures_total 1
 	names := []string{"vigil_link_up", "vigil_heartbeat_packets_dropped_total", "vigil_raft_leader", "vigil_node_online", "vigil_group_owner",
 		"vigil_group_running", "vigil_group_preferred",
 		"vigil_group_moves_total", "vigil_resource_operations_total", "vigil_ldirectord_real_up", "vigil_ldirectord_checks_total",
+		"vigil_ldirectord_sync_daemons",
 		"vigil_ipvs_connections_total", "vigil_mon_service_ok", "vigil_mon_run_duration_seconds", "vigil_raft_apply_failures_total"}
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)

@@ -42,6 +42,11 @@ type Options struct {
 	Open func(name string, log *slog.Logger) (director.Backend, error)
 	// OnEvent receives every event (the alert path); it must not block.
 	OnEvent func(Event)
+	// OpenSync opens the kernel's sync-daemon control when the instance
+	// has a [sync] table (default director.OpenSync); SetSysctl writes a
+	// /proc/sys file (default: the real one).
+	OpenSync  func() (SyncControl, error)
+	SetSysctl func(path, value string) error
 }
 
 // Engine runs one ldirectord instance.
@@ -70,6 +75,12 @@ type Engine struct {
 	disabled map[realKey]bool
 	lastErr  error
 	applied  int // ops applied in total
+	// The kernel's connection-sync daemons ([sync]): the control, what
+	// it last listed, the last pass's failure; closed once Close ran.
+	sync     SyncControl
+	syncHave []director.SyncDaemon
+	syncErr  error
+	closed   bool
 
 	checks atomic.Uint64 // health checks run, for benchmarks and status
 }
@@ -81,6 +92,12 @@ func NewEngine(o Options) *Engine {
 	}
 	if o.Open == nil {
 		o.Open = director.Open
+	}
+	if o.OpenSync == nil {
+		o.OpenSync = openSync
+	}
+	if o.SetSysctl == nil {
+		o.SetSysctl = writeSysctl
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	e := &Engine{opts: o, ctx: ctx, stop: stop, kick: make(chan struct{}, 1),
@@ -164,6 +181,8 @@ func (e *Engine) Configure(in spec.Instance) {
 			e.byReal[vi][ri] = e.checkers[sig] // nil for checktype off
 		}
 	}
+	// A configured standby runs the backup sync daemon.
+	e.syncPass()
 	e.mu.Unlock()
 	e.request()
 }
@@ -320,6 +339,7 @@ func (e *Engine) Activate(ctx context.Context) error {
 	}
 	e.mu.Lock()
 	e.active = true
+	e.syncPass() // master now, backup stopped
 	e.mu.Unlock()
 	return e.Reconcile()
 }
@@ -331,6 +351,7 @@ func (e *Engine) Deactivate() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.active = false
+	e.syncPass() // back to the backup daemon (none once closed)
 	if e.backend == nil {
 		return nil
 	}
@@ -361,6 +382,7 @@ func (e *Engine) Active() bool {
 func (e *Engine) Reconcile() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.syncPass() // puts back a daemon stopped behind our back
 	if !e.active || e.backend == nil {
 		return nil
 	}
@@ -507,6 +529,9 @@ func (e *Engine) desired() director.Table {
 
 // Close stops every check and the reconcile loop, and deactivates.
 func (e *Engine) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
 	err := e.Deactivate()
 	e.stop()
 	e.wg.Wait()

@@ -168,6 +168,21 @@ func (r *Resource) Inspect(_ context.Context, in *pb.Instance) (*pb.Inspection, 
 		Text: st.Text(in.GetId(), false), Stats: st.Text(in.GetId(), true), Json: js}, nil
 }
 
+// Drain runs when the plugin exits after the host closed it (the daemon
+// stopping, or gone): every instance's sync daemons are stopped, as
+// keepalived stops them on shutdown.
+func (r *Resource) Drain() {
+	r.mu.Lock()
+	engines := make([]*Engine, 0, len(r.engines))
+	for _, e := range r.engines {
+		engines = append(engines, e)
+	}
+	r.mu.Unlock()
+	for _, e := range engines {
+		e.StopSync()
+	}
+}
+
 // Command "real" [PROTO, VIP:PORT, REAL, down|up] takes a real server out
 // of a virtual service or puts it back (mon's ipvs alert).
 func (r *Resource) Command(_ context.Context, req *pb.CommandRequest) (*pb.Result, error) {

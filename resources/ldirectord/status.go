@@ -17,6 +17,8 @@ type Status struct {
 	Error    string         `json:"error,omitempty"`
 	Services []ServiceState `json:"services"`
 	Events   []Event        `json:"events,omitempty"`
+	// Sync is the connection-sync daemons, when the instance has [sync].
+	Sync *SyncStatus `json:"sync,omitempty"`
 }
 
 // ServiceState is one virtual service as configured and as programmed.
@@ -61,6 +63,7 @@ func (e *Engine) Status() Status {
 	if e.lastErr != nil {
 		st.Error = e.lastErr.Error()
 	}
+	st.Sync = e.syncStatus()
 	var have director.Table
 	var stats map[director.Key]director.ServiceStats
 	if e.backend != nil {
@@ -146,6 +149,18 @@ func (st Status) Text(name string, stats bool) string {
 	fmt.Fprintf(&b, "ldirectord %s: %s backend (%s), %s\n", name, st.Backend, st.Why, state)
 	if st.Error != "" {
 		fmt.Fprintf(&b, "  last error: %s\n", st.Error)
+	}
+	if y := st.Sync; y != nil && !stats {
+		fmt.Fprintf(&b, "  connection sync: want %s daemon, sync_version %d\n", y.Want, y.SyncVersion)
+		for _, d := range y.Daemons {
+			fmt.Fprintf(&b, "    %s sync daemon running: %s\n", d.Role, d)
+		}
+		if len(y.Daemons) == 0 {
+			b.WriteString("    no sync daemon running\n")
+		}
+		if y.Error != "" {
+			fmt.Fprintf(&b, "    sync error: %s\n", y.Error)
+		}
 	}
 	if stats {
 		b.WriteString("Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n")

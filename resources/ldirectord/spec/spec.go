@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"math/bits"
 	"net/netip"
 	"regexp"
@@ -35,6 +36,111 @@ type Instance struct {
 	// Defaults every virtual service inherits (ldirectord's globals).
 	Checks
 	Virtual []Virtual `toml:"virtual" json:"virtual"`
+	// Sync, when present, runs the kernel's IPVS connection-sync daemons:
+	// master where the instance directs, backup where it stands by.
+	Sync *Sync `toml:"sync" json:"sync,omitempty"`
+}
+
+// Sync is the [sync] table: the kernel's connection synchronisation
+// (what `ipvsadm --start-daemon` and keepalived's lvs_sync_daemon set up).
+type Sync struct {
+	// Interface carries the sync multicast (required; the daemons bind to
+	// it and to its first IPv4 address).
+	Interface string `toml:"interface" json:"interface"`
+	// SyncID tags this cluster's sync messages (0..255); a backup drops
+	// messages of another id. Unset, the loader derives it from the
+	// cluster and group names (DeriveSyncID), the same on every node.
+	SyncID *int `toml:"sync_id" json:"sync_id,omitempty"`
+	// Group and Port are the multicast group and UDP port (kernel
+	// defaults 224.0.0.81 and 8848); TTL the multicast TTL (default 1).
+	Group string `toml:"group" json:"group"`
+	Port  int    `toml:"port" json:"port"`
+	TTL   int    `toml:"ttl" json:"ttl"`
+	// MaxLen is the sync messages' UDP payload size; 0 lets the kernel
+	// derive it from the interface's MTU.
+	MaxLen int `toml:"maxlen" json:"maxlen"`
+	// SyncVersion is net.ipv4.vs.sync_version, set in the resource's
+	// network namespace: 1 (default, Linux 2.6.39 and later) or 0 for
+	// backups running older kernels.
+	SyncVersion *int `toml:"sync_version" json:"sync_version,omitempty"`
+}
+
+// Sync defaults, as the kernel's.
+const (
+	DefaultSyncGroup   = director.DefaultSyncGroup
+	DefaultSyncPort    = director.DefaultSyncPort
+	DefaultSyncTTL     = 1
+	DefaultSyncVersion = 1
+)
+
+// DeriveSyncID is the sync id of a [sync] table that sets none: FNV-1a
+// (32 bits) of "CLUSTER/GROUP", reduced to 1..255 (x mod 255 + 1). Every
+// node computes the same id from the same configuration; 0 is never
+// derived because a backup with id 0 accepts every cluster's messages.
+func DeriveSyncID(cluster, group string) int {
+	h := fnv.New32a()
+	h.Write([]byte(cluster + "/" + group))
+	return int(h.Sum32()%255) + 1
+}
+
+// normalize checks the table and fills its defaults (the sync id stays
+// unset: the loader derives it, knowing the cluster and group).
+func (y *Sync) normalize(backend string, bad func(string, string, ...any)) {
+	if backend == director.Userspace {
+		bad("sync", "connection sync is kernel IPVS's: it needs backend = \"ipvs\" or \"auto\"")
+	}
+	switch {
+	case y.Interface == "":
+		bad("sync.interface", "is required: the interface the sync multicast uses (ipvsadm --mcast-interface)")
+	case len(y.Interface) > director.IfNameMax || strings.ContainsAny(y.Interface, "/: \t") || y.Interface == "." || y.Interface == "..":
+		bad("sync.interface", "%q is not an interface name (at most %d characters, no '/', ':' or spaces)", y.Interface, director.IfNameMax)
+	}
+	if y.SyncID != nil && (*y.SyncID < 0 || *y.SyncID > 255) {
+		bad("sync.sync_id", "must be 0..255 (the sync messages carry it in one byte)")
+	}
+	if y.Group == "" {
+		y.Group = DefaultSyncGroup
+	}
+	if a, err := netip.ParseAddr(y.Group); err != nil || !a.IsMulticast() || a.Zone() != "" {
+		bad("sync.group", "%q is not a multicast address (such as 224.0.0.81 or ff02::51)", y.Group)
+	} else {
+		y.Group = a.String()
+	}
+	if y.Port == 0 {
+		y.Port = DefaultSyncPort
+	}
+	if y.Port < 1 || y.Port > 65535 {
+		bad("sync.port", "must be 1..65535")
+	}
+	if y.TTL == 0 {
+		y.TTL = DefaultSyncTTL
+	}
+	if y.TTL < 1 || y.TTL > 255 {
+		bad("sync.ttl", "must be 1..255")
+	}
+	// The kernel clamps a backup's buffer to at least 1024 bytes and any
+	// payload to 65535 less the IP and UDP headers.
+	if y.MaxLen != 0 && (y.MaxLen < 1024 || y.MaxLen > 65507) {
+		bad("sync.maxlen", "must be 1024..65507 bytes, or 0 for the interface's MTU")
+	}
+	if y.SyncVersion == nil {
+		v := DefaultSyncVersion
+		y.SyncVersion = &v
+	}
+	if *y.SyncVersion != 0 && *y.SyncVersion != 1 {
+		bad("sync.sync_version", "must be 0 or 1 (net.ipv4.vs.sync_version)")
+	}
+}
+
+// Daemon is the sync daemon of the given state these settings describe.
+func (y *Sync) Daemon(state uint32) director.SyncDaemon {
+	d := director.SyncDaemon{State: state, Role: director.SyncStateName(state), Interface: y.Interface,
+		Port: uint16(y.Port), TTL: uint8(y.TTL), MaxLen: uint16(y.MaxLen)}
+	if y.SyncID != nil {
+		d.SyncID = uint32(*y.SyncID)
+	}
+	d.Group, _ = netip.ParseAddr(y.Group)
+	return d
 }
 
 // Checks are the settings a virtual service inherits from the instance.
@@ -149,6 +255,9 @@ func (in *Instance) Normalize(report func(key, msg string)) {
 		bad("backend", "must be auto, ipvs or userspace, not %q", in.Backend)
 	}
 	in.Checks.check("", bad)
+	if in.Sync != nil {
+		in.Sync.normalize(in.Backend, bad)
+	}
 	seen := map[director.Key]string{}
 	for i := range in.Virtual {
 		v := &in.Virtual[i]
