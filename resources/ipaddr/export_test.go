@@ -1,6 +1,10 @@
 package ipaddr
 
-import "golang.org/x/sys/unix"
+import (
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
 
 // Hooks for the namespace tests in package ipaddr_test.
 
@@ -50,5 +54,17 @@ func (r *IPaddr) BreakViews() {
 		v.sock.Close()
 		v.fd.mu.Unlock()
 		<-v.done
+	})
+}
+
+// ForgetInView drops ip from every view, as if its notification had not
+// arrived yet (IPv6's lags behind the add under load).
+func (r *IPaddr) ForgetInView(ip netip.Addr) {
+	r.eachView(func(v *view) {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		for _, e := range v.lookup(ip) {
+			v.delAddr(e)
+		}
 	})
 }

@@ -285,11 +285,19 @@ func (r *IPaddr) Keep(ctx context.Context, life time.Duration, under func(func()
 			continue
 		}
 		es, err := lookup(ctx, d.v, d.h.ip)
+		if err == nil && len(es) == 0 {
+			// Not in the view: its notification may lag behind the add
+			// (IPv6 does under load); ask the kernel rather than skip it
+			// and count it extended — a lifetime switched off would
+			// otherwise never reach the kernel, which then removes it.
+			es, err = find(ctx, d.v, d.h.ip)
+		}
 		if err != nil {
 			r.log.Warn("cannot extend the VIP's lifetime", "id", d.id, "address", d.h.ip.String(), "err", err)
 			continue
 		}
 		t0 := time.Now()
+		extended := false
 		for _, e := range es {
 			if e.peer {
 				continue // a point-to-point address is an operator's, and a change without its peer would add another
@@ -300,8 +308,9 @@ func (r *IPaddr) Keep(ctx context.Context, life time.Duration, under func(func()
 			if err != nil {
 				r.log.Warn("cannot extend the VIP's lifetime", "id", d.id, "address", d.h.ip.String(), "err", err)
 			}
+			extended = extended || err == nil
 		}
-		if err == nil {
+		if extended {
 			r.mu.Lock()
 			if h, ok := r.held[d.id]; ok && h.ip == d.h.ip && h.ns == d.h.ns {
 				h.life, h.extended = life, t0
