@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/internal/testutil"
@@ -22,7 +24,7 @@ import (
 // below run in a real plugin process that the tests can kill.
 func TestMain(m *testing.M) {
 	testutil.ServeBuiltin()
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 type env struct {

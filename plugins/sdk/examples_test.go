@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/vigil-ha/vigil/plugins/host"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
@@ -38,6 +40,13 @@ func TestMain(m *testing.M) {
 	}
 	if code == 0 {
 		code = m.Run()
+	}
+	if code == 0 {
+		// Every plugin client and its log pumps ended with its test.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)
