@@ -61,9 +61,6 @@ type Lease interface {
 	// (ReleasedAt may have become true).
 	Reported() <-chan struct{}
 	Applied(node string) uint64
-	// Deaf says whether node, still heard, has heard too few voters
-	// for window to hold a lease (a one-way link).
-	Deaf(node string, now time.Time, window time.Duration) bool
 }
 
 // Members is the membership view (membership.Tracker).

@@ -302,13 +302,12 @@ type fakeLease struct {
 	released map[string]time.Time // node → released at (missing: at once)
 	unknown  map[string]bool      // node → not enough voters reported
 	applied  map[string]uint64
-	deaf     map[string]bool
 	reported chan struct{}
 }
 
 func newFakeLease() *fakeLease {
 	return &fakeLease{until: func(now time.Time) time.Time { return now.Add(time.Hour) },
-		released: map[string]time.Time{}, unknown: map[string]bool{}, applied: map[string]uint64{}, deaf: map[string]bool{}, reported: make(chan struct{}, 1)}
+		released: map[string]time.Time{}, unknown: map[string]bool{}, applied: map[string]uint64{}, reported: make(chan struct{}, 1)}
 }
 
 func (l *fakeLease) Renewed() <-chan struct{} { return nil }
@@ -348,12 +347,6 @@ func (l *fakeLease) ReleasedAt(node string, _ uint64) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return l.released[node], true
-}
-
-func (l *fakeLease) Deaf(node string, _ time.Time, _ time.Duration) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.deaf[node]
 }
 
 func (l *fakeLease) Applied(node string) uint64 {

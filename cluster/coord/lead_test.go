@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/heartbeat"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
 )
@@ -220,13 +222,17 @@ func TestDefinitionsDifferLogged(t *testing.T) {
 // two_node pair leaves this to its own rules.
 func TestLeadDeafNode(t *testing.T) {
 	h := leader(t)
-	h.lease.mu.Lock()
-	h.lease.deaf["n1"] = true
-	h.lease.mu.Unlock()
+	window := h.c.opt.Timing.DeafAfter()
+	view := func(n2, w heartbeat.PeerState) []heartbeat.ViewEntry {
+		return []heartbeat.ViewEntry{{Node: "n2", State: n2}, {Node: "w", State: w}}
+	}
+	n1 := membership.PeerStatus{Node: "n1", State: "up", Incarnation: 1, Since: t0.Add(-window)}
+	n1.View = view(heartbeat.StateDead, heartbeat.StateDead)
+	h.mem.set(n1)
 	if got := h.lead(); got[fsm.TypeNodeState] != 1 || got[fsm.TypeAssign] != 1 {
 		t.Fatalf("n1 deaf: committed %v", got)
 	}
-	if n := h.node("n1"); n.Online || n.Reason == "" || !strings.Contains(n.Reason, "one-way") {
+	if n := h.node("n1"); n.Online || !strings.Contains(n.Reason, "one-way") {
 		t.Errorf("n1: %+v", n)
 	}
 	if g := h.group(); g.Owner != "n2" {
@@ -236,10 +242,41 @@ func TestLeadDeafNode(t *testing.T) {
 	if got := h.lead(); len(got) != 0 || h.node("n1").Online {
 		t.Fatalf("n1 still deaf, log caught up: committed %v", got)
 	}
-	h.lease.mu.Lock()
-	h.lease.deaf["n1"] = false
-	h.lease.mu.Unlock()
+	// It hears the witness again: with it, a quorum.
+	n1.View = view(heartbeat.StateDead, heartbeat.StateUp)
+	h.mem.set(n1)
 	if got := h.lead(); got[fsm.TypeNodeState] != 1 || !h.node("n1").Online {
 		t.Fatalf("n1 hears again: committed %v", got)
+	}
+}
+
+// deaf counts what the node's own view says of the other voters: dead
+// ones only (one it has not heard yet is no evidence), once it has been
+// up for the window.
+func TestDeafFromView(t *testing.T) {
+	voters := []string{"n1", "n2", "w"}
+	const window = 100 * time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		since time.Duration // before now
+		state string
+		view  []heartbeat.PeerState // of n2, w
+		want  bool
+	}{
+		{"hears both", window, "up", []heartbeat.PeerState{heartbeat.StateUp, heartbeat.StateUp}, false},
+		{"hears one: a quorum", window, "up", []heartbeat.PeerState{heartbeat.StateDead, heartbeat.StateUp}, false},
+		{"hears none", window, "up", []heartbeat.PeerState{heartbeat.StateDead, heartbeat.StateDead}, true},
+		{"just started", window, "up", []heartbeat.PeerState{heartbeat.StateInit, heartbeat.StateInit}, false},
+		{"up for less than the window", window / 2, "up", []heartbeat.PeerState{heartbeat.StateDead, heartbeat.StateDead}, false},
+		{"silent itself", window, "dead", []heartbeat.PeerState{heartbeat.StateDead, heartbeat.StateDead}, false},
+	} {
+		p := membership.PeerStatus{Node: "n1", State: tc.state, Since: t0.Add(-tc.since),
+			View: []heartbeat.ViewEntry{{Node: "n2", State: tc.view[0]}, {Node: "w", State: tc.view[1]}}}
+		if got := deaf(p, voters, t0, window); got != tc.want {
+			t.Errorf("%s: deaf %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if deaf(membership.PeerStatus{Node: "zz", State: "up", Since: t0.Add(-window), View: []heartbeat.ViewEntry{{Node: "n1", State: heartbeat.StateDead}}}, voters, t0, window) {
+		t.Error("a non-voter is deaf")
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vigil-ha/vigil/cluster/consensus"
 	"github.com/vigil-ha/vigil/cluster/fsm"
+	"github.com/vigil-ha/vigil/cluster/heartbeat"
 	"github.com/vigil-ha/vigil/cluster/membership"
 	"github.com/vigil-ha/vigil/cluster/placement"
 	"github.com/vigil-ha/vigil/cluster/tiebreak"
@@ -346,6 +347,10 @@ func (c *Coordinator) lead(ctx context.Context, full bool, touched map[string]bo
 	for _, p := range c.opt.Members.Peers() {
 		peers[p.Node] = p
 	}
+	voters := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		voters = append(voters, n.name)
+	}
 	for _, n := range nodes {
 		name := n.name
 		online, reason := n.online, ""
@@ -377,7 +382,7 @@ func (c *Coordinator) lead(ctx context.Context, full bool, touched map[string]bo
 			// would stop the group where it runs and leave it stopped until
 			// the node can claim it.
 			continue
-		case p.State == "up" && c.opt.TieBreak == nil && c.opt.Lease.Deaf(name, c.now(), c.opt.Timing.DeafAfter()):
+		case p.State == "up" && c.opt.TieBreak == nil && deaf(p, voters, c.now(), c.opt.Timing.DeafAfter()):
 			// Heard, but it hears no quorum (a one-way link): its
 			// lease ran out, so what it owns runs nowhere. It goes
 			// offline and stays so while deaf, even if Raft (TCP)
@@ -423,6 +428,30 @@ func (c *Coordinator) lead(ctx context.Context, full bool, touched map[string]bo
 		c.log.Info("placement", "group", ch.Group, "from", ch.From, "to", ch.To, "reason", ch.Reason)
 	}
 	return true
+}
+
+// deaf reports whether p, up (heard) for at least window, sees too few
+// of the other voters to hold a lease: its heartbeats, which arrive,
+// carry its view, where they are dead (silent to it for deadtime). Such
+// a node (a link that carries only what it sends) looks alive, yet its
+// lease has run out and what it owns runs nowhere. A peer it has not
+// heard yet ("init", as after a restart) is no evidence either way.
+func deaf(p membership.PeerStatus, voters []string, now time.Time, window time.Duration) bool {
+	q := len(voters)/2 + 1
+	if p.State != "up" || now.Sub(p.Since) < window || len(p.View) == 0 || q == 1 || !slices.Contains(voters, p.Node) {
+		return false
+	}
+	dead := map[string]bool{}
+	for _, v := range p.View {
+		dead[v.Node] = v.State == heartbeat.StateDead
+	}
+	heard := 0
+	for _, v := range voters {
+		if v != p.Node && !dead[v] {
+			heard++
+		}
+	}
+	return heard < q-1
 }
 
 // handOver passes leadership to an online witness when this node may run

@@ -160,7 +160,16 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	if ha.TwoNode {
 		// d.tiebreak is made below, once the plugin host its fence
 		// calls go through exists; the lease asks it only at run time.
-		lopt.Alone = func(now time.Time) time.Time { return d.tiebreak.AloneUntil(now) }
+		lopt.Alone = func(now time.Time) (time.Time, time.Time) { return d.tiebreak.AloneUntil(now), d.tiebreak.AloneSince() }
+		lopt.AloneSettle = tm.PingSettle()
+		lopt.PeerSilent = func() bool {
+			for _, p := range d.tracker.Peers() {
+				if p.State == "up" {
+					return false
+				}
+			}
+			return true
+		}
 	}
 	d.lease = lease.New(lopt)
 	d.engine = heartbeat.NewEngine(heartbeat.EngineConfig{

@@ -68,11 +68,19 @@ type Options struct {
 	// one last said, and says at least this itself.
 	Linger time.Duration
 	// Alone, if set (two_node pairs), returns until when the tie-breakers
-	// let this node keep its groups without a quorum. It counts only
-	// once a quorum has confirmed this node since it started: a node that
-	// restarts with an old view of who owns what holds nothing on its
-	// tie-breakers alone until its peer confirms it or it takes over.
-	Alone func(now time.Time) time.Time
+	// let this node keep its groups without a quorum, and since when
+	// they have done so without a break (the zero time: always, as
+	// without ping nodes). It counts only as a continuation: while the
+	// break-free run began before the last expiry this node was granted
+	// (by a quorum, or alone). A node that restarts with an old view of
+	// who owns what, or whose holding lapsed (its ping nodes silent, or
+	// the node itself paused past its lease), holds nothing on its
+	// tie-breakers alone until its peer confirms it again — or, as the
+	// only voter, until they have answered for AloneSettle while its
+	// peer is silent (PeerSilent), the terms on which it took over.
+	Alone       func(now time.Time) (until, since time.Time)
+	AloneSettle time.Duration
+	PeerSilent  func() bool
 }
 
 type sent struct {
@@ -88,7 +96,6 @@ type peer struct {
 	renewAt     time.Time // when we received it
 	// What it tells us.
 	heardAt  time.Time
-	since    time.Time // heard without a break (a lease) since then
 	renewsUs time.Time // the send time of our beat it last echoed
 	applied  uint64
 	overrun  time.Duration // its release overrun, as it last said
@@ -99,13 +106,13 @@ type peer struct {
 
 // Tracker is safe for concurrent use.
 type Tracker struct {
-	opt       Options
-	mu        sync.Mutex
-	sent      [ring]sent
-	peers     map[string]*peer
-	confirmed bool // a quorum has renewed this node since it started
-	renewed   chan struct{}
-	reported  chan struct{}
+	opt      Options
+	mu       sync.Mutex
+	sent     [ring]sent
+	peers    map[string]*peer
+	held     time.Time // the latest expiry this node was granted (Alone's continuity)
+	renewed  chan struct{}
+	reported chan struct{}
 }
 
 // New returns a tracker.
@@ -171,7 +178,6 @@ func (t *Tracker) Heard(m *heartbeat.Message, at time.Time) {
 		return
 	case m.Incarnation > p.incarnation:
 		p.incarnation, p.lastSeq, p.renewSeq = m.Incarnation, 0, 0
-		p.since = at
 	}
 	if m.Seq <= p.lastSeq {
 		return // the same beat over another medium
@@ -185,9 +191,6 @@ func (t *Tracker) Heard(m *heartbeat.Message, at time.Time) {
 		case t.reported <- struct{}{}:
 		default:
 		}
-	}
-	if p.heardAt.IsZero() || at.Sub(p.heardAt) > t.opt.Lease {
-		p.since = at
 	}
 	p.heardAt, p.applied = at, m.Applied
 	p.overrun = time.Duration(m.OverrunUS) * time.Microsecond
@@ -226,20 +229,33 @@ func (t *Tracker) Expiry(now time.Time) time.Time {
 	if t.opt.Alone == nil {
 		return exp
 	}
+	until, since := t.opt.Alone(now)
+	sole := false
 	if v := t.opt.Voters(); len(v) == 1 && v[0] == t.opt.Self {
-		// A two_node survivor that took over as the only voter: a
-		// quorum of one is no evidence it is not the cut-off side, so
-		// it holds only while the tie-breakers say so (the ping nodes
-		// answer), like a node alone beside its peer. Else, cut off
-		// later, it held on while the returning peer took over.
-		return t.opt.Alone(now)
+		sole, exp = true, time.Time{} // a quorum of one proves nothing here
 	}
 	t.mu.Lock()
-	t.confirmed = t.confirmed || exp.After(now)
-	confirmed := t.confirmed
-	t.mu.Unlock()
-	if a := t.opt.Alone(now); confirmed && a.After(exp) {
-		return a
+	defer t.mu.Unlock()
+	if exp.After(t.held) {
+		t.held = exp
+	}
+	unbroken := !t.held.IsZero() && !since.After(t.held)
+	if sole {
+		// A two_node survivor that took over as the only voter: a
+		// quorum of one is no evidence it is not the cut-off side, so
+		// it holds only while the tie-breakers say so, like a node
+		// alone beside its peer (else, cut off or paused later, it
+		// held on while the returning peer took over). After a break
+		// it holds again on the terms it took over on.
+		if !unbroken && now.Sub(since) >= t.opt.AloneSettle && t.opt.PeerSilent != nil && t.opt.PeerSilent() {
+			unbroken = true
+		}
+	}
+	if unbroken && until.After(exp) {
+		exp = until
+	}
+	if exp.After(t.held) {
+		t.held = exp
 	}
 	return exp
 }
@@ -283,43 +299,6 @@ func (t *Tracker) HoldUntil(now time.Time) time.Time {
 // Holds reports whether this node may hold resources at now.
 func (t *Tracker) Holds(now time.Time) bool {
 	return now.Before(t.HoldUntil(now))
-}
-
-// Deaf reports whether node, still heard within window, has itself heard
-// too few voters in that window to hold a lease: its beats, which arrive,
-// say (by echoing our beats and by their ages) that the others' do not.
-// Such a node (a link that carries only its outgoing traffic) looks alive
-// yet can run nothing: its lease has run out, and the groups assigned to
-// it run nowhere until the leader takes it offline. A silent node is not
-// deaf (the dead path handles it), nor one heard for less than window
-// since it started or came back: it may not have heard anyone yet.
-func (t *Tracker) Deaf(node string, now time.Time, window time.Duration) bool {
-	voters, q := t.quorum()
-	if q == 1 || !slices.Contains(voters, node) {
-		return false
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	p := t.peers[node]
-	if p == nil || p.heardAt.IsZero() || now.Sub(p.heardAt) > window || now.Sub(p.since) < window {
-		return false
-	}
-	heard := 0
-	for _, r := range voters {
-		var last time.Time
-		switch r {
-		case node:
-			continue
-		case t.opt.Self:
-			last = p.renewsUs // the send time of our latest beat it echoed
-		default:
-			last = p.lastRenew[r]
-		}
-		if !last.IsZero() && now.Sub(last) <= window {
-			heard++
-		}
-	}
-	return heard < q-1
 }
 
 // Applied returns the Raft index node last said (in a heartbeat) it had

@@ -104,6 +104,21 @@ func (b *Breaker) AloneUntil(now time.Time) time.Time {
 	return b.last.Add(b.opt.Lease)
 }
 
+// AloneSince is when the ping nodes' answers began to run without a gap
+// longer than the lease (the send time of the first answer after the
+// latest gap); the zero time without ping nodes, where nothing breaks.
+func (b *Breaker) AloneSince() time.Time {
+	if len(b.opt.PingNodes) == 0 {
+		return time.Time{}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.last.IsZero() {
+		return time.Now() // never answered: no run has begun
+	}
+	return b.since
+}
+
 // Takeover decides whether this node may take over from its silent peer,
 // last heard at heard. holding says whether this node runs any group (it
 // fences without the delay). A nil error means yes; the error says why
