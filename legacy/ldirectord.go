@@ -36,6 +36,7 @@ type ldReal struct {
 	address, forward, request, receive string
 	weight                             int
 	upper, lower                       uint32
+	checkPort                          int // the real's own port, when ipvsadm programs the virtual's
 }
 
 // ImportLdirectord reads one ldirectord.cf and returns the instance's
@@ -111,8 +112,19 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 	t.comment("Imported from %s by `vigil import ldirectord`.", file)
 	t.comment("backend \"auto\": kernel IPVS where the kernel has it, else Vigil's userspace director.")
 	t.kv("", "backend", "auto")
+	// ldirectord keeps one global fallback per address family
+	// (fallback, fallback6) and gives each virtual without its own the
+	// one of its family: written into each virtual, not inherited.
+	fallbacks := map[bool]string{}
 	for _, kv := range globals {
-		t.WriteString(kv[0] + " = " + kv[1] + "\n")
+		switch kv[0] {
+		case "fallback":
+			fallbacks[false] = kv[1]
+		case "fallback6":
+			fallbacks[true] = kv[1]
+		default:
+			t.WriteString(kv[0] + " = " + kv[1] + "\n")
+		}
 	}
 	for _, v := range virtuals {
 		t.WriteString("\n")
@@ -160,6 +172,9 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 		for _, kv := range v.kv {
 			t.WriteString(kv[0] + " = " + kv[1] + "\n")
 		}
+		if fb := fallbacks[v.v6]; fb != "" && !hasKey(v.kv, "fallback") {
+			t.kv("", "fallback", strings.Trim(fb, `"`))
+		}
 		for _, rs := range v.reals {
 			t.WriteString("  [[virtual.real]]\n")
 			t.kv("  ", "address", rs.address)
@@ -174,6 +189,9 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 			}
 			if rs.lower != 0 {
 				t.kv("  ", "lower", rs.lower)
+			}
+			if rs.checkPort != 0 {
+				t.kv("  ", "checkport", rs.checkPort)
 			}
 		}
 	}
@@ -240,7 +258,7 @@ func ldCommon(key, val string, kv [][2]string, add func(Outcome, string, ...any)
 		}
 		add(Mapped, "")
 		return append(kv, [2]string{key, b}), true
-	case "fallback":
+	case "fallback", "fallback6":
 		add(Mapped, "")
 		return append(kv, [2]string{key, quote(val)}), true
 	case "connecttimeout", "timeout":
@@ -297,14 +315,13 @@ func ldGlobal(key, val string, kv [][2]string, add func(Outcome, string, ...any)
 
 func ldParseVirtual(key, val string) (*ldVirtual, error) {
 	v := &ldVirtual{}
-	if key == "virtual" {
-		if n, err := strconv.ParseUint(val, 10, 32); err == nil {
-			if n == 0 {
-				return nil, fmt.Errorf("fwmark 0 is not a mark")
-			}
-			v.fwmark = uint32(n)
-			return v, nil
+	if n, err := strconv.ParseUint(val, 10, 32); err == nil {
+		if n == 0 {
+			return nil, fmt.Errorf("fwmark 0 is not a mark")
 		}
+		v.fwmark = uint32(n)
+		v.v6 = key == "virtual6" // a virtual6 mark is an IPv6 service
+		return v, nil
 	}
 	host, port, ok := cutPort(val)
 	if !ok {
@@ -349,6 +366,21 @@ func ldPort(s string) (int, error) {
 }
 
 func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...any)) {
+	// A virtual6 block takes real6 and fallback6, a virtual block real
+	// and fallback, as ldirectord insists.
+	switch key {
+	case "real", "real6", "fallback", "fallback6":
+		base, six := strings.CutSuffix(key, "6")
+		if six != v.v6 {
+			want := base
+			if v.v6 {
+				want += "6"
+			}
+			add(Invalid, "ldirectord: cannot specify %q here. please use %q instead", key, want)
+			return
+		}
+		key = base
+	}
 	var ok bool
 	if v.kv, ok = ldCommon(key, val, v.kv, add); ok {
 		return
@@ -543,8 +575,10 @@ func ldParseReal(val string, v *ldVirtual) ([]ldReal, error) {
 			if err != nil {
 				return nil, err
 			}
-			if fwd == "gate" && v.fwmark == 0 && p != v.port {
-				p = v.port // direct routing cannot map ports; IPVS ignores it
+			if fwd != "masq" && v.fwmark == 0 && p != v.port {
+				// ipvsadm programs a gate or ipip real on the virtual's
+				// port, and ldirectord checks the port written here.
+				r.checkPort, p = p, v.port
 			}
 			r.address = netip.AddrPortFrom(ip, uint16(p)).String()
 		}

@@ -33,8 +33,11 @@ func probeFor(v *spec.Virtual, r *spec.Real, res map[string]*regexp.Regexp) prob
 	rap, _ := netip.ParseAddrPort(r.Address)
 	host := rap.Addr().String()
 	port := int(rap.Port())
-	if v.CheckPort != 0 {
+	switch { // ldirectord's ld_checkport: the virtual's, else the real's
+	case v.CheckPort != 0:
 		port = v.CheckPort
+	case r.CheckPort != 0:
+		port = r.CheckPort
 	}
 	target := net.JoinHostPort(host, strconv.Itoa(port))
 	request, receive := v.Request, v.Receive
@@ -62,7 +65,11 @@ func probeFor(v *spec.Virtual, r *spec.Real, res map[string]*regexp.Regexp) prob
 			ap, _ := netip.ParseAddrPort(v.Address)
 			vip, vport = ap.Addr().String(), strconv.Itoa(int(ap.Port()))
 		}
-		p.check = monitors.External{Command: v.CheckCommand, Args: []string{vip, vport, host, strconv.Itoa(int(rap.Port()))}}
+		rport := int(rap.Port())
+		if r.CheckPort != 0 {
+			rport = r.CheckPort // the port the real= line gave, as ldirectord passes it
+		}
+		p.check = monitors.External{Command: v.CheckCommand, Args: []string{vip, vport, host, strconv.Itoa(rport)}}
 	case "negotiate":
 		p.timeout = v.NegotiateTimeout.D()
 		switch v.Service {

@@ -87,6 +87,13 @@ func loadCase(path, repo string) (*caseDef, error) {
 			return nil, fmt.Errorf("%s:%d: unknown directive %q", path, n, f[0])
 		}
 	}
+	// @TESTDATA@ is the absolute testdata directory (external checks'
+	// scripts), the same for both tools.
+	td, err := filepath.Abs(filepath.Join(filepath.Dir(path), ".."))
+	if err != nil {
+		return nil, err
+	}
+	c.Data = bytes.ReplaceAll(c.Data, []byte("@TESTDATA@"), []byte(td))
 	for _, d := range c.Downs {
 		for _, a := range d {
 			if !c.serves(a) {

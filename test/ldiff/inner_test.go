@@ -55,6 +55,14 @@ func TestInNamespace(t *testing.T) {
 	}
 	r := &runner{t: t, c: c, dir: t.TempDir(), ld: os.Getenv(envLD)}
 	res := r.run()
+	if keep := os.Getenv("VIGIL_LDIFF_KEEP"); keep != "" {
+		// Debugging: ldirectord's log and the ipvsadm calls, per case.
+		for _, f := range []string{"ldirectord.err", shimLog} {
+			if b, err := os.ReadFile(filepath.Join(r.dir, f)); err == nil {
+				_ = os.WriteFile(filepath.Join(keep, c.Name+"."+f), b, 0o644)
+			}
+		}
+	}
 	b, _ := json.Marshal(res)
 	if err := os.WriteFile(os.Getenv(envOut), b, 0o644); err != nil {
 		t.Fatal(err)
@@ -222,7 +230,11 @@ func (r *runner) startWorld() {
 			if a.Is6() {
 				bits = 128
 			}
-			run("ip", "addr", "add", fmt.Sprintf("%s/%d", a, bits), "dev", "lo")
+			args := []string{"ip", "addr", "add", fmt.Sprintf("%s/%d", a, bits), "dev", "lo"}
+			if a.Is6() {
+				args = append(args, "nodad")
+			}
+			run(args...)
 		}
 		rs := &realServer{addr: s.Addr, kind: s.Kind}
 		if err := rs.start(); err != nil {
@@ -461,7 +473,7 @@ func (b *recorder) Apply(ops []director.Op) error {
 }
 
 func (b *recorder) Stats() (map[director.Key]director.ServiceStats, error) { return nil, nil }
-func (b *recorder) Close() error                                             { return nil }
+func (b *recorder) Close() error                                           { return nil }
 
 func (b *recorder) changes() int {
 	b.mu.Lock()

@@ -133,7 +133,8 @@ func shimRun(t *shimTable, args []string, stdout io.Writer) (bool, error) {
 			persistent = 300
 			if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
 				i++
-				if persistent, err = strconv.Atoi(args[i]); err != nil {
+				// ipvsadm's string_to_number(optarg, 1, 86400*31).
+				if persistent, err = strconv.Atoi(args[i]); err != nil || persistent < 1 || persistent > 86400*31 {
 					return false, fmt.Errorf("ipvsadm: illegal timeout for persistent service")
 				}
 			}
@@ -234,9 +235,10 @@ func shimRun(t *shimTable, args []string, stdout io.Writer) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if proto != "fwm" && (fwd == "gate" || fwd == "ipip" || fwd == "") {
-		// ipvsadm: "The destination port must be equal to the service
-		// port if the IP_VS_CONN_F_TUNNEL or IP_VS_CONN_F_DROUTE is set."
+	if (cmd == "-a" || cmd == "-e") && proto != "fwm" && (fwd == "gate" || fwd == "ipip" || fwd == "") {
+		// ipvsadm, for -a and -e only (gate is its default): "The
+		// destination port must be equal to the service port if the
+		// IP_VS_CONN_F_TUNNEL or IP_VS_CONN_F_DROUTE is set."
 		rap = netip.AddrPortFrom(rap.Addr(), svcPort)
 	}
 	ra := rap.String()

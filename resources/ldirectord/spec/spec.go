@@ -82,6 +82,10 @@ type Real struct {
 	Receive string `toml:"receive" json:"receive"`
 	Upper   uint32 `toml:"upper" json:"upper"` // connection thresholds (ldirectord u:N, l:N)
 	Lower   uint32 `toml:"lower" json:"lower"`
+	// CheckPort is the port this real's checks use when the virtual sets
+	// none: ldirectord checks a gate or ipip real on the port its real=
+	// line gives, while ipvsadm programs it on the virtual's port.
+	CheckPort int `toml:"checkport" json:"checkport"`
 }
 
 // Duration is a time in TOML as ldirectord writes it (an integer number of
@@ -334,6 +338,9 @@ func (r *Real) normalize(rk string, v *Virtual, port uint16, bad func(string, st
 	}
 	if _, err := regexp.Compile(r.Receive); err != nil {
 		bad(rk+".receive", "not a regular expression: %v", err)
+	}
+	if r.CheckPort < 0 || r.CheckPort > 65535 {
+		bad(rk+".checkport", "must be 1..65535")
 	}
 }
 
