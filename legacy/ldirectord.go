@@ -18,6 +18,11 @@ var ldServiceByPort = map[int]string{21: "ftp", 25: "smtp", 53: "dns", 80: "http
 	443: "https", 587: "submission", 636: "ldaps", 993: "imaps", 995: "pops", 1521: "oracle", 1812: "radius", 3128: "http_proxy",
 	3306: "mysql", 5060: "sip", 5432: "pgsql"}
 
+// ldServices are the service= values ldirectord 4.12 accepts.
+var ldServices = map[string]bool{"dns": true, "ftp": true, "http": true, "https": true, "http_proxy": true, "imap": true, "imaps": true,
+	"ldap": true, "ldaps": true, "mysql": true, "nntp": true, "none": true, "oracle": true, "pop": true, "pops": true, "radius": true,
+	"pgsql": true, "simpletcp": true, "sip": true, "smtp": true, "submission": true}
+
 var ldBuiltin = map[string]bool{"http": true, "https": true, "http_proxy": true, "dns": true, "smtp": true, "submission": true, "none": true}
 
 type ldVirtual struct {
@@ -29,6 +34,7 @@ type ldVirtual struct {
 	port               int
 	kv                 [][2]string // TOML keys in order, values already TOML
 	checktype, service string
+	connects           int // checktype=N
 	reals              []ldReal
 }
 
@@ -155,19 +161,23 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 		if ct == "" {
 			ct = "negotiate"
 		}
-		if ct == "negotiate" && svc == "" {
+		negotiates := ct == "negotiate" || ct == "combined"
+		if negotiates && svc == "" {
 			svc = ldServiceByPort[v.port]
 			if v.fwmark != 0 || svc == "" {
 				svc = "none"
 			}
 		}
-		if ct == "negotiate" && !ldBuiltin[svc] {
+		if negotiates && !ldBuiltin[svc] {
 			r.add(file, v.line, "service="+svc, Caveat, "the %s negotiate check is not built into Vigil: checktype connect instead", svc)
-			ct, svc = "connect", ""
+			ct, svc, negotiates = "connect", "", false
 		}
 		t.kv("", "checktype", ct)
-		if ct == "negotiate" {
+		if negotiates {
 			t.kv("", "service", svc)
+		}
+		if ct == "combined" {
+			t.kv("", "connects", v.connects)
 		}
 		for _, kv := range v.kv {
 			t.WriteString(kv[0] + " = " + kv[1] + "\n")
@@ -271,12 +281,13 @@ func ldCommon(key, val string, kv [][2]string, add func(Outcome, string, ...any)
 		add(Caveat, "not in the instance: route kind \"realserver\" to \"mail ADDR\" with an [[alert]] in ha.toml")
 		return kv, true
 	case "cleanstop":
-		if val == "no" {
-			add(Unsupported, "Vigil always removes the instance's services when it stops (cleanstop=yes)")
-		} else {
-			add(Mapped, "Vigil always cleans up on stop")
+		if _, err := ldYesNo(val); err != nil {
+			add(Invalid, "%v", err)
+			return kv, true
 		}
-		return kv, true
+		b, _ := ldYesNo(val)
+		add(Mapped, "")
+		return append(kv, [2]string{key, b}), true
 	case "fallbackcommand":
 		add(Unsupported, "no fallback command; a [[alert]] route of kind realserver sees every real go and come back")
 		return kv, true
@@ -287,6 +298,14 @@ func ldCommon(key, val string, kv [][2]string, add func(Outcome, string, ...any)
 func ldGlobal(key, val string, kv [][2]string, add func(Outcome, string, ...any)) [][2]string {
 	if kv, ok := ldCommon(key, val, kv, add); ok {
 		return kv
+	}
+	switch key {
+	case "autoreload", "fork", "readdquiescent", "supervised":
+		// ldirectord refuses anything but yes or no here.
+		if _, err := ldYesNo(val); err != nil {
+			add(Invalid, "%s %v", key, err)
+			return kv
+		}
 	}
 	switch key {
 	case "autoreload":
@@ -418,14 +437,18 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 			v.checktype = "connect"
 			add(Caveat, "external-perl evals Perl inside ldirectord; Vigil cannot: connect check instead (make it an executable and use external)")
 		default:
-			if _, err := strconv.Atoi(val); err == nil {
-				v.checktype = "connect"
-				add(Caveat, "combined checks (connect, with negotiate every %s) are not built in: connect check", val)
+			if n, err := strconv.Atoi(val); err == nil && n >= 0 {
+				v.checktype, v.connects = "combined", n
+				add(Mapped, "checktype = \"combined\", connects = %d (a negotiate check, then %d connect checks)", n, n)
 				return
 			}
 			add(Invalid, "checktype must be connect, negotiate, ping, external, external-perl, off, on or a number")
 		}
 	case "service":
+		if !ldServices[val] {
+			add(Invalid, "service must be dns, ftp, http, https, http_proxy, imap, imaps, ldap, ldaps, mysql, nntp, none, oracle, pop, pops, radius, pgsql, simpletcp, sip, smtp or submission (ldirectord refuses it too)")
+			return
+		}
 		v.service = val
 		add(Mapped, "")
 	case "checkcommand":
@@ -439,6 +462,10 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 		set(key, strconv.Itoa(p), "")
 	case "request", "receive":
 		if s, ok := quoted(); ok {
+			if s == "" {
+				add(Invalid, "an empty %s string (ldirectord refuses it too)", key)
+				return
+			}
 			set(key, quote(s), "")
 		}
 	case "httpmethod":
@@ -489,6 +516,10 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 	case "login", "passwd", "database", "secret", "load":
 		add(Unsupported, "only used by the ftp/imap/pop/mysql/pgsql/radius/ldap negotiate checks, which Vigil does not build in")
 	case "ops":
+		if _, err := ldYesNo(val); err != nil {
+			add(Invalid, "ops %v", err)
+			return
+		}
 		add(Unsupported, "one-packet scheduling is not supported")
 	case "schedflags":
 		add(Unsupported, "scheduler flags are not supported")

@@ -1,11 +1,14 @@
 package ldirectord
 
 import (
+	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/vigil-ha/vigil/monitors"
@@ -70,7 +73,7 @@ func probeFor(v *spec.Virtual, r *spec.Real, res map[string]*regexp.Regexp) prob
 			rport = r.CheckPort // the port the real= line gave, as ldirectord passes it
 		}
 		p.check = monitors.External{Command: v.CheckCommand, Args: []string{vip, vport, host, strconv.Itoa(rport)}}
-	case "negotiate":
+	case "negotiate", "combined":
 		p.timeout = v.NegotiateTimeout.D()
 		switch v.Service {
 		case "http", "https", "http_proxy":
@@ -94,11 +97,61 @@ func probeFor(v *spec.Virtual, r *spec.Real, res map[string]*regexp.Regexp) prob
 		default: // none: ldirectord marks the real up without asking
 			p.check = monitors.Always{}
 		}
+		if v.CheckType == "combined" {
+			p.check = &combined{negotiate: p.check, connect: monitors.TCP{Addr: target}, connects: v.Connects,
+				negotiateTimeout: p.timeout, connectTimeout: v.CheckTimeout.D(), done: startCombined}
+			p.timeout = max(p.timeout, v.CheckTimeout.D())
+		}
 	}
-	p.sig = fmt.Sprintf("%s|%s|%s|%s|%v|%s|%s|%s|%v|%s|%s|%d", v.CheckType, v.Service, target, request, receive,
-		v.HTTPMethod, v.VirtualHost, v.Digest, v.Status, p.timeout, p.interval, p.failures)
+	p.sig = fmt.Sprintf("%s|%s|%s|%s|%v|%s|%s|%s|%v|%s|%s|%d|%d", v.CheckType, v.Service, target, request, receive,
+		v.HTTPMethod, v.VirtualHost, v.Digest, v.Status, p.timeout, p.interval, p.failures, v.Connects)
 	if v.CheckType == "external" {
 		p.sig += "|" + v.CheckCommand + "|" + v.Address + "|" + r.Address
 	}
 	return p
+}
+
+// startCombined makes a combined check negotiate first, as ldirectord
+// does (its count starts at 999999).
+const startCombined = math.MaxInt
+
+// combined is ldirectord's checktype=N: a negotiate check, then N connect
+// checks, then a negotiate check again; a failed connect check is
+// followed at once by a negotiate check, and a failed negotiate check by
+// another (ldirectord's _check_real and its num_connects).
+type combined struct {
+	negotiate, connect               monitors.Check
+	connects                         int
+	negotiateTimeout, connectTimeout time.Duration
+
+	mu   sync.Mutex
+	done int // connect checks passed since the last negotiate check passed
+}
+
+func (c *combined) String() string {
+	return fmt.Sprintf("combined %s, negotiate every %d: %s", c.connect, c.connects, c.negotiate)
+}
+
+func (c *combined) Check(ctx context.Context) monitors.Result {
+	c.mu.Lock()
+	negotiate := c.done >= c.connects
+	c.mu.Unlock()
+	check, timeout := c.connect, c.connectTimeout
+	if negotiate {
+		check, timeout = c.negotiate, c.negotiateTimeout
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	res := check.Check(cctx)
+	cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case negotiate && res.OK:
+		c.done = 0
+	case !negotiate && res.OK:
+		c.done++
+	case !negotiate:
+		c.done = startCombined
+	}
+	return res
 }

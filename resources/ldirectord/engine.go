@@ -325,8 +325,9 @@ func (e *Engine) Activate(ctx context.Context) error {
 }
 
 // Deactivate removes this instance's services from the director (as
-// ldirectord's cleanstop does) and closes a userspace director; checks go
-// on, so the node stays warm for the next takeover.
+// ldirectord's cleanstop does; a virtual with cleanstop = false stays
+// programmed) and closes a userspace director; checks go on, so the node
+// stays warm for the next takeover.
 func (e *Engine) Deactivate() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -334,9 +335,18 @@ func (e *Engine) Deactivate() error {
 	if e.backend == nil {
 		return nil
 	}
+	scope := map[director.Key]bool{}
+	for k := range e.owned {
+		scope[k] = true
+	}
+	for vi := range e.inst.Virtual {
+		if v := &e.inst.Virtual[vi]; v.CleanStop != nil && !*v.CleanStop {
+			delete(scope, v.DirectorService().Key)
+		}
+	}
 	have, err := e.backend.Read()
 	if err == nil {
-		ops := director.Diff(have, director.Table{}, e.owned)
+		ops := director.Diff(have, director.Table{}, scope)
 		err = e.backend.Apply(ops)
 		e.logOps(ops, "stop")
 	}

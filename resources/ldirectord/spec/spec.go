@@ -46,6 +46,9 @@ type Checks struct {
 	FailureCount     int      `toml:"failurecount" json:"failurecount"`
 	Quiescent        *bool    `toml:"quiescent" json:"quiescent"`
 	Fallback         string   `toml:"fallback" json:"fallback"`
+	// CleanStop false leaves the virtual and its reals in the director
+	// when the instance stops (ldirectord's cleanstop=no); default true.
+	CleanStop *bool `toml:"cleanstop" json:"cleanstop"`
 }
 
 // Virtual is one virtual service and its real servers.
@@ -70,7 +73,10 @@ type Virtual struct {
 	Digest       string   `toml:"digest" json:"digest"`
 	DNSType      string   `toml:"dnstype" json:"dnstype"`
 	CheckCommand string   `toml:"checkcommand" json:"checkcommand"`
-	Real         []Real   `toml:"real" json:"real"`
+	// Connects is, for checktype "combined" (ldirectord's checktype=N),
+	// the connect checks between two negotiate checks.
+	Connects int    `toml:"connects" json:"connects"`
+	Real     []Real `toml:"real" json:"real"`
 }
 
 // Real is one real server.
@@ -249,6 +255,10 @@ func (v *Virtual) normalize(vk string, g Checks, bad func(string, string, ...any
 	if v.Fallback == "" {
 		v.Fallback = g.Fallback
 	}
+	if v.CleanStop == nil {
+		c := g.CleanStop == nil || *g.CleanStop
+		v.CleanStop = &c
+	}
 	v.checks(vk, port, bad)
 	for j := range v.Real {
 		v.Real[j].normalize(fmt.Sprintf("%s.real[%d]", vk, j), v, port, bad)
@@ -268,7 +278,7 @@ func (v *Virtual) checks(vk string, port uint16, bad func(string, string, ...any
 	}
 	switch v.CheckType {
 	case "connect", "ping", "external", "on", "off":
-	case "negotiate":
+	case "negotiate", "combined":
 		if v.Service == "" {
 			v.Service = servicesByPort[port]
 			if v.Service == "" {
@@ -279,7 +289,13 @@ func (v *Virtual) checks(vk string, port uint16, bad func(string, string, ...any
 			bad(vk+".service", "the %s negotiate check is not built in: use checktype = \"connect\" or \"external\" (built in: http, https, http_proxy, dns, smtp, submission, none)", v.Service)
 		}
 	default:
-		bad(vk+".checktype", "must be connect, negotiate, ping, external, on or off, not %q", v.CheckType)
+		bad(vk+".checktype", "must be connect, negotiate, combined, ping, external, on or off, not %q", v.CheckType)
+	}
+	if v.Connects < 0 {
+		bad(vk+".connects", "must be 0 or more")
+	}
+	if v.Connects != 0 && v.CheckType != "combined" {
+		bad(vk+".connects", "is for checktype = \"combined\"")
 	}
 	if v.CheckType == "external" && v.CheckCommand == "" {
 		bad(vk+".checkcommand", "is required for checktype = \"external\"")
