@@ -1,10 +1,15 @@
 package legacy
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ldPorts are ldirectord's service names for ports, and its service
@@ -17,6 +22,9 @@ var ldPorts = map[string]int{"ftp": 21, "smtp": 25, "domain": 53, "dns": 53, "ht
 var ldServiceByPort = map[int]string{21: "ftp", 25: "smtp", 53: "dns", 80: "http", 110: "pop", 119: "nntp", 143: "imap", 389: "ldap",
 	443: "https", 587: "submission", 636: "ldaps", 993: "imaps", 995: "pops", 1521: "oracle", 1812: "radius", 3128: "http_proxy",
 	3306: "mysql", 5060: "sip", 5432: "pgsql"}
+
+// svcName is a service name as ldirectord reads one after "host:".
+var svcName = regexp.MustCompile(`^[A-Za-z][0-9A-Za-z_-]*$`)
 
 // ldServices are the service= values ldirectord 4.12 accepts.
 var ldServices = map[string]bool{"dns": true, "ftp": true, "http": true, "https": true, "http_proxy": true, "imap": true, "imaps": true,
@@ -36,6 +44,7 @@ type ldVirtual struct {
 	checktype, service string
 	connects           int // checktype=N
 	reals              []ldReal
+	resolved           []string // names resolved from /etc/hosts, for the report
 }
 
 type ldReal struct {
@@ -95,6 +104,9 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 				continue
 			}
 			v.line = n
+			if v.resolved != nil {
+				add(Caveat, "%s (ldirectord resolves names each time it reads the file)", strings.Join(v.resolved, ", "))
+			}
 			for _, o := range virtuals {
 				if o.address == v.address && o.fwmark == v.fwmark {
 					add(Invalid, "duplicate virtual (ldirectord refuses it too)")
@@ -175,6 +187,10 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 		t.kv("", "checktype", ct)
 		if negotiates {
 			t.kv("", "service", svc)
+			if svc == "https" {
+				// ldirectord's LWP verifies the chain, not the name.
+				t.kv("", "tlsverify", "chain")
+			}
 		}
 		if ct == "combined" {
 			t.kv("", "connects", v.connects)
@@ -182,7 +198,9 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 		for _, kv := range v.kv {
 			t.WriteString(kv[0] + " = " + kv[1] + "\n")
 		}
-		if fb := fallbacks[v.v6]; fb != "" && !hasKey(v.kv, "fallback") {
+		// (ldirectord keeps the global ones for tcp and udp only: a
+		// firewall-mark virtual gets none.)
+		if fb := fallbacks[v.v6]; fb != "" && v.fwmark == 0 && !hasKey(v.kv, "fallback") {
 			t.kv("", "fallback", strings.Trim(fb, `"`))
 		}
 		for _, rs := range v.reals {
@@ -346,9 +364,9 @@ func ldParseVirtual(key, val string) (*ldVirtual, error) {
 	if !ok {
 		return nil, fmt.Errorf("%q: want IP:PORT (or a firewall mark)", val)
 	}
-	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	a, err := ldResolve(strings.Trim(host, "[]"), key == "virtual6", &v.resolved)
 	if err != nil {
-		return nil, fmt.Errorf("%q: give the address as an IP (host names are not resolved)", val)
+		return nil, err
 	}
 	if a.Is6() && key == "virtual" {
 		return nil, fmt.Errorf("cannot specify an IPv6 address here. please use \"virtual6\"")
@@ -376,6 +394,12 @@ func cutPort(s string) (host, port string, ok bool) {
 func ldPort(s string) (int, error) {
 	if p, ok := ldPorts[s]; ok {
 		return p, nil
+	}
+	if svcName.MatchString(s) {
+		// ldirectord asks getservbyname: /etc/services, never the network.
+		if p, err := net.LookupPort("tcp", s); err == nil {
+			return p, nil
+		}
 	}
 	p, err := strconv.Atoi(s)
 	if err != nil || p < 0 || p > 65535 {
@@ -417,12 +441,17 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 	}
 	switch key {
 	case "real":
-		reals, err := ldParseReal(val, v)
+		var resolved []string
+		reals, err := ldParseReal(val, v, &resolved)
 		if err != nil {
 			add(Invalid, "%v", err)
 			return
 		}
 		v.reals = append(v.reals, reals...)
+		if resolved != nil {
+			add(Caveat, "%s (ldirectord resolves names each time it reads the file)", strings.Join(resolved, ", "))
+			return
+		}
 		if len(reals) > 1 {
 			add(Mapped, "%d real servers (range expanded)", len(reals))
 		} else {
@@ -532,7 +561,7 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 
 // ldParseReal reads real=ip[->ip2][:port] gate|masq|ipip [weight]
 // ["request", "receive"] [l:N] [u:N].
-func ldParseReal(val string, v *ldVirtual) ([]ldReal, error) {
+func ldParseReal(val string, v *ldVirtual, resolved *[]string) ([]ldReal, error) {
 	f := strings.Fields(val)
 	if len(f) < 2 {
 		return nil, fmt.Errorf("invalid address for real server (wrong format): the forward method is required")
@@ -549,13 +578,13 @@ func ldParseReal(val string, v *ldVirtual) ([]ldReal, error) {
 		addr, port, _ = strings.Cut(addr, ":")
 	}
 	first, last, isRange := strings.Cut(addr, "->")
-	a, err := netip.ParseAddr(first)
+	a, err := ldResolve(first, v.v6, resolved)
 	if err != nil {
-		return nil, fmt.Errorf("%q: give the real server as an IP (host names are not resolved)", first)
+		return nil, err
 	}
 	end := a
 	if isRange {
-		if end, err = netip.ParseAddr(last); err != nil || !a.Is4() || end.Less(a) {
+		if end, err = ldResolve(last, v.v6, resolved); err != nil || !a.Is4() || end.Less(a) {
 			return nil, fmt.Errorf("%q: an IPv4 range a->b with a ≤ b", addr)
 		}
 	}
@@ -620,3 +649,35 @@ func ldParseReal(val string, v *ldVirtual) ([]ldReal, error) {
 	}
 	return out, nil
 }
+
+// hostsOnly resolves names from the hosts file alone: its DNS "server"
+// cannot be dialled, so an import never sends a query off the machine.
+var hostsOnly = &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+	return nil, errors.New("the import resolves names from /etc/hosts only")
+}}
+
+// ldResolve reads an address, or a host name as ldirectord resolves it
+// (gethostbyname at read time; here from /etc/hosts, the first address
+// of the family), noting the name and what it became in resolved.
+func ldResolve(host string, v6 bool, resolved *[]string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a, nil
+	}
+	network := "ip4"
+	if v6 {
+		network = "ip6"
+	}
+	if len(host) <= 253 && hostName.MatchString(host) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if as, err := hostsOnly.LookupNetIP(ctx, network, host); err == nil && len(as) > 0 {
+			a := as[0].Unmap()
+			*resolved = append(*resolved, fmt.Sprintf("%s resolved to %s from /etc/hosts", host, a))
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%q: not an address, nor a name in /etc/hosts (the import does not ask DNS: give the address)", host)
+}
+
+// hostName is what ldirectord takes for a host name.
+var hostName = regexp.MustCompile(`^[A-Za-z0-9.-]+$`)

@@ -78,7 +78,8 @@ func probeFor(v *spec.Virtual, r *spec.Real, res map[string]*regexp.Regexp) prob
 		switch v.Service {
 		case "http", "https", "http_proxy":
 			h := monitors.HTTP{Addr: target, TLS: v.Service == "https", Method: v.HTTPMethod, Path: request,
-				Host: v.VirtualHost, Digest: v.Digest, Insecure: true, ConnectTimeout: v.ConnectTimeout.D()}
+				Host: v.VirtualHost, Digest: v.Digest, Insecure: v.TLSVerify != "chain", ChainOnly: v.TLSVerify == "chain",
+				ConnectTimeout: v.ConnectTimeout.D()}
 			if receive != "" {
 				if res[receive] == nil {
 					res[receive] = regexp.MustCompile(receive) // validated by spec
@@ -105,6 +106,7 @@ func probeFor(v *spec.Virtual, r *spec.Real, res map[string]*regexp.Regexp) prob
 	}
 	p.sig = fmt.Sprintf("%s|%s|%s|%s|%v|%s|%s|%s|%v|%s|%s|%d|%d", v.CheckType, v.Service, target, request, receive,
 		v.HTTPMethod, v.VirtualHost, v.Digest, v.Status, p.timeout, p.interval, p.failures, v.Connects)
+	p.sig += "|" + v.TLSVerify
 	if v.CheckType == "external" {
 		p.sig += "|" + v.CheckCommand + "|" + v.Address + "|" + r.Address
 	}

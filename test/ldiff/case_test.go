@@ -15,7 +15,7 @@ import (
 // A case is one ldirectord.cf and the world it runs against, described by
 // whole-line comments the cf carries (ldirectord ignores them):
 //
-//	# ldiff: serve ADDR:PORT[=KIND]...   real servers to run (KIND http, 404 or tcp)
+//	# ldiff: serve ADDR:PORT[=KIND]...   real servers to run (KIND http, https, 404 or tcp)
 //	# ldiff: down ADDR:PORT...           an event: these go down, the tables settle, they come back
 //	# ldiff: passes N                    check passes after an event before the table may settle (default 2)
 //
@@ -36,6 +36,11 @@ type server struct {
 }
 
 const directive = "# ldiff:"
+
+// serverKinds: an HTTP server answering "Test Page", the same over TLS
+// (a self-signed certificate), one answering 404, and a TCP server that
+// closes every connection at once.
+var serverKinds = map[string]bool{"http": true, "https": true, "404": true, "tcp": true}
 
 func loadCase(path, repo string) (*caseDef, error) {
 	b, err := os.ReadFile(path)
@@ -61,8 +66,8 @@ func loadCase(path, repo string) (*caseDef, error) {
 				if kind == "" {
 					kind = "http"
 				}
-				if _, err := netip.ParseAddrPort(addr); err != nil || (kind != "http" && kind != "404" && kind != "tcp") {
-					return nil, fmt.Errorf("%s:%d: serve %q: want ADDR:PORT[=http|404|tcp]", path, n, s)
+				if _, err := netip.ParseAddrPort(addr); err != nil || !serverKinds[kind] {
+					return nil, fmt.Errorf("%s:%d: serve %q: want ADDR:PORT[=http|https|404|tcp]", path, n, s)
 				}
 				c.Serve = append(c.Serve, server{addr, kind})
 			}

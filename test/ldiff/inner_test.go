@@ -2,10 +2,17 @@ package ldiff
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -273,8 +280,35 @@ func (s *realServer) start() error {
 		w.WriteHeader(code)
 		fmt.Fprintln(w, "Test Page")
 	})}
+	if s.kind == "https" {
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{selfSigned()}})
+	}
 	go func(srv *http.Server) { _ = srv.Serve(ln) }(s.srv)
 	return nil
+}
+
+var (
+	certOnce sync.Once
+	cert     tls.Certificate
+)
+
+// selfSigned is a throwaway certificate: neither tool verifies a real
+// server's certificate (ldirectord: verify_hostname => 0).
+func selfSigned() tls.Certificate {
+	certOnce.Do(func() {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ldiff"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			panic(err)
+		}
+		cert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	})
+	return cert
 }
 
 func (s *realServer) stop() {

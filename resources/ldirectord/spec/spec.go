@@ -73,6 +73,10 @@ type Virtual struct {
 	Digest       string   `toml:"digest" json:"digest"`
 	DNSType      string   `toml:"dnstype" json:"dnstype"`
 	CheckCommand string   `toml:"checkcommand" json:"checkcommand"`
+	// TLSVerify is what an https check verifies of a real's certificate:
+	// "none" (the default, as keepalived's SSL_GET) or "chain" (the
+	// chain against the system's CAs, not the host name: ldirectord's).
+	TLSVerify string `toml:"tlsverify" json:"tlsverify"`
 	// Connects is, for checktype "combined" (ldirectord's checktype=N),
 	// the connect checks between two negotiate checks.
 	Connects int    `toml:"connects" json:"connects"`
@@ -290,6 +294,13 @@ func (v *Virtual) checks(vk string, port uint16, bad func(string, string, ...any
 		}
 	default:
 		bad(vk+".checktype", "must be connect, negotiate, combined, ping, external, on or off, not %q", v.CheckType)
+	}
+	switch v.TLSVerify {
+	case "":
+		v.TLSVerify = "none"
+	case "none", "chain":
+	default:
+		bad(vk+".tlsverify", "must be none or chain, not %q", v.TLSVerify)
 	}
 	if v.Connects < 0 {
 		bad(vk+".connects", "must be 0 or more")
