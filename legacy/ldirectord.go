@@ -104,9 +104,6 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 				continue
 			}
 			v.line = n
-			if v.resolved != nil {
-				add(Caveat, "%s (ldirectord resolves names each time it reads the file)", strings.Join(v.resolved, ", "))
-			}
 			for _, o := range virtuals {
 				if o.address == v.address && o.fwmark == v.fwmark {
 					add(Invalid, "duplicate virtual (ldirectord refuses it too)")
@@ -115,6 +112,9 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 			virtuals = append(virtuals, v)
 			cur = v
 			add(Mapped, "[[virtual]]")
+			if v.resolved != nil {
+				add(Caveat, "%s (ldirectord resolves names each time it reads the file)", strings.Join(v.resolved, ", "))
+			}
 			continue
 		}
 		if cur == nil {
