@@ -95,7 +95,7 @@ func (b *tableBackend) Apply(ops []director.Op) error {
 	return nil
 }
 func (b *tableBackend) Stats() (map[director.Key]director.ServiceStats, error) { return nil, nil }
-func (b *tableBackend) Close() error                                             { return nil }
+func (b *tableBackend) Close() error                                           { return nil }
 
 // cleanstop = false (ldirectord's cleanstop=no) leaves that virtual and
 // its reals programmed when the instance stops; the others go.
