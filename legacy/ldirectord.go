@@ -23,6 +23,48 @@ var ldServiceByPort = map[int]string{21: "ftp", 25: "smtp", 53: "dns", 80: "http
 	443: "https", 587: "submission", 636: "ldaps", 993: "imaps", 995: "pops", 1521: "oracle", 1812: "radius", 3128: "http_proxy",
 	3306: "mysql", 5060: "sip", 5432: "pgsql"}
 
+// lowerWord is a scheduler's name as ldirectord accepts one.
+var lowerWord = regexp.MustCompile(`^[a-z]+$`)
+
+// ldFallback reads "host[:port] [gate|masq|ipip]" as ldirectord does
+// (the host may be a name, the port a service name) and returns it with
+// the address and port as numbers.
+func ldFallback(val string, v6 bool) (string, []string, error) {
+	f := strings.Fields(val)
+	if len(f) == 0 || len(f) > 2 {
+		return "", nil, fmt.Errorf("fallback %q: want host[:port] [gate|masq|ipip]", val)
+	}
+	if len(f) == 2 && f[1] != "gate" && f[1] != "masq" && f[1] != "ipip" {
+		return "", nil, fmt.Errorf("fallback %q: forward method must be gate, masq or ipip (ldirectord refuses it too)", val)
+	}
+	host, port := f[0], ""
+	if strings.HasPrefix(host, "[") {
+		h, p, _ := strings.Cut(host[1:], "]")
+		host, port = h, strings.TrimPrefix(p, ":")
+	} else if h, p, ok := strings.Cut(host, ":"); ok {
+		host, port = h, p
+	}
+	var resolved []string
+	a, err := ldResolve(host, v6, &resolved)
+	if err != nil {
+		return "", nil, fmt.Errorf("fallback: %w", err)
+	}
+	out := a.String()
+	if port != "" {
+		p, err := ldPort(port)
+		if err != nil {
+			return "", nil, fmt.Errorf("fallback: %w", err)
+		}
+		out = netip.AddrPortFrom(a, uint16(p)).String()
+	} else if a.Is6() {
+		out = "[" + out + "]"
+	}
+	if len(f) == 2 {
+		out += " " + f[1]
+	}
+	return out, resolved, nil
+}
+
 // svcName is a service name as ldirectord reads one after "host:".
 var svcName = regexp.MustCompile(`^[A-Za-z][0-9A-Za-z_-]*$`)
 
@@ -287,8 +329,17 @@ func ldCommon(key, val string, kv [][2]string, add func(Outcome, string, ...any)
 		add(Mapped, "")
 		return append(kv, [2]string{key, b}), true
 	case "fallback", "fallback6":
-		add(Mapped, "")
-		return append(kv, [2]string{key, quote(val)}), true
+		fb, resolved, err := ldFallback(val, key == "fallback6")
+		if err != nil {
+			add(Invalid, "%v", err)
+			return kv, true
+		}
+		if resolved != nil {
+			add(Caveat, "%s (ldirectord resolves names each time it reads the file)", strings.Join(resolved, ", "))
+		} else {
+			add(Mapped, "")
+		}
+		return append(kv, [2]string{key, quote(fb)}), true
 	case "connecttimeout", "timeout":
 		add(Invalid, "ldirectord refuses it too (deprecated: use checktimeout/negotiatetimeout)")
 		return kv, true
@@ -507,6 +558,10 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 	case "virtualhost":
 		set(key, quote(strings.Trim(val, `"`)), "")
 	case "scheduler":
+		if !lowerWord.MatchString(val) {
+			add(Invalid, "invalid scheduler, should be only lowercase letters (a-z) (ldirectord refuses it too)")
+			return
+		}
 		set(key, quote(val), "")
 	case "persistent":
 		d, err := ldSeconds(val, false)

@@ -29,7 +29,6 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/config"
-	"github.com/vigil-ha/vigil/legacy"
 	ldengine "github.com/vigil-ha/vigil/resources/ldirectord"
 	"github.com/vigil-ha/vigil/resources/ldirectord/director"
 	"github.com/vigil-ha/vigil/resources/ldirectord/spec"
@@ -40,6 +39,7 @@ const (
 	envCase = "VIGIL_LDIFF_CASE" // the case file
 	envOut  = "VIGIL_LDIFF_OUT"  // where the result goes (JSON)
 	envLD   = "VIGIL_LDIFF_LD"   // Debian's ldirectord script
+	envBin  = "VIGIL_LDIFF_BIN"  // the vigil binary
 )
 
 // result is what one case found.
@@ -122,6 +122,11 @@ func (r *runner) run() result {
 	switch {
 	case ldRefused != "" && vigilErr != nil:
 		r.logf("both refuse: ldirectord %s; vigil: %v", ldRefused, vigilErr)
+		// Both must point at the line ldirectord stops at.
+		if m := regexp.MustCompile(`^line (\d+):`).FindStringSubmatch(ldRefused); m != nil &&
+			!strings.Contains(vigilErr.Error(), filepath.Base(cf)+":"+m[1]+":") {
+			r.diff("config: both refuse, ldirectord at line %s, vigil not", m[1])
+		}
 		return r.res
 	case ldRefused != "":
 		r.diff("config: ldirectord refuses (%s), vigil accepts", ldRefused)
@@ -178,17 +183,26 @@ func (r *runner) run() result {
 	return r.res
 }
 
-// importVigil is `vigil import ldirectord` and the check the import runs
-// on what it would write.
+// importVigil runs `vigil import ldirectord` on the file as an operator
+// would; a refusal is its exit code. The instance it wrote is read back
+// the way the daemon's configuration loader reads it.
 func (r *runner) importVigil(cf string) error {
-	toml, report, err := legacy.ImportLdirectord(cf, r.c.Data)
-	if err != nil {
-		return fmt.Errorf("import: %w", err)
-	}
-	for _, e := range report.Entries {
-		if e.Outcome != legacy.Mapped {
-			r.logf("import: line %d %s: %s (%s)", e.Line, e.Directive, e.Outcome, e.Note)
+	out := filepath.Join(r.dir, "vigil")
+	cmd := exec.Command(os.Getenv(envBin), "import", "ldirectord", "-o", out, "--name", r.c.Name, cf)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	for _, l := range strings.Split(stdout.String(), "\n") {
+		if strings.Contains(l, "caveat") || strings.Contains(l, "unsupported") {
+			r.logf("import: %s", strings.TrimSpace(l))
 		}
+	}
+	if err != nil {
+		return fmt.Errorf("vigil import: %v\n%s", err, stderr.String())
+	}
+	toml, err := os.ReadFile(filepath.Join(out, r.c.Name+".toml"))
+	if err != nil {
+		return err
 	}
 	in, err := config.ParseLdirectord(r.c.Name+".toml", toml)
 	if err != nil {

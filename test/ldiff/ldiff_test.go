@@ -112,6 +112,13 @@ func TestLdirectordDifferential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The import is the command operators run.
+	vigil := filepath.Join(t.TempDir(), "vigil")
+	build := exec.Command("go", "build", "-o", vigil, "./cmd/vigil")
+	build.Dir = repoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
 	var (
 		mu    sync.Mutex
 		found = map[string]bool{}
@@ -134,7 +141,7 @@ func TestLdirectordDifferential(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "result.json")
 			cmd := exec.Command("ip", "netns", "exec", ns, self, "-test.run=^TestInNamespace$", "-test.count=1", "-test.v")
 			abs, _ := filepath.Abs(p)
-			cmd.Env = append(os.Environ(), envCase+"="+abs, envOut+"="+out, envLD+"="+ld, "VIGIL_LDIFF_REPO="+repoRoot())
+			cmd.Env = append(os.Environ(), envCase+"="+abs, envOut+"="+out, envLD+"="+ld, envBin+"="+vigil, "VIGIL_LDIFF_REPO="+repoRoot())
 			b, err := cmd.CombinedOutput()
 			var res result
 			if err == nil {
