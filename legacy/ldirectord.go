@@ -392,7 +392,12 @@ func ldGlobal(key, val string, kv [][2]string, add func(Outcome, string, ...any)
 	case "readdquiescent":
 		add(Unsupported, "quiescent reals are re-added by the reconcile loop")
 	case "maintenancedir":
-		add(Unsupported, "take a real out with mon's ipvs alert or the resource-command \"real\"")
+		if val == "" {
+			add(Invalid, "maintenance directory not specified")
+			return kv
+		}
+		add(Mapped, "a real is out while DIR/IP:PORT or DIR/IP exists (host names are not looked up)")
+		return append(kv, [2]string{key, quote(val)})
 	case "emailalertfrom":
 		add(Caveat, "set mail_from in ha.toml")
 	default:

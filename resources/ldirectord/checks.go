@@ -6,8 +6,11 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +28,9 @@ type probe struct {
 	timeout  time.Duration
 	interval time.Duration
 	failures int
+	// maint are the files that take the real out (ldirectord's
+	// maintenancedir): while one exists the real is down, unchecked.
+	maint []string
 }
 
 // probeFor builds the check of real r of virtual v (both normalised).
@@ -51,6 +57,16 @@ func probeFor(v *spec.Virtual, r *spec.Real, res map[string]*regexp.Regexp) prob
 		receive = r.Receive
 	}
 	p := probe{host: host, timeout: v.CheckTimeout.D(), interval: v.CheckInterval.D(), failures: v.FailureCount}
+	if v.MaintenanceDir != "" {
+		rport := int(rap.Port())
+		if r.CheckPort != 0 {
+			rport = r.CheckPort // the port the real= line gave
+		}
+		p.maint = []string{filepath.Join(v.MaintenanceDir, net.JoinHostPort(host, strconv.Itoa(rport))), filepath.Join(v.MaintenanceDir, host)}
+		if rap.Addr().Is6() { // ldirectord writes a v6 real as [addr]:port
+			p.maint[0] = filepath.Join(v.MaintenanceDir, "["+host+"]:"+strconv.Itoa(rport))
+		}
+	}
 	switch v.CheckType { // "off" leaves check nil
 	case "on":
 		p.check = monitors.Always{}
@@ -106,7 +122,7 @@ func probeFor(v *spec.Virtual, r *spec.Real, res map[string]*regexp.Regexp) prob
 	}
 	p.sig = fmt.Sprintf("%s|%s|%s|%s|%v|%s|%s|%s|%v|%s|%s|%d|%d", v.CheckType, v.Service, target, request, receive,
 		v.HTTPMethod, v.VirtualHost, v.Digest, v.Status, p.timeout, p.interval, p.failures, v.Connects)
-	p.sig += "|" + v.TLSVerify
+	p.sig += "|" + v.TLSVerify + "|" + strings.Join(p.maint, "|")
 	if v.CheckType == "external" {
 		p.sig += "|" + v.CheckCommand + "|" + v.Address + "|" + r.Address
 	}
@@ -156,4 +172,15 @@ func (c *combined) Check(ctx context.Context) monitors.Result {
 		c.done = startCombined
 	}
 	return res
+}
+
+// inMaintenance names the maintenance file that exists for the real, or
+// "".
+func (p *probe) inMaintenance() string {
+	for _, f := range p.maint {
+		if _, err := os.Stat(f); err == nil {
+			return f
+		}
+	}
+	return ""
 }

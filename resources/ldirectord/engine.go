@@ -187,9 +187,16 @@ func (e *Engine) checkOnce(c *checker) {
 		return // stopped while due
 	}
 	start := time.Now()
-	cctx, cancel := context.WithTimeout(c.ctx, c.timeout)
-	res := c.check.Check(cctx)
-	cancel()
+	var res monitors.Result
+	maint := c.inMaintenance()
+	if maint != "" {
+		// ldirectord takes it out at once and does not check it.
+		res = monitors.Result{Summary: "in maintenance (" + maint + " exists)"}
+	} else {
+		cctx, cancel := context.WithTimeout(c.ctx, c.timeout)
+		res = c.check.Check(cctx)
+		cancel()
+	}
 	e.checks.Add(1)
 	if c.ctx.Err() != nil {
 		return
@@ -209,7 +216,7 @@ func (e *Engine) checkOnce(c *checker) {
 		c.fails++
 		// A first failure counts at once: a real is not put into
 		// service until it has passed a check.
-		if c.fails >= c.failures || first {
+		if c.fails >= c.failures || first || maint != "" {
 			c.up = false
 		}
 	}

@@ -2,12 +2,16 @@ package ldirectord
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/resources/ldirectord/director"
@@ -129,5 +133,46 @@ checktype = "on"
 	kept := have[director.Key{Proto: director.TCP, Addr: netip.MustParseAddrPort("10.0.0.1:80")}]
 	if len(have) != 1 || kept == nil || len(kept.Dests) != 1 {
 		t.Fatalf("after stop: %v, want only 10.0.0.1:80 with its real", have.Keys())
+	}
+}
+
+// maintenancedir: a real is out, unchecked, while DIR/IP:PORT or DIR/IP
+// exists, and back at the next check after the file goes.
+func TestEngineMaintenanceDir(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "10.0.0.2:80")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := &tableBackend{t: director.Table{}}
+	e := NewEngine(Options{Open: func(string, *slog.Logger) (director.Backend, error) { return b, nil }})
+	defer e.Close()
+	e.Configure(instance(t, fmt.Sprintf(`maintenancedir = %q
+checkinterval = "50ms"
+[[virtual]]
+address = "10.0.0.1:80"
+checktype = "on"
+  [[virtual.real]]
+  address = "10.0.0.2:80"
+  [[virtual.real]]
+  address = "10.0.0.3:80"
+`, dir)))
+	if err := e.Activate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	key := director.Key{Proto: director.TCP, Addr: netip.MustParseAddrPort("10.0.0.1:80")}
+	reals := func() int { have, _ := b.Read(); return len(have[key].Dests) }
+	if n := reals(); n != 1 {
+		t.Fatalf("with the maintenance file: %d reals, want 1", n)
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(100 * 50 * time.Millisecond) // 100 check intervals
+	for reals() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the real did not come back after its maintenance file went")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the table, not waiting for time to pass
 	}
 }

@@ -49,6 +49,10 @@ type Checks struct {
 	// CleanStop false leaves the virtual and its reals in the director
 	// when the instance stops (ldirectord's cleanstop=no); default true.
 	CleanStop *bool `toml:"cleanstop" json:"cleanstop"`
+	// MaintenanceDir takes a real out while a file named IP:PORT or IP
+	// exists in it (ldirectord's maintenancedir; names are not looked
+	// up in DNS).
+	MaintenanceDir string `toml:"maintenancedir" json:"maintenancedir"`
 }
 
 // Virtual is one virtual service and its real servers.
@@ -259,6 +263,7 @@ func (v *Virtual) normalize(vk string, g Checks, bad func(string, string, ...any
 	if v.Fallback == "" {
 		v.Fallback = g.Fallback
 	}
+	inheritString(&v.MaintenanceDir, g.MaintenanceDir)
 	if v.CleanStop == nil {
 		c := g.CleanStop == nil || *g.CleanStop
 		v.CleanStop = &c
@@ -464,4 +469,10 @@ func (v *Virtual) DirectorService() director.Service {
 		s.Netmask, _ = v.netmaskBits()
 	}
 	return s
+}
+
+func inheritString(s *string, g string) {
+	if *s == "" {
+		*s = g
+	}
 }
