@@ -519,8 +519,8 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 			v.checktype = val
 			add(Mapped, "")
 		case "external-perl":
-			v.checktype = "connect"
-			add(Caveat, "external-perl evals Perl inside ldirectord; Vigil cannot: connect check instead (make it an executable and use external)")
+			v.checktype = val
+			add(Caveat, "the file runs as `perl FILE VIP VPORT RIP RPORT` in a process of its own, not inside the director: exit codes mean the same, globals do not persist between checks")
 		default:
 			if n, err := strconv.Atoi(val); err == nil && n >= 0 {
 				v.checktype, v.connects = "combined", n

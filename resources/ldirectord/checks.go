@@ -78,7 +78,7 @@ func probeFor(v *spec.Virtual, r *spec.Real, res map[string]*regexp.Regexp) prob
 		} else {
 			p.check = monitors.TCP{Addr: target}
 		}
-	case "external":
+	case "external", "external-perl":
 		vip, vport := strconv.Itoa(int(v.FWMark)), "0"
 		if v.FWMark == 0 {
 			ap, _ := netip.ParseAddrPort(v.Address)
@@ -89,6 +89,12 @@ func probeFor(v *spec.Virtual, r *spec.Real, res map[string]*regexp.Regexp) prob
 			rport = r.CheckPort // the port the real= line gave, as ldirectord passes it
 		}
 		p.check = monitors.External{Command: v.CheckCommand, Args: []string{vip, vport, host, strconv.Itoa(rport)}}
+		if v.CheckType == "external-perl" {
+			// ldirectord evaluates the file inside itself with these
+			// arguments as @ARGV; exit(N) is the result, a die is down.
+			// perl running it as a script gives the same exit codes.
+			p.check = monitors.External{Command: "perl", Args: []string{v.CheckCommand, vip, vport, host, strconv.Itoa(rport)}}
+		}
 	case "negotiate", "combined":
 		p.timeout = v.NegotiateTimeout.D()
 		switch v.Service {
@@ -123,7 +129,7 @@ func probeFor(v *spec.Virtual, r *spec.Real, res map[string]*regexp.Regexp) prob
 	p.sig = fmt.Sprintf("%s|%s|%s|%s|%v|%s|%s|%s|%v|%s|%s|%d|%d", v.CheckType, v.Service, target, request, receive,
 		v.HTTPMethod, v.VirtualHost, v.Digest, v.Status, p.timeout, p.interval, p.failures, v.Connects)
 	p.sig += "|" + v.TLSVerify + "|" + strings.Join(p.maint, "|")
-	if v.CheckType == "external" {
+	if v.CheckType == "external" || v.CheckType == "external-perl" {
 		p.sig += "|" + v.CheckCommand + "|" + v.Address + "|" + r.Address
 	}
 	return p

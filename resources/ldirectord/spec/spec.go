@@ -286,7 +286,7 @@ func (v *Virtual) checks(vk string, port uint16, bad func(string, string, ...any
 		v.CheckType = "negotiate"
 	}
 	switch v.CheckType {
-	case "connect", "ping", "external", "on", "off":
+	case "connect", "ping", "external", "external-perl", "on", "off":
 	case "negotiate", "combined":
 		if v.Service == "" {
 			v.Service = servicesByPort[port]
@@ -298,7 +298,7 @@ func (v *Virtual) checks(vk string, port uint16, bad func(string, string, ...any
 			bad(vk+".service", "the %s negotiate check is not built in: use checktype = \"connect\" or \"external\" (built in: http, https, http_proxy, dns, smtp, submission, none)", v.Service)
 		}
 	default:
-		bad(vk+".checktype", "must be connect, negotiate, combined, ping, external, on or off, not %q", v.CheckType)
+		bad(vk+".checktype", "must be connect, negotiate, combined, ping, external, external-perl, on or off, not %q", v.CheckType)
 	}
 	switch v.TLSVerify {
 	case "":
@@ -313,8 +313,8 @@ func (v *Virtual) checks(vk string, port uint16, bad func(string, string, ...any
 	if v.Connects != 0 && v.CheckType != "combined" {
 		bad(vk+".connects", "is for checktype = \"combined\"")
 	}
-	if v.CheckType == "external" && v.CheckCommand == "" {
-		bad(vk+".checkcommand", "is required for checktype = \"external\"")
+	if (v.CheckType == "external" || v.CheckType == "external-perl") && v.CheckCommand == "" {
+		bad(vk+".checkcommand", "is required for checktype = %q", v.CheckType)
 	}
 	if v.CheckPort < 0 || v.CheckPort > 65535 {
 		bad(vk+".checkport", "must be 1..65535")
