@@ -1,5 +1,5 @@
-// Package ldiff holds the differential test of Vigil's ldirectord
-// against Debian's real ldirectord (issue 23): for each ldirectord.cf of
+// The differential test of Vigil's ldirectord against Debian's real
+// ldirectord (issue 23): for each ldirectord.cf of
 // testdata/cases (and Debian's shipped example), the real ldirectord runs
 // in a network namespace with a recording ipvsadm, the same file goes
 // through `vigil import ldirectord` and Vigil's engine runs it against the
@@ -32,12 +32,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/known-differences.txt with the differences found (keeping the reasons of those already listed)")
 
-func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == "ipvsadm" {
-		os.Exit(shimMain(os.Args[1:], os.Stdout, os.Stderr))
-	}
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
@@ -112,9 +107,11 @@ func TestLdirectordDifferential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The import is the command operators run.
-	vigil := filepath.Join(t.TempDir(), "vigil")
-	build := exec.Command("go", "build", "-o", vigil, "./cmd/vigil")
+	// The import is the command operators run; the recording ipvsadm is
+	// a small binary of its own (ldirectord calls it often).
+	bin := t.TempDir()
+	vigil, shim := filepath.Join(bin, "vigil"), filepath.Join(bin, "ipvsadm")
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/vigil", "./test/ldiff/cmd/ipvsadm")
 	build.Dir = repoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -141,7 +138,7 @@ func TestLdirectordDifferential(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "result.json")
 			cmd := exec.Command("ip", "netns", "exec", ns, self, "-test.run=^TestInNamespace$", "-test.count=1", "-test.v")
 			abs, _ := filepath.Abs(p)
-			cmd.Env = append(os.Environ(), envCase+"="+abs, envOut+"="+out, envLD+"="+ld, envBin+"="+vigil, "VIGIL_LDIFF_REPO="+repoRoot())
+			cmd.Env = append(os.Environ(), envCase+"="+abs, envOut+"="+out, envLD+"="+ld, envBin+"="+vigil, envShim+"="+shim, "VIGIL_LDIFF_REPO="+repoRoot())
 			b, err := cmd.CombinedOutput()
 			var res result
 			if err == nil {
