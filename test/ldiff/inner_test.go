@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -169,6 +171,7 @@ func (r *runner) run() result {
 			return r.res
 		}
 	}
+	r.compareChecks()
 	// Stop: ldirectord's cleanstop and Vigil's deactivation.
 	r.stopLdirectord()
 	err := r.engine.Close()
@@ -227,6 +230,26 @@ type realServer struct {
 	mu         sync.Mutex
 	ln         net.Listener
 	srv        *http.Server
+	// asked is each HTTP check the server saw, by tool (told apart by
+	// User-Agent: LWP's libwww-perl, Vigil's vigil-check): "GET /x
+	// host=H".
+	asked map[string]map[string]bool
+}
+
+func (s *realServer) record(r *http.Request) {
+	tool := "other"
+	switch ua := r.UserAgent(); {
+	case strings.Contains(ua, "libwww-perl"):
+		tool = "ldirectord"
+	case strings.Contains(ua, "vigil-check"):
+		tool = "vigil"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.asked[tool] == nil {
+		s.asked[tool] = map[string]bool{}
+	}
+	s.asked[tool][fmt.Sprintf("%s %s host=%s", r.Method, r.URL.RequestURI(), r.Host)] = true
 }
 
 func (r *runner) startWorld() {
@@ -254,7 +277,7 @@ func (r *runner) startWorld() {
 			}
 			run(args...)
 		}
-		rs := &realServer{addr: s.Addr, kind: s.Kind}
+		rs := &realServer{addr: s.Addr, kind: s.Kind, asked: map[string]map[string]bool{}}
 		if err := rs.start(); err != nil {
 			r.t.Fatal(err)
 		}
@@ -287,7 +310,8 @@ func (s *realServer) start() error {
 	if s.kind == "404" {
 		code = http.StatusNotFound
 	}
-	s.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	s.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		s.record(req)
 		w.WriteHeader(code)
 		fmt.Fprintln(w, "Test Page")
 	})}
@@ -637,6 +661,21 @@ func (r *runner) settle(phase string, ldp, vgp int, limit time.Duration) bool {
 				phase, limit, lp, ldAt, vp, vgAt, lastLines(string(b), 30))
 		}
 		time.Sleep(20 * time.Millisecond) // polling check counters, not waiting for time to pass
+	}
+}
+
+// compareChecks compares the HTTP checks each real server saw from each
+// tool: method, path and Host header.
+func (r *runner) compareChecks() {
+	for _, addr := range slices.Sorted(maps.Keys(r.servers)) {
+		s := r.servers[addr]
+		s.mu.Lock()
+		ld, vg := slices.Sorted(maps.Keys(s.asked["ldirectord"])), slices.Sorted(maps.Keys(s.asked["vigil"]))
+		s.mu.Unlock()
+		r.logf("checks of %s: ldirectord %q, vigil %q", addr, ld, vg)
+		for _, d := range diffLines(ld, vg) {
+			r.diff("checks of %s: %s", addr, d)
+		}
 	}
 }
 
