@@ -576,7 +576,16 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 		}
 		set(key, d, "")
 	case "netmask":
-		if _, err := netip.ParseAddr(val); err != nil {
+		if v.v6 {
+			// An IPv6 virtual's netmask is a prefix length, as in ldirectord.
+			if n, err := strconv.Atoi(val); err != nil || n < 1 || n > 128 {
+				add(Invalid, "invalid netmask: a prefix length between 1 and 128 is required")
+				return
+			}
+			set(key, quote(val), "")
+			return
+		}
+		if a, err := netip.ParseAddr(val); err != nil || !a.Is4() {
 			add(Invalid, "must be a dotted-quad netmask (ldirectord refuses a prefix length)")
 			return
 		}

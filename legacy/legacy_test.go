@@ -387,6 +387,7 @@ func TestLdirectordAsTheRealOne(t *testing.T) {
 	}
 	for _, tc := range []struct{ src, want string }{
 		{"virtual6=[fd00::1]:80\n\treal=[fd00::2]:80 gate\n", `please use "real6"`},
+		{"virtual6=[fd00::1]:80\n\tnetmask=255.255.255.0\n", "a prefix length between 1 and 128"},
 		{"virtual=10.0.0.3:80\n\treal6=[fd00::2]:80 gate\n", `please use "real"`},
 		{"virtual=10.0.0.3:80\n\treal=no-such-host.invalid:80 gate\n", "not an address, nor a name in /etc/hosts"},
 		{"autoreload=maybe\n", "must be 'yes' or 'no'"},
