@@ -237,6 +237,9 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 		if ct == "combined" {
 			t.kv("", "connects", v.connects)
 		}
+		if (ct == "external" || ct == "external-perl") && !hasKey(v.kv, "checkcommand") {
+			t.kv("", "checkcommand", "/bin/true") // ldirectord's default
+		}
 		for _, kv := range v.kv {
 			t.WriteString(kv[0] + " = " + kv[1] + "\n")
 		}

@@ -486,7 +486,8 @@ func (e *Engine) isDisabled(vi, ri int) bool {
 // desired is the table the configuration and the health state call for
 // (LEGACY.md §5.5–5.6): up reals at their weight; down reals removed, or
 // kept at weight 0 when quiescent; the fallback server only while no real
-// is up (a weight-0 real counts as down); checktype off adds nothing.
+// is up (a quiesced real counts as down, one configured at weight 0 and
+// answering as up); checktype off adds nothing.
 func (e *Engine) desired() director.Table {
 	t := director.Table{}
 	for vi := range e.inst.Virtual {
@@ -505,7 +506,10 @@ func (e *Engine) desired() director.Table {
 			up, _ := e.health(vi, ri)
 			switch {
 			case up:
-				anyUp = anyUp || d.Weight > 0
+				// An answering real keeps the fallback out even at a
+				// configured weight of 0, as in ldirectord (only a
+				// quiesced, failed real at weight 0 counts as down).
+				anyUp = true
 				s.Dests[ap] = d
 			case *v.Quiescent:
 				d.Weight = 0
