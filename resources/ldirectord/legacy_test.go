@@ -176,3 +176,27 @@ checktype = "on"
 		time.Sleep(10 * time.Millisecond) // polling the table, not waiting for time to pass
 	}
 }
+
+// A real that answers keeps the fallback out even at a configured weight
+// of 0 (ldirectord's rule): only a quiesced, failed real counts as down.
+func TestEngineWeightZeroKeepsFallbackOut(t *testing.T) {
+	b := &tableBackend{t: director.Table{}}
+	e := NewEngine(Options{Open: func(string, *slog.Logger) (director.Backend, error) { return b, nil }})
+	defer e.Close()
+	e.Configure(instance(t, `[[virtual]]
+address = "10.0.0.1:80"
+checktype = "on"
+fallback = "127.0.0.1:80"
+  [[virtual.real]]
+  address = "10.0.0.2:80"
+  weight = 0
+`))
+	if err := e.Activate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	have, _ := b.Read()
+	s := have[director.Key{Proto: director.TCP, Addr: netip.MustParseAddrPort("10.0.0.1:80")}]
+	if d, ok := s.Dests[netip.MustParseAddrPort("10.0.0.2:80")]; !ok || d.Weight != 0 || len(s.Dests) != 1 {
+		t.Fatalf("table %v, want only the weight-0 real", s.SortedDests())
+	}
+}
