@@ -403,7 +403,7 @@ func (r *runner) startLdirectord(cf string) string {
 			return fmt.Sprintf("exited (%v): %s", err, lastLines(string(b), 5))
 		default:
 		}
-		if r.ldPasses() > 0 {
+		if r.ldPasses() > 0 || r.ldStartedEmpty() {
 			return ""
 		}
 		if time.Now().After(deadline) {
@@ -450,6 +450,17 @@ func (r *runner) ldPasses() int {
 		}
 	}
 	return least
+}
+
+// ldStartedEmpty reports that ldirectord, given a file without a virtual
+// (which makes no check pass to count), has read its file and listed the
+// table at start-up: all it will ever do.
+func (r *runner) ldStartedEmpty() bool {
+	if r.inst == nil || len(r.inst.Virtual) > 0 {
+		return false
+	}
+	b, _ := os.ReadFile(filepath.Join(r.dir, shimLog))
+	return strings.Contains(string(b), "-L -n --thresholds")
 }
 
 // ldMutations counts the ipvsadm calls that change the table.
@@ -649,7 +660,7 @@ func (r *runner) settle(phase string, ldp, vgp int, limit time.Duration) bool {
 		if m := r.rec.changes(); m != vgm {
 			vgm, vgAt = m, vp
 		}
-		ldOK := lp-ldp >= r.c.Passes && lp-ldAt >= 2
+		ldOK := lp-ldp >= r.c.Passes && lp-ldAt >= 2 || r.ldStartedEmpty()
 		vgOK := vp < 0 || (vp-vgp >= r.c.Passes && vp-vgAt >= 2)
 		if ldOK && vgOK {
 			r.compare(phase)
