@@ -13,7 +13,15 @@ FUZZTIME ?= 30s
 # nftables and stress-ng the one-way partitions, packet loss and CPU
 # starvation of the chaos schedules
 # (this kernel has no tc netem).
-DEB_DEPS := socat iproute2 resource-agents heartbeat mon nftables stress-ng
+# LDIRECTORD_PERL is the Perl that Debian's ldirectord (unpacked under
+# bin/samples, see samples) needs: its package's dependencies, less
+# ipvsadm (test/ldiff records the calls with a shim instead) and what perl
+# itself provides (libdigest-md5-perl, libnet-perl), plus LWP's https
+# (only recommended, and service=https needs it).
+LDIRECTORD_PERL := liblwp-protocol-https-perl libauthen-radius-perl libcrypt-ssleay-perl libdbi-perl libdigest-hmac-perl libio-socket-inet6-perl \
+	libmail-pop3client-perl libmailtools-perl libnet-dns-perl libnet-imap-simple-perl libnet-imap-simple-ssl-perl \
+	libnet-ldap-perl libsocket6-perl libwww-perl
+DEB_DEPS := socat iproute2 resource-agents heartbeat mon nftables stress-ng $(LDIRECTORD_PERL)
 
 .PHONY: samples all build test lint bench bench-failover bench-scale bench-lifetime bench-lvs bench-mon bench-starve chaos fuzz demo deps debs proto clean install uninstall
 

@@ -1,10 +1,15 @@
 package legacy
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ldPorts are ldirectord's service names for ports, and its service
@@ -18,6 +23,56 @@ var ldServiceByPort = map[int]string{21: "ftp", 25: "smtp", 53: "dns", 80: "http
 	443: "https", 587: "submission", 636: "ldaps", 993: "imaps", 995: "pops", 1521: "oracle", 1812: "radius", 3128: "http_proxy",
 	3306: "mysql", 5060: "sip", 5432: "pgsql"}
 
+// lowerWord is a scheduler's name as ldirectord accepts one.
+var lowerWord = regexp.MustCompile(`^[a-z]+$`)
+
+// ldFallback reads "host[:port] [gate|masq|ipip]" as ldirectord does
+// (the host may be a name, the port a service name) and returns it with
+// the address and port as numbers.
+func ldFallback(val string, v6 bool) (string, []string, error) {
+	f := strings.Fields(val)
+	if len(f) == 0 || len(f) > 2 {
+		return "", nil, fmt.Errorf("fallback %q: want host[:port] [gate|masq|ipip]", val)
+	}
+	if len(f) == 2 && f[1] != "gate" && f[1] != "masq" && f[1] != "ipip" {
+		return "", nil, fmt.Errorf("fallback %q: forward method must be gate, masq or ipip (ldirectord refuses it too)", val)
+	}
+	host, port := f[0], ""
+	if strings.HasPrefix(host, "[") {
+		h, p, _ := strings.Cut(host[1:], "]")
+		host, port = h, strings.TrimPrefix(p, ":")
+	} else if h, p, ok := strings.Cut(host, ":"); ok {
+		host, port = h, p
+	}
+	var resolved []string
+	a, err := ldResolve(host, v6, &resolved)
+	if err != nil {
+		return "", nil, fmt.Errorf("fallback: %w", err)
+	}
+	out := a.String()
+	if port != "" {
+		p, err := ldPort(port)
+		if err != nil {
+			return "", nil, fmt.Errorf("fallback: %w", err)
+		}
+		out = netip.AddrPortFrom(a, uint16(p)).String()
+	} else if a.Is6() {
+		out = "[" + out + "]"
+	}
+	if len(f) == 2 {
+		out += " " + f[1]
+	}
+	return out, resolved, nil
+}
+
+// svcName is a service name as ldirectord reads one after "host:".
+var svcName = regexp.MustCompile(`^[A-Za-z][0-9A-Za-z_-]*$`)
+
+// ldServices are the service= values ldirectord 4.12 accepts.
+var ldServices = map[string]bool{"dns": true, "ftp": true, "http": true, "https": true, "http_proxy": true, "imap": true, "imaps": true,
+	"ldap": true, "ldaps": true, "mysql": true, "nntp": true, "none": true, "oracle": true, "pop": true, "pops": true, "radius": true,
+	"pgsql": true, "simpletcp": true, "sip": true, "smtp": true, "submission": true}
+
 var ldBuiltin = map[string]bool{"http": true, "https": true, "http_proxy": true, "dns": true, "smtp": true, "submission": true, "none": true}
 
 type ldVirtual struct {
@@ -29,13 +84,16 @@ type ldVirtual struct {
 	port               int
 	kv                 [][2]string // TOML keys in order, values already TOML
 	checktype, service string
+	connects           int // checktype=N
 	reals              []ldReal
+	resolved           []string // names resolved from /etc/hosts, for the report
 }
 
 type ldReal struct {
 	address, forward, request, receive string
 	weight                             int
 	upper, lower                       uint32
+	checkPort                          int // the real's own port, when ipvsadm programs the virtual's
 }
 
 // ImportLdirectord reads one ldirectord.cf and returns the instance's
@@ -96,6 +154,9 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 			virtuals = append(virtuals, v)
 			cur = v
 			add(Mapped, "[[virtual]]")
+			if v.resolved != nil {
+				add(Caveat, "%s (ldirectord resolves names each time it reads the file)", strings.Join(v.resolved, ", "))
+			}
 			continue
 		}
 		if cur == nil {
@@ -111,8 +172,19 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 	t.comment("Imported from %s by `vigil import ldirectord`.", file)
 	t.comment("backend \"auto\": kernel IPVS where the kernel has it, else Vigil's userspace director.")
 	t.kv("", "backend", "auto")
+	// ldirectord keeps one global fallback per address family
+	// (fallback, fallback6) and gives each virtual without its own the
+	// one of its family: written into each virtual, not inherited.
+	fallbacks := map[bool]string{}
 	for _, kv := range globals {
-		t.WriteString(kv[0] + " = " + kv[1] + "\n")
+		switch kv[0] {
+		case "fallback":
+			fallbacks[false] = kv[1]
+		case "fallback6":
+			fallbacks[true] = kv[1]
+		default:
+			t.WriteString(kv[0] + " = " + kv[1] + "\n")
+		}
 	}
 	for _, v := range virtuals {
 		t.WriteString("\n")
@@ -143,22 +215,38 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 		if ct == "" {
 			ct = "negotiate"
 		}
-		if ct == "negotiate" && svc == "" {
+		negotiates := ct == "negotiate" || ct == "combined"
+		if negotiates && svc == "" {
 			svc = ldServiceByPort[v.port]
 			if v.fwmark != 0 || svc == "" {
 				svc = "none"
 			}
 		}
-		if ct == "negotiate" && !ldBuiltin[svc] {
+		if negotiates && !ldBuiltin[svc] {
 			r.add(file, v.line, "service="+svc, Caveat, "the %s negotiate check is not built into Vigil: checktype connect instead", svc)
-			ct, svc = "connect", ""
+			ct, svc, negotiates = "connect", "", false
 		}
 		t.kv("", "checktype", ct)
-		if ct == "negotiate" {
+		if negotiates {
 			t.kv("", "service", svc)
+			if svc == "https" {
+				// ldirectord's LWP verifies the chain, not the name.
+				t.kv("", "tlsverify", "chain")
+			}
+		}
+		if ct == "combined" {
+			t.kv("", "connects", v.connects)
+		}
+		if (ct == "external" || ct == "external-perl") && !hasKey(v.kv, "checkcommand") {
+			t.kv("", "checkcommand", "/bin/true") // ldirectord's default
 		}
 		for _, kv := range v.kv {
 			t.WriteString(kv[0] + " = " + kv[1] + "\n")
+		}
+		// (ldirectord keeps the global ones for tcp and udp only: a
+		// firewall-mark virtual gets none.)
+		if fb := fallbacks[v.v6]; fb != "" && v.fwmark == 0 && !hasKey(v.kv, "fallback") {
+			t.kv("", "fallback", strings.Trim(fb, `"`))
 		}
 		for _, rs := range v.reals {
 			t.WriteString("  [[virtual.real]]\n")
@@ -174,6 +262,9 @@ func ImportLdirectord(file string, data []byte) ([]byte, *Report, error) {
 			}
 			if rs.lower != 0 {
 				t.kv("  ", "lower", rs.lower)
+			}
+			if rs.checkPort != 0 {
+				t.kv("  ", "checkport", rs.checkPort)
 			}
 		}
 	}
@@ -240,9 +331,18 @@ func ldCommon(key, val string, kv [][2]string, add func(Outcome, string, ...any)
 		}
 		add(Mapped, "")
 		return append(kv, [2]string{key, b}), true
-	case "fallback":
-		add(Mapped, "")
-		return append(kv, [2]string{key, quote(val)}), true
+	case "fallback", "fallback6":
+		fb, resolved, err := ldFallback(val, key == "fallback6")
+		if err != nil {
+			add(Invalid, "%v", err)
+			return kv, true
+		}
+		if resolved != nil {
+			add(Caveat, "%s (ldirectord resolves names each time it reads the file)", strings.Join(resolved, ", "))
+		} else {
+			add(Mapped, "")
+		}
+		return append(kv, [2]string{key, quote(fb)}), true
 	case "connecttimeout", "timeout":
 		add(Invalid, "ldirectord refuses it too (deprecated: use checktimeout/negotiatetimeout)")
 		return kv, true
@@ -253,12 +353,13 @@ func ldCommon(key, val string, kv [][2]string, add func(Outcome, string, ...any)
 		add(Caveat, "not in the instance: route kind \"realserver\" to \"mail ADDR\" with an [[alert]] in ha.toml")
 		return kv, true
 	case "cleanstop":
-		if val == "no" {
-			add(Unsupported, "Vigil always removes the instance's services when it stops (cleanstop=yes)")
-		} else {
-			add(Mapped, "Vigil always cleans up on stop")
+		if _, err := ldYesNo(val); err != nil {
+			add(Invalid, "%v", err)
+			return kv, true
 		}
-		return kv, true
+		b, _ := ldYesNo(val)
+		add(Mapped, "")
+		return append(kv, [2]string{key, b}), true
 	case "fallbackcommand":
 		add(Unsupported, "no fallback command; a [[alert]] route of kind realserver sees every real go and come back")
 		return kv, true
@@ -269,6 +370,14 @@ func ldCommon(key, val string, kv [][2]string, add func(Outcome, string, ...any)
 func ldGlobal(key, val string, kv [][2]string, add func(Outcome, string, ...any)) [][2]string {
 	if kv, ok := ldCommon(key, val, kv, add); ok {
 		return kv
+	}
+	switch key {
+	case "autoreload", "fork", "readdquiescent", "supervised":
+		// ldirectord refuses anything but yes or no here.
+		if _, err := ldYesNo(val); err != nil {
+			add(Invalid, "%s %v", key, err)
+			return kv
+		}
 	}
 	switch key {
 	case "autoreload":
@@ -286,7 +395,12 @@ func ldGlobal(key, val string, kv [][2]string, add func(Outcome, string, ...any)
 	case "readdquiescent":
 		add(Unsupported, "quiescent reals are re-added by the reconcile loop")
 	case "maintenancedir":
-		add(Unsupported, "take a real out with mon's ipvs alert or the resource-command \"real\"")
+		if val == "" {
+			add(Invalid, "maintenance directory not specified")
+			return kv
+		}
+		add(Mapped, "a real is out while DIR/IP:PORT or DIR/IP exists (host names are not looked up)")
+		return append(kv, [2]string{key, quote(val)})
 	case "emailalertfrom":
 		add(Caveat, "set mail_from in ha.toml")
 	default:
@@ -297,22 +411,21 @@ func ldGlobal(key, val string, kv [][2]string, add func(Outcome, string, ...any)
 
 func ldParseVirtual(key, val string) (*ldVirtual, error) {
 	v := &ldVirtual{}
-	if key == "virtual" {
-		if n, err := strconv.ParseUint(val, 10, 32); err == nil {
-			if n == 0 {
-				return nil, fmt.Errorf("fwmark 0 is not a mark")
-			}
-			v.fwmark = uint32(n)
-			return v, nil
+	if n, err := strconv.ParseUint(val, 10, 32); err == nil {
+		if n == 0 {
+			return nil, fmt.Errorf("fwmark 0 is not a mark")
 		}
+		v.fwmark = uint32(n)
+		v.v6 = key == "virtual6" // a virtual6 mark is an IPv6 service
+		return v, nil
 	}
 	host, port, ok := cutPort(val)
 	if !ok {
 		return nil, fmt.Errorf("%q: want IP:PORT (or a firewall mark)", val)
 	}
-	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	a, err := ldResolve(strings.Trim(host, "[]"), key == "virtual6", &v.resolved)
 	if err != nil {
-		return nil, fmt.Errorf("%q: give the address as an IP (host names are not resolved)", val)
+		return nil, err
 	}
 	if a.Is6() && key == "virtual" {
 		return nil, fmt.Errorf("cannot specify an IPv6 address here. please use \"virtual6\"")
@@ -341,6 +454,12 @@ func ldPort(s string) (int, error) {
 	if p, ok := ldPorts[s]; ok {
 		return p, nil
 	}
+	if svcName.MatchString(s) {
+		// ldirectord asks getservbyname: /etc/services, never the network.
+		if p, err := net.LookupPort("tcp", s); err == nil {
+			return p, nil
+		}
+	}
 	p, err := strconv.Atoi(s)
 	if err != nil || p < 0 || p > 65535 {
 		return 0, fmt.Errorf("%q is not a port or a service name", s)
@@ -349,6 +468,21 @@ func ldPort(s string) (int, error) {
 }
 
 func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...any)) {
+	// A virtual6 block takes real6 and fallback6, a virtual block real
+	// and fallback, as ldirectord insists.
+	switch key {
+	case "real", "real6", "fallback", "fallback6":
+		base, six := strings.CutSuffix(key, "6")
+		if six != v.v6 {
+			want := base
+			if v.v6 {
+				want += "6"
+			}
+			add(Invalid, "ldirectord: cannot specify %q here. please use %q instead", key, want)
+			return
+		}
+		key = base
+	}
 	var ok bool
 	if v.kv, ok = ldCommon(key, val, v.kv, add); ok {
 		return
@@ -366,12 +500,17 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 	}
 	switch key {
 	case "real":
-		reals, err := ldParseReal(val, v)
+		var resolved []string
+		reals, err := ldParseReal(val, v, &resolved)
 		if err != nil {
 			add(Invalid, "%v", err)
 			return
 		}
 		v.reals = append(v.reals, reals...)
+		if resolved != nil {
+			add(Caveat, "%s (ldirectord resolves names each time it reads the file)", strings.Join(resolved, ", "))
+			return
+		}
 		if len(reals) > 1 {
 			add(Mapped, "%d real servers (range expanded)", len(reals))
 		} else {
@@ -383,17 +522,21 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 			v.checktype = val
 			add(Mapped, "")
 		case "external-perl":
-			v.checktype = "connect"
-			add(Caveat, "external-perl evals Perl inside ldirectord; Vigil cannot: connect check instead (make it an executable and use external)")
+			v.checktype = val
+			add(Caveat, "the file runs as `perl FILE VIP VPORT RIP RPORT` in a process of its own, not inside the director: exit codes mean the same, globals do not persist between checks")
 		default:
-			if _, err := strconv.Atoi(val); err == nil {
-				v.checktype = "connect"
-				add(Caveat, "combined checks (connect, with negotiate every %s) are not built in: connect check", val)
+			if n, err := strconv.Atoi(val); err == nil && n >= 0 {
+				v.checktype, v.connects = "combined", n
+				add(Mapped, "checktype = \"combined\", connects = %d (a negotiate check, then %d connect checks)", n, n)
 				return
 			}
 			add(Invalid, "checktype must be connect, negotiate, ping, external, external-perl, off, on or a number")
 		}
 	case "service":
+		if !ldServices[val] {
+			add(Invalid, "service must be dns, ftp, http, https, http_proxy, imap, imaps, ldap, ldaps, mysql, nntp, none, oracle, pop, pops, radius, pgsql, simpletcp, sip, smtp or submission (ldirectord refuses it too)")
+			return
+		}
 		v.service = val
 		add(Mapped, "")
 	case "checkcommand":
@@ -407,6 +550,10 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 		set(key, strconv.Itoa(p), "")
 	case "request", "receive":
 		if s, ok := quoted(); ok {
+			if s == "" {
+				add(Invalid, "an empty %s string (ldirectord refuses it too)", key)
+				return
+			}
 			set(key, quote(s), "")
 		}
 	case "httpmethod":
@@ -419,6 +566,10 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 	case "virtualhost":
 		set(key, quote(strings.Trim(val, `"`)), "")
 	case "scheduler":
+		if !lowerWord.MatchString(val) {
+			add(Invalid, "invalid scheduler, should be only lowercase letters (a-z) (ldirectord refuses it too)")
+			return
+		}
 		set(key, quote(val), "")
 	case "persistent":
 		d, err := ldSeconds(val, false)
@@ -428,7 +579,16 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 		}
 		set(key, d, "")
 	case "netmask":
-		if _, err := netip.ParseAddr(val); err != nil {
+		if v.v6 {
+			// An IPv6 virtual's netmask is a prefix length, as in ldirectord.
+			if n, err := strconv.Atoi(val); err != nil || n < 1 || n > 128 {
+				add(Invalid, "invalid netmask: a prefix length between 1 and 128 is required")
+				return
+			}
+			set(key, quote(val), "")
+			return
+		}
+		if a, err := netip.ParseAddr(val); err != nil || !a.Is4() {
 			add(Invalid, "must be a dotted-quad netmask (ldirectord refuses a prefix length)")
 			return
 		}
@@ -457,6 +617,10 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 	case "login", "passwd", "database", "secret", "load":
 		add(Unsupported, "only used by the ftp/imap/pop/mysql/pgsql/radius/ldap negotiate checks, which Vigil does not build in")
 	case "ops":
+		if _, err := ldYesNo(val); err != nil {
+			add(Invalid, "ops %v", err)
+			return
+		}
 		add(Unsupported, "one-packet scheduling is not supported")
 	case "schedflags":
 		add(Unsupported, "scheduler flags are not supported")
@@ -469,7 +633,7 @@ func ldVirtualKey(v *ldVirtual, key, val string, add func(Outcome, string, ...an
 
 // ldParseReal reads real=ip[->ip2][:port] gate|masq|ipip [weight]
 // ["request", "receive"] [l:N] [u:N].
-func ldParseReal(val string, v *ldVirtual) ([]ldReal, error) {
+func ldParseReal(val string, v *ldVirtual, resolved *[]string) ([]ldReal, error) {
 	f := strings.Fields(val)
 	if len(f) < 2 {
 		return nil, fmt.Errorf("invalid address for real server (wrong format): the forward method is required")
@@ -486,13 +650,13 @@ func ldParseReal(val string, v *ldVirtual) ([]ldReal, error) {
 		addr, port, _ = strings.Cut(addr, ":")
 	}
 	first, last, isRange := strings.Cut(addr, "->")
-	a, err := netip.ParseAddr(first)
+	a, err := ldResolve(first, v.v6, resolved)
 	if err != nil {
-		return nil, fmt.Errorf("%q: give the real server as an IP (host names are not resolved)", first)
+		return nil, err
 	}
 	end := a
 	if isRange {
-		if end, err = netip.ParseAddr(last); err != nil || !a.Is4() || end.Less(a) {
+		if end, err = ldResolve(last, v.v6, resolved); err != nil || !a.Is4() || end.Less(a) {
 			return nil, fmt.Errorf("%q: an IPv4 range a->b with a ≤ b", addr)
 		}
 	}
@@ -543,8 +707,10 @@ func ldParseReal(val string, v *ldVirtual) ([]ldReal, error) {
 			if err != nil {
 				return nil, err
 			}
-			if fwd == "gate" && v.fwmark == 0 && p != v.port {
-				p = v.port // direct routing cannot map ports; IPVS ignores it
+			if fwd != "masq" && v.fwmark == 0 && p != v.port {
+				// ipvsadm programs a gate or ipip real on the virtual's
+				// port, and ldirectord checks the port written here.
+				r.checkPort, p = p, v.port
 			}
 			r.address = netip.AddrPortFrom(ip, uint16(p)).String()
 		}
@@ -555,3 +721,35 @@ func ldParseReal(val string, v *ldVirtual) ([]ldReal, error) {
 	}
 	return out, nil
 }
+
+// hostsOnly resolves names from the hosts file alone: its DNS "server"
+// cannot be dialled, so an import never sends a query off the machine.
+var hostsOnly = &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+	return nil, errors.New("the import resolves names from /etc/hosts only")
+}}
+
+// ldResolve reads an address, or a host name as ldirectord resolves it
+// (gethostbyname at read time; here from /etc/hosts, the first address
+// of the family), noting the name and what it became in resolved.
+func ldResolve(host string, v6 bool, resolved *[]string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a, nil
+	}
+	network := "ip4"
+	if v6 {
+		network = "ip6"
+	}
+	if len(host) <= 253 && hostName.MatchString(host) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if as, err := hostsOnly.LookupNetIP(ctx, network, host); err == nil && len(as) > 0 {
+			a := as[0].Unmap()
+			*resolved = append(*resolved, fmt.Sprintf("%s resolved to %s from /etc/hosts", host, a))
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%q: not an address, nor a name in /etc/hosts (the import does not ask DNS: give the address)", host)
+}
+
+// hostName is what ldirectord takes for a host name.
+var hostName = regexp.MustCompile(`^[A-Za-z0-9.-]+$`)

@@ -350,3 +350,54 @@ func TestHeartbeatPairNote(t *testing.T) {
 		}
 	}
 }
+
+// What the differential test against Debian's ldirectord (test/ldiff)
+// found the import must keep: a gate real's own port as its check port,
+// the IPv6 directives, fallbacks per family, combined checks, cleanstop,
+// names from /etc/hosts and /etc/services, https verification.
+func TestLdirectordAsTheRealOne(t *testing.T) {
+	src := "fallback=127.0.0.1\nfallback6=[::1]:80 masq\ncleanstop=no\n" +
+		"virtual=10.0.0.3:www\n\treal=10.0.0.10:8080 gate 2\n\treal=10.0.0.11:8080 ipip\n\treal=10.0.0.12:8080 masq\n\tchecktype=3\n" +
+		"virtual=7\n\treal=10.0.0.10 gate\n\tchecktype=connect\n" +
+		"virtual6=[fd00::1]:443\n\treal6=[fd00::2]:443 masq\n" +
+		"virtual=localhost:8080\n\treal=localhost:8080 masq\n\tchecktype=connect\n"
+	toml, rep, err := ImportLdirectord("ld.cf", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := config.ParseLdirectord("ld.toml", toml)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, toml)
+	}
+	v := in.Virtual[0]
+	if v.Address != "10.0.0.3:80" || v.CheckType != "combined" || v.Connects != 3 || v.Service != "http" || *v.CleanStop ||
+		v.Real[0].Address != "10.0.0.10:80" || v.Real[0].CheckPort != 8080 || v.Real[1].Address != "10.0.0.11:80" || v.Real[1].CheckPort != 8080 ||
+		v.Real[2].Address != "10.0.0.12:8080" || v.Real[2].CheckPort != 0 || v.Fallback != "127.0.0.1 gate" && v.Fallback != "127.0.0.1" {
+		t.Errorf("virtual 0: %+v\n%s", v, toml)
+	}
+	if fw := in.Virtual[1]; fw.Fallback != "" {
+		t.Errorf("a firewall mark got the global fallback %q (ldirectord gives it none)", fw.Fallback)
+	}
+	if v6 := in.Virtual[2]; v6.Address != "[fd00::1]:443" || v6.Real[0].Address != "[fd00::2]:443" || v6.Fallback != "[::1]:80 masq" ||
+		v6.Service != "https" || v6.TLSVerify != "chain" {
+		t.Errorf("virtual6: %+v\n%s", v6, toml)
+	}
+	if lh := in.Virtual[3]; lh.Address != "127.0.0.1:8080" || lh.Real[0].Address != "127.0.0.1:8080" || outcome(rep, "virtual=localhost:8080").Outcome != Caveat {
+		t.Errorf("host names: %+v\n%s", lh, toml)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"virtual6=[fd00::1]:80\n\treal=[fd00::2]:80 gate\n", `please use "real6"`},
+		{"virtual6=[fd00::1]:80\n\tnetmask=255.255.255.0\n", "a prefix length between 1 and 128"},
+		{"virtual=10.0.0.3:80\n\treal6=[fd00::2]:80 gate\n", `please use "real"`},
+		{"virtual=10.0.0.3:80\n\treal=no-such-host.invalid:80 gate\n", "not an address, nor a name in /etc/hosts"},
+		{"autoreload=maybe\n", "must be 'yes' or 'no'"},
+		{"cleanstop=maybe\n", "must be 'yes' or 'no'"},
+		{"virtual=10.0.0.3:80\n\tops=maybe\n", "must be 'yes' or 'no'"},
+		{"virtual=10.0.0.3:80\n\tservice=gopher\n", "service must be"},
+		{"virtual=10.0.0.3:80\n\treceive=\"\"\n", "an empty receive"},
+	} {
+		if _, _, err := ImportLdirectord("ld.cf", []byte(tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.src, err, tc.want)
+		}
+	}
+}

@@ -36,7 +36,12 @@ type HTTP struct {
 	Digest   string         // hex MD5 of the body, as keepalived's genhash prints
 	MaxHops  int            // redirects followed; default 10, -1 none
 	MaxBody  int64          // bytes of body read; default 1 MiB
-	Insecure bool           // skip certificate verification (ldirectord does)
+	Insecure bool           // skip certificate verification (keepalived's SSL_GET does)
+	// ChainOnly verifies the certificate chain against the system's CAs
+	// but not the host name: ldirectord 4.12 with Debian 12's LWP
+	// (verify_hostname => 0) finds a real with a self-signed
+	// certificate down. It applies when Insecure is false.
+	ChainOnly bool
 	// ConnectTimeout bounds the TCP connect alone (keepalived's
 	// connect_timeout); the whole exchange is still bounded by ctx.
 	ConnectTimeout time.Duration
@@ -159,7 +164,7 @@ func (c HTTP) exchange(ctx context.Context, b *exchangeBuf, addr string, useTLS 
 	_ = conn.SetDeadline(deadline(ctx, 30*time.Second))
 	if useTLS {
 		name, _, _ := net.SplitHostPort(host + ":0")
-		tc := tls.Client(conn, tlsConfig(name, c.Insecure))
+		tc := tls.Client(conn, tlsConfig(name, c.Insecure, c.ChainOnly))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return 0, "", nil, err
 		}

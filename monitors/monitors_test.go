@@ -138,6 +138,7 @@ func TestHTTP(t *testing.T) {
 		{"401 accepted when listed", monitors.HTTP{Addr: addr, Path: "/secret", Status: []monitors.StatusRange{{200, 299}, {401, 401}}}, true, ""},
 		{"https", monitors.HTTP{Addr: tlsSrv.Listener.Addr().String(), TLS: true, Insecure: true, Path: "/.testpage", Receive: re}, true, ""},
 		{"https needs a trusted certificate unless insecure", monitors.HTTP{Addr: tlsSrv.Listener.Addr().String(), TLS: true, Path: "/.testpage"}, false, "certificate"},
+		{"https chain-only still needs a trusted chain", monitors.HTTP{Addr: tlsSrv.Listener.Addr().String(), TLS: true, ChainOnly: true, Path: "/.testpage"}, false, "certificate"},
 		{"down", monitors.HTTP{Addr: closedPort(t)}, false, "refused"},
 	}
 	for _, tc := range cases {

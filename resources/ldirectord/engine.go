@@ -206,9 +206,16 @@ func (e *Engine) checkOnce(c *checker) {
 		return // stopped while due
 	}
 	start := time.Now()
-	cctx, cancel := context.WithTimeout(c.ctx, c.timeout)
-	res := c.check.Check(cctx)
-	cancel()
+	var res monitors.Result
+	maint := c.inMaintenance()
+	if maint != "" {
+		// ldirectord takes it out at once and does not check it.
+		res = monitors.Result{Summary: "in maintenance (" + maint + " exists)"}
+	} else {
+		cctx, cancel := context.WithTimeout(c.ctx, c.timeout)
+		res = c.check.Check(cctx)
+		cancel()
+	}
 	e.checks.Add(1)
 	if c.ctx.Err() != nil {
 		return
@@ -228,7 +235,7 @@ func (e *Engine) checkOnce(c *checker) {
 		c.fails++
 		// A first failure counts at once: a real is not put into
 		// service until it has passed a check.
-		if c.fails >= c.failures || first {
+		if c.fails >= c.failures || first || maint != "" {
 			c.up = false
 		}
 	}
@@ -345,8 +352,9 @@ func (e *Engine) Activate(ctx context.Context) error {
 }
 
 // Deactivate removes this instance's services from the director (as
-// ldirectord's cleanstop does) and closes a userspace director; checks go
-// on, so the node stays warm for the next takeover.
+// ldirectord's cleanstop does; a virtual with cleanstop = false stays
+// programmed) and closes a userspace director; checks go on, so the node
+// stays warm for the next takeover.
 func (e *Engine) Deactivate() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -355,9 +363,18 @@ func (e *Engine) Deactivate() error {
 	if e.backend == nil {
 		return nil
 	}
+	scope := map[director.Key]bool{}
+	for k := range e.owned {
+		scope[k] = true
+	}
+	for vi := range e.inst.Virtual {
+		if v := &e.inst.Virtual[vi]; v.CleanStop != nil && !*v.CleanStop {
+			delete(scope, v.DirectorService().Key)
+		}
+	}
 	have, err := e.backend.Read()
 	if err == nil {
-		ops := director.Diff(have, director.Table{}, e.owned)
+		ops := director.Diff(have, director.Table{}, scope)
 		err = e.backend.Apply(ops)
 		e.logOps(ops, "stop")
 	}
@@ -491,7 +508,8 @@ func (e *Engine) isDisabled(vi, ri int) bool {
 // desired is the table the configuration and the health state call for
 // (LEGACY.md §5.5–5.6): up reals at their weight; down reals removed, or
 // kept at weight 0 when quiescent; the fallback server only while no real
-// is up (a weight-0 real counts as down); checktype off adds nothing.
+// is up (a quiesced real counts as down, one configured at weight 0 and
+// answering as up); checktype off adds nothing.
 func (e *Engine) desired() director.Table {
 	t := director.Table{}
 	for vi := range e.inst.Virtual {
@@ -510,7 +528,10 @@ func (e *Engine) desired() director.Table {
 			up, _ := e.health(vi, ri)
 			switch {
 			case up:
-				anyUp = anyUp || d.Weight > 0
+				// An answering real keeps the fallback out even at a
+				// configured weight of 0, as in ldirectord (only a
+				// quiesced, failed real at weight 0 counts as down).
+				anyUp = true
 				s.Dests[ap] = d
 			case *v.Quiescent:
 				d.Weight = 0

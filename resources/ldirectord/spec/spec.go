@@ -152,6 +152,13 @@ type Checks struct {
 	FailureCount     int      `toml:"failurecount" json:"failurecount"`
 	Quiescent        *bool    `toml:"quiescent" json:"quiescent"`
 	Fallback         string   `toml:"fallback" json:"fallback"`
+	// CleanStop false leaves the virtual and its reals in the director
+	// when the instance stops (ldirectord's cleanstop=no); default true.
+	CleanStop *bool `toml:"cleanstop" json:"cleanstop"`
+	// MaintenanceDir takes a real out while a file named IP:PORT or IP
+	// exists in it (ldirectord's maintenancedir; names are not looked
+	// up in DNS).
+	MaintenanceDir string `toml:"maintenancedir" json:"maintenancedir"`
 }
 
 // Virtual is one virtual service and its real servers.
@@ -176,7 +183,14 @@ type Virtual struct {
 	Digest       string   `toml:"digest" json:"digest"`
 	DNSType      string   `toml:"dnstype" json:"dnstype"`
 	CheckCommand string   `toml:"checkcommand" json:"checkcommand"`
-	Real         []Real   `toml:"real" json:"real"`
+	// TLSVerify is what an https check verifies of a real's certificate:
+	// "none" (the default, as keepalived's SSL_GET) or "chain" (the
+	// chain against the system's CAs, not the host name: ldirectord's).
+	TLSVerify string `toml:"tlsverify" json:"tlsverify"`
+	// Connects is, for checktype "combined" (ldirectord's checktype=N),
+	// the connect checks between two negotiate checks.
+	Connects int    `toml:"connects" json:"connects"`
+	Real     []Real `toml:"real" json:"real"`
 }
 
 // Real is one real server.
@@ -188,6 +202,10 @@ type Real struct {
 	Receive string `toml:"receive" json:"receive"`
 	Upper   uint32 `toml:"upper" json:"upper"` // connection thresholds (ldirectord u:N, l:N)
 	Lower   uint32 `toml:"lower" json:"lower"`
+	// CheckPort is the port this real's checks use when the virtual sets
+	// none: ldirectord checks a gate or ipip real on the port its real=
+	// line gives, while ipvsadm programs it on the virtual's port.
+	CheckPort int `toml:"checkport" json:"checkport"`
 }
 
 // Duration is a time in TOML as ldirectord writes it (an integer number of
@@ -354,6 +372,11 @@ func (v *Virtual) normalize(vk string, g Checks, bad func(string, string, ...any
 	if v.Fallback == "" {
 		v.Fallback = g.Fallback
 	}
+	inheritString(&v.MaintenanceDir, g.MaintenanceDir)
+	if v.CleanStop == nil {
+		c := g.CleanStop == nil || *g.CleanStop
+		v.CleanStop = &c
+	}
 	v.checks(vk, port, bad)
 	for j := range v.Real {
 		v.Real[j].normalize(fmt.Sprintf("%s.real[%d]", vk, j), v, port, bad)
@@ -372,8 +395,8 @@ func (v *Virtual) checks(vk string, port uint16, bad func(string, string, ...any
 		v.CheckType = "negotiate"
 	}
 	switch v.CheckType {
-	case "connect", "ping", "external", "on", "off":
-	case "negotiate":
+	case "connect", "ping", "external", "external-perl", "on", "off":
+	case "negotiate", "combined":
 		if v.Service == "" {
 			v.Service = servicesByPort[port]
 			if v.Service == "" {
@@ -384,10 +407,23 @@ func (v *Virtual) checks(vk string, port uint16, bad func(string, string, ...any
 			bad(vk+".service", "the %s negotiate check is not built in: use checktype = \"connect\" or \"external\" (built in: http, https, http_proxy, dns, smtp, submission, none)", v.Service)
 		}
 	default:
-		bad(vk+".checktype", "must be connect, negotiate, ping, external, on or off, not %q", v.CheckType)
+		bad(vk+".checktype", "must be connect, negotiate, combined, ping, external, external-perl, on or off, not %q", v.CheckType)
 	}
-	if v.CheckType == "external" && v.CheckCommand == "" {
-		bad(vk+".checkcommand", "is required for checktype = \"external\"")
+	switch v.TLSVerify {
+	case "":
+		v.TLSVerify = "none"
+	case "none", "chain":
+	default:
+		bad(vk+".tlsverify", "must be none or chain, not %q", v.TLSVerify)
+	}
+	if v.Connects < 0 {
+		bad(vk+".connects", "must be 0 or more")
+	}
+	if v.Connects != 0 && v.CheckType != "combined" {
+		bad(vk+".connects", "is for checktype = \"combined\"")
+	}
+	if (v.CheckType == "external" || v.CheckType == "external-perl") && v.CheckCommand == "" {
+		bad(vk+".checkcommand", "is required for checktype = %q", v.CheckType)
 	}
 	if v.CheckPort < 0 || v.CheckPort > 65535 {
 		bad(vk+".checkport", "must be 1..65535")
@@ -443,6 +479,9 @@ func (r *Real) normalize(rk string, v *Virtual, port uint16, bad func(string, st
 	}
 	if _, err := regexp.Compile(r.Receive); err != nil {
 		bad(rk+".receive", "not a regular expression: %v", err)
+	}
+	if r.CheckPort < 0 || r.CheckPort > 65535 {
+		bad(rk+".checkport", "must be 1..65535")
 	}
 }
 
@@ -539,4 +578,10 @@ func (v *Virtual) DirectorService() director.Service {
 		s.Netmask, _ = v.netmaskBits()
 	}
 	return s
+}
+
+func inheritString(s *string, g string) {
+	if *s == "" {
+		*s = g
+	}
 }
