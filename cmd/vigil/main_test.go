@@ -25,6 +25,11 @@ func TestConfigCheck(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, `OK — cluster "lvs", 2 nodes (this node lvs1), 2 heartbeat media, 1 groups`) {
 		t.Errorf("example config: code %d\n%s%s", code, out, errs)
 	}
+	// The classic pair the install puts in /etc/vigil fails over: no
+	// warning (issue 25: it lacked two_node, and `config check` said so).
+	if errs != "" {
+		t.Errorf("the example director pair draws warnings:\n%s", errs)
+	}
 	dir := t.TempDir()
 	ha, _ := os.ReadFile("../../etc/vigil/ha.toml")
 	bad := strings.Replace(string(ha), `deadtime  = "700ms"`, `deadtime  = "400ms"`, 1) + "\nbogus = true\n"
