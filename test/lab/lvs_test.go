@@ -86,9 +86,13 @@ func TestLVSSeed(t *testing.T) {
 	}
 
 	waitServed("start", 4, "rs1", "rs2")
+	// The table fills as soon as ldirectord started, the group's report
+	// reaches the replicated state a commit later (later still when the
+	// leadership is on its way to the witness): wait for both, as
+	// `status -1` below reads the report.
 	st, err := nodes["n1"].WaitStatus(10*time.Second, func(s *control.Status) bool {
 		tab, _ := lvsTable(s)
-		return tab[real1] == "5 up" && tab[real2] == "5 up"
+		return tab[real1] == "5 up" && tab[real2] == "5 up" && groupOn(s, "lvs") == "n1"
 	})
 	if err != nil {
 		_, text := lvsTable(st)
