@@ -32,6 +32,8 @@ type Event struct {
 	// Level is how the page marks it: ok, info, warn, bad.
 	Level string `json:"level"`
 	Text  string `json:"text"`
+	// The peer and link of a membership event.
+	node, link string
 }
 
 // Header is the cluster as this node sees it.
@@ -280,7 +282,8 @@ func MemberEvent(ev membership.Event) Event {
 	if ev.Reason != "" {
 		text += ": " + ev.Reason
 	}
-	return Event{ID: fmt.Sprintf("m/%d/%s/%s/%s", ev.Time.UnixNano(), ev.Kind, ev.Node, ev.Link), Time: ev.Time, Kind: string(ev.Kind), Level: lvl, Text: text}
+	return Event{ID: fmt.Sprintf("m/%d/%s/%s/%s", ev.Time.UnixNano(), ev.Kind, ev.Node, ev.Link), Time: ev.Time, Kind: string(ev.Kind), Level: lvl, Text: text,
+		node: ev.Node, link: ev.Link}
 }
 
 // sortEvents orders a timeline oldest first.

@@ -139,7 +139,7 @@ func (s *Server) snapshot(w http.ResponseWriter, _ *http.Request) {
 	st := s.src.Status()
 	items, evs := Build(&st)
 	s.mu.Lock()
-	evs = mergeEvents(append(slices.Clone(s.members), evs...))
+	evs = mergeEvents(append(members(&st, s.members), evs...))
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -295,6 +295,26 @@ func (s *Server) member(ev membership.Event) {
 	}
 }
 
+// members are the membership events status would show: not those of a
+// link status no longer lists for the peer (a serial cable that joins
+// two other nodes, see control.SharedLinks).
+func members(st *control.Status, evs []Event) []Event {
+	links := map[string]bool{}
+	for _, n := range st.Nodes {
+		for _, l := range n.Links {
+			links[n.Name+" "+l.Link] = true
+		}
+	}
+	out := make([]Event, 0, len(evs))
+	for _, e := range evs {
+		if e.link != "" && !links[e.node+" "+e.link] {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
 func (s *Server) shutdown() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -327,7 +347,7 @@ func (s *Server) refresh() {
 		}
 	}
 	s.items, s.order = now, items
-	evs = append(evs, s.members...)
+	evs = append(evs, members(&st, s.members)...)
 	sortEvents(evs)
 	for _, e := range evs {
 		if !s.seen[e.ID] {

@@ -318,6 +318,9 @@ func TestStream(t *testing.T) {
 		t.Errorf("no status read for the change")
 	}
 
+	// A link status does not list for the peer (a cable between two
+	// other nodes) is left out, as status leaves it out.
+	f.publish(membership.Event{Time: t0.Add(3 * time.Second), Kind: membership.LinkDead, Node: "n3", Link: "serial:/dev/ttyS0", Reason: "never heard"})
 	f.publish(membership.Event{Time: t0.Add(3 * time.Second), Kind: membership.LinkDead, Node: "n1", Link: "ucast:eth0", Reason: "silent"})
 	fr = s.next()
 	d = Delta{}
