@@ -12,10 +12,11 @@ FUZZTIME ?= 30s
 # mon provides the monitor and alert scripts the mon tests run unchanged;
 # nftables and stress-ng the one-way partitions, packet loss and CPU
 # starvation of the chaos schedules
-# (this kernel has no tc netem).
-DEB_DEPS := socat iproute2 resource-agents heartbeat mon nftables stress-ng
+# (this kernel has no tc netem); chromium (headless, over the DevTools
+# protocol) is the browser the web view's lab test drives.
+DEB_DEPS := socat iproute2 resource-agents heartbeat mon nftables stress-ng chromium
 
-.PHONY: samples all build test lint bench bench-failover bench-scale bench-lifetime bench-lvs bench-mon bench-starve chaos fuzz demo deps debs proto clean install uninstall
+.PHONY: webview-png samples all build test lint bench bench-failover bench-scale bench-lifetime bench-lvs bench-mon bench-starve chaos fuzz demo deps debs proto clean install uninstall
 
 all: build
 
@@ -64,6 +65,11 @@ proto:
 # root; CI runs as root so they always run there.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# The web view's screenshot in the README, taken by its lab test in
+# headless chromium after a failover.
+webview-png: deps
+	VIGIL_WEBVIEW_PNG=$(CURDIR)/docs/webview.png $(GO) test -count=1 -run '^TestWebView$$' ./test/lab/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -87,7 +87,7 @@ group = "rs%d"
 	page("the page, live", 20*time.Second, `document.getElementById("conn").textContent === "live" && document.title === "Vigil lvslab — n2"`)
 	page("lvs running on n1", 20*time.Second, row("group/lvs")+`?.dataset.shown === "n1:running"`)
 	page("the nodes", 5*time.Second, `["n1","n2","n3"].every(n => document.querySelector('[data-key="node/'+n+'"]')?.dataset.cluster === "online")`)
-	svc := row("service/ldirectord_www TCP "+lab.VIP+":80")
+	svc := row("service/ldirectord_www TCP " + lab.VIP + ":80")
 	page("both real servers up on the standby", 15*time.Second, svc+`?.innerText.split("\n").filter(l => /\bup\b/.test(l)).length === 2`)
 
 	// The keyboard: Tab from the top reaches the group's row (through
