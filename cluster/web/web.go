@@ -169,6 +169,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", "text/event-stream")
+		return
+	}
 	c := &client{ch: make(chan []byte, s.queue), fresh: true}
 	s.mu.Lock()
 	if s.closed {

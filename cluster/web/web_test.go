@@ -454,7 +454,16 @@ func TestReadOnly(t *testing.T) {
 			t.Errorf("%s: policy %q", p, csp)
 		}
 	}
-	resp, err := http.Get(url + "/web/nothing-here")
+	// HEAD of the stream answers at once.
+	resp, err := http.Head(url + "/web/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Errorf("HEAD /web/events: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	resp, err = http.Get(url + "/web/nothing-here")
 	if err != nil {
 		t.Fatal(err)
 	}
