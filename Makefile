@@ -12,7 +12,8 @@ FUZZTIME ?= 30s
 # mon provides the monitor and alert scripts the mon tests run unchanged;
 # nftables and stress-ng the one-way partitions, packet loss and CPU
 # starvation of the chaos schedules
-# (this kernel has no tc netem).
+# (this kernel has no tc netem); chromium (headless, over the DevTools
+# protocol) is the browser the web view's lab test drives.
 # LDIRECTORD_PERL is the Perl that Debian's ldirectord (unpacked under
 # bin/samples, see samples) needs: its package's dependencies, less
 # ipvsadm (test/ldiff records the calls with a shim instead) and what perl
@@ -21,9 +22,9 @@ FUZZTIME ?= 30s
 LDIRECTORD_PERL := liblwp-protocol-https-perl libauthen-radius-perl libcrypt-ssleay-perl libdbi-perl libdigest-hmac-perl libio-socket-inet6-perl \
 	libmail-pop3client-perl libmailtools-perl libnet-dns-perl libnet-imap-simple-perl libnet-imap-simple-ssl-perl \
 	libnet-ldap-perl libsocket6-perl libwww-perl
-DEB_DEPS := socat iproute2 resource-agents heartbeat mon nftables stress-ng $(LDIRECTORD_PERL)
+DEB_DEPS := socat iproute2 resource-agents heartbeat mon nftables stress-ng chromium $(LDIRECTORD_PERL)
 
-.PHONY: samples all build test lint bench bench-failover bench-scale bench-lifetime bench-lvs bench-mon bench-starve chaos fuzz demo deps debs proto clean install uninstall
+.PHONY: webview-png samples all build test lint bench bench-failover bench-scale bench-lifetime bench-lvs bench-mon bench-starve chaos fuzz demo deps debs proto clean install uninstall
 
 all: build
 
@@ -72,6 +73,11 @@ proto:
 # root; CI runs as root so they always run there.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# The web view's screenshot in the README, taken by its lab test in
+# headless chromium after a failover.
+webview-png: deps
+	VIGIL_WEBVIEW_PNG=$(CURDIR)/docs/webview.png $(GO) test -count=1 -run '^TestWebView$$' ./test/lab/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

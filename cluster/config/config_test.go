@@ -92,6 +92,9 @@ func TestHAErrors(t *testing.T) {
 		{"pprof without metrics", "metrics_pprof = true\n" + baseHA, []string{"1: metrics_pprof: needs metrics_listen"}},
 		{"pprof not a bool", "metrics_listen = \"127.0.0.1:9470\"\nmetrics_pprof = \"yes\"\n" + baseHA, []string{"2: metrics_pprof: incompatible types"}},
 		{"pprof misspelt", "metrics_listen = \"127.0.0.1:9470\"\nmetrics_prof = true\n" + baseHA, []string{"2: metrics_prof: unknown key"}},
+		{"web view without metrics", "web_view = true\n" + baseHA, []string{"1: web_view: needs metrics_listen"}},
+		{"web view not a bool", "metrics_listen = \"127.0.0.1:9470\"\nweb_view = \"on\"\n" + baseHA, []string{"2: web_view: incompatible types"}},
+		{"web view misspelt", "metrics_listen = \"127.0.0.1:9470\"\nwebview = true\n" + baseHA, []string{"2: webview: unknown key"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -226,8 +229,8 @@ func TestHADefaults(t *testing.T) {
 	if ha.UCast[0].Port != DefaultPort || ha.Nodes[0].Role != "member" || ha.Raft.Port != DefaultRaftPort {
 		t.Errorf("defaults not applied: %+v", ha)
 	}
-	if ha.MetricsListen != "" || ha.MetricsPprof {
-		t.Errorf("metrics on by default: %q pprof %v", ha.MetricsListen, ha.MetricsPprof)
+	if ha.MetricsListen != "" || ha.MetricsPprof || ha.WebView {
+		t.Errorf("metrics on by default: %q pprof %v web view %v", ha.MetricsListen, ha.MetricsPprof, ha.WebView)
 	}
 	// Without deadtime: VRRP's master-down, and the lease (3 beats, as
 	// much as a steady one needs) and warntime derived from it.
@@ -246,14 +249,15 @@ func TestHADefaults(t *testing.T) {
 	}
 }
 
-// metrics_pprof is off unless set, and set only with metrics_listen.
+// metrics_pprof and web_view are off unless set, and set only with
+// metrics_listen.
 func TestMetricsPprof(t *testing.T) {
-	ha, _, err := ParseHA("ha.toml", []byte("metrics_listen = \"127.0.0.1:9470\"\nmetrics_pprof = true\n"+quietPair+baseHA))
+	ha, _, err := ParseHA("ha.toml", []byte("metrics_listen = \"127.0.0.1:9470\"\nmetrics_pprof = true\nweb_view = true\n"+quietPair+baseHA))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ha.MetricsPprof || ha.MetricsListen != "127.0.0.1:9470" {
-		t.Errorf("metrics_pprof not read: %q pprof %v", ha.MetricsListen, ha.MetricsPprof)
+	if !ha.MetricsPprof || !ha.WebView || ha.MetricsListen != "127.0.0.1:9470" {
+		t.Errorf("metrics_pprof, web_view not read: %q pprof %v web view %v", ha.MetricsListen, ha.MetricsPprof, ha.WebView)
 	}
 }
 

@@ -77,6 +77,9 @@ type HA struct {
 	// MetricsPprof adds Go's runtime profiles (net/http/pprof, under
 	// /debug/pprof/) to the metrics listener; it needs metrics_listen.
 	MetricsPprof bool `toml:"metrics_pprof"`
+	// WebView adds the live web view (read-only, under /web/) to the
+	// metrics listener; it needs metrics_listen.
+	WebView bool `toml:"web_view"`
 }
 
 // Fence names the fencing plugin and how to call it.
@@ -431,6 +434,9 @@ func (h *HA) validate(s *errSink, defined func(key string) bool, warn func(strin
 	}
 	if h.MetricsPprof && h.MetricsListen == "" {
 		s.add("metrics_pprof", "needs metrics_listen: the profiles are served on the metrics listener")
+	}
+	if h.WebView && h.MetricsListen == "" {
+		s.add("web_view", "needs metrics_listen: the web view is served on the metrics listener")
 	}
 	h.validateAlerts(s, warn)
 }

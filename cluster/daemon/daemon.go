@@ -31,6 +31,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/metrics"
 	"github.com/vigil-ha/vigil/cluster/placement"
 	"github.com/vigil-ha/vigil/cluster/tiebreak"
+	"github.com/vigil-ha/vigil/cluster/web"
 	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/builtin"
@@ -60,6 +61,7 @@ type Daemon struct {
 	reloading   sync.Mutex // one reload at a time
 	metrics     *metrics.Metrics
 	metricsL    net.Listener // nil without metrics_listen
+	web         *web.Server  // nil without web_view
 }
 
 // opTimeout bounds each resource operation that sets no timeout of its own.
@@ -222,6 +224,9 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	}
 	d.alerts = alerts.New(ha, d.senders(ha), alertTimeout, log.With("component", "alert"))
 	d.metrics = metrics.New(d.Status)
+	if ha.WebView {
+		d.web = web.New(d, web.Options{Log: log.With("component", "web")})
+	}
 	groups, nodes := coord.Specs(cfg)
 	copt := coord.Options{
 		Self: cfg.Self.Name, Incarnation: d.incarnation, Role: cfg.Self.Role, Timing: tm,
@@ -347,8 +352,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	run("alerts", d.alerts.Run)
 	run("events", d.watchEvents)
 	if d.metricsL != nil {
+		x := metrics.Extras{Pprof: d.cfg.HA.MetricsPprof}
+		if d.web != nil {
+			x.Web = d.web.Handler()
+			run("web", d.web.Run)
+		}
 		run("metrics", func(ctx context.Context) error {
-			return d.metrics.Serve(ctx, d.metricsL, d.cfg.HA.MetricsPprof, d.log.With("component", "metrics"))
+			return d.metrics.Serve(ctx, d.metricsL, x, d.log.With("component", "metrics"))
 		})
 	}
 	d.log.Info("vigil daemon started", "cluster", d.cfg.HA.Cluster, "node", d.cfg.Self.Name, "incarnation", d.incarnation,
@@ -417,6 +427,10 @@ func (d *Daemon) Status() control.Status {
 	s.Placement, s.FilesDiffer = control.Placement(&s), control.FilesDiffer(&s)
 	return s
 }
+
+// Changed implements web.Source: closed at the next applied change of
+// the replicated state.
+func (d *Daemon) Changed() <-chan struct{} { return d.fsm.Changed() }
 
 // Subscribe implements control.Backend.
 func (d *Daemon) Subscribe(buf int) (<-chan membership.Event, func()) {

@@ -61,13 +61,28 @@ func (m *Metrics) ObserveApply(took time.Duration, err error) {
 	m.apply.Observe(took.Seconds())
 }
 
+// Extras are what else the listener serves, each off unless set.
+type Extras struct {
+	// Pprof (ha.toml metrics_pprof): Go's runtime profiles under
+	// /debug/pprof/.
+	Pprof bool
+	// Web (ha.toml web_view): the live web view, served under /web/.
+	Web http.Handler
+}
+
 // mux routes the listener's paths. The profiles are registered here, not
 // on http.DefaultServeMux (where importing net/http/pprof puts them), so
 // they are served only when asked for. No write timeout is set: a CPU
-// profile or trace writes for as long as its seconds= asks.
-func (m *Metrics) mux(pprof bool) *http.ServeMux {
+// profile or trace writes for as long as its seconds= asks, the web
+// view's event stream for as long as the page is open.
+func (m *Metrics) mux(x Extras) *http.ServeMux {
+	pprof := x.Pprof
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
+	if x.Web != nil {
+		mux.Handle("/web", x.Web)
+		mux.Handle("/web/", x.Web)
+	}
 	if pprof {
 		mux.HandleFunc("/debug/pprof/", httppprof.Index) // and every named profile: heap, goroutine, allocs…
 		mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
@@ -83,18 +98,20 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// Serve serves /metrics on l until ctx ends and, with pprof set (ha.toml
-// metrics_pprof), Go's runtime profiles under /debug/pprof/, so that an
-// operator can see where a loaded director spends its time.
-func (m *Metrics) Serve(ctx context.Context, l net.Listener, pprof bool, log *slog.Logger) error {
-	srv := &http.Server{Handler: m.mux(pprof), ReadHeaderTimeout: 5 * time.Second}
+// Serve serves /metrics on l until ctx ends and, as x says, Go's runtime
+// profiles under /debug/pprof/, so that an operator can see where a loaded
+// director spends its time, and the web view under /web/. Requests end
+// with ctx (the web view's streams would outlast a graceful shutdown).
+func (m *Metrics) Serve(ctx context.Context, l net.Listener, x Extras, log *slog.Logger) error {
+	srv := &http.Server{Handler: m.mux(x), ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("metrics endpoint", "address", l.Addr().String(), "path", "/metrics", "pprof", pprof)
+	log.Info("metrics endpoint", "address", l.Addr().String(), "path", "/metrics", "pprof", x.Pprof, "web_view", x.Web != nil)
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("metrics: %w", err)
 	}

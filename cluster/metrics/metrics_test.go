@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -149,14 +150,16 @@ vigil_raft_apply_failures_total 1
 
 // serve runs Serve on a loopback listener until the test ends and
 // returns its base URL.
-func serve(t *testing.T, pprof bool) string {
+func serve(t *testing.T, pprof bool) string { return serveExtras(t, Extras{Pprof: pprof}) }
+
+func serveExtras(t *testing.T, x Extras) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- New(status).Serve(ctx, l, pprof, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- New(status).Serve(ctx, l, x, slog.New(slog.DiscardHandler)) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -207,6 +210,24 @@ func TestPprof(t *testing.T) {
 		if code, _ := get(t, off+p); code != http.StatusNotFound {
 			t.Errorf("pprof off: %s answers %d, want 404", p, code)
 		}
+	}
+}
+
+// The web view (web_view) is on the same listener under /web/, and only
+// when set: without it /web/ is 404 like the profiles.
+func TestWebViewMounted(t *testing.T) {
+	web := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "web view at "+r.URL.Path) })
+	on, off := serveExtras(t, Extras{Web: web}), serve(t, false)
+	for _, p := range []string{"/web", "/web/", "/web/events"} {
+		if code, body := get(t, on+p); code != http.StatusOK || body != "web view at "+p {
+			t.Errorf("web view on: %s: %d %q", p, code, body)
+		}
+		if code, _ := get(t, off+p); code != http.StatusNotFound {
+			t.Errorf("web view off: %s answers %d, want 404", p, code)
+		}
+	}
+	if code, body := get(t, on+"/metrics"); code != http.StatusOK || !strings.Contains(body, "vigil_info") {
+		t.Errorf("/metrics beside the web view: %d %.80q", code, body)
 	}
 }
 

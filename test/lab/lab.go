@@ -213,6 +213,13 @@ type Proc struct {
 // logging to a file in the lab's directory.
 func (l *Lab) Start(node, name string, args ...string) *Proc {
 	l.t.Helper()
+	return l.StartCmd(node, name, nil, args...)
+}
+
+// StartCmd is Start with setup, if not nil, called on the command before
+// it starts (to pass it more files, say).
+func (l *Lab) StartCmd(node, name string, setup func(*exec.Cmd), args ...string) *Proc {
+	l.t.Helper()
 	if node != "" {
 		args = append([]string{"ip", "netns", "exec", l.NS(node)}, args...)
 	}
@@ -230,6 +237,9 @@ func (l *Lab) Start(node, name string, args ...string) *Proc {
 	// fork from a thread locked for the child's whole life, so only the
 	// test process's death kills it.
 	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if setup != nil {
+		setup(p.Cmd)
+	}
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
