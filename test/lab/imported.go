@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/config"
-	"github.com/vigil-ha/vigil/cluster/control"
 )
 
 // StartImported runs `vigil daemon -c dir --node name` in namespace ns as
@@ -45,7 +45,7 @@ func (l *Lab) StartImported(bin, ns, name, dir string) *Node {
 	}
 	n := &Node{Name: name, NS: ns, Dir: dir, Socket: filepath.Join(mounts["/run"], socket)}
 	n.Proc = l.Start(ns, "vigil-"+name, "sh", "-c", script.String(), "sh", bin, "daemon", "-c", dir, "--node", name, "--log-level", "debug")
-	n.Client = control.NewClient(n.Socket)
+	n.Client = api.NewClient(n.Socket)
 	if err := waitLog(n.Proc, "vigil daemon started", 20*time.Second); err != nil {
 		l.t.Fatalf("lab: daemon %s: %v", name, err)
 	}
