@@ -10,11 +10,13 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
-// Kind names one plugin service.
-type Kind string
+// Kind names one plugin service. It is the control
+// API's wire type, defined in package api.
+type Kind = api.PluginKind
 
 // The plugin kinds (DESIGN.md §2.3).
 const (

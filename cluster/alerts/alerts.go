@@ -15,27 +15,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/monitors"
 	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
 )
 
-// Record is one delivery (or failed one), for status.
-type Record struct {
-	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"`
-	Type    string    `json:"type"`
-	Summary string    `json:"summary"`
-	Via     string    `json:"via"`
-	Err     string    `json:"err,omitempty"`
-}
+// Record is one delivery (or failed one), for status. It is the control
+// API's wire type, defined in package api.
+type Record = api.AlertRecord
 
-// Counts are the deliveries so far.
-type Counts struct {
-	Sent    uint64 `json:"sent"`
-	Failed  uint64 `json:"failed"`
-	Dropped uint64 `json:"dropped"` // a sender's queue was full
-}
+// Counts are the deliveries so far. It is the control
+// API's wire type, defined in package api.
+type Counts = api.AlertCounts
 
 // keepRecords is how many deliveries status remembers.
 const keepRecords = 20

@@ -9,28 +9,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
-	"github.com/vigil-ha/vigil/cluster/membership"
 )
 
 // trio is the demo's cluster as n1 sees it, all well: directors n1 and n2
 // with a serial cable between them, witness n3 (no cable), Raft led by the
 // witness, group lvs running on its preferred node n1.
-func trio() *Status {
+func trio() *api.Status {
 	at := func(d time.Duration) time.Time { return now.Add(-d) }
-	link := func(name string, heard time.Duration) membership.LinkStatus {
-		return membership.LinkStatus{Link: name, State: "up", LastHeard: at(heard), Received: 3000}
+	link := func(name string, heard time.Duration) api.LinkStatus {
+		return api.LinkStatus{Link: name, State: "up", LastHeard: at(heard), Received: 3000}
 	}
-	cable := membership.LinkStatus{Link: "serial:/dev/pts/3", State: "dead"} // never heard from n3
-	return &Status{
+	cable := api.LinkStatus{Link: "serial:/dev/pts/3", State: "dead"} // never heard from n3
+	return &api.Status{
 		Cluster: "seed", Node: "n1", Version: "0.1.0", Incarnation: 7, Started: at(10 * time.Minute), Now: now,
-		Timing: Timing{Keepalive: "100ms", Warntime: "175ms", Deadtime: "350ms", Initdead: "3s"},
-		Nodes: []NodeStatus{
-			{Name: "n1", Address: "10.77.1.1", Role: "member", Self: true, PeerStatus: membership.PeerStatus{Node: "n1", State: "up", Since: at(10 * time.Minute)}},
-			{Name: "n2", Address: "10.77.1.2", Role: "member", PeerStatus: membership.PeerStatus{Node: "n2", State: "up", Since: at(9 * time.Minute), Links: []membership.LinkStatus{
+		Timing: api.Timing{Keepalive: "100ms", Warntime: "175ms", Deadtime: "350ms", Initdead: "3s"},
+		Nodes: []api.NodeStatus{
+			{Name: "n1", Address: "10.77.1.1", Role: "member", Self: true, PeerStatus: api.PeerStatus{Node: "n1", State: "up", Since: at(10 * time.Minute)}},
+			{Name: "n2", Address: "10.77.1.2", Role: "member", PeerStatus: api.PeerStatus{Node: "n2", State: "up", Since: at(9 * time.Minute), Links: []api.LinkStatus{
 				link("ucast:10.77.1.1", 40*time.Millisecond), link("bcast:eth1", 60*time.Millisecond), link("serial:/dev/pts/3", 80*time.Millisecond)}}},
-			{Name: "n3", Address: "10.77.1.3", Role: "witness", PeerStatus: membership.PeerStatus{Node: "n3", State: "up", Since: at(9 * time.Minute), Links: []membership.LinkStatus{
+			{Name: "n3", Address: "10.77.1.3", Role: "witness", PeerStatus: api.PeerStatus{Node: "n3", State: "up", Since: at(9 * time.Minute), Links: []api.LinkStatus{
 				link("ucast:10.77.1.1", 30*time.Millisecond), link("bcast:eth1", 50*time.Millisecond), cable}}},
 		},
 		Links: []heartbeat.LinkCounters{
@@ -38,7 +38,7 @@ func trio() *Status {
 			{Link: "bcast:eth1", Sent: 6000, Received: 11000},
 			{Link: "serial:/dev/pts/3", Sent: 6000, Received: 5500},
 		},
-		Core: &ClusterStatus{Leader: "n3", RaftState: "Follower", Term: "3", Applied: 120, Quorum: 2, Voters: []string{"n1", "n2", "n3"},
+		Core: &api.ClusterStatus{Leader: "n3", RaftState: "Follower", Term: "3", Applied: 120, Quorum: 2, Voters: []string{"n1", "n2", "n3"},
 			HoldsLease: true, Lease: "290ms", Files: "a1b2c3d4e5f60718",
 			State: &fsm.State{
 				GroupsVersion: "a1b2c3d4e5f60718",
@@ -62,16 +62,16 @@ func trio() *Status {
 
 // failedOver is trio after n1's crash, as n2 sees it: n1 offline since
 // 12 s, the group running on n2; n1's last report still says running.
-func failedOver() *Status {
+func failedOver() *api.Status {
 	s := trio()
 	s.Node = "n2"
 	s.Nodes[0].Self, s.Nodes[1].Self = false, true
-	s.Nodes[0].PeerStatus = membership.PeerStatus{Node: "n1", State: "dead", Since: now.Add(-12 * time.Second), Links: []membership.LinkStatus{
+	s.Nodes[0].PeerStatus = api.PeerStatus{Node: "n1", State: "dead", Since: now.Add(-12 * time.Second), Links: []api.LinkStatus{
 		{Link: "ucast:10.77.1.2", State: "dead", LastHeard: now.Add(-12400 * time.Millisecond), Received: 5000},
 		{Link: "serial:/dev/pts/4", State: "dead", LastHeard: now.Add(-12400 * time.Millisecond), Received: 2500},
 	}}
-	s.Nodes[1].PeerStatus = membership.PeerStatus{Node: "n2", State: "up", Since: now.Add(-9 * time.Minute)}
-	s.Nodes[2].Links = []membership.LinkStatus{
+	s.Nodes[1].PeerStatus = api.PeerStatus{Node: "n2", State: "up", Since: now.Add(-9 * time.Minute)}
+	s.Nodes[2].Links = []api.LinkStatus{
 		{Link: "ucast:10.77.1.2", State: "up", LastHeard: now.Add(-20 * time.Millisecond), Received: 5400},
 		{Link: "serial:/dev/pts/4", State: "dead"},
 	}
@@ -91,7 +91,7 @@ func failedOver() *Status {
 func TestStatusCases(t *testing.T) {
 	cases := []struct {
 		name string
-		s    func() *Status
+		s    func() *api.Status
 	}{
 		// All well: OK; n1 lists no cable to the witness.
 		{"ok", trio},
@@ -101,7 +101,7 @@ func TestStatusCases(t *testing.T) {
 		{"failed-over", failedOver},
 		// The owner died and placement has not moved the group yet: its
 		// state is unknown (CRITICAL), not the owner's stale "running".
-		{"owner-offline", func() *Status {
+		{"owner-offline", func() *api.Status {
 			s := failedOver()
 			g := s.Core.State.Groups["lvs"]
 			g.Owner, g.Reason = "n1", "preferred node n1"
@@ -111,20 +111,20 @@ func TestStatusCases(t *testing.T) {
 		}},
 		// n2 was marked online while it led Raft; the witness leads now:
 		// the RAFT column says so apart from the replicated flags.
-		{"leader-column", func() *Status {
+		{"leader-column", func() *api.Status {
 			s := trio()
 			s.Core.State.Nodes["n2"].Reason = "leader" // written by an older build
 			return s
 		}},
 		// Standby and maintenance are WARNING, and so is a group away
 		// from its preferred node (here moved by the operator).
-		{"standby-maintenance", func() *Status {
+		{"standby-maintenance", func() *api.Status {
 			s := trio()
 			s.Core.State.Nodes["n1"].Standby = true
 			s.Core.State.Nodes["n2"].Maintenance = true
 			return s
 		}},
-		{"moved", func() *Status {
+		{"moved", func() *api.Status {
 			s := trio()
 			g := s.Core.State.Groups["lvs"]
 			g.Owner, g.Pinned, g.Reason = "n2", "n2", "moved by the operator"
@@ -135,7 +135,7 @@ func TestStatusCases(t *testing.T) {
 		// This node's resources.toml is not what the cluster runs (the
 		// leader's files won at start), nor n2's as it reported them:
 		// both shown, and WARNING.
-		{"files-differ", func() *Status {
+		{"files-differ", func() *api.Status {
 			s := trio()
 			s.Core.Files = "ffee00112233aabb"
 			s.Core.State.Nodes["n1"].Files = "a1b2c3d4e5f60718" // its report is older than its files
@@ -144,7 +144,7 @@ func TestStatusCases(t *testing.T) {
 		}},
 		// After a reload elsewhere; seen from the witness, whose files
 		// agree: n1's difference shows there too.
-		{"files-differ-reload", func() *Status {
+		{"files-differ-reload", func() *api.Status {
 			s := trio()
 			s.Node = "n3"
 			s.Core.State.GroupsGeneration = 2
@@ -155,7 +155,7 @@ func TestStatusCases(t *testing.T) {
 		// n1 is cut off from both peers: no leader, and its replicated
 		// state is as last applied. The peers it does not hear are not
 		// shown online, nor the group running on n2.
-		{"no-leader", func() *Status {
+		{"no-leader", func() *api.Status {
 			s := trio()
 			s.Core.Leader, s.Core.RaftState, s.Core.HoldsLease, s.Core.Lease = "", "Candidate", false, ""
 			g := s.Core.State.Groups["lvs"]
@@ -171,9 +171,9 @@ func TestStatusCases(t *testing.T) {
 			return s
 		}},
 		// No cable was heard from anyone yet: it is listed for every peer.
-		{"cable-never-heard", func() *Status {
+		{"cable-never-heard", func() *api.Status {
 			s := trio()
-			s.Nodes[1].Links[2] = membership.LinkStatus{Link: "serial:/dev/pts/3", State: "dead"}
+			s.Nodes[1].Links[2] = api.LinkStatus{Link: "serial:/dev/pts/3", State: "dead"}
 			return s
 		}},
 	}
@@ -186,14 +186,14 @@ func TestStatusCases(t *testing.T) {
 			Render(&buf, s)
 			// What --json adds for scripts: the placement view and the
 			// links per peer (the rest is the raw status).
-			s.Placement = Placement(s)
+			s.Placement = api.Placement(s)
 			links := map[string][]string{}
 			for _, n := range SharedLinks(s.Nodes) {
 				for _, l := range n.Links {
 					links[n.Name] = append(links[n.Name], l.Link)
 				}
 			}
-			js, err := json.MarshalIndent(map[string]any{"placement": s.Placement, "links": links, "files_differ": FilesDiffer(s)}, "", "  ")
+			js, err := json.MarshalIndent(map[string]any{"placement": s.Placement, "links": links, "files_differ": api.FilesDiffer(s)}, "", "  ")
 			if err != nil {
 				t.Fatal(err)
 			}

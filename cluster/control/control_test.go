@@ -13,31 +13,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/alerts"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
-	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
-	"github.com/vigil-ha/vigil/cluster/tiebreak"
-	"github.com/vigil-ha/vigil/plugins/host"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
 var now = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
-func fixture() *Status {
+func fixture() *api.Status {
 	at := func(d time.Duration) time.Time { return now.Add(-d) }
-	return &Status{
+	return &api.Status{
 		Cluster: "lvs", Node: "lvs1", Version: "0.1.0", Incarnation: 42, Started: at(3*time.Hour + 12*time.Minute), Now: now,
-		Timing: Timing{Keepalive: "200ms", Warntime: "600ms", Deadtime: "1s", Initdead: "10s"},
-		Nodes: []NodeStatus{
-			{Name: "lvs1", Address: "10.0.0.1", Role: "member", Self: true, PeerStatus: membership.PeerStatus{Node: "lvs1", State: "up", Since: at(3 * time.Hour)}},
-			{Name: "lvs2", Address: "10.0.0.2", Role: "member", PeerStatus: membership.PeerStatus{Node: "lvs2", State: "up", Since: at(2 * time.Hour), Links: []membership.LinkStatus{
+		Timing: api.Timing{Keepalive: "200ms", Warntime: "600ms", Deadtime: "1s", Initdead: "10s"},
+		Nodes: []api.NodeStatus{
+			{Name: "lvs1", Address: "10.0.0.1", Role: "member", Self: true, PeerStatus: api.PeerStatus{Node: "lvs1", State: "up", Since: at(3 * time.Hour)}},
+			{Name: "lvs2", Address: "10.0.0.2", Role: "member", PeerStatus: api.PeerStatus{Node: "lvs2", State: "up", Since: at(2 * time.Hour), Links: []api.LinkStatus{
 				{Link: "ucast:10.0.0.1", State: "up", LastHeard: at(120 * time.Millisecond), Received: 54000},
 				{Link: "serial:/dev/ttyS0", State: "dead", LastHeard: at(95 * time.Second), Late: 3, Received: 51000},
 			}}},
-			{Name: "witness", Address: "10.0.0.9", Role: "witness", PeerStatus: membership.PeerStatus{Node: "witness", State: "dead", Since: at(5 * time.Minute), Links: []membership.LinkStatus{
+			{Name: "witness", Address: "10.0.0.9", Role: "witness", PeerStatus: api.PeerStatus{Node: "witness", State: "dead", Since: at(5 * time.Minute), Links: []api.LinkStatus{
 				{Link: "ucast:10.0.0.1", State: "dead", LastHeard: at(5*time.Minute + time.Second), Received: 10},
 				{Link: "serial:/dev/ttyS0", State: "dead"},
 			}}},
@@ -46,17 +43,17 @@ func fixture() *Status {
 			{Link: "ucast:10.0.0.1", Sent: 57600, Received: 54010, Dropped: map[string]uint64{"bad_mac": 12, "replay": 1}},
 			{Link: "serial:/dev/ttyS0", Sent: 57600, SendErrors: 475, Received: 51000},
 		},
-		Groups: []lrm.GroupStatus{{Name: "lvs", Wanted: true, State: "running", Resources: []lrm.ResourceStatus{
+		Groups: []api.GroupStatus{{Name: "lvs", Wanted: true, State: "running", Resources: []api.ResourceStatus{
 			{ID: "IPaddr_10.0.0.3", Type: "IPaddr", Plugin: "ipaddr", State: "running", LastOp: "start", Result: "SUCCESS", At: at(2 * time.Hour)},
 			{ID: "web", Type: "ocf:heartbeat:apache", Plugin: "ocf", State: "failed", LastOp: "monitor", Result: "ERR_INSTALLED", Reason: "apache not installed", At: at(4 * time.Second)},
 		}}},
-		Plugins: []host.Status{
+		Plugins: []api.PluginStatus{
 			{Kind: "resource", Name: "ipaddr", State: "running", PID: 4242, Builtin: true},
 			{Kind: "resource", Name: "ocf", State: "running", PID: 4343, Crashes: 1, Restarts: 1, LastExit: "signal: killed", LastExitAt: at(90 * time.Second)},
 			{Kind: "resource", Name: "counter", State: "failed", LastError: "fork/exec /usr/lib/vigil/plugins/counter: permission denied"},
 		},
-		Core: &ClusterStatus{Leader: "witness", RaftState: "Follower", Term: "7", Applied: 812, Quorum: 2, HoldsLease: true, Lease: "740ms",
-			Fencing: &tiebreak.Status{Fence: "pdu", LastFence: &tiebreak.FenceRecord{Node: "lvs2", At: at(40 * time.Minute), Result: "off"}},
+		Core: &api.ClusterStatus{Leader: "witness", RaftState: "Follower", Term: "7", Applied: 812, Quorum: 2, HoldsLease: true, Lease: "740ms",
+			Fencing: &api.TieBreakStatus{Fence: "pdu", LastFence: &api.FenceRecord{Node: "lvs2", At: at(40 * time.Minute), Result: "off"}},
 			State: &fsm.State{
 				NodeOrder: []string{"lvs1", "lvs2", "witness"},
 				Nodes: map[string]*fsm.Node{
@@ -76,7 +73,7 @@ func fixture() *Status {
 				Failures:  []fsm.Failure{{Time: at(20 * time.Minute), Node: "lvs2", Group: "lvs", Resource: "web", Op: "start", Result: "ERR_INSTALLED", Reason: "apache not installed"}},
 				Decisions: []fsm.Decision{{Time: at(20 * time.Minute), Group: "lvs", From: "lvs2", To: "lvs1", Reason: "lvs2 reached the migration threshold (1000000 failures, threshold 3)"}},
 			}},
-		Alerts: &AlertStatus{Counts: alerts.Counts{Sent: 3, Failed: 1}, Recent: []alerts.Record{
+		Alerts: &api.AlertStatus{AlertCounts: api.AlertCounts{Sent: 3, Failed: 1}, Recent: []api.AlertRecord{
 			{Time: at(20 * time.Minute), Kind: "failover", Type: "failure", Via: "file.alert", Summary: "group lvs moved from lvs2 to lvs1: lvs2 reached the migration threshold"},
 			{Time: at(5 * time.Minute), Kind: "node", Type: "failure", Via: "mail", Summary: "node witness offline: silent on every link for deadtime", Err: "mail via 127.0.0.1:25: connection refused"},
 		}},
@@ -113,18 +110,18 @@ func TestAgo(t *testing.T) {
 }
 
 type fakeBackend struct {
-	st Status
-	ch chan membership.Event
+	st api.Status
+	ch chan api.Event
 }
 
-func (f *fakeBackend) Status() Status { return f.st }
-func (f *fakeBackend) Command(_ context.Context, c Command) error {
+func (f *fakeBackend) Status() api.Status { return f.st }
+func (f *fakeBackend) Command(_ context.Context, c api.Command) error {
 	if c.Op != "move" {
-		return fmt.Errorf("%w: unknown command %q", ErrRefused, c.Op)
+		return fmt.Errorf("%w: unknown command %q", api.ErrRefused, c.Op)
 	}
 	return nil
 }
-func (f *fakeBackend) Subscribe(int) (<-chan membership.Event, func()) {
+func (f *fakeBackend) Subscribe(int) (<-chan api.Event, func()) {
 	return f.ch, func() {}
 }
 
@@ -150,7 +147,7 @@ func TestListenKeepsOtherFiles(t *testing.T) {
 // event stream reach the client, and the socket is owner-only.
 func TestServeRoundTrip(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "run", "vigil.sock")
-	b := &fakeBackend{st: *fixture(), ch: make(chan membership.Event, 1)}
+	b := &fakeBackend{st: *fixture(), ch: make(chan api.Event, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	l, err := Listen(sock)
@@ -158,7 +155,7 @@ func TestServeRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { done <- Serve(ctx, l, b, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-	c := NewClient(sock)
+	c := api.NewClient(sock)
 	st, err := c.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +171,7 @@ func TestServeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.ch <- membership.Event{Kind: membership.NodeDead, Node: "lvs2", Reason: "test"}
+	b.ch <- api.Event{Kind: membership.NodeDead, Node: "lvs2", Reason: "test"}
 	if ev := <-evs; ev.Kind != membership.NodeDead || ev.Node != "lvs2" {
 		t.Errorf("event %+v", ev)
 	}
@@ -204,7 +201,7 @@ func TestOneLine(t *testing.T) {
 	// is no warning.
 	for i := range s.Nodes {
 		if s.Nodes[i].Name == "lvs2" {
-			s.Nodes[i].Links = append(s.Nodes[i].Links, membership.LinkStatus{Link: "serial:/dev/ttyS1", State: "dead"})
+			s.Nodes[i].Links = append(s.Nodes[i].Links, api.LinkStatus{Link: "serial:/dev/ttyS1", State: "dead"})
 		}
 	}
 	if line, _ := OneLine(s); line != want {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/vigil-ha/vigil/api"
 )
 
 // Nagios plugin exit codes, for `vigil status -1`.
@@ -22,7 +24,7 @@ const (
 // a plugin failed, alerts could not be sent or this node's group
 // definitions are not the cluster's; else OK. Performance data follows the
 // "|" as Nagios expects.
-func OneLine(s *Status) (string, int) {
+func OneLine(s *api.Status) (string, int) {
 	code := NagiosOK
 	var crit, warn []string
 	c := s.Core
@@ -37,7 +39,7 @@ func OneLine(s *Status) (string, int) {
 		}
 		for _, name := range st.NodeOrder {
 			n := st.Nodes[name]
-			if _, off := Offline(s, name); n != nil && !off {
+			if _, off := api.Offline(s, name); n != nil && !off {
 				online++
 			} else {
 				warn = append(warn, "node "+name+" offline")
@@ -49,7 +51,7 @@ func OneLine(s *Status) (string, int) {
 				warn = append(warn, "node "+name+" in maintenance")
 			}
 		}
-		for _, g := range Placement(s) {
+		for _, g := range api.Placement(s) {
 			groups++
 			switch {
 			case g.Running():
@@ -70,7 +72,7 @@ func OneLine(s *Status) (string, int) {
 		if n := len(st.Failures); n > 0 {
 			warn = append(warn, fmt.Sprintf("%d failed operations", n))
 		}
-		if nodes := FilesDiffer(s); len(nodes) > 0 {
+		if nodes := api.FilesDiffer(s); len(nodes) > 0 {
 			warn = append(warn, "resources.toml of "+strings.Join(nodes, " ")+" differs from the cluster's")
 		}
 	}

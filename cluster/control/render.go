@@ -9,14 +9,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/fsm"
-	"github.com/vigil-ha/vigil/cluster/tiebreak"
 )
 
 // Render writes status the way crm_mon lays it out: a summary, the node
 // lists, then details per peer and per link. Times are relative to s.Now,
 // so output is a pure function of s (golden-tested).
-func Render(w io.Writer, s *Status) {
+func Render(w io.Writer, s *api.Status) {
 	fmt.Fprintf(w, "Cluster: %s    Node: %s    Vigil %s\n", s.Cluster, s.Node, s.Version)
 	fmt.Fprintf(w, "Last updated: %s    Daemon up %s (incarnation %d)\n",
 		s.Now.UTC().Format("2006-01-02 15:04:05 MST"), ago(s.Now, s.Started), s.Incarnation)
@@ -91,7 +91,7 @@ func Render(w io.Writer, s *Status) {
 }
 
 // renderAlerts shows what this node's alert routes delivered.
-func renderAlerts(w io.Writer, s *Status) {
+func renderAlerts(w io.Writer, s *api.Status) {
 	a := s.Alerts
 	if a == nil {
 		return
@@ -106,7 +106,7 @@ func renderAlerts(w io.Writer, s *Status) {
 	}
 }
 
-func renderInspections(w io.Writer, s *Status) {
+func renderInspections(w io.Writer, s *api.Status) {
 	for _, in := range s.Inspections {
 		fmt.Fprintf(w, "\n%s, group %s:\n", in.Title, in.Group)
 		text := in.Text
@@ -119,7 +119,7 @@ func renderInspections(w io.Writer, s *Status) {
 	}
 }
 
-func renderCoreSummary(w io.Writer, s *Status) {
+func renderCoreSummary(w io.Writer, s *api.Status) {
 	c := s.Core
 	if c == nil || c.State == nil {
 		return
@@ -148,7 +148,7 @@ func renderCoreSummary(w io.Writer, s *Status) {
 }
 
 // fenceState is the fence plugin and its latest result.
-func fenceState(t *tiebreak.Status) string {
+func fenceState(t *api.TieBreakStatus) string {
 	last := "never used"
 	if f := t.LastFence; f != nil {
 		last = fmt.Sprintf("last: %s %s at %s", f.Node, f.Result, f.At.Format(time.TimeOnly))
@@ -157,7 +157,7 @@ func fenceState(t *tiebreak.Status) string {
 }
 
 // renderPair shows a two_node pair's voters and tie-breakers.
-func renderPair(w io.Writer, p *tiebreak.PairStatus, voters []string, now time.Time) {
+func renderPair(w io.Writer, p *api.PairStatus, voters []string, now time.Time) {
 	alone := ""
 	if len(voters) == 1 {
 		alone = " (running alone: the peer rejoins as a voter when heard again)"
@@ -187,7 +187,7 @@ func renderPair(w io.Writer, p *tiebreak.PairStatus, voters []string, now time.T
 // renderAssignments shows the replicated view: node flags, every group's
 // owner and reason, what each node reported, failcounts, failures and the
 // last placement decisions.
-func renderAssignments(w io.Writer, s *Status) {
+func renderAssignments(w io.Writer, s *api.Status) {
 	c := s.Core
 	if c == nil || c.State == nil {
 		return
@@ -209,7 +209,7 @@ func renderAssignments(w io.Writer, s *Status) {
 		}
 		state := "online"
 		since, reason := n.Since, n.Reason
-		if at, off := Offline(s, name); off {
+		if at, off := api.Offline(s, name); off {
 			state = "OFFLINE"
 			if n.Online { // by this node's membership: no leader records it
 				since, reason = at, "not heard here (no leader to record it)"
@@ -247,7 +247,7 @@ func renderAssignments(w io.Writer, s *Status) {
 	tw.Flush()
 	renderDefinitions(w, s)
 	fmt.Fprintln(w, "\nGroups:")
-	for _, g := range Placement(s) {
+	for _, g := range api.Placement(s) {
 		owner := g.Owner
 		if owner == "" {
 			owner = "(stopped)"
@@ -302,7 +302,7 @@ func renderAssignments(w io.Writer, s *Status) {
 }
 
 // raftRole is a node's part in Raft as this node knows it now.
-func raftRole(c *ClusterStatus, name string) string {
+func raftRole(c *api.ClusterStatus, name string) string {
 	switch {
 	case c.Leader == name:
 		return "leader"
@@ -316,8 +316,8 @@ func raftRole(c *ClusterStatus, name string) string {
 
 // renderDefinitions names the nodes whose files are not what the
 // cluster runs: a reload elsewhere or the leader's files won.
-func renderDefinitions(w io.Writer, s *Status) {
-	nodes := FilesDiffer(s)
+func renderDefinitions(w io.Writer, s *api.Status) {
+	nodes := api.FilesDiffer(s)
 	if len(nodes) == 0 {
 		return
 	}
@@ -334,7 +334,7 @@ func renderDefinitions(w io.Writer, s *Status) {
 	fmt.Fprintln(w, "  the cluster's stay in force: copy the right files to every node and run vigil reload")
 }
 
-func renderGroups(w io.Writer, s *Status) {
+func renderGroups(w io.Writer, s *api.Status) {
 	if len(s.Groups) == 0 {
 		return
 	}
@@ -360,7 +360,7 @@ func renderGroups(w io.Writer, s *Status) {
 	}
 }
 
-func renderPlugins(w io.Writer, s *Status) {
+func renderPlugins(w io.Writer, s *api.Status) {
 	if len(s.Plugins) == 0 {
 		return
 	}

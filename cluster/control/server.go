@@ -1,3 +1,6 @@
+// Package control is the daemon's side of the control API (JSON over
+// HTTP on a root-only unix socket, its types and client in package api)
+// and the crm_mon-like rendering of status that the CLI prints.
 package control
 
 import (
@@ -15,15 +18,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/api"
 )
 
 // Backend is what the server needs from the daemon.
 type Backend interface {
-	Status() Status
-	Subscribe(buf int) (<-chan membership.Event, func())
+	Status() api.Status
+	Subscribe(buf int) (<-chan api.Event, func())
 	// Command carries out an operator's command through the cluster.
-	Command(ctx context.Context, c Command) error
+	Command(ctx context.Context, c api.Command) error
 }
 
 // Serve runs the control API on l (from Listen) until ctx ends, then
@@ -33,20 +36,20 @@ func Serve(ctx context.Context, l net.Listener, b Backend, log *slog.Logger) err
 	path := l.Addr().String()
 	defer os.Remove(path)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET "+api.PathStatus, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(b.Status())
 	})
-	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) { streamEvents(w, r, b) })
-	mux.HandleFunc("POST /v1/command", func(w http.ResponseWriter, r *http.Request) {
-		var c Command
+	mux.HandleFunc("GET "+api.PathEvents, func(w http.ResponseWriter, r *http.Request) { streamEvents(w, r, b) })
+	mux.HandleFunc("POST "+api.PathCommand, func(w http.ResponseWriter, r *http.Request) {
+		var c api.Command
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&c); err != nil {
 			http.Error(w, "bad command: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		if err := b.Command(r.Context(), c); err != nil {
 			code := http.StatusServiceUnavailable
-			if errors.Is(err, ErrRefused) {
+			if errors.Is(err, api.ErrRefused) {
 				code = http.StatusConflict
 			}
 			http.Error(w, err.Error(), code)

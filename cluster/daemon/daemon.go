@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/alerts"
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/consensus"
@@ -266,11 +267,11 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	defer d.reloading.Unlock()
 	cfg, err := config.Load(d.cfg.Dir, config.Options{Node: d.cfg.Self.Name})
 	if err != nil {
-		return fmt.Errorf("%w: configuration not reloaded, nothing changed:\n%w", control.ErrRefused, err)
+		return fmt.Errorf("%w: configuration not reloaded, nothing changed:\n%w", api.ErrRefused, err)
 	}
 	if keys := config.RestartNeeded(d.cfg, cfg); len(keys) > 0 {
 		return fmt.Errorf("%w: configuration not reloaded, nothing changed: these settings change only with a restart of the daemon: %s",
-			control.ErrRefused, strings.Join(keys, ", "))
+			api.ErrRefused, strings.Join(keys, ", "))
 	}
 	for _, w := range cfg.Warnings {
 		d.log.Warn(w)
@@ -391,18 +392,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 // Status implements control.Backend.
-func (d *Daemon) Status() control.Status {
+func (d *Daemon) Status() api.Status {
 	ha := &d.cfg.HA
-	s := control.Status{
+	s := api.Status{
 		Cluster: ha.Cluster, Node: d.cfg.Self.Name, Version: d.version, Incarnation: d.incarnation,
 		Started: d.started, Now: time.Now(),
-		Timing: control.Timing{Keepalive: ha.Keepalive.String(), Warntime: ha.Warntime.String(), Deadtime: ha.Deadtime.String(), Initdead: ha.Initdead.String()},
+		Timing: api.Timing{Keepalive: ha.Keepalive.String(), Warntime: ha.Warntime.String(), Deadtime: ha.Deadtime.String(), Initdead: ha.Initdead.String()},
 		Links:  d.engine.Counters(),
 		Core:   d.clusterStatus(),
 	}
 	if len(ha.Alerts) > 0 {
 		counts, recent := d.alerts.Status()
-		s.Alerts = &control.AlertStatus{Counts: counts, Recent: recent}
+		s.Alerts = &api.AlertStatus{AlertCounts: counts, Recent: recent}
 	}
 	if d.lrm != nil {
 		s.Groups, s.Plugins = d.lrm.Status(), d.plugins.Status()
@@ -413,7 +414,7 @@ func (d *Daemon) Status() control.Status {
 		peers[p.Node] = p
 	}
 	for _, n := range ha.Nodes {
-		ns := control.NodeStatus{Name: n.Name, Address: n.Address, Role: n.Role}
+		ns := api.NodeStatus{Name: n.Name, Address: n.Address, Role: n.Role}
 		if n.Name == d.cfg.Self.Name {
 			ns.Self = true
 			ns.PeerStatus = membership.PeerStatus{Node: n.Name, State: "up", Since: d.started, Incarnation: d.incarnation}
@@ -424,7 +425,7 @@ func (d *Daemon) Status() control.Status {
 	}
 	// Every form of status (text, --json, -1, metrics) reads these.
 	s.Nodes = control.SharedLinks(s.Nodes)
-	s.Placement, s.FilesDiffer = control.Placement(&s), control.FilesDiffer(&s)
+	s.Placement, s.FilesDiffer = api.Placement(&s), api.FilesDiffer(&s)
 	return s
 }
 
@@ -533,11 +534,11 @@ func openMedia(cfg *config.Config) (media []heartbeat.Medium, err error) {
 }
 
 // clusterStatus is the replicated state and this node's part in it.
-func (d *Daemon) clusterStatus() *control.ClusterStatus {
+func (d *Daemon) clusterStatus() *api.ClusterStatus {
 	now := time.Now()
 	st := d.fsm.View()
 	stats := d.raft.Stats()
-	cs := &control.ClusterStatus{
+	cs := &api.ClusterStatus{
 		Leader: d.raft.Leader(), RaftState: d.raft.State(), Term: stats["term"], Applied: d.fsm.Applied(),
 		Quorum: st.Quorum(), State: st, Files: d.coord.FilesVersion(),
 	}
@@ -559,35 +560,35 @@ func (d *Daemon) clusterStatus() *control.ClusterStatus {
 }
 
 // Command implements control.Backend.
-func (d *Daemon) Command(ctx context.Context, c control.Command) error {
+func (d *Daemon) Command(ctx context.Context, c api.Command) error {
 	yes, no := true, false
 	apply := func(typ string, cmd any) error { return d.coord.Apply(ctx, typ, cmd) }
 	switch c.Op {
-	case "takeover":
+	case api.OpTakeover:
 		return d.coord.Takeover(ctx)
-	case "move":
+	case api.OpMove:
 		return apply(fsm.TypeMove, fsm.Move{Group: c.Group, Node: c.Node})
-	case "unmove":
+	case api.OpUnmove:
 		return apply(fsm.TypeMove, fsm.Move{Group: c.Group})
-	case "standby":
+	case api.OpStandby:
 		return apply(fsm.TypeNodeState, fsm.NodeState{Node: c.Node, Standby: &yes})
-	case "online":
+	case api.OpOnline:
 		return apply(fsm.TypeNodeState, fsm.NodeState{Node: c.Node, Standby: &no})
-	case "maintenance":
+	case api.OpMaintenance:
 		return apply(fsm.TypeNodeState, fsm.NodeState{Node: c.Node, Maintenance: &yes})
-	case "ready":
+	case api.OpReady:
 		return apply(fsm.TypeNodeState, fsm.NodeState{Node: c.Node, Maintenance: &no})
-	case "cleanup":
+	case api.OpCleanup:
 		return apply(fsm.TypeCleanup, fsm.Cleanup{Group: c.Group, Node: c.Node})
-	case "node-add":
+	case api.OpNodeAdd:
 		return d.coord.AddNode(ctx, c.Node, c.Address)
-	case "node-remove":
+	case api.OpNodeRemove:
 		return d.coord.RemoveNode(ctx, c.Node)
-	case "reload":
+	case api.OpReload:
 		return d.Reload(ctx)
-	case "event":
+	case api.OpEvent:
 		if c.Event == nil {
-			return fmt.Errorf("%w: event: no event", control.ErrRefused)
+			return fmt.Errorf("%w: event: no event", api.ErrRefused)
 		}
 		a := *c.Event
 		if a.Node == "" {
@@ -595,13 +596,13 @@ func (d *Daemon) Command(ctx context.Context, c control.Command) error {
 		}
 		d.alerts.Emit(a)
 		return nil
-	case "resource-command":
+	case api.OpResourceCommand:
 		if d.lrm == nil {
-			return fmt.Errorf("%w: a witness runs no resources", control.ErrRefused)
+			return fmt.Errorf("%w: a witness runs no resources", api.ErrRefused)
 		}
 		return d.lrm.Command(ctx, c.Resource, c.Name, c.Args)
 	}
-	return fmt.Errorf("%w: unknown command %q", control.ErrRefused, c.Op)
+	return fmt.Errorf("%w: unknown command %q", api.ErrRefused, c.Op)
 }
 
 // leaveTimeout bounds the hand-over on a graceful stop, whose stop may

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/plugins/host"
@@ -33,28 +34,13 @@ const (
 	Partial = "partial" // a probe found some of its resources running
 )
 
-// ResourceStatus is one resource as this node last saw it.
-type ResourceStatus struct {
-	ID     string    `json:"id"`
-	Type   string    `json:"type"`
-	Plugin string    `json:"plugin"`
-	State  string    `json:"state"`
-	LastOp string    `json:"last_op,omitempty"`
-	Result string    `json:"result,omitempty"` // OCF code name, or the error
-	Reason string    `json:"reason,omitempty"`
-	At     time.Time `json:"at,omitzero"`
-	// Ops counts this resource's operations by "op result"
-	// ("start SUCCESS", "monitor NOT_RUNNING", "stop error").
-	Ops map[string]uint64 `json:"ops,omitempty"`
-}
+// ResourceStatus is one resource as this node last saw it. It is the control
+// API's wire type, defined in package api.
+type ResourceStatus = api.ResourceStatus
 
-// GroupStatus is one group on this node.
-type GroupStatus struct {
-	Name      string           `json:"name"`
-	Wanted    bool             `json:"wanted"` // this node is to run it
-	State     string           `json:"state"`
-	Resources []ResourceStatus `json:"resources"`
-}
+// GroupStatus is one group on this node. It is the control
+// API's wire type, defined in package api.
+type GroupStatus = api.GroupStatus
 
 // Manager runs groups on this node.
 type Manager struct {
@@ -465,15 +451,9 @@ func (m *Manager) Status() []GroupStatus {
 }
 
 // Inspection is a resource's own view of its live state (the IPVS table
-// of an ldirectord instance, say), for status.
-type Inspection struct {
-	Group    string          `json:"group"`
-	Resource string          `json:"resource"`
-	Title    string          `json:"title"`
-	Text     string          `json:"text"`
-	Stats    string          `json:"stats,omitempty"`
-	JSON     json.RawMessage `json:"state,omitempty"`
-}
+// of an ldirectord instance, say), for status. It is the control
+// API's wire type, defined in package api.
+type Inspection = api.Inspection
 
 // inspectable are the plugins known to answer Inspect; asking only them
 // keeps status from starting plugins that have nothing to show.

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
 )
 
@@ -26,8 +27,9 @@ type Options struct {
 	Log      *slog.Logger
 }
 
-// EventKind names a membership change.
-type EventKind string
+// EventKind names a membership change. It is the control
+// API's wire type, defined in package api.
+type EventKind = api.EventKind
 
 const (
 	NodeUp        EventKind = "node-up"
@@ -37,34 +39,17 @@ const (
 	LinkDead      EventKind = "link-dead"
 )
 
-// Event is one membership change.
-type Event struct {
-	Time   time.Time `json:"time"`
-	Kind   EventKind `json:"kind"`
-	Node   string    `json:"node"`
-	Link   string    `json:"link,omitempty"`
-	Reason string    `json:"reason"`
-}
+// Event is one membership change. It is the control
+// API's wire type, defined in package api.
+type Event = api.Event
 
-// LinkStatus is one link to one peer.
-type LinkStatus struct {
-	Link      string    `json:"link"`
-	State     string    `json:"state"`
-	LastHeard time.Time `json:"last_heard,omitzero"`
-	Late      uint64    `json:"late"`     // heartbeats that came after more than warntime
-	Received  uint64    `json:"received"` // fresh heartbeats
-}
+// LinkStatus is one link to one peer. It is the control
+// API's wire type, defined in package api.
+type LinkStatus = api.LinkStatus
 
-// PeerStatus is one peer as this node sees it.
-type PeerStatus struct {
-	Node        string                `json:"node"`
-	State       string                `json:"state"`
-	Since       time.Time             `json:"since"`
-	Incarnation uint64                `json:"incarnation,omitempty"`
-	LastHeard   time.Time             `json:"last_heard,omitzero"`
-	Links       []LinkStatus          `json:"links"`
-	View        []heartbeat.ViewEntry `json:"view,omitempty"` // what the peer sees
-}
+// PeerStatus is one peer as this node sees it. It is the control
+// API's wire type, defined in package api.
+type PeerStatus = api.PeerStatus
 
 type link struct {
 	name      string

@@ -3,7 +3,7 @@
 // ldirectord's real servers and IPVS counters, mon's services, alerts.
 //
 // Almost everything is read at scrape time from the same snapshot `vigil
-// status` shows (control.Status), so the numbers agree with status and no
+// status` shows (api.Status), so the numbers agree with status and no
 // hot path takes a metrics lock; only the Raft apply latency is observed
 // as it happens.
 package metrics
@@ -25,7 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/resources/ldirectord"
 	"github.com/vigil-ha/vigil/resources/mon"
 )
@@ -38,7 +38,7 @@ type Metrics struct {
 }
 
 // New returns the metrics of the node whose status snapshot is status.
-func New(status func() control.Status) *Metrics {
+func New(status func() api.Status) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		apply: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vigil_raft_apply_duration_seconds",
@@ -120,7 +120,7 @@ func (m *Metrics) Serve(ctx context.Context, l net.Listener, x Extras, log *slog
 
 // snapshot is an unchecked collector over the status snapshot: the set of
 // series (nodes, links, reals) changes with the configuration.
-type snapshot struct{ status func() control.Status }
+type snapshot struct{ status func() api.Status }
 
 func (snapshot) Describe(chan<- *prometheus.Desc) {}
 
@@ -216,7 +216,7 @@ func (c snapshot) Collect(ch chan<- prometheus.Metric) {
 		gauge(dApplied, float64(cs.Applied))
 		gauge(dLease, b2f(cs.HoldsLease))
 		if st := cs.State; st != nil {
-			differ := control.FilesDiffer(&s)
+			differ := api.FilesDiffer(&s)
 			for _, name := range st.NodeOrder {
 				n := st.Nodes[name]
 				gauge(dNodeOnline, b2f(n.Online), name)
@@ -243,8 +243,8 @@ func (c snapshot) Collect(ch chan<- prometheus.Metric) {
 			// Every group has this series, so that an alert sees one
 			// that runs nowhere (vigil_group_owner has none then); an
 			// owner the cluster holds offline runs it no more, whatever
-			// it last reported (control.Placement, as status shows it).
-			for _, g := range control.Placement(&s) {
+			// it last reported (api.Placement, as status shows it).
+			for _, g := range api.Placement(&s) {
 				gauge(dRunning, b2f(g.Running()), g.Name)
 			}
 		}
@@ -266,9 +266,9 @@ func (c snapshot) Collect(ch chan<- prometheus.Metric) {
 		counter(dPluginCrash, float64(p.Crashes), string(p.Kind), p.Name)
 	}
 	if a := s.Alerts; a != nil {
-		counter(dAlerts, float64(a.Counts.Sent), "sent")
-		counter(dAlerts, float64(a.Counts.Failed), "failed")
-		counter(dAlerts, float64(a.Counts.Dropped), "dropped")
+		counter(dAlerts, float64(a.Sent), "sent")
+		counter(dAlerts, float64(a.Failed), "failed")
+		counter(dAlerts, float64(a.Dropped), "dropped")
 	}
 	for _, in := range s.Inspections {
 		switch plugins[in.Resource] {

@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
 	"github.com/vigil-ha/vigil/cluster/lrm"
@@ -31,7 +31,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func status() control.Status {
+func status() api.Status {
 	lvs, _ := json.Marshal(ldirectord.Status{Active: true, Services: []ldirectord.ServiceState{{
 		Key: "TCP  10.0.0.3:80", Stats: &director.Counters{Conns: 7, InBytes: 700, OutBytes: 7000, InPkts: 70, OutPkts: 71},
 		Reals: []ldirectord.RealState{
@@ -40,11 +40,11 @@ func status() control.Status {
 		}}},
 		Sync: &ldirectord.SyncStatus{Want: "master", SyncVersion: 1, Daemons: []director.SyncDaemon{{Role: "master", Interface: "eth1", SyncID: 115}}}})
 	watches, _ := json.Marshal([]mon.ServiceStatus{{Service: "www:http", OK: false, Runs: 12, Alerts: 2, Took: "15ms"}})
-	return control.Status{Cluster: "c", Node: "n1", Version: "v1",
-		Nodes: []control.NodeStatus{{Name: "n1", Self: true}, {Name: "n2", PeerStatus: membership.PeerStatus{Node: "n2", State: "up",
+	return api.Status{Cluster: "c", Node: "n1", Version: "v1",
+		Nodes: []api.NodeStatus{{Name: "n1", Self: true}, {Name: "n2", PeerStatus: membership.PeerStatus{Node: "n2", State: "up",
 			Links: []membership.LinkStatus{{Link: "ucast:eth0", State: "up", Received: 100, Late: 3}, {Link: "serial:ttyS0", State: "dead"}}}}},
 		Links: []heartbeat.LinkCounters{{Link: "ucast:eth0", Sent: 120, Received: 100, Dropped: map[string]uint64{"bad_mac": 2}}},
-		Core: &control.ClusterStatus{Leader: "n1", RaftState: "Leader", Term: "4", Applied: 42, HoldsLease: true, State: &fsm.State{
+		Core: &api.ClusterStatus{Leader: "n1", RaftState: "Leader", Term: "4", Applied: 42, HoldsLease: true, State: &fsm.State{
 			NodeOrder: []string{"n1", "n2"}, Nodes: map[string]*fsm.Node{"n1": {Name: "n1", Online: true}, "n2": {Name: "n2", Standby: true}},
 			GroupOrder: []string{"lvs", "web"}, Groups: map[string]*fsm.Group{
 				"lvs": {GroupSpec: fsm.GroupSpec{Name: "lvs", Preferred: "n2"}, Owner: "n1", Reports: map[string]fsm.NodeReport{"n1": {State: "running"}, "n2": {State: "stopped"}}},
@@ -56,7 +56,7 @@ func status() control.Status {
 			{ID: "mon_mon", Plugin: "mon", State: lrm.Running}}}},
 		Plugins:     []host.Status{{Kind: plugins.KindResource, Name: "ipaddr", State: "running", Crashes: 1}},
 		Inspections: []lrm.Inspection{{Group: "lvs", Resource: "ldirectord_www", JSON: lvs}, {Group: "lvs", Resource: "mon_mon", JSON: watches}},
-		Alerts:      &control.AlertStatus{},
+		Alerts:      &api.AlertStatus{},
 	}
 }
 
@@ -241,7 +241,7 @@ func TestCollectStatusTruth(t *testing.T) {
 	st.Core.State.Groups["lvs"].Reports = map[string]fsm.NodeReport{"n1": {State: "running"}}
 	st.Core.State.GroupsVersion, st.Core.Files = "aaaa", "bbbb"
 	st.Core.State.Nodes["n2"].Files = "aaaa"
-	m := New(func() control.Status { return st })
+	m := New(func() api.Status { return st })
 	want := `
 # HELP vigil_group_running The group's owner is online and reported it running (0: it runs nowhere, or only on a node held offline; every group has this series).
 # TYPE vigil_group_running gauge

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
@@ -72,12 +73,9 @@ type Breaker struct {
 	lastFence FenceRecord
 }
 
-// FenceRecord is the outcome of the latest fencing.
-type FenceRecord struct {
-	Node   string    `json:"node"`
-	At     time.Time `json:"at"`
-	Result string    `json:"result"` // "off" or the error
-}
+// FenceRecord is the outcome of the latest fencing. It is the control
+// API's wire type, defined in package api.
+type FenceRecord = api.FenceRecord
 
 // New returns a breaker; Run sends the pings.
 func New(opt Options) *Breaker {
@@ -228,26 +226,17 @@ func (b *Breaker) Fence(ctx context.Context, node string) (err error) {
 	return nil
 }
 
-// PingStatus is one ping node as `vigil status` shows it.
-type PingStatus struct {
-	Addr     string    `json:"addr"`
-	Answered time.Time `json:"answered,omitzero"` // send time of the latest answered echo
-	Up       bool      `json:"up"`                // answered within the lease
-}
+// PingStatus is one ping node as `vigil status` shows it. It is the control
+// API's wire type, defined in package api.
+type PingStatus = api.PingStatus
 
-// Status is the tie-breakers' state.
-type Status struct {
-	Ping      []PingStatus `json:"ping,omitempty"`
-	Fence     string       `json:"fence,omitempty"` // the plugin's name
-	LastFence *FenceRecord `json:"last_fence,omitempty"`
-}
+// Status is the tie-breakers' state. It is the control
+// API's wire type, defined in package api.
+type Status = api.TieBreakStatus
 
-// PairStatus is the two_node part of `vigil status`.
-type PairStatus struct {
-	Peer     string `json:"peer"`
-	Note     string `json:"note,omitempty"` // the latest takeover decision
-	TieBreak Status `json:"tiebreak"`
-}
+// PairStatus is the two_node part of `vigil status`. It is the control
+// API's wire type, defined in package api.
+type PairStatus = api.PairStatus
 
 // Status returns the tie-breakers' state at now.
 func (b *Breaker) Status(now time.Time) Status {

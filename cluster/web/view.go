@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/membership"
 )
 
@@ -132,7 +132,7 @@ type ldStatus struct {
 // Build turns a status snapshot into the page's rows and timeline. Only
 // what an operator reads is kept: no counters that move with every
 // heartbeat or check, so that an unchanged cluster sends nothing.
-func Build(s *control.Status) (items []Item, events []Event) {
+func Build(s *api.Status) (items []Item, events []Event) {
 	add := func(kind, id string, v any) {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -255,7 +255,7 @@ func Build(s *control.Status) (items []Item, events []Event) {
 
 // isFailover tells a failover (the old owner is offline or in standby)
 // from an operator's move or a failback.
-func isFailover(s *control.Status, from string) bool {
+func isFailover(s *api.Status, from string) bool {
 	n := s.Core.State.Nodes[from]
 	return n != nil && !n.Online
 }

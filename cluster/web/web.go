@@ -23,14 +23,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/membership"
 )
 
 // Source is what the view reads from the daemon.
 type Source interface {
 	// Status is the snapshot `vigil status` shows.
-	Status() control.Status
+	Status() api.Status
 	// Subscribe streams membership events (control.Backend's).
 	Subscribe(buf int) (<-chan membership.Event, func())
 	// Changed is closed at the next applied change of the replicated
@@ -302,7 +302,7 @@ func (s *Server) member(ev membership.Event) {
 // members are the membership events status would show: not those of a
 // link status no longer lists for the peer (a serial cable that joins
 // two other nodes, see control.SharedLinks).
-func members(st *control.Status, evs []Event) []Event {
+func members(st *api.Status, evs []Event) []Event {
 	links := map[string]bool{}
 	for _, n := range st.Nodes {
 		for _, l := range n.Links {

@@ -16,8 +16,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/alerts"
-	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
@@ -31,7 +31,7 @@ var t0 = time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 
 // cluster is a pair with a witness; g runs on owner (n1 offline when the
 // owner is n2: a failover).
-func cluster(owner string) control.Status {
+func cluster(owner string) api.Status {
 	// The inspections are the resources' own JSON, so that these tests
 	// also check the web view reads what they write.
 	lvs, _ := json.Marshal(ldirectord.Status{Backend: "userspace", Active: owner == "n2", Services: []ldirectord.ServiceState{{
@@ -55,22 +55,22 @@ func cluster(owner string) control.Status {
 		st.Nodes["n1"].Online, st.Nodes["n1"].Since = false, t0.Add(time.Second)
 		st.Decisions = append(st.Decisions, fsm.Decision{Time: t0.Add(time.Second), Index: 9, Group: "g", From: "n1", To: "n2", Reason: "n1 offline"})
 	}
-	s := control.Status{Cluster: "lab", Node: "n2", Version: "v1", Now: time.Now(),
-		Nodes: []control.NodeStatus{
+	s := api.Status{Cluster: "lab", Node: "n2", Version: "v1", Now: time.Now(),
+		Nodes: []api.NodeStatus{
 			{Name: "n1", Address: "10.0.0.1", PeerStatus: membership.PeerStatus{State: "up", LastHeard: time.Now(), Links: []membership.LinkStatus{{Link: "ucast:eth0", State: "up", Received: 7}}}},
 			{Name: "n2", Address: "10.0.0.2", Self: true, PeerStatus: membership.PeerStatus{State: "up"}},
 			{Name: "n3", Address: "10.0.0.3", Role: "witness", PeerStatus: membership.PeerStatus{State: "up"}},
 		},
-		Core: &control.ClusterStatus{Leader: "n3", RaftState: "Follower", Term: "2", HoldsLease: true, State: st},
+		Core: &api.ClusterStatus{Leader: "n3", RaftState: "Follower", Term: "2", HoldsLease: true, State: st},
 		Groups: []lrm.GroupStatus{{Name: "g", Resources: []lrm.ResourceStatus{
 			{ID: "ldirectord_www", Plugin: "ldirectord"}, {ID: "mon_lvs", Plugin: "mon"}}}},
 		Inspections: []lrm.Inspection{{Group: "g", Resource: "ldirectord_www", JSON: lvs}, {Group: "g", Resource: "mon_lvs", JSON: watches}},
-		Alerts:      &control.AlertStatus{},
+		Alerts:      &api.AlertStatus{},
 	}
 	if owner == "n2" {
 		s.Alerts.Recent = []alerts.Record{{Time: t0.Add(2 * time.Second), Kind: "failover", Type: "failure", Summary: "g to n2", Via: "log"}}
 	}
-	s.Placement = control.Placement(&s)
+	s.Placement = api.Placement(&s)
 	return s
 }
 
@@ -78,15 +78,15 @@ func cluster(owner string) control.Status {
 // applied change.
 type fake struct {
 	mu      sync.Mutex
-	st      control.Status
+	st      api.Status
 	changed chan struct{}
 	reads   int
 	subs    []chan membership.Event
 }
 
-func newFake(st control.Status) *fake { return &fake{st: st, changed: make(chan struct{})} }
+func newFake(st api.Status) *fake { return &fake{st: st, changed: make(chan struct{})} }
 
-func (f *fake) Status() control.Status {
+func (f *fake) Status() api.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reads++
@@ -107,7 +107,7 @@ func (f *fake) Subscribe(buf int) (<-chan membership.Event, func()) {
 	return ch, func() {}
 }
 
-func (f *fake) set(st control.Status) {
+func (f *fake) set(st api.Status) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.st = st
@@ -173,7 +173,7 @@ func TestSnapshotJSON(t *testing.T) {
 	if !slices.Equal(keys, want) {
 		t.Fatalf("items %q, want %q", keys, want)
 	}
-	var g control.GroupView
+	var g api.GroupView
 	var n1 Node
 	var svc Service
 	var w Watch

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/control"
-	"github.com/vigil-ha/vigil/cluster/membership"
 )
 
 // Options stand anywhere on the line; "--" ends them.
@@ -54,20 +54,20 @@ func TestParseLine(t *testing.T) {
 // recorder is a daemon's control side that records the commands it gets.
 type recorder struct {
 	mu   sync.Mutex
-	cmds []control.Command
+	cmds []api.Command
 }
 
-func (r *recorder) Status() control.Status {
-	return control.Status{Cluster: "lvs", Node: "lvs1", Now: time.Now()}
+func (r *recorder) Status() api.Status {
+	return api.Status{Cluster: "lvs", Node: "lvs1", Now: time.Now()}
 }
-func (r *recorder) Subscribe(int) (<-chan membership.Event, func()) {
-	return make(chan membership.Event), func() {}
+func (r *recorder) Subscribe(int) (<-chan api.Event, func()) {
+	return make(chan api.Event), func() {}
 }
-func (r *recorder) Command(_ context.Context, c control.Command) error {
+func (r *recorder) Command(_ context.Context, c api.Command) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c.Group == "nope" {
-		return control.ErrRefused
+		return api.ErrRefused
 	}
 	r.cmds = append(r.cmds, c)
 	return nil
@@ -103,8 +103,8 @@ func TestCommandOptionsAnywhere(t *testing.T) {
 	if code, out, errs := vigil("standby", "--json", "lvs2", "-s", sock); code != exitOK || !json.Valid([]byte(out)) || !strings.Contains(out, `"command": "standby lvs2"`) {
 		t.Fatalf("standby --json: %d %q %q", code, out, errs)
 	}
-	want := []control.Command{{Op: "move", Group: "lvs", Node: "lvs2"}, {Op: "standby", Node: "lvs2"}}
-	if !slices.EqualFunc(rec.cmds, want, func(a, b control.Command) bool { return a.Op == b.Op && a.Group == b.Group && a.Node == b.Node }) {
+	want := []api.Command{{Op: "move", Group: "lvs", Node: "lvs2"}, {Op: "standby", Node: "lvs2"}}
+	if !slices.EqualFunc(rec.cmds, want, func(a, b api.Command) bool { return a.Op == b.Op && a.Group == b.Group && a.Node == b.Node }) {
 		t.Errorf("the daemon got %+v, want %+v", rec.cmds, want)
 	}
 	for _, args := range [][]string{

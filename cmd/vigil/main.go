@@ -19,6 +19,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/cluster/daemon"
@@ -242,7 +243,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if path == "" {
 		path = socketFromConfig(*dir)
 	}
-	client := control.NewClient(path)
+	client := api.NewClient(path)
 	show := func(ctx context.Context, stdout io.Writer) int {
 		st, err := client.Status(ctx)
 		switch {
@@ -297,7 +298,7 @@ func cmdCommand(op string, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	a := fs.Args()
-	var cmd control.Command
+	var cmd api.Command
 	bad := func(u string) int {
 		if jsonOut {
 			return fail(stdout, stderr, true, op, fmt.Errorf("usage: vigil %s [-c DIR | -s SOCKET] [--json]", u), exitError)
@@ -310,22 +311,22 @@ func cmdCommand(op string, args []string, stdout, stderr io.Writer) int {
 		if len(a) != 2 {
 			return bad("move GROUP NODE")
 		}
-		cmd = control.Command{Op: op, Group: a[0], Node: a[1]}
+		cmd = api.Command{Op: op, Group: a[0], Node: a[1]}
 	case "unmove":
 		if len(a) != 1 {
 			return bad("unmove GROUP")
 		}
-		cmd = control.Command{Op: op, Group: a[0]}
+		cmd = api.Command{Op: op, Group: a[0]}
 	case "standby", "online", "maintenance", "ready":
 		if len(a) != 1 {
 			return bad(op + " NODE")
 		}
-		cmd = control.Command{Op: op, Node: a[0]}
+		cmd = api.Command{Op: op, Node: a[0]}
 	case "cleanup":
 		if len(a) < 1 || len(a) > 2 {
 			return bad("cleanup GROUP [NODE]")
 		}
-		cmd = control.Command{Op: op, Group: a[0]}
+		cmd = api.Command{Op: op, Group: a[0]}
 		if len(a) == 2 {
 			cmd.Node = a[1]
 		}
@@ -333,13 +334,13 @@ func cmdCommand(op string, args []string, stdout, stderr io.Writer) int {
 		if len(a) != 0 {
 			return bad(op)
 		}
-		cmd = control.Command{Op: op}
+		cmd = api.Command{Op: op}
 	case "node":
 		switch {
 		case len(a) == 3 && a[0] == "add":
-			cmd = control.Command{Op: "node-add", Node: a[1], Address: a[2]}
+			cmd = api.Command{Op: api.OpNodeAdd, Node: a[1], Address: a[2]}
 		case len(a) == 2 && a[0] == "remove":
-			cmd = control.Command{Op: "node-remove", Node: a[1]}
+			cmd = api.Command{Op: api.OpNodeRemove, Node: a[1]}
 		default:
 			return bad("node add NAME HOST:PORT | node remove NAME")
 		}
@@ -349,7 +350,7 @@ func cmdCommand(op string, args []string, stdout, stderr io.Writer) int {
 		path = socketFromConfig(*dir)
 	}
 	line := strings.Join(append([]string{op}, a...), " ")
-	if err := control.NewClient(path).Command(context.Background(), cmd); err != nil {
+	if err := api.NewClient(path).Command(context.Background(), cmd); err != nil {
 		return fail(stdout, stderr, jsonOut, op, err, exitCode(err))
 	}
 	if jsonOut {
@@ -365,7 +366,7 @@ func cmdCommand(op string, args []string, stdout, stderr io.Writer) int {
 
 // exitCode is a failed request's exit code: 2 when no daemon answered.
 func exitCode(err error) int {
-	if errors.Is(err, control.ErrUnreachable) {
+	if errors.Is(err, api.ErrUnreachable) {
 		return exitUnreachable
 	}
 	return exitError

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
@@ -73,21 +74,9 @@ type Options struct {
 	OnRestart func(kind plugins.Kind, name string)
 }
 
-// Status describes one plugin process for `vigil status`.
-type Status struct {
-	Kind       plugins.Kind `json:"kind"`
-	Name       string       `json:"name"`
-	Path       string       `json:"path"`
-	Builtin    bool         `json:"builtin"`
-	State      string       `json:"state"` // starting, running, restarting, failed, stopped
-	PID        int          `json:"pid,omitempty"`
-	Since      time.Time    `json:"since"`
-	Crashes    int          `json:"crashes"`
-	Restarts   int          `json:"restarts"`
-	LastExit   string       `json:"last_exit,omitempty"`
-	LastExitAt time.Time    `json:"last_exit_at,omitzero"`
-	LastError  string       `json:"last_error,omitempty"`
-}
+// Status describes one plugin process for `vigil status`. It is the control
+// API's wire type, defined in package api.
+type Status = api.PluginStatus
 
 // Host owns every plugin process of a daemon.
 type Host struct {

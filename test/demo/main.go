@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -201,7 +201,7 @@ resources = [
 	real1, real2 := lab.RealIP1+":80", lab.RealIP2+":80"
 
 	table := func(n *lab.Node, want map[string]string) {
-		_, err := n.WaitStatus(20*time.Second, func(st *control.Status) bool {
+		_, err := n.WaitStatus(20*time.Second, func(st *api.Status) bool {
 			if st.Core == nil || st.Core.State == nil || st.Core.State.Groups["lvs"] == nil || st.Core.State.Groups["lvs"].Owner != n.Name {
 				return false
 			}
@@ -254,7 +254,7 @@ resources = [
 	killed := time.Now()
 	l.Crash(n1)
 	table(n2, map[string]string{real1: "up", real2: "up"})
-	if _, err := n2.WaitStatus(10*time.Second, func(*control.Status) bool {
+	if _, err := n2.WaitStatus(10*time.Second, func(*api.Status) bool {
 		return answeredAfter(cl, killed)
 	}); err != nil {
 		r.Fatalf("no answer from the VIP after the failover: %v", err)
@@ -266,7 +266,7 @@ resources = [
 
 	step("n1 restarts: it rejoins; auto_failback is off, so the group stays on n2")
 	l.Reboot(bin, n1)
-	if _, err := n2.WaitStatus(20*time.Second, func(st *control.Status) bool {
+	if _, err := n2.WaitStatus(20*time.Second, func(st *api.Status) bool {
 		return st.Core != nil && st.Core.State != nil && st.Core.State.Nodes["n1"] != nil && st.Core.State.Nodes["n1"].Online
 	}); err != nil {
 		r.Fatalf("n1 did not rejoin: %v", err)
@@ -292,7 +292,7 @@ resources = [
 // realTable is the ldirectord table's real servers that are healthy and
 // programmed: the checker's verdict and the director's table are read
 // separately, so a real can show "up" a moment before its weight is set.
-func realTable(st *control.Status) map[string]string {
+func realTable(st *api.Status) map[string]string {
 	got := map[string]string{}
 	for _, in := range st.Inspections {
 		if in.Resource != "ldirectord_www" {
@@ -310,7 +310,7 @@ func realTable(st *control.Status) map[string]string {
 
 // tableLines is the ldirectord table as ipvsadm -Ln shows it, without
 // counters and health: "TCP VIP:PORT SCHED", "-> REAL FORWARD WEIGHT".
-func tableLines(st *control.Status) []string {
+func tableLines(st *api.Status) []string {
 	var out []string
 	for _, in := range st.Inspections {
 		if in.Resource != "ldirectord_www" {

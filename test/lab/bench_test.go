@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/membership"
 	"github.com/vigil-ha/vigil/test/lab"
 )
@@ -84,7 +84,7 @@ func BenchmarkIdle(b *testing.B) {
 	}
 	start := benchLab(b, 4, 10*time.Millisecond, 50*time.Millisecond)
 	nodes := []*lab.Node{start(1), start(2), start(3), start(4)}
-	if _, err := nodes[0].WaitStatus(10*time.Second, func(st *control.Status) bool {
+	if _, err := nodes[0].WaitStatus(10*time.Second, func(st *api.Status) bool {
 		for _, p := range []string{"n2", "n3", "n4"} {
 			if n := lab.Peer(st, p); n == nil || n.State != "up" {
 				return false
@@ -191,7 +191,7 @@ func benchFailover(b *testing.B, ka, dt time.Duration, topo string) {
 	owner := "n1"
 	var lat []time.Duration
 	for i := 0; i < b.N; i++ {
-		if _, err := nodes[observer].WaitStatus(30*time.Second, func(s *control.Status) bool {
+		if _, err := nodes[observer].WaitStatus(30*time.Second, func(s *api.Status) bool {
 			if runningOn(s) != owner || !s.Core.HoldsLease || witness && s.Core.Leader != "n3" {
 				return false // with a witness, the steady state has the leader there
 			}

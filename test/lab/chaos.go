@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/timing"
 	"github.com/vigil-ha/vigil/plugins"
 )
@@ -84,7 +84,7 @@ type Flap struct{ Down, Up time.Duration }
 // through node Via's control socket.
 type OpCommand struct {
 	Via     string
-	Command control.Command
+	Command api.Command
 }
 
 // Schedule is one randomized campaign run, a pure function of its seed
@@ -238,26 +238,26 @@ func opCommands(r *rand.Rand, s Schedule, nodes []string) []OpCommand {
 		via := nodes[r.IntN(len(nodes))]
 		g := ChaosGroup(r.IntN(s.Groups))
 		d := []string{"n1", "n2"}[r.IntN(2)]
-		var c control.Command
+		var c api.Command
 		switch r.IntN(4) {
 		case 0:
 			if standby[d] {
 				continue
 			}
-			c = control.Command{Op: "move", Group: g, Node: d}
+			c = api.Command{Op: "move", Group: g, Node: d}
 			pinned[g] = d
 		case 1:
-			c = control.Command{Op: "unmove", Group: g}
+			c = api.Command{Op: "unmove", Group: g}
 			delete(pinned, g)
 		case 2:
 			other := map[string]string{"n1": "n2", "n2": "n1"}[d]
 			if standby[other] || slices.Contains(slices.Collect(maps.Values(pinned)), d) {
 				continue
 			}
-			c = control.Command{Op: "standby", Node: d}
+			c = api.Command{Op: "standby", Node: d}
 			standby[d] = true
 		default:
-			c = control.Command{Op: "online", Node: d}
+			c = api.Command{Op: "online", Node: d}
 			delete(standby, d)
 		}
 		out = append(out, OpCommand{Via: via, Command: c})
@@ -724,7 +724,7 @@ func (r *chaosRun) restartAll(f Fault) time.Duration {
 }
 
 // statusOf asks the nodes in turn for a status (the first that answers).
-func (r *chaosRun) statusOf(ctx context.Context) (*control.Status, error) {
+func (r *chaosRun) statusOf(ctx context.Context) (*api.Status, error) {
 	var errs []error
 	for _, name := range r.names {
 		st, err := r.nodes[name].Client.Status(ctx)
@@ -813,7 +813,7 @@ func (r *chaosRun) pluginsBack() bool {
 	return true
 }
 
-func nodeStates(st *control.Status) string {
+func nodeStates(st *api.Status) string {
 	var parts []string
 	for _, name := range st.Core.State.NodeOrder {
 		n := st.Core.State.Nodes[name]
@@ -893,7 +893,7 @@ func (r *chaosRun) commands() {
 			case "online":
 				e.standby[c.Command.Node] = false
 			}
-		case errors.Is(err, control.ErrRefused):
+		case errors.Is(err, api.ErrRefused):
 			r.res.Notes = append(r.res.Notes, fmt.Sprintf("vigil %s %s%s refused: %v", c.Command.Op, c.Command.Group, c.Command.Node, err))
 		default:
 			// No answer: it may have been committed or not.
@@ -916,7 +916,7 @@ func (r *chaosRun) durable() {
 	var order []string
 	for _, name := range r.names {
 		var diff []string
-		st, err := r.nodes[name].WaitStatus(r.settle, func(st *control.Status) bool {
+		st, err := r.nodes[name].WaitStatus(r.settle, func(st *api.Status) bool {
 			if st.Core == nil || st.Core.State == nil {
 				return false
 			}
@@ -938,7 +938,7 @@ func (r *chaosRun) durable() {
 	}
 }
 
-func (e *expected) diff(st *control.Status) []string {
+func (e *expected) diff(st *api.Status) []string {
 	var out []string
 	for g, want := range e.pinned {
 		if e.unknown["group "+g] {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/config"
-	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/test/lab"
 )
@@ -55,7 +55,7 @@ func coreCluster(t *testing.T, extra string) (c *lab.Cluster, work string) {
 		Extra: extra, Resources: lab.DummyResources(work, "g", "n1", `, interval = "100ms"`, "d1", "d2")}, work
 }
 
-func group(st *control.Status, name string) *fsm.Group {
+func group(st *api.Status, name string) *fsm.Group {
 	if st == nil || st.Core == nil || st.Core.State == nil {
 		return nil
 	}
@@ -63,11 +63,11 @@ func group(st *control.Status, name string) *fsm.Group {
 }
 
 // runningOn is the node whose report says g runs there and which owns it.
-func runningOn(st *control.Status) string { return groupOn(st, "g") }
+func runningOn(st *api.Status) string { return groupOn(st, "g") }
 
 // groupOn is the node whose report says the named group runs there and
 // which owns it.
-func groupOn(st *control.Status, name string) string {
+func groupOn(st *api.Status, name string) string {
 	g := group(st, name)
 	if g == nil || g.Owner == "" || g.Reports[g.Owner].State != "running" {
 		return ""
@@ -79,7 +79,7 @@ func groupOn(st *control.Status, name string) string {
 // node when want is empty) and returns it.
 func (c *coreLab) waitRunning(via string, timeout time.Duration, want ...string) string {
 	c.t.Helper()
-	st, err := c.nodes[via].WaitStatus(timeout, func(s *control.Status) bool {
+	st, err := c.nodes[via].WaitStatus(timeout, func(s *api.Status) bool {
 		on := runningOn(s)
 		if on == "" {
 			return false
@@ -188,7 +188,7 @@ func TestCorePartitionOwnerNoOverlap(t *testing.T) {
 		}
 		next := c.waitRunning(via, 10*time.Second, others...)
 		// The isolated node stopped by itself: its status says so.
-		if _, err := c.nodes[owner].WaitStatus(5*time.Second, func(s *control.Status) bool {
+		if _, err := c.nodes[owner].WaitStatus(5*time.Second, func(s *api.Status) bool {
 			for _, g := range s.Groups {
 				if g.Name == "g" {
 					return g.State == "stopped"
@@ -213,7 +213,7 @@ func TestCorePartitionOwnerNoOverlap(t *testing.T) {
 			stopped.Sub(cut).Round(time.Millisecond), next, started.Sub(cut).Round(time.Millisecond))
 		// The healed node rejoins; wait until the cluster sees it online
 		// so the next round starts from a full cluster.
-		if _, err := c.nodes[owner].WaitStatus(10*time.Second, func(s *control.Status) bool {
+		if _, err := c.nodes[owner].WaitStatus(10*time.Second, func(s *api.Status) bool {
 			n := s.Core.State.Nodes[owner]
 			return n != nil && n.Online && s.Core.HoldsLease && runningOn(s) == next
 		}); err != nil {
@@ -245,17 +245,17 @@ func TestCorePairWithWitness(t *testing.T) {
 		t.Fatalf("g runs on %s, want n1", on)
 	}
 	// Leadership moves to the witness.
-	if _, err := c.nodes["n2"].WaitStatus(10*time.Second, func(s *control.Status) bool { return s.Core.Leader == "n3" }); err != nil {
+	if _, err := c.nodes["n2"].WaitStatus(10*time.Second, func(s *api.Status) bool { return s.Core.Leader == "n3" }); err != nil {
 		t.Errorf("leader is not the witness: %v", err)
 	}
 	// Pin the group (state to survive restarts), then lose n2 and the
 	// witness in turn: nothing moves.
-	if err := c.nodes["n2"].Client.Command(context.Background(), control.Command{Op: "move", Group: "g", Node: "n1"}); err != nil {
+	if err := c.nodes["n2"].Client.Command(context.Background(), api.Command{Op: "move", Group: "g", Node: "n1"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, victim := range []string{"n2", "n3"} {
 		c.nodes[victim].Proc.Kill()
-		if _, err := c.nodes["n1"].WaitStatus(10*time.Second, func(s *control.Status) bool {
+		if _, err := c.nodes["n1"].WaitStatus(10*time.Second, func(s *api.Status) bool {
 			n := s.Core.State.Nodes[victim]
 			return victim == "n3" && lab.Peer(s, "n3").State == "dead" || n != nil && !n.Online
 		}); err != nil {
@@ -278,7 +278,7 @@ func TestCorePairWithWitness(t *testing.T) {
 	// every node stopping there was no quorum to record the stop): wait
 	// for the restarted n1's own, or the crash below could come while it
 	// is still starting the group.
-	st, err := c.nodes["n2"].WaitStatus(30*time.Second, func(s *control.Status) bool {
+	st, err := c.nodes["n2"].WaitStatus(30*time.Second, func(s *api.Status) bool {
 		return runningOn(s) == "n1" && group(s, "g").Reports["n1"].At.After(restarted)
 	})
 	if err != nil {
@@ -288,7 +288,7 @@ func TestCorePairWithWitness(t *testing.T) {
 		t.Errorf("pin lost across the restart: %+v", g)
 	}
 	// Unpin and crash the active director.
-	if err := c.nodes["n2"].Client.Command(context.Background(), control.Command{Op: "unmove", Group: "g"}); err != nil {
+	if err := c.nodes["n2"].Client.Command(context.Background(), api.Command{Op: "unmove", Group: "g"}); err != nil {
 		t.Fatal(err)
 	}
 	crash := c.Crash(c.nodes["n1"])
@@ -308,7 +308,7 @@ func TestCorePairWithWitness(t *testing.T) {
 	}
 }
 
-func (c *coreLab) command(via string, cmd control.Command) {
+func (c *coreLab) command(via string, cmd api.Command) {
 	c.t.Helper()
 	if err := c.nodes[via].Client.Command(context.Background(), cmd); err != nil {
 		c.t.Fatalf("%s %s %s: %v", cmd.Op, cmd.Group, cmd.Node, err)
@@ -322,14 +322,14 @@ func TestCoreOperations(t *testing.T) {
 	c := startCore(t, nil, "auto_failback = true\nmigration_threshold = 2\n")
 	c.waitRunning("n3", 30*time.Second, "n1")
 
-	c.command("n3", control.Command{Op: "standby", Node: "n1"})
+	c.command("n3", api.Command{Op: "standby", Node: "n1"})
 	c.waitRunning("n3", 10*time.Second, "n2")
-	c.command("n3", control.Command{Op: "online", Node: "n1"})
+	c.command("n3", api.Command{Op: "online", Node: "n1"})
 	c.waitRunning("n3", 10*time.Second, "n1") // auto_failback
 
-	c.command("n2", control.Command{Op: "move", Group: "g", Node: "n3"})
+	c.command("n2", api.Command{Op: "move", Group: "g", Node: "n3"})
 	c.waitRunning("n2", 10*time.Second, "n3")
-	c.command("n2", control.Command{Op: "unmove", Group: "g"})
+	c.command("n2", api.Command{Op: "unmove", Group: "g"})
 	c.waitRunning("n2", 10*time.Second, "n1")
 
 	// d2 fails under n1 (its state file vanishes): the monitor notices,
@@ -340,7 +340,7 @@ func TestCoreOperations(t *testing.T) {
 		if err := os.Remove(state); err != nil {
 			t.Fatal(err)
 		}
-		st, err := c.nodes["n3"].WaitStatus(10*time.Second, func(s *control.Status) bool {
+		st, err := c.nodes["n3"].WaitStatus(10*time.Second, func(s *api.Status) bool {
 			return s.Core.State.Failcount("g", "n1") == fails
 		})
 		if err != nil {
@@ -361,7 +361,7 @@ func TestCoreOperations(t *testing.T) {
 	if f := st.Core.State.Failures; len(f) != 2 || f[0].Resource != "d2" || f[0].Op != "monitor" {
 		t.Errorf("recent failures: %+v", f)
 	}
-	c.command("n3", control.Command{Op: "cleanup", Group: "g"})
+	c.command("n3", api.Command{Op: "cleanup", Group: "g"})
 	c.waitRunning("n3", 10*time.Second, "n1") // eligible again, auto_failback
 	c.checkJournal(nil)
 }
@@ -376,7 +376,7 @@ func TestCoreNoFailback(t *testing.T) {
 	c.Isolate("n1", false)
 	c.Restart(vigilBin, c.nodes["n1"])
 	// n1 is back, holds a lease and reported what it runs (nothing).
-	if _, err := c.nodes["n1"].WaitStatus(20*time.Second, func(s *control.Status) bool {
+	if _, err := c.nodes["n1"].WaitStatus(20*time.Second, func(s *api.Status) bool {
 		g := group(s, "g")
 		return s.Core.HoldsLease && g != nil && g.Reports["n1"].State == "stopped" && s.Core.State.Nodes["n1"].Online
 	}); err != nil {
@@ -395,7 +395,7 @@ func TestCoreNoFailback(t *testing.T) {
 func TestCoreNodeRemoveAdd(t *testing.T) {
 	c := startCore(t, nil, "")
 	c.waitRunning("n1", 30*time.Second, "n1")
-	st, err := c.nodes["n1"].WaitStatus(10*time.Second, func(s *control.Status) bool { return s.Core.Leader != "" })
+	st, err := c.nodes["n1"].WaitStatus(10*time.Second, func(s *api.Status) bool { return s.Core.Leader != "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,15 +408,15 @@ func TestCoreNodeRemoveAdd(t *testing.T) {
 	case "n3":
 		via = "n1"
 	}
-	members := func(s *control.Status) string {
+	members := func(s *api.Status) string {
 		return strings.Join(s.Core.Voters, " ") + " / " + strings.Join(s.Core.State.NodeOrder, " ")
 	}
-	if err := c.nodes[via].Client.Command(context.Background(), control.Command{Op: "node-remove", Node: "n1"}); err == nil || !strings.Contains(err.Error(), "still owns group g") {
+	if err := c.nodes[via].Client.Command(context.Background(), api.Command{Op: "node-remove", Node: "n1"}); err == nil || !strings.Contains(err.Error(), "still owns group g") {
 		t.Fatalf("removing the owner: %v", err)
 	}
-	c.command(via, control.Command{Op: "node-remove", Node: target})
+	c.command(via, api.Command{Op: "node-remove", Node: target})
 	rest := map[string]string{"n2": "n1 n3", "n3": "n1 n2"}[target]
-	if _, err := c.nodes[via].WaitStatus(10*time.Second, func(s *control.Status) bool {
+	if _, err := c.nodes[via].WaitStatus(10*time.Second, func(s *api.Status) bool {
 		voters := slices.Clone(s.Core.Voters)
 		slices.Sort(voters)
 		return strings.Join(voters, " ") == rest && s.Core.State.Nodes[target] == nil
@@ -424,8 +424,8 @@ func TestCoreNodeRemoveAdd(t *testing.T) {
 		t.Fatalf("%s not removed: %v", target, err)
 	}
 	addr := map[string]string{"n2": "10.77.1.2", "n3": "10.77.1.3"}[target]
-	c.command(via, control.Command{Op: "node-add", Node: target, Address: fmt.Sprintf("%s:%d", addr, config.DefaultRaftPort)})
-	st, err = c.nodes[via].WaitStatus(10*time.Second, func(s *control.Status) bool {
+	c.command(via, api.Command{Op: "node-add", Node: target, Address: fmt.Sprintf("%s:%d", addr, config.DefaultRaftPort)})
+	st, err = c.nodes[via].WaitStatus(10*time.Second, func(s *api.Status) bool {
 		n := s.Core.State.Nodes[target]
 		return len(s.Core.Voters) == 3 && n != nil && n.Online
 	})

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/config"
-	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/cluster/timing"
 	"github.com/vigil-ha/vigil/test/lab"
 )
@@ -430,7 +430,7 @@ func runExample(t *testing.T, ex example) {
 	down := map[string]bool{}
 	placed := func(what string, via *lab.Node, timeout time.Duration, want map[string]string) {
 		t.Helper()
-		st, err := via.WaitStatus(timeout, func(s *control.Status) bool {
+		st, err := via.WaitStatus(timeout, func(s *api.Status) bool {
 			for g, n := range want {
 				if groupOn(s, g) != n {
 					return false
@@ -491,7 +491,7 @@ func runExample(t *testing.T, ex example) {
 		// The survivor directs through the userspace director (this
 		// kernel has no IPVS) with the health its standby checks kept.
 		real1, real2 := lab.RealIP1+":80", lab.RealIP2+":80"
-		if st, err := survivor.WaitStatus(bound, func(s *control.Status) bool {
+		if st, err := survivor.WaitStatus(bound, func(s *api.Status) bool {
 			tab, text := lvsTable(s)
 			return strings.Contains(text, "userspace backend") && tab[real1] == "5 up" && tab[real2] == "5 up"
 		}); err != nil {
@@ -523,7 +523,7 @@ func runExample(t *testing.T, ex example) {
 	down[ex.crash] = false
 	rebooted := time.Now()
 	nodes[ex.crash] = start(ex.crash)
-	if _, err := survivor.WaitStatus(ti.Initdead+bound, func(s *control.Status) bool {
+	if _, err := survivor.WaitStatus(ti.Initdead+bound, func(s *api.Status) bool {
 		if s.Core == nil || s.Core.State == nil || s.Core.State.Nodes[ex.crash] == nil || !s.Core.State.Nodes[ex.crash].Online {
 			return false
 		}

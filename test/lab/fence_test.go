@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -47,7 +47,7 @@ func TestFenceFailedStop(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(state, "stuck"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c.command("n3", control.Command{Op: "move", Group: "g", Node: "n2"})
+	c.command("n3", api.Command{Op: "move", Group: "g", Node: "n2"})
 	c.waitRunning("n3", 20*time.Second, "n2")
 
 	st, err := c.nodes["n3"].Client.Status(t.Context())
@@ -92,7 +92,7 @@ func TestFenceFailedStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Restart(vigilBin, c.nodes["n1"])
-	if _, err := c.nodes["n3"].WaitStatus(20*time.Second, func(s *control.Status) bool {
+	if _, err := c.nodes["n3"].WaitStatus(20*time.Second, func(s *api.Status) bool {
 		n := s.Core.State.Nodes["n1"]
 		return n.Online && n.Fenced == 0 && runningOn(s) == "n2" && group(s, "g").Reports["n1"].State == "stopped"
 	}); err != nil {

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/timing"
 	"github.com/vigil-ha/vigil/test/lab"
 )
@@ -78,7 +78,7 @@ func starve(b *testing.B, fault string, faultFor time.Duration, pps int) starveR
 		c.Extra = "rt_priority = " + p + "\n"
 	}
 	nodes := l.Trio(vigilBin, c, false, nil)
-	if _, err := nodes["n1"].WaitStatus(30*time.Second, func(s *control.Status) bool { return runningOn(s) == "n1" }); err != nil {
+	if _, err := nodes["n1"].WaitStatus(30*time.Second, func(s *api.Status) bool { return runningOn(s) == "n1" }); err != nil {
 		b.Fatalf("g never ran on n1: %v", err)
 	}
 	// Only what the nodes log from here on counts.
@@ -128,7 +128,7 @@ func starve(b *testing.B, fault string, faultFor time.Duration, pps int) starveR
 
 // droppedAll counts the packets the daemon itself read and refused; what
 // the kernel's socket filter dropped ("filtered") never reached it.
-func droppedAll(st *control.Status) uint64 {
+func droppedAll(st *api.Status) uint64 {
 	var n uint64
 	for _, l := range st.Links {
 		for reason, v := range l.Dropped {

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/config"
-	"github.com/vigil-ha/vigil/cluster/control"
 )
 
 // StartImported runs `vigil daemon -c dir --node name` in namespace ns as
@@ -76,7 +76,7 @@ func (l *Lab) StartNode(bin, ns, name, dir string, o NodeOptions) *Node {
 	}
 	args = append(args, bin, cmd, "-c", dir, "--node", name, "--log-level", "debug")
 	n.Proc = l.Start(ns, "vigil-"+name, args...)
-	n.Client = control.NewClient(n.Socket)
+	n.Client = api.NewClient(n.Socket)
 	if err := waitLog(n.Proc, "vigil daemon started", 20*time.Second); err != nil {
 		l.t.Fatalf("lab: daemon %s: %v", name, err)
 	}

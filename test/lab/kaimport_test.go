@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/config"
-	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/cluster/timing"
 	"github.com/vigil-ha/vigil/test/lab"
 )
@@ -159,7 +159,7 @@ func TestKeepalivedImportNoTieBreaker(t *testing.T) {
 	p.w.SetDown("n1", true)
 	p.l.Crash(p.nodes["n1"])
 	n2 := p.nodes["n2"]
-	if _, err := n2.WaitStatus(p.bound, func(s *control.Status) bool {
+	if _, err := n2.WaitStatus(p.bound, func(s *api.Status) bool {
 		return s.Core != nil && s.Core.Pair != nil && strings.Contains(s.Core.Pair.Note, "no tie-breaker configured")
 	}); err != nil {
 		t.Fatalf("n2 does not say why it takes nothing over: %v", err)
@@ -168,7 +168,7 @@ func TestKeepalivedImportNoTieBreaker(t *testing.T) {
 		t.Fatalf("n2 took %d VIPs over without a tie-breaker", h["n2"])
 	}
 	confirmed := time.Now()
-	if err := n2.Client.Command(context.Background(), control.Command{Op: "takeover"}); err != nil {
+	if err := n2.Client.Command(context.Background(), api.Command{Op: "takeover"}); err != nil {
 		t.Fatal(err)
 	}
 	took := p.survivorHoldsAll(t, confirmed, "after `vigil takeover`")

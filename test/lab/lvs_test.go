@@ -8,13 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
 // lvsTable returns the reals node's ldirectord instance has programmed
 // (address → weight) and their health as its status shows them.
-func lvsTable(st *control.Status, resource ...string) (map[string]string, string) {
+func lvsTable(st *api.Status, resource ...string) (map[string]string, string) {
 	id := "ldirectord_www"
 	if len(resource) > 0 {
 		id = resource[0]
@@ -90,7 +91,7 @@ func TestLVSSeed(t *testing.T) {
 	// reaches the replicated state a commit later (later still when the
 	// leadership is on its way to the witness): wait for both, as
 	// `status -1` below reads the report.
-	st, err := nodes["n1"].WaitStatus(10*time.Second, func(s *control.Status) bool {
+	st, err := nodes["n1"].WaitStatus(10*time.Second, func(s *api.Status) bool {
 		tab, _ := lvsTable(s)
 		return tab[real1] == "5 up" && tab[real2] == "5 up" && groupOn(s, "lvs") == "n1"
 	})
@@ -121,7 +122,7 @@ func TestLVSSeed(t *testing.T) {
 	}
 
 	// The standby checks too: its table is empty, its health warm.
-	if _, err := nodes["n2"].WaitStatus(5*time.Second, func(s *control.Status) bool {
+	if _, err := nodes["n2"].WaitStatus(5*time.Second, func(s *api.Status) bool {
 		tab, text := lvsTable(s)
 		return strings.Contains(text, "standby") && tab[real1] == "- up" && tab[real2] == "- up"
 	}); err != nil {
@@ -149,7 +150,7 @@ func TestLVSSeed(t *testing.T) {
 	// notices, as the director hands a refused connection to the other.
 	killed := time.Now()
 	rs1.Stop()
-	if _, err := nodes["n1"].WaitStatus(5*time.Second, func(s *control.Status) bool {
+	if _, err := nodes["n1"].WaitStatus(5*time.Second, func(s *api.Status) bool {
 		tab, _ := lvsTable(s)
 		return tab[real1] == "- down"
 	}); err != nil {
@@ -171,7 +172,7 @@ func TestLVSSeed(t *testing.T) {
 	rs1.Stop()
 	rs2.Stop()
 	waitServed("all down", 3, "sorry")
-	st, _ = nodes["n1"].WaitStatus(5*time.Second, func(s *control.Status) bool {
+	st, _ = nodes["n1"].WaitStatus(5*time.Second, func(s *api.Status) bool {
 		tab, _ := lvsTable(s)
 		return strings.HasPrefix(tab[sorry], "1 ")
 	})
@@ -189,7 +190,7 @@ func TestLVSSeed(t *testing.T) {
 	l.Crash(nodes["n1"])
 	took = waitServed("after crash of n1", 4, "rs1", "rs2")
 	t.Logf("served through n2 %v after n1's crash", took.Round(time.Millisecond))
-	st, err = nodes["n2"].WaitStatus(5*time.Second, func(s *control.Status) bool {
+	st, err = nodes["n2"].WaitStatus(5*time.Second, func(s *api.Status) bool {
 		tab, text := lvsTable(s)
 		return strings.Contains(text, "active") && tab[real1] == "5 up" && tab[real2] == "5 up"
 	})

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
 	"github.com/vigil-ha/vigil/cluster/membership"
 	"github.com/vigil-ha/vigil/test/lab"
@@ -91,8 +91,8 @@ func waitEvent(t testing.TB, ch <-chan membership.Event, kind membership.EventKi
 	}
 }
 
-func allUp(peers ...string) func(*control.Status) bool {
-	return func(st *control.Status) bool {
+func allUp(peers ...string) func(*api.Status) bool {
+	return func(st *api.Status) bool {
 		for _, p := range peers {
 			if n := lab.Peer(st, p); n == nil || n.State != "up" {
 				return false
@@ -112,7 +112,7 @@ func TestThreeNodeMembership(t *testing.T) {
 	n1, n2, n3 := nodes["n1"], nodes["n2"], nodes["n3"]
 
 	// Everyone sees everyone, link by link.
-	st, err := n1.WaitStatus(10*time.Second, func(st *control.Status) bool {
+	st, err := n1.WaitStatus(10*time.Second, func(st *api.Status) bool {
 		return allUp("n2", "n3")(st) && lab.LinkState(st, "n2", "ucast") == "up" && lab.LinkState(st, "n2", "bcast") == "up" &&
 			lab.LinkState(st, "n2", "serial") == "up" && lab.LinkState(st, "n3", "ucast") == "up" && lab.LinkState(st, "n3", "bcast") == "up"
 	})
@@ -135,7 +135,7 @@ func TestThreeNodeMembership(t *testing.T) {
 	// Let well over a deadtime pass, measured by serial heartbeats arriving
 	// on n1, then check n2 never died there.
 	base := serialReceived(st, "n2")
-	st, err = n1.WaitStatus(10*time.Second, func(st *control.Status) bool {
+	st, err = n1.WaitStatus(10*time.Second, func(st *api.Status) bool {
 		return serialReceived(st, "n2") > base+uint64(3*deadtime/keepalive)
 	})
 	if err != nil {
@@ -161,12 +161,12 @@ func TestThreeNodeMembership(t *testing.T) {
 	if lat > deadtime+keepalive || lat < deadtime-2*keepalive {
 		t.Errorf("detection after %s, want within [deadtime-2×keepalive, deadtime+keepalive] = [%s, %s]", lat, deadtime-2*keepalive, deadtime+keepalive)
 	}
-	if _, err := n2.WaitStatus(5*time.Second, func(st *control.Status) bool { return lab.Peer(st, "n3").State == "dead" }); err != nil {
+	if _, err := n2.WaitStatus(5*time.Second, func(st *api.Status) bool { return lab.Peer(st, "n3").State == "dead" }); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func serialReceived(st *control.Status, peer string) uint64 {
+func serialReceived(st *api.Status, peer string) uint64 {
 	if p := lab.Peer(st, peer); p != nil {
 		for _, l := range p.Links {
 			if strings.HasPrefix(l.Link, "serial") {
@@ -198,7 +198,7 @@ func TestWrongSecret(t *testing.T) {
 	nodes := threeNodes(t, l, false, map[string]string{"n3": "not-the-cluster-secret-at-all"})
 	n1 := nodes["n1"]
 	ev1 := events(t, n1)
-	st, err := n1.WaitStatus(10*time.Second, func(st *control.Status) bool {
+	st, err := n1.WaitStatus(10*time.Second, func(st *api.Status) bool {
 		return allUp("n2")(st) && lab.Dropped(st, "bad_mac") >= 40
 	})
 	if err != nil {
@@ -219,7 +219,7 @@ func TestWrongSecret(t *testing.T) {
 		}
 	}
 	// And the other way round: n3 accepts nobody.
-	st3, err := nodes["n3"].WaitStatus(10*time.Second, func(st *control.Status) bool { return lab.Dropped(st, "bad_mac") >= 40 })
+	st3, err := nodes["n3"].WaitStatus(10*time.Second, func(st *api.Status) bool { return lab.Dropped(st, "bad_mac") >= 40 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestHostilePackets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err = n1.WaitStatus(10*time.Second, func(st *control.Status) bool {
+	st, err = n1.WaitStatus(10*time.Second, func(st *api.Status) bool {
 		for reason, list := range packets {
 			if lab.Dropped(st, reason) < uint64(rounds*len(list)) {
 				return false

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -78,7 +78,7 @@ group = "rs%d"
 
 	table := func(what string, want map[string]string) {
 		t.Helper()
-		st, err := nodes["n1"].WaitStatus(15*time.Second, func(s *control.Status) bool {
+		st, err := nodes["n1"].WaitStatus(15*time.Second, func(s *api.Status) bool {
 			tab, _ := lvsTable(s, "ldirectord_lvs")
 			for k, v := range want {
 				if tab[k] != v {

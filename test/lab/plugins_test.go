@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
-func pluginPID(st *control.Status, name string) (pid, crashes int, state string) {
+func pluginPID(st *api.Status, name string) (pid, crashes int, state string) {
 	for _, p := range st.Plugins {
 		if p.Name == name {
 			return p.PID, p.Crashes, p.State
@@ -23,7 +23,7 @@ func pluginPID(st *control.Status, name string) (pid, crashes int, state string)
 	return 0, 0, ""
 }
 
-func resourceState(st *control.Status, id string) string {
+func resourceState(st *api.Status, id string) string {
 	for _, g := range st.Groups {
 		for _, r := range g.Resources {
 			if r.ID == id {
@@ -58,7 +58,7 @@ resources = [
 	}
 	n := l.StartDaemon(vigilBin, "n1", "n1", dir)
 
-	st, err := n.WaitStatus(20*time.Second, func(s *control.Status) bool {
+	st, err := n.WaitStatus(20*time.Second, func(s *api.Status) bool {
 		return resourceState(s, "d1") == "stopped" && resourceState(s, "o1") == "stopped"
 	})
 	if err != nil {
@@ -71,7 +71,7 @@ resources = [
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	st, err = n.WaitStatus(20*time.Second, func(s *control.Status) bool {
+	st, err = n.WaitStatus(20*time.Second, func(s *api.Status) bool {
 		p, crashes, state := pluginPID(s, "dummy")
 		return crashes == 1 && state == "running" && p != pid && p != 0
 	})

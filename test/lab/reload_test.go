@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -68,9 +68,9 @@ func TestReloadUnderTraffic(t *testing.T) {
 	l.AddWebServer("rs2", lab.RealIP2)
 	real1, real2 := lab.RealIP1+":80", lab.RealIP2+":80"
 
-	table := func(what string, want map[string]string) *control.Status {
+	table := func(what string, want map[string]string) *api.Status {
 		t.Helper()
-		st, err := nodes["n1"].WaitStatus(15*time.Second, func(s *control.Status) bool {
+		st, err := nodes["n1"].WaitStatus(15*time.Second, func(s *api.Status) bool {
 			tab, _ := lvsTable(s)
 			if len(tab) != len(want) {
 				return false

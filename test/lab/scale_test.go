@@ -13,7 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -56,7 +56,7 @@ func (s *scaleLab) steady(timeout time.Duration) error {
 		if _, err := s.watch.Wait(time.Until(deadline), allOnOwner); err != nil {
 			return fmt.Errorf("VIPs not all on %s: %w", owner, err)
 		}
-		st, err := s.nodes["n3"].WaitStatus(time.Until(deadline), func(st *control.Status) bool {
+		st, err := s.nodes["n3"].WaitStatus(time.Until(deadline), func(st *api.Status) bool {
 			if st.Core == nil || st.Core.Leader != "n3" || st.Core.State == nil {
 				return false
 			}

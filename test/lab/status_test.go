@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/test/lab"
 )
@@ -44,15 +45,15 @@ func TestStatusTruth(t *testing.T) {
 	}
 	nodes["n3"].Proc.Stop(10 * time.Second)
 	l.Restart(vigilBin, nodes["n3"])
-	st, err := nodes["n1"].WaitStatus(30*time.Second, func(s *control.Status) bool {
-		return s.Core != nil && s.Core.Leader == "n3" && slices.Equal(control.FilesDiffer(s), []string{"n1", "n2"}) && groupOn(s, "extra") == "n1"
+	st, err := nodes["n1"].WaitStatus(30*time.Second, func(s *api.Status) bool {
+		return s.Core != nil && s.Core.Leader == "n3" && slices.Equal(api.FilesDiffer(s), []string{"n1", "n2"}) && groupOn(s, "extra") == "n1"
 	})
 	if err != nil {
 		t.Fatalf("the witness's files did not win as it led, or n1 does not show it: %v\n%s", err, rendered(st))
 	}
 	// Every node shows it, the witness whose files won too.
 	for _, n := range []string{"n1", "n2", "n3"} {
-		st, err := nodes[n].WaitStatus(10*time.Second, func(s *control.Status) bool {
+		st, err := nodes[n].WaitStatus(10*time.Second, func(s *api.Status) bool {
 			return slices.Equal(s.FilesDiffer, []string{"n1", "n2"})
 		})
 		if err != nil {
@@ -63,7 +64,7 @@ func TestStatusTruth(t *testing.T) {
 		}
 		// -1 is a snapshot: under load a group may be restarting
 		// (CRITICAL) for a moment; the warning must come.
-		if _, err := nodes[n].WaitStatus(10*time.Second, func(s *control.Status) bool {
+		if _, err := nodes[n].WaitStatus(10*time.Second, func(s *api.Status) bool {
 			line, code := control.OneLine(s)
 			return code == control.NagiosWarning && strings.Contains(line, "resources.toml of n1 n2 differs from the cluster's")
 		}); err != nil {
@@ -88,13 +89,13 @@ func TestStatusTruth(t *testing.T) {
 	if out, code := vigilCLI(t, "standby", "n2", "-s", nodes["n1"].Socket, "--json"); code != 0 || !strings.Contains(out, `"done": true`) {
 		t.Fatalf("vigil standby n2 -s … --json: %d %s", code, out)
 	}
-	if _, err := nodes["n1"].WaitStatus(10*time.Second, func(s *control.Status) bool {
+	if _, err := nodes["n1"].WaitStatus(10*time.Second, func(s *api.Status) bool {
 		n := s.Core.State.Nodes["n2"]
 		return n != nil && n.Standby
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nodes["n1"].WaitStatus(10*time.Second, func(*control.Status) bool {
+	if _, err := nodes["n1"].WaitStatus(10*time.Second, func(*api.Status) bool {
 		out, code := vigilCLI(t, "status", "-1", "-s", nodes["n1"].Socket)
 		return code == 1 && strings.Contains(out, "node n2 in standby")
 	}); err != nil {
@@ -104,7 +105,7 @@ func TestStatusTruth(t *testing.T) {
 	if out, code := vigilCLI(t, "online", "n2", "-s", nodes["n1"].Socket); code != 0 {
 		t.Fatalf("vigil online n2: %d %s", code, out)
 	}
-	if _, err := nodes["n2"].WaitStatus(10*time.Second, func(s *control.Status) bool {
+	if _, err := nodes["n2"].WaitStatus(10*time.Second, func(s *api.Status) bool {
 		n := s.Core.State.Nodes["n2"]
 		return n != nil && !n.Standby && groupOn(s, "extra") == "n1" // g and extra both prefer n1
 	}); err != nil {
@@ -114,7 +115,7 @@ func TestStatusTruth(t *testing.T) {
 	// The owner crashes: on n2, n1's row is OFFLINE with its last known
 	// state, never running.
 	l.Crash(nodes["n1"])
-	st, err = nodes["n2"].WaitStatus(30*time.Second, func(s *control.Status) bool { return groupOn(s, "g") == "n2" })
+	st, err = nodes["n2"].WaitStatus(30*time.Second, func(s *api.Status) bool { return groupOn(s, "g") == "n2" })
 	if err != nil {
 		t.Fatalf("no failover to n2: %v\n%s", err, rendered(st))
 	}
@@ -132,7 +133,7 @@ func TestStatusTruth(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^\s+n3\s+witness\s+online\s+-\s+leader\s`).MatchString(text) {
 		t.Errorf("the witness is not shown as Raft leader:\n%s", text)
 	}
-	if _, err := nodes["n2"].WaitStatus(10*time.Second, func(s *control.Status) bool {
+	if _, err := nodes["n2"].WaitStatus(10*time.Second, func(s *api.Status) bool {
 		line, code := control.OneLine(s)
 		return code == control.NagiosWarning && strings.Contains(line, "node n1 offline") && strings.Contains(line, "group g on n2, preferred n1")
 	}); err != nil {
@@ -141,7 +142,7 @@ func TestStatusTruth(t *testing.T) {
 	}
 	// The --json the CLI prints carries the same placement.
 	out, code := vigilCLI(t, "status", "-s", nodes["n2"].Socket, "--json")
-	var js control.Status
+	var js api.Status
 	if code != 0 || json.Unmarshal([]byte(out), &js) != nil || len(js.Placement) == 0 {
 		t.Fatalf("status --json: %d %.300s", code, out)
 	}
@@ -166,7 +167,7 @@ func TestStatusTruth(t *testing.T) {
 	t.Logf("n2 after the failover:\n%s", text)
 }
 
-func rendered(st *control.Status) string {
+func rendered(st *api.Status) string {
 	if st == nil {
 		return "(no status)"
 	}
@@ -175,9 +176,9 @@ func rendered(st *control.Status) string {
 	return b.String()
 }
 
-func statusOf(t *testing.T, n *lab.Node) *control.Status {
+func statusOf(t *testing.T, n *lab.Node) *api.Status {
 	t.Helper()
-	st, err := n.WaitStatus(5*time.Second, func(*control.Status) bool { return true })
+	st, err := n.WaitStatus(5*time.Second, func(*api.Status) bool { return true })
 	if err != nil {
 		t.Fatal(err)
 	}

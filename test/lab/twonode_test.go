@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -21,9 +21,9 @@ func startPair(t *testing.T, extra string) *coreLab {
 }
 
 // waitPair waits until node's two_node status satisfies cond.
-func (c *coreLab) waitPair(node, what string, cond func(s *control.Status) bool) *control.Status {
+func (c *coreLab) waitPair(node, what string, cond func(s *api.Status) bool) *api.Status {
 	c.t.Helper()
-	st, err := c.nodes[node].WaitStatus(10*time.Second, func(s *control.Status) bool {
+	st, err := c.nodes[node].WaitStatus(10*time.Second, func(s *api.Status) bool {
 		return s.Core != nil && s.Core.Pair != nil && cond(s)
 	})
 	if err != nil {
@@ -37,16 +37,16 @@ func (c *coreLab) waitPair(node, what string, cond func(s *control.Status) bool)
 }
 
 // voters lists the Raft voters in name order.
-func voters(s *control.Status) string {
+func voters(s *api.Status) string {
 	return strings.Join(slices.Sorted(slices.Values(s.Core.Voters)), " ")
 }
 
-func noteHas(sub string) func(*control.Status) bool {
-	return func(s *control.Status) bool { return strings.Contains(s.Core.Pair.Note, sub) }
+func noteHas(sub string) func(*api.Status) bool {
+	return func(s *api.Status) bool { return strings.Contains(s.Core.Pair.Note, sub) }
 }
 
 // localState is the state of group g in node's own LRM.
-func localState(s *control.Status) string {
+func localState(s *api.Status) string {
 	for _, g := range s.Groups {
 		if g.Name == "g" {
 			return g.State
@@ -65,15 +65,15 @@ func TestTwoNodePingNode(t *testing.T) {
 	if on := c.waitRunning("n2", 30*time.Second); on != "n1" {
 		t.Fatalf("g runs on %s, want n1", on)
 	}
-	c.waitPair("n1", "the ping node answers", func(s *control.Status) bool {
+	c.waitPair("n1", "the ping node answers", func(s *api.Status) bool {
 		return len(s.Core.Pair.TieBreak.Ping) == 1 && s.Core.Pair.TieBreak.Ping[0].Up
 	})
 
 	cut := time.Now()
 	c.Isolate("n1", true)
 	c.waitRunning("n2", 10*time.Second, "n2")
-	c.waitPair("n2", "n2 alone", func(s *control.Status) bool { return voters(s) == "n2" })
-	c.waitPair("n1", "n1 refuses to take over", func(s *control.Status) bool {
+	c.waitPair("n2", "n2 alone", func(s *api.Status) bool { return voters(s) == "n2" })
+	c.waitPair("n1", "n1 refuses to take over", func(s *api.Status) bool {
 		return strings.Contains(s.Core.Pair.Note, "no ping node answers") && localState(s) == "stopped" && !s.Core.HoldsLease
 	})
 	iv := c.checkJournal(nil)
@@ -94,20 +94,20 @@ func TestTwoNodePingNode(t *testing.T) {
 
 	// Healed: n1 joins n2's Raft again and takes n2's state; g stays.
 	c.Isolate("n1", false)
-	c.waitPair("n2", "n1 rejoins", func(s *control.Status) bool {
+	c.waitPair("n2", "n1 rejoins", func(s *api.Status) bool {
 		n := s.Core.State.Nodes["n1"]
 		return voters(s) == "n1 n2" && n != nil && n.Online && runningOn(s) == "n2"
 	})
-	c.waitPair("n1", "n1 caught up", func(s *control.Status) bool { return runningOn(s) == "n2" && s.Core.HoldsLease })
+	c.waitPair("n1", "n1 caught up", func(s *api.Status) bool { return runningOn(s) == "n2" && s.Core.HoldsLease })
 
 	// The standby cut off: it reaches no ping node, so it takes nothing
 	// over; n2 reaches it and goes on alone.
 	healed := time.Now()
 	c.Isolate("n1", true)
 	c.waitPair("n1", "the cut-off standby refuses", noteHas("no ping node answers"))
-	c.waitPair("n2", "n2 alone again", func(s *control.Status) bool { return voters(s) == "n2" && runningOn(s) == "n2" })
+	c.waitPair("n2", "n2 alone again", func(s *api.Status) bool { return voters(s) == "n2" && runningOn(s) == "n2" })
 	c.Isolate("n1", false)
-	c.waitPair("n2", "n1 rejoins again", func(s *control.Status) bool {
+	c.waitPair("n2", "n1 rejoins again", func(s *api.Status) bool {
 		n := s.Core.State.Nodes["n1"]
 		return voters(s) == "n1 n2" && n != nil && n.Online
 	})
@@ -137,7 +137,7 @@ func TestTwoNodeNoTieBreaker(t *testing.T) {
 	}
 	c.Isolate("n1", true)
 	c.waitPair("n2", "n2 refuses", noteHas("no tie-breaker configured"))
-	c.waitPair("n1", "n1 keeps g", func(s *control.Status) bool {
+	c.waitPair("n1", "n1 keeps g", func(s *api.Status) bool {
 		return strings.Contains(s.Core.Pair.Note, "no tie-breaker configured") && localState(s) == "running" && s.Core.HoldsLease
 	})
 	iv := c.checkJournal(nil)
@@ -146,9 +146,9 @@ func TestTwoNodeNoTieBreaker(t *testing.T) {
 	}
 	crash := time.Now()
 	c.nodes["n1"].Proc.Kill()
-	c.command("n2", control.Command{Op: "takeover"})
+	c.command("n2", api.Command{Op: "takeover"})
 	c.waitRunning("n2", 10*time.Second, "n2")
-	c.waitPair("n2", "n2 alone", func(s *control.Status) bool {
+	c.waitPair("n2", "n2 alone", func(s *api.Status) bool {
 		return voters(s) == "n2" && strings.Contains(s.Core.Pair.Note, "the operator confirmed")
 	})
 
@@ -157,7 +157,7 @@ func TestTwoNodeNoTieBreaker(t *testing.T) {
 	// it joins n2's Raft and stops its copy.
 	c.Isolate("n1", false)
 	c.Restart(vigilBin, c.nodes["n1"])
-	c.waitPair("n1", "n1 merged", func(s *control.Status) bool {
+	c.waitPair("n1", "n1 merged", func(s *api.Status) bool {
 		return voters(s) == "n1 n2" && runningOn(s) == "n2" && localState(s) == "stopped"
 	})
 	iv = c.checkJournal(map[string]time.Time{"n1": crash})
@@ -187,7 +187,7 @@ func TestTwoNodeFence(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitRunning("n2", 10*time.Second, "n2")
-	st := c.waitPair("n2", "fenced", func(s *control.Status) bool { return voters(s) == "n2" })
+	st := c.waitPair("n2", "fenced", func(s *api.Status) bool { return voters(s) == "n2" })
 	if f := st.Core.Pair.TieBreak.LastFence; f == nil || f.Node != "n1" || f.Result != "off" {
 		t.Fatalf("last fence: %+v", f)
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 )
 
 // RepoRoot returns the repository's root directory.
@@ -60,7 +60,7 @@ type Node struct {
 	Dir    string // its configuration directory
 	Socket string
 	Proc   *Proc
-	Client *control.Client
+	Client *api.Client
 }
 
 // WriteConfig writes a node's configuration directory: ha.toml with the
@@ -122,7 +122,7 @@ func (l *Lab) StartDaemon(bin, ns, name, dir string) *Node {
 		level = "debug"
 	}
 	n.Proc = l.Start(ns, "vigil-"+name, bin, "daemon", "-c", dir, "--log-level", level)
-	n.Client = control.NewClient(n.Socket)
+	n.Client = api.NewClient(n.Socket)
 	if err := waitLog(n.Proc, "vigil daemon started", 20*time.Second); err != nil {
 		l.t.Fatalf("lab: daemon %s: %v", name, err)
 	}
@@ -132,10 +132,10 @@ func (l *Lab) StartDaemon(bin, ns, name, dir string) *Node {
 // WaitStatus polls the node's status until cond holds or timeout passes,
 // and returns the last status. Polling an observable state is how the
 // tests synchronise: nothing sleeps for a fixed time.
-func (n *Node) WaitStatus(timeout time.Duration, cond func(*control.Status) bool) (*control.Status, error) {
+func (n *Node) WaitStatus(timeout time.Duration, cond func(*api.Status) bool) (*api.Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var last *control.Status
+	var last *api.Status
 	var lastErr error
 	for {
 		st, err := n.Client.Status(ctx)
@@ -171,7 +171,7 @@ func WaitFile(path string, timeout time.Duration, cond func(string) bool) (strin
 }
 
 // Peer returns the named node from a status.
-func Peer(st *control.Status, name string) *control.NodeStatus {
+func Peer(st *api.Status, name string) *api.NodeStatus {
 	for i := range st.Nodes {
 		if st.Nodes[i].Name == name {
 			return &st.Nodes[i]
@@ -182,7 +182,7 @@ func Peer(st *control.Status, name string) *control.NodeStatus {
 
 // LinkState returns the state of the link whose name starts with prefix
 // towards peer, or "".
-func LinkState(st *control.Status, peer, prefix string) string {
+func LinkState(st *api.Status, peer, prefix string) string {
 	if p := Peer(st, peer); p != nil {
 		for _, l := range p.Links {
 			if strings.HasPrefix(l.Link, prefix) {
@@ -194,7 +194,7 @@ func LinkState(st *control.Status, peer, prefix string) string {
 }
 
 // Dropped sums the packets node dropped for reason over all links.
-func Dropped(st *control.Status, reason string) uint64 {
+func Dropped(st *api.Status, reason string) uint64 {
 	var n uint64
 	for _, l := range st.Links {
 		n += l.Dropped[reason]

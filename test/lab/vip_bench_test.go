@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/timing"
 	"github.com/vigil-ha/vigil/test/lab"
 )
@@ -94,7 +94,7 @@ func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout ti
 	// leads, and the client reaches the VIP on owner.
 	steady := func(run int, owner string) {
 		since := time.Now()
-		if _, err := nodes["n3"].WaitStatus(60*time.Second, func(s *control.Status) bool {
+		if _, err := nodes["n3"].WaitStatus(60*time.Second, func(s *api.Status) bool {
 			if groupOn(s, "web") != owner || s.Core.Leader != "n3" {
 				return false
 			}
@@ -150,7 +150,7 @@ func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout ti
 		case "graceful":
 			nodes[owner].Proc.Stop(30 * time.Second)
 		case "move":
-			if err := nodes["n3"].Client.Command(context.Background(), control.Command{Op: "move", Group: "web", Node: next}); err != nil {
+			if err := nodes["n3"].Client.Command(context.Background(), api.Command{Op: "move", Group: "web", Node: next}); err != nil {
 				b.Fatalf("run %d: move: %v", run, err)
 			}
 		case "failback":

@@ -14,7 +14,7 @@ import (
 
 	"github.com/mdlayher/arp"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/test/lab"
@@ -138,14 +138,14 @@ func TestVIPFailover(t *testing.T) {
 
 	l.Reboot(vigilBin, nodes["n1"])
 	sampler.SetDown("n1", false)
-	if _, err := nodes["n3"].WaitStatus(30*time.Second, func(s *control.Status) bool {
+	if _, err := nodes["n3"].WaitStatus(30*time.Second, func(s *api.Status) bool {
 		n := s.Core.State.Nodes["n1"]
 		return n != nil && n.Online
 	}); err != nil {
 		t.Fatalf("n1 did not rejoin: %v", err)
 	}
 	moved := time.Now()
-	if err := nodes["n3"].Client.Command(context.Background(), control.Command{Op: "move", Group: "web", Node: "n1"}); err != nil {
+	if err := nodes["n3"].Client.Command(context.Background(), api.Command{Op: "move", Group: "web", Node: "n1"}); err != nil {
 		t.Fatal(err)
 	}
 	takeover("move to n1", moved, "n1")
@@ -195,7 +195,7 @@ func TestDaemonOnlyFaults(t *testing.T) {
 	if err := syscall.Kill(paused, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nodes["n3"].WaitStatus(within, func(s *control.Status) bool {
+	if _, err := nodes["n3"].WaitStatus(within, func(s *api.Status) bool {
 		n := s.Core.State.Nodes["n1"]
 		return n != nil && n.Online && groupOn(s, "web") == "n2"
 	}); err != nil {
@@ -203,7 +203,7 @@ func TestDaemonOnlyFaults(t *testing.T) {
 	}
 	onlyOn("daemon of n1 resumed", "n2")
 
-	if err := nodes["n3"].Client.Command(context.Background(), control.Command{Op: "move", Group: "web", Node: "n1"}); err != nil {
+	if err := nodes["n3"].Client.Command(context.Background(), api.Command{Op: "move", Group: "web", Node: "n1"}); err != nil {
 		t.Fatal(err)
 	}
 	onlyOn("move to n1", "n1")

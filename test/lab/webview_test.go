@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/control"
+	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -137,7 +137,7 @@ group = "rs%d"
 
 	// The failover, as the page shows it.
 	l.Crash(nodes["n1"])
-	st, err := nodes["n2"].WaitStatus(15*time.Second, func(s *control.Status) bool { return groupOn(s, "lvs") == "n2" })
+	st, err := nodes["n2"].WaitStatus(15*time.Second, func(s *api.Status) bool { return groupOn(s, "lvs") == "n2" })
 	if err != nil {
 		t.Fatalf("lvs not running on n2 after n1's crash: %v\n%s", err, rendered(st))
 	}

@@ -1,4 +1,4 @@
-package control
+package api
 
 import (
 	"bufio"
@@ -15,8 +15,19 @@ import (
 	"strings"
 	"syscall"
 	"time"
+)
 
-	"github.com/vigil-ha/vigil/cluster/membership"
+// Timeouts of the client's calls (ctx may end them sooner): a command
+// returns once the cluster committed it, which takes an election at worst.
+const (
+	CommandTimeout = 15 * time.Second
+	StatusTimeout  = 5 * time.Second
+)
+
+// maxLine bounds one event line and an error body.
+const (
+	maxLine  = 64 << 10
+	maxError = 4096
 )
 
 // ErrUnreachable means no daemon answered on the socket.
@@ -54,7 +65,8 @@ func (c *Client) unreachable(err error) error {
 	return &unreachableError{fmt.Sprintf("cannot reach the daemon at %s: %v", c.path, err)}
 }
 
-// Client talks to a daemon's control socket.
+// Client talks to a daemon's control socket. It is safe for concurrent
+// use.
 type Client struct {
 	path string
 	http *http.Client
@@ -69,14 +81,41 @@ func NewClient(path string) *Client {
 	return &Client{path: path, http: &http.Client{Transport: tr}}
 }
 
-func (c *Client) get(ctx context.Context, p string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://vigil"+p, nil)
+// Socket is the path of the socket the client talks to.
+func (c *Client) Socket() string { return c.path }
+
+// Close drops the client's idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// do sends a request; an answer is returned whatever its status.
+func (c *Client) do(ctx context.Context, method, p string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://vigil"+p, body)
 	if err != nil {
 		return nil, err
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, c.unreachable(err)
+		return nil, c.failed(ctx, p, err)
+	}
+	return resp, nil
+}
+
+// failed explains an error of a call to p: the caller gave up (not the
+// daemon's fault, so not said to be), or the daemon did not answer.
+func (c *Client) failed(ctx context.Context, p string, err error) error {
+	if cerr := ctx.Err(); errors.Is(cerr, context.Canceled) {
+		return fmt.Errorf("control %s: %w", p, cerr)
+	}
+	return c.unreachable(err)
+}
+
+func (c *Client) get(ctx context.Context, p string) (*http.Response, error) {
+	resp, err := c.do(ctx, http.MethodGet, p, nil)
+	if err != nil {
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
@@ -86,45 +125,48 @@ func (c *Client) get(ctx context.Context, p string) (*http.Response, error) {
 }
 
 // Command sends an operator's command; the daemon returns once the cluster
-// committed it.
+// committed it. A refusal wraps ErrRefused; other errors are the daemon's
+// own words.
 func (c *Client) Command(ctx context.Context, cmd Command) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)
 	defer cancel()
 	body, err := json.Marshal(cmd)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://vigil/v1/command", bytes.NewReader(body))
+	resp, err := c.do(ctx, http.MethodPost, PathCommand, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return c.unreachable(err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNoContent {
+	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxError))
 	text := strings.TrimSpace(string(msg))
 	if resp.StatusCode == http.StatusConflict {
 		return fmt.Errorf("%w: %s", ErrRefused, strings.TrimPrefix(text, ErrRefused.Error()+": "))
+	}
+	if text == "" {
+		text = fmt.Sprintf("the daemon at %s answered %s to %s", c.path, resp.Status, cmd.Op)
 	}
 	return errors.New(text)
 }
 
 // Status fetches the daemon's status.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, StatusTimeout)
 	defer cancel()
-	resp, err := c.get(ctx, "/v1/status")
+	resp, err := c.get(ctx, PathStatus)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	var s Status
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		if ctx.Err() != nil {
+			return nil, c.failed(ctx, PathStatus, ctx.Err())
+		}
 		return nil, fmt.Errorf("the daemon at %s sent a status this vigil cannot read (another version?): %w", c.path, err)
 	}
 	if s.Placement == nil {
@@ -136,22 +178,23 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 // Events subscribes to membership events. It returns once the daemon has
 // confirmed the subscription, so no event after the call is missed; the
 // channel closes when ctx ends or the daemon goes away.
-func (c *Client) Events(ctx context.Context) (<-chan membership.Event, error) {
-	resp, err := c.get(ctx, "/v1/events")
+func (c *Client) Events(ctx context.Context) (<-chan Event, error) {
+	resp, err := c.get(ctx, PathEvents)
 	if err != nil {
 		return nil, err
 	}
 	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 4096), maxLine)
 	if !sc.Scan() {
 		resp.Body.Close()
 		return nil, fmt.Errorf("control events: no subscription confirmation: %v", sc.Err())
 	}
-	ch := make(chan membership.Event, 64)
+	ch := make(chan Event, 64)
 	go func() {
 		defer close(ch)
 		defer resp.Body.Close()
 		for sc.Scan() {
-			var ev membership.Event
+			var ev Event
 			if json.Unmarshal(sc.Bytes(), &ev) != nil {
 				continue
 			}

@@ -1,0 +1,45 @@
+package api
+
+import (
+	"go/build"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/vigil-ha/vigil/"
+
+// leaves are the vigil packages api may import: each imports no vigil
+// package, so api sits directly above them and below everything else,
+// and nothing that imports api (plugins, the CLI, the daemon's control
+// server) can come back into api's imports.
+var leaves = []string{"cluster/fsm", "cluster/heartbeat", "monitors"}
+
+func vigilImports(t *testing.T, dir string) []string {
+	t.Helper()
+	p, err := build.ImportDir(dir, 0)
+	if err != nil {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	var out []string
+	for _, imp := range p.Imports {
+		if rest, ok := strings.CutPrefix(imp, module); ok {
+			out = append(out, rest)
+		}
+	}
+	return out
+}
+
+func TestImportsLeavesOnly(t *testing.T) {
+	for _, imp := range vigilImports(t, ".") {
+		if !slices.Contains(leaves, imp) {
+			t.Errorf("api imports %s: api may import only the leaf packages %v (define the wire type in api and alias it there)", imp, leaves)
+		}
+	}
+	for _, leaf := range leaves {
+		if imps := vigilImports(t, filepath.Join("..", leaf)); len(imps) > 0 {
+			t.Errorf("%s imports %v: it is no leaf any more, so api must not import it", leaf, imps)
+		}
+	}
+}
