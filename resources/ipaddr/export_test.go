@@ -25,6 +25,12 @@ func (r *IPaddr) ViewCounters() (resyncs, interrupted uint64) {
 	return resyncs, interrupted
 }
 
+// ViewLoads sums the views' completed loads.
+func (r *IPaddr) ViewLoads() (n uint64) {
+	r.eachView(func(v *view) { n += v.loads.Load() })
+	return n
+}
+
 // ForceResync has every view reload as after an overrun.
 func (r *IPaddr) ForceResync() { r.eachView(func(v *view) { v.overrun("forced resync (test)") }) }
 

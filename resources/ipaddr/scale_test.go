@@ -174,14 +174,23 @@ func (l *pairLab) churn() (ops *atomic.Int64) {
 		}
 	})
 	wg.Go(func() {
+		// Reloads back to back, each forced once the one before has
+		// completed: forced on a fixed clock, faster than a load can
+		// finish while the churn interrupts its dumps (an idle machine
+		// churns fastest), none would ever complete — a livelock of the
+		// test's making; an overrun needs lost notifications first.
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
+		var forcedAt uint64
 		for {
 			select {
 			case <-stop:
 				return
 			case <-tick.C:
-				l.r.ForceResync()
+				if loads := l.r.ViewLoads(); loads > forcedAt {
+					forcedAt = loads
+					l.r.ForceResync()
+				}
 			}
 		}
 	})

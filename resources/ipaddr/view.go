@@ -182,6 +182,7 @@ type view struct {
 
 	// counters, for tests and logs
 	resyncs, interrupted atomic.Uint64
+	loads                atomic.Uint64 // clean, complete loads (the first and every resync)
 	// deleteCost is a moving average of one address deletion in the
 	// kernel (nanoseconds, the call alone, not its wait for a writer),
 	// for the release estimate.
@@ -560,6 +561,7 @@ func (v *view) dumpDone(failed bool) {
 	seq := v.dump.seq
 	v.dump.kind, v.dump.attempts = dumpNone, 0
 	v.ready = true
+	v.loads.Add(1)
 	// Every request sent before this dump is answered by it, even a
 	// barrier whose reply an overrun dropped.
 	if seq-1 > v.answered {
