@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -107,18 +106,10 @@ func writeJSON(w io.Writer, v any) {
 // told as JSON with --json (the flag package's own message is silenced
 // then). With noArgs, any argument that is not an option is refused.
 func parseCommand(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, asJSON, noArgs bool, name string) (int, bool) {
-	if asJSON {
-		fs.SetOutput(io.Discard)
+	if code, ok := parseOneShot(fs, args, stdout, stderr, asJSON, name, exitError); !ok {
+		return code, false
 	}
-	err := parseLine(fs, args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return exitOK, false
-	case err != nil && asJSON:
-		return fail(stdout, stderr, true, name, err, exitError), false
-	case err != nil:
-		return exitError, false // the flag package said why, with the usage
-	case noArgs && fs.NArg() > 0:
+	if noArgs && fs.NArg() > 0 {
 		return fail(stdout, stderr, asJSON, name, fmt.Errorf("unexpected argument %q: this command takes only options (vigil %s -h)", fs.Arg(0), name), exitError), false
 	}
 	return exitOK, true

@@ -75,8 +75,9 @@ func ocfName(c pb.Code) (string, string) {
 	return ocfNames[c].name, ocfNames[c].meaning
 }
 
-// parseOneShot is parseCommand with the command's own exit code for a
-// bad line.
+// parseOneShot parses a command's line with parseLine, with bad as the
+// exit code for a bad line (the one-shots exit with OCF codes; the other
+// commands use parseCommand).
 func parseOneShot(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, asJSON bool, name string, bad int) (int, bool) {
 	if asJSON {
 		fs.SetOutput(io.Discard)
