@@ -36,3 +36,15 @@ func ConfigCopy(t testing.TB, dir string) string {
 	}
 	return dst
 }
+
+// WriteScript writes an executable shell script (body after the #!/bin/sh
+// line) at path, making its directory.
+func WriteScript(t testing.TB, path, body string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}

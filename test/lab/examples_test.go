@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/timing"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -299,7 +300,7 @@ func runExample(t *testing.T, ex example) {
 	if len(ex.scripts) > 0 {
 		had := filepath.Join(l.Dir, "ha.d")
 		for _, s := range ex.scripts {
-			writeExec(t, filepath.Join(had, "resource.d", s), standIn)
+			testutil.WriteScript(t, filepath.Join(had, "resource.d", s), standIn)
 		}
 		// and no init.d, so that a host's own script of that name is
 		// never run

@@ -88,16 +88,6 @@ func needFile(t *testing.T, path, pkg string) {
 	}
 }
 
-func writeExec(t *testing.T, path, body string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // ocf:heartbeat:Dummy from resource-agents, through the ocf plugin: the
 // codes of LEGACY.md §3.3's Dummy table, ad hoc and as GROUP/ID of a
 // configuration.
@@ -163,7 +153,7 @@ func TestOneShotOCFDummy(t *testing.T) {
 func TestOneShotLSB(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "running")
-	writeExec(t, filepath.Join(dir, "initd", "myd"), fmt.Sprintf(`case "$1" in
+	testutil.WriteScript(t, filepath.Join(dir, "initd", "myd"), fmt.Sprintf(`case "$1" in
 start) touch %[1]s; echo "Starting myd.";;
 stop) rm -f %[1]s;;
 status) if [ -e %[1]s ]; then echo "myd is running."; exit 0; fi; echo "myd is not running."; exit 3;;
@@ -188,7 +178,7 @@ esac
 func TestOneShotHeartbeatScript(t *testing.T) {
 	dir := t.TempDir()
 	log, state := filepath.Join(dir, "calls"), filepath.Join(dir, "held")
-	writeExec(t, filepath.Join(dir, "ha.d", "resource.d", "rec"), fmt.Sprintf(`echo "$*" >> %[1]s
+	testutil.WriteScript(t, filepath.Join(dir, "ha.d", "resource.d", "rec"), fmt.Sprintf(`echo "$*" >> %[1]s
 env | grep -E '^(HA_|OCF_ROOT=)' | sort >> %[1]s
 case "$(eval echo \${$#})" in
 start) touch %[2]s;;
@@ -320,7 +310,7 @@ func TestOneShotMonitor(t *testing.T) {
 	}
 	dir := t.TempDir()
 	rec := filepath.Join(dir, "rec")
-	writeExec(t, filepath.Join(dir, "mon.d", "argv.monitor"), fmt.Sprintf(`for a in "$@"; do echo "arg:$a"; done > %[1]s
+	testutil.WriteScript(t, filepath.Join(dir, "mon.d", "argv.monitor"), fmt.Sprintf(`for a in "$@"; do echo "arg:$a"; done > %[1]s
 env | grep -E '^(MON_|FOO_BAR=)' | sort >> %[1]s
 echo "h2 h3"
 echo "h2 is down"
@@ -405,7 +395,7 @@ func TestOneShotAlert(t *testing.T) {
 	}
 	dir := t.TempDir()
 	rec := filepath.Join(dir, "rec")
-	writeExec(t, filepath.Join(dir, "alert.d", "rec.alert"), fmt.Sprintf(`for a in "$@"; do echo "arg:$a"; done > %[1]s
+	testutil.WriteScript(t, filepath.Join(dir, "alert.d", "rec.alert"), fmt.Sprintf(`for a in "$@"; do echo "arg:$a"; done > %[1]s
 env | grep -E '^MON_' | sort >> %[1]s
 echo "stdin:" >> %[1]s
 cat >> %[1]s
