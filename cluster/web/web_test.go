@@ -362,13 +362,24 @@ func TestStream(t *testing.T) {
 func TestIdle(t *testing.T) {
 	f := newFake(cluster("n1"))
 	start(t, f, Options{Poll: time.Millisecond})
+	// The hub subscribes when it starts (on a loaded machine, after
+	// start returned): an event published before would reach nobody.
+	deadline := time.Now().Add(10 * time.Second)
+	for subscribed := false; !subscribed; {
+		f.mu.Lock()
+		subscribed = len(f.subs) > 0
+		f.mu.Unlock()
+		if !subscribed && time.Now().After(deadline) {
+			t.Fatal("the hub never subscribed to membership events")
+		}
+		time.Sleep(time.Millisecond) // polling the fake's state
+	}
 	for range 20 {
 		f.set(cluster("n2"))
 	}
 	f.publish(membership.Event{Time: t0, Kind: membership.NodeDead, Node: "n1"})
 	// The membership event is handled by the hub after the changes: when
 	// the hub took it, it had seen every change before it.
-	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s := f.readCount()
 		if s != 0 {
