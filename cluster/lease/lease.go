@@ -225,14 +225,15 @@ func (t *Tracker) quorum() ([]string, int) {
 // a quorum (itself included) still renews it, or, in a two_node pair,
 // the tie-breakers let it hold alone. The zero time means no lease.
 func (t *Tracker) Expiry(now time.Time) time.Time {
-	exp := t.quorumExpiry(now)
+	voters := t.opt.Voters()
+	exp := t.quorumExpiry(now, voters)
 	if t.opt.Alone == nil {
 		return exp
 	}
 	until, since := t.opt.Alone(now)
-	sole := false
-	if v := t.opt.Voters(); len(v) == 1 && v[0] == t.opt.Self {
-		sole, exp = true, time.Time{} // a quorum of one proves nothing here
+	sole := len(voters) == 1 && voters[0] == t.opt.Self
+	if sole {
+		exp = time.Time{} // a quorum of one proves nothing here
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -260,8 +261,8 @@ func (t *Tracker) Expiry(now time.Time) time.Time {
 	return exp
 }
 
-func (t *Tracker) quorumExpiry(now time.Time) time.Time {
-	voters, q := t.quorum()
+func (t *Tracker) quorumExpiry(now time.Time, voters []string) time.Time {
+	q := len(voters)/2 + 1
 	if !slices.Contains(voters, t.opt.Self) {
 		return time.Time{}
 	}
