@@ -80,6 +80,7 @@ type Engine struct {
 	sync     SyncControl
 	syncHave []director.SyncDaemon
 	syncErr  error
+	syncVer  string // the sync_version last written (a pass writes it only when it changes)
 	closed   bool
 
 	checks atomic.Uint64 // health checks run, for benchmarks and status

@@ -90,9 +90,12 @@ func (e *Engine) syncPass() {
 	var want director.SyncDaemon
 	if role != 0 {
 		want = e.inst.Sync.Daemon(role)
-		v := strconv.Itoa(*e.inst.Sync.SyncVersion)
-		if err := e.opts.SetSysctl(syncVersionPath, v); err != nil {
-			errs = append(errs, fmt.Errorf("net.ipv4.vs.sync_version = %s: %w", v, err))
+		if v := strconv.Itoa(*e.inst.Sync.SyncVersion); v != e.syncVer {
+			if err := e.opts.SetSysctl(syncVersionPath, v); err != nil {
+				errs = append(errs, fmt.Errorf("net.ipv4.vs.sync_version = %s: %w", v, err))
+			} else {
+				e.syncVer = v
+			}
 		}
 	}
 	have, err := e.sync.Daemons(ctx)
@@ -104,7 +107,9 @@ func (e *Engine) syncPass() {
 	for _, d := range have {
 		running[d.State] = d
 	}
+	changed := false
 	start := func() {
+		changed = true
 		if err := e.sync.Start(ctx, want); err != nil {
 			errs = append(errs, err)
 			return
@@ -119,6 +124,7 @@ func (e *Engine) syncPass() {
 		if d.State == role && sameDaemon(d, want) {
 			continue
 		}
+		changed = true
 		if err := e.sync.Stop(ctx, d.State); err != nil {
 			errs = append(errs, err)
 			continue
@@ -128,7 +134,11 @@ func (e *Engine) syncPass() {
 			start() // its settings changed
 		}
 	}
-	if have, err = e.sync.Daemons(ctx); err == nil {
+	// A pass that changed nothing (every pass, normally) dumps once.
+	if changed {
+		have, err = e.sync.Daemons(ctx)
+	}
+	if err == nil {
 		e.syncHave = have
 	}
 	e.syncErr = errors.Join(append(errs, err)...)
