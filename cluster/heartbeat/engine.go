@@ -64,11 +64,11 @@ type EngineConfig struct {
 // the lease cannot afford at VRRP's detection time (deadtime 3.5 beats,
 // lease 3, timing.SteadyLeaseBeats), and a voter's report that a dead
 // node is offline is what a failover waits for. Packets carry the kernel's arrival time, so a late
-// drain does not make a peer look late. The loop sleeps in a ppoll on the
-// media and an eventfd (BeatNow) on a thread of its own: a goroutine per
-// socket, or sleeping on a Go timer, made every wake-up a netpoller break
-// plus hand-offs between runtime threads, several times the cost of the
-// work.
+// drain does not make a peer look late. The loop sleeps on one epoll set
+// of the media and an eventfd (BeatNow), parked in the runtime's
+// netpoller (poller): a goroutine per socket made every wake-up several
+// hand-offs between runtime threads, and a thread blocked in a ppoll of
+// its own kept the runtime's sysmon awake.
 type Engine struct {
 	cfg   EngineConfig
 	stats []*linkStats
@@ -79,7 +79,8 @@ type Engine struct {
 	beatNow atomic.Bool // send a beat at the next wake
 	wakeMu  sync.Mutex  // guards wakeFd against Run closing it
 	wakeFd  int         // eventfd; -1 when Run is not running
-	pfds    []unix.PollFd
+	poll    *poller     // nil: sleep without waking early
+	fds     []int
 }
 
 // maxPoll bounds how long a heartbeat may wait unread at slow beat rates,
@@ -105,10 +106,12 @@ func (e *Engine) Run(ctx context.Context) error {
 			m.Close()
 		}
 	}()
-	runtime.LockOSThread()
-	if !e.realtime() {
-		defer runtime.UnlockOSThread()
-	} // else the thread is not handed back to the runtime: it ends with Run
+	if e.cfg.RTPriority > 0 {
+		runtime.LockOSThread()
+		if !e.realtime() {
+			defer runtime.UnlockOSThread()
+		} // else the thread is not handed back to the runtime: it ends with Run
+	}
 	e.filter()
 	if err := e.openWake(); err != nil {
 		e.cfg.Log.Warn("no early wake-ups: beats and reads keep their schedule", "err", err)
@@ -179,6 +182,12 @@ func (e *Engine) openWake() error {
 	if err != nil {
 		return err
 	}
+	p, err := newPoller(fd)
+	if err != nil {
+		unix.Close(fd)
+		return err
+	}
+	e.poll = p
 	e.wakeMu.Lock()
 	e.wakeFd = fd
 	e.wakeMu.Unlock()
@@ -189,6 +198,7 @@ func (e *Engine) closeWake() {
 	e.wakeMu.Lock()
 	defer e.wakeMu.Unlock()
 	if e.wakeFd >= 0 {
+		e.poll.close()
 		unix.Close(e.wakeFd)
 		e.wakeFd = -1
 	}
@@ -199,34 +209,27 @@ func (e *Engine) wake() {
 	e.wakeMu.Lock()
 	defer e.wakeMu.Unlock()
 	if e.wakeFd >= 0 {
-		unix.Write(e.wakeFd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		rawWrite(e.wakeFd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	}
 }
 
 // sleep waits d, or until woken (BeatNow), or until a medium not resting
 // after an error has something to read.
 func (e *Engine) sleep(d time.Duration, retry []time.Time) {
-	ts := unix.NsecToTimespec(int64(d))
-	if e.wakeFd < 0 { // (only Run sets it)
-		for unix.Nanosleep(&ts, &ts) == unix.EINTR {
-		}
+	if e.poll == nil { // (only Run sets it)
+		time.Sleep(d)
 		return
 	}
-	e.pfds = append(e.pfds[:0], unix.PollFd{Fd: int32(e.wakeFd), Events: unix.POLLIN})
+	e.fds = e.fds[:0]
 	for i, m := range e.cfg.Media {
 		if p, ok := m.(polled); ok && retry[i].IsZero() {
-			e.pfds = append(e.pfds, unix.PollFd{Fd: int32(p.Fd()), Events: unix.POLLIN})
+			e.fds = append(e.fds, p.Fd())
 		}
 	}
-	for {
-		_, err := unix.Ppoll(e.pfds, &ts, nil)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if e.pfds[0].Revents&unix.POLLIN != 0 {
+	e.poll.watch(e.fds)
+	if e.poll.wait(d, e.wakeFd) {
 		var b [8]byte
-		unix.Read(e.wakeFd, b[:])
+		rawRead(e.wakeFd, b[:])
 	}
 }
 

@@ -42,6 +42,7 @@ type udpMedium struct {
 	name  string
 	fd    int
 	dests []unix.Sockaddr
+	raw   []rawInet4 // dests as the kernel reads them
 	buf   []byte
 	oob   []byte
 	iov   unix.Iovec
@@ -52,14 +53,21 @@ const rcvBuf = 4 << 20
 
 func (m *udpMedium) Name() string { return m.name }
 
+// sendTo adds a destination.
+func (m *udpMedium) sendTo(ap netip.AddrPort) {
+	sa := inet4(ap)
+	m.dests = append(m.dests, sa)
+	m.raw = append(m.raw, toRawInet4(sa))
+}
+
 // Fd is the socket, for the engine to wait on.
 func (m *udpMedium) Fd() int { return m.fd }
 
 func (m *udpMedium) Send(pkt []byte) error {
 	var errs []error
-	for _, d := range m.dests {
-		if err := unix.Sendto(m.fd, pkt, 0, d); err != nil {
-			errs = append(errs, fmt.Errorf("%s: send to %s: %w", m.name, sockaddrString(d), err))
+	for i := range m.raw {
+		if err := rawSendto(m.fd, pkt, &m.raw[i]); err != nil {
+			errs = append(errs, fmt.Errorf("%s: send to %s: %w", m.name, sockaddrString(m.dests[i]), err))
 		}
 	}
 	return errors.Join(errs...)
@@ -76,7 +84,7 @@ const drainBatch = 256
 func (m *udpMedium) Drain(deliver func([]byte, int64)) (int, bool, error) {
 	for range drainBatch {
 		m.hdr.Controllen = uint64(len(m.oob))
-		n, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(m.fd), uintptr(unsafe.Pointer(&m.hdr)), unix.MSG_DONTWAIT)
+		n, errno := rawRecvmsg(m.fd, &m.hdr, unix.MSG_DONTWAIT)
 		switch {
 		case errno == unix.EAGAIN || errno == unix.EINTR:
 			return 0, false, nil
@@ -182,7 +190,7 @@ func NewUCast(name string, bind netip.Addr, port int, device string, peers []net
 		return nil, err
 	}
 	for _, p := range peers {
-		m.dests = append(m.dests, inet4(netip.AddrPortFrom(p, uint16(port))))
+		m.sendTo(netip.AddrPortFrom(p, uint16(port)))
 	}
 	return m, nil
 }
@@ -203,7 +211,7 @@ func NewBCast(name, device string, port int) (Medium, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.dests = []unix.Sockaddr{inet4(ap)}
+	m.sendTo(ap)
 	return m, nil
 }
 
@@ -253,7 +261,7 @@ func NewMCast(name string, group netip.Addr, device string, port, ttl int, loop 
 	if err != nil {
 		return nil, err
 	}
-	m.dests = []unix.Sockaddr{inet4(ap)}
+	m.sendTo(ap)
 	return m, nil
 }
 

@@ -70,7 +70,7 @@ func (m *serialMedium) Fd() int { return m.fd }
 // worth more than a stale one.
 func (m *serialMedium) Send(pkt []byte) error {
 	m.wbuf = append(cobsEncode(append(m.wbuf[:0], 0), pkt), 0)
-	n, err := unix.Write(m.fd, m.wbuf)
+	n, err := rawWrite(m.fd, m.wbuf)
 	if err != nil {
 		return fmt.Errorf("%s: %w", m.name, err)
 	}
@@ -86,7 +86,7 @@ func (m *serialMedium) Send(pkt []byte) error {
 // death later, never early.
 func (m *serialMedium) Drain(deliver func([]byte, int64)) (bad int, more bool, err error) {
 	for {
-		n, err := unix.Read(m.fd, m.chunk)
+		n, err := rawRead(m.fd, m.chunk)
 		switch {
 		case err == unix.EAGAIN || err == unix.EINTR:
 			return bad, false, nil

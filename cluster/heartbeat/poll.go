@@ -1,0 +1,100 @@
+package heartbeat
+
+import (
+	"errors"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller is where the engine sleeps: an epoll set of its media and its
+// wake-up eventfd, itself waited on through the Go runtime's netpoller
+// with a read deadline for the next beat or timeout. A thread blocked in
+// a system call of its own (the ppoll this replaced) keeps its P in a
+// system call, which keeps the runtime's sysmon thread from its deep
+// sleep: at 10 ms beats that thread alone cost more CPU than the engine.
+// Parked in the netpoller, an idle daemon has every thread asleep until
+// a packet, a wake-up or the deadline.
+type poller struct {
+	epfd   int
+	file   *os.File
+	raw    syscall.RawConn
+	events []unix.EpollEvent
+	in     map[int]bool // media fds in the set
+}
+
+func newPoller(wakeFd int) (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	p := &poller{epfd: epfd, in: map[int]bool{}, events: make([]unix.EpollEvent, 8)}
+	if err := p.ctl(unix.EPOLL_CTL_ADD, wakeFd); err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	// A non-blocking descriptor: os.NewFile registers it with the
+	// netpoller (an epoll set is readable while it has events ready).
+	p.file = os.NewFile(uintptr(epfd), "heartbeat-poll")
+	if p.raw, err = p.file.SyscallConn(); err != nil {
+		p.file.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *poller) ctl(op, fd int) error {
+	return unix.EpollCtl(p.epfd, op, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
+}
+
+// watch has the set hold exactly the media fds in fds (media resting
+// after an error are left out: a failing serial line would report an
+// error on every wait).
+func (p *poller) watch(fds []int) {
+	want := make(map[int]bool, len(fds))
+	for _, fd := range fds {
+		want[fd] = true
+		if !p.in[fd] && p.ctl(unix.EPOLL_CTL_ADD, fd) == nil {
+			p.in[fd] = true
+		}
+	}
+	for fd := range p.in {
+		if !want[fd] {
+			p.ctl(unix.EPOLL_CTL_DEL, fd)
+			delete(p.in, fd)
+		}
+	}
+	if n := len(p.in) + 1; n > len(p.events) {
+		p.events = make([]unix.EpollEvent, n)
+	}
+}
+
+// wait returns when a watched fd is readable, or after d. It reports
+// whether the wake-up eventfd fired.
+func (p *poller) wait(d time.Duration, wakeFd int) (woken bool) {
+	if err := p.file.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return false
+	}
+	err := p.raw.Read(func(fd uintptr) bool {
+		n, err := rawEpollWait(int(fd), p.events)
+		if err != nil {
+			return !errors.Is(err, unix.EINTR)
+		}
+		for _, ev := range p.events[:n] {
+			if int(ev.Fd) == wakeFd {
+				woken = true
+			}
+		}
+		return n > 0
+	})
+	_ = err // the deadline, or the poller closed by Run's end
+	return woken
+}
+
+func (p *poller) close() { p.file.Close() }
