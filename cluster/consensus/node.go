@@ -50,6 +50,9 @@ type Timing struct {
 	Election    time.Duration
 	LeaderLease time.Duration // a leader without quorum contact this long steps down
 	Commit      time.Duration
+	// Leading is the HeartbeatTimeout while this node leads: its
+	// heartbeats go every tenth of it (pace.go); 0 keeps Heartbeat.
+	Leading time.Duration
 }
 
 // TimingFor is Raft's timing for the heartbeat timing t; timing.Timing's
@@ -60,6 +63,7 @@ func TimingFor(t timing.Timing) Timing {
 		Election:    t.RaftTimeout(),
 		LeaderLease: t.RaftLeaderLease(),
 		Commit:      t.RaftCommit(),
+		Leading:     t.RaftLeading(),
 	}
 }
 
@@ -99,6 +103,11 @@ type Node struct {
 	recovering sync.Mutex
 	boot       sync.WaitGroup // the first start's bootstrap
 	stopBoot   context.CancelFunc
+
+	states    chan raft.Observation // Raft's state changes, for pace
+	stopPace  chan struct{}
+	paceOnce  sync.Once
+	pacerDone chan struct{}
 }
 
 // openTransport is the transport as Raft sees it: Raft closes a transport
@@ -176,6 +185,12 @@ func Start(opt Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("raft: %w", err)
 	}
 	n.r.Store(r)
+	n.states, n.stopPace, n.pacerDone = make(chan raft.Observation, 16), make(chan struct{}), make(chan struct{})
+	observeState(r, n.states)
+	go func() {
+		defer close(n.pacerDone)
+		n.pace(n.states, n.stopPace)
+	}()
 	if !exists {
 		// Asking the peers takes up to a probe timeout: meanwhile this
 		// node runs (heartbeats, a leader's log may arrive), without a
@@ -278,6 +293,7 @@ func (n *Node) RecoverAlone(timeout time.Duration) error {
 		return fmt.Errorf("raft recover: restart: %w", err)
 	}
 	n.r.Store(r)
+	observeState(r, n.states)
 	// A lone voter would elect itself only after a heartbeat timeout (a
 	// deadtime, or two): the TimeoutNow RPC of a leadership transfer,
 	// sent to itself, makes it a candidate now. Its timing stays the
@@ -319,6 +335,8 @@ func (n *Node) Close() error {
 	}
 	n.boot.Wait()
 	err := n.raft().Shutdown().Error()
+	n.paceOnce.Do(func() { close(n.stopPace) })
+	<-n.pacerDone
 	n.barriers.close()
 	n.trans.Close()
 	n.layer.Close()
