@@ -81,6 +81,8 @@ type Engine struct {
 	wakeFd  int         // eventfd; -1 when Run is not running
 	poll    *poller     // nil: sleep without waking early
 	fds     []int
+	rt      bool // on a real-time thread of its own: sleeps in ppoll
+	pfds    []unix.PollFd
 }
 
 // maxPoll bounds how long a heartbeat may wait unread at slow beat rates,
@@ -108,7 +110,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}()
 	if e.cfg.RTPriority > 0 {
 		runtime.LockOSThread()
-		if !e.realtime() {
+		if e.rt = e.realtime(); !e.rt {
 			defer runtime.UnlockOSThread()
 		} // else the thread is not handed back to the runtime: it ends with Run
 	}
@@ -220,14 +222,38 @@ func (e *Engine) sleep(d time.Duration, retry []time.Time) {
 		time.Sleep(d)
 		return
 	}
-	e.fds = e.fds[:0]
+	e.fds = append(e.fds[:0], e.wakeFd)
 	for i, m := range e.cfg.Media {
 		if p, ok := m.(polled); ok && retry[i].IsZero() {
 			e.fds = append(e.fds, p.Fd())
 		}
 	}
-	e.poll.watch(e.fds)
+	if e.rt {
+		e.ppoll(d)
+		return
+	}
+	e.poll.watch(e.fds[1:])
 	if e.poll.wait(d, e.wakeFd) {
+		var b [8]byte
+		rawRead(e.wakeFd, b[:])
+	}
+}
+
+// ppoll is sleep on a real-time thread: woken by the kernel itself at
+// its priority, where the netpoller would wake it through a thread of
+// the normal scheduler — the very delay rt_priority is there to avoid.
+func (e *Engine) ppoll(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	e.pfds = e.pfds[:0]
+	for _, fd := range e.fds {
+		e.pfds = append(e.pfds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+	}
+	for {
+		if _, err := unix.Ppoll(e.pfds, &ts, nil); err != unix.EINTR {
+			break
+		}
+	}
+	if e.pfds[0].Revents&unix.POLLIN != 0 {
 		var b [8]byte
 		rawRead(e.wakeFd, b[:])
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -275,10 +276,27 @@ func (s *stamped) count() int {
 }
 
 // An engine whose schedule has nothing due for an hour still beats at
-// once when asked, and hands over each packet as it arrives.
+// once when asked, and hands over each packet as it arrives: parked in
+// the netpoller, and on a real-time thread of its own (rt_priority).
 func TestEngineWakesEarly(t *testing.T) {
 	defer func(d time.Duration) { maxPoll = d }(maxPoll)
 	maxPoll = time.Hour
+	t.Run("netpoller", func(t *testing.T) { testEngineWakesEarly(t, 0) })
+	t.Run("realtime", func(t *testing.T) {
+		attr := unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: 1}
+		runtime.LockOSThread()
+		err := unix.SchedSetAttr(0, &attr, 0)
+		attr.Policy, attr.Priority = 0, 0 // SCHED_OTHER
+		unix.SchedSetAttr(0, &attr, 0)
+		runtime.UnlockOSThread()
+		if err != nil {
+			t.Skipf("no SCHED_FIFO here: %v", err)
+		}
+		testEngineWakesEarly(t, 1)
+	})
+}
+
+func testEngineWakesEarly(t *testing.T, rt int) {
 	c := testCodec(t, "lvs", "secret-secret-secret")
 	m, err := udpSocket("ucast:lo", netip.MustParseAddrPort("127.0.0.1:0"), "", nil)
 	if err != nil {
@@ -286,7 +304,7 @@ func TestEngineWakesEarly(t *testing.T) {
 	}
 	sa, _ := unix.Getsockname(m.fd)
 	obs := &stamped{}
-	e := NewEngine(EngineConfig{Codec: c, Node: "n1", Incarnation: 1, Keepalive: time.Hour, Media: []Medium{m}, Observer: obs})
+	e := NewEngine(EngineConfig{Codec: c, Node: "n1", Incarnation: 1, Keepalive: time.Hour, Media: []Medium{m}, Observer: obs, RTPriority: rt})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
