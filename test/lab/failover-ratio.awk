@@ -7,13 +7,14 @@ function metric(name,   i) {
 	for (i = 3; i < NF; i++) if ($(i + 1) == name) return $i
 	return ""
 }
-# idle(who, key): "n1 0.12 s 13 MB, n2 …" from the NODE-cpu-s/30s and
-# NODE-rss-MB metrics of the line.
+# idle(who, key): "n1 0.12 s 13 MB (daemon 9, PSS 6), n2 …" from the
+# NODE-cpu-s/30s, NODE-rss-MB, NODE-daemon-rss-MB and NODE-pss-MB metrics
+# of the line.
 function idle(   i, out, node) {
 	out = ""
 	for (i = 3; i < NF; i++) if ($(i + 1) ~ /-cpu-s\/30s$/) {
 		node = $(i + 1); sub(/-cpu-s\/30s$/, "", node)
-		out = out (out == "" ? "" : ", ") node " " $i " s " metric(node "-rss-MB") " MB"
+		out = out (out == "" ? "" : ", ") node " " $i " s " metric(node "-rss-MB") " MB (daemon " metric(node "-daemon-rss-MB") ", PSS " metric(node "-pss-MB") ")"
 	}
 	return out
 }
@@ -38,7 +39,7 @@ END {
 		printf "| %s | %s | %s / %s | %s / %s | %s | %s |\n", f[1], f[2], (k in vigil ? vigil[k] : "–"), (k in vmax ? vmax[k] : "–"), (k in ka ? ka[k] : "–"), (k in kmax ? kmax[k] : "–"), r, (k in kdual ? kdual[k] : "–")
 	}
 	if (ni > 0) {
-		printf "\n| interval | idle: Vigil CPU-s per 30 s, RSS (daemon + plugins) | idle: keepalived |\n|---|---|---|\n"
+		printf "\n| interval | idle: Vigil CPU-s per 30 s, RSS of daemon + plugins (daemon alone, PSS of all) | idle: keepalived (its processes) |\n|---|---|---|\n"
 		for (i = 0; i < ni; i++) {
 			k = iorder[i]
 			printf "| %s | %s | %s |\n", k, (k in vidle ? vidle[k] : "–"), (k in kidle ? kidle[k] : "–")

@@ -89,8 +89,10 @@ type procKey struct {
 }
 
 type procUsage struct {
-	cpu float64 // utime+stime, seconds
-	rss float64 // VmRSS, bytes
+	cpu  float64 // utime+stime, seconds
+	rss  float64 // VmRSS, bytes
+	pss  float64 // Pss (smaps_rollup), bytes: shared pages split among their users
+	root bool    // the tree's root (the daemon)
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat's times: 100 on Linux
@@ -147,15 +149,17 @@ func SampleTree(root int) (ProcSample, error) {
 		pid := queue[0]
 		queue = queue[1:]
 		s := stats[pid]
-		rss, _ := statusKB(pid, "VmRSS")
-		out[procKey{pid, s.start}] = procUsage{cpu: s.cpu, rss: rss * 1024}
+		rss, _ := procKB(pid, "status", "VmRSS")
+		pss, _ := procKB(pid, "smaps_rollup", "Pss")
+		out[procKey{pid, s.start}] = procUsage{cpu: s.cpu, rss: rss * 1024, pss: pss * 1024, root: pid == root}
 		queue = append(queue, children[pid]...)
 	}
 	return out, nil
 }
 
-func statusKB(pid int, key string) (float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// procKB reads a "Key: N kB" line of /proc/PID/file.
+func procKB(pid int, file, key string) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
 	if err != nil {
 		return 0, err
 	}
@@ -166,7 +170,7 @@ func statusKB(pid int, key string) (float64, error) {
 			}
 		}
 	}
-	return 0, fmt.Errorf("%s not in /proc/%d/status", key, pid)
+	return 0, fmt.Errorf("%s not in /proc/%d/%s", key, pid, file)
 }
 
 // Procs is the number of processes in the sample.
@@ -180,6 +184,27 @@ func (s ProcSample) RSS() float64 {
 		sum += u.rss
 	}
 	return sum
+}
+
+// PSS is the processes' proportional memory, in bytes: what they hold,
+// shared pages split among all their users (a daemon and its plugins run
+// one binary).
+func (s ProcSample) PSS() float64 {
+	var sum float64
+	for _, u := range s {
+		sum += u.pss
+	}
+	return sum
+}
+
+// RootRSS is the resident memory of the tree's root alone (the daemon).
+func (s ProcSample) RootRSS() float64 {
+	for _, u := range s {
+		if u.root {
+			return u.rss
+		}
+	}
+	return 0
 }
 
 // CPUSince is the CPU time, in seconds, the tree used between an earlier

@@ -190,8 +190,10 @@ func benchVIP(b *testing.B, ka, dt time.Duration, kind string, every, timeout ti
 
 // reportIdle reports each node's CPU time (its process and all its
 // descendants: a daemon and its plugins) per 30 s over one window of
-// VIGIL_IDLE_WINDOW (default 10 s), as "NODE-cpu-s/30s", and its RSS as
-// "NODE-rss-MB". The window does not depend on b.N.
+// VIGIL_IDLE_WINDOW (default 10 s), as "NODE-cpu-s/30s"; its RSS as
+// "NODE-rss-MB" (the processes' sum), "NODE-daemon-rss-MB" (the root
+// process alone) and "NODE-pss-MB" (shared pages split: a daemon and its
+// plugins run one binary). The window does not depend on b.N.
 func reportIdle(b *testing.B, nodes map[string]*lab.Node) {
 	window := idleWindow(b)
 	before := map[string]lab.ProcSample{}
@@ -205,6 +207,8 @@ func reportIdle(b *testing.B, nodes map[string]*lab.Node) {
 		after := sampleNode(b, n)
 		b.ReportMetric(after.CPUSince(before[name])*float64(30*time.Second)/float64(elapsed), name+"-cpu-s/30s")
 		b.ReportMetric(after.RSS()/(1<<20), name+"-rss-MB")
+		b.ReportMetric(after.RootRSS()/(1<<20), name+"-daemon-rss-MB")
+		b.ReportMetric(after.PSS()/(1<<20), name+"-pss-MB")
 	}
 }
 
