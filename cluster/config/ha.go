@@ -152,7 +152,14 @@ type MCast struct {
 type Serial struct {
 	Device string `toml:"device"`
 	Baud   int    `toml:"baud"`
+	// Nodes, when set, are the two nodes the cable joins: only they open
+	// the device (a witness or a third director has no such port), and
+	// each expects the other alone on it. Unset: every node opens it.
+	Nodes []string `toml:"nodes"`
 }
+
+// Joins reports whether node is at one end of the cable.
+func (s Serial) Joins(node string) bool { return len(s.Nodes) == 0 || slices.Contains(s.Nodes, node) }
 
 // Raft holds the consensus layer's settings.
 type Raft struct {
@@ -408,6 +415,19 @@ func (h *HA) validate(s *errSink, defined func(key string) bool, warn func(strin
 			s.add(k+".device", "is required (e.g. \"/dev/ttyS0\")")
 		case !filepath.IsAbs(sr.Device) || filepath.Clean(sr.Device) != sr.Device:
 			s.add(k+".device", "%q is not a device: give its absolute path without \"..\" (e.g. \"/dev/ttyS0\")", sr.Device)
+		}
+		if sr.Nodes != nil {
+			switch {
+			case len(sr.Nodes) != 2:
+				s.add(k+".nodes", "a serial cable joins two nodes: name both ends, not %d", len(sr.Nodes))
+			case sr.Nodes[0] == sr.Nodes[1]:
+				s.add(k+".nodes", "%q at both ends: name the two nodes the cable joins", sr.Nodes[0])
+			}
+			for _, n := range sr.Nodes {
+				if _, ok := names[n]; !ok && len(h.Nodes) > 0 {
+					s.add(k+".nodes", "%q is not one of the [[nodes]]", n)
+				}
+			}
 		}
 		if !slices.Contains(ValidBauds, sr.Baud) {
 			s.add(k+".baud", "%d is not a supported rate %v", sr.Baud, ValidBauds)

@@ -120,7 +120,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 	ha := &cfg.HA
 	tm := ha.Timing()
 	d.tracker = membership.New(membership.Options{
-		Peers: peers, Links: links,
+		Peers: peers, Links: links, Reach: reach(cfg, media),
 		Warntime: tm.Warntime, Deadtime: tm.Deadtime, Initdead: tm.Initdead,
 		Log: log.With("component", "membership"),
 	}, d.started)
@@ -526,11 +526,38 @@ func openMedia(cfg *config.Config) (media []heartbeat.Medium, err error) {
 		}
 	}
 	for _, s := range ha.Serial {
+		if !s.Joins(cfg.Self.Name) {
+			continue // the cable joins two other nodes
+		}
 		if err := add(heartbeat.NewSerial(unique("serial:"+s.Device), s.Device, s.Baud)); err != nil {
 			return media, err
 		}
 	}
 	return media, nil
+}
+
+// reach is, by medium name, the peers a medium joins this node to when
+// not all of them: a serial cable with its two ends named. The names are
+// openMedia's (the same order of the same media).
+func reach(cfg *config.Config, media []heartbeat.Medium) map[string][]string {
+	out := map[string][]string{}
+	serial := 0
+	for _, m := range media {
+		if !strings.HasPrefix(m.Name(), "serial:") {
+			continue
+		}
+		for serial < len(cfg.HA.Serial) && !cfg.HA.Serial[serial].Joins(cfg.Self.Name) {
+			serial++
+		}
+		if serial == len(cfg.HA.Serial) {
+			break
+		}
+		if ends := cfg.HA.Serial[serial].Nodes; len(ends) > 0 {
+			out[m.Name()] = slices.DeleteFunc(slices.Clone(ends), func(n string) bool { return n == cfg.Self.Name })
+		}
+		serial++
+	}
+	return out
 }
 
 // clusterStatus is the replicated state and this node's part in it.

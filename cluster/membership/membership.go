@@ -10,6 +10,7 @@ package membership
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,8 +20,11 @@ import (
 
 // Options configures a Tracker.
 type Options struct {
-	Peers    []string
-	Links    []string // medium names, as the heartbeat engine reports them
+	Peers []string
+	Links []string // medium names, as the heartbeat engine reports them
+	// Reach, by link, the only peers that link joins (a serial cable's
+	// other end); a link not in it joins every peer.
+	Reach    map[string][]string
 	Warntime time.Duration
 	Deadtime time.Duration
 	Initdead time.Duration
@@ -93,7 +97,9 @@ func New(opt Options, start time.Time) *Tracker {
 	for _, name := range opt.Peers {
 		p := &peer{name: name, since: start}
 		for _, l := range opt.Links {
-			p.links = append(p.links, &link{name: l})
+			if to, ok := opt.Reach[l]; !ok || slices.Contains(to, name) {
+				p.links = append(p.links, &link{name: l})
+			}
 		}
 		t.peers[name] = p
 		t.order = append(t.order, p)

@@ -3,6 +3,7 @@ package membership
 import (
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -155,5 +156,28 @@ func TestViewAndSubscribeCancel(t *testing.T) {
 	cancel() // idempotent
 	if _, ok := <-ch; ok {
 		t.Error("channel not closed")
+	}
+}
+
+// A link that joins only some peers (a serial cable's other end) is
+// listed for them alone, and a beat from another peer on it is refused.
+func TestReach(t *testing.T) {
+	tr := New(Options{Peers: []string{"b", "w"}, Links: []string{"udp", "serial:/dev/ttyS0"},
+		Reach: map[string][]string{"serial:/dev/ttyS0": {"b"}}, Warntime: 20 * time.Millisecond,
+		Deadtime: 50 * time.Millisecond, Initdead: 100 * time.Millisecond}, time.Unix(0, 0))
+	links := map[string][]string{}
+	for _, p := range tr.Peers() {
+		for _, l := range p.Links {
+			links[p.Node] = append(links[p.Node], l.Link)
+		}
+	}
+	if !slices.Equal(links["b"], []string{"udp", "serial:/dev/ttyS0"}) || !slices.Equal(links["w"], []string{"udp"}) {
+		t.Errorf("links %v: want the cable towards b only", links)
+	}
+	if r := tr.Heard("serial:/dev/ttyS0", beat("w", 1, 1), ms(1)); r == heartbeat.Accepted {
+		t.Error("a beat from w on b's cable was accepted")
+	}
+	if r := tr.Heard("serial:/dev/ttyS0", beat("b", 1, 1), ms(1)); r != heartbeat.Accepted {
+		t.Errorf("b on its cable: %v", r)
 	}
 }

@@ -78,7 +78,7 @@ var keep = map[string]bool{"127.0.0.1": true, "239.192.0.42": true}
 // The lab's cable is a socat pty pair; each node's /run/ttyS0 (its own,
 // see StartNode) links to its end.
 var serialRewrite = rewrite{"ha.toml", `device = "/dev/ttyS0"`, `device = "/run/ttyS0"`,
-	"the lab's serial cable is a socat pty pair, linked from each node's own /run/ttyS0 (a witness's to an end nothing is connected to, as a port without a cable)"}
+	"the lab's serial cable is a socat pty pair, linked from each node's own /run/ttyS0 (a witness the cable does not name gets an end nothing is connected to, as a port without a cable; one it names none)"}
 
 var examples = []example{
 	{
@@ -114,6 +114,7 @@ var examples = []example{
 		claims: func(c *config.Config) error {
 			return all(members(c, "lvs1", "lvs2"), witnesses(c, "witness"),
 				check(!c.HA.TwoNode, "two_node is set beside a witness"),
+				check(len(c.HA.Serial) == 1 && !c.HA.Serial[0].Joins("witness"), "the witness opens the directors' serial cable"),
 				check(!c.HA.AutoFailback, "auto_failback is on"),
 				lvsGroup(c))
 		},
@@ -369,7 +370,9 @@ func runExample(t *testing.T, ex example) {
 		}
 		ends[memberNames[0]], ends[memberNames[1]] = l.SerialCable("cable")
 		for w := range witness {
-			ends[w], _ = l.SerialCable("nothing-" + w)
+			if cfg.HA.Serial[0].Joins(w) {
+				ends[w], _ = l.SerialCable("nothing-" + w)
+			}
 		}
 		for n, end := range ends {
 			run := filepath.Join(l.NodeRoot(n), "run")
