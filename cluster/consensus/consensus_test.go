@@ -79,17 +79,21 @@ func testLog(t testing.TB) func(string) *slog.Logger {
 
 func waitLeader(t testing.TB, ms []*member) *member {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	return testutil.Eventually(t, electionWait(ms), "a leader", func() (*member, bool) {
 		for _, m := range ms {
 			if m.node.IsLeader() {
-				return m
+				return m, true
 			}
 		}
-		<-time.After(5 * time.Millisecond)
-	}
-	t.Fatal("no leader within 10s")
-	return nil
+		return nil, false
+	})
+}
+
+// electionWait bounds a wait for the members to elect a leader, or for
+// something that follows within a few rounds: many election timeouts,
+// at least 10 s for the race detector on a busy machine.
+func electionWait(ms []*member) time.Duration {
+	return max(10*time.Second, 20*ms[0].node.opt.Timing.Election)
 }
 
 func TestApplyForwardedToLeader(t *testing.T) {
@@ -171,11 +175,9 @@ func TestTransportRefusesWrongSecret(t *testing.T) {
 		if err == nil {
 			t.Fatalf("secret %q: connection accepted", secret)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for ms[0].node.Rejected() == before && time.Now().Before(deadline) {
-			<-time.After(5 * time.Millisecond)
-		}
-		if ms[0].node.Rejected() == before {
+		if _, ok := testutil.EventuallyOK(electionWait(ms), func() (uint64, bool) {
+			return ms[0].node.Rejected(), ms[0].node.Rejected() != before
+		}); !ok {
 			t.Errorf("secret %q: rejection not counted", secret)
 		}
 	}
