@@ -112,15 +112,7 @@ func TestSnapshotDurationsCompatible(t *testing.T) {
 	if len(rs) != 2 || rs[0].Timeout.D() != 20*time.Second || rs[0].Interval.D() != 1500*time.Millisecond || rs[1].Timeout != 0 || rs[1].Interval.D() != 90*time.Second {
 		t.Fatalf("restored resources %+v", rs)
 	}
-	snap, err := f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out sink
-	if err := snap.Persist(&out); err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.TrimSpace(out.String()); got != old {
+	if got := strings.TrimSpace(string(persist(t, f))); got != old {
 		t.Errorf("persisted differently:\n%s\n%s", got, old)
 	}
 }
