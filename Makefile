@@ -190,6 +190,7 @@ fuzz:
 	@for t in FuzzDecode FuzzCOBSDecode; do \
 		$(FUZZ) -fuzz "^$$t$$" ./cluster/heartbeat/ || exit 1; done
 	$(FUZZ) -fuzz '^FuzzParseOCFMetaData$$' ./resources/script/
+	$(FUZZ) -fuzz '^FuzzDuration$$' ./cluster/timing/
 	@for t in FuzzParseProcIPVS FuzzParseSyncDaemon; do \
 		$(FUZZ) -fuzz "^$$t$$" ./resources/ldirectord/director/ || exit 1; done
 	@for t in FuzzParseLine FuzzResourceLine; do \

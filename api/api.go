@@ -266,13 +266,22 @@ type Inspection struct {
 // …).
 type PluginKind string
 
+// The states of a plugin process in PluginStatus.
+const (
+	PluginStarting   = "starting"
+	PluginRunning    = "running"
+	PluginRestarting = "restarting"
+	PluginFailed     = "failed"
+	PluginStopped    = "stopped"
+)
+
 // PluginStatus describes one plugin process for `vigil status`.
 type PluginStatus struct {
 	Kind       PluginKind `json:"kind"`
 	Name       string     `json:"name"`
 	Path       string     `json:"path"`
 	Builtin    bool       `json:"builtin"`
-	State      string     `json:"state"` // starting, running, restarting, failed, stopped
+	State      string     `json:"state"` // one of the Plugin* states
 	PID        int        `json:"pid,omitempty"`
 	Since      time.Time  `json:"since"`
 	Crashes    int        `json:"crashes"`

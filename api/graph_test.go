@@ -11,10 +11,11 @@ import (
 const module = "github.com/vigil-ha/vigil/"
 
 // leaves are the vigil packages api may import: each imports no vigil
-// package, so api sits directly above them and below everything else,
-// and nothing that imports api (plugins, the CLI, the daemon's control
-// server) can come back into api's imports.
-var leaves = []string{"cluster/fsm", "cluster/heartbeat", "monitors"}
+// package but other leaves, so api sits directly above them and below
+// everything else, and nothing that imports api (plugins, the CLI, the
+// daemon's control server) can come back into api's imports. cluster/timing
+// is one because the replicated state's durations are its Duration.
+var leaves = []string{"cluster/fsm", "cluster/heartbeat", "cluster/timing", "monitors"}
 
 func vigilImports(t *testing.T, dir string) []string {
 	t.Helper()
@@ -38,8 +39,10 @@ func TestImportsLeavesOnly(t *testing.T) {
 		}
 	}
 	for _, leaf := range leaves {
-		if imps := vigilImports(t, filepath.Join("..", leaf)); len(imps) > 0 {
-			t.Errorf("%s imports %v: it is no leaf any more, so api must not import it", leaf, imps)
+		for _, imp := range vigilImports(t, filepath.Join("..", leaf)) {
+			if !slices.Contains(leaves, imp) {
+				t.Errorf("%s imports %s: it is no leaf any more, so api must not import it", leaf, imp)
+			}
 		}
 	}
 }

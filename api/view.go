@@ -54,7 +54,7 @@ func Placement(s *Status) []GroupView {
 			v.State = r.State
 		}
 		if _, off := offline(g.Owner); off && g.Owner != "" {
-			v.State = "unknown"
+			v.State = fsm.Unknown
 		}
 		for _, node := range st.NodeOrder {
 			r, ok := g.Reports[node]
@@ -111,4 +111,4 @@ func lastOp(r fsm.NodeReport) string {
 
 // Running reports whether the group is confirmed running: its owner is
 // online and says so.
-func (v GroupView) Running() bool { return v.Owner != "" && v.State == "running" }
+func (v GroupView) Running() bool { return v.Owner != "" && v.State == fsm.Running }

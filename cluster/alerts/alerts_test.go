@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/monitors"
 )
 
@@ -151,7 +153,8 @@ func TestRouterDelivers(t *testing.T) {
 			}
 			return nil
 		}}
-	r := New(ha, senders, 10*time.Second, slog.New(slog.DiscardHandler))
+	const sendTimeout = 10 * time.Second
+	r := New(ha, senders, sendTimeout, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
@@ -166,17 +169,12 @@ func TestRouterDelivers(t *testing.T) {
 	for _, a := range events {
 		r.Emit(a)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	// Deliveries run one after another, each bounded by the send timeout;
+	// the failing pager is the only one that could take that long.
+	testutil.Eventually(t, 2*sendTimeout, "9 deliveries (nodes.log 1, all.log 4, pager 4)", func() (Counts, bool) {
 		c, _ := r.Status()
-		if c.Sent+c.Failed == 9 { // nodes.log 1, all.log 4, pager 4
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("deliveries: %+v", c)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return c, c.Sent+c.Failed == 9
+	})
 	c, recent := r.Status()
 	if c.Failed != 1 || len(recent) != 9 {
 		t.Errorf("counts %+v, %d records", c, len(recent))
@@ -220,7 +218,8 @@ func TestRouterSet(t *testing.T) {
 		}
 		return ha
 	}
-	r := New(route("a"), senders, 10*time.Second, slog.New(slog.DiscardHandler))
+	const sendTimeout = 10 * time.Second
+	r := New(route("a"), senders, sendTimeout, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
@@ -228,13 +227,10 @@ func TestRouterSet(t *testing.T) {
 	emit := func(summary string, total uint64) {
 		t.Helper()
 		r.Emit(monitors.Alert{Type: monitors.AlertFailure, Kind: "node", Summary: summary, Time: t0})
-		deadline := time.Now().Add(20 * time.Second)
-		for c, _ := r.Status(); c.Sent != total; c, _ = r.Status() {
-			if time.Now().After(deadline) {
-				t.Fatalf("after %s: %+v", summary, c)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testutil.Eventually(t, 2*sendTimeout, fmt.Sprintf("%d sent after %q", total, summary), func() (Counts, bool) {
+			c, _ := r.Status()
+			return c, c.Sent == total
+		})
 	}
 	emit("one", 1)
 	r.Set(route("a", "b"), senders)

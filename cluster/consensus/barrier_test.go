@@ -2,12 +2,15 @@ package consensus
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 // One barrier covers every caller that arrived before it was issued:
@@ -67,17 +70,9 @@ func TestBarriersCoalesce(t *testing.T) {
 
 func waitWaiting(t *testing.T, b *barriers, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("%d callers waiting at the barrier", n), func() (int, bool) {
 		b.mu.Lock()
-		w := b.waiting
-		b.mu.Unlock()
-		if w >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d callers waiting, want %d", w, n)
-		}
-		<-time.After(time.Millisecond)
-	}
+		defer b.mu.Unlock()
+		return b.waiting, b.waiting >= n
+	})
 }

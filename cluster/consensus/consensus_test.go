@@ -77,19 +77,44 @@ func testLog(t testing.TB) func(string) *slog.Logger {
 	return func(node string) *slog.Logger { return testutil.Logger(t).With("node", node) }
 }
 
+// waitVersion waits until m has applied the groups version, or fails the
+// test when ctx ends.
+func waitVersion(t testing.TB, ctx context.Context, m *member, version string) {
+	t.Helper()
+	for {
+		// The channel is taken before the state is read: taken after, a
+		// change between the two (the last of a catch-up) was missed and
+		// the wait lasted until ctx ended (TestJoin, once in a few runs).
+		changed := m.fsm.Changed()
+		got := m.fsm.View().GroupsVersion
+		if got == version {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s did not apply %q (it has %q)", m.node.opt.Self, version, got)
+		case <-changed:
+		}
+	}
+}
+
 func waitLeader(t testing.TB, ms []*member) *member {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	return testutil.Eventually(t, electionWait(ms), "a leader", func() (*member, bool) {
 		for _, m := range ms {
 			if m.node.IsLeader() {
-				return m
+				return m, true
 			}
 		}
-		<-time.After(5 * time.Millisecond)
-	}
-	t.Fatal("no leader within 10s")
-	return nil
+		return nil, false
+	})
+}
+
+// electionWait bounds a wait for the members to elect a leader, or for
+// something that follows within a few rounds: many election timeouts,
+// at least 10 s for the race detector on a busy machine.
+func electionWait(ms []*member) time.Duration {
+	return max(10*time.Second, 20*ms[0].node.opt.Timing.Election)
 }
 
 func TestApplyForwardedToLeader(t *testing.T) {
@@ -131,13 +156,7 @@ func TestApplyForwardedToLeader(t *testing.T) {
 		}
 	}
 	for _, m := range ms {
-		for m.fsm.View().GroupsVersion != "v1" {
-			select {
-			case <-m.fsm.Changed():
-			case <-ctx.Done():
-				t.Fatalf("%s never applied the command", m.node.opt.Self)
-			}
-		}
+		waitVersion(t, ctx, m, "v1")
 	}
 }
 
@@ -171,11 +190,9 @@ func TestTransportRefusesWrongSecret(t *testing.T) {
 		if err == nil {
 			t.Fatalf("secret %q: connection accepted", secret)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for ms[0].node.Rejected() == before && time.Now().Before(deadline) {
-			<-time.After(5 * time.Millisecond)
-		}
-		if ms[0].node.Rejected() == before {
+		if _, ok := testutil.EventuallyOK(electionWait(ms), func() (uint64, bool) {
+			return ms[0].node.Rejected(), ms[0].node.Rejected() != before
+		}); !ok {
 			t.Errorf("secret %q: rejection not counted", secret)
 		}
 	}
@@ -279,13 +296,7 @@ func TestRecoverAloneAndRejoin(t *testing.T) {
 	if err := set(ms[0], "both"); err != nil {
 		t.Fatal(err)
 	}
-	for ms[0].fsm.View().GroupsVersion != "both" {
-		select {
-		case <-ctx.Done():
-			t.Fatal("n1 did not apply the first command")
-		case <-ms[0].fsm.Changed():
-		}
-	}
+	waitVersion(t, ctx, ms[0], "both")
 	// n2 goes away; n1 alone cannot commit.
 	ms[1].node.Close()
 	short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
@@ -319,13 +330,7 @@ func TestRecoverAloneAndRejoin(t *testing.T) {
 		}
 		t.Logf("retrying after a leader change: %v", err)
 	}
-	for ms[1].fsm.View().GroupsVersion != "merged" {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("n2 did not catch up: %q", ms[1].fsm.View().GroupsVersion)
-		case <-ms[1].fsm.Changed():
-		}
-	}
+	waitVersion(t, ctx, ms[1], "merged")
 	if v, _ := ms[1].node.Voters(); len(v) != 2 {
 		t.Fatalf("n2's voters after the merge: %v", v)
 	}
@@ -359,16 +364,6 @@ func TestJoin(t *testing.T) {
 		cmd, _ := fsm.Encode(fsm.TypeSetGroups, fsm.SetGroups{Version: version})
 		retry("apply "+version, func() error { return leader.node.Apply(ctx, cmd) })
 	}
-	waitVersion := func(m *member, version string) {
-		t.Helper()
-		for m.fsm.View().GroupsVersion != version {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%s did not apply %q", m.node.opt.Self, version)
-			case <-m.fsm.Changed():
-			}
-		}
-	}
 	set("v1")
 	var followers []*member
 	for _, m := range ms {
@@ -397,9 +392,9 @@ func TestJoin(t *testing.T) {
 		t.Fatalf("n4 bootstrapped a cluster of its own (last index %d)", last)
 	}
 	retry("add voter from a follower", func() error { return follower.node.AddVoter(ctx, Peer{Name: "n4", Address: n4.node.opt.Bind}) })
-	waitVersion(n4, "v1")
+	waitVersion(t, ctx, n4, "v1")
 	set("v2")
-	waitVersion(n4, "v2")
+	waitVersion(t, ctx, n4, "v2")
 	if v, _ := waitLeader(t, ms).node.Voters(); len(v) != 4 {
 		t.Fatalf("voters after the add: %v", v)
 	}
@@ -408,7 +403,7 @@ func TestJoin(t *testing.T) {
 	self := Peer{Name: lost.node.opt.Self, Address: lost.node.opt.Bind}
 	lost.node.Close()
 	back := start(self, t.TempDir())
-	waitVersion(back, "v2")
+	waitVersion(t, ctx, back, "v2")
 
 	retry("remove voter from a follower", func() error { return follower.node.RemoveServer(ctx, "n4") })
 	if v, _ := waitLeader(t, ms).node.Voters(); len(v) != 3 || slices.ContainsFunc(v, func(p Peer) bool { return p.Name == "n4" }) {

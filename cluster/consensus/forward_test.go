@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/timing"
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 // calm is timing at which a three-node cluster on a busy machine keeps
@@ -524,12 +526,10 @@ func TestForwardIdleClose(t *testing.T) {
 	if len(fwd.openConns()) == 0 {
 		t.Fatal("no forwarding connection after an apply")
 	}
-	for len(fwd.openConns()) > 0 && ctx.Err() == nil {
-		<-time.After(idle / 5)
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("forwarding connection still open long after %s idle", idle)
-	}
+	testutil.Eventually(t, 600*idle, fmt.Sprintf("the forwarding connections to close after %s idle (open ones)", idle), func() (int, bool) {
+		n := len(fwd.openConns())
+		return n, n == 0
+	})
 	if err := follower.node.Apply(ctx, cmd); !applied(err) {
 		t.Fatalf("apply after the idle close: %v", err)
 	}

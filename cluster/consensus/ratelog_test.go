@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 // records keeps what was logged and signals each record.
@@ -128,10 +130,7 @@ func TestRejectedConnectionsLogRateLimited(t *testing.T) {
 		c.Write([]byte("GET / HTTP/1.0\r\n\r\n")) // not a TLS handshake
 		c.Close()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for m.node.Rejected() < before+n && time.Now().Before(deadline) {
-		<-time.After(5 * time.Millisecond)
-	}
+	testutil.EventuallyOK(electionWait([]*member{m}), func() (uint64, bool) { return m.node.Rejected(), m.node.Rejected() >= before+n })
 	if got := m.node.Rejected() - before; got != n {
 		t.Fatalf("%d refusals counted, want %d", got, n)
 	}

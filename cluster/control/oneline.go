@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vigil-ha/vigil/api"
+	"github.com/vigil-ha/vigil/cluster/fsm"
 )
 
 // Nagios plugin exit codes, for `vigil status -1`.
@@ -63,7 +64,7 @@ func OneLine(s *api.Status) (string, int) {
 					}
 					warn = append(warn, fmt.Sprintf("group %s %s, preferred %s", g.Name, how, g.Preferred))
 				}
-			case g.State == "unknown":
+			case g.State == fsm.Unknown:
 				crit = append(crit, fmt.Sprintf("group %s on offline node %s", g.Name, g.Owner))
 			default:
 				crit = append(crit, "group "+g.Name+" not running")
@@ -91,7 +92,7 @@ func OneLine(s *api.Status) (string, int) {
 		warn = append(warn, "links dead: "+strings.Join(dead, " "))
 	}
 	for _, p := range s.Plugins {
-		if p.State == "failed" {
+		if p.State == api.PluginFailed {
 			warn = append(warn, "plugin "+string(p.Kind)+"/"+p.Name+" failed")
 		}
 	}

@@ -257,7 +257,7 @@ func renderAssignments(w io.Writer, s *api.Status) {
 			pin = ", moved to " + g.Pinned + " by operator"
 		}
 		state := g.State
-		if state == "unknown" {
+		if state == fsm.Unknown {
 			state = "UNKNOWN (owner OFFLINE)"
 		}
 		fmt.Fprintf(w, "  %s: %s on %s (preferred %s%s): %s\n", g.Name, state, owner, g.Preferred, pin, g.Reason)
@@ -372,7 +372,7 @@ func renderPlugins(w io.Writer, s *api.Status) {
 		if p.LastExit != "" {
 			exit = p.LastExit + " " + ago(s.Now, p.LastExitAt) + " ago"
 		}
-		if p.State == "failed" && p.LastError != "" {
+		if p.State == api.PluginFailed && p.LastError != "" {
 			exit = p.LastError
 		}
 		pid := "-"

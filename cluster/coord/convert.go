@@ -22,7 +22,7 @@ func toFSM(rs []config.Resource) []fsm.Resource {
 	var out []fsm.Resource
 	for _, r := range rs {
 		out = append(out, fsm.Resource{ID: r.ID, Type: r.Type, Params: r.Params, Args: r.Args,
-			Timeout: fsm.Duration(r.Timeout), Interval: fsm.Duration(r.Interval)})
+			Timeout: r.Timeout, Interval: r.Interval})
 	}
 	return out
 }
@@ -32,7 +32,7 @@ func toConfig(g fsm.GroupSpec) config.Group {
 	cg := config.Group{Name: g.Name, Node: g.Preferred}
 	for _, r := range g.Resources {
 		cg.Resources = append(cg.Resources, config.Resource{ID: r.ID, Type: r.Type, Params: r.Params, Args: r.Args,
-			Timeout: config.Duration(r.Timeout), Interval: config.Duration(r.Interval)})
+			Timeout: r.Timeout, Interval: r.Interval})
 	}
 	return cg
 }

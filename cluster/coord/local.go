@@ -377,7 +377,7 @@ func (w *worker) step(ctx context.Context) time.Time {
 			reason = "lease lost: no quorum confirms this node"
 		}
 		w.c.log.Info("stopping group", "group", w.name, "reason", reason)
-		w.report(fsm.Report{State: "stopping", Op: "stop", Reason: reason})
+		w.report(fsm.Report{State: lrm.Stopping, Op: "stop", Reason: reason})
 		if err := lr.Stop(ctx, cfg); err != nil {
 			w.reportOp(lrm.Blocked, err, false)
 			return later
@@ -460,7 +460,7 @@ func (w *worker) step(ctx context.Context) time.Time {
 // start starts the group after its claim was accepted.
 func (w *worker) start(ctx context.Context, cfg config.Group, now time.Time) time.Time {
 	w.claiming = false
-	w.reported = "starting"
+	w.reported = lrm.Starting
 	lr := w.c.opt.LRM
 	if err := lr.Start(ctx, cfg); err != nil {
 		if errors.Is(err, lrm.ErrNoLease) && lr.State(w.name) != lrm.Blocked {

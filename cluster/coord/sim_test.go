@@ -13,6 +13,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/membership"
 	"github.com/vigil-ha/vigil/cluster/placement"
 	"github.com/vigil-ha/vigil/cluster/timing"
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 // simNode is one node of a simulated cluster.
@@ -199,13 +200,10 @@ func TestSimulatedFailover(t *testing.T) {
 func (sc *simCluster) waitPasses(n *simNode, count uint64) {
 	sc.t.Helper()
 	target := n.c.localPasses.Load() + count
-	deadline := time.Now().Add(100 * simLease)
-	for n.c.localPasses.Load() < target {
-		if time.Now().After(deadline) {
-			sc.t.Fatalf("%s: runLocal stalled", n.name)
-		}
-		time.Sleep(simKeepalive / 4) // polling a counter; the bound is the deadline
-	}
+	testutil.Eventually(sc.t, 100*simLease, fmt.Sprintf("%s: %d runLocal passes", n.name, target), func() (uint64, bool) {
+		p := n.c.localPasses.Load()
+		return p, p >= target
+	})
 }
 
 // Idle groups cost nothing: with every group running, keepalives pass

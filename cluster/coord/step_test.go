@@ -36,7 +36,7 @@ type harness struct {
 	w     *worker
 }
 
-var web = fsm.GroupSpec{Name: "web", Preferred: "n1", Resources: []fsm.Resource{{ID: "vip", Type: "IPaddr", Params: map[string]string{"ip": "10.0.0.3"}, Interval: fsm.Duration(2 * time.Second)}}}
+var web = fsm.GroupSpec{Name: "web", Preferred: "n1", Resources: []fsm.Resource{{ID: "vip", Type: "IPaddr", Params: map[string]string{"ip": "10.0.0.3"}, Interval: timing.Duration(2 * time.Second)}}}
 
 var nodes3 = []fsm.NodeSpec{{Name: "n1", Role: "member"}, {Name: "n2", Role: "member"}, {Name: "w", Role: "witness"}}
 

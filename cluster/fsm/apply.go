@@ -156,7 +156,7 @@ func (s *State) fenced(index uint64, at time.Time, c *Fenced, t *touch) error {
 	n.Fenced, n.Since, n.Reason = max(c.Incarnation, 1), at, c.Reason
 	for _, g := range s.Groups {
 		if r, ok := g.Reports[c.Node]; ok && Active(r.State) {
-			g.Reports[c.Node] = NodeReport{State: "stopped", Op: "fence", Result: "OK", Reason: c.Reason, Index: index, At: at}
+			g.Reports[c.Node] = NodeReport{State: Stopped, Op: "fence", Result: "OK", Reason: c.Reason, Index: index, At: at}
 			t.group(g.Name)
 		}
 	}
@@ -290,7 +290,7 @@ func (s *State) claim(index uint64, at time.Time, c *Claim, again bool, t *touch
 	if dup {
 		return nil
 	}
-	g.Reports[c.Node] = NodeReport{State: "starting", Op: "claim", Index: index, At: at}
+	g.Reports[c.Node] = NodeReport{State: Starting, Op: "claim", Index: index, At: at}
 	return nil
 }
 

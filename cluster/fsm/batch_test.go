@@ -3,8 +3,10 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,6 +96,24 @@ func TestResourceJSONCompatible(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"name":"x","resources":[{"id":"a","interval":"soon"}]}`), &g); err == nil {
 		t.Error("a bad duration decoded")
+	}
+}
+
+// A snapshot written when the state had a duration type of its own
+// (before it took the configuration's, timing.Duration) restores with the
+// same durations and persists byte for byte the same.
+func TestSnapshotDurationsCompatible(t *testing.T) {
+	const old = `{"index":1,"groups_version":"v1","nodes":{"n1":{"name":"n1","role":"member","online":false,"standby":false,"maintenance":false,"since":"0001-01-01T00:00:00Z"},"n2":{"name":"n2","role":"member","online":false,"standby":false,"maintenance":false,"since":"0001-01-01T00:00:00Z"}},"node_order":["n1","n2"],"groups":{"web":{"name":"web","preferred":"n1","resources":[{"id":"vip","type":"IPaddr","timeout":"20s","interval":"1.5s"},{"id":"lvs","type":"ldirectord","interval":"1m30s"}],"owner":"","assign_index":0,"since":"0001-01-01T00:00:00Z","reports":{}}},"group_order":["web"],"failures":null,"decisions":null,"skipped":0}`
+	f := New(slog.New(slog.DiscardHandler))
+	if err := f.Restore(io.NopCloser(strings.NewReader(old))); err != nil {
+		t.Fatal(err)
+	}
+	rs := f.View().Groups["web"].Resources
+	if len(rs) != 2 || rs[0].Timeout.D() != 20*time.Second || rs[0].Interval.D() != 1500*time.Millisecond || rs[1].Timeout != 0 || rs[1].Interval.D() != 90*time.Second {
+		t.Fatalf("restored resources %+v", rs)
+	}
+	if got := strings.TrimSpace(string(persist(t, f))); got != old {
+		t.Errorf("persisted differently:\n%s\n%s", got, old)
 	}
 }
 

@@ -11,7 +11,8 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
-	"time"
+
+	"github.com/vigil-ha/vigil/cluster/timing"
 )
 
 // Command types.
@@ -98,28 +99,8 @@ type Resource struct {
 	Type     string            `json:"type"`
 	Params   map[string]string `json:"params,omitempty"`
 	Args     []string          `json:"args,omitempty"`
-	Timeout  Duration          `json:"timeout,omitempty"`
-	Interval Duration          `json:"interval,omitempty"`
-}
-
-// Duration is a time.Duration written as a string with a unit ("10s"),
-// as the configuration writes it.
-type Duration time.Duration
-
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("fsm: duration %q: %w", b, err)
-	}
-	*d = Duration(v)
-	return nil
+	Timeout  timing.Duration   `json:"timeout,omitempty"`
+	Interval timing.Duration   `json:"interval,omitempty"`
 }
 
 // NodeSpec is a node as configured.

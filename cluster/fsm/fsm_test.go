@@ -235,11 +235,9 @@ func (s *sink) ID() string    { return "test" }
 func (s *sink) Cancel() error { return nil }
 func (s *sink) Close() error  { return nil }
 
-func TestSnapshotRestore(t *testing.T) {
-	a := fixture(t)
-	a.must(TypeReport, Report{Node: "n1", Group: "web", State: "failed", Op: "monitor", Resource: "vip", Fail: true})
-	f := New(slog.New(slog.DiscardHandler))
-	f.state = a.s
+// persist returns the snapshot f persists.
+func persist(t *testing.T, f *FSM) []byte {
+	t.Helper()
 	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -248,9 +246,18 @@ func TestSnapshotRestore(t *testing.T) {
 	if err := snap.Persist(&out); err != nil {
 		t.Fatal(err)
 	}
+	return out.Bytes()
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	a := fixture(t)
+	a.must(TypeReport, Report{Node: "n1", Group: "web", State: "failed", Op: "monitor", Resource: "vip", Fail: true})
+	f := New(slog.New(slog.DiscardHandler))
+	f.state = a.s
+	out := persist(t, f)
 	g := New(slog.New(slog.DiscardHandler))
 	changed := g.Changed()
-	if err := g.Restore(io.NopCloser(bytes.NewReader(out.Bytes()))); err != nil {
+	if err := g.Restore(io.NopCloser(bytes.NewReader(out))); err != nil {
 		t.Fatal(err)
 	}
 	select {

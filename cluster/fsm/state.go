@@ -6,10 +6,25 @@ import (
 	"time"
 )
 
+// The state words of a group or resource, as node reports, the local
+// resource manager and the control API carry them. They are here, in the
+// lowest package that holds them, so every layer compares against the
+// same constants.
+const (
+	Starting = "starting"
+	Running  = "running"
+	Stopping = "stopping"
+	Stopped  = "stopped"
+	Failed   = "failed"
+	Unknown  = "unknown"
+	Blocked  = "blocked" // a stop failed: the group may still run here
+	Partial  = "partial" // a probe found some of its resources running
+)
+
 // Report states that mean a group may be running on the reporting node.
 // Anything else (stopped, failed after a clean stop, unknown) means it is
 // not.
-var activeStates = map[string]bool{"starting": true, "running": true, "stopping": true, "blocked": true, "partial": true}
+var activeStates = map[string]bool{Starting: true, Running: true, Stopping: true, Blocked: true, Partial: true}
 
 // Active reports whether a group in report state s may be running.
 func Active(s string) bool { return activeStates[s] }

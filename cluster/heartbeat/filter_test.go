@@ -13,6 +13,8 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -221,7 +223,7 @@ func TestEngineFiltersGarbage(t *testing.T) {
 	defer unix.Close(send)
 	// Wait until the engine runs (its own beats are sent to no one: the
 	// medium has no destinations), then send.
-	waitFor(t, func() bool { return e.stats[0].sent.Load() > 0 })
+	waitCount(t, "the engine's first beat", e.stats[0].sent.Load, func(n uint64) bool { return n > 0 })
 	const beats = 50
 	for seq := uint64(1); seq <= beats; seq++ {
 		for range 200 {
@@ -232,7 +234,7 @@ func TestEngineFiltersGarbage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool { return e.stats[0].received.Load() >= beats })
+	waitCount(t, "the heartbeats received", e.stats[0].received.Load, func(n uint64) bool { return n >= beats })
 	if got := e.stats[0].received.Load(); got != beats {
 		t.Errorf("engine accepted %d of %d heartbeats", got, beats)
 	}
@@ -243,15 +245,16 @@ func TestEngineFiltersGarbage(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds; a test that waits on something that
-// never happens fails after a minute rather than hanging.
-func waitFor(t *testing.T, cond func() bool) {
+// waitCount polls a counter until ok holds. The engines here beat on
+// demand or every few milliseconds and the packets go over loopback: a
+// minute is the bound of a test that waits on something that never
+// happens, not a timing the test relies on.
+func waitCount(t *testing.T, what string, get func() uint64, ok func(uint64) bool) {
 	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within a minute")
-		}
-	}
+	testutil.Eventually(t, time.Minute, what, func() (uint64, bool) {
+		n := get()
+		return n, ok(n)
+	})
 }
 
 // stamped records when the engine handed each beat over.
@@ -313,9 +316,9 @@ func testEngineWakesEarly(t *testing.T, rt int) {
 		e.BeatNow() // its sleep is an hour long
 		<-done
 	}()
-	waitFor(t, func() bool { return e.stats[0].sent.Load() == 1 })
+	waitCount(t, "one beat sent", e.stats[0].sent.Load, func(n uint64) bool { return n == 1 })
 	e.BeatNow()
-	waitFor(t, func() bool { return e.stats[0].sent.Load() == 2 })
+	waitCount(t, "two beats sent", e.stats[0].sent.Load, func(n uint64) bool { return n == 2 })
 
 	send, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	defer unix.Close(send)
@@ -324,7 +327,7 @@ func testEngineWakesEarly(t *testing.T, rt int) {
 		if err := unix.Sendto(send, pkt, 0, sa); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, func() bool { return obs.count() == int(seq) })
+		waitCount(t, "the observer to hear the heartbeat", func() uint64 { return uint64(obs.count()) }, func(n uint64) bool { return n == seq })
 	}
 	if n := e.stats[0].sent.Load(); n != 2 {
 		t.Errorf("packets made the engine beat: %d sent, want 2", n)

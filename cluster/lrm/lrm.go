@@ -24,14 +24,16 @@ import (
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
-// Resource states.
+// Resource and group states: fsm's words, named here for the LRM's callers.
 const (
-	Running = "running"
-	Stopped = "stopped"
-	Failed  = "failed"
-	Unknown = "unknown"
-	Blocked = "blocked" // a stop failed: the group may still run here
-	Partial = "partial" // a probe found some of its resources running
+	Starting = fsm.Starting
+	Running  = fsm.Running
+	Stopping = fsm.Stopping
+	Stopped  = fsm.Stopped
+	Failed   = fsm.Failed
+	Unknown  = fsm.Unknown
+	Blocked  = fsm.Blocked
+	Partial  = fsm.Partial
 )
 
 // ResourceStatus is one resource as this node last saw it. It is the control
@@ -214,7 +216,7 @@ func (m *Manager) Start(ctx context.Context, cfg config.Group) error {
 	}
 	g.ops.Lock()
 	defer g.ops.Unlock()
-	g.set(true, "starting")
+	g.set(true, Starting)
 	for i := range g.bindings {
 		if code, _ := m.op(ctx, g, i, "monitor"); code == pb.Code_SUCCESS {
 			continue
@@ -249,7 +251,7 @@ func (m *Manager) Stop(ctx context.Context, cfg config.Group) error {
 	}
 	g.ops.Lock()
 	defer g.ops.Unlock()
-	g.set(false, "stopping")
+	g.set(false, Stopping)
 	if err := m.stopAll(ctx, g); err != nil {
 		g.set(false, Blocked)
 		return err
@@ -310,7 +312,7 @@ func (m *Manager) Reload(ctx context.Context, cfg config.Group, match func(confi
 // running.
 func Active(s string) bool {
 	switch s {
-	case Running, Partial, Blocked, "starting", "stopping":
+	case Running, Partial, Blocked, Starting, Stopping:
 		return true
 	}
 	return false

@@ -15,6 +15,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/internal/testutil"
+	"github.com/vigil-ha/vigil/internal/testutil/builtintest"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/builtin"
 	"github.com/vigil-ha/vigil/plugins/host"
@@ -23,7 +24,7 @@ import (
 // The test binary serves the built-in plugins, so the Dummy resources
 // below run in a real plugin process that the tests can kill.
 func TestMain(m *testing.M) {
-	testutil.ServeBuiltin()
+	builtintest.ServeBuiltin()
 	goleak.VerifyTestMain(m)
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vigil-ha/vigil/api"
+	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/resources/ldirectord"
 	"github.com/vigil-ha/vigil/resources/mon"
 )
@@ -254,7 +255,7 @@ func (c snapshot) Collect(ch chan<- prometheus.Metric) {
 		gauge(dLocalGroup, 1, g.Name, g.State)
 		for _, r := range g.Resources {
 			plugins[r.ID] = r.Plugin
-			gauge(dResRunning, b2f(r.State == "running"), g.Name, r.ID)
+			gauge(dResRunning, b2f(r.State == fsm.Running), g.Name, r.ID)
 			for k, n := range r.Ops {
 				op, result, _ := strings.Cut(k, " ")
 				counter(dResOps, float64(n), g.Name, r.ID, op, result)
@@ -262,7 +263,7 @@ func (c snapshot) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, p := range s.Plugins {
-		gauge(dPluginUp, b2f(p.State == "running"), string(p.Kind), p.Name)
+		gauge(dPluginUp, b2f(p.State == api.PluginRunning), string(p.Kind), p.Name)
 		counter(dPluginCrash, float64(p.Crashes), string(p.Kind), p.Name)
 	}
 	if a := s.Alerts; a != nil {

@@ -53,7 +53,7 @@ func DecideGroups(s *fsm.State, o Options, names []string) []fsm.Change {
 
 func decide(s *fsm.State, o Options, g *fsm.Group) (string, string) {
 	for _, n := range s.NodeOrder {
-		if r, ok := g.Reports[n]; ok && r.State == "blocked" {
+		if r, ok := g.Reports[n]; ok && r.State == fsm.Blocked {
 			return g.Owner, fmt.Sprintf("stop failed on %s: the group stays blocked until `vigil cleanup %s`", n, g.Name)
 		}
 	}

@@ -66,7 +66,7 @@ func TestPingNodes(t *testing.T) {
 	if err := b.Takeover(context.Background(), "peer", cut, true); err == nil || !strings.Contains(err.Error(), "isolated") {
 		t.Fatalf("takeover by a node that stopped receiving when its peer went silent: %v", err)
 	}
-	waitFor(t, func() bool { return !time.Now().Before(b.AloneUntil(time.Now())) })
+	waitAlone(t, b, "the right to hold alone to lapse", false)
 	if until := b.AloneUntil(time.Now()); until.After(cut.Add(lease)) {
 		t.Fatalf("may hold alone until %s after the cut, longer than the lease", until.Sub(cut))
 	}
@@ -79,7 +79,7 @@ func TestPingNodes(t *testing.T) {
 	// takeover until the answers have run without a gap for settle.
 	healed := time.Now()
 	ns.Run("ip", "-n", node, "link", "set", "tb0", "up")
-	waitFor(t, func() bool { return time.Now().Before(b.AloneUntil(time.Now())) })
+	waitAlone(t, b, "the right to hold alone to return", true)
 	if err := b.Takeover(context.Background(), "peer", time.Time{}, true); err == nil || !strings.Contains(err.Error(), "answer again only since") {
 		t.Fatalf("takeover right after the ping node answers again: %v", err)
 	}
@@ -90,26 +90,27 @@ func TestPingNodes(t *testing.T) {
 // sooner than settle after from.
 func waitTakeover(t *testing.T, b *Breaker, from time.Time, settle time.Duration) {
 	t.Helper()
-	var err error
-	waitFor(t, func() bool {
-		err = b.Takeover(context.Background(), "peer", time.Time{}, false)
-		return err == nil
+	testutil.Eventually(t, waitBound(b), "a takeover to be allowed", func() (error, bool) {
+		err := b.Takeover(context.Background(), "peer", time.Time{}, false)
+		return err, err == nil
 	})
 	if took := time.Since(from); took < settle {
 		t.Fatalf("takeover allowed %s after the ping node answered, before it answered steadily for %s", took, settle)
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+// waitAlone waits until b may hold alone now (alone) or may not.
+func waitAlone(t *testing.T, b *Breaker, what string, alone bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 10s")
-		}
-		time.Sleep(5 * time.Millisecond) // polling the breaker's state
-	}
+	testutil.Eventually(t, waitBound(b), what, func() (time.Time, bool) {
+		until := b.AloneUntil(time.Now())
+		return until, time.Now().Before(until) == alone
+	})
 }
+
+// waitBound bounds a wait for the breaker to change its mind: its lease
+// and settle time, with room for a busy machine.
+func waitBound(b *Breaker) time.Duration { return 20 * (b.opt.Lease + b.opt.Settle) }
 
 type fakeFence struct {
 	status pb.Power

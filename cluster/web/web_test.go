@@ -21,6 +21,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/cluster/membership"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/resources/ldirectord"
 	"github.com/vigil-ha/vigil/resources/mon"
 )
@@ -364,38 +365,26 @@ func TestIdle(t *testing.T) {
 	start(t, f, Options{Poll: time.Millisecond})
 	// The hub subscribes when it starts (on a loaded machine, after
 	// start returned): an event published before would reach nobody.
-	deadline := time.Now().Add(10 * time.Second)
-	for subscribed := false; !subscribed; {
+	const within = 10 * time.Second // the hub polls every millisecond: room for a busy machine
+	testutil.Eventually(t, within, "the hub to subscribe to membership events", func() (int, bool) {
 		f.mu.Lock()
-		subscribed = len(f.subs) > 0
-		f.mu.Unlock()
-		if !subscribed && time.Now().After(deadline) {
-			t.Fatal("the hub never subscribed to membership events")
-		}
-		time.Sleep(time.Millisecond) // polling the fake's state
-	}
+		defer f.mu.Unlock()
+		return len(f.subs), len(f.subs) > 0
+	})
 	for range 20 {
 		f.set(cluster("n2"))
 	}
 	f.publish(membership.Event{Time: t0, Kind: membership.NodeDead, Node: "n1"})
 	// The membership event is handled by the hub after the changes: when
 	// the hub took it, it had seen every change before it.
-	for {
-		s := f.readCount()
-		if s != 0 {
+	testutil.Eventually(t, within, "the hub to take the event (events pending)", func() (int, bool) {
+		if s := f.readCount(); s != 0 {
 			t.Fatalf("%d status reads with no page open", s)
 		}
 		f.mu.Lock()
-		pending := len(f.subs[0])
-		f.mu.Unlock()
-		if pending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the hub did not take the event")
-		}
-		time.Sleep(time.Millisecond) // polling the hub's progress, not waiting for it
-	}
+		defer f.mu.Unlock()
+		return len(f.subs[0]), len(f.subs[0]) == 0
+	})
 }
 
 // A page that does not read is dropped once its queue is full (it

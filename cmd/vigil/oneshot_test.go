@@ -7,7 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/vigil-ha/vigil/internal/testutil"
+	"github.com/vigil-ha/vigil/internal/testutil/builtintest"
 	"github.com/vigil-ha/vigil/plugins/pb"
 	"github.com/vigil-ha/vigil/resources/script"
 )
@@ -301,6 +304,6 @@ func FuzzResourceLine(f *testing.F) {
 // TestMain lets this test binary stand in for `vigil plugin serve` should
 // a test start a built-in plugin (resource run does).
 func TestMain(m *testing.M) {
-	testutil.ServeBuiltin()
-	os.Exit(m.Run())
+	builtintest.ServeBuiltin()
+	goleak.VerifyTestMain(m)
 }

@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/internal/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/vigil-ha/vigil/internal/testutil/builtintest"
 	"github.com/vigil-ha/vigil/plugins/builtin"
 	"github.com/vigil-ha/vigil/plugins/host"
 	"github.com/vigil-ha/vigil/plugins/pb"
@@ -23,8 +25,8 @@ import (
 // The test binary serves the built-in plugins the way `vigil plugin serve`
 // does, so every test below crosses a real process boundary.
 func TestMain(m *testing.M) {
-	testutil.ServeBuiltin()
-	os.Exit(m.Run())
+	builtintest.ServeBuiltin()
+	goleak.VerifyTestMain(m)
 }
 
 func newHost(t *testing.T) *host.Host {

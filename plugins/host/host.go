@@ -226,7 +226,7 @@ func (h *Host) proc(kind plugins.Kind, name string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{h: h, key: k, path: path, args: args, builtin: builtin, state: "starting",
+	p := &proc{h: h, key: k, path: path, args: args, builtin: builtin, state: api.PluginStarting,
 		changed: make(chan struct{}), since: time.Now(),
 		log: h.log.With("plugin", string(kind)+"/"+name)}
 	h.procs[k] = p
@@ -280,7 +280,7 @@ func (p *proc) run(ctx context.Context) {
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
-				p.setState("stopped", nil)
+				p.setState(api.PluginStopped, nil)
 				return
 			}
 			backoff = min(2*backoff, p.h.opts.MaxBackoff)
@@ -288,11 +288,11 @@ func (p *proc) run(ctx context.Context) {
 		client, r, raw, err := p.spawn()
 		if err != nil {
 			p.log.Error("plugin failed to start", "path", p.path, "err", err)
-			p.setState("failed", func() { p.startErr = err; p.lastErr = err.Error() })
+			p.setState(api.PluginFailed, func() { p.startErr = err; p.lastErr = err.Error() })
 			continue
 		}
 		restarted := attempt > 0
-		p.setState("running", func() {
+		p.setState(api.PluginRunning, func() {
 			p.client, p.runner, p.raw, p.startErr = client, r, raw, nil
 			if restarted {
 				p.restarts++
@@ -307,7 +307,7 @@ func (p *proc) run(ctx context.Context) {
 		case <-r.done:
 			reason := r.exitReason()
 			p.log.Error("plugin exited unexpectedly; restarting", "pid", r.pid(), "exit", reason)
-			p.setState("restarting", func() {
+			p.setState(api.PluginRestarting, func() {
 				p.crashes++
 				p.lastExit, p.exitAt = reason, time.Now()
 			})
@@ -317,7 +317,7 @@ func (p *proc) run(ctx context.Context) {
 			}
 		case <-ctx.Done():
 			stop(client, r)
-			p.setState("stopped", nil)
+			p.setState(api.PluginStopped, nil)
 			return
 		}
 	}
@@ -388,11 +388,11 @@ func (p *proc) get(ctx context.Context) (any, *procRunner, *plugin.Client, error
 		switch {
 		// A process that already exited is waited out, not called: the
 		// supervisor may not have caught up with its death yet.
-		case state == "running" && !r.exitedWithin(0):
+		case state == api.PluginRunning && !r.exitedWithin(0):
 			return raw, r, client, nil
-		case state == "stopped":
+		case state == api.PluginStopped:
 			return nil, nil, nil, ErrClosed
-		case state == "failed":
+		case state == api.PluginFailed:
 			// Do not make every caller wait out its deadline for a plugin
 			// that cannot start; the supervisor keeps retrying.
 			return nil, nil, nil, fmt.Errorf("plugin does not start: %w", startErr)
@@ -410,7 +410,7 @@ func (p *proc) status() Status {
 	defer p.mu.Unlock()
 	s := Status{Kind: p.kind, Name: p.name, Path: p.path, Builtin: p.builtin, State: p.state, Since: p.since,
 		Crashes: p.crashes, Restarts: p.restarts, LastExit: p.lastExit, LastExitAt: p.exitAt, LastError: p.lastErr}
-	if p.state == "running" && p.runner != nil {
+	if p.state == api.PluginRunning && p.runner != nil {
 		s.PID = p.runner.pid()
 	}
 	return s

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-ha/vigil/internal/nstest"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/plugins/pb"
 	"github.com/vigil-ha/vigil/resources/ipaddr"
 )
@@ -75,13 +76,10 @@ func TestHandover(t *testing.T) {
 	for round := 1; round <= 2; round++ {
 		op(r.Start)
 		send("to the holder") // the old holder has no listener: dropped there
-		resolved := time.Now().Add(10 * time.Second)
-		for !strings.Contains(nn.Run("ip", "-n", client, "neigh", "show", vip), "lladdr") {
-			if time.Now().After(resolved) {
-				t.Fatalf("round %d: the client never resolved the VIP", round)
-			}
-			time.Sleep(10 * time.Millisecond) // polling the kernel's neighbour table
-		}
+		testutil.Eventually(t, 10*time.Second, fmt.Sprintf("round %d: the client to resolve the VIP (its neighbour entry)", round), func() (string, bool) {
+			out := strings.TrimSpace(nn.Run("ip", "-n", client, "neigh", "show", vip))
+			return out, strings.Contains(out, "lladdr")
+		})
 		if forwarding() != "0" {
 			t.Fatalf("round %d: the old holder forwards before the hand-over", round)
 		}
@@ -101,13 +99,10 @@ func TestHandover(t *testing.T) {
 		if err != nil || string(buf[:n]) != msg {
 			t.Fatalf("round %d: the next holder got %q, %v: the datagram sent in the gap was lost", round, buf[:n], err)
 		}
-		deadline := time.Now().Add(window + 10*time.Second)
-		for forwarding() != "0" {
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: forwarding not restored after the hand-over", round)
-			}
-			time.Sleep(50 * time.Millisecond) // polling the sysctl
-		}
+		testutil.Eventually(t, window+10*time.Second, fmt.Sprintf("round %d: forwarding restored after the hand-over (the sysctl)", round), func() (string, bool) {
+			f := forwarding()
+			return f, f == "0"
+		})
 		nn.Run("ip", "-n", next, "addr", "del", vip+"/24", "dev", "eth0")
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vigil-ha/vigil/internal/nstest"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/pb"
 	"github.com/vigil-ha/vigil/resources/ipaddr"
@@ -60,13 +61,10 @@ func newPairLab(t *testing.T) *pairLab {
 	}
 	// A fresh interface takes a moment to get its IPv6 multicast route;
 	// until then the client drops neighbour advertisements to ff02::1.
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(nn.Run("ip", "-n", l.client, "-6", "route", "show", "table", "local"), "multicast ff00::/8 dev eth0") {
-		if time.Now().After(deadline) {
-			t.Fatal("client's eth0 got no IPv6 multicast route")
-		}
-		time.Sleep(10 * time.Millisecond) // polling the kernel's table
-	}
+	testutil.Eventually(t, 10*time.Second, "an IPv6 multicast route on the client's eth0 (its local table)", func() (string, bool) {
+		out := nn.Run("ip", "-n", l.client, "-6", "route", "show", "table", "local")
+		return out, strings.Contains(out, "multicast ff00::/8 dev eth0")
+	})
 	l.r = ipaddr.New(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() { _ = nstest.InNS(l.director, func() error { l.r.Close(); return nil }) })
 	return l
@@ -135,17 +133,10 @@ func (l *pairLab) addrs(ns, dev string) string {
 // waitNeigh waits until the client's neighbour entry for ip has mac.
 func (l *pairLab) waitNeigh(ip string, mac net.HardwareAddr) {
 	l.t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
+	testutil.Eventually(l.t, 3*time.Second, fmt.Sprintf("the client's neighbour entry for %s to have %s", ip, mac), func() (string, bool) {
 		out := l.nn.Run("ip", "-n", l.client, "neigh", "show", ip, "dev", "eth0")
-		if strings.Contains(out, "lladdr "+mac.String()) {
-			return
-		}
-		if time.Now().After(deadline) {
-			l.t.Fatalf("client's neighbour entry for %s is %q, want %s", ip, strings.TrimSpace(out), mac)
-		}
-		time.Sleep(10 * time.Millisecond) // polling the kernel's table
-	}
+		return strings.TrimSpace(out), strings.Contains(out, "lladdr "+mac.String())
+	})
 }
 
 // frame is one captured announcement.
@@ -626,13 +617,10 @@ func TestAddressLifetime(t *testing.T) {
 	// Nobody extends it: the kernel removes it, within its slack (the
 	// bound itself is BenchmarkAddressLifetime's).
 	start("short", "10.88.0.114", time.Second)
-	deadline := time.Now().Add(time.Second + plugins.AddressLifetimeSlack + 10*time.Second)
-	for l.lifetime("10.88.0.114") != "" {
-		if time.Now().After(deadline) {
-			t.Fatal("the kernel did not remove a VIP whose lifetime ran out")
-		}
-		time.Sleep(20 * time.Millisecond) // polling the kernel's table
-	}
+	testutil.Eventually(t, time.Second+plugins.AddressLifetimeSlack+10*time.Second, "the kernel to remove a VIP whose lifetime ran out (its lifetime)", func() (string, bool) {
+		lt := l.lifetime("10.88.0.114")
+		return lt, lt == ""
+	})
 	if res, err := l.opID("monitor", "short", map[string]string{"ip": "10.88.0.114"}, time.Second); err != nil || res.Code != pb.Code_NOT_RUNNING {
 		t.Errorf("monitor of the expired VIP: %v %v", res, err)
 	}

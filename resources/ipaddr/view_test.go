@@ -3,6 +3,7 @@ package ipaddr
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 // The view's bookkeeping, fed synthetic kernel messages: which requests
@@ -70,20 +73,15 @@ func (k *fakeKernel) last(typ uint16) sentReq {
 // is sent from a timer).
 func (k *fakeKernel) waitReq(n int, typ uint16) sentReq {
 	k.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	// The retry runs from a timer of a few milliseconds.
+	sent := testutil.Eventually(k.t, 5*time.Second, fmt.Sprintf("request %d of type %d (the requests sent)", n, typ), func() ([]sentReq, bool) {
 		sent := k.sentNow()
-		if len(sent) > n {
-			if sent[n].typ != typ {
-				k.t.Fatalf("request %d is %+v, want type %d", n, sent[n], typ)
-			}
-			return sent[n]
-		}
-		if time.Now().After(deadline) {
-			k.t.Fatalf("no request %d of type %d; sent %+v", n, typ, sent)
-		}
-		time.Sleep(time.Millisecond) // the retry runs from a timer of a few milliseconds
+		return sent, len(sent) > n
+	})
+	if sent[n].typ != typ {
+		k.t.Fatalf("request %d is %+v, want type %d", n, sent[n], typ)
 	}
+	return sent[n]
 }
 
 func (k *fakeKernel) feed(ms ...syscall.NetlinkMessage) {
@@ -288,19 +286,16 @@ func TestViewSyncWaitsForBarrier(t *testing.T) {
 	k := newFakeView(t)
 	errc := make(chan error, 1)
 	go func() { errc <- k.v.sync(context.Background()) }()
-	var b sentReq
-	deadline := time.Now().Add(5 * time.Second)
-	for b.typ == 0 {
+	// sync runs in its goroutine.
+	b := testutil.Eventually(t, 5*time.Second, "sync to send a barrier (the last request that is no dump)", func() (sentReq, bool) {
+		var b sentReq
 		for _, s := range k.sentNow() {
 			if s.flags&unix.NLM_F_DUMP == 0 {
 				b = s
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("sync sent no barrier")
-		}
-		time.Sleep(time.Millisecond) // sync runs in its goroutine
-	}
+		return b, b.typ != 0
+	})
 	k.feed(errMsg(b.seq, unix.EOPNOTSUPP))
 	select {
 	case err := <-errc:

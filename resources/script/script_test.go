@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
@@ -214,8 +215,7 @@ func TestScriptTimeoutKillsGroup(t *testing.T) {
 	// The child was SIGKILLed; once its parent (the shell) is gone it is
 	// reaped by init, so it is soon gone or a zombie (a SIGKILL takes
 	// effect when the process next runs: on a loaded machine, a moment).
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("child %d, which survived the timeout, to be gone or a zombie (its state)", pid), func() (string, bool) {
 		state := ""
 		if syscall.Kill(pid, 0) == nil {
 			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -223,14 +223,8 @@ func TestScriptTimeoutKillsGroup(t *testing.T) {
 				state = f[2]
 			}
 		}
-		if state == "" || state == "Z" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("child %d survived the timeout (state %s)", pid, state)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return state, state == "" || state == "Z"
+	})
 }
 
 func TestParseOCFMetaData(t *testing.T) {

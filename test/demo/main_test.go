@@ -3,8 +3,13 @@ package main
 import (
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/vigil-ha/vigil/test/lab"
 )
+
+// Every goroutine a test started has ended when the package's tests end.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // The README's main command must keep working: the whole demo, with the
 // checks it makes along the way (the table after each change, mon's

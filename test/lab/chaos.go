@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/api"
+	"github.com/vigil-ha/vigil/cluster/fsm"
 	"github.com/vigil-ha/vigil/cluster/timing"
 	"github.com/vigil-ha/vigil/plugins"
 )
@@ -759,7 +760,7 @@ func (r *chaosRun) healthy(timeout time.Duration) error {
 			}
 			for i := range r.vips {
 				g := st.Core.State.Groups[ChaosGroup(i)]
-				if g == nil || g.Owner == "" || g.Reports[g.Owner].State != "running" {
+				if g == nil || g.Owner == "" || g.Reports[g.Owner].State != fsm.Running {
 					ok = false
 				}
 			}
@@ -793,14 +794,14 @@ func (r *chaosRun) pluginsBack() bool {
 		for _, p := range st.Plugins {
 			if strings.EqualFold(p.Name, "ipaddr") {
 				// The daemon may not have seen the killed one exit yet.
-				if p.State != "running" || p.PID == r.killed[name] {
+				if p.State != fsm.Running || p.PID == r.killed[name] {
 					return false
 				}
 				since = p.Since
 			}
 		}
 		for _, g := range st.Groups {
-			if g.State != "running" {
+			if g.State != fsm.Running {
 				continue
 			}
 			for _, res := range g.Resources {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/api"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -30,13 +31,10 @@ func servedBy(c *lab.Client, since int) map[string]int {
 // server.
 func waitServedBy(t *testing.T, c *lab.Client, since int, server string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for servedBy(c, since)[server] < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %d answers from %s: %v", n, server, servedBy(c, since))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 15*time.Second, fmt.Sprintf("%d answers from %s (answers by server)", n, server), func() (map[string]int, bool) {
+		by := servedBy(c, since)
+		return by, by[server] >= n
+	})
 }
 
 // Live reload under traffic: a client requests the VIP back to back while

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/api"
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 // RepoRoot returns the repository's root directory.
@@ -157,17 +158,14 @@ func (n *Node) WaitStatus(timeout time.Duration, cond func(*api.Status) bool) (*
 // WaitFile polls a file (an alert log) until cond holds on its contents
 // or timeout passes, and returns the last contents.
 func WaitFile(path string, timeout time.Duration, cond func(string) bool) (string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
+	s, ok := testutil.EventuallyOK(timeout, func() (string, bool) {
 		b, _ := os.ReadFile(path)
-		if cond(string(b)) {
-			return string(b), nil
-		}
-		if time.Now().After(deadline) {
-			return string(b), fmt.Errorf("%s: condition not met within %s", path, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return string(b), cond(string(b))
+	})
+	if !ok {
+		return s, fmt.Errorf("%s: condition not met within %s", path, timeout)
 	}
+	return s, nil
 }
 
 // Peer returns the named node from a status.

@@ -18,6 +18,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 // The VIP lab's addresses: the Trio's eth0 network, a client at .100 and
@@ -458,15 +460,12 @@ func (l *Lab) Children(pid int) []int {
 
 // WaitExit waits until process pid is gone (or a zombie).
 func (l *Lab) WaitExit(pid int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	if _, ok := testutil.EventuallyOK(timeout, func() (struct{}, bool) {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if i := bytes.LastIndexByte(b, ')'); err != nil || (i > 0 && i+2 < len(b) && b[i+2] == 'Z') {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("process %d still runs after %s", pid, timeout)
-		}
-		time.Sleep(10 * time.Millisecond) // polling /proc
+		i := bytes.LastIndexByte(b, ')')
+		return struct{}{}, err != nil || (i > 0 && i+2 < len(b) && b[i+2] == 'Z')
+	}); !ok {
+		return fmt.Errorf("process %d still runs after %s", pid, timeout)
 	}
+	return nil
 }

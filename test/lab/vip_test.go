@@ -240,17 +240,10 @@ func noDual(t *testing.T, sampler *lab.VIPSampler) {
 // kernel has the VIP ("" for neither).
 func vipOnlyOn(t *testing.T, l *lab.Lab, within time.Duration, what, node string) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	testutil.Eventually(t, within, fmt.Sprintf("%s: the VIP on %q only (n1 has it, n2 has it)", what, node), func() ([2]bool, bool) {
 		n1, n2 := l.HasAddr("n1", lab.VIP), l.HasAddr("n2", lab.VIP)
-		if (node == "n1") == n1 && (node == "n2") == n2 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: want the VIP on %q only; n1 has it: %v, n2: %v", what, node, n1, n2)
-		}
-		time.Sleep(coreKeepalive) // polling the kernel's addresses
-	}
+		return [2]bool{n1, n2}, (node == "n1") == n1 && (node == "n2") == n2
+	})
 }
 
 // With address_lifetime, killing every Vigil process of the owner while

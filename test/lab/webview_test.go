@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/api"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/test/lab"
 )
 
@@ -68,19 +69,15 @@ group = "rs%d"
 	// page polls an expression in the page until it is true.
 	page := func(what string, timeout time.Duration, expr string) {
 		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for {
+		// The page updates itself: polling it is reading, not pacing.
+		if err, ok := testutil.EventuallyOK(timeout, func() (error, bool) {
 			var ok bool
 			err := b.Eval(expr, &ok)
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				var text string
-				_ = b.Eval("document.body.innerText", &text)
-				t.Fatalf("%s: not shown after %s (%v); the page says:\n%s", what, timeout, err, text)
-			}
-			time.Sleep(20 * time.Millisecond) // polling the page, which updates itself
+			return err, ok
+		}); !ok {
+			var text string
+			_ = b.Eval("document.body.innerText", &text)
+			t.Fatalf("%s: not shown after %s (%v); the page says:\n%s", what, timeout, err, text)
 		}
 	}
 	row := func(key string) string { return fmt.Sprintf("document.querySelector('[data-key=%q]')", key) }

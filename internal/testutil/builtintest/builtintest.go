@@ -1,4 +1,7 @@
-package testutil
+// Package builtintest lets a test binary serve the built-in plugins. It is
+// apart from testutil so that testutil imports no Vigil package and the
+// tests of any package, the built-ins included, can use it.
+package builtintest
 
 import (
 	"fmt"
