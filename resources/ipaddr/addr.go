@@ -225,10 +225,17 @@ func remove(ctx context.Context, v *view, ip netip.Addr) (removed bool, note str
 // for all of them: an address with a host prefix (/32, /128), the usual
 // VIP, has no secondaries to save, so it is deleted at once, without
 // remove's round trips to the kernel; any other goes through remove.
-func drop(ctx context.Context, v *view, ip netip.Addr) error {
+func drop(ctx context.Context, v *view, ip netip.Addr, added addrEntry) error {
 	es, err := lookup(ctx, v, ip)
 	if err != nil {
 		return err
+	}
+	if len(es) == 0 && added.ip == ip {
+		// Not in the view: the kernel's notification of an IPv6 add can
+		// lag behind the barrier that ended our override of it. Delete
+		// what we added all the same (EADDRNOTAVAIL: truly gone), at
+		// once: IPv6 has no secondaries to save.
+		return deleteEntries(v, ip, []addrEntry{added})
 	}
 	for _, e := range es {
 		if e.bits != ip.BitLen() {
@@ -236,6 +243,10 @@ func drop(ctx context.Context, v *view, ip netip.Addr) error {
 			return err
 		}
 	}
+	return deleteEntries(v, ip, es)
+}
+
+func deleteEntries(v *view, ip netip.Addr, es []addrEntry) error {
 	for _, e := range es {
 		a := e.netlinkAddr()
 		if err := v.write(func(w addrWriter) error { return timedDel(v, w, a) }); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {

@@ -93,6 +93,9 @@ func (r *IPaddr) ReleaseTime() time.Duration {
 type heldVIP struct {
 	ip netip.Addr
 	ns nsID
+	// added is the address as Start added it (zero when found by a
+	// monitor): a release deletes it even when the view lacks it.
+	added addrEntry
 	// life is the kernel lifetime it was last given (pb.Lease's), -1
 	// when not known (found by a monitor), and extended when.
 	life     time.Duration
@@ -180,7 +183,7 @@ func (r *IPaddr) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error)
 		what = "already present"
 	}
 	r.log.Info("VIP "+what, "id", in.GetId(), "address", at.prefix.String(), "interface", at.link.name, "label", p.Label)
-	h := heldVIP{ip: p.IP, ns: ns, life: life, extended: t0}
+	h := heldVIP{ip: p.IP, ns: ns, life: life, extended: t0, added: addrEntry{ip: p.IP, bits: at.prefix.Bits(), link: at.link.index}}
 	if already {
 		h.life = -1 // another may have added it meanwhile: Keep sees to it
 	}
@@ -251,7 +254,7 @@ func (r *IPaddr) Release(ctx context.Context) []string {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := drop(ctx, v, h.ip); err != nil {
+			if err := drop(ctx, v, h.ip, h.added); err != nil {
 				r.log.Error("cannot release the VIP", "id", id, "address", h.ip.String(), "err", err)
 			}
 		}()
