@@ -174,21 +174,29 @@ func (l *pairLab) churn() (ops *atomic.Int64) {
 		}
 	})
 	wg.Go(func() {
-		// Reloads back to back, each forced once the one before has
-		// completed: forced on a fixed clock, faster than a load can
-		// finish while the churn interrupts its dumps (an idle machine
-		// churns fastest), none would ever complete — a livelock of the
-		// test's making; an overrun needs lost notifications first.
-		tick := time.NewTicker(20 * time.Millisecond)
+		// Reloads one after another: each forced once the one before
+		// has completed and the view has then been up for as long as
+		// that load took. Forced on a fixed clock, faster than a load
+		// can finish while the churn interrupts its dumps, none would
+		// ever complete; forced the moment one completes, an operation
+		// waiting for it may not run before the next begins (a loaded
+		// machine): livelocks of the test's making — in a plugin a
+		// reload follows lost notifications, not the last reload.
+		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
-		var forcedAt uint64
+		forcedAt, forced := l.r.ViewLoads(), time.Now() // the last force
+		var up time.Time                                // when its load was seen done
+		l.r.ForceResync()
 		for {
 			select {
 			case <-stop:
 				return
-			case <-tick.C:
-				if loads := l.r.ViewLoads(); loads > forcedAt {
-					forcedAt = loads
+			case now := <-tick.C:
+				if loads := l.r.ViewLoads(); loads > forcedAt && up.IsZero() {
+					up = now
+				}
+				if !up.IsZero() && now.Sub(up) >= up.Sub(forced) {
+					forcedAt, forced, up = l.r.ViewLoads(), now, time.Time{}
 					l.r.ForceResync()
 				}
 			}
@@ -228,6 +236,9 @@ func TestChurnNeverFails(t *testing.T) {
 	t.Logf("churn: %d add/delete pairs; view reloads %d, interrupted dumps retried %d", ops.Load(), resyncs, interrupted)
 	if ops.Load() == 0 {
 		t.Fatal("the churn made no change")
+	}
+	if resyncs == 0 {
+		t.Fatal("the view never reloaded under the operations")
 	}
 	if n := l.countVIPs(); n != 0 {
 		t.Fatalf("%d VIPs left", n)
