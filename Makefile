@@ -22,7 +22,11 @@ FUZZTIME ?= 30s
 LDIRECTORD_PERL := liblwp-protocol-https-perl libauthen-radius-perl libcrypt-ssleay-perl libdbi-perl libdigest-hmac-perl libio-socket-inet6-perl \
 	libmail-pop3client-perl libmailtools-perl libnet-dns-perl libnet-imap-simple-perl libnet-imap-simple-ssl-perl \
 	libnet-ldap-perl libsocket6-perl libwww-perl
-DEB_DEPS := socat iproute2 resource-agents heartbeat mon nftables stress-ng chromium $(LDIRECTORD_PERL)
+# KEEPALIVED_LIBS are the libraries Debian's keepalived (unpacked under
+# bin/samples, never installed) needs beyond the base system: test/kdiff
+# runs its config test, bench-failover the daemon in the lab.
+KEEPALIVED_LIBS := libnl-genl-3-200 libnftnl11
+DEB_DEPS := socat iproute2 resource-agents heartbeat mon nftables stress-ng chromium $(LDIRECTORD_PERL) $(KEEPALIVED_LIBS)
 
 .PHONY: webview-png samples all build test lint bench bench-failover bench-scale bench-lifetime bench-lvs bench-mon bench-starve chaos fuzz demo deps debs proto clean install uninstall
 
@@ -125,7 +129,6 @@ chaos: deps
 # master-down), 10 runs each (PROBE=2ms/10ms for a finer probe); then the same lab and probe with
 # Debian's keepalived (VRRPv3, unpacked under bin/samples, run only in the
 # lab's namespaces) at the same advert interval, and both side by side.
-KEEPALIVED_LIBS := libnl-genl-3-200 libnftnl11
 bench-failover: deps
 	@$(MAKE) --no-print-directory debs PKGS_NEEDED="$(KEEPALIVED_LIBS)"
 	@mkdir -p bin; rc=0; VIGIL_PROBE=$(PROBE) $(GO) test -run '^$$' -bench 'VIPFailover|KeepalivedFailover' -benchtime 10x -timeout 60m ./test/lab/ > bin/bench-failover.txt || rc=$$?; \

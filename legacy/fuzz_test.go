@@ -44,10 +44,13 @@ func FuzzImportMon(f *testing.F) {
 func FuzzImportHeartbeat(f *testing.F) {
 	seedFile(f, "testdata/seed/ha.cf")
 	f.Add([]byte("node a b\nkeepalive 500ms\nucast eth0 10.0.0.2\nmcast eth0 239.0.0.1 694 1 0\n"))
+	f.Add([]byte("node a b\na OCF::Dummy::d1 OCF::x::y::z\nstate=/x\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		testutil.Quick(t.Name(), data, func() {
 			_, _ = ImportHeartbeat(HeartbeatInput{HACf: data, HAResources: data, Authkeys: data,
-				Addresses: map[string]string{"a": "10.0.0.1", "b": "10.0.0.2"}})
+				Addresses: map[string]string{"a": "10.0.0.1", "b": "10.0.0.2"},
+				// Every OCF::TYPE::INSTANCE reads the input as its conf file.
+				OCFConf: func(string, string) ([]byte, error) { return data, nil }})
 		})
 	})
 }

@@ -26,6 +26,9 @@ type HeartbeatInput struct {
 	// Paths name the files in the report.
 	HACfPath, HAResourcesPath, AuthkeysPath string
 	Addresses                               map[string]string // node → IP
+	// OCFConf reads heartbeat's parameters file of an OCF::TYPE::INSTANCE
+	// resource, HA_DIR/conf/OCF/TYPE/INSTANCE (nil: none are read).
+	OCFConf func(agent, instance string) ([]byte, error)
 }
 
 // heartbeat's ha.cf directives that take the rest of the line as one value.
@@ -354,7 +357,7 @@ func ImportHeartbeat(in HeartbeatInput) (*Heartbeat, error) {
 		r.add(in.AuthkeysPath, 0, "authkeys", Invalid, "no authkeys: Vigil, like heartbeat, needs the cluster secret")
 	}
 	if in.HAResources != nil {
-		h.Files["resources.toml"] = importHaresources(in.HAResourcesPath, in.HAResources, nodes, r)
+		h.Files["resources.toml"] = importHaresources(in.HAResourcesPath, in.HAResources, nodes, in.OCFConf, r)
 	}
 	return h, r.Err()
 }
@@ -440,7 +443,7 @@ var groupNameRE = regexp.MustCompile(`[^A-Za-z0-9._-]`)
 // importHaresources turns each line into a group: the first token is the
 // preferred node, the first resource names the group, the resources stay
 // in heartbeat's shorthand (Vigil reads it).
-func importHaresources(file string, data []byte, nodes []string, r *Report) []byte {
+func importHaresources(file string, data []byte, nodes []string, ocfConf func(string, string) ([]byte, error), r *Report) []byte {
 	var t tomlWriter
 	t.comment("resources.toml — imported from %s by `vigil import heartbeat`.", file)
 	t.comment("Each haresources line is a group; the shorthand is read as heartbeat read it.")
@@ -503,6 +506,9 @@ func importHaresources(file string, data []byte, nodes []string, r *Report) []by
 		var notes []string
 		for _, x := range f[1:] {
 			mapped, note := haresource(x)
+			if strings.HasPrefix(x, "OCF::") && ocfConf != nil {
+				mapped, note = ocfResource(x, ocfConf)
+			}
 			res = append(res, mapped)
 			if note != "" {
 				notes = append(notes, note)
@@ -541,6 +547,59 @@ func haresource(x string) (string, string) {
 		}
 	}
 	return x, ""
+}
+
+// ocfResource maps OCF::TYPE::INSTANCE with the parameters heartbeat's
+// OCF wrapper read from HA_DIR/conf/OCF/TYPE/INSTANCE (a shell file of
+// name=value lines), appended as "::name=value" fields.
+func ocfResource(x string, ocfConf func(string, string) ([]byte, error)) (string, string) {
+	f := strings.Split(x, "::")
+	// Debian's heartbeat 3.0.6 never ran these: its OCF wrapper looks for
+	// the agent in $OCF_AGENTS/*/TYPE, one directory below where
+	// resource-agents installs it, and fails every operation (test/hbdiff).
+	const broken = "Debian's heartbeat 3.0.6 could not run it (its OCF wrapper looks one directory too deep for the agent); Vigil runs ocf:heartbeat:"
+	if len(f) != 3 || !validConfName(f[1]) || !validConfName(f[2]) {
+		return x, ""
+	}
+	data, err := ocfConf(f[1], f[2])
+	if err != nil {
+		return x, fmt.Sprintf("%s: no parameters file conf/OCF/%s/%s (%v); %s%s with none", x, f[1], f[2], err, broken, f[1])
+	}
+	out := x
+	var skipped []string
+	for _, line := range lines(data) {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "export "))
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		// What the shell would expand, or what the shorthand cannot hold,
+		// is not guessed at.
+		if !envNameRE.MatchString(k) || strings.ContainsAny(v, "$`\\\"'") || strings.Contains(v, "::") {
+			skipped = append(skipped, k)
+			continue
+		}
+		out += "::" + k + "=" + v
+	}
+	note := fmt.Sprintf("%s takes its parameters from conf/OCF/%s/%s; %s%s", x, f[1], f[2], broken, f[1])
+	if len(skipped) > 0 {
+		note += fmt.Sprintf("; not imported (shell expansion or quoting): %s, set them in resources.toml", strings.Join(skipped, ", "))
+	}
+	return out, note
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// validConfName keeps an OCF type or instance from naming a path outside
+// conf/OCF.
+func validConfName(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00")
 }
 
 func contains(list []string, s string) bool {

@@ -696,6 +696,10 @@ func kaGlobals(st *kaNode, c *kaConf, add func(*kaNode, Outcome, string, ...any)
 			c.mailFrom = strings.Join(kid.args, " ")
 			add(kid, Mapped, "mail_from")
 		case "smtp_server":
+			if _, err := netip.ParseAddr(kid.arg()); err != nil && !kaHostRE.MatchString(kid.arg()) {
+				add(kid, Invalid, "Invalid smtp server %q", kid.arg())
+				continue
+			}
 			c.smtp = strings.Join(kid.args, " ")
 			if len(kid.args) == 2 {
 				c.smtp = kid.args[0] + ":" + kid.args[1]
@@ -738,7 +742,9 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 		switch kid.kw {
 		case "state":
 			if arg != "MASTER" && arg != "BACKUP" {
-				add(kid, Caveat, "unknown state %s, defaulting to BACKUP (keepalived does the same)", arg)
+				// keepalived -t refuses the file; running, it would
+				// default to BACKUP.
+				add(kid, Invalid, "unknown state %s: MASTER or BACKUP (keepalived's config test refuses it too)", arg)
 				arg = "BACKUP"
 			} else {
 				add(kid, Mapped, "with the priorities, chooses the group's preferred node")
@@ -747,7 +753,7 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 		case "priority":
 			p, err := strconv.Atoi(arg)
 			if err != nil || p < 1 || p > 255 {
-				add(kid, Caveat, "Priority not valid: keepalived uses 100")
+				add(kid, Invalid, "Priority not valid: 1..255 (keepalived's config test refuses it too; running, it would use 100)")
 			} else {
 				v.prio = p
 				add(kid, Mapped, "the router of the higher priority is the group's preferred node (node =); the lower one's sets deadtime")
@@ -755,6 +761,10 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 		case "nopreempt":
 			v.nopreempt = kid
 		case "preempt_delay":
+			if !kaNumber(arg, 0, 1000) {
+				add(kid, Invalid, "preempt_delay %q: 0..1000 seconds", arg)
+				continue
+			}
 			v.preemptDelay = kid
 		case "interface":
 			v.iface = arg
@@ -794,6 +804,10 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 					}
 					v.authKid = a
 				case "auth_type":
+					if a.arg() != "PASS" && a.arg() != "AH" {
+						add(a, Invalid, "unknown authentication type %q: PASS or AH", a.arg())
+						continue
+					}
 					add(a, Mapped, "PASS and AH alike: the password becomes the cluster secret")
 				default:
 					unknownKeyword(a, add)
@@ -802,21 +816,44 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 		case "virtual_ipaddress":
 			add(kid, Mapped, "IPaddr resources")
 			vipNodes = append(vipNodes, kid.kids...)
-		case "garp_master_repeat":
-			garp["arp_count"] = arg
-			add(kid, Mapped, "arp_count")
-		case "garp_master_delay":
-			garp["arp_repeat"] = arg + "s"
-			add(kid, Mapped, "arp_repeat (the second burst)")
-		case "garp_master_refresh":
-			garp["arp_refresh"] = arg + "s"
-			add(kid, Mapped, "arp_refresh")
+		case "garp_master_repeat", "garp_master_delay", "garp_master_refresh":
+			// keepalived's ranges: at least one GARP a burst; delays of
+			// whole seconds, 0 for none.
+			lo := map[string]int64{"garp_master_repeat": 1}[kid.kw]
+			if !kaInteger(arg, lo, math.MaxInt32) {
+				add(kid, Invalid, "%s %q: a whole number from %d", kid.kw, arg, lo)
+				continue
+			}
+			switch kid.kw {
+			case "garp_master_repeat":
+				garp["arp_count"] = arg
+				add(kid, Mapped, "arp_count")
+			case "garp_master_delay":
+				garp["arp_repeat"] = arg + "s"
+				add(kid, Mapped, "arp_repeat (the second burst)")
+			default:
+				garp["arp_refresh"] = arg + "s"
+				add(kid, Mapped, "arp_refresh")
+			}
 		case "unicast_src_ip", "mcast_src_ip":
+			if _, err := netip.ParseAddr(arg); err != nil {
+				add(kid, Invalid, "%s %q is not an address", kid.kw, arg)
+				continue
+			}
 			v.src = arg
 			add(kid, Mapped, "this node's [[nodes]] address")
 		case "unicast_peer":
+			bad := false
 			for _, p := range kid.kids {
+				if _, err := netip.ParseAddr(p.kw); err != nil {
+					add(p, Invalid, "unicast_peer %q is not an address", p.kw)
+					bad = true
+					continue
+				}
 				v.peers = append(v.peers, p.kw)
+			}
+			if bad {
+				continue
 			}
 			add(kid, Mapped, "the other node's [[nodes]] address, heartbeats by [[ucast]]")
 		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
@@ -842,6 +879,10 @@ func kaInstance(st *kaNode, g *kaGroup, seen map[netip.Addr]string, add func(*ka
 				unknownKeyword(kid, add)
 			}
 		}
+	}
+	if v.vrid == 0 && !slices.ContainsFunc(st.kids, func(k *kaNode) bool { return k.kw == "virtual_router_id" }) {
+		// keepalived drops the instance (and its config test fails).
+		add(st, Invalid, "the virtual router id must be set")
 	}
 	for _, vn := range vipNodes {
 		p, addr, err := kaVIP(vn, v.iface)
@@ -1260,12 +1301,18 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 			arg := kid.arg()
 			switch kid.kw {
 			case "delay_loop":
+				if !kaNumber(arg, 1e-6, math.MaxUint32) {
+					add(kid, Invalid, "virtual server delay loop %q invalid: a number of seconds above 0", arg)
+					continue
+				}
 				key("checkinterval", arg+"s")
 				add(kid, Mapped, "checkinterval")
 			case "lb_algo", "lvs_sched":
 				if !slices.Contains(director.Schedulers, arg) {
-					add(kid, Caveat, "scheduler %s unknown here: wlc (keepalived falls back to wlc too)", arg)
-					arg = "wlc"
+					// keepalived -t refuses it; running, it would fall
+					// back to wlc.
+					add(kid, Invalid, "Invalid lvs_scheduler %q (keepalived's config test refuses it too)", arg)
+					continue
 				} else {
 					add(kid, Mapped, "scheduler")
 				}
@@ -1282,6 +1329,10 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 				if arg == "" {
 					arg = "360"
 				}
+				if !kaInteger(arg, 1, 2678400) {
+					add(kid, Invalid, "persistence_timeout %q: 1..2678400 seconds", arg)
+					continue
+				}
 				key("persistent", arg+"s")
 				add(kid, Mapped, "persistent")
 			case "persistence_granularity":
@@ -1290,6 +1341,12 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 			case "protocol":
 				if v.args[0] == "fwmark" {
 					add(kid, Caveat, "protocol specified for fwmark - protocol will be ignored (keepalived says so too)")
+					continue
+				}
+				if arg != "TCP" && arg != "UDP" {
+					// keepalived also takes SCTP; Vigil's director
+					// balances TCP and UDP.
+					add(kid, Invalid, "protocol %s: TCP or UDP here (keepalived also takes SCTP)", arg)
 					continue
 				}
 				key("protocol", strings.ToLower(arg))
@@ -1324,6 +1381,11 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 				add(rs, Invalid, "%q is not an address", rs.args[0])
 				continue
 			}
+			if va, err := netip.ParseAddr(v.args[0]); err == nil && va.Is4() != a.Is4() {
+				// keepalived skips it (and its config test fails).
+				add(rs, Invalid, "Address family of virtual server and real server %s don't match", a)
+				continue
+			}
 			weight := 1
 			for _, kid := range rs.kids {
 				if kaCheckers[kid.kw] {
@@ -1334,11 +1396,13 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 				}
 				switch kid.kw {
 				case "weight":
-					if w, err := strconv.Atoi(strings.Join(kid.args, "")); err == nil {
+					// keepalived takes 0..2147483647; IPVS (and so
+					// Vigil's director) 0..65535.
+					if w, err := strconv.Atoi(strings.Join(kid.args, "")); err == nil && w >= 0 && w <= 65535 {
 						weight = w
 						add(kid, Mapped, "weight")
 					} else {
-						add(kid, Invalid, "weight: a number")
+						add(kid, Invalid, "weight: a number of 0..65535 (IPVS's range)")
 					}
 				case "inhibit_on_failure":
 					add(kid, Caveat, "quiescent is per virtual service in Vigil")
@@ -1409,6 +1473,14 @@ func kaCheck(c *kaNode, add func(*kaNode, Outcome, string, ...any)) []string {
 		arg := strings.Join(kid.args, " ")
 		switch kid.kw {
 		case "connect_timeout":
+			if c.kw == "MISC_CHECK" { // its timeout is misc_timeout
+				unknownKeyword(kid, add)
+				continue
+			}
+			if !kaNumber(arg, 1e-6, math.MaxUint32) {
+				add(kid, Invalid, "connect_timeout %q invalid: a number of seconds above 0", arg)
+				continue
+			}
 			set("checktimeout", arg+"s")
 			add(kid, Mapped, "checktimeout")
 		case "connect_port":
@@ -1427,6 +1499,10 @@ func kaCheck(c *kaNode, add func(*kaNode, Outcome, string, ...any)) []string {
 					set("digest", ua)
 					add(u, Mapped, "digest (MD5 of the body, as genhash prints it)")
 				case "status_code":
+					if !kaStatusCodes(u.args) {
+						add(u, Invalid, "Invalid HTTP_GET status code %q: codes or ranges of 100..599", ua)
+						continue
+					}
 					set("status", u.args)
 					add(u, Mapped, "status")
 				case "virtualhost":
@@ -1450,6 +1526,10 @@ func kaCheck(c *kaNode, add func(*kaNode, Outcome, string, ...any)) []string {
 		case "delay_before_retry":
 			add(kid, Caveat, "a failed check is retried at the next checkinterval")
 		case "type":
+			if !slices.Contains([]string{"A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"}, arg) {
+				add(kid, Invalid, "Unknown DNS check type %s", arg)
+				continue
+			}
 			set("dnstype", strings.ToUpper(arg))
 			add(kid, Mapped, "dnstype")
 		case "name", "helo_name":
@@ -1460,3 +1540,38 @@ func kaCheck(c *kaNode, add func(*kaNode, Outcome, string, ...any)) []string {
 	}
 	return out
 }
+
+// kaNumber is keepalived's read of a decimal number in lo..hi.
+func kaNumber(s string, lo, hi float64) bool {
+	f, err := strconv.ParseFloat(s, 64)
+	return err == nil && !math.IsNaN(f) && f >= lo && f <= hi
+}
+
+// kaInteger is keepalived's read of a whole number in lo..hi.
+func kaInteger(s string, lo, hi int64) bool {
+	n, err := strconv.ParseInt(s, 10, 64)
+	return err == nil && n >= lo && n <= hi
+}
+
+// kaStatusCodes checks HTTP_GET's status_code list: codes and ranges
+// (200-299) of 100..599.
+func kaStatusCodes(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	for _, a := range args {
+		lo, hi, isRange := strings.Cut(a, "-")
+		if !isRange {
+			hi = lo
+		}
+		l, err1 := strconv.Atoi(lo)
+		h, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil || l < 100 || h > 599 || l > h {
+			return false
+		}
+	}
+	return true
+}
+
+// kaHostRE is a host name's syntax.
+var kaHostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)

@@ -401,3 +401,42 @@ func TestLdirectordAsTheRealOne(t *testing.T) {
 		}
 	}
 }
+
+// OCF::TYPE::INSTANCE takes its parameters from heartbeat's
+// conf/OCF/TYPE/INSTANCE, as the OCF wrapper read them; what only the
+// shell could expand is left for the operator, and said.
+func TestHeartbeatOCFConf(t *testing.T) {
+	conf := map[string]string{
+		"Dummy/d1": "# Dummy's state\nstate=/var/run/d1.state  # here\n  export fake='yes'\nop_sleep=\"2\"\nbad=$HOME/x\n",
+	}
+	h, err := ImportHeartbeat(HeartbeatInput{HACf: []byte("node a\nnode b\nucast eth0 10.0.0.2\n"), HACfPath: "ha.cf",
+		HAResources: []byte("a OCF::Dummy::d1 OCF::Dummy::none\n"), HAResourcesPath: "haresources",
+		Authkeys: []byte("auth 1\n1 sha1 0123456789abcdef0123\n"), AuthkeysPath: "authkeys",
+		Addresses: map[string]string{"a": "10.0.0.1", "b": "10.0.0.2"},
+		OCFConf: func(agent, instance string) ([]byte, error) {
+			if c, ok := conf[agent+"/"+instance]; ok {
+				return []byte(c), nil
+			}
+			return nil, os.ErrNotExist
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := string(h.Files["resources.toml"])
+	if !strings.Contains(res, `"OCF::Dummy::d1::state=/var/run/d1.state::fake=yes::op_sleep=2", "OCF::Dummy::none"`) {
+		t.Errorf("resources.toml:\n%s", res)
+	}
+	e := outcome(&h.Report, "a OCF::Dummy::d1")
+	if e.Outcome != Caveat || !strings.Contains(e.Note, "not imported (shell expansion or quoting): bad") || !strings.Contains(e.Note, "conf/OCF/Dummy/none") {
+		t.Errorf("report: %+v", e)
+	}
+	dir := t.TempDir()
+	write(t, dir, h.Files)
+	cfg, err := config.Load(dir, config.Options{Node: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Resources.Groups[0].Resources[0]; r.Type != "ocf:heartbeat:Dummy" || r.ID != "d1" || r.Params["state"] != "/var/run/d1.state" {
+		t.Errorf("resource %+v", r)
+	}
+}

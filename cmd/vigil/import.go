@@ -59,6 +59,9 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		}
 		in.HAResources, _ = os.ReadFile(in.HAResourcesPath) // optional: a cluster without resources
 		in.Authkeys, _ = os.ReadFile(in.AuthkeysPath)
+		in.OCFConf = func(agent, instance string) ([]byte, error) {
+			return os.ReadFile(filepath.Join(*dir, "conf", "OCF", agent, instance))
+		}
 		var h *legacy.Heartbeat
 		h, err = legacy.ImportHeartbeat(in)
 		files, report = h.Files, &h.Report

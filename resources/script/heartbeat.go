@@ -51,16 +51,37 @@ func (h *Heartbeat) Lookup(name string) (string, error) {
 // envName is what a parameter name must look like to be exported.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// env is heartbeat's environment for scripts, plus the instance's params
-// exported as variables (a Vigil extension: heartbeat had no parameters
-// besides the "::" arguments, but wrappers like Delay read OCF_RESKEY_*).
+// hbPathPrefix is what heartbeat's shellfuncs puts before PATH (HA_BIN,
+// its sbin and its no-arch scripts: hb_standby, ResourceManager…), so a
+// script that calls heartbeat's helpers by name finds them.
+const hbPathPrefix = "/usr/libexec/heartbeat:/usr/sbin:/usr/share/heartbeat:"
+
+// env is heartbeat's environment for scripts (as Debian's heartbeat 3.0.6
+// gives it, test/hbdiff compares), plus the instance's params exported as
+// variables (a Vigil extension: heartbeat had no parameters besides the
+// "::" arguments, but wrappers like Delay read OCF_RESKEY_*). What
+// heartbeat exports that Vigil cannot mean (the ha.cf directives as
+// HA_<name>, its FIFO, its log files) is left out: the README's
+// "Migrating" lists it.
 func (h *Heartbeat) env(in *pb.Instance) ([]string, error) {
 	host, _ := os.Hostname()
-	env := []string{monitors.BasePath,
+	ocfRoot := envOr("VIGIL_OCF_ROOT", "/usr/lib/ocf")
+	env := []string{"PATH=" + hbPathPrefix + strings.TrimPrefix(monitors.BasePath, "PATH="),
 		"HA_CURHOST=" + strings.ToLower(host),
 		"HA_DIR=" + h.HADir,
 		"HA_RESOURCEDIR=" + filepath.Join(h.HADir, "resource.d"),
-		"OCF_ROOT=" + envOr("VIGIL_OCF_ROOT", "/usr/lib/ocf"),
+		"HA_RCDIR=" + filepath.Join(h.HADir, "rc.d"),
+		"HA_FUNCS=" + filepath.Join(h.HADir, "shellfuncs"),
+		"HA_BIN=/usr/libexec/heartbeat",
+		"HA_DOCDIR=/usr/share/doc/heartbeat",
+		"HA_DATEFMT=%Y/%m/%d_%T\t",
+		// Scripts append to it (ResourceManager's 2>>$HA_DEBUGLOG):
+		// heartbeat's default when ha.cf names no debugfile.
+		"HA_DEBUGLOG=/dev/null",
+		"HA_LOGD=no",
+		"OCF_ROOT=" + ocfRoot,
+		"OCF_AGENTS=" + ocfRoot + "/resource.d/heartbeat/",
+		"LC_ALL=C",
 		// Vigil always decides failback itself, like auto_failback on|off.
 		"HA_NICEFAILBACK=yes",
 	}
@@ -117,16 +138,11 @@ func (h *Heartbeat) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, e
 	return result(pb.Code_NOT_RUNNING, lastLine(r.Stdout), r), nil
 }
 
-// Start runs status first and skips start when the script says the
-// resource already runs, as ResourceManager does.
+// Start runs start. ResourceManager runs status first and skips start
+// when the script says the resource already runs: the local resource
+// manager's monitor before every start is that status (running it here
+// too would call status twice).
 func (h *Heartbeat) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
-	st, err := h.Monitor(ctx, in)
-	if err != nil {
-		return nil, err
-	}
-	if st.Code == pb.Code_SUCCESS {
-		return st, nil
-	}
 	return h.change(ctx, in, "start")
 }
 

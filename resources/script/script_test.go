@@ -81,7 +81,7 @@ exit 0
 	mustCode(res, err, pb.Code_SUCCESS)
 	res, err = hb.Monitor(ctx, in)
 	mustCode(res, err, pb.Code_SUCCESS)
-	res, err = hb.Start(ctx, in) // running: start skipped
+	res, err = hb.Start(ctx, in) // start again: the script's to make idempotent
 	mustCode(res, err, pb.Code_SUCCESS)
 	res, err = hb.Stop(ctx, in)
 	mustCode(res, err, pb.Code_SUCCESS)
@@ -92,9 +92,9 @@ exit 0
 	host, _ := os.Hostname()
 	rd := filepath.Join(hb.HADir, "resource.d")
 	want := strings.Join([]string{
-		rd + "/svc first a1 status", rd + "/svc first a1 start", rd + "/svc first a1 status",
-		rd + "/svc first a1 status", rd + "/svc first a1 stop",
-		hb.InitDir + "/lsbonly status", hb.InitDir + "/lsbonly start",
+		rd + "/svc first a1 start", rd + "/svc first a1 status",
+		rd + "/svc first a1 start", rd + "/svc first a1 stop",
+		hb.InitDir + "/lsbonly start",
 	}, "|"+strings.ToLower(host)+"|"+rd+"\n") + "|" + strings.ToLower(host) + "|" + rd + "\n"
 	if string(b) != want {
 		t.Fatalf("calls:\n%s\nwant:\n%s", b, want)
@@ -282,4 +282,32 @@ func FuzzParseOCFMetaData(f *testing.F) {
 			t.Fatal("accepted without a name")
 		}
 	})
+}
+
+// The environment heartbeat 3.0.6 gives resource scripts (test/hbdiff
+// compares it with the real daemon's): its directories, helpers on PATH,
+// a debug log scripts may append to, the C locale.
+func TestHeartbeatEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	hb := &Heartbeat{HADir: filepath.Join(dir, "ha.d"), InitDir: filepath.Join(dir, "init.d")}
+	out := filepath.Join(dir, "env")
+	writeScript(t, filepath.Join(hb.HADir, "resource.d", "envdump"), "env > "+out+"\n", 0o755)
+	if res, err := hb.Start(context.Background(), &pb.Instance{Type: "envdump", Params: map[string]string{"OCF_RESKEY_x": "1"}}); err != nil || res.Code != pb.Code_SUCCESS {
+		t.Fatalf("%v %v", res, err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"PATH=/usr/libexec/heartbeat:/usr/sbin:/usr/share/heartbeat:/usr/local/sbin:",
+		"HA_DIR=" + hb.HADir + "\n", "HA_RESOURCEDIR=" + hb.HADir + "/resource.d\n", "HA_RCDIR=" + hb.HADir + "/rc.d\n",
+		"HA_FUNCS=" + hb.HADir + "/shellfuncs\n", "HA_BIN=/usr/libexec/heartbeat\n", "HA_DEBUGLOG=/dev/null\n",
+		"HA_DATEFMT=%Y/%m/%d_%T\t\n", "OCF_ROOT=/usr/lib/ocf\n", "OCF_AGENTS=/usr/lib/ocf/resource.d/heartbeat/\n",
+		"LC_ALL=C\n", "HA_NICEFAILBACK=yes\n", "OCF_RESKEY_x=1\n",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("environment lacks %q:\n%s", want, b)
+		}
+	}
 }
