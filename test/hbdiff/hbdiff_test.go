@@ -39,7 +39,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-ha/vigil/internal/nstest"
-	"github.com/vigil-ha/vigil/internal/testutil"
+	"github.com/vigil-ha/vigil/internal/testutil/builtintest"
 	"github.com/vigil-ha/vigil/monitors"
 )
 
@@ -48,7 +48,7 @@ var update = flag.Bool("update", false, "rewrite testdata/known-differences.txt 
 // The test binary serves Vigil's built-in plugins, so the inner process's
 // plugin host runs them in real subprocesses.
 func TestMain(m *testing.M) {
-	testutil.ServeBuiltin()
+	builtintest.ServeBuiltin()
 	goleak.VerifyTestMain(m)
 }
 
