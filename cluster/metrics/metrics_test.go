@@ -101,28 +101,28 @@ vigil_resource_operations_total{group="lvs",op="monitor",resource="ldirectord_ww
 vigil_resource_operations_total{group="lvs",op="reload",resource="ldirectord_www",result="error"} 1
 # HELP vigil_ldirectord_real_up A real server passes its health check.
 # TYPE vigil_ldirectord_real_up gauge
-vigil_ldirectord_real_up{instance="ldirectord_www",real="10.0.0.21:80",service="TCP 10.0.0.3:80"} 1
-vigil_ldirectord_real_up{instance="ldirectord_www",real="10.0.0.22:80",service="TCP 10.0.0.3:80"} 0
+vigil_ldirectord_real_up{real="10.0.0.21:80",resource="ldirectord_www",service="TCP 10.0.0.3:80"} 1
+vigil_ldirectord_real_up{real="10.0.0.22:80",resource="ldirectord_www",service="TCP 10.0.0.3:80"} 0
 # HELP vigil_ldirectord_checks_total Health checks run on a real server, by result.
 # TYPE vigil_ldirectord_checks_total counter
-vigil_ldirectord_checks_total{instance="ldirectord_www",real="10.0.0.21:80",result="failed",service="TCP 10.0.0.3:80"} 1
-vigil_ldirectord_checks_total{instance="ldirectord_www",real="10.0.0.21:80",result="ok",service="TCP 10.0.0.3:80"} 9
-vigil_ldirectord_checks_total{instance="ldirectord_www",real="10.0.0.22:80",result="failed",service="TCP 10.0.0.3:80"} 10
-vigil_ldirectord_checks_total{instance="ldirectord_www",real="10.0.0.22:80",result="ok",service="TCP 10.0.0.3:80"} 0
+vigil_ldirectord_checks_total{real="10.0.0.21:80",resource="ldirectord_www",result="failed",service="TCP 10.0.0.3:80"} 1
+vigil_ldirectord_checks_total{real="10.0.0.21:80",resource="ldirectord_www",result="ok",service="TCP 10.0.0.3:80"} 9
+vigil_ldirectord_checks_total{real="10.0.0.22:80",resource="ldirectord_www",result="failed",service="TCP 10.0.0.3:80"} 10
+vigil_ldirectord_checks_total{real="10.0.0.22:80",resource="ldirectord_www",result="ok",service="TCP 10.0.0.3:80"} 0
 # HELP vigil_ldirectord_sync_daemons Kernel IPVS connection-sync daemons running for the instance, by role (master, backup).
 # TYPE vigil_ldirectord_sync_daemons gauge
-vigil_ldirectord_sync_daemons{instance="ldirectord_www",role="backup"} 0
-vigil_ldirectord_sync_daemons{instance="ldirectord_www",role="master"} 1
+vigil_ldirectord_sync_daemons{resource="ldirectord_www",role="backup"} 0
+vigil_ldirectord_sync_daemons{resource="ldirectord_www",role="master"} 1
 # HELP vigil_ipvs_connections_total Connections scheduled (real empty: the whole service).
 # TYPE vigil_ipvs_connections_total counter
-vigil_ipvs_connections_total{instance="ldirectord_www",real="",service="TCP 10.0.0.3:80"} 7
-vigil_ipvs_connections_total{instance="ldirectord_www",real="10.0.0.21:80",service="TCP 10.0.0.3:80"} 4
+vigil_ipvs_connections_total{real="",resource="ldirectord_www",service="TCP 10.0.0.3:80"} 7
+vigil_ipvs_connections_total{real="10.0.0.21:80",resource="ldirectord_www",service="TCP 10.0.0.3:80"} 4
 # HELP vigil_mon_service_ok A mon service's last monitor run succeeded.
 # TYPE vigil_mon_service_ok gauge
-vigil_mon_service_ok{instance="mon_mon",service="www:http"} 0
+vigil_mon_service_ok{resource="mon_mon",service="www:http"} 0
 # HELP vigil_mon_run_duration_seconds How long a mon service's last monitor run took.
 # TYPE vigil_mon_run_duration_seconds gauge
-vigil_mon_run_duration_seconds{instance="mon_mon",service="www:http"} 0.015
+vigil_mon_run_duration_seconds{resource="mon_mon",service="www:http"} 0.015
 # HELP vigil_raft_apply_failures_total Commands this node handed to Raft that were not applied (no leader, timeout, refused).
 # TYPE vigil_raft_apply_failures_total counter
 vigil_raft_apply_failures_total 1
