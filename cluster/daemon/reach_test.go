@@ -24,7 +24,7 @@ func TestReach(t *testing.T) {
 	cfg.HA.Serial = []config.Serial{
 		{Device: "/dev/ttyS0", Nodes: []string{"lvs2", "lvs1"}},
 		{Device: "/dev/ttyS1", Nodes: []string{"lvs2", "lvs3"}}, // not ours: not opened
-		{Device: "/dev/ttyS2"},                                  // every node
+		{Device: "/dev/ttyS2"}, // every node
 		{Device: "/dev/ttyS3", Nodes: []string{"lvs1", "lvs3"}},
 	}
 	// openMedia's names, in its order: UDP first, then the cables this

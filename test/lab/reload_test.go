@@ -206,7 +206,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatalf("scrape: %v", err)
 	}
-	svc := fmt.Sprintf(`instance="ldirectord_www",real="%s",service="TCP %s:80"`, real2, lab.VIP)
+	svc := fmt.Sprintf(`real="%s",resource="ldirectord_www",service="TCP %s:80"`, real2, lab.VIP)
 	for series, check := range map[string]func(float64) bool{
 		`vigil_ldirectord_real_up{` + svc + `}`:                                                               func(v float64) bool { return v == 1 },
 		`vigil_ldirectord_real_weight{` + svc + `}`:                                                           func(v float64) bool { return v == 3 },
