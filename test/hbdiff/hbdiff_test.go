@@ -39,6 +39,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-ha/vigil/internal/nstest"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/internal/testutil/builtintest"
 	"github.com/vigil-ha/vigil/monitors"
 )
@@ -472,61 +473,6 @@ const knownHeader = `# Differences between Debian's heartbeat 3.0.6 (with resour
 
 `
 
-// known reads the list: "CASE: DIFFERENCE" lines, each group of them
-// preceded by "# reason" comment lines.
-func known() (map[string]string, error) {
-	f, err := os.Open(knownFile)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	out := map[string]string{}
-	var reason []string
-	header := true
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		l := sc.Text()
-		switch {
-		case strings.HasPrefix(l, "#"):
-			reason = append(reason, l)
-		case strings.TrimSpace(l) == "":
-			if header {
-				header = false
-			}
-			reason = nil
-		default:
-			if len(reason) == 0 {
-				return nil, fmt.Errorf("%s: %q has no reason (a # line above it)", knownFile, l)
-			}
-			out[l] = strings.Join(reason, "\n")
-		}
-	}
-	return out, sc.Err()
-}
-
-// writeKnown rewrites the list with found, keeping the reasons of the
-// entries already there; new entries get a placeholder to replace.
-func writeKnown(found []string, old map[string]string) error {
-	byReason := map[string][]string{}
-	var order []string
-	for _, d := range found {
-		r, ok := old[d]
-		if !ok {
-			r = "# NEW: explain why this difference stays, or fix it"
-		}
-		if _, seen := byReason[r]; !seen {
-			order = append(order, r)
-		}
-		byReason[r] = append(byReason[r], d)
-	}
-	var b strings.Builder
-	b.WriteString(knownHeader)
-	for _, r := range order {
-		b.WriteString(r + "\n" + strings.Join(byReason[r], "\n") + "\n\n")
-	}
-	return os.WriteFile(knownFile, []byte(strings.TrimRight(b.String(), "\n")+"\n"), 0o644)
-}
-
 func TestHeartbeatDifferential(t *testing.T) {
 	if os.Getenv(envDir) != "" {
 		t.Skip("inner process")
@@ -610,26 +556,7 @@ func TestHeartbeatDifferential(t *testing.T) {
 		return
 	}
 	sort.Strings(found)
-	old, err := known()
-	if err != nil && !(*update && os.IsNotExist(err)) {
-		t.Fatal(err)
-	}
-	if *update {
-		if err := writeKnown(found, old); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	for _, d := range found {
-		if _, ok := old[d]; !ok {
-			t.Errorf("new difference (fix it, or list it with its reason in %s; -update writes it): %s", knownFile, d)
-		}
-	}
-	for d := range old {
-		if !slices.Contains(found, d) {
-			t.Errorf("listed difference no longer seen (remove it from %s and from the README): %s", knownFile, d)
-		}
-	}
+	testutil.Known{File: knownFile, Header: knownHeader}.Check(t, found, *update)
 }
 
 // compareStatus runs ResourceManager's status and Vigil's monitor on a

@@ -13,7 +13,6 @@
 package kdiff
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"os"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/internal/nstest"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/legacy"
 )
 
@@ -195,55 +195,6 @@ const knownHeader = `# Differences between Debian's keepalived 2.2.7 config test
 
 `
 
-// known reads the list: "FILE: DIFFERENCE" lines, each group of them
-// preceded by "# reason" comment lines.
-func known() (map[string]string, error) {
-	f, err := os.Open(knownFile)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	out := map[string]string{}
-	var reason []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		l := sc.Text()
-		switch {
-		case strings.HasPrefix(l, "#"):
-			reason = append(reason, l)
-		case strings.TrimSpace(l) == "":
-			reason = nil
-		default:
-			if len(reason) == 0 {
-				return nil, fmt.Errorf("%s: %q has no reason (a # line above it)", knownFile, l)
-			}
-			out[l] = strings.Join(reason, "\n")
-		}
-	}
-	return out, sc.Err()
-}
-
-func writeKnown(found []string, old map[string]string) error {
-	byReason := map[string][]string{}
-	var order []string
-	for _, d := range found {
-		r, ok := old[d]
-		if !ok {
-			r = "# NEW: explain why this difference stays, or fix it"
-		}
-		if _, seen := byReason[r]; !seen {
-			order = append(order, r)
-		}
-		byReason[r] = append(byReason[r], d)
-	}
-	var b strings.Builder
-	b.WriteString(knownHeader)
-	for _, r := range order {
-		b.WriteString(r + "\n" + strings.Join(byReason[r], "\n") + "\n\n")
-	}
-	return os.WriteFile(knownFile, []byte(strings.TrimRight(b.String(), "\n")+"\n"), 0o644)
-}
-
 func TestKeepalivedParserDifferential(t *testing.T) {
 	if why := nstest.NetnsMissing(); why != "" {
 		t.Fatal(why)
@@ -287,24 +238,5 @@ func TestKeepalivedParserDifferential(t *testing.T) {
 	}
 	t.Logf("%d files, %d agree, %d differ", len(paths), agree, len(found))
 	sort.Strings(found)
-	old, err := known()
-	if err != nil && !(*update && os.IsNotExist(err)) {
-		t.Fatal(err)
-	}
-	if *update {
-		if err := writeKnown(found, old); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	for _, d := range found {
-		if _, ok := old[d]; !ok {
-			t.Errorf("new difference (fix it, or list it with its reason in %s; -update writes it): %s", knownFile, d)
-		}
-	}
-	for d := range old {
-		if !slices.Contains(found, d) {
-			t.Errorf("listed difference no longer seen (remove it from %s and from the README): %s", knownFile, d)
-		}
-	}
+	testutil.Known{File: knownFile, Header: knownHeader}.Check(t, found, *update)
 }
