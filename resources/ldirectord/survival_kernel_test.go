@@ -86,6 +86,13 @@ func newSurvivalLab(t testing.TB, mode string) *survivalLab {
 		l.ip("-n", l.sw, "link", "set", br, "up")
 	}
 	l.plug(l.client, "cl", "front", frontNet+"100/24")
+	// A director that lost the VIP forwards what still reaches it and
+	// tells the client to use the new holder by an ICMP redirect; the
+	// client would keep that route exception into the next run (LVS
+	// directors run with redirects off for the same reason).
+	for _, k := range []string{"all", "default", "front"} {
+		l.sysctl(l.client, "/proc/sys/net/ipv4/conf/"+k+"/accept_redirects", "0")
+	}
 	rt := ns.Add("rt")
 	l.plug(rt, "rt", "front", frontNet+"253/24")
 	l.plug(rt, "rt", "back", backNet+"253/24")
@@ -198,6 +205,21 @@ type nsDirector struct {
 	ns   string
 	e    *Engine
 	dead atomic.Bool
+	// The engines' sync handles: a dead engine never closes its own (it
+	// still sees its daemons), and an open netlink socket would keep the
+	// namespace, with the VIP on it, alive past its deletion.
+	mu    sync.Mutex
+	syncs []SyncControl
+}
+
+// closeSyncs closes every sync handle the director's engines opened.
+func (d *nsDirector) closeSyncs() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.syncs {
+		_ = s.Close()
+	}
+	d.syncs = nil
 }
 
 // nsBackend runs a backend's calls in the director's namespace (the
@@ -227,17 +249,23 @@ func (n nsBackend) Close() error { return n.b.Close() }
 
 type nsSync struct {
 	SyncControl
-	d *nsDirector
+	d    *nsDirector
+	once sync.Once // a SyncHandle must be closed once only
 }
 
-func (n nsSync) Start(ctx context.Context, sd director.SyncDaemon) error {
+func (n *nsSync) Close() error {
+	n.once.Do(func() { _ = n.SyncControl.Close() })
+	return nil
+}
+
+func (n *nsSync) Start(ctx context.Context, sd director.SyncDaemon) error {
 	if n.d.dead.Load() {
 		return nil
 	}
 	return n.SyncControl.Start(ctx, sd)
 }
 
-func (n nsSync) Stop(ctx context.Context, state uint32) error {
+func (n *nsSync) Stop(ctx context.Context, state uint32) error {
 	if n.d.dead.Load() {
 		return nil
 	}
@@ -252,6 +280,9 @@ func (l *survivalLab) director(short string, inst func() string) *nsDirector {
 	l.plug(d.ns, short, "front", frontNet+map[byte]string{'a': "1", 'b': "2"}[short[0]]+"/24")
 	l.plug(d.ns, short, "back", backNet+map[byte]string{'a': "1", 'b': "2"}[short[0]]+"/24")
 	l.sysctl(d.ns, "/proc/sys/net/ipv4/ip_forward", "1")
+	for _, k := range []string{"all", "default", "front", "back"} {
+		l.sysctl(d.ns, "/proc/sys/net/ipv4/conf/"+k+"/send_redirects", "0")
+	}
 	d.start(l, inst())
 	return d
 }
@@ -276,7 +307,11 @@ func (d *nsDirector) start(l *survivalLab, src string) {
 			if err != nil {
 				return nil, err
 			}
-			return nsSync{SyncControl: s, d: d}, nil
+			w := &nsSync{SyncControl: s, d: d}
+			d.mu.Lock()
+			d.syncs = append(d.syncs, w)
+			d.mu.Unlock()
+			return w, nil
 		},
 		SetSysctl: func(p, v string) error {
 			if d.dead.Load() {
@@ -290,7 +325,7 @@ func (d *nsDirector) start(l *survivalLab, src string) {
 		},
 	})
 	e := d.e
-	l.t.Cleanup(func() { _ = e.Close() })
+	l.t.Cleanup(func() { _ = e.Close(); d.closeSyncs() })
 	d.e.Configure(instance(l.t, src))
 	if st := d.e.Status(); (st.Sync != nil && st.Sync.Error != "") || (st.Stateless != nil && st.Stateless.Error != "") {
 		l.t.Fatalf("%s: %s", d.ns, st.Text(d.ns, false))
@@ -595,6 +630,7 @@ func (l *survivalLab) run(variant string, n int) survival {
 	if err := a.e.Close(); err != nil {
 		l.t.Fatal(err)
 	}
+	a.closeSyncs()
 	l.dropAddrs(a)
 	l.links(a, "up")
 	a.start(l, src)
@@ -622,6 +658,8 @@ func (l *survivalLab) run(variant string, n int) survival {
 		if err := d.e.Close(); err != nil {
 			l.t.Fatal(err)
 		}
+		d.closeSyncs()
+		l.links(d, "down")
 		l.ns.Run("ip", "netns", "delete", d.ns)
 	}
 	return res
@@ -686,11 +724,18 @@ func BenchmarkKernelSurvival(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("VIGIL_SURVIVAL_N")); err == nil && v > 0 {
 		n = v
 	}
+	modes, variants := []string{director.Gate, director.Masq}, []string{withSync, withStateless, withNeither}
+	if v := os.Getenv("VIGIL_SURVIVAL_MODES"); v != "" { // e.g. gate_masq
+		modes = strings.Split(v, "_")
+	}
+	if v := os.Getenv("VIGIL_SURVIVAL_VARIANTS"); v != "" { // e.g. stateless_sync
+		variants = strings.Split(v, "_")
+	}
 	var rows []string
 	for range b.N {
-		for _, mode := range []string{director.Gate, director.Masq} {
+		for _, mode := range modes {
 			l := newSurvivalLab(b, mode)
-			for _, variant := range []string{withSync, withStateless, withNeither} {
+			for _, variant := range variants {
 				r := l.run(variant, n)
 				rows = append(rows, r.String())
 			}
