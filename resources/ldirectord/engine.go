@@ -50,6 +50,10 @@ type Options struct {
 	// GetSysctl reads one (default: the real one); stateless mode keeps
 	// the values it found, to put them back.
 	GetSysctl func(path string) (string, error)
+	// SysctlScope names the network namespace those reach ("" for the
+	// process's own): the instances of one scope share stateless mode's
+	// sysctls, put back when the last of them is done.
+	SysctlScope string
 }
 
 // Engine runs one ldirectord instance.
@@ -85,10 +89,10 @@ type Engine struct {
 	syncErr  error
 	syncVer  string // the sync_version last written (a pass writes it only when it changes)
 	closed   bool
-	// Stateless mode: the sloppy sysctls' values found before this
-	// instance set them (nil while it has not), and the last failure.
-	sloppyFound map[string]string
-	sloppyErr   error
+	// Stateless mode: this instance uses the sloppy sysctls (sloppyShares
+	// holds the values found before), and the last failure.
+	sloppyOn  bool
+	sloppyErr error
 
 	checks atomic.Uint64 // health checks run, for benchmarks and status
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/vigil-ha/vigil/resources/ldirectord/director"
 )
@@ -24,54 +25,84 @@ func readSysctl(path string) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
+// sloppyShare is the sloppy sysctls of one network namespace, shared by
+// the instances using them there: the values found before the first set
+// them, put back when the last one is done.
+type sloppyShare struct {
+	users map[*Engine]bool
+	found map[string]string
+}
+
+var (
+	sloppyMu     sync.Mutex
+	sloppyShares = map[string]*sloppyShare{} // by Options.SysctlScope
+)
+
 // sloppyPass sets the sloppy sysctls while the instance has a stateless
 // virtual service, on the active director and on standbys alike (a
 // standby that takes over must carry mid-flow packets from its first
-// one), and puts back the values it found once no stateless virtual is
-// left or the instance closes. Called with e.mu held.
+// one), and once no instance of the namespace has a stateless virtual
+// left (a reload removed them, or the instances closed) puts back the
+// values found before the first set them. Called with e.mu held.
 func (e *Engine) sloppyPass() {
 	want := e.inst.Stateless() && !e.closed
-	if want && e.sloppyFound == nil {
+	if !want && !e.sloppyOn {
+		e.sloppyErr = nil
+		return
+	}
+	sloppyMu.Lock()
+	defer sloppyMu.Unlock()
+	scope := e.opts.SysctlScope
+	sh := sloppyShares[scope]
+	var errs []error
+	if want {
 		if name, _ := director.Pick(e.inst.Backend); name != director.Kernel {
 			e.sloppyErr = errors.New("stateless mode needs kernel IPVS; this node runs the userspace director")
 			return
 		}
-		found := map[string]string{}
-		var errs []error
-		for _, p := range sloppySysctls {
-			v, err := e.opts.GetSysctl(p)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("read %s: %w", p, err))
-				continue
+		if sh == nil {
+			found := map[string]string{}
+			for _, p := range sloppySysctls {
+				v, err := e.opts.GetSysctl(p)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("read %s: %w", sysctlName(p), err))
+				}
+				found[p] = v
 			}
-			found[p] = v
+			if len(errs) > 0 {
+				e.sloppyErr = errors.Join(errs...)
+				return
+			}
+			sh = &sloppyShare{users: map[*Engine]bool{}, found: found}
+			sloppyShares[scope] = sh
 		}
-		if len(errs) > 0 {
-			e.sloppyErr = errors.Join(errs...)
-			return
-		}
-		e.sloppyFound = found
-	}
-	var errs []error
-	switch {
-	case want:
+		sh.users[e] = true
+		e.sloppyOn = true
 		for _, p := range sloppySysctls {
 			if err := e.opts.SetSysctl(p, "1"); err != nil {
 				errs = append(errs, fmt.Errorf("%s = 1: %w", sysctlName(p), err))
 			}
 		}
-	case e.sloppyFound != nil:
+		e.sloppyErr = errors.Join(errs...)
+		return
+	}
+	if sh != nil && len(sh.users) == 1 && sh.users[e] {
 		for _, p := range sloppySysctls {
-			if err := e.opts.SetSysctl(p, e.sloppyFound[p]); err != nil {
-				errs = append(errs, fmt.Errorf("restore %s = %s: %w", sysctlName(p), e.sloppyFound[p], err))
+			if err := e.opts.SetSysctl(p, sh.found[p]); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s = %s: %w", sysctlName(p), sh.found[p], err))
 			}
 		}
-		if len(errs) == 0 {
-			e.opts.Log.Info("stateless mode off: sloppy sysctls restored", "sloppy_tcp", e.sloppyFound[sloppySysctls[0]], "sloppy_sctp", e.sloppyFound[sloppySysctls[1]])
-			e.sloppyFound = nil
+		if len(errs) > 0 {
+			e.sloppyErr = errors.Join(errs...) // still the user: the next pass retries
+			return
 		}
+		e.opts.Log.Info("stateless mode off: sloppy sysctls restored", "sloppy_tcp", sh.found[sloppySysctls[0]], "sloppy_sctp", sh.found[sloppySysctls[1]])
+		delete(sloppyShares, scope)
+	} else if sh != nil {
+		delete(sh.users, e) // another instance still needs them
 	}
-	e.sloppyErr = errors.Join(errs...)
+	e.sloppyOn = false
+	e.sloppyErr = nil
 }
 
 // sysctlName is net.ipv4.vs.sloppy_tcp for its /proc/sys path.
@@ -88,10 +119,10 @@ type StatelessStatus struct {
 // statelessStatus is nil while the instance has no stateless virtual and
 // has nothing left to restore. Called with e.mu held.
 func (e *Engine) statelessStatus() *StatelessStatus {
-	if !e.inst.Stateless() && e.sloppyFound == nil && e.sloppyErr == nil {
+	if !e.inst.Stateless() && !e.sloppyOn && e.sloppyErr == nil {
 		return nil
 	}
-	st := &StatelessStatus{Sloppy: e.sloppyFound != nil && e.inst.Stateless() && !e.closed}
+	st := &StatelessStatus{Sloppy: e.sloppyOn && e.inst.Stateless() && !e.closed}
 	if e.sloppyErr != nil {
 		st.Error = e.sloppyErr.Error()
 	}

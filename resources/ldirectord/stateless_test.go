@@ -58,7 +58,7 @@ checkinterval = 3600
 // says so.
 func TestStatelessSysctls(t *testing.T) {
 	f := &fakeSysctls{v: map[string]string{sloppySysctls[0]: "0", sloppySysctls[1]: "2"}}
-	e := NewEngine(Options{GetSysctl: f.get, SetSysctl: f.set})
+	e := NewEngine(Options{GetSysctl: f.get, SetSysctl: f.set, SysctlScope: t.Name()})
 	defer e.Close()
 	on := instance(t, statelessSrc)
 	off := instance(t, strings.Replace(statelessSrc, "stateless = true", "", 1))
@@ -96,7 +96,7 @@ func TestStatelessSysctls(t *testing.T) {
 // on the order in which reals failed and came back.
 func TestStatelessKeepsFailedReals(t *testing.T) {
 	f := &fakeSysctls{v: map[string]string{}}
-	e := NewEngine(Options{GetSysctl: f.get, SetSysctl: f.set})
+	e := NewEngine(Options{GetSysctl: f.get, SetSysctl: f.set, SysctlScope: t.Name()})
 	defer e.Close()
 	for _, stateless := range []bool{true, false} {
 		src := statelessSrc
@@ -115,5 +115,32 @@ func TestStatelessKeepsFailedReals(t *testing.T) {
 		if kept != stateless || (kept && d.Weight != 0) {
 			t.Errorf("stateless %v: down real kept %v weight %d", stateless, kept, d.Weight)
 		}
+	}
+}
+
+// Two instances in one namespace share the sysctls: the first to set
+// them keeps the values found, and they go back only when the last
+// instance using them is done.
+func TestStatelessSharedSysctls(t *testing.T) {
+	f := &fakeSysctls{v: map[string]string{sloppySysctls[0]: "0", sloppySysctls[1]: "0"}}
+	var es []*Engine
+	for range 2 {
+		e := NewEngine(Options{GetSysctl: f.get, SetSysctl: f.set, SysctlScope: t.Name()})
+		defer e.Close()
+		e.Configure(instance(t, statelessSrc))
+		es = append(es, e)
+	}
+	if got := f.String(); got != "tcp=1 sctp=1" {
+		t.Fatalf("both on: %s", got)
+	}
+	if err := es[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.String(); got != "tcp=1 sctp=1" {
+		t.Fatalf("the other instance still stateless: %s", got)
+	}
+	es[1].Configure(instance(t, strings.Replace(statelessSrc, "stateless = true", "", 1)))
+	if got := f.String(); got != "tcp=0 sctp=0" {
+		t.Fatalf("none left: %s", got)
 	}
 }

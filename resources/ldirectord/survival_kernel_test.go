@@ -319,6 +319,7 @@ func (d *nsDirector) start(l *survivalLab, src string) {
 			}
 			return in(func() error { return writeSysctl(p, v) })
 		},
+		SysctlScope: d.ns,
 		GetSysctl: func(p string) (v string, err error) {
 			err = in(func() error { v, err = readSysctl(p); return err })
 			return v, err
