@@ -164,14 +164,19 @@ bench-lifetime: deps
 # over 1,000 and 10,000 real servers at 1 s) and one check alone, then,
 # inside the kernel-IPVS VM (test/ipvsvm/vm.sh), 10,000 services x 2
 # reals applied, reconciled again
-# and restored with ipvsadm -R for comparison; last the userspace director
+# and restored with ipvsadm -R for comparison, and the connection-survival
+# table (SURVIVAL_N connections, NAT and DR, crash and planned move, with
+# sync, stateless mode and neither); last the userspace director
 # against HAProxy in TCP mode (wrk, same web servers, one namespace).
+SURVIVAL_N ?= 200
 bench-lvs: deps
 	@$(MAKE) --no-print-directory debs PKGS_NEEDED="ipvsadm haproxy wrk"
 	GOMAXPROCS=1 $$(command -v taskset >/dev/null && echo taskset -c 0) $(GO) test -run '^$$' -bench CheckEngine -benchtime 1x -timeout 20m ./resources/ldirectord/
 	GOMAXPROCS=1 $$(command -v taskset >/dev/null && echo taskset -c 0) $(GO) test -run '^$$' -bench Check -benchtime 5000x ./monitors/
 	CGO_ENABLED=0 $(GO) test -c -o bin/director.test ./resources/ldirectord/director/
 	test/ipvsvm/vm.sh bin/director.test -test.run '^$$' -test.bench KernelReconcile -test.benchtime 3x
+	CGO_ENABLED=0 $(GO) test -c -o bin/ldirectord.test ./resources/ldirectord/
+	VIGIL_SURVIVAL_N=$(SURVIVAL_N) test/ipvsvm/vm.sh bin/ldirectord.test -test.run '^$$' -test.bench KernelSurvival -test.benchtime 1x
 	$(GO) test -run '^$$' -bench Proxy -benchtime 3x -timeout 20m ./resources/ldirectord/director/
 
 # The mon scheduler: CPU for 1,000 hosts at 1 s with the built-in TCP

@@ -1297,9 +1297,21 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 		key("checktype", "connect")
 		method := "masq" // keepalived's default is NAT
 		var reals []*kaNode
+		sched := "wlc" // keepalived's default; a flag reads the scheduler set before it
 		for _, kid := range v.kids {
 			arg := kid.arg()
 			switch kid.kw {
+			case "mh-port", "mh-fallback", "flag-1", "flag-2":
+				// keepalived sets IP_VS_SVC_F_SCHED2 (mh-port, flag-2)
+				// or SCHED1 (mh-fallback, flag-1) when the scheduler
+				// named before the flag is mh, and ignores it otherwise.
+				if sched != "mh" {
+					add(kid, Caveat, "%s only applies to the mh scheduler here: ignored (keepalived ignores it too)", kid.kw)
+					continue
+				}
+				k := map[string]string{"mh-port": "mh_port", "flag-2": "mh_port", "mh-fallback": "mh_fallback", "flag-1": "mh_fallback"}[kid.kw]
+				key(k, true)
+				add(kid, Mapped, "%s = true", k)
 			case "delay_loop":
 				if !kaNumber(arg, 1e-6, math.MaxUint32) {
 					add(kid, Invalid, "virtual server delay loop %q invalid: a number of seconds above 0", arg)
@@ -1315,6 +1327,9 @@ func kaVirtuals(vs []*kaNode, add func(*kaNode, Outcome, string, ...any)) ([]byt
 					continue
 				} else {
 					add(kid, Mapped, "scheduler")
+				}
+				if !written["scheduler"] {
+					sched = arg
 				}
 				key("scheduler", arg)
 			case "lb_kind", "lvs_method":

@@ -128,6 +128,13 @@ func TestKeepalivedRules(t *testing.T) {
 virtual_server fwmark 7 {
     real_server 10.0.1.3 { }
 }
+virtual_server 10.0.0.4 80 {
+    mh-port
+    lvs_sched mh
+    mh-port
+    flag-1
+    real_server 10.0.1.4 80 { }
+}
 `)})
 	conf := []byte(`vrrp_instance WEB{ state MASTER
     version 3
@@ -159,6 +166,19 @@ include vs-*.conf
 	if e := outcome(&k.Report, "advert_int 0.1"); e.Outcome != Caveat || !strings.Contains(e.Note, `keepalive = "100ms"`) || !strings.Contains(e.Note, "takes over after 341ms") ||
 		!strings.Contains(e.Note, `deadtime = "350ms"`) || !strings.Contains(string(k.Files["ha.toml"]), "deadtime = \"350ms\"") {
 		t.Errorf("advert_int: %s %s", e.Outcome, e.Note)
+	}
+	// mh's flags, when named after the scheduler (as keepalived reads them).
+	if !strings.Contains(ld, "scheduler = \"mh\"\nmh_port = true\nmh_fallback = true\n") {
+		t.Errorf("mh flags:\n%s", ld)
+	}
+	var mhPort []string
+	for _, e := range k.Report.Entries {
+		if strings.HasPrefix(e.Directive, "mh-port") {
+			mhPort = append(mhPort, string(e.Outcome)+": "+e.Note)
+		}
+	}
+	if len(mhPort) != 2 || !strings.Contains(mhPort[0], "only applies to the mh scheduler") || !strings.Contains(mhPort[1], "mh_port = true") {
+		t.Errorf("mh-port before and after lvs_sched: %q", mhPort)
 	}
 	if e := outcome(&k.Report, "TCP_CHECK"); e.Outcome != Caveat {
 		t.Errorf("a second real's own check: %s %s", e.Outcome, e.Note)

@@ -85,6 +85,15 @@ func TestLdirectordErrors(t *testing.T) {
 			"www.toml:11: sync.maxlen: must be 1024..65507",
 			"www.toml:12: sync.sync_version: must be 0 or 1"}},
 		{"sync interface too long", base + "[sync]\ninterface = \"averyveryverylongname\"\n", []string{"www.toml:6: sync.interface: \"averyveryverylongname\" is not an interface name"}},
+		{"stateless needs mh", strings.Replace(base, "\n  [[", "\nstateless = true\nmh_port = true\n  [[", 1), []string{
+			"www.toml:3: virtual[0].stateless: needs scheduler = \"mh\"",
+			"www.toml:4: virtual[0].mh_port: is a flag of the mh scheduler"}},
+		{"mh_fallback needs mh", strings.Replace(base, "\n  [[", "\nscheduler = \"sh\"\nmh_fallback = true\n  [[", 1), []string{"www.toml:4: virtual[0].mh_fallback: is a flag of the mh scheduler"}},
+		{"stateless keeps no state", strings.Replace(base, "\n  [[", "\nscheduler = \"mh\"\nstateless = true\npersistent = 60\n  [[", 1) + "  upper = 100\n", []string{
+			"www.toml:5: virtual[0].persistent: stateless mode keeps no per-director state",
+			"www.toml:8: virtual[0].real[0].upper: stateless mode: a connection threshold"}},
+		{"stateless on userspace", "backend = \"userspace\"\n" + strings.Replace(base, "\n  [[", "\nscheduler = \"mh\"\nstateless = true\n  [[", 1), []string{"www.toml:5: virtual[0].stateless: stateless failover is kernel IPVS's"}},
+		{"stateless not a bool", strings.Replace(base, "\n  [[", "\nscheduler = \"mh\"\nstateless = \"yes\"\n  [[", 1), []string{"www.toml:4: virtual.stateless: incompatible types"}},
 		{"sync on userspace", "backend = \"userspace\"\n" + base + "[sync]\ninterface = \"eth1\"\n", []string{"www.toml:6: sync: connection sync is kernel IPVS's"}},
 	}
 	for _, tc := range cases {

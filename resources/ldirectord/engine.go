@@ -47,6 +47,13 @@ type Options struct {
 	// /proc/sys file (default: the real one).
 	OpenSync  func() (SyncControl, error)
 	SetSysctl func(path, value string) error
+	// GetSysctl reads one (default: the real one); stateless mode keeps
+	// the values it found, to put them back.
+	GetSysctl func(path string) (string, error)
+	// SysctlScope names the network namespace those reach ("" for the
+	// process's own): the instances of one scope share stateless mode's
+	// sysctls, put back when the last of them is done.
+	SysctlScope string
 }
 
 // Engine runs one ldirectord instance.
@@ -82,6 +89,10 @@ type Engine struct {
 	syncErr  error
 	syncVer  string // the sync_version last written (a pass writes it only when it changes)
 	closed   bool
+	// Stateless mode: this instance uses the sloppy sysctls (sloppyShares
+	// holds the values found before), and the last failure.
+	sloppyOn  bool
+	sloppyErr error
 
 	checks atomic.Uint64 // health checks run, for benchmarks and status
 }
@@ -99,6 +110,9 @@ func NewEngine(o Options) *Engine {
 	}
 	if o.SetSysctl == nil {
 		o.SetSysctl = writeSysctl
+	}
+	if o.GetSysctl == nil {
+		o.GetSysctl = readSysctl
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	e := &Engine{opts: o, ctx: ctx, stop: stop, kick: make(chan struct{}, 1),
@@ -182,8 +196,10 @@ func (e *Engine) Configure(in spec.Instance) {
 			e.byReal[vi][ri] = e.checkers[sig] // nil for checktype off
 		}
 	}
-	// A configured standby runs the backup sync daemon.
+	// A configured standby runs the backup sync daemon, and carries
+	// mid-flow packets in stateless mode.
 	e.syncPass()
+	e.sloppyPass()
 	e.mu.Unlock()
 	e.request()
 }
@@ -361,6 +377,7 @@ func (e *Engine) Deactivate() error {
 	defer e.mu.Unlock()
 	e.active = false
 	e.syncPass() // back to the backup daemon (none once closed)
+	e.sloppyPass()
 	if e.backend == nil {
 		return nil
 	}
@@ -401,6 +418,7 @@ func (e *Engine) Reconcile() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.syncPass() // puts back a daemon stopped behind our back
+	e.sloppyPass()
 	if !e.active || e.backend == nil {
 		return nil
 	}
@@ -534,7 +552,13 @@ func (e *Engine) desired() director.Table {
 				// quiesced, failed real at weight 0 counts as down).
 				anyUp = true
 				s.Dests[ap] = d
-			case *v.Quiescent:
+			case *v.Quiescent || v.Stateless:
+				// Stateless: mh builds its lookup table from the
+				// service's list of reals in list order, so a real that
+				// fails stays in the list at weight 0 (skipped) rather
+				// than leaving and coming back at its head: the table
+				// stays a function of which reals are up, the same on
+				// every director.
 				d.Weight = 0
 				s.Dests[ap] = d
 			}

@@ -19,6 +19,8 @@ type Status struct {
 	Events   []Event        `json:"events,omitempty"`
 	// Sync is the connection-sync daemons, when the instance has [sync].
 	Sync *SyncStatus `json:"sync,omitempty"`
+	// Stateless is stateless failover mode, when a virtual has it.
+	Stateless *StatelessStatus `json:"stateless,omitempty"`
 }
 
 // ServiceState is one virtual service as configured and as programmed.
@@ -64,6 +66,7 @@ func (e *Engine) Status() Status {
 		st.Error = e.lastErr.Error()
 	}
 	st.Sync = e.syncStatus()
+	st.Stateless = e.statelessStatus()
 	var have director.Table
 	var stats map[director.Key]director.ServiceStats
 	if e.backend != nil {
@@ -74,9 +77,20 @@ func (e *Engine) Status() Status {
 		v := &e.inst.Virtual[vi]
 		s := v.DirectorService()
 		ss := ServiceState{Key: s.Key.String(), Scheduler: s.Scheduler}
-		if s.Persistent > 0 {
-			ss.Flags = fmt.Sprintf("persistent %d mask /%d", s.Persistent, s.Netmask)
+		var flags []string
+		if s.MHPort {
+			flags = append(flags, "mh-port")
 		}
+		if s.MHFallback {
+			flags = append(flags, "mh-fallback")
+		}
+		if v.Stateless {
+			flags = append(flags, "stateless")
+		}
+		if s.Persistent > 0 {
+			flags = append(flags, fmt.Sprintf("persistent %d mask /%d", s.Persistent, s.Netmask))
+		}
+		ss.Flags = strings.Join(flags, " ")
 		hs, programmed := have[s.Key]
 		sst, hasStats := stats[s.Key]
 		if hasStats {
@@ -160,6 +174,14 @@ func (st Status) Text(name string, stats bool) string {
 		}
 		if y.Error != "" {
 			fmt.Fprintf(&b, "    sync error: %s\n", y.Error)
+		}
+	}
+	if y := st.Stateless; y != nil && !stats {
+		if y.Sloppy {
+			b.WriteString("  stateless mode: net.ipv4.vs.sloppy_tcp = 1, sloppy_sctp = 1\n")
+		}
+		if y.Error != "" {
+			fmt.Fprintf(&b, "    stateless error: %s\n", y.Error)
 		}
 	}
 	if stats {

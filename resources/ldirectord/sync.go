@@ -193,4 +193,5 @@ func (e *Engine) StopSync() {
 	defer e.mu.Unlock()
 	e.closed = true
 	e.syncPass()
+	e.sloppyPass()
 }

@@ -51,9 +51,11 @@ if [ -x /usr/sbin/ipvsadm ]; then
 	cp /usr/sbin/ipvsadm "$R/usr/sbin/ipvsadm"
 	for lib in $(ldd /usr/sbin/ipvsadm | grep -o '/[^ ]*'); do mkdir -p "$R$(dirname $lib)"; cp "$lib" "$R$lib"; done
 fi
-# Modules in dependency order (the package ships no modules.dep).
+# Modules in dependency order (the package ships no modules.dep); the
+# bridge is the connection-survival lab's switch.
 MODS="crypto/crc32c_generic lib/libcrc32c net/ipv4/netfilter/nf_defrag_ipv4 net/ipv6/netfilter/nf_defrag_ipv6
-net/netfilter/nf_conntrack net/netfilter/ipvs/ip_vs drivers/net/veth"
+net/netfilter/nf_conntrack net/netfilter/ipvs/ip_vs drivers/net/veth
+net/llc/llc net/802/stp net/bridge/bridge"
 for s in rr wrr lc wlc lblc lblcr dh sh sed nq mh; do MODS="$MODS net/netfilter/ipvs/ip_vs_$s"; done
 list=""
 for m in $MODS; do
@@ -72,6 +74,8 @@ cp "$TESTBIN" "$R/test"
 	echo '/usr/sbin/ip link set lo up; /usr/sbin/ip link add vmnet0 type veth peer name vmnet1'
 	echo '/usr/sbin/ip link set vmnet0 up; /usr/sbin/ip link set vmnet1 up; /usr/sbin/ip addr add 192.168.255.1/24 dev vmnet0'
 	echo '/usr/sbin/ip route add default via 192.168.255.2'
+	# The survival benchmark's settings reach the test inside.
+	env | grep -E '^VIGIL_SURVIVAL_[A-Z_]*=[0-9A-Za-z_.]*$' | sed 's/^/export /' || true
 	printf 'cd / && PATH=/usr/sbin:/bin /test'
 	for a in "$@"; do printf " '%s'" "$a"; done
 	echo ' >/dev/ttyS1 2>&1'

@@ -73,6 +73,8 @@ func (k *KernelDirector) Read() (Table, error) {
 	for _, ks := range svcs {
 		if s, ok := t[keyOf(ks)]; ok {
 			s.Persistent, s.Netmask = 0, 0
+			s.MHPort = ks.Flags&svcFlagMHPort != 0 && s.Scheduler == "mh"
+			s.MHFallback = ks.Flags&svcFlagMHFallback != 0 && s.Scheduler == "mh"
 			if ks.Flags&svcFlagPersistent != 0 {
 				s.Persistent = ks.Timeout
 				s.Netmask = uint32(bits.OnesCount32(ks.Netmask))
@@ -170,7 +172,13 @@ func keyOf(s *ipvs.Service) Key {
 	return Key{Proto: proto, Addr: netip.AddrPortFrom(ip.Unmap(), s.Port)}
 }
 
-const svcFlagPersistent = 0x0001 // IP_VS_SVC_F_PERSISTENT
+// Service flags (include/uapi/linux/ip_vs.h); the mh scheduler reads
+// SCHED1 as mh-fallback and SCHED2 as mh-port (ip_vs_mh.c).
+const (
+	svcFlagPersistent = 0x0001 // IP_VS_SVC_F_PERSISTENT
+	svcFlagMHFallback = 0x0008 // IP_VS_SVC_F_SCHED1 = IP_VS_SVC_F_SCHED_MH_FALLBACK
+	svcFlagMHPort     = 0x0010 // IP_VS_SVC_F_SCHED2 = IP_VS_SVC_F_SCHED_MH_PORT
+)
 
 func toIPVSService(s Service) *ipvs.Service {
 	v6 := s.Key.V6 || s.Key.Addr.Addr().Is6()
@@ -195,6 +203,12 @@ func toIPVSService(s Service) *ipvs.Service {
 	out.Netmask = 0xFFFFFFFF
 	if v6 {
 		out.Netmask = 128
+	}
+	if s.MHPort {
+		out.Flags |= svcFlagMHPort
+	}
+	if s.MHFallback {
+		out.Flags |= svcFlagMHFallback
 	}
 	if s.Persistent > 0 {
 		out.Flags |= svcFlagPersistent

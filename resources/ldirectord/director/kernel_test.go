@@ -52,6 +52,7 @@ func TestKernelReconcile(t *testing.T) {
 		fwm:  svc(fwm, "mh", Dest{Addr: netip.MustParseAddrPort("192.168.6.4:0"), Forward: IPIP, Weight: 2}),
 		v6:   svc(v6, "lblcr", Dest{Addr: netip.MustParseAddrPort("[fd00::10]:80"), Forward: Gate, Weight: 1}),
 	}
+	want[fwm].MHPort = true // read back from the service's flags below
 	if ops := mustApply(t, k, want, nil); len(ops) != 5+6 {
 		t.Fatalf("first apply: %d ops: %v", len(ops), ops)
 	}
@@ -73,13 +74,24 @@ func TestKernelReconcile(t *testing.T) {
 		}
 		_ = k.Apply([]Op{{Kind: DelService, Service: Service{Key: key}}})
 	}
-	// One edit each: weight, forwarding, scheduler, persistence.
+	// One edit each: weight, forwarding, scheduler, persistence, mh's flags.
 	want[k80].Dests[r2] = gate(r2, 0)
 	want[udp].Scheduler = "wrr"
 	want[k443].Persistent = 60
+	want[fwm].MHFallback = true
 	ops := mustApply(t, k, want, nil)
-	if got := opStrings(ops); len(got) != 3 {
+	if got := opStrings(ops); len(got) != 4 {
 		t.Fatalf("edits: %q", got)
+	}
+	// The kernel holds IP_VS_SVC_F_SCHED_MH_PORT | _FALLBACK (0x10|0x08).
+	svcs, err := k.h.GetServices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ks := range svcs {
+		if ks.FWMark == 7 && ks.Flags&0x18 != 0x18 {
+			t.Errorf("fwmark 7 flags %#x, want mh-port and mh-fallback", ks.Flags)
+		}
 	}
 	delete(want, fwm)
 	delete(want[k80].Dests, r1)

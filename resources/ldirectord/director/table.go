@@ -64,6 +64,10 @@ type Service struct {
 	Scheduler  string
 	Persistent uint32 // seconds; 0 = not persistent
 	Netmask    uint32 // persistence granularity: prefix length (IPv4 /32 and IPv6 /128 are the defaults)
+	// The mh scheduler's flags (IP_VS_SVC_F_SCHED_MH_PORT and _FALLBACK
+	// in the kernel; the userspace director ignores them).
+	MHPort     bool
+	MHFallback bool
 	Dests      map[netip.AddrPort]Dest
 }
 
@@ -101,7 +105,8 @@ func (s *Service) SortedDests() []Dest {
 
 // sameSettings reports whether two services need no edit.
 func (s *Service) sameSettings(o *Service) bool {
-	return s.Scheduler == o.Scheduler && s.Persistent == o.Persistent && (s.Persistent == 0 || s.Netmask == o.Netmask)
+	return s.Scheduler == o.Scheduler && s.Persistent == o.Persistent && (s.Persistent == 0 || s.Netmask == o.Netmask) &&
+		s.MHPort == o.MHPort && s.MHFallback == o.MHFallback
 }
 
 // Clone copies t deeply.
@@ -155,10 +160,17 @@ func (o Op) String() string {
 }
 
 func persistText(s Service) string {
-	if s.Persistent == 0 {
-		return ""
+	t := ""
+	if s.MHPort {
+		t += " mh-port"
 	}
-	return fmt.Sprintf(" persistent %d", s.Persistent)
+	if s.MHFallback {
+		t += " mh-fallback"
+	}
+	if s.Persistent == 0 {
+		return t
+	}
+	return t + fmt.Sprintf(" persistent %d", s.Persistent)
 }
 
 // Diff returns the changes that turn have into want, touching only the

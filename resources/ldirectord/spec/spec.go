@@ -171,6 +171,20 @@ type Virtual struct {
 	Scheduler  string   `toml:"scheduler" json:"scheduler"`
 	Persistent Duration `toml:"persistent" json:"persistent"`
 	Netmask    string   `toml:"netmask" json:"netmask"`
+	// MHPort and MHFallback are the mh scheduler's flags (ipvsadm's
+	// -b mh-port / mh-fallback, keepalived's mh-port / mh-fallback):
+	// hash the client's port as well as its address; pick another real
+	// when the hashed one is overloaded (over its upper threshold).
+	MHPort     bool `toml:"mh_port" json:"mh_port"`
+	MHFallback bool `toml:"mh_fallback" json:"mh_fallback"`
+	// Stateless is stateless failover mode (scheduler mh only): the
+	// resource sets net.ipv4.vs.sloppy_tcp and sloppy_sctp in its network
+	// namespace, so a director that never saw a flow schedules its
+	// mid-flow packets, and Maglev hashing sends them to the same real
+	// server every director picks; a real that fails stays in the table
+	// at weight 0, so that every director's lookup table is built from
+	// the same list in the same order.
+	Stateless bool `toml:"stateless" json:"stateless"`
 	// Health checks (ldirectord names; status and digest are keepalived's).
 	CheckType    string   `toml:"checktype" json:"checktype"`
 	Service      string   `toml:"service" json:"service"`
@@ -290,6 +304,9 @@ func (in *Instance) Normalize(report func(key, msg string)) {
 		if in.Backend == director.Userspace && v.FWMark != 0 {
 			bad(vk+".fwmark", "firewall-mark services need kernel IPVS (backend = \"ipvs\" or \"auto\" on a kernel with IPVS)")
 		}
+		if in.Backend == director.Userspace && v.Stateless {
+			bad(vk+".stateless", "stateless failover is kernel IPVS's (the userspace director terminates TCP): it needs backend = \"ipvs\" or \"auto\"")
+		}
 	}
 }
 
@@ -345,6 +362,7 @@ func (v *Virtual) normalize(vk string, g Checks, bad func(string, string, ...any
 	if _, err := v.netmaskBits(); err != nil {
 		bad(vk+".netmask", "%v", err)
 	}
+	v.statelessChecks(vk, bad)
 	// Inherit, then the documented fallbacks (ldirectord's ld_setup).
 	inherit := func(d *Duration, g Duration) {
 		if *d == 0 {
@@ -387,6 +405,38 @@ func (v *Virtual) normalize(vk string, g Checks, bad func(string, string, ...any
 			bad(fmt.Sprintf("%s.real[%d].address", vk, j), "duplicate real server %s (also %s)", r.Address, other)
 		}
 		seen[r.Address] = fmt.Sprintf("%s.real[%d]", vk, j)
+	}
+}
+
+// statelessChecks refuses what stateless mode and the mh flags cannot do
+// (the backend is checked by Instance.Normalize).
+func (v *Virtual) statelessChecks(vk string, bad func(string, string, ...any)) {
+	if v.Scheduler != "mh" {
+		if v.MHPort {
+			bad(vk+".mh_port", "is a flag of the mh scheduler (scheduler = \"mh\")")
+		}
+		if v.MHFallback {
+			bad(vk+".mh_fallback", "is a flag of the mh scheduler (scheduler = \"mh\")")
+		}
+		if v.Stateless {
+			bad(vk+".stateless", "needs scheduler = \"mh\" (Maglev hashing: every director maps a flow to the same real server; %q depends on what this director saw)", v.Scheduler)
+		}
+		return
+	}
+	if !v.Stateless {
+		return
+	}
+	if v.Persistent > 0 {
+		// A persistence template is this director's own state: a
+		// standby that takes over has none and would schedule afresh.
+		bad(vk+".persistent", "stateless mode keeps no per-director state: leave persistent unset (mh without mh_port already sends a client to one real server)")
+	}
+	for j, r := range v.Real {
+		if r.Upper != 0 {
+			// Overload is counted in this director's own connections,
+			// which another director does not share.
+			bad(fmt.Sprintf("%s.real[%d].upper", vk, j), "stateless mode: a connection threshold depends on this director's own connection count, which the others do not share")
+		}
 	}
 }
 
@@ -572,12 +622,22 @@ func (v *Virtual) netmaskBits() (uint32, error) {
 // (without reals).
 func (v *Virtual) DirectorService() director.Service {
 	k, _ := v.Key()
-	s := director.Service{Key: k, Scheduler: v.Scheduler}
+	s := director.Service{Key: k, Scheduler: v.Scheduler, MHPort: v.MHPort, MHFallback: v.MHFallback}
 	if v.Persistent > 0 {
 		s.Persistent = uint32(max(1, v.Persistent.D()/time.Second))
 		s.Netmask, _ = v.netmaskBits()
 	}
 	return s
+}
+
+// Stateless reports whether any virtual service runs in stateless mode.
+func (in *Instance) Stateless() bool {
+	for i := range in.Virtual {
+		if in.Virtual[i].Stateless {
+			return true
+		}
+	}
+	return false
 }
 
 func inheritString(s *string, g string) {
