@@ -249,13 +249,7 @@ func (n nsBackend) Close() error { return n.b.Close() }
 
 type nsSync struct {
 	SyncControl
-	d    *nsDirector
-	once sync.Once // a SyncHandle must be closed once only
-}
-
-func (n *nsSync) Close() error {
-	n.once.Do(func() { _ = n.SyncControl.Close() })
-	return nil
+	d *nsDirector
 }
 
 func (n *nsSync) Start(ctx context.Context, sd director.SyncDaemon) error {

@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -303,6 +304,7 @@ type SyncHandle struct {
 	family uint16
 	seq    atomic.Uint32
 	turn   chan struct{} // one request at a time
+	closed bool          // guarded by holding turn
 }
 
 // OpenSync opens a generic netlink socket in the caller's network
@@ -347,6 +349,11 @@ func OpenSync() (*SyncHandle, error) {
 // Close closes the socket (after any request still running).
 func (h *SyncHandle) Close() error {
 	h.turn <- struct{}{}
+	defer func() { <-h.turn }()
+	if h.closed {
+		return nil
+	}
+	h.closed = true
 	return unix.Close(h.fd)
 }
 
@@ -408,6 +415,10 @@ func (h *SyncHandle) roundTrip(ctx context.Context, req []byte) ([]nlMessage, er
 		err  error
 	}
 	done := make(chan result, 1)
+	if h.closed {
+		<-h.turn
+		return nil, fmt.Errorf("sync daemon socket: %w", net.ErrClosed)
+	}
 	go func() {
 		defer func() { <-h.turn }()
 		msgs, err := h.exchange(req)

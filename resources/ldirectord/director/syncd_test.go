@@ -1,11 +1,17 @@
 package director
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func unhex(t testing.TB, s string) []byte {
@@ -172,4 +178,25 @@ func FuzzParseSyncDaemon(f *testing.F) {
 		_, _ = parseDaemon(b)
 		_, _ = parseMessages(b)
 	})
+}
+
+// Closing twice is harmless, and a request after Close fails at once
+// rather than waiting for a turn that never comes.
+func TestSyncHandleClose(t *testing.T) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_GENERIC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &SyncHandle{fd: fd, turn: make(chan struct{}, 1)}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := h.Stop(ctx, SyncMaster); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Stop after Close: %v, want net.ErrClosed", err)
+	}
 }
