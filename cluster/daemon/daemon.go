@@ -35,7 +35,6 @@ import (
 	"github.com/vigil-ha/vigil/cluster/web"
 	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins"
-	"github.com/vigil-ha/vigil/plugins/builtin"
 	"github.com/vigil-ha/vigil/plugins/host"
 )
 
@@ -73,8 +72,10 @@ const opTimeout = 20 * time.Second
 const alertTimeout = 30 * time.Second
 
 // New prepares a daemon: it opens every medium, so a missing device or a
-// port in use is reported before anything runs.
-func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) {
+// port in use is reported before anything runs. builtin says which
+// plugins the binary serves itself (the registry of built-ins,
+// handed down by cmd/vigil: the core imports no resource).
+func New(cfg *config.Config, version string, builtin func(kind plugins.Kind, name string) bool, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, version: version, started: time.Now(), socket: cfg.HA.ControlSocket}
 	inc, err := nextIncarnation(cfg.HA.StateDir, d.started)
 	if err != nil {
@@ -184,7 +185,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) 
 		// Plugins inherit it: resources learn which node runs them.
 		os.Setenv(plugins.EnvNode, cfg.Self.Name)
 		d.plugins, err = host.New(host.Options{
-			Builtin: builtin.Has, Dir: ha.PluginDir, Log: log.With("component", "plugin"),
+			Builtin: builtin, Dir: ha.PluginDir, Log: log.With("component", "plugin"),
 			Env: []string{plugins.EnvControlSocket + "=" + ha.ControlSocket, plugins.EnvPluginDir + "=" + ha.PluginDir,
 				plugins.EnvDaemonPID + "=" + strconv.Itoa(os.Getpid())},
 			OnRestart: func(_ plugins.Kind, name string) { d.lrm.PluginRestarted(context.Background(), name) },

@@ -167,7 +167,7 @@ func cmdDaemon(args []string, stderr io.Writer, witness bool) int {
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
-	d, err := daemon.New(cfg, version, log)
+	d, err := daemon.New(cfg, version, builtin.Has, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitError
