@@ -35,10 +35,10 @@ var (
 )
 
 // mon.cf globals Vigil keeps, those it needs not, and those it lacks.
-var monGlobalsKept = map[string]string{"alertdir": "alertdir", "mondir": "mondir", "statedir": "statedir", "logdir": "logdir", "randstart": "randstart"}
+var monGlobalsKept = map[string]string{"alertdir": "alertdir", "mondir": "mondir", "statedir": "statedir", "logdir": "logdir", "cfbasedir": "cfbasedir", "randstart": "randstart"}
 
 var monGlobalsDropped = map[string]string{
-	"basedir": "paths are absolute", "cfbasedir": "paths are absolute",
+	"basedir":  "paths are absolute",
 	"authfile": "no client protocol: the control socket is root-only", "authtype": "no client protocol", "pamservice": "no client protocol",
 	"userfile": "no client protocol", "serverbind": "no client protocol", "serverport": "no client protocol", "clientallow": "no client protocol",
 	"trapbind": "traps are not supported", "trapport": "traps are not supported", "monremote": "no client protocol",
@@ -164,10 +164,17 @@ func ImportMon(file string, data []byte) ([]byte, *Report, error) {
 						continue
 					}
 					globals = append(globals, [2]string{k, quote(v)})
-				} else if k == "statedir" || k == "logdir" {
+				} else if k == "statedir" || k == "logdir" || k == "cfbasedir" {
 					globals = append(globals, [2]string{k, quote(v)})
 				} else {
-					globals = append(globals, [2]string{k, tomlValue([]string{v})})
+					// mondir and alertdir are colon-separated lists, searched in order.
+					var dirs []string
+					for _, d := range strings.Split(v, ":") {
+						if d = strings.TrimSpace(d); d != "" {
+							dirs = append(dirs, d)
+						}
+					}
+					globals = append(globals, [2]string{k, tomlValue(dirs)})
 				}
 				add(Mapped, "")
 			case monGlobalsDropped[k] != "":

@@ -55,7 +55,20 @@ func (e *Engine) alert(svc *service, tmpl monitors.Alert, o outcome) monitors.Al
 	if a.Up() {
 		a.Retval = 0
 	}
-	a.Env = e.env(svc)
+	a.Env = e.env(svc, a.Up())
+	// mon gives an alert the output of the run before this one as
+	// MON_LAST_OUTPUT (an upalert's is the failure it carries); none
+	// before a service's second run.
+	e.mu.Lock()
+	prev := svc.prev
+	e.mu.Unlock()
+	switch {
+	case a.Up():
+	case prev != nil:
+		a.Env = append(a.Env, "MON_LAST_OUTPUT="+prev.Output)
+	default:
+		a.Env = append(a.Env, "MON_LAST_OUTPUT")
+	}
 	return a
 }
 

@@ -29,6 +29,7 @@ type history struct {
 	failing                                bool
 	consec                                 int
 	firstFailure, lastFailure, lastSuccess time.Time
+	prevSuccess                            time.Time // lastSuccess before the latest run (an upalert's MON_LAST_SUCCESS)
 	lastFail                               outcome // the last failing run (what upalerts carry)
 	periods                                []periodHistory
 }
@@ -67,6 +68,7 @@ func (h *history) observe(now time.Time, o outcome, periods []spec.Period, activ
 				}
 			}
 		}
+		h.prevSuccess = h.lastSuccess
 		h.failing, h.consec, h.lastSuccess = false, 0, now
 		return out
 	}
