@@ -51,7 +51,7 @@ func (e *Engine) alert(svc *service, tmpl monitors.Alert, o outcome) monitors.Al
 		a.Time = time.Now()
 	}
 	a.Kind, a.Group, a.Service, a.Description = "service", svc.group, svc.cfg.Name, svc.cfg.Description
-	a.Hosts, a.Summary, a.Output, a.Retval = svc.hosts, o.Summary, o.Output, o.Retval
+	a.Hosts, a.Summary, a.Output, a.Retval = svc.alertHosts, o.Summary, o.Output, o.Retval
 	if a.Up() {
 		a.Retval = 0
 	}
@@ -62,6 +62,9 @@ func (e *Engine) alert(svc *service, tmpl monitors.Alert, o outcome) monitors.Al
 	e.mu.Lock()
 	prev := svc.prev
 	e.mu.Unlock()
+	if a.Description == "" { // mon sets it only for a service that has one
+		a.Env = append(a.Env, "MON_DESCRIPTION")
+	}
 	switch {
 	case a.Up():
 	case prev != nil:

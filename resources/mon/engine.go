@@ -63,7 +63,10 @@ type service struct {
 	cfg   spec.Service
 	cmd   spec.Monitor
 	hosts []string
-	whens []spec.When
+	// alertHosts are an alert's -h: mon leaves out the disabled hosts but
+	// not exclude_hosts, which only the monitor goes without.
+	alertHosts []string
+	whens      []spec.When
 	vars  []string // the service's VAR=value, sorted
 
 	// guarded by Engine.mu
@@ -115,7 +118,8 @@ func newEngine(in *spec.Instance, opts Options) *Engine {
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	for _, w := range in.Watches {
 		for _, s := range w.Services {
-			svc := &service{key: w.Group + ":" + s.Name, group: w.Group, cfg: s, hosts: in.Hosts(w.Group, s.ExcludeHosts)}
+			svc := &service{key: w.Group + ":" + s.Name, group: w.Group, cfg: s, hosts: in.Hosts(w.Group, s.ExcludeHosts),
+				alertHosts: in.Hosts(w.Group, nil)}
 			svc.cmd, _ = spec.ParseMonitor(s.Monitor) // validated by Normalize
 			for k, v := range s.Env {
 				svc.vars = append(svc.vars, k+"="+v)

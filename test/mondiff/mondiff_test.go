@@ -184,7 +184,9 @@ func runCase(c *caseDef, ns, dir, recorder string) (diffs, log []string, err err
 	toml, _, ierr := legacy.ImportMon(c.Path, vigilData)
 	vigilLine := 0
 	if ierr != nil {
-		vigilLine = errLine(ierr.Error())
+		// The first error is where the import stops reading sense.
+		first, _, _ := strings.Cut(ierr.Error(), "\n")
+		vigilLine = errLine(first)
 		log = append(log, "vigil import: "+ierr.Error())
 	} else if _, perr := config.ParseMon(c.Name+".toml", toml); perr != nil {
 		ierr = perr
@@ -304,6 +306,13 @@ var lineRE = regexp.MustCompile(`(?:line |:)(\d+)`)
 // "FILE:N: …".
 func errLine(s string) int {
 	first, _, _ := strings.Cut(s, "\n")
+	// mon may warn before its error.
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "cf error") {
+			first = l
+			break
+		}
+	}
 	if i := strings.LastIndex(first, "line "); i >= 0 {
 		n, _ := strconv.Atoi(strings.TrimRight(first[i+5:], ". \n"))
 		return n
