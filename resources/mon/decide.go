@@ -30,7 +30,7 @@ type history struct {
 	consec                                 int
 	firstFailure, lastFailure, lastSuccess time.Time
 	prevSuccess                            time.Time // lastSuccess before the latest run (an upalert's MON_LAST_SUCCESS)
-	lastFail                               outcome // the last failing run (what upalerts carry)
+	lastFail                               outcome   // the last failing run (what upalerts carry)
 	periods                                []periodHistory
 }
 

@@ -67,7 +67,7 @@ type service struct {
 	// not exclude_hosts, which only the monitor goes without.
 	alertHosts []string
 	whens      []spec.When
-	vars  []string // the service's VAR=value, sorted
+	vars       []string // the service's VAR=value, sorted
 
 	// guarded by Engine.mu
 	hist      history
