@@ -21,16 +21,18 @@ import (
 //	# mondiff: runs N                      monitor runs of every planned service to compare (default 6)
 //	# mondiff: file PATH                   the cf is PATH (Debian's), these lines adjust it
 //	# mondiff: replace 'OLD' 'NEW'         replace text of that file (shorter intervals)
+//	# mondiff: missing NAME...             scripts not to install (a monitor or alert that is not there)
 //
 // A file named bad-*.cf is malformed: only what each tool refuses is
 // compared.
 type caseDef struct {
-	Name  string
-	Path  string // the file both tools are said to read
-	Data  []byte
-	Plans map[string][]string
-	Runs  int
-	Bad   bool
+	Name    string
+	Path    string // the file both tools are said to read
+	Data    []byte
+	Plans   map[string][]string
+	Runs    int
+	Bad     bool
+	Missing map[string]bool
 }
 
 const directive = "# mondiff:"
@@ -41,7 +43,7 @@ func loadCase(path string) (*caseDef, error) {
 		return nil, err
 	}
 	name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), ".cf"), ".mondiff")
-	c := &caseDef{Name: name, Path: path, Data: b, Plans: map[string][]string{}, Runs: 6, Bad: strings.HasPrefix(name, "bad-")}
+	c := &caseDef{Name: name, Path: path, Data: b, Plans: map[string][]string{}, Missing: map[string]bool{}, Runs: 6, Bad: strings.HasPrefix(name, "bad-")}
 	var replaces [][2]string
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
@@ -59,6 +61,10 @@ func loadCase(path string) (*caseDef, error) {
 				return nil, fmt.Errorf("%s:%d: plan GROUP:SERVICE STEP", path, n)
 			}
 			c.Plans[f[1]] = f[2:]
+		case "missing":
+			for _, n := range f[1:] {
+				c.Missing[n] = true
+			}
 		case "runs":
 			if len(f) != 2 {
 				return nil, fmt.Errorf("%s:%d: runs N", path, n)
@@ -106,7 +112,7 @@ var globalRE = regexp.MustCompile(`^(\s*)([a-z_]+)(\s*=\s*)(.*?)\s*$`)
 // directories and scripts it names, and returns the new text. Monitors
 // and alerts go in the last directory of mondir and alertdir, so that a
 // path list read as one path shows.
-func relocate(data []byte, root, recorder string) ([]byte, error) {
+func relocate(data []byte, root, recorder string, missing map[string]bool) ([]byte, error) {
 	var out bytes.Buffer
 	dirs := map[string][]string{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -164,6 +170,9 @@ func relocate(data []byte, root, recorder string) ([]byte, error) {
 	monitors, alerts := scripts(data)
 	link := func(dir string, names []string) error {
 		for _, n := range names {
+			if missing[n] {
+				continue
+			}
 			if err := os.Symlink(recorder, filepath.Join(dir, n)); err != nil && !os.IsExist(err) {
 				return err
 			}
