@@ -325,7 +325,7 @@ func TestMonExamples(t *testing.T) {
 	// Found by test/mondiff: mondir and alertdir are colon lists; mon's
 	// cfbasedir is MON_CFBASEDIR; without statedir and logdir, mon's own
 	// (Debian's) reach the scripts; alertafter 0 holds nothing back.
-	toml, _, err := ImportMon("mon.cf", []byte("mondir = /a:/b\nalertdir = /c\ncfbasedir = /etc/x\n\nwatch g\n    service s\n    interval 1s\n    monitor m\n    period\n    alertafter 0\n    alert a\n"))
+	toml, rep, err := ImportMon("mon.cf", []byte("mondir = /a:/b\nalertdir = /c\ncfbasedir = /etc/x\n\nwatch g\n    service s\n    interval 1s\n    monitor m\n    period\n    alertafter 0\n    alert a\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,9 +337,14 @@ func TestMonExamples(t *testing.T) {
 		in.Watches[0].Services[0].Periods[0].AlertAfter != "" {
 		t.Errorf("%+v\n%s", in, toml)
 	}
+	// A depend list without operators is a Perl syntax error to mon.
+	_, rep, _ = ImportMon("mon.cf", []byte("watch g\n    service s\n    interval 1s\n    monitor m\n    depend g:a g:b\n    period\n    alert a\n"))
+	if e := outcome(rep, "depend g:a g:b"); e.Outcome != Caveat || !strings.Contains(e.Note, "never alerts") {
+		t.Errorf("%+v", e)
+	}
 	// Without a blank line after a hostgroup, mon takes the watch lines
 	// as hosts; so does the import, with a caveat.
-	_, rep, _ := ImportMon("mon.cf", []byte("hostgroup g a b\nwatch g\n"))
+	_, rep, _ = ImportMon("mon.cf", []byte("hostgroup g a b\nwatch g\n"))
 	if e := outcome(rep, "watch g"); e.Outcome != Caveat || !regexp.MustCompile(`blank line`).MatchString(e.Note) {
 		t.Errorf("%+v", e)
 	}

@@ -360,7 +360,10 @@ func monServiceKey(s *monService, word, rest, line string, add func(Outcome, str
 			ops = true
 		}
 		s.kv = append(s.kv, [2]string{"depend", tomlValue(terms)})
-		if ops {
+		if len(terms) > 1 && !strings.ContainsAny(rest, "&|!") {
+			// Found by test/mondiff: mon's example.cf writes such lines.
+			add(Caveat, "to mon, terms without && or || are a Perl syntax error: it never sets the dependency status and never alerts for this service; Vigil holds alerts back while any of %s fails", strings.Join(terms, ", "))
+		} else if ops {
 			add(Caveat, "a Perl expression in mon; Vigil suppresses alerts while any of %s fails", strings.Join(terms, ", "))
 		} else {
 			add(Mapped, "")

@@ -3,7 +3,9 @@ package mondiff
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -77,7 +79,7 @@ func loadCase(path string) (*caseDef, error) {
 				return nil, fmt.Errorf("%s:%d: file PATH", path, n)
 			}
 			c.Path = f[1]
-			if c.Data, err = os.ReadFile(c.Path); err != nil {
+			if c.Data, err = readMaybeGzip(c.Path); err != nil {
 				return nil, err
 			}
 		case "replace":
@@ -99,6 +101,21 @@ func loadCase(path string) (*caseDef, error) {
 		return nil, fmt.Errorf("%s: no plan: nothing to wait for", path)
 	}
 	return c, nil
+}
+
+// readMaybeGzip reads a file, gunzipped when it ends in .gz (Debian's
+// doc examples).
+func readMaybeGzip(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil || !strings.HasSuffix(path, ".gz") {
+		return b, err
+	}
+	z, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	defer z.Close()
+	return io.ReadAll(io.LimitReader(z, 1<<20))
 }
 
 // pathKeys are the globals naming files or directories: each side gets

@@ -262,13 +262,26 @@ func runCase(c *caseDef, ns, dir, recorder string) (diffs, log []string, err err
 		for _, st := range e.Status() {
 			vruns[st.Service] = st.Runs
 		}
-		done := true
+		// Every service Vigil runs (planned or not) and mon can run.
+		keys := map[string]bool{}
 		for k := range c.Plans {
-			b, _ := os.ReadFile(filepath.Join(sides["mon"], "n", k))
-			if n, _ := strconv.Atoi(string(b)); n <= c.Runs || vruns[k] <= c.Runs {
-				done = false
+			keys[k] = true
+		}
+		for _, w := range in.Watches {
+			for _, sv := range w.Services {
+				if name, _, _ := strings.Cut(sv.Monitor, " "); !c.Missing[name] {
+					keys[w.Group+":"+sv.Name] = true
+				}
 			}
 		}
+		var behind []string
+		for k := range keys {
+			b, _ := os.ReadFile(filepath.Join(sides["mon"], "n", k))
+			if n, _ := strconv.Atoi(string(b)); n <= c.Runs || vruns[k] <= c.Runs {
+				behind = append(behind, fmt.Sprintf("%s (mon %d, vigil %d)", k, n, vruns[k]))
+			}
+		}
+		done := len(behind) == 0
 		if done {
 			break
 		}
@@ -276,7 +289,8 @@ func runCase(c *caseDef, ns, dir, recorder string) (diffs, log []string, err err
 			return nil, log, fmt.Errorf("mon exited: %s", m.out.String())
 		}
 		if time.Now().After(deadline) {
-			return nil, log, fmt.Errorf("not every planned service ran %d times on both sides before the deadline", c.Runs+1)
+			sort.Strings(behind)
+			return nil, log, fmt.Errorf("not every service ran %d times on both sides before the deadline: %s", c.Runs+1, strings.Join(behind, ", "))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -1,5 +1,5 @@
 // Command monrec is the recording monitor and alert of test/mondiff: run
-// as NAME.monitor it counts the service's runs, records its argv,
+// as a monitor (no MON_ALERTTYPE) it counts the service's runs, records its argv,
 // environment and stdin, and exits as the case's plan says for this run;
 // run under any other name it is an alert that records the same, tagged
 // with the run of its service that last started. It finds its side's
@@ -55,7 +55,9 @@ func run() error {
 	}
 	name := filepath.Base(self)
 	ev := Event{Kind: "alert", Name: name, Argv: os.Args[1:], Env: map[string]string{}}
-	if strings.HasSuffix(name, ".monitor") {
+	// mon sets MON_ALERTTYPE for alerts only (monitors may be named
+	// anything: dialin.monitor.wrap).
+	if _, ok := os.LookupEnv("MON_ALERTTYPE"); !ok {
 		ev.Kind = "monitor"
 	}
 	for _, kv := range os.Environ() {
