@@ -24,17 +24,19 @@ import (
 //	# mondiff: file PATH                   the cf is PATH (Debian's), these lines adjust it
 //	# mondiff: replace 'OLD' 'NEW'         replace text of that file (shorter intervals)
 //	# mondiff: missing NAME...             scripts not to install (a monitor or alert that is not there)
+//	# mondiff: untagged GROUP:SERVICE...   outputs without their run number (observe_detail compares them whole)
 //
 // A file named bad-*.cf is malformed: only what each tool refuses is
 // compared.
 type caseDef struct {
-	Name    string
-	Path    string // the file both tools are said to read
-	Data    []byte
-	Plans   map[string][]string
-	Runs    int
-	Bad     bool
-	Missing map[string]bool
+	Name     string
+	Path     string // the file both tools are said to read
+	Data     []byte
+	Plans    map[string][]string
+	Runs     int
+	Bad      bool
+	Missing  map[string]bool
+	Untagged []string
 }
 
 const directive = "# mondiff:"
@@ -63,6 +65,8 @@ func loadCase(path string) (*caseDef, error) {
 				return nil, fmt.Errorf("%s:%d: plan GROUP:SERVICE STEP", path, n)
 			}
 			c.Plans[f[1]] = f[2:]
+		case "untagged":
+			c.Untagged = append(c.Untagged, f[1:]...)
 		case "missing":
 			for _, n := range f[1:] {
 				c.Missing[n] = true

@@ -153,13 +153,18 @@ func runCase(c *caseDef, ns, dir, recorder string) (diffs, log []string, err err
 	sides := map[string]string{"mon": filepath.Join(dir, "mon"), "vigil": filepath.Join(dir, "vigil")}
 	cfs := map[string]string{}
 	for name, side := range sides {
-		for _, d := range []string{"n", "plan", "events", "root"} {
+		for _, d := range []string{"n", "plan", "events", "root", "untagged"} {
 			if err := os.MkdirAll(filepath.Join(side, d), 0o755); err != nil {
 				return nil, nil, err
 			}
 		}
 		if err := os.WriteFile(filepath.Join(side, "mondiff.side"), nil, 0o644); err != nil {
 			return nil, nil, err
+		}
+		for _, k := range c.Untagged {
+			if err := os.WriteFile(filepath.Join(side, "untagged", k), nil, 0o644); err != nil {
+				return nil, nil, err
+			}
 		}
 		for k, steps := range c.Plans {
 			if err := os.WriteFile(filepath.Join(side, "plan", k), []byte(strings.Join(steps, " ")), 0o644); err != nil {
@@ -403,7 +408,14 @@ func (m *monProc) stop() {
 			_ = syscall.Kill(-pg, syscall.SIGKILL)
 			<-m.done
 		}
-		_ = syscall.Kill(-pg, syscall.SIGKILL) // stragglers of the group
+		// Alerts mon forked before it ended finish their recording (they
+		// read stdin to EOF and exit); only then are stragglers killed.
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if syscall.Kill(-pg, 0) != nil {
+				return // the group is empty
+			}
+		}
+		_ = syscall.Kill(-pg, syscall.SIGKILL)
 	})
 }
 
@@ -423,6 +435,10 @@ type rawEvent struct {
 	Env   map[string]string `json:"env"`
 	Stdin string            `json:"stdin"`
 }
+
+// runTagRE is the run number monrec puts in its output (compared as the
+// event's run, not as text).
+var runTagRE = regexp.MustCompile(` run=\d+`)
 
 // timeVars hold times (time(2)): compared as set or not.
 var timeVars = map[string]bool{"MON_LAST_FAILURE": true, "MON_FIRST_FAILURE": true, "MON_LAST_SUCCESS": true, "MON_FIRST_SUCCESS": true}
@@ -447,7 +463,7 @@ func readEvents(side string, runs int) (map[string]event, error) {
 		if r.Run > runs {
 			continue
 		}
-		norm := func(s string) string { return strings.ReplaceAll(s, root, "ROOT") }
+		norm := func(s string) string { return runTagRE.ReplaceAllString(strings.ReplaceAll(s, root, "ROOT"), "") }
 		e := event{Env: map[string]string{}, Stdin: norm(r.Stdin)}
 		for i, a := range r.Argv {
 			if i > 0 && r.Argv[i-1] == "-t" && r.Kind == "alert" {

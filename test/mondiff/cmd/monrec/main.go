@@ -1,8 +1,8 @@
 // Command monrec is the recording monitor and alert of test/mondiff: run
 // as a monitor (no MON_ALERTTYPE) it counts the service's runs, records its argv,
 // environment and stdin, and exits as the case's plan says for this run;
-// run under any other name it is an alert that records the same, tagged
-// with the run of its service that last started. It finds its side's
+// run as an alert it records the same, tagged with the run whose output
+// it carries (else the run of its service that last started). It finds its side's
 // directory (the one holding "mondiff.side") above its own path, so it
 // needs nothing from the environment it records.
 package main
@@ -13,10 +13,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 )
+
+var runRE = regexp.MustCompile(`\brun=(\d+)`)
 
 // Event is one recorded call.
 type Event struct {
@@ -95,7 +98,21 @@ func run() error {
 		if !ok && ev.Exit != 0 {
 			summary = "fail" + code
 		}
-		out = strings.ReplaceAll(summary, "+", " ") + "\ndetail " + code + "\n"
+		out = strings.ReplaceAll(summary, "+", " ") + "\ndetail " + code
+		// The run travels in the output, so that an alert knows its run
+		// however late it starts (mon's loop may start the next run
+		// first); a case that compares whole outputs asks for none.
+		if _, err := os.Stat(filepath.Join(side, "untagged", ev.Key)); err != nil {
+			out += fmt.Sprintf(" run=%d", ev.Run)
+		}
+		out += "\n"
+	} else if m := runRE.FindStringSubmatch(ev.Stdin); m != nil {
+		// A failure alert carries its run's output; an upalert the
+		// failing run's before it.
+		ev.Run, _ = strconv.Atoi(m[1])
+		if os.Getenv("MON_ALERTTYPE") == "up" {
+			ev.Run++
+		}
 	}
 	js, err := json.Marshal(ev)
 	if err != nil {
