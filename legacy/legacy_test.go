@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -308,14 +309,42 @@ func TestMonExamples(t *testing.T) {
 		{"watch g\n    service s\n    monitor x\n    foo=bar\n", "a variable name is upper case"},
 		{"watch g\n    service s\n    monitor x\n    period\n    alert a\n    monitor y\n", "unknown syntax [monitor y]"},
 		{"watch g\nwatch g\n", "watch 'g' already defined"},
+		// Found by test/mondiff: refused by mon at the line, so at import.
+		{"watch g\n    service s\n    monitor x\n    period wd {Funday}\n", "mon.cf:4: period wd {Funday}: malformed period"},
+		{"watch g\n    service s\n    monitor x\n    period\n    alert a\n    period\n", "mon.cf:6: period: period '' already defined"},
+		{"watch g\n    service s\n    monitor x\n    period\n    alertafter 1d\n", "mon.cf:5: alertafter 1d: invalid interval specification"},
+		{"watch g\n    service s\n    interval 1m\n    monitor x\n    period\n    alertafter 3 1m\n", "not sensible"},
+		{"watch g\n    service s\n    monitor x\n    period\n    alertevery 1h bogus\n", "mon.cf:5: alertevery"},
+		{"watch g\n    service s\n    monitor x\n    dep_behavior x\n", "mon.cf:4: dep_behavior x: unknown dependency behavior"},
+		{"dep_behavior = q\n", "unknown dependency behavior 'q'"},
 	} {
 		if _, _, err := ImportMon("mon.cf", []byte(tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want %q", tc.src, err, tc.want)
 		}
 	}
+	// Found by test/mondiff: mondir and alertdir are colon lists; mon's
+	// cfbasedir is MON_CFBASEDIR; without statedir and logdir, mon's own
+	// (Debian's) reach the scripts; alertafter 0 holds nothing back.
+	toml, rep, err := ImportMon("mon.cf", []byte("mondir = /a:/b\nalertdir = /c\ncfbasedir = /etc/x\n\nwatch g\n    service s\n    interval 1s\n    monitor m\n    period\n    alertafter 0\n    alert a\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := config.ParseMon("mon.toml", toml)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, toml)
+	}
+	if fmt.Sprintf("%v %v %s %s %s", in.MonDir, in.AlertDir, in.CfBaseDir, in.StateDir, in.LogDir) != "[/a /b] [/c] /etc/x /var/lib/mon /var/log/mon" ||
+		in.Watches[0].Services[0].Periods[0].AlertAfter != "" {
+		t.Errorf("%+v\n%s", in, toml)
+	}
+	// A depend list without operators is a Perl syntax error to mon.
+	_, rep, _ = ImportMon("mon.cf", []byte("watch g\n    service s\n    interval 1s\n    monitor m\n    depend g:a g:b\n    period\n    alert a\n"))
+	if e := outcome(rep, "depend g:a g:b"); e.Outcome != Caveat || !strings.Contains(e.Note, "never alerts") {
+		t.Errorf("%+v", e)
+	}
 	// Without a blank line after a hostgroup, mon takes the watch lines
 	// as hosts; so does the import, with a caveat.
-	_, rep, _ := ImportMon("mon.cf", []byte("hostgroup g a b\nwatch g\n"))
+	_, rep, _ = ImportMon("mon.cf", []byte("hostgroup g a b\nwatch g\n"))
 	if e := outcome(rep, "watch g"); e.Outcome != Caveat || !regexp.MustCompile(`blank line`).MatchString(e.Note) {
 		t.Errorf("%+v", e)
 	}

@@ -4,6 +4,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
+
+	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
 )
 
 type monService struct {
@@ -13,6 +16,7 @@ type monService struct {
 	env      [][2]string
 	periods  []*monPeriod
 	hadMonit bool
+	interval time.Duration // for alertafter's sanity check, as mon makes it
 }
 
 type monPeriod struct {
@@ -35,10 +39,10 @@ var (
 )
 
 // mon.cf globals Vigil keeps, those it needs not, and those it lacks.
-var monGlobalsKept = map[string]string{"alertdir": "alertdir", "mondir": "mondir", "statedir": "statedir", "logdir": "logdir", "randstart": "randstart"}
+var monGlobalsKept = map[string]string{"alertdir": "alertdir", "mondir": "mondir", "statedir": "statedir", "logdir": "logdir", "cfbasedir": "cfbasedir", "randstart": "randstart"}
 
 var monGlobalsDropped = map[string]string{
-	"basedir": "paths are absolute", "cfbasedir": "paths are absolute",
+	"basedir":  "paths are absolute",
 	"authfile": "no client protocol: the control socket is root-only", "authtype": "no client protocol", "pamservice": "no client protocol",
 	"userfile": "no client protocol", "serverbind": "no client protocol", "serverport": "no client protocol", "clientallow": "no client protocol",
 	"trapbind": "traps are not supported", "trapport": "traps are not supported", "monremote": "no client protocol",
@@ -164,12 +168,21 @@ func ImportMon(file string, data []byte) ([]byte, *Report, error) {
 						continue
 					}
 					globals = append(globals, [2]string{k, quote(v)})
-				} else if k == "statedir" || k == "logdir" {
+				} else if k == "statedir" || k == "logdir" || k == "cfbasedir" {
 					globals = append(globals, [2]string{k, quote(v)})
 				} else {
-					globals = append(globals, [2]string{k, tomlValue([]string{v})})
+					// mondir and alertdir are colon-separated lists, searched in order.
+					var dirs []string
+					for _, d := range strings.Split(v, ":") {
+						if d = strings.TrimSpace(d); d != "" {
+							dirs = append(dirs, d)
+						}
+					}
+					globals = append(globals, [2]string{k, tomlValue(dirs)})
 				}
 				add(Mapped, "")
+			case k == "dep_behavior" && v != "a" && v != "m" && v != "hm":
+				add(Invalid, "unknown dependency behavior '%s' (a, m or hm)", v)
 			case monGlobalsDropped[k] != "":
 				add(Unsupported, "%s", monGlobalsDropped[k])
 			default:
@@ -205,6 +218,18 @@ func ImportMon(file string, data []byte) ([]byte, *Report, error) {
 				p.label, spec = rest[:i], strings.TrimSpace(rest[i+1:])
 			}
 			p.when = spec
+			if _, err := monspec.ParsePeriod(spec); err != nil {
+				add(Invalid, "malformed period '%s' (the specified time period is not valid as per Time::Period::inPeriod): %v", spec, err)
+				continue
+			}
+			dup := false
+			for _, o := range svc.periods {
+				dup = dup || (o.label == p.label && o.when == p.when)
+			}
+			if dup {
+				add(Invalid, "period '%s' already defined for watch group %s service %s", rest, w.group, svc.name)
+				continue
+			}
 			svc.periods = append(svc.periods, p)
 			per = p
 			add(Mapped, "[[watch.service.period]]")
@@ -213,7 +238,7 @@ func ImportMon(file string, data []byte) ([]byte, *Report, error) {
 		if per == nil {
 			monServiceKey(svc, word, rest, line, add)
 		} else {
-			monPeriodKey(per, word, rest, add)
+			monPeriodKey(svc, per, word, rest, add)
 		}
 	}
 	for _, w := range watches {
@@ -238,6 +263,14 @@ func ImportMon(file string, data []byte) ([]byte, *Report, error) {
 			}
 		}
 		w.services = kept
+	}
+
+	// mon's scripts see its own directories in MON_STATEDIR and
+	// MON_LOGDIR even when mon.cf names none: Debian's, which exist.
+	for _, d := range [][2]string{{"statedir", "/var/lib/mon"}, {"logdir", "/var/log/mon"}} {
+		if !hasKey(globals, d[0]) {
+			globals = append(globals, [2]string{d[0], quote(d[1])})
+		}
 	}
 
 	var t tomlWriter
@@ -302,6 +335,9 @@ func monServiceKey(s *monService, word, rest, line string, add func(Outcome, str
 	switch word {
 	case "interval", "failure_interval", "randskew":
 		timeKey()
+		if word == "interval" {
+			s.interval, _ = monspec.ParseDuration(rest)
+		}
 	case "monitor":
 		s.hadMonit = true
 		s.kv = append(s.kv, [2]string{"monitor", quote(rest)})
@@ -324,7 +360,10 @@ func monServiceKey(s *monService, word, rest, line string, add func(Outcome, str
 			ops = true
 		}
 		s.kv = append(s.kv, [2]string{"depend", tomlValue(terms)})
-		if ops {
+		if len(terms) > 1 && !strings.ContainsAny(rest, "&|!") {
+			// Found by test/mondiff: mon's example.cf writes such lines.
+			add(Caveat, "to mon, terms without && or || are a Perl syntax error: it never sets the dependency status and never alerts for this service; Vigil holds alerts back while any of %s fails", strings.Join(terms, ", "))
+		} else if ops {
 			add(Caveat, "a Perl expression in mon; Vigil suppresses alerts while any of %s fails", strings.Join(terms, ", "))
 		} else {
 			add(Mapped, "")
@@ -339,6 +378,10 @@ func monServiceKey(s *monService, word, rest, line string, add func(Outcome, str
 			add(Mapped, "env")
 			return
 		}
+		if word == "dep_behavior" && rest != "a" && rest != "m" && rest != "hm" {
+			add(Invalid, "unknown dependency behavior '%s' (a, m or hm)", rest)
+			return
+		}
 		if why, ok := monServiceDropped[word]; ok {
 			add(Unsupported, "%s", why)
 			return
@@ -347,7 +390,15 @@ func monServiceKey(s *monService, word, rest, line string, add func(Outcome, str
 	}
 }
 
-func monPeriodKey(p *monPeriod, word, rest string, add func(Outcome, string, ...any)) {
+// mon's alertafter forms: N, T (integer, s m or h), N T.
+var (
+	monAfterN  = regexp.MustCompile(`^(\d+)$`)
+	monAfterT  = regexp.MustCompile(`^\d+[hms]$`)
+	monAfterNT = regexp.MustCompile(`^(\d+)\s+(\d+[hms])$`)
+	monEvery   = regexp.MustCompile(`^(\S+)(?:\s+(strict|observe_detail|ignore_summary))?$`)
+)
+
+func monPeriodKey(s *monService, p *monPeriod, word, rest string, add func(Outcome, string, ...any)) {
 	switch word {
 	case "alert", "upalert", "startupalert":
 		// The LVS HOWTO's lvs.alert drove ipvsadm with these very flags;
@@ -360,14 +411,38 @@ func monPeriodKey(p *monPeriod, word, rest string, add func(Outcome, string, ...
 		p.alerts[word] = append(p.alerts[word], rest)
 		add(Mapped, "")
 	case "alertevery":
-		f := strings.Fields(rest)
-		if len(f) == 0 || !monTime.MatchString(f[0]) {
-			add(Invalid, "alertevery needs a time with a unit")
+		m := monEvery.FindStringSubmatch(strings.Join(strings.Fields(rest), " "))
+		if m == nil || !monTime.MatchString(m[1]) {
+			add(Invalid, "alertevery needs a time with a unit, then strict, observe_detail or ignore_summary")
 			return
 		}
 		p.kv = append(p.kv, [2]string{"alertevery", quote(rest)})
 		add(Mapped, "")
 	case "alertafter":
+		n, t := "", ""
+		if m := monAfterN.FindStringSubmatch(rest); m != nil {
+			n = m[1]
+		} else if monAfterT.MatchString(rest) {
+			t = rest
+		} else if m := monAfterNT.FindStringSubmatch(strings.Join(strings.Fields(rest), " ")); m != nil {
+			n, t = m[1], m[2]
+		} else {
+			add(Invalid, "invalid interval specification '%s' (alertafter N, T or N T; T an integer in s, m or h)", rest)
+			return
+		}
+		k, _ := strconv.Atoi(n)
+		if n != "" && t != "" {
+			d, _ := monspec.ParseDuration(t)
+			if time.Duration(k-1)*s.interval >= d {
+				add(Invalid, "interval & alertafter not sensible: no alerts can be generated with those parameters")
+				return
+			}
+		}
+		if n != "" && k == 0 {
+			// mon counts failures against 0: every one alerts.
+			add(Mapped, "alertafter 0 holds nothing back: left out")
+			return
+		}
 		p.kv = append(p.kv, [2]string{"alertafter", quote(rest)})
 		add(Mapped, "")
 	case "upalertafter":

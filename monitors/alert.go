@@ -44,7 +44,8 @@ type Alert struct {
 	Output  string `json:"output,omitempty"`
 	Retval  int    `json:"retval"`
 	// Env is more NAME=value for alert scripts (mon's MON_LAST_*,
-	// MON_STATEDIR, the service's own variables).
+	// MON_STATEDIR, the service's own variables); they replace ScriptEnv's
+	// own, and a bare NAME removes one.
 	Env []string `json:"-"`
 }
 
@@ -89,7 +90,29 @@ func ScriptEnv(a Alert) []string {
 		"MON_LAST_OUTPUT=" + a.Output,
 		"MON_FIRST_SUCCESS=", // always empty in mon 1.3.6
 	}
-	return append(env, a.Env...)
+	// a.Env comes last and wins: a variable it names replaces the one
+	// above, and a bare NAME (no '=') removes it, for what mon leaves
+	// unset (MON_LAST_OUTPUT before a service's first run).
+	if len(a.Env) == 0 {
+		return env
+	}
+	over := map[string]bool{}
+	for _, kv := range a.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		over[k] = true
+	}
+	out := env[:0]
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); !over[k] {
+			out = append(out, kv)
+		}
+	}
+	for _, kv := range a.Env {
+		if strings.Contains(kv, "=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // AlertScript runs a mon alert script unchanged: ScriptArgs, ScriptEnv,

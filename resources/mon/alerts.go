@@ -51,11 +51,27 @@ func (e *Engine) alert(svc *service, tmpl monitors.Alert, o outcome) monitors.Al
 		a.Time = time.Now()
 	}
 	a.Kind, a.Group, a.Service, a.Description = "service", svc.group, svc.cfg.Name, svc.cfg.Description
-	a.Hosts, a.Summary, a.Output, a.Retval = svc.hosts, o.Summary, o.Output, o.Retval
+	a.Hosts, a.Summary, a.Output, a.Retval = svc.alertHosts, o.Summary, o.Output, o.Retval
 	if a.Up() {
 		a.Retval = 0
 	}
-	a.Env = e.env(svc)
+	a.Env = e.env(svc, a.Up())
+	// mon gives an alert the output of the run before this one as
+	// MON_LAST_OUTPUT (an upalert's is the failure it carries); none
+	// before a service's second run.
+	e.mu.Lock()
+	prev := svc.prev
+	e.mu.Unlock()
+	if a.Description == "" { // mon sets it only for a service that has one
+		a.Env = append(a.Env, "MON_DESCRIPTION")
+	}
+	switch {
+	case a.Up():
+	case prev != nil:
+		a.Env = append(a.Env, "MON_LAST_OUTPUT="+prev.Output)
+	default:
+		a.Env = append(a.Env, "MON_LAST_OUTPUT")
+	}
 	return a
 }
 

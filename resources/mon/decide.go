@@ -29,7 +29,8 @@ type history struct {
 	failing                                bool
 	consec                                 int
 	firstFailure, lastFailure, lastSuccess time.Time
-	lastFail                               outcome // the last failing run (what upalerts carry)
+	prevSuccess                            time.Time // lastSuccess before the latest run (an upalert's MON_LAST_SUCCESS)
+	lastFail                               outcome   // the last failing run (what upalerts carry)
 	periods                                []periodHistory
 }
 
@@ -56,17 +57,22 @@ func (h *history) observe(now time.Time, o outcome, periods []spec.Period, activ
 			for i, p := range periods {
 				ph := &h.periods[i]
 				r := p.Rules
+				strictLast := ph.lastAlert
 				if active(i) && len(p.UpAlert) > 0 && (ph.downSent || r.NoCompAlerts) &&
 					(r.UpAfter == 0 || now.Sub(h.firstFailure) >= r.UpAfter) {
 					out = append(out, decision{i, "up"})
+					// mon 1.3.6 clears the period's alert timer after every
+					// upalert it sends (do_alert tests $FL_TRAP | $flags, always
+					// true), so even alertevery strict starts over.
+					strictLast = time.Time{}
 				}
-				strictLast := ph.lastAlert
 				*ph = periodHistory{}
 				if r.EveryMode == "strict" {
 					ph.lastAlert = strictLast
 				}
 			}
 		}
+		h.prevSuccess = h.lastSuccess
 		h.failing, h.consec, h.lastSuccess = false, 0, now
 		return out
 	}

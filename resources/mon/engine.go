@@ -63,12 +63,16 @@ type service struct {
 	cfg   spec.Service
 	cmd   spec.Monitor
 	hosts []string
-	whens []spec.When
-	vars  []string // the service's VAR=value, sorted
+	// alertHosts are an alert's -h: mon leaves out the disabled hosts but
+	// not exclude_hosts, which only the monitor goes without.
+	alertHosts []string
+	whens      []spec.When
+	vars       []string // the service's VAR=value, sorted
 
 	// guarded by Engine.mu
 	hist      history
 	last      outcome
+	prev      *outcome // the run before last (nil: none), what mon's alerts call MON_LAST_OUTPUT
 	lastRun   time.Time
 	took      time.Duration
 	ran       int
@@ -114,7 +118,8 @@ func newEngine(in *spec.Instance, opts Options) *Engine {
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	for _, w := range in.Watches {
 		for _, s := range w.Services {
-			svc := &service{key: w.Group + ":" + s.Name, group: w.Group, cfg: s, hosts: in.Hosts(w.Group, s.ExcludeHosts)}
+			svc := &service{key: w.Group + ":" + s.Name, group: w.Group, cfg: s, hosts: in.Hosts(w.Group, s.ExcludeHosts),
+				alertHosts: in.Hosts(w.Group, nil)}
 			svc.cmd, _ = spec.ParseMonitor(s.Monitor) // validated by Normalize
 			for k, v := range s.Env {
 				svc.vars = append(svc.vars, k+"="+v)
@@ -185,6 +190,10 @@ func (e *Engine) runOnce(svc *service) bool {
 	depsDown := e.dependsFailing(svc)
 	wasFailing := svc.hist.failing
 	lastFail := svc.hist.lastFail
+	if svc.ran > 0 {
+		p := svc.last
+		svc.prev = &p
+	}
 	decisions := svc.hist.observe(now, o, svc.cfg.Periods, func(i int) bool { return svc.whens[i].Contains(now) }, depsDown)
 	svc.last, svc.lastRun, svc.took = o, now, now.Sub(start)
 	svc.ran++
@@ -221,9 +230,10 @@ func (e *Engine) dependsFailing(svc *service) bool {
 }
 
 // env is what mon puts in both a monitor's and an alert's environment.
-func (e *Engine) env(svc *service) []string {
+// up: for an upalert, which mon sends before it forgets the failure.
+func (e *Engine) env(svc *service, up bool) []string {
 	e.mu.Lock()
-	h := svc.hist
+	h, ran := svc.hist, svc.ran
 	depend := "1"
 	if e.dependsFailing(svc) {
 		depend = "0"
@@ -235,11 +245,27 @@ func (e *Engine) env(svc *service) []string {
 		}
 		return strconv.FormatInt(t.Unix(), 10)
 	}
+	// mon zeroes the failure times on success (after the upalert).
+	first, last, success := unix(h.firstFailure), unix(h.lastFailure), unix(h.lastSuccess)
+	if !h.failing && !up {
+		first, last = "0", "0"
+	}
+	if up { // mon records the success after its upalert
+		success = unix(h.prevSuccess)
+	}
 	env := []string{
 		"MON_GROUP=" + svc.group, "MON_SERVICE=" + svc.cfg.Name,
-		"MON_STATEDIR=" + e.in.StateDir, "MON_LOGDIR=" + e.in.LogDir, "MON_CFBASEDIR=" + e.in.StateDir,
-		"MON_LAST_FAILURE=" + unix(h.lastFailure), "MON_FIRST_FAILURE=" + unix(h.firstFailure),
-		"MON_LAST_SUCCESS=" + unix(h.lastSuccess), "MON_DEPEND_STATUS=" + depend,
+		"MON_STATEDIR=" + e.in.StateDir, "MON_LOGDIR=" + e.in.LogDir, "MON_CFBASEDIR=" + e.in.CfBaseDir,
+		"MON_LAST_FAILURE=" + last, "MON_LAST_SUCCESS=" + success,
+	}
+	// mon sets these once the service has a result: its first failure
+	// time, and the dependency status it evaluates after each run of a
+	// service that has a depend line.
+	if ran > 0 {
+		env = append(env, "MON_FIRST_FAILURE="+first)
+		if len(svc.cfg.Depend) > 0 {
+			env = append(env, "MON_DEPEND_STATUS="+depend)
+		}
 	}
 	if svc.cfg.Description != "" {
 		env = append(env, "MON_DESCRIPTION="+svc.cfg.Description)
@@ -263,10 +289,13 @@ func (e *Engine) script(svc *service) (path string, argv, env []string, err erro
 		return "", nil, nil, err
 	}
 	e.mu.Lock()
-	prev := svc.last
+	prev, ran := svc.last, svc.ran
 	e.mu.Unlock()
-	env = append([]string{monitors.BasePath,
-		"MON_LAST_SUMMARY=" + prev.Summary, "MON_LAST_OUTPUT=" + prev.Output}, e.env(svc)...)
+	env = []string{monitors.BasePath}
+	if ran > 0 { // mon leaves them unset before the first run
+		env = append(env, "MON_LAST_SUMMARY="+lastSummary(prev), "MON_LAST_OUTPUT="+prev.Output)
+	}
+	env = append(env, e.env(svc, false)...)
 	return path, append(append([]string{}, svc.cmd.Args...), svc.monHosts()...), env, nil
 }
 
@@ -303,6 +332,15 @@ func (e *Engine) monitor(ctx context.Context, svc *service) outcome {
 	out := r.Stdout + r.Stderr
 	sum, _, _ := strings.Cut(out, "\n")
 	return outcome{OK: r.Code == 0, Summary: strings.TrimSpace(sum), Output: out, Retval: r.Code}
+}
+
+// lastSummary is a run's summary as mon keeps it: a failure's blank one
+// is "(NO SUMMARY)".
+func lastSummary(o outcome) string {
+	if !o.OK && strings.TrimSpace(o.Summary) == "" {
+		return "(NO SUMMARY)"
+	}
+	return o.Summary
 }
 
 func boolRet(ok bool) int {

@@ -272,10 +272,14 @@ group = "pair"
 		t.Errorf("monitor argv %q", argv)
 	}
 	env, _ := os.ReadFile(filepath.Join(dir, "monitor.env"))
-	for _, want := range []string{"FOO_BAR=baz qux", "MON_GROUP=pair", "MON_SERVICE=flaky", "MON_LAST_SUCCESS=", "MON_DEPEND_STATUS=1"} {
+	for _, want := range []string{"FOO_BAR=baz qux", "MON_GROUP=pair", "MON_SERVICE=flaky", "MON_LAST_SUCCESS="} {
 		if !strings.Contains(string(env), want) {
 			t.Errorf("monitor env lacks %s:\n%s", want, env)
 		}
+	}
+	// As mon: no dependency status for a service without a depend line.
+	if strings.Contains(string(env), "MON_DEPEND_STATUS") {
+		t.Errorf("monitor env has MON_DEPEND_STATUS without a depend:\n%s", env)
 	}
 	// numalerts 1: exactly one failure alert in the episode.
 	if _, err := os.Stat(filepath.Join(dir, "alert2")); err == nil {

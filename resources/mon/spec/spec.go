@@ -30,6 +30,9 @@ type Instance struct {
 	AlertDir []string `toml:"alertdir" json:"alertdir"`
 	StateDir string   `toml:"statedir" json:"statedir"` // MON_STATEDIR
 	LogDir   string   `toml:"logdir" json:"logdir"`     // MON_LOGDIR
+	// CfBaseDir is MON_CFBASEDIR, where mon's scripts look for their own
+	// configuration (mon's cfbasedir, default /etc/mon).
+	CfBaseDir string `toml:"cfbasedir" json:"cfbasedir"`
 	// The built-in mail alert's relay and sender.
 	SMTPRelay string `toml:"smtp_relay" json:"smtp_relay"`
 	MailFrom  string `toml:"mail_from" json:"mail_from"`
@@ -164,6 +167,9 @@ func (in *Instance) Normalize(report func(key, msg string)) {
 	}
 	if in.LogDir == "" {
 		in.LogDir = "/var/log/vigil"
+	}
+	if in.CfBaseDir == "" {
+		in.CfBaseDir = "/etc/mon"
 	}
 	if in.SMTPRelay == "" {
 		in.SMTPRelay = "127.0.0.1:25"
