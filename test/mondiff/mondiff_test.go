@@ -14,8 +14,6 @@
 package mondiff
 
 import (
-	"bufio"
-
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -24,7 +22,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +34,7 @@ import (
 
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/internal/nstest"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/legacy"
 	"github.com/vigil-ha/vigil/resources/mon"
 )
@@ -119,33 +117,11 @@ func TestMonDifferential(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	want, err := known()
-	if err != nil && !*update {
-		t.Fatal(err)
-	}
-	if *update {
-		writeKnown(t, found, want)
-		return
-	}
-	var missing, extra []string
-	for d := range want {
-		if !found[d] {
-			missing = append(missing, d)
-		}
-	}
+	list := make([]string, 0, len(found))
 	for d := range found {
-		if _, ok := want[d]; !ok {
-			extra = append(extra, d)
-		}
+		list = append(list, d)
 	}
-	slices.Sort(missing)
-	slices.Sort(extra)
-	for _, d := range extra {
-		t.Errorf("new difference (fix it, or list it with its reason in %s and the README's Migrating section): %s", knownFile, d)
-	}
-	for _, d := range missing {
-		t.Errorf("listed difference no longer seen (remove it from %s and the README): %s", knownFile, d)
-	}
+	testutil.Known{File: knownFile, Header: knownHeader}.Check(t, list, *update)
 }
 
 // runCase runs one case on both sides and returns the differences.
@@ -561,58 +537,3 @@ func compare(m, v map[string]event) []string {
 }
 
 var repeatRE = regexp.MustCompile(` #\d+: only`)
-
-// known reads the list: "CASE: DIFFERENCE" lines, each group of them
-// preceded by "# reason" comment lines that explain it.
-func known() (map[string]string, error) {
-	f, err := os.Open(knownFile)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	out := map[string]string{}
-	var reason []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		l := sc.Text()
-		switch {
-		case strings.HasPrefix(l, "#"):
-			reason = append(reason, l)
-		case strings.TrimSpace(l) == "":
-			reason = nil
-		default:
-			if len(reason) == 0 {
-				return nil, fmt.Errorf("%s: %q has no reason (a # line above it)", knownFile, l)
-			}
-			out[l] = strings.Join(reason, "\n")
-		}
-	}
-	return out, sc.Err()
-}
-
-// writeKnown rewrites the list: the differences found, grouped under the
-// reasons they had, new ones under "# REASON?" for a person to write.
-func writeKnown(t *testing.T, found map[string]bool, old map[string]string) {
-	groups := map[string][]string{}
-	for d := range found {
-		r, ok := old[d]
-		if !ok {
-			r = "# REASON? (new)"
-		}
-		groups[r] = append(groups[r], d)
-	}
-	reasons := make([]string, 0, len(groups))
-	for r := range groups {
-		reasons = append(reasons, r)
-	}
-	sort.Strings(reasons)
-	var b strings.Builder
-	b.WriteString(knownHeader)
-	for _, r := range reasons {
-		slices.Sort(groups[r])
-		fmt.Fprintf(&b, "%s\n%s\n\n", r, strings.Join(groups[r], "\n"))
-	}
-	if err := os.WriteFile(knownFile, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
