@@ -260,6 +260,25 @@ type Inspection struct {
 	Text     string          `json:"text"`
 	Stats    string          `json:"stats,omitempty"`
 	JSON     json.RawMessage `json:"state,omitempty"`
+	// Metrics are the instance's Prometheus series, as its plugin gave
+	// them (the metrics listener adds the resource label): served there,
+	// not in status.
+	Metrics []Metric `json:"-"`
+}
+
+// Metric is one family of a resource's Prometheus series.
+type Metric struct {
+	Name    string
+	Help    string
+	Counter bool // else a gauge
+	Labels  []string
+	Samples []Sample
+}
+
+// Sample is one series of a Metric: its label values and value.
+type Sample struct {
+	Values []string
+	Value  float64
 }
 
 // PluginKind names one plugin service (the values are plugins.KindResource,

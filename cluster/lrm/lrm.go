@@ -457,6 +457,19 @@ func (m *Manager) Status() []GroupStatus {
 // API's wire type, defined in package api.
 type Inspection = api.Inspection
 
+// MetricsOf is a plugin's series as the metrics listener takes them.
+func MetricsOf(ms []*pb.Metric) []api.Metric {
+	out := make([]api.Metric, 0, len(ms))
+	for _, m := range ms {
+		am := api.Metric{Name: m.GetName(), Help: m.GetHelp(), Counter: m.GetCounter(), Labels: m.GetLabels()}
+		for _, s := range m.GetSamples() {
+			am.Samples = append(am.Samples, api.Sample{Values: s.GetValues(), Value: s.GetValue()})
+		}
+		out = append(out, am)
+	}
+	return out
+}
+
 // inspectable are the plugins known to answer Inspect; asking only them
 // keeps status from starting plugins that have nothing to show.
 var inspectable = map[string]bool{"ldirectord": true, "mon": true}
@@ -492,6 +505,7 @@ func (m *Manager) Inspect(ctx context.Context, timeout time.Duration) []Inspecti
 			if json.Valid(res.GetJson()) {
 				ins.JSON = res.GetJson()
 			}
+			ins.Metrics = MetricsOf(res.GetMetrics())
 		}
 		out = append(out, ins)
 	}

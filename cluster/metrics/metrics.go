@@ -10,7 +10,6 @@ package metrics
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,8 +26,6 @@ import (
 
 	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/fsm"
-	"github.com/vigil-ha/vigil/resources/ldirectord"
-	"github.com/vigil-ha/vigil/resources/mon"
 )
 
 // Metrics is one daemon's registry.
@@ -126,8 +123,13 @@ type snapshot struct{ status func() api.Status }
 func (snapshot) Describe(chan<- *prometheus.Desc) {}
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
+	own[name] = true
 	return prometheus.NewDesc(name, help, labels, nil)
 }
+
+// own are the daemon's own family names: a plugin's series may not take
+// them (the scrape would fail on the clash).
+var own = map[string]bool{}
 
 var (
 	dInfo        = desc("vigil_info", "The daemon: version, cluster, node.", "version", "cluster", "node")
@@ -160,21 +162,6 @@ var (
 	dPluginUp    = desc("vigil_plugin_running", "A plugin process runs.", "kind", "plugin")
 	dPluginCrash = desc("vigil_plugin_crashes_total", "Plugin process crashes (each is restarted).", "kind", "plugin")
 	dAlerts      = desc("vigil_alerts_total", "Alerts through ha.toml's routes, by outcome.", "outcome")
-	dRealUp      = desc("vigil_ldirectord_real_up", "A real server passes its health check.", "resource", "service", "real")
-	dRealWeight  = desc("vigil_ldirectord_real_weight", "A real server's weight in the director table (-1: not in it).", "resource", "service", "real")
-	dChecks      = desc("vigil_ldirectord_checks_total", "Health checks run on a real server, by result.", "resource", "service", "real", "result")
-	dCheckSecs   = desc("vigil_ldirectord_check_duration_seconds", "How long a real server's last health check took.", "resource", "service", "real")
-	dActive      = desc("vigil_ldirectord_directing", "This node directs the instance's virtual services.", "resource")
-	dSyncDaemons = desc("vigil_ldirectord_sync_daemons", "Kernel IPVS connection-sync daemons running for the instance, by role (master, backup).", "resource", "role")
-	dConns       = desc("vigil_ipvs_connections_total", "Connections scheduled (real empty: the whole service).", "resource", "service", "real")
-	dActConns    = desc("vigil_ipvs_active_connections", "Active connections to a real server.", "resource", "service", "real")
-	dInactConns  = desc("vigil_ipvs_inactive_connections", "Inactive connections to a real server.", "resource", "service", "real")
-	dBytes       = desc("vigil_ipvs_bytes_total", "Bytes forwarded (real empty: the whole service).", "resource", "service", "real", "direction")
-	dPackets     = desc("vigil_ipvs_packets_total", "Packets forwarded (real empty: the whole service).", "resource", "service", "real", "direction")
-	dMonOK       = desc("vigil_mon_service_ok", "A mon service's last monitor run succeeded.", "resource", "service")
-	dMonRuns     = desc("vigil_mon_runs_total", "Monitor runs of a mon service.", "resource", "service")
-	dMonAlerts   = desc("vigil_mon_alerts_total", "Alerts a mon service sent.", "resource", "service")
-	dMonSecs     = desc("vigil_mon_run_duration_seconds", "How long a mon service's last monitor run took.", "resource", "service")
 )
 
 func (c snapshot) Collect(ch chan<- prometheus.Metric) {
@@ -271,71 +258,10 @@ func (c snapshot) Collect(ch chan<- prometheus.Metric) {
 		counter(dAlerts, float64(a.Failed), "failed")
 		counter(dAlerts, float64(a.Dropped), "dropped")
 	}
-	for _, in := range s.Inspections {
-		switch plugins[in.Resource] {
-		case "ldirectord":
-			var st ldirectord.Status
-			if json.Unmarshal(in.JSON, &st) == nil {
-				collectLdirectord(in.Resource, st, gauge, counter)
-			}
-		case "mon":
-			var st []mon.ServiceStatus
-			if json.Unmarshal(in.JSON, &st) == nil {
-				for _, svc := range st {
-					gauge(dMonOK, b2f(svc.OK), in.Resource, svc.Service)
-					counter(dMonRuns, float64(svc.Runs), in.Resource, svc.Service)
-					counter(dMonAlerts, float64(svc.Alerts), in.Resource, svc.Service)
-					if d, err := time.ParseDuration(svc.Took); err == nil {
-						gauge(dMonSecs, d.Seconds(), in.Resource, svc.Service)
-					}
-				}
-			}
-		}
-	}
+	resourceSeries(s.Inspections, gauge, ch)
 }
 
 type emit func(d *prometheus.Desc, v float64, labels ...string)
-
-func collectLdirectord(id string, st ldirectord.Status, gauge, counter emit) {
-	gauge(dActive, b2f(st.Active), id)
-	if st.Sync != nil {
-		n := map[string]float64{"master": 0, "backup": 0}
-		for _, d := range st.Sync.Daemons {
-			n[d.Role]++
-		}
-		for _, role := range []string{"master", "backup"} {
-			gauge(dSyncDaemons, n[role], id, role)
-		}
-	}
-	for _, svc := range st.Services {
-		svc.Key = strings.Join(strings.Fields(svc.Key), " ") // "TCP  VIP:80", as ipvsadm pads it
-		if c := svc.Stats; c != nil {
-			counter(dConns, float64(c.Conns), id, svc.Key, "")
-			counter(dBytes, float64(c.InBytes), id, svc.Key, "", "in")
-			counter(dBytes, float64(c.OutBytes), id, svc.Key, "", "out")
-			counter(dPackets, float64(c.InPkts), id, svc.Key, "", "in")
-			counter(dPackets, float64(c.OutPkts), id, svc.Key, "", "out")
-		}
-		for _, r := range svc.Reals {
-			gauge(dRealUp, b2f(r.Health == "up"), id, svc.Key, r.Addr)
-			gauge(dRealWeight, float64(r.Weight), id, svc.Key, r.Addr)
-			counter(dChecks, float64(r.Checks-r.ChecksFailed), id, svc.Key, r.Addr, "ok")
-			counter(dChecks, float64(r.ChecksFailed), id, svc.Key, r.Addr, "failed")
-			if r.Checks > 0 {
-				gauge(dCheckSecs, r.CheckSeconds, id, svc.Key, r.Addr)
-			}
-			gauge(dActConns, float64(r.Active), id, svc.Key, r.Addr)
-			gauge(dInactConns, float64(r.Inactive), id, svc.Key, r.Addr)
-			if c := r.Stats; c != nil {
-				counter(dConns, float64(c.Conns), id, svc.Key, r.Addr)
-				counter(dBytes, float64(c.InBytes), id, svc.Key, r.Addr, "in")
-				counter(dBytes, float64(c.OutBytes), id, svc.Key, r.Addr, "out")
-				counter(dPackets, float64(c.InPkts), id, svc.Key, r.Addr, "in")
-				counter(dPackets, float64(c.OutPkts), id, svc.Key, r.Addr, "out")
-			}
-		}
-	}
-}
 
 func b2f(b bool) float64 {
 	if b {

@@ -32,14 +32,16 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func status() api.Status {
-	lvs, _ := json.Marshal(ldirectord.Status{Active: true, Services: []ldirectord.ServiceState{{
+	lvsSt := ldirectord.Status{Active: true, Services: []ldirectord.ServiceState{{
 		Key: "TCP  10.0.0.3:80", Stats: &director.Counters{Conns: 7, InBytes: 700, OutBytes: 7000, InPkts: 70, OutPkts: 71},
 		Reals: []ldirectord.RealState{
 			{Addr: "10.0.0.21:80", Weight: 5, Health: "up", Active: 2, Checks: 10, ChecksFailed: 1, CheckSeconds: 0.002, Stats: &director.Counters{Conns: 4}},
 			{Addr: "10.0.0.22:80", Weight: -1, Health: "down", Checks: 10, ChecksFailed: 10},
 		}}},
-		Sync: &ldirectord.SyncStatus{Want: "master", SyncVersion: 1, Daemons: []director.SyncDaemon{{Role: "master", Interface: "eth1", SyncID: 115}}}})
-	watches, _ := json.Marshal([]mon.ServiceStatus{{Service: "www:http", OK: false, Runs: 12, Alerts: 2, Took: "15ms"}})
+		Sync: &ldirectord.SyncStatus{Want: "master", SyncVersion: 1, Daemons: []director.SyncDaemon{{Role: "master", Interface: "eth1", SyncID: 115}}}}
+	lvs, _ := json.Marshal(lvsSt)
+	monSt := []mon.ServiceStatus{{Service: "www:http", OK: false, Runs: 12, Alerts: 2, Took: "15ms"}}
+	watches, _ := json.Marshal(monSt)
 	return api.Status{Cluster: "c", Node: "n1", Version: "v1",
 		Nodes: []api.NodeStatus{{Name: "n1", Self: true}, {Name: "n2", PeerStatus: membership.PeerStatus{Node: "n2", State: "up",
 			Links: []membership.LinkStatus{{Link: "ucast:eth0", State: "up", Received: 100, Late: 3}, {Link: "serial:ttyS0", State: "dead"}}}}},
@@ -54,9 +56,11 @@ func status() api.Status {
 			{ID: "IPaddr_10.0.0.3", Plugin: "ipaddr", State: lrm.Running, Ops: map[string]uint64{"start SUCCESS": 1, "monitor SUCCESS": 9}},
 			{ID: "ldirectord_www", Plugin: "ldirectord", State: lrm.Running, Ops: map[string]uint64{"monitor NOT_RUNNING": 1, "reload error": 1}},
 			{ID: "mon_mon", Plugin: "mon", State: lrm.Running}}}},
-		Plugins:     []host.Status{{Kind: plugins.KindResource, Name: "ipaddr", State: "running", Crashes: 1}},
-		Inspections: []lrm.Inspection{{Group: "lvs", Resource: "ldirectord_www", JSON: lvs}, {Group: "lvs", Resource: "mon_mon", JSON: watches}},
-		Alerts:      &api.AlertStatus{},
+		Plugins: []host.Status{{Kind: plugins.KindResource, Name: "ipaddr", State: "running", Crashes: 1}},
+		// The series come from the plugins' own answers, as in the daemon.
+		Inspections: []lrm.Inspection{{Group: "lvs", Resource: "ldirectord_www", JSON: lvs, Metrics: lrm.MetricsOf(lvsSt.Metrics())},
+			{Group: "lvs", Resource: "mon_mon", JSON: watches, Metrics: lrm.MetricsOf(mon.Metrics(monSt))}},
+		Alerts: &api.AlertStatus{},
 	}
 }
 

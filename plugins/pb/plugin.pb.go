@@ -835,11 +835,15 @@ func (x *CommandRequest) GetArgs() []string {
 }
 
 type Inspection struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Title         string                 `protobuf:"bytes,1,opt,name=title,proto3" json:"title,omitempty"` // one line: what this is
-	Text          string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`   // the status view, preformatted
-	Stats         string                 `protobuf:"bytes,3,opt,name=stats,proto3" json:"stats,omitempty"` // the --stats view, preformatted
-	Json          []byte                 `protobuf:"bytes,4,opt,name=json,proto3" json:"json,omitempty"`   // the same, machine-readable (for --json)
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Title string                 `protobuf:"bytes,1,opt,name=title,proto3" json:"title,omitempty"` // one line: what this is
+	Text  string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`   // the status view, preformatted
+	Stats string                 `protobuf:"bytes,3,opt,name=stats,proto3" json:"stats,omitempty"` // the --stats view, preformatted
+	Json  []byte                 `protobuf:"bytes,4,opt,name=json,proto3" json:"json,omitempty"`   // the same, machine-readable (for --json)
+	// Prometheus series of this instance, which the daemon serves on its
+	// metrics listener with a "resource" label (the instance id) added:
+	// the daemon knows no resource's series itself.
+	Metrics       []*Metric `protobuf:"bytes,5,rep,name=metrics,proto3" json:"metrics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -902,6 +906,142 @@ func (x *Inspection) GetJson() []byte {
 	return nil
 }
 
+func (x *Inspection) GetMetrics() []*Metric {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+// Metric is one family of series.
+type Metric struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // e.g. vigil_ldirectord_real_up
+	Help          string                 `protobuf:"bytes,2,opt,name=help,proto3" json:"help,omitempty"`
+	Counter       bool                   `protobuf:"varint,3,opt,name=counter,proto3" json:"counter,omitempty"` // else a gauge
+	Labels        []string               `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty"`    // label names (not "resource")
+	Samples       []*Sample              `protobuf:"bytes,5,rep,name=samples,proto3" json:"samples,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Metric) Reset() {
+	*x = Metric{}
+	mi := &file_plugin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Metric) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Metric) ProtoMessage() {}
+
+func (x *Metric) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Metric.ProtoReflect.Descriptor instead.
+func (*Metric) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Metric) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Metric) GetHelp() string {
+	if x != nil {
+		return x.Help
+	}
+	return ""
+}
+
+func (x *Metric) GetCounter() bool {
+	if x != nil {
+		return x.Counter
+	}
+	return false
+}
+
+func (x *Metric) GetLabels() []string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Metric) GetSamples() []*Sample {
+	if x != nil {
+		return x.Samples
+	}
+	return nil
+}
+
+type Sample struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []string               `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"` // one per label, in order
+	Value         float64                `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Sample) Reset() {
+	*x = Sample{}
+	mi := &file_plugin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sample) ProtoMessage() {}
+
+func (x *Sample) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sample.ProtoReflect.Descriptor instead.
+func (*Sample) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Sample) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *Sample) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
 type CheckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"` // check within the plugin: "tcp", "http.monitor", …
@@ -915,7 +1055,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1067,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1080,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CheckRequest) GetType() string {
@@ -991,7 +1131,7 @@ type CheckResult struct {
 
 func (x *CheckResult) Reset() {
 	*x = CheckResult{}
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1143,7 @@ func (x *CheckResult) String() string {
 func (*CheckResult) ProtoMessage() {}
 
 func (x *CheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1156,7 @@ func (x *CheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResult.ProtoReflect.Descriptor instead.
 func (*CheckResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CheckResult) GetOk() bool {
@@ -1076,7 +1216,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1228,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1241,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Event) GetKind() string {
@@ -1201,7 +1341,7 @@ type AlertRequest struct {
 
 func (x *AlertRequest) Reset() {
 	*x = AlertRequest{}
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1353,7 @@ func (x *AlertRequest) String() string {
 func (*AlertRequest) ProtoMessage() {}
 
 func (x *AlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1366,7 @@ func (x *AlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRequest.ProtoReflect.Descriptor instead.
 func (*AlertRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AlertRequest) GetType() string {
@@ -1273,7 +1413,7 @@ type AlertResult struct {
 
 func (x *AlertResult) Reset() {
 	*x = AlertResult{}
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1425,7 @@ func (x *AlertResult) String() string {
 func (*AlertResult) ProtoMessage() {}
 
 func (x *AlertResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1438,7 @@ func (x *AlertResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertResult.ProtoReflect.Descriptor instead.
 func (*AlertResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AlertResult) GetDetail() string {
@@ -1319,7 +1459,7 @@ type FenceRequest struct {
 
 func (x *FenceRequest) Reset() {
 	*x = FenceRequest{}
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1471,7 @@ func (x *FenceRequest) String() string {
 func (*FenceRequest) ProtoMessage() {}
 
 func (x *FenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1484,7 @@ func (x *FenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceRequest.ProtoReflect.Descriptor instead.
 func (*FenceRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FenceRequest) GetNode() string {
@@ -1378,7 +1518,7 @@ type FenceResult struct {
 
 func (x *FenceResult) Reset() {
 	*x = FenceResult{}
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1530,7 @@ func (x *FenceResult) String() string {
 func (*FenceResult) ProtoMessage() {}
 
 func (x *FenceResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1543,7 @@ func (x *FenceResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceResult.ProtoReflect.Descriptor instead.
 func (*FenceResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FenceResult) GetPower() Power {
@@ -1484,13 +1624,23 @@ const file_plugin_proto_rawDesc = "" +
 	"\x0eCommandRequest\x125\n" +
 	"\binstance\x18\x01 \x01(\v2\x19.vigil.plugin.v1.InstanceR\binstance\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
-	"\x04args\x18\x03 \x03(\tR\x04args\"`\n" +
+	"\x04args\x18\x03 \x03(\tR\x04args\"\x93\x01\n" +
 	"\n" +
 	"Inspection\x12\x14\n" +
 	"\x05title\x18\x01 \x01(\tR\x05title\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\x14\n" +
 	"\x05stats\x18\x03 \x01(\tR\x05stats\x12\x12\n" +
-	"\x04json\x18\x04 \x01(\fR\x04json\"\xe9\x01\n" +
+	"\x04json\x18\x04 \x01(\fR\x04json\x121\n" +
+	"\ametrics\x18\x05 \x03(\v2\x17.vigil.plugin.v1.MetricR\ametrics\"\x95\x01\n" +
+	"\x06Metric\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04help\x18\x02 \x01(\tR\x04help\x12\x18\n" +
+	"\acounter\x18\x03 \x01(\bR\acounter\x12\x16\n" +
+	"\x06labels\x18\x04 \x03(\tR\x06labels\x121\n" +
+	"\asamples\x18\x05 \x03(\v2\x17.vigil.plugin.v1.SampleR\asamples\"6\n" +
+	"\x06Sample\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value\"\xe9\x01\n" +
 	"\fCheckRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12A\n" +
@@ -1600,7 +1750,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_plugin_proto_goTypes = []any{
 	(Code)(0),               // 0: vigil.plugin.v1.Code
 	(Severity)(0),           // 1: vigil.plugin.v1.Severity
@@ -1615,66 +1765,70 @@ var file_plugin_proto_goTypes = []any{
 	(*Meta)(nil),            // 10: vigil.plugin.v1.Meta
 	(*CommandRequest)(nil),  // 11: vigil.plugin.v1.CommandRequest
 	(*Inspection)(nil),      // 12: vigil.plugin.v1.Inspection
-	(*CheckRequest)(nil),    // 13: vigil.plugin.v1.CheckRequest
-	(*CheckResult)(nil),     // 14: vigil.plugin.v1.CheckResult
-	(*Event)(nil),           // 15: vigil.plugin.v1.Event
-	(*AlertRequest)(nil),    // 16: vigil.plugin.v1.AlertRequest
-	(*AlertResult)(nil),     // 17: vigil.plugin.v1.AlertResult
-	(*FenceRequest)(nil),    // 18: vigil.plugin.v1.FenceRequest
-	(*FenceResult)(nil),     // 19: vigil.plugin.v1.FenceResult
-	nil,                     // 20: vigil.plugin.v1.Instance.ParamsEntry
-	nil,                     // 21: vigil.plugin.v1.CheckRequest.ParamsEntry
-	nil,                     // 22: vigil.plugin.v1.Event.LabelsEntry
-	nil,                     // 23: vigil.plugin.v1.AlertRequest.ParamsEntry
-	nil,                     // 24: vigil.plugin.v1.FenceRequest.ParamsEntry
+	(*Metric)(nil),          // 13: vigil.plugin.v1.Metric
+	(*Sample)(nil),          // 14: vigil.plugin.v1.Sample
+	(*CheckRequest)(nil),    // 15: vigil.plugin.v1.CheckRequest
+	(*CheckResult)(nil),     // 16: vigil.plugin.v1.CheckResult
+	(*Event)(nil),           // 17: vigil.plugin.v1.Event
+	(*AlertRequest)(nil),    // 18: vigil.plugin.v1.AlertRequest
+	(*AlertResult)(nil),     // 19: vigil.plugin.v1.AlertResult
+	(*FenceRequest)(nil),    // 20: vigil.plugin.v1.FenceRequest
+	(*FenceResult)(nil),     // 21: vigil.plugin.v1.FenceResult
+	nil,                     // 22: vigil.plugin.v1.Instance.ParamsEntry
+	nil,                     // 23: vigil.plugin.v1.CheckRequest.ParamsEntry
+	nil,                     // 24: vigil.plugin.v1.Event.LabelsEntry
+	nil,                     // 25: vigil.plugin.v1.AlertRequest.ParamsEntry
+	nil,                     // 26: vigil.plugin.v1.FenceRequest.ParamsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
-	20, // 0: vigil.plugin.v1.Instance.params:type_name -> vigil.plugin.v1.Instance.ParamsEntry
+	22, // 0: vigil.plugin.v1.Instance.params:type_name -> vigil.plugin.v1.Instance.ParamsEntry
 	4,  // 1: vigil.plugin.v1.Instance.lease:type_name -> vigil.plugin.v1.Lease
 	0,  // 2: vigil.plugin.v1.Result.code:type_name -> vigil.plugin.v1.Code
 	8,  // 3: vigil.plugin.v1.Meta.parameters:type_name -> vigil.plugin.v1.Parameter
 	9,  // 4: vigil.plugin.v1.Meta.actions:type_name -> vigil.plugin.v1.Action
 	3,  // 5: vigil.plugin.v1.CommandRequest.instance:type_name -> vigil.plugin.v1.Instance
-	21, // 6: vigil.plugin.v1.CheckRequest.params:type_name -> vigil.plugin.v1.CheckRequest.ParamsEntry
-	1,  // 7: vigil.plugin.v1.Event.severity:type_name -> vigil.plugin.v1.Severity
-	22, // 8: vigil.plugin.v1.Event.labels:type_name -> vigil.plugin.v1.Event.LabelsEntry
-	15, // 9: vigil.plugin.v1.AlertRequest.event:type_name -> vigil.plugin.v1.Event
-	23, // 10: vigil.plugin.v1.AlertRequest.params:type_name -> vigil.plugin.v1.AlertRequest.ParamsEntry
-	24, // 11: vigil.plugin.v1.FenceRequest.params:type_name -> vigil.plugin.v1.FenceRequest.ParamsEntry
-	2,  // 12: vigil.plugin.v1.FenceResult.power:type_name -> vigil.plugin.v1.Power
-	7,  // 13: vigil.plugin.v1.Resource.MetaData:input_type -> vigil.plugin.v1.MetaDataRequest
-	3,  // 14: vigil.plugin.v1.Resource.Validate:input_type -> vigil.plugin.v1.Instance
-	3,  // 15: vigil.plugin.v1.Resource.Start:input_type -> vigil.plugin.v1.Instance
-	3,  // 16: vigil.plugin.v1.Resource.Stop:input_type -> vigil.plugin.v1.Instance
-	3,  // 17: vigil.plugin.v1.Resource.Monitor:input_type -> vigil.plugin.v1.Instance
-	3,  // 18: vigil.plugin.v1.Resource.Reload:input_type -> vigil.plugin.v1.Instance
-	3,  // 19: vigil.plugin.v1.Resource.Inspect:input_type -> vigil.plugin.v1.Instance
-	11, // 20: vigil.plugin.v1.Resource.Command:input_type -> vigil.plugin.v1.CommandRequest
-	4,  // 21: vigil.plugin.v1.Resource.Hold:input_type -> vigil.plugin.v1.Lease
-	13, // 22: vigil.plugin.v1.Monitor.Check:input_type -> vigil.plugin.v1.CheckRequest
-	16, // 23: vigil.plugin.v1.Alert.Deliver:input_type -> vigil.plugin.v1.AlertRequest
-	18, // 24: vigil.plugin.v1.Fence.Off:input_type -> vigil.plugin.v1.FenceRequest
-	18, // 25: vigil.plugin.v1.Fence.On:input_type -> vigil.plugin.v1.FenceRequest
-	18, // 26: vigil.plugin.v1.Fence.Status:input_type -> vigil.plugin.v1.FenceRequest
-	10, // 27: vigil.plugin.v1.Resource.MetaData:output_type -> vigil.plugin.v1.Meta
-	6,  // 28: vigil.plugin.v1.Resource.Validate:output_type -> vigil.plugin.v1.Result
-	6,  // 29: vigil.plugin.v1.Resource.Start:output_type -> vigil.plugin.v1.Result
-	6,  // 30: vigil.plugin.v1.Resource.Stop:output_type -> vigil.plugin.v1.Result
-	6,  // 31: vigil.plugin.v1.Resource.Monitor:output_type -> vigil.plugin.v1.Result
-	6,  // 32: vigil.plugin.v1.Resource.Reload:output_type -> vigil.plugin.v1.Result
-	12, // 33: vigil.plugin.v1.Resource.Inspect:output_type -> vigil.plugin.v1.Inspection
-	6,  // 34: vigil.plugin.v1.Resource.Command:output_type -> vigil.plugin.v1.Result
-	5,  // 35: vigil.plugin.v1.Resource.Hold:output_type -> vigil.plugin.v1.HoldResult
-	14, // 36: vigil.plugin.v1.Monitor.Check:output_type -> vigil.plugin.v1.CheckResult
-	17, // 37: vigil.plugin.v1.Alert.Deliver:output_type -> vigil.plugin.v1.AlertResult
-	19, // 38: vigil.plugin.v1.Fence.Off:output_type -> vigil.plugin.v1.FenceResult
-	19, // 39: vigil.plugin.v1.Fence.On:output_type -> vigil.plugin.v1.FenceResult
-	19, // 40: vigil.plugin.v1.Fence.Status:output_type -> vigil.plugin.v1.FenceResult
-	27, // [27:41] is the sub-list for method output_type
-	13, // [13:27] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	13, // 6: vigil.plugin.v1.Inspection.metrics:type_name -> vigil.plugin.v1.Metric
+	14, // 7: vigil.plugin.v1.Metric.samples:type_name -> vigil.plugin.v1.Sample
+	23, // 8: vigil.plugin.v1.CheckRequest.params:type_name -> vigil.plugin.v1.CheckRequest.ParamsEntry
+	1,  // 9: vigil.plugin.v1.Event.severity:type_name -> vigil.plugin.v1.Severity
+	24, // 10: vigil.plugin.v1.Event.labels:type_name -> vigil.plugin.v1.Event.LabelsEntry
+	17, // 11: vigil.plugin.v1.AlertRequest.event:type_name -> vigil.plugin.v1.Event
+	25, // 12: vigil.plugin.v1.AlertRequest.params:type_name -> vigil.plugin.v1.AlertRequest.ParamsEntry
+	26, // 13: vigil.plugin.v1.FenceRequest.params:type_name -> vigil.plugin.v1.FenceRequest.ParamsEntry
+	2,  // 14: vigil.plugin.v1.FenceResult.power:type_name -> vigil.plugin.v1.Power
+	7,  // 15: vigil.plugin.v1.Resource.MetaData:input_type -> vigil.plugin.v1.MetaDataRequest
+	3,  // 16: vigil.plugin.v1.Resource.Validate:input_type -> vigil.plugin.v1.Instance
+	3,  // 17: vigil.plugin.v1.Resource.Start:input_type -> vigil.plugin.v1.Instance
+	3,  // 18: vigil.plugin.v1.Resource.Stop:input_type -> vigil.plugin.v1.Instance
+	3,  // 19: vigil.plugin.v1.Resource.Monitor:input_type -> vigil.plugin.v1.Instance
+	3,  // 20: vigil.plugin.v1.Resource.Reload:input_type -> vigil.plugin.v1.Instance
+	3,  // 21: vigil.plugin.v1.Resource.Inspect:input_type -> vigil.plugin.v1.Instance
+	11, // 22: vigil.plugin.v1.Resource.Command:input_type -> vigil.plugin.v1.CommandRequest
+	4,  // 23: vigil.plugin.v1.Resource.Hold:input_type -> vigil.plugin.v1.Lease
+	15, // 24: vigil.plugin.v1.Monitor.Check:input_type -> vigil.plugin.v1.CheckRequest
+	18, // 25: vigil.plugin.v1.Alert.Deliver:input_type -> vigil.plugin.v1.AlertRequest
+	20, // 26: vigil.plugin.v1.Fence.Off:input_type -> vigil.plugin.v1.FenceRequest
+	20, // 27: vigil.plugin.v1.Fence.On:input_type -> vigil.plugin.v1.FenceRequest
+	20, // 28: vigil.plugin.v1.Fence.Status:input_type -> vigil.plugin.v1.FenceRequest
+	10, // 29: vigil.plugin.v1.Resource.MetaData:output_type -> vigil.plugin.v1.Meta
+	6,  // 30: vigil.plugin.v1.Resource.Validate:output_type -> vigil.plugin.v1.Result
+	6,  // 31: vigil.plugin.v1.Resource.Start:output_type -> vigil.plugin.v1.Result
+	6,  // 32: vigil.plugin.v1.Resource.Stop:output_type -> vigil.plugin.v1.Result
+	6,  // 33: vigil.plugin.v1.Resource.Monitor:output_type -> vigil.plugin.v1.Result
+	6,  // 34: vigil.plugin.v1.Resource.Reload:output_type -> vigil.plugin.v1.Result
+	12, // 35: vigil.plugin.v1.Resource.Inspect:output_type -> vigil.plugin.v1.Inspection
+	6,  // 36: vigil.plugin.v1.Resource.Command:output_type -> vigil.plugin.v1.Result
+	5,  // 37: vigil.plugin.v1.Resource.Hold:output_type -> vigil.plugin.v1.HoldResult
+	16, // 38: vigil.plugin.v1.Monitor.Check:output_type -> vigil.plugin.v1.CheckResult
+	19, // 39: vigil.plugin.v1.Alert.Deliver:output_type -> vigil.plugin.v1.AlertResult
+	21, // 40: vigil.plugin.v1.Fence.Off:output_type -> vigil.plugin.v1.FenceResult
+	21, // 41: vigil.plugin.v1.Fence.On:output_type -> vigil.plugin.v1.FenceResult
+	21, // 42: vigil.plugin.v1.Fence.Status:output_type -> vigil.plugin.v1.FenceResult
+	29, // [29:43] is the sub-list for method output_type
+	15, // [15:29] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -1688,7 +1842,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

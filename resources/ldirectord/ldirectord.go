@@ -165,7 +165,7 @@ func (r *Resource) Inspect(_ context.Context, in *pb.Instance) (*pb.Inspection, 
 	st := e.Status()
 	js, _ := json.Marshal(st)
 	return &pb.Inspection{Title: "IPVS table (ldirectord " + in.GetId() + ")",
-		Text: st.Text(in.GetId(), false), Stats: st.Text(in.GetId(), true), Json: js}, nil
+		Text: st.Text(in.GetId(), false), Stats: st.Text(in.GetId(), true), Json: js, Metrics: st.Metrics()}, nil
 }
 
 // Drain runs when the plugin exits after the host closed it (the daemon

@@ -144,7 +144,7 @@ func (r *Resource) Inspect(_ context.Context, in *pb.Instance) (*pb.Inspection, 
 	}
 	st := run.e.Status()
 	js, _ := json.Marshal(st)
-	return &pb.Inspection{Title: title, Text: Text(st, time.Now()), Json: js}, nil
+	return &pb.Inspection{Title: title, Text: Text(st, time.Now()), Json: js, Metrics: Metrics(st)}, nil
 }
 
 // pluginRunner runs the operator's monitor and alert plugins from
