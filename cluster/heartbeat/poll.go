@@ -3,6 +3,7 @@ package heartbeat
 import (
 	"errors"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 
@@ -22,7 +23,7 @@ type poller struct {
 	file   *os.File
 	raw    syscall.RawConn
 	events []unix.EpollEvent
-	in     map[int]bool // media fds in the set
+	in     []int // media fds in the set, in the order watch was given them
 }
 
 func newPoller(wakeFd int) (*poller, error) {
@@ -30,7 +31,7 @@ func newPoller(wakeFd int) (*poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &poller{epfd: epfd, in: map[int]bool{}, events: make([]unix.EpollEvent, 8)}
+	p := &poller{epfd: epfd, events: make([]unix.EpollEvent, 8)}
 	if err := p.ctl(unix.EPOLL_CTL_ADD, wakeFd); err != nil {
 		unix.Close(epfd)
 		return nil, err
@@ -55,21 +56,29 @@ func (p *poller) ctl(op, fd int) error {
 
 // watch has the set hold exactly the media fds in fds (media resting
 // after an error are left out: a failing serial line would report an
-// error on every wait).
+// error on every wait). It runs before every sleep: when the set is as
+// it was, it does nothing and allocates nothing.
 func (p *poller) watch(fds []int) {
-	want := make(map[int]bool, len(fds))
-	for _, fd := range fds {
-		want[fd] = true
-		if !p.in[fd] && p.ctl(unix.EPOLL_CTL_ADD, fd) == nil {
-			p.in[fd] = true
-		}
+	if slices.Equal(fds, p.in) {
+		return
 	}
-	for fd := range p.in {
-		if !want[fd] {
+	in := p.in[:0]
+	for _, fd := range p.in {
+		if slices.Contains(fds, fd) {
+			in = append(in, fd)
+		} else {
 			p.ctl(unix.EPOLL_CTL_DEL, fd)
-			delete(p.in, fd)
 		}
 	}
+	for _, fd := range fds {
+		if !slices.Contains(in, fd) && p.ctl(unix.EPOLL_CTL_ADD, fd) == nil {
+			in = append(in, fd)
+		}
+	}
+	if len(in) == len(fds) {
+		in = append(in[:0], fds...) // fds' order: the next call is a match
+	}
+	p.in = in
 	if n := len(p.in) + 1; n > len(p.events) {
 		p.events = make([]unix.EpollEvent, n)
 	}
