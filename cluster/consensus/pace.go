@@ -17,20 +17,17 @@ import (
 // pace keeps the running Raft's timeouts those of its role, from its
 // state observations, until done is closed.
 func (n *Node) pace(obs <-chan raft.Observation, done <-chan struct{}) {
-	leading := false
 	for {
 		select {
 		case <-done:
 			return
 		case <-obs:
 		}
+		// On every observation, from the state itself: a RecoverAlone
+		// restart begins with the configured timeouts whatever the last
+		// state was (reloadTimeouts does nothing when they are right).
 		r := n.raft()
-		if now := r.State() == raft.Leader; now != leading || now {
-			// Again on every observation while leading: a RecoverAlone
-			// restart begins with the configured timeouts.
-			leading = now
-			n.reloadTimeouts(r, leading)
-		}
+		n.reloadTimeouts(r, r.State() == raft.Leader)
 	}
 }
 
