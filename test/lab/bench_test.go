@@ -133,17 +133,11 @@ func cpuSeconds(b *testing.B, pid int) float64 {
 }
 
 func statusKB(b *testing.B, pid int, key string) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := lab.ProcKB(pid, "status", key)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, key+":") {
-			v, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
-			return v
-		}
-	}
-	return 0
+	return v
 }
 
 // BenchmarkFailover measures, in the three-node lab, the time from a

@@ -149,16 +149,16 @@ func SampleTree(root int) (ProcSample, error) {
 		pid := queue[0]
 		queue = queue[1:]
 		s := stats[pid]
-		rss, _ := procKB(pid, "status", "VmRSS")
-		pss, _ := procKB(pid, "smaps_rollup", "Pss")
+		rss, _ := ProcKB(pid, "status", "VmRSS")
+		pss, _ := ProcKB(pid, "smaps_rollup", "Pss")
 		out[procKey{pid, s.start}] = procUsage{cpu: s.cpu, rss: rss * 1024, pss: pss * 1024, root: pid == root}
 		queue = append(queue, children[pid]...)
 	}
 	return out, nil
 }
 
-// procKB reads a "Key: N kB" line of /proc/PID/file.
-func procKB(pid int, file, key string) (float64, error) {
+// ProcKB reads a "Key: N kB" line of /proc/PID/file.
+func ProcKB(pid int, file, key string) (float64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
 	if err != nil {
 		return 0, err
