@@ -50,11 +50,9 @@ func TestImportsLeavesOnly(t *testing.T) {
 // coreDebt are the imports of resource packages the core still has: the
 // metrics of ldirectord and mon decode their plugins' Inspect answers with
 // the plugins' own types, and config validates their instance files with
-// their specs, and alert routes split their command lines with mon's
-// word rules (issue 22, item 3). Nothing may be added to it.
+// their specs (issue 22, item 3). Nothing may be added to it.
 var coreDebt = map[string][]string{
 	"cluster/config": {"resources/ldirectord/spec", "resources/mon/spec"},
-	"cluster/alerts": {"resources/mon/spec"},
 }
 
 // The cluster core imports no resource implementation nor the registry of

@@ -24,3 +24,45 @@ func ScriptName(name string) error {
 	}
 	return nil
 }
+
+// Words splits a monitor or alert line as mon does (Perl's quotewords):
+// whitespace separates, single and double quotes group, a backslash
+// escapes the next character.
+func Words(s string) ([]string, error) {
+	var out []string
+	var cur strings.Builder
+	in, quote, esc := false, rune(0), false
+	for _, r := range s {
+		switch {
+		case esc:
+			cur.WriteRune(r)
+			esc = false
+		case r == '\\' && quote != '\'':
+			esc, in = true, true
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			} else {
+				cur.WriteRune(r)
+			}
+		case r == '"' || r == '\'':
+			quote, in = r, true
+		case r == ' ' || r == '\t' || r == '\n':
+			if in {
+				out = append(out, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			cur.WriteRune(r)
+			in = true
+		}
+	}
+	if quote != 0 || esc {
+		return nil, fmt.Errorf("unterminated quote or escape in %q", s)
+	}
+	if in {
+		out = append(out, cur.String())
+	}
+	return out, nil
+}

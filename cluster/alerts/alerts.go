@@ -18,7 +18,6 @@ import (
 	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/monitors"
-	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
 )
 
 // Record is one delivery (or failed one), for status. It is the control
@@ -76,7 +75,7 @@ func lines(ha *config.HA, senders monitors.Senders) []*line {
 			kinds[k] = true
 		}
 		for _, text := range route.Send {
-			words, _ := monspec.Words(text) // validated by config
+			words, _ := monitors.Words(text) // validated by config
 			if len(words) == 0 {
 				continue
 			}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/vigil-ha/vigil/cluster/timing"
 	"github.com/vigil-ha/vigil/monitors"
-	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
 )
 
 // HA is ha.toml: the cluster, its nodes, heartbeat timing and media — the
@@ -477,7 +476,7 @@ func (h *HA) validateAlerts(s *errSink, warn func(string, ...any)) {
 		}
 		for j, line := range r.Send {
 			kj := fmt.Sprintf("%s.send[%d]", k, j)
-			words, err := monspec.Words(line)
+			words, err := monitors.Words(line)
 			switch {
 			case err != nil:
 				s.add(kj, "%v", err)

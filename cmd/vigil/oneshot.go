@@ -384,8 +384,7 @@ func cmdResourceRun(args []string, stdout, stderr io.Writer) int {
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	h, err := host.New(host.Options{Builtin: builtin.Has, Dir: pdir, Env: env,
-		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))})
+	h, err := pluginHost(pdir, env, stderr, level)
 	if err != nil {
 		return fail(stdout, stderr, jsonOut, name, err, int(pb.Code_ERR_GENERIC))
 	}
@@ -436,6 +435,14 @@ func cmdResourceRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "output:\n%s\n", strings.TrimRight(res.Output, "\n"))
 	}
 	return int(res.Code)
+}
+
+// pluginHost runs plugins for a command, as the daemon would: the
+// built-ins from this binary, the others from pdir; the plugins' logs at
+// level and above go to logs.
+func pluginHost(pdir string, env []string, logs io.Writer, level slog.Level) (*host.Host, error) {
+	return host.New(host.Options{Builtin: builtin.Has, Dir: pdir, Env: env,
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))})
 }
 
 // haPluginDir is ha.toml's plugin_dir in dir, if there is one to read;
@@ -801,7 +808,7 @@ func cmdAlertTest(args []string, stdout, stderr io.Writer) int {
 	bad := func(err error) int { return fail(stdout, stderr, jsonOut, name, err, exitBadLine) }
 	words := fs.Args()
 	if len(words) == 1 {
-		w, err := monspec.Words(words[0])
+		w, err := monitors.Words(words[0])
 		if err != nil {
 			return bad(fmt.Errorf("alert line: %w", err))
 		}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/monitors"
-	"github.com/vigil-ha/vigil/resources/mon/spec"
 )
 
 // send delivers tmpl (type and time set) for o to each alert line, each
@@ -80,7 +79,7 @@ func (e *Engine) alert(svc *service, tmpl monitors.Alert, o outcome) monitors.Al
 // (mon's "alert exit=2-5 page.alert") does not match a failure's exit
 // value.
 func lineWords(line string, a monitors.Alert) []string {
-	words, _ := spec.Words(line)
+	words, _ := monitors.Words(line)
 	return selectWords(words, a)
 }
 

@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vigil-ha/vigil/resources/mon/spec"
+	"github.com/vigil-ha/vigil/monitors"
 )
 
 // A case is one mon.cf and the behaviour of its monitors, described by
@@ -55,7 +55,7 @@ func loadCase(path string) (*caseDef, error) {
 		if !ok {
 			continue
 		}
-		f, err := spec.Words(line)
+		f, err := monitors.Words(line)
 		if err != nil || len(f) == 0 {
 			return nil, fmt.Errorf("%s:%d: bad directive", path, n)
 		}
@@ -211,12 +211,12 @@ func relocate(data []byte, root, recorder string, missing map[string]bool) ([]by
 }
 
 // scripts lists the monitors and alerts a cf names.
-func scripts(data []byte) (monitors, alerts []string) {
+func scripts(data []byte) (mons, alerts []string) {
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		f, err := spec.Words(strings.TrimSpace(sc.Text()))
+		f, err := monitors.Words(strings.TrimSpace(sc.Text()))
 		if err != nil || len(f) < 2 {
 			continue
 		}
@@ -225,7 +225,7 @@ func scripts(data []byte) (monitors, alerts []string) {
 			n := strings.TrimSuffix(f[1], ";;")
 			if !seen[n] && n != "" && !strings.Contains(n, "/") {
 				seen[n] = true
-				monitors = append(monitors, n)
+				mons = append(mons, n)
 			}
 		case "alert", "upalert", "startupalert":
 			w := f[1:]
@@ -238,7 +238,7 @@ func scripts(data []byte) (monitors, alerts []string) {
 			}
 		}
 	}
-	sort.Strings(monitors)
+	sort.Strings(mons)
 	sort.Strings(alerts)
-	return monitors, alerts
+	return mons, alerts
 }

@@ -284,7 +284,7 @@ func (s *Service) normalize(sk, group string, names, services map[string]bool, r
 		for kind, list := range map[string][]string{"alert": p.Alert, "upalert": p.UpAlert, "startupalert": p.StartupAlert} {
 			for i, a := range list {
 				ak := fmt.Sprintf("%s.%s[%d]", pk, kind, i)
-				if w, err := Words(a); err != nil || len(w) == 0 {
+				if w, err := monitors.Words(a); err != nil || len(w) == 0 {
 					report(ak, "want an alert: mail, webhook URL, log, ipvs …, plugin:NAME or a mon alert script")
 				} else if err := CheckCommand(w[0]); err != nil {
 					report(ak, err.Error())
@@ -347,48 +347,6 @@ func (p *Period) parseRules(pk string, report func(key, msg string)) {
 	p.Rules = r
 }
 
-// Words splits a monitor or alert line as mon does (Perl's quotewords):
-// whitespace separates, single and double quotes group, a backslash
-// escapes the next character.
-func Words(s string) ([]string, error) {
-	var out []string
-	var cur strings.Builder
-	in, quote, esc := false, rune(0), false
-	for _, r := range s {
-		switch {
-		case esc:
-			cur.WriteRune(r)
-			esc = false
-		case r == '\\' && quote != '\'':
-			esc, in = true, true
-		case quote != 0:
-			if r == quote {
-				quote = 0
-			} else {
-				cur.WriteRune(r)
-			}
-		case r == '"' || r == '\'':
-			quote, in = r, true
-		case r == ' ' || r == '\t' || r == '\n':
-			if in {
-				out = append(out, cur.String())
-				cur.Reset()
-				in = false
-			}
-		default:
-			cur.WriteRune(r)
-			in = true
-		}
-	}
-	if quote != 0 || esc {
-		return nil, fmt.Errorf("unterminated quote or escape in %q", s)
-	}
-	if in {
-		out = append(out, cur.String())
-	}
-	return out, nil
-}
-
 // CheckCommand checks the first word of a monitor or alert line that is
 // not a built-in check: plugin:NAME names a plugin in plugin_dir, anything
 // else a script (monitors.ScriptName). What the daemon would refuse when
@@ -412,7 +370,7 @@ type Monitor struct {
 
 // ParseMonitor splits a monitor line as mon does, with its ";;" ending.
 func ParseMonitor(line string) (Monitor, error) {
-	words, err := Words(line)
+	words, err := monitors.Words(line)
 	if err != nil || len(words) == 0 {
 		return Monitor{}, err
 	}
