@@ -66,7 +66,7 @@ func (c *Config) loadInstances(resPath string, collect func(error)) {
 		g := &c.Resources.Groups[gi]
 		for ri := range g.Resources {
 			r := &g.Resources[ri]
-			key := fmt.Sprintf("group[%d].resources[%d]", gi, ri)
+			key := resourceKey(gi, ri)
 			var in any
 			var ok bool
 			var param string
@@ -109,13 +109,13 @@ func loadInstance[T any](c *Config, resPath, key string, r Resource, inline map[
 		return &in, true
 	}
 	if !nameRE.MatchString(name) {
-		collect(&Error{File: resPath, Key: key, Msg: fmt.Sprintf("%s instance name %q must be a plain name", r.Type, name)})
+		collect(&Error{File: resPath, Line: c.resLines.line(key), Key: key, Msg: fmt.Sprintf("%s instance name %q must be a plain name", r.Type, name)})
 		return nil, false
 	}
 	path := filepath.Join(c.Dir, name+".toml")
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		collect(&Error{File: resPath, Key: key,
+		collect(&Error{File: resPath, Line: c.resLines.line(key), Key: key,
 			Msg: fmt.Sprintf("%s instance %q: write %s or an inline [%s.%s] table", r.Type, name, path, r.Type, name)})
 		return nil, false
 	}

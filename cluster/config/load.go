@@ -30,6 +30,10 @@ type Config struct {
 	Auth      *Authkeys
 	Self      Node // this node
 	Warnings  []string
+
+	// resLines places resources.toml's keys, for errors found after
+	// loading (ResourceError).
+	resLines *positions
 }
 
 // Options adjust loading.
@@ -88,10 +92,10 @@ func Load(dir string, opts Options) (*Config, error) {
 
 	resPath := filepath.Join(dir, ResourcesFile)
 	if data, err := os.ReadFile(resPath); err == nil {
-		res, err := ParseResources(resPath, data, &c.HA)
+		res, pos, err := parseResources(resPath, data, &c.HA)
 		collect(err)
 		if res != nil {
-			c.Resources = *res
+			c.Resources, c.resLines = *res, pos
 			c.loadInstances(resPath, collect)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -177,19 +181,33 @@ func parseHA(path string, data []byte, checks ...func(*HA, *errSink)) (*HA, []st
 
 // ParseResources decodes and validates resources.toml against ha.
 func ParseResources(path string, data []byte, ha *HA) (*Resources, error) {
+	r, _, err := parseResources(path, data, ha)
+	return r, err
+}
+
+func parseResources(path string, data []byte, ha *HA) (*Resources, *positions, error) {
 	var r Resources
 	md, s, err := decode(path, data, &r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Resource entries are checked by hand (they may be strings or tables).
 	unknownKeys(s, md, "group.resources.")
 	r.validate(s, ha)
 	if len(s.errs) > 0 {
-		return nil, s.sorted()
+		return nil, nil, s.sorted()
 	}
-	return &r, nil
+	return &r, s.pos, nil
 }
+
+// ResourceError is an error about resource ri of group gi found after
+// loading (its plugin refused it), placed at its entry in resources.toml.
+func (c *Config) ResourceError(gi, ri int, msg string) *Error {
+	key := resourceKey(gi, ri)
+	return &Error{File: filepath.Join(c.Dir, ResourcesFile), Line: c.resLines.line(key), Key: key, Msg: msg}
+}
+
+func resourceKey(gi, ri int) string { return fmt.Sprintf("group[%d].resources[%d]", gi, ri) }
 
 // MaxFileSize bounds a configuration file: far above any real one (a
 // resources.toml of 10,000 groups is about 2 MB), and it keeps a wrong

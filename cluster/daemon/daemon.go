@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -274,6 +275,13 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		return fmt.Errorf("%w: configuration not reloaded, nothing changed: these settings change only with a restart of the daemon: %s",
 			api.ErrRefused, strings.Join(keys, ", "))
 	}
+	if d.plugins != nil {
+		errs, warns := lrm.CheckConfig(ctx, d.plugins, cfg, opTimeout, changedResources(d.cfg, cfg))
+		if len(errs) > 0 {
+			return fmt.Errorf("%w: configuration not reloaded, nothing changed: refused by the resources' plugins:\n%w", api.ErrRefused, errs)
+		}
+		cfg.Warnings = append(cfg.Warnings, warns...)
+	}
 	for _, w := range cfg.Warnings {
 		d.log.Warn(w)
 	}
@@ -285,6 +293,22 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	d.alerts.Set(&cfg.HA, d.senders(&cfg.HA))
 	d.log.Info("configuration reloaded", "groups_changed", changed, "alert_routes", len(cfg.HA.Alerts))
 	return nil
+}
+
+// changedResources reports the resources of loaded that running does not
+// have as they are: only those need their plugins' validation again.
+func changedResources(running, loaded *config.Config) func(gi, ri int) bool {
+	had := map[[2]string]config.Resource{}
+	for _, g := range running.Resources.Groups {
+		for _, r := range g.Resources {
+			had[[2]string{g.Name, r.ID}] = r
+		}
+	}
+	return func(gi, ri int) bool {
+		g := loaded.Resources.Groups[gi]
+		old, ok := had[[2]string{g.Name, g.Resources[ri].ID}]
+		return !ok || !reflect.DeepEqual(old, g.Resources[ri])
+	}
 }
 
 func raftAddr(ip string, port int) string {

@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/cluster/daemon"
+	"github.com/vigil-ha/vigil/cluster/lrm"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/builtin"
 )
@@ -112,6 +113,7 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("c", config.DefaultDir, "configuration directory")
 	node := fs.String("node", "", "check as this node (default: ha.toml's node, else the hostname)")
 	verbose := fs.Bool("v", false, "print the normalised groups")
+	withPlugins := fs.Bool("plugins", true, "have each resource's plugin validate it (--plugins=false: the files only)")
 	if code, ok := parseCommand(fs, args, stdout, stderr, false, true, "config check"); !ok {
 		return code
 	}
@@ -119,6 +121,14 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitError
+	}
+	if *withPlugins {
+		errs, warns := validateResources(cfg, stderr)
+		cfg.Warnings = append(cfg.Warnings, warns...)
+		if len(errs) > 0 {
+			fmt.Fprintln(stderr, errs)
+			return exitError
+		}
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stderr, "warning: "+w)
@@ -135,6 +145,30 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	return exitOK
 }
+
+// validateResources has every resource's plugin validate it, as a
+// reload does: a bad parameter is found here, not when a node first
+// starts the resource. What a node lacks (a script, a plugin) is a
+// warning, and none on a witness, which runs no resources.
+func validateResources(cfg *config.Config, stderr io.Writer) (config.Errors, []string) {
+	h, err := pluginHost(cfg.HA.PluginDir, []string{plugins.EnvNode + "=" + cfg.Self.Name, plugins.EnvPluginDir + "=" + cfg.HA.PluginDir}, stderr, slog.LevelError)
+	if err != nil {
+		return nil, []string{fmt.Sprintf("resources not validated by their plugins: %v", err)}
+	}
+	defer h.Close()
+	ctx, stop := interrupted()
+	defer stop()
+	errs, warns := lrm.CheckConfig(ctx, h, cfg, validateTimeout, nil)
+	if cfg.Self.Role == "witness" {
+		warns = nil
+	}
+	return errs, warns
+}
+
+// validateTimeout bounds one resource's validation unless it sets its own
+// timeout: the built-ins answer at once, an OCF agent's validate-all runs
+// a script.
+const validateTimeout = 10 * time.Second
 
 func cmdDaemon(args []string, stderr io.Writer, witness bool) int {
 	name := "daemon"

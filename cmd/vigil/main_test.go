@@ -51,6 +51,42 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
+// config check has each resource's plugin validate it (issue 22): a bad
+// IPaddr label is an error at its line, not a failed start on some node
+// later; a script this node lacks is a warning; -plugins=false reads the
+// files only.
+func TestConfigCheckAsksPlugins(t *testing.T) {
+	dir := testutil.ConfigCopy(t, "../../etc/vigil")
+	path := filepath.Join(dir, "resources.toml")
+	res, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vip := `"IPaddr::10.0.0.3/24/eth0",`
+	line := strings.Count(string(res[:strings.Index(string(res), vip)]), "\n") + 1
+	bad := strings.Replace(string(res), vip, `{ type = "IPaddr", params = { ip = "10.0.0.3", label = "eth0:far-too-long" } }, "no-such-script",`, 1)
+	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := vigil("config", "check", "-c", dir, "--node", "lvs1")
+	want := fmt.Sprintf("resources.toml:%d: group[0].resources[0]: IPaddr_10.0.0.3 (IPaddr): label \"eth0:far-too-long\"", line)
+	if code != exitError || !strings.Contains(errs, want) {
+		t.Errorf("bad label: code %d, want %d and %q in:\n%s", code, exitError, want, errs)
+	}
+	code, out, errs := vigil("config", "check", "--plugins=false", "-c", dir, "--node", "lvs1")
+	if code != exitOK || !strings.Contains(out, "OK") || errs != "" {
+		t.Errorf("--plugins=false: code %d\n%s%s", code, out, errs)
+	}
+	fixed := strings.Replace(bad, "eth0:far-too-long", "eth0:vip", 1)
+	if err := os.WriteFile(path, []byte(fixed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = vigil("config", "check", "-c", dir, "--node", "lvs1")
+	if want := "warning: " + path + fmt.Sprintf(":%d: group[0].resources[1]: no-such-script (script): ERR_INSTALLED", line); code != exitOK || !strings.Contains(errs, want) {
+		t.Errorf("missing script: code %d, want %d and %q in:\n%s", code, exitOK, want, errs)
+	}
+}
+
 func TestStatusUnreachable(t *testing.T) {
 	code, _, errs := vigil("status", "-s", filepath.Join(t.TempDir(), "none.sock"))
 	if code != exitUnreachable || !strings.HasPrefix(errs, "vigil status: daemon not running at ") || !strings.Contains(errs, "systemctl start vigil") || strings.Contains(errs, "http") {

@@ -151,6 +151,17 @@ func TestReloadUnderTraffic(t *testing.T) {
 	unchanged("a keepalive change")
 	write(n2, "ha.toml", string(ha))
 
+	// A parameter only its plugin judges (issue 22): IPaddr's Validate
+	// refuses the arp_count, at the resource's line, before anything runs.
+	res, _ := os.ReadFile(filepath.Join(n2.Dir, "resources.toml"))
+	write(n2, "resources.toml", strings.Replace(string(res), `arp_count = "3"`, `arp_count = "three"`, 1))
+	if out, err := reload(n2); err == nil || !strings.Contains(out, "resources.toml:5: group[0].resources[0]") ||
+		!strings.Contains(out, "arp_count") || !strings.Contains(out, "nothing changed") {
+		t.Fatalf("a bad arp_count: %v\n%s", err, out)
+	}
+	unchanged("a parameter its plugin refuses")
+	write(n2, "resources.toml", string(res))
+
 	// Only n2's files change; n1, the active director, applies them.
 	mark := len(tr.Answers())
 	write(n2, "www.toml", www(real(lab.RealIP1, 5), real(lab.RealIP2, 5)))
