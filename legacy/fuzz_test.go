@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/vigil-ha/vigil/internal/instances"
 	"github.com/vigil-ha/vigil/internal/testutil"
 
 	"github.com/vigil-ha/vigil/cluster/config"
@@ -26,7 +27,7 @@ func FuzzImportLdirectord(f *testing.F) {
 			if err != nil {
 				return
 			}
-			_, _ = config.ParseLdirectord("ld.toml", toml)
+			_, _ = instances.ParseLdirectord("ld.toml", toml)
 		})
 	})
 }
@@ -81,9 +82,9 @@ func FuzzImportKeepalived(f *testing.F) {
 				case "authkeys":
 					_, _, _ = config.ParseAuthkeys(name, b)
 				case config.ResourcesFile:
-					_, _ = config.ParseResources(name, b, ha)
+					_, _ = config.ParseResources(name, b, ha, instances.Builtin())
 				default:
-					_, _ = config.ParseLdirectord(name, b)
+					_, _ = instances.ParseLdirectord(name, b)
 				}
 			}
 		})

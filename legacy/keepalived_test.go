@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/internal/instances"
 )
 
 // keepalivedSamples are the sample configurations of Debian's keepalived
@@ -42,7 +43,7 @@ func checkKeepalived(t *testing.T, path string, k *Keepalived, node string) *con
 	t.Helper()
 	dir := t.TempDir()
 	write(t, dir, k.Files)
-	cfg, err := config.Load(dir, config.Options{Node: node})
+	cfg, err := config.Load(dir, instances.Options(node))
 	if err != nil {
 		t.Fatalf("%s: the import does not pass the check: %v\nha.toml:\n%s\nresources.toml:\n%s", path, err, k.Files["ha.toml"], k.Files["resources.toml"])
 	}
@@ -215,7 +216,7 @@ func TestLdirectordDebianExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := config.ParseLdirectord("ldirectord.toml", toml); err != nil {
+	if _, err := instances.ParseLdirectord("ldirectord.toml", toml); err != nil {
 		t.Fatalf("%v\n%s", err, toml)
 	}
 	for _, want := range []string{`address = "192.168.6.240:80"`, `scheduler = "rr"`, `service = "http"`, `request = "index.html"`, `receive = "Test Page"`,

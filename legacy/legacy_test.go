@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/internal/instances"
 	ldspec "github.com/vigil-ha/vigil/resources/ldirectord/spec"
 	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
 )
@@ -120,7 +121,7 @@ func TestHeartbeatDebianExampleEnabled(t *testing.T) {
 	}
 	dir := t.TempDir()
 	write(t, dir, h.Files)
-	cfg, err := config.Load(dir, config.Options{Node: "ken3"})
+	cfg, err := config.Load(dir, instances.Options("ken3"))
 	if err != nil {
 		t.Fatalf("imported configuration:\n%v\n%s", err, h.Files["ha.toml"])
 	}
@@ -212,7 +213,7 @@ func TestSeedImport(t *testing.T) {
 		t.Errorf("maxprocs: %+v", e)
 	}
 	write(t, dir, map[string][]byte{"ldirectord.toml": ld, "mon.toml": mon})
-	cfg, err := config.Load(dir, config.Options{Node: "lvs1"})
+	cfg, err := config.Load(dir, instances.Options("lvs1"))
 	if err != nil {
 		t.Fatalf("%v\n%s\n%s\n%s", err, h.Files["resources.toml"], ld, mon)
 	}
@@ -260,7 +261,7 @@ func TestLdirectordRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := config.ParseLdirectord("ld.toml", toml)
+	in, err := instances.ParseLdirectord("ld.toml", toml)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, toml)
 	}
@@ -296,7 +297,7 @@ func TestMonExamples(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		if _, err := config.ParseMon("mon.toml", toml); err != nil {
+		if _, err := instances.ParseMon("mon.toml", toml); err != nil {
 			t.Errorf("%s: the import does not pass the check: %v\n%s", path, err, toml)
 		}
 		if rep.Count(Mapped) == 0 {
@@ -329,7 +330,7 @@ func TestMonExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := config.ParseMon("mon.toml", toml)
+	in, err := instances.ParseMon("mon.toml", toml)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, toml)
 	}
@@ -394,7 +395,7 @@ func TestLdirectordAsTheRealOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := config.ParseLdirectord("ld.toml", toml)
+	in, err := instances.ParseLdirectord("ld.toml", toml)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, toml)
 	}
@@ -461,7 +462,7 @@ func TestHeartbeatOCFConf(t *testing.T) {
 	}
 	dir := t.TempDir()
 	write(t, dir, h.Files)
-	cfg, err := config.Load(dir, config.Options{Node: "a"})
+	cfg, err := config.Load(dir, instances.Options("a"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,7 +139,7 @@ func TestErrorsClipValues(t *testing.T) {
 // reported on its own line).
 func TestPathologicalInput(t *testing.T) {
 	deep := "[[group]]\nname = \"g\"\nresources = [" + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + "]\n"
-	_, err := ParseResources("resources.toml", []byte(deep), testHA(t))
+	_, err := ParseResources("resources.toml", []byte(deep), testHA(t), testKinds)
 	if got := flatten(err); len(got) != 1 || !strings.HasPrefix(got[0], "resources.toml:3: arrays or inline tables nested deeper than 32 levels") {
 		t.Errorf("deep nesting: %q", got)
 	}
@@ -172,7 +172,7 @@ func TestControlSocketNotASocket(t *testing.T) {
 		"ha.toml":  quietPair + "control_socket = \"" + victim + "\"\n" + baseHA,
 		"authkeys": "auth 1\n1 sha256 0123456789abcdef0123\n",
 	})
-	_, err := Load(dir, Options{Node: "lvs1"})
+	_, err := Load(dir, testOptions("lvs1"))
 	if got := flatten(err); len(got) != 1 || !strings.HasPrefix(got[0], filepath.Join(dir, "ha.toml")+":3: control_socket: "+victim+" exists and is not a socket (a regular file)") {
 		t.Errorf("got %q", got)
 	}
@@ -299,7 +299,7 @@ func testHA(t *testing.T) *HA {
 }
 
 func TestResourcesNormalise(t *testing.T) {
-	r, err := ParseResources("resources.toml", []byte(baseRes), testHA(t))
+	r, err := ParseResources("resources.toml", []byte(baseRes), testHA(t), testKinds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +376,7 @@ func TestResourcesErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseResources("resources.toml", []byte(tc.src), testHA(t))
+			_, err := ParseResources("resources.toml", []byte(tc.src), testHA(t), testKinds)
 			if err == nil {
 				t.Fatalf("no error, want %q", tc.want)
 			}
@@ -457,7 +457,7 @@ func TestExamplesLoad(t *testing.T) {
 		{"../../etc/examples/three-node", "node3"},
 		{"../../etc/examples/pair-witness", "witness"},
 	} {
-		c, err := Load(testutil.ConfigCopy(t, tc.dir), Options{Node: tc.node})
+		c, err := Load(testutil.ConfigCopy(t, tc.dir), testOptions(tc.node))
 		if err != nil {
 			t.Errorf("%s: %v", tc.dir, err)
 			continue
@@ -478,12 +478,12 @@ func TestLoadReportsAllFiles(t *testing.T) {
 	write(HAFile, baseHA, 0o644)
 	write("authkeys", "auth 1\n1 sha256 0123456789abcdef0123\n", 0o644)
 	write(ResourcesFile, strings.Replace(baseRes, "lvs1", "nobody", 1), 0o644)
-	_, err := Load(dir, Options{Node: "lvs2"})
+	_, err := Load(dir, testOptions("lvs2"))
 	got := flatten(err)
 	if len(got) != 2 || !strings.Contains(got[0], "authkeys: mode 0644") || !strings.Contains(got[1], "resources.toml:3: group[0].node") {
 		t.Errorf("got %q", got)
 	}
-	_, err = Load(dir, Options{Node: "lvs9"})
+	_, err = Load(dir, testOptions("lvs9"))
 	if err == nil || !strings.Contains(err.Error(), "ha.toml: node: this node \"lvs9\" (from --node)") {
 		t.Errorf("got %v", err)
 	}

@@ -52,7 +52,7 @@ func FuzzParseResources(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		testutil.Quick(t.Name(), data, func() {
-			r, err := ParseResources("resources.toml", data, ha)
+			r, err := ParseResources("resources.toml", data, ha, testKinds)
 			if err != nil {
 				return
 			}

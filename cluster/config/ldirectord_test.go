@@ -137,7 +137,7 @@ func TestLdirectordSync(t *testing.T) {
 		if err := os.WriteFile(www, append(append([]byte(nil), orig...), extra...), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		c, err := Load(dir, Options{Node: "lvs1"})
+		c, err := Load(dir, testOptions("lvs1"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +178,7 @@ func wantErrors(t *testing.T, err error, want []string) {
 // to the plugin as normalised JSON.
 func TestLdirectordInstanceLoaded(t *testing.T) {
 	dir := testutil.ConfigCopy(t, "../../etc/examples/pair-witness")
-	c, err := Load(dir, Options{Node: "lvs1"})
+	c, err := Load(dir, testOptions("lvs1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestLdirectordInstanceLoaded(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ResourcesFile), []byte(inline), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if c, err = Load(dir, Options{Node: "lvs1"}); err != nil {
+	if c, err = Load(dir, testOptions("lvs1")); err != nil {
 		t.Fatal(err)
 	}
 	in = spec.Instance{}
@@ -210,8 +210,34 @@ func TestLdirectordInstanceLoaded(t *testing.T) {
 	}
 	bad := strings.Replace(inline, "service = \"https\"", "servce = \"https\"", 1)
 	_ = os.WriteFile(filepath.Join(dir, ResourcesFile), []byte(bad), 0o644)
-	_, err = Load(dir, Options{Node: "lvs1"})
+	_, err = Load(dir, testOptions("lvs1"))
 	if err == nil || !strings.Contains(err.Error(), "resources.toml:") || !strings.Contains(err.Error(), "ldirectord.www.virtual[0].servce: unknown key") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Config reads instances only through the kinds it is given (the core
+// imports no resource package): without ldirectord's, an ldirectord
+// resource is an error at its line, never a resource without its spec;
+// ParseResources without kinds leaves inline tables unread, not unknown.
+func TestInstancesNeedTheirKind(t *testing.T) {
+	dir := testutil.ConfigCopy(t, "../../etc/examples/pair-witness")
+	_, err := Load(dir, Options{Node: "lvs1"})
+	if err == nil || !strings.Contains(err.Error(), "resources.toml:") || !strings.Contains(err.Error(), "group[0].resources[1]: ldirectord instances cannot be read") {
+		t.Fatalf("no kinds: %v", err)
+	}
+	res, _ := os.ReadFile(filepath.Join(dir, ResourcesFile))
+	inline := string(res) + "\n[ldirectord.www]\ncheckinterval = 2\n"
+	if _, err := ParseResources("resources.toml", []byte(inline), testHA(t), nil); err != nil {
+		t.Errorf("inline table without kinds: %v", err)
+	}
+	_, err = ParseResources("resources.toml", []byte(inline+"[ldirectord.www.bogus]\n"), testHA(t), testKinds)
+	if err == nil || !strings.Contains(err.Error(), "ldirectord.www.bogus: unknown key") {
+		t.Errorf("inline table with kinds: %v", err)
+	}
+	// A value where a table belongs is an error at its key.
+	_, err = ParseResources("resources.toml", append(res, "\n[ldirectord]\nwww = 5\n"...), testHA(t), testKinds)
+	if err == nil || !strings.Contains(err.Error(), "ldirectord.www") {
+		t.Errorf("a number for an instance: %v", err)
 	}
 }

@@ -34,6 +34,14 @@ type Config struct {
 	// resLines places resources.toml's keys, for errors found after
 	// loading (ResourceError).
 	resLines *positions
+	// instances are the kinds it was loaded with (Reread).
+	instances map[string]InstanceKind
+}
+
+// Reread loads c's directory again, as the same node and with the same
+// instance kinds (a reload).
+func (c *Config) Reread() (*Config, error) {
+	return Load(c.Dir, Options{Node: c.Self.Name, Instances: c.instances})
 }
 
 // Options adjust loading.
@@ -41,13 +49,17 @@ type Options struct {
 	// Node names this node, overriding ha.toml's node and the hostname
 	// (one ha.toml can then serve every node).
 	Node string
+	// Instances reads the instances of the resource types configured by
+	// them (ldirectord, mon), by type: cmd/vigil gives the built-ins'.
+	// Without its kind, a resource of such a type is an error.
+	Instances map[string]InstanceKind
 }
 
 // Load reads and validates DIR/ha.toml, the authkeys file and
 // DIR/resources.toml (optional). On error it returns Errors listing every
 // problem found.
 func Load(dir string, opts Options) (*Config, error) {
-	c := &Config{Dir: dir}
+	c := &Config{Dir: dir, instances: opts.Instances}
 	var errs Errors
 	collect := func(err error) {
 		var es Errors
@@ -92,11 +104,11 @@ func Load(dir string, opts Options) (*Config, error) {
 
 	resPath := filepath.Join(dir, ResourcesFile)
 	if data, err := os.ReadFile(resPath); err == nil {
-		res, pos, err := parseResources(resPath, data, &c.HA)
+		res, pos, err := parseResources(resPath, data, &c.HA, opts.Instances)
 		collect(err)
 		if res != nil {
 			c.Resources, c.resLines = *res, pos
-			c.loadInstances(resPath, collect)
+			c.loadInstances(resPath, opts.Instances, collect)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		collect(&Error{File: resPath, Msg: fmt.Sprintf("cannot read: %v", err)})
@@ -164,7 +176,7 @@ func parseHA(path string, data []byte, checks ...func(*HA, *errSink)) (*HA, []st
 	if err != nil {
 		return nil, nil, err
 	}
-	unknownKeys(s, md, "")
+	unknownKeys(s, md, nil)
 	var warns []string
 	warn := func(f string, a ...any) { warns = append(warns, path+": "+fmt.Sprintf(f, a...)) }
 	ha.explicitZeros(s, md.IsDefined)
@@ -180,19 +192,35 @@ func parseHA(path string, data []byte, checks ...func(*HA, *errSink)) (*HA, []st
 }
 
 // ParseResources decodes and validates resources.toml against ha.
-func ParseResources(path string, data []byte, ha *HA) (*Resources, error) {
-	r, _, err := parseResources(path, data, ha)
+// Inline instance tables are read with kinds (nil: left unread, as the
+// instances of resources are read only by Load).
+func ParseResources(path string, data []byte, ha *HA, kinds map[string]InstanceKind) (*Resources, error) {
+	r, _, err := parseResources(path, data, ha, kinds)
 	return r, err
 }
 
-func parseResources(path string, data []byte, ha *HA) (*Resources, *positions, error) {
+func parseResources(path string, data []byte, ha *HA, kinds map[string]InstanceKind) (*Resources, *positions, error) {
 	var r Resources
 	md, s, err := decode(path, data, &r)
 	if err != nil {
 		return nil, nil, err
 	}
-	// Resource entries are checked by hand (they may be strings or tables).
-	unknownKeys(s, md, "group.resources.")
+	r.inline = map[string]map[string]toml.Primitive{}
+	for typ, m := range map[string]map[string]toml.Primitive{TypeLdirectord: r.Ldirectord, TypeMon: r.Mon} {
+		if m != nil {
+			r.inline[typ] = m
+		}
+	}
+	if kinds != nil {
+		r.inlineInstances(&md, s, kinds)
+	}
+	unknownKeys(s, md, func(key string) bool {
+		// Resource entries are checked by hand (they may be strings or
+		// tables); inline tables without kinds are read by Load.
+		first, _, _ := strings.Cut(key, ".")
+		_, inline := r.inline[first]
+		return strings.HasPrefix(key, "group.resources.") || inline && kinds == nil
+	})
 	r.validate(s, ha)
 	if len(s.errs) > 0 {
 		return nil, nil, s.sorted()
@@ -233,10 +261,10 @@ func decode(path string, data []byte, v any) (toml.MetaData, *errSink, error) {
 
 // unknownKeys reports every key the decoder did not use, on each line it
 // appears.
-func unknownKeys(s *errSink, md toml.MetaData, skipPrefix string) {
+func unknownKeys(s *errSink, md toml.MetaData, skip func(key string) bool) {
 	for _, k := range md.Undecoded() {
 		loose := k.String()
-		if skipPrefix != "" && strings.HasPrefix(loose+".", skipPrefix) {
+		if skip != nil && skip(loose+".") {
 			continue
 		}
 		exact := s.pos.exactKeys(loose)

@@ -12,7 +12,7 @@ import (
 
 func TestMonInstanceLoaded(t *testing.T) {
 	dir := testutil.ConfigCopy(t, "../../etc/examples/pair-witness")
-	c, err := Load(dir, Options{Node: "lvs1"})
+	c, err := Load(dir, testOptions("lvs1"))
 	if err != nil {
 		t.Fatal(err)
 	}

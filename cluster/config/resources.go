@@ -8,18 +8,22 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigil-ha/vigil/resources/ldirectord/spec"
-	monspec "github.com/vigil-ha/vigil/resources/mon/spec"
+	"github.com/BurntSushi/toml"
 )
 
 // Resources is resources.toml: the haresources of Vigil.
 type Resources struct {
 	Groups []Group `toml:"group"`
-	// Ldirectord holds inline ldirectord instances ([ldirectord.NAME]);
-	// an instance not here is read from NAME.toml beside resources.toml.
-	Ldirectord map[string]spec.Instance `toml:"ldirectord"`
+	// Ldirectord holds inline ldirectord instances ([ldirectord.NAME]),
+	// read by their InstanceKind; an instance not here is read from
+	// NAME.toml beside resources.toml.
+	Ldirectord map[string]toml.Primitive `toml:"ldirectord"`
 	// Mon holds inline mon instances ([mon.NAME]), likewise.
-	Mon map[string]monspec.Instance `toml:"mon"`
+	Mon map[string]toml.Primitive `toml:"mon"`
+	// inline is the tables above by type; instances what their kinds
+	// made of them (by type, then name).
+	inline    map[string]map[string]toml.Primitive
+	instances map[string]map[string]any
 }
 
 // Group is an ordered list of resources that run together on one node:
@@ -352,7 +356,6 @@ func validateResource(s *errSink, k string, r Resource) {
 }
 
 func (r *Resources) validate(s *errSink, ha *HA) {
-	r.validateInline(s)
 	groups := map[string]string{}
 	ids := map[string]string{}
 	for i := range r.Groups {

@@ -267,7 +267,7 @@ func (d *Daemon) senders(ha *config.HA) monitors.Senders {
 func (d *Daemon) Reload(ctx context.Context) error {
 	d.reloading.Lock()
 	defer d.reloading.Unlock()
-	cfg, err := config.Load(d.cfg.Dir, config.Options{Node: d.cfg.Self.Name})
+	cfg, err := d.cfg.Reread()
 	if err != nil {
 		return fmt.Errorf("%w: configuration not reloaded, nothing changed:\n%w", api.ErrRefused, err)
 	}

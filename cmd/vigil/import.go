@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/internal/instances"
 	"github.com/vigil-ha/vigil/legacy"
 )
 
@@ -237,12 +238,12 @@ func checkImported(dir, kind string, files map[string][]byte) error {
 			_, _, err = config.ParseAuthkeys(p, data)
 		case name == config.ResourcesFile:
 			if ha != nil {
-				_, err = config.ParseResources(p, data, ha)
+				_, err = config.ParseResources(p, data, ha, instances.Builtin())
 			}
 		case kind == "mon":
-			_, err = config.ParseMon(p, data)
+			_, err = instances.ParseMon(p, data)
 		default: // ldirectord's, and keepalived's virtual servers
-			_, err = config.ParseLdirectord(p, data)
+			_, err = instances.ParseLdirectord(p, data)
 		}
 		if err != nil {
 			return err
@@ -268,7 +269,7 @@ func completeCheck(dir, node string) (*config.Config, error) {
 			}
 		}
 	}
-	return config.Load(dir, config.Options{Node: node})
+	return config.Load(dir, instances.Options(node))
 }
 
 // strlist collects a repeated flag's values.

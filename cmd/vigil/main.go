@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-ha/vigil/cluster/control"
 	"github.com/vigil-ha/vigil/cluster/daemon"
 	"github.com/vigil-ha/vigil/cluster/lrm"
+	"github.com/vigil-ha/vigil/internal/instances"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/builtin"
 )
@@ -117,7 +118,7 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseCommand(fs, args, stdout, stderr, false, true, "config check"); !ok {
 		return code
 	}
-	cfg, err := config.Load(*dir, config.Options{Node: *node})
+	cfg, err := config.Load(*dir, instances.Options(*node))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitError
@@ -188,7 +189,7 @@ func cmdDaemon(args []string, stderr io.Writer, witness bool) int {
 		fmt.Fprintln(stderr, "vigil daemon:", err)
 		return exitError
 	}
-	cfg, err := config.Load(*dir, config.Options{Node: *node})
+	cfg, err := config.Load(*dir, instances.Options(*node))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		fmt.Fprintln(stderr, "vigil daemon: configuration error, not started")

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/internal/instances"
 	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
@@ -213,7 +214,7 @@ func TestConfigCheckVerboseTOML(t *testing.T) {
 		if code != exitOK || strings.Contains(out, `\"`) || !strings.Contains(out, "[[group]]") {
 			t.Fatalf("%s: %d\n%s%s", example, code, out, errs)
 		}
-		before, err := config.Load(dir, config.Options{Node: node})
+		before, err := config.Load(dir, instances.Options(node))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +225,7 @@ func TestConfigCheckVerboseTOML(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "resources.toml"), []byte(printed), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		after, err := config.Load(dir, config.Options{Node: node})
+		after, err := config.Load(dir, instances.Options(node))
 		if err != nil {
 			t.Fatalf("%s: the printed TOML does not load: %v\n%s", example, err, printed)
 		}

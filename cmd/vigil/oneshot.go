@@ -29,6 +29,7 @@ import (
 
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/lrm"
+	"github.com/vigil-ha/vigil/internal/instances"
 	"github.com/vigil-ha/vigil/monitors"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/builtin"
@@ -233,9 +234,9 @@ func adHoc(dir, typ, id string, params map[string]string) (config.Resource, erro
 	var err error
 	switch r.Type {
 	case config.TypeLdirectord:
-		err = instanceParam(dir, r, ldspec.ParamName, func(p string, b []byte) (any, error) { return config.ParseLdirectord(p, b) })
+		err = instanceParam(dir, r, ldspec.ParamName, func(p string, b []byte) (any, error) { return instances.ParseLdirectord(p, b) })
 	case config.TypeMon:
-		err = instanceParam(dir, r, monspec.ParamName, func(p string, b []byte) (any, error) { return config.ParseMon(p, b) })
+		err = instanceParam(dir, r, monspec.ParamName, func(p string, b []byte) (any, error) { return instances.ParseMon(p, b) })
 	}
 	return r, err
 }
@@ -358,7 +359,7 @@ func cmdResourceRun(args []string, stdout, stderr io.Writer) int {
 		if *id != "" {
 			return fail(stdout, stderr, jsonOut, name, fmt.Errorf("--id is for TYPE; %s names its resource", line.target), badArgs)
 		}
-		cfg, err := config.Load(*dir, config.Options{Node: *node})
+		cfg, err := config.Load(*dir, instances.Options(*node))
 		if err != nil {
 			return failCfg(err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/lrm"
+	"github.com/vigil-ha/vigil/internal/instances"
 	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/legacy"
 	"github.com/vigil-ha/vigil/plugins/builtin"
@@ -55,7 +56,7 @@ func TestVigilSide(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := config.Load(conf, config.Options{Node: "hbnode1"})
+	cfg, err := config.Load(conf, instances.Options("hbnode1"))
 	if err != nil {
 		t.Fatal(err)
 	}

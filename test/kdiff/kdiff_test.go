@@ -27,6 +27,7 @@ import (
 	"testing"
 
 	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/internal/instances"
 	"github.com/vigil-ha/vigil/internal/nstest"
 	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/legacy"
@@ -161,7 +162,7 @@ func runVigil(t *testing.T, path string) vigilSide {
 			t.Fatal(err)
 		}
 	}
-	if _, err := config.Load(dir, config.Options{Node: "lvs1"}); err != nil {
+	if _, err := config.Load(dir, instances.Options("lvs1")); err != nil {
 		s.check = err.Error()
 	}
 	return s

@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-ha/vigil/api"
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/cluster/timing"
+	"github.com/vigil-ha/vigil/internal/instances"
 	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/test/lab"
 )
@@ -307,7 +308,7 @@ func runExample(t *testing.T, ex example) {
 		// never run
 		env = []string{"VIGIL_HA_DIR=" + had, "VIGIL_LSB_DIR=" + filepath.Join(l.Dir, "no-init.d")}
 	}
-	cfg, err := config.Load(dir, config.Options{Node: ex.crash})
+	cfg, err := config.Load(dir, instances.Options(ex.crash))
 	if err != nil {
 		t.Fatalf("%s with the lab's rewrites: %v", ex.dir, err)
 	}

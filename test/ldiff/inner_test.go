@@ -30,7 +30,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/internal/instances"
 	ldengine "github.com/vigil-ha/vigil/resources/ldirectord"
 	"github.com/vigil-ha/vigil/resources/ldirectord/director"
 	"github.com/vigil-ha/vigil/resources/ldirectord/spec"
@@ -204,7 +204,7 @@ func (r *runner) importVigil(cf string) error {
 	if err != nil {
 		return err
 	}
-	in, err := config.ParseLdirectord(r.c.Name+".toml", toml)
+	in, err := instances.ParseLdirectord(r.c.Name+".toml", toml)
 	if err != nil {
 		return fmt.Errorf("check: %w\n%s", err, toml)
 	}

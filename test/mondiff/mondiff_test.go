@@ -32,7 +32,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/internal/instances"
 	"github.com/vigil-ha/vigil/internal/nstest"
 	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/legacy"
@@ -169,7 +169,7 @@ func runCase(c *caseDef, ns, dir, recorder string) (diffs, log []string, err err
 		first, _, _ := strings.Cut(ierr.Error(), "\n")
 		vigilLine = errLine(first)
 		log = append(log, "vigil import: "+ierr.Error())
-	} else if _, perr := config.ParseMon(c.Name+".toml", toml); perr != nil {
+	} else if _, perr := instances.ParseMon(c.Name+".toml", toml); perr != nil {
 		ierr = perr
 		log = append(log, "vigil config check: "+perr.Error())
 	}
@@ -212,7 +212,7 @@ func runCase(c *caseDef, ns, dir, recorder string) (diffs, log []string, err err
 		diffs = append(diffs, "config: both accept")
 	}
 
-	in, err := config.ParseMon(c.Name+".toml", toml)
+	in, err := instances.ParseMon(c.Name+".toml", toml)
 	if err != nil {
 		return nil, log, err
 	}

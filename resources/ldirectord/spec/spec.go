@@ -83,6 +83,21 @@ func DeriveSyncID(cluster, group string) int {
 	return int(h.Sum32()%255) + 1
 }
 
+// ForGroup returns in as group runs it in cluster: with the sync id
+// DeriveSyncID gives when its [sync] table sets none. in itself is left
+// as it is (groups may share an inline instance).
+func ForGroup(in *Instance, cluster, group string) *Instance {
+	if in.Sync == nil || in.Sync.SyncID != nil {
+		return in
+	}
+	y := *in.Sync
+	id := DeriveSyncID(cluster, group)
+	y.SyncID = &id
+	out := *in
+	out.Sync = &y
+	return &out
+}
+
 // normalize checks the table and fills its defaults (the sync id stays
 // unset: the loader derives it, knowing the cluster and group).
 func (y *Sync) normalize(backend string, bad func(string, string, ...any)) {
