@@ -322,8 +322,10 @@ func defaultID(r Resource) string {
 	return r.Type
 }
 
-// validateResource checks what can be checked without the plugin: the
-// plugin system validates the rest against the agent's own schema.
+// validateResource checks what can be checked without the plugin, so
+// that `config check --plugins=false` still finds it at its key; the
+// plugin's Validate judges the rest (lrm.CheckConfig: config check and
+// reload).
 func validateResource(s *errSink, k string, r Resource) {
 	if _, err := r.Bind(); err != nil {
 		s.add(k+".type", "%v", err)
