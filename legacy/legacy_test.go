@@ -257,14 +257,7 @@ func TestSeedImport(t *testing.T) {
 func TestLdirectordRules(t *testing.T) {
 	good := "checkinterval=2\nvirtual=10.0.0.3:http\n\treal=10.0.0.10->10.0.0.12:80 masq 3 \"/x\", \"ok\" l:5 u:100\n\treal=10.0.0.20 gate\n    checktype=connect # a comment\n" +
 		"virtual=42\n\treal=10.0.0.10 gate\n\tservice=ftp\n"
-	toml, rep, err := ImportLdirectord("ld.cf", []byte(good))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := instances.ParseLdirectord("ld.toml", toml)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, toml)
-	}
+	toml, rep, in := checked(t, ImportLdirectord, "ld.cf", good, instances.ParseLdirectord)
 	v := in.Virtual[0]
 	if len(v.Real) != 4 || v.Real[2].Address != "10.0.0.12:80" || v.Real[0].Receive != "ok" || v.Real[0].Lower != 5 || v.Real[0].Upper != 100 ||
 		v.Real[3].Address != "10.0.0.20:80" || v.CheckType != "connect" || v.Scheduler != "wrr" {
@@ -273,7 +266,7 @@ func TestLdirectordRules(t *testing.T) {
 	if fw := in.Virtual[1]; fw.FWMark != 42 || fw.CheckType != "connect" || outcome(rep, "service=ftp").Outcome != Caveat {
 		t.Errorf("fwmark virtual: %+v", fw)
 	}
-	for _, tc := range []struct{ src, want string }{
+	refuses(t, ImportLdirectord, "ld.cf", []struct{ src, want string }{
 		{"virtual=10.0.0.3:80\n  real=10.0.0.2 gate\n", "ld.cf:2: real=10.0.0.2 gate: ldirectord: Unknown command"},
 		{"virtual=10.0.0.3:80\n\trequest=index.html\n", "request must be double-quoted"},
 		{"virtual=10.0.0.3:80\n\treal=10.0.0.2:80\n", "the forward method is required"},
@@ -282,11 +275,7 @@ func TestLdirectordRules(t *testing.T) {
 		{"connecttimeout=3\n", "ldirectord refuses it too"},
 		{"virtual=[::1]:80\n", `please use "virtual6"`},
 		{"virtual=10.0.0.3:80\n\tnetmask=24\n", "dotted-quad"},
-	} {
-		if _, _, err := ImportLdirectord("ld.cf", []byte(tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: got %v, want %q", tc.src, err, tc.want)
-		}
-	}
+	})
 }
 
 // mon's example configuration and Debian's /etc/mon/mon.cf import; mon's
@@ -304,7 +293,7 @@ func TestMonExamples(t *testing.T) {
 			t.Errorf("%s: nothing mapped", path)
 		}
 	}
-	for _, tc := range []struct{ src, want string }{
+	refuses(t, ImportMon, "mon.cf", []struct{ src, want string }{
 		{"watch g\n    service s\n    interval 30\n    monitor x\n", "invalid time interval '30'"},
 		{"frobnicate = 1\n", "unknown variable 'frobnicate'"},
 		{"watch g\n    service s\n    monitor x\n    foo=bar\n", "a variable name is upper case"},
@@ -318,22 +307,11 @@ func TestMonExamples(t *testing.T) {
 		{"watch g\n    service s\n    monitor x\n    period\n    alertevery 1h bogus\n", "mon.cf:5: alertevery"},
 		{"watch g\n    service s\n    monitor x\n    dep_behavior x\n", "mon.cf:4: dep_behavior x: unknown dependency behavior"},
 		{"dep_behavior = q\n", "unknown dependency behavior 'q'"},
-	} {
-		if _, _, err := ImportMon("mon.cf", []byte(tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: got %v, want %q", tc.src, err, tc.want)
-		}
-	}
+	})
 	// Found by test/mondiff: mondir and alertdir are colon lists; mon's
 	// cfbasedir is MON_CFBASEDIR; without statedir and logdir, mon's own
 	// (Debian's) reach the scripts; alertafter 0 holds nothing back.
-	toml, rep, err := ImportMon("mon.cf", []byte("mondir = /a:/b\nalertdir = /c\ncfbasedir = /etc/x\n\nwatch g\n    service s\n    interval 1s\n    monitor m\n    period\n    alertafter 0\n    alert a\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := instances.ParseMon("mon.toml", toml)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, toml)
-	}
+	toml, rep, in := checked(t, ImportMon, "mon.cf", "mondir = /a:/b\nalertdir = /c\ncfbasedir = /etc/x\n\nwatch g\n    service s\n    interval 1s\n    monitor m\n    period\n    alertafter 0\n    alert a\n", instances.ParseMon)
 	if fmt.Sprintf("%v %v %s %s %s", in.MonDir, in.AlertDir, in.CfBaseDir, in.StateDir, in.LogDir) != "[/a /b] [/c] /etc/x /var/lib/mon /var/log/mon" ||
 		in.Watches[0].Services[0].Periods[0].AlertAfter != "" {
 		t.Errorf("%+v\n%s", in, toml)
@@ -391,14 +369,7 @@ func TestLdirectordAsTheRealOne(t *testing.T) {
 		"virtual=7\n\treal=10.0.0.10 gate\n\tchecktype=connect\n" +
 		"virtual6=[fd00::1]:443\n\treal6=[fd00::2]:443 masq\n" +
 		"virtual=localhost:8080\n\treal=localhost:8080 masq\n\tchecktype=connect\n"
-	toml, rep, err := ImportLdirectord("ld.cf", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := instances.ParseLdirectord("ld.toml", toml)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, toml)
-	}
+	toml, rep, in := checked(t, ImportLdirectord, "ld.cf", src, instances.ParseLdirectord)
 	v := in.Virtual[0]
 	if v.Address != "10.0.0.3:80" || v.CheckType != "combined" || v.Connects != 3 || v.Service != "http" || *v.CleanStop ||
 		v.Real[0].Address != "10.0.0.10:80" || v.Real[0].CheckPort != 8080 || v.Real[1].Address != "10.0.0.11:80" || v.Real[1].CheckPort != 8080 ||
@@ -415,7 +386,7 @@ func TestLdirectordAsTheRealOne(t *testing.T) {
 	if lh := in.Virtual[3]; lh.Address != "127.0.0.1:8080" || lh.Real[0].Address != "127.0.0.1:8080" || outcome(rep, "virtual=localhost:8080").Outcome != Caveat {
 		t.Errorf("host names: %+v\n%s", lh, toml)
 	}
-	for _, tc := range []struct{ src, want string }{
+	refuses(t, ImportLdirectord, "ld.cf", []struct{ src, want string }{
 		{"virtual6=[fd00::1]:80\n\treal=[fd00::2]:80 gate\n", `please use "real6"`},
 		{"virtual6=[fd00::1]:80\n\tnetmask=255.255.255.0\n", "a prefix length between 1 and 128"},
 		{"virtual=10.0.0.3:80\n\treal6=[fd00::2]:80 gate\n", `please use "real"`},
@@ -425,11 +396,7 @@ func TestLdirectordAsTheRealOne(t *testing.T) {
 		{"virtual=10.0.0.3:80\n\tops=maybe\n", "must be 'yes' or 'no'"},
 		{"virtual=10.0.0.3:80\n\tservice=gopher\n", "service must be"},
 		{"virtual=10.0.0.3:80\n\treceive=\"\"\n", "an empty receive"},
-	} {
-		if _, _, err := ImportLdirectord("ld.cf", []byte(tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: got %v, want %q", tc.src, err, tc.want)
-		}
-	}
+	})
 }
 
 // OCF::TYPE::INSTANCE takes its parameters from heartbeat's
@@ -468,5 +435,34 @@ func TestHeartbeatOCFConf(t *testing.T) {
 	}
 	if r := cfg.Resources.Groups[0].Resources[0]; r.Type != "ocf:heartbeat:Dummy" || r.ID != "d1" || r.Params["state"] != "/var/run/d1.state" {
 		t.Errorf("resource %+v", r)
+	}
+}
+
+// importer is ImportLdirectord or ImportMon.
+type importer func(file string, data []byte) ([]byte, *Report, error)
+
+// checked imports src as file and parses the result as `vigil config
+// check` does (parse); either failing ends the test.
+func checked[T any](t *testing.T, imp importer, file, src string, parse func(string, []byte) (T, error)) ([]byte, *Report, T) {
+	t.Helper()
+	toml, rep, err := imp(file, []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := parse(strings.TrimSuffix(file, ".cf")+".toml", toml)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, toml)
+	}
+	return toml, rep, in
+}
+
+// refuses checks that imp refuses each case's src, read as file, with an
+// error saying want.
+func refuses(t *testing.T, imp importer, file string, cases []struct{ src, want string }) {
+	t.Helper()
+	for _, tc := range cases {
+		if _, _, err := imp(file, []byte(tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.src, err, tc.want)
+		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/vigil-ha/vigil/internal/nstest"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/monitors"
 )
 
@@ -50,35 +51,22 @@ func closedPort(t *testing.T) string {
 // stall accepts connections and answers nothing (or trickles, when
 // trickle is set) until the test ends.
 func stall(t *testing.T, trickle string) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan struct{})
-	t.Cleanup(func() { close(done); l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
+	addr := testutil.ServeTCP(t, func(c net.Conn) {
+		for i := 0; i < len(trickle); i++ {
+			if _, err := c.Write([]byte{trickle[i]}); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				for i := 0; i < len(trickle); i++ {
-					if _, err := c.Write([]byte{trickle[i]}); err != nil {
-						return
-					}
-					select {
-					case <-done:
-						return
-					case <-time.After(20 * time.Millisecond):
-					}
-				}
-				<-done
-			}()
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
 		}
-	}()
-	return l.Addr().String()
+		<-done
+	})
+	t.Cleanup(func() { close(done) }) // before ServeTCP's stop: cleanups run last first
+	return addr
 }
 
 func TestTCP(t *testing.T) {
@@ -274,29 +262,14 @@ func TestDNS(t *testing.T) {
 
 // smtpServer greets with banner and answers HELO with helo.
 func smtpServer(t *testing.T, banner, helo string) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprint(c, banner)
-				br := bufio.NewReader(c)
-				if line, _ := br.ReadString('\n'); strings.HasPrefix(line, "HELO ") {
-					fmt.Fprint(c, helo)
-				}
-				_, _ = br.ReadString('\n')
-			}()
+	return testutil.ServeTCP(t, func(c net.Conn) {
+		fmt.Fprint(c, banner)
+		br := bufio.NewReader(c)
+		if line, _ := br.ReadString('\n'); strings.HasPrefix(line, "HELO ") {
+			fmt.Fprint(c, helo)
 		}
-	}()
-	return l.Addr().String()
+		_, _ = br.ReadString('\n')
+	})
 }
 
 func TestSMTP(t *testing.T) {
@@ -360,32 +333,16 @@ esac
 // canned answers every connection with resp, after reading the request
 // head, and closes it.
 func canned(t *testing.T, resp string) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return testutil.ServeTCP(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
+			line, err := r.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
 			}
-			r := bufio.NewReader(c)
-			for {
-				line, err := r.ReadString('\n')
-				if err != nil || line == "\r\n" {
-					break
-				}
-			}
-			_, _ = io.WriteString(c, resp)
-			c.Close()
 		}
-	}()
-	return l.Addr().String()
+		_, _ = io.WriteString(c, resp)
+	})
 }
 
 // The check reads responses with a parser of its own: each framing of

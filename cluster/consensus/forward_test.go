@@ -570,42 +570,14 @@ func TestForwardSilentConnectionRedialled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	wg.Add(1)
-	go func() { // acknowledges the kind, reads every request, answers none
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var kind [1]byte
-				if _, err := io.ReadFull(c, kind[:]); err == nil {
-					c.Write([]byte{muxAck})
-					io.Copy(io.Discard, c)
-				}
-			}()
+	// Acknowledges the kind, reads every request, answers none.
+	defer testutil.Serve(t, ln, func(c net.Conn) {
+		var kind [1]byte
+		if _, err := io.ReadFull(c, kind[:]); err == nil {
+			c.Write([]byte{muxAck})
+			io.Copy(io.Discard, c)
 		}
-	}()
-	defer func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	}()
+	})()
 	l := m.node.layer
 	dialled0 := m.node.Forwarding().Dialled
 	for i := range 2 {

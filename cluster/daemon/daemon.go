@@ -87,7 +87,7 @@ func New(cfg *config.Config, version string, builtin func(kind plugins.Kind, nam
 	if err != nil {
 		return nil, err
 	}
-	media, err := openMedia(cfg)
+	media, reach, err := openMedia(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func New(cfg *config.Config, version string, builtin func(kind plugins.Kind, nam
 	ha := &cfg.HA
 	tm := ha.Timing()
 	d.tracker = membership.New(membership.Options{
-		Peers: peers, Links: links, Reach: reach(cfg, media),
+		Peers: peers, Links: links, Reach: reach,
 		Warntime: tm.Warntime, Deadtime: tm.Deadtime, Initdead: tm.Initdead,
 		Log: log.With("component", "membership"),
 	}, d.started)
@@ -487,19 +487,18 @@ func nextIncarnation(stateDir string, now time.Time) (uint64, error) {
 }
 
 // openMedia opens every configured medium; on error it closes those
-// already open.
-func openMedia(cfg *config.Config) (media []heartbeat.Medium, err error) {
+// already open. reach is, by medium name, the peers a medium joins this
+// node to when not all of them: a serial cable with its two ends named.
+func openMedia(cfg *config.Config) (media []heartbeat.Medium, reach map[string][]string, err error) {
 	defer func() {
 		if err != nil {
-			for _, m := range media {
-				m.Close()
-			}
+			closeMedia(media)
 		}
 	}()
 	ha := &cfg.HA
 	self, err := netip.ParseAddr(cfg.Self.Address)
 	if err != nil {
-		return nil, fmt.Errorf("node %s address: %w", cfg.Self.Name, err)
+		return nil, nil, fmt.Errorf("node %s address: %w", cfg.Self.Name, err)
 	}
 	seen := map[string]int{}
 	unique := func(n string) string {
@@ -537,52 +536,33 @@ func openMedia(cfg *config.Config) (media []heartbeat.Medium, err error) {
 			name = "ucast:" + u.Interface
 		}
 		if err := add(heartbeat.NewUCast(unique(name), bind, u.Port, u.Interface, peers)); err != nil {
-			return media, err
+			return media, nil, err
 		}
 	}
 	for _, b := range ha.BCast {
 		if err := add(heartbeat.NewBCast(unique("bcast:"+b.Interface), b.Interface, b.Port)); err != nil {
-			return media, err
+			return media, nil, err
 		}
 	}
 	for _, mc := range ha.MCast {
 		if err := add(heartbeat.NewMCast(unique("mcast:"+mc.Interface+":"+mc.Group), netip.MustParseAddr(mc.Group), mc.Interface, mc.Port, mc.TTL, mc.Loop)); err != nil {
-			return media, err
+			return media, nil, err
 		}
 	}
+	reach = map[string][]string{}
 	for _, s := range ha.Serial {
 		if !s.Joins(cfg.Self.Name) {
 			continue // the cable joins two other nodes
 		}
-		if err := add(heartbeat.NewSerial(unique("serial:"+s.Device), s.Device, s.Baud)); err != nil {
-			return media, err
+		name := unique("serial:" + s.Device)
+		if err := add(heartbeat.NewSerial(name, s.Device, s.Baud)); err != nil {
+			return media, nil, err
+		}
+		if len(s.Nodes) > 0 {
+			reach[name] = slices.DeleteFunc(slices.Clone(s.Nodes), func(n string) bool { return n == cfg.Self.Name })
 		}
 	}
-	return media, nil
-}
-
-// reach is, by medium name, the peers a medium joins this node to when
-// not all of them: a serial cable with its two ends named. The names are
-// openMedia's (the same order of the same media).
-func reach(cfg *config.Config, media []heartbeat.Medium) map[string][]string {
-	out := map[string][]string{}
-	serial := 0
-	for _, m := range media {
-		if !strings.HasPrefix(m.Name(), "serial:") {
-			continue
-		}
-		for serial < len(cfg.HA.Serial) && !cfg.HA.Serial[serial].Joins(cfg.Self.Name) {
-			serial++
-		}
-		if serial == len(cfg.HA.Serial) {
-			break
-		}
-		if ends := cfg.HA.Serial[serial].Nodes; len(ends) > 0 {
-			out[m.Name()] = slices.DeleteFunc(slices.Clone(ends), func(n string) bool { return n == cfg.Self.Name })
-		}
-		serial++
-	}
-	return out
+	return media, reach, nil
 }
 
 // clusterStatus is the replicated state and this node's part in it.

@@ -342,18 +342,29 @@ func placed(ctx context.Context, v *view, p Params) (addrEntry, linkInfo, bool, 
 	return e, link, err == nil, err
 }
 
+// locate finds p's VIP: the namespace looked in, the interface it is on
+// and whether it is there at all; a failure to look is a transient
+// result.
+func (r *IPaddr) locate(ctx context.Context, p Params) (nsID, linkInfo, bool, *pb.Result) {
+	v, ns, err := r.view(ctx)
+	if err != nil {
+		return ns, linkInfo{}, false, transient(err)
+	}
+	_, link, ok, err := placed(ctx, v, p)
+	if err != nil {
+		return ns, linkInfo{}, false, transient(err)
+	}
+	return ns, link, ok, nil
+}
+
 func (r *IPaddr) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
 	p, res := params(in)
 	if res != nil {
 		return res, nil
 	}
-	v, ns, err := r.view(ctx)
-	if err != nil {
-		return transient(err), nil
-	}
-	_, link, ok, err := placed(ctx, v, p)
-	if err != nil {
-		return transient(err), nil
+	ns, link, ok, res := r.locate(ctx, p)
+	if res != nil {
+		return res, nil
 	}
 	if !ok {
 		return sdk.NotRunning(p.IP.String() + " is not configured on any interface"), nil
@@ -394,13 +405,9 @@ func (r *IPaddr) Reload(ctx context.Context, in *pb.Instance) (*pb.Result, error
 	if r.ann.reannounce(in.GetId(), "reload") {
 		return sdk.OK(), nil
 	}
-	v, ns, err := r.view(ctx)
-	if err != nil {
-		return transient(err), nil
-	}
-	_, link, ok, err := placed(ctx, v, p)
-	if err != nil {
-		return transient(err), nil
+	ns, link, ok, res := r.locate(ctx, p)
+	if res != nil {
+		return res, nil
 	}
 	if !ok {
 		return sdk.NotRunning(p.IP.String() + " is not configured"), nil

@@ -3,13 +3,11 @@ package ipaddr_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -20,7 +18,6 @@ import (
 	"github.com/mdlayher/ethernet"
 	"go.uber.org/goleak"
 	"golang.org/x/net/ipv6"
-	"golang.org/x/sys/unix"
 
 	"github.com/vigil-ha/vigil/internal/nstest"
 	"github.com/vigil-ha/vigil/internal/testutil"
@@ -190,32 +187,10 @@ func (c *capture) wait(t *testing.T, timeout time.Duration, what string, keep fu
 // can also send (a foreign claim).
 func (l *pairLab) captureARP() (*capture, *arp.Client) {
 	l.t.Helper()
-	var c *arp.Client
-	if err := nstest.InNS(l.client, func() error {
-		ifi, err := net.InterfaceByName("eth0")
-		if err != nil {
-			return err
-		}
-		c, err = arp.Dial(ifi)
-		return err
-	}); err != nil {
-		l.t.Fatal(err)
-	}
 	cp := &capture{more: make(chan struct{}, 1)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			p, _, err := c.Read()
-			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EBADF) {
-				return
-			}
-			if err == nil {
-				cp.add(frame{at: time.Now(), op: strings.TrimPrefix(p.Operation.String(), "Operation"), sha: p.SenderHardwareAddr, tha: p.TargetHardwareAddr, spa: p.SenderIP, tpa: p.TargetIP})
-			}
-		}
-	}()
-	l.t.Cleanup(func() { c.Close(); <-done })
+	c := nstest.CaptureARP(l.t, l.client, "eth0", func(at time.Time, p *arp.Packet) {
+		cp.add(frame{at: at, op: strings.TrimPrefix(p.Operation.String(), "Operation"), sha: p.SenderHardwareAddr, tha: p.TargetHardwareAddr, spa: p.SenderIP, tpa: p.TargetIP})
+	})
 	return cp, c
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"go.uber.org/goleak"
 
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/plugins/host"
 	"github.com/vigil-ha/vigil/resources/mon/spec"
 )
@@ -308,64 +309,45 @@ type smtpSink struct {
 }
 
 func newSMTPSink(t *testing.T) *smtpSink {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &smtpSink{addr: l.Addr().String()}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	s := &smtpSink{}
+	s.addr = testutil.ServeTCP(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(c)
+		fmt.Fprint(c, "220 sink ESMTP\r\n")
+		var data strings.Builder
+		inData := false
 		for {
-			c, err := l.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				r := bufio.NewReader(c)
-				fmt.Fprint(c, "220 sink ESMTP\r\n")
-				var data strings.Builder
-				inData := false
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if inData {
-						if line == ".\r\n" || line == ".\n" {
-							inData = false
-							s.mu.Lock()
-							s.msgs = append(s.msgs, data.String())
-							s.mu.Unlock()
-							data.Reset()
-							fmt.Fprint(c, "250 queued\r\n")
-						} else {
-							data.WriteString(line)
-						}
-						continue
-					}
-					switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
-					case strings.HasPrefix(cmd, "DATA"):
-						inData = true
-						fmt.Fprint(c, "354 go ahead\r\n")
-					case strings.HasPrefix(cmd, "QUIT"):
-						fmt.Fprint(c, "221 bye\r\n")
-						return
-					case strings.HasPrefix(cmd, "EHLO"):
-						fmt.Fprint(c, "250-sink\r\n250 8BITMIME\r\n")
-					default:
-						fmt.Fprint(c, "250 ok\r\n")
-					}
+			if inData {
+				if line == ".\r\n" || line == ".\n" {
+					inData = false
+					s.mu.Lock()
+					s.msgs = append(s.msgs, data.String())
+					s.mu.Unlock()
+					data.Reset()
+					fmt.Fprint(c, "250 queued\r\n")
+				} else {
+					data.WriteString(line)
 				}
-			}()
+				continue
+			}
+			switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
+			case strings.HasPrefix(cmd, "DATA"):
+				inData = true
+				fmt.Fprint(c, "354 go ahead\r\n")
+			case strings.HasPrefix(cmd, "QUIT"):
+				fmt.Fprint(c, "221 bye\r\n")
+				return
+			case strings.HasPrefix(cmd, "EHLO"):
+				fmt.Fprint(c, "250-sink\r\n250 8BITMIME\r\n")
+			default:
+				fmt.Fprint(c, "250 ok\r\n")
+			}
 		}
-	}()
+	})
 	return s
 }
 

@@ -23,15 +23,12 @@ package hbdiff
 
 import (
 	"bufio"
-	"flag"
 	"fmt"
 	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -39,23 +36,16 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-ha/vigil/internal/nstest"
-	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/internal/testutil/builtintest"
 	"github.com/vigil-ha/vigil/monitors"
+	"github.com/vigil-ha/vigil/test/difftest"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/known-differences.txt with the differences found (keeping the reasons of those already listed)")
 
 // The test binary serves Vigil's built-in plugins, so the inner process's
 // plugin host runs them in real subprocesses.
 func TestMain(m *testing.M) {
 	builtintest.ServeBuiltin()
 	goleak.VerifyTestMain(m)
-}
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
 // hbCase is one haresources file and how its scripts behave.
@@ -242,9 +232,9 @@ for row in $ROWS; do
 done
 `
 
-// runNS runs script in fresh namespaces with DIR set.
-func runNS(dir, script string, env ...string) ([]byte, error) {
-	cmd := exec.Command("unshare", "--mount", "--uts", "--net", "--pid", "--fork", "--mount-proc", "sh", "-c", script)
+// runNS runs script with args in fresh namespaces with DIR set.
+func runNS(dir, script string, env []string, args ...string) ([]byte, error) {
+	cmd := exec.Command("unshare", append([]string{"--mount", "--uts", "--net", "--pid", "--fork", "--mount-proc", "sh", "-c", script, "sh"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "DIR="+dir, "BASEPATH="+monitors.BasePath), env...)
 	return cmd.CombinedOutput()
 }
@@ -267,7 +257,7 @@ func runHeartbeat(t *testing.T, dir string, c hbCase) ([]byte, error) {
 			}
 			setup(t, dir, c)
 		}
-		out, err = runNS(dir, heartbeatDriver)
+		out, err = runNS(dir, heartbeatDriver, nil)
 		if log, _ := os.ReadFile(filepath.Join(dir, "ha-log")); err == nil || !strings.Contains(string(log), "NV failure") {
 			return out, err
 		}
@@ -275,14 +265,18 @@ func runHeartbeat(t *testing.T, dir string, c hbCase) ([]byte, error) {
 	return out, err
 }
 
-// inner runs the test binary's TestVigilSide for dir in the namespaces.
-func inner(dir, mode string) ([]byte, error) {
-	self, err := os.Executable()
+// inner is TestVigilSide, run by TestHeartbeatDifferential in a case's
+// namespaces with envDir set to the case's directory.
+var inner = difftest.Inner{Test: "TestVigilSide", Outer: "TestHeartbeatDifferential", Env: envDir}
+
+// runVigil runs Vigil's side of a case (mode: envMode) for dir in the
+// namespaces.
+func runVigil(dir, mode string) ([]byte, error) {
+	argv, err := inner.Argv()
 	if err != nil {
 		return nil, err
 	}
-	return runNS(dir, nsPrelude+`exec "$SELF" -test.run='^TestVigilSide$' -test.count=1 -test.v`,
-		"SELF="+self, envDir+"="+dir, envMode+"="+mode)
+	return runNS(dir, nsPrelude+`exec "$@"`, []string{envDir + "=" + dir, envMode + "=" + mode}, argv...)
 }
 
 const (
@@ -463,8 +457,6 @@ func dedupPath(p string) string {
 	return strings.Join(out, ":")
 }
 
-const knownFile = "testdata/known-differences.txt"
-
 const knownHeader = `# Differences between Debian's heartbeat 3.0.6 (with resource-agents
 # 4.12) and Vigil's heartbeat adapter found by TestHeartbeatDifferential:
 # "CASE: WHAT: heartbeat …, vigil …". Each group's comment says why it
@@ -474,9 +466,7 @@ const knownHeader = `# Differences between Debian's heartbeat 3.0.6 (with resour
 `
 
 func TestHeartbeatDifferential(t *testing.T) {
-	if os.Getenv(envDir) != "" {
-		t.Skip("inner process")
-	}
+	inner.SkipOuter(t)
 	if why := nstest.NetnsMissing(); why != "" {
 		t.Fatal(why)
 	}
@@ -485,24 +475,11 @@ func TestHeartbeatDifferential(t *testing.T) {
 			t.Fatalf("%v: Debian's heartbeat and resource-agents are installed by `make deps`", err)
 		}
 	}
-	var (
-		mu    sync.Mutex
-		found []string
-		wg    sync.WaitGroup
-	)
-	add := func(name string, diffs []string) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, d := range diffs {
-			found = append(found, name+": "+d)
-		}
-	}
 	// Every case waits mostly for heartbeat's timers: run them all at
 	// once, each side in namespaces of its own.
+	found := difftest.NewDiffs(0)
 	for _, c := range cases {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		found.Go(func() {
 			var herr, verr error
 			var hout, vout []byte
 			hdir, vdir := t.TempDir(), t.TempDir()
@@ -520,7 +497,7 @@ func TestHeartbeatDifferential(t *testing.T) {
 			}()
 			go func() {
 				defer side.Done()
-				vout, verr = inner(vdir, "group")
+				vout, verr = runVigil(vdir, "group")
 				if verr == nil {
 					vg.probe, vg.calls, verr = readCalls(filepath.Join(vdir, "rec", "log"))
 				}
@@ -537,26 +514,19 @@ func TestHeartbeatDifferential(t *testing.T) {
 			if len(hb.calls) == 0 {
 				t.Errorf("%s: heartbeat called no script", c.name)
 			}
-			add(c.name, compare(c, hb, vg))
-		}()
+			found.Add(c.name, compare(c, hb, vg))
+		})
 	}
 	// How a status's text and exit code are read.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	found.Go(func() {
 		diffs, err := compareStatus(t)
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		add("status", diffs)
-	}()
-	wg.Wait()
-	if t.Failed() {
-		return
-	}
-	sort.Strings(found)
-	testutil.Known{File: knownFile, Header: knownHeader}.Check(t, found, *update)
+		found.Add("status", diffs)
+	})
+	found.Check(t, knownHeader)
 }
 
 // compareStatus runs ResourceManager's status and Vigil's monitor on a
@@ -579,10 +549,10 @@ func compareStatus(t *testing.T) ([]string, error) {
 			}
 		}
 	}
-	if out, err := runNS(hdir, statusDriver, "ROWS="+strings.Join(rows, " ")); err != nil {
+	if out, err := runNS(hdir, statusDriver, []string{"ROWS=" + strings.Join(rows, " ")}); err != nil {
 		return nil, fmt.Errorf("ResourceManager status: %v\n%s", err, out)
 	}
-	if out, err := inner(vdir, "status"); err != nil {
+	if out, err := runVigil(vdir, "status"); err != nil {
 		return nil, fmt.Errorf("vigil: %v\n%s", err, out)
 	}
 	read := func(dir string) (map[string]string, error) {

@@ -25,10 +25,7 @@ import (
 // local resource manager as the daemon runs it — a probe when the node
 // starts, the start, and the stop at shutdown — through the real plugins.
 func TestVigilSide(t *testing.T) {
-	dir := os.Getenv(envDir)
-	if dir == "" {
-		t.Skip("run by TestHeartbeatDifferential")
-	}
+	dir := inner.Value(t)
 	read := func(name string) []byte {
 		b, err := os.ReadFile(filepath.Join("/etc/ha.d", name))
 		if err != nil {

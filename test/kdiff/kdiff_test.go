@@ -13,13 +13,11 @@
 package kdiff
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -29,25 +27,15 @@ import (
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/internal/instances"
 	"github.com/vigil-ha/vigil/internal/nstest"
-	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/legacy"
+	"github.com/vigil-ha/vigil/test/difftest"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/known-differences.txt with the differences found (keeping the reasons of those already listed)")
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
 
 // keepalivedBin is Debian's keepalived, unpacked by `make deps` (never
 // installed: the package would start a daemon on the host); its
 // libraries are installed by `make deps`.
 func keepalivedBin(t *testing.T) string {
-	p := filepath.Join(repoRoot(), "bin/samples/usr/sbin/keepalived")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("Debian's keepalived is not unpacked (`make deps` runs `make samples`): %v", err)
-	}
+	p := difftest.Sample(t, "keepalived", "usr/sbin/keepalived")
 	if out, err := exec.Command("ldd", p).CombinedOutput(); err != nil || strings.Contains(string(out), "not found") {
 		t.Fatalf("keepalived's libraries are missing (`make deps` installs them): %v\n%s", err, out)
 	}
@@ -186,8 +174,6 @@ func compare(ka kaSide, vg vigilSide) string {
 	return ""
 }
 
-const knownFile = "testdata/known-differences.txt"
-
 const knownHeader = `# Differences between Debian's keepalived 2.2.7 config test
 # (keepalived -t) and vigil import keepalived found by
 # TestKeepalivedParserDifferential: "FILE: what each side did". Each
@@ -201,7 +187,7 @@ func TestKeepalivedParserDifferential(t *testing.T) {
 		t.Fatal(why)
 	}
 	bin := keepalivedBin(t)
-	samples, _ := filepath.Glob(filepath.Join(repoRoot(), "bin/samples/usr/share/doc/keepalived/samples/keepalived.conf*"))
+	samples, _ := filepath.Glob(filepath.Join(difftest.RepoRoot(), "bin/samples/usr/share/doc/keepalived/samples/keepalived.conf*"))
 	if len(samples) != 25 {
 		t.Fatalf("%d of Debian's 25 keepalived samples (`make deps` unpacks them)", len(samples))
 	}
@@ -238,6 +224,5 @@ func TestKeepalivedParserDifferential(t *testing.T) {
 		}
 	}
 	t.Logf("%d files, %d agree, %d differ", len(paths), agree, len(found))
-	sort.Strings(found)
-	testutil.Known{File: knownFile, Header: knownHeader}.Check(t, found, *update)
+	difftest.Check(t, knownHeader, found)
 }

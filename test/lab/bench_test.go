@@ -62,12 +62,7 @@ func BenchmarkDetection(b *testing.B) {
 				dead, _ := waitEvent(b, evs, membership.NodeDead, "n2", "", 30*time.Second)
 				lat = append(lat, dead.Time.Sub(killed))
 			}
-			slices.Sort(lat)
-			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-			b.ReportMetric(ms(lat[len(lat)/2]), "median-ms")
-			b.ReportMetric(ms(lat[min(len(lat)-1, len(lat)*99/100)]), "p99-ms")
-			b.ReportMetric(ms(lat[0]), "min-ms")
-			b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+			reportLatencies(b, lat, 99)
 		})
 	}
 }
@@ -242,11 +237,17 @@ func benchFailover(b *testing.B, ka, dt time.Duration, topo string) {
 			}
 		}
 	}
+	reportLatencies(b, lat, 95)
+}
+
+// reportLatencies reports the minimum, median, pct-th percentile and
+// maximum of lat (sorted in place), in milliseconds.
+func reportLatencies(b *testing.B, lat []time.Duration, pct int) {
 	slices.Sort(lat)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	b.ReportMetric(ms(lat[len(lat)/2]), "median-ms")
-	b.ReportMetric(ms(lat[min(len(lat)-1, len(lat)*95/100)]), "p95-ms")
 	b.ReportMetric(ms(lat[0]), "min-ms")
+	b.ReportMetric(ms(lat[len(lat)/2]), "median-ms")
+	b.ReportMetric(ms(lat[min(len(lat)-1, len(lat)*pct/100)]), fmt.Sprintf("p%d-ms", pct))
 	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
 }
 

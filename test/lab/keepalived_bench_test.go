@@ -3,7 +3,6 @@ package lab_test
 import (
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"testing"
 	"time"
 
@@ -133,18 +132,13 @@ func reportOutages(b *testing.B, kind string, outages []time.Duration, failedPro
 		b.Logf("VIP held by two reachable directors at %d of %d sampled instants (%v)", len(dual), samples, dual)
 	}
 	b.ReportMetric(float64(len(dual)), "dual-holder-samples")
-	slices.Sort(outages)
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	clean := 0
 	for _, f := range failedProbes {
 		if f == 0 {
 			clean++
 		}
 	}
-	b.ReportMetric(ms(outages[0]), "min-ms")
-	b.ReportMetric(ms(outages[len(outages)/2]), "median-ms")
-	b.ReportMetric(ms(outages[min(len(outages)-1, len(outages)*95/100)]), "p95-ms")
-	b.ReportMetric(ms(outages[len(outages)-1]), "max-ms")
+	reportLatencies(b, outages, 95)
 	b.ReportMetric(float64(clean), "runs-without-failed-probe")
 	b.ReportMetric(float64(samples), "vip-samples")
 	b.Logf("%s: failed probes per run %v; %d VIP samples, %d with two holders", kind, failedProbes, samples, len(dual))

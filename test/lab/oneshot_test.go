@@ -372,18 +372,7 @@ func listenIn(t *testing.T, ns, addr string) (stop func()) {
 	if err := nstest.InNS(ns, func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return func() { l.Close(); <-done }
+	return testutil.Serve(t, l, func(net.Conn) {})
 }
 
 // An alert script that records what it gets, and Debian's file.alert,

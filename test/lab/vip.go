@@ -63,27 +63,12 @@ func (l *Lab) Serve(node string) {
 	}); err != nil {
 		l.t.Fatalf("lab: serve in %s: %v", node, err)
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(time.Second))
-				if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
-					_, _ = c.Write([]byte(node + "\n"))
-				}
-			}()
+	testutil.Serve(l.t, ln, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+			_, _ = c.Write([]byte(node + "\n"))
 		}
-	}()
-	l.t.Cleanup(func() { ln.Close(); wg.Wait() })
+	})
 }
 
 // ProbeResult is one probe: a new TCP connection to the VIP and a request.

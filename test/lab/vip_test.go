@@ -3,7 +3,6 @@ package lab_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/mdlayher/arp"
 
 	"github.com/vigil-ha/vigil/api"
+	"github.com/vigil-ha/vigil/internal/nstest"
 	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/test/lab"
@@ -36,37 +36,12 @@ type arpCapture struct {
 
 func captureARP(t *testing.T, l *lab.Lab, node string) *arpCapture {
 	t.Helper()
-	var c *arp.Client
-	if err := l.InNS(node, func() error {
-		ifi, err := net.InterfaceByName("eth0")
-		if err != nil {
-			return err
-		}
-		c, err = arp.Dial(ifi)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
 	ac := &arpCapture{}
-	done := make(chan struct{})
-	stop := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			p, _, err := c.Read()
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err == nil {
-				ac.mu.Lock()
-				ac.frames = append(ac.frames, arpFrame{at: time.Now(), op: p.Operation, sha: p.SenderHardwareAddr.String(), spa: p.SenderIP, tpa: p.TargetIP})
-				ac.mu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); c.Close(); <-done })
+	nstest.CaptureARP(t, l.NS(node), "eth0", func(at time.Time, p *arp.Packet) {
+		ac.mu.Lock()
+		ac.frames = append(ac.frames, arpFrame{at: at, op: p.Operation, sha: p.SenderHardwareAddr.String(), spa: p.SenderIP, tpa: p.TargetIP})
+		ac.mu.Unlock()
+	})
 	return ac
 }
 

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/vigil-ha/vigil/test/difftest"
 )
 
 // A case is one ldirectord.cf and the world it runs against, described by
@@ -47,7 +49,7 @@ func loadCase(path, repo string) (*caseDef, error) {
 	if err != nil {
 		return nil, err
 	}
-	name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), ".cf"), ".ldiff")
+	name := difftest.CaseName(path, "ldiff")
 	c := &caseDef{Name: name, Path: path, Data: b, Passes: 2}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {

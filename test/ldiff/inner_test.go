@@ -34,6 +34,7 @@ import (
 	ldengine "github.com/vigil-ha/vigil/resources/ldirectord"
 	"github.com/vigil-ha/vigil/resources/ldirectord/director"
 	"github.com/vigil-ha/vigil/resources/ldirectord/spec"
+	"github.com/vigil-ha/vigil/test/difftest"
 )
 
 // Environment of the inner process (one case, inside its namespace).
@@ -45,6 +46,10 @@ const (
 	envShim = "VIGIL_LDIFF_SHIM" // the recording ipvsadm
 )
 
+// inner is TestInNamespace, run by TestLdirectordDifferential in the
+// case's namespace with envCase set.
+var inner = difftest.Inner{Test: "TestInNamespace", Outer: "TestLdirectordDifferential", Env: envCase}
+
 // result is what one case found.
 type result struct {
 	Diffs []string `json:"diffs"`
@@ -55,10 +60,7 @@ type result struct {
 // with `ip netns exec` in a namespace of its own, so that every socket of
 // this process (the real servers, Vigil's checks, ldirectord's) is there.
 func TestInNamespace(t *testing.T) {
-	path := os.Getenv(envCase)
-	if path == "" {
-		t.Skip("run by TestLdirectordDifferential inside a network namespace")
-	}
+	path := inner.Value(t)
 	c, err := loadCase(path, os.Getenv("VIGIL_LDIFF_REPO"))
 	if err != nil {
 		t.Fatal(err)

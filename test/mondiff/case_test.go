@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/vigil-ha/vigil/monitors"
+	"github.com/vigil-ha/vigil/test/difftest"
 )
 
 // A case is one mon.cf and the behaviour of its monitors, described by
@@ -46,7 +47,7 @@ func loadCase(path string) (*caseDef, error) {
 	if err != nil {
 		return nil, err
 	}
-	name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), ".cf"), ".mondiff")
+	name := difftest.CaseName(path, "mondiff")
 	c := &caseDef{Name: name, Path: path, Data: b, Plans: map[string][]string{}, Missing: map[string]bool{}, Runs: 6, Bad: strings.HasPrefix(name, "bad-")}
 	var replaces [][2]string
 	sc := bufio.NewScanner(bytes.NewReader(b))

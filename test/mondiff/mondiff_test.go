@@ -15,13 +15,11 @@ package mondiff
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,23 +32,14 @@ import (
 
 	"github.com/vigil-ha/vigil/internal/instances"
 	"github.com/vigil-ha/vigil/internal/nstest"
-	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/legacy"
 	"github.com/vigil-ha/vigil/resources/mon"
+	"github.com/vigil-ha/vigil/test/difftest"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/known-differences.txt with the differences found (keeping the reasons of those already listed)")
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
-
 const monPath = "/usr/sbin/mon"
-
-const knownFile = "testdata/known-differences.txt"
 
 const knownHeader = `# Differences between Debian's mon 1.3.6 and Vigil's mon found by
 # TestMonDifferential: "CASE: what differs". Each group's comment says
@@ -64,28 +53,11 @@ func TestMonDifferential(t *testing.T) {
 		t.Fatalf("Debian's mon is not installed (`make deps` installs it): %v", err)
 	}
 	nn := nstest.NewNetns(t)
-	paths, _ := filepath.Glob("testdata/cases/*.cf")
-	more, _ := filepath.Glob("testdata/cases/*.mondiff")
-	paths = append(paths, more...)
-	sort.Strings(paths)
-	if len(paths) == 0 {
-		t.Fatal("no cases in testdata/cases")
-	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "./test/mondiff/cmd/monrec")
-	build.Dir = repoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	recorder := filepath.Join(bin, "monrec")
-	var (
-		mu    sync.Mutex
-		found = map[string]bool{}
-		wg    sync.WaitGroup
-		// Cases wait on mon's one-second loop: many at once, but not so
-		// many that Perl's start-ups crowd two cores.
-		slots = make(chan struct{}, 8)
-	)
+	paths := difftest.Cases(t, "mondiff")
+	recorder := filepath.Join(difftest.Build(t, "./test/mondiff/cmd/monrec"), "monrec")
+	// Cases wait on mon's one-second loop: many at once, but not so many
+	// that Perl's start-ups crowd two cores.
+	found := difftest.NewDiffs(8)
 	for _, p := range paths {
 		c, err := loadCase(p)
 		if err != nil {
@@ -93,11 +65,7 @@ func TestMonDifferential(t *testing.T) {
 		}
 		ns := nn.Add(c.Name)
 		dir := t.TempDir()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			slots <- struct{}{}
-			defer func() { <-slots }()
+		found.Go(func() {
 			diffs, log, err := runCase(c, ns, dir, recorder)
 			if err != nil {
 				t.Errorf("case %s: %v\n%s", c.Name, err, strings.Join(log, "\n"))
@@ -106,22 +74,10 @@ func TestMonDifferential(t *testing.T) {
 			if testing.Verbose() {
 				t.Logf("case %s:\n  %s", c.Name, strings.Join(log, "\n  "))
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, d := range diffs {
-				found[c.Name+": "+d] = true
-			}
-		}()
+			found.Add(c.Name, diffs)
+		})
 	}
-	wg.Wait()
-	if t.Failed() {
-		return
-	}
-	list := make([]string, 0, len(found))
-	for d := range found {
-		list = append(list, d)
-	}
-	testutil.Known{File: knownFile, Header: knownHeader}.Check(t, list, *update)
+	found.Check(t, knownHeader)
 }
 
 // runCase runs one case on both sides and returns the differences.

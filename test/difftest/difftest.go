@@ -1,0 +1,185 @@
+// Package difftest is the harness the differential tests share
+// (test/ldiff, test/hbdiff, test/kdiff, test/mondiff: each runs a real
+// Debian tool and Vigil on the same input): where the repository and
+// Debian's unpacked samples are, building helper commands, the inner
+// process (the test binary run again inside namespaces the outer test
+// made), running cases at once while collecting what differs, and
+// checking that against the test's list of known differences.
+package difftest
+
+import (
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vigil-ha/vigil/internal/testutil"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/known-differences.txt with the differences found (keeping the reasons of those already listed)")
+
+// KnownFile is each test's list of the differences that stay, beside it.
+const KnownFile = "testdata/known-differences.txt"
+
+// RepoRoot is the repository's top directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Sample is the path of rel in Debian's packages that `make samples`
+// unpacks under bin/samples (never installed: they would start daemons);
+// the test fails, saying so, when it is not there.
+func Sample(t testing.TB, what, rel string) string {
+	t.Helper()
+	p := filepath.Join(RepoRoot(), "bin/samples", rel)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("Debian's %s is not unpacked (`make deps` runs `make samples`): %v", what, err)
+	}
+	return p
+}
+
+// Build builds the repository's packages pkgs ("./cmd/vigil") into a
+// temporary directory and returns it.
+func Build(t testing.TB, pkgs ...string) string {
+	t.Helper()
+	bin := t.TempDir()
+	build := exec.Command("go", append([]string{"build", "-o", bin + "/"}, pkgs...)...)
+	build.Dir = RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// Cases lists the test's cases, testdata/cases/*.cf and *.EXT (ext
+// without the dot), sorted; the test fails when there are none.
+func Cases(t testing.TB, ext string) []string {
+	t.Helper()
+	paths, _ := filepath.Glob("testdata/cases/*.cf")
+	more, _ := filepath.Glob("testdata/cases/*." + ext)
+	paths = append(paths, more...)
+	sort.Strings(paths)
+	if len(paths) == 0 {
+		t.Fatal("no cases in testdata/cases")
+	}
+	return paths
+}
+
+// CaseName is a case file's name without .cf or .EXT.
+func CaseName(path, ext string) string {
+	return strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), ".cf"), "."+ext)
+}
+
+// Inner is a test of this binary that an outer test runs as a process of
+// its own, in namespaces it made, so that every socket and mount of the
+// process is there. Env is set in the inner process only (to what it is
+// to do); go test runs every test in both processes, so each skips the
+// other's.
+type Inner struct {
+	Test  string // the inner test, "TestInNamespace"
+	Outer string // the test that runs it
+	Env   string
+}
+
+// SkipOuter skips the outer test in the inner process.
+func (in Inner) SkipOuter(t testing.TB) {
+	t.Helper()
+	if os.Getenv(in.Env) != "" {
+		t.Skip("inner process")
+	}
+}
+
+// Value is Env's value in the inner process; elsewhere it skips t.
+func (in Inner) Value(t testing.TB) string {
+	t.Helper()
+	v := os.Getenv(in.Env)
+	if v == "" {
+		t.Skipf("run by %s inside its namespaces", in.Outer)
+	}
+	return v
+}
+
+// Argv is the command line that runs the inner test alone, verbose; the
+// caller puts what enters the namespaces in front of it and in.Env into
+// its environment.
+func (in Inner) Argv() ([]string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return []string{self, "-test.run=^" + in.Test + "$", "-test.count=1", "-test.v"}, nil
+}
+
+// Diffs runs cases at once and collects their differences, each as
+// "CASE: DIFFERENCE".
+type Diffs struct {
+	mu    sync.Mutex
+	found map[string]bool
+	wg    sync.WaitGroup
+	slots chan struct{} // nil: no bound
+}
+
+// NewDiffs runs at most parallel cases at a time (0: all at once): cases
+// that wait on a tool's timers can overlap, but Perl's start-ups crowd a
+// small machine.
+func NewDiffs(parallel int) *Diffs {
+	d := &Diffs{found: map[string]bool{}}
+	if parallel > 0 {
+		d.slots = make(chan struct{}, parallel)
+	}
+	return d
+}
+
+// Go runs one case in a goroutine of its own, when a slot is free.
+func (d *Diffs) Go(run func()) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if d.slots != nil {
+			d.slots <- struct{}{}
+			defer func() { <-d.slots }()
+		}
+		run()
+	}()
+}
+
+// Add records case name's differences.
+func (d *Diffs) Add(name string, diffs []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range diffs {
+		d.found[name+": "+s] = true
+	}
+}
+
+// Check waits for the cases and, unless one failed, checks what they
+// found against the list (header opens it; see Check).
+func (d *Diffs) Check(t *testing.T, header string) {
+	t.Helper()
+	d.wg.Wait()
+	if t.Failed() {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	list := make([]string, 0, len(d.found))
+	for s := range d.found {
+		list = append(list, s)
+	}
+	Check(t, header, list)
+}
+
+// Check compares the differences found with KnownFile, which header
+// opens, or rewrites the file with -update (testutil.Known).
+func Check(t *testing.T, header string, found []string) {
+	t.Helper()
+	slices.Sort(found)
+	testutil.Known{File: KnownFile, Header: header}.Check(t, found, *update)
+}
