@@ -252,8 +252,8 @@ func checkImported(dir, kind string, files map[string][]byte) error {
 	return nil
 }
 
-// completeCheck loads the written directory as `vigil config check -c DIR
-// --node NODE` does (node: the one imported for, else ha.toml's, else its
+// completeCheck checks the written directory as `vigil config check -c
+// DIR --node NODE` does (node: the one imported for, else ha.toml's, else its
 // first member): an import may leave it incomplete (an ldirectord
 // instance haresources names, not imported yet; no ha.toml yet).
 func completeCheck(dir, node string) (*config.Config, error) {
@@ -269,7 +269,17 @@ func completeCheck(dir, node string) (*config.Config, error) {
 			}
 		}
 	}
-	return config.Load(dir, instances.Options(node))
+	cfg, err := config.Load(dir, instances.Options(node))
+	if err != nil {
+		return nil, err
+	}
+	// and as config check does, each resource through its plugin
+	errs, warns := validateResources(cfg, io.Discard)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	cfg.Warnings = append(cfg.Warnings, warns...)
+	return cfg, nil
 }
 
 // strlist collects a repeated flag's values.

@@ -135,6 +135,33 @@ func TestImportSeed(t *testing.T) {
 	}
 }
 
+// An import says "checked: OK" only when config check would: also when
+// a plugin refuses a resource the files alone allow (a label longer than
+// the kernel takes).
+func TestImportCheckedByPlugins(t *testing.T) {
+	seed, in, out := "../../legacy/testdata/seed", t.TempDir(), t.TempDir()
+	for _, f := range []string{"ha.cf", "authkeys"} {
+		b, err := os.ReadFile(filepath.Join(seed, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(in, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	haresources := "lvs1 IPaddr::10.0.0.3/24/eth0:far-too-long-a-label\n"
+	if err := os.WriteFile(filepath.Join(in, "haresources"), []byte(haresources), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, errs := vigil("import", "heartbeat", "-d", in, "-o", out, "--address", "lvs1=10.0.0.1", "--address", "LVS2=10.0.0.2")
+	if code != exitOK || strings.Contains(stdout, "checked: OK") || !strings.Contains(stdout, "not complete yet") || !strings.Contains(stdout, "resources.toml:") || !strings.Contains(stdout, "far-too-long-a-label") {
+		t.Fatalf("import heartbeat: %d\n%s%s", code, stdout, errs)
+	}
+	if code, _, errs := vigil("config", "check", "-c", out, "--node", "lvs1"); code != exitError || !strings.Contains(errs, "far-too-long-a-label") {
+		t.Errorf("config check of the import: %d\n%s", code, errs)
+	}
+}
+
 // -1 with no daemon is a CRITICAL Nagios line, not an error message.
 func TestStatusOneLineUnreachable(t *testing.T) {
 	code, out, _ := vigil("status", "-1", "-s", filepath.Join(t.TempDir(), "none.sock"))
