@@ -569,6 +569,14 @@ func openMedia(cfg *config.Config) (media []heartbeat.Medium, reach map[string][
 func (d *Daemon) clusterStatus() *api.ClusterStatus {
 	now := time.Now()
 	st := d.fsm.View()
+	for _, g := range st.Groups {
+		// Status tells of hand-over states, it does not carry them (up
+		// to 64 KiB each, opaque): the copy's map is its own.
+		for id, h := range g.Handover {
+			h.State = nil
+			g.Handover[id] = h
+		}
+	}
 	stats := d.raft.Stats()
 	cs := &api.ClusterStatus{
 		Leader: d.raft.Leader(), RaftState: d.raft.State(), Term: stats["term"], Applied: d.fsm.Applied(),
