@@ -197,6 +197,17 @@ func New(cfg *config.Config, version string, builtin func(kind plugins.Kind, nam
 		d.lrm = lrm.New(d.plugins, log.With("component", "lrm"), opTimeout)
 		d.lrm.SetStopBudget(lopt.StopBudget)
 		d.lrm.SetAddressLifetime(tm.AddressLifetime)
+		// A start inherits the hand-over state the group's previous
+		// owner replicated (the userspace director's persistence).
+		d.lrm.SetHandover(func(group, resource string) []byte {
+			var b []byte
+			d.fsm.Read(func(s *fsm.State) {
+				if g := s.Groups[group]; g != nil {
+					b = g.Handover[resource].State
+				}
+			})
+			return b
+		})
 	}
 	// The tie-breakers of a pair, or, in another cluster with a [fence]
 	// plugin, just the fencing (its Fence method).
