@@ -63,6 +63,9 @@ func (u *UserspaceDirector) ExportPersistence(have uint64, limit int) (blob []by
 	now := time.Now()
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.closed {
+		return nil, have, false // its tables are gone, not empty
+	}
 	gen = u.persistGen.Load()
 	if have == gen && gen == u.export.gen && now.Before(u.export.next) {
 		return nil, gen, false
