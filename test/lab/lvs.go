@@ -121,6 +121,13 @@ func (l *Lab) Get(node, addr, path string, timeout time.Duration) (string, error
 	}); err != nil {
 		return "", err
 	}
+	return HTTPGet(conn, addr, path, timeout)
+}
+
+// HTTPGet sends one request for path over conn (to addr), returns the
+// body and closes conn: a test that dials by hand (from a source address
+// of its choice, say) reads the answer the way Get does.
+func HTTPGet(conn net.Conn, addr, path string, timeout time.Duration) (string, error) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(timeout))
 	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, addr); err != nil {
