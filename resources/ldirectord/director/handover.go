@@ -42,6 +42,7 @@ type pentry struct {
 	client netip.Addr
 	dest   int // index into the service's dests
 	ms     uint64
+	exp    time.Time // on the exporting director only (not encoded)
 }
 
 // pservice is one service as exported.
@@ -102,7 +103,7 @@ func (u *UserspaceDirector) ExportPersistence(have uint64, limit int) (blob []by
 				if !ok || !now.Before(e.expires) {
 					continue
 				}
-				ents = append(ents, pentry{svc: len(svcs), client: client, dest: di, ms: uint64(e.expires.Sub(now).Milliseconds())})
+				ents = append(ents, pentry{svc: len(svcs), client: client, dest: di, ms: uint64(e.expires.Sub(now).Milliseconds()), exp: e.expires})
 			}
 			svcs = append(svcs, ps)
 		}
@@ -126,7 +127,7 @@ func (u *UserspaceDirector) ExportPersistence(have uint64, limit int) (blob []by
 		u.opts.Log.Warn("persistence templates over the hand-over limit: the closest to expiry are not handed over", "limit", limit, "kept", lo)
 	}
 	for _, e := range ents {
-		next = minTime(next, now.Add(time.Duration(e.ms)*time.Millisecond))
+		next = minTime(next, e.exp) // not from ms, rounded down: the export after it must find it expired
 	}
 	u.export = exportState{gen: gen, next: next}
 	return blob, gen, true
