@@ -1,11 +1,9 @@
 package lrm_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/vigil-ha/vigil/cluster/config"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/resources/ldirectord/spec"
 )
 
@@ -36,25 +35,6 @@ func serveName(t *testing.T, addr string) {
 	t.Cleanup(func() { srv.Close(); <-done })
 }
 
-func getFrom(t *testing.T, from, addr string) string {
-	t.Helper()
-	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial from %s: %v", from, err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("GET from %s: %v", from, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
 // Two managers, each with its own ldirectord plugin process (two nodes):
 // the first one's hand-over state, handed to the second's start through
 // SetHandover, keeps every client on its real server; a group of
@@ -63,21 +43,7 @@ func TestHandoverThroughPlugins(t *testing.T) {
 	serveName(t, "127.0.0.2:18097")
 	serveName(t, "127.0.0.3:18097")
 	var in spec.Instance
-	if _, err := toml.Decode(`checkinterval = "100ms"
-checktimeout = "200ms"
-backend = "userspace"
-[[virtual]]
-address = "127.0.0.10:18097"
-scheduler = "rr"
-persistent = "300s"
-service = "http"
-request = "/.testpage"
-receive = "test page"
-  [[virtual.real]]
-  address = "127.0.0.2:18097"
-  [[virtual.real]]
-  address = "127.0.0.3:18097"
-`, &in); err != nil {
+	if _, err := toml.Decode(testutil.PersistentWWW("127.0.0.10:18097", "127.0.0.2:18097", "127.0.0.3:18097"), &in); err != nil {
 		t.Fatal(err)
 	}
 	js, _ := json.Marshal(in)
@@ -90,10 +56,10 @@ receive = "test page"
 	if err := old.m.Start(ctx, g); err != nil {
 		t.Fatal(err)
 	}
-	getFrom(t, "127.0.0.20", vip) // shifts rr
+	testutil.GetFrom(t, "127.0.0.20", vip) // shifts rr
 	had := map[string]string{}
 	for _, c := range clients {
-		had[c] = getFrom(t, c, vip)
+		had[c] = testutil.GetFrom(t, c, vip)
 	}
 	states, more, err := old.m.Handover(ctx, g, nil)
 	if err != nil || !more || len(states) != 1 || states[0].Resource != "www" || len(states[0].State) == 0 {
@@ -120,7 +86,7 @@ receive = "test page"
 		t.Fatalf("start: %+v", r)
 	}
 	for _, c := range clients {
-		if got := getFrom(t, c, vip); got != had[c] {
+		if got := testutil.GetFrom(t, c, vip); got != had[c] {
 			t.Fatalf("client %s reached %s after the hand-over, had %s", c, got, had[c])
 		}
 	}

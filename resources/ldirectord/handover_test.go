@@ -1,59 +1,16 @@
 package ldirectord
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
-
-const persistent = `
-checkinterval = "100ms"
-checktimeout = "200ms"
-failurecount = 2
-backend = "userspace"
-[[virtual]]
-address = "127.0.0.10:18095"
-scheduler = "rr"
-persistent = "300s"
-service = "http"
-request = "/.testpage"
-receive = "test page"
-  [[virtual.real]]
-  address = "127.0.0.2:18095"
-  [[virtual.real]]
-  address = "127.0.0.3:18095"
-`
-
-// getFrom fetches / from the VIP over a new connection from source
-// address from, and returns the body (the real's name).
-func getFrom(t *testing.T, from, addr string) string {
-	t.Helper()
-	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial from %s: %v", from, err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("GET from %s: %v", from, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
 
 func newPlugin(t *testing.T) *Resource {
 	r := New(slog.New(slog.DiscardHandler))
@@ -72,7 +29,7 @@ func newPlugin(t *testing.T) *Resource {
 func TestPluginHandover(t *testing.T) {
 	newWeb(t, "127.0.0.2:18095")
 	newWeb(t, "127.0.0.3:18095")
-	js, _ := json.Marshal(instance(t, persistent))
+	js, _ := json.Marshal(instance(t, testutil.PersistentWWW("127.0.0.10:18095", "127.0.0.2:18095", "127.0.0.3:18095")))
 	in := &pb.Instance{Id: "www", Params: map[string]string{ParamSpec: string(js)}}
 	ctx := context.Background()
 	vip := "127.0.0.10:18095"
@@ -82,10 +39,10 @@ func TestPluginHandover(t *testing.T) {
 	if res, _ := old.Start(ctx, in); res.GetCode() != pb.Code_SUCCESS || res.GetReason() != "" {
 		t.Fatalf("start: %v", res)
 	}
-	getFrom(t, "127.0.0.20", vip) // shifts rr, so a fresh director would differ
+	testutil.GetFrom(t, "127.0.0.20", vip) // shifts rr, so a fresh director would differ
 	had := map[string]string{}
 	for _, c := range clients {
-		had[c] = getFrom(t, c, vip)
+		had[c] = testutil.GetFrom(t, c, vip)
 	}
 	st, err := old.Handover(ctx, &pb.HandoverRequest{Instance: in})
 	if err != nil || !st.GetChanged() || len(st.GetState()) == 0 {
@@ -108,7 +65,7 @@ func TestPluginHandover(t *testing.T) {
 		t.Fatalf("seeded start: %v", res)
 	}
 	for _, c := range clients {
-		if got := getFrom(t, c, vip); got != had[c] {
+		if got := testutil.GetFrom(t, c, vip); got != had[c] {
 			t.Fatalf("client %s reached %s after the hand-over, had %s", c, got, had[c])
 		}
 	}

@@ -9,33 +9,9 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/api"
+	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/test/lab"
 )
-
-// persistWWW is the seed's www.toml with persistence: rr over the two
-// reals, 300s templates, and quiescent reals (a dead one keeps weight 0,
-// so its templates stay).
-func persistWWW() string {
-	return fmt.Sprintf(`checkinterval = "200ms"
-checktimeout = "500ms"
-failurecount = 2
-quiescent = true
-backend = "userspace"
-[[virtual]]
-address = "%s:80"
-scheduler = "rr"
-persistent = "300s"
-service = "http"
-request = "/.testpage"
-receive = "test page"
-  [[virtual.real]]
-  address = "%s:80"
-  forward = "gate"
-  [[virtual.real]]
-  address = "%s:80"
-  forward = "gate"
-`, lab.VIP, lab.RealIP1, lab.RealIP2)
-}
 
 // Issue 24 item 3: the userspace director cannot carry live connections
 // to another director, but its persistence templates go with the group.
@@ -47,7 +23,7 @@ receive = "test page"
 func TestLVSPersistenceFailover(t *testing.T) {
 	l := needLab(t)
 	c := &lab.Cluster{Name: "persisttest", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
-		Resources: lab.LVSResources(), Files: map[string]string{"www.toml": persistWWW()}, Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
+		Resources: lab.LVSResources(), Files: map[string]string{"www.toml": testutil.PersistentWWW(lab.VIP+":80", lab.RealIP1+":80", lab.RealIP2+":80")}, Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
 	nodes := l.Trio(vigilBin, c, false, nil)
 	client := l.AddClient()
 	rs := map[string]*lab.WebServer{"rs1": l.AddWebServer("rs1", lab.RealIP1), "rs2": l.AddWebServer("rs2", lab.RealIP2)}
@@ -70,7 +46,7 @@ func TestLVSPersistenceFailover(t *testing.T) {
 		}); err != nil {
 			return "", err
 		}
-		return lab.HTTPGet(conn, vip, "/", time.Second)
+		return testutil.HTTPGet(conn, vip, "/", time.Second)
 	}
 	// health waits until node's table (or, on a standby, its checks)
 	// says want of each real.
