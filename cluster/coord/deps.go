@@ -41,6 +41,10 @@ type LRM interface {
 	Reload(ctx context.Context, g config.Group, match func(config.Binding) bool) error
 	Reconfigure(ctx context.Context, g config.Group) (bool, error)
 	Status() []lrm.GroupStatus
+	// Handover returns the hand-over states of the group's running
+	// resources that are not generation have[resource] any more; more is
+	// false when none of its resources has any.
+	Handover(ctx context.Context, g config.Group, have map[string]uint64) (states []lrm.Handed, more bool, err error)
 	// Hold hands the node's lease (when stopping must have begun) to
 	// the resource plugins, which release what they hold by themselves
 	// once it passes unrenewed.

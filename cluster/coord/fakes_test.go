@@ -121,6 +121,10 @@ type fakeLRM struct {
 	failRecon error
 	reconfChg bool
 	held      time.Time // the lease last handed over
+	// handover holds each group's hand-over states (none: no resource
+	// of the group has any); handoverAsks counts the calls.
+	handover     map[string][]lrm.Handed
+	handoverAsks int
 }
 
 func (l *fakeLRM) Hold(until time.Time) {
@@ -236,6 +240,22 @@ func (l *fakeLRM) Status() []lrm.GroupStatus {
 		out = append(out, lrm.GroupStatus{Name: g, State: s})
 	}
 	return out
+}
+
+// Handover returns the states set in handover for g whose generation is
+// not the one the caller has; none set: the group has none.
+func (l *fakeLRM) Handover(_ context.Context, g config.Group, have map[string]uint64) ([]lrm.Handed, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.handoverAsks++
+	hs, ok := l.handover[g.Name]
+	var out []lrm.Handed
+	for _, h := range hs {
+		if have[h.Resource] != h.Generation {
+			out = append(out, h)
+		}
+	}
+	return out, ok, nil
 }
 
 func (l *fakeLRM) active(g string) bool {

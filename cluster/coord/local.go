@@ -17,6 +17,11 @@ import (
 // none.
 const defaultInterval = 10 * time.Second
 
+// handoverPeriod is how often the owner of a group asks its resources for
+// their hand-over state (and replicates what changed): a failover loses
+// at most what changed in the last period.
+const handoverPeriod = time.Second
+
 // Leave hands this node's groups over before a graceful shutdown, as a
 // planned move: the node is marked as leaving, the leader moves its groups
 // (stopped here, then started elsewhere), and Leave returns once none runs
@@ -222,6 +227,12 @@ type worker struct {
 	claiming  bool
 	claimBase uint64
 	claimAt   time.Time
+	// Hand-over states: the generation of each resource's the cluster
+	// has from this node since it started the group, when to ask next,
+	// and whether the group has none at all.
+	handed       map[string]uint64
+	nextHandover time.Time
+	noHandover   bool
 }
 
 func (w *worker) poke() { w.signal(w.kick) }
@@ -446,7 +457,7 @@ func (w *worker) step(ctx context.Context) time.Time {
 			w.nextMonitor = now.Add(w.interval())
 		}
 		// The lease running out wakes the worker (runLocal watches it).
-		return w.nextMonitor
+		return minTime(w.nextMonitor, w.handover(ctx, cfg, now))
 
 	case !want && local == lrm.Unknown:
 		return later
@@ -479,8 +490,56 @@ func (w *worker) start(ctx context.Context, cfg config.Group, now time.Time) tim
 		return now
 	}
 	w.report(fsm.Report{State: lrm.Running, Op: "start", Result: "OK"})
-	w.nextMonitor = w.c.now().Add(w.interval())
-	return w.nextMonitor
+	now = w.c.now()
+	w.nextMonitor = now.Add(w.interval())
+	// What the start took over (the previous owner's state) is this
+	// node's to replicate now: at once, whatever the generations.
+	w.handed, w.nextHandover, w.noHandover = nil, time.Time{}, false
+	return minTime(w.nextMonitor, w.handover(ctx, cfg, now))
+}
+
+// handover replicates the hand-over states of the group's resources that
+// changed, at most once per handoverPeriod, and returns when to look
+// again. Only the owner running the group does it; the FSM takes a state
+// only from the node whose start of the current assignment was accepted.
+func (w *worker) handover(ctx context.Context, cfg config.Group, now time.Time) time.Time {
+	if w.noHandover {
+		return now.Add(time.Hour)
+	}
+	if now.Before(w.nextHandover) {
+		return w.nextHandover
+	}
+	w.nextHandover = now.Add(handoverPeriod)
+	hctx, cancel := context.WithTimeout(ctx, handoverPeriod)
+	defer cancel()
+	states, more, err := w.c.opt.LRM.Handover(hctx, cfg, w.handed)
+	if err != nil {
+		w.c.log.Warn("hand-over state not read", "group", w.name, "err", err)
+	}
+	if !more {
+		w.noHandover = true
+		return now.Add(time.Hour)
+	}
+	for _, s := range states {
+		err := w.c.Apply(hctx, fsm.TypeHandover, fsm.Handover{Node: w.c.opt.Self, Group: w.name, Resource: s.Resource, Generation: s.Generation, State: s.State})
+		if err != nil {
+			// Asked again next period: the generation is not recorded.
+			w.c.log.Warn("hand-over state not replicated", "group", w.name, "resource", s.Resource, "bytes", len(s.State), "err", err)
+			continue
+		}
+		if w.handed == nil {
+			w.handed = map[string]uint64{}
+		}
+		w.handed[s.Resource] = s.Generation
+	}
+	return w.nextHandover
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // interval is the shortest recurring monitor period of the group.

@@ -197,6 +197,17 @@ func New(cfg *config.Config, version string, builtin func(kind plugins.Kind, nam
 		d.lrm = lrm.New(d.plugins, log.With("component", "lrm"), opTimeout)
 		d.lrm.SetStopBudget(lopt.StopBudget)
 		d.lrm.SetAddressLifetime(tm.AddressLifetime)
+		// A start inherits the hand-over state the group's previous
+		// owner replicated (the userspace director's persistence).
+		d.lrm.SetHandover(func(group, resource string) []byte {
+			var b []byte
+			d.fsm.Read(func(s *fsm.State) {
+				if g := s.Groups[group]; g != nil {
+					b = g.Handover[resource].State
+				}
+			})
+			return b
+		})
 	}
 	// The tie-breakers of a pair, or, in another cluster with a [fence]
 	// plugin, just the fencing (its Fence method).
@@ -569,6 +580,14 @@ func openMedia(cfg *config.Config) (media []heartbeat.Medium, reach map[string][
 func (d *Daemon) clusterStatus() *api.ClusterStatus {
 	now := time.Now()
 	st := d.fsm.View()
+	for _, g := range st.Groups {
+		// Status tells of hand-over states, it does not carry them (up
+		// to 64 KiB each, opaque): the copy's map is its own.
+		for id, h := range g.Handover {
+			h.State = nil
+			g.Handover[id] = h
+		}
+	}
 	stats := d.raft.Stats()
 	cs := &api.ClusterStatus{
 		Leader: d.raft.Leader(), RaftState: d.raft.State(), Term: stats["term"], Applied: d.fsm.Applied(),

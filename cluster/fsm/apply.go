@@ -64,6 +64,8 @@ func (s *State) apply(index uint64, at time.Time, data []byte, t *touch) error {
 		err = decodeAnd(env.Data, func(c *NodeAdd) error { return s.nodeAdd(c, t) })
 	case TypeFenced:
 		err = decodeAnd(env.Data, func(c *Fenced) error { return s.fenced(index, at, c, t) })
+	case TypeHandover:
+		err = decodeAnd(env.Data, func(c *Handover) error { return s.handover(index, c) })
 	case TypeClaims:
 		err = decodeAnd(env.Data, func(c *Claims) error {
 			for i := range c.Claims {
@@ -200,6 +202,12 @@ func (s *State) setGroups(c *SetGroups, t *touch) error {
 			s.Groups[gs.Name] = g
 		}
 		g.GroupSpec = gs
+		// A resource no longer in the group hands nothing over.
+		for id := range g.Handover {
+			if !slices.ContainsFunc(gs.Resources, func(r Resource) bool { return r.ID == id }) {
+				delete(g.Handover, id)
+			}
+		}
 	}
 	for name := range s.Groups {
 		if !keep[name] {
@@ -348,6 +356,33 @@ func (s *State) cleanup(index uint64, c *Cleanup, t *touch) error {
 		return f.Group == c.Group && (c.Node == "" || f.Node == c.Node)
 	})
 	g.CleanupIndex = index
+	return nil
+}
+
+// handover records c. It touches no group: nothing the workers decide
+// depends on it, so a replicated state wakes no one.
+func (s *State) handover(index uint64, c *Handover) error {
+	g, err := s.group(c.Group)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(g.Resources, func(r Resource) bool { return r.ID == c.Resource }) {
+		return refused("group %s has no resource %q", c.Group, c.Resource)
+	}
+	if len(c.State) > MaxHandover {
+		return refused("hand-over state of %s is %d bytes, more than %d", c.Resource, len(c.State), MaxHandover)
+	}
+	if g.Owner != c.Node || g.Claimed != c.Node {
+		return refused("group %s is held by %q (claimed by %q), not by %s", c.Group, g.Owner, g.Claimed, c.Node)
+	}
+	if len(c.State) == 0 {
+		delete(g.Handover, c.Resource)
+		return nil
+	}
+	if g.Handover == nil {
+		g.Handover = map[string]HandoverState{}
+	}
+	g.Handover[c.Resource] = HandoverState{Node: c.Node, Generation: c.Generation, Index: index, Size: len(c.State), State: c.State}
 	return nil
 }
 

@@ -34,6 +34,9 @@ const (
 	// keeps a new node sending single entries to old peers).
 	TypeClaims  = "claims"
 	TypeReports = "reports"
+	// TypeHandover records a resource's hand-over state (a build older
+	// than it skips it: the state is lost on a failover, nothing else).
+	TypeHandover = "handover"
 )
 
 // versions lists the newest version of each command type this build
@@ -41,7 +44,7 @@ const (
 var versions = map[string]int{
 	TypeNodeState: 1, TypeSetGroups: 1, TypeAssign: 1, TypeReport: 1,
 	TypeClaim: 1, TypeMove: 1, TypeCleanup: 1, TypeNodeRemove: 1, TypeNodeAdd: 1,
-	TypeFenced: 1, TypeClaims: 1, TypeReports: 1,
+	TypeFenced: 1, TypeClaims: 1, TypeReports: 1, TypeHandover: 1,
 }
 
 // Envelope is one log entry.
@@ -195,4 +198,21 @@ type Fenced struct {
 
 type NodeRemove struct {
 	Node string `json:"node"`
+}
+
+// MaxHandover bounds one resource's hand-over state.
+const MaxHandover = 64 << 10
+
+// Handover is the hand-over state the owner of a group exported for one
+// of its resources (plugins' Handover: the userspace director's
+// persistence templates), opaque to the core. It is taken only from the
+// node whose start of the group's current assignment was accepted, so an
+// old owner that lags cannot overwrite its successor's; an empty State
+// forgets the resource's.
+type Handover struct {
+	Node       string `json:"node"`
+	Group      string `json:"group"`
+	Resource   string `json:"resource"`
+	Generation uint64 `json:"generation"`
+	State      []byte `json:"state,omitempty"`
 }

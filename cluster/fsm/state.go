@@ -92,6 +92,18 @@ type Group struct {
 	CleanupIndex uint64                    `json:"cleanup_index,omitempty"`
 	Reports      map[string]NodeReport     `json:"reports"`
 	Failcounts   map[string]map[string]int `json:"failcounts,omitempty"` // node → resource → count
+	// Handover is each resource's hand-over state as its owner last
+	// exported it (resource id → state); the next owner's start gets it.
+	Handover map[string]HandoverState `json:"handover,omitempty"`
+}
+
+// HandoverState is one resource's hand-over state (see Handover).
+type HandoverState struct {
+	Node       string `json:"node"` // who exported it
+	Generation uint64 `json:"generation"`
+	Index      uint64 `json:"index"` // the entry that recorded it
+	Size       int    `json:"size"`  // of State, for status (which leaves State out)
+	State      []byte `json:"state"`
 }
 
 // NodeReport is the last thing a node reported about a group.
@@ -162,6 +174,7 @@ func (s *State) Clone() *State {
 		gg := *g
 		gg.Resources = slices.Clone(g.Resources)
 		gg.Reports = maps.Clone(g.Reports)
+		gg.Handover = maps.Clone(g.Handover) // the states' bytes are never changed in place
 		gg.Failcounts = make(map[string]map[string]int, len(g.Failcounts))
 		for n, fc := range g.Failcounts {
 			gg.Failcounts[n] = maps.Clone(fc)

@@ -54,6 +54,9 @@ type Manager struct {
 	groups map[string]*group
 
 	lease lease
+
+	seed       func(group, resource string) []byte // see SetHandover
+	noHandover map[string]bool                     // plugins that answered Handover Unimplemented (under mu)
 }
 
 type group struct {
@@ -69,7 +72,7 @@ type group struct {
 
 // New returns a manager whose operations take at most timeout each.
 func New(h *host.Host, log *slog.Logger, timeout time.Duration) *Manager {
-	return &Manager{host: h, log: log, timeout: timeout, groups: map[string]*group{},
+	return &Manager{host: h, log: log, timeout: timeout, groups: map[string]*group{}, noHandover: map[string]bool{},
 		lease: lease{changed: make(chan struct{}, 1), none: map[string]bool{}, release: map[string]time.Duration{},
 			reads: map[string]bool{}, due: map[string]bool{}}}
 }
@@ -152,7 +155,11 @@ func (m *Manager) op(ctx context.Context, g *group, i int, name string) (pb.Code
 	r := m.host.Resource(g.bindings[i].Plugin)
 	call := map[string]func(context.Context, *pb.Instance) (*pb.Result, error){
 		"start": r.Start, "stop": r.Stop, "monitor": r.Monitor, "reload": r.Reload}[name]
-	res, err := call(ctx, m.instance(g, i, 0))
+	in := m.instance(g, i, 0)
+	if name == "start" && m.seed != nil {
+		in.Handover = m.seed(g.cfg.Name, in.GetId())
+	}
+	res, err := call(ctx, in)
 	if name != "monitor" {
 		m.ranOp(g.bindings[i].Plugin)
 	}

@@ -91,6 +91,15 @@ func (r Resource) Command(ctx context.Context, in *pb.Instance, name string, arg
 		})
 }
 
+// Handover asks for the instance's hand-over state unless it is still
+// the generation have; plugins without one answer ErrUnimplemented.
+func (r Resource) Handover(ctx context.Context, in *pb.Instance, have uint64) (*pb.HandoverState, error) {
+	return invoke(ctx, r.h, plugins.KindResource, r.name, "handover", ms(in.GetTimeoutMs()),
+		func(ctx context.Context, c pb.ResourceClient) (*pb.HandoverState, error) {
+			return c.Handover(ctx, &pb.HandoverRequest{Instance: in, Have: have})
+		})
+}
+
 // Hold renews the node's lease in the plugin and returns the instances
 // it released because an earlier one ran out; plugins that keep no lease
 // answer ErrUnimplemented.

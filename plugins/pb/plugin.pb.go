@@ -207,7 +207,12 @@ type Instance struct {
 	IntervalMs int64                  `protobuf:"varint,6,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`                                                // monitor: 0 = a one-off probe, else recurring
 	// The node's lease as it stood when the operation was sent (see Lease);
 	// unset when the host grants none (a one-off operator command).
-	Lease         *Lease `protobuf:"bytes,7,opt,name=lease,proto3" json:"lease,omitempty"`
+	Lease *Lease `protobuf:"bytes,7,opt,name=lease,proto3" json:"lease,omitempty"`
+	// Start only: the hand-over state the group's previous owner last
+	// exported for this instance (see Handover), replicated by the cluster;
+	// empty when there is none. A plugin refuses a blob it cannot decode
+	// with an error in its reason, never by failing the start.
+	Handover      []byte `protobuf:"bytes,8,opt,name=handover,proto3" json:"handover,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -287,6 +292,13 @@ func (x *Instance) GetIntervalMs() int64 {
 func (x *Instance) GetLease() *Lease {
 	if x != nil {
 		return x.Lease
+	}
+	return nil
+}
+
+func (x *Instance) GetHandover() []byte {
+	if x != nil {
+		return x.Handover
 	}
 	return nil
 }
@@ -774,6 +786,120 @@ func (x *Meta) GetRaw() string {
 	return ""
 }
 
+type HandoverRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Instance *Instance              `protobuf:"bytes,1,opt,name=instance,proto3" json:"instance,omitempty"`
+	// The generation of the state the daemon already has (0: none): when
+	// it is still current the plugin answers changed = false and no state.
+	Have          uint64 `protobuf:"varint,2,opt,name=have,proto3" json:"have,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandoverRequest) Reset() {
+	*x = HandoverRequest{}
+	mi := &file_plugin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandoverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandoverRequest) ProtoMessage() {}
+
+func (x *HandoverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandoverRequest.ProtoReflect.Descriptor instead.
+func (*HandoverRequest) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *HandoverRequest) GetInstance() *Instance {
+	if x != nil {
+		return x.Instance
+	}
+	return nil
+}
+
+func (x *HandoverRequest) GetHave() uint64 {
+	if x != nil {
+		return x.Have
+	}
+	return 0
+}
+
+type HandoverState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Changed       bool                   `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	State         []byte                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"` // opaque to the daemon; empty: nothing to hand over
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandoverState) Reset() {
+	*x = HandoverState{}
+	mi := &file_plugin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandoverState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandoverState) ProtoMessage() {}
+
+func (x *HandoverState) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandoverState.ProtoReflect.Descriptor instead.
+func (*HandoverState) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HandoverState) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *HandoverState) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *HandoverState) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
 type CommandRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Instance      *Instance              `protobuf:"bytes,1,opt,name=instance,proto3" json:"instance,omitempty"`
@@ -785,7 +911,7 @@ type CommandRequest struct {
 
 func (x *CommandRequest) Reset() {
 	*x = CommandRequest{}
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +923,7 @@ func (x *CommandRequest) String() string {
 func (*CommandRequest) ProtoMessage() {}
 
 func (x *CommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +936,7 @@ func (x *CommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRequest.ProtoReflect.Descriptor instead.
 func (*CommandRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CommandRequest) GetInstance() *Instance {
@@ -850,7 +976,7 @@ type Inspection struct {
 
 func (x *Inspection) Reset() {
 	*x = Inspection{}
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +988,7 @@ func (x *Inspection) String() string {
 func (*Inspection) ProtoMessage() {}
 
 func (x *Inspection) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +1001,7 @@ func (x *Inspection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inspection.ProtoReflect.Descriptor instead.
 func (*Inspection) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Inspection) GetTitle() string {
@@ -927,7 +1053,7 @@ type Metric struct {
 
 func (x *Metric) Reset() {
 	*x = Metric{}
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1065,7 @@ func (x *Metric) String() string {
 func (*Metric) ProtoMessage() {}
 
 func (x *Metric) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1078,7 @@ func (x *Metric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metric.ProtoReflect.Descriptor instead.
 func (*Metric) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Metric) GetName() string {
@@ -1000,7 +1126,7 @@ type Sample struct {
 
 func (x *Sample) Reset() {
 	*x = Sample{}
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1138,7 @@ func (x *Sample) String() string {
 func (*Sample) ProtoMessage() {}
 
 func (x *Sample) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1151,7 @@ func (x *Sample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sample.ProtoReflect.Descriptor instead.
 func (*Sample) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Sample) GetValues() []string {
@@ -1055,7 +1181,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1193,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1206,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CheckRequest) GetType() string {
@@ -1131,7 +1257,7 @@ type CheckResult struct {
 
 func (x *CheckResult) Reset() {
 	*x = CheckResult{}
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1269,7 @@ func (x *CheckResult) String() string {
 func (*CheckResult) ProtoMessage() {}
 
 func (x *CheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1282,7 @@ func (x *CheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResult.ProtoReflect.Descriptor instead.
 func (*CheckResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CheckResult) GetOk() bool {
@@ -1216,7 +1342,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1354,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1367,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Event) GetKind() string {
@@ -1341,7 +1467,7 @@ type AlertRequest struct {
 
 func (x *AlertRequest) Reset() {
 	*x = AlertRequest{}
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1479,7 @@ func (x *AlertRequest) String() string {
 func (*AlertRequest) ProtoMessage() {}
 
 func (x *AlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1492,7 @@ func (x *AlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRequest.ProtoReflect.Descriptor instead.
 func (*AlertRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AlertRequest) GetType() string {
@@ -1413,7 +1539,7 @@ type AlertResult struct {
 
 func (x *AlertResult) Reset() {
 	*x = AlertResult{}
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1551,7 @@ func (x *AlertResult) String() string {
 func (*AlertResult) ProtoMessage() {}
 
 func (x *AlertResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1564,7 @@ func (x *AlertResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertResult.ProtoReflect.Descriptor instead.
 func (*AlertResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AlertResult) GetDetail() string {
@@ -1459,7 +1585,7 @@ type FenceRequest struct {
 
 func (x *FenceRequest) Reset() {
 	*x = FenceRequest{}
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1597,7 @@ func (x *FenceRequest) String() string {
 func (*FenceRequest) ProtoMessage() {}
 
 func (x *FenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1610,7 @@ func (x *FenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceRequest.ProtoReflect.Descriptor instead.
 func (*FenceRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{17}
+	return file_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FenceRequest) GetNode() string {
@@ -1518,7 +1644,7 @@ type FenceResult struct {
 
 func (x *FenceResult) Reset() {
 	*x = FenceResult{}
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1656,7 @@ func (x *FenceResult) String() string {
 func (*FenceResult) ProtoMessage() {}
 
 func (x *FenceResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1669,7 @@ func (x *FenceResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceResult.ProtoReflect.Descriptor instead.
 func (*FenceResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{18}
+	return file_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FenceResult) GetPower() Power {
@@ -1564,7 +1690,7 @@ var File_plugin_proto protoreflect.FileDescriptor
 
 const file_plugin_proto_rawDesc = "" +
 	"\n" +
-	"\fplugin.proto\x12\x0fvigil.plugin.v1\"\xaa\x02\n" +
+	"\fplugin.proto\x12\x0fvigil.plugin.v1\"\xc6\x02\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12=\n" +
@@ -1574,7 +1700,8 @@ const file_plugin_proto_rawDesc = "" +
 	"timeout_ms\x18\x05 \x01(\x03R\ttimeoutMs\x12\x1f\n" +
 	"\vinterval_ms\x18\x06 \x01(\x03R\n" +
 	"intervalMs\x12,\n" +
-	"\x05lease\x18\a \x01(\v2\x16.vigil.plugin.v1.LeaseR\x05lease\x1a9\n" +
+	"\x05lease\x18\a \x01(\v2\x16.vigil.plugin.v1.LeaseR\x05lease\x12\x1a\n" +
+	"\bhandover\x18\b \x01(\fR\bhandover\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
@@ -1620,7 +1747,16 @@ const file_plugin_proto_rawDesc = "" +
 	"parameters\x18\x04 \x03(\v2\x1a.vigil.plugin.v1.ParameterR\n" +
 	"parameters\x121\n" +
 	"\aactions\x18\x05 \x03(\v2\x17.vigil.plugin.v1.ActionR\aactions\x12\x10\n" +
-	"\x03raw\x18\x06 \x01(\tR\x03raw\"o\n" +
+	"\x03raw\x18\x06 \x01(\tR\x03raw\"\\\n" +
+	"\x0fHandoverRequest\x125\n" +
+	"\binstance\x18\x01 \x01(\v2\x19.vigil.plugin.v1.InstanceR\binstance\x12\x12\n" +
+	"\x04have\x18\x02 \x01(\x04R\x04have\"_\n" +
+	"\rHandoverState\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\bR\achanged\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\fR\x05state\"o\n" +
 	"\x0eCommandRequest\x125\n" +
 	"\binstance\x18\x01 \x01(\v2\x19.vigil.plugin.v1.InstanceR\binstance\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1717,7 +1853,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05Power\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x06\n" +
 	"\x02ON\x10\x01\x12\a\n" +
-	"\x03OFF\x10\x022\xca\x04\n" +
+	"\x03OFF\x10\x022\x98\x05\n" +
 	"\bResource\x12C\n" +
 	"\bMetaData\x12 .vigil.plugin.v1.MetaDataRequest\x1a\x15.vigil.plugin.v1.Meta\x12>\n" +
 	"\bValidate\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12;\n" +
@@ -1727,7 +1863,8 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06Reload\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12A\n" +
 	"\aInspect\x12\x19.vigil.plugin.v1.Instance\x1a\x1b.vigil.plugin.v1.Inspection\x12C\n" +
 	"\aCommand\x12\x1f.vigil.plugin.v1.CommandRequest\x1a\x17.vigil.plugin.v1.Result\x12;\n" +
-	"\x04Hold\x12\x16.vigil.plugin.v1.Lease\x1a\x1b.vigil.plugin.v1.HoldResult2O\n" +
+	"\x04Hold\x12\x16.vigil.plugin.v1.Lease\x1a\x1b.vigil.plugin.v1.HoldResult\x12L\n" +
+	"\bHandover\x12 .vigil.plugin.v1.HandoverRequest\x1a\x1e.vigil.plugin.v1.HandoverState2O\n" +
 	"\aMonitor\x12D\n" +
 	"\x05Check\x12\x1d.vigil.plugin.v1.CheckRequest\x1a\x1c.vigil.plugin.v1.CheckResult2O\n" +
 	"\x05Alert\x12F\n" +
@@ -1750,7 +1887,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_plugin_proto_goTypes = []any{
 	(Code)(0),               // 0: vigil.plugin.v1.Code
 	(Severity)(0),           // 1: vigil.plugin.v1.Severity
@@ -1763,72 +1900,77 @@ var file_plugin_proto_goTypes = []any{
 	(*Parameter)(nil),       // 8: vigil.plugin.v1.Parameter
 	(*Action)(nil),          // 9: vigil.plugin.v1.Action
 	(*Meta)(nil),            // 10: vigil.plugin.v1.Meta
-	(*CommandRequest)(nil),  // 11: vigil.plugin.v1.CommandRequest
-	(*Inspection)(nil),      // 12: vigil.plugin.v1.Inspection
-	(*Metric)(nil),          // 13: vigil.plugin.v1.Metric
-	(*Sample)(nil),          // 14: vigil.plugin.v1.Sample
-	(*CheckRequest)(nil),    // 15: vigil.plugin.v1.CheckRequest
-	(*CheckResult)(nil),     // 16: vigil.plugin.v1.CheckResult
-	(*Event)(nil),           // 17: vigil.plugin.v1.Event
-	(*AlertRequest)(nil),    // 18: vigil.plugin.v1.AlertRequest
-	(*AlertResult)(nil),     // 19: vigil.plugin.v1.AlertResult
-	(*FenceRequest)(nil),    // 20: vigil.plugin.v1.FenceRequest
-	(*FenceResult)(nil),     // 21: vigil.plugin.v1.FenceResult
-	nil,                     // 22: vigil.plugin.v1.Instance.ParamsEntry
-	nil,                     // 23: vigil.plugin.v1.CheckRequest.ParamsEntry
-	nil,                     // 24: vigil.plugin.v1.Event.LabelsEntry
-	nil,                     // 25: vigil.plugin.v1.AlertRequest.ParamsEntry
-	nil,                     // 26: vigil.plugin.v1.FenceRequest.ParamsEntry
+	(*HandoverRequest)(nil), // 11: vigil.plugin.v1.HandoverRequest
+	(*HandoverState)(nil),   // 12: vigil.plugin.v1.HandoverState
+	(*CommandRequest)(nil),  // 13: vigil.plugin.v1.CommandRequest
+	(*Inspection)(nil),      // 14: vigil.plugin.v1.Inspection
+	(*Metric)(nil),          // 15: vigil.plugin.v1.Metric
+	(*Sample)(nil),          // 16: vigil.plugin.v1.Sample
+	(*CheckRequest)(nil),    // 17: vigil.plugin.v1.CheckRequest
+	(*CheckResult)(nil),     // 18: vigil.plugin.v1.CheckResult
+	(*Event)(nil),           // 19: vigil.plugin.v1.Event
+	(*AlertRequest)(nil),    // 20: vigil.plugin.v1.AlertRequest
+	(*AlertResult)(nil),     // 21: vigil.plugin.v1.AlertResult
+	(*FenceRequest)(nil),    // 22: vigil.plugin.v1.FenceRequest
+	(*FenceResult)(nil),     // 23: vigil.plugin.v1.FenceResult
+	nil,                     // 24: vigil.plugin.v1.Instance.ParamsEntry
+	nil,                     // 25: vigil.plugin.v1.CheckRequest.ParamsEntry
+	nil,                     // 26: vigil.plugin.v1.Event.LabelsEntry
+	nil,                     // 27: vigil.plugin.v1.AlertRequest.ParamsEntry
+	nil,                     // 28: vigil.plugin.v1.FenceRequest.ParamsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
-	22, // 0: vigil.plugin.v1.Instance.params:type_name -> vigil.plugin.v1.Instance.ParamsEntry
+	24, // 0: vigil.plugin.v1.Instance.params:type_name -> vigil.plugin.v1.Instance.ParamsEntry
 	4,  // 1: vigil.plugin.v1.Instance.lease:type_name -> vigil.plugin.v1.Lease
 	0,  // 2: vigil.plugin.v1.Result.code:type_name -> vigil.plugin.v1.Code
 	8,  // 3: vigil.plugin.v1.Meta.parameters:type_name -> vigil.plugin.v1.Parameter
 	9,  // 4: vigil.plugin.v1.Meta.actions:type_name -> vigil.plugin.v1.Action
-	3,  // 5: vigil.plugin.v1.CommandRequest.instance:type_name -> vigil.plugin.v1.Instance
-	13, // 6: vigil.plugin.v1.Inspection.metrics:type_name -> vigil.plugin.v1.Metric
-	14, // 7: vigil.plugin.v1.Metric.samples:type_name -> vigil.plugin.v1.Sample
-	23, // 8: vigil.plugin.v1.CheckRequest.params:type_name -> vigil.plugin.v1.CheckRequest.ParamsEntry
-	1,  // 9: vigil.plugin.v1.Event.severity:type_name -> vigil.plugin.v1.Severity
-	24, // 10: vigil.plugin.v1.Event.labels:type_name -> vigil.plugin.v1.Event.LabelsEntry
-	17, // 11: vigil.plugin.v1.AlertRequest.event:type_name -> vigil.plugin.v1.Event
-	25, // 12: vigil.plugin.v1.AlertRequest.params:type_name -> vigil.plugin.v1.AlertRequest.ParamsEntry
-	26, // 13: vigil.plugin.v1.FenceRequest.params:type_name -> vigil.plugin.v1.FenceRequest.ParamsEntry
-	2,  // 14: vigil.plugin.v1.FenceResult.power:type_name -> vigil.plugin.v1.Power
-	7,  // 15: vigil.plugin.v1.Resource.MetaData:input_type -> vigil.plugin.v1.MetaDataRequest
-	3,  // 16: vigil.plugin.v1.Resource.Validate:input_type -> vigil.plugin.v1.Instance
-	3,  // 17: vigil.plugin.v1.Resource.Start:input_type -> vigil.plugin.v1.Instance
-	3,  // 18: vigil.plugin.v1.Resource.Stop:input_type -> vigil.plugin.v1.Instance
-	3,  // 19: vigil.plugin.v1.Resource.Monitor:input_type -> vigil.plugin.v1.Instance
-	3,  // 20: vigil.plugin.v1.Resource.Reload:input_type -> vigil.plugin.v1.Instance
-	3,  // 21: vigil.plugin.v1.Resource.Inspect:input_type -> vigil.plugin.v1.Instance
-	11, // 22: vigil.plugin.v1.Resource.Command:input_type -> vigil.plugin.v1.CommandRequest
-	4,  // 23: vigil.plugin.v1.Resource.Hold:input_type -> vigil.plugin.v1.Lease
-	15, // 24: vigil.plugin.v1.Monitor.Check:input_type -> vigil.plugin.v1.CheckRequest
-	18, // 25: vigil.plugin.v1.Alert.Deliver:input_type -> vigil.plugin.v1.AlertRequest
-	20, // 26: vigil.plugin.v1.Fence.Off:input_type -> vigil.plugin.v1.FenceRequest
-	20, // 27: vigil.plugin.v1.Fence.On:input_type -> vigil.plugin.v1.FenceRequest
-	20, // 28: vigil.plugin.v1.Fence.Status:input_type -> vigil.plugin.v1.FenceRequest
-	10, // 29: vigil.plugin.v1.Resource.MetaData:output_type -> vigil.plugin.v1.Meta
-	6,  // 30: vigil.plugin.v1.Resource.Validate:output_type -> vigil.plugin.v1.Result
-	6,  // 31: vigil.plugin.v1.Resource.Start:output_type -> vigil.plugin.v1.Result
-	6,  // 32: vigil.plugin.v1.Resource.Stop:output_type -> vigil.plugin.v1.Result
-	6,  // 33: vigil.plugin.v1.Resource.Monitor:output_type -> vigil.plugin.v1.Result
-	6,  // 34: vigil.plugin.v1.Resource.Reload:output_type -> vigil.plugin.v1.Result
-	12, // 35: vigil.plugin.v1.Resource.Inspect:output_type -> vigil.plugin.v1.Inspection
-	6,  // 36: vigil.plugin.v1.Resource.Command:output_type -> vigil.plugin.v1.Result
-	5,  // 37: vigil.plugin.v1.Resource.Hold:output_type -> vigil.plugin.v1.HoldResult
-	16, // 38: vigil.plugin.v1.Monitor.Check:output_type -> vigil.plugin.v1.CheckResult
-	19, // 39: vigil.plugin.v1.Alert.Deliver:output_type -> vigil.plugin.v1.AlertResult
-	21, // 40: vigil.plugin.v1.Fence.Off:output_type -> vigil.plugin.v1.FenceResult
-	21, // 41: vigil.plugin.v1.Fence.On:output_type -> vigil.plugin.v1.FenceResult
-	21, // 42: vigil.plugin.v1.Fence.Status:output_type -> vigil.plugin.v1.FenceResult
-	29, // [29:43] is the sub-list for method output_type
-	15, // [15:29] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	3,  // 5: vigil.plugin.v1.HandoverRequest.instance:type_name -> vigil.plugin.v1.Instance
+	3,  // 6: vigil.plugin.v1.CommandRequest.instance:type_name -> vigil.plugin.v1.Instance
+	15, // 7: vigil.plugin.v1.Inspection.metrics:type_name -> vigil.plugin.v1.Metric
+	16, // 8: vigil.plugin.v1.Metric.samples:type_name -> vigil.plugin.v1.Sample
+	25, // 9: vigil.plugin.v1.CheckRequest.params:type_name -> vigil.plugin.v1.CheckRequest.ParamsEntry
+	1,  // 10: vigil.plugin.v1.Event.severity:type_name -> vigil.plugin.v1.Severity
+	26, // 11: vigil.plugin.v1.Event.labels:type_name -> vigil.plugin.v1.Event.LabelsEntry
+	19, // 12: vigil.plugin.v1.AlertRequest.event:type_name -> vigil.plugin.v1.Event
+	27, // 13: vigil.plugin.v1.AlertRequest.params:type_name -> vigil.plugin.v1.AlertRequest.ParamsEntry
+	28, // 14: vigil.plugin.v1.FenceRequest.params:type_name -> vigil.plugin.v1.FenceRequest.ParamsEntry
+	2,  // 15: vigil.plugin.v1.FenceResult.power:type_name -> vigil.plugin.v1.Power
+	7,  // 16: vigil.plugin.v1.Resource.MetaData:input_type -> vigil.plugin.v1.MetaDataRequest
+	3,  // 17: vigil.plugin.v1.Resource.Validate:input_type -> vigil.plugin.v1.Instance
+	3,  // 18: vigil.plugin.v1.Resource.Start:input_type -> vigil.plugin.v1.Instance
+	3,  // 19: vigil.plugin.v1.Resource.Stop:input_type -> vigil.plugin.v1.Instance
+	3,  // 20: vigil.plugin.v1.Resource.Monitor:input_type -> vigil.plugin.v1.Instance
+	3,  // 21: vigil.plugin.v1.Resource.Reload:input_type -> vigil.plugin.v1.Instance
+	3,  // 22: vigil.plugin.v1.Resource.Inspect:input_type -> vigil.plugin.v1.Instance
+	13, // 23: vigil.plugin.v1.Resource.Command:input_type -> vigil.plugin.v1.CommandRequest
+	4,  // 24: vigil.plugin.v1.Resource.Hold:input_type -> vigil.plugin.v1.Lease
+	11, // 25: vigil.plugin.v1.Resource.Handover:input_type -> vigil.plugin.v1.HandoverRequest
+	17, // 26: vigil.plugin.v1.Monitor.Check:input_type -> vigil.plugin.v1.CheckRequest
+	20, // 27: vigil.plugin.v1.Alert.Deliver:input_type -> vigil.plugin.v1.AlertRequest
+	22, // 28: vigil.plugin.v1.Fence.Off:input_type -> vigil.plugin.v1.FenceRequest
+	22, // 29: vigil.plugin.v1.Fence.On:input_type -> vigil.plugin.v1.FenceRequest
+	22, // 30: vigil.plugin.v1.Fence.Status:input_type -> vigil.plugin.v1.FenceRequest
+	10, // 31: vigil.plugin.v1.Resource.MetaData:output_type -> vigil.plugin.v1.Meta
+	6,  // 32: vigil.plugin.v1.Resource.Validate:output_type -> vigil.plugin.v1.Result
+	6,  // 33: vigil.plugin.v1.Resource.Start:output_type -> vigil.plugin.v1.Result
+	6,  // 34: vigil.plugin.v1.Resource.Stop:output_type -> vigil.plugin.v1.Result
+	6,  // 35: vigil.plugin.v1.Resource.Monitor:output_type -> vigil.plugin.v1.Result
+	6,  // 36: vigil.plugin.v1.Resource.Reload:output_type -> vigil.plugin.v1.Result
+	14, // 37: vigil.plugin.v1.Resource.Inspect:output_type -> vigil.plugin.v1.Inspection
+	6,  // 38: vigil.plugin.v1.Resource.Command:output_type -> vigil.plugin.v1.Result
+	5,  // 39: vigil.plugin.v1.Resource.Hold:output_type -> vigil.plugin.v1.HoldResult
+	12, // 40: vigil.plugin.v1.Resource.Handover:output_type -> vigil.plugin.v1.HandoverState
+	18, // 41: vigil.plugin.v1.Monitor.Check:output_type -> vigil.plugin.v1.CheckResult
+	21, // 42: vigil.plugin.v1.Alert.Deliver:output_type -> vigil.plugin.v1.AlertResult
+	23, // 43: vigil.plugin.v1.Fence.Off:output_type -> vigil.plugin.v1.FenceResult
+	23, // 44: vigil.plugin.v1.Fence.On:output_type -> vigil.plugin.v1.FenceResult
+	23, // 45: vigil.plugin.v1.Fence.Status:output_type -> vigil.plugin.v1.FenceResult
+	31, // [31:46] is the sub-list for method output_type
+	16, // [16:31] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -1842,7 +1984,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

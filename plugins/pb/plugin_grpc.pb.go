@@ -32,6 +32,7 @@ const (
 	Resource_Inspect_FullMethodName  = "/vigil.plugin.v1.Resource/Inspect"
 	Resource_Command_FullMethodName  = "/vigil.plugin.v1.Resource/Command"
 	Resource_Hold_FullMethodName     = "/vigil.plugin.v1.Resource/Hold"
+	Resource_Handover_FullMethodName = "/vigil.plugin.v1.Resource/Handover"
 )
 
 // ResourceClient is the client API for Resource service.
@@ -55,6 +56,11 @@ type ResourceClient interface {
 	// runs anything); optional: plugins whose resources need no lease
 	// answer Unimplemented and get no more.
 	Hold(ctx context.Context, in *Lease, opts ...grpc.CallOption) (*HoldResult, error)
+	// Handover returns the instance's hand-over state: what the node that
+	// starts the group next needs to carry on (the userspace director's
+	// persistence templates), at most 64 KiB. The daemon of the owner asks
+	// about once a second and replicates what changed; optional.
+	Handover(ctx context.Context, in *HandoverRequest, opts ...grpc.CallOption) (*HandoverState, error)
 }
 
 type resourceClient struct {
@@ -155,6 +161,16 @@ func (c *resourceClient) Hold(ctx context.Context, in *Lease, opts ...grpc.CallO
 	return out, nil
 }
 
+func (c *resourceClient) Handover(ctx context.Context, in *HandoverRequest, opts ...grpc.CallOption) (*HandoverState, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HandoverState)
+	err := c.cc.Invoke(ctx, Resource_Handover_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ResourceServer is the server API for Resource service.
 // All implementations must embed UnimplementedResourceServer
 // for forward compatibility.
@@ -176,6 +192,11 @@ type ResourceServer interface {
 	// runs anything); optional: plugins whose resources need no lease
 	// answer Unimplemented and get no more.
 	Hold(context.Context, *Lease) (*HoldResult, error)
+	// Handover returns the instance's hand-over state: what the node that
+	// starts the group next needs to carry on (the userspace director's
+	// persistence templates), at most 64 KiB. The daemon of the owner asks
+	// about once a second and replicates what changed; optional.
+	Handover(context.Context, *HandoverRequest) (*HandoverState, error)
 	mustEmbedUnimplementedResourceServer()
 }
 
@@ -212,6 +233,9 @@ func (UnimplementedResourceServer) Command(context.Context, *CommandRequest) (*R
 }
 func (UnimplementedResourceServer) Hold(context.Context, *Lease) (*HoldResult, error) {
 	return nil, status.Error(codes.Unimplemented, "method Hold not implemented")
+}
+func (UnimplementedResourceServer) Handover(context.Context, *HandoverRequest) (*HandoverState, error) {
+	return nil, status.Error(codes.Unimplemented, "method Handover not implemented")
 }
 func (UnimplementedResourceServer) mustEmbedUnimplementedResourceServer() {}
 func (UnimplementedResourceServer) testEmbeddedByValue()                  {}
@@ -396,6 +420,24 @@ func _Resource_Hold_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Resource_Handover_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HandoverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ResourceServer).Handover(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Resource_Handover_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ResourceServer).Handover(ctx, req.(*HandoverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Resource_ServiceDesc is the grpc.ServiceDesc for Resource service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -438,6 +480,10 @@ var Resource_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Hold",
 			Handler:    _Resource_Hold_Handler,
+		},
+		{
+			MethodName: "Handover",
+			Handler:    _Resource_Handover_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

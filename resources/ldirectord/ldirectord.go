@@ -101,7 +101,8 @@ func (r *Resource) Validate(_ context.Context, in *pb.Instance) (*pb.Result, err
 	return sdk.OK(), nil
 }
 
-// Start programs the director once every real has had its first check.
+// Start programs the director once every real has had its first check,
+// then takes over the persistence templates the previous owner handed over.
 func (r *Resource) Start(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
 	e, err := r.engine(in)
 	if err != nil {
@@ -110,7 +111,9 @@ func (r *Resource) Start(ctx context.Context, in *pb.Instance) (*pb.Result, erro
 	if err := e.Activate(ctx); err != nil {
 		return sdk.Fail(pb.Code_ERR_GENERIC, "%v", err), nil
 	}
-	return sdk.OK(), nil
+	res := sdk.OK()
+	res.Reason = r.seed(e, in)
+	return res, nil
 }
 
 // Stop removes the instance's services (cleanstop); checks go on so this

@@ -1,14 +1,13 @@
 package lab
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 // The load-balancer lab: real servers on the Trio's eth0 network behind
@@ -121,18 +120,7 @@ func (l *Lab) Get(node, addr, path string, timeout time.Duration) (string, error
 	}); err != nil {
 		return "", err
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, addr); err != nil {
-		return "", err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(b)), err
+	return testutil.HTTPGet(conn, addr, path, timeout)
 }
 
 // Client asks http://VIP:80/ from a namespace, one request after another,

@@ -50,7 +50,12 @@ func NewUserspace(o UserspaceOptions) *UserspaceDirector {
 	if o.Linger == 0 {
 		o.Linger = 2 * time.Minute
 	}
-	return &UserspaceDirector{opts: o, services: map[Key]*uservice{}}
+	u := &UserspaceDirector{opts: o, services: map[Key]*uservice{}}
+	// Generations of one director never repeat those of an earlier one
+	// (a plugin restarted, a backend reopened): a caller holding an old
+	// generation sees a change.
+	u.persistGen.Store(uint64(time.Now().UnixNano()))
+	return u
 }
 
 // UserspaceDirector is the userspace Backend.
@@ -59,6 +64,10 @@ type UserspaceDirector struct {
 	mu       sync.Mutex
 	services map[Key]*uservice
 	closed   bool
+	// persistGen counts changes of the persistence tables (see
+	// ExportPersistence); every service bumps it.
+	persistGen atomic.Uint64
+	export     exportState
 }
 
 func (u *UserspaceDirector) Name() string { return Userspace }
@@ -173,6 +182,7 @@ type uservice struct {
 	dests   []*udest
 	sched   scheduler
 	persist map[netip.Addr]persistEntry
+	gen     *atomic.Uint64 // the director's persistGen
 	ctr     counters
 	live    map[io.Closer]struct{} // proxied connections, for Close
 	udp     map[netip.AddrPort]*udpSession
@@ -192,7 +202,7 @@ func (u *UserspaceDirector) listen(svc Service) (*uservice, error) {
 		return nil, fmt.Errorf("scheduler %q not supported", svc.Scheduler)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	s := &uservice{opts: u.opts, ctx: ctx, stop: stop, svc: svc, sched: sched,
+	s := &uservice{opts: u.opts, ctx: ctx, stop: stop, svc: svc, sched: sched, gen: &u.persistGen,
 		persist: map[netip.Addr]persistEntry{}, live: map[io.Closer]struct{}{}, udp: map[netip.AddrPort]*udpSession{}}
 	s.svc.Dests = nil
 	// No TCP keepalive on either leg (Go's default is on): IPVS and
@@ -246,6 +256,7 @@ func (s *uservice) edit(svc Service) {
 	}
 	if svc.Persistent != s.svc.Persistent || svc.Netmask != s.svc.Netmask {
 		s.persist = map[netip.Addr]persistEntry{}
+		s.gen.Add(1)
 	}
 	svc.Dests = nil
 	s.svc = svc
@@ -277,6 +288,7 @@ func (s *uservice) setDest(kind OpKind, d Dest) error {
 		for k, p := range s.persist {
 			if p.dest.Addr == d.Addr {
 				delete(s.persist, k)
+				s.gen.Add(1)
 			}
 		}
 	}
@@ -306,6 +318,7 @@ func (s *uservice) schedule(src, dst netip.Addr, skip *udest) *udest {
 		if e, ok := s.persist[key]; ok && now.Before(e.expires) && e.dest != skip && usable(e.dest) {
 			e.expires = now.Add(time.Duration(s.svc.Persistent) * time.Second)
 			s.persist[key] = e
+			s.gen.Add(1)
 			return e.dest
 		}
 	}
@@ -325,6 +338,7 @@ func (s *uservice) schedule(src, dst netip.Addr, skip *udest) *udest {
 	d := n.(*udest)
 	if s.svc.Persistent > 0 {
 		s.persist[key] = persistEntry{dest: d, expires: now.Add(time.Duration(s.svc.Persistent) * time.Second)}
+		s.gen.Add(1)
 	}
 	return d
 }
