@@ -109,6 +109,15 @@ esac
 exit $c
 `
 
+// recDummy is resource-agents' Dummy, recording each call's action, the
+// interval it was given and its exit code (the file is writable for
+// all: ocf-tester runs one action as an unprivileged user).
+const recDummy = `#!/bin/sh
+/usr/lib/ocf/resource.d/heartbeat/Dummy "$@"; rc=$?
+echo "$1 ${OCF_RESKEY_CRM_meta_interval:-unset} $rc" >> @REC@/seq
+exit $rc
+`
+
 // badMeta prints meta-data that is not XML.
 const badMeta = `#!/bin/sh
 [ "$1" = meta-data ] && { echo '<resource-agent name="BadMeta"><parameters><parameter name="x">'; exit 0; }
@@ -146,10 +155,11 @@ func setup(t *testing.T, dir string, c ocfCase) {
 		t.Fatalf("resource-agents' Dummy (`make deps`): %v", err)
 	}
 	files := map[string]string{
-		"resource.d/ocfdiff/Rec":     strings.ReplaceAll(recAgent, "@REC@", r),
-		"resource.d/ocfdiff/BadMeta": badMeta,
-		"resource.d/heartbeat/Dummy": string(dummy),
-		"rec/meta.xml":               metaXML,
+		"resource.d/ocfdiff/Rec":      strings.ReplaceAll(recAgent, "@REC@", r),
+		"resource.d/ocfdiff/BadMeta":  badMeta,
+		"resource.d/heartbeat/Dummy":  string(dummy),
+		"resource.d/ocfdiff/RecDummy": strings.ReplaceAll(recDummy, "@REC@", r),
+		"rec/meta.xml":                metaXML,
 	}
 	if c.exit != "" {
 		files["rec/ctl/"+c.action] = c.exit + "\n"
@@ -475,5 +485,109 @@ func TestOCFDifferential(t *testing.T) {
 			found.Add(c.name, compare(c, p, v))
 		})
 	}
+	found.Go(func() {
+		diffs, err := compareOCFTester(t, bin)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		found.Add("ocf-tester-dummy", diffs)
+	})
 	found.Check(t, knownHeader)
+}
+
+// seqStep is one recorded call of RecDummy: action, interval, exit code.
+type seqStep struct{ action, interval, code string }
+
+func readSeq(path string) ([]seqStep, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []seqStep
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 3 {
+			out = append(out, seqStep{f[0], f[1], f[2]})
+		}
+	}
+	return out, nil
+}
+
+// compareOCFTester runs resource-agents' ocf-tester on Dummy (through
+// RecDummy), the reference for the lifecycle an agent must pass and the
+// codes expected at each step, then runs the same sequence of
+// operations through `vigil resource run`, one command each, on a state
+// file of its own, and compares the code each step gave and, for the
+// monitors, the interval the agent saw (ocf-tester exports one interval
+// for every action; only a monitor's means anything).
+func compareOCFTester(t *testing.T, bin string) ([]string, error) {
+	tdir, vdir := t.TempDir(), t.TempDir()
+	c := ocfCase{name: "ocf-tester-dummy"}
+	for _, dir := range []string{tdir, vdir} {
+		setup(t, dir, c)
+		if err := os.WriteFile(filepath.Join(dir, "rec", "seq"), nil, 0o666); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(filepath.Join(dir, "rec", "seq"), 0o666); err != nil {
+			return nil, err
+		}
+	}
+	out, err := runNS(tdir, "ocf-tester", "-n", "test", "-o", "state="+filepath.Join(tdir, "Dummy.state"), "/usr/lib/ocf/resource.d/ocfdiff/RecDummy")
+	if err != nil || lastExit(out) != "0" {
+		return nil, fmt.Errorf("ocf-tester on Dummy: %v\n%s", err, out)
+	}
+	want, err := readSeq(filepath.Join(tdir, "rec", "seq"))
+	if err != nil {
+		return nil, err
+	}
+	// Vigil's side: the same operations in order, in one namespace,
+	// each command's exit status being the OCF code it reports.
+	script := `for step; do
+	set -- $step
+	iv=""; [ "$1" = monitor ] && [ "$2" != unset ] && iv="--interval $2ms"
+	"$VIGIL" resource run -c "$DIR/etc" --id test $iv ocf:ocfdiff:RecDummy "$1" state="$DIR/Dummy.state" >/dev/null 2>&1
+	echo "STEP $1 $?"
+done`
+	var steps []string
+	for _, s := range want {
+		steps = append(steps, s.action+" "+s.interval)
+	}
+	out, err = runNS(vdir, append([]string{"env", "VIGIL=" + filepath.Join(bin, "vigil"), "DIR=" + vdir, "sh", "-c", script, "sh"}, steps...)...)
+	if err != nil {
+		return nil, fmt.Errorf("vigil: %v\n%s", err, out)
+	}
+	var reported []string
+	for _, l := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(l, "STEP "); ok {
+			reported = append(reported, rest)
+		}
+	}
+	got, err := readSeq(filepath.Join(vdir, "rec", "seq"))
+	if err != nil {
+		return nil, err
+	}
+	if len(reported) != len(want) {
+		return nil, fmt.Errorf("vigil ran %d of ocf-tester's %d steps:\n%s", len(reported), len(want), out)
+	}
+	// Which of Vigil's steps reached the agent, in order.
+	var diffs []string
+	g := 0
+	for i, w := range want {
+		act, code, _ := strings.Cut(reported[i], " ")
+		var seen *seqStep
+		if g < len(got) && got[g].action == act {
+			seen = &got[g]
+			g++
+		}
+		switch {
+		case seen == nil:
+			diffs = append(diffs, fmt.Sprintf("step %d %s: ocf-tester ran it (agent exit %s), vigil did not run the agent (exit %s)", i+1, w.action, w.code, code))
+		case code != w.code:
+			diffs = append(diffs, fmt.Sprintf("step %d %s: ocf-tester agent exit %s, vigil reported %s", i+1, w.action, w.code, code))
+		case act == "monitor" && seen.interval != w.interval:
+			diffs = append(diffs, fmt.Sprintf("step %d monitor: interval ocf-tester %s, vigil %s", i+1, w.interval, seen.interval))
+		}
+	}
+	return diffs, nil
 }
