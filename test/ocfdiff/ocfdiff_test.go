@@ -19,7 +19,6 @@
 package ocfdiff
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -164,19 +163,12 @@ func setup(t *testing.T, dir string, c ocfCase) {
 	if c.exit != "" {
 		files["rec/ctl/"+c.action] = c.exit + "\n"
 	}
-	for name, text := range files {
-		p := filepath.Join(dir, name)
-		mode := os.FileMode(0o644)
+	difftest.WriteFiles(t, dir, files, func(name string) os.FileMode {
 		if strings.HasPrefix(name, "resource.d/") {
-			mode = 0o755
+			return 0o755 // the agents
 		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(text), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
+		return 0o644
+	})
 	for _, d := range []string{"cwd", "etc"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -319,47 +311,16 @@ func lastExit(out string) string {
 }
 
 // call is one recorded agent call.
-type call struct {
-	argv              string
-	cwd, umask, stdin string
-	env               map[string]string
-}
+type call = difftest.Call
 
+// readCalls reads a recording agent's log, with the one normalisation
+// of what must differ: each side's case directory.
 func readCalls(path, dir string) ([]call, error) {
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
+	segs, err := difftest.ReadCalls(path, "", func(l string) string { return strings.ReplaceAll(l, dir, "DIR") })
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var out []call
-	var c *call
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		// The one place what must differ is normalised: each side's
-		// case directory.
-		l := strings.ReplaceAll(sc.Text(), dir, "DIR")
-		k, v, _ := strings.Cut(l, " ")
-		switch {
-		case k == "CALL":
-			out = append(out, call{argv: v, env: map[string]string{}})
-			c = &out[len(out)-1]
-		case c == nil:
-		case k == "CWD":
-			c.cwd = v
-		case k == "UMASK":
-			c.umask = v
-		case k == "STDIN":
-			c.stdin = v
-		case k == "ENV":
-			name, val, _ := strings.Cut(v, "=")
-			c.env[name] = val
-		}
-	}
-	return out, sc.Err()
+	return segs[0], nil
 }
 
 // side is one runner's run of a case.
@@ -378,7 +339,7 @@ func compare(c ocfCase, p, v side) []string {
 	seq := func(cs []call) string {
 		var s []string
 		for _, c := range cs {
-			s = append(s, c.argv)
+			s = append(s, c.Argv)
 		}
 		return strings.Join(s, ", ")
 	}
@@ -391,16 +352,16 @@ func compare(c ocfCase, p, v side) []string {
 	// The operation's own call is the last (a runner may ask for
 	// meta-data first).
 	pc, vc := p.calls[len(p.calls)-1], v.calls[len(v.calls)-1]
-	for _, f := range []struct{ what, a, b string }{{"cwd", pc.cwd, vc.cwd}, {"umask", pc.umask, vc.umask}, {"stdin", pc.stdin, vc.stdin}} {
+	for _, f := range []struct{ what, a, b string }{{"cwd", pc.Cwd, vc.Cwd}, {"umask", pc.Umask, vc.Umask}, {"stdin", pc.Stdin, vc.Stdin}} {
 		if c.env && f.a != f.b {
 			diffs = append(diffs, fmt.Sprintf("%s: pacemaker %s, vigil %s", f.what, f.a, f.b))
 		}
 	}
 	keys := map[string]bool{}
-	for k := range pc.env {
+	for k := range pc.Env {
 		keys[k] = true
 	}
-	for k := range vc.env {
+	for k := range vc.Env {
 		keys[k] = true
 	}
 	for _, k := range slices.Sorted(maps.Keys(keys)) {
@@ -419,8 +380,8 @@ func compare(c ocfCase, p, v side) []string {
 		case !strings.HasPrefix(k, "OCF_RESKEY_") || k == "OCF_RESKEY_crm_feature_set":
 			continue
 		}
-		a, ina := pc.env[k]
-		b, inb := vc.env[k]
+		a, ina := pc.Env[k]
+		b, inb := vc.Env[k]
 		switch {
 		case ina && inb && a == b:
 		case !inb:
