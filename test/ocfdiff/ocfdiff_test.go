@@ -245,10 +245,14 @@ func vigilArgv(c ocfCase, bin, dir string) []string {
 type outcome struct {
 	code    string // the OCF code, or what the runner said instead
 	meaning string
+	// reason is the agent's exit reason as the runner reports it;
+	// output whether it shows the agent's stdout and stderr.
+	reason string
+	output bool
 }
 
 var (
-	pcmkReturned = regexp.MustCompile(`returned (-?\d+) \((.*?)(: |\)\n)`)
+	pcmkReturned = regexp.MustCompile(`returned (-?\d+) \((.*?)(?:: (.*))?\)\n`)
 	pcmkNotRun   = regexp.MustCompile(`could not be executed \(([^:)]*)`)
 )
 
@@ -262,7 +266,7 @@ func pacemakerOutcome(c ocfCase, out string) outcome {
 		return outcome{code: "meta-data refused, exit " + exit}
 	}
 	if m := pcmkReturned.FindStringSubmatch(out); m != nil {
-		return outcome{code: m[1], meaning: strings.TrimSpace(m[2])}
+		return outcome{code: m[1], meaning: strings.TrimSpace(m[2]), reason: m[3], output: shows(out, c.action)}
 	}
 	if m := pcmkNotRun.FindStringSubmatch(out); m != nil {
 		return outcome{code: "not run, exit " + exit, meaning: m[1]}
@@ -283,6 +287,8 @@ func vigilOutcome(c ocfCase, out string) outcome {
 		Meaning string `json:"meaning"`
 		Error   string `json:"error"`
 		Meta    string `json:"meta_data"`
+		Reason  string `json:"reason"`
+		Output  string `json:"output"`
 	}
 	if i, j := strings.Index(out, "{"), strings.LastIndex(out, "}"); i >= 0 && j > i {
 		_ = json.Unmarshal([]byte(out[i:j+1]), &js)
@@ -294,12 +300,18 @@ func vigilOutcome(c ocfCase, out string) outcome {
 		return outcome{code: "meta-data refused, exit " + exit}
 	}
 	if js.Code != nil && js.Error == "" {
-		return outcome{code: strconv.Itoa(*js.Code), meaning: js.Meaning}
+		return outcome{code: strconv.Itoa(*js.Code), meaning: js.Meaning, reason: js.Reason, output: shows(js.Output, c.action)}
 	}
 	if strings.Contains(js.Error, "deadline exceeded") {
 		return outcome{code: "not run, exit " + exit, meaning: "timed out"}
 	}
 	return outcome{code: "no code, exit " + exit, meaning: js.Error}
+}
+
+// shows reports whether a runner's report holds the recording agent's
+// stdout line and its exit reason line from stderr.
+func shows(out, action string) bool {
+	return strings.Contains(out, "stdout of "+action) && strings.Contains(out, "ocf-exit-reason:reason of "+action)
 }
 
 func lastExit(out string) string {
@@ -335,6 +347,14 @@ func compare(c ocfCase, p, v side) []string {
 	// "ok", "error", Vigil's ocf-returncodes names) and are shown only.
 	if p.out.code != v.out.code {
 		diffs = append(diffs, fmt.Sprintf("reported: pacemaker %s (%s), vigil %s (%s)", p.out.code, p.out.meaning, v.out.code, v.out.meaning))
+	}
+	// What the operator is told besides the code: the exit reason and
+	// the agent's own output (the recording agent prints both).
+	if c.agent == rec && p.out.reason != v.out.reason {
+		diffs = append(diffs, fmt.Sprintf("exit reason: pacemaker %q, vigil %q", p.out.reason, v.out.reason))
+	}
+	if c.agent == rec && p.out.output != v.out.output {
+		diffs = append(diffs, fmt.Sprintf("agent output shown: pacemaker %t, vigil %t", p.out.output, v.out.output))
 	}
 	seq := func(cs []call) string {
 		var s []string
