@@ -9,6 +9,11 @@ PKGS     := ./...
 FUZZTIME ?= 30s
 # socat makes the lab's serial cables; resource-agents and heartbeat
 # provide the real OCF agents and resource.d scripts the adapter tests run;
+# pacemaker-cli-utils is the reference OCF runner test/ocfdiff compares the
+# adapter with (crm_resource --force-*, no cluster needed; it pulls in the
+# pacemaker and corosync packages, whose install would start their
+# services: the lab's /usr/sbin/policy-rc.d denies that, and no test
+# starts them);
 # mon provides the monitor and alert scripts the mon tests run unchanged;
 # nftables and stress-ng the one-way partitions, packet loss and CPU
 # starvation of the chaos schedules
@@ -26,7 +31,7 @@ LDIRECTORD_PERL := liblwp-protocol-https-perl libauthen-radius-perl libcrypt-ssl
 # bin/samples, never installed) needs beyond the base system: test/kdiff
 # runs its config test, bench-failover the daemon in the lab.
 KEEPALIVED_LIBS := libnl-genl-3-200 libnftnl11
-DEB_DEPS := socat iproute2 resource-agents heartbeat mon nftables stress-ng chromium $(LDIRECTORD_PERL) $(KEEPALIVED_LIBS)
+DEB_DEPS := socat iproute2 resource-agents heartbeat pacemaker-cli-utils mon nftables stress-ng chromium $(LDIRECTORD_PERL) $(KEEPALIVED_LIBS)
 
 .PHONY: webview-png samples all build test lint bench bench-failover bench-scale bench-lifetime bench-lvs bench-mon bench-starve chaos fuzz demo deps debs proto clean install uninstall
 

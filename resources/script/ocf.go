@@ -39,7 +39,10 @@ func (o *OCF) agent(typ string) (provider, agent, path string, err error) {
 	return provider, agent, filepath.Join(o.Root, "resource.d", provider, agent), nil
 }
 
-func (o *OCF) env(in *pb.Instance, provider, agent string, interval int64) []string {
+// env is the agent's environment for action. The meta attributes are
+// the operation's: none for meta-data, the interval only for a monitor
+// (0, a probe, unless it recurs), as Pacemaker passes them (test/ocfdiff).
+func (o *OCF) env(in *pb.Instance, provider, agent, action string) []string {
 	env := []string{monitors.BasePath,
 		"OCF_ROOT=" + o.Root,
 		"OCF_RA_VERSION_MAJOR=1",
@@ -47,15 +50,24 @@ func (o *OCF) env(in *pb.Instance, provider, agent string, interval int64) []str
 		"OCF_RESOURCE_INSTANCE=" + in.GetId(),
 		"OCF_RESOURCE_TYPE=" + agent,
 		"OCF_RESOURCE_PROVIDER=" + provider,
+		// The prefix ocfReason reads; Pacemaker passes it, and agents
+		// (ocf_exit_reason) print it when it is set (test/ocfdiff).
+		"OCF_EXIT_REASON_PREFIX=" + exitReasonPrefix,
 	}
 	for _, k := range slices.Sorted(maps.Keys(in.GetParams())) {
 		env = append(env, "OCF_RESKEY_"+k+"="+in.GetParams()[k])
+	}
+	if action == "meta-data" {
+		return env
 	}
 	if in.GetTimeoutMs() > 0 {
 		// Milliseconds, as Pacemaker passes it (LEGACY.md §3.2).
 		env = append(env, "OCF_RESKEY_CRM_meta_timeout="+strconv.FormatInt(in.GetTimeoutMs(), 10))
 	}
-	return append(env, "OCF_RESKEY_CRM_meta_interval="+strconv.FormatInt(interval, 10))
+	if action == "monitor" {
+		env = append(env, "OCF_RESKEY_CRM_meta_interval="+strconv.FormatInt(in.GetIntervalMs(), 10))
+	}
+	return env
 }
 
 func (o *OCF) action(ctx context.Context, in *pb.Instance, action string) (*pb.Result, error) {
@@ -66,13 +78,9 @@ func (o *OCF) action(ctx context.Context, in *pb.Instance, action string) (*pb.R
 	if !executable(path) {
 		return &pb.Result{Code: pb.Code_ERR_INSTALLED, Reason: fmt.Sprintf("OCF agent %s is not installed (no executable %s)", in.GetType(), path)}, nil
 	}
-	var interval int64
-	if action == "monitor" {
-		interval = in.GetIntervalMs()
-	}
 	ctx, cancel := opTimeout(ctx, in)
 	defer cancel()
-	r, err := execScript(ctx, path, []string{action}, o.env(in, provider, agent, interval))
+	r, err := execScript(ctx, path, []string{action}, o.env(in, provider, agent, action))
 	if err != nil {
 		return nil, err
 	}
@@ -85,12 +93,15 @@ func (o *OCF) action(ctx context.Context, in *pb.Instance, action string) (*pb.R
 	return result(code, ocfReason(r, code), r), nil
 }
 
+// exitReasonPrefix marks an agent's explanation on stderr.
+const exitReasonPrefix = "ocf-exit-reason:"
+
 // ocfReason is the agent's own explanation (its last "ocf-exit-reason:"
 // line on stderr), else a description of the code.
 func ocfReason(r run, code pb.Code) string {
 	reason := ""
 	for _, l := range strings.Split(r.Stderr, "\n") {
-		if _, after, ok := strings.Cut(l, "ocf-exit-reason:"); ok {
+		if _, after, ok := strings.Cut(l, exitReasonPrefix); ok {
 			reason = strings.TrimSpace(after)
 		}
 	}

@@ -133,7 +133,7 @@ exit 0
 	b, _ := os.ReadFile(envFile)
 	for _, want := range []string{"OCF_ROOT=" + root, "OCF_RA_VERSION_MAJOR=1", "OCF_RA_VERSION_MINOR=0",
 		"OCF_RESOURCE_INSTANCE=t1", "OCF_RESOURCE_TYPE=Thing", "OCF_RESOURCE_PROVIDER=acme", "OCF_RESKEY_ip=10.0.0.3",
-		"OCF_RESKEY_CRM_meta_timeout=20000", "OCF_RESKEY_CRM_meta_interval=10000", "\nmonitor\n"} {
+		"OCF_RESKEY_CRM_meta_timeout=20000", "OCF_RESKEY_CRM_meta_interval=10000", "OCF_EXIT_REASON_PREFIX=ocf-exit-reason:", "\nmonitor\n"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("agent environment lacks %q:\n%s", want, b)
 		}

@@ -8,6 +8,7 @@
 package difftest
 
 import (
+	"bufio"
 	"flag"
 	"os"
 	"os/exec"
@@ -182,4 +183,74 @@ func Check(t *testing.T, header string, found []string) {
 	t.Helper()
 	slices.Sort(found)
 	testutil.Known{File: KnownFile, Header: header}.Check(t, found, *update)
+}
+
+// Call is one call a recording script logged: a "CALL $0 args…" line,
+// then "CWD dir", "UMASK mask", "STDIN what fd 0 is", "ENV name=value"
+// lines, "END".
+type Call struct {
+	Argv              string // $0 and args
+	Cwd, Umask, Stdin string
+	Env               map[string]string
+}
+
+// ReadCalls reads a recording script's log at path: its calls, in
+// segments split at lines equal to sep (always at least one segment; a
+// log that is not there has no calls). norm, if not nil, rewrites each
+// line first (a test's one place for what must differ, such as its
+// temporary directory).
+func ReadCalls(path, sep string, norm func(string) string) ([][]Call, error) {
+	segs := [][]Call{nil}
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return segs, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var c *Call
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if norm != nil {
+			l = norm(l)
+		}
+		k, v, _ := strings.Cut(l, " ")
+		cur := &segs[len(segs)-1]
+		switch {
+		case sep != "" && l == sep:
+			segs, c = append(segs, nil), nil
+		case k == "CALL":
+			*cur = append(*cur, Call{Argv: v, Env: map[string]string{}})
+			c = &(*cur)[len(*cur)-1]
+		case c == nil:
+		case k == "CWD":
+			c.Cwd = v
+		case k == "UMASK":
+			c.Umask = v
+		case k == "STDIN":
+			c.Stdin = v
+		case k == "ENV":
+			name, val, _ := strings.Cut(v, "=")
+			c.Env[name] = val
+		}
+	}
+	return segs, sc.Err()
+}
+
+// WriteFiles writes files (a path below dir → its text), making their
+// directories, each file with mode(path).
+func WriteFiles(t testing.TB, dir string, files map[string]string, mode func(path string) os.FileMode) {
+	t.Helper()
+	for name, text := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), mode(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

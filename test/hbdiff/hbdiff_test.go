@@ -22,7 +22,6 @@
 package hbdiff
 
 import (
-	"bufio"
 	"fmt"
 	"maps"
 	"os"
@@ -160,22 +159,15 @@ func setup(t *testing.T, dir string, c hbCase) {
 	for _, s := range []string{"Rec1", "Rec2", "Rec3"} {
 		files["resource.d/"+s] = strings.ReplaceAll(recScript, "@REC@", rec)
 	}
-	for name, text := range files {
-		p := filepath.Join(dir, "ha.d", name)
-		mode := os.FileMode(0o644)
+	difftest.WriteFiles(t, filepath.Join(dir, "ha.d"), files, func(name string) os.FileMode {
 		switch {
 		case strings.HasPrefix(name, "resource.d/"):
-			mode = 0o755
+			return 0o755
 		case name == "authkeys":
-			mode = 0o600
+			return 0o600
 		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(text), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
+		return 0o644
+	})
 	for _, d := range []string{"ctl", "state"} {
 		if err := os.MkdirAll(filepath.Join(rec, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -285,11 +277,7 @@ const (
 )
 
 // call is one recorded script call.
-type call struct {
-	argv              string // $0 and args
-	cwd, umask, stdin string
-	env               map[string]string
-}
+type call = difftest.Call
 
 // probeEnd ends the calls of Vigil's probe in a record.
 const probeEnd = "PROBE-END"
@@ -297,46 +285,20 @@ const probeEnd = "PROBE-END"
 // readCalls reads a record: the calls before probeEnd (if it is there)
 // and those after.
 func readCalls(path string) (probe, calls []call, err error) {
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		return nil, nil, nil
-	}
+	segs, err := difftest.ReadCalls(path, probeEnd, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer f.Close()
-	var out []call
-	var c *call
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		k, v, _ := strings.Cut(l, " ")
-		switch {
-		case l == probeEnd:
-			probe, out, c = out, nil, nil
-		case k == "CALL":
-			out = append(out, call{argv: v, env: map[string]string{}})
-			c = &out[len(out)-1]
-		case c == nil:
-		case k == "CWD":
-			c.cwd = v
-		case k == "UMASK":
-			c.umask = v
-		case k == "STDIN":
-			c.stdin = v
-		case k == "ENV":
-			name, val, _ := strings.Cut(v, "=")
-			c.env[name] = val
-		}
+	if len(segs) > 1 {
+		probe = segs[0]
 	}
-	return probe, out, sc.Err()
+	return probe, segs[len(segs)-1], nil
 }
 
 // short is a call as "Rec1 a start" (heartbeat writes resource.d's path
 // with a doubled slash on some paths: the script is the same).
-func (c call) short() string {
-	f := strings.Fields(c.argv)
+func short(c call) string {
+	f := strings.Fields(c.Argv)
 	if len(f) == 0 {
 		return ""
 	}
@@ -356,7 +318,7 @@ func compare(c hbCase, hb, vg result) []string {
 	seq := func(calls []call) string {
 		var s []string
 		for _, c := range calls {
-			s = append(s, c.short())
+			s = append(s, short(c))
 		}
 		return strings.Join(s, ", ")
 	}
@@ -376,7 +338,7 @@ func compare(c hbCase, hb, vg result) []string {
 		get := func(r result) string {
 			set := map[string]bool{}
 			for _, c := range r.calls {
-				set[map[string]string{"cwd": c.cwd, "umask": c.umask, "stdin": c.stdin}[what]] = true
+				set[map[string]string{"cwd": c.Cwd, "umask": c.Umask, "stdin": c.Stdin}[what]] = true
 			}
 			return strings.Join(slices.Sorted(maps.Keys(set)), " ")
 		}
@@ -396,8 +358,8 @@ func compareEnv(hb, vg result) []string {
 	collect := func(r result) map[string]map[string]bool {
 		out := map[string]map[string]bool{}
 		for _, c := range r.calls {
-			act := c.short()[strings.LastIndex(c.short(), " ")+1:]
-			for k, v := range c.env {
+			act := short(c)[strings.LastIndex(short(c), " ")+1:]
+			for k, v := range c.Env {
 				if k == "_" || k == "PWD" || k == "SHLVL" || k == "OLDPWD" {
 					continue // the shell's own
 				}
