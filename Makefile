@@ -11,9 +11,8 @@ FUZZTIME ?= 30s
 # provide the real OCF agents and resource.d scripts the adapter tests run;
 # pacemaker-cli-utils is the reference OCF runner test/ocfdiff compares the
 # adapter with (crm_resource --force-*, no cluster needed; it pulls in the
-# pacemaker and corosync packages, whose install would start their
-# services: the lab's /usr/sbin/policy-rc.d denies that, and no test
-# starts them);
+# pacemaker and corosync packages, whose services debs keeps from
+# starting, and no test starts them);
 # mon provides the monitor and alert scripts the mon tests run unchanged;
 # nftables and stress-ng the one-way partitions, packet loss and CPU
 # starvation of the chaos schedules
@@ -61,11 +60,23 @@ samples:
 	cd $(SAMPLES)/debs && { apt-get download $(SAMPLE_DEBS) >/dev/null 2>&1 || { apt-get update -qq && apt-get download $(SAMPLE_DEBS); }; }
 	for d in $(SAMPLES)/debs/*.deb; do dpkg-deb -x $$d $(SAMPLES); done
 
+# The packages are references the tests run inside the lab's namespaces,
+# never host services: a policy-rc.d (unless the host has one) keeps their
+# install from starting them, and the units of every package installed
+# here are disabled afterwards, so a reboot does not start them either.
 debs:
 	@missing=""; for p in $(PKGS_NEEDED); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		before=$$(mktemp); dpkg-query -W -f='$${Package}\n' | sort > $$before; \
+		policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; policy=1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; rc=$$?; \
+		[ -z "$$policy" ] || rm -f /usr/sbin/policy-rc.d; \
+		for p in $$(dpkg-query -W -f='$${Package}\n' | sort | comm -13 $$before -); do \
+			for u in $$(dpkg -L $$p 2>/dev/null | grep -E '^/(usr/)?lib/systemd/system/[^/]+\.service$$' | xargs -r -n1 basename); do \
+				systemctl disable --quiet $$u >/dev/null 2>&1 || true; \
+			done; \
+		done; rm -f $$before; exit $$rc; \
 	fi
 
 # Regenerate the plugin protocol's Go code (committed) from plugins/pb/*.proto
