@@ -16,11 +16,16 @@ import (
 // replicates, and the next owner imports it before it serves: every client
 // with a template reaches the same real server after a failover.
 //
-// Expiries travel as the time remaining when the blob was made, never as
-// wall-clock instants (the directors' clocks need not agree); the new
-// owner counts them from the import, so a template may outlive its timeout
-// there by the age of the blob (at most the export period plus the
-// failover time).
+// A blob changes only when a template appears, points elsewhere or goes
+// (a new client, a real removed, a timeout changed): refreshing a
+// template, which every connection of a known client does, changes
+// nothing, so a busy service with steady clients replicates nothing. The
+// new owner therefore gives each template it takes a whole timeout from
+// the import (the old owner's refreshes since its last export are not in
+// the blob): a client keeps its real at least as long as it should, and
+// a template kept longer only pins a client where it already was. The
+// time each had left travels too (as a duration, never a wall-clock
+// instant): a cut over the size limit drops those closest to expiry.
 
 // MaxPersistence bounds an exported blob (and an imported one): the
 // templates closest to expiry are dropped first to fit.
@@ -29,20 +34,12 @@ const MaxPersistence = 64 << 10
 // persistMagic starts every blob: the format and its version.
 const persistMagic = "VPT\x01"
 
-// exportState is what the last export found: nothing needs exporting
-// again until a table changes or its earliest template expires.
-type exportState struct {
-	gen  uint64
-	next time.Time // the earliest expiry among the exported templates
-}
-
 // pentry is one template as exported.
 type pentry struct {
 	svc    int // index into the services
 	client netip.Addr
 	dest   int // index into the service's dests
 	ms     uint64
-	exp    time.Time // on the exporting director only (not encoded)
 }
 
 // pservice is one service as exported.
@@ -54,9 +51,8 @@ type pservice struct {
 // ExportPersistence returns the persistence templates of every service as
 // a blob of at most limit bytes (MaxPersistence when limit is 0 or more)
 // and its generation. When have is the generation of the previous export
-// and nothing changed since (no template added, refreshed or removed, none
-// expired), it returns changed = false and no blob, at the cost of a
-// comparison.
+// and no template was added, moved or removed since, it returns changed =
+// false and no blob, at the cost of a comparison.
 func (u *UserspaceDirector) ExportPersistence(have uint64, limit int) (blob []byte, gen uint64, changed bool) {
 	if limit <= 0 || limit > MaxPersistence {
 		limit = MaxPersistence
@@ -68,12 +64,8 @@ func (u *UserspaceDirector) ExportPersistence(have uint64, limit int) (blob []by
 		return nil, have, false // its tables are gone, not empty
 	}
 	gen = u.persistGen.Load()
-	if have == gen && gen == u.export.gen && now.Before(u.export.next) {
-		return nil, gen, false
-	}
 	if have == gen {
-		// Only expiries changed the table: a new generation says so.
-		gen = u.persistGen.Add(1)
+		return nil, gen, false
 	}
 	var svcs []pservice
 	var ents []pentry
@@ -87,7 +79,6 @@ func (u *UserspaceDirector) ExportPersistence(have uint64, limit int) (blob []by
 		}
 		return 1
 	})
-	next := now.Add(365 * 24 * time.Hour)
 	for _, k := range keys {
 		s := u.services[k]
 		s.mu.Lock()
@@ -103,7 +94,7 @@ func (u *UserspaceDirector) ExportPersistence(have uint64, limit int) (blob []by
 				if !ok || !now.Before(e.expires) {
 					continue
 				}
-				ents = append(ents, pentry{svc: len(svcs), client: client, dest: di, ms: uint64(e.expires.Sub(now).Milliseconds()), exp: e.expires})
+				ents = append(ents, pentry{svc: len(svcs), client: client, dest: di, ms: uint64(e.expires.Sub(now).Milliseconds())})
 			}
 			svcs = append(svcs, ps)
 		}
@@ -126,25 +117,14 @@ func (u *UserspaceDirector) ExportPersistence(have uint64, limit int) (blob []by
 		blob = encodePersistence(svcs, ents)
 		u.opts.Log.Warn("persistence templates over the hand-over limit: the closest to expiry are not handed over", "limit", limit, "kept", lo)
 	}
-	for _, e := range ents {
-		next = minTime(next, e.exp) // not from ms, rounded down: the export after it must find it expired
-	}
-	u.export = exportState{gen: gen, next: next}
 	return blob, gen, true
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
 }
 
 // ImportPersistence seeds the services' persistence templates from a
 // blob ExportPersistence made (on another director). A template is taken
 // when its service exists and is persistent, its real server is in the
 // service, and this director has no live template of its own for the
-// client; its remaining time is capped at the service's timeout. A blob
+// client; it lasts the service's timeout from now. A blob
 // that does not decode changes nothing and is an error. It returns the
 // templates taken.
 func (u *UserspaceDirector) ImportPersistence(blob []byte) (int, error) {
@@ -169,8 +149,7 @@ func (u *UserspaceDirector) ImportPersistence(blob []byte) (int, error) {
 			p, perr := e.client.Prefix(int(s.svc.Netmask))
 			old, have := s.persist[p.Addr()]
 			if i >= 0 && perr == nil && (!have || !now.Before(old.expires)) {
-				left := min(time.Duration(e.ms)*time.Millisecond, time.Duration(s.svc.Persistent)*time.Second)
-				s.persist[p.Addr()] = persistEntry{dest: s.dests[i], expires: now.Add(left)}
+				s.persist[p.Addr()] = persistEntry{dest: s.dests[i], expires: now.Add(time.Duration(s.svc.Persistent) * time.Second)}
 				s.gen.Add(1)
 				taken++
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -125,21 +126,35 @@ func TestPersistenceExportChanges(t *testing.T) {
 		t.Fatalf("a new template: changed %v, gen %d→%d", changed, gen, gen2)
 	}
 
-	// An exported template that expires changes the export: with a 1s
-	// timeout, within about a second.
+	// A known client's new connection refreshes its template, which is
+	// no change: a busy service with steady clients exports nothing.
+	c = dialVIP(t, k, "127.0.0.21")
+	ask(t, c, "hi")
+	c.Close()
+	if again, g, changed := u.ExportPersistence(gen2, 0); changed || again != nil || g != gen2 {
+		t.Fatalf("a refresh exported again: changed %v, gen %d→%d", changed, gen2, g)
+	}
+
+	// An expired template is left out of the next export (a 1s timeout;
+	// decodeExport asks from generation 0, so it always exports).
 	s1 := persistentService(k, a, b)
 	s1.Persistent = 1
 	mustApply(t, u, Table{k: s1}, nil) // a new timeout forgets the templates
 	c = dialVIP(t, k, "127.0.0.21")
 	ask(t, c, "hi")
 	c.Close()
-	_, gen2, _ = u.ExportPersistence(0, 0)
-	empty := testutil.Eventually(t, 3*time.Second, "the expiry changes the export", func() ([]byte, bool) {
-		b, g, changed := u.ExportPersistence(gen2, 0)
-		return b, changed && g != gen2
+	_, ents, _ := decodeExport(t, u)
+	if len(ents) != 1 {
+		t.Fatalf("templates exported: %d, want 1", len(ents))
+	}
+	expired := testutil.Eventually(t, 3*time.Second, "the template expires", func() ([]pentry, bool) {
+		_, ents, _ := decodeExport(t, u)
+		return ents, !slices.ContainsFunc(ents, func(e pentry) bool { return e.client == netip.MustParseAddr("127.0.0.21") })
 	})
-	if _, ents, err := DecodePersistence(empty); err != nil || len(ents) != 0 {
-		t.Fatalf("expired templates exported: %d, %v", len(ents), err)
+	for _, e := range expired {
+		if e.ms > 1000 {
+			t.Fatalf("template with %dms left of a 1s timeout", e.ms)
+		}
 	}
 
 	// A real removed from the service: its templates are skipped.

@@ -67,7 +67,6 @@ type UserspaceDirector struct {
 	// persistGen counts changes of the persistence tables (see
 	// ExportPersistence); every service bumps it.
 	persistGen atomic.Uint64
-	export     exportState
 }
 
 func (u *UserspaceDirector) Name() string { return Userspace }
@@ -316,9 +315,9 @@ func (s *uservice) schedule(src, dst netip.Addr, skip *udest) *udest {
 		p, _ := src.Prefix(int(s.svc.Netmask))
 		key = p.Addr()
 		if e, ok := s.persist[key]; ok && now.Before(e.expires) && e.dest != skip && usable(e.dest) {
+			// A refresh is no change to hand over (see handover.go).
 			e.expires = now.Add(time.Duration(s.svc.Persistent) * time.Second)
 			s.persist[key] = e
-			s.gen.Add(1)
 			return e.dest
 		}
 	}
