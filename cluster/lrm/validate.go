@@ -36,11 +36,11 @@ func (r Refusal) Error() string {
 
 // Validate asks the plugin of every resource of groups for which check
 // is true (nil: every one) whether it accepts the resource as configured:
-// the plugin protocol's Validate, an OCF agent's validate-all, with the
-// same instance the manager would start. Each plugin is started once,
-// by h, and answers for all its resources; nothing is started or
-// changed. timeout bounds each call unless the resource sets its own.
-// The refusals come in configuration order.
+// Once's "validate" (the plugin protocol's Validate, an OCF agent's
+// validate-all), with the instance the manager would start. Each plugin
+// is started once, by h, and answers for all its resources; nothing is
+// started or changed. timeout bounds each call unless the resource sets
+// its own. The refusals come in configuration order.
 func Validate(ctx context.Context, h *host.Host, groups []config.Group, timeout time.Duration, check func(gi, ri int) bool) []Refusal {
 	var out []Refusal
 	for gi, g := range groups {
@@ -48,28 +48,19 @@ func Validate(ctx context.Context, h *host.Host, groups []config.Group, timeout 
 			if check != nil && !check(gi, ri) {
 				continue
 			}
-			refuse := func(code pb.Code, reason string) {
-				out = append(out, Refusal{Group: gi, Resource: ri, ID: r.ID, Type: r.Type, Code: code, Reason: reason})
-			}
-			b, err := r.Bind()
-			if err != nil {
-				refuse(pb.Code_ERR_CONFIGURED, err.Error())
-				continue
-			}
-			in := newInstance(r, b, timeout, 0, nil)
-			cctx, cancel := context.WithTimeout(ctx, time.Duration(in.TimeoutMs)*time.Millisecond)
-			res, err := h.Resource(b.Plugin).Validate(cctx, in)
-			cancel()
+			res, err := Once(ctx, h, r, "validate", timeout, 0)
+			code, reason := res.Code, res.Reason
 			switch {
 			case errors.Is(err, host.ErrUnimplemented):
-				// A plugin without Validate accepts what it is given.
+				continue // a plugin without Validate accepts what it is given
 			case errors.Is(err, host.ErrUnknownPlugin):
-				refuse(pb.Code_ERR_INSTALLED, err.Error())
+				code, reason = pb.Code_ERR_INSTALLED, err.Error()
 			case err != nil:
-				refuse(pb.Code_ERR_GENERIC, fmt.Sprintf("plugin %s: %v", b.Plugin, err))
-			case res.GetCode() != pb.Code_SUCCESS:
-				refuse(res.GetCode(), res.GetReason())
+				code, reason = pb.Code_ERR_GENERIC, err.Error()
+			case code == pb.Code_SUCCESS:
+				continue
 			}
+			out = append(out, Refusal{Group: gi, Resource: ri, ID: r.ID, Type: r.Type, Code: code, Reason: reason})
 		}
 	}
 	return out
