@@ -108,18 +108,18 @@ func instanceName(r Resource) string {
 // an unknown key.
 func (r *Resources) inlineInstances(md *toml.MetaData, s *errSink, kinds map[string]InstanceKind) {
 	r.instances = map[string]map[string]any{}
-	for _, typ := range slices.Sorted(maps.Keys(r.inline)) {
+	for typ, tables := range r.inline() {
 		kind, ok := kinds[typ]
 		if !ok {
 			continue // left undecoded: an unknown key
 		}
 		r.instances[typ] = map[string]any{}
-		for _, name := range slices.Sorted(maps.Keys(r.inline[typ])) {
+		for _, name := range slices.Sorted(maps.Keys(tables)) {
 			prefix := typ + "." + name
 			if !nameRE.MatchString(name) {
 				s.add(prefix, "instance name must be a plain name")
 			}
-			if in := kind.decodeTable(md, r.inline[typ][name], s, prefix); in != nil {
+			if in := kind.decodeTable(md, tables[name], s, prefix); in != nil {
 				r.instances[typ][name] = in
 			}
 		}
@@ -163,7 +163,7 @@ func (c *Config) loadInstance(resPath, key string, r Resource, kind InstanceKind
 	if in, ok := c.Resources.instances[r.Type][name]; ok {
 		return in, true
 	}
-	if _, ok := c.Resources.inline[r.Type][name]; ok {
+	if _, ok := c.Resources.inline()[r.Type][name]; ok {
 		return nil, false // an inline table with errors, reported
 	}
 	if !nameRE.MatchString(name) {

@@ -205,12 +205,6 @@ func parseResources(path string, data []byte, ha *HA, kinds map[string]InstanceK
 	if err != nil {
 		return nil, nil, err
 	}
-	r.inline = map[string]map[string]toml.Primitive{}
-	for typ, m := range map[string]map[string]toml.Primitive{TypeLdirectord: r.Ldirectord, TypeMon: r.Mon} {
-		if m != nil {
-			r.inline[typ] = m
-		}
-	}
 	if kinds != nil {
 		r.inlineInstances(&md, s, kinds)
 	}
@@ -218,7 +212,7 @@ func parseResources(path string, data []byte, ha *HA, kinds map[string]InstanceK
 		// Resource entries are checked by hand (they may be strings or
 		// tables); inline tables without kinds are read by Load.
 		first, _, _ := strings.Cut(key, ".")
-		_, inline := r.inline[first]
+		_, inline := r.inline()[first]
 		return strings.HasPrefix(key, "group.resources.") || inline && kinds == nil
 	})
 	r.validate(s, ha)

@@ -20,10 +20,14 @@ type Resources struct {
 	Ldirectord map[string]toml.Primitive `toml:"ldirectord"`
 	// Mon holds inline mon instances ([mon.NAME]), likewise.
 	Mon map[string]toml.Primitive `toml:"mon"`
-	// inline is the tables above by type; instances what their kinds
-	// made of them (by type, then name).
-	inline    map[string]map[string]toml.Primitive
+	// instances is what their kinds made of the tables above (by type,
+	// then name).
 	instances map[string]map[string]any
+}
+
+// inline is the inline instance tables by type.
+func (r *Resources) inline() map[string]map[string]toml.Primitive {
+	return map[string]map[string]toml.Primitive{TypeLdirectord: r.Ldirectord, TypeMon: r.Mon}
 }
 
 // Group is an ordered list of resources that run together on one node:
