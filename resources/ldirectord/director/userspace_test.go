@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -31,20 +33,13 @@ func realServer(t *testing.T, ip string) (netip.AddrPort, func() int) {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	var conns []net.Conn
 	accepted := 0
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
-		l.Close()
 		pc.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
 		wg.Wait()
 	})
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		buf := make([]byte, 1500)
@@ -56,32 +51,19 @@ func realServer(t *testing.T, ip string) (netip.AddrPort, func() int) {
 			_, _ = pc.WriteTo([]byte(ip+":"+string(buf[:n])), from)
 		}
 	}()
-	go func() {
-		defer wg.Done()
+	testutil.Serve(t, l, func(c net.Conn) {
+		mu.Lock()
+		accepted++
+		mu.Unlock()
+		br := bufio.NewReader(c)
 		for {
-			c, err := l.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			accepted++
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					fmt.Fprintf(c, "%s %s", ip, line)
-				}
-			}()
+			fmt.Fprintf(c, "%s %s", ip, line)
 		}
-	}()
+	})
 	return ap, func() int { mu.Lock(); defer mu.Unlock(); return accepted }
 }
 
