@@ -19,7 +19,13 @@ func BootNow() time.Duration {
 }
 
 // BootTime converts t, a time read in this process, to CLOCK_BOOTTIME.
-func BootTime(t, now time.Time) time.Duration { return BootNow() + t.Sub(now) }
+// The boot clock is read before the wall clock, so a pause between the
+// two reads (preemption, a stopped process) makes the result earlier,
+// never later: a release instant converted here is never postponed.
+func BootTime(t time.Time) time.Duration {
+	boot := BootNow()
+	return boot + t.Sub(time.Now())
+}
 
 // AddressLifetimeSlack is how long past its lifetime the kernel may still
 // hold an address: its lifetime worker runs at most once a second and

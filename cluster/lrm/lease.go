@@ -87,7 +87,7 @@ func (m *Manager) Hold(until time.Time) {
 	l.seq++
 	l.until = until
 	if m.host != nil {
-		le := l.pb(time.Now())
+		le := l.pb()
 		if m.host.ShareLease(le) {
 			l.earlier = l.earlier || l.shared != 0 && le.ReleaseAtNs < l.shared
 			l.shared = le.ReleaseAtNs
@@ -160,15 +160,15 @@ func (m *Manager) pbLease() *pb.Lease {
 	l := &m.lease
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.pb(time.Now())
+	return l.pb()
 }
 
-func (l *lease) pb(now time.Time) *pb.Lease {
+func (l *lease) pb() *pb.Lease {
 	if l.seq == 0 {
 		return nil
 	}
 	at := l.until.Add(l.budget - min(releaseLead*l.releaseTime(), l.budget))
-	return &pb.Lease{Seq: l.seq, ReleaseAtNs: int64(plugins.BootTime(at, now)), LifetimeNs: int64(l.life)}
+	return &pb.Lease{Seq: l.seq, ReleaseAtNs: int64(plugins.BootTime(at)), LifetimeNs: int64(l.life)}
 }
 
 // RunLease carries the lease to the resource plugins that run something
