@@ -3,7 +3,9 @@ package ldirectord
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -25,12 +27,16 @@ func readSysctl(path string) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-// sloppyShare is the sloppy sysctls of one network namespace, shared by
-// the instances using them there: the values found before the first set
-// them, put back when the last one is done.
+// sloppyShare is stateless mode's state of one network namespace, shared
+// by the instances using it there: the values of the sloppy sysctls found
+// before the first set them, put back when the last one is done, and
+// each user's drops of un-NATed replies (director.NATDrop), written as
+// one nftables table.
 type sloppyShare struct {
-	users map[*Engine]bool
-	found map[string]string
+	users   map[*Engine][]director.NATDrop
+	found   map[string]string
+	written []director.NATDrop // the table's drops, as last written
+	wrote   bool               // a table was written (and not deleted since)
 }
 
 var (
@@ -38,12 +44,57 @@ var (
 	sloppyShares = map[string]*sloppyShare{} // by Options.SysctlScope
 )
 
-// sloppyPass sets the sloppy sysctls while the instance has a stateless
-// virtual service, on the active director and on standbys alike (a
-// standby that takes over must carry mid-flow packets from its first
-// one), and once no instance of the namespace has a stateless virtual
-// left (a reload removed them, or the instances closed) puts back the
-// values found before the first set them. Called with e.mu held.
+// natDrops is what this instance's stateless virtuals need dropped: the
+// replies of their NAT reals that match no connection. Called with e.mu
+// held.
+func (e *Engine) natDrops() []director.NATDrop {
+	var out []director.NATDrop
+	for vi := range e.inst.Virtual {
+		v := &e.inst.Virtual[vi]
+		if !v.Stateless {
+			continue
+		}
+		s := v.DirectorService()
+		s.Dests = map[netip.AddrPort]director.Dest{}
+		for _, r := range v.Real {
+			ap, _ := netip.ParseAddrPort(r.Address)
+			s.Dests[ap] = director.Dest{Addr: ap, Forward: r.Forward}
+		}
+		out = append(out, director.NATDropsOf(&s)...)
+	}
+	return director.SortNATDrops(out)
+}
+
+// writeDrops makes the namespace's table hold the union of its users'
+// drops when that changed; a namespace whose users have none never
+// touches nftables (a direct-routing director needs no nf_tables).
+// Called with sloppyMu held.
+func (e *Engine) writeDrops(sh *sloppyShare) error {
+	var all []director.NATDrop
+	for _, ds := range sh.users {
+		all = append(all, ds...)
+	}
+	all = director.SortNATDrops(all)
+	if slices.Equal(all, sh.written) && (sh.wrote || len(all) == 0) {
+		return nil
+	}
+	if err := e.opts.SetNATDrops(all); err != nil {
+		return err
+	}
+	sh.written, sh.wrote = all, len(all) > 0
+	if len(all) > 0 {
+		e.opts.Log.Info("stateless mode: replies of NAT reals that match no connection are dropped", "table", "inet "+director.NATDropTable, "drops", len(all))
+	}
+	return nil
+}
+
+// sloppyPass sets the sloppy sysctls (and the drops of un-NATed replies)
+// while the instance has a stateless virtual service, on the active
+// director and on standbys alike (a standby that takes over must carry
+// mid-flow packets from its first one), and once no instance of the
+// namespace has a stateless virtual left (a reload removed them, or the
+// instances closed) puts back the values found before the first set
+// them and deletes the table. Called with e.mu held.
 func (e *Engine) sloppyPass() {
 	want := e.inst.Stateless() && !e.closed
 	if !want && !e.sloppyOn {
@@ -73,33 +124,45 @@ func (e *Engine) sloppyPass() {
 				e.sloppyErr = errors.Join(errs...)
 				return
 			}
-			sh = &sloppyShare{users: map[*Engine]bool{}, found: found}
+			sh = &sloppyShare{users: map[*Engine][]director.NATDrop{}, found: found}
 			sloppyShares[scope] = sh
 		}
-		sh.users[e] = true
+		sh.users[e] = e.natDrops()
 		e.sloppyOn = true
 		for _, p := range sloppySysctls {
 			if err := e.opts.SetSysctl(p, "1"); err != nil {
 				errs = append(errs, fmt.Errorf("%s = 1: %w", sysctlName(p), err))
 			}
 		}
+		errs = append(errs, e.writeDrops(sh))
 		e.sloppyErr = errors.Join(errs...)
 		return
 	}
-	if sh != nil && len(sh.users) == 1 && sh.users[e] {
-		for _, p := range sloppySysctls {
-			if err := e.opts.SetSysctl(p, sh.found[p]); err != nil {
-				errs = append(errs, fmt.Errorf("restore %s = %s: %w", sysctlName(p), sh.found[p], err))
+	if sh != nil && len(sh.users) == 1 {
+		if _, last := sh.users[e]; last {
+			for _, p := range sloppySysctls {
+				if err := e.opts.SetSysctl(p, sh.found[p]); err != nil {
+					errs = append(errs, fmt.Errorf("restore %s = %s: %w", sysctlName(p), sh.found[p], err))
+				}
 			}
-		}
-		if len(errs) > 0 {
-			e.sloppyErr = errors.Join(errs...) // still the user: the next pass retries
+			sh.users[e] = nil
+			errs = append(errs, e.writeDrops(sh))
+			if err := errors.Join(errs...); err != nil {
+				e.sloppyErr = err // still the user: the next pass retries
+				return
+			}
+			e.opts.Log.Info("stateless mode off: sloppy sysctls restored", "sloppy_tcp", sh.found[sloppySysctls[0]], "sloppy_sctp", sh.found[sloppySysctls[1]])
+			delete(sloppyShares, scope)
+			e.sloppyOn = false
+			e.sloppyErr = nil
 			return
 		}
-		e.opts.Log.Info("stateless mode off: sloppy sysctls restored", "sloppy_tcp", sh.found[sloppySysctls[0]], "sloppy_sctp", sh.found[sloppySysctls[1]])
-		delete(sloppyShares, scope)
-	} else if sh != nil {
+	}
+	if sh != nil {
 		delete(sh.users, e) // another instance still needs them
+		if err := e.writeDrops(sh); err != nil {
+			e.opts.Log.Warn("stateless mode: drops of the other instances", "err", err)
+		}
 	}
 	e.sloppyOn = false
 	e.sloppyErr = nil
@@ -112,8 +175,11 @@ func sysctlName(path string) string {
 
 // StatelessStatus is what status shows of stateless mode.
 type StatelessStatus struct {
-	Sloppy bool   `json:"sloppy"` // the sysctls are set by this instance
-	Error  string `json:"error,omitempty"`
+	Sloppy bool `json:"sloppy"` // the sysctls are set by this instance
+	// NATDrops are this instance's drops of NAT reals' replies that
+	// match no connection ("tcp from 10.0.0.11:80").
+	NATDrops []string `json:"nat_drops,omitempty"`
+	Error    string   `json:"error,omitempty"`
 }
 
 // statelessStatus is nil while the instance has no stateless virtual and
@@ -123,6 +189,11 @@ func (e *Engine) statelessStatus() *StatelessStatus {
 		return nil
 	}
 	st := &StatelessStatus{Sloppy: e.sloppyOn && e.inst.Stateless() && !e.closed}
+	if st.Sloppy {
+		for _, d := range e.natDrops() {
+			st.NATDrops = append(st.NATDrops, d.String())
+		}
+	}
 	if e.sloppyErr != nil {
 		st.Error = e.sloppyErr.Error()
 	}

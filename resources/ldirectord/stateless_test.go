@@ -2,6 +2,7 @@ package ldirectord
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -143,4 +144,76 @@ func TestStatelessSharedSysctls(t *testing.T) {
 	if got := f.String(); got != "tcp=0 sctp=0" {
 		t.Fatalf("none left: %s", got)
 	}
+}
+
+// fakeDrops records what the engines write as stateless mode's nftables
+// table.
+type fakeDrops struct {
+	mu     sync.Mutex
+	writes [][]director.NATDrop
+}
+
+func (f *fakeDrops) set(ds []director.NATDrop) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes = append(f.writes, slices.Clone(ds))
+	return nil
+}
+
+// last is the table as last written, and how many writes there were.
+func (f *fakeDrops) last() (string, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.writes) == 0 {
+		return "never written", 0
+	}
+	var s []string
+	for _, d := range f.writes[len(f.writes)-1] {
+		s = append(s, d.String())
+	}
+	return "[" + strings.Join(s, "; ") + "]", len(f.writes)
+}
+
+// The replies of a stateless service's NAT reals are rewritten to the
+// service's address (or dropped where that is ambiguous) by one table
+// per namespace holding every instance's entries, written only when they
+// change and deleted with the last instance; a direct-routing stateless
+// instance never touches nftables.
+func TestStatelessNATDrops(t *testing.T) {
+	sys := &fakeSysctls{v: map[string]string{}}
+	f := &fakeDrops{}
+	opts := Options{GetSysctl: sys.get, SetSysctl: sys.set, SetNATDrops: f.set, SysctlScope: t.Name()}
+	nat := strings.Replace(statelessSrc, `forward = "gate"`, `forward = "masq"`, 1)
+	step := func(what, want string, writes int) {
+		t.Helper()
+		if got, n := f.last(); got != want || n != writes {
+			t.Fatalf("%s: table %s after %d writes, want %s after %d", what, got, n, want, writes)
+		}
+	}
+	a := NewEngine(opts)
+	defer a.Close()
+	a.Configure(instance(t, statelessSrc))
+	step("direct routing", "never written", 0)
+	a.Configure(instance(t, nat))
+	step("nat", "[tcp from 127.0.0.2:80 as 10.0.0.3:80]", 1)
+	if txt := a.Status().Text("www", false); !strings.Contains(txt, "(nftables inet vigil_stateless): tcp from 127.0.0.2:80 as 10.0.0.3:80") {
+		t.Errorf("status text:\n%s", txt)
+	}
+	a.Configure(instance(t, nat))
+	step("unchanged", "[tcp from 127.0.0.2:80 as 10.0.0.3:80]", 1)
+
+	// Another instance has the same real behind another address: whose
+	// reply it is cannot be told, so it is dropped.
+	b := NewEngine(opts)
+	defer b.Close()
+	b.Configure(instance(t, strings.Replace(nat, "10.0.0.3:80", "10.0.0.4:80", 1)))
+	step("two instances", "[tcp from 127.0.0.2:80 dropped]", 2)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	step("one left", "[tcp from 127.0.0.2:80 as 10.0.0.4:80]", 3)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	step("none left", "[]", 4)
 }

@@ -179,6 +179,9 @@ func (st Status) Text(name string, stats bool) string {
 	if y := st.Stateless; y != nil && !stats {
 		if y.Sloppy {
 			b.WriteString("  stateless mode: net.ipv4.vs.sloppy_tcp = 1, sloppy_sctp = 1\n")
+			if len(y.NATDrops) > 0 {
+				fmt.Fprintf(&b, "    replies matching no connection dropped (nftables inet %s): %s\n", director.NATDropTable, strings.Join(y.NATDrops, ", "))
+			}
 		}
 		if y.Error != "" {
 			fmt.Fprintf(&b, "    stateless error: %s\n", y.Error)

@@ -52,9 +52,11 @@ if [ -x /usr/sbin/ipvsadm ]; then
 	for lib in $(ldd /usr/sbin/ipvsadm | grep -o '/[^ ]*'); do mkdir -p "$R$(dirname $lib)"; cp "$lib" "$R$lib"; done
 fi
 # Modules in dependency order (the package ships no modules.dep); the
-# bridge is the connection-survival lab's switch.
+# bridge is the connection-survival lab's switch; nf_tables holds
+# stateless mode's drops of un-NATed replies.
 MODS="crypto/crc32c_generic lib/libcrc32c net/ipv4/netfilter/nf_defrag_ipv4 net/ipv6/netfilter/nf_defrag_ipv6
 net/netfilter/nf_conntrack net/netfilter/ipvs/ip_vs drivers/net/veth
+net/netfilter/nfnetlink net/netfilter/nf_tables
 net/llc/llc net/802/stp net/bridge/bridge"
 for s in rr wrr lc wlc lblc lblcr dh sh sed nq mh; do MODS="$MODS net/netfilter/ipvs/ip_vs_$s"; done
 list=""
