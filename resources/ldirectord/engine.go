@@ -50,13 +50,13 @@ type Options struct {
 	// GetSysctl reads one (default: the real one); stateless mode keeps
 	// the values it found, to put them back.
 	GetSysctl func(path string) (string, error)
-	// SetNATDrops writes stateless mode's drops of un-NATed replies
-	// (default director.SetNATDrops, in the calling thread's network
+	// SetStrayReplies writes stateless mode's rules for un-NATed replies
+	// (default director.SetStrayReplies, in the calling thread's network
 	// namespace).
-	SetNATDrops func([]director.NATDrop) error
+	SetStrayReplies func([]director.StrayReply) error
 	// SysctlScope names the network namespace those reach ("" for the
 	// process's own): the instances of one scope share stateless mode's
-	// sysctls and drops, put back when the last of them is done.
+	// sysctls and stray reply rules, put back when the last of them is done.
 	SysctlScope string
 }
 
@@ -118,8 +118,8 @@ func NewEngine(o Options) *Engine {
 	if o.GetSysctl == nil {
 		o.GetSysctl = readSysctl
 	}
-	if o.SetNATDrops == nil {
-		o.SetNATDrops = director.SetNATDrops
+	if o.SetStrayReplies == nil {
+		o.SetStrayReplies = director.SetStrayReplies
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	e := &Engine{opts: o, ctx: ctx, stop: stop, kick: make(chan struct{}, 1),

@@ -30,13 +30,13 @@ func readSysctl(path string) (string, error) {
 // sloppyShare is stateless mode's state of one network namespace, shared
 // by the instances using it there: the values of the sloppy sysctls found
 // before the first set them, put back when the last one is done, and
-// each user's drops of un-NATed replies (director.NATDrop), written as
-// one nftables table.
+// each user's stray NAT replies to rewrite or drop (director.StrayReply),
+// written as one nftables table.
 type sloppyShare struct {
-	users   map[*Engine][]director.NATDrop
+	users   map[*Engine][]director.StrayReply
 	found   map[string]string
-	written []director.NATDrop // the table's drops, as last written
-	wrote   bool               // a table was written (and not deleted since)
+	written []director.StrayReply // the table's rules, as last written
+	wrote   bool                  // a table was written (and not deleted since)
 }
 
 var (
@@ -44,11 +44,11 @@ var (
 	sloppyShares = map[string]*sloppyShare{} // by Options.SysctlScope
 )
 
-// natDrops is what this instance's stateless virtuals need dropped: the
-// replies of their NAT reals that match no connection. Called with e.mu
-// held.
-func (e *Engine) natDrops() []director.NATDrop {
-	var out []director.NATDrop
+// strayReplies is what this instance's stateless virtuals need done with
+// the replies of their NAT reals that match no connection. Called with
+// e.mu held.
+func (e *Engine) strayReplies() []director.StrayReply {
+	var out []director.StrayReply
 	for vi := range e.inst.Virtual {
 		v := &e.inst.Virtual[vi]
 		if !v.Stateless {
@@ -60,35 +60,35 @@ func (e *Engine) natDrops() []director.NATDrop {
 			ap, _ := netip.ParseAddrPort(r.Address)
 			s.Dests[ap] = director.Dest{Addr: ap, Forward: r.Forward}
 		}
-		out = append(out, director.NATDropsOf(&s)...)
+		out = append(out, director.StrayRepliesOf(&s)...)
 	}
-	return director.SortNATDrops(out)
+	return director.SortStrayReplies(out)
 }
 
-// writeDrops makes the namespace's table hold the union of its users'
-// drops when that changed; a namespace whose users have none never
+// writeStray makes the namespace's table hold the union of its users'
+// rules when that changed; a namespace whose users have none never
 // touches nftables (a direct-routing director needs no nf_tables).
 // Called with sloppyMu held.
-func (e *Engine) writeDrops(sh *sloppyShare) error {
-	var all []director.NATDrop
+func (e *Engine) writeStray(sh *sloppyShare) error {
+	var all []director.StrayReply
 	for _, ds := range sh.users {
 		all = append(all, ds...)
 	}
-	all = director.SortNATDrops(all)
+	all = director.SortStrayReplies(all)
 	if slices.Equal(all, sh.written) && (sh.wrote || len(all) == 0) {
 		return nil
 	}
-	if err := e.opts.SetNATDrops(all); err != nil {
+	if err := e.opts.SetStrayReplies(all); err != nil {
 		return err
 	}
 	sh.written, sh.wrote = all, len(all) > 0
 	if len(all) > 0 {
-		e.opts.Log.Info("stateless mode: replies of NAT reals that match no connection are dropped", "table", "inet "+director.NATDropTable, "drops", len(all))
+		e.opts.Log.Info("stateless mode: NAT reals' replies that match no connection are rewritten or dropped", "table", "inet "+director.StrayTable, "rules", len(all))
 	}
 	return nil
 }
 
-// sloppyPass sets the sloppy sysctls (and the drops of un-NATed replies)
+// sloppyPass sets the sloppy sysctls (and the stray NAT reply rules)
 // while the instance has a stateless virtual service, on the active
 // director and on standbys alike (a standby that takes over must carry
 // mid-flow packets from its first one), and once no instance of the
@@ -124,17 +124,17 @@ func (e *Engine) sloppyPass() {
 				e.sloppyErr = errors.Join(errs...)
 				return
 			}
-			sh = &sloppyShare{users: map[*Engine][]director.NATDrop{}, found: found}
+			sh = &sloppyShare{users: map[*Engine][]director.StrayReply{}, found: found}
 			sloppyShares[scope] = sh
 		}
-		sh.users[e] = e.natDrops()
+		sh.users[e] = e.strayReplies()
 		e.sloppyOn = true
 		for _, p := range sloppySysctls {
 			if err := e.opts.SetSysctl(p, "1"); err != nil {
 				errs = append(errs, fmt.Errorf("%s = 1: %w", sysctlName(p), err))
 			}
 		}
-		errs = append(errs, e.writeDrops(sh))
+		errs = append(errs, e.writeStray(sh))
 		e.sloppyErr = errors.Join(errs...)
 		return
 	}
@@ -146,7 +146,7 @@ func (e *Engine) sloppyPass() {
 				}
 			}
 			sh.users[e] = nil
-			errs = append(errs, e.writeDrops(sh))
+			errs = append(errs, e.writeStray(sh))
 			if err := errors.Join(errs...); err != nil {
 				e.sloppyErr = err // still the user: the next pass retries
 				return
@@ -160,8 +160,8 @@ func (e *Engine) sloppyPass() {
 	}
 	if sh != nil {
 		delete(sh.users, e) // another instance still needs them
-		if err := e.writeDrops(sh); err != nil {
-			e.opts.Log.Warn("stateless mode: drops of the other instances", "err", err)
+		if err := e.writeStray(sh); err != nil {
+			e.opts.Log.Warn("stateless mode: stray NAT reply rules of the other instances", "err", err)
 		}
 	}
 	e.sloppyOn = false
@@ -176,10 +176,10 @@ func sysctlName(path string) string {
 // StatelessStatus is what status shows of stateless mode.
 type StatelessStatus struct {
 	Sloppy bool `json:"sloppy"` // the sysctls are set by this instance
-	// NATDrops are this instance's drops of NAT reals' replies that
+	// StrayReplies are this instance's rules for NAT reals' replies that
 	// match no connection ("tcp from 10.0.0.11:80").
-	NATDrops []string `json:"nat_drops,omitempty"`
-	Error    string   `json:"error,omitempty"`
+	StrayReplies []string `json:"stray_replies,omitempty"`
+	Error        string   `json:"error,omitempty"`
 }
 
 // statelessStatus is nil while the instance has no stateless virtual and
@@ -190,8 +190,8 @@ func (e *Engine) statelessStatus() *StatelessStatus {
 	}
 	st := &StatelessStatus{Sloppy: e.sloppyOn && e.inst.Stateless() && !e.closed}
 	if st.Sloppy {
-		for _, d := range e.natDrops() {
-			st.NATDrops = append(st.NATDrops, d.String())
+		for _, d := range e.strayReplies() {
+			st.StrayReplies = append(st.StrayReplies, d.String())
 		}
 	}
 	if e.sloppyErr != nil {

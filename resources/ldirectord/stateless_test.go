@@ -146,14 +146,14 @@ func TestStatelessSharedSysctls(t *testing.T) {
 	}
 }
 
-// fakeDrops records what the engines write as stateless mode's nftables
+// fakeStray records what the engines write as stateless mode's nftables
 // table.
-type fakeDrops struct {
+type fakeStray struct {
 	mu     sync.Mutex
-	writes [][]director.NATDrop
+	writes [][]director.StrayReply
 }
 
-func (f *fakeDrops) set(ds []director.NATDrop) error {
+func (f *fakeStray) set(ds []director.StrayReply) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.writes = append(f.writes, slices.Clone(ds))
@@ -161,7 +161,7 @@ func (f *fakeDrops) set(ds []director.NATDrop) error {
 }
 
 // last is the table as last written, and how many writes there were.
-func (f *fakeDrops) last() (string, int) {
+func (f *fakeStray) last() (string, int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.writes) == 0 {
@@ -179,10 +179,10 @@ func (f *fakeDrops) last() (string, int) {
 // per namespace holding every instance's entries, written only when they
 // change and deleted with the last instance; a direct-routing stateless
 // instance never touches nftables.
-func TestStatelessNATDrops(t *testing.T) {
+func TestStatelessStrayReplies(t *testing.T) {
 	sys := &fakeSysctls{v: map[string]string{}}
-	f := &fakeDrops{}
-	opts := Options{GetSysctl: sys.get, SetSysctl: sys.set, SetNATDrops: f.set, SysctlScope: t.Name()}
+	f := &fakeStray{}
+	opts := Options{GetSysctl: sys.get, SetSysctl: sys.set, SetStrayReplies: f.set, SysctlScope: t.Name()}
 	nat := strings.Replace(statelessSrc, `forward = "gate"`, `forward = "masq"`, 1)
 	step := func(what, want string, writes int) {
 		t.Helper()

@@ -179,8 +179,8 @@ func (st Status) Text(name string, stats bool) string {
 	if y := st.Stateless; y != nil && !stats {
 		if y.Sloppy {
 			b.WriteString("  stateless mode: net.ipv4.vs.sloppy_tcp = 1, sloppy_sctp = 1\n")
-			if len(y.NATDrops) > 0 {
-				fmt.Fprintf(&b, "    replies matching no connection dropped (nftables inet %s): %s\n", director.NATDropTable, strings.Join(y.NATDrops, ", "))
+			if len(y.StrayReplies) > 0 {
+				fmt.Fprintf(&b, "    replies matching no connection dropped (nftables inet %s): %s\n", director.StrayTable, strings.Join(y.StrayReplies, ", "))
 			}
 		}
 		if y.Error != "" {

@@ -313,11 +313,11 @@ func (d *nsDirector) start(l *survivalLab, src string) {
 			}
 			return in(func() error { return writeSysctl(p, v) })
 		},
-		SetNATDrops: func(ds []director.NATDrop) error {
+		SetStrayReplies: func(ds []director.StrayReply) error {
 			if d.dead.Load() {
 				return nil
 			}
-			return in(func() error { return director.SetNATDrops(ds) })
+			return in(func() error { return director.SetStrayReplies(ds) })
 		},
 		SysctlScope: d.ns,
 		GetSysctl: func(p string) (v string, err error) {
@@ -598,7 +598,7 @@ type survival struct {
 	sloppyOnStandby, sloppyRestore bool
 	// Stateless NAT: replies that reached the new director before any
 	// packet of their client did, rewritten by its nftables table
-	// (director.NATDrop) at the crash.
+	// (director.StrayReply) at the crash.
 	orphans uint64
 }
 
@@ -614,7 +614,7 @@ func (l *survivalLab) run(variant string, n int) survival {
 	if variant == withStateless {
 		// (A NAT standby also holds its table: one rule per real.)
 		res.sloppyOnStandby = l.sysctlIn(b.ns, sloppySysctls[0]) == "1" &&
-			(l.mode != director.Masq || len(l.natDrops(b.ns)) == len(l.reals))
+			(l.mode != director.Masq || len(l.strayReplies(b.ns)) == len(l.reals))
 	}
 	l.takeOver(a)
 
@@ -632,7 +632,7 @@ func (l *survivalLab) run(variant string, n int) survival {
 	res.crash, res.crashWhy = l.verdict(fs, since)
 	fs.stop()
 	if variant == withStateless {
-		for _, n := range l.natDrops(b.ns) {
+		for _, n := range l.strayReplies(b.ns) {
 			res.orphans += n
 		}
 	}
@@ -663,7 +663,7 @@ func (l *survivalLab) run(variant string, n int) survival {
 		if err := b.e.Close(); err != nil {
 			l.t.Fatal(err)
 		}
-		res.sloppyRestore = l.sysctlIn(b.ns, sloppySysctls[0]) == "0" && l.natDrops(b.ns) == nil
+		res.sloppyRestore = l.sysctlIn(b.ns, sloppySysctls[0]) == "0" && l.strayReplies(b.ns) == nil
 	}
 	// The next run's directors own the VIP alone.
 	for _, d := range []*nsDirector{a, b} {
@@ -677,9 +677,9 @@ func (l *survivalLab) run(variant string, n int) survival {
 	return res
 }
 
-// natDrops reads stateless mode's nftables table in namespace ns.
-func (l *survivalLab) natDrops(ns string) (m map[director.NATDrop]uint64) {
-	if err := nstest.InNS(ns, func() (err error) { m, err = director.NATDropped(); return err }); err != nil {
+// strayReplies reads stateless mode's nftables table in namespace ns.
+func (l *survivalLab) strayReplies(ns string) (m map[director.StrayReply]uint64) {
+	if err := nstest.InNS(ns, func() (err error) { m, err = director.StrayReplies(); return err }); err != nil {
 		l.t.Fatal(err)
 	}
 	return m
@@ -729,7 +729,7 @@ func TestKernelSurvival(t *testing.T) {
 			t.Logf("%s (failover %s, move %s; sync reached the standby in %s and %s)", r, r.crashTook.Round(time.Millisecond), r.moveTook.Round(time.Millisecond),
 				r.syncCrash.Round(time.Millisecond), r.syncMove.Round(time.Millisecond))
 			if variant == withStateless && (!r.sloppyOnStandby || !r.sloppyRestore) {
-				t.Errorf("%s: sloppy_tcp on the standby %v, sysctls restored and drops deleted at close %v", r, r.sloppyOnStandby, r.sloppyRestore)
+				t.Errorf("%s: sloppy_tcp on the standby %v, sysctls restored and table deleted at close %v", r, r.sloppyOnStandby, r.sloppyRestore)
 			}
 			if variant != withNeither && (r.crash < n || r.move < n) {
 				t.Errorf("%s: connections lost", r)

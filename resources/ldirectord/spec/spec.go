@@ -199,7 +199,7 @@ type Virtual struct {
 	// server every director picks; a real that fails stays in the table
 	// at weight 0, so that every director's lookup table is built from
 	// the same list in the same order. NAT reals' replies that match no
-	// connection are rewritten to the virtual's address (director.NATDrop).
+	// connection are rewritten to the virtual's address (director.StrayReply).
 	Stateless bool `toml:"stateless" json:"stateless"`
 	// Health checks (ldirectord names; status and digest are keepalived's).
 	CheckType    string   `toml:"checktype" json:"checktype"`

@@ -9,11 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestKernelNATDrops writes stateless mode's table in a namespace,
+// TestKernelStrayReplies writes stateless mode's table in a namespace,
 // replaces it with a smaller one and deletes it, reading each back from
 // the kernel. (What the rules do to traffic, the ldirectord package's
 // connection-survival test shows.) Run by test/ipvsvm.
-func TestKernelNATDrops(t *testing.T) {
+func TestKernelStrayReplies(t *testing.T) {
 	if _, err := os.Stat(procIPVS); err != nil {
 		t.Skip("kernel has no IPVS here; test/ipvsvm runs this test in a VM that has it")
 	}
@@ -24,23 +24,23 @@ func TestKernelNATDrops(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	read := func() (m map[NATDrop]uint64) {
+	read := func() (m map[StrayReply]uint64) {
 		t.Helper()
-		in(func() (err error) { m, err = NATDropped(); return err })
+		in(func() (err error) { m, err = StrayReplies(); return err })
 		return m
 	}
 	if m := read(); m != nil {
 		t.Fatalf("a fresh namespace has drops: %v", m)
 	}
-	all := []NATDrop{
+	all := []StrayReply{
 		{L4: unix.IPPROTO_TCP, Real: ap("10.1.0.11:80"), Virtual: ap("10.0.0.3:80")},
 		{L4: unix.IPPROTO_UDP, Real: ap("10.1.0.11:53"), Virtual: ap("10.0.0.3:53")},
 		{L4: unix.IPPROTO_SCTP, Real: ap("10.1.0.12:80")},
 		{L4: unix.IPPROTO_TCP, Real: ap("[2001:db8:1::11]:80")},
 	}
-	for _, ds := range [][]NATDrop{all, all[1:2], nil} {
-		in(func() error { return SetNATDrops(ds) })
-		want := map[NATDrop]uint64{}
+	for _, ds := range [][]StrayReply{all, all[1:2], nil} {
+		in(func() error { return SetStrayReplies(ds) })
+		want := map[StrayReply]uint64{}
 		for _, d := range ds {
 			want[d] = 0
 		}

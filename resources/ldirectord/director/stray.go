@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NATDrop is how a director treats the replies of one NAT real server
+// StrayReply is how a director treats the replies of one NAT real server
 // that match no IPVS connection. With stateless failover a director
 // that takes over receives replies to requests the failed director
 // forwarded: forwarded as they are, un-NATed, they reach the client from
@@ -27,13 +27,13 @@ import (
 // retransmits it after the client's next packet. IPVS's nat_icmp_send
 // would drop them too, but also the replies to the director's own health
 // checks of the real.
-type NATDrop struct {
+type StrayReply struct {
 	L4      uint8          // unix.IPPROTO_TCP, _UDP or _SCTP
 	Real    netip.AddrPort // the reply's source
 	Virtual netip.AddrPort // its source when rewritten; zero: dropped
 }
 
-func (d NATDrop) String() string {
+func (d StrayReply) String() string {
 	if d.Virtual.IsValid() {
 		return fmt.Sprintf("%s from %s as %s", l4Name(d.L4), d.Real, d.Virtual)
 	}
@@ -52,14 +52,14 @@ func l4Name(p uint8) string {
 	return fmt.Sprint(p)
 }
 
-// NATDropsOf lists what a stateless service needs: one entry per NAT
+// StrayRepliesOf lists what a stateless service needs: one entry per NAT
 // real with a port, for the service's protocol (tcp, udp and sctp for a
 // firewall mark, which may carry any), rewritten to the service's
-// address where SortNATDrops finds that unambiguous. A real of a
+// address where SortStrayReplies finds that unambiguous. A real of a
 // firewall-mark service without a port answers from whatever port the
 // client asked for, which a rule cannot tell from the real's own
 // traffic: it gets none.
-func NATDropsOf(s *Service) []NATDrop {
+func StrayRepliesOf(s *Service) []StrayReply {
 	var l4 []uint8
 	switch s.Key.Proto {
 	case TCP:
@@ -69,24 +69,24 @@ func NATDropsOf(s *Service) []NATDrop {
 	default:
 		l4 = []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_SCTP}
 	}
-	var out []NATDrop
+	var out []StrayReply
 	for ap, d := range s.Dests {
 		if d.Forward != Masq || ap.Port() == 0 {
 			continue
 		}
 		for _, p := range l4 {
-			out = append(out, NATDrop{L4: p, Real: ap, Virtual: s.Key.Addr})
+			out = append(out, StrayReply{L4: p, Real: ap, Virtual: s.Key.Addr})
 		}
 	}
-	return SortNATDrops(out)
+	return SortStrayReplies(out)
 }
 
-// SortNATDrops sorts and merges in place: one entry per protocol and
+// SortStrayReplies sorts and merges in place: one entry per protocol and
 // real, rewritten only when every service that has the real agrees on
 // the virtual address, a rewritable one (IPv4 TCP or UDP, as the
 // checksums nftables updates allow; a firewall mark has none).
-func SortNATDrops(ds []NATDrop) []NATDrop {
-	slices.SortFunc(ds, func(a, b NATDrop) int {
+func SortStrayReplies(ds []StrayReply) []StrayReply {
+	slices.SortFunc(ds, func(a, b StrayReply) int {
 		if c := a.Real.Compare(b.Real); c != 0 {
 			return c
 		}
@@ -95,7 +95,7 @@ func SortNATDrops(ds []NATDrop) []NATDrop {
 		}
 		return a.Virtual.Compare(b.Virtual)
 	})
-	var out []NATDrop
+	var out []StrayReply
 	for _, d := range ds {
 		if !d.Real.Addr().Is4() || !d.Virtual.Addr().Is4() || d.L4 == unix.IPPROTO_SCTP {
 			d.Virtual = netip.AddrPort{}
@@ -111,25 +111,25 @@ func SortNATDrops(ds []NATDrop) []NATDrop {
 	return out
 }
 
-// NATDropTable is the nftables table (family inet) that holds the drops.
-const NATDropTable = "vigil_stateless"
+// StrayTable is the nftables table (family inet) that holds the rules.
+const StrayTable = "vigil_stateless"
 
-// natDropPriority places the chain after IPVS's own forward hook, which
+// strayPriority places the chain after IPVS's own forward hook, which
 // rewrites the source of the replies it has a connection for (priority
 // 100 in ip_vs_core.c): what still has a real's address as its source
 // there matched none.
-const natDropPriority = 200
+const strayPriority = 200
 
-// SetNATDrops makes the nftables table NATDropTable of the calling
+// SetStrayReplies makes the nftables table StrayTable of the calling
 // thread's network namespace hold exactly ds, in one transaction (the
 // table is created, deleted and created again, so whatever a crashed
 // earlier instance left is replaced); none deletes the table.
-func SetNATDrops(ds []NATDrop) error {
+func SetStrayReplies(ds []StrayReply) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: NATDropTable}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: StrayTable}
 	c.AddTable(t) // so that the delete finds one
 	c.DelTable(t)
 	if len(ds) > 0 {
@@ -139,22 +139,22 @@ func SetNATDrops(ds []NATDrop) error {
 			Table:    t,
 			Type:     nftables.ChainTypeFilter,
 			Hooknum:  nftables.ChainHookForward,
-			Priority: nftables.ChainPriorityRef(natDropPriority),
+			Priority: nftables.ChainPriorityRef(strayPriority),
 		})
 		for _, d := range ds {
-			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: natDropExprs(d)})
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: strayExprs(d)})
 		}
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables table inet %s: %w", NATDropTable, err)
+		return fmt.Errorf("nftables table inet %s: %w", StrayTable, err)
 	}
 	return nil
 }
 
-// natDropExprs is "meta nfproto ipv4 meta l4proto tcp ip saddr R th
+// strayExprs is "meta nfproto ipv4 meta l4proto tcp ip saddr R th
 // sport P counter" followed by "ip saddr set V tcp sport set Q" (the
 // checksums updated as nft does) or "drop" (ipv6: ip6 saddr).
-func natDropExprs(d NATDrop) []expr.Any {
+func strayExprs(d StrayReply) []expr.Any {
 	nfproto, off := byte(unix.NFPROTO_IPV4), uint32(12) // iphdr.saddr
 	if d.Real.Addr().Is6() && !d.Real.Addr().Is4In6() {
 		nfproto, off = unix.NFPROTO_IPV6, 8 // ipv6hdr.saddr
@@ -190,38 +190,38 @@ func natDropExprs(d NATDrop) []expr.Any {
 	)
 }
 
-// NATDropped reads back the table's drops and how many packets each has
-// matched (nil, nil when there is none: SetNATDrops writes no empty
+// StrayReplies reads back the table's rules and how many packets each has
+// matched (nil, nil when there is none: SetStrayReplies writes no empty
 // table).
-func NATDropped() (map[NATDrop]uint64, error) {
+func StrayReplies() (map[StrayReply]uint64, error) {
 	c, err := nftables.New()
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: NATDropTable}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: StrayTable}
 	rules, err := c.GetRules(t, &nftables.Chain{Name: "forward", Table: t})
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("nftables table inet %s: %w", NATDropTable, err)
+		return nil, fmt.Errorf("nftables table inet %s: %w", StrayTable, err)
 	}
 	if len(rules) == 0 {
 		return nil, nil
 	}
-	out := map[NATDrop]uint64{}
+	out := map[StrayReply]uint64{}
 	for _, r := range rules {
-		d, n, ok := parseNATDrop(r.Exprs)
+		d, n, ok := parseStray(r.Exprs)
 		if !ok {
-			return nil, fmt.Errorf("nftables table inet %s: a rule not written by Vigil", NATDropTable)
+			return nil, fmt.Errorf("nftables table inet %s: a rule not written by Vigil", StrayTable)
 		}
 		out[d] = n
 	}
 	return out, nil
 }
 
-// parseNATDrop is natDropExprs read back.
-func parseNATDrop(es []expr.Any) (d NATDrop, packets uint64, ok bool) {
+// parseStray is strayExprs read back.
+func parseStray(es []expr.Any) (d StrayReply, packets uint64, ok bool) {
 	var cmps, imms [][]byte
 	for _, e := range es {
 		switch e := e.(type) {
@@ -240,7 +240,7 @@ func parseNATDrop(es []expr.Any) (d NATDrop, packets uint64, ok bool) {
 	if !okA {
 		return d, 0, false
 	}
-	d = NATDrop{L4: cmps[1][0], Real: netip.AddrPortFrom(a, binary.BigEndian.Uint16(cmps[3]))}
+	d = StrayReply{L4: cmps[1][0], Real: netip.AddrPortFrom(a, binary.BigEndian.Uint16(cmps[3]))}
 	if len(imms) == 2 {
 		v, okV := netip.AddrFromSlice(imms[0])
 		if !okV {
