@@ -84,6 +84,12 @@ func TestStatusTruth(t *testing.T) {
 		}
 	}
 
+	// A refusal by the leader (n3), asked on a follower, reads once: no
+	// "refused" per hop, no Raft address.
+	if out, code := vigilCLI(t, "move", "g", "nX", "-s", nodes["n1"].Socket); code != 1 || out != "vigil move: refused: no node \"nX\"\n" {
+		t.Errorf("vigil move g nX on a follower: %d %q", code, out)
+	}
+
 	// Standby through the CLI with the options last (issue 25: only the
 	// usage line), then -1 through the CLI.
 	if out, code := vigilCLI(t, "standby", "n2", "-s", nodes["n1"].Socket, "--json"); code != 0 || !strings.Contains(out, `"done": true`) {
