@@ -119,6 +119,7 @@ func TestImportSeed(t *testing.T) {
 		!strings.Contains(stdout, "haresources:2: caveat") || strings.Contains(stdout, "checked: OK") || !strings.Contains(stdout, "not complete yet") {
 		t.Fatalf("import heartbeat: %d\n%s%s", code, stdout, errs)
 	}
+	checkSaysWhatImportSaid(t, stdout)
 	if st, err := os.Stat(filepath.Join(out, "authkeys")); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("authkeys: %v %v", st.Mode(), err)
 	}
@@ -132,6 +133,28 @@ func TestImportSeed(t *testing.T) {
 	}
 	if code, _, errs := vigil("import", "mon", "-o", out, seed+"/mon.cf"); code != exitError || !strings.Contains(errs, "exists") {
 		t.Errorf("overwrite without -f: %d %s", code, errs)
+	}
+}
+
+// checkSaysWhatImportSaid runs the config check command an import's
+// "not complete yet" line names, as the operator would copy it: it must
+// fail with exactly the errors the import listed (on a host not named
+// like a node, a command without --node fails with one error more).
+func checkSaysWhatImportSaid(t *testing.T, stdout string) {
+	t.Helper()
+	_, rest, ok := strings.Cut(stdout, "not complete yet")
+	if !ok {
+		t.Fatalf("no 'not complete yet' in\n%s", stdout)
+	}
+	_, cmd, _ := strings.Cut(rest, "`")
+	cmd, listed, _ := strings.Cut(cmd, "` says:\n")
+	args := strings.Fields(cmd)
+	if len(args) < 3 || args[0] != "vigil" {
+		t.Fatalf("no command in %q", rest)
+	}
+	code, _, errs := vigil(args[1:]...)
+	if code != exitError || errs != listed {
+		t.Errorf("%s: exit %d, says\n%s\nthe import listed\n%s", cmd, code, errs, listed)
 	}
 }
 
