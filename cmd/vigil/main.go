@@ -135,8 +135,10 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "warning: "+w)
 	}
 	ha := &cfg.HA
-	fmt.Fprintf(stdout, "%s: OK — cluster %q, %d nodes (this node %s), %d heartbeat media, %d groups\n",
-		*dir, ha.Cluster, len(ha.Nodes), cfg.Self.Name, len(ha.UCast)+len(ha.BCast)+len(ha.MCast)+len(ha.Serial), len(cfg.Resources.Groups))
+	fmt.Fprintf(stdout, "%s: OK — cluster %q, %s (this node %s), %s, %s\n",
+		*dir, ha.Cluster, counted(len(ha.Nodes), "node", "nodes"), cfg.Self.Name,
+		counted(len(ha.UCast)+len(ha.BCast)+len(ha.MCast)+len(ha.Serial), "heartbeat medium", "heartbeat media"),
+		counted(len(cfg.Resources.Groups), "group", "groups"))
 	if *verbose {
 		fmt.Fprintf(stdout, "\n# resources.toml as loaded: every resource in the table form\n")
 		if err := writeGroupsTOML(stdout, cfg.Resources.Groups); err != nil {
@@ -417,4 +419,12 @@ func socketFromConfig(dir string) string {
 		return partial.ControlSocket
 	}
 	return config.DefaultControlSocket
+}
+
+// counted is n and the noun in its number ("1 group", "2 groups").
+func counted(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -23,7 +23,7 @@ func vigil(args ...string) (int, string, string) {
 
 func TestConfigCheck(t *testing.T) {
 	code, out, errs := vigil("config", "check", "-c", testutil.ConfigCopy(t, "../../etc/vigil"), "--node", "lvs1")
-	if code != exitOK || !strings.Contains(out, `OK — cluster "lvs", 2 nodes (this node lvs1), 2 heartbeat media, 1 groups`) {
+	if code != exitOK || !strings.Contains(out, `OK — cluster "lvs", 2 nodes (this node lvs1), 2 heartbeat media, 1 group`) {
 		t.Errorf("example config: code %d\n%s%s", code, out, errs)
 	}
 	// The classic pair the install puts in /etc/vigil fails over: no
@@ -128,7 +128,7 @@ func TestImportSeed(t *testing.T) {
 			t.Fatalf("import %s: %d\n%s%s", args[0], code, stdout, errs)
 		}
 	}
-	if code, stdout, errs := vigil("config", "check", "-c", out, "--node", "lvs2"); code != exitOK || !strings.Contains(stdout, "1 groups") {
+	if code, stdout, errs := vigil("config", "check", "-c", out, "--node", "lvs2"); code != exitOK || !strings.Contains(stdout, "1 group\n") {
 		t.Errorf("config check of the import: %d\n%s%s", code, stdout, errs)
 	}
 	if code, _, errs := vigil("import", "mon", "-o", out, seed+"/mon.cf"); code != exitError || !strings.Contains(errs, "exists") {
