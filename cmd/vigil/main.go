@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -287,12 +288,19 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		case err != nil && oneLine:
 			fmt.Fprintf(stdout, "VIGIL CRITICAL - %v\n", err)
 			return control.NagiosCritical
+		case err != nil && *asJSON && *watch:
+			_ = json.NewEncoder(stdout).Encode(jsonError{Error: err.Error(), Exit: exitCode(err)})
+			return exitCode(err)
 		case err != nil:
 			return fail(stdout, stderr, *asJSON, "status", err, exitCode(err))
 		case oneLine:
 			line, code := control.OneLine(st)
 			fmt.Fprintln(stdout, line)
 			return code
+		case *asJSON && *watch:
+			// a stream: one object a line, as jq and scripts read it
+			_ = json.NewEncoder(stdout).Encode(st)
+			return exitOK
 		case *asJSON:
 			writeJSON(stdout, st)
 			return exitOK
@@ -304,15 +312,25 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if !*watch {
 		return show(context.Background(), stdout)
 	}
-	// --watch: like watch(1), each frame drawn whole over the last (home,
-	// clear, frame in one write: no flicker) until ^C.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	t := time.NewTicker(*interval)
+	// With --json or -1 the output is for a program: lines, no terminal
+	// escapes (JSON errors and -1 lines as well).
+	return watchStatus(ctx, *interval, !*asJSON && !oneLine, show, stdout)
+}
+
+// watchStatus shows the status every interval until ctx ends (^C). On a
+// terminal (redraw) each frame is drawn whole over the last, like
+// watch(1): home, clear and frame in one write, no flicker; otherwise the
+// frames follow each other.
+func watchStatus(ctx context.Context, interval time.Duration, redraw bool, show func(context.Context, io.Writer) int, stdout io.Writer) int {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		var frame bytes.Buffer
-		frame.WriteString("\x1b[H\x1b[2J")
+		if redraw {
+			frame.WriteString("\x1b[H\x1b[2J")
+		}
 		code := show(ctx, &frame)
 		_, _ = stdout.Write(frame.Bytes())
 		select {

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vigil-ha/vigil/cluster/config"
@@ -190,6 +192,49 @@ func TestStatusOneLineUnreachable(t *testing.T) {
 	code, out, _ := vigil("status", "-1", "-s", filepath.Join(t.TempDir(), "none.sock"))
 	if code != 2 || !strings.HasPrefix(out, "VIGIL CRITICAL - daemon not running at ") {
 		t.Errorf("%d %q", code, out)
+	}
+}
+
+// interruptAfter is stdout for a command that runs until ^C: the third
+// write sends this process SIGINT, as the operator's ^C would.
+type interruptAfter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *interruptAfter) Write(p []byte) (int, error) {
+	if w.writes++; w.writes == 3 {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGINT)
+	}
+	return w.Buffer.Write(p)
+}
+
+// status --watch with --json is a stream a program reads: one JSON
+// object a line, errors too, no terminal escapes (issue 25: --json always
+// prints JSON; it drew each error object after a screen clear).
+func TestStatusWatchJSON(t *testing.T) {
+	none := filepath.Join(t.TempDir(), "none.sock")
+	for _, form := range []string{"--json", "-1"} {
+		var out interruptAfter
+		code := run([]string{"status", "--watch", "-i", "10ms", "-s", none, form}, &out, io.Discard)
+		text := out.String()
+		if code != exitUnreachable || strings.Contains(text, "\x1b") {
+			t.Errorf("status --watch %s: exit %d, %q", form, code, text)
+		}
+		lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+		if len(lines) < 3 {
+			t.Errorf("status --watch %s: %d lines, want one per frame: %q", form, len(lines), text)
+		}
+		for _, l := range lines {
+			var e jsonError
+			if form == "-1" {
+				if !strings.HasPrefix(l, "VIGIL CRITICAL - daemon not running at ") {
+					t.Errorf("status --watch -1: %q", l)
+				}
+			} else if err := json.Unmarshal([]byte(l), &e); err != nil || e.Exit != exitUnreachable || !strings.HasPrefix(e.Error, "daemon not running at ") {
+				t.Errorf("status --watch --json: line %q: %v", l, err)
+			}
+		}
 	}
 }
 

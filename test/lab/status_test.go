@@ -1,9 +1,11 @@
 package lab_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -89,6 +91,8 @@ func TestStatusTruth(t *testing.T) {
 	if out, code := vigilCLI(t, "move", "g", "nX", "-s", nodes["n1"].Socket); code != 1 || out != "vigil move: refused: no node \"nX\"\n" {
 		t.Errorf("vigil move g nX on a follower: %d %q", code, out)
 	}
+
+	watchJSON(t, nodes["n1"].Socket)
 
 	// Standby through the CLI with the options last (issue 25: only the
 	// usage line), then -1 through the CLI.
@@ -189,6 +193,35 @@ func statusOf(t *testing.T, n *lab.Node) *api.Status {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// watchJSON runs 'vigil status --watch --json' on a live daemon as a
+// script would read it: each line is one whole status, no terminal
+// escapes; ^C ends it with exit 0.
+func watchJSON(t *testing.T, socket string) {
+	t.Helper()
+	cmd := exec.Command(vigilBin, "status", "--watch", "--json", "-i", "20ms", "-s", socket)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(out)
+	for i := 0; i < 3; i++ {
+		line, err := r.ReadBytes('\n')
+		var st api.Status
+		if err != nil || bytes.ContainsRune(line, 0x1b) || json.Unmarshal(line, &st) != nil || st.Core == nil {
+			t.Errorf("status --watch --json: line %d: %v %.200q", i, err, line)
+			break
+		}
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	_, _ = io.Copy(io.Discard, r) // to the end: it exits on ^C
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("status --watch --json after ^C: %v", err)
+	}
 }
 
 // vigilCLI runs the vigil binary as an operator would and returns its
