@@ -111,34 +111,51 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 }
 
 func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
+	jsonOut := wantsJSON(args)
 	fs := newFlags("config check", stderr)
 	dir := fs.String("c", config.DefaultDir, "configuration directory")
 	node := fs.String("node", "", "check as this node (default: ha.toml's node, else the hostname)")
 	verbose := fs.Bool("v", false, "print the normalised groups")
 	withPlugins := fs.Bool("plugins", true, "have each resource's plugin validate it (--plugins=false: the files only)")
-	if code, ok := parseCommand(fs, args, stdout, stderr, false, true, "config check"); !ok {
+	asJSON := fs.Bool("json", false, "print the outcome as JSON (errors and warnings as lists)")
+	if code, ok := parseCommand(fs, args, stdout, stderr, jsonOut, true, "config check"); !ok {
 		return code
+	}
+	if *asJSON && *verbose {
+		return fail(stdout, stderr, true, "config check", errors.New("-v prints TOML for people; --json takes no -v"), exitError)
+	}
+	invalid := func(err error) int {
+		if *asJSON {
+			writeJSON(stdout, jsonError{Error: err.Error(), Exit: exitError, Errors: strings.Split(err.Error(), "\n")})
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return exitError
 	}
 	cfg, err := config.Load(*dir, instances.Options(*node))
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitError
+		return invalid(err)
 	}
 	if *withPlugins {
 		errs, warns := validateResources(cfg, stderr)
 		cfg.Warnings = append(cfg.Warnings, warns...)
 		if len(errs) > 0 {
-			fmt.Fprintln(stderr, errs)
-			return exitError
+			return invalid(errs)
 		}
+	}
+	ha := &cfg.HA
+	media := len(ha.UCast) + len(ha.BCast) + len(ha.MCast) + len(ha.Serial)
+	if *asJSON {
+		writeJSON(stdout, configChecked{OK: true, Dir: *dir, Cluster: ha.Cluster, Node: cfg.Self.Name,
+			Nodes: len(ha.Nodes), Media: media, Groups: len(cfg.Resources.Groups), Warnings: append([]string{}, cfg.Warnings...)})
+		return exitOK
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stderr, "warning: "+w)
 	}
-	ha := &cfg.HA
 	fmt.Fprintf(stdout, "%s: OK — cluster %q, %s (this node %s), %s, %s\n",
 		*dir, ha.Cluster, counted(len(ha.Nodes), "node", "nodes"), cfg.Self.Name,
-		counted(len(ha.UCast)+len(ha.BCast)+len(ha.MCast)+len(ha.Serial), "heartbeat medium", "heartbeat media"),
+		counted(media, "heartbeat medium", "heartbeat media"),
 		counted(len(cfg.Resources.Groups), "group", "groups"))
 	if *verbose {
 		fmt.Fprintf(stdout, "\n# resources.toml as loaded: every resource in the table form\n")
@@ -148,6 +165,18 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// configChecked is config check's --json answer for a valid directory.
+type configChecked struct {
+	OK       bool     `json:"ok"`
+	Dir      string   `json:"dir"`
+	Cluster  string   `json:"cluster"`
+	Node     string   `json:"node"` // checked as this node
+	Nodes    int      `json:"nodes"`
+	Media    int      `json:"heartbeat_media"`
+	Groups   int      `json:"groups"`
+	Warnings []string `json:"warnings"`
 }
 
 // validateResources has every resource's plugin validate it, as a
