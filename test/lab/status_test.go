@@ -195,6 +195,37 @@ func statusOf(t *testing.T, n *lab.Node) *api.Status {
 	return st
 }
 
+// TestStatusCutOffOwner: the owner of a group loses both peers, so its
+// lease runs out and it stops the group, which no leader can record. Its
+// own status must say so (stopped, CRITICAL), not show its last record
+// ("running", as it did: 1/1 groups running).
+func TestStatusCutOffOwner(t *testing.T) {
+	l := needLab(t)
+	c, _ := coreCluster(t, "")
+	c.Nodes = []lab.NodeSpec{{Name: "n3", Role: "witness"}}
+	nodes := l.Trio(vigilBin, c, false, nil)
+	cl := &coreLab{Lab: l, t: t, nodes: nodes}
+	if on := cl.waitRunning("n1", 30*time.Second); on != "n1" {
+		t.Fatalf("g runs on %s, want n1", on)
+	}
+	l.Crash(nodes["n2"])
+	l.Crash(nodes["n3"])
+	st, err := nodes["n1"].WaitStatus(30*time.Second, func(s *api.Status) bool {
+		return len(s.Groups) == 1 && s.Groups[0].State == "stopped" && s.Core != nil && s.Core.Leader == ""
+	})
+	if err != nil {
+		t.Fatalf("n1 did not stop g on losing its lease: %v\n%s", err, rendered(st))
+	}
+	for _, g := range api.Placement(st) {
+		if g.Running() || g.State != "stopped" || len(g.Nodes) == 0 || g.Nodes[0].Node != "n1" || g.Nodes[0].State != "stopped" || !g.Nodes[0].Unrecorded {
+			t.Errorf("placement shows g as %q, n1's row %+v, want stopped here, unrecorded\n%s", g.State, g.Nodes, rendered(st))
+		}
+	}
+	if out, code := vigilCLI(t, "status", "-1", "-s", nodes["n1"].Socket); code != control.NagiosCritical || !strings.Contains(out, "group g not running") || !strings.Contains(out, "0/1 groups running") {
+		t.Errorf("status -1 on the cut-off owner: %d %s", code, out)
+	}
+}
+
 // watchJSON runs 'vigil status --watch --json' on a live daemon as a
 // script would read it: each line is one whole status, no terminal
 // escapes; ^C ends it with exit 0.
