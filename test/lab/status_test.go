@@ -224,6 +224,10 @@ func TestStatusCutOffOwner(t *testing.T) {
 	if out, code := vigilCLI(t, "status", "-1", "-s", nodes["n1"].Socket); code != control.NagiosCritical || !strings.Contains(out, "group g not running") || !strings.Contains(out, "0/1 groups running") {
 		t.Errorf("status -1 on the cut-off owner: %d %s", code, out)
 	}
+	// A command there is refused in the operator's words, not Raft's.
+	if out, code := vigilCLI(t, "move", "g", "n1", "-s", nodes["n1"].Socket); code != 1 || !strings.HasPrefix(out, "vigil move: no leader: this node reaches no quorum") {
+		t.Errorf("vigil move on the cut-off owner: %d %s", code, out)
+	}
 }
 
 // watchJSON runs 'vigil status --watch --json' on a live daemon as a
