@@ -615,7 +615,7 @@ func (d *Daemon) Command(ctx context.Context, c api.Command) error {
 	err := d.command(ctx, c)
 	if errors.Is(err, consensus.ErrNoLeader) {
 		// in the operator's words, not Raft's ("no raft leader")
-		return errors.New("no leader: this node reaches no quorum of the cluster's voters, so nothing was changed; try again once 'vigil status' shows a leader")
+		return errors.New("no leader: this node reaches no quorum of the cluster's voters, and only a leader takes commands; try again once 'vigil status' shows one")
 	}
 	return err
 }
