@@ -161,3 +161,37 @@ script's status, else 124 killed at the timeout, 125 a bad command line,
 The README of the Vigil sources; ha.cf(5), ldirectord(8), mon(8).
 `)
 }
+
+// importArgs are the import kinds' synopses after their name.
+var importArgs = map[string]string{"heartbeat": "", "ldirectord": "FILE", "mon": "FILE", "keepalived": "[FILE]"}
+
+// synopsis is "vigil NAME ARGS" for a command's -h, from the table; name
+// may carry its first word ("config check", "import mon").
+func synopsis(name string) string {
+	first, word, _ := strings.Cut(name, " ")
+	for _, c := range commands {
+		if c.name != first {
+			continue
+		}
+		switch {
+		case first == "import":
+			return strings.TrimSpace("vigil " + name + " " + importArgs[word])
+		case word != "":
+			// the table's args start with the word ("run TYPE…", "check")
+			return strings.TrimSpace("vigil " + first + " " + c.args)
+		}
+		return strings.TrimSpace("vigil " + name + " " + c.args)
+	}
+	return "vigil " + name
+}
+
+// commandHelp is the table's help of the command name starts with.
+func commandHelp(name string) string {
+	first, _, _ := strings.Cut(name, " ")
+	for _, c := range commands {
+		if c.name == first {
+			return c.help
+		}
+	}
+	return ""
+}

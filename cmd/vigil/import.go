@@ -32,9 +32,13 @@ func (a addresses) Set(s string) error {
 // became of every directive. Nothing is written when a directive is one
 // the old tool would refuse too, or when a file exists (unless -f).
 func cmdImport(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: vigil import heartbeat|ldirectord|mon|keepalived [options] (vigil import KIND -h)")
-		return exitError
+	if len(args) == 0 || isHelp(args[0]) {
+		w, code := stderr, exitError
+		if len(args) > 0 {
+			w, code = stdout, exitOK // asked for
+		}
+		fmt.Fprintln(w, "usage: vigil import heartbeat|ldirectord|mon|keepalived [options] (vigil import KIND -h)")
+		return code
 	}
 	kind := args[0]
 	fs := newFlags("import "+kind, stderr)
@@ -49,8 +53,8 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		dir := fs.String("d", "/etc/ha.d", "heartbeat's directory (ha.cf, haresources, authkeys)")
 		addrs := addresses{}
 		fs.Var(addrs, "address", "a node's address, NAME=IP (repeat for each node; heartbeat found peers by name)")
-		if parseLine(fs, args[1:]) != nil {
-			return exitError
+		if code, ok := parseOneShot(fs, args[1:], stdout, stderr, false, "import "+kind, exitError); !ok {
+			return code // -h: 0
 		}
 		in := legacy.HeartbeatInput{Addresses: addrs,
 			HACfPath: filepath.Join(*dir, "ha.cf"), HAResourcesPath: filepath.Join(*dir, "haresources"), AuthkeysPath: filepath.Join(*dir, "authkeys")}
@@ -78,8 +82,8 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		cluster := fs.String("cluster", "keepalived", "ha.toml's cluster name (the same on both nodes)")
 		authkeys := fs.String("authkeys", "", "an authkeys file to use as the cluster secret instead of auth_pass")
 		name := fs.String("name", "lvs", "the ldirectord instance the virtual servers become (NAME.toml)")
-		if parseLine(fs, args[1:]) != nil {
-			return exitError
+		if code, ok := parseOneShot(fs, args[1:], stdout, stderr, false, "import "+kind, exitError); !ok {
+			return code // -h: 0
 		}
 		path := "/etc/keepalived/keepalived.conf"
 		if fs.NArg() == 1 {
@@ -109,8 +113,8 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		checkNode = in.Node
 	case "ldirectord", "mon":
 		name := fs.String("name", "", "the instance's name: NAME.toml, used as "+kind+"::NAME (default: the file's name)")
-		if parseLine(fs, args[1:]) != nil {
-			return exitError
+		if code, ok := parseOneShot(fs, args[1:], stdout, stderr, false, "import "+kind, exitError); !ok {
+			return code // -h: 0
 		}
 		if fs.NArg() != 1 {
 			fmt.Fprintf(stderr, "usage: vigil import %s [-o DIR] [--name NAME] FILE\n", kind)

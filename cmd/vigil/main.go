@@ -107,6 +107,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("vigil "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	// -h says what goes on the line, then the options (the flag
+	// package's own usage named the options only: "Usage of vigil move")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s [options]\n", synopsis(name))
+		if help := commandHelp(name); help != "" {
+			fmt.Fprintln(fs.Output(), "  "+strings.ReplaceAll(help, "\n", "\n  "))
+		}
+		fmt.Fprintln(fs.Output(), "options (anywhere on the line):")
+		fs.PrintDefaults()
+	}
 	return fs
 }
 
