@@ -39,7 +39,7 @@ var commands = []command{
 	{name: "node", args: "add NAME HOST:PORT | remove NAME", help: "change the Raft voters (from any node; it runs on the leader)", words: []string{"add", "remove"}, flags: opFlags},
 	{name: "config", args: "check", help: "validate the configuration in a directory", words: []string{"check"}, flags: []string{"-c", "--node", "-v", "--plugins", "--json"}},
 	{name: "import", args: "heartbeat|ldirectord|mon|keepalived", help: "write Vigil's configuration from ha.cf/haresources/authkeys,\nldirectord.cf, mon.cf or keepalived.conf, with a report of every directive",
-		words: []string{"heartbeat", "ldirectord", "mon", "keepalived"}, flags: []string{"-o", "-f", "-d", "--address", "--name", "--node", "--peer", "--peer-conf", "--ping-node", "--cluster", "--authkeys"}},
+		words: []string{"heartbeat", "ldirectord", "mon", "keepalived"}, flags: []string{"-o", "-f", "-d", "--address", "--name", "--node", "--peer", "--peer-conf", "--ping-node", "--cluster", "--authkeys", "--json"}},
 	{name: "resource", args: "run TYPE|GROUP/ID ACTION [NAME=VALUE...]", help: "run one operation (start, stop, monitor, status, reload, validate-all,\nmeta-data) through the resource's plugin, as the daemon would, with no\ndaemon; prints the OCF code, its meaning and the output; exits with the code",
 		words: []string{"run"}, flags: []string{"-c", "--node", "--id", "--timeout", "--interval", "--plugin-dir", "-v", "--json"}},
 	{name: "monitor", args: "run 'MONITOR [ARGS...]' [-- HOST...]", help: "run one mon monitor once, as mon would (argv, environment; the first\nline of output is the summary); exits with the monitor's status",

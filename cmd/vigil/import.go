@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,51 @@ func (a addresses) Set(s string) error {
 // became of every directive. Nothing is written when a directive is one
 // the old tool would refuse too, or when a file exists (unless -f).
 func cmdImport(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || isHelp(args[0]) || !wantsJSON(args) {
+		return importRun(args, stdout, stderr, nil)
+	}
+	// --json: the same run, its words kept for the error object and the
+	// rest of the answer collected as it goes.
+	var said bytes.Buffer
+	res := &importResult{Entries: []legacy.Entry{}, Written: []string{}}
+	code := importRun(args, io.Discard, &said, res)
+	if code != exitOK {
+		text := strings.TrimPrefix(strings.TrimSpace(said.String()), "vigil import: ")
+		text, _, _ = strings.Cut(text, "\nusage: ") // a bad option: the usage is for people
+		first, more, _ := strings.Cut(text, "\n")
+		var errs []string
+		if more != "" {
+			errs = strings.Split(more, "\n")
+		}
+		writeJSON(stdout, importFailure{Error: first, Exit: code, Errors: errs, Entries: res.Entries})
+		return code
+	}
+	writeJSON(stdout, res)
+	return code
+}
+
+// importResult is import's --json answer: what became of every directive,
+// the files written, and whether the directory is complete (checked as
+// Check would; CheckErrors otherwise).
+type importResult struct {
+	Entries     []legacy.Entry `json:"entries"`
+	Written     []string       `json:"written"`
+	Complete    bool           `json:"complete"`
+	Check       string         `json:"check"`
+	CheckErrors []string       `json:"check_errors,omitempty"`
+	Warnings    []string       `json:"warnings,omitempty"`
+}
+
+// importFailure is import's --json answer when nothing was written.
+type importFailure struct {
+	Error   string         `json:"error"`
+	Exit    int            `json:"exit"`
+	Errors  []string       `json:"errors,omitempty"`
+	Entries []legacy.Entry `json:"entries"`
+}
+
+// importRun is cmdImport; res, when set, collects the --json answer.
+func importRun(args []string, stdout, stderr io.Writer, res *importResult) int {
 	if len(args) == 0 || isHelp(args[0]) {
 		w, code := stderr, exitError
 		if len(args) > 0 {
@@ -44,6 +90,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("import "+kind, stderr)
 	out := fs.String("o", ".", "directory to write Vigil's files into")
 	force := fs.Bool("f", false, "overwrite existing files")
+	fs.Bool("json", false, "print the outcome as JSON: every directive's, the files written, the check's")
 	var files map[string][]byte
 	var report *legacy.Report
 	var checkNode string // the node the written directory is checked as
@@ -141,6 +188,9 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	report.Write(stdout)
+	if res != nil {
+		res.Entries = append(res.Entries, report.Entries...)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "vigil import: nothing written; these are refused by the old tool too, or need what the import must be told:")
 		fmt.Fprintln(stderr, err)
@@ -158,6 +208,9 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 	names := slices.Sorted(maps.Keys(files))
 	for _, name := range names {
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*out, name))
+		if res != nil {
+			res.Written = append(res.Written, filepath.Join(*out, name))
+		}
 	}
 	// "checked: OK" only for a directory `vigil config check` accepts
 	// whole; the files written passed on their own above.
@@ -170,12 +223,19 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 			check += " --node " + node
 		}
 		fmt.Fprintf(stdout, "not complete yet (each file written passed its check); `%s` says:\n%v\n", check, err)
+		if res != nil {
+			res.Check, res.CheckErrors = check, strings.Split(err.Error(), "\n")
+		}
 		return exitOK
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stdout, "warning: "+w)
 	}
-	fmt.Fprintf(stdout, "checked: OK — %s is a complete configuration for node %s (vigil config check -c %s --node %s)\n", *out, cfg.Self.Name, *out, cfg.Self.Name)
+	check := fmt.Sprintf("vigil config check -c %s --node %s", *out, cfg.Self.Name)
+	fmt.Fprintf(stdout, "checked: OK — %s is a complete configuration for node %s (%s)\n", *out, cfg.Self.Name, check)
+	if res != nil {
+		res.Complete, res.Check, res.Warnings = true, check, cfg.Warnings
+	}
 	return exitOK
 }
 

@@ -160,6 +160,45 @@ func checkSaysWhatImportSaid(t *testing.T, stdout string) {
 	}
 }
 
+// import --json (issue 25.2: --json always prints JSON): every
+// directive's outcome, the files written and whether the directory is
+// complete; a refusal is an error object with its lines and the report.
+func TestImportJSON(t *testing.T) {
+	seed, out := "../../legacy/testdata/seed", t.TempDir()
+	var fail importFailure
+	code, stdout, _ := vigil("import", "heartbeat", "-d", seed, "-o", out, "--json")
+	if err := json.Unmarshal([]byte(stdout), &fail); err != nil || code != exitError || fail.Exit != exitError ||
+		!strings.HasPrefix(fail.Error, "nothing written") || len(fail.Errors) != 2 || !strings.Contains(fail.Errors[0], "give --address lvs1=IP") || len(fail.Entries) < 10 {
+		t.Fatalf("import heartbeat --json without addresses: %d %v\n%s", code, err, stdout)
+	}
+	imp := func(args ...string) importResult {
+		t.Helper()
+		var res importResult
+		code, stdout, errs := vigil(append([]string{"import"}, append(args, "-o", out, "--json")...)...)
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil || code != exitOK || len(res.Entries) == 0 {
+			t.Fatalf("import %v --json: %d %v\n%s%s", args, code, err, stdout, errs)
+		}
+		return res
+	}
+	res := imp("heartbeat", "-d", seed, "--address", "lvs1=10.0.0.1", "--address", "LVS2=10.0.0.2")
+	if res.Complete || len(res.Written) != 3 || res.Check != "vigil config check -c "+out+" --node lvs1" || len(res.CheckErrors) != 2 {
+		t.Errorf("import heartbeat --json: %+v", res)
+	}
+	imp("ldirectord", "--name", "ldirectord", seed+"/ldirectord.cf")
+	if res := imp("mon", seed+"/mon.cf"); !res.Complete || len(res.CheckErrors) != 0 || res.Written[0] != filepath.Join(out, "mon.toml") {
+		t.Errorf("import mon --json, the last file: %+v", res)
+	}
+	fail = importFailure{}
+	code, stdout, _ = vigil("import", "mon", seed+"/mon.cf", "-o", out, "--json")
+	if err := json.Unmarshal([]byte(stdout), &fail); err != nil || code != exitError || !strings.Contains(fail.Error, "exists") {
+		t.Errorf("import mon --json over a file: %d %v\n%s", code, err, stdout)
+	}
+	code, stdout, _ = vigil("import", "mon", "--bogus", "--json")
+	if err := json.Unmarshal([]byte(stdout), &fail); err != nil || code != exitError || fail.Error != "flag provided but not defined: -bogus" {
+		t.Errorf("import mon --bogus --json: %d %v\n%s", code, err, stdout)
+	}
+}
+
 // An import says "checked: OK" only when config check would: also when
 // a plugin refuses a resource the files alone allow (a label longer than
 // the kernel takes).
