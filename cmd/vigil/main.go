@@ -68,7 +68,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdAlert(args[1:], stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
-			fmt.Fprintln(stderr, "usage: vigil config check [-c DIR] [--node NAME] [-v]")
+			const u = "usage: vigil config check [-c DIR] [--node NAME] [-v | --json]"
+			if wantsJSON(args) {
+				return fail(stdout, stderr, true, "config", errors.New(u), exitError)
+			}
+			fmt.Fprintln(stderr, u)
 			return exitError
 		}
 		return cmdConfigCheck(args[2:], stdout, stderr)
@@ -94,11 +98,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		writeMan(stdout)
 		return exitOK
 	case "version", "--version":
+		if wantsJSON(args) {
+			writeJSON(stdout, map[string]string{"version": version})
+			return exitOK
+		}
 		fmt.Fprintf(stdout, "vigil %s\n", version)
 		return exitOK
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage())
 		return exitOK
+	}
+	if wantsJSON(args) {
+		writeJSON(stdout, jsonError{Error: fmt.Sprintf("unknown command %q (vigil help)", args[0]), Exit: exitError})
+		return exitError
 	}
 	fmt.Fprintf(stderr, "vigil: unknown command %q\n\n%s", args[0], usage())
 	return exitError
