@@ -30,14 +30,8 @@ import (
 //   - The CLI takes its options after the arguments; -1 warns about a
 //     node in standby.
 func TestStatusTruth(t *testing.T) {
-	l := needLab(t)
-	c, work := coreCluster(t, "")
-	c.Nodes = []lab.NodeSpec{{Name: "n3", Role: "witness"}}
-	nodes := l.Trio(vigilBin, c, true, nil)
-	cl := &coreLab{Lab: l, t: t, nodes: nodes}
-	if on := cl.waitRunning("n2", 30*time.Second); on != "n1" {
-		t.Fatalf("g runs on %s, want n1", on)
-	}
+	cl, c, work := witnessTrio(t, true)
+	l, nodes := cl.Lab, cl.nodes
 
 	// The witness's files get a group more; restarted, it leads again
 	// (the hand-over) and its definitions replace the cluster's.
@@ -200,14 +194,8 @@ func statusOf(t *testing.T, n *lab.Node) *api.Status {
 // own status must say so (stopped, CRITICAL), not show its last record
 // ("running", as it did: 1/1 groups running).
 func TestStatusCutOffOwner(t *testing.T) {
-	l := needLab(t)
-	c, _ := coreCluster(t, "")
-	c.Nodes = []lab.NodeSpec{{Name: "n3", Role: "witness"}}
-	nodes := l.Trio(vigilBin, c, false, nil)
-	cl := &coreLab{Lab: l, t: t, nodes: nodes}
-	if on := cl.waitRunning("n1", 30*time.Second); on != "n1" {
-		t.Fatalf("g runs on %s, want n1", on)
-	}
+	cl, _, _ := witnessTrio(t, false)
+	l, nodes := cl.Lab, cl.nodes
 	l.Crash(nodes["n2"])
 	l.Crash(nodes["n3"])
 	st, err := nodes["n1"].WaitStatus(30*time.Second, func(s *api.Status) bool {
@@ -228,6 +216,21 @@ func TestStatusCutOffOwner(t *testing.T) {
 	if out, code := vigilCLI(t, "move", "g", "n1", "-s", nodes["n1"].Socket); code != 1 || !strings.HasPrefix(out, "vigil move: no leader: this node reaches no quorum") {
 		t.Errorf("vigil move on the cut-off owner: %d %s", code, out)
 	}
+}
+
+// witnessTrio starts the status tests' cluster, the demo's shape: the
+// directors n1 and n2 (a serial cable between them when serial) and the
+// witness n3, with g running on its preferred node n1.
+func witnessTrio(t *testing.T, serial bool) (*coreLab, *lab.Cluster, string) {
+	t.Helper()
+	l := needLab(t)
+	c, work := coreCluster(t, "")
+	c.Nodes = []lab.NodeSpec{{Name: "n3", Role: "witness"}}
+	cl := &coreLab{Lab: l, t: t, nodes: l.Trio(vigilBin, c, serial, nil), work: work}
+	if on := cl.waitRunning("n2", 30*time.Second); on != "n1" {
+		t.Fatalf("g runs on %s, want n1", on)
+	}
+	return cl, c, work
 }
 
 // watchJSON runs 'vigil status --watch --json' on a live daemon as a
