@@ -118,7 +118,11 @@ func (c *Client) get(ctx context.Context, p string) (*http.Response, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxError))
 		resp.Body.Close()
+		if text := strings.TrimSpace(string(msg)); resp.StatusCode == http.StatusForbidden && text != "" {
+			return nil, errors.New(text) // the daemon's words: who it serves
+		}
 		return nil, fmt.Errorf("the daemon at %s answered %s to %s", c.path, resp.Status, p)
 	}
 	return resp, nil

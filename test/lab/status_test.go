@@ -8,9 +8,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,6 +89,7 @@ func TestStatusTruth(t *testing.T) {
 	}
 
 	watchJSON(t, nodes["n1"].Socket)
+	otherUser(t, nodes["n1"].Socket)
 
 	// Standby through the CLI with the options last (issue 25: only the
 	// usage line), then -1 through the CLI.
@@ -231,6 +234,41 @@ func witnessTrio(t *testing.T, serial bool) (*coreLab, *lab.Cluster, string) {
 		t.Fatalf("g runs on %s, want n1", on)
 	}
 	return cl, c, work
+}
+
+// otherUser runs the CLI as nobody on a socket made reachable to it (as
+// an operator who opened the socket's mode for a monitoring user would):
+// the daemon serves root and its own user only, and says so, where the
+// client read EOF ("cannot reach the daemon at …: EOF").
+func otherUser(t *testing.T, socket string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "vigil")
+	if err := os.Link(vigilBin, bin); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{bin, socket} {
+		for d := filepath.Dir(p); d != "/" && strings.HasPrefix(d, os.TempDir()+"/"); d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o755); err != nil { // test directories only
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.Chmod(socket, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(socket, 0o600)
+	want := "the daemon at " + socket + " takes status and commands from root and its own user only, not uid 65534: run this as root"
+	for _, args := range [][]string{{"status"}, {"status", "-1"}, {"status", "--json"}, {"standby", "n2"}} {
+		var out bytes.Buffer
+		cmd := exec.Command(bin, append(args, "-s", socket)...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(out.String(), want) {
+			t.Errorf("nobody: vigil %v: %v\n%s", args, err, out.String())
+		}
+	}
 }
 
 // watchJSON runs 'vigil status --watch --json' on a live daemon as a
