@@ -234,6 +234,41 @@ func TestStatusOneLineUnreachable(t *testing.T) {
 	}
 }
 
+// config check -v prints the configuration as an operator would write it
+// (issue 25.2): for every shipped example its output, with no instance
+// files beside it, is a resources.toml that loads to the same groups and
+// instances and prints the same again.
+func TestConfigCheckVerboseReloads(t *testing.T) {
+	for dir, node := range map[string]string{"../../etc/vigil": "lvs1", "../../etc/examples/pair-witness": "lvs1", "../../etc/examples/three-node": "node1"} {
+		src := testutil.ConfigCopy(t, dir)
+		code, out, errs := vigil("config", "check", "-v", "-c", src, "--node", node)
+		summary, printed, _ := strings.Cut(out, "\n")
+		if code != exitOK || !strings.Contains(printed, "[[group]]") {
+			t.Fatalf("%s: config check -v: %d\n%s%s", dir, code, out, errs)
+		}
+		again := testutil.ConfigCopy(t, dir)
+		entries, err := os.ReadDir(again)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if n := e.Name(); strings.HasSuffix(n, ".toml") && n != "ha.toml" {
+				if err := os.Remove(filepath.Join(again, n)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := os.WriteFile(filepath.Join(again, "resources.toml"), []byte(printed), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, out2, errs := vigil("config", "check", "-v", "-c", again, "--node", node)
+		summary2, printed2, _ := strings.Cut(out2, "\n")
+		if code != exitOK || printed2 != printed || strings.TrimPrefix(summary2, again) != strings.TrimPrefix(summary, src) {
+			t.Errorf("%s: what config check -v printed does not load back the same: %d %s\n%s", dir, code, errs, out2)
+		}
+	}
+}
+
 // interruptAfter is stdout for a command that runs until ^C: the third
 // write sends this process SIGINT, as the operator's ^C would.
 type interruptAfter struct {
