@@ -53,7 +53,9 @@ func Placement(s *Status) []GroupView {
 	local := map[string]string{}
 	if s.Core.Leader == "" {
 		for _, g := range s.Groups {
-			local[g.Name] = g.State
+			if g.State != "" {
+				local[g.Name] = g.State
+			}
 		}
 	}
 	var out []GroupView
