@@ -118,7 +118,11 @@ func (c *Client) get(ctx context.Context, p string) (*http.Response, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxError))
 		resp.Body.Close()
+		if text := strings.TrimSpace(string(msg)); resp.StatusCode == http.StatusForbidden && text != "" {
+			return nil, errors.New(text) // the daemon's words: who it serves
+		}
 		return nil, fmt.Errorf("the daemon at %s answered %s to %s", c.path, resp.Status, p)
 	}
 	return resp, nil
@@ -145,12 +149,31 @@ func (c *Client) Command(ctx context.Context, cmd Command) error {
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxError))
 	text := strings.TrimSpace(string(msg))
 	if resp.StatusCode == http.StatusConflict {
-		return fmt.Errorf("%w: %s", ErrRefused, strings.TrimPrefix(text, ErrRefused.Error()+": "))
+		return fmt.Errorf("%w: %s", ErrRefused, refusal(text))
 	}
 	if text == "" {
 		text = fmt.Sprintf("the daemon at %s answered %s to %s", c.path, resp.Status, cmd.Op)
 	}
 	return errors.New(text)
+}
+
+// refusal is a refusal's reason without the prefixes each hop adds: the
+// FSM's "refused: " and, from a follower that forwarded the command,
+// "refused (leader HOST:PORT): " (the operator read "refused" three times
+// and the leader's Raft address).
+func refusal(text string) string {
+	for {
+		t := strings.TrimPrefix(text, ErrRefused.Error()+": ")
+		if rest, ok := strings.CutPrefix(t, ErrRefused.Error()+" (leader "); ok {
+			if _, reason, ok := strings.Cut(rest, "): "); ok {
+				t = reason
+			}
+		}
+		if t == text {
+			return t
+		}
+		text = t
+	}
 }
 
 // Status fetches the daemon's status.

@@ -130,6 +130,9 @@ func TestCommand(t *testing.T) {
 		switch cmd.Group {
 		case "refused":
 			http.Error(w, ErrRefused.Error()+": unknown group \"refused\"", http.StatusConflict)
+		case "forwarded":
+			// as a follower answers for its leader (consensus.sendForward)
+			http.Error(w, ErrRefused.Error()+` (leader 10.77.1.3:7946): `+ErrRefused.Error()+`: no node "nX"`, http.StatusConflict)
 		case "down":
 			http.Error(w, "no leader: the cluster has no quorum", http.StatusServiceUnavailable)
 		default:
@@ -148,6 +151,11 @@ func TestCommand(t *testing.T) {
 	err := c.Command(ctx, Command{Op: OpMove, Group: "refused", Node: "n1"})
 	if !errors.Is(err, ErrRefused) || err.Error() != ErrRefused.Error()+`: unknown group "refused"` {
 		t.Errorf("refusal: %v", err)
+	}
+	// The reason once, without the hops' prefixes and Raft addresses.
+	err = c.Command(ctx, Command{Op: OpMove, Group: "forwarded", Node: "nX"})
+	if !errors.Is(err, ErrRefused) || err.Error() != ErrRefused.Error()+`: no node "nX"` {
+		t.Errorf("forwarded refusal: %v", err)
 	}
 	err = c.Command(ctx, Command{Op: OpMove, Group: "down", Node: "n1"})
 	if err == nil || err.Error() != "no leader: the cluster has no quorum" || errors.Is(err, ErrRefused) || errors.Is(err, ErrUnreachable) {

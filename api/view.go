@@ -33,6 +33,10 @@ type GroupNodeView struct {
 	// Last is the operation that made the report: "start OK", "stop OK:
 	// assigned to lvs2".
 	Last string `json:"last,omitempty"`
+	// Unrecorded: State is this node's own, as its resource manager has
+	// it now, which no leader recorded (LastKnown is the stale record):
+	// a node cut off from the quorum stops its groups and cannot say so.
+	Unrecorded bool `json:"unrecorded,omitempty"`
 }
 
 // Placement is every group of the replicated state, node by node, as
@@ -43,6 +47,17 @@ func Placement(s *Status) []GroupView {
 	}
 	st := s.Core.State
 	offline := func(node string) (time.Time, bool) { return Offline(s, node) }
+	// Without a leader nothing records what this node does (it stopped
+	// its groups when its lease ran out): its own rows are what its
+	// resource manager has now, not its last replicated report.
+	local := map[string]string{}
+	if s.Core.Leader == "" {
+		for _, g := range s.Groups {
+			if g.State != "" {
+				local[g.Name] = g.State
+			}
+		}
+	}
 	var out []GroupView
 	for _, name := range st.GroupOrder {
 		g := st.Groups[name]
@@ -56,6 +71,10 @@ func Placement(s *Status) []GroupView {
 		if _, off := offline(g.Owner); off && g.Owner != "" {
 			v.State = fsm.Unknown
 		}
+		here, unrecorded := local[name]
+		if unrecorded && g.Owner == s.Node && g.Owner != "" {
+			v.State = here
+		}
 		for _, node := range st.NodeOrder {
 			r, ok := g.Reports[node]
 			if !ok {
@@ -64,6 +83,8 @@ func Placement(s *Status) []GroupView {
 			nv := GroupNodeView{Node: node, State: r.State, Failcount: st.Failcount(name, node), Last: lastOp(r)}
 			if since, off := offline(node); off {
 				nv.State, nv.LastKnown, nv.OfflineSince = "offline", r.State, since
+			} else if node == s.Node && unrecorded && here != r.State {
+				nv.State, nv.LastKnown, nv.Unrecorded = here, r.State, true
 			}
 			v.Nodes = append(v.Nodes, nv)
 		}

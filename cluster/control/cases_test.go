@@ -170,6 +170,22 @@ func TestStatusCases(t *testing.T) {
 			}
 			return s
 		}},
+		// n1 owns the group and is cut off from both peers: its lease ran
+		// out and it stopped the group, which no leader records (its
+		// report still says running). Its row and the group show what
+		// it runs now: stopped, CRITICAL, never running.
+		{"cut-off-owner", func() *api.Status {
+			s := trio()
+			s.Core.Leader, s.Core.RaftState, s.Core.HoldsLease, s.Core.Lease = "", "Candidate", false, ""
+			for i := 1; i < 3; i++ {
+				s.Nodes[i].State, s.Nodes[i].Since = "dead", now.Add(-3*time.Second)
+				for j := range s.Nodes[i].Links {
+					s.Nodes[i].Links[j].State = "dead"
+				}
+			}
+			s.Groups = []api.GroupStatus{{Name: "lvs", State: "stopped"}}
+			return s
+		}},
 		// No cable was heard from anyone yet: it is listed for every peer.
 		{"cable-never-heard", func() *api.Status {
 			s := trio()

@@ -274,6 +274,8 @@ func renderAssignments(w io.Writer, s *api.Status) {
 				// Pacemaker shows such a node OFFLINE, not its stale state.
 				state = "OFFLINE"
 				last = fmt.Sprintf("last known %s %s ago (%s)", n.LastKnown, ago(s.Now, n.OfflineSince), n.Last)
+			} else if n.Unrecorded {
+				last = fmt.Sprintf("here now; no leader records it (recorded: %s, %s)", n.LastKnown, n.Last)
 			}
 			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", n.Node, state, fc, last)
 		}

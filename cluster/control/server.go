@@ -57,7 +57,22 @@ func Serve(ctx context.Context, l net.Listener, b Backend, log *slog.Logger) err
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	srv := &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx }, ReadHeaderTimeout: 5 * time.Second}
+	// A refused user is answered in words, not with a closed connection
+	// its client can only report as EOF.
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if uid, refused := r.Context().Value(refusedKey{}).(uint32); refused {
+			http.Error(w, fmt.Sprintf("the daemon at %s takes status and commands from root and its own user only, not uid %d: run this as root", path, uid), http.StatusForbidden)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: handler, BaseContext: func(net.Listener) context.Context { return ctx }, ReadHeaderTimeout: 5 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if rc, ok := c.(refusedConn); ok {
+				return context.WithValue(ctx, refusedKey{}, rc.uid)
+			}
+			return ctx
+		}}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(&credListener{Listener: l, uid: uint32(os.Geteuid()), log: log}) }()
 	select {
@@ -129,12 +144,23 @@ func Listen(path string) (net.Listener, error) {
 }
 
 // credListener refuses connections from anyone but root and the daemon's
-// own user, whatever the socket file's mode.
+// own user, whatever the socket file's mode: one whose credentials cannot
+// be read is closed; another user's is marked (refusedConn), and every
+// request on it is answered 403 with the reason.
 type credListener struct {
 	net.Listener
 	uid uint32
 	log *slog.Logger
 }
+
+// refusedConn is a connection of a user the socket does not serve.
+type refusedConn struct {
+	net.Conn
+	uid uint32
+}
+
+// refusedKey holds a refused connection's uid in its requests' context.
+type refusedKey struct{}
 
 func (l *credListener) Accept() (net.Conn, error) {
 	for {
@@ -147,6 +173,9 @@ func (l *credListener) Accept() (net.Conn, error) {
 			return c, nil
 		}
 		l.log.Warn("control connection refused", "uid", uid, "err", err)
+		if err == nil {
+			return refusedConn{Conn: c, uid: uid}, nil
+		}
 		c.Close()
 	}
 }

@@ -612,6 +612,15 @@ func (d *Daemon) clusterStatus() *api.ClusterStatus {
 
 // Command implements control.Backend.
 func (d *Daemon) Command(ctx context.Context, c api.Command) error {
+	err := d.command(ctx, c)
+	if errors.Is(err, consensus.ErrNoLeader) {
+		// in the operator's words, not Raft's ("no raft leader")
+		return errors.New("no leader: this node reaches no quorum of the cluster's voters, and only a leader takes commands; try again once 'vigil status' shows one")
+	}
+	return err
+}
+
+func (d *Daemon) command(ctx context.Context, c api.Command) error {
 	yes, no := true, false
 	apply := func(typ string, cmd any) error { return d.coord.Apply(ctx, typ, cmd) }
 	switch c.Op {

@@ -148,7 +148,7 @@ var (
 	dApplied     = desc("vigil_raft_applied_index", "The last Raft log index applied here.")
 	dLease       = desc("vigil_lease_held", "A quorum confirms this node's lease (it may hold groups).")
 	dDefsDiffer  = desc("vigil_definitions_differ", "A node's resources.toml is not the group definitions the cluster runs (as it last reported its files).", "node")
-	dNodeOnline  = desc("vigil_node_online", "The cluster (replicated) holds the node online.", "node")
+	dNodeOnline  = desc("vigil_node_online", "The node is online as status shows it: the cluster (replicated) holds it online and, while this node knows no leader, it is heard here.", "node")
 	dNodeStandby = desc("vigil_node_standby", "The node is in standby.", "node")
 	dNodeMaint   = desc("vigil_node_maintenance", "The node is in maintenance.", "node")
 	dOwner       = desc("vigil_group_owner", "The node a group is assigned to (1).", "group", "node")
@@ -207,7 +207,8 @@ func (c snapshot) Collect(ch chan<- prometheus.Metric) {
 			differ := api.FilesDiffer(&s)
 			for _, name := range st.NodeOrder {
 				n := st.Nodes[name]
-				gauge(dNodeOnline, b2f(n.Online), name)
+				_, off := api.Offline(&s, name) // a cut-off node's replicated view is stale
+				gauge(dNodeOnline, b2f(!off), name)
 				gauge(dNodeStandby, b2f(n.Standby), name)
 				gauge(dNodeMaint, b2f(n.Maintenance), name)
 				gauge(dDefsDiffer, b2f(slices.Contains(differ, name)), name)

@@ -80,7 +80,7 @@ vigil_heartbeat_packets_dropped_total{link="ucast:eth0",reason="bad_mac"} 2
 # HELP vigil_raft_leader This node is the Raft leader.
 # TYPE vigil_raft_leader gauge
 vigil_raft_leader 1
-# HELP vigil_node_online The cluster (replicated) holds the node online.
+# HELP vigil_node_online The node is online as status shows it: the cluster (replicated) holds it online and, while this node knows no leader, it is heard here.
 # TYPE vigil_node_online gauge
 vigil_node_online{node="n1"} 1
 vigil_node_online{node="n2"} 0
@@ -263,6 +263,25 @@ vigil_definitions_differ{node="n2"} 0
 	st.Core.Files, st.Core.State.Nodes["n2"].Files = "aaaa", "cccc"
 	want = strings.NewReplacer(`{group="lvs"} 0`, `{group="lvs"} 1`, `"n1"} 1`, `"n1"} 0`, `"n2"} 0`, `"n2"} 1`).Replace(want)
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "vigil_group_running", "vigil_definitions_differ"); err != nil {
+		t.Fatal(err)
+	}
+	// n1 owns lvs and is cut off: no leader, n2 not heard. Its replicated
+	// view says n2 online and lvs running on n1; it stopped lvs when its
+	// lease ran out. The metrics say what status says.
+	st.Core.Leader, st.Core.State.Nodes["n2"].Online = "", true
+	st.Nodes[1].State = "dead"
+	st.Groups[0].State = lrm.Stopped
+	want = `
+# HELP vigil_group_running The group's owner is online and reported it running (0: it runs nowhere, or only on a node held offline; every group has this series).
+# TYPE vigil_group_running gauge
+vigil_group_running{group="lvs"} 0
+vigil_group_running{group="web"} 0
+# HELP vigil_node_online The node is online as status shows it: the cluster (replicated) holds it online and, while this node knows no leader, it is heard here.
+# TYPE vigil_node_online gauge
+vigil_node_online{node="n1"} 1
+vigil_node_online{node="n2"} 0
+`
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "vigil_group_running", "vigil_node_online"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -153,8 +153,13 @@ func Build(s *api.Status) (items []Item, events []Event) {
 		}
 		if s.Core != nil && s.Core.State != nil {
 			if fn := s.Core.State.Nodes[n.Name]; fn != nil {
+				v.Reason, v.Changed = fn.Reason, fn.Since
+				at, off := api.Offline(s, n.Name) // as status shows it
 				switch {
-				case !fn.Online:
+				case off && fn.Online:
+					// cut off: no leader records what this node hears
+					v.Cluster, v.Reason, v.Changed = "offline", "not heard here (no leader to record it)", at
+				case off:
 					v.Cluster = "offline"
 				case fn.Maintenance:
 					v.Cluster = "maintenance"
@@ -163,7 +168,6 @@ func Build(s *api.Status) (items []Item, events []Event) {
 				default:
 					v.Cluster = "online"
 				}
-				v.Reason, v.Changed = fn.Reason, fn.Since
 			}
 		}
 		add("node", n.Name, v)

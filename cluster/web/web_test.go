@@ -150,6 +150,40 @@ func start(t *testing.T, f *fake, o Options) (*Server, string) {
 	return s, srv.URL
 }
 
+// A node cut off from the leader (issue 25: never misleads): its
+// replicated view still holds the peers online and its group running, but
+// it hears neither peer and stopped the group when its lease ran out. The
+// page shows the peers offline and the group stopped, as status does.
+func TestBuildCutOff(t *testing.T) {
+	s := cluster("n2")
+	s.Core.Leader, s.Core.RaftState, s.Core.HoldsLease = "", "Candidate", false
+	s.Core.State.Nodes["n1"].Online = true
+	s.Nodes[0].State, s.Nodes[0].Since = "dead", t0.Add(3*time.Second)
+	s.Nodes[2].State = "dead"
+	s.Groups[0].State = "stopped"
+	s.Placement = api.Placement(&s)
+	items, _ := Build(&s)
+	for _, it := range items {
+		switch it.Key {
+		case "node/n1", "node/n3":
+			var n Node
+			if err := json.Unmarshal(it.Data, &n); err != nil || n.Cluster != "offline" || n.Reason != "not heard here (no leader to record it)" {
+				t.Errorf("%s: %+v %v", it.Key, n, err)
+			}
+		case "node/n2":
+			var n Node
+			if err := json.Unmarshal(it.Data, &n); err != nil || n.Cluster != "online" {
+				t.Errorf("%s (this node): %+v %v", it.Key, n, err)
+			}
+		case "group/g":
+			var g api.GroupView
+			if err := json.Unmarshal(it.Data, &g); err != nil || g.State != "stopped" || g.Running() || len(g.Nodes) != 1 || !g.Nodes[0].Unrecorded {
+				t.Errorf("group: %+v %v", g, err)
+			}
+		}
+	}
+}
+
 func TestSnapshotJSON(t *testing.T) {
 	_, url := start(t, newFake(cluster("n2")), Options{})
 	resp, err := http.Get(url + "/web/snapshot")

@@ -82,6 +82,9 @@ func hasOption(args []string, names ...string) bool {
 type jsonError struct {
 	Error string `json:"error"`
 	Exit  int    `json:"exit"`
+	// Errors are the lines of Error where it lists several (config
+	// check: one a file:line).
+	Errors []string `json:"errors,omitempty"`
 }
 
 // fail reports err as `vigil CMD: err` on stderr, or as a JSON object on

@@ -37,9 +37,9 @@ var commands = []command{
 		flags: opFlags},
 	{name: "takeover", help: "two_node pairs: take over from the silent peer, which you have\nmade sure is off (the tie-breaker of last resort)", flags: opFlags},
 	{name: "node", args: "add NAME HOST:PORT | remove NAME", help: "change the Raft voters (from any node; it runs on the leader)", words: []string{"add", "remove"}, flags: opFlags},
-	{name: "config", args: "check", help: "validate the configuration in a directory", words: []string{"check"}, flags: []string{"-c", "--node", "-v", "--plugins"}},
+	{name: "config", args: "check", help: "validate the configuration in a directory", words: []string{"check"}, flags: []string{"-c", "--node", "-v", "--plugins", "--json"}},
 	{name: "import", args: "heartbeat|ldirectord|mon|keepalived", help: "write Vigil's configuration from ha.cf/haresources/authkeys,\nldirectord.cf, mon.cf or keepalived.conf, with a report of every directive",
-		words: []string{"heartbeat", "ldirectord", "mon", "keepalived"}, flags: []string{"-o", "-f", "-d", "--address", "--name", "--node", "--peer", "--peer-conf", "--ping-node", "--cluster", "--authkeys"}},
+		words: []string{"heartbeat", "ldirectord", "mon", "keepalived"}, flags: []string{"-o", "-f", "-d", "--address", "--name", "--node", "--peer", "--peer-conf", "--ping-node", "--cluster", "--authkeys", "--json"}},
 	{name: "resource", args: "run TYPE|GROUP/ID ACTION [NAME=VALUE...]", help: "run one operation (start, stop, monitor, status, reload, validate-all,\nmeta-data) through the resource's plugin, as the daemon would, with no\ndaemon; prints the OCF code, its meaning and the output; exits with the code",
 		words: []string{"run"}, flags: []string{"-c", "--node", "--id", "--timeout", "--interval", "--plugin-dir", "-v", "--json"}},
 	{name: "monitor", args: "run 'MONITOR [ARGS...]' [-- HOST...]", help: "run one mon monitor once, as mon would (argv, environment; the first\nline of output is the summary); exits with the monitor's status",
@@ -160,4 +160,38 @@ script's status, else 124 killed at the timeout, 125 a bad command line,
 .SH SEE ALSO
 The README of the Vigil sources; ha.cf(5), ldirectord(8), mon(8).
 `)
+}
+
+// importArgs are the import kinds' synopses after their name.
+var importArgs = map[string]string{"heartbeat": "", "ldirectord": "FILE", "mon": "FILE", "keepalived": "[FILE]"}
+
+// synopsis is "vigil NAME ARGS" for a command's -h, from the table; name
+// may carry its first word ("config check", "import mon").
+func synopsis(name string) string {
+	first, word, _ := strings.Cut(name, " ")
+	for _, c := range commands {
+		if c.name != first {
+			continue
+		}
+		switch {
+		case first == "import":
+			return strings.TrimSpace("vigil " + name + " " + importArgs[word])
+		case word != "":
+			// the table's args start with the word ("run TYPE…", "check")
+			return strings.TrimSpace("vigil " + first + " " + c.args)
+		}
+		return strings.TrimSpace("vigil " + name + " " + c.args)
+	}
+	return "vigil " + name
+}
+
+// commandHelp is the table's help of the command name starts with.
+func commandHelp(name string) string {
+	first, _, _ := strings.Cut(name, " ")
+	for _, c := range commands {
+		if c.name == first {
+			return c.help
+		}
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -32,14 +33,64 @@ func (a addresses) Set(s string) error {
 // became of every directive. Nothing is written when a directive is one
 // the old tool would refuse too, or when a file exists (unless -f).
 func cmdImport(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: vigil import heartbeat|ldirectord|mon|keepalived [options] (vigil import KIND -h)")
-		return exitError
+	if len(args) == 0 || isHelp(args[0]) || !wantsJSON(args) {
+		return importRun(args, stdout, stderr, nil)
+	}
+	// --json: the same run, its words kept for the error object and the
+	// rest of the answer collected as it goes.
+	var said bytes.Buffer
+	res := &importResult{Entries: []legacy.Entry{}, Written: []string{}}
+	code := importRun(args, io.Discard, &said, res)
+	if code != exitOK {
+		text := strings.TrimPrefix(strings.TrimSpace(said.String()), "vigil import: ")
+		text, _, _ = strings.Cut(text, "\nusage: ") // a bad option: the usage is for people
+		first, more, _ := strings.Cut(text, "\n")
+		var errs []string
+		if more != "" {
+			errs = strings.Split(more, "\n")
+		}
+		writeJSON(stdout, importFailure{Error: first, Exit: code, Errors: errs, Entries: res.Entries})
+		return code
+	}
+	writeJSON(stdout, res)
+	return code
+}
+
+// importResult is import's --json answer: what became of every directive,
+// the files written, and whether the directory is complete (checked as
+// Check would; CheckErrors otherwise).
+type importResult struct {
+	Entries     []legacy.Entry `json:"entries"`
+	Written     []string       `json:"written"`
+	Complete    bool           `json:"complete"`
+	Check       string         `json:"check"`
+	CheckErrors []string       `json:"check_errors,omitempty"`
+	Warnings    []string       `json:"warnings,omitempty"`
+}
+
+// importFailure is import's --json answer when nothing was written.
+type importFailure struct {
+	Error   string         `json:"error"`
+	Exit    int            `json:"exit"`
+	Errors  []string       `json:"errors,omitempty"`
+	Entries []legacy.Entry `json:"entries"`
+}
+
+// importRun is cmdImport; res, when set, collects the --json answer.
+func importRun(args []string, stdout, stderr io.Writer, res *importResult) int {
+	if len(args) == 0 || isHelp(args[0]) {
+		w, code := stderr, exitError
+		if len(args) > 0 {
+			w, code = stdout, exitOK // asked for
+		}
+		fmt.Fprintln(w, "usage: vigil import heartbeat|ldirectord|mon|keepalived [options] (vigil import KIND -h)")
+		return code
 	}
 	kind := args[0]
 	fs := newFlags("import "+kind, stderr)
 	out := fs.String("o", ".", "directory to write Vigil's files into")
 	force := fs.Bool("f", false, "overwrite existing files")
+	fs.Bool("json", false, "print the outcome as JSON: every directive's, the files written, the check's")
 	var files map[string][]byte
 	var report *legacy.Report
 	var checkNode string // the node the written directory is checked as
@@ -49,8 +100,8 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		dir := fs.String("d", "/etc/ha.d", "heartbeat's directory (ha.cf, haresources, authkeys)")
 		addrs := addresses{}
 		fs.Var(addrs, "address", "a node's address, NAME=IP (repeat for each node; heartbeat found peers by name)")
-		if parseLine(fs, args[1:]) != nil {
-			return exitError
+		if code, ok := parseOneShot(fs, args[1:], stdout, stderr, false, "import "+kind, exitError); !ok {
+			return code // -h: 0
 		}
 		in := legacy.HeartbeatInput{Addresses: addrs,
 			HACfPath: filepath.Join(*dir, "ha.cf"), HAResourcesPath: filepath.Join(*dir, "haresources"), AuthkeysPath: filepath.Join(*dir, "authkeys")}
@@ -78,8 +129,8 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		cluster := fs.String("cluster", "keepalived", "ha.toml's cluster name (the same on both nodes)")
 		authkeys := fs.String("authkeys", "", "an authkeys file to use as the cluster secret instead of auth_pass")
 		name := fs.String("name", "lvs", "the ldirectord instance the virtual servers become (NAME.toml)")
-		if parseLine(fs, args[1:]) != nil {
-			return exitError
+		if code, ok := parseOneShot(fs, args[1:], stdout, stderr, false, "import "+kind, exitError); !ok {
+			return code // -h: 0
 		}
 		path := "/etc/keepalived/keepalived.conf"
 		if fs.NArg() == 1 {
@@ -109,8 +160,8 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		checkNode = in.Node
 	case "ldirectord", "mon":
 		name := fs.String("name", "", "the instance's name: NAME.toml, used as "+kind+"::NAME (default: the file's name)")
-		if parseLine(fs, args[1:]) != nil {
-			return exitError
+		if code, ok := parseOneShot(fs, args[1:], stdout, stderr, false, "import "+kind, exitError); !ok {
+			return code // -h: 0
 		}
 		if fs.NArg() != 1 {
 			fmt.Fprintf(stderr, "usage: vigil import %s [-o DIR] [--name NAME] FILE\n", kind)
@@ -137,6 +188,9 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	report.Write(stdout)
+	if res != nil {
+		res.Entries = append(res.Entries, report.Entries...)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "vigil import: nothing written; these are refused by the old tool too, or need what the import must be told:")
 		fmt.Fprintln(stderr, err)
@@ -154,18 +208,34 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 	names := slices.Sorted(maps.Keys(files))
 	for _, name := range names {
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*out, name))
+		if res != nil {
+			res.Written = append(res.Written, filepath.Join(*out, name))
+		}
 	}
 	// "checked: OK" only for a directory `vigil config check` accepts
 	// whole; the files written passed on their own above.
-	cfg, err := completeCheck(*out, checkNode)
+	cfg, node, err := completeCheck(*out, checkNode)
 	if err != nil {
-		fmt.Fprintf(stdout, "not complete yet (each file written passed its check); `vigil config check -c %s` says:\n%v\n", *out, err)
+		// the command as it was run: without --node, a host not named
+		// like a node gets one error more than what is shown
+		check := "vigil config check -c " + *out
+		if node != "" {
+			check += " --node " + node
+		}
+		fmt.Fprintf(stdout, "not complete yet (each file written passed its check); `%s` says:\n%v\n", check, err)
+		if res != nil {
+			res.Check, res.CheckErrors = check, strings.Split(err.Error(), "\n")
+		}
 		return exitOK
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stdout, "warning: "+w)
 	}
-	fmt.Fprintf(stdout, "checked: OK — %s is a complete configuration for node %s (vigil config check -c %s --node %s)\n", *out, cfg.Self.Name, *out, cfg.Self.Name)
+	check := fmt.Sprintf("vigil config check -c %s --node %s", *out, cfg.Self.Name)
+	fmt.Fprintf(stdout, "checked: OK — %s is a complete configuration for node %s (%s)\n", *out, cfg.Self.Name, check)
+	if res != nil {
+		res.Complete, res.Check, res.Warnings = true, check, cfg.Warnings
+	}
 	return exitOK
 }
 
@@ -256,7 +326,8 @@ func checkImported(dir, kind string, files map[string][]byte) error {
 // DIR --node NODE` does (node: the one imported for, else ha.toml's, else its
 // first member): an import may leave it incomplete (an ldirectord
 // instance haresources names, not imported yet; no ha.toml yet).
-func completeCheck(dir, node string) (*config.Config, error) {
+// It returns the node it checked as ("" when the directory names it).
+func completeCheck(dir, node string) (*config.Config, string, error) {
 	if node == "" {
 		if data, err := os.ReadFile(filepath.Join(dir, config.HAFile)); err == nil {
 			if ha, _, err := config.ParseHA(config.HAFile, data); err == nil && ha.Node == "" {
@@ -271,15 +342,15 @@ func completeCheck(dir, node string) (*config.Config, error) {
 	}
 	cfg, err := config.Load(dir, instances.Options(node))
 	if err != nil {
-		return nil, err
+		return nil, node, err
 	}
 	// and as config check does, each resource through its plugin
 	errs, warns := validateResources(cfg, io.Discard)
 	if len(errs) > 0 {
-		return nil, errs
+		return nil, node, errs
 	}
 	cfg.Warnings = append(cfg.Warnings, warns...)
-	return cfg, nil
+	return cfg, node, nil
 }
 
 // strlist collects a repeated flag's values.

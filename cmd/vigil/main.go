@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,7 +68,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdAlert(args[1:], stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
-			fmt.Fprintln(stderr, "usage: vigil config check [-c DIR] [--node NAME] [-v]")
+			const u = "usage: vigil config check [-c DIR] [--node NAME] [-v | --json]"
+			if wantsJSON(args) {
+				return fail(stdout, stderr, true, "config", errors.New(u), exitError)
+			}
+			fmt.Fprintln(stderr, u)
 			return exitError
 		}
 		return cmdConfigCheck(args[2:], stdout, stderr)
@@ -93,11 +98,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		writeMan(stdout)
 		return exitOK
 	case "version", "--version":
+		if wantsJSON(args) {
+			writeJSON(stdout, map[string]string{"version": version})
+			return exitOK
+		}
 		fmt.Fprintf(stdout, "vigil %s\n", version)
 		return exitOK
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage())
 		return exitOK
+	}
+	if wantsJSON(args) {
+		writeJSON(stdout, jsonError{Error: fmt.Sprintf("unknown command %q (vigil help)", args[0]), Exit: exitError})
+		return exitError
 	}
 	fmt.Fprintf(stderr, "vigil: unknown command %q\n\n%s", args[0], usage())
 	return exitError
@@ -106,37 +119,66 @@ func run(args []string, stdout, stderr io.Writer) int {
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("vigil "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	// -h says what goes on the line, then the options (the flag
+	// package's own usage named the options only: "Usage of vigil move")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s [options]\n", synopsis(name))
+		if help := commandHelp(name); help != "" {
+			fmt.Fprintln(fs.Output(), "  "+strings.ReplaceAll(help, "\n", "\n  "))
+		}
+		fmt.Fprintln(fs.Output(), "options (anywhere on the line):")
+		fs.PrintDefaults()
+	}
 	return fs
 }
 
 func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
+	jsonOut := wantsJSON(args)
 	fs := newFlags("config check", stderr)
 	dir := fs.String("c", config.DefaultDir, "configuration directory")
 	node := fs.String("node", "", "check as this node (default: ha.toml's node, else the hostname)")
 	verbose := fs.Bool("v", false, "print the normalised groups")
 	withPlugins := fs.Bool("plugins", true, "have each resource's plugin validate it (--plugins=false: the files only)")
-	if code, ok := parseCommand(fs, args, stdout, stderr, false, true, "config check"); !ok {
+	asJSON := fs.Bool("json", false, "print the outcome as JSON (errors and warnings as lists)")
+	if code, ok := parseCommand(fs, args, stdout, stderr, jsonOut, true, "config check"); !ok {
 		return code
+	}
+	if *asJSON && *verbose {
+		return fail(stdout, stderr, true, "config check", errors.New("-v prints TOML for people; --json takes no -v"), exitError)
+	}
+	invalid := func(err error) int {
+		if *asJSON {
+			writeJSON(stdout, jsonError{Error: err.Error(), Exit: exitError, Errors: strings.Split(err.Error(), "\n")})
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return exitError
 	}
 	cfg, err := config.Load(*dir, instances.Options(*node))
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitError
+		return invalid(err)
 	}
 	if *withPlugins {
 		errs, warns := validateResources(cfg, stderr)
 		cfg.Warnings = append(cfg.Warnings, warns...)
 		if len(errs) > 0 {
-			fmt.Fprintln(stderr, errs)
-			return exitError
+			return invalid(errs)
 		}
+	}
+	ha := &cfg.HA
+	media := len(ha.UCast) + len(ha.BCast) + len(ha.MCast) + len(ha.Serial)
+	if *asJSON {
+		writeJSON(stdout, configChecked{OK: true, Dir: *dir, Cluster: ha.Cluster, Node: cfg.Self.Name,
+			Nodes: len(ha.Nodes), Media: media, Groups: len(cfg.Resources.Groups), Warnings: append([]string{}, cfg.Warnings...)})
+		return exitOK
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stderr, "warning: "+w)
 	}
-	ha := &cfg.HA
-	fmt.Fprintf(stdout, "%s: OK — cluster %q, %d nodes (this node %s), %d heartbeat media, %d groups\n",
-		*dir, ha.Cluster, len(ha.Nodes), cfg.Self.Name, len(ha.UCast)+len(ha.BCast)+len(ha.MCast)+len(ha.Serial), len(cfg.Resources.Groups))
+	fmt.Fprintf(stdout, "%s: OK — cluster %q, %s (this node %s), %s, %s\n",
+		*dir, ha.Cluster, counted(len(ha.Nodes), "node", "nodes"), cfg.Self.Name,
+		counted(media, "heartbeat medium", "heartbeat media"),
+		counted(len(cfg.Resources.Groups), "group", "groups"))
 	if *verbose {
 		fmt.Fprintf(stdout, "\n# resources.toml as loaded: every resource in the table form\n")
 		if err := writeGroupsTOML(stdout, cfg.Resources.Groups); err != nil {
@@ -145,6 +187,18 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// configChecked is config check's --json answer for a valid directory.
+type configChecked struct {
+	OK       bool     `json:"ok"`
+	Dir      string   `json:"dir"`
+	Cluster  string   `json:"cluster"`
+	Node     string   `json:"node"` // checked as this node
+	Nodes    int      `json:"nodes"`
+	Media    int      `json:"heartbeat_media"`
+	Groups   int      `json:"groups"`
+	Warnings []string `json:"warnings"`
 }
 
 // validateResources has every resource's plugin validate it, as a
@@ -285,12 +339,19 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		case err != nil && oneLine:
 			fmt.Fprintf(stdout, "VIGIL CRITICAL - %v\n", err)
 			return control.NagiosCritical
+		case err != nil && *asJSON && *watch:
+			_ = json.NewEncoder(stdout).Encode(jsonError{Error: err.Error(), Exit: exitCode(err)})
+			return exitCode(err)
 		case err != nil:
 			return fail(stdout, stderr, *asJSON, "status", err, exitCode(err))
 		case oneLine:
 			line, code := control.OneLine(st)
 			fmt.Fprintln(stdout, line)
 			return code
+		case *asJSON && *watch:
+			// a stream: one object a line, as jq and scripts read it
+			_ = json.NewEncoder(stdout).Encode(st)
+			return exitOK
 		case *asJSON:
 			writeJSON(stdout, st)
 			return exitOK
@@ -302,15 +363,25 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if !*watch {
 		return show(context.Background(), stdout)
 	}
-	// --watch: like watch(1), each frame drawn whole over the last (home,
-	// clear, frame in one write: no flicker) until ^C.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	t := time.NewTicker(*interval)
+	// With --json or -1 the output is for a program: lines, no terminal
+	// escapes (JSON errors and -1 lines as well).
+	return watchStatus(ctx, *interval, !*asJSON && !oneLine, show, stdout)
+}
+
+// watchStatus shows the status every interval until ctx ends (^C). On a
+// terminal (redraw) each frame is drawn whole over the last, like
+// watch(1): home, clear and frame in one write, no flicker; otherwise the
+// frames follow each other.
+func watchStatus(ctx context.Context, interval time.Duration, redraw bool, show func(context.Context, io.Writer) int, stdout io.Writer) int {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		var frame bytes.Buffer
-		frame.WriteString("\x1b[H\x1b[2J")
+		if redraw {
+			frame.WriteString("\x1b[H\x1b[2J")
+		}
 		code := show(ctx, &frame)
 		_, _ = stdout.Write(frame.Bytes())
 		select {
@@ -417,4 +488,12 @@ func socketFromConfig(dir string) string {
 		return partial.ControlSocket
 	}
 	return config.DefaultControlSocket
+}
+
+// counted is n and the noun in its number ("1 group", "2 groups").
+func counted(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

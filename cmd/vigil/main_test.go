@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vigil-ha/vigil/cluster/config"
@@ -23,7 +25,7 @@ func vigil(args ...string) (int, string, string) {
 
 func TestConfigCheck(t *testing.T) {
 	code, out, errs := vigil("config", "check", "-c", testutil.ConfigCopy(t, "../../etc/vigil"), "--node", "lvs1")
-	if code != exitOK || !strings.Contains(out, `OK — cluster "lvs", 2 nodes (this node lvs1), 2 heartbeat media, 1 groups`) {
+	if code != exitOK || !strings.Contains(out, `OK — cluster "lvs", 2 nodes (this node lvs1), 2 heartbeat media, 1 group`) {
 		t.Errorf("example config: code %d\n%s%s", code, out, errs)
 	}
 	// The classic pair the install puts in /etc/vigil fails over: no
@@ -119,6 +121,7 @@ func TestImportSeed(t *testing.T) {
 		!strings.Contains(stdout, "haresources:2: caveat") || strings.Contains(stdout, "checked: OK") || !strings.Contains(stdout, "not complete yet") {
 		t.Fatalf("import heartbeat: %d\n%s%s", code, stdout, errs)
 	}
+	checkSaysWhatImportSaid(t, stdout)
 	if st, err := os.Stat(filepath.Join(out, "authkeys")); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("authkeys: %v %v", st.Mode(), err)
 	}
@@ -127,11 +130,72 @@ func TestImportSeed(t *testing.T) {
 			t.Fatalf("import %s: %d\n%s%s", args[0], code, stdout, errs)
 		}
 	}
-	if code, stdout, errs := vigil("config", "check", "-c", out, "--node", "lvs2"); code != exitOK || !strings.Contains(stdout, "1 groups") {
+	if code, stdout, errs := vigil("config", "check", "-c", out, "--node", "lvs2"); code != exitOK || !strings.Contains(stdout, "1 group\n") {
 		t.Errorf("config check of the import: %d\n%s%s", code, stdout, errs)
 	}
 	if code, _, errs := vigil("import", "mon", "-o", out, seed+"/mon.cf"); code != exitError || !strings.Contains(errs, "exists") {
 		t.Errorf("overwrite without -f: %d %s", code, errs)
+	}
+}
+
+// checkSaysWhatImportSaid runs the config check command an import's
+// "not complete yet" line names, as the operator would copy it: it must
+// fail with exactly the errors the import listed (on a host not named
+// like a node, a command without --node fails with one error more).
+func checkSaysWhatImportSaid(t *testing.T, stdout string) {
+	t.Helper()
+	_, rest, ok := strings.Cut(stdout, "not complete yet")
+	if !ok {
+		t.Fatalf("no 'not complete yet' in\n%s", stdout)
+	}
+	_, cmd, _ := strings.Cut(rest, "`")
+	cmd, listed, _ := strings.Cut(cmd, "` says:\n")
+	args := strings.Fields(cmd)
+	if len(args) < 3 || args[0] != "vigil" {
+		t.Fatalf("no command in %q", rest)
+	}
+	code, _, errs := vigil(args[1:]...)
+	if code != exitError || errs != listed {
+		t.Errorf("%s: exit %d, says\n%s\nthe import listed\n%s", cmd, code, errs, listed)
+	}
+}
+
+// import --json (issue 25.2: --json always prints JSON): every
+// directive's outcome, the files written and whether the directory is
+// complete; a refusal is an error object with its lines and the report.
+func TestImportJSON(t *testing.T) {
+	seed, out := "../../legacy/testdata/seed", t.TempDir()
+	var fail importFailure
+	code, stdout, _ := vigil("import", "heartbeat", "-d", seed, "-o", out, "--json")
+	if err := json.Unmarshal([]byte(stdout), &fail); err != nil || code != exitError || fail.Exit != exitError ||
+		!strings.HasPrefix(fail.Error, "nothing written") || len(fail.Errors) != 2 || !strings.Contains(fail.Errors[0], "give --address lvs1=IP") || len(fail.Entries) < 10 {
+		t.Fatalf("import heartbeat --json without addresses: %d %v\n%s", code, err, stdout)
+	}
+	imp := func(args ...string) importResult {
+		t.Helper()
+		var res importResult
+		code, stdout, errs := vigil(append([]string{"import"}, append(args, "-o", out, "--json")...)...)
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil || code != exitOK || len(res.Entries) == 0 {
+			t.Fatalf("import %v --json: %d %v\n%s%s", args, code, err, stdout, errs)
+		}
+		return res
+	}
+	res := imp("heartbeat", "-d", seed, "--address", "lvs1=10.0.0.1", "--address", "LVS2=10.0.0.2")
+	if res.Complete || len(res.Written) != 3 || res.Check != "vigil config check -c "+out+" --node lvs1" || len(res.CheckErrors) != 2 {
+		t.Errorf("import heartbeat --json: %+v", res)
+	}
+	imp("ldirectord", "--name", "ldirectord", seed+"/ldirectord.cf")
+	if res := imp("mon", seed+"/mon.cf"); !res.Complete || len(res.CheckErrors) != 0 || res.Written[0] != filepath.Join(out, "mon.toml") {
+		t.Errorf("import mon --json, the last file: %+v", res)
+	}
+	fail = importFailure{}
+	code, stdout, _ = vigil("import", "mon", seed+"/mon.cf", "-o", out, "--json")
+	if err := json.Unmarshal([]byte(stdout), &fail); err != nil || code != exitError || !strings.Contains(fail.Error, "exists") {
+		t.Errorf("import mon --json over a file: %d %v\n%s", code, err, stdout)
+	}
+	code, stdout, _ = vigil("import", "mon", "--bogus", "--json")
+	if err := json.Unmarshal([]byte(stdout), &fail); err != nil || code != exitError || fail.Error != "flag provided but not defined: -bogus" {
+		t.Errorf("import mon --bogus --json: %d %v\n%s", code, err, stdout)
 	}
 }
 
@@ -167,6 +231,84 @@ func TestStatusOneLineUnreachable(t *testing.T) {
 	code, out, _ := vigil("status", "-1", "-s", filepath.Join(t.TempDir(), "none.sock"))
 	if code != 2 || !strings.HasPrefix(out, "VIGIL CRITICAL - daemon not running at ") {
 		t.Errorf("%d %q", code, out)
+	}
+}
+
+// config check -v prints the configuration as an operator would write it
+// (issue 25.2): for every shipped example its output, with no instance
+// files beside it, is a resources.toml that loads to the same groups and
+// instances and prints the same again.
+func TestConfigCheckVerboseReloads(t *testing.T) {
+	for dir, node := range map[string]string{"../../etc/vigil": "lvs1", "../../etc/examples/pair-witness": "lvs1", "../../etc/examples/three-node": "node1"} {
+		src := testutil.ConfigCopy(t, dir)
+		code, out, errs := vigil("config", "check", "-v", "-c", src, "--node", node)
+		summary, printed, _ := strings.Cut(out, "\n")
+		if code != exitOK || !strings.Contains(printed, "[[group]]") {
+			t.Fatalf("%s: config check -v: %d\n%s%s", dir, code, out, errs)
+		}
+		again := testutil.ConfigCopy(t, dir)
+		entries, err := os.ReadDir(again)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if n := e.Name(); strings.HasSuffix(n, ".toml") && n != "ha.toml" {
+				if err := os.Remove(filepath.Join(again, n)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := os.WriteFile(filepath.Join(again, "resources.toml"), []byte(printed), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, out2, errs := vigil("config", "check", "-v", "-c", again, "--node", node)
+		summary2, printed2, _ := strings.Cut(out2, "\n")
+		if code != exitOK || printed2 != printed || strings.TrimPrefix(summary2, again) != strings.TrimPrefix(summary, src) {
+			t.Errorf("%s: what config check -v printed does not load back the same: %d %s\n%s", dir, code, errs, out2)
+		}
+	}
+}
+
+// interruptAfter is stdout for a command that runs until ^C: the third
+// write sends this process SIGINT, as the operator's ^C would.
+type interruptAfter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *interruptAfter) Write(p []byte) (int, error) {
+	if w.writes++; w.writes == 3 {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGINT)
+	}
+	return w.Buffer.Write(p)
+}
+
+// status --watch with --json is a stream a program reads: one JSON
+// object a line, errors too, no terminal escapes (issue 25: --json always
+// prints JSON; it drew each error object after a screen clear).
+func TestStatusWatchJSON(t *testing.T) {
+	none := filepath.Join(t.TempDir(), "none.sock")
+	for _, form := range []string{"--json", "-1"} {
+		var out interruptAfter
+		code := run([]string{"status", "--watch", "-i", "10ms", "-s", none, form}, &out, io.Discard)
+		text := out.String()
+		if code != exitUnreachable || strings.Contains(text, "\x1b") {
+			t.Errorf("status --watch %s: exit %d, %q", form, code, text)
+		}
+		lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+		if len(lines) < 3 {
+			t.Errorf("status --watch %s: %d lines, want one per frame: %q", form, len(lines), text)
+		}
+		for _, l := range lines {
+			var e jsonError
+			if form == "-1" {
+				if !strings.HasPrefix(l, "VIGIL CRITICAL - daemon not running at ") {
+					t.Errorf("status --watch -1: %q", l)
+				}
+			} else if err := json.Unmarshal([]byte(l), &e); err != nil || e.Exit != exitUnreachable || !strings.HasPrefix(e.Error, "daemon not running at ") {
+				t.Errorf("status --watch --json: line %q: %v", l, err)
+			}
+		}
 	}
 }
 
@@ -308,6 +450,15 @@ func TestCLIGolden(t *testing.T) {
 		{"status", "-s", none, "-1"},
 		{"move", "lvs", "--json"},
 		{"config", "check", "extra", "-c", dir},
+		{"frobnicate", "--json"},
+		{"version", "--json"},
+		{"config", "--json"},
+		{"move", "-h"},
+		{"import", "-h"},
+		{"import", "ldirectord", "-h"},
+		{"config", "check", "--json", "-c", dir, "--node", "lvs1"},
+		{"config", "check", "-c", dir, "--node", "nobody", "--json"},
+		{"config", "check", "-c", dir, "-v", "--json"},
 		{"resource", "run", "lvs/nope", "monitor", "-c", dir, "--node", "lvs1"},
 		{"resource", "run", "lvs/nope", "monitor", "-c", dir, "--node", "lvs1", "--json"},
 		{"monitor", "run", "tcp.monitor", "--json"},

@@ -1,14 +1,18 @@
 package lab_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,14 +32,8 @@ import (
 //   - The CLI takes its options after the arguments; -1 warns about a
 //     node in standby.
 func TestStatusTruth(t *testing.T) {
-	l := needLab(t)
-	c, work := coreCluster(t, "")
-	c.Nodes = []lab.NodeSpec{{Name: "n3", Role: "witness"}}
-	nodes := l.Trio(vigilBin, c, true, nil)
-	cl := &coreLab{Lab: l, t: t, nodes: nodes}
-	if on := cl.waitRunning("n2", 30*time.Second); on != "n1" {
-		t.Fatalf("g runs on %s, want n1", on)
-	}
+	cl, c, work := witnessTrio(t, true)
+	l, nodes := cl.Lab, cl.nodes
 
 	// The witness's files get a group more; restarted, it leads again
 	// (the hand-over) and its definitions replace the cluster's.
@@ -83,6 +81,15 @@ func TestStatusTruth(t *testing.T) {
 			t.Errorf("%s: cable to %s %q, want up", n, other, s)
 		}
 	}
+
+	// A refusal by the leader (n3), asked on a follower, reads once: no
+	// "refused" per hop, no Raft address.
+	if out, code := vigilCLI(t, "move", "g", "nX", "-s", nodes["n1"].Socket); code != 1 || out != "vigil move: refused: no node \"nX\"\n" {
+		t.Errorf("vigil move g nX on a follower: %d %q", code, out)
+	}
+
+	watchJSON(t, nodes["n1"].Socket)
+	otherUser(t, nodes["n1"].Socket)
 
 	// Standby through the CLI with the options last (issue 25: only the
 	// usage line), then -1 through the CLI.
@@ -183,6 +190,114 @@ func statusOf(t *testing.T, n *lab.Node) *api.Status {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// TestStatusCutOffOwner: the owner of a group loses both peers, so its
+// lease runs out and it stops the group, which no leader can record. Its
+// own status must say so (stopped, CRITICAL), not show its last record
+// ("running", as it did: 1/1 groups running).
+func TestStatusCutOffOwner(t *testing.T) {
+	cl, _, _ := witnessTrio(t, false)
+	l, nodes := cl.Lab, cl.nodes
+	l.Crash(nodes["n2"])
+	l.Crash(nodes["n3"])
+	st, err := nodes["n1"].WaitStatus(30*time.Second, func(s *api.Status) bool {
+		return len(s.Groups) == 1 && s.Groups[0].State == "stopped" && s.Core != nil && s.Core.Leader == ""
+	})
+	if err != nil {
+		t.Fatalf("n1 did not stop g on losing its lease: %v\n%s", err, rendered(st))
+	}
+	for _, g := range api.Placement(st) {
+		if g.Running() || g.State != "stopped" || len(g.Nodes) == 0 || g.Nodes[0].Node != "n1" || g.Nodes[0].State != "stopped" || !g.Nodes[0].Unrecorded {
+			t.Errorf("placement shows g as %q, n1's row %+v, want stopped here, unrecorded\n%s", g.State, g.Nodes, rendered(st))
+		}
+	}
+	if out, code := vigilCLI(t, "status", "-1", "-s", nodes["n1"].Socket); code != control.NagiosCritical || !strings.Contains(out, "group g not running") || !strings.Contains(out, "0/1 groups running") {
+		t.Errorf("status -1 on the cut-off owner: %d %s", code, out)
+	}
+	// A command there is refused in the operator's words, not Raft's.
+	if out, code := vigilCLI(t, "move", "g", "n1", "-s", nodes["n1"].Socket); code != 1 || !strings.HasPrefix(out, "vigil move: no leader: this node reaches no quorum") {
+		t.Errorf("vigil move on the cut-off owner: %d %s", code, out)
+	}
+}
+
+// witnessTrio starts the status tests' cluster, the demo's shape: the
+// directors n1 and n2 (a serial cable between them when serial) and the
+// witness n3, with g running on its preferred node n1.
+func witnessTrio(t *testing.T, serial bool) (*coreLab, *lab.Cluster, string) {
+	t.Helper()
+	l := needLab(t)
+	c, work := coreCluster(t, "")
+	c.Nodes = []lab.NodeSpec{{Name: "n3", Role: "witness"}}
+	cl := &coreLab{Lab: l, t: t, nodes: l.Trio(vigilBin, c, serial, nil), work: work}
+	if on := cl.waitRunning("n2", 30*time.Second); on != "n1" {
+		t.Fatalf("g runs on %s, want n1", on)
+	}
+	return cl, c, work
+}
+
+// otherUser runs the CLI as nobody on a socket made reachable to it (as
+// an operator who opened the socket's mode for a monitoring user would):
+// the daemon serves root and its own user only, and says so, where the
+// client read EOF ("cannot reach the daemon at …: EOF").
+func otherUser(t *testing.T, socket string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "vigil")
+	if err := os.Link(vigilBin, bin); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{bin, socket} {
+		for d := filepath.Dir(p); d != "/" && strings.HasPrefix(d, os.TempDir()+"/"); d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o755); err != nil { // test directories only
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.Chmod(socket, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(socket, 0o600)
+	want := "the daemon at " + socket + " takes status and commands from root and its own user only, not uid 65534: run this as root"
+	for _, args := range [][]string{{"status"}, {"status", "-1"}, {"status", "--json"}, {"standby", "n2"}} {
+		var out bytes.Buffer
+		cmd := exec.Command(bin, append(args, "-s", socket)...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(out.String(), want) {
+			t.Errorf("nobody: vigil %v: %v\n%s", args, err, out.String())
+		}
+	}
+}
+
+// watchJSON runs 'vigil status --watch --json' on a live daemon as a
+// script would read it: each line is one whole status, no terminal
+// escapes; ^C ends it with exit 0.
+func watchJSON(t *testing.T, socket string) {
+	t.Helper()
+	cmd := exec.Command(vigilBin, "status", "--watch", "--json", "-i", "20ms", "-s", socket)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(out)
+	for i := 0; i < 3; i++ {
+		line, err := r.ReadBytes('\n')
+		var st api.Status
+		if err != nil || bytes.ContainsRune(line, 0x1b) || json.Unmarshal(line, &st) != nil || st.Core == nil {
+			t.Errorf("status --watch --json: line %d: %v %.200q", i, err, line)
+			break
+		}
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	_, _ = io.Copy(io.Discard, r) // to the end: it exits on ^C
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("status --watch --json after ^C: %v", err)
+	}
 }
 
 // vigilCLI runs the vigil binary as an operator would and returns its

@@ -84,6 +84,7 @@ function renderGroup(g, tr) {
   tr.dataset.state = g.state;
   const on = (g.nodes || []).map((n) => el("div", null, n.node + ": ",
     n.state === "offline" ? [tag("offline", "bad"), " last known ", n.last_known, " ", age(n.offline_since, "for ")] : tag(n.state),
+    n.unrecorded ? el("span", { class: "warn" }, " here now; no leader records it (recorded: " + n.last_known + ")") : "",
     n.last ? el("span", { class: "mute" }, " " + n.last) : "",
     n.failcount ? el("span", { class: "bad" }, " failcount " + n.failcount) : ""));
   const away = g.preferred && g.owner && g.owner !== g.preferred;
