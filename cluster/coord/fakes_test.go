@@ -323,6 +323,7 @@ type fakeLease struct {
 	unknown  map[string]bool      // node → not enough voters reported
 	applied  map[string]uint64
 	reported chan struct{}
+	renew    func() // the renewal hook (OnRenew)
 }
 
 func newFakeLease() *fakeLease {
@@ -330,7 +331,23 @@ func newFakeLease() *fakeLease {
 		released: map[string]time.Time{}, unknown: map[string]bool{}, applied: map[string]uint64{}, reported: make(chan struct{}, 1)}
 }
 
-func (l *fakeLease) Renewed() <-chan struct{} { return nil }
+func (l *fakeLease) OnRenew(f func()) {
+	l.mu.Lock()
+	l.renew = f
+	l.mu.Unlock()
+}
+
+// renewed runs the renewal hook, as the heartbeat's goroutine does, and
+// reports whether one was set.
+func (l *fakeLease) renewed() bool {
+	l.mu.Lock()
+	f := l.renew
+	l.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return f != nil
+}
 
 func (l *fakeLease) Reported() <-chan struct{} { return l.reported }
 

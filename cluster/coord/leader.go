@@ -82,6 +82,12 @@ type Coordinator struct {
 	reportWaiters map[*worker]struct{}
 	reportWait    chan struct{} // a worker began waiting
 
+	// The lease as last handed to the LRM: renewed (on the heartbeat's
+	// goroutine) and runLocal hand it on under holdMu, in order.
+	holdMu   sync.Mutex
+	leased   bool          // whether this node held the lease then
+	regained chan struct{} // a renewal gave back a lease that had lapsed
+
 	// Work counters: worker steps and runLocal passes, for tests that
 	// check that idle groups cost nothing.
 	steps, localPasses atomic.Uint64
@@ -97,7 +103,7 @@ func New(opt Options) *Coordinator {
 	}
 	return &Coordinator{opt: opt, log: opt.Log, groups: opt.Groups, version: GroupsVersion(opt.Groups, opt.Nodes),
 		fenceRetry: map[string]time.Time{}, fencedHeard: map[string]uint64{},
-		out: newOutbox(), reloaded: make(chan struct{}, 1),
+		out: newOutbox(), reloaded: make(chan struct{}, 1), regained: make(chan struct{}, 1),
 		reportWaiters: map[*worker]struct{}{}, reportWait: make(chan struct{}, 1)}
 }
 

@@ -249,3 +249,33 @@ func TestLeaseReachesLRM(t *testing.T) {
 		}
 	}
 }
+
+// A lease renewal reaches the LRM on the renewing goroutine itself, with
+// no runLocal pass in between; one that gives back a lapsed lease wakes
+// runLocal, which starts what waited for it.
+func TestRenewalHandedOnAtOnce(t *testing.T) {
+	sc := newSimCluster(t, 1)
+	sc.waitAll("start on n1", runsOn("n1"))
+	n1 := sc.nodes["n1"]
+	testutil.Eventually(t, 100*simLease, "runLocal set the renewal hook", func() (bool, bool) {
+		ok := n1.lease.renewed()
+		return ok, ok
+	})
+	for i := range 3 {
+		until := time.Now().Add(time.Hour + time.Duration(i)*time.Minute)
+		n1.lease.setUntil(func(time.Time) time.Time { return until })
+		n1.lease.renewed()
+		if got := n1.lrm.holding(); !got.Equal(until) {
+			t.Fatalf("renewal %d: the LRM holds until %v, want %v at once", i, got, until)
+		}
+	}
+	// The lease lapses: runLocal sees it at its next pass and stops g0000.
+	n1.lease.setUntil(func(now time.Time) time.Time { return time.Time{} })
+	sc.waitAll("g0000 stopped on n1 without a lease", func(g *fsm.Group) bool {
+		return g.Reports["n1"].State == lrm.Stopped
+	})
+	// A renewal gives it back: runLocal wakes and the group starts again.
+	n1.lease.setUntil(func(now time.Time) time.Time { return now.Add(time.Hour) })
+	n1.lease.renewed()
+	sc.waitAll("g0000 started again on n1", runsOn("n1"))
+}
