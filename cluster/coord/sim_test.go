@@ -3,6 +3,7 @@ package coord
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -278,4 +279,32 @@ func TestRenewalHandedOnAtOnce(t *testing.T) {
 	n1.lease.setUntil(func(now time.Time) time.Time { return now.Add(time.Hour) })
 	n1.lease.renewed()
 	sc.waitAll("g0000 started again on n1", runsOn("n1"))
+}
+
+// Each node records the digest of its group files in the log, and again
+// after a reload changed them, without polling for it.
+func TestFilesDigestRecordedAfterReload(t *testing.T) {
+	sc := newSimCluster(t, 1)
+	sc.waitAll("start on n1", runsOn("n1"))
+	n2 := sc.nodes["n2"]
+	recorded := func(want string) {
+		t.Helper()
+		testutil.Eventually(t, 100*simLease, "n2's files digest recorded as "+want, func() (string, bool) {
+			var got string
+			sc.nodes["w"].fsm.Read(func(s *fsm.State) {
+				if n := s.Nodes["n2"]; n != nil {
+					got = n.Files
+				}
+			})
+			return got, got == want
+		})
+	}
+	recorded(n2.c.FilesVersion())
+	groups, _ := n2.c.configured()
+	more := append(slices.Clone(groups), fsm.GroupSpec{Name: "extra", Preferred: "n2",
+		Resources: []fsm.Resource{{ID: "vipextra", Type: "IPaddr", Params: map[string]string{"ip": "10.9.9.9"}}}})
+	if _, err := n2.c.Reload(context.Background(), more, nodes3); err != nil {
+		t.Fatal(err)
+	}
+	recorded(GroupsVersion(more, nodes3))
 }
