@@ -57,7 +57,9 @@ type Lease interface {
 	HoldUntil(now time.Time) time.Time
 	// OnRenew has f called, on the caller's goroutine and without
 	// blocking, whenever HoldUntil may have moved forward (nil: none).
-	OnRenew(f func())
+	// everyBeat says whether f is also called every keepalive (the
+	// coordinator then need not look at the lease on a timer of its own).
+	OnRenew(f func()) (everyBeat bool)
 	ReleasedAt(node string, downIndex uint64) (time.Time, bool)
 	// Overrun is how long past the end of its lease node may still hold
 	// resources (its release overrun, the VIPs' kernel lifetime).

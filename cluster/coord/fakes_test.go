@@ -324,6 +324,9 @@ type fakeLease struct {
 	applied  map[string]uint64
 	reported chan struct{}
 	renew    func() // the renewal hook (OnRenew)
+	// everyBeat: the test calls renew every keepalive, as the heartbeat
+	// engine does (else runLocal looks at the lease on its own timer).
+	everyBeat bool
 }
 
 func newFakeLease() *fakeLease {
@@ -331,10 +334,11 @@ func newFakeLease() *fakeLease {
 		released: map[string]time.Time{}, unknown: map[string]bool{}, applied: map[string]uint64{}, reported: make(chan struct{}, 1)}
 }
 
-func (l *fakeLease) OnRenew(f func()) {
+func (l *fakeLease) OnRenew(f func()) bool {
 	l.mu.Lock()
 	l.renew = f
 	l.mu.Unlock()
+	return l.everyBeat
 }
 
 // renewed runs the renewal hook, as the heartbeat's goroutine does, and

@@ -85,9 +85,11 @@ type Coordinator struct {
 
 	// The lease as last handed to the LRM: renewed (on the heartbeat's
 	// goroutine) and runLocal hand it on under holdMu, in order.
-	holdMu   sync.Mutex
-	leased   bool          // whether this node held the lease then
-	regained chan struct{} // a renewal gave back a lease that had lapsed
+	holdMu     sync.Mutex
+	leased     bool          // whether this node held the lease then
+	flipped    chan struct{} // the hook saw the lease come back or go
+	leaseTimer *time.Timer   // runLocal's, for the lease running out
+	everyBeat  bool          // the hook runs every keepalive (Lease.OnRenew)
 
 	// Work counters: worker steps and runLocal passes, for tests that
 	// check that idle groups cost nothing.
@@ -104,7 +106,7 @@ func New(opt Options) *Coordinator {
 	}
 	return &Coordinator{opt: opt, log: opt.Log, groups: opt.Groups, version: GroupsVersion(opt.Groups, opt.Nodes),
 		fenceRetry: map[string]time.Time{}, fencedHeard: map[string]uint64{},
-		out: newOutbox(), reloaded: make(chan struct{}, 1), filesChanged: make(chan struct{}, 1), regained: make(chan struct{}, 1),
+		out: newOutbox(), reloaded: make(chan struct{}, 1), filesChanged: make(chan struct{}, 1), flipped: make(chan struct{}, 1),
 		reportWaiters: map[*worker]struct{}{}, reportWait: make(chan struct{}, 1)}
 }
 

@@ -51,7 +51,7 @@ const (
 
 // newSimCluster runs members n1, n2 and witness w, which leads, with
 // groups groups preferring n1, over one in-memory log.
-func newSimCluster(t *testing.T, groups int) *simCluster {
+func newSimCluster(t *testing.T, groups int, setup ...func(*simNode)) *simCluster {
 	sc := &simCluster{t: t, log: newSimLog("w", time.Now), reg: &registry{}, nodes: map[string]*simNode{}}
 	var specs []fsm.GroupSpec
 	for i := range groups {
@@ -81,6 +81,9 @@ func newSimCluster(t *testing.T, groups int) *simCluster {
 		if ns.Role == "member" {
 			n.lrm = newFakeLRM(ns.Name, sc.reg)
 			opt.LRM = n.lrm
+		}
+		for _, f := range setup {
+			f(n)
 		}
 		n.c = New(opt)
 		sc.nodes[ns.Name] = n
@@ -307,4 +310,44 @@ func TestFilesDigestRecordedAfterReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	recorded(GroupsVersion(more, nodes3))
+}
+
+// With a lease that calls the hook every beat (the heartbeat engine's),
+// runLocal does not look at the lease on a timer of its own: beats and
+// renewals pass without a pass of runLocal; a lease that lapses without
+// another beat stops the group at its end (the hook moved runLocal's
+// timer there), and one the hook sees gone or back wakes runLocal.
+func TestLeaseLookedAtOnTheBeat(t *testing.T) {
+	sc := newSimCluster(t, 1, func(n *simNode) { n.lease.everyBeat = n.name == "n1" })
+	sc.waitAll("start on n1", runsOn("n1"))
+	n1 := sc.nodes["n1"]
+	testutil.Eventually(t, 100*simLease, "runLocal set the renewal hook", func() (bool, bool) {
+		ok := n1.lease.renewed()
+		return ok, ok
+	})
+	for !n1.c.out.idle() {
+		sc.waitPasses(n1, 1)
+	}
+	before := n1.c.localPasses.Load()
+	for range 50 {
+		n1.lease.renewed() // 50 beats: the lease holds for an hour
+	}
+	if passes := n1.c.localPasses.Load() - before; passes > 5 {
+		t.Errorf("%d runLocal passes over 50 beats of a held lease; want them left to the hook", passes)
+	}
+	// The lease ends 3 keepalives from now and no beat comes: the timer
+	// the hook set stops the group.
+	end := time.Now().Add(3 * simKeepalive)
+	n1.lease.setUntil(func(time.Time) time.Time { return end })
+	n1.lease.renewed()
+	sc.waitAll("g0000 stopped on n1 at the end of its lease", func(g *fsm.Group) bool {
+		return g.Reports["n1"].State == lrm.Stopped
+	})
+	if time.Now().Before(end) {
+		t.Fatal("stopped before the lease ended")
+	}
+	// A beat finds the lease back: runLocal starts the group again.
+	n1.lease.setUntil(func(now time.Time) time.Time { return now.Add(time.Hour) })
+	n1.lease.renewed()
+	sc.waitAll("g0000 started again on n1", runsOn("n1"))
 }

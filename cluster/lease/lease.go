@@ -126,17 +126,28 @@ func New(opt Options) *Tracker {
 func (t *Tracker) Reported() <-chan struct{} { return t.reported }
 
 // OnRenew has f called whenever a peer's echo may have moved this node's
-// lease (nil: nothing is called), so that whoever hands it on (to the
-// resource plugins) does so at once. f runs on the heartbeat's goroutine,
-// with no lock of the tracker held, after Heard took the echo: it must
-// not block. (A channel woke a goroutine of its own for every echo: at a
-// 10 ms beat, a quarter of an idle director's wake-ups.)
-func (t *Tracker) OnRenew(f func()) {
+// lease, and after every beat this node sends (nil: nothing is called),
+// so that whoever hands the lease on (to the resource plugins) does so at
+// once, and looks every keepalive whether it moved otherwise (the voters
+// changed; a two_node pair's tie-breakers) on the beat's own wake-up. f
+// runs on the heartbeat's goroutine, with no lock of the tracker held: it
+// must not block. (A channel woke a goroutine of its own for every echo,
+// and that goroutine a timer every keepalive: at a 10 ms beat, a third
+// of an idle director's wake-ups.) It reports true: f is called every
+// beat.
+func (t *Tracker) OnRenew(f func()) (everyBeat bool) {
 	if f == nil {
 		t.onRenew.Store(nil)
-		return
+		return true
 	}
 	t.onRenew.Store(&f)
+	return true
+}
+
+func (t *Tracker) renewed() {
+	if f := t.onRenew.Load(); f != nil {
+		(*f)()
+	}
 }
 
 func (t *Tracker) peer(name string) *peer {
@@ -149,8 +160,14 @@ func (t *Tracker) peer(name string) *peer {
 }
 
 // Decorate is the heartbeat engine's hook: it remembers when beat m.Seq
-// left and adds the echoes and applied index.
+// left and adds the echoes and applied index; then it calls the OnRenew
+// hook.
 func (t *Tracker) Decorate(m *heartbeat.Message, now time.Time) {
+	t.decorate(m, now)
+	t.renewed()
+}
+
+func (t *Tracker) decorate(m *heartbeat.Message, now time.Time) {
 	applied := t.opt.Applied()
 	over := t.opt.Linger
 	if t.opt.Overrun != nil {
@@ -180,9 +197,7 @@ func (t *Tracker) Decorate(m *heartbeat.Message, now time.Time) {
 // Heard takes an accepted heartbeat received at at.
 func (t *Tracker) Heard(m *heartbeat.Message, at time.Time) {
 	if t.heard(m, at) {
-		if f := t.onRenew.Load(); f != nil {
-			(*f)()
-		}
+		t.renewed()
 	}
 }
 

@@ -52,18 +52,20 @@ func TestLeaseNeedsAQuorumOfEchoes(t *testing.T) {
 		t.Fatal("a lease before any echo")
 	}
 	renewals := 0
-	a.OnRenew(func() {
+	if !a.OnRenew(func() {
 		renewals++
 		// Called with no lock held: the lease can be read from here.
 		a.HoldUntil(at(6))
-	})
+	}) {
+		t.Fatal("OnRenew: the hook is not called every beat")
+	}
 	w.beat("a", "b", at(0), at(1)) // b hears a's beat 1
-	if renewals != 0 {
-		t.Fatal("renewed before any echo")
+	if renewals != 1 {
+		t.Fatalf("the hook ran %d times after a's beat, want once", renewals)
 	}
 	w.beat("b", "a", at(5), at(6)) // b echoes it back
-	if renewals != 1 {
-		t.Fatalf("an echo renewed the lease and the hook ran %d times, want 1", renewals)
+	if renewals != 2 {
+		t.Fatalf("an echo renewed the lease and the hook ran %d times in all, want 2", renewals)
 	}
 	if got := a.Expiry(at(6)); !got.Equal(at(0).Add(L)) {
 		t.Fatalf("expiry %v, want send time + lease %v", got, at(0).Add(L))
