@@ -391,7 +391,7 @@ func (n *Node) onLeader(ctx context.Context, req request) error {
 				return ErrNoLeader
 			}
 			return err
-		case <-time.After(n.opt.Timing.Commit):
+		case <-time.After(n.opt.Timing.Heartbeat): // one Raft timeout before asking again
 		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/vigil-ha/vigil/internal/rawconn"
 )
 
 // Every connection starts, after the TLS handshake, with one byte saying
@@ -99,7 +101,7 @@ func (l *layer) serve() {
 }
 
 func (l *layer) handle(c net.Conn) {
-	tc := tls.Server(c, l.creds.Server)
+	tc := tls.Server(rawconn.Wrap(c), l.creds.Server)
 	_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
 	var kind [1]byte
 	if err := tc.Handshake(); err != nil {
@@ -233,12 +235,22 @@ func (l *layer) resume() {
 }
 
 func (l *layer) dialContext(ctx context.Context, addr string, timeout time.Duration, kind byte) (*tls.Conn, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: l.creds.Client}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	// tls.Dialer's, but over rawconn (raw reads and writes: no sysmon
+	// wake-up per Raft heartbeat); timeout bounds the handshake too.
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	c := nc.(*tls.Conn)
+	c := tls.Client(rawconn.Wrap(nc), l.creds.Client)
+	if err := c.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
 	if _, err := c.Write([]byte{kind}); err != nil {
 		c.Close()
 		return nil, err

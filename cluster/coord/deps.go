@@ -55,8 +55,11 @@ type LRM interface {
 // surely holds none (lease.Tracker).
 type Lease interface {
 	HoldUntil(now time.Time) time.Time
-	// Renewed is signalled when HoldUntil may have moved.
-	Renewed() <-chan struct{}
+	// OnRenew has f called, on the caller's goroutine and without
+	// blocking, whenever HoldUntil may have moved forward (nil: none).
+	// everyBeat says whether f is also called every keepalive (the
+	// coordinator then need not look at the lease on a timer of its own).
+	OnRenew(f func()) (everyBeat bool)
 	ReleasedAt(node string, downIndex uint64) (time.Time, bool)
 	// Overrun is how long past the end of its lease node may still hold
 	// resources (its release overrun, the VIPs' kernel lifetime).

@@ -323,6 +323,10 @@ type fakeLease struct {
 	unknown  map[string]bool      // node → not enough voters reported
 	applied  map[string]uint64
 	reported chan struct{}
+	renew    func() // the renewal hook (OnRenew)
+	// everyBeat: the test calls renew every keepalive, as the heartbeat
+	// engine does (else runLocal looks at the lease on its own timer).
+	everyBeat bool
 }
 
 func newFakeLease() *fakeLease {
@@ -330,7 +334,24 @@ func newFakeLease() *fakeLease {
 		released: map[string]time.Time{}, unknown: map[string]bool{}, applied: map[string]uint64{}, reported: make(chan struct{}, 1)}
 }
 
-func (l *fakeLease) Renewed() <-chan struct{} { return nil }
+func (l *fakeLease) OnRenew(f func()) bool {
+	l.mu.Lock()
+	l.renew = f
+	l.mu.Unlock()
+	return l.everyBeat
+}
+
+// renewed runs the renewal hook, as the heartbeat's goroutine does, and
+// reports whether one was set.
+func (l *fakeLease) renewed() bool {
+	l.mu.Lock()
+	f := l.renew
+	l.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return f != nil
+}
 
 func (l *fakeLease) Reported() <-chan struct{} { return l.reported }
 

@@ -73,14 +73,23 @@ type Coordinator struct {
 	fenceRetry  map[string]time.Time // leader loop only: no fencing of a node before then
 	fencedHeard map[string]uint64    // leader loop only: the incarnation last warned about
 
-	out      *outbox       // reports and claims for the committer
-	reloaded chan struct{} // this node's definitions changed
+	out          *outbox       // reports and claims for the committer
+	reloaded     chan struct{} // this node's definitions changed (runLocal)
+	filesChanged chan struct{} // the same, for reportFiles
 
 	// Workers waiting for voters' reports (lease.ReleasedAt): runLocal
 	// wakes them when a report comes.
 	reportMu      sync.Mutex
 	reportWaiters map[*worker]struct{}
 	reportWait    chan struct{} // a worker began waiting
+
+	// The lease as last handed to the LRM: renewed (on the heartbeat's
+	// goroutine) and runLocal hand it on under holdMu, in order.
+	holdMu     sync.Mutex
+	leased     bool          // whether this node held the lease then
+	flipped    chan struct{} // the hook saw the lease come back or go
+	leaseTimer *time.Timer   // runLocal's, for the lease running out
+	everyBeat  bool          // the hook runs every keepalive (Lease.OnRenew)
 
 	// Work counters: worker steps and runLocal passes, for tests that
 	// check that idle groups cost nothing.
@@ -97,7 +106,7 @@ func New(opt Options) *Coordinator {
 	}
 	return &Coordinator{opt: opt, log: opt.Log, groups: opt.Groups, version: GroupsVersion(opt.Groups, opt.Nodes),
 		fenceRetry: map[string]time.Time{}, fencedHeard: map[string]uint64{},
-		out: newOutbox(), reloaded: make(chan struct{}, 1),
+		out: newOutbox(), reloaded: make(chan struct{}, 1), filesChanged: make(chan struct{}, 1), flipped: make(chan struct{}, 1),
 		reportWaiters: map[*worker]struct{}{}, reportWait: make(chan struct{}, 1)}
 }
 
@@ -161,7 +170,13 @@ func (c *Coordinator) reportFiles(ctx context.Context) {
 				recorded, known = n.Files, true
 			}
 		})
+		// Ticks only while the digest is to be recorded (a failed
+		// Apply is tried again): otherwise only the log or this node's
+		// files change it, and both say so. (Ticking always woke every
+		// node 20 times a second at fast beats.)
+		var retry <-chan time.Time
 		if here := c.FilesVersion(); known && recorded != here {
+			retry = tick.C
 			if err := c.Apply(ctx, fsm.TypeNodeState, fsm.NodeState{Node: c.opt.Self, Files: here}); err != nil && ctx.Err() == nil {
 				c.log.Debug("cannot record this node's files digest yet", "err", err)
 			}
@@ -170,7 +185,8 @@ func (c *Coordinator) reportFiles(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changed:
-		case <-tick.C:
+		case <-c.filesChanged:
+		case <-retry:
 		}
 	}
 }
@@ -194,9 +210,11 @@ func (c *Coordinator) Reload(ctx context.Context, groups []fsm.GroupSpec, nodes 
 	c.mu.Lock()
 	c.groups, c.version = groups, version
 	c.mu.Unlock()
-	select {
-	case c.reloaded <- struct{}{}:
-	default:
+	for _, ch := range []chan struct{}{c.reloaded, c.filesChanged} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 	return changed, nil
 }
@@ -285,6 +303,13 @@ func (c *Coordinator) runLeader(ctx context.Context) {
 			leading = false
 			c.log.Info("no longer leading")
 		}
+		// A follower has nothing to do on a tick but a two_node pair's
+		// checks: it becomes leader through LeaderCh. (Its ticks woke
+		// every follower 20 times a second at fast beats.)
+		var ticks <-chan time.Time
+		if c.opt.TieBreak != nil || c.opt.Raft.IsLeader() {
+			ticks = tick.C
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -293,7 +318,7 @@ func (c *Coordinator) runLeader(ctx context.Context) {
 		case <-changed:
 		case <-c.opt.Raft.LeaderCh():
 			full = true
-		case <-tick.C:
+		case <-ticks:
 			full = true
 		}
 	}

@@ -72,6 +72,11 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 	}
 	leaseTimer := time.NewTimer(c.opt.Timing.Recheck())
 	defer leaseTimer.Stop()
+	c.holdMu.Lock() // the hook may run at once: it waits for both
+	c.leaseTimer = leaseTimer
+	c.everyBeat = c.opt.Lease.OnRenew(c.renewed)
+	c.holdMu.Unlock()
+	defer c.opt.Lease.OnRenew(nil)
 	var events <-chan membership.Event
 	if c.opt.Members != nil {
 		ch, cancel := c.opt.Members.Subscribe(16)
@@ -103,11 +108,11 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		}
 		rescan = false
 		// The lease is renewed by heartbeats, not by the log: look every
-		// keepalive, and at the instant it would run out, whether this
-		// node gained or lost it.
+		// keepalive (the renewal hook does, on the beat's wake-up, when
+		// the lease calls it every beat), and at the instant it would
+		// run out, whether this node gained or lost it.
 		now := c.now()
-		holdUntil := c.opt.Lease.HoldUntil(now)
-		c.opt.LRM.Hold(holdUntil)
+		holdUntil := c.hold(now)
 		if holds := now.Before(holdUntil); holds != holding {
 			holding, all = holds, true
 		}
@@ -123,10 +128,15 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 			}
 		}
 		next := c.opt.Timing.Recheck()
+		if c.everyBeat {
+			next = time.Hour // the hook looks every beat, and says when it moved
+		}
 		if holding {
 			next = min(next, holdUntil.Sub(now))
 		}
+		c.holdMu.Lock()
 		leaseTimer.Reset(max(time.Millisecond, next))
+		c.holdMu.Unlock()
 		var reported <-chan struct{} // only while a worker waits for one
 		if c.awaitingReports() {
 			reported = c.opt.Lease.Reported()
@@ -147,14 +157,51 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		case <-c.reloaded:
 			rescan = true
 		case <-leaseTimer.C:
-		case <-c.opt.Lease.Renewed():
-			// Hand the renewal on to the plugins now: their copy of
-			// the lease must not lag a keepalive behind.
+		case <-c.flipped:
+			// The lease came back (the workers start what waited for
+			// it) or went.
 		case <-c.reportWait:
 			// A worker began waiting for reports: select on them.
 		case <-reported:
 			c.reportCame()
 		}
+	}
+}
+
+// hold hands the lease as of now on to the LRM (and so to the plugins)
+// and returns it (lease.Tracker.HoldUntil).
+func (c *Coordinator) hold(now time.Time) time.Time {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	until := c.opt.Lease.HoldUntil(now)
+	c.opt.LRM.Hold(until)
+	c.leased = now.Before(until)
+	return until
+}
+
+// renewed is the lease's renewal hook, on the heartbeat's goroutine: it
+// hands a renewal on to the plugins at once (their copy must not lag a
+// keepalive behind), a few memory stores (the LRM's lease page), and
+// moves runLocal's timer to the lease's new end. Only a change of
+// whether this node holds the lease wakes runLocal, whose workers start
+// or stop groups: runLocal woken for every echo, and every keepalive,
+// was a third of an idle director's wake-ups at a 10 ms beat.
+func (c *Coordinator) renewed() {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	now := c.now()
+	until := c.opt.Lease.HoldUntil(now)
+	holds := now.Before(until)
+	if holds != c.leased {
+		select {
+		case c.flipped <- struct{}{}:
+		default:
+		}
+		return // runLocal hands it on with the workers' wake-up
+	}
+	c.opt.LRM.Hold(until)
+	if holds && c.everyBeat && c.leaseTimer != nil {
+		c.leaseTimer.Reset(max(time.Millisecond, until.Sub(now)))
 	}
 }
 

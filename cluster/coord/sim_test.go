@@ -3,6 +3,7 @@ package coord
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ const (
 
 // newSimCluster runs members n1, n2 and witness w, which leads, with
 // groups groups preferring n1, over one in-memory log.
-func newSimCluster(t *testing.T, groups int) *simCluster {
+func newSimCluster(t *testing.T, groups int, setup ...func(*simNode)) *simCluster {
 	sc := &simCluster{t: t, log: newSimLog("w", time.Now), reg: &registry{}, nodes: map[string]*simNode{}}
 	var specs []fsm.GroupSpec
 	for i := range groups {
@@ -80,6 +81,9 @@ func newSimCluster(t *testing.T, groups int) *simCluster {
 		if ns.Role == "member" {
 			n.lrm = newFakeLRM(ns.Name, sc.reg)
 			opt.LRM = n.lrm
+		}
+		for _, f := range setup {
+			f(n)
 		}
 		n.c = New(opt)
 		sc.nodes[ns.Name] = n
@@ -248,4 +252,102 @@ func TestLeaseReachesLRM(t *testing.T) {
 			t.Errorf("LRM holds until %v, want the lease's %v", got, until)
 		}
 	}
+}
+
+// A lease renewal reaches the LRM on the renewing goroutine itself, with
+// no runLocal pass in between; one that gives back a lapsed lease wakes
+// runLocal, which starts what waited for it.
+func TestRenewalHandedOnAtOnce(t *testing.T) {
+	sc := newSimCluster(t, 1)
+	sc.waitAll("start on n1", runsOn("n1"))
+	n1 := sc.nodes["n1"]
+	testutil.Eventually(t, 100*simLease, "runLocal set the renewal hook", func() (bool, bool) {
+		ok := n1.lease.renewed()
+		return ok, ok
+	})
+	for i := range 3 {
+		until := time.Now().Add(time.Hour + time.Duration(i)*time.Minute)
+		n1.lease.setUntil(func(time.Time) time.Time { return until })
+		n1.lease.renewed()
+		if got := n1.lrm.holding(); !got.Equal(until) {
+			t.Fatalf("renewal %d: the LRM holds until %v, want %v at once", i, got, until)
+		}
+	}
+	// The lease lapses: runLocal sees it at its next pass and stops g0000.
+	n1.lease.setUntil(func(now time.Time) time.Time { return time.Time{} })
+	sc.waitAll("g0000 stopped on n1 without a lease", func(g *fsm.Group) bool {
+		return g.Reports["n1"].State == lrm.Stopped
+	})
+	// A renewal gives it back: runLocal wakes and the group starts again.
+	n1.lease.setUntil(func(now time.Time) time.Time { return now.Add(time.Hour) })
+	n1.lease.renewed()
+	sc.waitAll("g0000 started again on n1", runsOn("n1"))
+}
+
+// Each node records the digest of its group files in the log, and again
+// after a reload changed them, without polling for it.
+func TestFilesDigestRecordedAfterReload(t *testing.T) {
+	sc := newSimCluster(t, 1)
+	sc.waitAll("start on n1", runsOn("n1"))
+	n2 := sc.nodes["n2"]
+	recorded := func(want string) {
+		t.Helper()
+		testutil.Eventually(t, 100*simLease, "n2's files digest recorded as "+want, func() (string, bool) {
+			var got string
+			sc.nodes["w"].fsm.Read(func(s *fsm.State) {
+				if n := s.Nodes["n2"]; n != nil {
+					got = n.Files
+				}
+			})
+			return got, got == want
+		})
+	}
+	recorded(n2.c.FilesVersion())
+	groups, _ := n2.c.configured()
+	more := append(slices.Clone(groups), fsm.GroupSpec{Name: "extra", Preferred: "n2",
+		Resources: []fsm.Resource{{ID: "vipextra", Type: "IPaddr", Params: map[string]string{"ip": "10.9.9.9"}}}})
+	if _, err := n2.c.Reload(context.Background(), more, nodes3); err != nil {
+		t.Fatal(err)
+	}
+	recorded(GroupsVersion(more, nodes3))
+}
+
+// With a lease that calls the hook every beat (the heartbeat engine's),
+// runLocal does not look at the lease on a timer of its own: beats and
+// renewals pass without a pass of runLocal; a lease that lapses without
+// another beat stops the group at its end (the hook moved runLocal's
+// timer there), and one the hook sees gone or back wakes runLocal.
+func TestLeaseLookedAtOnTheBeat(t *testing.T) {
+	sc := newSimCluster(t, 1, func(n *simNode) { n.lease.everyBeat = n.name == "n1" })
+	sc.waitAll("start on n1", runsOn("n1"))
+	n1 := sc.nodes["n1"]
+	testutil.Eventually(t, 100*simLease, "runLocal set the renewal hook", func() (bool, bool) {
+		ok := n1.lease.renewed()
+		return ok, ok
+	})
+	for !n1.c.out.idle() {
+		sc.waitPasses(n1, 1)
+	}
+	before := n1.c.localPasses.Load()
+	for range 50 {
+		n1.lease.renewed() // 50 beats: the lease holds for an hour
+	}
+	if passes := n1.c.localPasses.Load() - before; passes > 5 {
+		t.Errorf("%d runLocal passes over 50 beats of a held lease; want them left to the hook", passes)
+	}
+	// The lease ends 3 keepalives from now and no beat comes: the timer
+	// the hook set stops the group.
+	end := time.Now().Add(3 * simKeepalive)
+	n1.lease.setUntil(func(time.Time) time.Time { return end })
+	n1.lease.renewed()
+	sc.waitAll("g0000 stopped on n1 at the end of its lease", func(g *fsm.Group) bool {
+		return g.Reports["n1"].State == lrm.Stopped
+	})
+	if time.Now().Before(end) {
+		t.Fatal("stopped before the lease ended")
+	}
+	// A beat finds the lease back: runLocal starts the group again.
+	n1.lease.setUntil(func(now time.Time) time.Time { return now.Add(time.Hour) })
+	n1.lease.renewed()
+	sc.waitAll("g0000 started again on n1", runsOn("n1"))
 }

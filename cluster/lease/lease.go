@@ -30,6 +30,7 @@ package lease
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigil-ha/vigil/cluster/heartbeat"
@@ -111,23 +112,43 @@ type Tracker struct {
 	sent     [ring]sent
 	peers    map[string]*peer
 	held     time.Time // the latest expiry this node was granted (Alone's continuity)
-	renewed  chan struct{}
+	onRenew  atomic.Pointer[func()]
 	reported chan struct{}
 }
 
 // New returns a tracker.
 func New(opt Options) *Tracker {
-	return &Tracker{opt: opt, peers: map[string]*peer{}, renewed: make(chan struct{}, 1), reported: make(chan struct{}, 1)}
+	return &Tracker{opt: opt, peers: map[string]*peer{}, reported: make(chan struct{}, 1)}
 }
 
 // Reported is signalled when a peer said it applied more of the log:
 // ReleasedAt may have become true.
 func (t *Tracker) Reported() <-chan struct{} { return t.reported }
 
-// Renewed is signalled when a peer's echo may have moved this node's
-// lease, so that whoever hands it on (to the resource plugins) does so
-// at once rather than on its next round.
-func (t *Tracker) Renewed() <-chan struct{} { return t.renewed }
+// OnRenew has f called whenever a peer's echo may have moved this node's
+// lease, and after every beat this node sends (nil: nothing is called),
+// so that whoever hands the lease on (to the resource plugins) does so at
+// once, and looks every keepalive whether it moved otherwise (the voters
+// changed; a two_node pair's tie-breakers) on the beat's own wake-up. f
+// runs on the heartbeat's goroutine, with no lock of the tracker held: it
+// must not block. (A channel woke a goroutine of its own for every echo,
+// and that goroutine a timer every keepalive: at a 10 ms beat, a third
+// of an idle director's wake-ups.) It reports true: f is called every
+// beat.
+func (t *Tracker) OnRenew(f func()) (everyBeat bool) {
+	if f == nil {
+		t.onRenew.Store(nil)
+		return true
+	}
+	t.onRenew.Store(&f)
+	return true
+}
+
+func (t *Tracker) renewed() {
+	if f := t.onRenew.Load(); f != nil {
+		(*f)()
+	}
+}
 
 func (t *Tracker) peer(name string) *peer {
 	p := t.peers[name]
@@ -139,8 +160,14 @@ func (t *Tracker) peer(name string) *peer {
 }
 
 // Decorate is the heartbeat engine's hook: it remembers when beat m.Seq
-// left and adds the echoes and applied index.
+// left and adds the echoes and applied index; then it calls the OnRenew
+// hook.
 func (t *Tracker) Decorate(m *heartbeat.Message, now time.Time) {
+	t.decorate(m, now)
+	t.renewed()
+}
+
+func (t *Tracker) decorate(m *heartbeat.Message, now time.Time) {
 	applied := t.opt.Applied()
 	over := t.opt.Linger
 	if t.opt.Overrun != nil {
@@ -169,18 +196,26 @@ func (t *Tracker) Decorate(m *heartbeat.Message, now time.Time) {
 
 // Heard takes an accepted heartbeat received at at.
 func (t *Tracker) Heard(m *heartbeat.Message, at time.Time) {
+	if t.heard(m, at) {
+		t.renewed()
+	}
+}
+
+// heard is Heard under the lock; it reports whether the beat renewed
+// this node's lease.
+func (t *Tracker) heard(m *heartbeat.Message, at time.Time) (renewed bool) {
 	online := t.opt.Online(m.Node)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.peer(m.Node)
 	switch {
 	case m.Incarnation < p.incarnation:
-		return
+		return false
 	case m.Incarnation > p.incarnation:
 		p.incarnation, p.lastSeq, p.renewSeq = m.Incarnation, 0, 0
 	}
 	if m.Seq <= p.lastSeq {
-		return // the same beat over another medium
+		return false // the same beat over another medium
 	}
 	p.lastSeq = m.Seq
 	if online {
@@ -198,11 +233,7 @@ func (t *Tracker) Heard(m *heartbeat.Message, at time.Time) {
 		if e.Node == t.opt.Self {
 			if e.Incarnation == t.opt.Incarnation && e.Seq != 0 {
 				if s := t.sent[e.Seq%ring]; s.seq == e.Seq && s.at.After(p.renewsUs) {
-					p.renewsUs = s.at
-					select {
-					case t.renewed <- struct{}{}:
-					default:
-					}
+					p.renewsUs, renewed = s.at, true
 				}
 			}
 			continue
@@ -213,6 +244,7 @@ func (t *Tracker) Heard(m *heartbeat.Message, at time.Time) {
 			p.lastRenew[e.Node] = at.Add(-time.Duration(e.AgeUS) * time.Microsecond)
 		}
 	}
+	return renewed
 }
 
 // quorum returns the voters and how many votes a majority needs.

@@ -51,17 +51,21 @@ func TestLeaseNeedsAQuorumOfEchoes(t *testing.T) {
 	if !a.Expiry(at(0)).IsZero() || a.Holds(at(0)) {
 		t.Fatal("a lease before any echo")
 	}
+	renewals := 0
+	if !a.OnRenew(func() {
+		renewals++
+		// Called with no lock held: the lease can be read from here.
+		a.HoldUntil(at(6))
+	}) {
+		t.Fatal("OnRenew: the hook is not called every beat")
+	}
 	w.beat("a", "b", at(0), at(1)) // b hears a's beat 1
-	select {
-	case <-a.Renewed():
-		t.Fatal("renewed before any echo")
-	default:
+	if renewals != 1 {
+		t.Fatalf("the hook ran %d times after a's beat, want once", renewals)
 	}
 	w.beat("b", "a", at(5), at(6)) // b echoes it back
-	select {
-	case <-a.Renewed():
-	default:
-		t.Fatal("an echo renewed the lease and nobody was told")
+	if renewals != 2 {
+		t.Fatalf("an echo renewed the lease and the hook ran %d times in all, want 2", renewals)
 	}
 	if got := a.Expiry(at(6)); !got.Equal(at(0).Add(L)) {
 		t.Fatalf("expiry %v, want send time + lease %v", got, at(0).Add(L))

@@ -150,10 +150,14 @@ func (t Timing) RaftLeading() time.Duration { return 2 * t.RaftTimeout() }
 // RaftCommit is Raft's commit timeout: how long an idle leader waits
 // before it tells the followers what committed. Every command is followed
 // by a barrier entry (consensus.Node.Apply), whose replication tells them
-// at once, so only that no-op waits for it: one RaftTimeout. (It was a
-// beat, and an idle leader then sent each follower an AppendEntries
-// every beat: a third of a quiet cluster's Raft traffic.)
-func (t Timing) RaftCommit() time.Duration { return t.RaftTimeout() }
+// at once, so only that no-op waits for it: four RaftTimeouts. (It was a
+// beat, then one RaftTimeout, and an idle leader sent each follower an
+// AppendEntries that often, each answered through Raft's main loop on
+// both sides: at a 10 ms beat, a sixth of an idle leader's wake-ups.)
+// It is also when a leader tries again to reach a follower whose
+// replication failed, if no new entry comes first; every node that comes
+// back brings one (it is marked online).
+func (t Timing) RaftCommit() time.Duration { return 4 * t.RaftTimeout() }
 
 // RaftOpTimeout bounds one Raft operation (an apply, a new leader's
 // barrier, a survivor's recovery as the only voter): four deadtimes leave

@@ -41,7 +41,7 @@ func TestDerived(t *testing.T) {
 		{"RaftTimeout", Timing.RaftTimeout, [4]time.Duration{500 * ms, 5 * time.Second, 200 * ms, 50 * ms}},
 		{"RaftLeaderLease", Timing.RaftLeaderLease, [4]time.Duration{500 * ms, 5 * time.Second, 200 * ms, 50 * ms}},
 		{"RaftLeading", Timing.RaftLeading, [4]time.Duration{time.Second, 10 * time.Second, 400 * ms, 100 * ms}},
-		{"RaftCommit", Timing.RaftCommit, [4]time.Duration{500 * ms, 5 * time.Second, 200 * ms, 50 * ms}},
+		{"RaftCommit", Timing.RaftCommit, [4]time.Duration{2 * time.Second, 20 * time.Second, 800 * ms, 200 * ms}},
 		{"RaftOpTimeout", Timing.RaftOpTimeout, [4]time.Duration{1400 * ms, 14 * time.Second, time.Second, time.Second}},
 		{"RejoinTimeout", Timing.RejoinTimeout, [4]time.Duration{3500 * ms, 35 * time.Second, 1400 * ms, time.Second}},
 		{"LeaderTick", Timing.LeaderTick, [4]time.Duration{350 * ms, 3500 * ms, 140 * ms, 50 * ms}},
