@@ -172,6 +172,7 @@ func TestLeasePageRenews(t *testing.T) {
 	// release, with the longest gap between two renewals: a machine busy
 	// enough to deschedule this goroutine for half a lifetime makes a
 	// release right, and the run is tried again, not failed.
+	var stopped time.Duration // when the last renewal was written
 	renew := func() (gap time.Duration, ids []string) {
 		until := plugins.BootNow() + 3*life
 		last := plugins.BootNow()
@@ -179,6 +180,7 @@ func TestLeasePageRenews(t *testing.T) {
 			gap = max(gap, now-last)
 			last = now
 			seq++
+			stopped = plugins.BootNow() // the lease written ends after stopped+life
 			page.Store(leaseIn(seq, life))
 			time.Sleep(life / 10) // time passing is the point
 		}
@@ -203,7 +205,6 @@ func TestLeasePageRenews(t *testing.T) {
 			t.Fatalf("start again under the page's lease: %v", res)
 		}
 	}
-	stopped := plugins.BootNow()
 	if ids := released(t, h, life); !slices.Equal(ids, []string{"a"}) {
 		t.Fatalf("released %v, want a", ids)
 	}
