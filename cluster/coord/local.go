@@ -222,6 +222,10 @@ type worker struct {
 	cleanup     uint64
 	reported    string // last state reported
 	failed      string // the last failure reported for a retried operation
+	// The index of this node's replicated report last corrected: the FSM
+	// writes "starting" for an accepted claim, which the worker may
+	// never act on (reassigned first); it says once what really runs.
+	corrected uint64
 	// A claim sent and not yet used: one accepted after claimBase (the
 	// index the worker had seen when it sent it) lets it start.
 	claiming  bool
@@ -290,6 +294,8 @@ type view struct {
 	failcount    int
 	busyOnline   string            // an online node that may run the group
 	offline      map[string]uint64 // offline nodes that may run it → DownIndex
+	mine         fsm.NodeReport    // this node's replicated report
+	haveMine     bool
 }
 
 func (w *worker) view() view {
@@ -309,6 +315,7 @@ func (w *worker) view() view {
 		}
 		v.failcount = s.Failcount(w.name, self)
 		v.busyOnline = s.RunningElsewhere(w.name, self)
+		v.mine, v.haveMine = g.Reports[self]
 		for name, r := range g.Reports {
 			if n := s.Nodes[name]; name != self && fsm.Active(r.State) && n != nil && !n.Online {
 				if v.offline == nil {
@@ -458,6 +465,17 @@ func (w *worker) step(ctx context.Context) time.Time {
 		}
 		// The lease running out wakes the worker (runLocal watches it).
 		return minTime(w.nextMonitor, w.handover(ctx, cfg, now))
+
+	case !want && !lrm.Active(local) && v.haveMine && fsm.Active(v.mine.State) && v.mine.Index != w.corrected:
+		// The replicated state says this node may run the group — an
+		// accepted claim it never acted on, as the group was reassigned
+		// before its worker saw the acceptance — while nothing runs
+		// here. The new owner waits for this node's stop report (rule
+		// 4), which the worker would never send, as the last report it
+		// sent itself said stopped: say it, once per such entry.
+		w.corrected = v.mine.Index
+		w.report(fsm.Report{State: local, Op: "probe", Reason: "claim not acted on: the group was reassigned first"})
+		return later
 
 	case !want && local == lrm.Unknown:
 		return later
