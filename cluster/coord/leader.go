@@ -73,6 +73,7 @@ type Coordinator struct {
 	fenceRetry  map[string]time.Time // leader loop only: no fencing of a node before then
 	fencedHeard map[string]uint64    // leader loop only: the incarnation last warned about
 
+	held     holdTrack     // since when the lease has been held without a gap
 	out      *outbox       // reports and claims for the committer
 	reloaded chan struct{} // this node's definitions changed
 

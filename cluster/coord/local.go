@@ -105,8 +105,7 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		// The lease is renewed by heartbeats, not by the log: look every
 		// keepalive, and at the instant it would run out, whether this
 		// node gained or lost it.
-		now := c.now()
-		holdUntil := c.opt.Lease.HoldUntil(now)
+		now, holdUntil, _ := c.hold()
 		c.opt.LRM.Hold(holdUntil)
 		if holds := now.Before(holdUntil); holds != holding {
 			holding, all = holds, true
@@ -333,7 +332,7 @@ func (w *worker) view() view {
 // change of what they say, never once per step.
 func (w *worker) step(ctx context.Context) time.Time {
 	w.c.steps.Add(1)
-	now := w.c.now()
+	now, holdUntil, heldSince := w.c.hold()
 	later := now.Add(time.Hour)
 	v := w.view()
 	if !v.exists {
@@ -354,7 +353,6 @@ func (w *worker) step(ctx context.Context) time.Time {
 	cfg := toConfig(w.spec)
 	lr := w.c.opt.LRM
 	local := lr.State(w.name)
-	holdUntil := w.c.opt.Lease.HoldUntil(now)
 	holds := now.Before(holdUntil)
 	want := v.exists && v.owner == w.c.opt.Self
 	// A changed definition (vigil reload) is applied to a group that runs
@@ -415,7 +413,15 @@ func (w *worker) step(ctx context.Context) time.Time {
 			return later // placement moves it
 		}
 		if w.claiming && v.claimed == w.c.opt.Self && v.claimIndex > w.claimBase {
-			return w.start(ctx, cfg, now)
+			if heldSince.After(w.claimAt) {
+				// The lease had a gap since the claim was sent: the
+				// acceptance may predate this node's going offline, so
+				// claim again (refused if the group was reassigned).
+				w.c.log.Info("claim dropped: the lease lapsed since it was sent", "group", w.name)
+				w.claiming = false
+			} else {
+				return w.start(ctx, cfg, now)
+			}
 		}
 		if v.busyOnline != "" {
 			return later // wait for its stop report
@@ -474,6 +480,7 @@ func (w *worker) step(ctx context.Context) time.Time {
 		// 4), which the worker would never send, as the last report it
 		// sent itself said stopped: say it, once per such entry.
 		w.corrected = v.mine.Index
+		w.c.log.Info("reporting an unused claim: the group does not run here", "group", w.name, "owner", v.owner)
 		w.report(fsm.Report{State: local, Op: "probe", Reason: "claim not acted on: the group was reassigned first"})
 		return later
 
@@ -505,6 +512,18 @@ func (w *worker) start(ctx context.Context, cfg config.Group, now time.Time) tim
 			state = lrm.Blocked
 		}
 		w.reportOp(state, err, true)
+		return now
+	}
+	if _, _, since := w.c.hold(); since.After(w.claimAt) {
+		// The lease had a gap while the start ran (a stalled node): the
+		// claim may be stale by now, as above. Give the group up and
+		// claim again.
+		w.c.log.Info("stopping group", "group", w.name, "reason", "the lease lapsed while it started")
+		if err := lr.Stop(ctx, cfg); err != nil {
+			w.reportOp(lrm.Blocked, err, false)
+			return now
+		}
+		w.report(fsm.Report{State: lrm.Stopped, Op: "stop", Result: "OK", Reason: "the lease lapsed while it started"})
 		return now
 	}
 	w.report(fsm.Report{State: lrm.Running, Op: "start", Result: "OK"})

@@ -351,6 +351,56 @@ func TestStepCorrectsUnusedClaim(t *testing.T) {
 	}
 }
 
+// A claim accepted before the lease had a gap is not acted on after it:
+// meanwhile the node may have been taken offline and the group started
+// elsewhere once its lease ran out, before this node's view shows it (a
+// node stalled longer than its lease in the 10 ms / 50 ms scale lab held
+// VIPs the new owner held too). The worker claims again instead; a
+// lapse during the start itself gives the group up at once.
+func TestStepClaimAcrossLeaseGap(t *testing.T) {
+	h := newHarness(t, "n1")
+	h.lrm.set("web", lrm.Stopped)
+	h.w.reported = lrm.Stopped
+	_, _, reps, claims := h.step()
+	h.send(reps, claims)
+	if g := h.group(); g.Claimed != "n1" {
+		t.Fatalf("claim not accepted: %+v", g)
+	}
+	// The lease runs out (a stall) and comes back before the worker acts.
+	out := h.clock.Now().Add(keepalive)
+	h.lease.setUntil(func(time.Time) time.Time { return out })
+	h.clock.add(2 * keepalive)
+	if _, ops, reps, claims := h.step(); len(ops)+len(claims) != 0 {
+		t.Fatalf("without a lease: ops %v claims %v reports %v", ops, claims, reps)
+	}
+	h.lease.setUntil(func(now time.Time) time.Time { return now.Add(time.Hour) })
+	_, ops, _, claims := h.step()
+	if len(ops) != 0 || len(claims) != 1 {
+		t.Fatalf("after the gap: ops %v claims %v, want no start and a new claim", ops, claims)
+	}
+	h.send(nil, claims)
+	if _, ops, reps, _ := h.step(); strings.Join(ops, ",") != "start web" || states(reps) != lrm.Running {
+		t.Fatalf("claimed again: ops %v reports %q", ops, states(reps))
+	}
+
+	// A gap while the start runs: the group is stopped again at once.
+	h.lrm.set("web", lrm.Stopped)
+	h.w.reported = lrm.Stopped
+	h.must(fsm.TypeReports, fsm.Reports{Reports: []fsm.Report{{Node: "n1", Group: "web", State: lrm.Stopped}}})
+	_, _, _, claims = h.step()
+	h.send(nil, claims)
+	h.lrm.onStart = func() {
+		h.lease.setUntil(func(time.Time) time.Time { return h.clock.Now() })
+		h.c.hold() // the node sees its lease out…
+		h.lease.setUntil(func(now time.Time) time.Time { return now.Add(time.Hour) })
+		h.clock.add(time.Millisecond) // …and back
+	}
+	_, ops, reps, _ = h.step()
+	if strings.Join(ops, ",") != "start web,stop web" || states(reps) != lrm.Stopped {
+		t.Fatalf("lapse during the start: ops %v reports %q, want start, stop and a stopped report", ops, states(reps))
+	}
+}
+
 // A start the plugin refused because its copy of the lease ran out (the
 // renewal reached it late) is no failure of the resource: nothing is
 // counted, and the group is claimed again.
