@@ -15,9 +15,12 @@ import (
 // scale lab) did exactly that: it started on the old acceptance while
 // the new owner held the VIP.
 //
-// A gap is assumed whenever a look comes at or after the expiry the
-// previous look saw: a renewal that came in time but was read late
-// counts as a gap too, which costs a claim, never safety.
+// A gap is assumed whenever a look comes at or after the lease's end
+// (the hold instant plus the stop budget) the previous look saw: a
+// renewal that came in time but was read late counts as a gap too,
+// which costs a claim, never safety. (Past the hold instant alone is no
+// gap: a renewal late for it but before the end kept the lease, and at
+// 10 ms beats on a busy machine that is common.)
 type holdTrack struct {
 	mu    sync.Mutex
 	until time.Time // the hold instant the last look saw
@@ -27,7 +30,7 @@ type holdTrack struct {
 // look records holdUntil seen at now and returns since when the lease has
 // been held without a gap (zero when it is not held at now). Looks are
 // serialised, with now read under the lock, so they are in clock order.
-func (h *holdTrack) look(clock func() time.Time, holdUntil func(time.Time) time.Time) (now, until, since time.Time) {
+func (h *holdTrack) look(clock func() time.Time, holdUntil func(time.Time) time.Time, budget time.Duration) (now, until, since time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now = clock()
@@ -35,7 +38,7 @@ func (h *holdTrack) look(clock func() time.Time, holdUntil func(time.Time) time.
 	switch {
 	case !now.Before(until):
 		h.since = time.Time{}
-	case h.since.IsZero() || !now.Before(h.until):
+	case h.since.IsZero() || !now.Before(h.until.Add(budget)):
 		h.since = now
 	}
 	h.until = until
@@ -44,5 +47,5 @@ func (h *holdTrack) look(clock func() time.Time, holdUntil func(time.Time) time.
 
 // hold looks at this node's lease now.
 func (c *Coordinator) hold() (now, until, since time.Time) {
-	return c.held.look(c.now, c.opt.Lease.HoldUntil)
+	return c.held.look(c.now, c.opt.Lease.HoldUntil, c.opt.Timing.StopBudget())
 }
