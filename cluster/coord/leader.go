@@ -82,6 +82,12 @@ type Coordinator struct {
 	reportMu      sync.Mutex
 	reportWaiters map[*worker]struct{}
 	reportWait    chan struct{} // a worker began waiting
+	// Workers that saw no lease: runLocal wakes them at its next pass
+	// that finds the lease held. (runLocal looks at the lease at other
+	// instants than the workers do: one that saw the lease out for a
+	// moment runLocal never saw slept until something else woke it —
+	// 10 s, until the crashed node came back, at 10 ms beats.)
+	leaseWaiters map[*worker]struct{}
 
 	// Work counters: worker steps and runLocal passes, for tests that
 	// check that idle groups cost nothing.
@@ -99,7 +105,7 @@ func New(opt Options) *Coordinator {
 	return &Coordinator{opt: opt, log: opt.Log, groups: opt.Groups, version: GroupsVersion(opt.Groups, opt.Nodes),
 		fenceRetry: map[string]time.Time{}, fencedHeard: map[string]uint64{},
 		out: newOutbox(), reloaded: make(chan struct{}, 1),
-		reportWaiters: map[*worker]struct{}{}, reportWait: make(chan struct{}, 1)}
+		reportWaiters: map[*worker]struct{}{}, reportWait: make(chan struct{}, 1), leaseWaiters: map[*worker]struct{}{}}
 }
 
 func (c *Coordinator) now() time.Time { return c.opt.Clock.Now() }

@@ -110,6 +110,9 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		if holds := now.Before(holdUntil); holds != holding {
 			holding, all = holds, true
 		}
+		if holding {
+			c.leaseCame()
+		}
 		if all {
 			for _, w := range workers {
 				w.poke()
@@ -181,6 +184,27 @@ func (c *Coordinator) reportCame() {
 	c.reportMu.Lock()
 	ws := c.reportWaiters
 	c.reportWaiters = map[*worker]struct{}{}
+	c.reportMu.Unlock()
+	for w := range ws {
+		w.poke()
+	}
+}
+
+// awaitLease has w woken at runLocal's next pass that finds the lease
+// held.
+func (c *Coordinator) awaitLease(w *worker) {
+	c.reportMu.Lock()
+	c.leaseWaiters[w] = struct{}{}
+	c.reportMu.Unlock()
+}
+
+// leaseCame wakes the workers waiting for the lease.
+func (c *Coordinator) leaseCame() {
+	c.reportMu.Lock()
+	ws := c.leaseWaiters
+	if len(ws) > 0 {
+		c.leaseWaiters = map[*worker]struct{}{}
+	}
 	c.reportMu.Unlock()
 	for w := range ws {
 		w.poke()
@@ -406,6 +430,7 @@ func (w *worker) step(ctx context.Context) time.Time {
 		if local != lrm.Stopped && local != lrm.Failed && w.reported != lrm.Stopped {
 			w.report(fsm.Report{State: lrm.Stopped, Reason: "waiting for a lease"})
 		}
+		w.c.awaitLease(w)
 		return later
 
 	case want && !lrm.Active(local):

@@ -401,6 +401,30 @@ func TestStepClaimAcrossLeaseGap(t *testing.T) {
 	}
 }
 
+// A worker that saw the lease out is woken once the lease is held again,
+// even if runLocal never saw it out (they look at different instants).
+func TestStepAwaitsLease(t *testing.T) {
+	h := newHarness(t, "n1")
+	h.lrm.set("web", lrm.Stopped)
+	h.w.reported = lrm.Stopped
+	h.lease.setUntil(func(time.Time) time.Time { return time.Time{} })
+	if wait, _, reps, claims := h.step(); wait != hour || len(reps)+len(claims) != 0 {
+		t.Fatalf("without a lease: wait %v reports %v claims %v", wait, reps, claims)
+	}
+	h.c.leaseCame()
+	select {
+	case <-h.w.kick:
+	default:
+		t.Fatal("not woken when the lease came")
+	}
+	h.c.leaseCame() // once
+	select {
+	case <-h.w.kick:
+		t.Fatal("woken twice")
+	default:
+	}
+}
+
 // A start the plugin refused because its copy of the lease ran out (the
 // renewal reached it late) is no failure of the resource: nothing is
 // counted, and the group is claimed again.
