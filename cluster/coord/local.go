@@ -109,6 +109,9 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		c.opt.LRM.Hold(holdUntil)
 		if holds := now.Before(holdUntil); holds != holding {
 			holding, all = holds, true
+			// One line per change, where a failover that stalls looks
+			// first (the workers each say only what they do).
+			c.log.Info("lease", "held", holds, "until", holdUntil.Format(time.RFC3339Nano))
 		}
 		if holding {
 			c.leaseCame()
