@@ -120,6 +120,7 @@ type fakeLRM struct {
 	failMon   error
 	failRecon error
 	reconfChg bool
+	onStart   func()    // runs as a start begins (a stall, a lease lapsing meanwhile)
 	held      time.Time // the lease last handed over
 	// handover holds each group's hand-over states (none: no resource
 	// of the group has any); handoverAsks counts the calls.
@@ -186,6 +187,9 @@ func (l *fakeLRM) State(g string) string {
 func (l *fakeLRM) Start(_ context.Context, g config.Group) error {
 	if l.registry != nil {
 		l.registry.starting(l, g.Name)
+	}
+	if l.onStart != nil {
+		l.onStart()
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -73,6 +73,7 @@ type Coordinator struct {
 	fenceRetry  map[string]time.Time // leader loop only: no fencing of a node before then
 	fencedHeard map[string]uint64    // leader loop only: the incarnation last warned about
 
+	held         holdTrack     // since when the lease has been held without a gap
 	out          *outbox       // reports and claims for the committer
 	reloaded     chan struct{} // this node's definitions changed (runLocal)
 	filesChanged chan struct{} // the same, for reportFiles
@@ -82,6 +83,12 @@ type Coordinator struct {
 	reportMu      sync.Mutex
 	reportWaiters map[*worker]struct{}
 	reportWait    chan struct{} // a worker began waiting
+	// Workers that saw no lease: runLocal wakes them at its next pass
+	// that finds the lease held. (runLocal looks at the lease at other
+	// instants than the workers do: one that saw the lease out for a
+	// moment runLocal never saw slept until something else woke it —
+	// 10 s, until the crashed node came back, at 10 ms beats.)
+	leaseWaiters map[*worker]struct{}
 
 	// The lease as last handed to the LRM: renewed (on the heartbeat's
 	// goroutine) and runLocal hand it on under holdMu, in order.
@@ -107,7 +114,7 @@ func New(opt Options) *Coordinator {
 	return &Coordinator{opt: opt, log: opt.Log, groups: opt.Groups, version: GroupsVersion(opt.Groups, opt.Nodes),
 		fenceRetry: map[string]time.Time{}, fencedHeard: map[string]uint64{},
 		out: newOutbox(), reloaded: make(chan struct{}, 1), filesChanged: make(chan struct{}, 1), flipped: make(chan struct{}, 1),
-		reportWaiters: map[*worker]struct{}{}, reportWait: make(chan struct{}, 1)}
+		reportWaiters: map[*worker]struct{}{}, reportWait: make(chan struct{}, 1), leaseWaiters: map[*worker]struct{}{}}
 }
 
 func (c *Coordinator) now() time.Time { return c.opt.Clock.Now() }

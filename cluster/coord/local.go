@@ -111,10 +111,15 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 		// keepalive (the renewal hook does, on the beat's wake-up, when
 		// the lease calls it every beat), and at the instant it would
 		// run out, whether this node gained or lost it.
-		now := c.now()
-		holdUntil := c.hold(now)
+		now, holdUntil := c.hold()
 		if holds := now.Before(holdUntil); holds != holding {
 			holding, all = holds, true
+			// One line per change, where a failover that stalls looks
+			// first (the workers each say only what they do).
+			c.log.Info("lease", "held", holds, "until", holdUntil.Format(time.RFC3339Nano))
+		}
+		if holding {
+			c.leaseCame()
 		}
 		if all {
 			for _, w := range workers {
@@ -170,13 +175,13 @@ func (c *Coordinator) runLocal(ctx context.Context) {
 
 // hold hands the lease as of now on to the LRM (and so to the plugins)
 // and returns it (lease.Tracker.HoldUntil).
-func (c *Coordinator) hold(now time.Time) time.Time {
+func (c *Coordinator) hold() (now, until time.Time) {
 	c.holdMu.Lock()
 	defer c.holdMu.Unlock()
-	until := c.opt.Lease.HoldUntil(now)
+	now, until, _ = c.look()
 	c.opt.LRM.Hold(until)
 	c.leased = now.Before(until)
-	return until
+	return now, until
 }
 
 // renewed is the lease's renewal hook, on the heartbeat's goroutine: it
@@ -189,8 +194,7 @@ func (c *Coordinator) hold(now time.Time) time.Time {
 func (c *Coordinator) renewed() {
 	c.holdMu.Lock()
 	defer c.holdMu.Unlock()
-	now := c.now()
-	until := c.opt.Lease.HoldUntil(now)
+	now, until, _ := c.look()
 	holds := now.Before(until)
 	if holds != c.leased {
 		select {
@@ -202,6 +206,13 @@ func (c *Coordinator) renewed() {
 	c.opt.LRM.Hold(until)
 	if holds && c.everyBeat && c.leaseTimer != nil {
 		c.leaseTimer.Reset(max(time.Millisecond, until.Sub(now)))
+	}
+	if holds {
+		// A worker that saw the lease out at an instant of its own,
+		// which neither this hook nor runLocal saw as a change, is
+		// woken here: runLocal, no longer woken every beat, may not
+		// pass for a long time.
+		c.leaseCame()
 	}
 }
 
@@ -229,6 +240,27 @@ func (c *Coordinator) reportCame() {
 	c.reportMu.Lock()
 	ws := c.reportWaiters
 	c.reportWaiters = map[*worker]struct{}{}
+	c.reportMu.Unlock()
+	for w := range ws {
+		w.poke()
+	}
+}
+
+// awaitLease has w woken at runLocal's next pass that finds the lease
+// held.
+func (c *Coordinator) awaitLease(w *worker) {
+	c.reportMu.Lock()
+	c.leaseWaiters[w] = struct{}{}
+	c.reportMu.Unlock()
+}
+
+// leaseCame wakes the workers waiting for the lease.
+func (c *Coordinator) leaseCame() {
+	c.reportMu.Lock()
+	ws := c.leaseWaiters
+	if len(ws) > 0 {
+		c.leaseWaiters = map[*worker]struct{}{}
+	}
 	c.reportMu.Unlock()
 	for w := range ws {
 		w.poke()
@@ -269,6 +301,10 @@ type worker struct {
 	cleanup     uint64
 	reported    string // last state reported
 	failed      string // the last failure reported for a retried operation
+	// The index of this node's replicated report last corrected: the FSM
+	// writes "starting" for an accepted claim, which the worker may
+	// never act on (reassigned first); it says once what really runs.
+	corrected uint64
 	// A claim sent and not yet used: one accepted after claimBase (the
 	// index the worker had seen when it sent it) lets it start.
 	claiming  bool
@@ -337,6 +373,8 @@ type view struct {
 	failcount    int
 	busyOnline   string            // an online node that may run the group
 	offline      map[string]uint64 // offline nodes that may run it → DownIndex
+	mine         fsm.NodeReport    // this node's replicated report
+	haveMine     bool
 }
 
 func (w *worker) view() view {
@@ -356,6 +394,7 @@ func (w *worker) view() view {
 		}
 		v.failcount = s.Failcount(w.name, self)
 		v.busyOnline = s.RunningElsewhere(w.name, self)
+		v.mine, v.haveMine = g.Reports[self]
 		for name, r := range g.Reports {
 			if n := s.Nodes[name]; name != self && fsm.Active(r.State) && n != nil && !n.Online {
 				if v.offline == nil {
@@ -373,7 +412,7 @@ func (w *worker) view() view {
 // change of what they say, never once per step.
 func (w *worker) step(ctx context.Context) time.Time {
 	w.c.steps.Add(1)
-	now := w.c.now()
+	now, holdUntil, heldSince := w.c.look()
 	later := now.Add(time.Hour)
 	v := w.view()
 	if !v.exists {
@@ -394,7 +433,6 @@ func (w *worker) step(ctx context.Context) time.Time {
 	cfg := toConfig(w.spec)
 	lr := w.c.opt.LRM
 	local := lr.State(w.name)
-	holdUntil := w.c.opt.Lease.HoldUntil(now)
 	holds := now.Before(holdUntil)
 	want := v.exists && v.owner == w.c.opt.Self
 	// A changed definition (vigil reload) is applied to a group that runs
@@ -448,6 +486,7 @@ func (w *worker) step(ctx context.Context) time.Time {
 		if local != lrm.Stopped && local != lrm.Failed && w.reported != lrm.Stopped {
 			w.report(fsm.Report{State: lrm.Stopped, Reason: "waiting for a lease"})
 		}
+		w.c.awaitLease(w)
 		return later
 
 	case want && !lrm.Active(local):
@@ -455,7 +494,15 @@ func (w *worker) step(ctx context.Context) time.Time {
 			return later // placement moves it
 		}
 		if w.claiming && v.claimed == w.c.opt.Self && v.claimIndex > w.claimBase {
-			return w.start(ctx, cfg, now)
+			if heldSince.After(w.claimAt) {
+				// The lease had a gap since the claim was sent: the
+				// acceptance may predate this node's going offline, so
+				// claim again (refused if the group was reassigned).
+				w.c.log.Info("claim dropped: the lease lapsed since it was sent", "group", w.name)
+				w.claiming = false
+			} else {
+				return w.start(ctx, cfg, now)
+			}
 		}
 		if v.busyOnline != "" {
 			return later // wait for its stop report
@@ -506,6 +553,18 @@ func (w *worker) step(ctx context.Context) time.Time {
 		// The lease running out wakes the worker (runLocal watches it).
 		return minTime(w.nextMonitor, w.handover(ctx, cfg, now))
 
+	case !want && !lrm.Active(local) && v.haveMine && fsm.Active(v.mine.State) && v.mine.Index != w.corrected:
+		// The replicated state says this node may run the group — an
+		// accepted claim it never acted on, as the group was reassigned
+		// before its worker saw the acceptance — while nothing runs
+		// here. The new owner waits for this node's stop report (rule
+		// 4), which the worker would never send, as the last report it
+		// sent itself said stopped: say it, once per such entry.
+		w.corrected = v.mine.Index
+		w.c.log.Info("reporting an unused claim: the group does not run here", "group", w.name, "owner", v.owner)
+		w.report(fsm.Report{State: local, Op: "probe", Reason: "claim not acted on: the group was reassigned first"})
+		return later
+
 	case !want && local == lrm.Unknown:
 		return later
 
@@ -534,6 +593,18 @@ func (w *worker) start(ctx context.Context, cfg config.Group, now time.Time) tim
 			state = lrm.Blocked
 		}
 		w.reportOp(state, err, true)
+		return now
+	}
+	if _, _, since := w.c.look(); since.After(w.claimAt) {
+		// The lease had a gap while the start ran (a stalled node): the
+		// claim may be stale by now, as above. Give the group up and
+		// claim again.
+		w.c.log.Info("stopping group", "group", w.name, "reason", "the lease lapsed while it started")
+		if err := lr.Stop(ctx, cfg); err != nil {
+			w.reportOp(lrm.Blocked, err, false)
+			return now
+		}
+		w.report(fsm.Report{State: lrm.Stopped, Op: "stop", Result: "OK", Reason: "the lease lapsed while it started"})
 		return now
 	}
 	w.report(fsm.Report{State: lrm.Running, Op: "start", Result: "OK"})

@@ -42,6 +42,17 @@ type lease struct {
 	allRead bool            // every plugin that keeps a lease here reads it
 	earlier bool            // the lease moved earlier than the page had it
 	due     map[string]bool // plugins an operation ran on since their last Hold
+
+	// lapsed is when a renewal last came after the lease had ended (not
+	// merely after until): a gap in which the node may have been taken
+	// offline and its groups started elsewhere (SAFETY.md rule 3).
+	lapsed time.Time
+}
+
+// keptSince reports whether the lease holds at now and has had no gap
+// since t: what was started at t may be started again after a release.
+func (l *lease) keptSince(t, now time.Time) bool {
+	return l.seq > 0 && now.Before(l.until) && !l.lapsed.After(t)
 }
 
 // holdEvery is how often a plugin that reads the lease page is still
@@ -73,8 +84,13 @@ func (m *Manager) Hold(until time.Time) {
 	l := &m.lease
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := time.Now()
+	if l.seq > 0 && !now.Before(l.until.Add(l.budget)) && now.Before(until) {
+		// Renewed after the lease's end, or seen only then (the caller
+		// stalled): a gap either way.
+		l.lapsed = now
+	}
 	if until.IsZero() {
-		now := time.Now()
 		if l.seq > 0 && !l.until.After(now) {
 			return // already out
 		}
@@ -267,7 +283,8 @@ func (m *Manager) leasedPlugins() []string {
 // the lease the coordinator is stopping them anyway.
 func (m *Manager) released(ctx context.Context, plugin string, ids []string) {
 	m.lease.mu.Lock()
-	holds := time.Now().Before(m.lease.until)
+	now := time.Now()
+	holds := now.Before(m.lease.until)
 	m.lease.mu.Unlock()
 	// (until, not the plugins' later instant: a group started now
 	// must have its lease for a while.)
@@ -287,9 +304,21 @@ func (m *Manager) released(ctx context.Context, plugin string, ids []string) {
 	}
 	for _, g := range todo {
 		g.mu.Lock()
-		wanted, cfg := g.wanted, g.cfg
+		wanted, cfg, started := g.wanted, g.cfg, g.started
 		g.mu.Unlock()
 		if !wanted {
+			continue
+		}
+		m.lease.mu.Lock()
+		kept := m.lease.keptSince(started, now)
+		m.lease.mu.Unlock()
+		if !kept {
+			// The lease ended before it was renewed: the group may have
+			// been given to another node meanwhile, so starting it
+			// here again is the coordinator's to decide, through a
+			// claim. It sees the group stopped.
+			m.log.Warn("not starting a released group again: the lease had a gap since it started", "group", cfg.Name)
+			g.set(true, Stopped)
 			continue
 		}
 		go func() {

@@ -111,3 +111,45 @@ func TestLeaseRenewalsByPage(t *testing.T) {
 		t.Fatal("an operation did not make its plugin due for a Hold")
 	}
 }
+
+// A group a plugin released is started again only if the lease had no
+// gap since its start: a renewal late for the plugin but before the
+// lease's end is no gap; one after the end is (the node may have been
+// taken offline and the group started elsewhere meanwhile), and so is a
+// lease lost outright.
+func TestLeaseKeptSince(t *testing.T) {
+	m := New(nil, slog.New(slog.DiscardHandler), time.Second)
+	const budget = 100 * time.Millisecond
+	m.SetStopBudget(budget)
+	l := &m.lease
+	started := time.Now()
+	m.Hold(started.Add(time.Hour))
+	if !l.keptSince(started, time.Now()) {
+		t.Fatal("a held lease with no gap")
+	}
+	// Past until but within the budget: renewed before the lease's end.
+	l.until = time.Now().Add(-budget / 2)
+	m.Hold(time.Now().Add(time.Hour))
+	if !l.keptSince(started, time.Now()) {
+		t.Fatal("a renewal before the lease's end counted as a gap")
+	}
+	// Past the lease's end: a gap, for what started before it only.
+	l.until = time.Now().Add(-2 * budget)
+	m.Hold(time.Now().Add(time.Hour))
+	if l.keptSince(started, time.Now()) {
+		t.Fatal("a renewal after the lease's end did not count as a gap")
+	}
+	later := time.Now()
+	if !l.keptSince(later, later) {
+		t.Fatal("a start after the gap is kept")
+	}
+	// Lost outright, then back: a gap too.
+	m.Hold(time.Time{})
+	if l.keptSince(later, time.Now()) {
+		t.Fatal("kept without a lease")
+	}
+	m.Hold(time.Now().Add(time.Hour))
+	if l.keptSince(later, time.Now()) {
+		t.Fatal("a lease lost and regained counted as kept")
+	}
+}

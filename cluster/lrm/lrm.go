@@ -64,10 +64,11 @@ type group struct {
 	cfg      config.Group
 	bindings []config.Binding
 
-	mu     sync.Mutex // guards the fields below
-	wanted bool
-	state  string
-	res    []ResourceStatus
+	mu      sync.Mutex // guards the fields below
+	wanted  bool
+	state   string
+	started time.Time // when the last successful start began
+	res     []ResourceStatus
 }
 
 // New returns a manager whose operations take at most timeout each.
@@ -223,6 +224,7 @@ func (m *Manager) Start(ctx context.Context, cfg config.Group) error {
 	}
 	g.ops.Lock()
 	defer g.ops.Unlock()
+	began := time.Now() // a gap in the lease from here on voids a restart after a release
 	g.set(true, Starting)
 	for i := range g.bindings {
 		if code, _ := m.op(ctx, g, i, "monitor"); code == pb.Code_SUCCESS {
@@ -232,7 +234,9 @@ func (m *Manager) Start(ctx context.Context, cfg config.Group) error {
 			return m.startFailed(ctx, g, err)
 		}
 	}
-	g.set(true, Running)
+	g.mu.Lock()
+	g.wanted, g.state, g.started = true, Running, began
+	g.mu.Unlock()
 	m.log.Info("group started", "group", cfg.Name)
 	return nil
 }

@@ -38,6 +38,12 @@ func startScale(t testing.TB, l *lab.Lab, n int, ka, dt, initdead time.Duration,
 	vips := lab.ScaleVIPs(n)
 	c := &lab.Cluster{Name: "scale", Keepalive: ka, Deadtime: dt, Initdead: initdead, Secret: "scale-secret-0123456789abcdef",
 		Resources: lab.ScaleResources(vips, "n1", monitor), Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
+	if addr := os.Getenv("VIGIL_SCALE_PPROF"); addr != "" {
+		// Profiles of each daemon during a run (`ip netns exec NS curl
+		// http://ADDR/debug/pprof/...`): each node listens in its own
+		// namespace.
+		c.Extra = fmt.Sprintf("metrics_listen = %q\nmetrics_pprof = true\n", addr)
+	}
 	s := &scaleLab{t: t, l: l, c: c, vips: vips, owner: "n1", started: time.Now()}
 	s.nodes = l.Trio(vigilBin, c, false, nil)
 	// The groups may have started already: the watcher begins with a dump.
