@@ -125,6 +125,55 @@ func TestTwoNodePingNode(t *testing.T) {
 	}
 }
 
+// A two_node pair whose owner goes deaf: it hears nothing on either link
+// while its packets still go out, so its peer never finds it silent. Its
+// hold lapses (no echo, no ping answer) and it says so; the peer takes
+// over once that lapse lasted DeafAfter and what the owner held is gone —
+// after the owner stopped d1 — and keeps it offline while it is deaf.
+// Healed, the owner rejoins as a voter and g stays (docs/SAFETY.md, rule
+// 7; chaos seed 734082614 found g running nowhere for the whole cut).
+func TestTwoNodeDeafOwner(t *testing.T) {
+	c := startPair(t, `ping_nodes = ["`+lab.PingNode+`"]`+"\n")
+	if on := c.waitRunning("n2", 30*time.Second); on != "n1" {
+		t.Fatalf("g runs on %s, want n1", on)
+	}
+	c.waitPair("n1", "the ping node answers", func(s *api.Status) bool {
+		return len(s.Core.Pair.TieBreak.Ping) == 1 && s.Core.Pair.TieBreak.Ping[0].Up
+	})
+	cut := time.Now()
+	c.Deafen("n1", true)
+	c.waitRunning("n2", 10*time.Second, "n2")
+	c.waitPair("n2", "n2 alone, n1 offline while deaf", func(s *api.Status) bool {
+		n := s.Core.State.Nodes["n1"]
+		return voters(s) == "n2" && n != nil && !n.Online && strings.Contains(n.Reason, "hold lapsed")
+	})
+	iv := c.checkJournal(nil)
+	var stopped, started time.Time
+	for _, i := range iv {
+		if i.Node == "n1" && !i.End.IsZero() {
+			stopped = i.End
+		}
+		if i.Node == "n2" {
+			started = i.Start
+		}
+	}
+	if stopped.IsZero() || !stopped.Before(started) {
+		t.Fatalf("n1 stopped d1 at %v, n2 started it at %v: want the stop first", stopped, started)
+	}
+	t.Logf("owner deaf: it stopped d1 after %s, n2 started it after %s (deadtime %s)",
+		stopped.Sub(cut).Round(time.Millisecond), started.Sub(cut).Round(time.Millisecond), coreDeadtime)
+
+	c.Deafen("n1", false)
+	c.waitPair("n2", "n1 rejoins", func(s *api.Status) bool {
+		n := s.Core.State.Nodes["n1"]
+		return voters(s) == "n1 n2" && n != nil && n.Online && runningOn(s) == "n2"
+	})
+	c.waitPair("n1", "n1 caught up", func(s *api.Status) bool { return runningOn(s) == "n2" && s.Core.HoldsLease })
+	if after := startsAfter(c.checkJournal(nil), cut); len(after) != 1 || after[0].Node != "n2" {
+		t.Fatalf("after n1 went deaf d1 started %+v, want once on n2", after)
+	}
+}
+
 // A two_node pair without tie-breakers, both links cut: neither side can
 // tell a dead peer from cut links, so the owner keeps g and the other node
 // does not start it (documented in docs/SAFETY.md). After the owner
