@@ -149,15 +149,7 @@ func TestPairDeafPeer(t *testing.T) {
 		t.Fatalf("did not take over (recovers %d, withheld %v, fenced %d): %s", rec, h.withheld("n1"), f.offs, h.c.pairNoteNow())
 	}
 	// Running alone: the deaf peer goes offline, its group moves here.
-	if got := h.lead(); got[fsm.TypeNodeState] != 1 || got[fsm.TypeAssign] != 1 {
-		t.Fatalf("committed %v", got)
-	}
-	if n := h.node("n1"); n.Online || !strings.Contains(n.Reason, "hold lapsed") {
-		t.Errorf("n1: %+v", n)
-	}
-	if g := h.group(); g.Owner != "n2" {
-		t.Errorf("owner %q", g.Owner)
-	}
+	h.takenOffline("n1", "hold lapsed")
 	// Still deaf: no rejoin (a quorum of two with a deaf member), still
 	// withheld, still offline.
 	h.c.pair(ctx)
