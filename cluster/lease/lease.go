@@ -78,7 +78,8 @@ type Options struct {
 	// the node itself paused past its lease), holds nothing on its
 	// tie-breakers alone until its peer confirms it again — or, as the
 	// only voter, until they have answered for AloneSettle while its
-	// peer is silent (PeerSilent), the terms on which it took over.
+	// peer is silent (PeerSilent) or says it is deaf and lapsed (Deaf),
+	// the terms on which it took over.
 	Alone       func(now time.Time) (until, since time.Time)
 	AloneSettle time.Duration
 	PeerSilent  func() bool
@@ -303,6 +304,17 @@ func (t *Tracker) Deaf(node string) (since, released time.Time, ok bool) {
 	return p.deafSince, released.Add(t.overrunLocked(node)), true
 }
 
+// peerDeafLocked reports whether a peer's latest beats say it is deaf
+// and its hold lapsed (Deaf).
+func (t *Tracker) peerDeafLocked() bool {
+	for name, p := range t.peers {
+		if name != t.opt.Self && !p.deafSince.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
 // Withhold stops (on) or resumes renewing node's lease from its beats.
 func (t *Tracker) Withhold(node string, on bool) {
 	t.mu.Lock()
@@ -356,8 +368,10 @@ func (t *Tracker) Expiry(now time.Time) time.Time {
 		// it holds only while the tie-breakers say so, like a node
 		// alone beside its peer (else, cut off or paused later, it
 		// held on while the returning peer took over). After a break
-		// it holds again on the terms it took over on.
-		if !unbroken && now.Sub(since) >= t.opt.AloneSettle && t.opt.PeerSilent != nil && t.opt.PeerSilent() {
+		// it holds again on the terms it took over on: its peer silent,
+		// or heard but saying it is deaf and its hold lapsed (Deaf: it
+		// holds nothing until renewed, and a non-voter is not).
+		if !unbroken && now.Sub(since) >= t.opt.AloneSettle && (t.peerDeafLocked() || t.opt.PeerSilent != nil && t.opt.PeerSilent()) {
 			unbroken = true
 		}
 	}

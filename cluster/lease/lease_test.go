@@ -384,3 +384,31 @@ func TestDeafPeer(t *testing.T) {
 		t.Fatal("no longer withheld: not renewed")
 	}
 }
+
+// A survivor that took over from a deaf peer (rule 7) and whose own
+// hold had lapsed before (it was deaf itself a moment earlier) holds
+// again once its ping answers settled while that peer is still deaf and
+// lapsed — the terms it took over on, as a silent peer is for the
+// silent case; not while the peer hears it. (Chaos seed 734082614: both
+// nodes deaf one after the other left the survivor the only voter
+// holding nothing until its peer healed.)
+func TestSoleAfterDeafPeer(t *testing.T) {
+	p := newPair()
+	b := p.tr["b"]
+	voters := []string{"b"}
+	b.opt.Voters = func() []string { return voters }
+	b.held = at(100) // its last grant, before its own lapse
+	p.since, p.aloneUntil = at(1000), at(3000)
+	deafBeat := func(ms int, view heartbeat.PeerState) {
+		p.seq["a"]++
+		b.Heard(&heartbeat.Message{Node: "a", Incarnation: 1, Seq: p.seq["a"], Lapsed: true, View: []heartbeat.ViewEntry{{Node: "b", State: view}}}, at(ms))
+	}
+	deafBeat(1100, heartbeat.StateUp)
+	if b.Holds(at(1550)) {
+		t.Fatal("the only voter holds again with its peer heard and not deaf")
+	}
+	deafBeat(1560, heartbeat.StateDead)
+	if !b.Holds(at(1570)) {
+		t.Fatal("the only voter, answers settled and its peer deaf and lapsed, does not hold again")
+	}
+}
