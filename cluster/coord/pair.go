@@ -182,6 +182,13 @@ func (c *Coordinator) pairDeaf(ctx context.Context, peer string) {
 		c.note(fmt.Sprintf("two_node: peer %s is heard but hears this node no more and its hold lapsed; waiting %s until what it held is surely gone", peer, at.Sub(now).Round(time.Millisecond)), false)
 		return
 	}
+	if theirs, ours := c.opt.Lease.Applied(peer), c.opt.FSM.Applied(); theirs > ours {
+		// Recovering alone on a shorter log would drop entries the
+		// peer applied (committed, perhaps acknowledged) and leave two
+		// histories to merge (just after a rejoin, say).
+		c.note(fmt.Sprintf("two_node: peer %s is heard but hears this node no more and its hold lapsed; not taking over: it applied the log up to %d, this node only to %d", peer, theirs, ours), false)
+		return
+	}
 	// From here on the peer gets no lease from this node, whatever it
 	// says; its lapse must still be the one that began at since.
 	c.opt.Lease.Withhold(peer, true)

@@ -144,6 +144,14 @@ func TestPairDeafPeer(t *testing.T) {
 		t.Errorf("note %q", h.c.pairNoteNow())
 	}
 	h.clock.now = since.Add(window + 200*time.Millisecond)
+	// The peer applied more of the log than this node: recovering alone
+	// would drop it.
+	h.lease.applied["n1"] = h.c.opt.FSM.Applied() + 1
+	h.c.pair(ctx)
+	if rec, _ := r.counts(); rec != 0 || h.withheld("n1") || !strings.Contains(h.c.pairNoteNow(), "applied the log up to") {
+		t.Fatalf("took over (%d) on a log shorter than the peer's: %s", rec, h.c.pairNoteNow())
+	}
+	h.lease.applied["n1"] = h.c.opt.FSM.Applied()
 	h.c.pair(ctx)
 	if rec, _ := r.counts(); rec != 1 || !h.withheld("n1") || f.offs != 1 {
 		t.Fatalf("did not take over (recovers %d, withheld %v, fenced %d): %s", rec, h.withheld("n1"), f.offs, h.c.pairNoteNow())
