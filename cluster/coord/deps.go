@@ -68,6 +68,12 @@ type Lease interface {
 	// (ReleasedAt may have become true).
 	Reported() <-chan struct{}
 	Applied(node string) uint64
+	// Deaf reports whether node (a two_node peer) says, since since,
+	// that its hold lapsed and it hears this node no more; released is
+	// when what it held is surely gone.
+	Deaf(node string) (since, released time.Time, ok bool)
+	// Withhold stops (on) or resumes renewing node's lease.
+	Withhold(node string, on bool)
 }
 
 // Members is the membership view (membership.Tracker).

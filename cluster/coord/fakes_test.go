@@ -326,6 +326,8 @@ type fakeLease struct {
 	released map[string]time.Time // node → released at (missing: at once)
 	unknown  map[string]bool      // node → not enough voters reported
 	applied  map[string]uint64
+	deaf     map[string][2]time.Time // node → since, released (missing: not deaf)
+	withheld map[string]bool
 	reported chan struct{}
 	renew    func() // the renewal hook (OnRenew)
 	// everyBeat: the test calls renew every keepalive, as the heartbeat
@@ -335,7 +337,8 @@ type fakeLease struct {
 
 func newFakeLease() *fakeLease {
 	return &fakeLease{until: func(now time.Time) time.Time { return now.Add(time.Hour) },
-		released: map[string]time.Time{}, unknown: map[string]bool{}, applied: map[string]uint64{}, reported: make(chan struct{}, 1)}
+		released: map[string]time.Time{}, unknown: map[string]bool{}, applied: map[string]uint64{}, reported: make(chan struct{}, 1),
+		deaf: map[string][2]time.Time{}, withheld: map[string]bool{}}
 }
 
 func (l *fakeLease) OnRenew(f func()) bool {
@@ -392,6 +395,19 @@ func (l *fakeLease) ReleasedAt(node string, _ uint64) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return l.released[node], true
+}
+
+func (l *fakeLease) Deaf(node string) (since, released time.Time, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d, ok := l.deaf[node]
+	return d[0], d[1], ok
+}
+
+func (l *fakeLease) Withhold(node string, on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.withheld[node] = on
 }
 
 func (l *fakeLease) Applied(node string) uint64 {

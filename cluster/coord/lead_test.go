@@ -229,15 +229,7 @@ func TestLeadDeafNode(t *testing.T) {
 	n1 := membership.PeerStatus{Node: "n1", State: "up", Incarnation: 1, Since: t0.Add(-window)}
 	n1.View = view(heartbeat.StateDead, heartbeat.StateDead)
 	h.mem.set(n1)
-	if got := h.lead(); got[fsm.TypeNodeState] != 1 || got[fsm.TypeAssign] != 1 {
-		t.Fatalf("n1 deaf: committed %v", got)
-	}
-	if n := h.node("n1"); n.Online || !strings.Contains(n.Reason, "one-way") {
-		t.Errorf("n1: %+v", n)
-	}
-	if g := h.group(); g.Owner != "n2" {
-		t.Errorf("owner %q", g.Owner)
-	}
+	h.takenOffline("n1", "one-way")
 	h.lease.applied["n1"] = h.node("n1").DownIndex
 	if got := h.lead(); len(got) != 0 || h.node("n1").Online {
 		t.Fatalf("n1 still deaf, log caught up: committed %v", got)
@@ -247,6 +239,21 @@ func TestLeadDeafNode(t *testing.T) {
 	h.mem.set(n1)
 	if got := h.lead(); got[fsm.TypeNodeState] != 1 || !h.node("n1").Online {
 		t.Fatalf("n1 hears again: committed %v", got)
+	}
+}
+
+// takenOffline runs one full pass, which must take node offline with a
+// reason that says why and move web to n2.
+func (h *harness) takenOffline(node, why string) {
+	h.t.Helper()
+	if got := h.lead(); got[fsm.TypeNodeState] != 1 || got[fsm.TypeAssign] != 1 {
+		h.t.Fatalf("%s deaf: committed %v", node, got)
+	}
+	if n := h.node(node); n.Online || !strings.Contains(n.Reason, why) {
+		h.t.Errorf("%s: %+v", node, n)
+	}
+	if g := h.group(); g.Owner != "n2" {
+		h.t.Errorf("owner %q", g.Owner)
 	}
 }
 

@@ -424,6 +424,13 @@ func (c *Coordinator) lead(ctx context.Context, full bool, touched map[string]bo
 				continue
 			}
 			online, reason = false, "heard, but hears no quorum for deadtime (one-way link)"
+		case p.State == "up" && c.opt.TieBreak != nil && c.deafAlone(name):
+			// Its two_node survivor took over from it (pairDeaf): it
+			// stays offline while deaf.
+			if !n.online {
+				continue
+			}
+			online, reason = false, "heard, but hears its peer no more and its hold lapsed (one-way link; two_node)"
 		case p.State == "up":
 			online, reason = true, "heartbeats resumed"
 		case p.State == "dead":
@@ -460,6 +467,16 @@ func (c *Coordinator) lead(ctx context.Context, full bool, touched map[string]bo
 		c.log.Info("placement", "group", ch.Group, "from", ch.From, "to", ch.To, "reason", ch.Reason)
 	}
 	return true
+}
+
+// deafAlone reports whether this node runs alone (it took over as the
+// only voter of a pair) from name, which is heard but deaf.
+func (c *Coordinator) deafAlone(name string) bool {
+	if _, _, deaf := c.opt.Lease.Deaf(name); !deaf {
+		return false
+	}
+	votes, err := c.peerVotes(name)
+	return err == nil && !votes
 }
 
 // deaf reports whether p, up (heard) for at least window, sees too few

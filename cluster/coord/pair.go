@@ -116,6 +116,12 @@ func (c *Coordinator) pair(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	if _, _, deaf := c.opt.Lease.Deaf(peer); !deaf {
+		// It hears this node, or says nothing of it: renewed as any
+		// peer again, if pairDeaf stopped that (as a non-voter, after
+		// a takeover, it is renewed only once back and online).
+		c.opt.Lease.Withhold(peer, false)
+	}
 	switch state := c.peerState(peer); {
 	case votes && state == "dead":
 		// What the peer holds may outlive its lease (a release overrun,
@@ -135,14 +141,79 @@ func (c *Coordinator) pair(ctx context.Context) {
 			c.note(fmt.Sprintf("two_node: peer %s is silent on every link; not taking over: %v", peer, err), true)
 			return
 		}
-		c.recoverAlone(peer, "the tie-breakers agree")
+		c.recoverAlone(peer, "is silent on every link and the tie-breakers agree")
+	case votes && state == "up":
+		c.pairDeaf(ctx, peer)
 	case !votes && state == "up" && c.opt.Raft.IsLeader():
+		if _, _, deaf := c.opt.Lease.Deaf(peer); deaf {
+			// Back as a voter, a deaf peer would make a quorum of two
+			// that cannot commit: it rejoins once it hears this node.
+			c.note(fmt.Sprintf("two_node: peer %s is heard but hears this node no more: it rejoins once it does", peer), false)
+			return
+		}
 		if err := c.opt.Raft.Rejoin(peer, c.opt.Timing.RejoinTimeout()); err != nil {
 			c.log.Warn("two_node: peer heard again but cannot rejoin raft yet", "peer", peer, "err", err)
 			return
 		}
 		c.note(fmt.Sprintf("two_node: peer %s heard again: rejoined as a voter; this node's state stands", peer), false)
 	}
+}
+
+// pairDeaf takes over from a peer that is heard but deaf (a link that
+// carries only what it sends): its lease ran out, so what it owns runs
+// nowhere, and the pair has no quorum. Its view saying this node is dead
+// is not enough — its tie-breakers may still let it hold (a firewall
+// dropping only heartbeats to it) — so its beats must also say that its
+// hold lapsed, a promise to hold nothing until this node renews a beat it
+// sends later (package lease, Deaf). From the first such beat this node
+// renews none of its beats, so the lease it last gave it runs out too;
+// it waits for that and for the peer's overrun (released), for the lapse
+// to have lasted DeafAfter (one seen for an instant is no failure), then
+// withholds every renewal and takes over if its own tie-breakers agree,
+// as for a silent peer (docs/SAFETY.md, rule 7). A peer of an older
+// build never says it lapsed: nothing changes.
+func (c *Coordinator) pairDeaf(ctx context.Context, peer string) {
+	since, released, ok := c.opt.Lease.Deaf(peer)
+	if !ok {
+		return
+	}
+	now := c.now()
+	if at := later(since.Add(c.opt.Timing.DeafAfter()), released); now.Before(at) {
+		c.note(fmt.Sprintf("two_node: peer %s is heard but hears this node no more and its hold lapsed; waiting %s until what it held is surely gone", peer, at.Sub(now).Round(time.Millisecond)), false)
+		return
+	}
+	if theirs, ours := c.opt.Lease.Applied(peer), c.opt.FSM.Applied(); theirs > ours {
+		// Recovering alone on a shorter log would drop entries the
+		// peer applied (committed, perhaps acknowledged) and leave two
+		// histories to merge (just after a rejoin, say).
+		c.note(fmt.Sprintf("two_node: peer %s is heard but hears this node no more and its hold lapsed; not taking over: it applied the log up to %d, this node only to %d", peer, theirs, ours), false)
+		return
+	}
+	// From here on the peer gets no lease from this node, whatever it
+	// says; its lapse must still be the one that began at since.
+	c.opt.Lease.Withhold(peer, true)
+	again, _, ok := c.opt.Lease.Deaf(peer)
+	if ok && again.Equal(since) {
+		err := c.opt.TieBreak.Takeover(ctx, peer, now, c.holding())
+		if err == nil {
+			if again, _, ok = c.opt.Lease.Deaf(peer); !ok || !again.Equal(since) {
+				err = errors.New("it hears this node again")
+			}
+		}
+		if err == nil {
+			c.recoverAlone(peer, "is heard but deaf, its hold lapsed, and the tie-breakers agree")
+			return // withheld until it hears this node again
+		}
+		c.note(fmt.Sprintf("two_node: peer %s is heard but hears this node no more and its hold lapsed; not taking over: %v", peer, err), true)
+	}
+	c.opt.Lease.Withhold(peer, false)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (c *Coordinator) recoverAlone(peer, why string) {
@@ -153,10 +224,10 @@ func (c *Coordinator) recoverAlone(peer, why string) {
 		return
 	}
 	if err := c.opt.Raft.RecoverAlone(c.opt.Timing.RaftOpTimeout()); err != nil {
-		c.note(fmt.Sprintf("two_node: peer %s is silent; taking over failed: %v", peer, err), true)
+		c.note(fmt.Sprintf("two_node: peer %s %s; taking over failed: %v", peer, why, err), true)
 		return
 	}
-	c.note(fmt.Sprintf("two_node: peer %s is silent on every link and %s: took over as the only voter", peer, why), true)
+	c.note(fmt.Sprintf("two_node: peer %s %s: took over as the only voter", peer, why), true)
 }
 
 // Takeover is `vigil takeover`: the operator confirms that the silent
@@ -177,7 +248,7 @@ func (c *Coordinator) Takeover(ctx context.Context) error {
 	if !votes {
 		return fmt.Errorf("%w: this node already runs alone", fsm.ErrRefused)
 	}
-	c.recoverAlone(peer, "the operator confirmed it is off (vigil takeover)")
+	c.recoverAlone(peer, "is silent on every link and the operator confirmed it is off (vigil takeover)")
 	if votes, _ := c.peerVotes(peer); votes {
 		return errors.New(c.pairNoteNow())
 	}

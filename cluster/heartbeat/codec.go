@@ -34,6 +34,7 @@ const (
 	tagApplied = 2 // u64: the sender's last applied Raft index
 	tagEcho    = 3 // count u8, then per node: name, incarnation u64, seq u64, age_us u32
 	tagOverrun = 4 // u32: the sender's release overrun in microseconds
+	tagLapsed  = 5 // empty: the sender's hold lapsed (Message.Lapsed)
 	viewMaxLen = 255
 )
 
@@ -94,6 +95,11 @@ type Message struct {
 	// takes longer than its stop budget. Others wait that much longer
 	// before taking its groups.
 	OverrunUS uint32
+	// Lapsed says that the sender, a node of a two_node pair, holds no
+	// lease and will hold none until its peer renews it again: not on
+	// its tie-breakers alone (docs/SAFETY.md, rules 6 and 7). Older
+	// nodes skip the tag: for them nothing changes.
+	Lapsed bool
 }
 
 // DropReason says why a packet was refused.
@@ -213,6 +219,9 @@ func (c *Codec) Append(buf []byte, m *Message) ([]byte, error) {
 	if m.OverrunUS != 0 {
 		buf = append(buf, tagOverrun, 0, 4)
 		buf = binary.BigEndian.AppendUint32(buf, m.OverrunUS)
+	}
+	if m.Lapsed {
+		buf = append(buf, tagLapsed, 0, 0)
 	}
 	if len(m.Echo) > 0 {
 		if len(m.Echo) > viewMaxLen {
@@ -359,6 +368,11 @@ func (c *Codec) Decode(pkt []byte) (*Message, error) {
 			m.OverrunUS = val.u32()
 			if val.bad || len(val.b) != 0 {
 				return nil, drop(DropMalformed, "bad release overrun")
+			}
+		case tagLapsed:
+			m.Lapsed = true
+			if len(val.b) != 0 {
+				return nil, drop(DropMalformed, "bad lapsed flag")
 			}
 		case tagEcho:
 			cnt := int(val.u8())

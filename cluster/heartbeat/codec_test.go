@@ -30,6 +30,7 @@ func TestRoundTrip(t *testing.T) {
 		{Node: "lvs2", Incarnation: 1<<63 + 5, Seq: 1<<64 - 1, View: []ViewEntry{{"lvs1", StateUp}, {"witness", StateDead}, {"n3", StateInit}}},
 		{Node: "lvs3", Incarnation: 3, Seq: 4, Applied: 1 << 40, OverrunUS: 70000,
 			Echo: []Echo{{Node: "lvs1", Incarnation: 9, Seq: 12, AgeUS: 1500}, {Node: "w", Seq: 0, AgeUS: MaxAge}}},
+		{Node: "lvs4", Incarnation: 5, Seq: 6, Lapsed: true, View: []ViewEntry{{"lvs1", StateDead}}},
 	} {
 		pkt, err := c.Append(nil, m)
 		if err != nil {
@@ -100,6 +101,7 @@ func TestAuthenticatedGarbage(t *testing.T) {
 		append(append([]byte{2, 'n', '1'}, make([]byte, 16)...), tagView, 0, 2, 3, 0),          // view count > entries
 		append(append([]byte{2, 'n', '1'}, make([]byte, 16)...), tagApplied, 0, 4, 0, 0, 0, 1), // applied index not 8 bytes
 		append(append([]byte{2, 'n', '1'}, make([]byte, 16)...), tagEcho, 0, 4, 1, 1, 'a', 0),  // echo entry truncated
+		append(append([]byte{2, 'n', '1'}, make([]byte, 16)...), tagLapsed, 0, 1, 1),           // the lapsed flag carries no value
 	} {
 		pkt := append(bytes.Clone(head), body...)
 		pkt = signed(c, pkt)

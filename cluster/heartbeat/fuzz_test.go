@@ -12,6 +12,7 @@ func FuzzDecode(f *testing.F) {
 	for _, m := range []*Message{
 		{Node: "lvs1", Incarnation: 1, Seq: 1},
 		{Node: "lvs2", Incarnation: 2, Seq: 3, View: []ViewEntry{{"lvs1", StateUp}, {"lvs3", StateDead}}},
+		{Node: "lvs1", Incarnation: 3, Seq: 4, Lapsed: true, Applied: 9, View: []ViewEntry{{"lvs2", StateDead}}},
 	} {
 		pkt, _ := c.Append(nil, m)
 		f.Add(pkt)

@@ -78,7 +78,8 @@ type Options struct {
 	// the node itself paused past its lease), holds nothing on its
 	// tie-breakers alone until its peer confirms it again — or, as the
 	// only voter, until they have answered for AloneSettle while its
-	// peer is silent (PeerSilent), the terms on which it took over.
+	// peer is silent (PeerSilent) or says it is deaf and lapsed (Deaf),
+	// the terms on which it took over.
 	Alone       func(now time.Time) (until, since time.Time)
 	AloneSettle time.Duration
 	PeerSilent  func() bool
@@ -100,6 +101,14 @@ type peer struct {
 	renewsUs time.Time // the send time of our beat it last echoed
 	applied  uint64
 	overrun  time.Duration // its release overrun, as it last said
+	// deafSince is when we received the first of its latest run of
+	// beats that say its hold lapsed and that it hears us no more
+	// (two_node: docs/SAFETY.md, rule 7); zero when its latest beat
+	// does not. Those beats are not renewed: it cannot hear the echo,
+	// and its lapse then stays a promise (see Expiry).
+	deafSince time.Time
+	// withheld: renew nothing from it (a takeover from it is under way).
+	withheld bool
 	// When it last received a beat it renewed from, per node, on our
 	// clock (estimated late, which errs on the safe side).
 	lastRenew map[string]time.Time
@@ -107,11 +116,16 @@ type peer struct {
 
 // Tracker is safe for concurrent use.
 type Tracker struct {
-	opt      Options
-	mu       sync.Mutex
-	sent     [ring]sent
-	peers    map[string]*peer
-	held     time.Time // the latest expiry this node was granted (Alone's continuity)
+	opt   Options
+	mu    sync.Mutex
+	sent  [ring]sent
+	peers map[string]*peer
+	held  time.Time // the latest expiry this node was granted (Alone's continuity)
+	// lapsedAt is when this node (a pair's, not its only voter) was
+	// last found holding no lease, zero once renewed since: from then
+	// on it says so in its beats, and holds nothing on its tie-breakers
+	// alone until its peer renews a beat it sent from that instant on.
+	lapsedAt time.Time
 	onRenew  atomic.Pointer[func()]
 	reported chan struct{}
 }
@@ -169,6 +183,9 @@ func (t *Tracker) Decorate(m *heartbeat.Message, now time.Time) {
 
 func (t *Tracker) decorate(m *heartbeat.Message, now time.Time) {
 	applied := t.opt.Applied()
+	if t.opt.Alone != nil {
+		t.Expiry(now) // sets lapsedAt if the hold lapsed by now
+	}
 	over := t.opt.Linger
 	if t.opt.Overrun != nil {
 		over = max(over, t.opt.Overrun())
@@ -178,6 +195,7 @@ func (t *Tracker) decorate(m *heartbeat.Message, now time.Time) {
 	defer t.mu.Unlock()
 	t.sent[m.Seq%ring] = sent{seq: m.Seq, at: now}
 	m.Applied = applied
+	m.Lapsed = !t.lapsedAt.IsZero()
 	for _, name := range t.opt.Voters() {
 		if name == t.opt.Self {
 			continue
@@ -218,7 +236,14 @@ func (t *Tracker) heard(m *heartbeat.Message, at time.Time) (renewed bool) {
 		return false // the same beat over another medium
 	}
 	p.lastSeq = m.Seq
-	if online {
+	deaf := m.Lapsed && saysDead(m.View, t.opt.Self)
+	switch {
+	case !deaf:
+		p.deafSince = time.Time{}
+	case p.deafSince.IsZero():
+		p.deafSince = at
+	}
+	if online && !deaf && !p.withheld {
 		p.renewSeq, p.renewAt = m.Seq, at
 	}
 	if m.Applied > p.applied {
@@ -247,6 +272,63 @@ func (t *Tracker) heard(m *heartbeat.Message, at time.Time) (renewed bool) {
 	return renewed
 }
 
+// saysDead reports whether view has node dead (silent to its sender for
+// deadtime); "init" (not heard since a restart) is no evidence.
+func saysDead(view []heartbeat.ViewEntry, node string) bool {
+	for _, v := range view {
+		if v.Node == node {
+			return v.State == heartbeat.StateDead
+		}
+	}
+	return false
+}
+
+// Deaf reports whether node's latest beats, since it was received at
+// since, say that its hold lapsed and that it hears this node no more
+// (two_node). released is when what it held is surely gone: its lapse
+// (no later than since), and the last lease this node gave it (the last
+// beat renewed, before since, plus lease and margin), each plus its
+// overrun. It holds nothing again unless this node renews a beat it
+// sends later, which Withhold prevents.
+func (t *Tracker) Deaf(node string) (since, released time.Time, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.peers[node]
+	if p == nil || p.deafSince.IsZero() {
+		return time.Time{}, time.Time{}, false
+	}
+	released = p.deafSince
+	if !p.renewAt.IsZero() {
+		released = later(released, p.renewAt.Add(t.opt.Lease+t.opt.Margin))
+	}
+	return p.deafSince, released.Add(t.overrunLocked(node)), true
+}
+
+// peerDeafLocked reports whether a peer's latest beats say it is deaf
+// and its hold lapsed (Deaf).
+func (t *Tracker) peerDeafLocked() bool {
+	for name, p := range t.peers {
+		if name != t.opt.Self && !p.deafSince.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+// Withhold stops (on) or resumes renewing node's lease from its beats.
+func (t *Tracker) Withhold(node string, on bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.peer(node).withheld = on
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // quorum returns the voters and how many votes a majority needs.
 func (t *Tracker) quorum() ([]string, int) {
 	v := t.opt.Voters()
@@ -272,15 +354,24 @@ func (t *Tracker) Expiry(now time.Time) time.Time {
 	if exp.After(t.held) {
 		t.held = exp
 	}
-	unbroken := !t.held.IsZero() && !since.After(t.held)
+	// A lapse is a promise once said (rule 6): only the peer's renewal
+	// of a beat sent from then on ends it — a beat that said "lapsed",
+	// which the peer renews only if this node hears it (Heard). A late
+	// ping answer, or an echo of an older beat, does not.
+	if sole || now.Before(exp) && !exp.Add(-t.opt.Lease).Before(t.lapsedAt) {
+		t.lapsedAt = time.Time{}
+	}
+	unbroken := t.lapsedAt.IsZero() && !t.held.IsZero() && !since.After(t.held)
 	if sole {
 		// A two_node survivor that took over as the only voter: a
 		// quorum of one is no evidence it is not the cut-off side, so
 		// it holds only while the tie-breakers say so, like a node
 		// alone beside its peer (else, cut off or paused later, it
 		// held on while the returning peer took over). After a break
-		// it holds again on the terms it took over on.
-		if !unbroken && now.Sub(since) >= t.opt.AloneSettle && t.opt.PeerSilent != nil && t.opt.PeerSilent() {
+		// it holds again on the terms it took over on: its peer silent,
+		// or heard but saying it is deaf and its hold lapsed (Deaf: it
+		// holds nothing until renewed, and a non-voter is not).
+		if !unbroken && now.Sub(since) >= t.opt.AloneSettle && (t.peerDeafLocked() || t.opt.PeerSilent != nil && t.opt.PeerSilent()) {
 			unbroken = true
 		}
 	}
@@ -289,6 +380,9 @@ func (t *Tracker) Expiry(now time.Time) time.Time {
 	}
 	if exp.After(t.held) {
 		t.held = exp
+	}
+	if !sole && !now.Before(exp) && t.lapsedAt.IsZero() {
+		t.lapsedAt = now
 	}
 	return exp
 }

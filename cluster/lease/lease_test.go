@@ -244,3 +244,171 @@ func TestLeaseSteadyWithOneVoter(t *testing.T) {
 		}
 	}
 }
+
+// pairOf is a two_node pair's trackers, a and b, with tie-breakers that
+// the test sets for a.
+type pairOf struct {
+	tr                map[string]*Tracker
+	seq               map[string]uint64
+	aloneUntil, since time.Time
+}
+
+func newPair() *pairOf {
+	p := &pairOf{tr: map[string]*Tracker{}, seq: map[string]uint64{}}
+	for _, n := range []string{"a", "b"} {
+		p.tr[n] = New(Options{Self: n, Incarnation: 1, Lease: L, StopBudget: L / 4, Margin: 10 * time.Millisecond,
+			Voters:      func() []string { return []string{"a", "b"} },
+			Online:      func(string) bool { return true },
+			Applied:     func() uint64 { return 0 },
+			Overrun:     func() time.Duration { return 30 * time.Millisecond },
+			Alone:       func(time.Time) (time.Time, time.Time) { return p.aloneUntil, p.since },
+			AloneSettle: 5 * L})
+	}
+	return p
+}
+
+// beat sends one beat from → to (to "": lost) with from's view of to.
+func (p *pairOf) beat(from, to string, view heartbeat.PeerState, sent, recv time.Time) *heartbeat.Message {
+	p.seq[from]++
+	m := &heartbeat.Message{Node: from, Incarnation: 1, Seq: p.seq[from]}
+	other := map[string]string{"a": "b", "b": "a"}[from]
+	m.View = []heartbeat.ViewEntry{{Node: other, State: view}}
+	p.tr[from].Decorate(m, sent)
+	if to != "" {
+		p.tr[to].Heard(m, recv)
+	}
+	return m
+}
+
+// TestLapsedIsAPromise: a pair's node whose hold lapsed says so in its
+// beats, and holds nothing on its tie-breakers alone — not on a late
+// ping answer, not on an echo of a beat sent before — until its peer
+// renews a beat it sent after the lapse.
+func TestLapsedIsAPromise(t *testing.T) {
+	p := newPair()
+	a := p.tr["a"]
+	p.since, p.aloneUntil = at(0), at(300)
+	if m := p.beat("a", "b", heartbeat.StateUp, at(50), at(51)); m.Lapsed != true {
+		t.Fatal("a node never granted a lease does not say it lapsed")
+	}
+	p.beat("b", "a", heartbeat.StateUp, at(60), at(61)) // echoes a's beat of 50: lease to 150
+	if m := p.beat("a", "b", heartbeat.StateUp, at(70), at(71)); m.Lapsed {
+		t.Fatal("says lapsed while holding")
+	}
+	// a goes deaf: the tie-breakers carry it to 300, then it lapses.
+	if !a.Holds(at(200)) {
+		t.Fatal("does not hold on its tie-breakers as a continuation")
+	}
+	if m := p.beat("a", "b", heartbeat.StateUp, at(310), at(311)); !m.Lapsed {
+		t.Fatal("does not say its hold lapsed")
+	}
+	// A ping answer to an echo sent at 290 arrives late: before, a held
+	// again until 390 (its run of answers unbroken since before 300).
+	p.aloneUntil = at(390)
+	if a.Holds(at(320)) {
+		t.Fatal("holds again on a late ping answer after it said it lapsed")
+	}
+	// b's echo of a's beat of 70 (sent before the lapse) arrives late.
+	p.seq["b"]++
+	late := &heartbeat.Message{Node: "b", Incarnation: 1, Seq: p.seq["b"], Echo: []heartbeat.Echo{{Node: "a", Incarnation: 1, Seq: 2}}}
+	a.Heard(late, at(315))
+	if a.Holds(at(325)) {
+		t.Fatal("an echo of a beat sent before the lapse lets it hold again")
+	}
+	if m := p.beat("a", "b", heartbeat.StateUp, at(330), at(331)); !m.Lapsed {
+		t.Fatal("an old echo ended the lapse")
+	}
+	// Heard again: b renews a beat that said "lapsed" (a hears b, so
+	// b renews it) and a holds again, its tie-breakers too.
+	p.beat("b", "a", heartbeat.StateUp, at(340), at(341))
+	if !a.Holds(at(345)) {
+		t.Fatal("renewed by its peer after the lapse, it does not hold")
+	}
+	if m := p.beat("a", "b", heartbeat.StateUp, at(350), at(351)); m.Lapsed {
+		t.Fatal("still says lapsed once renewed")
+	}
+}
+
+// TestDeafPeer: the survivor's side. A peer whose beats say its hold
+// lapsed and that it hears us no more is deaf; those beats are not
+// renewed, and released is when what it held is surely gone. Neither
+// half alone is deafness (an older build never says "lapsed").
+func TestDeafPeer(t *testing.T) {
+	p := newPair()
+	b := p.tr["b"]
+	p.beat("a", "b", heartbeat.StateUp, at(100), at(101)) // renewed at 101
+	renewed := func() uint64 {
+		m := &heartbeat.Message{Node: "b", Incarnation: 1, Seq: 99}
+		b.Decorate(m, at(0))
+		return m.Echo[0].Seq
+	}
+	for _, tc := range []struct {
+		name   string
+		lapsed bool
+		view   heartbeat.PeerState
+	}{{"lapsed, hears us", true, heartbeat.StateUp}, {"not lapsed, hears us not (older build)", false, heartbeat.StateDead}, {"lapsed, not heard yet", true, heartbeat.StateInit}} {
+		p.seq["a"]++
+		b.Heard(&heartbeat.Message{Node: "a", Incarnation: 1, Seq: p.seq["a"], Lapsed: tc.lapsed, View: []heartbeat.ViewEntry{{Node: "b", State: tc.view}}}, at(150))
+		if _, _, ok := b.Deaf("a"); ok {
+			t.Errorf("%s: deaf", tc.name)
+		}
+		if renewed() != p.seq["a"] {
+			t.Errorf("%s: not renewed", tc.name)
+		}
+	}
+	last := p.seq["a"]
+	for i, ms := range []int{200, 300} {
+		p.seq["a"]++
+		b.Heard(&heartbeat.Message{Node: "a", Incarnation: 1, Seq: p.seq["a"], Lapsed: true, OverrunUS: 30_000, View: []heartbeat.ViewEntry{{Node: "b", State: heartbeat.StateDead}}}, at(ms))
+		since, released, ok := b.Deaf("a")
+		// renewed at 150: 150 + L + margin = 260, + overrun 30.
+		if !ok || !since.Equal(at(200)) || !released.Equal(at(290)) {
+			t.Fatalf("beat %d: deaf %v since %v released %v", i, ok, since.Sub(base), released.Sub(base))
+		}
+		if renewed() != last {
+			t.Fatalf("beat %d: a deaf, lapsed peer's beat renewed", i)
+		}
+	}
+	// Withheld: not even a beat that hears us again is renewed, and it
+	// ends the run.
+	b.Withhold("a", true)
+	p.seq["a"]++
+	b.Heard(&heartbeat.Message{Node: "a", Incarnation: 1, Seq: p.seq["a"], Lapsed: true, View: []heartbeat.ViewEntry{{Node: "b", State: heartbeat.StateUp}}}, at(400))
+	if _, _, ok := b.Deaf("a"); ok || renewed() != last {
+		t.Fatal("withheld: renewed, or still deaf")
+	}
+	b.Withhold("a", false)
+	p.seq["a"]++
+	b.Heard(&heartbeat.Message{Node: "a", Incarnation: 1, Seq: p.seq["a"], Lapsed: true, View: []heartbeat.ViewEntry{{Node: "b", State: heartbeat.StateUp}}}, at(500))
+	if renewed() != p.seq["a"] {
+		t.Fatal("no longer withheld: not renewed")
+	}
+}
+
+// A survivor that took over from a deaf peer (rule 7) and whose own
+// hold had lapsed before (it was deaf itself a moment earlier) holds
+// again once its ping answers settled while that peer is still deaf and
+// lapsed — the terms it took over on, as a silent peer is for the
+// silent case; not while the peer hears it. (Chaos seed 734082614: both
+// nodes deaf one after the other left the survivor the only voter
+// holding nothing until its peer healed.)
+func TestSoleAfterDeafPeer(t *testing.T) {
+	p := newPair()
+	b := p.tr["b"]
+	voters := []string{"b"}
+	b.opt.Voters = func() []string { return voters }
+	b.held = at(100) // its last grant, before its own lapse
+	p.since, p.aloneUntil = at(1000), at(3000)
+	deafBeat := func(ms int, view heartbeat.PeerState) {
+		p.seq["a"]++
+		b.Heard(&heartbeat.Message{Node: "a", Incarnation: 1, Seq: p.seq["a"], Lapsed: true, View: []heartbeat.ViewEntry{{Node: "b", State: view}}}, at(ms))
+	}
+	deafBeat(1100, heartbeat.StateUp)
+	if b.Holds(at(1550)) {
+		t.Fatal("the only voter holds again with its peer heard and not deaf")
+	}
+	deafBeat(1560, heartbeat.StateDead)
+	if !b.Holds(at(1570)) {
+		t.Fatal("the only voter, answers settled and its peer deaf and lapsed, does not hold again")
+	}
+}

@@ -623,12 +623,31 @@ func chain(hook, ifname, rule string) string {
 	return fmt.Sprintf("chain %s_%s { type filter hook %s device %q priority 0; %s; }", hook, ifname, hook, ifname, rule)
 }
 
+// Deafen drops (deaf) or stops dropping everything that reaches node
+// on eth0 and eth1, as FaultDeaf on both links: its own packets still go
+// out.
+func (l *Lab) Deafen(node string, deaf bool) {
+	l.t.Helper()
+	var rules []string
+	for _, link := range []string{"eth0", "eth1"} {
+		if deaf {
+			rules = append(rules, chain("ingress", link, "drop"))
+		}
+	}
+	l.nft(node, rules)
+}
+
+func (r *chaosRun) nft(node string, chains []string) {
+	r.l.t.Helper()
+	r.l.nft(node, chains)
+}
+
 // nft replaces the chaos table of the lab namespace node (short name)
 // with chains (nil: removes it). The table lives and dies with the
 // namespace, so a failed test leaves nothing on the host.
-func (r *chaosRun) nft(node string, chains []string) {
-	r.l.t.Helper()
-	ns := r.l.NS(node)
+func (l *Lab) nft(node string, chains []string) {
+	l.t.Helper()
+	ns := l.NS(node)
 	script := "table netdev chaos {}\ndelete table netdev chaos\n"
 	if len(chains) > 0 {
 		script += "table netdev chaos {\n" + strings.Join(chains, "\n") + "\n}\n"
@@ -636,7 +655,7 @@ func (r *chaosRun) nft(node string, chains []string) {
 	cmd := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		r.l.t.Fatalf("chaos: nft in %s: %v\n%s\n%s", ns, err, script, out)
+		l.t.Fatalf("chaos: nft in %s: %v\n%s\n%s", ns, err, script, out)
 	}
 }
 

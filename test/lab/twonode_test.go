@@ -55,12 +55,9 @@ func localState(s *api.Status) string {
 	return ""
 }
 
-// A two_node pair whose ping node only one side reaches: only that side
-// holds the group. The owner cut off stops g before its peer, which still
-// reaches the ping node, takes over as the only voter; healed, the owner
-// rejoins as a voter and g stays. Then the standby is cut off: it takes
-// nothing over, the active node keeps g throughout.
-func TestTwoNodePingNode(t *testing.T) {
+// startPingPair starts a pair with the router as its ping node, g on n1
+// and the ping node answering n1.
+func startPingPair(t *testing.T) *coreLab {
 	c := startPair(t, `ping_nodes = ["`+lab.PingNode+`"]`+"\n")
 	if on := c.waitRunning("n2", 30*time.Second); on != "n1" {
 		t.Fatalf("g runs on %s, want n1", on)
@@ -68,17 +65,26 @@ func TestTwoNodePingNode(t *testing.T) {
 	c.waitPair("n1", "the ping node answers", func(s *api.Status) bool {
 		return len(s.Core.Pair.TieBreak.Ping) == 1 && s.Core.Pair.TieBreak.Ping[0].Up
 	})
+	return c
+}
 
-	cut := time.Now()
-	c.Isolate("n1", true)
-	c.waitRunning("n2", 10*time.Second, "n2")
-	c.waitPair("n2", "n2 alone", func(s *api.Status) bool { return voters(s) == "n2" })
-	c.waitPair("n1", "n1 refuses to take over", func(s *api.Status) bool {
-		return strings.Contains(s.Core.Pair.Note, "no ping node answers") && localState(s) == "stopped" && !s.Core.HoldsLease
+// rejoinsUnderN2 waits until n1 is a voter and online again, has taken
+// n2's state and holds its lease, and g stayed on n2.
+func (c *coreLab) rejoinsUnderN2() {
+	c.t.Helper()
+	c.waitPair("n2", "n1 rejoins", func(s *api.Status) bool {
+		n := s.Core.State.Nodes["n1"]
+		return voters(s) == "n1 n2" && n != nil && n.Online && runningOn(s) == "n2"
 	})
-	iv := c.checkJournal(nil)
+	c.waitPair("n1", "n1 caught up", func(s *api.Status) bool { return runningOn(s) == "n2" && s.Core.HoldsLease })
+}
+
+// stopBeforeStart checks that n1 stopped d1 before n2 started it, and
+// logs both times since cut.
+func (c *coreLab) stopBeforeStart(cut time.Time, what string) {
+	c.t.Helper()
 	var stopped, started time.Time
-	for _, i := range iv {
+	for _, i := range c.checkJournal(nil) {
 		if i.Node == "n1" && !i.End.IsZero() {
 			stopped = i.End
 		}
@@ -87,18 +93,32 @@ func TestTwoNodePingNode(t *testing.T) {
 		}
 	}
 	if stopped.IsZero() || !stopped.Before(started) {
-		t.Fatalf("n1 stopped d1 at %v, n2 started it at %v: want the stop first", stopped, started)
+		c.t.Fatalf("n1 stopped d1 at %v, n2 started it at %v: want the stop first", stopped, started)
 	}
-	t.Logf("owner cut off: it stopped d1 after %s, n2 started it after %s (deadtime %s)",
+	c.t.Logf("%s: it stopped d1 after %s, n2 started it after %s (deadtime %s)", what,
 		stopped.Sub(cut).Round(time.Millisecond), started.Sub(cut).Round(time.Millisecond), coreDeadtime)
+}
+
+// A two_node pair whose ping node only one side reaches: only that side
+// holds the group. The owner cut off stops g before its peer, which still
+// reaches the ping node, takes over as the only voter; healed, the owner
+// rejoins as a voter and g stays. Then the standby is cut off: it takes
+// nothing over, the active node keeps g throughout.
+func TestTwoNodePingNode(t *testing.T) {
+	c := startPingPair(t)
+
+	cut := time.Now()
+	c.Isolate("n1", true)
+	c.waitRunning("n2", 10*time.Second, "n2")
+	c.waitPair("n2", "n2 alone", func(s *api.Status) bool { return voters(s) == "n2" })
+	c.waitPair("n1", "n1 refuses to take over", func(s *api.Status) bool {
+		return strings.Contains(s.Core.Pair.Note, "no ping node answers") && localState(s) == "stopped" && !s.Core.HoldsLease
+	})
+	c.stopBeforeStart(cut, "owner cut off")
 
 	// Healed: n1 joins n2's Raft again and takes n2's state; g stays.
 	c.Isolate("n1", false)
-	c.waitPair("n2", "n1 rejoins", func(s *api.Status) bool {
-		n := s.Core.State.Nodes["n1"]
-		return voters(s) == "n1 n2" && n != nil && n.Online && runningOn(s) == "n2"
-	})
-	c.waitPair("n1", "n1 caught up", func(s *api.Status) bool { return runningOn(s) == "n2" && s.Core.HoldsLease })
+	c.rejoinsUnderN2()
 
 	// The standby cut off: it reaches no ping node, so it takes nothing
 	// over; n2 reaches it and goes on alone.
@@ -111,8 +131,7 @@ func TestTwoNodePingNode(t *testing.T) {
 		n := s.Core.State.Nodes["n1"]
 		return voters(s) == "n1 n2" && n != nil && n.Online
 	})
-	iv = c.checkJournal(nil)
-	for _, i := range iv {
+	for _, i := range c.checkJournal(nil) {
 		if i.Start.After(healed) || i.Node == "n2" && !i.End.IsZero() {
 			t.Errorf("d1 moved while the standby was cut off: %+v", i)
 		}
@@ -122,6 +141,31 @@ func TestTwoNodePingNode(t *testing.T) {
 	// take over then (it would have run d1 next to n2).
 	if b, err := os.ReadFile(c.nodes["n1"].Proc.LogPath); err != nil || strings.Contains(string(b), "took over") {
 		t.Errorf("the cut-off node took over after it was healed (log read: %v)", err)
+	}
+}
+
+// A two_node pair whose owner goes deaf: it hears nothing on either link
+// while its packets still go out, so its peer never finds it silent. Its
+// hold lapses (no echo, no ping answer) and it says so; the peer takes
+// over once that lapse lasted DeafAfter and what the owner held is gone —
+// after the owner stopped d1 — and keeps it offline while it is deaf.
+// Healed, the owner rejoins as a voter and g stays (docs/SAFETY.md, rule
+// 7; chaos seed 734082614 found g running nowhere for the whole cut).
+func TestTwoNodeDeafOwner(t *testing.T) {
+	c := startPingPair(t)
+	cut := time.Now()
+	c.Deafen("n1", true)
+	c.waitRunning("n2", 10*time.Second, "n2")
+	c.waitPair("n2", "n2 alone, n1 offline while deaf", func(s *api.Status) bool {
+		n := s.Core.State.Nodes["n1"]
+		return voters(s) == "n2" && n != nil && !n.Online && strings.Contains(n.Reason, "hold lapsed")
+	})
+	c.stopBeforeStart(cut, "owner deaf")
+
+	c.Deafen("n1", false)
+	c.rejoinsUnderN2()
+	if after := startsAfter(c.checkJournal(nil), cut); len(after) != 1 || after[0].Node != "n2" {
+		t.Fatalf("after n1 went deaf d1 started %+v, want once on n2", after)
 	}
 }
 
