@@ -160,6 +160,10 @@ func importRun(args []string, stdout, stderr io.Writer, res *importResult) int {
 		checkNode = in.Node
 	case "ldirectord", "mon":
 		name := fs.String("name", "", "the instance's name: NAME.toml, used as "+kind+"::NAME (default: the file's name)")
+		var syncFrom *string
+		if kind == "ldirectord" {
+			syncFrom = fs.String("ipvsadm", "", "Debian's /etc/default/ipvsadm: its sync daemon (DAEMON, IFACE, SYNCID) becomes the instance's [sync] table")
+		}
 		if code, ok := parseOneShot(fs, args[1:], stdout, stderr, false, "import "+kind, exitError); !ok {
 			return code // -h: 0
 		}
@@ -179,6 +183,16 @@ func importRun(args []string, stdout, stderr io.Writer, res *importResult) int {
 		var toml []byte
 		if kind == "ldirectord" {
 			toml, report, err = legacy.ImportLdirectord(path, data)
+			if err == nil && *syncFrom != "" {
+				d, rerr := os.ReadFile(*syncFrom)
+				if rerr != nil {
+					fmt.Fprintln(stderr, "vigil import:", rerr)
+					return exitError
+				}
+				sync, sr := legacy.ImportIpvsadmDefaults(*syncFrom, d)
+				report.Entries = append(report.Entries, sr.Entries...)
+				toml, err = append(toml, sync...), sr.Err()
+			}
 		} else {
 			toml, report, err = legacy.ImportMon(path, data)
 		}

@@ -483,3 +483,43 @@ func TestCLIGolden(t *testing.T) {
 		t.Errorf("CLI output differs from %s (go test -update to accept):\n%s", path, got)
 	}
 }
+
+// `vigil import ldirectord --ipvsadm /etc/default/ipvsadm` maps the sync
+// daemon Debian's ipvsadm init script starts (ipvsadm --start-daemon) to
+// the instance's [sync] table, checked with the rest; a DAEMON ipvsadm
+// would refuse writes nothing.
+func TestImportIpvsadmSync(t *testing.T) {
+	seed, out := "../../legacy/testdata/seed", t.TempDir()
+	if code, stdout, errs := vigil("import", "heartbeat", "-d", seed, "-o", out, "--address", "lvs1=10.0.0.1", "--address", "LVS2=10.0.0.2"); code != exitOK {
+		t.Fatalf("import heartbeat: %d\n%s%s", code, stdout, errs)
+	}
+	defaults := filepath.Join(t.TempDir(), "ipvsadm")
+	write := func(s string) {
+		if err := os.WriteFile(defaults, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("# ipvsadm\nAUTO=\"false\"\nDAEMON=\"slave\"\nIFACE=\"eth1\"\n")
+	if code, stdout, errs := vigil("import", "ldirectord", "-o", out, "--name", "ldirectord", "--ipvsadm", defaults, seed+"/ldirectord.cf"); code != exitError ||
+		!strings.Contains(stdout+errs, defaults+":3: DAEMON") {
+		t.Fatalf("DAEMON=slave: %d\n%s%s", code, stdout, errs)
+	}
+	if _, err := os.Stat(filepath.Join(out, "ldirectord.toml")); err == nil {
+		t.Fatal("written despite the refusal")
+	}
+	write("# ipvsadm\nAUTO=\"false\"\nDAEMON=\"master\"\nIFACE=\"eth1\"\nSYNCID=\"7\"\n")
+	if code, stdout, errs := vigil("import", "ldirectord", "-o", out, "--name", "ldirectord", "--ipvsadm", defaults, seed+"/ldirectord.cf"); code != exitOK ||
+		!strings.Contains(stdout, defaults+":3: caveat") || !strings.Contains(stdout, defaults+":5: mapped      SYNCID") {
+		t.Fatalf("DAEMON=master: %d\n%s%s", code, stdout, errs)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "ldirectord.toml"))
+	if err != nil || !strings.Contains(string(b), "[sync]\ninterface = \"eth1\"\nsync_id = 7\n") {
+		t.Fatalf("ldirectord.toml (%v):\n%s", err, b)
+	}
+	if code, stdout, errs := vigil("import", "mon", "-o", out, seed+"/mon.cf"); code != exitOK {
+		t.Fatalf("import mon: %d\n%s%s", code, stdout, errs)
+	}
+	if code, stdout, errs := vigil("config", "check", "-c", out, "--node", "lvs2"); code != exitOK {
+		t.Errorf("config check with the [sync] table: %d\n%s%s", code, stdout, errs)
+	}
+}
