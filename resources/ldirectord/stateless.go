@@ -138,25 +138,27 @@ func (e *Engine) sloppyPass() {
 		e.sloppyErr = errors.Join(errs...)
 		return
 	}
-	if sh != nil && len(sh.users) == 1 {
-		if _, last := sh.users[e]; last {
-			for _, p := range sloppySysctls {
-				if err := e.opts.SetSysctl(p, sh.found[p]); err != nil {
-					errs = append(errs, fmt.Errorf("restore %s = %s: %w", sysctlName(p), sh.found[p], err))
-				}
+	mine := false
+	if sh != nil {
+		_, mine = sh.users[e]
+	}
+	if mine && len(sh.users) == 1 { // the last user: put back what was found
+		for _, p := range sloppySysctls {
+			if err := e.opts.SetSysctl(p, sh.found[p]); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s = %s: %w", sysctlName(p), sh.found[p], err))
 			}
-			sh.users[e] = nil
-			errs = append(errs, e.writeStray(sh))
-			if err := errors.Join(errs...); err != nil {
-				e.sloppyErr = err // still the user: the next pass retries
-				return
-			}
-			e.opts.Log.Info("stateless mode off: sloppy sysctls restored", "sloppy_tcp", sh.found[sloppySysctls[0]], "sloppy_sctp", sh.found[sloppySysctls[1]])
-			delete(sloppyShares, scope)
-			e.sloppyOn = false
-			e.sloppyErr = nil
+		}
+		sh.users[e] = nil
+		errs = append(errs, e.writeStray(sh))
+		if err := errors.Join(errs...); err != nil {
+			e.sloppyErr = err // still the user: the next pass retries
 			return
 		}
+		e.opts.Log.Info("stateless mode off: sloppy sysctls restored", "sloppy_tcp", sh.found[sloppySysctls[0]], "sloppy_sctp", sh.found[sloppySysctls[1]])
+		delete(sloppyShares, scope)
+		e.sloppyOn = false
+		e.sloppyErr = nil
+		return
 	}
 	if sh != nil {
 		delete(sh.users, e) // another instance still needs them
