@@ -157,6 +157,7 @@ func Start(opt Options) (_ *Node, err error) {
 	n.layer.forward = n.local
 	n.layer.hasState = func() bool { r := n.raft(); return r != nil && r.LastIndex() > 0 }
 	n.layer.wait = opt.PeerWait
+	n.layer.start() // (its handlers set: a request may come at once)
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.layer, MaxPool: 3, Timeout: 2 * time.Second, Logger: hl,
 	})

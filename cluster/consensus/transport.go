@@ -70,9 +70,14 @@ func newLayer(ln net.Listener, creds *Credentials, log *slog.Logger) *layer {
 	l.fwd = &forwarder{l: l, conns: map[string]*fwdConn{}, open: map[*fwdConn]bool{}}
 	l.fwd.idle.Store(int64(forwardIdle))
 	l.resume()
+	return l
+}
+
+// start serves the listener; its caller sets the handlers (forward,
+// hasState, wait) first: a peer's connection may arrive at once.
+func (l *layer) start() {
 	l.wg.Add(1)
 	go l.serve()
-	return l
 }
 
 func (l *layer) serve() {
