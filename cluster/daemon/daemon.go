@@ -72,6 +72,28 @@ const opTimeout = 20 * time.Second
 // but a hung pager script should not hold the next event for minutes).
 const alertTimeout = 30 * time.Second
 
+// predecessorWait bounds how long a starting daemon waits for the
+// resource plugins of its previous incarnation to release and exit: they
+// see their daemon gone at once (a pidfd) and release in milliseconds, so
+// only a stopped plugin takes this long.
+const predecessorWait = 3 * time.Second
+
+// awaitPredecessor waits for the plugins a killed predecessor left
+// behind (plugins.AwaitPredecessor) and returns the hold file for this
+// incarnation's plugins.
+func awaitPredecessor(stateDir string, log *slog.Logger) (*os.File, error) {
+	hold, waited, err := plugins.AwaitPredecessor(context.Background(), filepath.Join(stateDir, "plugins.hold"), predecessorWait)
+	switch {
+	case errors.Is(err, plugins.ErrPredecessorLives):
+		log.Warn("starting while plugins of the previous daemon still run; a group they release may read as running until its next monitor", "err", err)
+	case err != nil:
+		return nil, err
+	case waited > 10*time.Millisecond:
+		log.Info("waited for the previous daemon's plugins to release and exit", "waited", waited.Round(time.Millisecond))
+	}
+	return hold, nil
+}
+
 // New prepares a daemon: it opens every medium, so a missing device or a
 // port in use is reported before anything runs. builtin says which
 // plugins the binary serves itself (the registry of built-ins,
@@ -185,13 +207,18 @@ func New(cfg *config.Config, version string, builtin func(kind plugins.Kind, nam
 	if cfg.Self.Role != "witness" {
 		// Plugins inherit it: resources learn which node runs them.
 		os.Setenv(plugins.EnvNode, cfg.Self.Name)
-		d.plugins, err = host.New(host.Options{
+		hold, err := awaitPredecessor(ha.StateDir, log)
+		if err != nil {
+			return nil, err
+		}
+		d.plugins, err = host.New(host.Options{Hold: hold,
 			Builtin: builtin, Dir: ha.PluginDir, Log: log.With("component", "plugin"),
 			Env: []string{plugins.EnvControlSocket + "=" + ha.ControlSocket, plugins.EnvPluginDir + "=" + ha.PluginDir,
 				plugins.EnvDaemonPID + "=" + strconv.Itoa(os.Getpid())},
 			OnRestart: func(_ plugins.Kind, name string) { d.lrm.PluginRestarted(context.Background(), name) },
 		})
 		if err != nil {
+			hold.Close()
 			return nil, err
 		}
 		d.lrm = lrm.New(d.plugins, log.With("component", "lrm"), opTimeout)

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -69,6 +70,9 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Env is added to every plugin's environment (NAME=value).
 	Env []string
+	// Hold is the daemon's hold file (plugins.AwaitPredecessor), passed
+	// to every resource plugin; the host owns it from New on.
+	Hold *os.File
 	// OnRestart runs, in its own goroutine, after a plugin came back from
 	// a crash or a kill.
 	OnRestart func(kind plugins.Kind, name string)
@@ -134,12 +138,32 @@ func New(opts Options) (*Host, error) {
 	return &Host{opts: opts, log: opts.Log, ctx: ctx, cancel: cancel, procs: map[key]*proc{}, page: page}, nil
 }
 
+// resourceFiles are the files a resource plugin inherits (descriptors
+// from 3 on) and env with the variables that name them.
+func (h *Host) resourceFiles(env []string) ([]*os.File, []string) {
+	var files []*os.File
+	pass := func(f *os.File, name string) {
+		files = append(files, f)
+		env = append(env, name+"="+strconv.Itoa(2+len(files)))
+	}
+	if h.page != nil {
+		pass(h.page.File(), plugins.EnvLeaseFD)
+	}
+	if h.opts.Hold != nil {
+		pass(h.opts.Hold, plugins.EnvHoldFD)
+	}
+	return files, env
+}
+
 // Close stops every plugin process and waits for them.
 func (h *Host) Close() {
 	h.cancel()
 	h.wg.Wait()
 	if h.page != nil {
 		h.page.Close()
+	}
+	if h.opts.Hold != nil {
+		h.opts.Hold.Close()
 	}
 }
 
@@ -358,9 +382,8 @@ func (p *proc) spawn() (*plugin.Client, *procRunner, any, error) {
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
 			cmd := exec.Command(p.path, p.args...)
 			cmd.Env = append(spec.Env, p.h.opts.Env...)
-			if p.kind == plugins.KindResource && p.h.page != nil {
-				cmd.ExtraFiles = []*os.File{p.h.page.File()} // descriptor 3
-				cmd.Env = append(cmd.Env, plugins.EnvLeaseFD+"=3")
+			if p.kind == plugins.KindResource {
+				cmd.ExtraFiles, cmd.Env = p.h.resourceFiles(cmd.Env)
 			}
 			r = newRunner(cmd)
 			return r, nil

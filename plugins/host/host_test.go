@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -372,5 +373,59 @@ func BenchmarkMonitorCall(b *testing.B) {
 		if _, err := r.Monitor(context.Background(), in); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A resource plugin keeps its daemon's hold file (plugins.AwaitPredecessor)
+// open, closed on exec, so the lock outlives a daemon killed before it:
+// the daemon's next incarnation waits for the plugin's release. Other
+// kinds hold nothing a successor must wait for and are not given it.
+func TestHoldFilePassedToResources(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "plugins.hold")
+	hold, _, err := plugins.AwaitPredecessor(context.Background(), path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newHost(t, func(o *host.Options) { o.Hold = hold })
+	if _, err := e.h.Resource("testres").Start(context.Background(), inst(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.h.Monitor("testmon").Check(context.Background(), &pb.CheckRequest{Hosts: []string{"h"}}); err != nil {
+		t.Fatal(err)
+	}
+	holds := func(kind plugins.Kind, name string) (found bool) {
+		t.Helper()
+		pid := pluginStatus(t, e.h, kind, name).PID
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fd := range fds {
+			if target, _ := os.Readlink(filepath.Join(dir, fd.Name())); target != path {
+				continue
+			}
+			info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// flags: octal, O_CLOEXEC is 02000000.
+			for _, line := range strings.Split(string(info), "\n") {
+				if v, ok := strings.CutPrefix(line, "flags:"); ok {
+					flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+					if err != nil || flags&syscall.O_CLOEXEC == 0 {
+						t.Errorf("%s/%s: hold file descriptor %s flags %q: want close-on-exec", kind, name, fd.Name(), v)
+					}
+				}
+			}
+			found = true
+		}
+		return found
+	}
+	if !holds(plugins.KindResource, "testres") {
+		t.Error("the resource plugin does not hold the hold file")
+	}
+	if holds(plugins.KindMonitor, "testmon") {
+		t.Error("a monitor plugin holds the hold file")
 	}
 }

@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"os"
+	"os/exec"
 	"slices"
 	"sync"
 	"testing"
@@ -335,5 +336,22 @@ func TestParentPID(t *testing.T) {
 	t.Setenv(plugins.EnvDaemonPID, "")
 	if got := parentPID(); got != os.Getppid() {
 		t.Errorf("without the variable: parent %d, want %d", got, os.Getppid())
+	}
+}
+
+// A daemon already gone before the plugin looked (its parent is another
+// process now, whatever the number names today) counts as gone at once.
+func TestAwaitExitOfAnotherProcess(t *testing.T) {
+	other := exec.Command("sleep", "600")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
+	done := make(chan struct{})
+	go func() { awaitExit(other.Process.Pid); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("awaitExit waited for a process that is not the plugin's parent")
 	}
 }

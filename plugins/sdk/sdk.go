@@ -18,6 +18,7 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"golang.org/x/sys/unix"
 
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/pb"
@@ -80,8 +82,11 @@ func Serve(p Plugin) {
 		os.Exit(1)
 	}
 	// Once the daemon is gone, a log line would meet a closed pipe, and
-	// SIGPIPE would end the plugin before it released what it holds.
-	signal.Ignore(syscall.SIGPIPE)
+	// SIGPIPE would end the plugin before it released what it holds; and
+	// the plugin leads its own process group, which its daemon's death
+	// orphans: the kernel then sends a stopped plugin SIGHUP (and
+	// SIGCONT), which would end it the same way.
+	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP)
 	gone := func() {}
 	drain := func() {}
 	if d, ok := p.Resource.(Drainer); ok {
@@ -97,7 +102,11 @@ func Serve(p Plugin) {
 	} else if page != nil {
 		page.Close() // keeps no lease: not passed on to what it runs
 	}
-	go exitWithParent(parentPID(), func() { gone(); drain() })
+	letGo, err := plugins.KeepHoldFromEnv()
+	if err != nil {
+		logger.Warn("a restarted daemon will not wait for this plugin's release", "err", err)
+	}
+	go exitWithParent(parentPID(), func() { gone(); letGo(); drain() })
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: plugins.Handshake,
 		Plugins:         plugins.Set(p.Resource, p.Monitor, p.Alert, p.Fence),
@@ -133,11 +142,41 @@ func parentPID() int {
 // cluster may already have moved; what only the lease holder may have is
 // released first (normally the lease ran out before this notices).
 func exitWithParent(ppid int, release func()) {
+	awaitExit(ppid)
+	logger.Warn("daemon gone, plugin exiting", "parent", ppid)
+	release()
+	os.Exit(2)
+}
+
+// awaitExit returns once process pid, this plugin's parent, has exited:
+// at once through a pidfd, which also spares an idle plugin a poll;
+// where pidfds are missing, by looking at the parent twice a second.
+func awaitExit(pid int) {
+	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+		defer unix.Close(fd)
+		// The pidfd names pid's process only if it is still this
+		// plugin's parent (else the daemon is gone and pid may be reused).
+		if os.Getppid() != pid {
+			return
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			// A pidfd polls readable when its process exits; a failing
+			// poll (never seen) falls back to looking, below.
+			n, err := unix.Poll(pfd, -1)
+			if n > 0 {
+				return
+			}
+			if err != nil && err != unix.EINTR {
+				break
+			}
+		}
+	} else if errors.Is(err, unix.ESRCH) {
+		return
+	}
 	for range time.Tick(500 * time.Millisecond) {
-		if os.Getppid() != ppid {
-			logger.Warn("daemon gone, plugin exiting", "parent", ppid)
-			release()
-			os.Exit(2)
+		if os.Getppid() != pid {
+			return
 		}
 	}
 }

@@ -198,6 +198,68 @@ func TestDaemonOnlyFaults(t *testing.T) {
 	noDual(t, sampler)
 }
 
+// A daemon killed with -9 and started again at once, while its orphaned
+// IPaddr plugin is still releasing the VIP: the new daemon waits for that
+// release (its predecessor's plugins hold the hold file) before its first
+// probe. Before, the probe could still see the address, record the group
+// running, and the VIP was then gone with nobody looking until the next
+// monitor (make chaos seed 734082560: 14.9 s without a holder). The
+// monitor interval here is far longer than the bound, so only the probe
+// can find the truth in time. Both directors stay within their lease
+// rules throughout: the sampler sees no second holder.
+func TestDaemonRestartedAtOnce(t *testing.T) {
+	l := needLab(t)
+	res := strings.Replace(lab.VIPResources(""), `interval = "200ms"`, `interval = "10m"`, 1)
+	c := &lab.Cluster{Name: "restartnow", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
+		Resources: res, Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
+	nodes := l.Trio(vigilBin, c, false, nil)
+	sampler := l.StartVIPSampler(time.Millisecond, "n1", "n2")
+	within := 100 * coreDeadtime
+	vipOnlyOn(t, l, within, "start", "n1")
+	plugins := l.Children(nodes["n1"].Proc.Cmd.Process.Pid)
+	if len(plugins) == 0 {
+		t.Fatal("n1's daemon runs no plugin process")
+	}
+	// The orphans are stopped as soon as their daemon is dead (those that
+	// have not released and exited by then), until well after the new
+	// daemon started, as a loaded host may delay them: a release they had
+	// not finished by then comes after any probe the new daemon could make
+	// without waiting for them.
+	nodes["n1"].Proc.Kill()
+	signalAll := func(sig syscall.Signal) {
+		for _, pid := range plugins {
+			if err := syscall.Kill(pid, sig); err != nil && err != syscall.ESRCH {
+				t.Fatal(err)
+			}
+		}
+	}
+	signalAll(syscall.SIGSTOP)
+	l.Restart(vigilBin, nodes["n1"])
+	time.Sleep(time.Second) // the length of the plugins' stall is the fault
+	signalAll(syscall.SIGCONT)
+	for _, pid := range plugins {
+		if err := l.WaitExit(pid, within); err != nil {
+			t.Error(err)
+		}
+	}
+	// Wherever the group now runs, by the replicated state, that node
+	// holds the VIP and the other does not.
+	// Bound: a start after the probe, a few deadtimes; nothing may wait
+	// for a monitor.
+	var last string
+	t0 := time.Now()
+	if _, err := nodes["n3"].WaitStatus(20*coreDeadtime, func(s *api.Status) bool {
+		on := groupOn(s, "web")
+		n1, n2 := l.HasAddr("n1", lab.VIP), l.HasAddr("n2", lab.VIP)
+		last = fmt.Sprintf("web running on %q, VIP on n1 %v, on n2 %v", on, n1, n2)
+		return (on == "n1" && n1 && !n2) || (on == "n2" && n2 && !n1)
+	}); err != nil {
+		t.Fatalf("after n1's daemon restarted at once: %s: %v", last, err)
+	}
+	t.Logf("%v after the orphans exited: %s", time.Since(t0).Round(time.Millisecond), last)
+	noDual(t, sampler)
+}
+
 // noDual fails t if the sampler saw two directors hold the VIP.
 func noDual(t *testing.T, sampler *lab.VIPSampler) {
 	t.Helper()
