@@ -172,9 +172,9 @@ endef
 
 # How late past its lifetime the kernel removes an address nobody extends
 # (the slack behind ha.toml's address_lifetime, plugins.AddressLifetimeSlack):
-# 3 rounds of 50 addresses with a 1 s lifetime. LOAD=1 loads both cores.
+# 10 rounds of 50 addresses with a 1 s lifetime. LOAD=1 loads both cores.
 bench-lifetime: deps
-	$(call loaded,$(GO) test -run '^$$' -bench '^BenchmarkAddressLifetime$$' -benchtime 3x ./resources/ipaddr/)
+	$(call loaded,$(GO) test -run '^$$' -bench '^BenchmarkAddressLifetime$$' -benchtime 10x ./resources/ipaddr/)
 
 # The IPVS manager: the check engine on one core (connect and HTTP checks
 # over 1,000 and 10,000 real servers at 1 s) and one check alone, then,
