@@ -22,8 +22,12 @@ import (
 // heard but hears nobody: the leader must take it offline), 837985466 on
 // a two_node pair (the deaf node must not take over on stale ping
 // answers), 873118079 pauses a two_node owner past its lease (woken, it
-// must not hold again on fresh ping answers alone).
-var chaosSeeds = []uint64{37, 52, 114, 143, 221, 452975343, 837985466, 873118079}
+// must not hold again on fresh ping answers alone); 734082614 makes a
+// two_node owner deaf for 4.3 s (the survivor must take over from a peer
+// it still hears), 734082560 restarts every node of a pair while an
+// orphaned plugin still releases the VIP (the new daemon must not probe
+// before that release ends).
+var chaosSeeds = []uint64{37, 52, 114, 143, 221, 452975343, 837985466, 873118079, 734082614, 734082560}
 
 // TestChaos plays randomized fault schedules on a real cluster (issue 20,
 // `make chaos`) and checks, from the kernels' addresses and the state
