@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/host"
 )
@@ -151,5 +152,32 @@ func TestLeaseKeptSince(t *testing.T) {
 	m.Hold(time.Now().Add(time.Hour))
 	if l.keptSince(later, time.Now()) {
 		t.Fatal("a lease lost and regained counted as kept")
+	}
+}
+
+// Only the built-in IPaddr is started without a monitor before: its start
+// finds an address already present and succeeds. Every other resource
+// keeps heartbeat's monitor-then-start, as scripts and agents may not be
+// idempotent (an operator's plugin named ipaddr included).
+func TestStartsIdempotently(t *testing.T) {
+	for _, c := range []struct {
+		typ  string
+		want bool
+	}{
+		{"IPaddr", true},
+		{"Dummy", false},
+		{"ldirectord", false},
+		{"ocf:heartbeat:IPaddr2", false},
+		{"plugin:ipaddr", false},
+		{"script", false},
+	} {
+		r := config.Resource{ID: "r", Type: c.typ, Params: map[string]string{"ip": "10.0.0.1", "script": "x"}}
+		b, err := r.Bind()
+		if err != nil {
+			t.Fatalf("%s: %v", c.typ, err)
+		}
+		if got := startsIdempotently(b); got != c.want {
+			t.Errorf("%s (plugin %q, agent %q): %v, want %v", c.typ, b.Plugin, b.Agent, got, c.want)
+		}
 	}
 }

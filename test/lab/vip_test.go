@@ -210,14 +210,17 @@ func TestDaemonOnlyFaults(t *testing.T) {
 func TestDaemonRestartedAtOnce(t *testing.T) {
 	l := needLab(t)
 	res := strings.Replace(lab.VIPResources(""), `interval = "200ms"`, `interval = "10m"`, 1)
+	// A plugin stopped while it holds the VIP and its daemon is dead
+	// releases nothing: only the kernel's address lifetime (rule 1b)
+	// keeps the survivor from adding the VIP meanwhile.
 	c := &lab.Cluster{Name: "restartnow", Keepalive: coreKeepalive, Deadtime: coreDeadtime, Secret: "lab-secret-0123456789abcdef",
-		Resources: res, Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
+		Extra: `address_lifetime = "1s"`, Resources: res, Nodes: []lab.NodeSpec{{Name: "n3", Role: "witness"}}}
 	nodes := l.Trio(vigilBin, c, false, nil)
 	sampler := l.StartVIPSampler(time.Millisecond, "n1", "n2")
 	within := 100 * coreDeadtime
 	vipOnlyOn(t, l, within, "start", "n1")
-	plugins := l.Children(nodes["n1"].Proc.Cmd.Process.Pid)
-	if len(plugins) == 0 {
+	orphans := l.Children(nodes["n1"].Proc.Cmd.Process.Pid)
+	if len(orphans) == 0 {
 		t.Fatal("n1's daemon runs no plugin process")
 	}
 	// The orphans are stopped as soon as their daemon is dead (those that
@@ -227,7 +230,7 @@ func TestDaemonRestartedAtOnce(t *testing.T) {
 	// without waiting for them.
 	nodes["n1"].Proc.Kill()
 	signalAll := func(sig syscall.Signal) {
-		for _, pid := range plugins {
+		for _, pid := range orphans {
 			if err := syscall.Kill(pid, sig); err != nil && err != syscall.ESRCH {
 				t.Fatal(err)
 			}
@@ -237,7 +240,7 @@ func TestDaemonRestartedAtOnce(t *testing.T) {
 	l.Restart(vigilBin, nodes["n1"])
 	time.Sleep(time.Second) // the length of the plugins' stall is the fault
 	signalAll(syscall.SIGCONT)
-	for _, pid := range plugins {
+	for _, pid := range orphans {
 		if err := l.WaitExit(pid, within); err != nil {
 			t.Error(err)
 		}
@@ -248,7 +251,7 @@ func TestDaemonRestartedAtOnce(t *testing.T) {
 	// for a monitor.
 	var last string
 	t0 := time.Now()
-	if _, err := nodes["n3"].WaitStatus(20*coreDeadtime, func(s *api.Status) bool {
+	if _, err := nodes["n3"].WaitStatus(20*coreDeadtime+time.Second+plugins.AddressLifetimeSlack, func(s *api.Status) bool {
 		on := groupOn(s, "web")
 		n1, n2 := l.HasAddr("n1", lab.VIP), l.HasAddr("n2", lab.VIP)
 		last = fmt.Sprintf("web running on %q, VIP on n1 %v, on n2 %v", on, n1, n2)
