@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -92,7 +94,13 @@ type procUsage struct {
 	cpu  float64 // utime+stime, seconds
 	rss  float64 // VmRSS, bytes
 	pss  float64 // Pss (smaps_rollup), bytes: shared pages split among their users
+	anon float64 // RssAnon, bytes: heap and stacks, the process's own
 	root bool    // the tree's root (the daemon)
+	name string  // its command line, for Breakdown
+	// frames are the physical pages the process has resident
+	// (/proc/PID/pagemap): the union over a node's processes counts the
+	// binary's text, shared by the daemon and its plugins, once.
+	frames []uint64
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat's times: 100 on Linux
@@ -151,10 +159,56 @@ func SampleTree(root int) (ProcSample, error) {
 		s := stats[pid]
 		rss, _ := ProcKB(pid, "status", "VmRSS")
 		pss, _ := ProcKB(pid, "smaps_rollup", "Pss")
-		out[procKey{pid, s.start}] = procUsage{cpu: s.cpu, rss: rss * 1024, pss: pss * 1024, root: pid == root}
+		anon, _ := ProcKB(pid, "status", "RssAnon")
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		args := strings.Split(strings.TrimRight(string(cmd), "\x00"), "\x00")
+		args[0] = filepath.Base(args[0])
+		frames, _ := residentFrames(pid)
+		out[procKey{pid, s.start}] = procUsage{cpu: s.cpu, rss: rss * 1024, pss: pss * 1024, anon: anon * 1024,
+			root: pid == root, name: strings.Join(args, " "), frames: frames}
 		queue = append(queue, children[pid]...)
 	}
 	return out, nil
+}
+
+// residentFrames returns the page frame numbers of every page of pid that
+// is resident (root only: others read zeroes from pagemap).
+func residentFrames(pid int) ([]uint64, error) {
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil, err
+	}
+	pm, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer pm.Close()
+	page := uint64(os.Getpagesize())
+	var frames []uint64
+	for _, line := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || strings.HasPrefix(f[1], "---") {
+			continue // reserved address space, never resident
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if !ok || err1 != nil || err2 != nil || end <= start {
+			continue
+		}
+		// One 64-bit entry per page: bit 63 present, bits 0-54 the frame.
+		buf := make([]byte, (end-start)/page*8)
+		if _, err := pm.ReadAt(buf, int64(start/page*8)); err != nil {
+			continue // [vsyscall] and the like
+		}
+		for i := 0; i+8 <= len(buf); i += 8 {
+			e := binary.LittleEndian.Uint64(buf[i:])
+			if e&(1<<63) != 0 && e&(1<<55-1) != 0 {
+				frames = append(frames, e&(1<<55-1))
+			}
+		}
+	}
+	return frames, nil
 }
 
 // ProcKB reads a "Key: N kB" line of /proc/PID/file.
@@ -195,6 +249,37 @@ func (s ProcSample) PSS() float64 {
 		sum += u.pss
 	}
 	return sum
+}
+
+// Resident is the memory, in bytes, of the pages the processes have
+// resident, each page once however many of them map it: what the node
+// spends (RSS counts the binary's text once per process, PSS splits it
+// with every other process of the host that runs the same binary).
+func (s ProcSample) Resident() float64 {
+	seen := map[uint64]struct{}{}
+	for _, u := range s {
+		for _, f := range u.frames {
+			seen[f] = struct{}{}
+		}
+	}
+	return float64(len(seen) * os.Getpagesize())
+}
+
+// Breakdown lists each process's CPU since before (per 30 s of the
+// window) and its resident and anonymous memory, the daemon first: where
+// a node's cost is.
+func (s ProcSample) Breakdown(before ProcSample, window time.Duration) string {
+	var lines []string
+	for k, u := range s {
+		cpu := (u.cpu - before[k].cpu) * float64(30*time.Second) / float64(window)
+		line := fmt.Sprintf("%s: %.2f CPU-s/30s, RSS %.1f MB, anonymous %.1f MB", u.name, cpu, u.rss/(1<<20), u.anon/(1<<20))
+		if u.root {
+			lines = append([]string{line}, lines...)
+		} else {
+			lines = append(lines, line)
+		}
+	}
+	return strings.Join(lines, "; ")
 }
 
 // RootRSS is the resident memory of the tree's root alone (the daemon).
