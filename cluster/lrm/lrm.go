@@ -153,10 +153,15 @@ func FailedOp(err error) *OpError {
 
 // op runs one operation on resource i of g and records it.
 func (m *Manager) op(ctx context.Context, g *group, i int, name string) (pb.Code, error) {
+	return m.opEvery(ctx, g, i, name, 0)
+}
+
+// opEvery is op with the interval of a recurring operation.
+func (m *Manager) opEvery(ctx context.Context, g *group, i int, name string, interval time.Duration) (pb.Code, error) {
 	r := m.host.Resource(g.bindings[i].Plugin)
 	call := map[string]func(context.Context, *pb.Instance) (*pb.Result, error){
 		"start": r.Start, "stop": r.Stop, "monitor": r.Monitor, "reload": r.Reload}[name]
-	in := m.instance(g, i, 0)
+	in := m.instance(g, i, interval)
 	if name == "start" && m.seed != nil {
 		in.Handover = m.seed(g.cfg.Name, in.GetId())
 	}
@@ -285,9 +290,33 @@ func (m *Manager) Stop(ctx context.Context, cfg config.Group) error {
 
 func (m *Manager) stopAll(ctx context.Context, g *group) error { return m.stopFrom(ctx, g, 0) }
 
-// Monitor checks every resource of a running group, left to right, and
-// returns the first failure (a resource found stopped counts: it should
-// run). The caller decides the recovery.
+// DefaultInterval is the recurring monitor period of a resource that sets
+// none.
+const DefaultInterval = 10 * time.Second
+
+// MonitorInterval is the period of a group's recurring monitor: the
+// shortest of its resources' (DefaultInterval for one that sets none).
+func MonitorInterval(cfg config.Group) time.Duration {
+	var d time.Duration
+	for _, r := range cfg.Resources {
+		i := DefaultInterval
+		if r.Interval > 0 {
+			i = r.Interval.D()
+		}
+		if d == 0 || i < d {
+			d = i
+		}
+	}
+	if d == 0 {
+		return DefaultInterval
+	}
+	return d
+}
+
+// Monitor is the recurring monitor of a running group: it checks every
+// resource, left to right, and returns the first failure (a resource
+// found stopped counts: it should run). The caller decides the recovery.
+// The plugins are told the interval (a probe is a monitor with none).
 func (m *Manager) Monitor(ctx context.Context, cfg config.Group) error {
 	g, err := m.group(cfg)
 	if err != nil {
@@ -295,8 +324,9 @@ func (m *Manager) Monitor(ctx context.Context, cfg config.Group) error {
 	}
 	g.ops.Lock()
 	defer g.ops.Unlock()
+	interval := MonitorInterval(cfg)
 	for i := range g.bindings {
-		code, err := m.op(ctx, g, i, "monitor")
+		code, err := m.opEvery(ctx, g, i, "monitor", interval)
 		if err == nil && code == pb.Code_NOT_RUNNING {
 			r := g.res[i]
 			err = &OpError{Group: cfg.Name, Resource: r.ID, Op: "monitor", Result: code.String(), Reason: "not running"}

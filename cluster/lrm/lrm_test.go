@@ -159,3 +159,27 @@ func TestPluginKilledMidStart(t *testing.T) {
 		}
 	}
 }
+
+func TestMonitorInterval(t *testing.T) {
+	res := func(intervals ...time.Duration) config.Group {
+		var g config.Group
+		for _, d := range intervals {
+			g.Resources = append(g.Resources, config.Resource{Interval: config.Duration(d)})
+		}
+		return g
+	}
+	for _, c := range []struct {
+		g    config.Group
+		want time.Duration
+	}{
+		{res(), lrm.DefaultInterval},
+		{res(0, 0), lrm.DefaultInterval},
+		{res(0, 3*time.Second, 5*time.Second), 3 * time.Second},
+		{res(30*time.Second, 20*time.Second), 20 * time.Second},
+		{res(30*time.Second, 0), lrm.DefaultInterval}, // one that sets none has the default
+	} {
+		if got := lrm.MonitorInterval(c.g); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.g.Resources, got, c.want)
+		}
+	}
+}

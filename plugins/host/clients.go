@@ -37,8 +37,8 @@ func (r Resource) op(ctx context.Context, op string, in *pb.Instance,
 	res, err := invoke(ctx, r.h, plugins.KindResource, r.name, op, ms(in.GetTimeoutMs()),
 		func(ctx context.Context, c pb.ResourceClient) (*pb.Result, error) {
 			res, err := call(c, ctx, in)
-			if err == nil && (res.GetCode() < pb.Code_SUCCESS || res.GetCode() > pb.Code_FAILED_PROMOTED) {
-				return nil, fmt.Errorf("%w: result code %d is not an OCF code", ErrBadOutput, res.GetCode())
+			if err == nil {
+				err = checkResult(res)
 			}
 			return res, err
 		})
@@ -63,9 +63,26 @@ func (r Resource) Stop(ctx context.Context, in *pb.Instance) (*pb.Result, error)
 	return r.op(ctx, "stop", in, pb.ResourceClient.Stop)
 }
 
-// Monitor reports SUCCESS (running), NOT_RUNNING or a failure.
+// Monitor checks the resource. Recurring monitors (interval_ms > 0) of
+// one plugin go out together (see batcher); a probe goes out at once.
 func (r Resource) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	if in.GetIntervalMs() <= 0 || r.h.opts.MonitorWindow < 0 {
+		return r.single(ctx, in)
+	}
+	return r.h.batcher(r).monitor(ctx, in)
+}
+
+// single is one Monitor call of its own.
+func (r Resource) single(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
 	return r.op(ctx, "monitor", in, pb.ResourceClient.Monitor)
+}
+
+// checkResult refuses a result whose code is not an OCF code.
+func checkResult(res *pb.Result) error {
+	if res.GetCode() < pb.Code_SUCCESS || res.GetCode() > pb.Code_FAILED_PROMOTED {
+		return fmt.Errorf("%w: result code %d is not an OCF code", ErrBadOutput, res.GetCode())
+	}
+	return nil
 }
 
 // Reload applies changed parameters without a restart.

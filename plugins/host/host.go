@@ -73,6 +73,11 @@ type Options struct {
 	// Hold is the daemon's hold file (plugins.AwaitPredecessor), passed
 	// to every resource plugin; the host owns it from New on.
 	Hold *os.File
+	// MonitorWindow is the longest a recurring monitor waits for others
+	// of its plugin to go out with it in one call (default 100ms; a
+	// batch waits a hundredth of its first monitor's interval, at most
+	// this); negative: every monitor is a call of its own.
+	MonitorWindow time.Duration
 	// OnRestart runs, in its own goroutine, after a plugin came back from
 	// a crash or a kill.
 	OnRestart func(kind plugins.Kind, name string)
@@ -90,8 +95,9 @@ type Host struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	procs map[key]*proc
+	mu       sync.Mutex
+	procs    map[key]*proc
+	batchers map[string]*batcher // by resource plugin
 
 	// page shares the node's lease with every resource plugin process
 	// (plugins.LeasePage); nil where memfd is missing: Hold then
@@ -130,12 +136,15 @@ func New(opts Options) (*Host, error) {
 	def(&opts.PingTimeout, time.Second)
 	def(&opts.MinBackoff, 100*time.Millisecond)
 	def(&opts.MaxBackoff, 5*time.Second)
+	if opts.MonitorWindow == 0 {
+		opts.MonitorWindow = 100 * time.Millisecond
+	}
 	page, err := plugins.NewLeasePage()
 	if err != nil {
 		opts.Log.Warn("the lease goes to resource plugins by call only", "err", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Host{opts: opts, log: opts.Log, ctx: ctx, cancel: cancel, procs: map[key]*proc{}, page: page}, nil
+	return &Host{opts: opts, log: opts.Log, ctx: ctx, cancel: cancel, procs: map[key]*proc{}, batchers: map[string]*batcher{}, page: page}, nil
 }
 
 // resourceFiles are the files a resource plugin inherits (descriptors
@@ -445,10 +454,8 @@ func (p *proc) status() Status {
 func (p *proc) classify(ctx context.Context, r *procRunner, client *plugin.Client, err error) error {
 	st, _ := status.FromError(err)
 	switch {
-	case st.Code() == codes.Unimplemented:
-		return fmt.Errorf("%w: %s", ErrUnimplemented, st.Message())
-	case st.Code() == codes.FailedPrecondition:
-		return fmt.Errorf("%w: %s", ErrNoLease, st.Message())
+	case st.Code() == codes.Unimplemented, st.Code() == codes.FailedPrecondition:
+		return statusError(st)
 	case st.Code() == codes.Unavailable && r.exitedWithin(time.Second), r.exitedWithin(0):
 		return fmt.Errorf("%w during the call (%s)", ErrCrashed, r.exitReason())
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || st.Code() == codes.DeadlineExceeded:
@@ -462,6 +469,19 @@ func (p *proc) classify(ctx context.Context, r *procRunner, client *plugin.Clien
 		return ErrTimeout
 	case st.Code() == codes.Canceled:
 		return ctx.Err()
+	default:
+		return statusError(st)
+	}
+}
+
+// statusError is the package error for the status a plugin answered with
+// itself (not a broken transport or a missed deadline).
+func statusError(st *status.Status) error {
+	switch st.Code() {
+	case codes.Unimplemented:
+		return fmt.Errorf("%w: %s", ErrUnimplemented, st.Message())
+	case codes.FailedPrecondition:
+		return fmt.Errorf("%w: %s", ErrNoLease, st.Message())
 	default:
 		return fmt.Errorf("plugin error: %s", st.Message())
 	}

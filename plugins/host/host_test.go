@@ -9,11 +9,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/plugins"
@@ -49,6 +54,11 @@ func serveTestPlugin(kind plugins.Kind, name string) {
 		})})
 	case kind == plugins.KindFence && name == "testfence":
 		sdk.Serve(sdk.Plugin{Fence: testFence{}})
+	case kind == plugins.KindResource && name == "testraw":
+		// A plugin built without the SDK, on an older protocol: no
+		// MonitorMany.
+		plugin.Serve(&plugin.ServeConfig{HandshakeConfig: plugins.Handshake, GRPCServer: plugin.DefaultGRPCServer,
+			Plugins: plugin.PluginSet{string(plugins.KindResource): rawResource{}}})
 	}
 	os.Exit(3)
 }
@@ -79,8 +89,37 @@ func (testResource) Start(ctx context.Context, in *pb.Instance) (*pb.Result, err
 	return sdk.OK(), nil
 }
 func (testResource) Stop(context.Context, *pb.Instance) (*pb.Result, error) { return sdk.OK(), nil }
-func (testResource) Monitor(context.Context, *pb.Instance) (*pb.Result, error) {
-	return sdk.NotRunning("never runs"), nil
+func (testResource) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
+	switch p := in.GetParams(); {
+	case p["code"] != "":
+		var c int32
+		fmt.Sscan(p["code"], &c)
+		return &pb.Result{Code: pb.Code(c)}, nil
+	case p["nolease"] != "":
+		return nil, status.Error(codes.FailedPrecondition, "lease ran out")
+	}
+	// Output says how the monitor came: in a call of its own or a batch.
+	res := sdk.NotRunning("never runs")
+	res.Output = grpcMethod(ctx) + " " + in.GetId()
+	return res, nil
+}
+
+// grpcMethod is the name of the call that ctx serves, less its service.
+func grpcMethod(ctx context.Context) string {
+	m, _ := grpc.Method(ctx)
+	return m[strings.LastIndexByte(m, '/')+1:]
+}
+
+// rawResource serves testResource as go-plugin's gRPC plugin, by hand.
+type rawResource struct{ plugin.NetRPCUnsupportedPlugin }
+
+func (rawResource) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pb.RegisterResourceServer(s, testResource{})
+	return nil
+}
+
+func (rawResource) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, errors.New("server only")
 }
 
 type testFence struct{ pb.UnimplementedFenceServer }
@@ -427,5 +466,91 @@ func TestHoldFilePassedToResources(t *testing.T) {
 	}
 	if holds(plugins.KindMonitor, "testmon") {
 		t.Error("a monitor plugin holds the hold file")
+	}
+}
+
+// monitorAll runs a recurring monitor (interval 10 s) of each instance
+// at once, as a director's group workers do, and returns the replies in
+// order.
+func monitorAll(ctx context.Context, r host.Resource, ins []*pb.Instance) ([]*pb.Result, []error) {
+	res, errs := make([]*pb.Result, len(ins)), make([]error, len(ins))
+	var wg sync.WaitGroup
+	for i, in := range ins {
+		in.IntervalMs = 10000
+		wg.Go(func() { res[i], errs[i] = r.Monitor(ctx, in) })
+	}
+	wg.Wait()
+	return res, errs
+}
+
+func TestMonitorsBatched(t *testing.T) {
+	e := newHost(t, nil)
+	ctx := context.Background()
+	r := e.h.Resource("testres")
+	var ins []*pb.Instance
+	for i := range 20 {
+		ins = append(ins, &pb.Instance{Id: fmt.Sprintf("vip%d", i), TimeoutMs: 5000})
+	}
+	ins[3].Params = map[string]string{"nolease": "1"}
+	ins[7].Params = map[string]string{"code": "42"}
+	ins[9].Params = map[string]string{"code": "0"}
+	res, errs := monitorAll(ctx, r, ins)
+	for i, in := range ins {
+		switch i {
+		case 3: // the plugin's own refusal, for this instance alone
+			if !errors.Is(errs[i], host.ErrNoLease) || !strings.Contains(errs[i].Error(), "vip3") {
+				t.Errorf("%s: %v, want ErrNoLease", in.Id, errs[i])
+			}
+		case 7:
+			if !errors.Is(errs[i], host.ErrBadOutput) || !strings.Contains(errs[i].Error(), "42") {
+				t.Errorf("%s: %v, want ErrBadOutput", in.Id, errs[i])
+			}
+		case 9:
+			if errs[i] != nil || res[i].Code != pb.Code_SUCCESS {
+				t.Errorf("%s: %v %v, want SUCCESS", in.Id, res[i], errs[i])
+			}
+		default:
+			// Together in one call, each answered for itself.
+			if errs[i] != nil || res[i].Code != pb.Code_NOT_RUNNING || res[i].Output != "MonitorMany "+in.Id {
+				t.Errorf("%s: %v %v, want NOT_RUNNING from MonitorMany", in.Id, res[i], errs[i])
+			}
+		}
+	}
+	// A probe goes out at once, on its own.
+	probe := &pb.Instance{Id: "vip0", TimeoutMs: 5000}
+	if res, err := r.Monitor(ctx, probe); err != nil || res.Output != "Monitor vip0" {
+		t.Fatalf("probe: %v %v", res, err)
+	}
+	// A caller that gives up gets its context's error, not a reply.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := r.Monitor(cctx, &pb.Instance{Id: "vip0", TimeoutMs: 5000, IntervalMs: 10000}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled monitor: %v", err)
+	}
+}
+
+func TestMonitorsOfAPluginWithoutBatches(t *testing.T) {
+	e := newHost(t, nil)
+	var ins []*pb.Instance
+	for i := range 5 {
+		ins = append(ins, &pb.Instance{Id: fmt.Sprintf("vip%d", i), TimeoutMs: 5000})
+	}
+	// The first batch is refused as unimplemented and sent one by one;
+	// later monitors go one by one at once.
+	for round := range 2 {
+		res, errs := monitorAll(context.Background(), e.h.Resource("testraw"), ins)
+		for i, in := range ins {
+			if errs[i] != nil || res[i].Output != "Monitor "+in.Id {
+				t.Fatalf("round %d, %s: %v %v, want a Monitor call of its own", round, in.Id, res[i], errs[i])
+			}
+		}
+	}
+}
+
+func TestMonitorsUnbatched(t *testing.T) {
+	e := newHost(t, func(o *host.Options) { o.MonitorWindow = -1 })
+	res, errs := monitorAll(context.Background(), e.h.Resource("testres"), []*pb.Instance{{Id: "vip0", TimeoutMs: 5000}})
+	if errs[0] != nil || res[0].Output != "Monitor vip0" {
+		t.Fatalf("%v %v, want a Monitor call of its own", res[0], errs[0])
 	}
 }

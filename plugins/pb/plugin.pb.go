@@ -443,6 +443,157 @@ func (x *HoldResult) GetReadsPage() bool {
 	return false
 }
 
+type Instances struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Instances     []*Instance            `protobuf:"bytes,1,rep,name=instances,proto3" json:"instances,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Instances) Reset() {
+	*x = Instances{}
+	mi := &file_plugin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Instances) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Instances) ProtoMessage() {}
+
+func (x *Instances) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Instances.ProtoReflect.Descriptor instead.
+func (*Instances) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Instances) GetInstances() []*Instance {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+// Reply is one instance's answer in MonitorMany: its result, or the gRPC
+// status its Monitor failed with (code non-zero), as a single call would
+// have carried it.
+type Reply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Result        *Result                `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	StatusCode    int32                  `protobuf:"varint,2,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"` // google.rpc.Code; 0: result holds
+	StatusMessage string                 `protobuf:"bytes,3,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reply) Reset() {
+	*x = Reply{}
+	mi := &file_plugin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reply) ProtoMessage() {}
+
+func (x *Reply) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reply.ProtoReflect.Descriptor instead.
+func (*Reply) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Reply) GetResult() *Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *Reply) GetStatusCode() int32 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+func (x *Reply) GetStatusMessage() string {
+	if x != nil {
+		return x.StatusMessage
+	}
+	return ""
+}
+
+type Replies struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*Reply               `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Replies) Reset() {
+	*x = Replies{}
+	mi := &file_plugin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Replies) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Replies) ProtoMessage() {}
+
+func (x *Replies) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Replies.ProtoReflect.Descriptor instead.
+func (*Replies) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Replies) GetReplies() []*Reply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
 type Result struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=vigil.plugin.v1.Code" json:"code,omitempty"`
@@ -454,7 +605,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_plugin_proto_msgTypes[3]
+	mi := &file_plugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +617,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[3]
+	mi := &file_plugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +630,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{3}
+	return file_plugin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Result) GetCode() Code {
@@ -512,7 +663,7 @@ type MetaDataRequest struct {
 
 func (x *MetaDataRequest) Reset() {
 	*x = MetaDataRequest{}
-	mi := &file_plugin_proto_msgTypes[4]
+	mi := &file_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +675,7 @@ func (x *MetaDataRequest) String() string {
 func (*MetaDataRequest) ProtoMessage() {}
 
 func (x *MetaDataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[4]
+	mi := &file_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +688,7 @@ func (x *MetaDataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaDataRequest.ProtoReflect.Descriptor instead.
 func (*MetaDataRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{4}
+	return file_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MetaDataRequest) GetType() string {
@@ -565,7 +716,7 @@ type Parameter struct {
 
 func (x *Parameter) Reset() {
 	*x = Parameter{}
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +728,7 @@ func (x *Parameter) String() string {
 func (*Parameter) ProtoMessage() {}
 
 func (x *Parameter) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +741,7 @@ func (x *Parameter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Parameter.ProtoReflect.Descriptor instead.
 func (*Parameter) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{5}
+	return file_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Parameter) GetName() string {
@@ -653,7 +804,7 @@ type Action struct {
 
 func (x *Action) Reset() {
 	*x = Action{}
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +816,7 @@ func (x *Action) String() string {
 func (*Action) ProtoMessage() {}
 
 func (x *Action) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +829,7 @@ func (x *Action) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Action.ProtoReflect.Descriptor instead.
 func (*Action) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{6}
+	return file_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Action) GetName() string {
@@ -716,7 +867,7 @@ type Meta struct {
 
 func (x *Meta) Reset() {
 	*x = Meta{}
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +879,7 @@ func (x *Meta) String() string {
 func (*Meta) ProtoMessage() {}
 
 func (x *Meta) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +892,7 @@ func (x *Meta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Meta.ProtoReflect.Descriptor instead.
 func (*Meta) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{7}
+	return file_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Meta) GetName() string {
@@ -798,7 +949,7 @@ type HandoverRequest struct {
 
 func (x *HandoverRequest) Reset() {
 	*x = HandoverRequest{}
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +961,7 @@ func (x *HandoverRequest) String() string {
 func (*HandoverRequest) ProtoMessage() {}
 
 func (x *HandoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +974,7 @@ func (x *HandoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoverRequest.ProtoReflect.Descriptor instead.
 func (*HandoverRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HandoverRequest) GetInstance() *Instance {
@@ -851,7 +1002,7 @@ type HandoverState struct {
 
 func (x *HandoverState) Reset() {
 	*x = HandoverState{}
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1014,7 @@ func (x *HandoverState) String() string {
 func (*HandoverState) ProtoMessage() {}
 
 func (x *HandoverState) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1027,7 @@ func (x *HandoverState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoverState.ProtoReflect.Descriptor instead.
 func (*HandoverState) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HandoverState) GetChanged() bool {
@@ -911,7 +1062,7 @@ type CommandRequest struct {
 
 func (x *CommandRequest) Reset() {
 	*x = CommandRequest{}
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1074,7 @@ func (x *CommandRequest) String() string {
 func (*CommandRequest) ProtoMessage() {}
 
 func (x *CommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1087,7 @@ func (x *CommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRequest.ProtoReflect.Descriptor instead.
 func (*CommandRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CommandRequest) GetInstance() *Instance {
@@ -976,7 +1127,7 @@ type Inspection struct {
 
 func (x *Inspection) Reset() {
 	*x = Inspection{}
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1139,7 @@ func (x *Inspection) String() string {
 func (*Inspection) ProtoMessage() {}
 
 func (x *Inspection) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1152,7 @@ func (x *Inspection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inspection.ProtoReflect.Descriptor instead.
 func (*Inspection) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Inspection) GetTitle() string {
@@ -1053,7 +1204,7 @@ type Metric struct {
 
 func (x *Metric) Reset() {
 	*x = Metric{}
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1216,7 @@ func (x *Metric) String() string {
 func (*Metric) ProtoMessage() {}
 
 func (x *Metric) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1229,7 @@ func (x *Metric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metric.ProtoReflect.Descriptor instead.
 func (*Metric) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Metric) GetName() string {
@@ -1126,7 +1277,7 @@ type Sample struct {
 
 func (x *Sample) Reset() {
 	*x = Sample{}
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1289,7 @@ func (x *Sample) String() string {
 func (*Sample) ProtoMessage() {}
 
 func (x *Sample) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1302,7 @@ func (x *Sample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sample.ProtoReflect.Descriptor instead.
 func (*Sample) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Sample) GetValues() []string {
@@ -1181,7 +1332,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1344,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1357,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CheckRequest) GetType() string {
@@ -1257,7 +1408,7 @@ type CheckResult struct {
 
 func (x *CheckResult) Reset() {
 	*x = CheckResult{}
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1420,7 @@ func (x *CheckResult) String() string {
 func (*CheckResult) ProtoMessage() {}
 
 func (x *CheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1433,7 @@ func (x *CheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResult.ProtoReflect.Descriptor instead.
 func (*CheckResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CheckResult) GetOk() bool {
@@ -1342,7 +1493,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1505,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1518,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Event) GetKind() string {
@@ -1467,7 +1618,7 @@ type AlertRequest struct {
 
 func (x *AlertRequest) Reset() {
 	*x = AlertRequest{}
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1630,7 @@ func (x *AlertRequest) String() string {
 func (*AlertRequest) ProtoMessage() {}
 
 func (x *AlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1643,7 @@ func (x *AlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRequest.ProtoReflect.Descriptor instead.
 func (*AlertRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{17}
+	return file_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AlertRequest) GetType() string {
@@ -1539,7 +1690,7 @@ type AlertResult struct {
 
 func (x *AlertResult) Reset() {
 	*x = AlertResult{}
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1702,7 @@ func (x *AlertResult) String() string {
 func (*AlertResult) ProtoMessage() {}
 
 func (x *AlertResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1715,7 @@ func (x *AlertResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertResult.ProtoReflect.Descriptor instead.
 func (*AlertResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{18}
+	return file_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AlertResult) GetDetail() string {
@@ -1585,7 +1736,7 @@ type FenceRequest struct {
 
 func (x *FenceRequest) Reset() {
 	*x = FenceRequest{}
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1748,7 @@ func (x *FenceRequest) String() string {
 func (*FenceRequest) ProtoMessage() {}
 
 func (x *FenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1761,7 @@ func (x *FenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceRequest.ProtoReflect.Descriptor instead.
 func (*FenceRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{19}
+	return file_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FenceRequest) GetNode() string {
@@ -1644,7 +1795,7 @@ type FenceResult struct {
 
 func (x *FenceResult) Reset() {
 	*x = FenceResult{}
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1807,7 @@ func (x *FenceResult) String() string {
 func (*FenceResult) ProtoMessage() {}
 
 func (x *FenceResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1820,7 @@ func (x *FenceResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceResult.ProtoReflect.Descriptor instead.
 func (*FenceResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{20}
+	return file_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FenceResult) GetPower() Power {
@@ -1716,7 +1867,16 @@ const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"release_ns\x18\x02 \x01(\x03R\treleaseNs\x12\x1d\n" +
 	"\n" +
-	"reads_page\x18\x03 \x01(\bR\treadsPage\"c\n" +
+	"reads_page\x18\x03 \x01(\bR\treadsPage\"D\n" +
+	"\tInstances\x127\n" +
+	"\tinstances\x18\x01 \x03(\v2\x19.vigil.plugin.v1.InstanceR\tinstances\"\x80\x01\n" +
+	"\x05Reply\x12/\n" +
+	"\x06result\x18\x01 \x01(\v2\x17.vigil.plugin.v1.ResultR\x06result\x12\x1f\n" +
+	"\vstatus_code\x18\x02 \x01(\x05R\n" +
+	"statusCode\x12%\n" +
+	"\x0estatus_message\x18\x03 \x01(\tR\rstatusMessage\";\n" +
+	"\aReplies\x120\n" +
+	"\areplies\x18\x01 \x03(\v2\x16.vigil.plugin.v1.ReplyR\areplies\"c\n" +
 	"\x06Result\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.vigil.plugin.v1.CodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
@@ -1853,13 +2013,14 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05Power\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x06\n" +
 	"\x02ON\x10\x01\x12\a\n" +
-	"\x03OFF\x10\x022\x98\x05\n" +
+	"\x03OFF\x10\x022\xdd\x05\n" +
 	"\bResource\x12C\n" +
 	"\bMetaData\x12 .vigil.plugin.v1.MetaDataRequest\x1a\x15.vigil.plugin.v1.Meta\x12>\n" +
 	"\bValidate\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12;\n" +
 	"\x05Start\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12:\n" +
 	"\x04Stop\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12=\n" +
-	"\aMonitor\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12<\n" +
+	"\aMonitor\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12C\n" +
+	"\vMonitorMany\x12\x1a.vigil.plugin.v1.Instances\x1a\x18.vigil.plugin.v1.Replies\x12<\n" +
 	"\x06Reload\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12A\n" +
 	"\aInspect\x12\x19.vigil.plugin.v1.Instance\x1a\x1b.vigil.plugin.v1.Inspection\x12C\n" +
 	"\aCommand\x12\x1f.vigil.plugin.v1.CommandRequest\x1a\x17.vigil.plugin.v1.Result\x12;\n" +
@@ -1887,7 +2048,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_plugin_proto_goTypes = []any{
 	(Code)(0),               // 0: vigil.plugin.v1.Code
 	(Severity)(0),           // 1: vigil.plugin.v1.Severity
@@ -1895,82 +2056,90 @@ var file_plugin_proto_goTypes = []any{
 	(*Instance)(nil),        // 3: vigil.plugin.v1.Instance
 	(*Lease)(nil),           // 4: vigil.plugin.v1.Lease
 	(*HoldResult)(nil),      // 5: vigil.plugin.v1.HoldResult
-	(*Result)(nil),          // 6: vigil.plugin.v1.Result
-	(*MetaDataRequest)(nil), // 7: vigil.plugin.v1.MetaDataRequest
-	(*Parameter)(nil),       // 8: vigil.plugin.v1.Parameter
-	(*Action)(nil),          // 9: vigil.plugin.v1.Action
-	(*Meta)(nil),            // 10: vigil.plugin.v1.Meta
-	(*HandoverRequest)(nil), // 11: vigil.plugin.v1.HandoverRequest
-	(*HandoverState)(nil),   // 12: vigil.plugin.v1.HandoverState
-	(*CommandRequest)(nil),  // 13: vigil.plugin.v1.CommandRequest
-	(*Inspection)(nil),      // 14: vigil.plugin.v1.Inspection
-	(*Metric)(nil),          // 15: vigil.plugin.v1.Metric
-	(*Sample)(nil),          // 16: vigil.plugin.v1.Sample
-	(*CheckRequest)(nil),    // 17: vigil.plugin.v1.CheckRequest
-	(*CheckResult)(nil),     // 18: vigil.plugin.v1.CheckResult
-	(*Event)(nil),           // 19: vigil.plugin.v1.Event
-	(*AlertRequest)(nil),    // 20: vigil.plugin.v1.AlertRequest
-	(*AlertResult)(nil),     // 21: vigil.plugin.v1.AlertResult
-	(*FenceRequest)(nil),    // 22: vigil.plugin.v1.FenceRequest
-	(*FenceResult)(nil),     // 23: vigil.plugin.v1.FenceResult
-	nil,                     // 24: vigil.plugin.v1.Instance.ParamsEntry
-	nil,                     // 25: vigil.plugin.v1.CheckRequest.ParamsEntry
-	nil,                     // 26: vigil.plugin.v1.Event.LabelsEntry
-	nil,                     // 27: vigil.plugin.v1.AlertRequest.ParamsEntry
-	nil,                     // 28: vigil.plugin.v1.FenceRequest.ParamsEntry
+	(*Instances)(nil),       // 6: vigil.plugin.v1.Instances
+	(*Reply)(nil),           // 7: vigil.plugin.v1.Reply
+	(*Replies)(nil),         // 8: vigil.plugin.v1.Replies
+	(*Result)(nil),          // 9: vigil.plugin.v1.Result
+	(*MetaDataRequest)(nil), // 10: vigil.plugin.v1.MetaDataRequest
+	(*Parameter)(nil),       // 11: vigil.plugin.v1.Parameter
+	(*Action)(nil),          // 12: vigil.plugin.v1.Action
+	(*Meta)(nil),            // 13: vigil.plugin.v1.Meta
+	(*HandoverRequest)(nil), // 14: vigil.plugin.v1.HandoverRequest
+	(*HandoverState)(nil),   // 15: vigil.plugin.v1.HandoverState
+	(*CommandRequest)(nil),  // 16: vigil.plugin.v1.CommandRequest
+	(*Inspection)(nil),      // 17: vigil.plugin.v1.Inspection
+	(*Metric)(nil),          // 18: vigil.plugin.v1.Metric
+	(*Sample)(nil),          // 19: vigil.plugin.v1.Sample
+	(*CheckRequest)(nil),    // 20: vigil.plugin.v1.CheckRequest
+	(*CheckResult)(nil),     // 21: vigil.plugin.v1.CheckResult
+	(*Event)(nil),           // 22: vigil.plugin.v1.Event
+	(*AlertRequest)(nil),    // 23: vigil.plugin.v1.AlertRequest
+	(*AlertResult)(nil),     // 24: vigil.plugin.v1.AlertResult
+	(*FenceRequest)(nil),    // 25: vigil.plugin.v1.FenceRequest
+	(*FenceResult)(nil),     // 26: vigil.plugin.v1.FenceResult
+	nil,                     // 27: vigil.plugin.v1.Instance.ParamsEntry
+	nil,                     // 28: vigil.plugin.v1.CheckRequest.ParamsEntry
+	nil,                     // 29: vigil.plugin.v1.Event.LabelsEntry
+	nil,                     // 30: vigil.plugin.v1.AlertRequest.ParamsEntry
+	nil,                     // 31: vigil.plugin.v1.FenceRequest.ParamsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
-	24, // 0: vigil.plugin.v1.Instance.params:type_name -> vigil.plugin.v1.Instance.ParamsEntry
+	27, // 0: vigil.plugin.v1.Instance.params:type_name -> vigil.plugin.v1.Instance.ParamsEntry
 	4,  // 1: vigil.plugin.v1.Instance.lease:type_name -> vigil.plugin.v1.Lease
-	0,  // 2: vigil.plugin.v1.Result.code:type_name -> vigil.plugin.v1.Code
-	8,  // 3: vigil.plugin.v1.Meta.parameters:type_name -> vigil.plugin.v1.Parameter
-	9,  // 4: vigil.plugin.v1.Meta.actions:type_name -> vigil.plugin.v1.Action
-	3,  // 5: vigil.plugin.v1.HandoverRequest.instance:type_name -> vigil.plugin.v1.Instance
-	3,  // 6: vigil.plugin.v1.CommandRequest.instance:type_name -> vigil.plugin.v1.Instance
-	15, // 7: vigil.plugin.v1.Inspection.metrics:type_name -> vigil.plugin.v1.Metric
-	16, // 8: vigil.plugin.v1.Metric.samples:type_name -> vigil.plugin.v1.Sample
-	25, // 9: vigil.plugin.v1.CheckRequest.params:type_name -> vigil.plugin.v1.CheckRequest.ParamsEntry
-	1,  // 10: vigil.plugin.v1.Event.severity:type_name -> vigil.plugin.v1.Severity
-	26, // 11: vigil.plugin.v1.Event.labels:type_name -> vigil.plugin.v1.Event.LabelsEntry
-	19, // 12: vigil.plugin.v1.AlertRequest.event:type_name -> vigil.plugin.v1.Event
-	27, // 13: vigil.plugin.v1.AlertRequest.params:type_name -> vigil.plugin.v1.AlertRequest.ParamsEntry
-	28, // 14: vigil.plugin.v1.FenceRequest.params:type_name -> vigil.plugin.v1.FenceRequest.ParamsEntry
-	2,  // 15: vigil.plugin.v1.FenceResult.power:type_name -> vigil.plugin.v1.Power
-	7,  // 16: vigil.plugin.v1.Resource.MetaData:input_type -> vigil.plugin.v1.MetaDataRequest
-	3,  // 17: vigil.plugin.v1.Resource.Validate:input_type -> vigil.plugin.v1.Instance
-	3,  // 18: vigil.plugin.v1.Resource.Start:input_type -> vigil.plugin.v1.Instance
-	3,  // 19: vigil.plugin.v1.Resource.Stop:input_type -> vigil.plugin.v1.Instance
-	3,  // 20: vigil.plugin.v1.Resource.Monitor:input_type -> vigil.plugin.v1.Instance
-	3,  // 21: vigil.plugin.v1.Resource.Reload:input_type -> vigil.plugin.v1.Instance
-	3,  // 22: vigil.plugin.v1.Resource.Inspect:input_type -> vigil.plugin.v1.Instance
-	13, // 23: vigil.plugin.v1.Resource.Command:input_type -> vigil.plugin.v1.CommandRequest
-	4,  // 24: vigil.plugin.v1.Resource.Hold:input_type -> vigil.plugin.v1.Lease
-	11, // 25: vigil.plugin.v1.Resource.Handover:input_type -> vigil.plugin.v1.HandoverRequest
-	17, // 26: vigil.plugin.v1.Monitor.Check:input_type -> vigil.plugin.v1.CheckRequest
-	20, // 27: vigil.plugin.v1.Alert.Deliver:input_type -> vigil.plugin.v1.AlertRequest
-	22, // 28: vigil.plugin.v1.Fence.Off:input_type -> vigil.plugin.v1.FenceRequest
-	22, // 29: vigil.plugin.v1.Fence.On:input_type -> vigil.plugin.v1.FenceRequest
-	22, // 30: vigil.plugin.v1.Fence.Status:input_type -> vigil.plugin.v1.FenceRequest
-	10, // 31: vigil.plugin.v1.Resource.MetaData:output_type -> vigil.plugin.v1.Meta
-	6,  // 32: vigil.plugin.v1.Resource.Validate:output_type -> vigil.plugin.v1.Result
-	6,  // 33: vigil.plugin.v1.Resource.Start:output_type -> vigil.plugin.v1.Result
-	6,  // 34: vigil.plugin.v1.Resource.Stop:output_type -> vigil.plugin.v1.Result
-	6,  // 35: vigil.plugin.v1.Resource.Monitor:output_type -> vigil.plugin.v1.Result
-	6,  // 36: vigil.plugin.v1.Resource.Reload:output_type -> vigil.plugin.v1.Result
-	14, // 37: vigil.plugin.v1.Resource.Inspect:output_type -> vigil.plugin.v1.Inspection
-	6,  // 38: vigil.plugin.v1.Resource.Command:output_type -> vigil.plugin.v1.Result
-	5,  // 39: vigil.plugin.v1.Resource.Hold:output_type -> vigil.plugin.v1.HoldResult
-	12, // 40: vigil.plugin.v1.Resource.Handover:output_type -> vigil.plugin.v1.HandoverState
-	18, // 41: vigil.plugin.v1.Monitor.Check:output_type -> vigil.plugin.v1.CheckResult
-	21, // 42: vigil.plugin.v1.Alert.Deliver:output_type -> vigil.plugin.v1.AlertResult
-	23, // 43: vigil.plugin.v1.Fence.Off:output_type -> vigil.plugin.v1.FenceResult
-	23, // 44: vigil.plugin.v1.Fence.On:output_type -> vigil.plugin.v1.FenceResult
-	23, // 45: vigil.plugin.v1.Fence.Status:output_type -> vigil.plugin.v1.FenceResult
-	31, // [31:46] is the sub-list for method output_type
-	16, // [16:31] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	3,  // 2: vigil.plugin.v1.Instances.instances:type_name -> vigil.plugin.v1.Instance
+	9,  // 3: vigil.plugin.v1.Reply.result:type_name -> vigil.plugin.v1.Result
+	7,  // 4: vigil.plugin.v1.Replies.replies:type_name -> vigil.plugin.v1.Reply
+	0,  // 5: vigil.plugin.v1.Result.code:type_name -> vigil.plugin.v1.Code
+	11, // 6: vigil.plugin.v1.Meta.parameters:type_name -> vigil.plugin.v1.Parameter
+	12, // 7: vigil.plugin.v1.Meta.actions:type_name -> vigil.plugin.v1.Action
+	3,  // 8: vigil.plugin.v1.HandoverRequest.instance:type_name -> vigil.plugin.v1.Instance
+	3,  // 9: vigil.plugin.v1.CommandRequest.instance:type_name -> vigil.plugin.v1.Instance
+	18, // 10: vigil.plugin.v1.Inspection.metrics:type_name -> vigil.plugin.v1.Metric
+	19, // 11: vigil.plugin.v1.Metric.samples:type_name -> vigil.plugin.v1.Sample
+	28, // 12: vigil.plugin.v1.CheckRequest.params:type_name -> vigil.plugin.v1.CheckRequest.ParamsEntry
+	1,  // 13: vigil.plugin.v1.Event.severity:type_name -> vigil.plugin.v1.Severity
+	29, // 14: vigil.plugin.v1.Event.labels:type_name -> vigil.plugin.v1.Event.LabelsEntry
+	22, // 15: vigil.plugin.v1.AlertRequest.event:type_name -> vigil.plugin.v1.Event
+	30, // 16: vigil.plugin.v1.AlertRequest.params:type_name -> vigil.plugin.v1.AlertRequest.ParamsEntry
+	31, // 17: vigil.plugin.v1.FenceRequest.params:type_name -> vigil.plugin.v1.FenceRequest.ParamsEntry
+	2,  // 18: vigil.plugin.v1.FenceResult.power:type_name -> vigil.plugin.v1.Power
+	10, // 19: vigil.plugin.v1.Resource.MetaData:input_type -> vigil.plugin.v1.MetaDataRequest
+	3,  // 20: vigil.plugin.v1.Resource.Validate:input_type -> vigil.plugin.v1.Instance
+	3,  // 21: vigil.plugin.v1.Resource.Start:input_type -> vigil.plugin.v1.Instance
+	3,  // 22: vigil.plugin.v1.Resource.Stop:input_type -> vigil.plugin.v1.Instance
+	3,  // 23: vigil.plugin.v1.Resource.Monitor:input_type -> vigil.plugin.v1.Instance
+	6,  // 24: vigil.plugin.v1.Resource.MonitorMany:input_type -> vigil.plugin.v1.Instances
+	3,  // 25: vigil.plugin.v1.Resource.Reload:input_type -> vigil.plugin.v1.Instance
+	3,  // 26: vigil.plugin.v1.Resource.Inspect:input_type -> vigil.plugin.v1.Instance
+	16, // 27: vigil.plugin.v1.Resource.Command:input_type -> vigil.plugin.v1.CommandRequest
+	4,  // 28: vigil.plugin.v1.Resource.Hold:input_type -> vigil.plugin.v1.Lease
+	14, // 29: vigil.plugin.v1.Resource.Handover:input_type -> vigil.plugin.v1.HandoverRequest
+	20, // 30: vigil.plugin.v1.Monitor.Check:input_type -> vigil.plugin.v1.CheckRequest
+	23, // 31: vigil.plugin.v1.Alert.Deliver:input_type -> vigil.plugin.v1.AlertRequest
+	25, // 32: vigil.plugin.v1.Fence.Off:input_type -> vigil.plugin.v1.FenceRequest
+	25, // 33: vigil.plugin.v1.Fence.On:input_type -> vigil.plugin.v1.FenceRequest
+	25, // 34: vigil.plugin.v1.Fence.Status:input_type -> vigil.plugin.v1.FenceRequest
+	13, // 35: vigil.plugin.v1.Resource.MetaData:output_type -> vigil.plugin.v1.Meta
+	9,  // 36: vigil.plugin.v1.Resource.Validate:output_type -> vigil.plugin.v1.Result
+	9,  // 37: vigil.plugin.v1.Resource.Start:output_type -> vigil.plugin.v1.Result
+	9,  // 38: vigil.plugin.v1.Resource.Stop:output_type -> vigil.plugin.v1.Result
+	9,  // 39: vigil.plugin.v1.Resource.Monitor:output_type -> vigil.plugin.v1.Result
+	8,  // 40: vigil.plugin.v1.Resource.MonitorMany:output_type -> vigil.plugin.v1.Replies
+	9,  // 41: vigil.plugin.v1.Resource.Reload:output_type -> vigil.plugin.v1.Result
+	17, // 42: vigil.plugin.v1.Resource.Inspect:output_type -> vigil.plugin.v1.Inspection
+	9,  // 43: vigil.plugin.v1.Resource.Command:output_type -> vigil.plugin.v1.Result
+	5,  // 44: vigil.plugin.v1.Resource.Hold:output_type -> vigil.plugin.v1.HoldResult
+	15, // 45: vigil.plugin.v1.Resource.Handover:output_type -> vigil.plugin.v1.HandoverState
+	21, // 46: vigil.plugin.v1.Monitor.Check:output_type -> vigil.plugin.v1.CheckResult
+	24, // 47: vigil.plugin.v1.Alert.Deliver:output_type -> vigil.plugin.v1.AlertResult
+	26, // 48: vigil.plugin.v1.Fence.Off:output_type -> vigil.plugin.v1.FenceResult
+	26, // 49: vigil.plugin.v1.Fence.On:output_type -> vigil.plugin.v1.FenceResult
+	26, // 50: vigil.plugin.v1.Fence.Status:output_type -> vigil.plugin.v1.FenceResult
+	35, // [35:51] is the sub-list for method output_type
+	19, // [19:35] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -1984,7 +2153,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
