@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -11,42 +12,48 @@ import (
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
-// MaxMonitorMany bounds the instances of one MonitorMany call: the host
-// sends no more, a plugin refuses more.
-const MaxMonitorMany = 1024
+// MaxBatch bounds the instances of one Batch call: the host sends no
+// more, a plugin refuses more.
+const MaxBatch = 1024
 
-// monitorMany serves MonitorMany for a resource plugin by running its
-// Monitor for every instance at once, each under the instance's own
-// timeout, as that many single calls would have.
-type monitorMany struct{ pb.ResourceServer }
+// batched serves Batch for a resource plugin by running the operation on
+// every instance at once, each under the instance's own timeout, as that
+// many single calls would have. Monitor is the only operation batched.
+type batched struct{ pb.ResourceServer }
 
-func (m monitorMany) MonitorMany(ctx context.Context, in *pb.Instances) (*pb.Replies, error) {
+func (b batched) Batch(ctx context.Context, in *pb.Operations) (*pb.Replies, error) {
 	ins := in.GetInstances()
-	if len(ins) > MaxMonitorMany {
-		return nil, status.Errorf(codes.InvalidArgument, "%d instances in one call, at most %d", len(ins), MaxMonitorMany)
+	switch {
+	case in.GetOp() != "monitor":
+		return nil, status.Errorf(codes.InvalidArgument, "no batch of %q: monitor only", in.GetOp())
+	case len(ins) > MaxBatch:
+		return nil, status.Errorf(codes.InvalidArgument, "%d instances in one call, at most %d", len(ins), MaxBatch)
 	}
 	out := make([]*pb.Reply, len(ins))
 	var wg sync.WaitGroup
 	for i, inst := range ins {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			ictx, cancel := ctx, context.CancelFunc(func() {})
 			if ms := inst.GetTimeoutMs(); ms > 0 {
 				ictx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
 			}
 			defer cancel()
-			res, err := m.Monitor(ictx, inst)
+			res, err := b.Monitor(ictx, inst)
 			switch {
 			case err != nil:
 				st := status.Convert(err)
+				if errors.Is(ictx.Err(), context.DeadlineExceeded) {
+					// Out of its time, as the host reads a single call
+					// that missed its deadline.
+					st = status.New(codes.DeadlineExceeded, err.Error())
+				}
 				out[i] = &pb.Reply{StatusCode: int32(st.Code()), StatusMessage: st.Message()}
 			case res == nil:
-				out[i] = &pb.Reply{StatusCode: int32(codes.Internal), StatusMessage: "monitor returned no result"}
+				out[i] = &pb.Reply{StatusCode: int32(codes.Internal), StatusMessage: in.GetOp() + " returned no result"}
 			default:
 				out[i] = &pb.Reply{Result: res}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	return &pb.Replies{Replies: out}, nil

@@ -67,7 +67,7 @@ func Set(r pb.ResourceServer, m pb.MonitorServer, a pb.AlertServer, f pb.FenceSe
 	set := plugin.PluginSet{}
 	host := r == nil && m == nil && a == nil && f == nil
 	if host || r != nil {
-		set[string(KindResource)] = &grpcPlugin{register: func(s *grpc.Server) { pb.RegisterResourceServer(s, monitorMany{r}) },
+		set[string(KindResource)] = &grpcPlugin{register: func(s *grpc.Server) { pb.RegisterResourceServer(s, batched{r}) },
 			client: func(c *grpc.ClientConn) any { return pb.NewResourceClient(c) }}
 	}
 	if host || m != nil {

@@ -15,18 +15,23 @@ import (
 )
 
 // batcher gathers the recurring monitors of one resource plugin that fall
-// due within a short window into one MonitorMany call. A director with a
-// thousand VIPs monitored every 10 s made a hundred calls a second, each
-// paying gRPC's per-call cost in the daemon and in the plugin.
+// due within a short window into one Batch call. A director with a
+// thousand VIPs monitored every 10 s made a hundred calls a second while
+// idle, each paying gRPC's per-call cost in the daemon and in the plugin.
+// Starts, stops and probes are not batched: a failover's thousand starts
+// run in the plugin at once, and that burst starved the heartbeat on a
+// 2-core director (bench-scale: the new owner's lease lapsed, 2 trials in
+// 5), where single calls spread them.
 type batcher struct {
 	r Resource
 
 	mu      sync.Mutex
-	pending []*batched
-	single  bool // the plugin answered Unimplemented: one call per monitor
+	pending []*queued
+	armed   bool // a flush of pending is scheduled
+	single  bool // the plugin answered Unimplemented: one call each
 }
 
-type batched struct {
+type queued struct {
 	in   *pb.Instance
 	done chan reply // buffered: a flush never waits for a caller gone
 }
@@ -63,39 +68,35 @@ func (h *Host) spawn(f func()) bool {
 	return true
 }
 
-// monitor queues in for the next MonitorMany call. The first monitor of a
-// batch opens a window of a hundredth of its interval, at most
-// Options.MonitorWindow: late by that much, a recurring monitor changes
-// nothing an operator would see.
+// monitor queues in for the next batch. The first monitor of a batch
+// opens a window of a hundredth of its interval, at most
+// Options.BatchWindow: that late, a recurring monitor changes nothing.
 func (b *batcher) monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
 	b.mu.Lock()
 	if b.single {
 		b.mu.Unlock()
 		return b.r.single(ctx, in)
 	}
-	call := &batched{in: in, done: make(chan reply, 1)}
-	b.pending = append(b.pending, call)
-	var full []*batched
-	switch len(b.pending) {
-	case 1:
-		window := min(ms(in.GetIntervalMs())/100, b.r.h.opts.MonitorWindow)
-		if !b.r.h.spawn(func() { b.flushAfter(window) }) {
-			b.pending = nil
-			b.mu.Unlock()
-			return nil, b.r.wrap(in, "monitor", ErrClosed)
-		}
-	case plugins.MaxMonitorMany:
-		full, b.pending = b.pending, nil
+	q := &queued{in: in, done: make(chan reply, 1)}
+	b.pending = append(b.pending, q)
+	ok := true
+	switch {
+	case len(b.pending) >= plugins.MaxBatch:
+		ok = b.flushLocked()
+	case !b.armed:
+		b.armed = true
+		window := min(ms(in.GetIntervalMs())/100, b.r.h.opts.BatchWindow)
+		ok = b.r.h.spawn(func() { b.flushAfter(window) })
 	}
 	b.mu.Unlock()
-	if full != nil && !b.r.h.spawn(func() { b.flush(full) }) {
-		return nil, b.r.wrap(in, "monitor", ErrClosed)
+	if !ok {
+		return nil, b.r.wrap(in, ErrClosed)
 	}
 	select {
-	case rep := <-call.done:
+	case rep := <-q.done:
 		return rep.res, rep.err
 	case <-ctx.Done():
-		return nil, b.r.wrap(in, "monitor", ctx.Err())
+		return nil, b.r.wrap(in, ctx.Err())
 	}
 }
 
@@ -107,29 +108,42 @@ func (b *batcher) flushAfter(window time.Duration) {
 	case <-b.r.h.ctx.Done():
 	}
 	b.mu.Lock()
-	calls := b.pending
-	b.pending = nil
+	b.armed = false
+	b.flushLocked()
 	b.mu.Unlock()
-	b.flush(calls)
 }
 
-// flush sends calls in one MonitorMany and hands each caller its reply.
-func (b *batcher) flush(calls []*batched) {
-	if len(calls) == 0 {
-		return // a full batch went out before the window closed
+// flushLocked sends what is pending as one batch; false once the host is
+// closed (the callers then learn it from their replies).
+func (b *batcher) flushLocked() bool {
+	qs := b.pending
+	if len(qs) == 0 {
+		return true
 	}
+	b.pending = nil
+	ok := b.r.h.spawn(func() { b.send(qs) })
+	if !ok {
+		for _, q := range qs {
+			q.done <- reply{nil, b.r.wrap(q.in, ErrClosed)}
+		}
+	}
+	return ok
+}
+
+// send makes one Batch call of qs and hands each caller its reply.
+func (b *batcher) send(qs []*queued) {
 	ctx := b.r.h.ctx
-	ins := make([]*pb.Instance, len(calls))
+	ins := make([]*pb.Instance, len(qs))
 	var timeout int64
-	for i, c := range calls {
-		ins[i] = c.in
-		timeout = max(timeout, c.in.GetTimeoutMs())
+	for i, q := range qs {
+		ins[i] = q.in
+		timeout = max(timeout, q.in.GetTimeoutMs())
 	}
 	reps, err := invoke(ctx, b.r.h, plugins.KindResource, b.r.name, "monitor", ms(timeout),
 		func(ctx context.Context, c pb.ResourceClient) (*pb.Replies, error) {
-			reps, err := c.MonitorMany(ctx, &pb.Instances{Instances: ins})
+			reps, err := c.Batch(ctx, &pb.Operations{Op: "monitor", Instances: ins})
 			if err == nil && len(reps.GetReplies()) != len(ins) {
-				return nil, fmt.Errorf("%w: %d replies to %d monitors", ErrBadOutput, len(reps.GetReplies()), len(ins))
+				return nil, fmt.Errorf("%w: %d replies to %d operations", ErrBadOutput, len(reps.GetReplies()), len(ins))
 			}
 			return reps, err
 		})
@@ -139,21 +153,20 @@ func (b *batcher) flush(calls []*batched) {
 		b.single = true
 		b.mu.Unlock()
 		var wg sync.WaitGroup
-		for _, c := range calls {
+		for _, q := range qs {
 			wg.Go(func() {
-				res, err := b.r.single(ctx, c.in)
-				c.done <- reply{res, err}
+				res, err := b.r.single(ctx, q.in)
+				q.done <- reply{res, err}
 			})
 		}
 		wg.Wait()
 		return
 	}
-	for i, c := range calls {
-		switch {
-		case err != nil:
-			c.done <- reply{nil, fmt.Errorf("%s: %w", c.in.GetId(), err)}
-		default:
-			c.done <- b.r.replyOf(c.in, reps.GetReplies()[i])
+	for i, q := range qs {
+		if err != nil {
+			q.done <- reply{nil, fmt.Errorf("%s: %w", q.in.GetId(), err)}
+		} else {
+			q.done <- b.r.replyOf(q.in, reps.GetReplies()[i])
 		}
 	}
 }
@@ -165,15 +178,15 @@ func (r Resource) replyOf(in *pb.Instance, rep *pb.Reply) reply {
 		if c == codes.DeadlineExceeded {
 			err = ErrTimeout
 		}
-		return reply{nil, r.wrap(in, "monitor", err)}
+		return reply{nil, r.wrap(in, err)}
 	}
 	if err := checkResult(rep.GetResult()); err != nil {
-		return reply{nil, r.wrap(in, "monitor", err)}
+		return reply{nil, r.wrap(in, err)}
 	}
 	return reply{rep.GetResult(), nil}
 }
 
-// wrap words err as a failed op on in would have been.
-func (r Resource) wrap(in *pb.Instance, op string, err error) error {
-	return fmt.Errorf("%s: %s %s/%s: %w", in.GetId(), op, plugins.KindResource, r.name, err)
+// wrap words err as a failed single monitor of in would have been.
+func (r Resource) wrap(in *pb.Instance, err error) error {
+	return fmt.Errorf("%s: monitor %s/%s: %w", in.GetId(), plugins.KindResource, r.name, err)
 }

@@ -66,7 +66,7 @@ func (r Resource) Stop(ctx context.Context, in *pb.Instance) (*pb.Result, error)
 // Monitor checks the resource. Recurring monitors (interval_ms > 0) of
 // one plugin go out together (see batcher); a probe goes out at once.
 func (r Resource) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
-	if in.GetIntervalMs() <= 0 || r.h.opts.MonitorWindow < 0 {
+	if in.GetIntervalMs() <= 0 || r.h.opts.BatchWindow < 0 {
 		return r.single(ctx, in)
 	}
 	return r.h.batcher(r).monitor(ctx, in)

@@ -73,11 +73,11 @@ type Options struct {
 	// Hold is the daemon's hold file (plugins.AwaitPredecessor), passed
 	// to every resource plugin; the host owns it from New on.
 	Hold *os.File
-	// MonitorWindow is the longest a recurring monitor waits for others
-	// of its plugin to go out with it in one call (default 100ms; a
-	// batch waits a hundredth of its first monitor's interval, at most
-	// this); negative: every monitor is a call of its own.
-	MonitorWindow time.Duration
+	// BatchWindow is the longest a recurring monitor waits for others of
+	// its plugin to go out with it in one call (default 100ms; a batch
+	// waits a hundredth of its first monitor's interval, at most this);
+	// negative: every monitor is a call of its own.
+	BatchWindow time.Duration
 	// OnRestart runs, in its own goroutine, after a plugin came back from
 	// a crash or a kill.
 	OnRestart func(kind plugins.Kind, name string)
@@ -136,8 +136,8 @@ func New(opts Options) (*Host, error) {
 	def(&opts.PingTimeout, time.Second)
 	def(&opts.MinBackoff, 100*time.Millisecond)
 	def(&opts.MaxBackoff, 5*time.Second)
-	if opts.MonitorWindow == 0 {
-		opts.MonitorWindow = 100 * time.Millisecond
+	if opts.BatchWindow == 0 {
+		opts.BatchWindow = 100 * time.Millisecond
 	}
 	page, err := plugins.NewLeasePage()
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/plugins"
@@ -56,7 +57,7 @@ func serveTestPlugin(kind plugins.Kind, name string) {
 		sdk.Serve(sdk.Plugin{Fence: testFence{}})
 	case kind == plugins.KindResource && name == "testraw":
 		// A plugin built without the SDK, on an older protocol: no
-		// MonitorMany.
+		// Batch.
 		plugin.Serve(&plugin.ServeConfig{HandshakeConfig: plugins.Handshake, GRPCServer: plugin.DefaultGRPCServer,
 			Plugins: plugin.PluginSet{string(plugins.KindResource): rawResource{}}})
 	}
@@ -86,7 +87,7 @@ func (testResource) Start(ctx context.Context, in *pb.Instance) (*pb.Result, err
 	case p["stderr"] != "":
 		fmt.Fprintln(os.Stderr, p["stderr"])
 	}
-	return sdk.OK(), nil
+	return &pb.Result{Output: grpcMethod(ctx) + " " + in.GetId()}, nil
 }
 func (testResource) Stop(context.Context, *pb.Instance) (*pb.Result, error) { return sdk.OK(), nil }
 func (testResource) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, error) {
@@ -473,11 +474,20 @@ func TestHoldFilePassedToResources(t *testing.T) {
 // at once, as a director's group workers do, and returns the replies in
 // order.
 func monitorAll(ctx context.Context, r host.Resource, ins []*pb.Instance) ([]*pb.Result, []error) {
+	return each(ins, func(in *pb.Instance) (*pb.Result, error) {
+		rec := proto.CloneOf(in)
+		rec.IntervalMs = 10000
+		return r.Monitor(ctx, rec)
+	})
+}
+
+// each runs op on every instance at once and returns the replies in
+// order.
+func each(ins []*pb.Instance, op func(*pb.Instance) (*pb.Result, error)) ([]*pb.Result, []error) {
 	res, errs := make([]*pb.Result, len(ins)), make([]error, len(ins))
 	var wg sync.WaitGroup
 	for i, in := range ins {
-		in.IntervalMs = 10000
-		wg.Go(func() { res[i], errs[i] = r.Monitor(ctx, in) })
+		wg.Go(func() { res[i], errs[i] = op(in) })
 	}
 	wg.Wait()
 	return res, errs
@@ -511,8 +521,8 @@ func TestMonitorsBatched(t *testing.T) {
 			}
 		default:
 			// Together in one call, each answered for itself.
-			if errs[i] != nil || res[i].Code != pb.Code_NOT_RUNNING || res[i].Output != "MonitorMany "+in.Id {
-				t.Errorf("%s: %v %v, want NOT_RUNNING from MonitorMany", in.Id, res[i], errs[i])
+			if errs[i] != nil || res[i].Code != pb.Code_NOT_RUNNING || res[i].Output != "Batch "+in.Id {
+				t.Errorf("%s: %v %v, want NOT_RUNNING from a Batch", in.Id, res[i], errs[i])
 			}
 		}
 	}
@@ -548,7 +558,7 @@ func TestMonitorsOfAPluginWithoutBatches(t *testing.T) {
 }
 
 func TestMonitorsUnbatched(t *testing.T) {
-	e := newHost(t, func(o *host.Options) { o.MonitorWindow = -1 })
+	e := newHost(t, func(o *host.Options) { o.BatchWindow = -1 })
 	res, errs := monitorAll(context.Background(), e.h.Resource("testres"), []*pb.Instance{{Id: "vip0", TimeoutMs: 5000}})
 	if errs[0] != nil || res[0].Output != "Monitor vip0" {
 		t.Fatalf("%v %v, want a Monitor call of its own", res[0], errs[0])

@@ -443,27 +443,28 @@ func (x *HoldResult) GetReadsPage() bool {
 	return false
 }
 
-type Instances struct {
+type Operations struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Instances     []*Instance            `protobuf:"bytes,1,rep,name=instances,proto3" json:"instances,omitempty"`
+	Op            string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"` // "monitor"; a plugin refuses any other
+	Instances     []*Instance            `protobuf:"bytes,2,rep,name=instances,proto3" json:"instances,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Instances) Reset() {
-	*x = Instances{}
+func (x *Operations) Reset() {
+	*x = Operations{}
 	mi := &file_plugin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Instances) String() string {
+func (x *Operations) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Instances) ProtoMessage() {}
+func (*Operations) ProtoMessage() {}
 
-func (x *Instances) ProtoReflect() protoreflect.Message {
+func (x *Operations) ProtoReflect() protoreflect.Message {
 	mi := &file_plugin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -475,19 +476,26 @@ func (x *Instances) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Instances.ProtoReflect.Descriptor instead.
-func (*Instances) Descriptor() ([]byte, []int) {
+// Deprecated: Use Operations.ProtoReflect.Descriptor instead.
+func (*Operations) Descriptor() ([]byte, []int) {
 	return file_plugin_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *Instances) GetInstances() []*Instance {
+func (x *Operations) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *Operations) GetInstances() []*Instance {
 	if x != nil {
 		return x.Instances
 	}
 	return nil
 }
 
-// Reply is one instance's answer in MonitorMany: its result, or the gRPC
+// Reply is one instance's answer in a Batch: its result, or the gRPC
 // status its Monitor failed with (code non-zero), as a single call would
 // have carried it.
 type Reply struct {
@@ -1867,9 +1875,11 @@ const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"release_ns\x18\x02 \x01(\x03R\treleaseNs\x12\x1d\n" +
 	"\n" +
-	"reads_page\x18\x03 \x01(\bR\treadsPage\"D\n" +
-	"\tInstances\x127\n" +
-	"\tinstances\x18\x01 \x03(\v2\x19.vigil.plugin.v1.InstanceR\tinstances\"\x80\x01\n" +
+	"reads_page\x18\x03 \x01(\bR\treadsPage\"U\n" +
+	"\n" +
+	"Operations\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x127\n" +
+	"\tinstances\x18\x02 \x03(\v2\x19.vigil.plugin.v1.InstanceR\tinstances\"\x80\x01\n" +
 	"\x05Reply\x12/\n" +
 	"\x06result\x18\x01 \x01(\v2\x17.vigil.plugin.v1.ResultR\x06result\x12\x1f\n" +
 	"\vstatus_code\x18\x02 \x01(\x05R\n" +
@@ -2013,14 +2023,14 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05Power\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x06\n" +
 	"\x02ON\x10\x01\x12\a\n" +
-	"\x03OFF\x10\x022\xdd\x05\n" +
+	"\x03OFF\x10\x022\xd8\x05\n" +
 	"\bResource\x12C\n" +
 	"\bMetaData\x12 .vigil.plugin.v1.MetaDataRequest\x1a\x15.vigil.plugin.v1.Meta\x12>\n" +
 	"\bValidate\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12;\n" +
 	"\x05Start\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12:\n" +
 	"\x04Stop\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12=\n" +
-	"\aMonitor\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12C\n" +
-	"\vMonitorMany\x12\x1a.vigil.plugin.v1.Instances\x1a\x18.vigil.plugin.v1.Replies\x12<\n" +
+	"\aMonitor\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12>\n" +
+	"\x05Batch\x12\x1b.vigil.plugin.v1.Operations\x1a\x18.vigil.plugin.v1.Replies\x12<\n" +
 	"\x06Reload\x12\x19.vigil.plugin.v1.Instance\x1a\x17.vigil.plugin.v1.Result\x12A\n" +
 	"\aInspect\x12\x19.vigil.plugin.v1.Instance\x1a\x1b.vigil.plugin.v1.Inspection\x12C\n" +
 	"\aCommand\x12\x1f.vigil.plugin.v1.CommandRequest\x1a\x17.vigil.plugin.v1.Result\x12;\n" +
@@ -2056,7 +2066,7 @@ var file_plugin_proto_goTypes = []any{
 	(*Instance)(nil),        // 3: vigil.plugin.v1.Instance
 	(*Lease)(nil),           // 4: vigil.plugin.v1.Lease
 	(*HoldResult)(nil),      // 5: vigil.plugin.v1.HoldResult
-	(*Instances)(nil),       // 6: vigil.plugin.v1.Instances
+	(*Operations)(nil),      // 6: vigil.plugin.v1.Operations
 	(*Reply)(nil),           // 7: vigil.plugin.v1.Reply
 	(*Replies)(nil),         // 8: vigil.plugin.v1.Replies
 	(*Result)(nil),          // 9: vigil.plugin.v1.Result
@@ -2086,7 +2096,7 @@ var file_plugin_proto_goTypes = []any{
 var file_plugin_proto_depIdxs = []int32{
 	27, // 0: vigil.plugin.v1.Instance.params:type_name -> vigil.plugin.v1.Instance.ParamsEntry
 	4,  // 1: vigil.plugin.v1.Instance.lease:type_name -> vigil.plugin.v1.Lease
-	3,  // 2: vigil.plugin.v1.Instances.instances:type_name -> vigil.plugin.v1.Instance
+	3,  // 2: vigil.plugin.v1.Operations.instances:type_name -> vigil.plugin.v1.Instance
 	9,  // 3: vigil.plugin.v1.Reply.result:type_name -> vigil.plugin.v1.Result
 	7,  // 4: vigil.plugin.v1.Replies.replies:type_name -> vigil.plugin.v1.Reply
 	0,  // 5: vigil.plugin.v1.Result.code:type_name -> vigil.plugin.v1.Code
@@ -2108,7 +2118,7 @@ var file_plugin_proto_depIdxs = []int32{
 	3,  // 21: vigil.plugin.v1.Resource.Start:input_type -> vigil.plugin.v1.Instance
 	3,  // 22: vigil.plugin.v1.Resource.Stop:input_type -> vigil.plugin.v1.Instance
 	3,  // 23: vigil.plugin.v1.Resource.Monitor:input_type -> vigil.plugin.v1.Instance
-	6,  // 24: vigil.plugin.v1.Resource.MonitorMany:input_type -> vigil.plugin.v1.Instances
+	6,  // 24: vigil.plugin.v1.Resource.Batch:input_type -> vigil.plugin.v1.Operations
 	3,  // 25: vigil.plugin.v1.Resource.Reload:input_type -> vigil.plugin.v1.Instance
 	3,  // 26: vigil.plugin.v1.Resource.Inspect:input_type -> vigil.plugin.v1.Instance
 	16, // 27: vigil.plugin.v1.Resource.Command:input_type -> vigil.plugin.v1.CommandRequest
@@ -2124,7 +2134,7 @@ var file_plugin_proto_depIdxs = []int32{
 	9,  // 37: vigil.plugin.v1.Resource.Start:output_type -> vigil.plugin.v1.Result
 	9,  // 38: vigil.plugin.v1.Resource.Stop:output_type -> vigil.plugin.v1.Result
 	9,  // 39: vigil.plugin.v1.Resource.Monitor:output_type -> vigil.plugin.v1.Result
-	8,  // 40: vigil.plugin.v1.Resource.MonitorMany:output_type -> vigil.plugin.v1.Replies
+	8,  // 40: vigil.plugin.v1.Resource.Batch:output_type -> vigil.plugin.v1.Replies
 	9,  // 41: vigil.plugin.v1.Resource.Reload:output_type -> vigil.plugin.v1.Result
 	17, // 42: vigil.plugin.v1.Resource.Inspect:output_type -> vigil.plugin.v1.Inspection
 	9,  // 43: vigil.plugin.v1.Resource.Command:output_type -> vigil.plugin.v1.Result

@@ -23,17 +23,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Resource_MetaData_FullMethodName    = "/vigil.plugin.v1.Resource/MetaData"
-	Resource_Validate_FullMethodName    = "/vigil.plugin.v1.Resource/Validate"
-	Resource_Start_FullMethodName       = "/vigil.plugin.v1.Resource/Start"
-	Resource_Stop_FullMethodName        = "/vigil.plugin.v1.Resource/Stop"
-	Resource_Monitor_FullMethodName     = "/vigil.plugin.v1.Resource/Monitor"
-	Resource_MonitorMany_FullMethodName = "/vigil.plugin.v1.Resource/MonitorMany"
-	Resource_Reload_FullMethodName      = "/vigil.plugin.v1.Resource/Reload"
-	Resource_Inspect_FullMethodName     = "/vigil.plugin.v1.Resource/Inspect"
-	Resource_Command_FullMethodName     = "/vigil.plugin.v1.Resource/Command"
-	Resource_Hold_FullMethodName        = "/vigil.plugin.v1.Resource/Hold"
-	Resource_Handover_FullMethodName    = "/vigil.plugin.v1.Resource/Handover"
+	Resource_MetaData_FullMethodName = "/vigil.plugin.v1.Resource/MetaData"
+	Resource_Validate_FullMethodName = "/vigil.plugin.v1.Resource/Validate"
+	Resource_Start_FullMethodName    = "/vigil.plugin.v1.Resource/Start"
+	Resource_Stop_FullMethodName     = "/vigil.plugin.v1.Resource/Stop"
+	Resource_Monitor_FullMethodName  = "/vigil.plugin.v1.Resource/Monitor"
+	Resource_Batch_FullMethodName    = "/vigil.plugin.v1.Resource/Batch"
+	Resource_Reload_FullMethodName   = "/vigil.plugin.v1.Resource/Reload"
+	Resource_Inspect_FullMethodName  = "/vigil.plugin.v1.Resource/Inspect"
+	Resource_Command_FullMethodName  = "/vigil.plugin.v1.Resource/Command"
+	Resource_Hold_FullMethodName     = "/vigil.plugin.v1.Resource/Hold"
+	Resource_Handover_FullMethodName = "/vigil.plugin.v1.Resource/Handover"
 )
 
 // ResourceClient is the client API for Resource service.
@@ -45,14 +45,16 @@ type ResourceClient interface {
 	Start(ctx context.Context, in *Instance, opts ...grpc.CallOption) (*Result, error)
 	Stop(ctx context.Context, in *Instance, opts ...grpc.CallOption) (*Result, error)
 	Monitor(ctx context.Context, in *Instance, opts ...grpc.CallOption) (*Result, error)
-	// MonitorMany runs the recurring monitors of several instances in one
-	// call, each as Monitor would, and answers in their order: a director
-	// with a thousand VIPs then pays one call's overhead per batch, not
-	// per VIP. The host batches recurring monitors only (interval_ms > 0),
-	// never a probe, a start or a stop. Plugins built with the SDK serve it
-	// by calling Monitor for each instance concurrently; a plugin that
-	// answers Unimplemented gets single Monitor calls.
-	MonitorMany(ctx context.Context, in *Instances, opts ...grpc.CallOption) (*Replies, error)
+	// Batch runs one operation on several instances in one call, each as
+	// the single call would (under its own timeout), and answers in their
+	// order. The one operation defined is "monitor": the host batches the
+	// recurring monitors (interval_ms > 0) of a plugin that fall due within
+	// a hundredth of their interval, so a director with a thousand VIPs
+	// pays one call's overhead per batch, not per VIP; probes, starts and
+	// stops go one by one. Plugins built with the SDK serve it by running
+	// Monitor for every instance at once; a plugin that answers
+	// Unimplemented gets single calls.
+	Batch(ctx context.Context, in *Operations, opts ...grpc.CallOption) (*Replies, error)
 	Reload(ctx context.Context, in *Instance, opts ...grpc.CallOption) (*Result, error)
 	// Inspect describes the instance's live state for `vigil status` (the
 	// IPVS table of an ldirectord instance, say); optional.
@@ -130,10 +132,10 @@ func (c *resourceClient) Monitor(ctx context.Context, in *Instance, opts ...grpc
 	return out, nil
 }
 
-func (c *resourceClient) MonitorMany(ctx context.Context, in *Instances, opts ...grpc.CallOption) (*Replies, error) {
+func (c *resourceClient) Batch(ctx context.Context, in *Operations, opts ...grpc.CallOption) (*Replies, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Replies)
-	err := c.cc.Invoke(ctx, Resource_MonitorMany_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, Resource_Batch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -199,14 +201,16 @@ type ResourceServer interface {
 	Start(context.Context, *Instance) (*Result, error)
 	Stop(context.Context, *Instance) (*Result, error)
 	Monitor(context.Context, *Instance) (*Result, error)
-	// MonitorMany runs the recurring monitors of several instances in one
-	// call, each as Monitor would, and answers in their order: a director
-	// with a thousand VIPs then pays one call's overhead per batch, not
-	// per VIP. The host batches recurring monitors only (interval_ms > 0),
-	// never a probe, a start or a stop. Plugins built with the SDK serve it
-	// by calling Monitor for each instance concurrently; a plugin that
-	// answers Unimplemented gets single Monitor calls.
-	MonitorMany(context.Context, *Instances) (*Replies, error)
+	// Batch runs one operation on several instances in one call, each as
+	// the single call would (under its own timeout), and answers in their
+	// order. The one operation defined is "monitor": the host batches the
+	// recurring monitors (interval_ms > 0) of a plugin that fall due within
+	// a hundredth of their interval, so a director with a thousand VIPs
+	// pays one call's overhead per batch, not per VIP; probes, starts and
+	// stops go one by one. Plugins built with the SDK serve it by running
+	// Monitor for every instance at once; a plugin that answers
+	// Unimplemented gets single calls.
+	Batch(context.Context, *Operations) (*Replies, error)
 	Reload(context.Context, *Instance) (*Result, error)
 	// Inspect describes the instance's live state for `vigil status` (the
 	// IPVS table of an ldirectord instance, say); optional.
@@ -249,8 +253,8 @@ func (UnimplementedResourceServer) Stop(context.Context, *Instance) (*Result, er
 func (UnimplementedResourceServer) Monitor(context.Context, *Instance) (*Result, error) {
 	return nil, status.Error(codes.Unimplemented, "method Monitor not implemented")
 }
-func (UnimplementedResourceServer) MonitorMany(context.Context, *Instances) (*Replies, error) {
-	return nil, status.Error(codes.Unimplemented, "method MonitorMany not implemented")
+func (UnimplementedResourceServer) Batch(context.Context, *Operations) (*Replies, error) {
+	return nil, status.Error(codes.Unimplemented, "method Batch not implemented")
 }
 func (UnimplementedResourceServer) Reload(context.Context, *Instance) (*Result, error) {
 	return nil, status.Error(codes.Unimplemented, "method Reload not implemented")
@@ -378,20 +382,20 @@ func _Resource_Monitor_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Resource_MonitorMany_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(Instances)
+func _Resource_Batch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Operations)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(ResourceServer).MonitorMany(ctx, in)
+		return srv.(ResourceServer).Batch(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: Resource_MonitorMany_FullMethodName,
+		FullMethod: Resource_Batch_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ResourceServer).MonitorMany(ctx, req.(*Instances))
+		return srv.(ResourceServer).Batch(ctx, req.(*Operations))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -514,8 +518,8 @@ var Resource_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Resource_Monitor_Handler,
 		},
 		{
-			MethodName: "MonitorMany",
-			Handler:    _Resource_MonitorMany_Handler,
+			MethodName: "Batch",
+			Handler:    _Resource_Batch_Handler,
 		},
 		{
 			MethodName: "Reload",
