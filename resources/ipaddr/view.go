@@ -187,6 +187,7 @@ type view struct {
 	// kernel (nanoseconds, the call alone, not its wait for a writer),
 	// for the release estimate.
 	deleteCost atomic.Int64
+	deleting   atomic.Int32 // deletions in flight (timedDel)
 }
 
 // openView subscribes in the calling thread's namespace and starts

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
@@ -324,5 +325,47 @@ func TestViewIgnoresBridgeLinkMessages(t *testing.T) {
 	k.feed(linkMsg(unix.RTM_DELLINK, 0, 0, 2, "eth0"))
 	if linkNamed(k.v, "eth0") || present(k.v, "10.0.0.1") {
 		t.Fatal("link deletion left the link or its address")
+	}
+}
+
+// serialWriter deletes in cost each, one at a time, as the kernel does.
+type serialWriter struct {
+	addrWriter
+	mu   sync.Mutex
+	cost time.Duration
+}
+
+func (w *serialWriter) AddrDel(netlink.Link, *netlink.Addr) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	time.Sleep(w.cost) // the kernel's work, not a wait for anything
+	return nil
+}
+
+// TestDeleteCostConcurrent: deletions timed while others are in flight
+// give the release estimate about what one costs, as deletions timed one
+// by one do — not that times the number in flight.
+func TestDeleteCostConcurrent(t *testing.T) {
+	w := &serialWriter{cost: 2 * time.Millisecond}
+	alone, together := &view{}, &view{}
+	for range 20 {
+		if err := timedDel(alone, w, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 20 {
+		var wg sync.WaitGroup
+		for range writers {
+			wg.Go(func() { _ = timedDel(together, w, nil) })
+		}
+		wg.Wait()
+	}
+	a, c := alone.deleteCostNow(), together.deleteCostNow()
+	t.Logf("one at a time: %s; %d at a time: %s", a, writers, c)
+	if c > 2*a {
+		t.Errorf("estimate %s with %d deletions in flight, %s one at a time: the others' turns were counted", c, writers, a)
+	}
+	if c < w.cost/2 {
+		t.Errorf("estimate %s, under half of one deletion's %s", c, w.cost)
 	}
 }
