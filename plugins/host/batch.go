@@ -84,9 +84,12 @@ func (b *batcher) monitor(ctx context.Context, in *pb.Instance) (*pb.Result, err
 	case len(b.pending) >= plugins.MaxBatch:
 		ok = b.flushLocked()
 	case !b.armed:
-		b.armed = true
 		window := min(ms(in.GetIntervalMs())/100, b.r.h.opts.BatchWindow)
-		ok = b.r.h.spawn(func() { b.flushAfter(window) })
+		if ok = b.r.h.spawn(func() { b.flushAfter(window) }); ok {
+			b.armed = true // before flushAfter runs: it waits for b.mu
+		} else {
+			b.pending = nil // closed: q was the only one (nothing was armed)
+		}
 	}
 	b.mu.Unlock()
 	if !ok {
