@@ -383,6 +383,11 @@ func watchStatus(ctx context.Context, interval time.Duration, redraw bool, show 
 			frame.WriteString("\x1b[H\x1b[2J")
 		}
 		code := show(ctx, &frame)
+		if ctx.Err() != nil {
+			// ^C cut this frame short (its request failed with the
+			// context): the watch ends as asked, not with that error.
+			return exitOK
+		}
 		_, _ = stdout.Write(frame.Bytes())
 		select {
 		case <-ctx.Done():

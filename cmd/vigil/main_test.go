@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vigil-ha/vigil/cluster/config"
 	"github.com/vigil-ha/vigil/internal/instances"
@@ -522,4 +524,42 @@ func TestImportIpvsadmSync(t *testing.T) {
 	if code, stdout, errs := vigil("config", "check", "-c", out, "--node", "lvs2"); code != exitOK {
 		t.Errorf("config check with the [sync] table: %d\n%s%s", code, stdout, errs)
 	}
+}
+
+// TestWatchStatusInterrupted: ^C during a frame ends the watch with exit
+// 0 and without the frame's "canceled" error; a frame that failed before
+// ^C keeps its exit code.
+func TestWatchStatusInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out bytes.Buffer
+	frames := 0
+	code := watchStatus(ctx, time.Millisecond, false, func(ctx context.Context, w io.Writer) int {
+		frames++
+		if frames == 2 {
+			cancel() // the operator's ^C, while this frame's request runs
+			fmt.Fprintln(w, "cannot reach the daemon: context canceled")
+			return exitError
+		}
+		fmt.Fprintln(w, "frame")
+		return exitOK
+	}, &out)
+	if code != exitOK || out.String() != "frame\n" {
+		t.Fatalf("^C during a frame: exit %d, output %q; want 0 and the first frame only", code, out.String())
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	code = watchStatus(ctx, time.Hour, false, func(_ context.Context, w io.Writer) int {
+		fmt.Fprintln(w, "cannot reach the daemon")
+		return exitError
+	}, cancelOnWrite(cancel)) // ^C once the failed frame is shown
+	if code != exitError {
+		t.Fatalf("^C after a failed frame: exit %d, want %d", code, exitError)
+	}
+}
+
+type cancelOnWrite context.CancelFunc
+
+func (c cancelOnWrite) Write(p []byte) (int, error) {
+	c()
+	return len(p), nil
 }
