@@ -12,6 +12,15 @@ import (
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
+// OpContext is ctx bounded by the instance's own timeout (timeout_ms),
+// which a plugin enforces itself.
+func OpContext(ctx context.Context, in *pb.Instance) (context.Context, context.CancelFunc) {
+	if in.GetTimeoutMs() > 0 {
+		return context.WithTimeout(ctx, time.Duration(in.GetTimeoutMs())*time.Millisecond)
+	}
+	return context.WithCancel(ctx)
+}
+
 // MaxBatch bounds the instances of one Batch call: the host sends no
 // more, a plugin refuses more.
 const MaxBatch = 1024
@@ -33,10 +42,7 @@ func (b batched) Batch(ctx context.Context, in *pb.Operations) (*pb.Replies, err
 	var wg sync.WaitGroup
 	for i, inst := range ins {
 		wg.Go(func() {
-			ictx, cancel := ctx, context.CancelFunc(func() {})
-			if ms := inst.GetTimeoutMs(); ms > 0 {
-				ictx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
-			}
+			ictx, cancel := OpContext(ctx, inst)
 			defer cancel()
 			res, err := b.Monitor(ictx, inst)
 			switch {

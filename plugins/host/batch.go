@@ -53,21 +53,6 @@ func (h *Host) batcher(r Resource) *batcher {
 	return b
 }
 
-// spawn runs f in a goroutine Close waits for; false once closed.
-func (h *Host) spawn(f func()) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.ctx.Err() != nil {
-		return false
-	}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		f()
-	}()
-	return true
-}
-
 // monitor queues in for the next batch. The first monitor of a batch
 // opens a window of a hundredth of its interval, at most
 // Options.BatchWindow: that late, a recurring monitor changes nothing.
@@ -177,11 +162,7 @@ func (b *batcher) send(qs []*queued) {
 // replyOf is what a single Monitor call would have returned for in.
 func (r Resource) replyOf(in *pb.Instance, rep *pb.Reply) reply {
 	if c := codes.Code(rep.GetStatusCode()); c != codes.OK {
-		err := statusError(status.New(c, rep.GetStatusMessage()))
-		if c == codes.DeadlineExceeded {
-			err = ErrTimeout
-		}
-		return reply{nil, r.wrap(in, err)}
+		return reply{nil, r.wrap(in, statusError(status.New(c, rep.GetStatusMessage())))}
 	}
 	if err := checkResult(rep.GetResult()); err != nil {
 		return reply{nil, r.wrap(in, err)}
@@ -191,5 +172,5 @@ func (r Resource) replyOf(in *pb.Instance, rep *pb.Reply) reply {
 
 // wrap words err as a failed single monitor of in would have been.
 func (r Resource) wrap(in *pb.Instance, err error) error {
-	return fmt.Errorf("%s: monitor %s/%s: %w", in.GetId(), plugins.KindResource, r.name, err)
+	return fmt.Errorf("%s: %w", in.GetId(), callError("monitor", plugins.KindResource, r.name, err))
 }

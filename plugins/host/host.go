@@ -176,6 +176,26 @@ func (h *Host) Close() {
 	}
 }
 
+// spawn runs f in a goroutine Close waits for; false once closed.
+func (h *Host) spawn(f func()) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ctx.Err() != nil {
+		return false
+	}
+	h.spawnLocked(f)
+	return true
+}
+
+// spawnLocked is spawn for a caller that holds h.mu and saw h open.
+func (h *Host) spawnLocked(f func()) {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		f()
+	}()
+}
+
 // ShareLease writes the node's lease to the page every resource plugin
 // reads (see plugins.LeasePage); it reports whether there is one.
 func (h *Host) ShareLease(le *pb.Lease) bool {
@@ -263,8 +283,7 @@ func (h *Host) proc(kind plugins.Kind, name string) (*proc, error) {
 		changed: make(chan struct{}), since: time.Now(),
 		log: h.log.With("plugin", string(kind)+"/"+name)}
 	h.procs[k] = p
-	h.wg.Add(1)
-	go p.run(h.ctx)
+	h.spawnLocked(func() { p.run(h.ctx) })
 	return p, nil
 }
 
@@ -306,7 +325,6 @@ func (p *proc) setState(state string, f func()) {
 
 // run starts the plugin and restarts it whenever it ends, until ctx ends.
 func (p *proc) run(ctx context.Context) {
-	defer p.h.wg.Done()
 	backoff := p.h.opts.MinBackoff
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -474,6 +492,11 @@ func (p *proc) classify(ctx context.Context, r *procRunner, client *plugin.Clien
 	}
 }
 
+// callError words a failed call of op on plugin kind/name.
+func callError(op string, kind plugins.Kind, name string, err error) error {
+	return fmt.Errorf("%s %s/%s: %w", op, kind, name, err)
+}
+
 // statusError is the package error for the status a plugin answered with
 // itself (not a broken transport or a missed deadline).
 func statusError(st *status.Status) error {
@@ -482,6 +505,8 @@ func statusError(st *status.Status) error {
 		return fmt.Errorf("%w: %s", ErrUnimplemented, st.Message())
 	case codes.FailedPrecondition:
 		return fmt.Errorf("%w: %s", ErrNoLease, st.Message())
+	case codes.DeadlineExceeded: // the operation's own timeout, in a batch
+		return ErrTimeout
 	default:
 		return fmt.Errorf("plugin error: %s", st.Message())
 	}
@@ -507,7 +532,7 @@ func (p *proc) answers(client *plugin.Client) bool {
 func invoke[C, R any](ctx context.Context, h *Host, kind plugins.Kind, name, op string, timeout time.Duration,
 	call func(context.Context, C) (R, error)) (R, error) {
 	var zero R
-	wrap := func(err error) error { return fmt.Errorf("%s %s/%s: %w", op, kind, name, err) }
+	wrap := func(err error) error { return callError(op, kind, name, err) }
 	p, err := h.proc(kind, name)
 	if err != nil {
 		return zero, wrap(err)

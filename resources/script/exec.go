@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -73,15 +72,6 @@ func envOr(key, def string) string {
 func result(code pb.Code, reason string, r run) *pb.Result {
 	out := strings.TrimSpace(r.Stdout + "\n" + r.Stderr)
 	return &pb.Result{Code: code, Reason: reason, Output: out}
-}
-
-// opTimeout is the script's deadline: the host's, less a little so that
-// the kill and the answer fit inside the host's grace.
-func opTimeout(ctx context.Context, in *pb.Instance) (context.Context, context.CancelFunc) {
-	if in.GetTimeoutMs() > 0 {
-		return context.WithTimeout(ctx, time.Duration(in.GetTimeoutMs())*time.Millisecond)
-	}
-	return context.WithCancel(ctx)
 }
 
 // isTimeout reports whether err is execScript's deadline error.

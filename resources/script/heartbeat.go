@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/vigil-ha/vigil/monitors"
+	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
@@ -104,7 +105,7 @@ func (h *Heartbeat) call(ctx context.Context, in *pb.Instance, action string) (r
 	if err != nil {
 		return run{}, err
 	}
-	ctx, cancel := opTimeout(ctx, in)
+	ctx, cancel := plugins.OpContext(ctx, in) // the kill and the answer fit in the host's grace
 	defer cancel()
 	return execScript(ctx, path, append(append([]string{}, in.GetArgs()...), action), env)
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vigil-ha/vigil/monitors"
+	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
@@ -38,7 +39,7 @@ func (l *LSB) action(ctx context.Context, in *pb.Instance, action string) (run, 
 	if res != nil {
 		return run{}, res, nil
 	}
-	ctx, cancel := opTimeout(ctx, in)
+	ctx, cancel := plugins.OpContext(ctx, in) // the kill and the answer fit in the host's grace
 	defer cancel()
 	r, err := execScript(ctx, path, []string{action}, []string{monitors.BasePath, "LANG=C"})
 	return r, nil, err

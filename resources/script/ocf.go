@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigil-ha/vigil/monitors"
+	"github.com/vigil-ha/vigil/plugins"
 	"github.com/vigil-ha/vigil/plugins/pb"
 )
 
@@ -78,7 +79,7 @@ func (o *OCF) action(ctx context.Context, in *pb.Instance, action string) (*pb.R
 	if !executable(path) {
 		return &pb.Result{Code: pb.Code_ERR_INSTALLED, Reason: fmt.Sprintf("OCF agent %s is not installed (no executable %s)", in.GetType(), path)}, nil
 	}
-	ctx, cancel := opTimeout(ctx, in)
+	ctx, cancel := plugins.OpContext(ctx, in) // the kill and the answer fit in the host's grace
 	defer cancel()
 	r, err := execScript(ctx, path, []string{action}, o.env(in, provider, agent, action))
 	if err != nil {
