@@ -2,6 +2,7 @@ package ipaddr
 
 import (
 	"net/netip"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -73,4 +74,15 @@ func (r *IPaddr) ForgetInView(ip netip.Addr) {
 			v.delAddr(e)
 		}
 	})
+}
+
+// SetDeleteCost sets every view's deletion cost estimate.
+func (r *IPaddr) SetDeleteCost(d time.Duration) {
+	r.eachView(func(v *view) { v.deleteCost.Store(int64(d)) })
+}
+
+// DeleteCost is the largest of the views' deletion cost estimates.
+func (r *IPaddr) DeleteCost() (d time.Duration) {
+	r.eachView(func(v *view) { d = max(d, v.deleteCostNow()) })
+	return d
 }

@@ -502,6 +502,53 @@ func TestRelease(t *testing.T) {
 	}
 }
 
+// A release's own pace replaces the deletion cost the peers' wait is
+// derived from (ReleaseTime): one inflated sample (a deletion timed
+// while the host's CPUs were busy) must not make the next takeover wait
+// seconds for a release that takes milliseconds. A small release is one
+// sample among others.
+func TestReleasePaceReplacesEstimate(t *testing.T) {
+	l := newPairLab(t)
+	start := func(n int) {
+		for i := range n {
+			p := map[string]string{"ip": fmt.Sprintf("10.88.0.%d", 100+i), "cidr_netmask": "32", "arp_count": "1", "arp_repeat": "0"}
+			if res, err := l.opID("start", fmt.Sprintf("v%d", i), p, 0); err != nil || res.Code != pb.Code_SUCCESS {
+				t.Fatalf("start v%d: %v %v", i, res, err)
+			}
+		}
+	}
+	release := func() (ids []string, took time.Duration) {
+		t0 := time.Now()
+		if err := nstest.InNS(l.director, func() error { ids = l.r.Release(context.Background()); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return ids, time.Since(t0)
+	}
+	const inflated = 50 * time.Millisecond
+
+	start(2)
+	l.r.SetDeleteCost(inflated)
+	if ids, _ := release(); len(ids) != 2 {
+		t.Fatalf("released %v, want 2", ids)
+	}
+	if c := l.r.DeleteCost(); c < inflated*3/4 {
+		t.Errorf("a release of 2 VIPs took the estimate from %s to %s: a sample, not a measure", inflated, c)
+	}
+
+	const n = 20
+	start(n)
+	l.r.SetDeleteCost(inflated)
+	ids, took := release()
+	if len(ids) != n {
+		t.Fatalf("released %d VIPs, want %d", len(ids), n)
+	}
+	c := l.r.DeleteCost()
+	t.Logf("%d VIPs released in %s; estimate of one deletion now %s", n, took, c)
+	if c > took/n {
+		t.Errorf("estimate of one deletion %s after a release of %d that took %s (%s each): still the inflated %s's trace", c, n, took, took/n, inflated)
+	}
+}
+
 // lifetimes returns what `ip addr` says of ip's valid lifetime in ns
 // ("forever", "2sec"), "" when ip is not configured.
 func (l *pairLab) lifetime(ip string) string {

@@ -954,6 +954,26 @@ func (v *view) deleted(d time.Duration) {
 	}
 }
 
+// releaseSample is how many VIPs a release must have dropped for its
+// own pace to replace the deletion cost.
+const releaseSample = 16
+
+// released takes what a release of n addresses cost each, deletions and
+// all, start to end. That is exactly what ReleaseTime predicts, so from
+// enough of them it replaces the estimate: the latencies of single
+// deletions, timed while both cores were busy, include their waits for a
+// CPU (up to milliseconds each, where a thousand deletions released
+// together took 150 µs each), and one inflated sample made the next
+// takeover from this node wait 5 s for a release of 150 ms. A smaller
+// release counts as one more sample.
+func (v *view) released(each time.Duration, n int) {
+	if n < releaseSample {
+		v.deleted(each)
+		return
+	}
+	v.deleteCost.Store(int64(max(each, deleteCostFloor)))
+}
+
 // deleteCostNow is the current estimate of one deletion.
 func (v *view) deleteCostNow() time.Duration {
 	if c := time.Duration(v.deleteCost.Load()); c > 0 {
