@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +28,7 @@ type LinkCounters struct {
 	Sent       uint64            `json:"sent"`
 	SendErrors uint64            `json:"send_errors"`
 	Received   uint64            `json:"received"` // accepted from peers
-	Own        uint64            `json:"own"`      // our own broadcasts looped back
+	Own        uint64            `json:"own"`      // our own broadcasts looped back past the socket filter (none with it)
 	Dropped    map[string]uint64 `json:"dropped,omitempty"`
 }
 
@@ -83,6 +84,12 @@ type Engine struct {
 	fds     []int
 	rt      bool // on a real-time thread of its own: sleeps in ppoll
 	pfds    []unix.PollFd
+	// due marks the media to read at the next wake: those the sleep saw
+	// readable, those left with a backlog, and those it cannot watch.
+	// Reading every medium on every wake cost a failed recvmsg per idle
+	// medium per packet that arrived on another.
+	due   []bool
+	ready []int // (ppoll's, kept to allocate nothing per wake)
 }
 
 // maxPoll bounds how long a heartbeat may wait unread at slow beat rates,
@@ -120,17 +127,25 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	defer e.closeWake()
 	retry := make([]time.Time, len(e.cfg.Media)) // media resting after a read error
+	e.due = make([]bool, len(e.cfg.Media))
+	e.markDue(true, nil)
 	nextBeat := time.Now()
 	for ctx.Err() == nil {
 		now := time.Now()
 		wall := now.UnixNano()
 		backlog := false
 		for i, m := range e.cfg.Media {
-			if !retry[i].IsZero() && now.Before(retry[i]) {
+			if !retry[i].IsZero() {
+				if now.Before(retry[i]) {
+					continue
+				}
+				retry[i], e.due[i] = time.Time{}, true
+			}
+			if !e.due[i] {
 				continue
 			}
-			retry[i] = time.Time{}
 			more, err := e.drain(i, now, wall)
+			e.due[i] = more
 			backlog = backlog || more
 			if err != nil {
 				// A serial line with nothing attached fails at once, every
@@ -220,6 +235,7 @@ func (e *Engine) wake() {
 func (e *Engine) sleep(d time.Duration, retry []time.Time) {
 	if e.poll == nil { // (only Run sets it)
 		time.Sleep(d)
+		e.markDue(true, nil)
 		return
 	}
 	e.fds = append(e.fds[:0], e.wakeFd)
@@ -236,6 +252,16 @@ func (e *Engine) sleep(d time.Duration, retry []time.Time) {
 	if e.poll.wait(d, e.wakeFd) {
 		var b [8]byte
 		rawRead(e.wakeFd, b[:])
+	}
+	e.markDue(false, e.poll.ready)
+}
+
+// markDue marks for reading the media whose descriptors are in ready,
+// those the engine does not watch, and with all every medium.
+func (e *Engine) markDue(all bool, ready []int) {
+	for i, m := range e.cfg.Media {
+		p, ok := m.(polled)
+		e.due[i] = e.due[i] || all || !ok || slices.Contains(ready, p.Fd())
 	}
 }
 
@@ -257,6 +283,13 @@ func (e *Engine) ppoll(d time.Duration) {
 		var b [8]byte
 		rawRead(e.wakeFd, b[:])
 	}
+	e.ready = e.ready[:0]
+	for _, p := range e.pfds[1:] {
+		if p.Revents != 0 {
+			e.ready = append(e.ready, int(p.Fd))
+		}
+	}
+	e.markDue(false, e.ready)
 }
 
 func (e *Engine) beat(now time.Time) {
@@ -307,7 +340,7 @@ func (e *Engine) drain(i int, now time.Time, wall int64) (bool, error) {
 // filter has the kernel drop, on every socket medium, what is not a
 // heartbeat of this cluster (see Codec.Filter).
 func (e *Engine) filter() {
-	prog, err := e.cfg.Codec.Filter()
+	prog, err := e.cfg.Codec.Filter(e.cfg.Node, e.cfg.Incarnation)
 	if err != nil {
 		e.cfg.Log.Warn("no heartbeat socket filter", "err", err)
 		return

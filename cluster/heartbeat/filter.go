@@ -27,19 +27,30 @@ func minBeat(n int) uint32 {
 }
 
 // Filter returns the classic BPF program that accepts only this cluster's
-// heartbeats, as seen by a UDP socket (payload after the UDP header).
-func (c *Codec) Filter() ([]bpf.RawInstruction, error) {
-	return filterFor(c.cluster, udpHeader)
+// heartbeats, as seen by a UDP socket (payload after the UDP header), and
+// not the node's own: a beat of self's name and incarnation (a broadcast
+// or multicast looped back to its sender) is dropped too. At a 10 ms beat
+// that loop-back woke the engine a hundred times a second for nothing.
+// Another daemon that uses self's name has another incarnation: its
+// beats still reach the engine, which reports the clash. self "" keeps
+// the node's own beats.
+func (c *Codec) Filter(self string, incarnation uint64) ([]bpf.RawInstruction, error) {
+	return filterFor(c.cluster, self, incarnation, udpHeader)
 }
 
-func filterFor(cluster string, base uint32) ([]bpf.RawInstruction, error) {
+func filterFor(cluster, self string, incarnation uint64, base uint32) ([]bpf.RawInstruction, error) {
 	var prog []bpf.Instruction
-	// Each check jumps to the final "drop" when it fails; the skip is
-	// patched once the program's length is known.
-	var fails []int
+	// Each check jumps to "drop" when it fails, each test of the sender
+	// to "accept" when it is not self; the skips are patched once the
+	// program's length is known.
+	var fails, others []int
 	check := func(load bpf.Instruction, want uint32) {
 		prog = append(prog, load, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: want})
 		fails = append(fails, len(prog)-1)
+	}
+	other := func(load bpf.Instruction, want uint32) {
+		prog = append(prog, load, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: want})
+		others = append(others, len(prog)-1)
 	}
 	prog = append(prog, bpf.LoadExtension{Num: bpf.ExtLen},
 		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: base + minBeat(len(cluster))})
@@ -49,34 +60,53 @@ func filterFor(cluster string, base uint32) ([]bpf.RawInstruction, error) {
 	check(bpf.LoadAbsolute{Off: base, Size: 4}, uint32(magic[0])<<24|uint32(magic[1])<<16|uint32(magic[2])<<8|Version)
 	check(bpf.LoadAbsolute{Off: base + 4, Size: 1}, typeBeat)
 	check(bpf.LoadAbsolute{Off: base + 6, Size: 1}, uint32(len(cluster)))
-	name := []byte(cluster)
-	for off := 0; off < len(name); {
-		at := base + 7 + uint32(off)
-		switch rest := len(name) - off; {
+	matchBytes([]byte(cluster), base+7, check)
+	if self != "" {
+		// The sender's name length first: only a name as long as self's
+		// is read further, so no load runs past a shorter packet.
+		at := base + 7 + uint32(len(cluster))
+		other(bpf.LoadAbsolute{Off: at, Size: 1}, uint32(len(self)))
+		matchBytes([]byte(self), at+1, other)
+		at += 1 + uint32(len(self))
+		other(bpf.LoadAbsolute{Off: at, Size: 4}, uint32(incarnation>>32))
+		other(bpf.LoadAbsolute{Off: at + 4, Size: 4}, uint32(incarnation))
+		prog = append(prog, bpf.RetConstant{Val: 0}) // self's own beat
+	}
+	accept := len(prog)
+	prog = append(prog, bpf.RetConstant{Val: 0xFFFF}) // the whole datagram
+	drop := len(prog)
+	prog = append(prog, bpf.RetConstant{Val: 0})
+	for to, from := range map[int][]int{drop: fails, accept: others} {
+		for _, i := range from {
+			j := prog[i].(bpf.JumpIf)
+			skip := to - i - 1
+			if skip > 255 {
+				return nil, fmt.Errorf("heartbeat filter: jump of %d is too long", skip)
+			}
+			j.SkipTrue = uint8(skip)
+			prog[i] = j
+		}
+	}
+	return bpf.Assemble(prog)
+}
+
+// matchBytes has cmp test b, at offset at, a word (or less, at its end)
+// at a time.
+func matchBytes(b []byte, at uint32, cmp func(load bpf.Instruction, want uint32)) {
+	for off := 0; off < len(b); {
+		o := at + uint32(off)
+		switch rest := len(b) - off; {
 		case rest >= 4:
-			check(bpf.LoadAbsolute{Off: at, Size: 4}, binary.BigEndian.Uint32(name[off:]))
+			cmp(bpf.LoadAbsolute{Off: o, Size: 4}, binary.BigEndian.Uint32(b[off:]))
 			off += 4
 		case rest >= 2:
-			check(bpf.LoadAbsolute{Off: at, Size: 2}, uint32(binary.BigEndian.Uint16(name[off:])))
+			cmp(bpf.LoadAbsolute{Off: o, Size: 2}, uint32(binary.BigEndian.Uint16(b[off:])))
 			off += 2
 		default:
-			check(bpf.LoadAbsolute{Off: at, Size: 1}, uint32(name[off]))
+			cmp(bpf.LoadAbsolute{Off: o, Size: 1}, uint32(b[off]))
 			off++
 		}
 	}
-	prog = append(prog, bpf.RetConstant{Val: 0xFFFF}) // accept (whole datagram)
-	drop := len(prog)
-	prog = append(prog, bpf.RetConstant{Val: 0})
-	for _, i := range fails {
-		j := prog[i].(bpf.JumpIf)
-		skip := drop - i - 1
-		if skip > 255 {
-			return nil, fmt.Errorf("heartbeat filter: jump of %d is too long", skip)
-		}
-		j.SkipTrue = uint8(skip)
-		prog[i] = j
-	}
-	return bpf.Assemble(prog)
 }
 
 // attachFilter installs prog on the socket fd (SO_ATTACH_FILTER).

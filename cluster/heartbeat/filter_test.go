@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,7 +32,7 @@ func TestFilterProgram(t *testing.T) {
 		}
 		cluster := b.String()
 		c := testCodec(t, cluster, "secret-secret-secret")
-		raw, err := c.Filter()
+		raw, err := c.Filter("", 0)
 		if err != nil {
 			t.Fatalf("cluster of %d bytes: %v", n, err)
 		}
@@ -84,6 +85,106 @@ func TestFilterProgram(t *testing.T) {
 	}
 }
 
+// The filter drops exactly the node's own beats (its name and
+// incarnation): another node's, one of the same name and another
+// incarnation (a daemon that clashes with it) and names that share a
+// prefix with it pass, whatever the lengths of the cluster's and the
+// node's names.
+func TestFilterDropsOwnBeats(t *testing.T) {
+	name := func(n int, c byte) string { return strings.Repeat(string(c), n) }
+	for _, tc := range []struct{ cluster, self string }{
+		{"lvs", "n1"}, {"lvs", "director-a"}, {name(maxName, 'c'), name(maxName, 's')}, {"x", name(maxName, 's')}, {name(maxName, 'c'), "a"},
+	} {
+		const inc = 0x0123456789abcdef
+		c := testCodec(t, tc.cluster, "secret-secret-secret")
+		raw, err := c.Filter(tc.self, inc)
+		if err != nil {
+			t.Fatalf("cluster %d bytes, node %d bytes: %v", len(tc.cluster), len(tc.self), err)
+		}
+		prog, _ := bpf.Disassemble(raw)
+		vm, err := bpf.NewVM(prog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepts := func(node string, incarnation uint64) bool {
+			beat, err := c.Append(nil, &Message{Node: node, Incarnation: incarnation, Seq: 7, View: []ViewEntry{{"n2", StateUp}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := vm.Run(append(make([]byte, udpHeader), beat...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out > 0
+		}
+		if accepts(tc.self, inc) {
+			t.Errorf("cluster %q, node %q: its own beat passes", tc.cluster, tc.self)
+		}
+		others := []string{"z", tc.self + "x", name(maxName, 'o')}
+		if len(tc.self) > 1 {
+			others = append(others, tc.self[:len(tc.self)-1], tc.self[:len(tc.self)-1]+"z", "z"+tc.self[1:])
+		}
+		for _, o := range others {
+			if len(o) > maxName || o == tc.self {
+				continue
+			}
+			if !accepts(o, inc) {
+				t.Errorf("cluster %q, node %q: the beat of %q is dropped", tc.cluster, tc.self, o)
+			}
+		}
+		for _, other := range []uint64{inc + 1, inc ^ 1<<63, 1} {
+			if !accepts(tc.self, other) {
+				t.Errorf("cluster %q, node %q: its name with incarnation %#x is dropped: a clash would go unseen", tc.cluster, tc.self, other)
+			}
+		}
+	}
+}
+
+// A medium that reaches its own node (a broadcast, here a unicast to
+// itself) gets its own beats back: the engine's filter has the kernel
+// drop them, so they wake nothing, while a beat of another daemon that
+// uses this node's name still reaches the engine and is reported.
+func TestEngineDropsOwnBeats(t *testing.T) {
+	c := testCodec(t, "lvs", "secret-secret-secret")
+	m, err := udpSocket("ucast:lo", netip.MustParseAddrPort("127.0.0.1:0"), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(m.fd)
+	self := netip.AddrPortFrom(netip.AddrFrom4(sa.(*unix.SockaddrInet4).Addr), uint16(sa.(*unix.SockaddrInet4).Port))
+	m.sendTo(self)
+	rec := &recorder{heard: map[uint64]bool{}}
+	e := NewEngine(EngineConfig{Codec: c, Node: "n1", Incarnation: 7, Keepalive: time.Hour, Media: []Medium{m}, Observer: rec})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() {
+		cancel()
+		e.BeatNow()
+		<-done
+	}()
+	const beats = 20
+	for n := uint64(1); n < beats; n++ {
+		waitCount(t, "a beat sent", e.stats[0].sent.Load, func(s uint64) bool { return s >= n })
+		e.BeatNow()
+	}
+	waitCount(t, "every beat sent", e.stats[0].sent.Load, func(s uint64) bool { return s >= beats })
+	// The clash: this node's name, another incarnation.
+	send, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	defer unix.Close(send)
+	pkt, _ := c.Append(nil, &Message{Node: "n1", Incarnation: 8, Seq: 1})
+	if err := unix.Sendto(send, pkt, 0, sa); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, "the clash reported", e.stats[0].dropped[DropDuplicateSelf].Load, func(n uint64) bool { return n == 1 })
+	if own := e.stats[0].own.Load(); own != 0 {
+		t.Errorf("%d of the node's own beats reached the engine", own)
+	}
+	if drops, err := m.KernelDrops(); err != nil || drops < beats {
+		t.Errorf("kernel dropped %d (%v), want the %d own beats", drops, err, beats)
+	}
+}
+
 // On a real socket the kernel drops a flood of garbage before it is
 // queued: a heartbeat sent after 50,000 garbage datagrams — far more than
 // the receive buffer holds — still arrives. Without the filter the buffer
@@ -99,7 +200,7 @@ func TestFilterOnSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prog, err := c.Filter()
+	prog, err := c.Filter("", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,5 +432,69 @@ func testEngineWakesEarly(t *testing.T, rt int) {
 	}
 	if n := e.stats[0].sent.Load(); n != 2 {
 		t.Errorf("packets made the engine beat: %d sent, want 2", n)
+	}
+}
+
+// countedMedium counts its drains.
+type countedMedium struct {
+	*udpMedium
+	drains atomic.Int64
+}
+
+func (m *countedMedium) Drain(deliver func([]byte, int64)) (int, bool, error) {
+	m.drains.Add(1)
+	return m.udpMedium.Drain(deliver)
+}
+
+// The engine reads, when it wakes, the media that have something to
+// read, not all of them: packets arriving on one medium cost the other
+// nothing, and every packet on either is handed over.
+func TestEngineReadsReadyMedia(t *testing.T) {
+	c := testCodec(t, "lvs", "secret-secret-secret")
+	open := func() (*countedMedium, unix.Sockaddr) {
+		m, err := udpSocket("ucast:lo", netip.MustParseAddrPort("127.0.0.1:0"), "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sa, _ := unix.Getsockname(m.fd)
+		return &countedMedium{udpMedium: m}, sa
+	}
+	busy, busyAddr := open()
+	quiet, quietAddr := open()
+	obs := &stamped{}
+	e := NewEngine(EngineConfig{Codec: c, Node: "n1", Incarnation: 1, Keepalive: time.Hour, Media: []Medium{busy, quiet}, Observer: obs})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() {
+		cancel()
+		e.BeatNow()
+		<-done
+	}()
+	send, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	defer unix.Close(send)
+	const onBusy, onQuiet = 30, 3
+	seq := uint64(0)
+	beat := func(to unix.Sockaddr) {
+		seq++
+		pkt, _ := c.Append(nil, &Message{Node: "n2", Incarnation: 1, Seq: seq})
+		if err := unix.Sendto(send, pkt, 0, to); err != nil {
+			t.Fatal(err)
+		}
+		waitCount(t, "the beat handed over", func() uint64 { return uint64(obs.count()) }, func(n uint64) bool { return n == seq })
+	}
+	for range onBusy {
+		beat(busyAddr)
+	}
+	for range onQuiet {
+		beat(quietAddr)
+	}
+	// The first pass reads both; then each medium once per wake for it
+	// (a wake may also find a packet's successor: fewer, never more).
+	if d := quiet.drains.Load(); d > 1+onQuiet {
+		t.Errorf("the quiet medium was read %d times for %d packets of its own (%d on the other)", d, onQuiet, onBusy)
+	}
+	if d := busy.drains.Load(); d < onBusy/2 {
+		t.Errorf("the busy medium was read %d times for %d packets", d, onBusy)
 	}
 }

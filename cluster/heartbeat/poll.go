@@ -24,6 +24,7 @@ type poller struct {
 	raw    syscall.RawConn
 	events []unix.EpollEvent
 	in     []int // media fds in the set, in the order watch was given them
+	ready  []int // media fds the last wait found readable
 }
 
 func newPoller(wakeFd int) (*poller, error) {
@@ -85,8 +86,11 @@ func (p *poller) watch(fds []int) {
 }
 
 // wait returns when a watched fd is readable, or after d. It reports
-// whether the wake-up eventfd fired.
+// whether the wake-up eventfd fired, and leaves in p.ready the media fds
+// found readable (none after the deadline: what arrives later is seen by
+// the next wait, as the set is level-triggered).
 func (p *poller) wait(d time.Duration, wakeFd int) (woken bool) {
+	p.ready = p.ready[:0]
 	if err := p.file.SetReadDeadline(time.Now().Add(d)); err != nil {
 		return false
 	}
@@ -98,6 +102,8 @@ func (p *poller) wait(d time.Duration, wakeFd int) (woken bool) {
 		for _, ev := range p.events[:n] {
 			if int(ev.Fd) == wakeFd {
 				woken = true
+			} else {
+				p.ready = append(p.ready, int(ev.Fd))
 			}
 		}
 		return n > 0
