@@ -157,7 +157,8 @@ bench-failover: deps
 # VIGIL_SCALE_IDLE=30s), `vigil status` latency, then VIGIL_SCALE_TRIALS=5
 # power losses of the owner: kill to first and last VIP up on the survivor,
 # groups left behind after VIGIL_SCALE_WAIT=10s, dual holders. Prints one
-# table. LOAD=1 runs it with both cores loaded (stress-ng --cpu 2).
+# table. LOAD=1 runs it with both cores loaded (stress-ng --cpu 2);
+# VIGIL_RT_PRIORITY=50 runs the heartbeat threads under SCHED_FIFO.
 bench-scale: deps
 	$(call loaded,$(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 0 ./test/lab/)
 

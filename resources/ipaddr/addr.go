@@ -267,15 +267,13 @@ func (e addrEntry) netlinkAddr() *netlink.Addr {
 // a time, so one that began with n in flight waited for the others' turns
 // too: what it costs a release (which runs as many at once) is its time
 // over n. Timed alone, 1,000 concurrent stops had made the estimate four
-// times the real release and the next takeover wait 5 s for it.
+// times the real release and the next takeover wait 5 s for it. A run of
+// deletions counts by its pace (view.endDelete).
 func timedDel(v *view, w addrWriter, a *netlink.Addr) error {
-	n := v.deleting.Add(1)
-	defer v.deleting.Add(-1)
+	n := v.beginDelete()
 	t0 := time.Now()
 	err := w.AddrDel(nil, a)
-	if err == nil {
-		v.deleted(time.Since(t0) / time.Duration(n))
-	}
+	v.endDelete(time.Since(t0)/time.Duration(n), err == nil)
 	return err
 }
 

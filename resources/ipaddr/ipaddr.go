@@ -46,7 +46,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vigil-ha/vigil/plugins/pb"
@@ -244,34 +243,26 @@ func (r *IPaddr) Release(ctx context.Context) []string {
 			r.log.Error("releasing: the address view cannot catch up; deleting what it has", "err", err)
 		}
 	}
+	for _, v := range views {
+		defer v.holdRun()()
+	}
 	sem := make(chan struct{}, writers)
 	var wg sync.WaitGroup
-	var dropped atomic.Int64
-	used := map[*view]bool{}
-	t0 := time.Now()
 	for _, id := range ids {
 		h, v := held[id], views[held[id].ns]
 		if v == nil {
 			continue // its namespace's view closed: nothing added through it remains known
 		}
-		used[v] = true
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			if err := drop(ctx, v, h.ip, h.added); err != nil {
 				r.log.Error("cannot release the VIP", "id", id, "address", h.ip.String(), "err", err)
-				return
 			}
-			dropped.Add(1)
 		}()
 	}
 	wg.Wait()
-	if n := dropped.Load(); n > 0 {
-		for v := range used {
-			v.released(time.Since(t0)/time.Duration(n), int(n))
-		}
-	}
 	return ids
 }
 

@@ -187,7 +187,17 @@ type view struct {
 	// kernel (nanoseconds, the call alone, not its wait for a writer),
 	// for the release estimate.
 	deleteCost atomic.Int64
-	deleting   atomic.Int32 // deletions in flight (timedDel)
+	dels       delPeriod
+}
+
+// delPeriod is the deletions in flight and, since there were none, when
+// the current run of them began and how many of it completed: its pace.
+type delPeriod struct {
+	mu       sync.Mutex
+	inflight int
+	held     int // runs held open (holdRun) between their deletions
+	from     time.Time
+	done     int
 }
 
 // openView subscribes in the calling thread's namespace and starts
@@ -954,24 +964,71 @@ func (v *view) deleted(d time.Duration) {
 	}
 }
 
-// releaseSample is how many VIPs a release must have dropped for its
-// own pace to replace the deletion cost.
-const releaseSample = 16
+// paceSample is how many deletions a run of them (one after another
+// without a pause: a release, a burst of stops) must count for its pace
+// to replace the deletion cost.
+const paceSample = 16
 
-// released takes what a release of n addresses cost each, deletions and
-// all, start to end. That is exactly what ReleaseTime predicts, so from
-// enough of them it replaces the estimate: the latencies of single
-// deletions, timed while both cores were busy, include their waits for a
-// CPU (up to milliseconds each, where a thousand deletions released
-// together took 150 µs each), and one inflated sample made the next
-// takeover from this node wait 5 s for a release of 150 ms. A smaller
-// release counts as one more sample.
-func (v *view) released(each time.Duration, n int) {
-	if n < releaseSample {
-		v.deleted(each)
-		return
+// beginDelete counts a deletion in flight and returns how many are.
+func (v *view) beginDelete() int {
+	p := &v.dels
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.begin()
+	p.inflight++
+	return p.inflight
+}
+
+func (p *delPeriod) begin() {
+	if p.inflight+p.held == 0 {
+		p.from, p.done = time.Now(), 0
 	}
-	v.deleteCost.Store(int64(max(each, deleteCostFloor)))
+}
+
+// holdRun keeps one run of deletions going until the returned function
+// is called, across the pauses between them: a release looks each VIP up
+// before it deletes it, and its pace is that of the whole.
+func (v *view) holdRun() (end func()) {
+	p := &v.dels
+	p.mu.Lock()
+	p.begin()
+	p.held++
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.held--
+		v.endRun()
+	}
+}
+
+// endDelete ends a deletion that took each (its time over the deletions
+// in flight when it began), folded in when it succeeded. The run ends
+// with the last deletion in flight: a long one's pace, start to end, is
+// exactly what ReleaseTime predicts, so it replaces the estimate. The
+// latencies of single deletions timed while both cores were busy include
+// their waits for a CPU (milliseconds each, where a run of a thousand
+// took 150 µs each), and one inflated sample made the next takeover from
+// this node wait 5 s for a release of 150 ms.
+func (v *view) endDelete(each time.Duration, ok bool) {
+	p := &v.dels
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inflight--
+	if ok {
+		p.done++
+		v.deleted(each)
+	}
+	v.endRun()
+}
+
+// endRun replaces the estimate by the pace of a run that just ended, if
+// it was long enough (dels.mu held).
+func (v *view) endRun() {
+	p := &v.dels
+	if p.inflight+p.held == 0 && p.done >= paceSample {
+		v.deleteCost.Store(int64(max(time.Since(p.from)/time.Duration(p.done), deleteCostFloor)))
+	}
 }
 
 // deleteCostNow is the current estimate of one deletion.

@@ -369,3 +369,49 @@ func TestDeleteCostConcurrent(t *testing.T) {
 		t.Errorf("estimate %s, under half of one deletion's %s", c, w.cost)
 	}
 }
+
+// gatedWriter is a serialWriter whose deletions wait for a gate.
+type gatedWriter struct {
+	serialWriter
+	gate chan struct{}
+}
+
+func (w *gatedWriter) AddrDel(l netlink.Link, a *netlink.Addr) error {
+	<-w.gate
+	return w.serialWriter.AddrDel(l, a)
+}
+
+// A run of deletions (a burst of stops) counts by its pace, start to
+// end, which replaces an estimate inflated by earlier samples; a run too
+// short to be a measure is a sample among others.
+func TestDeleteCostRun(t *testing.T) {
+	const inflated = 50 * time.Millisecond
+	for _, tc := range []struct {
+		n        int
+		replaced bool
+	}{{paceSample, true}, {paceSample - 1, false}} {
+		v := &view{}
+		v.deleteCost.Store(int64(inflated))
+		w := &gatedWriter{serialWriter: serialWriter{cost: time.Millisecond}, gate: make(chan struct{})}
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for range tc.n {
+			wg.Go(func() { _ = timedDel(v, w, nil) })
+		}
+		testutil.Eventually(t, time.Minute, "every deletion in flight", func() (int, bool) {
+			v.dels.mu.Lock()
+			defer v.dels.mu.Unlock()
+			return v.dels.inflight, v.dels.inflight == tc.n
+		})
+		close(w.gate)
+		wg.Wait()
+		took, c := time.Since(t0), v.deleteCostNow()
+		t.Logf("%d deletions in %s: estimate %s", tc.n, took, c)
+		if tc.replaced && c > took/time.Duration(tc.n) {
+			t.Errorf("estimate %s after a run of %d deletions in %s (%s each)", c, tc.n, took, took/time.Duration(tc.n))
+		}
+		if !tc.replaced && c < inflated/2 {
+			t.Errorf("a run of %d deletions replaced the estimate (%s → %s): too short to be a measure", tc.n, inflated, c)
+		}
+	}
+}
