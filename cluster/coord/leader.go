@@ -59,6 +59,13 @@ type Coordinator struct {
 	opt Options
 	log *slog.Logger
 
+	// leaseWaits is, by node, the end of its lease last logged as waited
+	// for (logLeaseWait).
+	leaseWaits struct {
+		mu sync.Mutex
+		at map[string]time.Time
+	}
+
 	mu      sync.Mutex
 	groups  []fsm.GroupSpec // this node's definitions: its files, as last loaded
 	version string

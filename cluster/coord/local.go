@@ -518,7 +518,7 @@ func (w *worker) step(ctx context.Context) time.Time {
 				return now.Add(w.c.opt.Timing.Recheck())
 			}
 			if at.After(now) {
-				w.c.log.Info("waiting for the old owner's lease to run out", "group", w.name, "node", node, "wait", at.Sub(now).Round(time.Millisecond))
+				w.c.logLeaseWait(w.name, node, at, now)
 				return at
 			}
 		}
@@ -678,4 +678,20 @@ func (w *worker) report(r fsm.Report) {
 	r.Node, r.Group, r.At = w.c.opt.Self, w.name, w.c.now().UnixNano()
 	w.reported = r.State
 	w.c.out.report(r)
+}
+
+// logLeaseWait says that the groups of node wait until at for its lease
+// to run out: once per node and instant, not once per group — a
+// takeover of a thousand groups logged a thousand identical lines.
+func (c *Coordinator) logLeaseWait(group, node string, at, now time.Time) {
+	c.leaseWaits.mu.Lock()
+	defer c.leaseWaits.mu.Unlock()
+	if c.leaseWaits.at == nil {
+		c.leaseWaits.at = map[string]time.Time{}
+	}
+	if c.leaseWaits.at[node].Equal(at) {
+		return
+	}
+	c.leaseWaits.at[node] = at
+	c.log.Info("waiting for the old owner's lease to run out", "node", node, "wait", at.Sub(now).Round(time.Millisecond), "first_group", group)
 }

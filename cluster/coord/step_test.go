@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -599,5 +601,54 @@ func TestLeaveWaitsForStopReport(t *testing.T) {
 	h.must(fsm.TypeReport, fsm.Report{Node: "n1", Group: "web", State: lrm.Stopped})
 	if err := h.c.Leave(context.Background()); err != nil {
 		t.Fatalf("Leave after the stop report: %v", err)
+	}
+}
+
+// countHandler counts the records logged with a message.
+type countHandler struct {
+	slog.Handler
+	mu   sync.Mutex
+	msgs map[string]int
+}
+
+func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.msgs[r.Message]++
+	return nil
+}
+
+func (h *countHandler) count(msg string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.msgs[msg]
+}
+
+// Every group of a dead owner waits for the same end of its lease: that
+// is logged once, not once per group (or per step), and again when the
+// end moves.
+func TestLeaseWaitLoggedOnce(t *testing.T) {
+	h := newHarness(t, "n1")
+	logs := &countHandler{msgs: map[string]int{}}
+	h.c.log = slog.New(logs)
+	h.lrm.set("web", lrm.Stopped)
+	h.must(fsm.TypeReport, fsm.Report{Node: "n2", Group: "web", State: lrm.Running})
+	h.must(fsm.TypeNodeState, fsm.NodeState{Node: "n2", Online: ptr(false)})
+	h.lease.released["n2"] = t0.Add(700 * time.Millisecond)
+	const msg = "waiting for the old owner's lease to run out"
+	for range 3 {
+		if wait, _, _, _ := h.step(); wait != 700*time.Millisecond {
+			t.Fatalf("waits %s, want 700ms", wait)
+		}
+	}
+	if n := logs.count(msg); n != 1 {
+		t.Errorf("%d lines for one wait", n)
+	}
+	h.lease.released["n2"] = t0.Add(900 * time.Millisecond)
+	h.step()
+	if n := logs.count(msg); n != 2 {
+		t.Errorf("%d lines for two waits", n)
 	}
 }
