@@ -140,29 +140,46 @@ func TestFilterDropsOwnBeats(t *testing.T) {
 	}
 }
 
+// loopMedium opens a UDP medium on a free loopback port, closed with
+// the engine that runs it (or by the test), and returns its address.
+func loopMedium(t *testing.T) (*udpMedium, unix.Sockaddr) {
+	t.Helper()
+	m, err := udpSocket("ucast:lo", netip.MustParseAddrPort("127.0.0.1:0"), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(m.fd)
+	if err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	return m, sa
+}
+
+// startEngine runs an engine of cfg until the test ends.
+func startEngine(t *testing.T, cfg EngineConfig) *Engine {
+	e := NewEngine(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		e.BeatNow() // its sleep may be an hour long
+		<-done
+	})
+	return e
+}
+
 // A medium that reaches its own node (a broadcast, here a unicast to
 // itself) gets its own beats back: the engine's filter has the kernel
 // drop them, so they wake nothing, while a beat of another daemon that
 // uses this node's name still reaches the engine and is reported.
 func TestEngineDropsOwnBeats(t *testing.T) {
 	c := testCodec(t, "lvs", "secret-secret-secret")
-	m, err := udpSocket("ucast:lo", netip.MustParseAddrPort("127.0.0.1:0"), "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := unix.Getsockname(m.fd)
+	m, sa := loopMedium(t)
 	self := netip.AddrPortFrom(netip.AddrFrom4(sa.(*unix.SockaddrInet4).Addr), uint16(sa.(*unix.SockaddrInet4).Port))
 	m.sendTo(self)
-	rec := &recorder{heard: map[uint64]bool{}}
-	e := NewEngine(EngineConfig{Codec: c, Node: "n1", Incarnation: 7, Keepalive: time.Hour, Media: []Medium{m}, Observer: rec})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	defer func() {
-		cancel()
-		e.BeatNow()
-		<-done
-	}()
+	e := startEngine(t, EngineConfig{Codec: c, Node: "n1", Incarnation: 7, Keepalive: time.Hour, Media: []Medium{m}, Observer: &recorder{heard: map[uint64]bool{}}})
 	const beats = 20
 	for n := uint64(1); n < beats; n++ {
 		waitCount(t, "a beat sent", e.stats[0].sent.Load, func(s uint64) bool { return s >= n })
@@ -306,20 +323,8 @@ func (r *recorder) Check(time.Time) time.Time { return time.Time{} }
 // dropped by the daemon (the kernel dropped it).
 func TestEngineFiltersGarbage(t *testing.T) {
 	c := testCodec(t, "lvs", "secret-secret-secret")
-	m, err := udpSocket("ucast:lo", netip.MustParseAddrPort("127.0.0.1:0"), "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := unix.Getsockname(m.fd)
-	rec := &recorder{heard: map[uint64]bool{}}
-	e := NewEngine(EngineConfig{Codec: c, Node: "n1", Incarnation: 1, Keepalive: 5 * time.Millisecond, Media: []Medium{m}, Observer: rec})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	m, sa := loopMedium(t)
+	e := startEngine(t, EngineConfig{Codec: c, Node: "n1", Incarnation: 1, Keepalive: 5 * time.Millisecond, Media: []Medium{m}, Observer: &recorder{heard: map[uint64]bool{}}})
 	send, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	defer unix.Close(send)
 	// Wait until the engine runs (its own beats are sent to no one: the
@@ -402,21 +407,9 @@ func TestEngineWakesEarly(t *testing.T) {
 
 func testEngineWakesEarly(t *testing.T, rt int) {
 	c := testCodec(t, "lvs", "secret-secret-secret")
-	m, err := udpSocket("ucast:lo", netip.MustParseAddrPort("127.0.0.1:0"), "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := unix.Getsockname(m.fd)
+	m, sa := loopMedium(t)
 	obs := &stamped{}
-	e := NewEngine(EngineConfig{Codec: c, Node: "n1", Incarnation: 1, Keepalive: time.Hour, Media: []Medium{m}, Observer: obs, RTPriority: rt})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	defer func() {
-		cancel()
-		e.BeatNow() // its sleep is an hour long
-		<-done
-	}()
+	e := startEngine(t, EngineConfig{Codec: c, Node: "n1", Incarnation: 1, Keepalive: time.Hour, Media: []Medium{m}, Observer: obs, RTPriority: rt})
 	waitCount(t, "one beat sent", e.stats[0].sent.Load, func(n uint64) bool { return n == 1 })
 	e.BeatNow()
 	waitCount(t, "two beats sent", e.stats[0].sent.Load, func(n uint64) bool { return n == 2 })
@@ -452,25 +445,13 @@ func (m *countedMedium) Drain(deliver func([]byte, int64)) (int, bool, error) {
 func TestEngineReadsReadyMedia(t *testing.T) {
 	c := testCodec(t, "lvs", "secret-secret-secret")
 	open := func() (*countedMedium, unix.Sockaddr) {
-		m, err := udpSocket("ucast:lo", netip.MustParseAddrPort("127.0.0.1:0"), "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sa, _ := unix.Getsockname(m.fd)
+		m, sa := loopMedium(t)
 		return &countedMedium{udpMedium: m}, sa
 	}
 	busy, busyAddr := open()
 	quiet, quietAddr := open()
 	obs := &stamped{}
-	e := NewEngine(EngineConfig{Codec: c, Node: "n1", Incarnation: 1, Keepalive: time.Hour, Media: []Medium{busy, quiet}, Observer: obs})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	defer func() {
-		cancel()
-		e.BeatNow()
-		<-done
-	}()
+	startEngine(t, EngineConfig{Codec: c, Node: "n1", Incarnation: 1, Keepalive: time.Hour, Media: []Medium{busy, quiet}, Observer: obs})
 	send, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	defer unix.Close(send)
 	const onBusy, onQuiet = 30, 3
