@@ -263,17 +263,15 @@ func (e addrEntry) netlinkAddr() *netlink.Addr {
 }
 
 // timedDel deletes a and folds what the kernel took into the view's
-// deletion cost (the release estimate). The kernel takes deletions one at
-// a time, so one that began with n in flight waited for the others' turns
-// too: what it costs a release (which runs as many at once) is its time
-// over n. Timed alone, 1,000 concurrent stops had made the estimate four
-// times the real release and the next takeover wait 5 s for it. A run of
-// deletions counts by its pace (view.endDelete).
+// deletion cost (the release estimate), its own turn only: timed with
+// the others' turns it waited for, 1,000 concurrent stops had made the
+// estimate four times the real release and the next takeover wait 5 s
+// for it. A run of deletions counts by its pace (view.endDelete).
 func timedDel(v *view, w addrWriter, a *netlink.Addr) error {
-	n := v.beginDelete()
+	ended := v.beginDelete()
 	t0 := time.Now()
 	err := w.AddrDel(nil, a)
-	v.endDelete(time.Since(t0)/time.Duration(n), err == nil)
+	v.endDelete(ended, time.Since(t0), err == nil)
 	return err
 }
 

@@ -198,6 +198,7 @@ type delPeriod struct {
 	held     int // runs held open (holdRun) between their deletions
 	from     time.Time
 	done     int
+	ended    uint64 // deletions ended, ever: a deletion's turn (see endDelete)
 }
 
 // openView subscribes in the calling thread's namespace and starts
@@ -969,14 +970,15 @@ func (v *view) deleted(d time.Duration) {
 // to replace the deletion cost.
 const paceSample = 16
 
-// beginDelete counts a deletion in flight and returns how many are.
-func (v *view) beginDelete() int {
+// beginDelete counts a deletion in flight and returns the count of
+// deletions ended so far, for endDelete.
+func (v *view) beginDelete() uint64 {
 	p := &v.dels
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.begin()
 	p.inflight++
-	return p.inflight
+	return p.ended
 }
 
 func (p *delPeriod) begin() {
@@ -1002,22 +1004,29 @@ func (v *view) holdRun() (end func()) {
 	}
 }
 
-// endDelete ends a deletion that took each (its time over the deletions
-// in flight when it began), folded in when it succeeded. The run ends
-// with the last deletion in flight: a long one's pace, start to end, is
-// exactly what ReleaseTime predicts, so it replaces the estimate. The
-// latencies of single deletions timed while both cores were busy include
-// their waits for a CPU (milliseconds each, where a run of a thousand
-// took 150 µs each), and one inflated sample made the next takeover from
-// this node wait 5 s for a release of 150 ms.
-func (v *view) endDelete(each time.Duration, ok bool) {
+// endDelete ends a deletion begun when ended was what beginDelete
+// returned, which took took, folded in when it succeeded. The kernel
+// takes deletions one at a time, so one that waited for others' turns
+// took theirs too: the deletions that ended meanwhile, and itself, share
+// its time. (Divided by the deletions in flight when it began, one begun
+// first and served last counted all the others' turns.)
+//
+// The run ends with the last deletion in flight: a long one's pace,
+// start to end, is exactly what ReleaseTime predicts, so it replaces the
+// estimate. The latencies of single deletions timed while both cores
+// were busy include their waits for a CPU (milliseconds each, where a
+// run of a thousand took 150 µs each), and one inflated sample made the
+// next takeover from this node wait 5 s for a release of 150 ms.
+func (v *view) endDelete(ended uint64, took time.Duration, ok bool) {
 	p := &v.dels
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.inflight--
+	turns := p.ended - ended + 1
+	p.ended++
 	if ok {
 		p.done++
-		v.deleted(each)
+		v.deleted(took / time.Duration(turns))
 	}
 	v.endRun()
 }
