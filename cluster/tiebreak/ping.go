@@ -46,8 +46,21 @@ func (b *Breaker) Run(ctx context.Context) error {
 	var idb [2]byte
 	_, _ = rand.Read(idb[:])
 	id := int(binary.BigEndian.Uint16(idb[:]))
+	// On the way out, whether ctx ended or a socket could not be opened,
+	// the senders stop and the receivers' sockets close before the wait.
+	// (Closing them from context.AfterFunc raced with its stop: Run saw
+	// ctx done, stopped the AfterFunc before it ran, and waited forever
+	// for a receiver blocked in a read.)
+	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	var conns []*icmp.PacketConn
+	defer func() {
+		cancel()
+		for _, c := range conns {
+			c.Close()
+		}
+		wg.Wait()
+	}()
 	for _, f := range []*family{v4, v6} {
 		if len(f.targets) == 0 {
 			continue
@@ -57,8 +70,7 @@ func (b *Breaker) Run(ctx context.Context) error {
 			return fmt.Errorf("ping nodes: %w", err)
 		}
 		f.conn = conn
-		stop := context.AfterFunc(ctx, func() { conn.Close() })
-		defer stop()
+		conns = append(conns, conn)
 		var sent sentRing
 		wg.Add(2)
 		go func() {
