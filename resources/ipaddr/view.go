@@ -183,9 +183,10 @@ type view struct {
 	// counters, for tests and logs
 	resyncs, interrupted atomic.Uint64
 	loads                atomic.Uint64 // clean, complete loads (the first and every resync)
-	// deleteCost is a moving average of one address deletion in the
-	// kernel (nanoseconds, the call alone, not its wait for a writer),
-	// for the release estimate.
+	// deleteCost is the release estimate's cost of one address deletion
+	// (nanoseconds): a moving average of deletions timed in the kernel,
+	// each over its own turn, replaced by the pace of a long run of them
+	// (endDelete).
 	deleteCost atomic.Int64
 	dels       delPeriod
 }

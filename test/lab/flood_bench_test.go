@@ -74,9 +74,7 @@ func starve(b *testing.B, fault string, faultFor time.Duration, pps int) starveR
 	c := &lab.Cluster{Name: "starve", Keepalive: 100 * time.Millisecond, Deadtime: timing.DefaultDeadtime(100 * time.Millisecond), Secret: "lab-secret-0123456789abcdef",
 		Nodes:     []lab.NodeSpec{{Name: "n3", Role: "witness"}},
 		Resources: lab.DummyResources(work, "g", "n1", `, interval = "1s"`, "d1")}
-	if p := os.Getenv("VIGIL_RT_PRIORITY"); p != "" {
-		c.Extra = "rt_priority = " + p + "\n"
-	}
+	c.Extra = rtPriority()
 	nodes := l.Trio(vigilBin, c, false, nil)
 	if _, err := nodes["n1"].WaitStatus(30*time.Second, func(s *api.Status) bool { return runningOn(s) == "n1" }); err != nil {
 		b.Fatalf("g never ran on n1: %v", err)
@@ -213,4 +211,13 @@ func flood(b *testing.B, l *lab.Lab, ns, addr string, port, pps int, d time.Dura
 	}
 	wg.Wait()
 	return sent, time.Since(start)
+}
+
+// rtPriority is the ha.toml line VIGIL_RT_PRIORITY asks for (heartbeat
+// threads under SCHED_FIFO at that priority), or none.
+func rtPriority() string {
+	if p := os.Getenv("VIGIL_RT_PRIORITY"); p != "" {
+		return "rt_priority = " + p + "\n"
+	}
+	return ""
 }

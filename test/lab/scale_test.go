@@ -44,9 +44,7 @@ func startScale(t testing.TB, l *lab.Lab, n int, ka, dt, initdead time.Duration,
 		// namespace.
 		c.Extra = fmt.Sprintf("metrics_listen = %q\nmetrics_pprof = true\n", addr)
 	}
-	if p := os.Getenv("VIGIL_RT_PRIORITY"); p != "" {
-		c.Extra += "rt_priority = " + p + "\n" // heartbeat threads under SCHED_FIFO
-	}
+	c.Extra += rtPriority()
 	s := &scaleLab{t: t, l: l, c: c, vips: vips, owner: "n1", started: time.Now()}
 	s.nodes = l.Trio(vigilBin, c, false, nil)
 	// The groups may have started already: the watcher begins with a dump.
