@@ -113,9 +113,9 @@ func waitLeader(t testing.TB, ms []*member) *member {
 // electionWait bounds a wait for the members to elect a leader, or for
 // something that follows within a few rounds: many election timeouts,
 // at least 10 s for the race detector on a busy machine.
-func electionWait(ms []*member) time.Duration {
-	return max(10*time.Second, 20*ms[0].node.opt.Timing.Election)
-}
+func electionWait(ms []*member) time.Duration { return electionWaitFor(ms[0].node.opt.Timing) }
+
+func electionWaitFor(t Timing) time.Duration { return max(10*time.Second, 20*t.Election) }
 
 func TestApplyForwardedToLeader(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
@@ -260,80 +260,131 @@ func BenchmarkApply(b *testing.B) {
 	}
 }
 
+// pair is a two_node pair at the Raft level, each node on its own data
+// dir across restarts.
+type pair struct {
+	t     *testing.T
+	peers []Peer
+	dirs  []string
+	ms    []*member
+	ctx   context.Context
+}
+
+func newPair(t *testing.T) *pair {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	addrs := freePorts(t, 2)
+	p := &pair{t: t, peers: []Peer{{Name: "n1", Address: addrs[0]}, {Name: "n2", Address: addrs[1]}},
+		dirs: []string{t.TempDir(), t.TempDir()}, ms: make([]*member, 2)}
+	t.Cleanup(func() {
+		for i := range p.ms {
+			p.stop(i)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*electionWaitFor(fast))
+	t.Cleanup(cancel)
+	p.ctx = ctx
+	p.start(0)
+	p.start(1)
+	return p
+}
+
+// start starts node i from its disk.
+func (p *pair) start(i int) *member {
+	f := fsm.New(testLog(p.t)(p.peers[i].Name))
+	node, err := Start(Options{Cluster: "test", Self: p.peers[i].Name, Bind: p.peers[i].Address, Secret: []byte("s"),
+		DataDir: p.dirs[i], Peers: p.peers, Timing: fast, FSM: f, Log: testLog(p.t)(p.peers[i].Name)})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.ms[i] = &member{node, f}
+	return p.ms[i]
+}
+
+func (p *pair) stop(i int) {
+	if p.ms[i] != nil {
+		p.ms[i].node.Close()
+		p.ms[i] = nil
+	}
+}
+
+func (p *pair) setCtx(ctx context.Context, i int, version string) error {
+	cmd, _ := fsm.Encode(fsm.TypeSetGroups, fsm.SetGroups{Version: version, Nodes: []fsm.NodeSpec{{Name: "n1", Role: "member"}, {Name: "n2", Role: "member"}}})
+	return p.ms[i].node.Apply(ctx, cmd)
+}
+
+func (p *pair) set(i int, version string) {
+	p.t.Helper()
+	if err := p.setCtx(p.ctx, i, version); err != nil {
+		p.t.Fatalf("n%d: apply %q: %v", i+1, version, err)
+	}
+}
+
+// recoverAlone makes node i the only voter, as a two_node takeover does.
+func (p *pair) recoverAlone(i int) {
+	p.t.Helper()
+	if err := p.ms[i].node.RecoverAlone(5 * time.Second); err != nil {
+		p.t.Fatal(err)
+	}
+	if v, _ := p.ms[i].node.Voters(); len(v) != 1 || v[0].Name != p.peers[i].Name {
+		p.t.Fatalf("voters after recovery: %v", v)
+	}
+}
+
+// merge lets the other node back in from leader i, as the pair step does
+// once it hears it, and checks that the other takes i's state: it comes
+// to the groups version i has, a command committed after the merge
+// reaches it, and it counts both as voters. If the other leads alone
+// too, it tries the same first, to no effect: its term is the lower.
+func (p *pair) merge(i int) {
+	p.t.Helper()
+	waitLeader(p.t, p.ms[i:i+1])
+	other := 1 - i
+	want := p.ms[i].fsm.View().GroupsVersion
+	if p.ms[other].node.IsLeader() {
+		_ = p.ms[other].node.Rejoin(p.peers[i].Name, time.Second)
+	}
+	if err := p.ms[i].node.Rejoin(p.peers[other].Name, 5*time.Second); err != nil {
+		p.t.Fatal(err)
+	}
+	// Its own state is gone, not mixed with i's.
+	waitVersion(p.t, p.ctx, p.ms[other], want)
+	// The rejoined voter may cost the leader its lease while it catches
+	// up (leadership lost, then won again): retry, as a client would.
+	for err := p.setCtx(p.ctx, i, "merged"); err != nil; err = p.setCtx(p.ctx, i, "merged") {
+		if p.ctx.Err() != nil || !strings.Contains(err.Error(), "leadership lost") && !strings.Contains(err.Error(), "not the leader") {
+			p.t.Fatal(err)
+		}
+		p.t.Logf("retrying after a leader change: %v", err)
+	}
+	waitVersion(p.t, p.ctx, p.ms[other], "merged")
+	if v, _ := p.ms[other].node.Voters(); len(v) != 2 {
+		p.t.Fatalf("n%d's voters after the merge: %v", other+1, v)
+	}
+}
+
 // TestRecoverAloneAndRejoin is the two_node takeover and merge at the Raft
 // level: a pair loses one node, the survivor becomes the only voter and
 // commits alone; the lost node comes back from its disk, joins as a voter
 // again and catches up with what the survivor committed alone.
 func TestRecoverAloneAndRejoin(t *testing.T) {
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-	addrs := freePorts(t, 2)
-	peers := []Peer{{Name: "n1", Address: addrs[0]}, {Name: "n2", Address: addrs[1]}}
-	dirs := []string{t.TempDir(), t.TempDir()}
-	start := func(i int) *member {
-		f := fsm.New(testLog(t)(peers[i].Name))
-		node, err := Start(Options{Cluster: "test", Self: peers[i].Name, Bind: peers[i].Address, Secret: []byte("s"),
-			DataDir: dirs[i], Peers: peers, Timing: fast, FSM: f, Log: testLog(t)(peers[i].Name)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &member{node, f}
-	}
-	ms := []*member{start(0), start(1)}
-	defer func() {
-		for _, m := range ms {
-			m.node.Close()
-		}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	setCtx := func(ctx context.Context, m *member, version string) error {
-		cmd, _ := fsm.Encode(fsm.TypeSetGroups, fsm.SetGroups{Version: version, Nodes: []fsm.NodeSpec{{Name: "n1", Role: "member"}, {Name: "n2", Role: "member"}}})
-		return m.node.Apply(ctx, cmd)
-	}
-	set := func(m *member, version string) error { return setCtx(ctx, m, version) }
-	waitLeader(t, ms)
-	if err := set(ms[0], "both"); err != nil {
-		t.Fatal(err)
-	}
-	waitVersion(t, ctx, ms[0], "both")
+	p := newPair(t)
+	waitLeader(t, p.ms)
+	p.set(0, "both")
+	waitVersion(t, p.ctx, p.ms[0], "both")
 	// n2 goes away; n1 alone cannot commit.
-	ms[1].node.Close()
-	short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	err := setCtx(short, ms[0], "no-quorum")
+	p.stop(1)
+	short, scancel := context.WithTimeout(p.ctx, 300*time.Millisecond)
+	err := p.setCtx(short, 0, "no-quorum")
 	scancel()
-	if err == nil || ms[0].fsm.View().GroupsVersion != "both" {
+	if err == nil || p.ms[0].fsm.View().GroupsVersion != "both" {
 		t.Fatalf("a pair without one node committed a command (%v)", err)
 	}
-	if err := ms[0].node.RecoverAlone(5 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if !ms[0].node.IsLeader() {
-		t.Fatal("not leader after RecoverAlone")
-	}
-	if v, _ := ms[0].node.Voters(); len(v) != 1 || v[0].Name != "n1" {
-		t.Fatalf("voters after recovery: %v", v)
-	}
-	if err := set(ms[0], "alone"); err != nil {
-		t.Fatalf("apply alone: %v", err)
-	}
+	p.recoverAlone(0)
+	p.set(0, "alone")
 	// n2 comes back from its disk and joins again.
-	ms[1] = start(1)
-	if err := ms[0].node.Rejoin("n2", 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	// The rejoined voter may cost the leader its lease while it catches
-	// up (leadership lost, then won again): retry, as a client would.
-	for err := set(ms[0], "merged"); err != nil; err = set(ms[0], "merged") {
-		if ctx.Err() != nil || !strings.Contains(err.Error(), "leadership lost") && !strings.Contains(err.Error(), "not the leader") {
-			t.Fatal(err)
-		}
-		t.Logf("retrying after a leader change: %v", err)
-	}
-	waitVersion(t, ctx, ms[1], "merged")
-	if v, _ := ms[1].node.Voters(); len(v) != 2 {
-		t.Fatalf("n2's voters after the merge: %v", v)
-	}
+	p.start(1)
+	p.merge(0)
 }
 
 // TestJoin: a node that starts with an empty data dir while its peers run

@@ -100,7 +100,9 @@ type Node struct {
 	// coalesced: only for the benchmark that measures the difference.
 	barrierEach bool
 
-	recovering sync.Mutex
+	recovering sync.Mutex // one Raft restart at a time, none once closed
+	closed     bool
+	diverged   chan string    // an installed snapshot the log contradicts (diverge.go)
 	boot       sync.WaitGroup // the first start's bootstrap
 	stopBoot   context.CancelFunc
 
@@ -143,7 +145,7 @@ func Start(opt Options) (_ *Node, err error) {
 			store.Close()
 		}
 	}()
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(opt.DataDir, 2, hl)
+	files, err := raft.NewFileSnapshotStoreWithLogger(opt.DataDir, 2, hl)
 	if err != nil {
 		return nil, fmt.Errorf("raft snapshots: %w", err)
 	}
@@ -151,7 +153,13 @@ func Start(opt Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft listen %s: %w", opt.Bind, err)
 	}
-	n := &Node{opt: opt, store: store, snaps: snaps, log: opt.Log}
+	n := &Node{opt: opt, store: store, log: opt.Log, diverged: make(chan string, 1)}
+	n.snaps = &checkedSnapshots{SnapshotStore: files, dir: opt.DataDir, logs: store, diverged: func(id string) {
+		select { // from Raft's goroutine: the restart waits for it
+		case n.diverged <- id:
+		default: // one restart is pending already
+		}
+	}}
 	n.barriers.run = func() { _ = n.raft().Barrier(0).Error() }
 	n.layer = newLayer(ln, creds, opt.Log)
 	n.layer.forward = n.local
@@ -174,13 +182,13 @@ func Start(opt Options) (_ *Node, err error) {
 		n.layer.Close()
 		return nil, fmt.Errorf("raft config: %w", err)
 	}
-	exists, err := raft.HasExistingState(store, store, snaps)
+	exists, err := raft.HasExistingState(store, store, n.snaps)
 	if err != nil {
 		n.layer.Close()
 		return nil, fmt.Errorf("raft state: %w", err)
 	}
 	n.cfg = *cfg
-	r, err := raft.NewRaft(cfg, opt.FSM, store, store, snaps, keepOpen{n.trans})
+	r, err := raft.NewRaft(cfg, opt.FSM, store, store, n.snaps, keepOpen{n.trans})
 	if err != nil {
 		n.layer.Close()
 		return nil, fmt.Errorf("raft: %w", err)
@@ -273,28 +281,23 @@ const joinProbeTimeout = 500 * time.Millisecond
 func (n *Node) RecoverAlone(timeout time.Duration) error {
 	n.recovering.Lock()
 	defer n.recovering.Unlock()
-	shutdown := n.raft().Shutdown()
-	n.layer.stopDials()
-	err := shutdown.Error()
-	n.layer.resume()
-	if err != nil {
-		return fmt.Errorf("raft recover: shutdown: %w", err)
+	if n.closed {
+		return errors.New("raft recover: closed")
 	}
 	self := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.opt.Self), Address: n.trans.LocalAddr()}}}
-	cfg := n.cfg
-	// The FSM given to RecoverCluster replays the log only to write a
-	// snapshot; the live one is restored from that snapshot below, never
-	// shown the history again.
-	scratch := fsm.New(slog.New(slog.DiscardHandler))
-	if err := raft.RecoverCluster(&cfg, scratch, n.store, n.store, n.snaps, n.trans, self); err != nil {
+	r, err := n.restart(func(cfg *raft.Config) error {
+		if err := aloneTerm(n.store, time.Now()); err != nil {
+			return err
+		}
+		// The FSM given to RecoverCluster replays the log only to write
+		// a snapshot; the live one is restored from that snapshot on the
+		// restart, never shown the history again.
+		scratch := fsm.New(slog.New(slog.DiscardHandler))
+		return raft.RecoverCluster(cfg, scratch, n.store, n.store, n.snaps, n.trans, self)
+	})
+	if err != nil {
 		return fmt.Errorf("raft recover: %w", err)
 	}
-	r, err := raft.NewRaft(&cfg, n.opt.FSM, n.store, n.store, n.snaps, keepOpen{n.trans})
-	if err != nil {
-		return fmt.Errorf("raft recover: restart: %w", err)
-	}
-	n.r.Store(r)
-	observeState(r, n.states)
 	// A lone voter would elect itself only after a heartbeat timeout (a
 	// deadtime, or two): the TimeoutNow RPC of a leadership transfer,
 	// sent to itself, makes it a candidate now. Its timing stays the
@@ -317,6 +320,29 @@ func (n *Node) RecoverAlone(timeout time.Duration) error {
 	return nil
 }
 
+// restart shuts Raft down, runs between on its stores (n.recovering
+// held), and starts it again on them and the same transport.
+func (n *Node) restart(between func(cfg *raft.Config) error) (*raft.Raft, error) {
+	shutdown := n.raft().Shutdown()
+	n.layer.stopDials()
+	err := shutdown.Error()
+	n.layer.resume()
+	if err != nil {
+		return nil, fmt.Errorf("shutdown: %w", err)
+	}
+	cfg := n.cfg
+	if err := between(&cfg); err != nil {
+		return nil, err
+	}
+	r, err := raft.NewRaft(&cfg, n.opt.FSM, n.store, n.store, n.snaps, keepOpen{n.trans})
+	if err != nil {
+		return nil, fmt.Errorf("restart: %w", err)
+	}
+	n.r.Store(r)
+	observeState(r, n.states)
+	return r, nil
+}
+
 // Rejoin adds a bootstrap peer back to the voters after RecoverAlone.
 func (n *Node) Rejoin(name string, timeout time.Duration) error {
 	for _, p := range n.opt.Peers {
@@ -335,6 +361,9 @@ func (n *Node) Close() error {
 		n.stopBoot()
 	}
 	n.boot.Wait()
+	n.recovering.Lock() // not while a restart runs, and none after
+	n.closed = true
+	n.recovering.Unlock()
 	err := n.raft().Shutdown().Error()
 	n.paceOnce.Do(func() { close(n.stopPace) })
 	<-n.pacerDone

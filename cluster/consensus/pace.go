@@ -15,12 +15,16 @@ import (
 // soon as before.
 
 // pace keeps the running Raft's timeouts those of its role, from its
-// state observations, until done is closed.
+// state observations, until done is closed. It also drops the log when
+// an installed snapshot contradicts it (diverge.go): a restart of Raft,
+// which Raft's own goroutine, where that is found, cannot do.
 func (n *Node) pace(obs <-chan raft.Observation, done <-chan struct{}) {
 	for {
 		select {
 		case <-done:
 			return
+		case id := <-n.diverged:
+			n.dropLog(id)
 		case <-obs:
 		}
 		// On every observation, from the state itself: a RecoverAlone
