@@ -327,9 +327,15 @@ func (r *IPaddr) Keep(ctx context.Context, life time.Duration, under func(func()
 	}
 }
 
-// placed finds the VIP and its link, preferring the configured interface.
+// placed finds the VIP and its link, preferring the configured interface,
+// as the kernel has it now (find).
 func placed(ctx context.Context, v *view, p Params) (addrEntry, linkInfo, bool, error) {
-	es, err := find(ctx, v, p.IP)
+	return placedIn(ctx, v, p, find)
+}
+
+// placedIn is placed with the lookup given: find, or seen.
+func placedIn(ctx context.Context, v *view, p Params, look func(context.Context, *view, netip.Addr) ([]addrEntry, error)) (addrEntry, linkInfo, bool, error) {
+	es, err := look(ctx, v, p.IP)
 	if err != nil || len(es) == 0 {
 		return addrEntry{}, linkInfo{}, false, err
 	}
@@ -347,13 +353,18 @@ func placed(ctx context.Context, v *view, p Params) (addrEntry, linkInfo, bool, 
 
 // locate finds p's VIP: the namespace looked in, the interface it is on
 // and whether it is there at all; a failure to look is a transient
-// result.
-func (r *IPaddr) locate(ctx context.Context, p Params) (nsID, linkInfo, bool, *pb.Result) {
+// result. A recurring monitor (recurring) believes the view when it has
+// the VIP (seen).
+func (r *IPaddr) locate(ctx context.Context, p Params, recurring bool) (nsID, linkInfo, bool, *pb.Result) {
 	v, ns, err := r.view(ctx)
 	if err != nil {
 		return ns, linkInfo{}, false, transient(err)
 	}
-	_, link, ok, err := placed(ctx, v, p)
+	look := find
+	if recurring {
+		look = seen
+	}
+	_, link, ok, err := placedIn(ctx, v, p, look)
 	if err != nil {
 		return ns, linkInfo{}, false, transient(err)
 	}
@@ -365,7 +376,7 @@ func (r *IPaddr) Monitor(ctx context.Context, in *pb.Instance) (*pb.Result, erro
 	if res != nil {
 		return res, nil
 	}
-	ns, link, ok, res := r.locate(ctx, p)
+	ns, link, ok, res := r.locate(ctx, p, in.GetIntervalMs() > 0)
 	if res != nil {
 		return res, nil
 	}
@@ -408,7 +419,7 @@ func (r *IPaddr) Reload(ctx context.Context, in *pb.Instance) (*pb.Result, error
 	if r.ann.reannounce(in.GetId(), "reload") {
 		return sdk.OK(), nil
 	}
-	ns, link, ok, res := r.locate(ctx, p)
+	ns, link, ok, res := r.locate(ctx, p, false)
 	if res != nil {
 		return res, nil
 	}

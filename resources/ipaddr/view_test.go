@@ -312,6 +312,41 @@ func TestViewSyncWaitsForBarrier(t *testing.T) {
 	}
 }
 
+// A recurring monitor's lookup (seen) believes the view when it has the
+// address, with no request to the kernel; an address it lacks is asked
+// for with a barrier, as find does.
+func TestSeenAsksOnlyForAbsent(t *testing.T) {
+	k := newFakeView(t)
+	k.fill()
+	n := len(k.sentNow())
+	es, err := seen(context.Background(), k.v, netip.MustParseAddr("10.0.0.1"))
+	if err != nil || len(es) != 1 || len(k.sentNow()) != n {
+		t.Fatalf("present address: %v, %v, %d requests sent", es, err, len(k.sentNow())-n)
+	}
+	type found struct {
+		es  []addrEntry
+		err error
+	}
+	got := make(chan found, 1)
+	go func() {
+		es, err := seen(context.Background(), k.v, netip.MustParseAddr("10.0.0.99"))
+		got <- found{es, err}
+	}()
+	b := k.waitReq(n, unix.RTM_GETADDR)
+	if b.flags&unix.NLM_F_DUMP != 0 {
+		t.Fatalf("an absent address was asked for with %+v, want a barrier", b)
+	}
+	select {
+	case f := <-got:
+		t.Fatalf("absent address: returned %v, %v before the kernel answered", f.es, f.err)
+	default:
+	}
+	k.feed(errMsg(b.seq, unix.EOPNOTSUPP))
+	if f := <-got; f.err != nil || len(f.es) != 0 {
+		t.Fatalf("absent address after the barrier: %v, %v", f.es, f.err)
+	}
+}
+
 // Bridge-port link messages (AF_BRIDGE) do not delete links.
 func TestViewIgnoresBridgeLinkMessages(t *testing.T) {
 	k := newFakeView(t)
