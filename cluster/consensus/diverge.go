@@ -144,28 +144,50 @@ func (s *checkedSnapshots) keepOnly(id string) error {
 }
 
 // dropLog restarts Raft with an empty log after an installed snapshot
-// contradicted it (the snapshot, the only one left, is restored).
+// contradicted it (the snapshot, the only one left, is restored). The
+// report may be stale by the time it is read here — a RecoverAlone
+// since, say, made a snapshot of its own and a history on it that must
+// stay — so the newest snapshot must still be that one and still be
+// contradicted, checked before Raft stops and again once it has.
 func (n *Node) dropLog(id string) {
 	n.recovering.Lock()
 	defer n.recovering.Unlock()
 	if n.closed {
 		return
 	}
-	last, _ := n.store.LastIndex()
+	if ok, err := n.contradicted(id); err != nil || !ok {
+		return
+	}
+	var dropped uint64
 	_, err := n.restart(func(*raft.Config) error {
+		if ok, err := n.contradicted(id); err != nil || !ok {
+			return err
+		}
 		first, err := n.store.FirstIndex()
 		if err != nil {
 			return err
 		}
-		last, err := n.store.LastIndex()
-		if err != nil || last == 0 {
+		if dropped, err = n.store.LastIndex(); err != nil {
 			return err
 		}
-		return n.store.DeleteRange(first, last)
+		return n.store.DeleteRange(first, dropped)
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		n.log.Error("raft: the leader's snapshot contradicts this node's log, and dropping the log failed", "snapshot", id, "err", err)
 		return
+	case dropped == 0:
+		return // no longer contradicted once Raft had stopped
 	}
-	n.log.Warn("raft: the leader's snapshot contradicts this node's log (its history since the two nodes parted): log dropped, taking the leader's", "snapshot", id, "dropped_through", last)
+	n.log.Warn("raft: the leader's snapshot contradicts this node's log (its own history since the two nodes parted): log dropped, taking the leader's", "snapshot", id, "dropped_through", dropped)
+}
+
+// contradicted reports whether snapshot id is the newest and the log
+// contradicts it.
+func (n *Node) contradicted(id string) (bool, error) {
+	metas, err := n.snaps.List()
+	if err != nil || len(metas) == 0 || metas[0].ID != id {
+		return false, err
+	}
+	return contradicts(n.store, metas[0].Index, metas[0].Term)
 }

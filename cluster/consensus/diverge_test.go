@@ -105,3 +105,29 @@ func TestRecoverAloneTerm(t *testing.T) {
 		t.Fatalf("term %d (%v) after recovering alone; want past %d", term, err, before)
 	}
 }
+
+// TestDropLogStale: a report of a contradicted snapshot read after the
+// node made a newer one (RecoverAlone, here) drops nothing: the history
+// the node leads since stays, and it keeps leading.
+func TestDropLogStale(t *testing.T) {
+	p := newPair(t)
+	waitLeader(t, p.ms)
+	p.set(0, "both")
+	p.stop(1)
+	metas, err := p.ms[0].node.snaps.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.recoverAlone(0)
+	p.set(0, "alone")
+	last := p.ms[0].node.raft().LastIndex()
+	old := "none"
+	if len(metas) > 0 {
+		old = metas[0].ID
+	}
+	p.ms[0].node.dropLog(old)
+	if got := p.ms[0].node.raft().LastIndex(); got != last || !p.ms[0].node.IsLeader() {
+		t.Fatalf("after a stale report: last index %d (was %d), leader %v", got, last, p.ms[0].node.IsLeader())
+	}
+	p.set(0, "still")
+}
