@@ -70,8 +70,13 @@ type checkedSnapshots struct {
 	raft.SnapshotStore
 	dir      string // the file store's base directory
 	logs     raft.LogStore
-	diverged func(id string)
+	diverged func(snapshotAt)
 }
+
+// snapshotAt names a snapshot by its last entry: a leader that sends it
+// again and again (as hashicorp/raft does to a follower that fails its
+// appends) makes a new one each time, under a new ID.
+type snapshotAt struct{ index, term uint64 }
 
 func (s *checkedSnapshots) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration, configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
 	sink, err := s.SnapshotStore.Create(version, index, term, configuration, configurationIndex, trans)
@@ -105,7 +110,7 @@ func (k *checkedSink) Close() error {
 	if err := s.keepOnly(k.ID()); err != nil {
 		return fmt.Errorf("raft: snapshot %s contradicts the log: %w", k.ID(), err)
 	}
-	s.diverged(k.ID())
+	s.diverged(snapshotAt{k.index, k.term})
 	return nil
 }
 
@@ -149,18 +154,18 @@ func (s *checkedSnapshots) keepOnly(id string) error {
 // since, say, made a snapshot of its own and a history on it that must
 // stay — so the newest snapshot must still be that one and still be
 // contradicted, checked before Raft stops and again once it has.
-func (n *Node) dropLog(id string) {
+func (n *Node) dropLog(at snapshotAt) {
 	n.recovering.Lock()
 	defer n.recovering.Unlock()
 	if n.closed {
 		return
 	}
-	if ok, err := n.contradicted(id); err != nil || !ok {
+	if ok, err := n.contradicted(at); err != nil || !ok {
 		return
 	}
 	var dropped uint64
 	_, err := n.restart(func(*raft.Config) error {
-		if ok, err := n.contradicted(id); err != nil || !ok {
+		if ok, err := n.contradicted(at); err != nil || !ok {
 			return err
 		}
 		first, err := n.store.FirstIndex()
@@ -174,19 +179,19 @@ func (n *Node) dropLog(id string) {
 	})
 	switch {
 	case err != nil:
-		n.log.Error("raft: the leader's snapshot contradicts this node's log, and dropping the log failed", "snapshot", id, "err", err)
+		n.log.Error("raft: the leader's snapshot contradicts this node's log, and dropping the log failed", "snapshot_index", at.index, "err", err)
 		return
 	case dropped == 0:
 		return // no longer contradicted once Raft had stopped
 	}
-	n.log.Warn("raft: the leader's snapshot contradicts this node's log (its own history since the two nodes parted): log dropped, taking the leader's", "snapshot", id, "dropped_through", dropped)
+	n.log.Warn("raft: the leader's snapshot contradicts this node's log (its own history since the two nodes parted): log dropped, taking the leader's", "snapshot_index", at.index, "dropped_through", dropped)
 }
 
-// contradicted reports whether snapshot id is the newest and the log
+// contradicted reports whether the newest snapshot is at and the log
 // contradicts it.
-func (n *Node) contradicted(id string) (bool, error) {
+func (n *Node) contradicted(at snapshotAt) (bool, error) {
 	metas, err := n.snaps.List()
-	if err != nil || len(metas) == 0 || metas[0].ID != id {
+	if err != nil || len(metas) == 0 || metas[0].Index != at.index || metas[0].Term != at.term {
 		return false, err
 	}
 	return contradicts(n.store, metas[0].Index, metas[0].Term)

@@ -121,9 +121,9 @@ func TestDropLogStale(t *testing.T) {
 	p.recoverAlone(0)
 	p.set(0, "alone")
 	last := p.ms[0].node.raft().LastIndex()
-	old := "none"
+	var old snapshotAt // none yet, or the one before the recovery
 	if len(metas) > 0 {
-		old = metas[0].ID
+		old = snapshotAt{metas[0].Index, metas[0].Term}
 	}
 	p.ms[0].node.dropLog(old)
 	if got := p.ms[0].node.raft().LastIndex(); got != last || !p.ms[0].node.IsLeader() {

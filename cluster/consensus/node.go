@@ -102,8 +102,8 @@ type Node struct {
 
 	recovering sync.Mutex // one Raft restart at a time, none once closed
 	closed     bool
-	diverged   chan string    // an installed snapshot the log contradicts (diverge.go)
-	boot       sync.WaitGroup // the first start's bootstrap
+	diverged   chan snapshotAt // an installed snapshot the log contradicts (diverge.go)
+	boot       sync.WaitGroup  // the first start's bootstrap
 	stopBoot   context.CancelFunc
 
 	states    chan raft.Observation // Raft's state changes, for pace
@@ -153,10 +153,10 @@ func Start(opt Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft listen %s: %w", opt.Bind, err)
 	}
-	n := &Node{opt: opt, store: store, log: opt.Log, diverged: make(chan string, 1)}
-	n.snaps = &checkedSnapshots{SnapshotStore: files, dir: opt.DataDir, logs: store, diverged: func(id string) {
+	n := &Node{opt: opt, store: store, log: opt.Log, diverged: make(chan snapshotAt, 1)}
+	n.snaps = &checkedSnapshots{SnapshotStore: files, dir: opt.DataDir, logs: store, diverged: func(at snapshotAt) {
 		select { // from Raft's goroutine: the restart waits for it
-		case n.diverged <- id:
+		case n.diverged <- at:
 		default: // one restart is pending already
 		}
 	}}

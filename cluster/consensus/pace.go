@@ -23,8 +23,8 @@ func (n *Node) pace(obs <-chan raft.Observation, done <-chan struct{}) {
 		select {
 		case <-done:
 			return
-		case id := <-n.diverged:
-			n.dropLog(id)
+		case at := <-n.diverged:
+			n.dropLog(at)
 		case <-obs:
 		}
 		// On every observation, from the state itself: a RecoverAlone
