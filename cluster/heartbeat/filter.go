@@ -76,18 +76,28 @@ func filterFor(cluster, self string, incarnation uint64, base uint32) ([]bpf.Raw
 	prog = append(prog, bpf.RetConstant{Val: 0xFFFF}) // the whole datagram
 	drop := len(prog)
 	prog = append(prog, bpf.RetConstant{Val: 0})
-	for to, from := range map[int][]int{drop: fails, accept: others} {
-		for _, i := range from {
-			j := prog[i].(bpf.JumpIf)
-			skip := to - i - 1
-			if skip > 255 {
-				return nil, fmt.Errorf("heartbeat filter: jump of %d is too long", skip)
-			}
-			j.SkipTrue = uint8(skip)
-			prog[i] = j
-		}
+	if err := aim(prog, fails, drop); err != nil {
+		return nil, err
+	}
+	if err := aim(prog, others, accept); err != nil {
+		return nil, err
 	}
 	return bpf.Assemble(prog)
+}
+
+// aim points the jumps at from, taken when their test holds, to the
+// instruction at to.
+func aim(prog []bpf.Instruction, from []int, to int) error {
+	for _, i := range from {
+		j := prog[i].(bpf.JumpIf)
+		skip := to - i - 1
+		if skip > 255 {
+			return fmt.Errorf("heartbeat filter: jump of %d is too long", skip)
+		}
+		j.SkipTrue = uint8(skip)
+		prog[i] = j
+	}
+	return nil
 }
 
 // matchBytes has cmp test b, at offset at, a word (or less, at its end)

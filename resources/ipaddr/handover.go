@@ -17,7 +17,7 @@ import (
 // node for p's VIP (in namespace ns) to its next holder; failing to is
 // logged, not returned: the stop goes on.
 func (r *IPaddr) handOver(ctx context.Context, v *view, ns nsID, id string, p Params) {
-	_, link, ok, err := placed(ctx, v, p)
+	_, link, ok, err := placed(ctx, v, p, find)
 	if err != nil || !ok {
 		return
 	}

@@ -328,13 +328,8 @@ func (r *IPaddr) Keep(ctx context.Context, life time.Duration, under func(func()
 }
 
 // placed finds the VIP and its link, preferring the configured interface,
-// as the kernel has it now (find).
-func placed(ctx context.Context, v *view, p Params) (addrEntry, linkInfo, bool, error) {
-	return placedIn(ctx, v, p, find)
-}
-
-// placedIn is placed with the lookup given: find, or seen.
-func placedIn(ctx context.Context, v *view, p Params, look func(context.Context, *view, netip.Addr) ([]addrEntry, error)) (addrEntry, linkInfo, bool, error) {
+// with look: find (as the kernel has it now) or seen.
+func placed(ctx context.Context, v *view, p Params, look func(context.Context, *view, netip.Addr) ([]addrEntry, error)) (addrEntry, linkInfo, bool, error) {
 	es, err := look(ctx, v, p.IP)
 	if err != nil || len(es) == 0 {
 		return addrEntry{}, linkInfo{}, false, err
@@ -364,7 +359,7 @@ func (r *IPaddr) locate(ctx context.Context, p Params, recurring bool) (nsID, li
 	if recurring {
 		look = seen
 	}
-	_, link, ok, err := placedIn(ctx, v, p, look)
+	_, link, ok, err := placed(ctx, v, p, look)
 	if err != nil {
 		return ns, linkInfo{}, false, transient(err)
 	}
