@@ -178,7 +178,7 @@ func (l *leased) expire() {
 		return
 	}
 	logger.Warn("the node's lease ran out unrenewed: released what this plugin held",
-		"instances", len(ids), "late", late.Round(time.Microsecond), "took", time.Since(t0).Round(time.Microsecond))
+		"instances", len(ids), "late", late.Round(time.Microsecond).String(), "took", time.Since(t0).Round(time.Microsecond).String())
 	l.mu.Lock()
 	l.released = append(l.released, ids...)
 	l.mu.Unlock()

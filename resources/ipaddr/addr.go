@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -220,7 +219,7 @@ func remove(ctx context.Context, v *view, ip netip.Addr) (removed bool, note str
 			return removed, note, err
 		}
 		if ip.Is4() && e.flags&unix.IFA_F_SECONDARY == 0 && !e.peer && others > 0 {
-			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+name+"/promote_secondaries", []byte("1"), 0); err != nil {
+			if err := v.write(func(w addrWriter) error { return w.PromoteSecondaries(e.link) }); err != nil {
 				return removed, note, fmt.Errorf("%s is the primary address of its subnet on %s with %d secondaries, and promote_secondaries cannot be set: %w", ip, name, others, err)
 			}
 			note = fmt.Sprintf("set promote_secondaries on %s so that its %d other addresses survive", name, others)
@@ -236,40 +235,73 @@ func remove(ctx context.Context, v *view, ip netip.Addr) (removed bool, note str
 	return removed, note, nil
 }
 
-// drop removes ip for a release, after the caller synced the view once
-// for all of them: an address with a host prefix (/32, /128), the usual
-// VIP, has no secondaries to save, so it is deleted at once, without
-// remove's round trips to the kernel; any other goes through remove.
-func drop(ctx context.Context, v *view, ip netip.Addr, added addrEntry) error {
-	es, err := lookup(ctx, v, ip)
-	if err != nil {
-		return err
-	}
+// releasable is how a release deletes ip (v.mu held, the view synced
+// once for all of them): the entries that deleting takes nothing else
+// with go into the release's batches of deletions (fast); a VIP with any
+// other goes through remove, one round trip after another (slow).
+func (v *view) releasable(ip netip.Addr, added addrEntry) (fast []addrEntry, slow bool) {
+	es := v.lookup(ip)
 	if len(es) == 0 && added.ip == ip {
 		// Not in the view: the kernel's notification of an IPv6 add can
 		// lag behind the barrier that ended our override of it. Delete
-		// what we added all the same (EADDRNOTAVAIL: truly gone), at
-		// once: IPv6 has no secondaries to save.
-		return deleteEntries(v, ip, []addrEntry{added})
+		// what we added all the same (EADDRNOTAVAIL: truly gone).
+		return []addrEntry{added}, false
 	}
 	for _, e := range es {
-		if e.bits != ip.BitLen() {
-			_, _, err := remove(ctx, v, ip)
-			return err
+		if !v.alone(e) {
+			return nil, true
 		}
 	}
-	return deleteEntries(v, ip, es)
+	return es, false
 }
 
-func deleteEntries(v *view, ip netip.Addr, es []addrEntry) error {
-	for _, e := range es {
-		a := e.netlinkAddr()
-		if err := v.write(func(w addrWriter) error { return timedDel(v, w, a) }); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-			return fmt.Errorf("delete %s: %w", ip, err)
-		}
-		v.own(e, false)
+// alone reports whether deleting e takes no other address with it and
+// needs nothing but its prefix (v.mu held): a host prefix (/32, /128, the
+// usual VIP), any IPv6 address, an IPv4 secondary (the common VIP in the
+// subnet of the interface's own address), a primary alone in its subnet.
+// Deleting a primary with secondaries deletes them too (remove sets
+// promote_secondaries first); the kernel's flags of an address this
+// plugin just changed are not known yet, and a point-to-point address is
+// named by its peer.
+func (v *view) alone(e addrEntry) bool {
+	switch {
+	case e.bits == e.ip.BitLen():
+		return true
+	case e.own || e.peer:
+		return false
+	case e.ip.Is6(), e.flags&unix.IFA_F_SECONDARY != 0:
+		return true
 	}
-	return nil
+	return v.others(e) == 0
+}
+
+// deleteAll deletes es (each alone) in one request to the
+// kernel, and returns each one's result; an address already gone counts
+// as deleted.
+func deleteAll(v *view, es []addrEntry) []error {
+	as := make([]*netlink.Addr, len(es))
+	for i, e := range es {
+		as[i] = e.netlinkAddr()
+	}
+	var errs []error
+	if err := v.write(func(w addrWriter) error { errs = timedDelAll(v, w, as); return nil }); err != nil {
+		errs = make([]error, len(es))
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	var gone []addrEntry
+	for i, err := range errs {
+		if errors.Is(err, unix.EADDRNOTAVAIL) {
+			errs[i] = nil
+		}
+		if errs[i] == nil {
+			gone = append(gone, es[i])
+		}
+	}
+	v.ownAll(gone, false)
+	return errs
 }
 
 // netlinkAddr is e as netlink names an address to change or delete.
@@ -286,8 +318,27 @@ func timedDel(v *view, w addrWriter, a *netlink.Addr) error {
 	ended := v.beginDelete()
 	t0 := time.Now()
 	err := w.AddrDel(nil, a)
-	v.endDelete(ended, time.Since(t0), err == nil)
+	done := 0
+	if err == nil {
+		done = 1
+	}
+	v.endDelete(ended, time.Since(t0), 1, done)
 	return err
+}
+
+// timedDelAll is timedDel for a batch: one request of len(as) turns.
+func timedDelAll(v *view, w addrWriter, as []*netlink.Addr) []error {
+	ended := v.beginDelete()
+	t0 := time.Now()
+	errs := w.AddrDelAll(as)
+	done := 0
+	for _, err := range errs {
+		if err == nil {
+			done++
+		}
+	}
+	v.endDelete(ended, time.Since(t0), len(as), done)
+	return errs
 }
 
 // lifetimeSeconds is life as the kernel counts it: whole seconds, rounded

@@ -258,3 +258,40 @@ func BenchmarkAddressLifetime(b *testing.B) {
 	b.ReportMetric(float64(late[len(late)-1].Microseconds())/1000, "late-max-ms")
 	b.ReportMetric(float64(late[0].Microseconds())/1000, "late-min-ms")
 }
+
+// BenchmarkRelease times Release of n held VIPs (host prefixes, the
+// usual VIP), what a node whose lease ran out does and what its peers'
+// takeover waits for (ReleaseTime, lease.ReleasedAt), per VIP released;
+// est-ns/VIP is the estimate it left for the next one.
+//
+//	go test -run '^$' -bench BenchmarkRelease -benchtime 5x ./resources/ipaddr/
+func BenchmarkRelease(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			ns, r := benchLab(b, 0)
+			ctx := context.Background()
+			var took time.Duration
+			for range b.N {
+				inNS(b, ns, func() error {
+					for i := range n {
+						p := benchVIP(i)
+						p["cidr_netmask"] = "32"
+						res, err := r.Start(ctx, &pb.Instance{Id: fmt.Sprintf("vip%d", i), Type: "IPaddr", Params: p})
+						if err := wantCode("start", res, err, pb.Code_SUCCESS); err != nil {
+							return err
+						}
+					}
+					t0 := time.Now()
+					ids := r.Release(ctx)
+					took += time.Since(t0)
+					if len(ids) != n {
+						return fmt.Errorf("released %d VIPs, want %d", len(ids), n)
+					}
+					return nil
+				})
+			}
+			b.ReportMetric(float64(took.Nanoseconds())/float64(b.N*n), "ns/VIP")
+			b.ReportMetric(float64(r.DeleteCost().Nanoseconds()), "est-ns/VIP")
+		})
+	}
+}

@@ -72,7 +72,7 @@ type IPaddr struct {
 
 // ReleaseTime estimates how long Release would take now: every held VIP
 // at the measured cost of one deletion (the kernel takes them one at a
-// time), and a millisecond for the rest (sdk.Releaser).
+// time, even in a batch), and a millisecond for the rest (sdk.Releaser).
 func (r *IPaddr) ReleaseTime() time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -233,6 +233,10 @@ func (r *IPaddr) Release(ctx context.Context) []string {
 	held, views := r.held, maps.Clone(r.views)
 	r.held = map[string]heldVIP{}
 	r.mu.Unlock()
+	// The pace the next estimate takes is the whole release's.
+	for _, v := range views {
+		defer v.holdRun()()
+	}
 	ids := slices.Sorted(maps.Keys(held))
 	for _, id := range ids {
 		r.ann.stop(id)
@@ -243,24 +247,63 @@ func (r *IPaddr) Release(ctx context.Context) []string {
 			r.log.Error("releasing: the address view cannot catch up; deleting what it has", "err", err)
 		}
 	}
-	for _, v := range views {
-		defer v.holdRun()()
+	// What deleting takes nothing else with (releasable) goes in
+	// batches, one request to the kernel each; any other VIP on its own
+	// (remove). Up to writers of them at once.
+	failed := func(id string, ip netip.Addr, err error) {
+		r.log.Error("cannot release the VIP", "id", id, "address", ip.String(), "err", err)
 	}
-	sem := make(chan struct{}, writers)
-	var wg sync.WaitGroup
+	type gone struct {
+		id string
+		e  addrEntry
+	}
+	fast := map[*view][]gone{}
+	var jobs []func()
 	for _, id := range ids {
 		h, v := held[id], views[held[id].ns]
 		if v == nil {
 			continue // its namespace's view closed: nothing added through it remains known
 		}
+		var es []addrEntry
+		var slow bool
+		if err := v.with(ctx, func() { es, slow = v.releasable(h.ip, h.added) }); err != nil {
+			failed(id, h.ip, err)
+			continue
+		}
+		for _, e := range es {
+			fast[v] = append(fast[v], gone{id, e})
+		}
+		if slow {
+			jobs = append(jobs, func() {
+				if _, _, err := remove(ctx, v, h.ip); err != nil {
+					failed(id, h.ip, err)
+				}
+			})
+		}
+	}
+	for v, gs := range fast {
+		for chunk := range slices.Chunk(gs, delBatch) {
+			jobs = append(jobs, func() {
+				es := make([]addrEntry, len(chunk))
+				for i, g := range chunk {
+					es[i] = g.e
+				}
+				for i, err := range deleteAll(v, es) {
+					if err != nil {
+						failed(chunk[i].id, chunk[i].e.ip, err)
+					}
+				}
+			})
+		}
+	}
+	sem := make(chan struct{}, writers)
+	var wg sync.WaitGroup
+	for _, job := range jobs {
 		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := drop(ctx, v, h.ip, h.added); err != nil {
-				r.log.Error("cannot release the VIP", "id", id, "address", h.ip.String(), "err", err)
-			}
-		}()
+		wg.Go(func() {
+			defer func() { <-sem }()
+			job()
+		})
 	}
 	wg.Wait()
 	return ids

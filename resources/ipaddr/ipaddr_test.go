@@ -435,7 +435,8 @@ func TestStartWhereNoSubnet(t *testing.T) {
 }
 
 // Release (the node's lease ran out unrenewed) removes every VIP the
-// plugin holds — IPv4 and IPv6, silencing their announcements — and
+// plugin holds — IPv4 and IPv6, secondaries, host prefixes and a primary
+// with an operator's secondary, silencing their announcements — and
 // nothing else; a stop afterwards still succeeds, and what was stopped
 // before is not released again.
 func TestRelease(t *testing.T) {
@@ -446,10 +447,16 @@ func TestRelease(t *testing.T) {
 		p["ip"] = ip
 		return p
 	}
-	for id, ip := range map[string]string{"v1": "10.88.0.101", "v2": "10.88.0.102", "v6": "fd00:88::103", "gone": "10.88.0.104"} {
+	for id, ip := range map[string]string{"v1": "10.88.0.101", "v2": "10.88.0.102", "v6": "fd00:88::103", "gone": "10.88.0.104", "p1": "10.89.0.1"} {
 		p := with(ip)
-		if id == "v2" {
-			p["cidr_netmask"] = "32" // a host prefix: the release's quick path
+		switch id {
+		case "v2":
+			p["cidr_netmask"] = "32" // a host prefix
+		case "p1":
+			// The primary of a subnet of its own, which an operator's
+			// address joins below: not deleted in a batch (it would
+			// take the operator's with it).
+			p["cidr_netmask"], p["nic"] = "24", "eth0"
 		}
 		if res, err := l.opID("start", id, p, 0); err != nil || res.Code != pb.Code_SUCCESS {
 			t.Fatalf("start %s: %v %v", id, res, err)
@@ -458,10 +465,11 @@ func TestRelease(t *testing.T) {
 	if res, err := l.opID("stop", "gone", with("10.88.0.104"), 0); err != nil || res.Code != pb.Code_SUCCESS {
 		t.Fatalf("stop: %v %v", res, err)
 	}
-	// Three VIPs held: the estimate the peers wait for covers three
+	l.nn.Run("ip", "-n", l.director, "addr", "add", "10.89.0.2/24", "dev", "eth0")
+	// Four VIPs held: the estimate the peers wait for covers four
 	// removals at least (never an underestimate of a fast kernel).
-	if rt := l.r.ReleaseTime(); rt < 3*10*time.Microsecond {
-		t.Errorf("release time %s for three VIPs", rt)
+	if rt := l.r.ReleaseTime(); rt < 4*10*time.Microsecond {
+		t.Errorf("release time %s for four VIPs", rt)
 	}
 	var ids []string
 	if err := nstest.InNS(l.director, func() error { ids = l.r.Release(context.Background()); return nil }); err != nil {
@@ -470,17 +478,17 @@ func TestRelease(t *testing.T) {
 	if rt := l.r.ReleaseTime(); rt != 0 {
 		t.Errorf("release time %s with nothing held", rt)
 	}
-	if !slices.Equal(ids, []string{"v1", "v2", "v6"}) {
-		t.Fatalf("released %v, want v1 v2 v6", ids)
+	if !slices.Equal(ids, []string{"p1", "v1", "v2", "v6"}) {
+		t.Fatalf("released %v, want p1 v1 v2 v6", ids)
 	}
 	a := l.addrs(l.director, "eth0")
-	for _, ip := range []string{"10.88.0.101", "10.88.0.102", "fd00:88::103"} {
+	for _, ip := range []string{"10.88.0.101", "10.88.0.102", "fd00:88::103", "10.89.0.1"} {
 		if strings.Contains(a, ip+"/") {
 			t.Errorf("%s still configured after the release:\n%s", ip, a)
 		}
 	}
-	if !strings.Contains(a, "inet 10.88.0.1/24") || !strings.Contains(a, "fd00:88::1/64") {
-		t.Errorf("the release took the interface's own addresses:\n%s", a)
+	if !strings.Contains(a, "inet 10.88.0.1/24") || !strings.Contains(a, "fd00:88::1/64") || !strings.Contains(a, "inet 10.89.0.2/24") {
+		t.Errorf("the release took the interface's or an operator's addresses:\n%s", a)
 	}
 	if res, err := l.opID("stop", "v1", with("10.88.0.101"), 0); err != nil || res.Code != pb.Code_SUCCESS {
 		t.Fatalf("stop after the release: %v %v", res, err)
@@ -499,6 +507,24 @@ func TestRelease(t *testing.T) {
 	}
 	if strings.Contains(l.addrs(l.director, "eth0"), "10.88.0.105/") {
 		t.Error("the VIP found by a monitor survived the release")
+	}
+}
+
+// Stopping a VIP that is the primary address of its subnet keeps the
+// secondaries an operator added to that subnet (promote_secondaries, set
+// in the VIP's namespace: the sysctl of another would be the host's).
+func TestStopKeepsSecondaries(t *testing.T) {
+	l := newPairLab(t)
+	p := map[string]string{"ip": "10.89.0.1", "cidr_netmask": "24", "nic": "eth0", "arp_count": "1", "arp_repeat": "0"}
+	l.mustOp("start", p)
+	l.nn.Run("ip", "-n", l.director, "addr", "add", "10.89.0.2/24", "dev", "eth0")
+	l.mustOp("stop", p)
+	a := l.addrs(l.director, "eth0")
+	if strings.Contains(a, "10.89.0.1/") || !strings.Contains(a, "inet 10.89.0.2/24") {
+		t.Errorf("after stopping the primary 10.89.0.1, want only the operator's 10.89.0.2:\n%s", a)
+	}
+	if got := strings.TrimSpace(l.nn.Run("ip", "netns", "exec", l.director, "cat", "/proc/sys/net/ipv4/conf/eth0/promote_secondaries")); got != "1" {
+		t.Errorf("promote_secondaries is %s in the namespace", got)
 	}
 }
 
