@@ -177,7 +177,7 @@ func add(ctx context.Context, v *view, p Params, at placement, life time.Duratio
 		a.Flags = unix.IFA_F_NODAD
 	}
 	a.ValidLft, a.PreferedLft = lifetimeSeconds(life), lifetimeSeconds(life)
-	err = v.write(func(w addrWriter) error { return w.AddrAdd(nil, a) })
+	err = v.addBatched(a, addrEntry{ip: p.IP, bits: at.prefix.Bits(), link: at.link.index})
 	if errors.Is(err, unix.EEXIST) {
 		// Added by someone else since the check: Keep gives it the
 		// lifetime once the view has it.
@@ -186,7 +186,6 @@ func add(ctx context.Context, v *view, p Params, at placement, life time.Duratio
 	if err != nil {
 		return false, fmt.Errorf("add %s to %s: %w", at.prefix, at.link.name, err)
 	}
-	v.own(addrEntry{ip: p.IP, bits: at.prefix.Bits(), link: at.link.index}, true)
 	return false, nil
 }
 

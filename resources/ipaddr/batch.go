@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"syscall"
 	"time"
 
@@ -81,6 +82,17 @@ func (w *nlWriter) delAll(as []*netlink.Addr, errs []error) {
 	w.exchange(func(seq uint32, i int) []byte { return delRequest(seq, as[i]) }, errs)
 }
 
+// AddrAddAll adds as (none with a peer), delBatch to a message, and
+// returns each one's result as AddrAdd would (EEXIST: it is there).
+func (w *nlWriter) AddrAddAll(as []*netlink.Addr) []error {
+	errs := make([]error, len(as))
+	for lo := 0; lo < len(as); lo += delBatch {
+		hi := min(len(as), lo+delBatch)
+		w.exchange(func(seq uint32, i int) []byte { return addRequest(seq, as[lo+i]) }, errs[lo:hi])
+	}
+	return errs
+}
+
 // PromoteSecondaries switches promote_secondaries on for link: deleting
 // its primary address then leaves its secondaries up. Set with netlink,
 // not in /proc/sys, so that it is the link of the namespace the socket
@@ -152,6 +164,53 @@ func (w *nlWriter) exchange(build func(seq uint32, i int) []byte, errs []error) 
 			}
 		}
 	}
+}
+
+// addRequest is RTM_NEWADDR for a as netlink.Handle.AddrAdd sends it
+// for an address without a peer or a scope: label, flags, broadcast
+// (given, or computed for an IPv4 prefix up to /30) and lifetimes.
+func addRequest(seq uint32, a *netlink.Addr) []byte {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	req.Seq = seq
+	family := nl.GetIPFamily(a.IP)
+	msg := nl.NewIfAddrmsg(family)
+	msg.Index = uint32(a.LinkIndex)
+	bits, size := a.Mask.Size()
+	msg.Prefixlen = uint8(bits)
+	ip := a.IP.To16()
+	if family == unix.AF_INET {
+		ip = a.IP.To4()
+	}
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, ip))
+	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, ip))
+	if a.Flags != 0 {
+		if a.Flags <= 0xff {
+			msg.Flags = uint8(a.Flags)
+		} else {
+			req.AddData(nl.NewRtAttr(unix.IFA_FLAGS, nl.Uint32Attr(uint32(a.Flags))))
+		}
+	}
+	if family == unix.AF_INET {
+		brd := a.Broadcast.To4()
+		if brd == nil && bits < 31 {
+			brd = make(net.IP, size/8)
+			for i := range ip {
+				brd[i] = ip[i] | ^a.Mask[i]
+			}
+		}
+		if brd != nil && !brd.Equal(net.IPv4zero) {
+			req.AddData(nl.NewRtAttr(unix.IFA_BROADCAST, brd))
+		}
+		if a.Label != "" {
+			req.AddData(nl.NewRtAttr(unix.IFA_LABEL, nl.ZeroTerminated(a.Label)))
+		}
+	}
+	if a.ValidLft > 0 || a.PreferedLft > 0 {
+		ci := nl.IfaCacheInfo{IfaCacheinfo: unix.IfaCacheinfo{Valid: uint32(a.ValidLft), Prefered: uint32(a.PreferedLft)}}
+		req.AddData(nl.NewRtAttr(unix.IFA_CACHEINFO, ci.Serialize()))
+	}
+	return req.Serialize()
 }
 
 // delRequest is RTM_DELADDR for a as netlink.Handle.AddrDel sends it for

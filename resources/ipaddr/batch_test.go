@@ -6,13 +6,18 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vigil-ha/vigil/internal/nstest"
+	"github.com/vigil-ha/vigil/internal/testutil"
 )
 
 // A release deletes in batches only what takes nothing else with it:
@@ -135,5 +140,153 @@ func TestAddrDelAll(t *testing.T) {
 		if !strings.Contains(out, " "+keep+" ") {
 			t.Errorf("%s deleted:\n%s", keep, out)
 		}
+	}
+}
+
+// Addresses added in a batch are what netlink.Handle.AddrAdd makes of
+// the same: prefix, broadcast (given or computed), label, flags and
+// lifetimes, IPv4 and IPv6. One namespace gets each way.
+func TestAddrAddAllAsAddrAdd(t *testing.T) {
+	nn := nstest.NewNetns(t)
+	addrs := func() []*netlink.Addr {
+		pf := func(s string) *net.IPNet {
+			p := netip.MustParsePrefix(s)
+			return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+		}
+		return []*netlink.Addr{
+			{IPNet: pf("10.88.0.100/32")},
+			{IPNet: pf("10.88.0.101/24"), Label: "eth0:vip"},
+			{IPNet: pf("10.89.0.1/16"), Broadcast: net.IP{10, 89, 0, 255}}, // 4 bytes, as add gives it,
+			{IPNet: pf("10.90.0.1/31")},
+			{IPNet: pf("10.91.0.1/24"), ValidLft: 100, PreferedLft: 100},
+			{IPNet: pf("fd00:88::100/64"), Flags: unix.IFA_F_NODAD},
+			{IPNet: pf("fd00:89::100/128"), Flags: unix.IFA_F_NODAD, ValidLft: 100, PreferedLft: 100},
+		}
+	}
+	made := map[string]string{}
+	for _, how := range []string{"one by one", "in a batch"} {
+		ns := nn.Add(strings.ReplaceAll(how, " ", ""))
+		nn.Run("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
+		nn.Run("ip", "-n", ns, "link", "set", "eth0", "up")
+		if err := nstest.InNS(ns, func() error {
+			link, err := netlink.LinkByName("eth0")
+			if err != nil {
+				return err
+			}
+			as := addrs()
+			for _, a := range as {
+				a.LinkIndex = link.Attrs().Index
+			}
+			if how == "one by one" {
+				for _, a := range as {
+					if err := netlink.AddrAdd(nil, a); err != nil {
+						return fmt.Errorf("%s: %w", a, err)
+					}
+				}
+				return nil
+			}
+			w, err := openWriter(viewWait)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			for i, err := range w.AddrAddAll(as) {
+				if err != nil {
+					return fmt.Errorf("%s: %w", as[i], err)
+				}
+			}
+			// A second add of one is refused as AddrAdd's is.
+			if err := w.AddrAddAll(as[:1])[0]; !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("adding %s again: %v, want EEXIST", as[0], err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("%s: %v", how, err)
+		}
+		// The lifetimes count down: their seconds are not compared.
+		out := nn.Run("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0", "scope", "global")
+		made[how] = regexp.MustCompile(`_lft \d+sec`).ReplaceAllString(out, "_lft Nsec")
+	}
+	if made["one by one"] != made["in a batch"] {
+		t.Errorf("added one by one:\n%s\nin a batch:\n%s", made["one by one"], made["in a batch"])
+	}
+	if !strings.Contains(made["in a batch"], "brd 10.88.0.255") || !strings.Contains(made["in a batch"], "brd 10.89.0.255") || !strings.Contains(made["in a batch"], "eth0:vip") {
+		t.Errorf("no computed broadcast or no label:\n%s", made["in a batch"])
+	}
+}
+
+// batchWriter takes batches of adds once its gate opens, and records
+// their sizes.
+type batchWriter struct {
+	addrWriter
+	gate  chan struct{}
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (w *batchWriter) AddrAddAll(as []*netlink.Addr) []error {
+	<-w.gate
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sizes = append(w.sizes, len(as))
+	return make([]error, len(as))
+}
+
+// Adds that come while one is in flight go to the kernel together, in
+// the next request, with one barrier for all; each is in the view when
+// its caller returns.
+func TestAddsBatched(t *testing.T) {
+	k := newFakeView(t)
+	w := &batchWriter{gate: make(chan struct{})}
+	k.v.writer = make(chan addrWriter, 1)
+	k.v.writer <- w
+	vip := func(i int) (*netlink.Addr, addrEntry) {
+		ip := netip.AddrFrom4([4]byte{10, 80, 0, byte(i + 1)})
+		return &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}, LinkIndex: 2}, addrEntry{ip: ip, bits: 32, link: 2}
+	}
+	queued := func(want int, sending bool) {
+		testutil.Eventually(t, time.Minute, fmt.Sprintf("%d adds waiting", want), func() (int, bool) {
+			q := &k.v.adds
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			return len(q.waiting), len(q.waiting) == want && q.sending == sending
+		})
+	}
+	const n = 10
+	var wg sync.WaitGroup
+	add := func(i int) {
+		wg.Go(func() {
+			a, e := vip(i)
+			if err := k.v.addBatched(a, e); err != nil {
+				t.Errorf("add %d: %v", i, err)
+				return
+			}
+			k.v.mu.Lock()
+			defer k.v.mu.Unlock()
+			if len(k.v.lookup(e.ip)) == 0 {
+				t.Errorf("%s added but not in the view", e.ip)
+			}
+		})
+	}
+	add(0)
+	queued(0, true) // in flight
+	for i := 1; i <= n; i++ {
+		add(i)
+	}
+	queued(n, true)
+	close(w.gate)
+	wg.Wait()
+	queued(0, false)
+	if !slices.Equal(w.sizes, []int{1, n}) {
+		t.Errorf("batches of %v, want [1 %d]", w.sizes, n)
+	}
+	barriers := 0
+	for _, r := range k.sentNow() {
+		if r.typ == unix.RTM_GETADDR && r.flags&unix.NLM_F_DUMP == 0 {
+			barriers++
+		}
+	}
+	if barriers != 2 {
+		t.Errorf("%d barriers for 2 batches", barriers)
 	}
 }

@@ -510,24 +510,6 @@ func TestRelease(t *testing.T) {
 	}
 }
 
-// Stopping a VIP that is the primary address of its subnet keeps the
-// secondaries an operator added to that subnet (promote_secondaries, set
-// in the VIP's namespace: the sysctl of another would be the host's).
-func TestStopKeepsSecondaries(t *testing.T) {
-	l := newPairLab(t)
-	p := map[string]string{"ip": "10.89.0.1", "cidr_netmask": "24", "nic": "eth0", "arp_count": "1", "arp_repeat": "0"}
-	l.mustOp("start", p)
-	l.nn.Run("ip", "-n", l.director, "addr", "add", "10.89.0.2/24", "dev", "eth0")
-	l.mustOp("stop", p)
-	a := l.addrs(l.director, "eth0")
-	if strings.Contains(a, "10.89.0.1/") || !strings.Contains(a, "inet 10.89.0.2/24") {
-		t.Errorf("after stopping the primary 10.89.0.1, want only the operator's 10.89.0.2:\n%s", a)
-	}
-	if got := strings.TrimSpace(l.nn.Run("ip", "netns", "exec", l.director, "cat", "/proc/sys/net/ipv4/conf/eth0/promote_secondaries")); got != "1" {
-		t.Errorf("promote_secondaries is %s in the namespace", got)
-	}
-}
-
 // A release's own pace replaces the deletion cost the peers' wait is
 // derived from (ReleaseTime): one inflated sample (a deletion timed
 // while the host's CPUs were busy) must not make the next takeover wait

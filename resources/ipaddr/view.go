@@ -117,7 +117,9 @@ type conn interface {
 
 // addrWriter adds, changes and deletes addresses (an *nlWriter).
 type addrWriter interface {
-	AddrAdd(link netlink.Link, addr *netlink.Addr) error
+	// AddrAddAll adds addresses without a peer together, each with its
+	// own result.
+	AddrAddAll(addrs []*netlink.Addr) []error
 	AddrReplace(link netlink.Link, addr *netlink.Addr) error
 	AddrDel(link netlink.Link, addr *netlink.Addr) error
 	// AddrDelAll deletes addresses without a peer together, each with
@@ -193,6 +195,21 @@ type view struct {
 	// (endDelete).
 	deleteCost atomic.Int64
 	dels       delPeriod
+	adds       addQueue
+}
+
+// addQueue is the adds waiting to go to the kernel together (addBatched)
+// and whether a goroutine sends them.
+type addQueue struct {
+	mu      sync.Mutex
+	waiting []pendingAdd
+	sending bool
+}
+
+type pendingAdd struct {
+	a    *netlink.Addr
+	e    addrEntry // what the view has once it is added
+	done chan error
 }
 
 // delPeriod is the deletions in flight and, since there were none, when
@@ -876,6 +893,63 @@ func (v *view) others(e addrEntry) int {
 		n--
 	}
 	return n
+}
+
+// addBatched adds a, which the view then has as e, together with the
+// adds that wait meanwhile: a burst of starts (a takeover) costs the
+// kernel one request and the view one barrier per batch, not per VIP.
+// The first add of a burst goes at once; the next batch holds what came
+// while it was in flight.
+func (v *view) addBatched(a *netlink.Addr, e addrEntry) error {
+	p := pendingAdd{a: a, e: e, done: make(chan error, 1)}
+	q := &v.adds
+	q.mu.Lock()
+	q.waiting = append(q.waiting, p)
+	start := !q.sending
+	q.sending = true
+	q.mu.Unlock()
+	if start {
+		go v.sendAdds()
+	}
+	return <-p.done
+}
+
+// sendAdds sends the waiting adds, a batch at a time, until none waits.
+func (v *view) sendAdds() {
+	q := &v.adds
+	for {
+		q.mu.Lock()
+		batch := q.waiting[:min(len(q.waiting), delBatch)]
+		q.waiting = q.waiting[len(batch):]
+		if len(batch) == 0 {
+			q.waiting, q.sending = nil, false
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
+		as := make([]*netlink.Addr, len(batch))
+		for i, p := range batch {
+			as[i] = p.a
+		}
+		var errs []error
+		if err := v.write(func(w addrWriter) error { errs = w.AddrAddAll(as); return nil }); err != nil {
+			errs = make([]error, len(batch))
+			for i := range errs {
+				errs[i] = err
+			}
+		}
+		var added []addrEntry
+		for i, err := range errs {
+			if err == nil {
+				added = append(added, batch[i].e)
+			}
+		}
+		// Before any caller returns: what it added is in the view.
+		v.ownAll(added, true)
+		for i, p := range batch {
+			p.done <- errs[i]
+		}
+	}
 }
 
 // write runs f with one of the pooled netlink handles.
