@@ -126,6 +126,10 @@ type fakeLRM struct {
 	// of the group has any); handoverAsks counts the calls.
 	handover     map[string][]lrm.Handed
 	handoverAsks int
+	// reloadGate, when set, holds every reload until closed;
+	// reloading counts those held.
+	reloadGate chan struct{}
+	reloading  int
 }
 
 func (l *fakeLRM) Hold(until time.Time) {
@@ -224,7 +228,15 @@ func (l *fakeLRM) Monitor(_ context.Context, g config.Group) error {
 
 func (l *fakeLRM) Reload(_ context.Context, g config.Group, _ func(config.Binding) bool) error {
 	l.mu.Lock()
+	gate := l.reloadGate
+	l.reloading++
+	l.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.reloading--
 	l.record("reload", g.Name)
 	return nil
 }
@@ -455,6 +467,16 @@ func (m *fakeMembers) set(p membership.PeerStatus) {
 		case ch <- membership.Event{Kind: kind, Node: p.Node}:
 		default:
 		}
+	}
+}
+
+// emit sends ev to the subscribers.
+func (m *fakeMembers) emit(ev membership.Event) {
+	m.mu.Lock()
+	subs := slices.Clone(m.subs)
+	m.mu.Unlock()
+	for _, ch := range subs {
+		ch <- ev
 	}
 }
 

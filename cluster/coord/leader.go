@@ -108,6 +108,9 @@ type Coordinator struct {
 	// Work counters: worker steps and runLocal passes, for tests that
 	// check that idle groups cost nothing.
 	steps, localPasses atomic.Uint64
+
+	announcing      chan struct{} // a slot per group re-announcing (announceParallel)
+	announceWaiting atomic.Int64  // groups waiting for a slot, for tests
 }
 
 // New returns a coordinator.
@@ -121,7 +124,8 @@ func New(opt Options) *Coordinator {
 	return &Coordinator{opt: opt, log: opt.Log, groups: opt.Groups, version: GroupsVersion(opt.Groups, opt.Nodes),
 		fenceRetry: map[string]time.Time{}, fencedHeard: map[string]uint64{},
 		out: newOutbox(), reloaded: make(chan struct{}, 1), filesChanged: make(chan struct{}, 1), flipped: make(chan struct{}, 1),
-		reportWaiters: map[*worker]struct{}{}, reportWait: make(chan struct{}, 1), leaseWaiters: map[*worker]struct{}{}}
+		reportWaiters: map[*worker]struct{}{}, reportWait: make(chan struct{}, 1), leaseWaiters: map[*worker]struct{}{},
+		announcing: make(chan struct{}, announceParallel)}
 }
 
 func (c *Coordinator) now() time.Time { return c.opt.Clock.Now() }

@@ -350,13 +350,51 @@ func (w *worker) run(ctx context.Context) {
 			return
 		case <-w.kick:
 		case <-w.announce:
-			if w.haveSpec && w.c.opt.LRM.State(w.name) == lrm.Running {
-				if err := w.c.opt.LRM.Reload(ctx, toConfig(w.spec), isIPaddr); err != nil {
-					w.c.log.Warn("re-announce failed", "group", w.name, "err", err)
-				}
-			}
+			w.reannounce(ctx)
 		case <-timer.C:
 		}
+	}
+}
+
+// announceParallel is how many groups re-announce their addresses at
+// once when a peer comes back. All of a thousand at once kept a loaded
+// director's heartbeat goroutine from running for 300 ms, which cost it
+// its lease and every group it had just taken over.
+const announceParallel = 4
+
+// reannounce announces the group's addresses again, if it runs here: a
+// node that came back may have held them, or its caches may point at
+// the old holder. A change to act on first (a kick) goes ahead of it:
+// the announcement follows, on the next turn of run.
+func (w *worker) reannounce(ctx context.Context) {
+	running := func() bool { return w.haveSpec && w.c.opt.LRM.State(w.name) == lrm.Running }
+	if !running() {
+		return
+	}
+	w.c.announceWaiting.Add(1)
+	select {
+	case w.c.announcing <- struct{}{}:
+		w.c.announceWaiting.Add(-1)
+	case <-w.kick:
+		w.c.announceWaiting.Add(-1)
+		w.signal(w.announce)
+		return
+	case <-ctx.Done():
+		w.c.announceWaiting.Add(-1)
+		return
+	}
+	defer func() { <-w.c.announcing }()
+	// A peer that restarted is seen up and restarted at once: one
+	// announcement covers both.
+	select {
+	case <-w.announce:
+	default:
+	}
+	if !running() {
+		return
+	}
+	if err := w.c.opt.LRM.Reload(ctx, toConfig(w.spec), isIPaddr); err != nil {
+		w.c.log.Warn("re-announce failed", "group", w.name, "err", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -350,4 +351,50 @@ func TestLeaseLookedAtOnTheBeat(t *testing.T) {
 	n1.lease.setUntil(func(now time.Time) time.Time { return now.Add(time.Hour) })
 	n1.lease.renewed()
 	sc.waitAll("g0000 started again on n1", runsOn("n1"))
+}
+
+// A peer that comes back (seen restarted and up at once) has the groups
+// running here announce their addresses again: each group once, and no
+// more than announceParallel at a time — a thousand reloads at once
+// starved a loaded director's heartbeat of CPU until its lease ran out.
+func TestReannounceOnPeerReturn(t *testing.T) {
+	const groups = 50
+	sc := newSimCluster(t, groups)
+	sc.waitAll("start on n1", runsOn("n1"))
+	n1 := sc.nodes["n1"]
+	gate := make(chan struct{})
+	n1.lrm.mu.Lock()
+	n1.lrm.reloadGate = gate
+	n1.lrm.mu.Unlock()
+	n1.mem.emit(membership.Event{Kind: membership.NodeRestarted, Node: "n2"})
+	n1.mem.emit(membership.Event{Kind: membership.NodeUp, Node: "n2"})
+	testutil.Eventually(t, 100*simLease, fmt.Sprintf("%d reloading, the others waiting", announceParallel), func() (string, bool) {
+		n1.lrm.mu.Lock()
+		reloading := n1.lrm.reloading
+		n1.lrm.mu.Unlock()
+		waiting := n1.c.announceWaiting.Load()
+		return fmt.Sprintf("%d reloading, %d waiting", reloading, waiting), reloading == announceParallel && waiting == groups-announceParallel
+	})
+	close(gate)
+	reloads := func() (n int, groups map[string]bool) {
+		n1.lrm.mu.Lock()
+		defer n1.lrm.mu.Unlock()
+		groups = map[string]bool{}
+		for _, op := range n1.lrm.ops {
+			if g, ok := strings.CutPrefix(op, "reload "); ok {
+				n++
+				groups[g] = true
+			}
+		}
+		return n, groups
+	}
+	testutil.Eventually(t, 100*simLease, "every group announced", func() (int, bool) {
+		n, seen := reloads()
+		return n, len(seen) == groups
+	})
+	// Those reloading when the second event came may announce twice;
+	// the others took both events as one.
+	if n, _ := reloads(); n > groups+announceParallel {
+		t.Errorf("%d reloads for %d groups and two events at once", n, groups)
+	}
 }
