@@ -274,9 +274,8 @@ func (v *view) alone(e addrEntry) bool {
 	return v.others(e) == 0
 }
 
-// deleteAll deletes es (each alone) in one request to the
-// kernel, and returns each one's result; an address already gone counts
-// as deleted.
+// deleteAll deletes es (each alone) in one request to the kernel and
+// returns each one's result; an address already gone counts as deleted.
 func deleteAll(v *view, es []addrEntry) []error {
 	as := make([]*netlink.Addr, len(es))
 	for i, e := range es {

@@ -81,7 +81,7 @@ func TestAddrDelAll(t *testing.T) {
 	ns := nn.Add("d")
 	nn.Run("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
 	nn.Run("ip", "-n", ns, "addr", "add", "10.88.0.1/24", "dev", "eth0")
-	const hosts, secondaries = 2*delBatch + 7, 4
+	const hosts, secondaries = 2*nlBatch + 7, 4
 	var batch strings.Builder
 	var del []netip.Prefix
 	for i := range hosts {
@@ -102,7 +102,7 @@ func TestAddrDelAll(t *testing.T) {
 		t.Fatalf("ip -batch: %v %s", err, out)
 	}
 	gone := netip.MustParsePrefix("10.81.9.9/32")
-	del = append(del[:delBatch], append([]netip.Prefix{gone}, del[delBatch:]...)...)
+	del = append(del[:nlBatch], append([]netip.Prefix{gone}, del[nlBatch:]...)...)
 
 	var errs []error
 	if err := nstest.InNS(ns, func() error {

@@ -282,7 +282,7 @@ func (r *IPaddr) Release(ctx context.Context) []string {
 		}
 	}
 	for v, gs := range fast {
-		for chunk := range slices.Chunk(gs, delBatch) {
+		for chunk := range slices.Chunk(gs, nlBatch) {
 			jobs = append(jobs, func() {
 				es := make([]addrEntry, len(chunk))
 				for i, g := range chunk {

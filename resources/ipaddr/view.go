@@ -919,7 +919,7 @@ func (v *view) sendAdds() {
 	q := &v.adds
 	for {
 		q.mu.Lock()
-		batch := q.waiting[:min(len(q.waiting), delBatch)]
+		batch := q.waiting[:min(len(q.waiting), nlBatch)]
 		q.waiting = q.waiting[len(batch):]
 		if len(batch) == 0 {
 			q.waiting, q.sending = nil, false
