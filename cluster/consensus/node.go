@@ -78,10 +78,12 @@ type Options struct {
 	Timing  Timing
 	FSM     raft.FSM
 	Log     *slog.Logger
-	// PeerWait, if set, returns for a peer's Raft address a channel to
-	// wait on (closed when the peer is heard again) before dialling it,
-	// or nil to dial at once. A dial waits at most the transport timeout.
-	PeerWait func(addr string) <-chan struct{}
+	// PeerWait, if set, returns for a peer's Raft address a channel
+	// closed the next time the peer is heard after a death or a restart,
+	// and whether it is dead now: a dial then waits for the channel
+	// (at most the transport timeout), and a dial in flight when it
+	// closes starts over.
+	PeerWait func(addr string) (back <-chan struct{}, dead bool)
 }
 
 // Node is this node's Raft member.

@@ -39,8 +39,9 @@ type layer struct {
 	log      *slog.Logger
 	raftCh   chan net.Conn
 	forward  func(ctx context.Context, req request) error
-	hasState func() bool                       // whether this node has a Raft log
-	wait     func(addr string) <-chan struct{} // Options.PeerWait
+	hasState func() bool                                         // whether this node has a Raft log
+	wait     func(addr string) (back <-chan struct{}, dead bool) // Options.PeerWait
+	dialTCP  func(ctx context.Context, addr string) (net.Conn, error)
 	closed   chan struct{}
 	once     sync.Once
 	// rejected counts connections that failed the handshake (no or the
@@ -66,7 +67,10 @@ type layer struct {
 
 func newLayer(ln net.Listener, creds *Credentials, log *slog.Logger) *layer {
 	l := &layer{ln: ln, creds: creds, log: log, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[*tracked]bool{},
-		rejects: newRateLog(log, rejectBurst, rejectEvery)}
+		rejects: newRateLog(log, rejectBurst, rejectEvery),
+		dialTCP: func(ctx context.Context, addr string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		}}
 	l.fwd = &forwarder{l: l, conns: map[string]*fwdConn{}, open: map[*fwdConn]bool{}}
 	l.fwd.idle.Store(int64(forwardIdle))
 	l.resume()
@@ -191,32 +195,75 @@ func (l *layer) Close() error {
 // Addr implements net.Listener.
 func (l *layer) Addr() net.Addr { return l.ln.Addr() }
 
-// Dial implements raft.StreamLayer.
+// Dial implements raft.StreamLayer. A dial to a peer membership declared
+// dead waits until it is heard again; a dial in flight when the peer is
+// heard again after a death or a restart starts over: begun while the
+// peer's links were down, its connect would wait out SYN retransmits
+// (a second and more) while the peer is back, and the leader, hearing
+// nothing from it meanwhile, may count it gone and step down.
 func (l *layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	l.mu.Lock()
 	paused := l.paused
 	l.mu.Unlock()
-	if l.wait != nil {
-		if ch := l.wait(string(addr)); ch != nil {
-			t := time.NewTimer(timeout)
-			select {
-			case <-ch:
-			case <-t.C:
-			case <-l.closed:
-			case <-paused.Done():
+	ctx, cancel := context.WithTimeout(paused, timeout)
+	defer cancel()
+	for {
+		var back <-chan struct{}
+		if l.wait != nil {
+			var dead bool
+			if back, dead = l.wait(string(addr)); dead {
+				select {
+				case <-back:
+					continue // heard: dial the peer as it is now
+				case <-ctx.Done():
+				case <-l.closed:
+				}
 			}
-			t.Stop()
 		}
+		c, err := l.dialWhile(ctx, string(addr), back)
+		if err != nil {
+			if closed(back) && ctx.Err() == nil && !closed(l.closed) {
+				continue
+			}
+			return nil, err
+		}
+		t := &tracked{Conn: c, l: l}
+		l.mu.Lock()
+		l.conns[t] = true
+		l.mu.Unlock()
+		return t, nil
 	}
-	c, err := l.dialContext(paused, string(addr), timeout, connRaft)
-	if err != nil {
-		return nil, err
+}
+
+// dialWhile dials a Raft connection to addr, given up when back closes.
+func (l *layer) dialWhile(ctx context.Context, addr string, back <-chan struct{}) (*tls.Conn, error) {
+	if back != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			select {
+			case <-back:
+				cancel()
+			case <-done:
+			}
+		}()
+		defer func() { close(done); cancel() }()
 	}
-	t := &tracked{Conn: c, l: l}
-	l.mu.Lock()
-	l.conns[t] = true
-	l.mu.Unlock()
-	return t, nil
+	return l.dialContext(ctx, addr, 0, connRaft)
+}
+
+// closed reports whether ch (not nil) is closed.
+func closed(ch <-chan struct{}) bool {
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // stopDials makes dials fail and closes every raft and forwarding
@@ -247,7 +294,7 @@ func (l *layer) dialContext(ctx context.Context, addr string, timeout time.Durat
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	nc, err := l.dialTCP(ctx, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -13,17 +13,20 @@ import (
 // backs off exponentially from a peer whose RPCs keep failing (up to about
 // ten seconds between tries), so without the gate a director returning
 // after a crash would wait that long to rejoin: a dial that waits for the
-// peer does not count as a failure until the transport's timeout.
+// peer does not count as a failure until the transport's timeout. A dial
+// in flight when the peer is heard again (begun before it was declared
+// dead, its links down) starts over rather than wait out its connect.
 type raftGate struct {
 	tracker *membership.Tracker
 	byAddr  map[string]string // Raft address → node
 
 	mu   sync.Mutex
-	dead map[string]chan struct{} // node → closed when it is heard again
+	back map[string]chan struct{} // node → closed when it is next heard after a death or restart
+	dead map[string]bool
 }
 
 func newRaftGate(t *membership.Tracker, peers []consensus.Peer) *raftGate {
-	g := &raftGate{tracker: t, byAddr: map[string]string{}, dead: map[string]chan struct{}{}}
+	g := &raftGate{tracker: t, byAddr: map[string]string{}, back: map[string]chan struct{}{}, dead: map[string]bool{}}
 	for _, p := range peers {
 		g.byAddr[p.Address] = p.Name
 	}
@@ -31,10 +34,19 @@ func newRaftGate(t *membership.Tracker, peers []consensus.Peer) *raftGate {
 }
 
 // wait implements consensus.Options.PeerWait.
-func (g *raftGate) wait(addr string) <-chan struct{} {
+func (g *raftGate) wait(addr string) (<-chan struct{}, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.dead[g.byAddr[addr]]
+	node, ok := g.byAddr[addr]
+	if !ok {
+		return nil, false
+	}
+	ch := g.back[node]
+	if ch == nil {
+		ch = make(chan struct{})
+		g.back[node] = ch
+	}
+	return ch, g.dead[node]
 }
 
 func (g *raftGate) run(ctx context.Context) error {
@@ -44,22 +56,33 @@ func (g *raftGate) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			g.mu.Lock()
-			for n, ch := range g.dead {
+			for n, ch := range g.back {
 				close(ch)
-				delete(g.dead, n)
+				delete(g.back, n)
 			}
+			clear(g.dead)
 			g.mu.Unlock()
 			return nil
 		case ev := <-events:
-			g.mu.Lock()
-			switch ch := g.dead[ev.Node]; {
-			case ev.Kind == membership.NodeDead && ch == nil:
-				g.dead[ev.Node] = make(chan struct{})
-			case (ev.Kind == membership.NodeUp || ev.Kind == membership.NodeRestarted) && ch != nil:
-				close(ch)
-				delete(g.dead, ev.Node)
-			}
-			g.mu.Unlock()
+			g.note(ev)
 		}
+	}
+}
+
+// note takes in a membership event: a death holds the peer's dials, its
+// return (heard again, or restarted) lets them through and starts those
+// in flight over.
+func (g *raftGate) note(ev membership.Event) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case ev.Kind == membership.NodeDead:
+		g.dead[ev.Node] = true
+	case ev.Kind == membership.NodeRestarted || ev.Kind == membership.NodeUp && g.dead[ev.Node]:
+		if ch := g.back[ev.Node]; ch != nil {
+			close(ch)
+			delete(g.back, ev.Node)
+		}
+		delete(g.dead, ev.Node)
 	}
 }
