@@ -205,25 +205,29 @@ func (l *layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, 
 	l.mu.Lock()
 	paused := l.paused
 	l.mu.Unlock()
-	ctx, cancel := context.WithTimeout(paused, timeout)
-	defer cancel()
 	for {
 		var back <-chan struct{}
 		if l.wait != nil {
 			var dead bool
 			if back, dead = l.wait(string(addr)); dead {
+				// Waiting does not count as a failure until the timeout,
+				// so hashicorp/raft's backoff does not grow meanwhile.
+				t := time.NewTimer(timeout)
 				select {
 				case <-back:
+					t.Stop()
 					continue // heard: dial the peer as it is now
-				case <-ctx.Done():
+				case <-t.C:
 				case <-l.closed:
+				case <-paused.Done():
 				}
+				t.Stop()
 			}
 		}
-		c, err := l.dialWhile(ctx, string(addr), back)
+		c, err := l.dialWhile(paused, string(addr), timeout, back)
 		if err != nil {
-			if closed(back) && ctx.Err() == nil && !closed(l.closed) {
-				continue
+			if closed(back) && paused.Err() == nil && !closed(l.closed) {
+				continue // the peer came back meanwhile: dial it as it is now
 			}
 			return nil, err
 		}
@@ -235,8 +239,9 @@ func (l *layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, 
 	}
 }
 
-// dialWhile dials a Raft connection to addr, given up when back closes.
-func (l *layer) dialWhile(ctx context.Context, addr string, back <-chan struct{}) (*tls.Conn, error) {
+// dialWhile dials a Raft connection to addr within timeout, given up
+// when back closes.
+func (l *layer) dialWhile(ctx context.Context, addr string, timeout time.Duration, back <-chan struct{}) (*tls.Conn, error) {
 	if back != nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
@@ -250,7 +255,7 @@ func (l *layer) dialWhile(ctx context.Context, addr string, back <-chan struct{}
 		}()
 		defer func() { close(done); cancel() }()
 	}
-	return l.dialContext(ctx, addr, 0, connRaft)
+	return l.dialContext(ctx, addr, timeout, connRaft)
 }
 
 // closed reports whether ch (not nil) is closed.
