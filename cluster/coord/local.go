@@ -372,15 +372,16 @@ func (w *worker) reannounce(ctx context.Context) {
 		return
 	}
 	w.c.announceWaiting.Add(1)
+	slot := false
 	select {
 	case w.c.announcing <- struct{}{}:
-		w.c.announceWaiting.Add(-1)
+		slot = true
 	case <-w.kick:
-		w.c.announceWaiting.Add(-1)
 		w.signal(w.announce)
-		return
 	case <-ctx.Done():
-		w.c.announceWaiting.Add(-1)
+	}
+	w.c.announceWaiting.Add(-1)
+	if !slot {
 		return
 	}
 	defer func() { <-w.c.announcing }()

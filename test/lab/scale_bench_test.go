@@ -297,6 +297,7 @@ func printScaleTable(w io.Writer, cfg scaleConfig, rows []*scaleRow) {
 		cfg.trials, cfg.idle, cfg.monitor, cfg.window)
 	fmt.Fprintln(w, "Times in ms: median [min–max]; \"last up\" over the trials in which every VIP came up. CPU: daemon + plugins, CPU-s per 30 s idle; RSS summed over those processes (the binary's text, shared by the daemon and its plugins, counts once per process); memory: the node's resident pages, each once (/proc/PID/pagemap).")
 	fmt.Fprintln(w, "* a trial that crashed a cluster which had not settled (not every VIP on the owner): its times are of the VIPs that came up on the survivor.")
+	fmt.Fprintln(w, "\"VIPs dropped by a survivor\": VIPs a survivor removed between its takeover and the next crash (a lease lost in the aftermath: a second outage).")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| keepalive / deadtime | groups | settled | first VIP up (ms) | last VIP up (ms) | all up | left behind per trial | dual holders | VIPs dropped by a survivor | idle CPU-s/30s n1 / n2 / n3 | RSS MB n1 / n2 / n3 | memory MB n1 / n2 / n3 | leases lost idle (n1) | VIP changes idle | `vigil status` ms n1 / n2 / n3 |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
