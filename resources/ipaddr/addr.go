@@ -281,14 +281,7 @@ func deleteAll(v *view, es []addrEntry) []error {
 	for i, e := range es {
 		as[i] = e.netlinkAddr()
 	}
-	var errs []error
-	if err := v.write(func(w addrWriter) error { errs = timedDelAll(v, w, as); return nil }); err != nil {
-		errs = make([]error, len(es))
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs
-	}
+	errs := v.writeAll(len(as), func(w addrWriter) []error { return timedDelAll(v, w, as) })
 	var gone []addrEntry
 	for i, err := range errs {
 		if errors.Is(err, unix.EADDRNOTAVAIL) {
@@ -313,29 +306,27 @@ func (e addrEntry) netlinkAddr() *netlink.Addr {
 // estimate four times the real release and the next takeover wait 5 s
 // for it. A run of deletions counts by its pace (view.endDelete).
 func timedDel(v *view, w addrWriter, a *netlink.Addr) error {
-	ended := v.beginDelete()
-	t0 := time.Now()
-	err := w.AddrDel(nil, a)
-	done := 0
-	if err == nil {
-		done = 1
-	}
-	v.endDelete(ended, time.Since(t0), 1, done)
-	return err
+	return timed(v, 1, func() []error { return []error{w.AddrDel(nil, a)} })[0]
 }
 
 // timedDelAll is timedDel for a batch: one request of len(as) turns.
 func timedDelAll(v *view, w addrWriter, as []*netlink.Addr) []error {
+	return timed(v, len(as), func() []error { return w.AddrDelAll(as) })
+}
+
+// timed runs del, one request of n deletions, and folds what it took
+// into the view's deletion cost.
+func timed(v *view, n int, del func() []error) []error {
 	ended := v.beginDelete()
 	t0 := time.Now()
-	errs := w.AddrDelAll(as)
+	errs := del()
 	done := 0
 	for _, err := range errs {
 		if err == nil {
 			done++
 		}
 	}
-	v.endDelete(ended, time.Since(t0), len(as), done)
+	v.endDelete(ended, time.Since(t0), n, done)
 	return errs
 }
 

@@ -931,13 +931,7 @@ func (v *view) sendAdds() {
 		for i, p := range batch {
 			as[i] = p.a
 		}
-		var errs []error
-		if err := v.write(func(w addrWriter) error { errs = w.AddrAddAll(as); return nil }); err != nil {
-			errs = make([]error, len(batch))
-			for i := range errs {
-				errs[i] = err
-			}
-		}
+		errs := v.writeAll(len(as), func(w addrWriter) []error { return w.AddrAddAll(as) })
 		var added []addrEntry
 		for i, err := range errs {
 			if err == nil {
@@ -950,6 +944,20 @@ func (v *view) sendAdds() {
 			p.done <- errs[i]
 		}
 	}
+}
+
+// writeAll runs f, a batch of n changes, with one of the pooled netlink
+// handles and returns each change's result; without a handle (the view
+// broke), each gets that error.
+func (v *view) writeAll(n int, f func(addrWriter) []error) []error {
+	var errs []error
+	if err := v.write(func(w addrWriter) error { errs = f(w); return nil }); err != nil {
+		errs = make([]error, n)
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs
 }
 
 // write runs f with one of the pooled netlink handles.
