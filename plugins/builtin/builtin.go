@@ -22,7 +22,7 @@ var registry = map[plugins.Kind]map[string]func() sdk.Plugin{
 		"ocf":        func() sdk.Plugin { return sdk.Plugin{Resource: script.NewOCF()} },
 		"lsb":        func() sdk.Plugin { return sdk.Plugin{Resource: script.NewLSB()} },
 		"heartbeat":  func() sdk.Plugin { return sdk.Plugin{Resource: script.NewHeartbeat()} },
-		"ipaddr":     func() sdk.Plugin { return sdk.Plugin{Resource: ipaddr.New(sdk.Log())} },
+		"ipaddr":     func() sdk.Plugin { return sdk.Plugin{Resource: ipaddr.ForProcess(sdk.Log())} },
 		"ldirectord": func() sdk.Plugin { return sdk.Plugin{Resource: ldirectord.New(sdk.Log())} },
 		"mon":        func() sdk.Plugin { return sdk.Plugin{Resource: mon.New(sdk.Log())} },
 	},

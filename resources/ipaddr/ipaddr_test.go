@@ -655,3 +655,40 @@ func TestAddressLifetime(t *testing.T) {
 		t.Errorf("monitor of the expired VIP: %v %v", res, err)
 	}
 }
+
+// A plugin process's resource (ForProcess) acts in the namespace its first
+// call ran in, whatever thread later calls run on; New's reads each
+// call's own.
+func TestForProcessKeepsItsNamespace(t *testing.T) {
+	l := newPairLab(t)
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	params := map[string]string{"ip": "10.88.0.70", "cidr_netmask": "32", "nic": "eth0", "arp_count": "0"}
+	monitorIn := func(r *ipaddr.IPaddr, ns string) pb.Code {
+		t.Helper()
+		var res *pb.Result
+		if err := nstest.InNS(ns, func() (err error) {
+			res, err = r.Monitor(context.Background(), &pb.Instance{Id: "vip", Type: "IPaddr", Params: params})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return res.GetCode()
+	}
+	l.mustOp("start", params)
+	pinned := ipaddr.ForProcess(log)
+	t.Cleanup(func() { _ = nstest.InNS(l.director, func() error { pinned.Close(); return nil }) })
+	if c := monitorIn(pinned, l.director); c != pb.Code_SUCCESS {
+		t.Fatalf("monitor in the director: %s", c)
+	}
+	// The client namespace has no such address: a pinned resource still
+	// looks in the director's, a per-thread one in the client's.
+	if c := monitorIn(pinned, l.client); c != pb.Code_SUCCESS {
+		t.Errorf("pinned, called from the client's namespace: %s, want the director's VIP found running", c)
+	}
+	perThread := ipaddr.New(log)
+	t.Cleanup(func() { _ = nstest.InNS(l.client, func() error { perThread.Close(); return nil }) })
+	if c := monitorIn(perThread, l.client); c != pb.Code_NOT_RUNNING {
+		t.Errorf("per thread, called from the client's namespace: %s, want not running", c)
+	}
+	l.mustOp("stop", params)
+}

@@ -97,6 +97,10 @@ type procUsage struct {
 	anon float64 // RssAnon, bytes: heap and stacks, the process's own
 	root bool    // the tree's root (the daemon)
 	name string  // its command line, for Breakdown
+	// switches are the context switches of all its threads, voluntary
+	// and not: its wake-ups, a steadier measure of idle cost on a
+	// virtual machine than CPU time, which varies by half between runs.
+	switches uint64
 	// frames are the physical pages the process has resident
 	// (/proc/PID/pagemap): the union over a node's processes counts the
 	// binary's text, shared by the daemon and its plugins, once.
@@ -165,10 +169,28 @@ func SampleTree(root int) (ProcSample, error) {
 		args[0] = filepath.Base(args[0])
 		frames, _ := residentFrames(pid)
 		out[procKey{pid, s.start}] = procUsage{cpu: s.cpu, rss: rss * 1024, pss: pss * 1024, anon: anon * 1024,
-			root: pid == root, name: strings.Join(args, " "), frames: frames}
+			root: pid == root, name: strings.Join(args, " "), frames: frames, switches: threadSwitches(pid)}
 		queue = append(queue, children[pid]...)
 	}
 	return out, nil
+}
+
+// threadSwitches sums the context switches of pid's threads.
+func threadSwitches(pid int) uint64 {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var sum uint64
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		for _, key := range []string{"voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"} {
+			if v, err := ProcKB(tid, "status", key); err == nil {
+				sum += uint64(v)
+			}
+		}
+	}
+	return sum
 }
 
 // residentFrames returns the page frame numbers of every page of pid that
@@ -272,7 +294,8 @@ func (s ProcSample) Breakdown(before ProcSample, window time.Duration) string {
 	var lines []string
 	for k, u := range s {
 		cpu := (u.cpu - before[k].cpu) * float64(30*time.Second) / float64(window)
-		line := fmt.Sprintf("%s: %.2f CPU-s/30s, RSS %.1f MB, anonymous %.1f MB", u.name, cpu, u.rss/(1<<20), u.anon/(1<<20))
+		line := fmt.Sprintf("%s: %.2f CPU-s/30s, %.0f switches/s, RSS %.1f MB, anonymous %.1f MB", u.name, cpu,
+			float64(u.switches-before[k].switches)/window.Seconds(), u.rss/(1<<20), u.anon/(1<<20))
 		if u.root {
 			lines = append([]string{line}, lines...)
 		} else {
@@ -300,6 +323,16 @@ func (s ProcSample) CPUSince(before ProcSample) float64 {
 	var sum float64
 	for k, u := range s {
 		sum += u.cpu - before[k].cpu
+	}
+	return sum
+}
+
+// SwitchesSince is the context switches the tree made between an earlier
+// sample and s, counted as CPUSince counts CPU time.
+func (s ProcSample) SwitchesSince(before ProcSample) uint64 {
+	var sum uint64
+	for k, u := range s {
+		sum += u.switches - before[k].switches
 	}
 	return sum
 }
