@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -225,6 +226,14 @@ func validateResources(cfg *config.Config, stderr io.Writer) (config.Errors, []s
 // a script.
 const validateTimeout = 10 * time.Second
 
+// daemonGCPercent is the daemon's GOGC unless the environment sets one: a
+// director should hold little memory, steadily, more than it should
+// collect seldom. Its idle allocation is small, so collecting at half the
+// default's growth costs little; at a thousand groups it took the
+// daemon's anonymous memory from 56 to 32 MB (bench-scale), and the
+// node's from 94–100 MB to 72, with the takeover as fast.
+const daemonGCPercent = 50
+
 func cmdDaemon(args []string, stderr io.Writer, witness bool) int {
 	name := "daemon"
 	if witness {
@@ -242,6 +251,9 @@ func cmdDaemon(args []string, stderr io.Writer, witness bool) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "vigil daemon:", err)
 		return exitError
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(daemonGCPercent)
 	}
 	cfg, err := config.Load(*dir, instances.Options(*node))
 	if err != nil {
