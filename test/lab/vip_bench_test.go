@@ -207,6 +207,7 @@ func reportIdle(b *testing.B, nodes map[string]*lab.Node) {
 		after := sampleNode(b, n)
 		b.ReportMetric(after.CPUSince(before[name])*float64(30*time.Second)/float64(elapsed), name+"-cpu-s/30s")
 		b.ReportMetric(float64(after.SwitchesSince(before[name]))/elapsed.Seconds(), name+"-switches/s")
+		b.Logf("%s while idle: %s", name, after.Breakdown(before[name], elapsed))
 		b.ReportMetric(after.RSS()/(1<<20), name+"-rss-MB")
 		b.ReportMetric(after.RootRSS()/(1<<20), name+"-daemon-rss-MB")
 		b.ReportMetric(after.PSS()/(1<<20), name+"-pss-MB")
