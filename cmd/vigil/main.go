@@ -231,7 +231,7 @@ const validateTimeout = 10 * time.Second
 // collect seldom. Its idle allocation is small, so collecting at half the
 // default's growth costs little; at a thousand groups it took the
 // daemon's anonymous memory from 56 to 32 MB (bench-scale), and the
-// node's from 94–100 MB to 72, with the takeover as fast.
+// node's from 94–100 MB to 75–82, with the takeover as fast.
 const daemonGCPercent = 50
 
 func cmdDaemon(args []string, stderr io.Writer, witness bool) int {
