@@ -139,18 +139,18 @@ func params(in *pb.Instance) (Params, *pb.Result) {
 // runs in the node's; tests switch threads into theirs), opening it on
 // first use or when its subscription broke.
 func (r *IPaddr) view(ctx context.Context) (*view, nsID, error) {
+	var err error
 	r.mu.Lock()
 	ns := r.pinned
-	r.mu.Unlock()
-	var err error
 	if ns == (nsID{}) {
+		r.mu.Unlock() // (a system call: not under the lock)
 		if ns, err = currentNS(); err != nil {
 			return nil, ns, err
 		}
-	}
-	r.mu.Lock()
-	if r.pin {
-		r.pinned = ns
+		r.mu.Lock()
+		if r.pin {
+			r.pinned = ns
+		}
 	}
 	v := r.views[ns]
 	if v != nil && v.dead.Load() {
